@@ -1,0 +1,66 @@
+// BlockDevice: the volume API that the NBD layer (nbd/) and the control server
+// call. The NBD layer knows nothing else about the engine: no SQLite, no object
+// stores. Implementations: engine::Volume (the live, writable volume) and, in
+// later work, read-only snapshot views.
+//
+// Contract (checked by the NBD layer before calling, asserted by implementers):
+//   REQUIRES: offset + length <= size_bytes() for every call.
+//   REQUIRES: length > 0 for read/write/trim/write_zeroes.
+// Every call returns OK or a Status whose code maps to an NBD errno
+// (nbd/errors.h). A read never returns bytes that were not written, zeroed or
+// trimmed at that offset: checksum failures are kCorruption, never garbage.
+//
+// Thread-safety: all methods are safe to call concurrently from many
+// connections. Concurrent overlapping writes land in some order, as on a disk.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/util/status.h"
+
+namespace portalbd {
+
+// What a range of the device holds, for NBD_CMD_BLOCK_STATUS (base:allocation).
+enum class ExtentState : uint8_t {
+  kData = 0,   // bytes were written
+  kZero = 1,   // explicitly zeroed: reads zero, allocated
+  kHole = 2,   // never written or trimmed: reads zero, unallocated
+};
+
+struct StatusExtent {
+  uint64_t length = 0;
+  ExtentState state = ExtentState::kHole;
+};
+
+class BlockDevice {
+ public:
+  virtual ~BlockDevice() = default;
+
+  virtual uint64_t size_bytes() const = 0;
+  virtual bool read_only() const = 0;
+  // The engine's natural I/O unit (NBD_INFO_BLOCK_SIZE preferred size).
+  virtual uint32_t preferred_block_size() const = 0;
+
+  // Fills `out` with the bytes at [offset, offset + out.size()).
+  virtual Status read(uint64_t offset, std::span<std::byte> out) = 0;
+  // Stores `data` at `offset`. With `fua`, returns only once durable.
+  virtual Status write(uint64_t offset, std::span<const std::byte> data, bool fua) = 0;
+  // Discards [offset, offset+length); it then reads as zeros and stores nothing.
+  virtual Status trim(uint64_t offset, uint64_t length, bool fua) = 0;
+  // Makes [offset, offset+length) read as zeros without storing data.
+  virtual Status write_zeroes(uint64_t offset, uint64_t length, bool fua) = 0;
+  // Makes every write answered before this call durable in object storage.
+  virtual Status flush() = 0;
+  // Describes [offset, offset+length) as a run of extents, in order, covering
+  // at least the first byte. May stop early (after max_extents).
+  virtual Status block_status(uint64_t offset, uint64_t length, size_t max_extents,
+                              std::vector<StatusExtent>* out) = 0;
+  // Hints that [offset, offset+length) will be read soon (NBD_CMD_CACHE).
+  virtual Status prefetch(uint64_t offset, uint64_t length) { (void)offset; (void)length; return Status::OK(); }
+};
+
+}  // namespace portalbd

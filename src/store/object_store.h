@@ -1,0 +1,63 @@
+// ObjectStore: the seam between the engine and object storage.
+//
+// Keys are relative to the store's root/prefix ("segments/0000000000000001.seg").
+// Implementations: MemoryStore (memory://), FileStore (file:///dir), and later
+// S3Store (s3://bucket/prefix); decorators (fault injection, retries, metrics)
+// wrap any of them.
+//
+// Contract:
+//   * put() is atomic: readers see the whole old object or the whole new one.
+//     When put() returns OK the object is durable (fsync'ed, acknowledged).
+//   * put_if_absent() fails with kAlreadyExists when the key exists. Stores that
+//     cannot enforce it say so through supports_conditional_put().
+//   * get_range() of a missing key is kNotFound; reading past the end returns
+//     the bytes that exist (possibly fewer than asked).
+//   * list() returns keys beginning with `prefix`, sorted ascending.
+//   * remove() of a missing key is OK (idempotent).
+//
+// Thread-safety: every method may be called from many threads at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/util/status.h"
+
+namespace portalbd {
+
+struct ObjectInfo {
+  std::string key;
+  uint64_t size = 0;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+
+  virtual Status put(const std::string& key, std::span<const std::byte> data) = 0;
+  virtual Status put_if_absent(const std::string& key, std::span<const std::byte> data) = 0;
+  virtual bool supports_conditional_put() const = 0;
+  // Reads up to `length` bytes at `offset` into *out (resized to what was read).
+  virtual Status get_range(const std::string& key, uint64_t offset, uint64_t length,
+                           std::vector<std::byte>* out) = 0;
+  // Reads the whole object.
+  virtual Status get(const std::string& key, std::vector<std::byte>* out) = 0;
+  virtual Result<ObjectInfo> head(const std::string& key) = 0;
+  virtual Status list(const std::string& prefix, std::vector<ObjectInfo>* out) = 0;
+  virtual Status remove(const std::string& key) = 0;
+
+  // "memory://", "file:///var/lib/portalbd/data": for logs and status.
+  virtual std::string url() const = 0;
+  // True when data outlives the process (false for memory://).
+  virtual bool persistent() const = 0;
+};
+
+// Opens the store a URL names: memory://, file:///abs/path (or file://rel/path).
+// Unknown schemes are kInvalidArgument naming the scheme.
+Result<std::shared_ptr<ObjectStore>> open_object_store(const std::string& url);
+
+}  // namespace portalbd
