@@ -7,7 +7,7 @@
 
 CXX      ?= g++
 BUILD    ?= build
-PKGS     := sqlite3 liblz4 libzstd spdlog fmt tomlplusplus nlohmann_json
+PKGS     := sqlite3 liblz4 libzstd spdlog fmt tomlplusplus nlohmann_json libnbd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
