@@ -4,7 +4,7 @@
 #include <mutex>
 
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 
 namespace portalbd::log {
 namespace {

@@ -1,0 +1,87 @@
+// The daemon's configuration: one plain struct, its per-user defaults, the
+// TOML file loader and the validator.
+//
+// Precedence (applied by src/config/cli.h): defaults <- config file <- flags.
+// Keys follow the seed's file format ([device], [storage], [nbd], [lsm]) plus
+// our own [cache] and [daemon] tables; every key is listed in config_keys.h.
+//
+// Error messages name where the bad value came from, so a user can fix it
+// without reading code: "/etc/x.toml: device.disk_size_gb = 0: must be at
+// least 1".
+//
+// Ownership: values. Thread-safety: a Config is a value; the functions here
+// touch no shared state (default_config() only reads the environment).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "src/util/status.h"
+
+namespace portalbd {
+
+struct Config {
+  // [device]
+  uint64_t disk_size_gb = 0;  // 0 / unset: keep the existing volume's size; new volumes get 1 GiB
+  bool disk_size_set = false;
+  bool grow = false;  // allow a larger size than the existing volume (never shrink)
+  // [storage]
+  std::string storage_url;  // empty: file://<state_dir>/data, see effective_storage_url()
+  // [nbd]
+  std::string nbd_address = "127.0.0.1:10809";  // "host:port"; "" disables TCP
+  std::string nbd_unix;                          // NBD unix socket path, "" = none
+  std::string control_socket;                    // [nbd] socket (the seed's name for it)
+  std::string export_name = "portalbd";
+  // [lsm]
+  uint64_t flush_interval_ms = 1000;
+  uint64_t segment_bytes = 64ull << 20;        // [lsm] l0_sst_size_bytes: target size of one segment object
+  uint64_t write_buffer_bytes = 256ull << 20;  // max dirty bytes before writers wait
+  // [cache]
+  uint64_t cache_bytes = 256ull << 20;  // decoded-frame read cache; 0 disables it
+  // [daemon]
+  std::string state_dir;
+  std::string log_level = "info";   // trace | debug | info | warn | error | off
+  std::string compression = "lz4";  // lz4 | zstd | none
+  std::string config_file;          // the file that was loaded, if any
+};
+
+// What default_config() reads from the process: kept apart so tests can
+// pass any user without touching the real environment.
+struct UserEnvironment {
+  unsigned uid = 0;
+  std::string home;             // $HOME, or the passwd entry's home directory
+  std::string xdg_runtime_dir;  // $XDG_RUNTIME_DIR, "" when unset
+  std::string xdg_data_home;    // $XDG_DATA_HOME, "" when unset
+
+  static UserEnvironment current();
+};
+
+// Defaults for `env`'s user. Root gets system paths (/run/portalbd/portalbd.sock,
+// /var/lib/portalbd); anyone else gets per-user paths ($XDG_RUNTIME_DIR/portalbd/
+// portalbd.sock or /tmp/portalbd-$UID/portalbd.sock; $XDG_DATA_HOME/portalbd or
+// ~/.local/share/portalbd). Relative XDG values are ignored, as the XDG spec asks.
+Config default_config(const UserEnvironment& env);
+Config default_config();  // for UserEnvironment::current()
+
+// Applies the TOML file at `path` on top of `*cfg`; keys absent from the file
+// keep their value. On error `*cfg` may be partly updated: callers stop.
+// Errors (InvalidArgument, or IOError when unreadable) name the file, and the
+// key and value or line and column.
+Status apply_config_file(const std::string& path, Config* cfg);
+
+// Checks every field and the rules between fields. The message names the
+// config key: "nbd.address = \"x\": expected host:port".
+Status validate_config(const Config& cfg);
+
+// The storage URL the daemon opens: cfg.storage_url, or file://<state_dir>/data.
+std::string effective_storage_url(const Config& cfg);
+
+// A parsed "host:port" or "[v6addr]:port".
+struct HostPort {
+  std::string host;  // without brackets
+  uint16_t port = 0;
+};
+// Parses an NBD listen address; InvalidArgument says what is wrong.
+Result<HostPort> parse_host_port(const std::string& address);
+
+}  // namespace portalbd

@@ -1,0 +1,28 @@
+// open_object_store(): turns a storage URL into an ObjectStore.
+#include <string>
+
+#include "src/store/file_store.h"
+#include "src/store/memory_store.h"
+#include "src/store/object_store.h"
+
+namespace portalbd {
+
+Result<std::shared_ptr<ObjectStore>> open_object_store(const std::string& url) {
+  auto sep = url.find("://");
+  if (sep == std::string::npos) {
+    return Status::InvalidArgument("storage URL '" + url + "' has no scheme (expected memory://, file:// or s3://)");
+  }
+  std::string scheme = url.substr(0, sep);
+  std::string rest = url.substr(sep + 3);
+  if (scheme == "memory") return std::shared_ptr<ObjectStore>(std::make_shared<MemoryStore>());
+  if (scheme == "file") {
+    auto store = FileStore::Open(rest);
+    if (!store.ok()) return store.status();
+    return std::shared_ptr<ObjectStore>(*store);
+  }
+  if (scheme == "s3") return Status::NotSupported("s3:// storage is not built yet (storage URL '" + url + "')");
+  return Status::InvalidArgument("unsupported storage URL scheme '" + scheme + "' in '" + url +
+                                 "' (expected memory://, file:// or s3://)");
+}
+
+}  // namespace portalbd

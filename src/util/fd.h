@@ -1,0 +1,47 @@
+// UniqueFd: owns one file descriptor and closes it; plus whole-buffer I/O
+// helpers that retry on EINTR and short transfers.
+// Thread-safety: a UniqueFd is owned by one thread at a time.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include "src/util/status.h"
+
+namespace portalbd {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Writes all of `data` (retrying EINTR and short writes).
+Status write_all(int fd, std::span<const std::byte> data);
+// Reads exactly out.size() bytes at `offset`; kIOError on a short file.
+Status pread_all(int fd, std::span<std::byte> out, uint64_t offset);
+
+}  // namespace portalbd
