@@ -1,0 +1,73 @@
+// default_config() and UserEnvironment: where a daemon keeps its files when
+// nobody says otherwise. Root gets the system paths a packaged service uses;
+// other users get per-user paths so `portalbd` works without sudo.
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <vector>
+
+#include "src/config/config.h"
+
+namespace portalbd {
+namespace {
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+// XDG: "If an implementation encounters a relative path in any of these
+// variables it should consider the path invalid and ignore it."
+bool usable_xdg(const std::string& path) { return !path.empty() && path[0] == '/'; }
+
+std::string passwd_home(uid_t uid) {
+  std::vector<char> buf(16384);
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return "";
+  return found->pw_dir == nullptr ? "" : found->pw_dir;
+}
+
+}  // namespace
+
+UserEnvironment UserEnvironment::current() {
+  UserEnvironment env;
+  env.uid = static_cast<unsigned>(geteuid());
+  env.home = env_or_empty("HOME");
+  if (env.home.empty()) env.home = passwd_home(geteuid());
+  env.xdg_runtime_dir = env_or_empty("XDG_RUNTIME_DIR");
+  env.xdg_data_home = env_or_empty("XDG_DATA_HOME");
+  return env;
+}
+
+Config default_config(const UserEnvironment& env) {
+  Config cfg;
+  if (env.uid == 0) {
+    cfg.control_socket = "/run/portalbd/portalbd.sock";
+    cfg.state_dir = "/var/lib/portalbd";
+    return cfg;
+  }
+  cfg.control_socket = usable_xdg(env.xdg_runtime_dir)
+                           ? env.xdg_runtime_dir + "/portalbd/portalbd.sock"
+                           : "/tmp/portalbd-" + std::to_string(env.uid) + "/portalbd.sock";
+  if (usable_xdg(env.xdg_data_home)) {
+    cfg.state_dir = env.xdg_data_home + "/portalbd";
+  } else if (!env.home.empty()) {
+    cfg.state_dir = env.home + "/.local/share/portalbd";
+  } else {
+    // No home at all (a bare service account): keep data beside the socket's
+    // fallback rather than in the working directory.
+    cfg.state_dir = "/tmp/portalbd-" + std::to_string(env.uid) + "/state";
+  }
+  return cfg;
+}
+
+Config default_config() { return default_config(UserEnvironment::current()); }
+
+std::string effective_storage_url(const Config& cfg) {
+  if (!cfg.storage_url.empty()) return cfg.storage_url;
+  return "file://" + cfg.state_dir + "/data";
+}
+
+}  // namespace portalbd

@@ -1,0 +1,139 @@
+#include "src/config/config_keys.h"
+
+#include <algorithm>
+#include <array>
+#include <vector>
+
+#include "src/config/config_rules.h"
+
+namespace portalbd {
+namespace {
+
+using T = ConfigKey::Type;
+namespace r = config_rules;
+
+ConfigKey uint_key(const char* name, uint64_t Config::*field, Status (*check)(uint64_t), const char* help) {
+  ConfigKey k{name, T::kUint};
+  k.uint_field = field;
+  k.check_uint = check;
+  k.help = help;
+  return k;
+}
+
+ConfigKey string_key(const char* name, std::string Config::*field, Status (*check)(const std::string&),
+                     const char* help) {
+  ConfigKey k{name, T::kString};
+  k.string_field = field;
+  k.check_string = check;
+  k.help = help;
+  return k;
+}
+
+ConfigKey bool_key(const char* name, bool Config::*field, const char* help) {
+  ConfigKey k{name, T::kBool};
+  k.bool_field = field;
+  k.help = help;
+  return k;
+}
+
+std::vector<ConfigKey> build_table() {
+  std::vector<ConfigKey> keys;
+  ConfigKey size = uint_key("device.disk_size_gb", &Config::disk_size_gb, r::check_disk_size_gb,
+                            "device size in GiB (new volume: default 1; existing: kept)");
+  size.set_marker = &Config::disk_size_set;
+  keys.push_back(size);
+  keys.push_back(bool_key("device.grow", &Config::grow, "allow growing an existing volume (never shrinks)"));
+  keys.push_back(string_key("storage.url", &Config::storage_url, r::check_storage_url,
+                            "memory://, file:///dir or s3://bucket/prefix (default file://<state_dir>/data)"));
+  keys.push_back(string_key("nbd.address", &Config::nbd_address, r::check_nbd_address,
+                            "NBD TCP listen address host:port, \"\" disables TCP"));
+  keys.push_back(string_key("nbd.socket", &Config::control_socket, r::check_unix_socket_path,
+                            "control socket path used by portalctl"));
+  keys.push_back(string_key("nbd.unix", &Config::nbd_unix, r::check_unix_socket_path,
+                            "NBD unix socket path, \"\" for none"));
+  keys.push_back(string_key("nbd.export_name", &Config::export_name, r::check_export_name,
+                            "NBD export name; snapshots are <export>@<snapshot>"));
+  keys.push_back(uint_key("lsm.flush_interval_ms", &Config::flush_interval_ms, r::check_flush_interval_ms,
+                          "upload buffered writes at least this often"));
+  keys.push_back(uint_key("lsm.l0_sst_size_bytes", &Config::segment_bytes, r::check_segment_bytes,
+                          "target size of one segment object"));
+  keys.push_back(uint_key("lsm.write_buffer_bytes", &Config::write_buffer_bytes, r::check_any_uint,
+                          "dirty bytes held in memory before writers wait"));
+  keys.push_back(uint_key("cache.bytes", &Config::cache_bytes, r::check_any_uint,
+                          "decoded-frame read cache size, 0 disables it"));
+  keys.push_back(string_key("daemon.state_dir", &Config::state_dir, r::check_dir_path,
+                            "index and local data directory (absolute path)"));
+  keys.push_back(string_key("daemon.log_level", &Config::log_level, r::check_log_level,
+                            "trace, debug, info, warn, error or off"));
+  keys.push_back(string_key("daemon.compression", &Config::compression, r::check_compression,
+                            "segment compression: lz4, zstd or none"));
+  return keys;
+}
+
+// Levenshtein distance, enough to catch "flush_intervall_ms".
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t subst = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, subst});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
+std::span<const ConfigKey> config_keys() {
+  static const std::vector<ConfigKey> table = build_table();
+  return table;
+}
+
+const ConfigKey* find_config_key(const std::string& name) {
+  for (const ConfigKey& k : config_keys()) {
+    if (name == k.name) return &k;
+  }
+  return nullptr;
+}
+
+std::string suggest_config_key(const std::string& name) {
+  std::string best;
+  size_t best_distance = 3;  // farther than this is a different word, not a typo
+  for (const ConfigKey& k : config_keys()) {
+    size_t d = edit_distance(name, k.name);
+    if (d < best_distance) {
+      best_distance = d;
+      best = k.name;
+    }
+  }
+  return best;
+}
+
+std::string config_value_text(const ConfigKey& key, const Config& cfg) {
+  switch (key.type) {
+    case T::kUint: return std::to_string(cfg.*key.uint_field);
+    case T::kBool: return cfg.*key.bool_field ? "true" : "false";
+    case T::kString: return quote_config_string(cfg.*key.string_field);
+  }
+  return "";
+}
+
+std::string quote_config_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+Status check_config_key(const ConfigKey& key, const Config& cfg) {
+  if (key.check_uint != nullptr) return key.check_uint(cfg.*key.uint_field);
+  if (key.check_string != nullptr) return key.check_string(cfg.*key.string_field);
+  return Status::OK();
+}
+
+}  // namespace portalbd

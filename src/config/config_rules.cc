@@ -1,0 +1,97 @@
+#include "src/config/config_rules.h"
+
+#include "src/config/config.h"
+
+namespace portalbd::config_rules {
+namespace {
+
+Status invalid(std::string why) { return Status::InvalidArgument(std::move(why)); }
+
+}  // namespace
+
+Status check_disk_size_gb(uint64_t gb) {
+  if (gb < 1) return invalid("must be at least 1");
+  if (gb > kMaxDiskSizeGb) return invalid("must be at most 1073741824 (1 EiB)");
+  return Status::OK();
+}
+
+Status check_storage_url(const std::string& url) {
+  if (url.empty()) return Status::OK();
+  const auto sep = url.find("://");
+  if (sep == std::string::npos) {
+    return invalid("storage URL '" + url + "' has no scheme (expected memory://, file:// or s3://)");
+  }
+  const std::string scheme = url.substr(0, sep);
+  const std::string rest = url.substr(sep + 3);
+  if (scheme == "memory") return Status::OK();
+  if (scheme == "file") {
+    if (rest.empty()) return invalid("file:// URL needs a directory, e.g. file:///var/lib/portalbd/data");
+    return Status::OK();
+  }
+  if (scheme == "s3") {
+    if (rest.empty() || rest[0] == '/') return invalid("s3:// URL needs a bucket, e.g. s3://bucket/prefix");
+    return Status::OK();
+  }
+  return invalid("unsupported storage URL scheme '" + scheme + "' in '" + url +
+                 "' (expected memory://, file:// or s3://)");
+}
+
+Status check_nbd_address(const std::string& address) {
+  if (address.empty()) return Status::OK();
+  auto parsed = parse_host_port(address);
+  return parsed.ok() ? Status::OK() : parsed.status();
+}
+
+Status check_unix_socket_path(const std::string& path) {
+  if (path.empty()) return Status::OK();
+  if (path.size() > kMaxUnixPathBytes) {
+    return invalid("unix socket path is " + std::to_string(path.size()) + " bytes, the limit is " +
+                   std::to_string(kMaxUnixPathBytes));
+  }
+  return Status::OK();
+}
+
+Status check_export_name(const std::string& name) {
+  if (name.empty()) return invalid("must not be empty");
+  if (name.size() > kMaxExportNameBytes) return invalid("must be at most 4096 bytes");
+  for (unsigned char c : name) {
+    // '@' separates the export from a snapshot in "<export>@<snapshot>".
+    if (c == '@') return invalid("must not contain '@' (it names snapshots: <export>@<snapshot>)");
+    if (c < 0x20 || c > 0x7e) return invalid("must be printable ASCII");
+  }
+  return Status::OK();
+}
+
+Status check_log_level(const std::string& level) {
+  for (const char* known : {"trace", "debug", "info", "warn", "error", "off"}) {
+    if (level == known) return Status::OK();
+  }
+  return invalid("unknown log level (expected trace, debug, info, warn, error or off)");
+}
+
+Status check_compression(const std::string& name) {
+  if (name == "lz4" || name == "zstd" || name == "none") return Status::OK();
+  return invalid("unknown compression (expected lz4, zstd or none)");
+}
+
+Status check_flush_interval_ms(uint64_t ms) {
+  if (ms < 1 || ms > kMaxFlushIntervalMs) return invalid("must be between 1 and 3600000 (one hour)");
+  return Status::OK();
+}
+
+Status check_segment_bytes(uint64_t bytes) {
+  if (bytes < kMinSegmentBytes || bytes > kMaxSegmentBytes) {
+    return invalid("must be between 1048576 (1 MiB) and 1073741824 (1 GiB)");
+  }
+  return Status::OK();
+}
+
+Status check_any_uint(uint64_t) { return Status::OK(); }
+Status check_any_string(const std::string&) { return Status::OK(); }
+
+Status check_dir_path(const std::string& path) {
+  if (!path.empty() && path[0] != '/') return invalid("must be an absolute path");
+  return Status::OK();
+}
+
+}  // namespace portalbd::config_rules

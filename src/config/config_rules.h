@@ -1,0 +1,37 @@
+// The rule for each configuration value, shared by the TOML loader, the
+// command line and validate_config() so that every source gets the same
+// verdict. A rule returns OK or InvalidArgument whose message is the bare
+// reason ("must be at least 1"); callers prefix where the value came from.
+//
+// Internal to src/config. Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "src/util/status.h"
+
+namespace portalbd::config_rules {
+
+inline constexpr uint64_t kMaxDiskSizeGb = 1ull << 30;  // 1 EiB: NBD sizes are 64-bit bytes
+inline constexpr uint64_t kMaxFlushIntervalMs = 3'600'000;
+inline constexpr uint64_t kMinSegmentBytes = 1ull << 20;
+inline constexpr uint64_t kMaxSegmentBytes = 1ull << 30;
+inline constexpr size_t kMaxExportNameBytes = 4096;  // NBD protocol limit on names
+// sockaddr_un::sun_path holds 108 bytes including the terminating NUL.
+inline constexpr size_t kMaxUnixPathBytes = 107;
+
+Status check_disk_size_gb(uint64_t gb);
+Status check_storage_url(const std::string& url);  // "" = the default, accepted
+Status check_nbd_address(const std::string& address);  // "" = TCP off, accepted
+Status check_unix_socket_path(const std::string& path);  // "" accepted
+Status check_export_name(const std::string& name);
+Status check_log_level(const std::string& level);
+Status check_compression(const std::string& name);
+Status check_flush_interval_ms(uint64_t ms);
+Status check_segment_bytes(uint64_t bytes);
+Status check_any_uint(uint64_t);       // every value accepted
+Status check_any_string(const std::string&);  // every value accepted
+Status check_dir_path(const std::string& path);  // "" or absolute
+
+}  // namespace portalbd::config_rules
