@@ -1,0 +1,467 @@
+# Shared helpers for the black-box tests in tests/integration/test_*.sh.
+#
+# Each test sources this file, then starts the real daemon and drives it with
+# real NBD clients (nbdinfo, nbdcopy, qemu-io, fio, nbdfuse, libnbd from Python).
+# Modelled on nbdkit's tests/functions.sh.in: `requires` skips (exit 77) loudly
+# when a tool is missing, `cleanup_fn` registers teardown, `pick_unused_port`
+# finds a free TCP port.
+#
+# What a test gets:
+#   $TMP            a private temp dir, removed at exit (KEEP_TMP=1 keeps it)
+#   $PORT           a free TCP port for --nbd-address 127.0.0.1:$PORT
+#   $STATE_DIR      --state-dir for start_portalbd (default $TMP/state)
+#   $PORTALBD_PID   pid of the running daemon, empty when none
+#   $PORTALBD_LOG   log of the current daemon run (earlier runs are appended to
+#                   $TMP/portalbd.earlier.log)
+#
+# Output: one line per check, "ok N - what" or "FAIL - what: why". A failing
+# check exits 1 after printing the tail of the daemon log.
+#
+# Environment: BUILD (default build), PORTALBD / PORTALCTL (binaries),
+# PORTALBD_START_TIMEOUT (seconds, default 30), KEEP_TMP=1.
+
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD=$TOP/$BUILD ;; esac
+PORTALBD=${PORTALBD:-$BUILD/bin/portalbd}
+PORTALCTL=${PORTALCTL:-$BUILD/bin/portalctl}
+# The python3 on PATH may be a pyenv build without the libnbd bindings.
+SYSPYTHON=/usr/bin/python3
+NBDMODEL=$TOP/tests/integration/nbdmodel.py
+EXPORT_NAME=${EXPORT_NAME:-portalbd}
+PORTALBD_START_TIMEOUT=${PORTALBD_START_TIMEOUT:-30}
+PORTALBD_STOP_TIMEOUT=${PORTALBD_STOP_TIMEOUT:-60}
+TEST_NAME=$(basename "$0" .sh)
+
+export LC_ALL=C
+
+TMP=
+PORTALBD_LOG=
+PORTALBD_PID=
+PORT=
+
+_checks=0
+_cleanup_fns=()
+_mounts=()
+_loops=()
+_fuse_mounts=()
+_fuse_pids=()
+
+# ---------------------------------------------------------------- reporting
+
+log() { echo "# $*"; }
+
+ok() {
+  _checks=$((_checks + 1))
+  echo "ok $_checks - $*"
+}
+
+# fail MESSAGE...: report a failed check and exit 1 (the exit trap shows the log).
+fail() {
+  echo "FAIL - $*"
+  exit 1
+}
+
+skip() {
+  echo "SKIP: $TEST_NAME: $*"
+  exit 77
+}
+
+# check DESCRIPTION CMD...: run CMD; pass if it exits 0, else fail with its output.
+check() {
+  local what=$1; shift
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "$out" | tail -20 | sed 's/^/    /'
+    fail "$what (command exited $rc: $*)"
+  fi
+  ok "$what"
+}
+
+# check_fails DESCRIPTION CMD...: pass if CMD exits non-zero.
+check_fails() {
+  local what=$1; shift
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    echo "$out" | tail -20 | sed 's/^/    /'
+    fail "$what (command succeeded but should have failed: $*)"
+  fi
+  ok "$what"
+}
+
+assert_eq() {  # ACTUAL EXPECTED DESCRIPTION
+  if [ "$1" != "$2" ]; then
+    fail "$3: got '$1', expected '$2'"
+  fi
+  ok "$3"
+}
+
+assert_ne() {  # ACTUAL UNEXPECTED DESCRIPTION
+  if [ "$1" = "$2" ]; then
+    fail "$3: got '$1', which it must not be"
+  fi
+  ok "$3"
+}
+
+# assert_match TEXT ERE DESCRIPTION: TEXT (may be multi-line) has a line matching ERE.
+assert_match() {
+  if ! grep -qE -- "$2" <<<"$1"; then
+    echo "$1" | tail -20 | sed 's/^/    /'
+    fail "$3: no line matches /$2/"
+  fi
+  ok "$3"
+}
+
+assert_no_match() {  # TEXT ERE DESCRIPTION
+  local hit
+  if hit=$(grep -E -m3 -- "$2" <<<"$1"); then
+    echo "$hit" | sed 's/^/    /'
+    fail "$3: unexpected line matching /$2/"
+  fi
+  ok "$3"
+}
+
+assert_files_equal() {  # FILE1 FILE2 DESCRIPTION
+  local diff
+  if ! diff=$(cmp -- "$1" "$2" 2>&1); then
+    fail "$3: $diff"
+  fi
+  ok "$3"
+}
+
+sha256() { sha256sum -- "$1" | cut -d' ' -f1; }
+
+# now_ms: monotonic-enough wall clock in milliseconds, for timing checks.
+now_ms() { date +%s%3N; }
+
+# ---------------------------------------------------------------- requirements
+
+# requires CMD...: skip the test (exit 77) unless every CMD is on PATH or executable.
+requires() {
+  local c
+  for c in "$@"; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+      skip "required command '$c' is not installed"
+    fi
+  done
+}
+
+# requires_run CMD ARGS...: skip unless CMD ARGS runs successfully.
+requires_run() {
+  if ! "$@" >/dev/null 2>&1; then
+    skip "requirement not met: '$*' failed"
+  fi
+}
+
+requires_root() {
+  if [ "$(id -u)" -ne 0 ]; then skip "must run as root"; fi
+}
+
+requires_python_nbd() {
+  if ! [ -x "$SYSPYTHON" ] || ! "$SYSPYTHON" -c 'import nbd' >/dev/null 2>&1; then
+    skip "$SYSPYTHON with the libnbd bindings (python3-libnbd) is required"
+  fi
+}
+
+# The daemon itself is never a skip: `make test` builds it first, so a missing
+# binary is a failure.
+requires_portalbd() {
+  [ -x "$PORTALBD" ] || fail "daemon binary $PORTALBD is missing (run make)"
+}
+
+requires_portalctl() {
+  [ -x "$PORTALCTL" ] || fail "control binary $PORTALCTL is missing (run make)"
+}
+
+# ---------------------------------------------------------------- ports
+
+# pick_unused_port: print a TCP port on 127.0.0.1 that nothing listens on now.
+pick_unused_port() {
+  local p i
+  for i in $(seq 1 50); do
+    p=$(( (RANDOM << 8 | RANDOM) % 20000 + 30000 ))
+    if _port_bindable "$p"; then
+      echo "$p"
+      return 0
+    fi
+  done
+  fail "pick_unused_port: no free port found"
+}
+
+_port_bindable() {
+  "$SYSPYTHON" - "$1" <<'EOF' 2>/dev/null
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.close()
+EOF
+}
+
+# ---------------------------------------------------------------- URIs
+
+nbd_uri() { echo "nbd+unix:///$EXPORT_NAME?socket=$NBD_SOCK"; }
+nbd_tcp_uri() { echo "nbd://127.0.0.1:$PORT/$EXPORT_NAME"; }
+
+# ---------------------------------------------------------------- the daemon
+
+# Arguments every start_portalbd run gets (a test may change the variables).
+portalbd_default_args() {
+  DEFAULT_ARGS=(--nbd-address "127.0.0.1:$PORT" --nbd-unix "$NBD_SOCK"
+    --socket "$CTL_SOCK" --state-dir "$STATE_DIR")
+}
+
+# spawn_portalbd ARGS...: start the daemon in the background with exactly ARGS,
+# logging to $PORTALBD_LOG. Does not wait for it to be ready.
+spawn_portalbd() {
+  requires_portalbd
+  [ -z "$PORTALBD_PID" ] || fail "spawn_portalbd: daemon already running (pid $PORTALBD_PID)"
+  if [ -s "$PORTALBD_LOG" ]; then
+    { echo "===== earlier run ====="; cat "$PORTALBD_LOG"; } >>"$TMP/portalbd.earlier.log"
+  fi
+  : >"$PORTALBD_LOG"
+  echo "+ portalbd $*" >>"$TMP/commands.log"
+  # A background job of a non-interactive shell inherits SIGINT/SIGQUIT as
+  # ignored; reset them so the daemon sees signals as it would in a terminal.
+  env --default-signal=INT,QUIT "$PORTALBD" "$@" >>"$PORTALBD_LOG" 2>&1 &
+  PORTALBD_PID=$!
+}
+
+# wait_portalbd_ready [URI [FILE...]]: wait until FILEs exist and nbdinfo
+# answers on URI (defaults: the unix NBD socket and the control socket, and
+# then the TCP address too).
+# Fails with the log tail if the daemon exits or the timeout passes.
+wait_portalbd_ready() {
+  local uri=${1:-$(nbd_uri)}
+  shift || true
+  local files=("$@")
+  if [ $# -eq 0 ]; then files=("$NBD_SOCK" "$CTL_SOCK"); fi
+  local deadline=$(( $(date +%s) + PORTALBD_START_TIMEOUT ))
+  local f ready
+  while :; do
+    if ! kill -0 "$PORTALBD_PID" 2>/dev/null; then
+      local rc=0
+      wait "$PORTALBD_PID" || rc=$?
+      PORTALBD_PID=
+      fail "portalbd exited with status $rc during startup"
+    fi
+    ready=1
+    for f in "${files[@]}"; do [ -S "$f" ] || ready=0; done
+    if [ "$ready" = 1 ] && nbdinfo --size "$uri" >/dev/null 2>&1; then
+      if [ $# -gt 0 ] || nbdinfo --size "$(nbd_tcp_uri)" >/dev/null 2>&1; then
+        return 0
+      fi
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      for f in "${files[@]}"; do [ -S "$f" ] || echo "    missing socket: $f"; done
+      fail "portalbd not ready within ${PORTALBD_START_TIMEOUT}s (nbdinfo $uri)"
+    fi
+    sleep 0.1
+  done
+}
+
+# start_portalbd [ARGS...]: start the daemon with the default sockets, port and
+# state dir plus ARGS, and wait until it serves.
+start_portalbd() {
+  local t0; t0=$(now_ms)
+  portalbd_default_args
+  spawn_portalbd "${DEFAULT_ARGS[@]}" "$@"
+  wait_portalbd_ready
+  log "portalbd started (pid $PORTALBD_PID, $(( $(now_ms) - t0 )) ms): $*"
+}
+
+portalbd_running() { [ -n "$PORTALBD_PID" ] && kill -0 "$PORTALBD_PID" 2>/dev/null; }
+
+# stop_portalbd [SIGNAL]: send SIGNAL (default TERM), wait for the exit, and
+# check that the daemon exited with status 0 in time.
+stop_portalbd() {
+  local sig=${1:-TERM}
+  [ -n "$PORTALBD_PID" ] || fail "stop_portalbd: no daemon running"
+  local pid=$PORTALBD_PID t0; t0=$(now_ms)
+  kill -"$sig" "$pid" 2>/dev/null || true
+  local deadline=$(( $(date +%s) + PORTALBD_STOP_TIMEOUT ))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      kill -9 "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      PORTALBD_PID=
+      fail "portalbd did not exit within ${PORTALBD_STOP_TIMEOUT}s of SIG$sig"
+    fi
+    sleep 0.05
+  done
+  local rc=0
+  wait "$pid" || rc=$?
+  PORTALBD_PID=
+  if [ "$rc" -ne 0 ]; then
+    fail "portalbd exited with status $rc after SIG$sig (expected 0)"
+  fi
+  ok "portalbd exited 0 after SIG$sig ($(( $(now_ms) - t0 )) ms)"
+}
+
+# kill9_portalbd: simulate a crash.
+kill9_portalbd() {
+  [ -n "$PORTALBD_PID" ] || fail "kill9_portalbd: no daemon running"
+  kill -9 "$PORTALBD_PID" 2>/dev/null || true
+  wait "$PORTALBD_PID" 2>/dev/null || true
+  PORTALBD_PID=
+  log "portalbd killed with SIGKILL"
+}
+
+# run_portalbd_expect_failure SECONDS ARGS...: run the daemon in the foreground
+# and set RUN_RC, RUN_OUT (stdout+stderr) and RUN_MS. Never fails by itself.
+run_portalbd_expect_failure() {
+  requires_portalbd
+  local secs=$1; shift
+  local t0; t0=$(now_ms)
+  echo "+ portalbd $*" >>"$TMP/commands.log"
+  RUN_RC=0
+  RUN_OUT=$(timeout --kill-after=5 "$secs" "$PORTALBD" "$@" 2>&1 </dev/null) || RUN_RC=$?
+  RUN_MS=$(( $(now_ms) - t0 ))
+}
+
+portalctl() {
+  requires_portalctl
+  "$PORTALCTL" --socket "$CTL_SOCK" "$@"
+}
+
+# ---------------------------------------------------------------- clients
+
+# qio URI QEMU-IO-COMMAND...: run the commands in one qemu-io session; fail on
+# a non-zero exit or any error/verification message in the output.
+qio() {
+  local uri=$1; shift
+  local args=() c out rc=0
+  for c in "$@"; do args+=(-c "$c"); done
+  out=$(qemu-io -f raw "$uri" "${args[@]}" 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ] || grep -qiE 'fail|error|denied|invalid' <<<"$out"; then
+    grep -iE 'fail|error|denied|invalid' <<<"$out" | head -20 | sed 's/^/    /'
+    fail "qemu-io on $uri exited $rc; commands: $*"
+  fi
+  QIO_OUT=$out
+}
+
+# nbdmodel ARGS...: the libnbd model driver (see nbdmodel.py).
+nbdmodel() { "$SYSPYTHON" "$NBDMODEL" "$@"; }
+
+# loop_attach FILE: attach FILE to a free loop device, set LOOP_DEV.
+loop_attach() {
+  LOOP_DEV=$(losetup -f --show -- "$1") || fail "losetup -f --show $1 failed"
+  _loops+=("$LOOP_DEV")
+}
+
+loop_detach() {
+  losetup -d "$1" || fail "losetup -d $1 failed"
+  _forget _loops "$1"
+}
+
+mount_track() {  # mount ARGS... where the last argument is the mountpoint
+  mount "$@" || fail "mount $* failed"
+  _mounts+=("${!#}")
+}
+
+umount_track() {
+  umount "$1" || fail "umount $1 failed"
+  _forget _mounts "$1"
+}
+
+# nbdfuse_start MOUNTPOINT[/FILE] URI: run nbdfuse in the background, wait until
+# it serves (pidfile written).
+nbdfuse_start() {
+  local target=$1 uri=$2 dir
+  case "$target" in */*) dir=$(dirname "$target") ;; *) dir=$target ;; esac
+  [ -d "$target" ] && dir=$target
+  mkdir -p "$dir"
+  rm -f "$TMP/nbdfuse.pid"
+  nbdfuse -P "$TMP/nbdfuse.pid" "$target" "$uri" >>"$TMP/nbdfuse.log" 2>&1 &
+  local pid=$!
+  _fuse_pids+=("$pid")
+  _fuse_mounts+=("$dir")
+  local i
+  for i in $(seq 1 200); do
+    [ -s "$TMP/nbdfuse.pid" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$TMP/nbdfuse.log"; fail "nbdfuse exited early"; }
+    sleep 0.05
+  done
+  fail "nbdfuse did not become ready"
+}
+
+# nbdfuse_stop MOUNTPOINT: unmount and wait for nbdfuse to exit.
+nbdfuse_stop() {
+  local dir=$1 pid
+  fusermount3 -u "$dir" || fail "fusermount3 -u $dir failed"
+  _forget _fuse_mounts "$dir"
+  for pid in "${_fuse_pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  _fuse_pids=()
+}
+
+_forget() {  # ARRAY-NAME VALUE: remove VALUE from the named array
+  local -n arr=$1
+  local keep=() v
+  for v in "${arr[@]}"; do [ "$v" = "$2" ] || keep+=("$v"); done
+  arr=("${keep[@]}")
+}
+
+# ---------------------------------------------------------------- cleanup
+
+# cleanup_fn CMD ARGS...: run at exit, most recently registered first.
+cleanup_fn() {
+  local q
+  q=$(printf '%q ' "$@")
+  _cleanup_fns+=("$q")
+}
+
+_cleanup() {
+  local rc=$1 i m
+  set +e
+  trap - EXIT INT TERM
+  for (( i=${#_cleanup_fns[@]}-1; i>=0; i-- )); do
+    eval "${_cleanup_fns[$i]}" >/dev/null 2>&1
+  done
+  for (( i=${#_mounts[@]}-1; i>=0; i-- )); do
+    m=${_mounts[$i]}
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+  done
+  for m in "${_loops[@]}"; do losetup -d "$m" 2>/dev/null; done
+  for m in "${_fuse_mounts[@]}"; do
+    fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null
+  done
+  for m in "${_fuse_pids[@]}"; do kill "$m" 2>/dev/null; done
+  if [ -n "$PORTALBD_PID" ]; then
+    kill -9 "$PORTALBD_PID" 2>/dev/null
+    wait "$PORTALBD_PID" 2>/dev/null
+  fi
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+    if [ -s "$PORTALBD_LOG" ]; then
+      echo "---- last 40 lines of the daemon log ($PORTALBD_LOG) ----"
+      tail -40 "$PORTALBD_LOG"
+      echo "----"
+    fi
+    echo "$TEST_NAME: FAILED (exit $rc) after $_checks passing checks"
+  elif [ "$rc" -eq 0 ]; then
+    echo "$TEST_NAME: PASS ($_checks checks, ${SECONDS}s)"
+  fi
+  if [ "${KEEP_TMP:-0}" = 1 ]; then
+    echo "# kept $TMP"
+  else
+    # Anything still mounted below $TMP must not be descended into.
+    rm -rf --one-file-system "$TMP"
+  fi
+  exit "$rc"
+}
+
+# ---------------------------------------------------------------- setup
+
+trap '_cleanup $?' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+TMP=$(mktemp -d "/tmp/portalbd-$TEST_NAME.XXXXXX")
+STATE_DIR=$TMP/state
+NBD_SOCK=$TMP/nbd.sock
+CTL_SOCK=$TMP/ctl.sock
+PORTALBD_LOG=$TMP/portalbd.log
+PORT=$(pick_unused_port)
