@@ -1,0 +1,316 @@
+#include "meta/index.h"
+
+#include <chrono>
+
+namespace portalbd::meta {
+namespace {
+
+// Each entry upgrades the schema by one version. Never edit a shipped entry:
+// append a new one.
+const char* const kMigrations[] = {
+    // 0 -> 1
+    R"(CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+       CREATE TABLE layers(id INTEGER PRIMARY KEY, parent INTEGER, created_ms INTEGER NOT NULL);
+       CREATE TABLE roots(name TEXT PRIMARY KEY, layer INTEGER NOT NULL, kind TEXT NOT NULL,
+                          uuid TEXT, created_ms INTEGER NOT NULL);
+       CREATE TABLE segments(seq INTEGER PRIMARY KEY, layer INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                             data_bytes INTEGER NOT NULL, entries INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+       CREATE TABLE extents(layer INTEGER NOT NULL, lba INTEGER NOT NULL, nblocks INTEGER NOT NULL,
+                            state INTEGER NOT NULL, seq INTEGER NOT NULL, frame_off INTEGER NOT NULL,
+                            frame_len INTEGER NOT NULL, raw_len INTEGER NOT NULL, codec INTEGER NOT NULL,
+                            crc INTEGER NOT NULL, block_in_frame INTEGER NOT NULL,
+                            PRIMARY KEY(layer, lba)) WITHOUT ROWID;)",
+};
+
+constexpr const char* kExtentColumns =
+    "lba, nblocks, state, seq, frame_off, frame_len, raw_len, codec, crc, block_in_frame";
+
+MappedExtent read_extent(const Stmt& s) {
+  MappedExtent x;
+  x.lba = static_cast<uint64_t>(s.col_int(0));
+  x.nblocks = static_cast<uint64_t>(s.col_int(1));
+  x.state = static_cast<ExtentState>(s.col_int(2));
+  x.seq = static_cast<uint64_t>(s.col_int(3));
+  x.frame.offset = static_cast<uint64_t>(s.col_int(4));
+  x.frame.stored_len = static_cast<uint32_t>(s.col_int(5));
+  x.frame.raw_len = static_cast<uint32_t>(s.col_int(6));
+  x.frame.codec = static_cast<Codec>(s.col_int(7));
+  x.frame.crc = static_cast<uint32_t>(s.col_int(8));
+  x.block_in_frame = static_cast<uint32_t>(s.col_int(9));
+  return x;
+}
+
+// The part of `x` from block `from` (absolute) onward.
+MappedExtent tail_of(MappedExtent x, uint64_t from) {
+  uint64_t skip = from - x.lba;
+  x.lba = from;
+  x.nblocks -= skip;
+  if (x.state == ExtentState::kData) x.block_in_frame += static_cast<uint32_t>(skip);
+  return x;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Rolls back an open transaction unless commit() was called.
+class Txn {
+ public:
+  explicit Txn(Db* db) : db_(db) {}
+  Status begin() { return db_->exec("BEGIN IMMEDIATE"); }
+  Status commit() {
+    Status st = db_->exec("COMMIT");
+    if (st.ok()) done_ = true;
+    return st;
+  }
+  ~Txn() {
+    if (!done_) (void)db_->exec("ROLLBACK");
+  }
+
+ private:
+  Db* db_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Index>> Index::Open(const std::string& path) {
+  auto db = Db::Open(path);
+  if (!db.ok()) return db.status();
+  std::unique_ptr<Index> index(new Index(std::move(*db)));
+  // WAL + FULL: a committed transaction survives kill -9 and power loss.
+  PBD_RETURN_IF_ERROR(index->db_->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
+  PBD_RETURN_IF_ERROR(index->migrate().With("migrate index " + path));
+  PBD_RETURN_IF_ERROR(index->prepare_statements());
+  return index;
+}
+
+Status Index::migrate() {
+  auto st = db_->prepare("PRAGMA user_version");
+  if (!st.ok()) return st.status();
+  Status err;
+  int version = st->step(&err) ? static_cast<int>(st->col_int(0)) : 0;
+  PBD_RETURN_IF_ERROR(err);
+  const int latest = static_cast<int>(std::size(kMigrations));
+  if (version > latest) {
+    return Status::NotSupported("index schema version " + std::to_string(version) + " is newer than this portalbd (" +
+                                std::to_string(latest) + ")");
+  }
+  for (int v = version; v < latest; ++v) {
+    Txn txn(db_.get());
+    PBD_RETURN_IF_ERROR(txn.begin());
+    PBD_RETURN_IF_ERROR(db_->exec(kMigrations[v]));
+    PBD_RETURN_IF_ERROR(db_->exec("PRAGMA user_version=" + std::to_string(v + 1)));
+    PBD_RETURN_IF_ERROR(txn.commit());
+  }
+  return Status::OK();
+}
+
+Status Index::prepare_statements() {
+  const std::string cols = kExtentColumns;
+  struct {
+    Stmt* stmt;
+    std::string sql;
+  } all[] = {
+      {&left_overlap_, "SELECT " + cols + " FROM extents WHERE layer=?1 AND lba<?2 ORDER BY lba DESC LIMIT 1"},
+      {&inner_overlap_, "SELECT " + cols + " FROM extents WHERE layer=?1 AND lba>=?2 AND lba<?3 ORDER BY lba"},
+      {&delete_extent_, "DELETE FROM extents WHERE layer=?1 AND lba=?2"},
+      {&insert_extent_, "INSERT OR REPLACE INTO extents(layer, " + cols + ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
+      {&shrink_extent_, "UPDATE extents SET nblocks=?3 WHERE layer=?1 AND lba=?2"},
+      {&insert_segment_,
+       "INSERT OR REPLACE INTO segments(seq, layer, bytes, data_bytes, entries, created_ms) VALUES(?1,?2,?3,?4,?5,?6)"},
+  };
+  for (auto& [stmt, sql] : all) {
+    auto s = db_->prepare(sql);
+    if (!s.ok()) return s.status();
+    *stmt = std::move(*s);
+  }
+  return Status::OK();
+}
+
+Result<std::optional<std::string>> Index::get_meta(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("SELECT value FROM meta WHERE key=?1");
+  if (!s.ok()) return s.status();
+  s->bind(1, key);
+  Status err;
+  if (s->step(&err)) return std::optional<std::string>(s->col_text(0));
+  if (!err.ok()) return err;
+  return std::optional<std::string>();
+}
+
+Status Index::set_meta_locked(const std::string& key, const std::string& value) {
+  auto s = db_->prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)");
+  if (!s.ok()) return s.status();
+  s->bind(1, key).bind(2, value);
+  return s->exec();
+}
+
+Status Index::set_meta(const std::string& key, const std::string& value) {
+  std::lock_guard lock(mu_);
+  return set_meta_locked(key, value);
+}
+
+Result<uint64_t> Index::last_seq() {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("SELECT COALESCE(MAX(seq), 0) FROM segments");
+  if (!s.ok()) return s.status();
+  Status err;
+  uint64_t seq = s->step(&err) ? static_cast<uint64_t>(s->col_int(0)) : 0;
+  if (!err.ok()) return err;
+  return seq;
+}
+
+Result<uint64_t> Index::live_layer() {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("SELECT layer FROM roots WHERE name='live'");
+  if (!s.ok()) return s.status();
+  Status err;
+  if (s->step(&err)) return static_cast<uint64_t>(s->col_int(0));
+  if (!err.ok()) return err;
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  const std::string now = std::to_string(now_ms());
+  PBD_RETURN_IF_ERROR(db_->exec("INSERT INTO layers(id, parent, created_ms) VALUES(1, NULL, " + now + ")"));
+  PBD_RETURN_IF_ERROR(
+      db_->exec("INSERT INTO roots(name, layer, kind, uuid, created_ms) VALUES('live', 1, 'live', NULL, " + now + ")"));
+  PBD_RETURN_IF_ERROR(txn.commit());
+  return uint64_t{1};
+}
+
+Result<std::vector<uint64_t>> Index::layer_chain(uint64_t layer) {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("SELECT parent FROM layers WHERE id=?1");
+  if (!s.ok()) return s.status();
+  std::vector<uint64_t> chain;
+  std::optional<uint64_t> cur = layer;
+  while (cur) {
+    chain.insert(chain.begin(), *cur);
+    if (chain.size() > 1000000) return Status::Corruption("layer chain has a cycle");
+    s->bind(1, static_cast<int64_t>(*cur));
+    Status err;
+    if (!s->step(&err)) {
+      PBD_RETURN_IF_ERROR(err);
+      return Status::Corruption("layer " + std::to_string(*cur) + " is missing from the index");
+    }
+    cur = s->col_is_null(0) ? std::nullopt : std::optional<uint64_t>(static_cast<uint64_t>(s->col_int(0)));
+    s->reset();
+  }
+  return chain;
+}
+
+Status Index::insert_extent(uint64_t layer, const MappedExtent& x) {
+  insert_extent_.bind(1, static_cast<int64_t>(layer))
+      .bind(2, static_cast<int64_t>(x.lba))
+      .bind(3, static_cast<int64_t>(x.nblocks))
+      .bind(4, static_cast<int64_t>(x.state))
+      .bind(5, static_cast<int64_t>(x.seq))
+      .bind(6, static_cast<int64_t>(x.frame.offset))
+      .bind(7, static_cast<int64_t>(x.frame.stored_len))
+      .bind(8, static_cast<int64_t>(x.frame.raw_len))
+      .bind(9, static_cast<int64_t>(x.frame.codec))
+      .bind(10, static_cast<int64_t>(x.frame.crc))
+      .bind(11, static_cast<int64_t>(x.block_in_frame));
+  return insert_extent_.exec();
+}
+
+Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames) {
+  const uint64_t start = e.lba, end = e.lba + e.nblocks;
+  const auto L = static_cast<int64_t>(layer);
+  std::vector<MappedExtent> remnants;  // right-hand parts of cut extents
+
+  // An extent starting before `start` that reaches into the range.
+  left_overlap_.bind(1, L).bind(2, static_cast<int64_t>(start));
+  Status err;
+  if (left_overlap_.step(&err)) {
+    MappedExtent left = read_extent(left_overlap_);
+    left_overlap_.reset();
+    const uint64_t left_end = left.lba + left.nblocks;
+    if (left_end > start) {
+      if (left_end > end) remnants.push_back(tail_of(left, end));
+      shrink_extent_.bind(1, L).bind(2, static_cast<int64_t>(left.lba)).bind(3, static_cast<int64_t>(start - left.lba));
+      PBD_RETURN_IF_ERROR(shrink_extent_.exec());
+    }
+  } else {
+    left_overlap_.reset();
+    PBD_RETURN_IF_ERROR(err);
+  }
+
+  // Extents starting inside the range: delete, keeping any part past `end`.
+  std::vector<MappedExtent> inner;
+  inner_overlap_.bind(1, L).bind(2, static_cast<int64_t>(start)).bind(3, static_cast<int64_t>(end));
+  while (inner_overlap_.step(&err)) inner.push_back(read_extent(inner_overlap_));
+  inner_overlap_.reset();
+  PBD_RETURN_IF_ERROR(err);
+  for (const auto& x : inner) {
+    if (x.lba + x.nblocks > end) remnants.push_back(tail_of(x, end));
+    delete_extent_.bind(1, L).bind(2, static_cast<int64_t>(x.lba));
+    PBD_RETURN_IF_ERROR(delete_extent_.exec());
+  }
+  for (const auto& r : remnants) PBD_RETURN_IF_ERROR(insert_extent(layer, r));
+
+  MappedExtent x;
+  x.lba = e.lba;
+  x.nblocks = e.nblocks;
+  x.state = e.state;
+  if (e.state == ExtentState::kData) {
+    x.seq = seq;
+    x.frame = frames.at(e.frame);
+    x.block_in_frame = e.block_in_frame;
+  }
+  return insert_extent(layer, x);
+}
+
+Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) {
+  std::lock_guard lock(mu_);
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  for (const auto& e : footer.entries) PBD_RETURN_IF_ERROR(apply_entry(footer.layer, footer.seq, e, footer.frames));
+  insert_segment_.bind(1, static_cast<int64_t>(footer.seq))
+      .bind(2, static_cast<int64_t>(footer.layer))
+      .bind(3, static_cast<int64_t>(object_bytes))
+      .bind(4, static_cast<int64_t>(footer.data_bytes()))
+      .bind(5, static_cast<int64_t>(footer.entries.size()))
+      .bind(6, footer.created_unix_ms);
+  PBD_RETURN_IF_ERROR(insert_segment_.exec());
+  return txn.commit().With("commit segment " + std::to_string(footer.seq));
+}
+
+Status Index::scan_layer(uint64_t layer, const std::function<void(const MappedExtent&)>& fn) {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare(std::string("SELECT ") + kExtentColumns + " FROM extents WHERE layer=?1 ORDER BY lba");
+  if (!s.ok()) return s.status();
+  s->bind(1, static_cast<int64_t>(layer));
+  Status err;
+  while (s->step(&err)) fn(read_extent(*s));
+  return err;
+}
+
+Result<IndexStats> Index::stats() {
+  std::lock_guard lock(mu_);
+  IndexStats out;
+  auto s = db_->prepare(
+      "SELECT COUNT(*), COALESCE(SUM(bytes),0), COALESCE(SUM(data_bytes),0), (SELECT COUNT(*) FROM extents) FROM segments");
+  if (!s.ok()) return s.status();
+  Status err;
+  if (s->step(&err)) {
+    out.segments = static_cast<uint64_t>(s->col_int(0));
+    out.bytes_stored = static_cast<uint64_t>(s->col_int(1));
+    out.data_bytes = static_cast<uint64_t>(s->col_int(2));
+    out.extents = static_cast<uint64_t>(s->col_int(3));
+  }
+  if (!err.ok()) return err;
+  return out;
+}
+
+Status Index::reset() {
+  std::lock_guard lock(mu_);
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  PBD_RETURN_IF_ERROR(
+      db_->exec("DELETE FROM extents; DELETE FROM segments; DELETE FROM roots; DELETE FROM layers; DELETE FROM meta;"));
+  return txn.commit();
+}
+
+}  // namespace portalbd::meta

@@ -1,0 +1,102 @@
+// meta::Index: the SQLite index that maps a volume's blocks to where their
+// bytes are in object storage. It is a cache of what the segments say: the
+// engine can rebuild it by replaying segment footers in sequence order.
+//
+// Model. Data lives in *layers*. A layer holds the extents written while it
+// was the live layer, and has a parent (NULL for the first). A *root* names a
+// layer: "live" is the writable volume; snapshots (later work) name frozen
+// layers. Reading a root resolves a block in its layer, then its parent, and
+// so on. This keeps snapshot create/restore O(1): freeze a layer and start a
+// child, or start a child of a snapshot's layer and point "live" at it.
+//
+// Schema (version 1; migrations in index.cc, PRAGMA user_version):
+//   meta(key PRIMARY KEY, value)           volume identity, last_seq, ...
+//   layers(id PRIMARY KEY, parent, created_ms)
+//   roots(name PRIMARY KEY, layer, kind, uuid, created_ms)
+//   segments(seq PRIMARY KEY, layer, bytes, data_bytes, entries, created_ms)
+//   extents(layer, lba, nblocks, state, seq, frame_off, frame_len,
+//           raw_len, codec, crc, block_in_frame, PRIMARY KEY(layer, lba))
+//     Extents of one layer never overlap. A row with state kZero/kHole maps no
+//     data but hides older data in parent layers.
+//
+// Durability: WAL with synchronous=FULL. apply_segment() is one transaction:
+// after a crash the index holds a segment's entries entirely or not at all.
+//
+// Thread-safety: all methods are safe concurrently; a mutex serializes them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "meta/sqlite.h"
+#include "src/engine/segment.h"
+#include "src/util/status.h"
+
+namespace portalbd::meta {
+
+inline constexpr int kSchemaVersion = 1;
+
+// One mapped range of a layer, as stored.
+struct MappedExtent {
+  uint64_t lba = 0;
+  uint64_t nblocks = 0;
+  ExtentState state = ExtentState::kData;
+  uint64_t seq = 0;          // segment holding the data (kData only)
+  FrameRef frame;            // the frame inside that segment (kData only)
+  uint32_t block_in_frame = 0;
+};
+
+struct IndexStats {
+  uint64_t segments = 0;
+  uint64_t bytes_stored = 0;  // sum of segment object sizes
+  uint64_t data_bytes = 0;    // raw data bytes written into segments
+  uint64_t extents = 0;
+};
+
+class Index {
+ public:
+  // Opens (creating and migrating as needed) the index at `path`.
+  static Result<std::unique_ptr<Index>> Open(const std::string& path);
+
+  // Key/value facts about the volume (uuid, size_bytes, ...).
+  Result<std::optional<std::string>> get_meta(const std::string& key);
+  Status set_meta(const std::string& key, const std::string& value);
+
+  // Highest segment sequence applied (0 when none).
+  Result<uint64_t> last_seq();
+  // The layer the "live" root names; creates layer 1 and the root on first use.
+  Result<uint64_t> live_layer();
+  // [root-most ... layer]: the chain a read of `layer` resolves through.
+  Result<std::vector<uint64_t>> layer_chain(uint64_t layer);
+
+  // Records one segment and applies its entries to footer.layer, trimming or
+  // splitting older extents of that layer, in one transaction.
+  Status apply_segment(const SegmentFooter& footer, uint64_t object_bytes);
+
+  // Calls fn for every extent of `layer`, in ascending lba order.
+  Status scan_layer(uint64_t layer, const std::function<void(const MappedExtent&)>& fn);
+
+  Result<IndexStats> stats();
+  // Forgets everything (used when the index does not belong to the storage).
+  Status reset();
+
+ private:
+  explicit Index(std::unique_ptr<Db> db) : db_(std::move(db)) {}
+  Status migrate();
+  Status prepare_statements();
+  Status apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames);
+  Status insert_extent(uint64_t layer, const MappedExtent& x);
+  Status set_meta_locked(const std::string& key, const std::string& value);
+
+  std::mutex mu_;
+  std::unique_ptr<Db> db_;  // GUARDED_BY(mu_)
+  // Prepared statements, GUARDED_BY(mu_).
+  Stmt left_overlap_, inner_overlap_, delete_extent_, insert_extent_, shrink_extent_, insert_segment_;
+};
+
+}  // namespace portalbd::meta

@@ -1,0 +1,72 @@
+#include "src/engine/codec.h"
+
+#include <lz4.h>
+#include <zstd.h>
+
+#include <cstring>
+
+namespace portalbd {
+
+Result<Codec> codec_from_name(const std::string& name) {
+  if (name == "lz4") return Codec::kLz4;
+  if (name == "zstd") return Codec::kZstd;
+  if (name == "none") return Codec::kNone;
+  return Status::InvalidArgument("unknown compression '" + name + "' (expected lz4, zstd or none)");
+}
+
+const char* codec_name(Codec c) {
+  switch (c) {
+    case Codec::kNone: return "none";
+    case Codec::kLz4: return "lz4";
+    case Codec::kZstd: return "zstd";
+  }
+  return "unknown";
+}
+
+Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out) {
+  const size_t base = out->size();
+  if (wanted == Codec::kLz4) {
+    int bound = LZ4_compressBound(static_cast<int>(raw.size()));
+    out->resize(base + static_cast<size_t>(bound));
+    int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(out->data() + base),
+                                 static_cast<int>(raw.size()), bound);
+    if (n > 0 && static_cast<size_t>(n) < raw.size()) {
+      out->resize(base + static_cast<size_t>(n));
+      return Codec::kLz4;
+    }
+  } else if (wanted == Codec::kZstd) {
+    size_t bound = ZSTD_compressBound(raw.size());
+    out->resize(base + bound);
+    size_t n = ZSTD_compress(out->data() + base, bound, raw.data(), raw.size(), 3);
+    if (!ZSTD_isError(n) && n < raw.size()) {
+      out->resize(base + n);
+      return Codec::kZstd;
+    }
+  }
+  out->resize(base);
+  out->insert(out->end(), raw.begin(), raw.end());
+  return Codec::kNone;
+}
+
+Status decompress_frame(Codec codec, std::span<const std::byte> stored, std::span<std::byte> out) {
+  switch (codec) {
+    case Codec::kNone:
+      if (stored.size() != out.size()) return Status::Corruption("raw frame has the wrong length");
+      std::memcpy(out.data(), stored.data(), out.size());
+      return Status::OK();
+    case Codec::kLz4: {
+      int n = LZ4_decompress_safe(reinterpret_cast<const char*>(stored.data()), reinterpret_cast<char*>(out.data()),
+                                  static_cast<int>(stored.size()), static_cast<int>(out.size()));
+      if (n < 0 || static_cast<size_t>(n) != out.size()) return Status::Corruption("lz4 frame does not decode");
+      return Status::OK();
+    }
+    case Codec::kZstd: {
+      size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
+      if (ZSTD_isError(n) || n != out.size()) return Status::Corruption("zstd frame does not decode");
+      return Status::OK();
+    }
+  }
+  return Status::Corruption("unknown codec " + std::to_string(static_cast<int>(codec)));
+}
+
+}  // namespace portalbd

@@ -1,0 +1,45 @@
+#include "src/engine/frame_cache.h"
+
+namespace portalbd {
+
+FrameCache::Frame FrameCache::get(uint64_t seq, uint64_t offset) {
+  std::lock_guard lock(mu_);
+  auto it = map_.find({seq, offset});
+  if (it == map_.end()) {
+    ++misses_;
+    return nullptr;
+  }
+  ++hits_;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->frame;
+}
+
+void FrameCache::put(uint64_t seq, uint64_t offset, Frame frame) {
+  if (capacity_ == 0 || !frame) return;
+  std::lock_guard lock(mu_);
+  Key key{seq, offset};
+  if (map_.count(key) != 0) return;
+  bytes_ += frame->size();
+  lru_.push_front({key, std::move(frame)});
+  map_[key] = lru_.begin();
+  while (bytes_ > capacity_ && !lru_.empty()) {
+    bytes_ -= lru_.back().frame->size();
+    map_.erase(lru_.back().key);
+    lru_.pop_back();
+  }
+}
+
+uint64_t FrameCache::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+uint64_t FrameCache::hits() const {
+  std::lock_guard lock(mu_);
+  return hits_;
+}
+uint64_t FrameCache::misses() const {
+  std::lock_guard lock(mu_);
+  return misses_;
+}
+
+}  // namespace portalbd

@@ -1,0 +1,50 @@
+// FrameCache: decoded segment frames kept in memory, least recently used
+// evicted first, bounded by total bytes. Frames are immutable once decoded, so
+// readers share them through shared_ptr without copying.
+// Thread-safety: all methods are safe concurrently (one mutex).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace portalbd {
+
+class FrameCache {
+ public:
+  using Frame = std::shared_ptr<const std::vector<std::byte>>;
+
+  explicit FrameCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+
+  // The frame at (seq, offset) or nullptr.
+  Frame get(uint64_t seq, uint64_t offset);
+  void put(uint64_t seq, uint64_t offset, Frame frame);
+  uint64_t bytes() const;
+  uint64_t hits() const;
+  uint64_t misses() const;
+
+ private:
+  struct Key {
+    uint64_t seq, offset;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.seq * 0x9E3779B97F4A7C15ull ^ k.offset); }
+  };
+  struct Item {
+    Key key;
+    Frame frame;
+  };
+
+  const uint64_t capacity_;
+  mutable std::mutex mu_;
+  std::list<Item> lru_;  // front = most recent; GUARDED_BY(mu_)
+  std::unordered_map<Key, std::list<Item>::iterator, KeyHash> map_;  // GUARDED_BY(mu_)
+  uint64_t bytes_ = 0, hits_ = 0, misses_ = 0;  // GUARDED_BY(mu_)
+};
+
+}  // namespace portalbd

@@ -1,0 +1,212 @@
+#include "src/engine/segment.h"
+
+#include <cassert>
+#include <cstdio>
+#include <cstring>
+
+#include "src/util/crc32c.h"
+#include "src/util/endian.h"
+
+namespace portalbd {
+namespace {
+
+constexpr char kFooterMagic[8] = {'P', 'B', 'D', 'S', 'E', 'G', 'F', '1'};
+constexpr char kTrailerMagic[8] = {'P', 'B', 'D', 'S', 'E', 'G', 'T', '1'};
+constexpr size_t kFooterHeaderBytes = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
+constexpr size_t kFrameRecordBytes = 24;
+constexpr size_t kEntryRecordBytes = 32;
+
+void put_magic(std::vector<std::byte>* out, const char (&magic)[8]) {
+  for (char c : magic) out->push_back(static_cast<std::byte>(c));
+}
+
+bool has_magic(const std::byte* p, const char (&magic)[8]) { return std::memcmp(p, magic, 8) == 0; }
+
+}  // namespace
+
+std::string segment_key(uint64_t seq) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "segments/%016llx.seg", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+bool parse_segment_key(const std::string& key, uint64_t* seq) {
+  static const std::string kPrefix = "segments/";
+  if (key.size() != kPrefix.size() + 16 + 4 || key.compare(0, kPrefix.size(), kPrefix) != 0 ||
+      key.compare(key.size() - 4, 4, ".seg") != 0) {
+    return false;
+  }
+  uint64_t v = 0;
+  for (size_t i = kPrefix.size(); i < kPrefix.size() + 16; ++i) {
+    char c = key[i];
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *seq = v;
+  return true;
+}
+
+uint64_t SegmentFooter::data_bytes() const {
+  uint64_t n = 0;
+  for (const auto& e : entries) {
+    if (e.state == ExtentState::kData) n += e.nblocks * kBlockSize;
+  }
+  return n;
+}
+
+SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms) : codec_(codec) {
+  footer_.seq = seq;
+  footer_.layer = layer;
+  footer_.created_unix_ms = created_unix_ms;
+  pending_.reserve(kFrameBlocks * kBlockSize);
+}
+
+void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
+  assert(!data.empty() && data.size() % kBlockSize == 0);
+  uint64_t nblocks = data.size() / kBlockSize;
+  uint64_t done = 0;
+  while (done < nblocks) {
+    uint32_t used = static_cast<uint32_t>(pending_.size() / kBlockSize);
+    uint64_t take = std::min<uint64_t>(kFrameBlocks - used, nblocks - done);
+    footer_.entries.push_back({lba + done, take, static_cast<uint32_t>(footer_.frames.size()), used, ExtentState::kData});
+    auto part = data.subspan(done * kBlockSize, take * kBlockSize);
+    pending_.insert(pending_.end(), part.begin(), part.end());
+    done += take;
+    if (pending_.size() == kFrameBlocks * kBlockSize) seal_frame();
+  }
+}
+
+void SegmentBuilder::add_empty(uint64_t lba, uint64_t nblocks, ExtentState state) {
+  assert(nblocks > 0 && state != ExtentState::kData);
+  footer_.entries.push_back({lba, nblocks, kNoFrame, 0, state});
+}
+
+void SegmentBuilder::seal_frame() {
+  if (pending_.empty()) return;
+  FrameRef ref;
+  ref.offset = object_.size();
+  ref.raw_len = static_cast<uint32_t>(pending_.size());
+  ref.codec = compress_frame(codec_, pending_, &object_);
+  ref.stored_len = static_cast<uint32_t>(object_.size() - ref.offset);
+  ref.crc = crc32c(std::span<const std::byte>(object_).subspan(ref.offset, ref.stored_len));
+  footer_.frames.push_back(ref);
+  pending_.clear();
+}
+
+std::vector<std::byte> SegmentBuilder::finish() {
+  seal_frame();
+  const uint64_t footer_offset = object_.size();
+  std::vector<std::byte>& o = object_;
+  put_magic(&o, kFooterMagic);
+  put_u32(&o, kSegmentFormatVersion);
+  put_u32(&o, 0);  // flags
+  put_u64(&o, footer_.seq);
+  put_u64(&o, footer_.layer);
+  put_u64(&o, static_cast<uint64_t>(footer_.created_unix_ms));
+  put_u32(&o, static_cast<uint32_t>(footer_.frames.size()));
+  put_u32(&o, static_cast<uint32_t>(footer_.entries.size()));
+  for (const auto& f : footer_.frames) {
+    put_u64(&o, f.offset);
+    put_u32(&o, f.stored_len);
+    put_u32(&o, f.raw_len);
+    put_u32(&o, f.crc);
+    put_u8(&o, static_cast<uint8_t>(f.codec));
+    put_zeros(&o, 3);
+  }
+  for (const auto& e : footer_.entries) {
+    put_u64(&o, e.lba);
+    put_u64(&o, e.nblocks);
+    put_u32(&o, e.frame);
+    put_u32(&o, e.block_in_frame);
+    put_u8(&o, static_cast<uint8_t>(e.state));
+    put_zeros(&o, 7);
+  }
+  const uint32_t footer_len = static_cast<uint32_t>(o.size() - footer_offset);
+  const uint32_t footer_crc = crc32c(std::span<const std::byte>(o).subspan(footer_offset, footer_len));
+  const size_t trailer_start = o.size();
+  put_u64(&o, footer_offset);
+  put_u32(&o, footer_len);
+  put_u32(&o, footer_crc);
+  put_u32(&o, kSegmentFormatVersion);
+  put_u32(&o, 0);
+  put_u64(&o, crc32c(std::span<const std::byte>(o).subspan(trailer_start, 24)));
+  put_magic(&o, kTrailerMagic);
+  assert(o.size() - trailer_start == kSegmentTrailerBytes);
+  return std::move(object_);
+}
+
+Status parse_segment_trailer(std::span<const std::byte> t, uint64_t* footer_offset, uint32_t* footer_len) {
+  if (t.size() != kSegmentTrailerBytes || !has_magic(t.data() + 32, kTrailerMagic)) {
+    return Status::Corruption("not a segment trailer");
+  }
+  if (get_u64(t.data() + 24) != crc32c(t.subspan(0, 24))) return Status::Corruption("segment trailer checksum mismatch");
+  if (get_u32(t.data() + 16) != kSegmentFormatVersion) {
+    return Status::Corruption("unsupported segment version " + std::to_string(get_u32(t.data() + 16)));
+  }
+  *footer_offset = get_u64(t.data());
+  *footer_len = get_u32(t.data() + 8);
+  return Status::OK();
+}
+
+Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_t footer_offset) {
+  if (f.size() < kFooterHeaderBytes || !has_magic(f.data(), kFooterMagic)) {
+    return Status::Corruption("not a segment footer");
+  }
+  SegmentFooter footer;
+  const std::byte* p = f.data() + 8;
+  if (get_u32(p) != kSegmentFormatVersion) return Status::Corruption("unsupported segment footer version");
+  footer.seq = get_u64(p + 8);
+  footer.layer = get_u64(p + 16);
+  footer.created_unix_ms = static_cast<int64_t>(get_u64(p + 24));
+  const uint64_t nframes = get_u32(p + 32);
+  const uint64_t nentries = get_u32(p + 36);
+  if (f.size() != kFooterHeaderBytes + nframes * kFrameRecordBytes + nentries * kEntryRecordBytes) {
+    return Status::Corruption("segment footer length does not match its counts");
+  }
+  p = f.data() + kFooterHeaderBytes;
+  footer.frames.reserve(nframes);
+  for (uint64_t i = 0; i < nframes; ++i, p += kFrameRecordBytes) {
+    FrameRef r{get_u64(p), get_u32(p + 8), get_u32(p + 12), get_u32(p + 16), static_cast<Codec>(p[20])};
+    if (r.offset + r.stored_len > footer_offset || r.raw_len == 0 || r.raw_len % kBlockSize != 0 ||
+        r.raw_len > kFrameBlocks * kBlockSize || static_cast<uint8_t>(r.codec) > 2) {
+      return Status::Corruption("segment frame record " + std::to_string(i) + " is out of bounds");
+    }
+    footer.frames.push_back(r);
+  }
+  footer.entries.reserve(nentries);
+  for (uint64_t i = 0; i < nentries; ++i, p += kEntryRecordBytes) {
+    SegmentEntry e{get_u64(p), get_u64(p + 8), get_u32(p + 16), get_u32(p + 20), static_cast<ExtentState>(p[24])};
+    bool ok = e.nblocks > 0 && e.lba + e.nblocks > e.lba && static_cast<uint8_t>(e.state) <= 2;
+    if (ok && e.state == ExtentState::kData) {
+      ok = e.frame < footer.frames.size() &&
+           (e.block_in_frame + e.nblocks) * kBlockSize <= footer.frames[e.frame].raw_len;
+    }
+    if (!ok) return Status::Corruption("segment entry " + std::to_string(i) + " is malformed");
+    footer.entries.push_back(e);
+  }
+  return footer;
+}
+
+Result<SegmentFooter> parse_segment_object(std::span<const std::byte> object) {
+  if (object.size() < kSegmentTrailerBytes) return Status::Corruption("segment object too short");
+  uint64_t footer_offset = 0;
+  uint32_t footer_len = 0;
+  PBD_RETURN_IF_ERROR(parse_segment_trailer(object.subspan(object.size() - kSegmentTrailerBytes), &footer_offset, &footer_len));
+  if (footer_offset + footer_len != object.size() - kSegmentTrailerBytes) {
+    return Status::Corruption("segment footer position does not match the object size");
+  }
+  auto footer = object.subspan(footer_offset, footer_len);
+  const std::byte* t = object.data() + object.size() - kSegmentTrailerBytes;
+  if (crc32c(footer) != get_u32(t + 12)) return Status::Corruption("segment footer checksum mismatch");
+  return parse_segment_footer(footer, footer_offset);
+}
+
+Status decode_frame(const FrameRef& ref, std::span<const std::byte> stored, std::vector<std::byte>* out) {
+  if (stored.size() != ref.stored_len) return Status::Corruption("frame is truncated");
+  if (crc32c(stored) != ref.crc) return Status::Corruption("frame checksum mismatch");
+  out->resize(ref.raw_len);
+  return decompress_frame(ref.codec, stored, *out);
+}
+
+}  // namespace portalbd

@@ -1,0 +1,111 @@
+// Segment objects: the immutable unit of data in object storage.
+//
+// A flush seals the write buffer into one segment and PUTs it at
+// "segments/<seq as 16 hex digits>.seg". Sequence numbers only grow, so
+// replaying segments in key order rebuilds the index (DESIGN invariant 1).
+//
+// Object layout (all integers little-endian):
+//
+//   [frame 0][frame 1]...[frame n-1][footer][trailer: 40 bytes]
+//
+//   frame   : up to kFrameBlocks blocks of raw data, compressed (lz4/zstd) or raw
+//   footer  : "PBDSEGF1" u32 version u32 flags u64 seq u64 layer i64 created_ms
+//             u32 nframes u32 nentries
+//             nframes x { u64 offset u32 stored_len u32 raw_len u32 crc32c u8 codec u8[3] }
+//             nentries x { u64 lba u64 nblocks u32 frame u32 block_in_frame u8 state u8[7] }
+//   trailer : u64 footer_offset u32 footer_len u32 footer_crc32c u32 version
+//             u32 reserved u64 object_crc_of_trailer_fields "PBDSEGT1"
+//
+// An entry maps nblocks blocks starting at lba either to blocks of one frame
+// (state kData) or to nothing (kZero: zeroed, kHole: trimmed). Entries are in
+// the order they were written; within one segment they never overlap. Every
+// frame's crc32c covers its stored bytes, so a read of one frame is verified
+// without reading the rest of the object.
+//
+// Thread-safety: SegmentBuilder is single-threaded; parse functions are pure.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/engine/block_device.h"
+#include "src/engine/codec.h"
+#include "src/util/status.h"
+
+namespace portalbd {
+
+inline constexpr uint32_t kBlockSize = 4096;
+inline constexpr uint32_t kFrameBlocks = 16;  // 64 KiB frames
+inline constexpr size_t kSegmentTrailerBytes = 40;
+inline constexpr uint32_t kSegmentFormatVersion = 1;
+inline constexpr uint32_t kNoFrame = UINT32_MAX;
+
+std::string segment_key(uint64_t seq);
+// Parses "segments/<16 hex>.seg"; false for anything else.
+bool parse_segment_key(const std::string& key, uint64_t* seq);
+
+struct FrameRef {
+  uint64_t offset = 0;     // byte offset of the frame in the segment object
+  uint32_t stored_len = 0;  // bytes in the object
+  uint32_t raw_len = 0;     // bytes once decoded (a multiple of kBlockSize)
+  uint32_t crc = 0;         // crc32c of the stored bytes
+  Codec codec = Codec::kNone;
+};
+
+struct SegmentEntry {
+  uint64_t lba = 0;
+  uint64_t nblocks = 0;
+  uint32_t frame = kNoFrame;
+  uint32_t block_in_frame = 0;
+  ExtentState state = ExtentState::kData;
+};
+
+struct SegmentFooter {
+  uint64_t seq = 0;
+  uint64_t layer = 0;  // index layer the entries belong to
+  int64_t created_unix_ms = 0;
+  std::vector<FrameRef> frames;
+  std::vector<SegmentEntry> entries;
+  uint64_t data_bytes() const;  // raw bytes of data blocks mapped
+};
+
+class SegmentBuilder {
+ public:
+  SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms);
+
+  // Adds whole blocks of data starting at block `lba`.
+  // REQUIRES: data.size() is a positive multiple of kBlockSize.
+  void add_data(uint64_t lba, std::span<const std::byte> data);
+  // Adds a range that holds no data: kZero or kHole.
+  void add_empty(uint64_t lba, uint64_t nblocks, ExtentState state);
+  // Seals the segment: the complete object bytes. The builder is spent after.
+  std::vector<std::byte> finish();
+
+  const SegmentFooter& footer() const { return footer_; }
+  bool empty() const { return footer_.entries.empty(); }
+
+ private:
+  void seal_frame();
+
+  Codec codec_;
+  SegmentFooter footer_;
+  std::vector<std::byte> object_;   // frames sealed so far
+  std::vector<std::byte> pending_;  // raw bytes of the open frame
+};
+
+// Reads the trailer (the last kSegmentTrailerBytes of an object) and returns
+// where the footer is. kCorruption when the trailer is not a segment trailer.
+Status parse_segment_trailer(std::span<const std::byte> trailer, uint64_t* footer_offset, uint32_t* footer_len);
+// Parses and verifies a footer (its crc is checked against the trailer's by
+// parse_segment_object; this checks structure and bounds).
+Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> footer, uint64_t footer_offset);
+// Parses a whole segment object: trailer, footer crc, footer.
+Result<SegmentFooter> parse_segment_object(std::span<const std::byte> object);
+
+// Verifies and decodes one frame's stored bytes into `out` (raw_len bytes).
+Status decode_frame(const FrameRef& ref, std::span<const std::byte> stored, std::vector<std::byte>* out);
+
+}  // namespace portalbd

@@ -1,0 +1,85 @@
+#include "src/engine/segment.h"
+
+#include <doctest/doctest.h>
+
+#include <random>
+
+using namespace portalbd;
+
+namespace {
+std::vector<std::byte> pattern_blocks(uint64_t nblocks, uint8_t seed, bool compressible) {
+  std::vector<std::byte> v(nblocks * kBlockSize);
+  std::mt19937 rng(seed);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::byte(compressible ? static_cast<uint8_t>(seed + i / 512) : rng());
+  return v;
+}
+}  // namespace
+
+TEST_SUITE("engine.segment") {
+  TEST_CASE("round trip: entries, frames and data survive encode/parse/decode") {
+    for (Codec codec : {Codec::kLz4, Codec::kZstd, Codec::kNone}) {
+      SegmentBuilder b(7, 3, codec, 1234);
+      auto a = pattern_blocks(20, 1, true);    // spans two frames
+      auto c = pattern_blocks(3, 2, false);    // incompressible: stored raw
+      b.add_data(100, a);
+      b.add_empty(500, 1000000, ExtentState::kHole);
+      b.add_data(9, c);
+      b.add_empty(40, 2, ExtentState::kZero);
+      auto obj = b.finish();
+
+      auto parsed = parse_segment_object(obj);
+      REQUIRE(parsed.ok());
+      CHECK(parsed->seq == 7);
+      CHECK(parsed->layer == 3);
+      CHECK(parsed->created_unix_ms == 1234);
+      REQUIRE(parsed->entries.size() == 5);  // 20 blocks split 16+4, then hole, 3 blocks, zero
+      CHECK(parsed->data_bytes() == 23 * kBlockSize);
+
+      // Reassemble every data entry from its frame and compare.
+      std::vector<std::byte> frame;
+      uint64_t checked = 0;
+      for (const auto& e : parsed->entries) {
+        if (e.state != ExtentState::kData) continue;
+        const FrameRef& ref = parsed->frames[e.frame];
+        REQUIRE(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &frame).ok());
+        const auto& src = e.lba >= 100 ? a : c;
+        uint64_t base = e.lba >= 100 ? 100 : 9;
+        for (uint64_t i = 0; i < e.nblocks * kBlockSize; ++i) {
+          REQUIRE(frame[e.block_in_frame * kBlockSize + i] == src[(e.lba - base) * kBlockSize + i]);
+        }
+        checked += e.nblocks;
+      }
+      CHECK(checked == 23);
+    }
+  }
+
+  TEST_CASE("corruption is detected, never returned as data") {
+    SegmentBuilder b(1, 1, Codec::kLz4, 0);
+    b.add_data(0, pattern_blocks(4, 9, true));
+    auto obj = b.finish();
+    auto parsed = parse_segment_object(obj);
+    REQUIRE(parsed.ok());
+    const FrameRef ref = parsed->frames[0];
+    auto bad = obj;
+    bad[ref.offset + 1] ^= std::byte{0x40};
+    std::vector<std::byte> out;
+    CHECK(decode_frame(ref, std::span<const std::byte>(bad).subspan(ref.offset, ref.stored_len), &out).is(Status::Code::kCorruption));
+    // Any flipped byte in footer or trailer fails the parse.
+    for (size_t pos = ref.stored_len; pos < obj.size(); pos += 7) {
+      auto broken = obj;
+      broken[pos] ^= std::byte{0x01};
+      CHECK_FALSE(parse_segment_object(broken).ok());
+    }
+    CHECK_FALSE(parse_segment_object(std::span<const std::byte>(obj).subspan(0, obj.size() - 1)).ok());
+  }
+
+  TEST_CASE("segment keys sort by sequence and parse back") {
+    CHECK(segment_key(1) == "segments/0000000000000001.seg");
+    CHECK(segment_key(255) < segment_key(4096));
+    uint64_t seq = 0;
+    CHECK(parse_segment_key(segment_key(0xabcdef), &seq));
+    CHECK(seq == 0xabcdef);
+    CHECK_FALSE(parse_segment_key("segments/xyz.seg", &seq));
+    CHECK_FALSE(parse_segment_key("segments/.0000000000000001.seg.tmp", &seq));
+  }
+}

@@ -1,0 +1,188 @@
+// Volume: the live, writable block device of one portalbd volume — the
+// log-structured engine behind the NBD export.
+//
+// Data path
+//   write  -> active buffer (memory)                     answered at once
+//   seal   -> the active buffer becomes a sealed buffer with the next sequence
+//             number (when it reaches segment_bytes, on FLUSH/FUA, on the
+//             flush_interval_ms timer, at shutdown)
+//   upload -> a sealed buffer is encoded as one segment object and PUT
+//   commit -> the segment's entries are applied to the SQLite index in one
+//             transaction, then to the in-memory live map, and the sealed
+//             buffer is dropped
+//   read   -> active buffer, then sealed buffers (newest first), then the live
+//             map -> frame cache -> ranged GET of one frame
+//
+// Flush pipeline (a state machine per sealed buffer; transitions in
+// volume_flush.cc):
+//   ACTIVE --seal_active_locked()--> SEALED --upload_one()--> UPLOADED
+//          --commit in upload_one()--> COMMITTED (dropped from sealing_)
+//   A failed PUT or commit leaves the buffer SEALED with its bytes and
+//   sequence number; the next attempt re-PUTs identical bytes, so retries are
+//   idempotent. Buffers upload strictly in sequence order.
+//
+// Invariants
+//   1. Every write answered before flush() was called is in a segment that is
+//      in object storage AND committed to the index when flush() returns OK.
+//   2. The index never names a segment that was not PUT successfully first.
+//   3. Segment sequence numbers grow; replaying segments newer than the
+//      index's last_seq in order reproduces the index (done at open()).
+//   4. Reads see the newest answered write for every block, whatever stage
+//      of the pipeline holds it.
+//
+// Locking: mu_ guards the buffers and the live map (held only for in-memory
+// work, never across I/O). flush_mu_ serializes uploads (held across I/O).
+// Lock order: flush_mu_ before mu_. rmw_mu_ serializes unaligned writes and
+// is taken before either.
+//
+// Thread-safety: every public method is safe to call concurrently.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "meta/index.h"
+#include "src/engine/block_device.h"
+#include "src/engine/codec.h"
+#include "src/engine/extent_map.h"
+#include "src/engine/frame_cache.h"
+#include "src/engine/segment.h"
+#include "src/store/object_store.h"
+
+namespace portalbd {
+
+struct VolumeOptions {
+  uint64_t size_bytes = 0;  // 0: the existing volume's size, or kDefaultSize for a new one
+  bool grow = false;        // allow size_bytes larger than the existing volume
+  uint64_t segment_bytes = 64ull << 20;
+  uint64_t write_buffer_bytes = 256ull << 20;
+  uint64_t flush_interval_ms = 1000;  // 0 disables the timer
+  uint64_t cache_bytes = 256ull << 20;
+  Codec codec = Codec::kLz4;
+  std::string index_path;  // the SQLite file
+};
+
+inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;
+
+struct VolumeStats {
+  uint64_t size_bytes = 0;
+  uint64_t dirty_bytes = 0;      // answered but not yet durable
+  uint64_t segments = 0;         // segment objects in the index
+  uint64_t bytes_stored = 0;     // their total size
+  uint64_t segments_written = 0;  // by this process
+  uint64_t bytes_uploaded = 0;    // by this process
+  uint64_t flushes = 0;
+  uint64_t flush_errors = 0;
+  uint64_t cache_bytes = 0, cache_hits = 0, cache_misses = 0;
+  uint64_t replayed_segments = 0;  // applied from storage at open
+  uint64_t next_seq = 0;
+};
+
+// Where the bytes of a run of blocks are: buffered in memory, stored in a
+// segment frame, or nowhere (zeroed / trimmed).
+struct BlockSource {
+  ExtentState state = ExtentState::kHole;
+  std::shared_ptr<const std::vector<std::byte>> bytes;  // buffered data
+  uint64_t byte_offset = 0;                             // into *bytes
+  uint64_t seq = 0;                                     // stored data: segment
+  FrameRef frame;                                       // ... and frame
+  uint32_t block_in_frame = 0;
+
+  bool buffered() const { return bytes != nullptr; }
+  BlockSource sliced(uint64_t skip_blocks) const;
+};
+
+class Volume final : public BlockDevice {
+ public:
+  // Opens (or creates) the volume stored in `store`. Refuses a size change
+  // unless it grows and opts.grow is set.
+  static Result<std::shared_ptr<Volume>> Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts);
+  ~Volume() override;
+
+  // Final flush and stop of the background flusher. Writes after close() fail.
+  Status close();
+
+  uint64_t size_bytes() const override { return size_bytes_; }
+  bool read_only() const override { return false; }
+  uint32_t preferred_block_size() const override { return kBlockSize; }
+  Status read(uint64_t offset, std::span<std::byte> out) override;
+  Status write(uint64_t offset, std::span<const std::byte> data, bool fua) override;
+  Status trim(uint64_t offset, uint64_t length, bool fua) override;
+  Status write_zeroes(uint64_t offset, uint64_t length, bool fua) override;
+  Status flush() override;
+  Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override;
+  Status prefetch(uint64_t offset, uint64_t length) override;
+
+  VolumeStats stats();
+  const std::string& uuid() const { return uuid_; }
+  std::string storage_url() const { return store_->url(); }
+
+ private:
+  struct Sealed {
+    uint64_t seq = 0;
+    uint64_t layer = 0;
+    ExtentMap<BlockSource> blocks;
+    uint64_t bytes = 0;  // buffered bytes held
+    // Filled on the first upload attempt, reused on retries.
+    std::vector<std::byte> object;
+    std::optional<SegmentFooter> footer;
+  };
+  using Piece = std::tuple<uint64_t, uint64_t, BlockSource>;  // lba, nblocks, source
+
+  Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts);
+  Status open_manifest();
+  Status open_index();
+  Status replay_storage();
+  Status load_live_map();
+
+  // The sources of [lba, lba+nblocks) by precedence; gaps are unmapped.
+  std::vector<Piece> resolve(uint64_t lba, uint64_t nblocks);
+  Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out);
+  Result<FrameCache::Frame> load_frame(uint64_t seq, const FrameRef& ref);
+  // Stores whole blocks (data or empty) into the active buffer.
+  Status put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes);
+  // Zeroes [offset, offset+length): whole blocks as `whole_state`, edges as data.
+  Status zero_range(uint64_t offset, uint64_t length, ExtentState whole_state, bool fua);
+  Status check_range(uint64_t offset, uint64_t length, bool for_write) const;
+
+  // Flush pipeline (volume_flush.cc).
+  void seal_active_locked();                 // REQUIRES: mu_ held
+  Status upload_through(uint64_t last_seq);  // REQUIRES: flush_mu_ held
+  Status upload_one(const std::shared_ptr<Sealed>& sealed);
+  void flusher_loop();
+
+  const std::shared_ptr<ObjectStore> store_;
+  const VolumeOptions opts_;
+  uint64_t size_bytes_ = 0;
+  std::string uuid_;
+  std::unique_ptr<meta::Index> index_;
+  FrameCache cache_;
+  uint64_t live_layer_ = 0;
+
+  std::mutex rmw_mu_;
+  std::mutex flush_mu_;
+
+  std::mutex mu_;
+  std::condition_variable space_cv_;    // writers waiting for buffer space
+  std::condition_variable flusher_cv_;  // wakes the flusher
+  ExtentMap<BlockSource> active_;                // GUARDED_BY(mu_)
+  uint64_t active_bytes_ = 0;                    // GUARDED_BY(mu_)
+  std::deque<std::shared_ptr<Sealed>> sealing_;  // oldest first; GUARDED_BY(mu_)
+  uint64_t sealing_bytes_ = 0;                   // GUARDED_BY(mu_)
+  ExtentMap<BlockSource> live_;                  // committed; GUARDED_BY(mu_)
+  uint64_t next_seq_ = 1;                        // GUARDED_BY(mu_)
+  bool closing_ = false;                         // GUARDED_BY(mu_)
+  bool closed_ = false;                          // GUARDED_BY(mu_)
+
+  std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flush_errors_{0};
+  uint64_t replayed_segments_ = 0;
+  std::thread flusher_;
+};
+
+}  // namespace portalbd

@@ -1,0 +1,212 @@
+// Volume I/O: reads resolve each block through the write buffers and the live
+// map; writes land in the active buffer.
+#include <cstring>
+
+#include "src/engine/volume.h"
+#include "src/log/log.h"
+
+namespace portalbd {
+
+Status Volume::check_range(uint64_t offset, uint64_t length, bool for_write) const {
+  if (length == 0 || offset > size_bytes_ || length > size_bytes_ - offset) {
+    std::string what = "range offset=" + std::to_string(offset) + " length=" + std::to_string(length) +
+                       " is past the end of the device (" + std::to_string(size_bytes_) + " bytes)";
+    return for_write ? Status::NoSpace(what) : Status::OutOfRange(what);
+  }
+  return Status::OK();
+}
+
+std::vector<Volume::Piece> Volume::resolve(uint64_t lba, uint64_t nblocks) {
+  ExtentMap<BlockSource> view;
+  auto overlay = [&](const ExtentMap<BlockSource>& m) {
+    m.visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view.assign(s, n, src); });
+  };
+  {
+    std::lock_guard lock(mu_);
+    overlay(live_);
+    for (const auto& sealed : sealing_) overlay(sealed->blocks);  // oldest first: newer win
+    overlay(active_);
+  }
+  std::vector<Piece> out;
+  out.reserve(view.size());
+  for (const auto& [start, node] : view.entries()) out.emplace_back(start, node.length, node.value);
+  return out;
+}
+
+Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) {
+  if (auto hit = cache_.get(seq, ref.offset)) return hit;
+  const std::string key = segment_key(seq);
+  std::vector<std::byte> stored;
+  Status st = store_->get_range(key, ref.offset, ref.stored_len, &stored);
+  if (!st.ok()) {
+    log::get("engine")->error("read of segment failed object={} offset={} error={}", key, ref.offset,
+                              log::quote(st.ToString()));
+    return st.With("read " + key);
+  }
+  auto frame = std::make_shared<std::vector<std::byte>>();
+  st = decode_frame(ref, stored, frame.get());
+  if (!st.ok()) {
+    log::get("engine")->error("corrupt frame in segment object={} offset={} length={} error={}", key, ref.offset,
+                              ref.stored_len, log::quote(st.message()));
+    return Status::Corruption(key + " at offset " + std::to_string(ref.offset) + ": " + st.message());
+  }
+  FrameCache::Frame shared = std::move(frame);
+  cache_.put(seq, ref.offset, shared);
+  return shared;
+}
+
+// Copies the bytes `piece` holds for [byte_offset, byte_offset + out.size())
+// of the device into `out`. `lba_base` is the piece's first block.
+Status Volume::read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out) {
+  const BlockSource& src = std::get<2>(piece);
+  const uint64_t skip = byte_offset - lba_base * kBlockSize;  // bytes into the piece
+  if (src.state != ExtentState::kData) {
+    std::memset(out.data(), 0, out.size());
+    return Status::OK();
+  }
+  if (src.buffered()) {
+    std::memcpy(out.data(), src.bytes->data() + src.byte_offset + skip, out.size());
+    return Status::OK();
+  }
+  auto frame = load_frame(src.seq, src.frame);
+  if (!frame.ok()) return frame.status();
+  const uint64_t at = src.block_in_frame * uint64_t{kBlockSize} + skip;
+  if (at + out.size() > (*frame)->size()) return Status::Corruption("index entry points past the end of its frame");
+  std::memcpy(out.data(), (*frame)->data() + at, out.size());
+  return Status::OK();
+}
+
+Status Volume::read(uint64_t offset, std::span<std::byte> out) {
+  PBD_RETURN_IF_ERROR(check_range(offset, out.size(), false));
+  const uint64_t end = offset + out.size();
+  const uint64_t first = offset / kBlockSize;
+  const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
+  uint64_t cursor = offset;  // device byte filled up to here
+  for (const auto& piece : resolve(first, last - first)) {
+    const auto& [lba, nblocks, src] = piece;
+    const uint64_t p_start = std::max(offset, lba * kBlockSize);
+    const uint64_t p_end = std::min(end, (lba + nblocks) * kBlockSize);
+    if (p_start > cursor) std::memset(out.data() + (cursor - offset), 0, p_start - cursor);  // unmapped gap
+    PBD_RETURN_IF_ERROR(read_blocks_into(piece, lba, p_start, out.subspan(p_start - offset, p_end - p_start)));
+    cursor = p_end;
+  }
+  if (cursor < end) std::memset(out.data() + (cursor - offset), 0, end - cursor);
+  return Status::OK();
+}
+
+Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes) {
+  std::unique_lock lock(mu_);
+  // Back-pressure: wait while the buffers are full and uploads are pending.
+  space_cv_.wait(lock, [&] {
+    return closed_ || active_bytes_ + sealing_bytes_ + charged_bytes <= opts_.write_buffer_bytes || sealing_.empty();
+  });
+  if (closed_) return Status::Cancelled("volume is closed");
+  active_.assign(lba, nblocks, std::move(src));
+  active_bytes_ += charged_bytes;
+  if (active_bytes_ >= opts_.segment_bytes) {
+    seal_active_locked();
+    flusher_cv_.notify_one();
+  }
+  return Status::OK();
+}
+
+Status Volume::write(uint64_t offset, std::span<const std::byte> data, bool fua) {
+  PBD_RETURN_IF_ERROR(check_range(offset, data.size(), true));
+  const uint64_t end = offset + data.size();
+  if (offset % kBlockSize == 0 && end % kBlockSize == 0) {
+    BlockSource src;
+    src.state = ExtentState::kData;
+    src.bytes = std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
+    PBD_RETURN_IF_ERROR(put_blocks(offset / kBlockSize, data.size() / kBlockSize, std::move(src), data.size()));
+  } else {
+    // Read-modify-write of the partial blocks at either edge.
+    std::lock_guard rmw(rmw_mu_);
+    const uint64_t first = offset / kBlockSize;
+    const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
+    auto buf = std::make_shared<std::vector<std::byte>>((last - first) * kBlockSize);
+    const uint64_t base = first * kBlockSize;
+    PBD_RETURN_IF_ERROR(read(base, std::span<std::byte>(buf->data(), kBlockSize)));
+    if (last - first > 1) {
+      PBD_RETURN_IF_ERROR(read((last - 1) * kBlockSize, std::span<std::byte>(buf->data() + buf->size() - kBlockSize, kBlockSize)));
+    }
+    std::memcpy(buf->data() + (offset - base), data.data(), data.size());
+    BlockSource src;
+    src.state = ExtentState::kData;
+    const uint64_t bytes = buf->size();
+    src.bytes = std::move(buf);
+    PBD_RETURN_IF_ERROR(put_blocks(first, last - first, std::move(src), bytes));
+  }
+  return fua ? flush() : Status::OK();
+}
+
+Status Volume::zero_range(uint64_t offset, uint64_t length, ExtentState whole_state, bool fua) {
+  PBD_RETURN_IF_ERROR(check_range(offset, length, true));
+  const uint64_t end = offset + length;
+  const uint64_t first_whole = (offset + kBlockSize - 1) / kBlockSize;
+  const uint64_t end_whole = end / kBlockSize;
+  if (end_whole <= first_whole) {  // inside one or two partial blocks
+    std::vector<std::byte> zeros(length);
+    return write(offset, zeros, fua);
+  }
+  if (offset < first_whole * kBlockSize) {
+    std::vector<std::byte> zeros(first_whole * kBlockSize - offset);
+    PBD_RETURN_IF_ERROR(write(offset, zeros, false));
+  }
+  if (end > end_whole * kBlockSize) {
+    std::vector<std::byte> zeros(end - end_whole * kBlockSize);
+    PBD_RETURN_IF_ERROR(write(end_whole * kBlockSize, zeros, false));
+  }
+  BlockSource src;
+  src.state = whole_state;
+  PBD_RETURN_IF_ERROR(put_blocks(first_whole, end_whole - first_whole, src, 0));
+  return fua ? flush() : Status::OK();
+}
+
+Status Volume::trim(uint64_t offset, uint64_t length, bool fua) {
+  return zero_range(offset, length, ExtentState::kHole, fua);
+}
+
+Status Volume::write_zeroes(uint64_t offset, uint64_t length, bool fua) {
+  return zero_range(offset, length, ExtentState::kZero, fua);
+}
+
+Status Volume::block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) {
+  out->clear();
+  PBD_RETURN_IF_ERROR(check_range(offset, length, false));
+  const uint64_t end = offset + length;
+  const uint64_t first = offset / kBlockSize;
+  const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
+  uint64_t cursor = offset;
+  auto emit = [&](uint64_t upto, ExtentState state) {
+    if (upto <= cursor) return;
+    if (!out->empty() && out->back().state == state) {
+      out->back().length += upto - cursor;
+    } else {
+      out->push_back({upto - cursor, state});
+    }
+    cursor = upto;
+  };
+  for (const auto& [lba, nblocks, src] : resolve(first, last - first)) {
+    emit(std::max(offset, lba * kBlockSize), ExtentState::kHole);
+    emit(std::min(end, (lba + nblocks) * kBlockSize), src.state);
+    if (out->size() > max_extents) break;
+  }
+  if (out->size() <= max_extents) emit(end, ExtentState::kHole);
+  if (out->size() > max_extents) out->resize(std::max<size_t>(max_extents, 1));
+  return Status::OK();
+}
+
+Status Volume::prefetch(uint64_t offset, uint64_t length) {
+  PBD_RETURN_IF_ERROR(check_range(offset, length, false));
+  const uint64_t first = offset / kBlockSize;
+  const uint64_t last = (offset + length + kBlockSize - 1) / kBlockSize;
+  for (const auto& [lba, nblocks, src] : resolve(first, last - first)) {
+    if (src.state == ExtentState::kData && !src.buffered()) {
+      auto frame = load_frame(src.seq, src.frame);
+      if (!frame.ok()) return frame.status();
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace portalbd

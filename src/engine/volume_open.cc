@@ -1,0 +1,196 @@
+// Volume::Open: the volume manifest, the index, and replay of segments that
+// the index has not seen yet (after a crash between PUT and commit, or with a
+// fresh state directory).
+#include <chrono>
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "src/engine/volume.h"
+#include "src/log/log.h"
+
+namespace portalbd {
+namespace {
+
+constexpr const char* kManifestKey = "volume.json";
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string new_uuid() {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(now_unix_ms()));
+  uint64_t a = rng(), b = rng();
+  a = (a & ~0xF000ull) | 0x4000ull;                    // version 4
+  b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // variant 1
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08llx-%04llx-%04llx-%04llx-%012llx", static_cast<unsigned long long>(a >> 32),
+                static_cast<unsigned long long>((a >> 16) & 0xFFFF), static_cast<unsigned long long>(a & 0xFFFF),
+                static_cast<unsigned long long>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFull));
+  return buf;
+}
+
+std::vector<std::byte> to_bytes(const std::string& s) {
+  auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
+
+std::string human_size(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  double v = static_cast<double>(bytes);
+  while (v >= 1024 && u < 6) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+BlockSource BlockSource::sliced(uint64_t skip) const {
+  BlockSource s = *this;
+  if (state == ExtentState::kData) {
+    if (buffered()) {
+      s.byte_offset += skip * kBlockSize;
+    } else {
+      s.block_in_frame += static_cast<uint32_t>(skip);
+    }
+  }
+  return s;
+}
+
+Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
+    : store_(std::move(store)), opts_(std::move(opts)), cache_(opts_.cache_bytes) {}
+
+Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
+  std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
+  PBD_RETURN_IF_ERROR(v->open_manifest());
+  PBD_RETURN_IF_ERROR(v->open_index());
+  PBD_RETURN_IF_ERROR(v->replay_storage());
+  PBD_RETURN_IF_ERROR(v->load_live_map());
+  v->flusher_ = std::thread([raw = v.get()] { raw->flusher_loop(); });
+  return v;
+}
+
+// The manifest (volume.json) is the volume's identity in object storage: its
+// uuid and size. It is created once with a conditional put, so two daemons
+// racing to create a volume cannot both win.
+Status Volume::open_manifest() {
+  auto logger = log::get("engine");
+  std::vector<std::byte> raw;
+  Status st = store_->get(kManifestKey, &raw);
+  if (st.is(Status::Code::kNotFound)) {
+    size_bytes_ = opts_.size_bytes != 0 ? opts_.size_bytes : kDefaultVolumeSize;
+    uuid_ = new_uuid();
+    nlohmann::json m = {{"format", 1},          {"uuid", uuid_},           {"size_bytes", size_bytes_},
+                        {"block_size", kBlockSize}, {"created_unix_ms", now_unix_ms()}};
+    PBD_RETURN_IF_ERROR(store_->put_if_absent(kManifestKey, to_bytes(m.dump(2) + "\n")).With("create volume"));
+    logger->info("created volume uuid={} size_bytes={} storage={}", uuid_, size_bytes_, log::quote(store_->url()));
+    return Status::OK();
+  }
+  PBD_RETURN_IF_ERROR(st.With("read " + std::string(kManifestKey)));
+  nlohmann::json m;
+  try {
+    m = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(raw.data()), raw.size()));
+    uuid_ = m.at("uuid").get<std::string>();
+    size_bytes_ = m.at("size_bytes").get<uint64_t>();
+    if (m.at("format").get<int>() != 1) return Status::NotSupported("volume format is newer than this portalbd");
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("volume.json in ") + store_->url() + " is unreadable: " + e.what());
+  }
+  if (opts_.size_bytes != 0 && opts_.size_bytes != size_bytes_) {
+    if (opts_.size_bytes < size_bytes_) {
+      return Status::InvalidArgument("volume in " + store_->url() + " is " + human_size(size_bytes_) + " (" +
+                                     std::to_string(size_bytes_) + " bytes); refusing to shrink it to " +
+                                     human_size(opts_.size_bytes));
+    }
+    if (!opts_.grow) {
+      return Status::InvalidArgument("volume in " + store_->url() + " is " + human_size(size_bytes_) +
+                                     " but the configured size is " + human_size(opts_.size_bytes) +
+                                     "; pass --grow to grow it");
+    }
+    logger->warn("growing volume uuid={} from_bytes={} to_bytes={}", uuid_, size_bytes_, opts_.size_bytes);
+    size_bytes_ = opts_.size_bytes;
+    m["size_bytes"] = size_bytes_;
+    PBD_RETURN_IF_ERROR(store_->put(kManifestKey, to_bytes(m.dump(2) + "\n")).With("grow volume"));
+  }
+  logger->info("opened volume uuid={} size_bytes={}", uuid_, size_bytes_);
+  return Status::OK();
+}
+
+Status Volume::open_index() {
+  auto index = meta::Index::Open(opts_.index_path);
+  if (!index.ok()) return index.status();
+  index_ = std::move(*index);
+  auto owner = index_->get_meta("volume_uuid");
+  if (!owner.ok()) return owner.status();
+  if (owner->has_value() && **owner != uuid_) {
+    // The index belongs to another volume: it is only a cache, so rebuild.
+    log::get("engine")->warn("index belongs to another volume, rebuilding index={} index_volume={} volume={}",
+                             opts_.index_path, **owner, uuid_);
+    PBD_RETURN_IF_ERROR(index_->reset());
+  }
+  PBD_RETURN_IF_ERROR(index_->set_meta("volume_uuid", uuid_));
+  auto live = index_->live_layer();
+  if (!live.ok()) return live.status();
+  live_layer_ = *live;
+  return Status::OK();
+}
+
+// Applies segments that are in storage but not in the index, in order.
+Status Volume::replay_storage() {
+  auto logger = log::get("engine");
+  auto last = index_->last_seq();
+  if (!last.ok()) return last.status();
+  std::vector<ObjectInfo> objects;
+  PBD_RETURN_IF_ERROR(store_->list("segments/", &objects).With("list segments"));
+  uint64_t max_seq = *last;
+  for (const auto& obj : objects) {
+    uint64_t seq = 0;
+    if (!parse_segment_key(obj.key, &seq)) continue;
+    max_seq = std::max(max_seq, seq);
+    if (seq <= *last) continue;
+    std::vector<std::byte> trailer, footer_bytes;
+    if (obj.size < kSegmentTrailerBytes) return Status::Corruption("segment " + obj.key + " is truncated");
+    PBD_RETURN_IF_ERROR(store_->get_range(obj.key, obj.size - kSegmentTrailerBytes, kSegmentTrailerBytes, &trailer));
+    uint64_t footer_offset = 0;
+    uint32_t footer_len = 0;
+    PBD_RETURN_IF_ERROR(parse_segment_trailer(trailer, &footer_offset, &footer_len).With("segment " + obj.key));
+    PBD_RETURN_IF_ERROR(store_->get_range(obj.key, footer_offset, footer_len, &footer_bytes));
+    auto footer = parse_segment_footer(footer_bytes, footer_offset);
+    if (!footer.ok()) return footer.status().With("segment " + obj.key);
+    if (footer->seq != seq) return Status::Corruption("segment " + obj.key + " claims sequence " + std::to_string(footer->seq));
+    PBD_RETURN_IF_ERROR(index_->apply_segment(*footer, obj.size));
+    ++replayed_segments_;
+  }
+  if (replayed_segments_ > 0) {
+    logger->info("replayed segments from storage count={} last_seq={}", replayed_segments_, max_seq);
+  }
+  next_seq_ = max_seq + 1;
+  return Status::OK();
+}
+
+Status Volume::load_live_map() {
+  auto chain = index_->layer_chain(live_layer_);
+  if (!chain.ok()) return chain.status();
+  std::lock_guard lock(mu_);
+  for (uint64_t layer : *chain) {
+    PBD_RETURN_IF_ERROR(index_->scan_layer(layer, [this](const meta::MappedExtent& x) {
+      BlockSource src;
+      src.state = x.state;
+      src.seq = x.seq;
+      src.frame = x.frame;
+      src.block_in_frame = x.block_in_frame;
+      live_.assign(x.lba, x.nblocks, src);
+    }));
+  }
+  return Status::OK();
+}
+
+}  // namespace portalbd
