@@ -1,0 +1,158 @@
+#include "src/daemon/daemon.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "ctl/control_server.h"
+#include "nbd/server.h"
+#include "src/config/version.h"
+#include "src/daemon/exports.h"
+#include "src/engine/volume.h"
+#include "src/log/log.h"
+#include "src/store/object_store.h"
+
+namespace portalbd {
+namespace fs = std::filesystem;
+
+Daemon::Daemon(Config config) : config_(std::move(config)) {}
+Daemon::~Daemon() = default;
+
+// One daemon per state directory: the SQLite index must have one writer.
+Status Daemon::lock_state_dir() {
+  std::error_code ec;
+  fs::create_directories(config_.state_dir, ec);
+  if (ec) return Status::IOError("cannot create state directory " + config_.state_dir + ": " + ec.message());
+  const std::string path = config_.state_dir + "/portalbd.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {0};
+    (void)!::pread(fd.get(), holder, sizeof holder - 1, 0);
+    return Status::Busy("state directory " + config_.state_dir + " is in use by another portalbd (pid " +
+                        std::string(holder).substr(0, std::string(holder).find('\n')) + ")");
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  (void)!::ftruncate(fd.get(), 0);
+  (void)!::pwrite(fd.get(), pid.data(), pid.size(), 0);
+  state_lock_ = std::move(fd);
+  return Status::OK();
+}
+
+Status Daemon::start() {
+  auto logger = log::get("portalbd");
+  started_ = std::chrono::steady_clock::now();
+  PBD_RETURN_IF_ERROR(lock_state_dir());
+
+  const std::string url = effective_storage_url(config_);
+  auto store = open_object_store(url);
+  if (!store.ok()) return store.status();
+  store_ = *store;
+
+  VolumeOptions vo;
+  vo.size_bytes = config_.disk_size_set ? config_.disk_size_gb << 30 : 0;
+  vo.grow = config_.grow;
+  vo.segment_bytes = config_.segment_bytes;
+  vo.write_buffer_bytes = config_.write_buffer_bytes;
+  vo.flush_interval_ms = config_.flush_interval_ms;
+  vo.cache_bytes = config_.cache_bytes;
+  auto codec = codec_from_name(config_.compression);
+  if (!codec.ok()) return codec.status();
+  vo.codec = *codec;
+  vo.index_path = config_.state_dir + "/index.sqlite";
+  auto volume = Volume::Open(store_, vo);
+  if (!volume.ok()) return volume.status();
+  volume_ = *volume;
+  exports_ = std::make_unique<VolumeExports>(config_.export_name, volume_);
+
+  nbd::ServerOptions so;
+  so.tcp_address = config_.nbd_address;
+  so.unix_path = config_.nbd_unix;
+  nbd_ = std::make_unique<nbd::Server>(*exports_, so);
+  PBD_RETURN_IF_ERROR(nbd_->start());
+
+  control_ = std::make_unique<ctl::ControlServer>(config_.control_socket);
+  register_control_handlers();
+  PBD_RETURN_IF_ERROR(control_->start());
+
+  const uint64_t size = volume_->size_bytes();
+  logger->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" state_dir={}", config_.control_socket,
+               size >> 30, config_.nbd_address.empty() ? "off" : nbd_->tcp_address(), store_->url(),
+               config_.state_dir);
+  log::get("daemon")->info("NBD server accepting connections export={} size_bytes={}", config_.export_name, size);
+  if (!store_->persistent()) {
+    logger->warn("storage is memory://: the volume is lost when portalbd stops");
+  }
+  return Status::OK();
+}
+
+Status Daemon::stop() {
+  auto logger = log::get("portalbd");
+  logger->info("shutting down: finishing requests and flushing the write buffer");
+  if (control_) control_->stop();
+  if (nbd_) nbd_->stop();
+  Status st;
+  if (volume_) st = volume_->close();
+  if (st.ok()) {
+    logger->info("portalbd stopped cleanly");
+  }
+  return st;
+}
+
+void Daemon::register_control_handlers() {
+  control_->on("status", [this](const nlohmann::json&, nlohmann::json* out) -> Status {
+    VolumeStats vs = volume_->stats();
+    nbd::ServerStats ns = nbd_->stats();
+    nlohmann::json clients = nlohmann::json::array();
+    for (const auto& c : nbd_->clients()) {
+      clients.push_back({{"peer", c.peer}, {"export", c.export_name}, {"connected_unix_ms", c.connected_unix_ms}});
+    }
+    *out = {
+        {"version", kVersion},
+        {"volume_uuid", volume_->uuid()},
+        {"export", config_.export_name},
+        {"size_bytes", vs.size_bytes},
+        {"storage", store_->url()},
+        {"nbd_address", config_.nbd_address.empty() ? "" : nbd_->tcp_address()},
+        {"nbd_unix", config_.nbd_unix},
+        {"control_socket", config_.control_socket},
+        {"state_dir", config_.state_dir},
+        {"dirty_bytes", vs.dirty_bytes},
+        {"bytes_stored", vs.bytes_stored},
+        {"segments", vs.segments},
+        {"snapshots", 0},
+        {"uptime_s",
+         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count()},
+        {"clients", clients},
+        {"counters",
+         {{"connections_total", ns.connections_total},
+          {"reads", ns.reads},
+          {"writes", ns.writes},
+          {"flushes", ns.flushes},
+          {"trims", ns.trims},
+          {"zeroes", ns.zeroes},
+          {"block_status", ns.block_status},
+          {"cache", ns.cache},
+          {"bytes_read", ns.bytes_read},
+          {"bytes_written", ns.bytes_written},
+          {"errors", ns.errors},
+          {"segments_written", vs.segments_written},
+          {"bytes_uploaded", vs.bytes_uploaded},
+          {"volume_flushes", vs.flushes},
+          {"flush_errors", vs.flush_errors},
+          {"cache_bytes", vs.cache_bytes},
+          {"cache_hits", vs.cache_hits},
+          {"cache_misses", vs.cache_misses},
+          {"replayed_segments", vs.replayed_segments}}},
+    };
+    return Status::OK();
+  });
+}
+
+}  // namespace portalbd

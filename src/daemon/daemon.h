@@ -1,0 +1,53 @@
+// Daemon: owns everything one portalbd process runs — the object store, the
+// volume engine, the NBD server and the control socket — and their order of
+// start and stop.
+//
+// Start: state dir (locked) -> store -> volume (replay) -> NBD listeners ->
+//        control socket -> "portalbd started".
+// Stop:  control socket -> NBD server (stop accepting, finish in-flight
+//        requests) -> volume close (final flush) -> exit status.
+//
+// Thread-safety: start()/stop() from the main thread only; the control
+// handlers run on control-socket threads and only read thread-safe state.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "src/config/config.h"
+#include "src/util/fd.h"
+#include "src/util/status.h"
+
+namespace portalbd {
+
+class Volume;
+class ObjectStore;
+class VolumeExports;
+namespace nbd { class Server; }
+namespace ctl { class ControlServer; }
+
+class Daemon {
+ public:
+  explicit Daemon(Config config);
+  ~Daemon();
+
+  Status start();
+  // Stops serving and flushes. Returns the flush result.
+  Status stop();
+
+ private:
+  Status lock_state_dir();
+  void register_control_handlers();
+
+  const Config config_;
+  UniqueFd state_lock_;
+  std::shared_ptr<ObjectStore> store_;
+  std::shared_ptr<Volume> volume_;
+  std::unique_ptr<VolumeExports> exports_;
+  std::unique_ptr<nbd::Server> nbd_;
+  std::unique_ptr<ctl::ControlServer> control_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace portalbd
