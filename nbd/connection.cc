@@ -1,0 +1,171 @@
+#include "nbd/connection.h"
+
+#include <sys/socket.h>
+
+#include <array>
+#include <chrono>
+
+#include "nbd/dispatch.h"
+#include "nbd/handshake.h"
+#include "nbd/reply.h"
+#include "nbd/session.h"
+#include "src/log/log.h"
+
+namespace portalbd::nbd {
+namespace {
+
+int64_t now_unix_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Connection::Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
+                       StatsCounters& stats)
+    : fd_(std::move(fd)),
+      peer_(std::move(peer)),
+      exports_(exports),
+      options_(options),
+      stats_(stats),
+      connected_unix_ms_(now_unix_ms()) {}
+
+void Connection::run() {
+  auto logger = log::get("nbd");
+  const int fd = fd_.get();
+  std::optional<Session> session = Handshake(fd, exports_, peer_, options_.max_request_bytes).run();
+  if (session) {
+    {
+      std::lock_guard lock(mu_);
+      export_name_ = session->export_name;
+    }
+    logger->info("NBD client connected peer={} export={} structured_replies={} read_only={}", peer_,
+                 log::quote(session->export_name), session->structured_replies, session->device->read_only());
+    request_loop(*session);
+    logger->info("NBD client disconnected peer={} export={}", peer_, log::quote(session->export_name));
+  }
+  {
+    std::lock_guard lock(fd_mu_);
+    fd_.reset();
+  }
+  finished_.store(true, std::memory_order_release);
+}
+
+void Connection::request_loop(const Session& session) {
+  auto logger = log::get("nbd");
+  const int fd = fd_.get();
+  ReplyWriter out(fd);
+  DispatchContext ctx{session, out, stats_, peer_};
+
+  std::vector<std::thread> workers;
+  const uint32_t worker_count = std::max<uint32_t>(1, options_.workers_per_connection);
+  for (uint32_t i = 0; i < worker_count; ++i) workers.emplace_back([&] { worker_main(session, out); });
+
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      space_ready_.wait(lock, [&] {
+        return out.broken() || (inflight_bytes_ < options_.max_inflight_bytes &&
+                                inflight_requests_ < std::max<uint32_t>(1, options_.max_inflight_requests));
+      });
+    }
+    if (out.broken()) break;
+
+    std::array<std::byte, proto::kRequestHeaderBytes> header;
+    ReadResult rr = read_exact(fd, header);
+    if (rr == ReadResult::kEof) break;  // client hung up between requests (or stop())
+    if (rr != ReadResult::kOk) {
+      logger->warn("NBD protocol error: truncated request peer={}", peer_);
+      break;
+    }
+    Request r;
+    if (!parse_request(header, &r)) {
+      logger->warn("NBD protocol error: bad request magic peer={}", peer_);
+      break;
+    }
+    uint32_t error = validate_request(r, session);
+
+    std::vector<std::byte> payload;
+    if (has_payload(r)) {
+      if (error == 0) {
+        payload.resize(r.length);
+        rr = read_exact(fd, payload);
+      } else {
+        // Refused writes still carry their data: drop it to stay in sync.
+        rr = discard_exact(fd, r.length);
+      }
+      if (rr != ReadResult::kOk) {
+        logger->warn("NBD protocol error: truncated write payload peer={} length={}", peer_, r.length);
+        break;
+      }
+    }
+    if (error != 0) {
+      logger->debug("NBD request refused peer={} command={} flags={:#x} offset={} length={}", peer_,
+                    command_name(r.type), r.flags, r.offset, r.length);
+      if (!reply_error(ctx, r, error, std::string("invalid ") + command_name(r.type) + " request")) break;
+      continue;
+    }
+    if (r.type == proto::kCmdDisc) break;  // soft disconnect: answer what is queued, then close
+
+    {
+      std::lock_guard lock(mu_);
+      inflight_bytes_ += cost_bytes(r);
+      ++inflight_requests_;
+      queue_.push_back(Work{r, std::move(payload)});
+    }
+    work_ready_.notify_one();
+  }
+
+  // Drain: workers finish the queue, then see closing_ and exit.
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+  }
+  work_ready_.notify_all();
+  for (std::thread& t : workers) t.join();
+}
+
+void Connection::worker_main(const Session& session, ReplyWriter& out) {
+  DispatchContext ctx{session, out, stats_, peer_};
+  for (;;) {
+    Work work;
+    {
+      std::unique_lock lock(mu_);
+      work_ready_.wait(lock, [&] { return !queue_.empty() || closing_; });
+      if (queue_.empty()) return;  // closing_ and nothing left
+      work = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    // Once the socket is dead, executing would be wasted work (the engine
+    // still sees every write that was answered, because none will be).
+    bool ok = !out.broken() && execute_request(ctx, work.request, std::move(work.payload));
+    if (!ok) shutdown_all();  // wake the reader so the connection winds down
+    {
+      std::lock_guard lock(mu_);
+      inflight_bytes_ -= cost_bytes(work.request);
+      --inflight_requests_;
+    }
+    space_ready_.notify_one();
+  }
+}
+
+uint64_t Connection::cost_bytes(const Request& r) {
+  return (r.type == proto::kCmdRead || r.type == proto::kCmdWrite) ? r.length : 0;
+}
+
+void Connection::shutdown_read() {
+  std::lock_guard lock(fd_mu_);
+  if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RD);
+}
+
+void Connection::shutdown_all() {
+  std::lock_guard lock(fd_mu_);
+  if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RDWR);
+}
+
+ClientInfo Connection::info() const {
+  std::lock_guard lock(mu_);
+  return ClientInfo{peer_, export_name_, connected_unix_ms_};
+}
+
+}  // namespace portalbd::nbd

@@ -1,0 +1,92 @@
+// Connection: the whole life of one client socket, run on its own thread.
+//
+//   run():  Handshake (nbd/handshake.h)
+//           -> request loop: read header, validate, read/discard payload,
+//              queue the request for the worker pool
+//           -> drain: wait for queued and running requests to be answered
+//           -> close the socket.
+//
+// Pipelining: the reader thread only parses; `workers_per_connection` worker
+// threads execute requests in parallel and reply out of order through the
+// ReplyWriter. Back-pressure: the reader stops taking new requests while the
+// in-flight READ/WRITE bytes reach max_inflight_bytes (one request may
+// overshoot it by at most max_request_bytes) or max_inflight_requests are in
+// flight, so a client cannot make us buffer without bound.
+//
+// A malformed stream (bad magic, truncated header or payload) closes this
+// connection only. Everything else gets an error reply and the loop goes on.
+//
+// Ownership: owns the socket. The Server keeps a shared_ptr while the thread
+// runs, and may call shutdown_read()/shutdown_all() from its own thread.
+// Lock order: mu_ (queue, accounting, export name) and fd_mu_ are never held
+// together; ReplyWriter's mutex is taken with neither held.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nbd/export_provider.h"
+#include "nbd/reply.h"
+#include "nbd/request.h"
+#include "nbd/server.h"
+#include "nbd/session.h"
+#include "nbd/socket_io.h"
+#include "nbd/stats.h"
+
+namespace portalbd::nbd {
+
+class Connection {
+ public:
+  Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
+             StatsCounters& stats);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // The connection's whole life; returns once the socket is closed and every
+  // worker has been joined.
+  void run();
+
+  // Stop reading requests; those already read are still answered.
+  void shutdown_read();
+  // Stop everything now (a client that will not read its replies).
+  void shutdown_all();
+
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  ClientInfo info() const;
+
+ private:
+  struct Work {
+    Request request;
+    std::vector<std::byte> payload;
+  };
+
+  void request_loop(const Session& session);
+  void worker_main(const Session& session, ReplyWriter& out);
+  static uint64_t cost_bytes(const Request& r);
+
+  UniqueFd fd_;        // closed at the end of run(), under fd_mu_
+  mutable std::mutex fd_mu_;
+  const std::string peer_;
+  ExportProvider& exports_;
+  const ServerOptions& options_;
+  StatsCounters& stats_;
+  const int64_t connected_unix_ms_;
+  std::atomic<bool> finished_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable work_ready_;   // workers wait: queue non-empty or closing_
+  std::condition_variable space_ready_;  // reader waits: under the in-flight caps
+  std::deque<Work> queue_;               // guarded by mu_
+  uint64_t inflight_bytes_ = 0;          // guarded by mu_; queued + running
+  uint32_t inflight_requests_ = 0;       // guarded by mu_
+  bool closing_ = false;                 // guarded by mu_; no more work will come
+  std::string export_name_;              // guarded by mu_
+};
+
+}  // namespace portalbd::nbd

@@ -1,0 +1,193 @@
+#include "nbd/dispatch.h"
+
+#include <algorithm>
+
+#include "nbd/errors.h"
+#include "nbd/protocol.h"
+#include "nbd/wire.h"
+#include "src/log/log.h"
+
+namespace portalbd::nbd {
+namespace {
+
+// Extents asked of the engine per BLOCK_STATUS (the spec lets a server answer
+// part of the range; the client asks again for the rest).
+constexpr size_t kMaxStatusExtents = 1024;
+
+uint32_t base_allocation_flags(ExtentState state) {
+  switch (state) {
+    case ExtentState::kData: return 0;
+    case ExtentState::kZero: return proto::kStateZero;
+    case ExtentState::kHole: return proto::kStateHole | proto::kStateZero;
+  }
+  return 0;
+}
+
+// A run of a READ: either bytes to fetch or a range known to read as zeros.
+struct Piece {
+  uint64_t offset;
+  uint64_t length;
+  bool zero;
+};
+
+// Splits [offset, offset+length) into data and zero pieces from the engine's
+// block status. Anything the engine does not describe (an error, a short or
+// malformed answer) is treated as data, which is always correct.
+std::vector<Piece> plan_read(BlockDevice& device, uint64_t offset, uint64_t length) {
+  std::vector<Piece> pieces;
+  auto push = [&](uint64_t off, uint64_t len, bool zero) {
+    if (!pieces.empty() && pieces.back().zero == zero) {
+      pieces.back().length += len;
+    } else {
+      pieces.push_back({off, len, zero});
+    }
+  };
+  uint64_t pos = offset, end = offset + length;
+  while (pos < end) {
+    std::vector<StatusExtent> extents;
+    Status st = device.block_status(pos, end - pos, kMaxStatusExtents, &extents);
+    uint64_t before = pos;
+    if (st.ok()) {
+      for (const StatusExtent& e : extents) {
+        if (e.length == 0 || pos >= end) break;
+        uint64_t len = std::min(e.length, end - pos);
+        push(pos, len, e.state != ExtentState::kData);
+        pos += len;
+      }
+    }
+    if (pos == before) {  // no progress: give up describing, read the rest
+      push(pos, end - pos, false);
+      pos = end;
+    }
+  }
+  return pieces;
+}
+
+bool structured_read(const DispatchContext& ctx, const Request& r) {
+  BlockDevice& device = *ctx.session.device;
+  std::vector<std::byte> buf(r.length);
+  std::vector<Chunk> chunks;
+  auto fail = [&](const Status& st, uint64_t at) {
+    StatsCounters::add(ctx.stats.errors);
+    chunks.push_back(ReplyWriter::error_offset_chunk(nbd_error_for(st), st.ToString(), at));
+    return ctx.out.structured(r.cookie, chunks);
+  };
+
+  if (r.flags & proto::kCmdFlagDf) {
+    // Don't-fragment: exactly one data chunk, zeros spelled out.
+    Status st = device.read(r.offset, buf);
+    if (!st.ok()) return fail(st, r.offset);
+    chunks.push_back(ReplyWriter::data_chunk(r.offset, buf));
+  } else {
+    for (const Piece& p : plan_read(device, r.offset, r.length)) {
+      if (p.zero) {
+        chunks.push_back(ReplyWriter::hole_chunk(p.offset, static_cast<uint32_t>(p.length)));
+        continue;
+      }
+      auto slice = std::span(buf).subspan(p.offset - r.offset, p.length);
+      Status st = device.read(p.offset, slice);
+      // Chunks already built are complete and valid; the error chunk says
+      // where the failure starts.
+      if (!st.ok()) return fail(st, p.offset);
+      chunks.push_back(ReplyWriter::data_chunk(p.offset, slice));
+    }
+  }
+  StatsCounters::add(ctx.stats.bytes_read, r.length);
+  return ctx.out.structured(r.cookie, chunks);
+}
+
+bool simple_read(const DispatchContext& ctx, const Request& r) {
+  std::vector<std::byte> buf(r.length);
+  Status st = ctx.session.device->read(r.offset, buf);
+  if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
+  StatsCounters::add(ctx.stats.bytes_read, r.length);
+  return ctx.out.simple(r.cookie, 0, buf);
+}
+
+bool block_status(const DispatchContext& ctx, const Request& r) {
+  const bool req_one = r.flags & proto::kCmdFlagReqOne;
+  std::vector<StatusExtent> extents;
+  Status st = ctx.session.device->block_status(r.offset, r.length, req_one ? 1 : kMaxStatusExtents, &extents);
+  if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
+
+  // Descriptors: clamp to the request, merge equal neighbours, never zero-length.
+  std::vector<std::pair<uint32_t, uint32_t>> descriptors;  // (length, flags)
+  uint64_t covered = 0;
+  for (const StatusExtent& e : extents) {
+    if (e.length == 0 || covered >= r.length) break;
+    auto len = static_cast<uint32_t>(std::min<uint64_t>(e.length, r.length - covered));
+    uint32_t flags = base_allocation_flags(e.state);
+    if (!descriptors.empty() && descriptors.back().second == flags) {
+      descriptors.back().first += len;
+    } else {
+      descriptors.emplace_back(len, flags);
+    }
+    covered += len;
+  }
+  // "Status 0" (allocated, contents unknown) is always a truthful answer.
+  if (descriptors.empty()) descriptors.emplace_back(r.length, 0);
+  if (req_one) descriptors.resize(1);
+
+  WireWriter w;
+  w.u32(proto::kBaseAllocationId);
+  for (auto [len, flags] : descriptors) w.u32(len).u32(flags);
+  std::vector<Chunk> chunks;
+  chunks.push_back(Chunk{proto::kReplyTypeBlockStatus, std::move(w.data()), {}});
+  return ctx.out.structured(r.cookie, chunks);
+}
+
+}  // namespace
+
+bool reply_error(const DispatchContext& ctx, const Request& r, uint32_t error, const std::string& message) {
+  StatsCounters::add(ctx.stats.errors);
+  log::get("nbd")->debug("NBD request failed peer={} command={} offset={} length={} error={} reason={}", ctx.peer,
+                         command_name(r.type), r.offset, r.length, nbd_error_name(error), log::quote(message));
+  if (ctx.session.structured_replies) {
+    return ctx.out.structured(r.cookie, {ReplyWriter::error_chunk(error, message)});
+  }
+  return ctx.out.simple(r.cookie, error);
+}
+
+bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<std::byte> payload) {
+  BlockDevice& device = *ctx.session.device;
+  const bool fua = r.flags & proto::kCmdFlagFua;
+  Status st;
+  switch (r.type) {
+    case proto::kCmdRead:
+      StatsCounters::add(ctx.stats.reads);
+      return ctx.session.structured_replies ? structured_read(ctx, r) : simple_read(ctx, r);
+    case proto::kCmdBlockStatus:
+      StatsCounters::add(ctx.stats.block_status);
+      return block_status(ctx, r);
+    case proto::kCmdWrite:
+      StatsCounters::add(ctx.stats.writes);
+      st = device.write(r.offset, payload, fua);
+      if (st.ok()) StatsCounters::add(ctx.stats.bytes_written, payload.size());
+      break;
+    case proto::kCmdFlush:
+      StatsCounters::add(ctx.stats.flushes);
+      st = device.flush();
+      break;
+    case proto::kCmdTrim:
+      StatsCounters::add(ctx.stats.trims);
+      st = device.trim(r.offset, r.length, fua);
+      break;
+    case proto::kCmdWriteZeroes:
+      // NO_HOLE is satisfied: engine zeroes are allocated (kZero), not holes.
+      // FAST_ZERO is satisfied: the engine zeroes by metadata, never by data.
+      StatsCounters::add(ctx.stats.zeroes);
+      st = device.write_zeroes(r.offset, r.length, fua);
+      break;
+    case proto::kCmdCache:
+      StatsCounters::add(ctx.stats.cache);
+      st = device.prefetch(r.offset, r.length);
+      break;
+    default:
+      st = Status::InvalidArgument("unexpected command");
+      break;
+  }
+  if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
+  return ctx.out.simple(r.cookie, 0);
+}
+
+}  // namespace portalbd::nbd

@@ -1,0 +1,39 @@
+// Dispatch: runs one validated request against the session's device and
+// writes its reply (simple, or structured when negotiated).
+//
+// Every BlockDevice call made here satisfies its contract because
+// validate_request() (nbd/request.h) admitted the request; device errors are
+// turned into NBD errors by nbd_error_for() (nbd/errors.h) only.
+//
+// Thread-safety: callable from many worker threads at once; the device is
+// thread-safe by contract and the ReplyWriter serialises the socket.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "nbd/reply.h"
+#include "nbd/request.h"
+#include "nbd/session.h"
+#include "nbd/stats.h"
+
+namespace portalbd::nbd {
+
+struct DispatchContext {
+  const Session& session;
+  ReplyWriter& out;
+  StatsCounters& stats;
+  const std::string& peer;
+};
+
+// Executes `request` (with its WRITE payload) and replies. Returns false when
+// the reply could not be written (the connection is then beyond saving).
+// REQUIRES: validate_request(request, session) == 0, and not DISC.
+bool execute_request(const DispatchContext& ctx, const Request& request, std::vector<std::byte> payload);
+
+// Answers `request` with `error`, using a structured error chunk (with
+// `message`) when structured replies were negotiated.
+bool reply_error(const DispatchContext& ctx, const Request& request, uint32_t error, const std::string& message);
+
+}  // namespace portalbd::nbd

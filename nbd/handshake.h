@@ -1,0 +1,89 @@
+// Handshake: the fixed-newstyle negotiation of one connection, from the
+// server's greeting to the first byte of the transmission phase.
+//
+// State machine (Handshake::run drives it; each arrow names the function that
+// performs the transition):
+//
+//   GREETING --send_greeting: NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE|NO_ZEROES-->
+//   CLIENT_FLAGS --read_client_flags: unknown flag bit, EOF---------------> CLOSED
+//                --read_client_flags: known flags--------------------------> OPTIONS
+//   OPTIONS --read_option: EOF, bad IHAVEOPT magic-----------------------> CLOSED
+//           --read_option: length > kMaxOptionBytes (ERR_TOO_BIG sent)---> CLOSED
+//           --export_name: export opened (size+flags sent)----------------> TRANSMISSION
+//           --export_name: unknown export (no way to answer an error)-----> CLOSED
+//           --info_or_go(GO): export opened (INFO replies + ACK)----------> TRANSMISSION
+//           --ABORT (ACK sent)--------------------------------------------> CLOSED
+//           --any other option: exactly one final reply-------------------> OPTIONS
+//
+// Invariants:
+//   1. Every option but EXPORT_NAME and ABORT-after-hangup gets exactly one
+//      final reply (ACK or NBD_REP_ERR_*), so the client never waits forever.
+//   2. No option payload above kMaxOptionBytes is ever allocated.
+//   3. TRANSMISSION is entered only with an open device, and the flags the
+//      session records are the ones sent to the client.
+//   4. Malformed payloads are answered with NBD_REP_ERR_INVALID and the
+//      negotiation continues; only a broken framing (magic, length, EOF)
+//      closes the connection.
+//
+// Ownership: borrows the socket and the ExportProvider for the call.
+// Thread-safety: one Handshake per connection thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "nbd/export_provider.h"
+#include "nbd/session.h"
+
+namespace portalbd::nbd {
+
+// Largest option payload we buffer. Real options are a name plus a few
+// fields; 64 KiB is ample and keeps a hostile length from costing memory.
+inline constexpr uint32_t kMaxOptionBytes = 64 * 1024;
+
+class Handshake {
+ public:
+  Handshake(int fd, ExportProvider& exports, std::string peer, uint32_t max_request_bytes)
+      : fd_(fd), exports_(exports), peer_(std::move(peer)), max_request_bytes_(max_request_bytes) {}
+
+  // Runs the negotiation. A session when the client entered transmission;
+  // nullopt when the connection must close (the reason is logged).
+  std::optional<Session> run();
+
+ private:
+  enum class Next { kContinue, kTransmission, kClose };
+
+  bool send_greeting();
+  bool read_client_flags();
+  Next handle_option(uint32_t option, std::span<const std::byte> payload);
+  Next export_name(std::span<const std::byte> payload);
+  Next info_or_go(uint32_t option, std::span<const std::byte> payload);
+  Next list(uint32_t option, std::span<const std::byte> payload);
+  Next structured_reply(uint32_t option, std::span<const std::byte> payload);
+  Next meta_context(uint32_t option, std::span<const std::byte> payload);
+
+  // Resolves "" to the default export and opens it.
+  Result<std::shared_ptr<BlockDevice>> open(const std::string& requested, std::string* resolved);
+  Session make_session(std::string name, std::shared_ptr<BlockDevice> device) const;
+
+  bool reply(uint32_t option, uint32_t type, std::span<const std::byte> payload = {});
+  // An error reply whose payload is a message for the human at the client.
+  Next error(uint32_t option, uint32_t type, const std::string& message);
+
+  const int fd_;
+  ExportProvider& exports_;
+  const std::string peer_;
+  const uint32_t max_request_bytes_;
+
+  bool no_zeroes_ = false;
+  bool structured_replies_ = false;
+  // SET_META_CONTEXT selects contexts for one export; a GO for another
+  // export drops the selection.
+  bool base_allocation_ = false;
+  std::string meta_export_;
+  std::optional<Session> session_;
+};
+
+}  // namespace portalbd::nbd

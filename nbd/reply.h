@@ -1,0 +1,59 @@
+// ReplyWriter: serialises replies of one connection onto its socket.
+//
+// Workers finish requests in any order; each reply (a simple reply, or every
+// chunk of one structured reply) is written under one mutex so bytes of two
+// replies never interleave. Once a write fails the writer is "broken": later
+// calls fail fast and the connection winds down.
+//
+// Ownership: borrows the socket fd (the Connection owns it and outlives us).
+// Thread-safety: all methods may be called from any thread.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace portalbd::nbd {
+
+// One structured reply chunk: its header fields plus a small encoded payload
+// prefix and an optional borrowed data tail (OFFSET_DATA bytes).
+struct Chunk {
+  uint16_t type = 0;
+  std::vector<std::byte> fields;       // encoded fixed fields (offset, error, ...)
+  std::span<const std::byte> data;     // bulk data after the fields; borrowed
+};
+
+class ReplyWriter {
+ public:
+  explicit ReplyWriter(int fd) : fd_(fd) {}
+
+  // Simple reply; `data` follows only when error == 0 (READ without
+  // structured replies).
+  bool simple(uint64_t cookie, uint32_t error, std::span<const std::byte> data = {});
+  // One structured reply: all chunks, the last one flagged DONE.
+  // REQUIRES: !chunks.empty().
+  bool structured(uint64_t cookie, const std::vector<Chunk>& chunks);
+
+  bool broken() const { return broken_.load(std::memory_order_relaxed); }
+
+  // Chunk builders.
+  static Chunk error_chunk(uint32_t error, const std::string& message);
+  static Chunk error_offset_chunk(uint32_t error, const std::string& message, uint64_t offset);
+  static Chunk data_chunk(uint64_t offset, std::span<const std::byte> data);
+  static Chunk hole_chunk(uint64_t offset, uint32_t length);
+
+ private:
+  bool send(std::span<const struct iovec> iov);
+
+  const int fd_;
+  std::mutex mu_;  // guards writes to fd_: one reply at a time
+  std::atomic<bool> broken_{false};
+};
+
+}  // namespace portalbd::nbd

@@ -1,0 +1,197 @@
+#include "nbd/server.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "nbd/connection.h"
+#include "nbd/listener.h"
+#include "nbd/stats.h"
+#include "src/log/log.h"
+
+namespace portalbd::nbd {
+namespace {
+
+// How long stop() lets connections answer their in-flight requests before it
+// cuts them off (a client that stopped reading would otherwise hang stop()).
+constexpr auto kStopGrace = std::chrono::seconds(10);
+
+}  // namespace
+
+struct Server::Impl {
+  struct Listener {
+    UniqueFd fd;
+    std::thread accept_thread;
+  };
+  struct Slot {
+    std::shared_ptr<Connection> connection;
+    std::thread thread;
+  };
+
+  Impl(ExportProvider& e, ServerOptions o) : exports(e), options(std::move(o)) {}
+
+  void accept_loop(int listen_fd);
+  void reap_finished_locked();
+
+  ExportProvider& exports;
+  const ServerOptions options;
+  StatsCounters stats;
+
+  // Written by start() before any accept thread exists, read-only after.
+  std::vector<Listener> listeners;
+  std::string bound_tcp_address;
+  bool unix_bound = false;
+
+  mutable std::mutex mu;
+  bool started = false;       // guarded by mu
+  bool stopping = false;      // guarded by mu; no new connections once set
+  std::list<Slot> slots;      // guarded by mu
+};
+
+Server::Server(ExportProvider& exports, ServerOptions options)
+    : impl_(std::make_unique<Impl>(exports, std::move(options))) {}
+
+Server::~Server() { stop(); }
+
+Status Server::start() {
+  Impl& s = *impl_;
+  {
+    std::lock_guard lock(s.mu);
+    if (s.started) return Status::InvalidArgument("NBD server already started");
+    s.started = true;
+  }
+  if (s.options.tcp_address.empty() && s.options.unix_path.empty()) {
+    return Status::InvalidArgument("NBD server needs a TCP address or a unix socket path");
+  }
+  if (!s.options.tcp_address.empty()) {
+    auto fd = listen_tcp(s.options.tcp_address, &s.bound_tcp_address);
+    if (!fd.ok()) return fd.status();
+    s.listeners.push_back({std::move(*fd), {}});
+  }
+  if (!s.options.unix_path.empty()) {
+    auto fd = listen_unix(s.options.unix_path);
+    if (!fd.ok()) {
+      s.listeners.clear();  // closes the TCP listener we may have opened
+      return fd.status();
+    }
+    s.listeners.push_back({std::move(*fd), {}});
+    s.unix_bound = true;
+  }
+  for (Impl::Listener& l : s.listeners) {
+    int fd = l.fd.get();
+    l.accept_thread = std::thread([&s, fd] { s.accept_loop(fd); });
+  }
+
+  auto logger = log::get("nbd");
+  if (!s.bound_tcp_address.empty() && s.unix_bound) {
+    logger->info("NBD server listening address={} unix={}", s.bound_tcp_address, s.options.unix_path);
+  } else if (!s.bound_tcp_address.empty()) {
+    logger->info("NBD server listening address={}", s.bound_tcp_address);
+  } else {
+    logger->info("NBD server listening unix={}", s.options.unix_path);
+  }
+  return Status::OK();
+}
+
+void Server::Impl::accept_loop(int listen_fd) {
+  auto logger = log::get("nbd");
+  for (;;) {
+    UniqueFd fd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
+    if (!fd.valid()) {
+      int err = errno;
+      {
+        std::lock_guard lock(mu);
+        if (stopping) return;
+      }
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // Out of descriptors or memory: back off instead of spinning.
+        logger->warn("NBD accept failed error={}", log::quote(errno_text(err)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      logger->error("NBD accept failed, listener stops error={}", log::quote(errno_text(err)));
+      return;
+    }
+    tune_accepted_socket(fd.get());
+    std::string peer = peer_name(fd.get());
+
+    std::lock_guard lock(mu);
+    if (stopping) return;  // fd closes here
+    reap_finished_locked();
+    auto connection = std::make_shared<Connection>(std::move(fd), peer, exports, options, stats);
+    StatsCounters::add(stats.connections_total);
+    StatsCounters::add(stats.connections_active);
+    std::thread thread([this, connection] {
+      connection->run();
+      stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
+    });
+    slots.push_back(Slot{std::move(connection), std::move(thread)});
+  }
+}
+
+void Server::Impl::reap_finished_locked() {
+  for (auto it = slots.begin(); it != slots.end();) {
+    if (it->connection->finished()) {
+      it->thread.join();  // returns at once: run() is over
+      it = slots.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::string Server::tcp_address() const { return impl_->bound_tcp_address; }
+
+void Server::stop() {
+  Impl& s = *impl_;
+  {
+    std::lock_guard lock(s.mu);
+    if (!s.started || s.stopping) return;
+    s.stopping = true;
+  }
+  // 1. No new connections: shutdown() wakes accept(); then join and close.
+  for (Impl::Listener& l : s.listeners) {
+    ::shutdown(l.fd.get(), SHUT_RDWR);
+    if (l.accept_thread.joinable()) l.accept_thread.join();
+    l.fd.reset();
+  }
+  if (s.unix_bound) ::unlink(s.options.unix_path.c_str());
+
+  // 2. Each connection stops reading but still answers what it has read.
+  std::list<Impl::Slot> slots;
+  {
+    std::lock_guard lock(s.mu);
+    slots.swap(s.slots);
+  }
+  for (Impl::Slot& slot : slots) slot.connection->shutdown_read();
+
+  // 3. Wait for them to drain; cut off whoever is still going at the deadline.
+  auto deadline = std::chrono::steady_clock::now() + kStopGrace;
+  for (Impl::Slot& slot : slots) {
+    while (!slot.connection->finished() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!slot.connection->finished()) slot.connection->shutdown_all();
+    slot.thread.join();
+  }
+  log::get("nbd")->info("NBD server stopped connections_served={}", s.stats.connections_total.load());
+}
+
+ServerStats Server::stats() const { return impl_->stats.snapshot(); }
+
+std::vector<ClientInfo> Server::clients() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<ClientInfo> out;
+  for (const Impl::Slot& slot : impl_->slots) {
+    if (!slot.connection->finished()) out.push_back(slot.connection->info());
+  }
+  return out;
+}
+
+}  // namespace portalbd::nbd

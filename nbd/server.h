@@ -1,0 +1,83 @@
+// NBD server: listens on TCP and/or a unix socket and serves the exports of an
+// ExportProvider to any NBD client (nbd-client, qemu, nbdcopy, libnbd).
+//
+// Protocol coverage: fixed newstyle handshake (EXPORT_NAME, GO, INFO, LIST,
+// ABORT, STRUCTURED_REPLY, LIST/SET_META_CONTEXT with base:allocation);
+// READ, WRITE (FUA), FLUSH, TRIM, WRITE_ZEROES (NO_HOLE, FAST_ZERO), CACHE,
+// BLOCK_STATUS, DISC; simple and structured replies. No TLS.
+//
+// Layout of nbd/: server.cc (lifecycle) -> listener.cc (sockets) ->
+// connection.cc (one client: handshake, request loop, worker pool) ->
+// handshake.cc (options) / request.cc (validation) / dispatch.cc (device
+// calls, replies) / errors.cc (Status -> NBD errno) / reply.cc (wire writes).
+//
+// Threads: one accept thread per listener; per connection one reader thread
+// plus `workers_per_connection` workers that execute requests in parallel and
+// answer them out of order.
+//
+// Ownership: the Server borrows `exports`, which must outlive it.
+// Thread-safety: start() and stop() from one controlling thread; stats(),
+// clients() and tcp_address() from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nbd/export_provider.h"
+#include "src/util/status.h"
+
+namespace portalbd::nbd {
+
+struct ServerOptions {
+  std::string tcp_address = "127.0.0.1:10809";  // "host:port"; empty = no TCP listener; port 0 = pick one
+  std::string unix_path;                         // empty = no unix listener
+  uint32_t max_request_bytes = 32 * 1024 * 1024; // largest READ/WRITE payload accepted
+  // Requests of one connection executed at the same time.
+  uint32_t workers_per_connection = 4;
+  // Back-pressure: a connection stops reading new requests while its
+  // in-flight READ/WRITE bytes reach this (one request may overshoot it) or
+  // while max_inflight_requests are queued.
+  uint64_t max_inflight_bytes = 64 * 1024 * 1024;
+  uint32_t max_inflight_requests = 256;
+};
+
+struct ServerStats {
+  uint64_t connections_total = 0, connections_active = 0, reads = 0, writes = 0, flushes = 0, trims = 0,
+           zeroes = 0, block_status = 0, cache = 0, bytes_read = 0, bytes_written = 0, errors = 0;
+};
+
+struct ClientInfo {
+  std::string peer;         // "127.0.0.1:41234", or "unix:pid=123" for unix sockets
+  std::string export_name;  // empty while the client is still negotiating
+  int64_t connected_unix_ms = 0;
+};
+
+class Server {
+ public:
+  Server(ExportProvider& exports, ServerOptions options);
+  ~Server();  // calls stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens, then starts the accept threads. The error names the
+  // address, e.g. "bind 127.0.0.1:10809: Address already in use".
+  // REQUIRES: called at most once.
+  Status start();
+  // The bound TCP address, "127.0.0.1:34567" (port 0 resolved); empty when
+  // there is no TCP listener.
+  std::string tcp_address() const;
+  // Stops accepting, lets every connection finish and answer its in-flight
+  // requests, closes them and joins every thread. Idempotent.
+  void stop();
+
+  ServerStats stats() const;
+  std::vector<ClientInfo> clients() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace portalbd::nbd

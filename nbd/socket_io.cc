@@ -1,0 +1,88 @@
+#include "nbd/socket_io.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <climits>
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace portalbd::nbd {
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+ReadResult read_exact(int fd, std::span<std::byte> out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::recv(fd, out.data() + done, out.size() - done, 0);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n == 0) {
+      return done == 0 ? ReadResult::kEof : ReadResult::kTruncated;
+    } else if (errno != EINTR) {
+      return ReadResult::kError;
+    }
+  }
+  return ReadResult::kOk;
+}
+
+ReadResult discard_exact(int fd, uint64_t length) {
+  std::array<std::byte, 64 * 1024> sink;
+  while (length > 0) {
+    size_t chunk = static_cast<size_t>(std::min<uint64_t>(length, sink.size()));
+    ReadResult r = read_exact(fd, std::span(sink.data(), chunk));
+    if (r != ReadResult::kOk) return r;
+    length -= chunk;
+  }
+  return ReadResult::kOk;
+}
+
+bool write_all(int fd, std::span<const struct iovec> iov_in) {
+  // sendmsg may stop part-way through any iovec; keep a private, mutable copy.
+  std::vector<struct iovec> iov(iov_in.begin(), iov_in.end());
+  size_t first = 0;
+  while (first < iov.size()) {
+    if (iov[first].iov_len == 0) {
+      ++first;
+      continue;
+    }
+    struct msghdr msg {};
+    msg.msg_iov = iov.data() + first;
+    msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    auto left = static_cast<size_t>(n);
+    while (left > 0 && first < iov.size()) {
+      size_t step = std::min(left, iov[first].iov_len);
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + step;
+      iov[first].iov_len -= step;
+      left -= step;
+      if (iov[first].iov_len == 0) ++first;
+    }
+  }
+  return true;
+}
+
+bool write_all(int fd, std::span<const std::byte> data) {
+  struct iovec one {
+    const_cast<std::byte*>(data.data()), data.size()
+  };
+  return write_all(fd, std::span(&one, 1));
+}
+
+std::string errno_text(int err) {
+  char buf[256];
+  // GNU strerror_r returns the message pointer (maybe not buf).
+  return std::string(strerror_r(err, buf, sizeof buf));
+}
+
+}  // namespace portalbd::nbd

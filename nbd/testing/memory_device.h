@@ -1,0 +1,191 @@
+// Test doubles for the NBD layer: an in-memory BlockDevice that tracks
+// per-sector allocation state (so block status and sparse reads can be
+// checked), can fail on demand and can slow down, and an ExportProvider over a
+// map of such devices.
+//
+// Header-only: the Makefile builds nbd/*.cc only, and only tests include this.
+// Thread-safety: every method locks; safe from many server threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "nbd/export_provider.h"
+#include "src/engine/block_device.h"
+
+namespace portalbd::nbd::testing {
+
+class MemoryDevice : public BlockDevice {
+ public:
+  static constexpr uint64_t kSector = 512;
+
+  explicit MemoryDevice(uint64_t size, bool read_only = false, uint32_t preferred = 4096)
+      : size_(size), read_only_(read_only), preferred_(preferred), data_(size), state_((size + kSector - 1) / kSector) {}
+
+  uint64_t size_bytes() const override { return size_; }
+  bool read_only() const override { return read_only_; }
+  uint32_t preferred_block_size() const override { return preferred_; }
+
+  Status read(uint64_t offset, std::span<std::byte> out) override {
+    delay();
+    std::lock_guard lock(mu_);
+    PBD_RETURN_IF_ERROR(check(offset, out.size()));
+    ++reads;
+    if (take_failure()) return fail_with_;
+    std::memcpy(out.data(), data_.data() + offset, out.size());
+    return Status::OK();
+  }
+  Status write(uint64_t offset, std::span<const std::byte> in, bool fua) override {
+    delay();
+    std::lock_guard lock(mu_);
+    PBD_RETURN_IF_ERROR(check(offset, in.size()));
+    if (read_only_) return Status::ReadOnly("read-only");
+    if (take_failure()) return fail_with_;
+    std::memcpy(data_.data() + offset, in.data(), in.size());
+    mark(offset, in.size(), ExtentState::kData, false);
+    fua_count += fua;
+    return Status::OK();
+  }
+  Status trim(uint64_t offset, uint64_t length, bool fua) override {
+    std::lock_guard lock(mu_);
+    PBD_RETURN_IF_ERROR(check(offset, length));
+    if (take_failure()) return fail_with_;
+    std::memset(data_.data() + offset, 0, length);
+    mark(offset, length, ExtentState::kHole, true);
+    ++trims;
+    fua_count += fua;
+    return Status::OK();
+  }
+  Status write_zeroes(uint64_t offset, uint64_t length, bool fua) override {
+    std::lock_guard lock(mu_);
+    PBD_RETURN_IF_ERROR(check(offset, length));
+    if (take_failure()) return fail_with_;
+    std::memset(data_.data() + offset, 0, length);
+    mark(offset, length, ExtentState::kZero, true);
+    ++zeroes;
+    fua_count += fua;
+    return Status::OK();
+  }
+  Status flush() override {
+    std::lock_guard lock(mu_);
+    if (take_failure()) return fail_with_;
+    ++flushes;
+    return Status::OK();
+  }
+  Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override {
+    std::lock_guard lock(mu_);
+    PBD_RETURN_IF_ERROR(check(offset, length));
+    uint64_t pos = offset, end = offset + length;
+    while (pos < end && out->size() < max_extents) {
+      ExtentState s = state_[pos / kSector];
+      uint64_t run_end = std::min(end, (pos / kSector + 1) * kSector);
+      while (run_end < end && state_[run_end / kSector] == s) run_end = std::min(end, run_end + kSector);
+      out->push_back({run_end - pos, s});
+      pos = run_end;
+    }
+    return Status::OK();
+  }
+  Status prefetch(uint64_t offset, uint64_t length) override {
+    std::lock_guard lock(mu_);
+    PBD_RETURN_IF_ERROR(check(offset, length));
+    ++prefetches;
+    return Status::OK();
+  }
+
+  // The next `count` device calls that can fail return `status`.
+  void fail_next(Status status, int count = 1) {
+    std::lock_guard lock(mu_);
+    fail_with_ = std::move(status);
+    failures_left_ = count;
+  }
+  // Every read/write sleeps this long first (to hold requests in flight).
+  void set_delay(std::chrono::milliseconds d) { delay_ms_ = d.count(); }
+  // Bytes as stored, for checking writes without going through NBD.
+  std::vector<std::byte> bytes(uint64_t offset, uint64_t length) {
+    std::lock_guard lock(mu_);
+    return {data_.begin() + offset, data_.begin() + offset + length};
+  }
+
+  std::atomic<int> reads{0}, trims{0}, zeroes{0}, flushes{0}, prefetches{0}, fua_count{0};
+
+ private:
+  Status check(uint64_t offset, uint64_t length) const {
+    // The server must never break the BlockDevice contract; make it loud.
+    if (offset > size_ || length > size_ - offset) return Status::OutOfRange("contract violated: past the end");
+    return Status::OK();
+  }
+  bool take_failure() {
+    if (failures_left_ <= 0) return false;
+    --failures_left_;
+    return true;
+  }
+  void mark(uint64_t offset, uint64_t length, ExtentState s, bool whole_sectors_only) {
+    uint64_t first = offset / kSector, last = (offset + length - 1) / kSector;
+    for (uint64_t i = first; i <= last; ++i) {
+      bool whole = offset <= i * kSector && (i + 1) * kSector <= offset + length;
+      // A partial trim/zero leaves written bytes in the sector: it is data.
+      state_[i] = (whole_sectors_only && !whole) ? ExtentState::kData : s;
+    }
+  }
+  void delay() {
+    if (int64_t ms = delay_ms_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  }
+
+  const uint64_t size_;
+  const bool read_only_;
+  const uint32_t preferred_;
+  std::mutex mu_;
+  std::vector<std::byte> data_;
+  std::vector<ExtentState> state_;
+  Status fail_with_;
+  int failures_left_ = 0;
+  std::atomic<int64_t> delay_ms_{0};
+};
+
+class MemoryExports : public ExportProvider {
+ public:
+  void add(const std::string& name, std::shared_ptr<BlockDevice> device, std::string description = {}) {
+    std::lock_guard lock(mu_);
+    exports_[name] = {std::move(device), std::move(description)};
+    if (default_.empty()) default_ = name;
+  }
+  std::vector<ExportInfo> list_exports() override {
+    std::lock_guard lock(mu_);
+    std::vector<ExportInfo> out;
+    for (auto& [name, e] : exports_) out.push_back({name, e.description});
+    return out;
+  }
+  std::string default_export() override {
+    std::lock_guard lock(mu_);
+    return default_;
+  }
+  Result<std::shared_ptr<BlockDevice>> open_export(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    auto it = exports_.find(name);
+    if (it == exports_.end()) return Status::NotFound("no export " + name);
+    return it->second.device;
+  }
+  std::string describe_export(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    auto it = exports_.find(name);
+    return it == exports_.end() ? std::string() : it->second.description;
+  }
+
+ private:
+  struct Entry {
+    std::shared_ptr<BlockDevice> device;
+    std::string description;
+  };
+  std::mutex mu_;
+  std::map<std::string, Entry> exports_;
+  std::string default_;
+};
+
+}  // namespace portalbd::nbd::testing
