@@ -338,10 +338,16 @@ qio() {
   out=$(qemu-io -f raw "$uri" "${args[@]}" 2>&1) || rc=$?
   if [ "$rc" -ne 0 ] || grep -qiE 'fail|error|denied|invalid' <<<"$out"; then
     grep -iE 'fail|error|denied|invalid' <<<"$out" | head -20 | sed 's/^/    /'
-    fail "qemu-io on $uri exited $rc; commands: $*"
+    local shown="$*"
+    [ ${#shown} -le 300 ] || shown="${shown:0:300}..."
+    fail "qemu-io on $uri exited $rc; $# commands: $shown"
   fi
   QIO_OUT=$out
 }
+
+# nbdsh ARGS...: /usr/bin/nbdsh runs `python3 -m nbd` from PATH, which may be
+# a python without the libnbd bindings.
+nbdsh() { "$SYSPYTHON" -m nbd "$@"; }
 
 # nbdmodel ARGS...: the libnbd model driver (see nbdmodel.py).
 nbdmodel() { "$SYSPYTHON" "$NBDMODEL" "$@"; }
