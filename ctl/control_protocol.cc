@@ -1,0 +1,123 @@
+#include "ctl/control_protocol.h"
+
+#include <nlohmann/json.hpp>
+
+namespace portalbd::ctl {
+namespace {
+
+using json = nlohmann::json;
+
+std::string dump(const json& j) {
+  // error_handler replace: a handler's invalid UTF-8 must not throw here.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Envelopes are assembled by hand so that "v" comes first on the wire (json
+// objects sort their keys), which makes captured traffic easy to read.
+std::string envelope(const std::string& fields) {
+  return "{\"v\":" + std::to_string(kProtocolVersion) + "," + fields + "}\n";
+}
+
+// nlohmann's messages start with "[json.exception.parse_error.101] "; the
+// tag means nothing to a user.
+std::string strip_json_tag(const std::string& what) {
+  if (what.rfind("[json.exception.", 0) == 0) {
+    auto end = what.find("] ");
+    if (end != std::string::npos) return what.substr(end + 2);
+  }
+  return what;
+}
+
+}  // namespace
+
+std::string encode_request(const std::string& cmd, const json& args) {
+  return envelope("\"cmd\":" + dump(cmd) + ",\"args\":" + dump(args.is_null() ? json::object() : args));
+}
+
+std::string encode_ok(const json& result) {
+  return envelope("\"ok\":true,\"result\":" + dump(result));
+}
+
+std::string encode_error(const Status& status) {
+  return envelope("\"ok\":false,\"error\":" +
+                  dump(json{{"code", Status::CodeName(status.code())}, {"message", status.message()}}));
+}
+
+Status parse_request(const std::string& text, std::string* cmd, json* args) {
+  json req;
+  try {
+    req = json::parse(text);
+  } catch (const json::exception& e) {
+    return Status::InvalidArgument("malformed request (not JSON): " + strip_json_tag(e.what()));
+  }
+  if (!req.is_object()) return Status::InvalidArgument("malformed request: expected a JSON object");
+  auto v = req.find("v");
+  if (v == req.end() || !v->is_number_integer()) {
+    return Status::InvalidArgument("malformed request: missing protocol version \"v\"");
+  }
+  if (v->get<long long>() != kProtocolVersion) {
+    return Status::NotSupported("protocol version " + v->dump() + " is not supported (this daemon speaks " +
+                                std::to_string(kProtocolVersion) + ")");
+  }
+  auto c = req.find("cmd");
+  if (c == req.end() || !c->is_string() || c->get_ref<const std::string&>().empty()) {
+    return Status::InvalidArgument("malformed request: \"cmd\" must be a non-empty string");
+  }
+  auto a = req.find("args");
+  if (a != req.end() && !a->is_null() && !a->is_object()) {
+    return Status::InvalidArgument("malformed request: \"args\" must be an object");
+  }
+  *cmd = c->get<std::string>();
+  *args = (a == req.end() || a->is_null()) ? json::object() : *a;
+  return Status::OK();
+}
+
+Status parse_response(const std::string& text, json* result, Status* answer) {
+  json resp;
+  try {
+    resp = json::parse(text);
+  } catch (const json::exception& e) {
+    return Status::Corruption("malformed response (not JSON): " + strip_json_tag(e.what()));
+  }
+  if (!resp.is_object()) return Status::Corruption("malformed response: expected a JSON object");
+  auto v = resp.find("v");
+  if (v == resp.end() || !v->is_number_integer() || v->get<long long>() != kProtocolVersion) {
+    return Status::Corruption("response has protocol version " + (v == resp.end() ? "(none)" : v->dump()) +
+                              ", expected " + std::to_string(kProtocolVersion));
+  }
+  auto ok = resp.find("ok");
+  if (ok == resp.end() || !ok->is_boolean()) return Status::Corruption("malformed response: missing \"ok\"");
+  if (ok->get<bool>()) {
+    auto r = resp.find("result");
+    *result = (r == resp.end() || r->is_null()) ? json::object() : *r;
+    *answer = Status::OK();
+    return Status::OK();
+  }
+  auto err = resp.find("error");
+  if (err == resp.end() || !err->is_object()) return Status::Corruption("malformed response: missing \"error\"");
+  auto code_it = err->find("code");
+  auto message_it = err->find("message");
+  const std::string code = (code_it != err->end() && code_it->is_string()) ? code_it->get<std::string>() : "IOError";
+  std::string message =
+      (message_it != err->end() && message_it->is_string()) ? message_it->get<std::string>() : "(no message)";
+  Status::Code c = status_code_from_name(code);
+  if (c == Status::Code::kOk) {  // an error must not read as success
+    return Status::Corruption("malformed response: error with code \"OK\"");
+  }
+  *answer = Status(c, std::move(message));
+  return Status::OK();
+}
+
+Status::Code status_code_from_name(const std::string& name) {
+  // Codes are contiguous from kOk; CodeName() says "Unknown" past the last,
+  // so codes added to status.h are picked up without touching this.
+  for (int i = 0;; ++i) {
+    auto code = static_cast<Status::Code>(i);
+    const std::string known = Status::CodeName(code);
+    if (known == "Unknown") break;
+    if (name == known) return code;
+  }
+  return Status::Code::kIOError;
+}
+
+}  // namespace portalbd::ctl

@@ -1,0 +1,44 @@
+// The control protocol's wire format (see ctl/PROTOCOL.md): one JSON object
+// per line, each way.
+//   request:  {"v":1,"cmd":"status","args":{...}}
+//   response: {"v":1,"ok":true,"result":{...}}
+//             {"v":1,"ok":false,"error":{"code":"NotFound","message":"..."}}
+// Both ends build and parse lines only through these functions.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "src/util/status.h"
+
+namespace portalbd::ctl {
+
+inline constexpr int kProtocolVersion = 1;
+// A request line longer than this is refused and the connection closed: no
+// command needs more, and it bounds what a client can make the daemon buffer.
+inline constexpr size_t kMaxRequestBytes = 1 << 20;
+// Responses may be larger (a long snapshot list), but not unbounded.
+inline constexpr size_t kMaxResponseBytes = 64 << 20;
+
+// Encoders; each returns one line including the trailing '\n'.
+std::string encode_request(const std::string& cmd, const nlohmann::json& args);
+std::string encode_ok(const nlohmann::json& result);
+std::string encode_error(const Status& status);
+
+// Parses a request line. On success sets *cmd and *args (an object; {} when
+// absent or null). InvalidArgument says what is wrong with the line.
+Status parse_request(const std::string& line, std::string* cmd, nlohmann::json* args);
+
+// Parses a response line. Returns Corruption when the line is not a valid
+// response. Otherwise OK, with *answer set to the result on success or to the
+// daemon's error (its code and message) on failure.
+Status parse_response(const std::string& line, nlohmann::json* result, Status* answer);
+
+// Status::CodeName() backwards; kIOError for names this build does not know.
+Status::Code status_code_from_name(const std::string& name);
+
+}  // namespace portalbd::ctl

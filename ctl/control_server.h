@@ -1,0 +1,100 @@
+// ControlServer: the daemon's end of the control socket that portalctl talks
+// to. Newline-delimited JSON over a unix stream socket; the wire format is in
+// ctl/control_protocol.h and ctl/PROTOCOL.md.
+//
+// Lifecycle: construct, on() every command, start(), ... , stop() (or destroy).
+// Each connection is served on its own thread and may carry many requests,
+// answered in order.
+//
+// Thread-safety: on() before start() only. Handlers run concurrently on
+// connection threads and must be thread-safe; an exception escaping a handler
+// is caught and answered as an error (it never reaches the daemon).
+// start() and stop() from the owning thread; stop() is idempotent and waits
+// for running handlers to return.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "ctl/unique_fd.h"
+#include "src/util/status.h"
+
+namespace portalbd::ctl {
+
+class ControlServer {
+ public:
+  // Sets *result (an empty object on entry) and returns OK, or returns the
+  // error sent to the client (its code name and message).
+  using Handler = std::function<Status(const nlohmann::json& args, nlohmann::json* result)>;
+
+  // `mode`: permission bits of the socket file; `group`: if not empty, the
+  // socket's group (so that mode 0660 lets that group use portalctl).
+  explicit ControlServer(std::string socket_path, unsigned mode = 0600, std::string group = "");
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  // Registers the handler of `cmd`, replacing any earlier one (including the
+  // built-in "ping", which answers {"protocol":1}).
+  // REQUIRES: start() not called yet.
+  void on(const std::string& cmd, Handler handler);
+
+  // Creates the parent directory if missing (0755), removes a stale socket
+  // file (one nobody answers on), binds, applies mode and group, and starts
+  // accepting. Errors: "control socket PATH is in use by another portalbd"
+  // (AlreadyExists) when a live server answers on the path; IOError otherwise.
+  Status start();
+
+  // Closes the listener and every connection, joins all threads and removes
+  // the socket file (if it is still ours). Idempotent.
+  void stop();
+
+  std::string path() const { return path_; }
+
+  // How many connections may be open at once; more are answered Busy and
+  // closed. Each costs a thread; local tools need only a few.
+  static constexpr size_t kMaxConnections = 64;
+
+ private:
+  struct Connection {
+    UniqueFd fd;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  Status prepare_directory();
+  Status remove_stale_socket();
+  Status bind_listener();
+  void accept_loop();
+  void serve(Connection* conn);
+  std::string dispatch(const std::string& line);
+  void reap_finished_locked();
+
+  const std::string path_;
+  const unsigned mode_;
+  const std::string group_;
+  std::map<std::string, Handler> handlers_;  // immutable once started
+
+  UniqueFd listener_;
+  UniqueFd wake_read_, wake_write_;  // a byte on this pipe stops accept_loop
+  std::thread accept_thread_;
+  dev_t socket_dev_ = 0;  // identity of the socket file we created, so that
+  ino_t socket_ino_ = 0;  // stop() never unlinks someone else's
+
+  std::mutex mu_;  // guards connections_ and stopping_
+  std::list<std::unique_ptr<Connection>> connections_;
+  bool stopping_ = false;
+  bool started_ = false;  // owner thread only
+};
+
+}  // namespace portalbd::ctl
