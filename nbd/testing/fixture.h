@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -108,10 +109,12 @@ class RawClient {
     if (read_exact(fd_.get(), b) != ReadResult::kOk) return {};
     return b;
   }
-  // True when the server closed the connection (EOF) within the timeout.
+  // True when the server closed the connection within the timeout: EOF, or
+  // a reset (closing with unread input makes the kernel send one).
   bool closed_by_server() {
     std::byte b;
-    return ::recv(fd_.get(), &b, 1, 0) == 0;
+    ssize_t n = ::recv(fd_.get(), &b, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
   }
 
   // Reads the greeting, sends client flags. True when the greeting was right.
