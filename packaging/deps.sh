@@ -11,6 +11,8 @@ PACKAGES=(
   libnbd-dev libfuse3-dev
   # integration tests: real NBD clients, filesystems
   libnbd-bin python3 python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux nbdkit
+  # S3 tests: botocore signs requests as a second opinion on SigV4
+  python3-botocore
 )
 
 missing=()
@@ -22,12 +24,26 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-echo "deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# s3rver (npm): the S3-compatible server the S3 store tests run against.
+# Installed project-locally under $BUILD/node (never committed); skipped when
+# present. Without npm the S3 tests say so and skip.
+NODE_DIR=${BUILD:-build}/node
+S3RVER_VERSION=3.7.1
+if [ -x "$NODE_DIR/node_modules/.bin/s3rver" ]; then
+  echo "deps: s3rver present in $NODE_DIR"
+elif command -v npm >/dev/null 2>&1; then
+  echo "deps: installing s3rver@$S3RVER_VERSION into $NODE_DIR"
+  mkdir -p "$NODE_DIR"
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error "s3rver@$S3RVER_VERSION"
+else
+  echo "deps: npm not found; S3 tests against s3rver will be skipped"
+fi
