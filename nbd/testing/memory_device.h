@@ -27,7 +27,7 @@ class MemoryDevice : public BlockDevice {
   static constexpr uint64_t kSector = 512;
 
   explicit MemoryDevice(uint64_t size, bool read_only = false, uint32_t preferred = 4096)
-      : size_(size), read_only_(read_only), preferred_(preferred), data_(size), state_((size + kSector - 1) / kSector) {}
+      : size_(size), read_only_(read_only), preferred_(preferred), data_(size), state_((size + kSector - 1) / kSector, ExtentState::kHole) {}
 
   uint64_t size_bytes() const override { return size_; }
   bool read_only() const override { return read_only_; }
