@@ -1,5 +1,7 @@
 #include "meta/index.h"
 
+#include <sqlite3.h>
+
 #include <chrono>
 
 namespace portalbd::meta {
@@ -285,6 +287,120 @@ Status Index::scan_layer(uint64_t layer, const std::function<void(const MappedEx
   Status err;
   while (s->step(&err)) fn(read_extent(*s));
   return err;
+}
+
+Result<std::vector<LayerRecord>> Index::list_layers() {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("SELECT id, COALESCE(parent, 0), created_ms FROM layers ORDER BY id");
+  if (!s.ok()) return s.status();
+  std::vector<LayerRecord> out;
+  Status err;
+  while (s->step(&err)) {
+    out.push_back({static_cast<uint64_t>(s->col_int(0)), static_cast<uint64_t>(s->col_int(1)), s->col_int(2)});
+  }
+  if (!err.ok()) return err;
+  return out;
+}
+
+Result<std::vector<RootRecord>> Index::list_roots() {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("SELECT name, layer, kind, COALESCE(uuid, ''), created_ms FROM roots ORDER BY created_ms, name");
+  if (!s.ok()) return s.status();
+  std::vector<RootRecord> out;
+  Status err;
+  while (s->step(&err)) {
+    out.push_back({s->col_text(0), static_cast<uint64_t>(s->col_int(1)), s->col_text(2), s->col_text(3), s->col_int(4)});
+  }
+  if (!err.ok()) return err;
+  return out;
+}
+
+namespace {
+
+Status insert_root(Db* db, const RootRecord& r) {
+  auto s = db->prepare("INSERT INTO roots(name, layer, kind, uuid, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)");
+  if (!s.ok()) return s.status();
+  s->bind(1, r.name).bind(2, static_cast<int64_t>(r.layer)).bind(3, r.kind).bind(4, r.uuid).bind(5, r.created_unix_ms);
+  Status st = s->exec();
+  if (!st.ok() && st.message().find("UNIQUE") != std::string::npos) {
+    return Status::AlreadyExists("a snapshot named '" + r.name + "' already exists");
+  }
+  return st;
+}
+
+Status insert_layer(Db* db, uint64_t id, uint64_t parent, int64_t now_ms) {
+  auto s = db->prepare("INSERT INTO layers(id, parent, created_ms) VALUES(?1, ?2, ?3)");
+  if (!s.ok()) return s.status();
+  s->bind(1, static_cast<int64_t>(id));
+  if (parent == 0) {
+    s->bind_null(2);
+  } else {
+    s->bind(2, static_cast<int64_t>(parent));
+  }
+  s->bind(3, now_ms);
+  return s->exec();
+}
+
+Status move_live(Db* db, uint64_t layer) {
+  auto s = db->prepare("UPDATE roots SET layer=?1 WHERE name='live'");
+  if (!s.ok()) return s.status();
+  s->bind(1, static_cast<int64_t>(layer));
+  return s->exec();
+}
+
+Result<uint64_t> current_live(Db* db) {
+  auto s = db->prepare("SELECT layer FROM roots WHERE name='live'");
+  if (!s.ok()) return s.status();
+  Status err;
+  if (s->step(&err)) return static_cast<uint64_t>(s->col_int(0));
+  if (!err.ok()) return err;
+  return Status::Corruption("the index has no live root");
+}
+
+}  // namespace
+
+Status Index::create_snapshot(const RootRecord& snapshot, uint64_t new_live, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  auto live = current_live(db_.get());
+  if (!live.ok()) return live.status();
+  if (*live != snapshot.layer) return Status::Corruption("snapshot of a layer that is not live");
+  PBD_RETURN_IF_ERROR(insert_root(db_.get(), snapshot));
+  PBD_RETURN_IF_ERROR(insert_layer(db_.get(), new_live, snapshot.layer, now_ms));
+  PBD_RETURN_IF_ERROR(move_live(db_.get(), new_live));
+  return txn.commit();
+}
+
+Status Index::restore_snapshot(uint64_t from_layer, uint64_t new_live, const std::optional<RootRecord>& keep_current,
+                               int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  if (keep_current) PBD_RETURN_IF_ERROR(insert_root(db_.get(), *keep_current));
+  PBD_RETURN_IF_ERROR(insert_layer(db_.get(), new_live, from_layer, now_ms));
+  PBD_RETURN_IF_ERROR(move_live(db_.get(), new_live));
+  return txn.commit();
+}
+
+Status Index::delete_snapshot(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("DELETE FROM roots WHERE name=?1 AND kind='snapshot'");
+  if (!s.ok()) return s.status();
+  s->bind(1, name);
+  PBD_RETURN_IF_ERROR(s->exec());
+  if (sqlite3_changes(db_->raw()) == 0) return Status::NotFound("no snapshot named '" + name + "'");
+  return Status::OK();
+}
+
+Status Index::replace_roots(const std::vector<LayerRecord>& layers, const std::vector<RootRecord>& roots) {
+  std::lock_guard lock(mu_);
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM roots; DELETE FROM layers;"));
+  for (const auto& l : layers) PBD_RETURN_IF_ERROR(insert_layer(db_.get(), l.id, l.parent, l.created_unix_ms));
+  for (const auto& r : roots) PBD_RETURN_IF_ERROR(insert_root(db_.get(), r));
+  return txn.commit();
 }
 
 Result<IndexStats> Index::stats() {

@@ -51,6 +51,21 @@ struct MappedExtent {
   uint32_t block_in_frame = 0;
 };
 
+// A named root: "live" or a snapshot.
+struct RootRecord {
+  std::string name;
+  uint64_t layer = 0;
+  std::string kind;  // "live" | "snapshot"
+  std::string uuid;
+  int64_t created_unix_ms = 0;
+};
+
+struct LayerRecord {
+  uint64_t id = 0;
+  uint64_t parent = 0;  // 0: none
+  int64_t created_unix_ms = 0;
+};
+
 struct IndexStats {
   uint64_t segments = 0;
   uint64_t bytes_stored = 0;  // sum of segment object sizes
@@ -80,6 +95,24 @@ class Index {
 
   // Calls fn for every extent of `layer`, in ascending lba order.
   Status scan_layer(uint64_t layer, const std::function<void(const MappedExtent&)>& fn);
+
+  // Every layer and root, for loading the in-memory maps and for the roots
+  // record kept in object storage.
+  Result<std::vector<LayerRecord>> list_layers();
+  Result<std::vector<RootRecord>> list_roots();
+
+  // Snapshot create, in one transaction: `snapshot` names the current live
+  // layer, and "live" moves to the new empty child layer `new_live`.
+  Status create_snapshot(const RootRecord& snapshot, uint64_t new_live, int64_t now_ms);
+  // Restore, in one transaction: optionally keep the current live layer as
+  // `keep_current` (a snapshot root), then "live" moves to the new empty
+  // layer `new_live` whose parent is `from_layer`.
+  Status restore_snapshot(uint64_t from_layer, uint64_t new_live, const std::optional<RootRecord>& keep_current,
+                          int64_t now_ms);
+  // Removes a snapshot root. kNotFound when there is none by that name.
+  Status delete_snapshot(const std::string& name);
+  // Rewrites layers and roots wholesale (rebuild from a roots record).
+  Status replace_roots(const std::vector<LayerRecord>& layers, const std::vector<RootRecord>& roots);
 
   Result<IndexStats> stats();
   // Forgets everything (used when the index does not belong to the storage).

@@ -30,10 +30,20 @@
 //   4. Reads see the newest answered write for every block, whatever stage
 //      of the pipeline holds it.
 //
-// Locking: mu_ guards the buffers and the live map (held only for in-memory
-// work, never across I/O). flush_mu_ serializes uploads (held across I/O).
-// Lock order: flush_mu_ before mu_. rmw_mu_ serializes unaligned writes and
-// is taken before either.
+// Layers and snapshots (volume_snapshot.cc)
+//   The index's layers are mirrored in memory as Layer objects, each with the
+//   extents committed to it and a pointer to its parent. The live volume reads
+//   through the chain live -> parent -> ...; a snapshot reads through the chain
+//   of the layer it names. Snapshot create = seal the active buffer into the
+//   current live layer and start an empty child layer; restore = start an
+//   empty child of the snapshot's layer. Both are O(1): nothing is copied.
+//   The cut happens with the CutGate closed and mu_ held, so every write
+//   answered before it is on the old side and none after.
+//
+// Locking: mu_ guards the buffers and every Layer's map (held only for
+// in-memory work, never across I/O). flush_mu_ serializes uploads and root
+// changes (held across I/O). gate_ brackets every mutating request.
+// Lock order: gate_ (close) -> flush_mu_ -> rmw_mu_ -> mu_.
 //
 // Thread-safety: every public method is safe to call concurrently.
 #pragma once
@@ -42,6 +52,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -50,6 +61,7 @@
 #include "meta/index.h"
 #include "src/engine/block_device.h"
 #include "src/engine/codec.h"
+#include "src/engine/cut_gate.h"
 #include "src/engine/extent_map.h"
 #include "src/engine/frame_cache.h"
 #include "src/engine/segment.h"
@@ -98,7 +110,30 @@ struct BlockSource {
   BlockSource sliced(uint64_t skip_blocks) const;
 };
 
-class Volume final : public BlockDevice {
+// One layer of the volume's history (see "Layers and snapshots" above).
+struct Layer {
+  uint64_t id = 0;
+  std::shared_ptr<Layer> parent;
+  ExtentMap<BlockSource> map;  // GUARDED_BY(Volume::mu_)
+};
+
+struct SnapshotInfo {
+  std::string name;
+  std::string uuid;
+  int64_t created_unix_ms = 0;
+  uint64_t layer = 0;
+  uint64_t written_bytes = 0;  // data written while it was the live layer
+};
+
+struct RestoreResult {
+  std::string restored;
+  std::string pre_restore;  // the snapshot that keeps the replaced state; "" with discard_current
+};
+
+// Checks a snapshot name: 1-128 of [A-Za-z0-9._-], not "live".
+Status validate_snapshot_name(const std::string& name);
+
+class Volume final : public BlockDevice, public std::enable_shared_from_this<Volume> {
  public:
   // Opens (or creates) the volume stored in `store`. Refuses a size change
   // unless it grows and opts.grow is set.
@@ -119,6 +154,23 @@ class Volume final : public BlockDevice {
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override;
   Status prefetch(uint64_t offset, uint64_t length) override;
 
+  // Snapshots (volume_snapshot.cc). create/restore/delete are durable when
+  // they return OK; they flush as needed.
+  Result<SnapshotInfo> create_snapshot(const std::string& name);
+  Result<RestoreResult> restore_snapshot(const std::string& name, bool discard_current);
+  Status delete_snapshot(const std::string& name);
+  Result<std::vector<SnapshotInfo>> list_snapshots();
+  Result<SnapshotInfo> find_snapshot(const std::string& name);
+  // A read-only device showing the snapshot; it keeps the snapshot's layers
+  // alive after the snapshot is deleted, until it is released.
+  Result<std::shared_ptr<BlockDevice>> open_snapshot(const std::string& name);
+
+  // Reads [offset, offset+out.size()) as seen from `top` (nullptr: the live
+  // volume). Used by snapshot devices.
+  Status read_view(const Layer* top, uint64_t offset, std::span<std::byte> out);
+  Status block_status_view(const Layer* top, uint64_t offset, uint64_t length, size_t max_extents,
+                           std::vector<StatusExtent>* out);
+
   VolumeStats stats();
   const std::string& uuid() const { return uuid_; }
   std::string storage_url() const { return store_->url(); }
@@ -126,7 +178,7 @@ class Volume final : public BlockDevice {
  private:
   struct Sealed {
     uint64_t seq = 0;
-    uint64_t layer = 0;
+    std::shared_ptr<Layer> layer;  // where its extents go once committed
     ExtentMap<BlockSource> blocks;
     uint64_t bytes = 0;  // buffered bytes held
     // Filled on the first upload attempt, reused on retries.
@@ -139,12 +191,16 @@ class Volume final : public BlockDevice {
   Status open_manifest();
   Status open_index();
   Status replay_storage();
-  Status load_live_map();
+  Status load_layers();
+  Status apply_roots_record(const std::vector<std::byte>& raw);
+  Status write_roots_record();  // REQUIRES: flush_mu_ held
 
-  // The sources of [lba, lba+nblocks) by precedence; gaps are unmapped.
-  std::vector<Piece> resolve(uint64_t lba, uint64_t nblocks);
+  // The sources of [lba, lba+nblocks) by precedence, seen from `top`
+  // (nullptr: live, including the write buffer); gaps are unmapped.
+  std::vector<Piece> resolve(const Layer* top, uint64_t lba, uint64_t nblocks);
   Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out);
   Result<FrameCache::Frame> load_frame(uint64_t seq, const FrameRef& ref);
+  Status write_locked(uint64_t offset, std::span<const std::byte> data);
   // Stores whole blocks (data or empty) into the active buffer.
   Status put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes);
   // Zeroes [offset, offset+length): whole blocks as `whole_state`, edges as data.
@@ -163,8 +219,8 @@ class Volume final : public BlockDevice {
   std::string uuid_;
   std::unique_ptr<meta::Index> index_;
   FrameCache cache_;
-  uint64_t live_layer_ = 0;
 
+  CutGate gate_;
   std::mutex rmw_mu_;
   std::mutex flush_mu_;
 
@@ -175,7 +231,9 @@ class Volume final : public BlockDevice {
   uint64_t active_bytes_ = 0;                    // GUARDED_BY(mu_)
   std::deque<std::shared_ptr<Sealed>> sealing_;  // oldest first; GUARDED_BY(mu_)
   uint64_t sealing_bytes_ = 0;                   // GUARDED_BY(mu_)
-  ExtentMap<BlockSource> live_;                  // committed; GUARDED_BY(mu_)
+  std::map<uint64_t, std::shared_ptr<Layer>> layers_;  // by id; GUARDED_BY(mu_)
+  std::shared_ptr<Layer> live_;                  // the live layer; GUARDED_BY(mu_)
+  uint64_t next_layer_id_ = 2;                   // GUARDED_BY(flush_mu_)
   uint64_t next_seq_ = 1;                        // GUARDED_BY(mu_)
   bool closing_ = false;                         // GUARDED_BY(mu_)
   bool closed_ = false;                          // GUARDED_BY(mu_)

@@ -20,7 +20,7 @@ void Volume::seal_active_locked() {
   if (active_.empty()) return;
   auto sealed = std::make_shared<Sealed>();
   sealed->seq = next_seq_++;
-  sealed->layer = live_layer_;
+  sealed->layer = live_;
   sealed->blocks = std::move(active_);
   sealed->bytes = active_bytes_;
   active_ = {};
@@ -32,7 +32,7 @@ void Volume::seal_active_locked() {
 // SEALED -> UPLOADED -> COMMITTED for one buffer.
 Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
   if (!sealed->footer) {
-    SegmentBuilder builder(sealed->seq, sealed->layer, opts_.codec, now_unix_ms());
+    SegmentBuilder builder(sealed->seq, sealed->layer->id, opts_.codec, now_unix_ms());
     for (const auto& [lba, node] : sealed->blocks.entries()) {
       const BlockSource& src = node.value;
       if (src.state == ExtentState::kData) {
@@ -59,9 +59,9 @@ Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
       src.frame = sealed->footer->frames[e.frame];
       src.block_in_frame = e.block_in_frame;
     }
-    live_.assign(e.lba, e.nblocks, src);
+    sealed->layer->map.assign(e.lba, e.nblocks, src);
   }
-  // The buffer is now redundant with the live map: drop it in the same
+  // The buffer is now redundant with its layer's map: drop it in the same
   // critical section so no reader sees neither.
   sealing_.pop_front();
   sealing_bytes_ -= sealed->bytes;

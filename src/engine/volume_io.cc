@@ -1,5 +1,6 @@
 // Volume I/O: reads resolve each block through the write buffers and the live
 // map; writes land in the active buffer.
+#include <algorithm>
 #include <cstring>
 
 #include "src/engine/volume.h"
@@ -16,16 +17,25 @@ Status Volume::check_range(uint64_t offset, uint64_t length, bool for_write) con
   return Status::OK();
 }
 
-std::vector<Volume::Piece> Volume::resolve(uint64_t lba, uint64_t nblocks) {
+std::vector<Volume::Piece> Volume::resolve(const Layer* top, uint64_t lba, uint64_t nblocks) {
   ExtentMap<BlockSource> view;
   auto overlay = [&](const ExtentMap<BlockSource>& m) {
     m.visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view.assign(s, n, src); });
   };
   {
     std::lock_guard lock(mu_);
-    overlay(live_);
-    for (const auto& sealed : sealing_) overlay(sealed->blocks);  // oldest first: newer win
-    overlay(active_);
+    const bool live = top == nullptr;
+    if (live) top = live_.get();
+    std::vector<const Layer*> chain;  // newest first
+    for (const Layer* l = top; l != nullptr; l = l->parent.get()) chain.push_back(l);
+    // Oldest first, so that newer layers overwrite older ones in the view.
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) overlay((*it)->map);
+    // Sealed buffers not yet committed to a layer of this chain. Buffers
+    // commit in sequence order, so they are all newer than the maps above.
+    for (const auto& sealed : sealing_) {
+      if (std::find(chain.begin(), chain.end(), sealed->layer.get()) != chain.end()) overlay(sealed->blocks);
+    }
+    if (live) overlay(active_);
   }
   std::vector<Piece> out;
   out.reserve(view.size());
@@ -76,13 +86,15 @@ Status Volume::read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t 
   return Status::OK();
 }
 
-Status Volume::read(uint64_t offset, std::span<std::byte> out) {
+Status Volume::read(uint64_t offset, std::span<std::byte> out) { return read_view(nullptr, offset, out); }
+
+Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte> out) {
   PBD_RETURN_IF_ERROR(check_range(offset, out.size(), false));
   const uint64_t end = offset + out.size();
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
   uint64_t cursor = offset;  // device byte filled up to here
-  for (const auto& piece : resolve(first, last - first)) {
+  for (const auto& piece : resolve(top, first, last - first)) {
     const auto& [lba, nblocks, src] = piece;
     const uint64_t p_start = std::max(offset, lba * kBlockSize);
     const uint64_t p_end = std::min(end, (lba + nblocks) * kBlockSize);
@@ -112,6 +124,15 @@ Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint6
 
 Status Volume::write(uint64_t offset, std::span<const std::byte> data, bool fua) {
   PBD_RETURN_IF_ERROR(check_range(offset, data.size(), true));
+  {
+    CutGate::Entry entry(gate_);
+    PBD_RETURN_IF_ERROR(write_locked(offset, data));
+  }
+  return fua ? flush() : Status::OK();
+}
+
+// REQUIRES: inside gate_.
+Status Volume::write_locked(uint64_t offset, std::span<const std::byte> data) {
   const uint64_t end = offset + data.size();
   if (offset % kBlockSize == 0 && end % kBlockSize == 0) {
     BlockSource src;
@@ -136,29 +157,33 @@ Status Volume::write(uint64_t offset, std::span<const std::byte> data, bool fua)
     src.bytes = std::move(buf);
     PBD_RETURN_IF_ERROR(put_blocks(first, last - first, std::move(src), bytes));
   }
-  return fua ? flush() : Status::OK();
+  return Status::OK();
 }
 
 Status Volume::zero_range(uint64_t offset, uint64_t length, ExtentState whole_state, bool fua) {
   PBD_RETURN_IF_ERROR(check_range(offset, length, true));
-  const uint64_t end = offset + length;
-  const uint64_t first_whole = (offset + kBlockSize - 1) / kBlockSize;
-  const uint64_t end_whole = end / kBlockSize;
-  if (end_whole <= first_whole) {  // inside one or two partial blocks
-    std::vector<std::byte> zeros(length);
-    return write(offset, zeros, fua);
+  {
+    CutGate::Entry entry(gate_);
+    const uint64_t end = offset + length;
+    const uint64_t first_whole = (offset + kBlockSize - 1) / kBlockSize;
+    const uint64_t end_whole = end / kBlockSize;
+    if (end_whole <= first_whole) {  // inside one or two partial blocks
+      std::vector<std::byte> zeros(length);
+      PBD_RETURN_IF_ERROR(write_locked(offset, zeros));
+    } else {
+      if (offset < first_whole * kBlockSize) {
+        std::vector<std::byte> zeros(first_whole * kBlockSize - offset);
+        PBD_RETURN_IF_ERROR(write_locked(offset, zeros));
+      }
+      if (end > end_whole * kBlockSize) {
+        std::vector<std::byte> zeros(end - end_whole * kBlockSize);
+        PBD_RETURN_IF_ERROR(write_locked(end_whole * kBlockSize, zeros));
+      }
+      BlockSource src;
+      src.state = whole_state;
+      PBD_RETURN_IF_ERROR(put_blocks(first_whole, end_whole - first_whole, src, 0));
+    }
   }
-  if (offset < first_whole * kBlockSize) {
-    std::vector<std::byte> zeros(first_whole * kBlockSize - offset);
-    PBD_RETURN_IF_ERROR(write(offset, zeros, false));
-  }
-  if (end > end_whole * kBlockSize) {
-    std::vector<std::byte> zeros(end - end_whole * kBlockSize);
-    PBD_RETURN_IF_ERROR(write(end_whole * kBlockSize, zeros, false));
-  }
-  BlockSource src;
-  src.state = whole_state;
-  PBD_RETURN_IF_ERROR(put_blocks(first_whole, end_whole - first_whole, src, 0));
   return fua ? flush() : Status::OK();
 }
 
@@ -171,6 +196,11 @@ Status Volume::write_zeroes(uint64_t offset, uint64_t length, bool fua) {
 }
 
 Status Volume::block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) {
+  return block_status_view(nullptr, offset, length, max_extents, out);
+}
+
+Status Volume::block_status_view(const Layer* top, uint64_t offset, uint64_t length, size_t max_extents,
+                                 std::vector<StatusExtent>* out) {
   out->clear();
   PBD_RETURN_IF_ERROR(check_range(offset, length, false));
   const uint64_t end = offset + length;
@@ -186,7 +216,7 @@ Status Volume::block_status(uint64_t offset, uint64_t length, size_t max_extents
     }
     cursor = upto;
   };
-  for (const auto& [lba, nblocks, src] : resolve(first, last - first)) {
+  for (const auto& [lba, nblocks, src] : resolve(top, first, last - first)) {
     emit(std::max(offset, lba * kBlockSize), ExtentState::kHole);
     emit(std::min(end, (lba + nblocks) * kBlockSize), src.state);
     if (out->size() > max_extents) break;
@@ -200,7 +230,7 @@ Status Volume::prefetch(uint64_t offset, uint64_t length) {
   PBD_RETURN_IF_ERROR(check_range(offset, length, false));
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (offset + length + kBlockSize - 1) / kBlockSize;
-  for (const auto& [lba, nblocks, src] : resolve(first, last - first)) {
+  for (const auto& [lba, nblocks, src] : resolve(nullptr, first, last - first)) {
     if (src.state == ExtentState::kData && !src.buffered()) {
       auto frame = load_frame(src.seq, src.frame);
       if (!frame.ok()) return frame.status();

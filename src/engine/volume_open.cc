@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/engine/uuid.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 
@@ -18,19 +19,6 @@ constexpr const char* kManifestKey = "volume.json";
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string new_uuid() {
-  std::random_device rd;
-  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(now_unix_ms()));
-  uint64_t a = rng(), b = rng();
-  a = (a & ~0xF000ull) | 0x4000ull;                    // version 4
-  b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // variant 1
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%08llx-%04llx-%04llx-%04llx-%012llx", static_cast<unsigned long long>(a >> 32),
-                static_cast<unsigned long long>((a >> 16) & 0xFFFF), static_cast<unsigned long long>(a & 0xFFFF),
-                static_cast<unsigned long long>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFull));
-  return buf;
 }
 
 std::vector<std::byte> to_bytes(const std::string& s) {
@@ -73,7 +61,7 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   PBD_RETURN_IF_ERROR(v->open_manifest());
   PBD_RETURN_IF_ERROR(v->open_index());
   PBD_RETURN_IF_ERROR(v->replay_storage());
-  PBD_RETURN_IF_ERROR(v->load_live_map());
+  PBD_RETURN_IF_ERROR(v->load_layers());
   v->flusher_ = std::thread([raw = v.get()] { raw->flusher_loop(); });
   return v;
 }
@@ -137,10 +125,8 @@ Status Volume::open_index() {
     PBD_RETURN_IF_ERROR(index_->reset());
   }
   PBD_RETURN_IF_ERROR(index_->set_meta("volume_uuid", uuid_));
-  auto live = index_->live_layer();
-  if (!live.ok()) return live.status();
-  live_layer_ = *live;
-  return Status::OK();
+  auto live = index_->live_layer();  // creates layer 1 and the live root on first use
+  return live.ok() ? Status::OK() : live.status();
 }
 
 // Applies segments that are in storage but not in the index, in order.
@@ -172,24 +158,59 @@ Status Volume::replay_storage() {
   if (replayed_segments_ > 0) {
     logger->info("replayed segments from storage count={} last_seq={}", replayed_segments_, max_seq);
   }
+
+  // Snapshots and layers: the newest roots record, when newer than the index's.
+  std::vector<ObjectInfo> records;
+  PBD_RETURN_IF_ERROR(store_->list("roots/", &records).With("list roots"));
+  auto applied = index_->get_meta("roots_seq");
+  if (!applied.ok()) return applied.status();
+  const uint64_t applied_seq = applied->has_value() ? std::stoull(**applied) : 0;
+  if (!records.empty()) {
+    const ObjectInfo& newest = records.back();  // keys sort by sequence
+    uint64_t seq = std::stoull(newest.key.substr(6, 16), nullptr, 16);
+    max_seq = std::max(max_seq, seq);
+    if (seq > applied_seq) {
+      std::vector<std::byte> raw;
+      PBD_RETURN_IF_ERROR(store_->get(newest.key, &raw).With("read " + newest.key));
+      PBD_RETURN_IF_ERROR(apply_roots_record(raw).With(newest.key));
+      PBD_RETURN_IF_ERROR(index_->set_meta("roots_seq", std::to_string(seq)));
+      logger->info("restored snapshots from storage record={}", newest.key);
+    }
+  }
   next_seq_ = max_seq + 1;
   return Status::OK();
 }
 
-Status Volume::load_live_map() {
-  auto chain = index_->layer_chain(live_layer_);
-  if (!chain.ok()) return chain.status();
+// Mirrors every layer of the index in memory, each with its committed extents.
+Status Volume::load_layers() {
+  auto layers = index_->list_layers();
+  if (!layers.ok()) return layers.status();
+  auto live = index_->live_layer();
+  if (!live.ok()) return live.status();
   std::lock_guard lock(mu_);
-  for (uint64_t layer : *chain) {
-    PBD_RETURN_IF_ERROR(index_->scan_layer(layer, [this](const meta::MappedExtent& x) {
+  layers_.clear();
+  for (const auto& rec : *layers) {  // ascending ids: parents come first
+    auto layer = std::make_shared<Layer>();
+    layer->id = rec.id;
+    if (rec.parent != 0) {
+      auto parent = layers_.find(rec.parent);
+      if (parent == layers_.end()) return Status::Corruption("layer " + std::to_string(rec.id) + " has a missing parent");
+      layer->parent = parent->second;
+    }
+    PBD_RETURN_IF_ERROR(index_->scan_layer(rec.id, [&](const meta::MappedExtent& x) {
       BlockSource src;
       src.state = x.state;
       src.seq = x.seq;
       src.frame = x.frame;
       src.block_in_frame = x.block_in_frame;
-      live_.assign(x.lba, x.nblocks, src);
+      layer->map.assign(x.lba, x.nblocks, src);
     }));
+    layers_[rec.id] = layer;
+    next_layer_id_ = std::max(next_layer_id_, rec.id + 1);
   }
+  auto it = layers_.find(*live);
+  if (it == layers_.end()) return Status::Corruption("the live layer is missing from the index");
+  live_ = it->second;
   return Status::OK();
 }
 

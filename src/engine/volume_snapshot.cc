@@ -1,0 +1,245 @@
+// Snapshots: O(1) create, restore and delete over the layer chain, and the
+// roots record that keeps layers and snapshots in object storage.
+#include <chrono>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
+#include "src/engine/snapshot_device.h"
+#include "src/engine/uuid.h"
+#include "src/engine/volume.h"
+#include "src/log/log.h"
+
+namespace portalbd {
+namespace {
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "20260107T025802Z"
+std::string utc_stamp(int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+// Reopens the gate when the cut is over, whatever path leaves the scope.
+class ClosedGate {
+ public:
+  explicit ClosedGate(CutGate& g) : g_(g) { g_.close(); }
+  ~ClosedGate() { reopen(); }
+  void reopen() {
+    if (closed_) g_.open();
+    closed_ = false;
+  }
+
+ private:
+  CutGate& g_;
+  bool closed_ = true;
+};
+
+std::string roots_key(uint64_t seq) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "roots/%016llx.json", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+}  // namespace
+
+Status validate_snapshot_name(const std::string& name) {
+  if (name.empty() || name.size() > 128) {
+    return Status::InvalidArgument("snapshot name must be 1-128 characters, got " + std::to_string(name.size()));
+  }
+  for (char c : name) {
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-';
+    if (!ok) {
+      return Status::InvalidArgument("snapshot name '" + name + "' has a character outside [A-Za-z0-9._-]");
+    }
+  }
+  if (name == "live" || name == "." || name == "..") {
+    return Status::InvalidArgument("snapshot name '" + name + "' is reserved");
+  }
+  return Status::OK();
+}
+
+Status Volume::write_roots_record() {
+  auto layers = index_->list_layers();
+  if (!layers.ok()) return layers.status();
+  auto roots = index_->list_roots();
+  if (!roots.ok()) return roots.status();
+  nlohmann::json j;
+  j["format"] = 1;
+  j["volume_uuid"] = uuid_;
+  j["layers"] = nlohmann::json::array();
+  for (const auto& l : *layers) {
+    j["layers"].push_back({{"id", l.id}, {"parent", l.parent}, {"created_unix_ms", l.created_unix_ms}});
+  }
+  j["roots"] = nlohmann::json::array();
+  for (const auto& r : *roots) {
+    j["roots"].push_back({{"name", r.name},
+                          {"layer", r.layer},
+                          {"kind", r.kind},
+                          {"uuid", r.uuid},
+                          {"created_unix_ms", r.created_unix_ms}});
+  }
+  uint64_t seq;
+  {
+    std::lock_guard lock(mu_);
+    seq = next_seq_++;
+  }
+  j["seq"] = seq;
+  const std::string text = j.dump(1) + "\n";
+  auto* p = reinterpret_cast<const std::byte*>(text.data());
+  PBD_RETURN_IF_ERROR(store_->put(roots_key(seq), std::span<const std::byte>(p, text.size())));
+  return index_->set_meta("roots_seq", std::to_string(seq));
+}
+
+Status Volume::apply_roots_record(const std::vector<std::byte>& raw) {
+  std::vector<meta::LayerRecord> layers;
+  std::vector<meta::RootRecord> roots;
+  try {
+    auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(raw.data()), raw.size()));
+    if (j.at("format").get<int>() != 1) return Status::NotSupported("roots record format is newer than this portalbd");
+    for (const auto& l : j.at("layers")) {
+      layers.push_back({l.at("id").get<uint64_t>(), l.at("parent").get<uint64_t>(), l.at("created_unix_ms").get<int64_t>()});
+    }
+    for (const auto& r : j.at("roots")) {
+      roots.push_back({r.at("name").get<std::string>(), r.at("layer").get<uint64_t>(), r.at("kind").get<std::string>(),
+                       r.at("uuid").get<std::string>(), r.at("created_unix_ms").get<int64_t>()});
+    }
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("unreadable roots record: ") + e.what());
+  }
+  return index_->replace_roots(layers, roots);
+}
+
+Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
+  PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
+  if (find_snapshot(name).ok()) return Status::AlreadyExists("a snapshot named '" + name + "' already exists");
+  const int64_t now = now_unix_ms();
+  ClosedGate cut(gate_);  // no write is half-way through from here on
+  std::lock_guard flush_lock(flush_mu_);
+  uint64_t old_id;
+  {
+    std::lock_guard lock(mu_);
+    old_id = live_->id;
+  }
+  const uint64_t new_id = next_layer_id_++;
+  meta::RootRecord rec{name, old_id, "snapshot", new_uuid(), now};
+  PBD_RETURN_IF_ERROR(index_->create_snapshot(rec, new_id, now));
+  uint64_t through;
+  {
+    std::lock_guard lock(mu_);
+    seal_active_locked();  // everything answered so far belongs to the snapshot
+    through = next_seq_ - 1;
+    auto layer = std::make_shared<Layer>();
+    layer->id = new_id;
+    layer->parent = live_;
+    layers_[new_id] = layer;
+    live_ = layer;
+  }
+  cut.reopen();  // writers continue into the new live layer while we upload
+  Status st = upload_through(through);
+  if (st.ok()) st = write_roots_record();
+  if (!st.ok()) {
+    return Status(st.code(), "snapshot '" + name + "' was taken but is not yet durable in object storage: " + st.message());
+  }
+  log::get("engine")->info("snapshot created name={} id={} layer={}", name, rec.uuid, old_id);
+  return find_snapshot(name);
+}
+
+Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool discard_current) {
+  auto target = find_snapshot(name);
+  if (!target.ok()) return target.status();
+  const int64_t now = now_unix_ms();
+  ClosedGate cut(gate_);
+  std::lock_guard flush_lock(flush_mu_);
+  RestoreResult result;
+  result.restored = name;
+  std::optional<meta::RootRecord> keep;
+  if (!discard_current) {
+    std::string base = "pre-restore-" + utc_stamp(now);
+    std::string candidate = base;
+    for (int i = 2; find_snapshot(candidate).ok(); ++i) candidate = base + "-" + std::to_string(i);
+    std::lock_guard lock(mu_);
+    keep = meta::RootRecord{candidate, live_->id, "snapshot", new_uuid(), now};
+    result.pre_restore = candidate;
+  }
+  const uint64_t new_id = next_layer_id_++;
+  PBD_RETURN_IF_ERROR(index_->restore_snapshot(target->layer, new_id, keep, now));
+  uint64_t through;
+  {
+    std::lock_guard lock(mu_);
+    seal_active_locked();  // the replaced state, complete, goes to the old layer
+    through = next_seq_ - 1;
+    auto from = layers_.find(target->layer);
+    if (from == layers_.end()) return Status::Corruption("snapshot layer is missing in memory");
+    auto layer = std::make_shared<Layer>();
+    layer->id = new_id;
+    layer->parent = from->second;
+    layers_[new_id] = layer;
+    live_ = layer;
+  }
+  cut.reopen();
+  Status st = upload_through(through);
+  if (st.ok()) st = write_roots_record();
+  if (!st.ok()) {
+    return Status(st.code(), "restored '" + name + "' but the change is not yet durable in object storage: " + st.message());
+  }
+  log::get("engine")->info("snapshot restored name={} pre_restore={} new_layer={}", name,
+                           result.pre_restore.empty() ? "none" : result.pre_restore, new_id);
+  return result;
+}
+
+Status Volume::delete_snapshot(const std::string& name) {
+  PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
+  std::lock_guard flush_lock(flush_mu_);
+  PBD_RETURN_IF_ERROR(index_->delete_snapshot(name));
+  PBD_RETURN_IF_ERROR(write_roots_record().With("record deletion of '" + name + "' in object storage"));
+  log::get("engine")->info("snapshot deleted name={}", name);
+  return Status::OK();
+}
+
+Result<std::vector<SnapshotInfo>> Volume::list_snapshots() {
+  auto roots = index_->list_roots();
+  if (!roots.ok()) return roots.status();
+  std::vector<SnapshotInfo> out;
+  std::lock_guard lock(mu_);
+  for (const auto& r : *roots) {
+    if (r.kind != "snapshot") continue;
+    SnapshotInfo info{r.name, r.uuid, r.created_unix_ms, r.layer, 0};
+    if (auto it = layers_.find(r.layer); it != layers_.end()) {
+      for (const auto& [lba, node] : it->second->map.entries()) {
+        if (node.value.state == ExtentState::kData) info.written_bytes += node.length * kBlockSize;
+      }
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<SnapshotInfo> Volume::find_snapshot(const std::string& name) {
+  auto all = list_snapshots();
+  if (!all.ok()) return all.status();
+  for (auto& s : *all) {
+    if (s.name == name) return s;
+  }
+  return Status::NotFound("no snapshot named '" + name + "'");
+}
+
+Result<std::shared_ptr<BlockDevice>> Volume::open_snapshot(const std::string& name) {
+  auto snap = find_snapshot(name);
+  if (!snap.ok()) return snap.status();
+  std::lock_guard lock(mu_);
+  auto it = layers_.find(snap->layer);
+  if (it == layers_.end()) return Status::Corruption("snapshot '" + name + "' has no layer in memory");
+  return std::shared_ptr<BlockDevice>(std::make_shared<SnapshotDevice>(shared_from_this(), it->second));
+}
+
+}  // namespace portalbd
