@@ -1,0 +1,30 @@
+// portalctl's subcommands. Each add_*() function declares its CLI11
+// subcommand(s); when the user picks one, its callback fills *chosen with the
+// daemon command to send, its arguments and how to print the result. Adding a
+// command means adding one such function; run_portalctl() does the rest.
+//
+// Internal to ctl/. Thread-safety: used during one parse on one thread.
+#pragma once
+
+#include <functional>
+#include <ostream>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace CLI {
+class App;
+}
+
+namespace portalbd::ctl {
+
+struct DaemonCommand {
+  std::string cmd;  // the control protocol command, e.g. "snapshot.create"
+  std::function<void(nlohmann::json* args)> fill_args;  // null: no arguments
+  std::function<void(const nlohmann::json& result, std::ostream& out)> render;
+};
+
+void add_status_command(CLI::App* app, DaemonCommand* chosen);
+void add_snapshot_commands(CLI::App* app, DaemonCommand* chosen);
+
+}  // namespace portalbd::ctl

@@ -1,0 +1,25 @@
+// Renders the results of the daemon's snapshot.* commands for
+// `portalctl snapshot ...` (shapes in ctl/PROTOCOL.md). Fields beyond the
+// documented ones are shown too, by their names' unit suffixes.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <ostream>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace portalbd::ctl {
+
+// create, show: one snapshot object.
+void render_snapshot(const nlohmann::json& snapshot, std::ostream& out);
+// list: {"snapshots":[...]} as a table, oldest first as the daemon sends them.
+void render_snapshot_list(const nlohmann::json& result, std::ostream& out);
+// delete: {"deleted":"name"}.
+void render_snapshot_deleted(const nlohmann::json& result, std::ostream& out);
+// restore: {"restored":"name","backup":"auto-name"}.
+void render_snapshot_restored(const nlohmann::json& result, std::ostream& out);
+// prune: {"deleted":["a",...],"dry_run":false}.
+void render_snapshot_pruned(const nlohmann::json& result, std::ostream& out);
+
+}  // namespace portalbd::ctl

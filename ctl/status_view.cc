@@ -1,0 +1,110 @@
+#include "ctl/status_view.h"
+
+#include <algorithm>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "ctl/kv_list.h"
+#include "ctl/value_format.h"
+
+namespace portalbd::ctl {
+namespace {
+
+using json = nlohmann::json;
+
+struct Field {
+  const char* key;
+  const char* label;
+  const char* if_empty;  // shown for "" (e.g. an NBD listener that is off)
+};
+
+// The daemon's status fields, in display order (ctl/PROTOCOL.md lists them).
+constexpr Field kFields[] = {
+    {"version", "version", "-"},
+    {"export", "export", "-"},
+    {"size_bytes", "size", "-"},
+    {"storage", "storage", "-"},
+    {"nbd_address", "NBD address", "off"},
+    {"nbd_unix", "NBD unix socket", "none"},
+    {"control_socket", "control socket", "-"},
+    {"state_dir", "state dir", "-"},
+    {"dirty_bytes", "dirty", "-"},
+    {"bytes_stored", "stored", "-"},
+    {"segments", "segments", "-"},
+    {"snapshots", "snapshots", "-"},
+    {"uptime_s", "uptime", "-"},
+};
+
+void add_clients(const json& clients, KeyValueList* list) {
+  if (!clients.is_array()) {
+    list->add("clients", format_value("clients", clients));
+    return;
+  }
+  list->heading("clients", std::to_string(clients.size()));
+  auto peer_of = [](const json& c) { return c.contains("peer") ? format_value("peer", c["peer"]) : "?"; };
+  size_t peer_width = 0;
+  for (const auto& c : clients) {
+    if (c.is_object()) peer_width = std::max(peer_width, peer_of(c).size());
+  }
+  for (const auto& c : clients) {
+    if (!c.is_object()) {
+      list->line(format_value("", c), 1);
+      continue;
+    }
+    // "peer  export=<name>  other=..." : peer first, it identifies the client.
+    std::string text = peer_of(c);
+    text.resize(peer_width, ' ');
+    for (const auto& [k, v] : c.items()) {
+      if (k == "peer") continue;
+      text += "  " + k + "=" + format_value(k, v);
+    }
+    list->line(text, 1);
+  }
+}
+
+void add_object(const std::string& label, const json& obj, KeyValueList* list) {
+  list->heading(label);
+  if (obj.empty()) list->line("-", 1);
+  for (const auto& [k, v] : obj.items()) list->add(label_for_key(k), format_value(k, v), 1);
+}
+
+// A field not in kFields, or "clients"/"counters" of an unexpected shape.
+void add_other(const std::string& key, const json& v, KeyValueList* list) {
+  if (v.is_object()) {
+    add_object(label_for_key(key), v, list);
+  } else {
+    list->add(label_for_key(key), format_value(key, v));
+  }
+}
+
+}  // namespace
+
+void render_status(const json& status, std::ostream& out) {
+  if (!status.is_object()) {
+    out << format_value("", status) << "\n";
+    return;
+  }
+  KeyValueList list;
+  std::set<std::string> shown;
+  for (const Field& f : kFields) {
+    auto it = status.find(f.key);
+    if (it == status.end()) continue;
+    shown.insert(f.key);
+    std::string value = (it->is_string() && it->get_ref<const std::string&>().empty()) ? f.if_empty
+                                                                                         : format_value(f.key, *it);
+    list.add(f.label, value);
+  }
+  if (auto it = status.find("clients"); it != status.end()) {
+    shown.insert("clients");
+    add_clients(*it, &list);
+  }
+  for (const auto& [k, v] : status.items()) {
+    if (shown.count(k) == 0 && k != "counters") add_other(k, v, &list);
+  }
+  // Counters last: the longest block, and the least often read.
+  if (auto it = status.find("counters"); it != status.end()) add_other("counters", *it, &list);
+  list.print(out);
+}
+
+}  // namespace portalbd::ctl
