@@ -8,11 +8,9 @@
 #include <cstring>
 #include <filesystem>
 
-#include <nlohmann/json.hpp>
-
 #include "ctl/control_server.h"
 #include "nbd/server.h"
-#include "src/config/version.h"
+#include "src/daemon/control_handlers.h"
 #include "src/daemon/exports.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
@@ -78,7 +76,7 @@ Status Daemon::start() {
   PBD_RETURN_IF_ERROR(nbd_->start());
 
   control_ = std::make_unique<ctl::ControlServer>(config_.control_socket);
-  register_control_handlers();
+  register_control_handlers(control_.get(), {&config_, volume_.get(), store_.get(), nbd_.get(), started_});
   PBD_RETURN_IF_ERROR(control_->start());
 
   const uint64_t size = volume_->size_bytes();
@@ -103,56 +101,6 @@ Status Daemon::stop() {
     logger->info("portalbd stopped cleanly");
   }
   return st;
-}
-
-void Daemon::register_control_handlers() {
-  control_->on("status", [this](const nlohmann::json&, nlohmann::json* out) -> Status {
-    VolumeStats vs = volume_->stats();
-    nbd::ServerStats ns = nbd_->stats();
-    nlohmann::json clients = nlohmann::json::array();
-    for (const auto& c : nbd_->clients()) {
-      clients.push_back({{"peer", c.peer}, {"export", c.export_name}, {"connected_unix_ms", c.connected_unix_ms}});
-    }
-    *out = {
-        {"version", kVersion},
-        {"volume_uuid", volume_->uuid()},
-        {"export", config_.export_name},
-        {"size_bytes", vs.size_bytes},
-        {"storage", store_->url()},
-        {"nbd_address", config_.nbd_address.empty() ? "" : nbd_->tcp_address()},
-        {"nbd_unix", config_.nbd_unix},
-        {"control_socket", config_.control_socket},
-        {"state_dir", config_.state_dir},
-        {"dirty_bytes", vs.dirty_bytes},
-        {"bytes_stored", vs.bytes_stored},
-        {"segments", vs.segments},
-        {"snapshots", 0},
-        {"uptime_s",
-         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count()},
-        {"clients", clients},
-        {"counters",
-         {{"connections_total", ns.connections_total},
-          {"reads", ns.reads},
-          {"writes", ns.writes},
-          {"flushes", ns.flushes},
-          {"trims", ns.trims},
-          {"zeroes", ns.zeroes},
-          {"block_status", ns.block_status},
-          {"cache", ns.cache},
-          {"bytes_read", ns.bytes_read},
-          {"bytes_written", ns.bytes_written},
-          {"errors", ns.errors},
-          {"segments_written", vs.segments_written},
-          {"bytes_uploaded", vs.bytes_uploaded},
-          {"volume_flushes", vs.flushes},
-          {"flush_errors", vs.flush_errors},
-          {"cache_bytes", vs.cache_bytes},
-          {"cache_hits", vs.cache_hits},
-          {"cache_misses", vs.cache_misses},
-          {"replayed_segments", vs.replayed_segments}}},
-    };
-    return Status::OK();
-  });
 }
 
 }  // namespace portalbd

@@ -38,7 +38,6 @@ class Daemon {
 
  private:
   Status lock_state_dir();
-  void register_control_handlers();
 
   const Config config_;
   UniqueFd state_lock_;

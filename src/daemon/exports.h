@@ -1,7 +1,7 @@
-// VolumeExports: the ExportProvider that serves one live volume under the
-// configured export name. Snapshot exports ("<export>@<snapshot>") join it
-// with the snapshot work.
-// Thread-safety: immutable after construction; safe from every connection.
+// VolumeExports: the ExportProvider over one volume. The live volume is the
+// configured export name; every snapshot is also a read-only export named
+// "<export>@<snapshot>", listed by NBD_OPT_LIST with a description.
+// Thread-safety: safe from every connection thread (the Volume is).
 #pragma once
 
 #include <memory>
@@ -17,18 +17,15 @@ class VolumeExports final : public nbd::ExportProvider {
   VolumeExports(std::string export_name, std::shared_ptr<Volume> volume)
       : name_(std::move(export_name)), volume_(std::move(volume)) {}
 
-  std::vector<nbd::ExportInfo> list_exports() override { return {{name_, describe_export(name_)}}; }
+  std::vector<nbd::ExportInfo> list_exports() override;
   std::string default_export() override { return name_; }
-  Result<std::shared_ptr<BlockDevice>> open_export(const std::string& name) override {
-    if (name != name_) return Status::NotFound("no export named '" + name + "'");
-    return std::shared_ptr<BlockDevice>(volume_);
-  }
-  std::string describe_export(const std::string& name) override {
-    if (name != name_) return {};
-    return "portalbd live volume (" + volume_->storage_url() + ")";
-  }
+  Result<std::shared_ptr<BlockDevice>> open_export(const std::string& name) override;
+  std::string describe_export(const std::string& name) override;
 
  private:
+  // "portalbd@before-disaster" -> "before-disaster"; "" when not a snapshot export.
+  std::string snapshot_part(const std::string& name) const;
+
   const std::string name_;
   const std::shared_ptr<Volume> volume_;
 };

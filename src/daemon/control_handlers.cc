@@ -1,0 +1,215 @@
+#include "src/daemon/control_handlers.h"
+
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
+#include "ctl/control_server.h"
+#include "nbd/server.h"
+#include "src/config/version.h"
+#include "src/daemon/prune.h"
+#include "src/engine/volume.h"
+#include "src/log/log.h"
+#include "src/store/object_store.h"
+
+namespace portalbd {
+namespace {
+
+using json = nlohmann::json;
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string rfc3339_utc(int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// "20260107T025802Z", for automatic names.
+std::string compact_utc(int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+json snapshot_json(const SnapshotInfo& s, const std::string& export_name) {
+  return {{"name", s.name},
+          {"id", s.uuid},
+          {"created_unix_ms", s.created_unix_ms},
+          {"created", rfc3339_utc(s.created_unix_ms)},
+          {"written_bytes", s.written_bytes},
+          {"export", export_name + "@" + s.name},
+          {"auto", s.name.rfind("auto-", 0) == 0}};
+}
+
+Result<std::string> string_arg(const json& args, const char* key, bool required) {
+  if (!args.is_object() || !args.contains(key) || args[key].is_null()) {
+    if (required) return Status::InvalidArgument(std::string("missing argument '") + key + "'");
+    return std::string();
+  }
+  if (!args[key].is_string()) return Status::InvalidArgument(std::string("argument '") + key + "' must be a string");
+  return args[key].get<std::string>();
+}
+
+Result<uint64_t> count_arg(const json& args, const char* key) {
+  if (!args.is_object() || !args.contains(key) || args[key].is_null()) return uint64_t{0};
+  if (!args[key].is_number_unsigned()) {
+    return Status::InvalidArgument(std::string("argument '") + key + "' must be a non-negative integer");
+  }
+  return args[key].get<uint64_t>();
+}
+
+bool bool_arg(const json& args, const char* key) {
+  return args.is_object() && args.contains(key) && args[key].is_boolean() && args[key].get<bool>();
+}
+
+}  // namespace
+
+void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
+  const std::string export_name = ctx.config->export_name;
+
+  server->on("status", [ctx](const json&, json* out) -> Status {
+    VolumeStats vs = ctx.volume->stats();
+    nbd::ServerStats ns = ctx.nbd->stats();
+    json clients = json::array();
+    for (const auto& c : ctx.nbd->clients()) {
+      clients.push_back({{"peer", c.peer}, {"export", c.export_name}, {"connected_unix_ms", c.connected_unix_ms}});
+    }
+    auto snaps = ctx.volume->list_snapshots();
+    const Config& cfg = *ctx.config;
+    *out = {
+        {"version", kVersion},
+        {"volume_uuid", ctx.volume->uuid()},
+        {"export", cfg.export_name},
+        {"size_bytes", vs.size_bytes},
+        {"storage", ctx.store->url()},
+        {"nbd_address", cfg.nbd_address.empty() ? "" : ctx.nbd->tcp_address()},
+        {"nbd_unix", cfg.nbd_unix},
+        {"control_socket", cfg.control_socket},
+        {"state_dir", cfg.state_dir},
+        {"dirty_bytes", vs.dirty_bytes},
+        {"bytes_stored", vs.bytes_stored},
+        {"segments", vs.segments},
+        {"snapshots", snaps.ok() ? snaps->size() : 0},
+        {"uptime_s",
+         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - ctx.started).count()},
+        {"clients", clients},
+        {"counters",
+         {{"connections_total", ns.connections_total},
+          {"reads", ns.reads},
+          {"writes", ns.writes},
+          {"flushes", ns.flushes},
+          {"trims", ns.trims},
+          {"zeroes", ns.zeroes},
+          {"block_status", ns.block_status},
+          {"cache", ns.cache},
+          {"bytes_read", ns.bytes_read},
+          {"bytes_written", ns.bytes_written},
+          {"errors", ns.errors},
+          {"segments_written", vs.segments_written},
+          {"bytes_uploaded", vs.bytes_uploaded},
+          {"volume_flushes", vs.flushes},
+          {"flush_errors", vs.flush_errors},
+          {"cache_bytes", vs.cache_bytes},
+          {"cache_hits", vs.cache_hits},
+          {"cache_misses", vs.cache_misses},
+          {"replayed_segments", vs.replayed_segments}}},
+    };
+    return Status::OK();
+  });
+
+  server->on("snapshot.create", [ctx, export_name](const json& args, json* out) -> Status {
+    auto name = string_arg(args, "name", false);
+    if (!name.ok()) return name.status();
+    std::string chosen = name->empty() ? "auto-" + compact_utc(now_unix_ms()) : *name;
+    auto info = ctx.volume->create_snapshot(chosen);
+    if (!info.ok()) return info.status();
+    *out = snapshot_json(*info, export_name);
+    return Status::OK();
+  });
+
+  server->on("snapshot.list", [ctx, export_name](const json&, json* out) -> Status {
+    auto list = ctx.volume->list_snapshots();
+    if (!list.ok()) return list.status();
+    json arr = json::array();
+    for (const auto& s : *list) arr.push_back(snapshot_json(s, export_name));
+    *out = {{"snapshots", arr}};
+    return Status::OK();
+  });
+
+  server->on("snapshot.show", [ctx, export_name](const json& args, json* out) -> Status {
+    auto name = string_arg(args, "name", true);
+    if (!name.ok()) return name.status();
+    auto info = ctx.volume->find_snapshot(*name);
+    if (!info.ok()) return info.status();
+    *out = snapshot_json(*info, export_name);
+    return Status::OK();
+  });
+
+  server->on("snapshot.delete", [ctx](const json& args, json* out) -> Status {
+    auto name = string_arg(args, "name", true);
+    if (!name.ok()) return name.status();
+    PBD_RETURN_IF_ERROR(ctx.volume->delete_snapshot(*name));
+    *out = {{"deleted", *name}};
+    return Status::OK();
+  });
+
+  server->on("snapshot.restore", [ctx, export_name](const json& args, json* out) -> Status {
+    auto name = string_arg(args, "name", true);
+    if (!name.ok()) return name.status();
+    std::string attached;
+    for (const auto& c : ctx.nbd->clients()) {
+      if (c.export_name == export_name) attached += (attached.empty() ? "" : ",") + c.peer;
+    }
+    if (!attached.empty()) {
+      log::get("daemon")->warn(
+          "restoring while clients are attached to the live export: they see the restored data from their next "
+          "read; unmount filesystems first snapshot={} clients={}",
+          *name, attached);
+    }
+    auto r = ctx.volume->restore_snapshot(*name, bool_arg(args, "discard_current"));
+    if (!r.ok()) return r.status();
+    *out = {{"restored", r->restored},
+            {"pre_restore", r->pre_restore.empty() ? json(nullptr) : json(r->pre_restore)},
+            {"attached_clients", attached}};
+    return Status::OK();
+  });
+
+  server->on("snapshot.prune", [ctx](const json& args, json* out) -> Status {
+    PrunePolicy policy;
+    for (auto [key, field] : {std::pair{"keep_last", &policy.keep_last}, std::pair{"keep_hourly", &policy.keep_hourly},
+                              std::pair{"keep_daily", &policy.keep_daily}, std::pair{"keep_weekly", &policy.keep_weekly}}) {
+      auto v = count_arg(args, key);
+      if (!v.ok()) return v.status();
+      *field = *v;
+    }
+    auto prefix = string_arg(args, "prefix", false);
+    if (!prefix.ok()) return prefix.status();
+    policy.prefix = *prefix;
+    const bool dry_run = bool_arg(args, "dry_run");
+    auto list = ctx.volume->list_snapshots();
+    if (!list.ok()) return list.status();
+    std::vector<PruneCandidate> candidates;
+    for (const auto& s : *list) candidates.push_back({s.name, s.created_unix_ms});
+    auto plan = plan_prune(candidates, policy);
+    if (!plan.ok()) return plan.status();
+    json deleted = json::array();
+    for (const auto& name : plan->remove) {
+      if (!dry_run) PBD_RETURN_IF_ERROR(ctx.volume->delete_snapshot(name).With("prune"));
+      deleted.push_back(name);
+    }
+    *out = {{"dry_run", dry_run}, {"deleted", deleted}, {"kept", plan->keep}};
+    return Status::OK();
+  });
+}
+
+}  // namespace portalbd

@@ -1,0 +1,30 @@
+// The daemon's control-socket commands (protocol: docs/control-protocol.md):
+//   status, snapshot.create|list|show|delete|restore|prune
+// Each handler validates its arguments, calls the engine, and returns JSON.
+// Thread-safety: handlers run on control-socket threads; everything they
+// touch (Volume, nbd::Server) is thread-safe.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "src/config/config.h"
+
+namespace portalbd {
+
+class Volume;
+class ObjectStore;
+namespace nbd { class Server; }
+namespace ctl { class ControlServer; }
+
+struct ControlContext {
+  const Config* config = nullptr;
+  Volume* volume = nullptr;
+  ObjectStore* store = nullptr;
+  nbd::Server* nbd = nullptr;
+  std::chrono::steady_clock::time_point started;
+};
+
+void register_control_handlers(ctl::ControlServer* server, ControlContext ctx);
+
+}  // namespace portalbd
