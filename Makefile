@@ -7,7 +7,7 @@
 
 CXX      ?= g++
 BUILD    ?= build
-PKGS     := sqlite3 liblz4 libzstd spdlog fmt tomlplusplus nlohmann_json libnbd libcurl openssl
+PKGS     := sqlite3 liblz4 libzstd spdlog fmt tomlplusplus nlohmann_json libnbd libcurl openssl fuse3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -17,7 +17,7 @@ ALL_CXXFLAGS := -std=c++20 $(WARN) -pthread -I. $(PKG_CFLAGS) $(CXXFLAGS)
 LDLIBS   := $(PKG_LIBS) -pthread
 
 # Library sources: everything that is neither an entry point nor a test.
-LIB_DIRS := src/util src/store src/store/s3 src/engine src/config src/log src/daemon meta nbd ctl
+LIB_DIRS := src/util src/store src/store/s3 src/engine src/config src/log src/daemon meta nbd ctl fuse
 ALL_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cc))
 LIB_SRCS := $(filter-out %_main.cc %_test.cc,$(ALL_SRCS))
 TEST_SRCS := $(filter %_test.cc,$(ALL_SRCS)) $(wildcard tests/unit/*.cc)
