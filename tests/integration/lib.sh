@@ -250,8 +250,8 @@ wait_portalbd_ready() {
     fi
     ready=1
     for f in "${files[@]}"; do [ -S "$f" ] || ready=0; done
-    if [ "$ready" = 1 ] && nbdinfo --size "$uri" >/dev/null 2>&1; then
-      if [ $# -gt 0 ] || nbdinfo --size "$(nbd_tcp_uri)" >/dev/null 2>&1; then
+    if [ "$ready" = 1 ] && timeout 10 nbdinfo --size "$uri" >/dev/null 2>&1; then
+      if [ $# -gt 0 ] || timeout 10 nbdinfo --size "$(nbd_tcp_uri)" >/dev/null 2>&1; then
         return 0
       fi
     fi
