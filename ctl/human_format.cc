@@ -55,37 +55,6 @@ std::string format_unix_time(int64_t seconds) {
   return buf;
 }
 
-bool parse_duration_s(const std::string& text, uint64_t* seconds) {
-  if (text.empty()) return false;
-  uint64_t total = 0;
-  size_t i = 0;
-  while (i < text.size()) {
-    if (text[i] < '0' || text[i] > '9') return false;
-    uint64_t n = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      if (n > (UINT64_MAX - 9) / 10) return false;
-      n = n * 10 + static_cast<uint64_t>(text[i++] - '0');
-    }
-    uint64_t unit = 1;
-    if (i < text.size()) {
-      switch (text[i++]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        case 'd': unit = 86400; break;
-        case 'w': unit = 7 * 86400; break;
-        default: return false;
-      }
-    } else if (total != 0) {
-      return false;  // "1d5": a bare number only on its own
-    }
-    if (n > (UINT64_MAX - total) / unit) return false;
-    total += n * unit;
-  }
-  *seconds = total;
-  return true;
-}
-
 std::string format_count(uint64_t n) {
   std::string digits = std::to_string(n);
   std::string out;

@@ -17,9 +17,6 @@ std::string format_bytes_exact(uint64_t bytes);
 std::string format_duration_s(uint64_t seconds);
 // Unix seconds -> "2026-01-07 03:24:43 UTC".
 std::string format_unix_time(int64_t seconds);
-// Parses "90", "45s", "30m", "12h", "7d", "1d12h" into seconds. false when
-// the text is not such a duration.
-bool parse_duration_s(const std::string& text, uint64_t* seconds);
 // 1234567 -> "1,234,567".
 std::string format_count(uint64_t n);
 

@@ -1,12 +1,13 @@
 // `portalctl snapshot create|list|show|delete|restore|prune`: thin mappings
 // onto the daemon's snapshot.* commands (ctl/PROTOCOL.md). The daemon checks
 // names and does the work; portalctl only checks what it parses itself.
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "ctl/human_format.h"
 #include "ctl/portalctl_commands.h"
 #include "ctl/snapshot_view.h"
 
@@ -29,40 +30,79 @@ void add_named(CLI::App* snapshot, DaemonCommand* chosen, const char* name, cons
   });
 }
 
+void add_create(CLI::App* snapshot, DaemonCommand* chosen) {
+  auto name = std::make_shared<std::string>();
+  CLI::App* sub = snapshot->add_subcommand(
+      "create", "snapshot the volume now; it includes every write answered before the command");
+  sub->add_option("NAME", *name, "snapshot name (default: the daemon picks auto-<UTC time>)");
+  sub->callback([chosen, name] {
+    chosen->cmd = "snapshot.create";
+    chosen->fill_args = [name](json* args) {
+      if (!name->empty()) (*args)["name"] = *name;
+    };
+    chosen->render = render_snapshot;
+  });
+}
+
+void add_restore(CLI::App* snapshot, DaemonCommand* chosen) {
+  struct Options {
+    std::string name;
+    bool discard_current = false;
+  };
+  auto opts = std::make_shared<Options>();
+  CLI::App* sub = snapshot->add_subcommand(
+      "restore",
+      "make the volume's contents those of a snapshot; the state it replaces is kept as an automatic snapshot. "
+      "Unmount filesystems on clients first");
+  sub->add_option("NAME", opts->name, "snapshot name")->required();
+  sub->add_flag("--discard-current", opts->discard_current,
+                "do not keep the replaced state as a snapshot (cannot be undone)");
+  sub->callback([chosen, opts] {
+    chosen->cmd = "snapshot.restore";
+    chosen->fill_args = [opts](json* args) {
+      (*args)["name"] = opts->name;
+      if (opts->discard_current) (*args)["discard_current"] = true;
+    };
+    chosen->render = render_snapshot_restored;
+  });
+}
+
 void add_prune(CLI::App* snapshot, DaemonCommand* chosen) {
   struct Options {
-    uint64_t keep_last = 0;
-    std::string older_than;
-    bool include_auto = false;
+    uint64_t keep_last = 0, keep_hourly = 0, keep_daily = 0, keep_weekly = 0;
+    std::string prefix;
     bool dry_run = false;
   };
   auto opts = std::make_shared<Options>();
   CLI::App* sub = snapshot->add_subcommand(
-      "prune", "delete old snapshots: all but the newest N, and/or those older than a duration");
-  CLI::Option* keep = sub->add_option("--keep-last", opts->keep_last, "keep the N newest snapshots")
-                          ->option_text("N");
-  CLI::Option* older = sub->add_option("--older-than", opts->older_than,
-                                       "delete snapshots older than this: 90s, 30m, 12h, 7d, 2w")
-                           ->option_text("DURATION");
-  sub->add_flag("--include-auto", opts->include_auto, "also prune automatic snapshots kept by restore");
+      "prune", "delete the snapshots that no keep rule retains (retention like restic/borg)");
+  std::vector<CLI::Option*> rules = {
+      sub->add_option("--keep-last", opts->keep_last, "keep the N newest snapshots")->option_text("N"),
+      sub->add_option("--keep-hourly", opts->keep_hourly, "keep the newest snapshot of each of the last N hours")
+          ->option_text("N"),
+      sub->add_option("--keep-daily", opts->keep_daily, "keep the newest snapshot of each of the last N days")
+          ->option_text("N"),
+      sub->add_option("--keep-weekly", opts->keep_weekly, "keep the newest snapshot of each of the last N weeks")
+          ->option_text("N"),
+  };
+  sub->add_option("--prefix", opts->prefix, "consider only snapshots whose name starts with PREFIX")
+      ->option_text("PREFIX");
   sub->add_flag("-n,--dry-run", opts->dry_run, "show what would be deleted, delete nothing");
-  sub->footer("With both --keep-last and --older-than, a snapshot is deleted only when both rules allow it.");
-  sub->callback([chosen, opts, keep, older] {
-    if (keep->count() == 0 && older->count() == 0) {
-      throw CLI::ValidationError("snapshot prune", "give --keep-last N and/or --older-than DURATION");
+  sub->footer("A snapshot is kept when any rule keeps it; at least one --keep-* rule is required.");
+  sub->callback([chosen, opts, rules] {
+    const bool any_rule = std::any_of(rules.begin(), rules.end(), [](CLI::Option* o) { return o->count() != 0; });
+    if (!any_rule) {
+      // Without a rule, "prune" would mean "delete everything": refuse.
+      throw CLI::ValidationError("snapshot prune", "give at least one of --keep-last/--keep-hourly/--keep-daily/"
+                                                   "--keep-weekly");
     }
-    uint64_t older_s = 0;
-    if (older->count() != 0 && !parse_duration_s(opts->older_than, &older_s)) {
-      throw CLI::ValidationError("--older-than",
-                                 "'" + opts->older_than + "' is not a duration (examples: 90s, 30m, 12h, 7d)");
-    }
-    const bool has_keep = keep->count() != 0;
-    const bool has_older = older->count() != 0;
     chosen->cmd = "snapshot.prune";
-    chosen->fill_args = [opts, has_keep, has_older, older_s](json* args) {
-      if (has_keep) (*args)["keep_last"] = opts->keep_last;
-      if (has_older) (*args)["older_than_s"] = older_s;
-      (*args)["include_auto"] = opts->include_auto;
+    chosen->fill_args = [opts](json* args) {
+      (*args)["keep_last"] = opts->keep_last;
+      (*args)["keep_hourly"] = opts->keep_hourly;
+      (*args)["keep_daily"] = opts->keep_daily;
+      (*args)["keep_weekly"] = opts->keep_weekly;
+      if (!opts->prefix.empty()) (*args)["prefix"] = opts->prefix;
       (*args)["dry_run"] = opts->dry_run;
     };
     chosen->render = render_snapshot_pruned;
@@ -74,8 +114,7 @@ void add_prune(CLI::App* snapshot, DaemonCommand* chosen) {
 void add_snapshot_commands(CLI::App* app, DaemonCommand* chosen) {
   CLI::App* snapshot = app->add_subcommand("snapshot", "create, list, inspect, delete, restore and prune snapshots");
   snapshot->require_subcommand(1);
-  add_named(snapshot, chosen, "create", "snapshot the volume now (includes every write answered so far)",
-            "snapshot.create", render_snapshot);
+  add_create(snapshot, chosen);
   CLI::App* list = snapshot->add_subcommand("list", "list snapshots, oldest first");
   list->callback([chosen] {
     chosen->cmd = "snapshot.list";
@@ -84,10 +123,7 @@ void add_snapshot_commands(CLI::App* app, DaemonCommand* chosen) {
   add_named(snapshot, chosen, "show", "show one snapshot's details", "snapshot.show", render_snapshot);
   add_named(snapshot, chosen, "delete", "delete a snapshot (its space is reclaimed later)", "snapshot.delete",
             render_snapshot_deleted);
-  add_named(snapshot, chosen, "restore",
-            "make the volume's contents those of a snapshot; the replaced state is kept as an automatic snapshot. "
-            "Disconnect or unmount clients first",
-            "snapshot.restore", render_snapshot_restored);
+  add_restore(snapshot, chosen);
   add_prune(snapshot, chosen);
 }
 

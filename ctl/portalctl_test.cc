@@ -23,7 +23,8 @@ const json kStatus = json::parse(R"({
   "storage": "file:///var/lib/portalbd/data", "nbd_address": "127.0.0.1:10809", "nbd_unix": "",
   "control_socket": "/run/portalbd/portalbd.sock", "state_dir": "/var/lib/portalbd",
   "dirty_bytes": 1536, "bytes_stored": 5368709120, "segments": 12, "snapshots": 2, "uptime_s": 3725,
-  "clients": [{"peer": "127.0.0.1:53422", "export": "portalbd"}, {"peer": "unix", "export": "portalbd@a"}],
+  "clients": [{"peer": "127.0.0.1:53422", "export": "portalbd"},
+              {"peer": "unix", "export": "portalbd@a", "connected_unix_ms": 1767755083000}],
   "counters": {"reads": 1234567, "writes": 89, "read_bytes": 4096},
   "gc_backlog_bytes": 0
 })");
@@ -48,18 +49,26 @@ class FakeDaemon {
         if (name == "missing") return Status::NotFound("no snapshot named 'missing'");
         if (name == "taken") return Status::AlreadyExists("snapshot 'taken' already exists");
         if (name == "bad@name") return Status::InvalidArgument("snapshot names must not contain '@'");
+        // The shapes of src/daemon/control_handlers.cc.
+        auto snapshot = [](const std::string& n, bool is_auto) {
+          return json{{"name", n},
+                      {"id", "4b1461d3"},
+                      {"created_unix_ms", 1767755083000},
+                      {"created", "2026-01-07T03:04:43Z"},
+                      {"written_bytes", 8192},
+                      {"export", "portalbd@" + n},
+                      {"auto", is_auto}};
+        };
         if (std::string(cmd) == "snapshot.list") {
-          (*r)["snapshots"] = json::array(
-              {{{"name", "before-disaster"}, {"id", "4b14"}, {"created_at", 1767755083}},
-               {{"name", "auto-restore-1"}, {"id", "77aa"}, {"created_at", 1767755183}, {"auto", true}}});
+          (*r)["snapshots"] = json::array({snapshot("before-disaster", false), snapshot("auto-1", true)});
         } else if (std::string(cmd) == "snapshot.restore") {
-          *r = {{"restored", name}, {"backup", "auto-restore-1"}};
+          *r = {{"restored", name}, {"pre_restore", "auto-restore-1"}, {"attached_clients", "127.0.0.1:5"}};
         } else if (std::string(cmd) == "snapshot.delete") {
           *r = {{"deleted", name}};
         } else if (std::string(cmd) == "snapshot.prune") {
-          *r = {{"deleted", {"a", "b"}}, {"dry_run", args.value("dry_run", false)}};
+          *r = {{"dry_run", args.value("dry_run", false)}, {"deleted", {"a", "b"}}, {"kept", {"c"}}};
         } else {
-          *r = {{"name", name}, {"id", "4b14"}, {"created_at", 1767755083}};
+          *r = snapshot(name.empty() ? "auto-20260107T030443Z" : name, name.empty());
         }
         return Status::OK();
       };
@@ -126,7 +135,8 @@ TEST_SUITE("ctl.portalctl") {
     CHECK(has_row(r.out, "segments", "12"));
     CHECK(has_row(r.out, "dirty", "1.5 KiB (1536 bytes)"));
     CHECK(has_row(r.out, "uptime", "1h 2m"));
-    CHECK(has(r.out, "  2\n  127.0.0.1:53422  export=portalbd\n  unix             export=portalbd@a\n"));
+    CHECK(has(r.out, "  2\n  127.0.0.1:53422  export=portalbd\n"
+                     "  unix             connected=2026-01-07 03:04:43 UTC  export=portalbd@a\n"));
     CHECK(has(r.out, "counters:\n"));
     CHECK(has_row(r.out, "  read bytes", "4 KiB (4096 bytes)"));
     CHECK(has_row(r.out, "  reads", "1,234,567"));
@@ -167,28 +177,45 @@ TEST_SUITE("ctl.portalctl") {
   TEST_CASE("snapshot commands send their arguments and render") {
     FakeDaemon d;
     Run r = run({"snapshot", "create", "before-disaster"}, d.socket());
+    INFO(r.out);
     REQUIRE_MESSAGE(r.code == 0, r.err);
     CHECK(d.last_cmd == "snapshot.create");
     CHECK(d.last_args == json{{"name", "before-disaster"}});
     CHECK(has_row(r.out, "Snapshot", "before-disaster"));
-    CHECK(has(r.out, "created:  2026-01-07 03:04:43 UTC"));
+    CHECK(has_row(r.out, "  created", "2026-01-07 03:04:43 UTC"));
+    CHECK(has_row(r.out, "  written bytes", "8 KiB (8192 bytes)"));
+    CHECK(has_row(r.out, "  export", "portalbd@before-disaster"));
+    CHECK_FALSE(has(r.out, "created unix"));  // one creation time, not three
+
+    r = run({"snapshot", "create"}, d.socket());  // no name: the daemon picks one
+    CHECK(r.code == 0);
+    CHECK(d.last_args == json::object());
+    CHECK(has_row(r.out, "Snapshot", "auto-20260107T030443Z"));
 
     r = run({"snapshot", "list"}, d.socket());
     CHECK(has(r.out, "NAME"));
     CHECK(has(r.out, "before-disaster"));
-    CHECK(has(r.out, "auto\n"));
+    CHECK(has(r.out, "NAME             CREATED                  WRITTEN  KIND    EXPORT"));
+    CHECK(has(r.out, "before-disaster  2026-01-07 03:04:43 UTC  8 KiB    manual  portalbd@before-disaster  4b1461d3\n"));
+    CHECK(has(r.out, "auto  "));
 
     r = run({"snapshot", "restore", "before-disaster"}, d.socket());
     CHECK(has(r.out, "Restored snapshot before-disaster"));
     CHECK(has(r.out, "portalctl snapshot restore auto-restore-1"));
+    CHECK(has(r.out, "Warning: clients were attached (127.0.0.1:5)"));
+    CHECK(d.last_args == json{{"name", "before-disaster"}});
+    run({"snapshot", "restore", "x", "--discard-current"}, d.socket());
+    CHECK(d.last_args == json{{"name", "x"}, {"discard_current", true}});
 
     r = run({"snapshot", "delete", "x"}, d.socket());
     CHECK(r.out == "Deleted snapshot x\n");
 
-    r = run({"snapshot", "prune", "--keep-last", "3", "--older-than", "7d", "--dry-run"}, d.socket());
+    r = run({"snapshot", "prune", "--keep-last", "3", "--keep-daily", "7", "--prefix", "auto-", "--dry-run"},
+            d.socket());
     REQUIRE_MESSAGE(r.code == 0, r.err);
-    CHECK(d.last_args == json{{"keep_last", 3}, {"older_than_s", 604800}, {"include_auto", false}, {"dry_run", true}});
-    CHECK(has(r.out, "Would delete 2 snapshots (dry run):\n  a\n  b\n"));
+    CHECK(d.last_args == json{{"keep_last", 3},  {"keep_hourly", 0},    {"keep_daily", 7},
+                              {"keep_weekly", 0}, {"prefix", "auto-"}, {"dry_run", true}});
+    CHECK(has(r.out, "Would delete 2 snapshots (dry run):\n  a\n  b\nWould keep 1\n"));
   }
 
   TEST_CASE("exit codes for the daemon's errors") {
@@ -203,10 +230,10 @@ TEST_SUITE("ctl.portalctl") {
   TEST_CASE("usage errors: exit 2, one line") {
     FakeDaemon d;
     for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-             {"frobnicate"}, {"snapshot"}, {"snapshot", "create"}, {"snapshot", "prune"},
-             {"snapshot", "prune", "--older-than", "soon"}, {"status", "--bogus"}}) {
+             {"frobnicate"}, {"snapshot"}, {"snapshot", "show"}, {"snapshot", "prune"},
+             {"snapshot", "prune", "--keep-last", "many"}, {"snapshot", "restore"}, {"status", "--bogus"}}) {
       Run r = run(args, d.socket());
-      CAPTURE(args.front());
+      INFO(args.front(), " ", args.back());
       CHECK(r.code == kExitUsage);
       CHECK(r.err.rfind("portalctl: ", 0) == 0);
       CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ctl/human_format.h"
 #include "ctl/kv_list.h"
 #include "ctl/value_format.h"
 
@@ -13,10 +14,19 @@ namespace {
 
 using json = nlohmann::json;
 
+// Creation-time fields: shown once, as "created".
+bool is_created_field(const std::string& key) {
+  return key == "created" || key == "created_at" || key == "created_unix_ms";
+}
+
 std::string text_field(const json& obj, const char* key) {
   if (!obj.is_object()) return "-";
   auto it = obj.find(key);
   return it == obj.end() ? "-" : format_value(key, *it);
+}
+
+bool any_has(const json& list, const char* key) {
+  return std::any_of(list.begin(), list.end(), [key](const json& s) { return s.is_object() && s.contains(key); });
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
@@ -37,6 +47,15 @@ void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream
 
 }  // namespace
 
+std::string snapshot_created_text(const json& s) {
+  if (!s.is_object()) return "-";
+  if (auto it = s.find("created_at"); it != s.end() && it->is_number()) return format_value("created_at", *it);
+  if (auto it = s.find("created_unix_ms"); it != s.end() && it->is_number()) {
+    return format_value("created_unix_ms", *it);
+  }
+  return text_field(s, "created");
+}
+
 void render_snapshot(const json& snapshot, std::ostream& out) {
   if (!snapshot.is_object()) {
     out << format_value("", snapshot) << "\n";
@@ -44,11 +63,10 @@ void render_snapshot(const json& snapshot, std::ostream& out) {
   }
   KeyValueList list;
   list.heading("Snapshot", text_field(snapshot, "name"));
-  for (const char* key : {"id", "created_at"}) {
-    if (snapshot.contains(key)) list.add(label_for_key(key), text_field(snapshot, key), 1);
-  }
+  if (snapshot.contains("id")) list.add("id", text_field(snapshot, "id"), 1);
+  list.add("created", snapshot_created_text(snapshot), 1);
   for (const auto& [k, v] : snapshot.items()) {
-    if (k != "name" && k != "id" && k != "created_at") list.add(label_for_key(k), format_value(k, v), 1);
+    if (k != "name" && k != "id" && !is_created_field(k)) list.add(label_for_key(k), format_value(k, v), 1);
   }
   list.print(out);
 }
@@ -64,16 +82,29 @@ void render_snapshot_list(const json& result, std::ostream& out) {
     out << "No snapshots.\n";
     return;
   }
-  // Automatic snapshots (kept by restore) get a column only when present.
-  const bool any_auto = std::any_of(snaps->begin(), snaps->end(), [](const json& s) {
+  // Optional columns appear only when the daemon sends them.
+  const bool written = any_has(*snaps, "written_bytes");
+  const bool exports = any_has(*snaps, "export");
+  const bool kind = std::any_of(snaps->begin(), snaps->end(), [](const json& s) {
     return s.is_object() && s.value("auto", false) == true;
   });
-  std::vector<std::vector<std::string>> rows;
-  rows.push_back({"NAME", "CREATED", "ID"});
-  if (any_auto) rows[0].push_back("KIND");
+  std::vector<std::vector<std::string>> rows(1);
+  rows[0] = {"NAME", "CREATED"};
+  if (written) rows[0].push_back("WRITTEN");
+  if (kind) rows[0].push_back("KIND");
+  if (exports) rows[0].push_back("EXPORT");
+  rows[0].push_back("ID");
   for (const auto& s : *snaps) {
-    rows.push_back({text_field(s, "name"), text_field(s, "created_at"), text_field(s, "id")});
-    if (any_auto) rows.back().push_back(s.is_object() && s.value("auto", false) ? "auto" : "manual");
+    std::vector<std::string> row = {text_field(s, "name"), snapshot_created_text(s)};
+    if (written) {
+      row.push_back(s.is_object() && s.contains("written_bytes") && s["written_bytes"].is_number_unsigned()
+                        ? format_bytes(s["written_bytes"].get<uint64_t>())
+                        : "-");
+    }
+    if (kind) row.push_back(s.is_object() && s.value("auto", false) ? "auto" : "manual");
+    if (exports) row.push_back(text_field(s, "export"));
+    row.push_back(text_field(s, "id"));
+    rows.push_back(std::move(row));
   }
   print_table(rows, out);
 }
@@ -84,23 +115,33 @@ void render_snapshot_deleted(const json& result, std::ostream& out) {
 
 void render_snapshot_restored(const json& result, std::ostream& out) {
   out << "Restored snapshot " << text_field(result, "restored") << "\n";
-  if (result.is_object() && result.contains("backup")) {
-    const std::string backup = text_field(result, "backup");
-    out << "The state it replaced is kept as snapshot " << backup << " (undo: portalctl snapshot restore "
-        << backup << ")\n";
+  for (const char* key : {"pre_restore", "backup"}) {
+    auto it = result.is_object() ? result.find(key) : result.end();
+    if (it == result.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) continue;
+    const std::string kept = it->get<std::string>();
+    out << "The state it replaced is kept as snapshot " << kept << " (undo: portalctl snapshot restore " << kept
+        << ")\n";
+    break;
+  }
+  const std::string attached = result.is_object() ? result.value("attached_clients", std::string()) : "";
+  if (!attached.empty()) {
+    out << "Warning: clients were attached (" << attached
+        << "); they see the restored data from their next read. Remount filesystems on them.\n";
   }
 }
 
 void render_snapshot_pruned(const json& result, std::ostream& out) {
   const bool dry_run = result.is_object() && result.value("dry_run", false) == true;
   const json deleted = result.is_object() ? result.value("deleted", json::array()) : json::array();
+  const json kept = result.is_object() ? result.value("kept", json()) : json();
   if (!deleted.is_array() || deleted.empty()) {
     out << "Nothing to prune.\n";
-    return;
+  } else {
+    out << (dry_run ? "Would delete " : "Deleted ") << deleted.size()
+        << (deleted.size() == 1 ? " snapshot" : " snapshots") << (dry_run ? " (dry run):" : ":") << "\n";
+    for (const auto& name : deleted) out << "  " << format_value("", name) << "\n";
   }
-  out << (dry_run ? "Would delete " : "Deleted ") << deleted.size()
-      << (deleted.size() == 1 ? " snapshot" : " snapshots") << (dry_run ? " (dry run):" : ":") << "\n";
-  for (const auto& name : deleted) out << "  " << format_value("", name) << "\n";
+  if (kept.is_array()) out << (dry_run ? "Would keep " : "Kept ") << kept.size() << "\n";
 }
 
 }  // namespace portalbd::ctl

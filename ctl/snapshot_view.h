@@ -6,6 +6,7 @@
 #pragma once
 
 #include <ostream>
+#include <string>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -13,13 +14,17 @@ namespace portalbd::ctl {
 
 // create, show: one snapshot object.
 void render_snapshot(const nlohmann::json& snapshot, std::ostream& out);
-// list: {"snapshots":[...]} as a table, oldest first as the daemon sends them.
+// list: {"snapshots":[...]} as a table, in the daemon's order.
 void render_snapshot_list(const nlohmann::json& result, std::ostream& out);
 // delete: {"deleted":"name"}.
 void render_snapshot_deleted(const nlohmann::json& result, std::ostream& out);
-// restore: {"restored":"name","backup":"auto-name"}.
+// restore: {"restored":"name","pre_restore":"auto-...","attached_clients":""}.
 void render_snapshot_restored(const nlohmann::json& result, std::ostream& out);
-// prune: {"deleted":["a",...],"dry_run":false}.
+// prune: {"deleted":["a",...],"kept":[...],"dry_run":false}.
 void render_snapshot_pruned(const nlohmann::json& result, std::ostream& out);
+
+// A snapshot's creation time for people, from whichever field the daemon
+// sent: "created_at" (Unix s), "created_unix_ms", or "created" (text).
+std::string snapshot_created_text(const nlohmann::json& snapshot);
 
 }  // namespace portalbd::ctl

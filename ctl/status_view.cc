@@ -57,7 +57,9 @@ void add_clients(const json& clients, KeyValueList* list) {
     text.resize(peer_width, ' ');
     for (const auto& [k, v] : c.items()) {
       if (k == "peer") continue;
-      text += "  " + k + "=" + format_value(k, v);
+      std::string label = label_for_key(k);  // "connected_unix_ms" -> "connected"
+      std::replace(label.begin(), label.end(), ' ', '_');
+      text += "  " + label + "=" + format_value(k, v);
     }
     list->line(text, 1);
   }

@@ -23,6 +23,7 @@ std::string format_number(const std::string& key, const nlohmann::json& v) {
   }
   const uint64_t n = v.get<uint64_t>();
   if (ends_with(key, "_bytes") || key == "bytes" || key.rfind("bytes_", 0) == 0) return format_bytes_exact(n);
+  if (ends_with(key, "_unix_ms")) return format_unix_time(static_cast<int64_t>(n / 1000));
   if (ends_with(key, "_s")) return format_duration_s(n);
   if (ends_with(key, "_ms")) return format_count(n) + " ms";
   if (ends_with(key, "_at")) return format_unix_time(static_cast<int64_t>(n));
@@ -34,7 +35,7 @@ std::string format_number(const std::string& key, const nlohmann::json& v) {
 std::string label_for_key(const std::string& key) {
   std::string label = key;
   // "_bytes" stays: "read bytes" next to "reads" says what is counted.
-  for (const char* suffix : {"_ms", "_s", "_at"}) {
+  for (const char* suffix : {"_unix_ms", "_ms", "_s", "_at"}) {
     if (ends_with(label, suffix)) {
       label.resize(label.size() - std::char_traits<char>::length(suffix));
       break;

@@ -1,7 +1,8 @@
 // Renders one JSON field from the daemon for people, guided by its name:
-// "*_bytes" and "bytes_*" as a size, "*_s" as a duration, "*_ms" in ms, "*_at" as a UTC
-// time. This lets portalctl show fields it has never heard of sensibly, so a
-// newer daemon's status is not hidden by an older portalctl.
+// "*_bytes" and "bytes_*" as a size, "*_s" as a duration, "*_ms" in ms,
+// "*_at" (Unix seconds) and "*_unix_ms" (Unix milliseconds) as a UTC time.
+// This lets portalctl show fields it has never heard of sensibly, so a newer
+// daemon's status is not hidden by an older portalctl.
 //
 // Thread-safety: pure functions.
 #pragma once
