@@ -462,6 +462,9 @@ _cleanup() {
 
 # ---------------------------------------------------------------- setup
 
+# An unexpected failing command (set -e) names itself before the exit.
+set -E
+trap '_rc=$?; case "$BASH_COMMAND" in exit*) ;; *) echo "# error: exit $_rc at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >&2 ;; esac' ERR
 trap '_cleanup $?' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT

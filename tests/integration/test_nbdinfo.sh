@@ -57,7 +57,7 @@ done
 
 out=$(portalctl status) || fail "portalctl status exited non-zero: $out"
 ok "portalctl status answers"
-echo "$out" | sed 's/^/    /'
+echo "$out" | head -8 | sed "s/^/    /"
 assert_match "$out" '(^|[^0-9])1073741824([^0-9]|$)|(^|[^0-9.])1(\.0+)? ?(GiB|GB|G)([^a-zA-Z]|$)|size_gb[=: "]+1([^0-9]|$)' \
   "portalctl status shows the size (1 GiB)"
 out=$(portalctl status --json) || fail "portalctl status --json exited non-zero: $out"
