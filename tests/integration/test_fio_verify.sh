@@ -38,7 +38,8 @@ JOB
 run_fio() {
   local what=$1; shift
   local rc=0 t0; t0=$(now_ms)
-  fio "$@" --output="$TMP/fio.out" "$TMP/verify.fio" >"$TMP/fio.stderr" 2>&1 || rc=$?
+  # In $TMP: fio drops its verify state files into the working directory.
+  (cd "$TMP" && fio "$@" --output="$TMP/fio.out" "$TMP/verify.fio") >"$TMP/fio.stderr" 2>&1 || rc=$?
   grep -E 'err=|WRITE:|READ:|verify' "$TMP/fio.out" | head -8 | sed 's/^/    /'
   if [ "$rc" -ne 0 ]; then
     tail -20 "$TMP/fio.stderr" | sed 's/^/    /'
