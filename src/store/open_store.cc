@@ -4,6 +4,7 @@
 #include "src/store/file_store.h"
 #include "src/store/memory_store.h"
 #include "src/store/object_store.h"
+#include "src/store/s3/s3_store.h"
 
 namespace portalbd {
 
@@ -20,7 +21,13 @@ Result<std::shared_ptr<ObjectStore>> open_object_store(const std::string& url) {
     if (!store.ok()) return store.status();
     return std::shared_ptr<ObjectStore>(*store);
   }
-  if (scheme == "s3") return Status::NotSupported("s3:// storage is not built yet (storage URL '" + url + "')");
+  if (scheme == "s3") {
+    auto options = s3::s3_options_from_url(url);
+    if (!options.ok()) return options.status();
+    auto store = s3::S3Store::Open(std::move(*options));
+    if (!store.ok()) return store.status();
+    return std::shared_ptr<ObjectStore>(*store);
+  }
   return Status::InvalidArgument("unsupported storage URL scheme '" + scheme + "' in '" + url +
                                  "' (expected memory://, file:// or s3://)");
 }

@@ -73,6 +73,7 @@ struct S3Options {
   uint64_t multipart_threshold_bytes = 32ull << 20;  // put() above this uses multipart
   uint64_t multipart_part_bytes = 16ull << 20;       // >= 5 MiB (S3's minimum part)
   uint32_t multipart_parallel_parts = 4;              // parts in flight per put()
+  uint32_t list_page_size = 1000;                     // ListObjectsV2 max-keys (tests use small pages)
 
   // Open() probes the bucket (one list) and conditional PUT (two PUTs of a
   // probe key and a DELETE) so that misconfiguration fails at startup.

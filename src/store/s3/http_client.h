@@ -1,0 +1,81 @@
+// HttpClient: blocking HTTP/1.1 requests over libcurl, with connection reuse.
+//
+// Each request borrows a CURL easy handle from a pool and returns it after:
+// an easy handle keeps its connections alive, so reusing handles reuses TCP
+// and TLS sessions. The pool grows on demand (one handle per concurrent
+// request) and keeps at most `max_idle` idle handles.
+//
+// perform() reports transport failures (refused, reset, timeout, TLS) as a
+// non-OK Status and every HTTP answer, 4xx and 5xx included, as OK with the
+// status code in the response: deciding what a status means is the S3
+// layer's job (s3_error.h), retrying is the caller's (retry_policy.h).
+//
+// Ownership: the request body is borrowed and must outlive perform().
+// Thread-safety: perform() may be called from many threads at once; the pool
+// is guarded by a mutex, and a handle is used by one thread at a time.
+// libcurl callbacks never let an exception escape (they return an abort code).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/store/s3/sigv4.h"
+#include "src/util/status.h"
+
+namespace portalbd::s3 {
+
+struct HttpOptions {
+  uint32_t connect_timeout_ms = 5'000;
+  uint32_t low_speed_bytes_per_s = 1024;
+  uint32_t low_speed_time_s = 30;
+  uint32_t max_idle = 16;
+  std::string ca_file;  // "" = system bundle
+};
+
+struct HttpRequest {
+  std::string method;  // GET, PUT, HEAD, DELETE, POST
+  std::string url;     // wire form, already encoded
+  std::vector<HttpHeader> headers;
+  std::span<const std::byte> body;  // borrowed
+};
+
+struct HttpResponse {
+  long status = 0;
+  std::vector<HttpHeader> headers;  // names lowercased
+  std::vector<std::byte> body;
+  // Value of the first header named `lname` (lowercase), or "".
+  std::string header(const std::string& lname) const;
+  std::string body_text() const { return {reinterpret_cast<const char*>(body.data()), body.size()}; }
+};
+
+class HttpClient {
+ public:
+  explicit HttpClient(HttpOptions options);
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Transport errors: kUnavailable (retryable: refused, reset, timeout, DNS)
+  // or kIOError / kInvalidArgument (TLS verification, bad URL) naming the URL.
+  Status perform(const HttpRequest& request, HttpResponse* response);
+
+  // Handles created so far (for tests of reuse).
+  size_t handles_created() const;
+
+ private:
+  struct Easy;  // one CURL* with its RAII deleter
+  std::unique_ptr<Easy> acquire();
+  void release(std::unique_ptr<Easy> easy);
+
+  const HttpOptions options_;
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<Easy>> idle_;  // GUARDED_BY(mu_)
+  size_t created_ = 0;                       // GUARDED_BY(mu_)
+};
+
+}  // namespace portalbd::s3

@@ -1,0 +1,73 @@
+#include "src/store/s3/s3_client.h"
+
+#include <chrono>
+#include <ctime>
+#include <thread>
+
+#include "src/log/log.h"
+#include "src/store/s3/s3_error.h"
+
+namespace portalbd::s3 {
+
+S3Client::S3Client(S3Options options, Endpoint endpoint)
+    : options_(std::move(options)),
+      endpoint_(std::move(endpoint)),
+      retry_{std::max(1, options_.max_attempts), options_.backoff_base_ms, options_.backoff_max_ms},
+      http_(HttpOptions{options_.connect_timeout_ms, options_.low_speed_bytes_per_s, options_.low_speed_time_s,
+                        options_.max_idle_connections, options_.ca_file}) {
+  signing_.region = options_.region;
+  signing_.service = "s3";
+  signing_.s3 = true;
+}
+
+Status S3Client::execute(const S3Call& call, HttpResponse* response, int* attempts) {
+  auto log = log::get("s3");
+  std::string path = call.key.empty() ? endpoint_.bucket_path() : endpoint_.object_path(call.key);
+  std::string query = encode_query(call.query);
+  // Hash once: the body does not change between attempts. TLS already
+  // protects the body over https, where hashing 64 MiB segments is wasted CPU.
+  std::string payload_hash = endpoint_.https() && options_.unsigned_payload_over_https && !call.body.empty()
+                                 ? std::string(kUnsignedPayload)
+                                 : sha256_hex(call.body);
+  Status st;
+  int attempt = 0;
+  for (;;) {
+    ++attempt;
+    SignableRequest sreq{call.method, path, query, call.headers, payload_hash};
+    sreq.headers.push_back({"Host", endpoint_.authority});
+    SigningResult signature = sign(&sreq, options_.credentials, std::time(nullptr), signing_);
+    HttpRequest req{call.method, endpoint_.url(path, query), std::move(sreq.headers), call.body};
+    req.headers.push_back({"Authorization", signature.authorization});
+    log->debug("S3 request op={} method={} url={} authorization=\"{}\" attempt={}", call.op, call.method, req.url,
+               redact_authorization(signature.authorization), attempt);
+
+    metrics_.count(call.kind);
+    if (attempt > 1) metrics_.retries.fetch_add(1, std::memory_order_relaxed);
+    metrics_.bytes_up.fetch_add(call.body.size(), std::memory_order_relaxed);
+    st = http_.perform(req, response);
+    if (st.ok()) {
+      metrics_.bytes_down.fetch_add(response->body.size(), std::memory_order_relaxed);
+      if (response->status >= 200 && response->status < 300) break;
+      st = s3_status(call.op, endpoint_.bucket, call.key, *response);
+    }
+    bool retry = st.is(Status::Code::kUnavailable) && attempt < retry_.max_attempts;
+    if (!retry) break;
+    uint32_t wait_ms = retry_.backoff_ms(attempt);
+    log->warn("S3 retry op={} key={} attempt={}/{} wait_ms={} error={}", call.op, log::quote(call.key), attempt,
+              retry_.max_attempts, wait_ms, log::quote(st.message()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+  }
+  if (attempts != nullptr) *attempts = attempt;
+  if (!st.ok()) {
+    // Answers the caller expects (404 on remove, 416 past the end, 412 on a
+    // conditional put) are not storage errors; the caller decides.
+    bool expected = response->status == 404 || response->status == 416 || response->status == 412;
+    if (!expected) metrics_.errors.fetch_add(1, std::memory_order_relaxed);
+    if (st.is(Status::Code::kUnavailable) && attempt > 1) {
+      return Status::Unavailable(st.message() + " (after " + std::to_string(attempt) + " attempts)");
+    }
+  }
+  return st;
+}
+
+}  // namespace portalbd::s3
