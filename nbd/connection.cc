@@ -19,6 +19,14 @@ int64_t now_unix_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+// 0 = wait forever. A timed-out recv fails like a broken socket.
+void set_receive_timeout(int fd, uint32_t timeout_ms) {
+  struct timeval tv {};
+  tv.tv_sec = timeout_ms / 1000;
+  tv.tv_usec = (timeout_ms % 1000) * 1000;
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 }  // namespace
 
 Connection::Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
@@ -33,7 +41,10 @@ Connection::Connection(UniqueFd fd, std::string peer, ExportProvider& exports, c
 void Connection::run() {
   auto logger = log::get("nbd");
   const int fd = fd_.get();
+  set_receive_timeout(fd, options_.handshake_timeout_ms);
   std::optional<Session> session = Handshake(fd, exports_, peer_, options_.max_request_bytes).run();
+  // Transmission may idle for hours (a mounted filesystem): no timeout.
+  if (session) set_receive_timeout(fd, 0);
   if (session) {
     {
       std::lock_guard lock(mu_);

@@ -2,10 +2,13 @@
 // client sends, and what no libnbd call can produce. Each test checks the
 // answer the spec requires, then that the server still serves a fresh client.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nbd/testing/fixture.h"
@@ -329,6 +332,52 @@ TEST_SUITE("nbd.raw") {
     std::sort(cookies.begin(), cookies.end());
     for (uint64_t i = 0; i < 10; ++i) CHECK(cookies[i] == 100 + i);
     CHECK(c.closed_by_server());
+  }
+
+  TEST_CASE("back-pressure: a stalled device stops the server reading, memory stays bounded") {
+    ServerOptions o = ServerFixture::default_options();
+    o.workers_per_connection = 2;
+    o.max_inflight_bytes = 256 * 1024;
+    ServerFixture f(o);
+    RawClient c(f.socket_path());
+    REQUIRE(c.greet());
+    REQUIRE(c.go("disk"));
+    f.disk->close_gate();
+    // Push 64 x 64 KiB writes without blocking; count what the server takes.
+    REQUIRE(fcntl(c.fd(), F_SETFL, fcntl(c.fd(), F_GETFL) | O_NONBLOCK) == 0);
+    constexpr uint32_t kLen = 64 * 1024;
+    WireWriter w;
+    for (uint64_t i = 0; i < 64; ++i) {
+      w.u32(kRequestMagic).u16(0).u16(kCmdWrite).u64(i).u64(i * kLen).u32(kLen);
+      w.zeroes(kLen);
+    }
+    size_t sent = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (sent < w.size() && std::chrono::steady_clock::now() < deadline) {
+      ssize_t n = ::send(c.fd(), w.data().data() + sent, w.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    // The server stopped reading near the cap (256 KiB, plus one request,
+    // plus socket buffers), far below the 4 MiB offered.
+    CHECK(sent < w.size());
+    CHECK(sent < 2u * 1024 * 1024);
+    CHECK(f.disk->waiting_at_gate() == 2);
+    f.disk->open_gate();
+    REQUIRE(fcntl(c.fd(), F_SETFL, fcntl(c.fd(), F_GETFL) & ~O_NONBLOCK) == 0);
+    REQUIRE(write_all(c.fd(), std::span(w.data()).subspan(sent)));
+    std::vector<bool> answered(64);
+    for (int i = 0; i < 64; ++i) {
+      auto r = c.read_simple_reply();
+      REQUIRE(r.ok);
+      CHECK(r.error == 0);
+      REQUIRE(r.cookie < 64);
+      answered[r.cookie] = true;
+    }
+    CHECK(std::count(answered.begin(), answered.end(), true) == 64);
   }
 
   TEST_CASE("a client that vanishes mid-negotiation or mid-transmission does not disturb others") {

@@ -41,6 +41,9 @@ struct ServerOptions {
   // while max_inflight_requests are queued.
   uint64_t max_inflight_bytes = 64 * 1024 * 1024;
   uint32_t max_inflight_requests = 256;
+  // A client must finish negotiating within this, or it is dropped: an idle
+  // half-open connection would otherwise hold a thread forever.
+  uint32_t handshake_timeout_ms = 60 * 1000;
 };
 
 struct ServerStats {

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -107,6 +108,23 @@ class MemoryDevice : public BlockDevice {
   }
   // Every read/write sleeps this long first (to hold requests in flight).
   void set_delay(std::chrono::milliseconds d) { delay_ms_ = d.count(); }
+  // While closed, every read/write blocks before touching data.
+  void close_gate() {
+    std::lock_guard lock(gate_mu_);
+    gate_open_ = false;
+  }
+  void open_gate() {
+    {
+      std::lock_guard lock(gate_mu_);
+      gate_open_ = true;
+    }
+    gate_cv_.notify_all();
+  }
+  // Reads/writes currently blocked at the gate.
+  int waiting_at_gate() {
+    std::lock_guard lock(gate_mu_);
+    return waiting_;
+  }
   // Bytes as stored, for checking writes without going through NBD.
   std::vector<std::byte> bytes(uint64_t offset, uint64_t length) {
     std::lock_guard lock(mu_);
@@ -136,6 +154,10 @@ class MemoryDevice : public BlockDevice {
   }
   void delay() {
     if (int64_t ms = delay_ms_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    std::unique_lock lock(gate_mu_);
+    ++waiting_;
+    gate_cv_.wait(lock, [&] { return gate_open_; });
+    --waiting_;
   }
 
   const uint64_t size_;
@@ -147,6 +169,10 @@ class MemoryDevice : public BlockDevice {
   Status fail_with_;
   int failures_left_ = 0;
   std::atomic<int64_t> delay_ms_{0};
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool gate_open_ = true;  // guarded by gate_mu_
+  int waiting_ = 0;        // guarded by gate_mu_
 };
 
 class MemoryExports : public ExportProvider {
