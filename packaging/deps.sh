@@ -13,6 +13,8 @@ PACKAGES=(
   libnbd-bin python3 python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux nbdkit
   # S3 tests: botocore signs requests as a second opinion on SigV4
   python3-botocore
+  # VM test (real kernel nbd client) and packaging tests
+  qemu-system-x86 linux-image-amd64 busybox-static nbd-client dpkg-dev systemd
 )
 
 missing=()
