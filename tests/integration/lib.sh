@@ -424,7 +424,7 @@ cleanup_fn() {
 _cleanup() {
   local rc=$1 i m
   set +e
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM ERR
   for (( i=${#_cleanup_fns[@]}-1; i>=0; i-- )); do
     eval "${_cleanup_fns[$i]}" >/dev/null 2>&1
   done
