@@ -20,26 +20,38 @@ S3Client::S3Client(S3Options options, Endpoint endpoint)
   signing_.s3 = true;
 }
 
-Status S3Client::execute(const S3Call& call, HttpResponse* response, int* attempts) {
-  auto log = log::get("s3");
+HttpRequest S3Client::signed_request(const S3Call& call, std::time_t now) const {
   std::string path = call.key.empty() ? endpoint_.bucket_path() : endpoint_.object_path(call.key);
   std::string query = encode_query(call.query);
-  // Hash once: the body does not change between attempts. TLS already
-  // protects the body over https, where hashing 64 MiB segments is wasted CPU.
-  std::string payload_hash = endpoint_.https() && options_.unsigned_payload_over_https && !call.body.empty()
-                                 ? std::string(kUnsignedPayload)
-                                 : sha256_hex(call.body);
+  // TLS already protects the body over https, where hashing 64 MiB segments
+  // is wasted CPU; plain http always signs the hash.
+  std::string payload_hash = endpoint_.https() && options_.unsigned_payload_over_https ? std::string(kUnsignedPayload)
+                                                                                         : sha256_hex(call.body);
+  SignableRequest sreq{call.method, path, query, call.headers, std::move(payload_hash)};
+  sreq.headers.push_back({"Host", endpoint_.authority});
+  SigningResult signature = sign(&sreq, options_.credentials, now, signing_);
+  HttpRequest req{call.method, endpoint_.url(path, query), std::move(sreq.headers), call.body};
+  req.headers.push_back({"Authorization", signature.authorization});
+  return req;
+}
+
+Status S3Client::execute(const S3Call& call, HttpResponse* response, int* attempts) {
+  auto log = log::get("s3");
   Status st;
   int attempt = 0;
   for (;;) {
     ++attempt;
-    SignableRequest sreq{call.method, path, query, call.headers, payload_hash};
-    sreq.headers.push_back({"Host", endpoint_.authority});
-    SigningResult signature = sign(&sreq, options_.credentials, std::time(nullptr), signing_);
-    HttpRequest req{call.method, endpoint_.url(path, query), std::move(sreq.headers), call.body};
-    req.headers.push_back({"Authorization", signature.authorization});
-    log->debug("S3 request op={} method={} url={} authorization=\"{}\" attempt={}", call.op, call.method, req.url,
-               redact_authorization(signature.authorization), attempt);
+    // Signed anew each time: the signature covers the time, and S3 refuses
+    // one older than 15 minutes.
+    HttpRequest req = signed_request(call, std::time(nullptr));
+    if (log->should_log(spdlog::level::debug)) {
+      std::string auth;
+      for (const auto& h : req.headers) {
+        if (h.name == "Authorization") auth = redact_authorization(h.value);
+      }
+      log->debug("S3 request op={} method={} url={} authorization=\"{}\" attempt={}", call.op, call.method, req.url,
+                 auth, attempt);
+    }
 
     metrics_.count(call.kind);
     if (attempt > 1) metrics_.retries.fetch_add(1, std::memory_order_relaxed);

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <ctime>
 #include <memory>
 #include <span>
 #include <string>
@@ -48,6 +49,11 @@ class S3Client {
   // last response is in *response either way (e.g. to read a 416). When
   // `attempts` is given it receives the number of attempts made.
   Status execute(const S3Call& call, HttpResponse* response, int* attempts = nullptr);
+
+  // The request execute() sends for `call` at time `now` (UTC seconds):
+  // URL, headers and Authorization. Public so that tests compare it with
+  // botocore's signature byte for byte.
+  HttpRequest signed_request(const S3Call& call, std::time_t now) const;
 
   const S3Options& options() const { return options_; }
   const Endpoint& endpoint() const { return endpoint_; }
