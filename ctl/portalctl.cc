@@ -64,6 +64,7 @@ int run_portalctl(const std::vector<std::string>& args, const PortalctlEnvironme
   DaemonCommand chosen;
   add_status_command(&app, &chosen);
   add_snapshot_commands(&app, &chosen);
+  add_mount_commands(&app, &chosen);
   add_exit_codes_footer(&app);
 
   std::vector<const char*> argv{"portalctl"};
@@ -89,6 +90,7 @@ int run_portalctl(const std::vector<std::string>& args, const PortalctlEnvironme
   if (chosen.cmd.empty()) return usage_error(err, "no command given");
 
   if (socket.empty()) socket = socket_default;
+  if (chosen.run_local) return chosen.run_local(socket, out, err);
   nlohmann::json call_args = nlohmann::json::object();
   if (chosen.fill_args) chosen.fill_args(&call_args);
 

@@ -22,9 +22,13 @@ struct DaemonCommand {
   std::string cmd;  // the control protocol command, e.g. "snapshot.create"
   std::function<void(nlohmann::json* args)> fill_args;  // null: no arguments
   std::function<void(const nlohmann::json& result, std::ostream& out)> render;
+  // Set by commands that run locally instead (mount, umount): gets the control
+  // socket and returns the exit status.
+  std::function<int(const std::string& socket, std::ostream& out, std::ostream& err)> run_local;
 };
 
 void add_status_command(CLI::App* app, DaemonCommand* chosen);
 void add_snapshot_commands(CLI::App* app, DaemonCommand* chosen);
+void add_mount_commands(CLI::App* app, DaemonCommand* chosen);  // ctl/portalctl_mount.cc
 
 }  // namespace portalbd::ctl
