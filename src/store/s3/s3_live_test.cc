@@ -257,6 +257,7 @@ TEST_SUITE("s3.live.faults" * doctest::skip()) {
     REQUIRE_MESSAGE(std::getenv("S3_TEST_FAULTS") != nullptr, "S3_TEST_FAULTS is not set: run test_s3_faults.sh");
     S3Options o = live_options("faults");
     o.max_attempts = 12;
+    if (const char* n = std::getenv("S3_TEST_MAX_ATTEMPTS")) o.max_attempts = std::atoi(n);  // the control run
     o.multipart_threshold_bytes = 6ull << 20;
     o.multipart_part_bytes = 5ull << 20;
     auto store = open_live(o);

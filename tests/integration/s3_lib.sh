@@ -1,0 +1,75 @@
+# Helpers for the S3 tests (test_s3_*.sh): start s3rver on loopback.
+#
+# Source after lib.sh. s3rver comes from npm, installed by packaging/deps.sh
+# under $BUILD/node (make deps); without it the S3 tests skip and say why.
+#
+#   start_s3rver     starts s3rver on 127.0.0.1:$S3_PORT with a temp data dir
+#                    and the bucket $S3_BUCKET; sets S3_ENDPOINT, S3RVER_PID;
+#                    killed at exit
+#   live_tests ARGS  runs build/bin/unit_tests against $S3_ENDPOINT
+#
+# s3rver checks the access key id (S3RVER) but not V4 signatures, and ignores
+# If-None-Match; signatures are checked by the SigV4 vectors and botocore.
+
+S3RVER=${S3RVER:-$BUILD/node/node_modules/.bin/s3rver}
+S3_BUCKET=${S3_BUCKET:-portalbd-test}
+UNIT_TESTS=${UNIT_TESTS:-$BUILD/bin/unit_tests}
+export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+unset AWS_SESSION_TOKEN AWS_PROFILE
+
+requires_s3rver() {
+  requires node
+  [ -x "$S3RVER" ] || skip "s3rver is not installed at $S3RVER (run 'make deps' with npm available)"
+}
+
+requires_unit_tests() {
+  [ -x "$UNIT_TESTS" ] || fail "$UNIT_TESTS is missing (run make)"
+}
+
+# _port_open PORT: true when something accepts connections on 127.0.0.1:PORT.
+_port_open() {
+  "$SYSPYTHON" - "$1" <<'PYEOF' 2>/dev/null
+import socket, sys
+s = socket.socket()
+s.settimeout(0.5)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.close()
+PYEOF
+}
+
+start_s3rver() {
+  requires_s3rver
+  S3_PORT=$(pick_unused_port)
+  mkdir -p "$TMP/s3rver"
+  # s3rver's continuation tokens use DES, which OpenSSL 3 keeps in its
+  # legacy provider; without it every paginated list answers 500.
+  NODE_OPTIONS=--openssl-legacy-provider "$S3RVER" -d "$TMP/s3rver" -a 127.0.0.1 -p "$S3_PORT" --silent \
+    --configure-bucket "$S3_BUCKET" >"$TMP/s3rver.log" 2>&1 &
+  S3RVER_PID=$!
+  cleanup_fn kill "$S3RVER_PID"
+  local deadline=$(( $(date +%s) + 30 ))
+  until _port_open "$S3_PORT"; do
+    kill -0 "$S3RVER_PID" 2>/dev/null || { cat "$TMP/s3rver.log"; fail "s3rver exited during startup"; }
+    [ "$(date +%s)" -lt "$deadline" ] || fail "s3rver did not listen on 127.0.0.1:$S3_PORT within 30s"
+    sleep 0.2
+  done
+  S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+  log "s3rver $("$S3RVER" --version 2>/dev/null) listening at $S3_ENDPOINT (pid $S3RVER_PID), bucket $S3_BUCKET"
+}
+
+# live_tests SUITE [ENV=VALUE...]: run one doctest suite with --no-skip
+# against $S3_ENDPOINT; prints its output; checks it passed and ran >= 1 case.
+live_tests() {
+  local suite=$1; shift
+  local out rc=0
+  out=$(env "$@" S3_TEST_ENDPOINT="$S3_ENDPOINT" S3_TEST_BUCKET="$S3_BUCKET" \
+        "$UNIT_TESTS" -ts="$suite" --no-skip --no-intro=true 2>&1) || rc=$?
+  echo "$out" | grep -v -E 'portalbd::s3: S3 (retry|store opened)' | sed 's/^/    /' | tail -40
+  local summary
+  summary=$(grep -E '^\[doctest\] test cases:' <<<"$out" | tail -1)
+  [ "$rc" -eq 0 ] || fail "doctest suite $suite failed (exit $rc): $summary"
+  local passed
+  passed=$(sed -nE 's/.*\| *([0-9]+) passed.*/\1/p' <<<"$summary")
+  [ "${passed:-0}" -ge 1 ] || fail "doctest suite $suite ran no test case: $summary"
+  ok "doctest $suite against s3rver: $summary"
+}
