@@ -128,6 +128,10 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
       ->option_text("FILE");
   bool grow = false;
   app.add_flag("--grow", grow, "let --disk-size-gb grow an existing volume (never shrinks)");
+  bool take_over = false;
+  app.add_flag("--take-over", take_over,
+               "break another daemon's claim on the volume (only when that daemon is gone: it is fenced and stops "
+               "writing at its next upload)");
 
   std::vector<std::string> raw(std::size(kFlags));
   std::vector<CLI::Option*> options;
@@ -171,6 +175,7 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
     cfg.config_file = std::filesystem::absolute(config_path).lexically_normal().string();
   }
   if (grow) cfg.grow = true;
+  if (take_over) cfg.take_over = true;
   for (size_t i = 0; i < std::size(kFlags); ++i) {
     if (options[i]->count() == 0) continue;
     Status st = apply_flag(kFlags[i], *find_config_key(kFlags[i].key), raw[i], &cfg);

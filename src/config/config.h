@@ -25,6 +25,7 @@ struct Config {
   uint64_t disk_size_gb = 0;  // 0 / unset: keep the existing volume's size; new volumes get 1 GiB
   bool disk_size_set = false;
   bool grow = false;  // allow a larger size than the existing volume (never shrink)
+  bool take_over = false;  // --take-over: break another daemon's claim on the volume (flag only)
   // [storage]
   std::string storage_url;  // empty: file://<state_dir>/data, see effective_storage_url()
   // [nbd]

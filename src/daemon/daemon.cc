@@ -53,7 +53,17 @@ Status Daemon::start() {
   if (!store.ok()) return store.status();
   store_ = *store;
 
+  LeaseOptions lo;
+  lo.take_over = config_.take_over;
+  auto lease = WriterLease::Acquire(store_, lo);
+  if (!lease.ok()) return lease.status();
+  std::shared_ptr<WriterLease> shared_lease = std::move(*lease);
+  logger->info("claimed the volume fencing={} holder={}",
+               store_->supports_conditional_put() ? "conditional-put" : "lease-expiry",
+               log::quote(shared_lease->holder().describe()));
+
   VolumeOptions vo;
+  vo.lease = shared_lease;
   vo.size_bytes = config_.disk_size_set ? config_.disk_size_gb << 30 : 0;
   vo.grow = config_.grow;
   vo.segment_bytes = config_.segment_bytes;

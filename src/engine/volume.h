@@ -49,6 +49,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -65,6 +66,7 @@
 #include "src/engine/extent_map.h"
 #include "src/engine/frame_cache.h"
 #include "src/engine/segment.h"
+#include "src/engine/writer_lease.h"
 #include "src/store/object_store.h"
 
 namespace portalbd {
@@ -78,6 +80,9 @@ struct VolumeOptions {
   uint64_t cache_bytes = 256ull << 20;
   Codec codec = Codec::kLz4;
   std::string index_path;  // the SQLite file
+  // The claim on the volume (DESIGN invariant 6). Checked before every
+  // segment upload, renewed by the flusher, released by close(). Optional.
+  std::shared_ptr<WriterLease> lease;
 };
 
 inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;
@@ -238,6 +243,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   bool closing_ = false;                         // GUARDED_BY(mu_)
   bool closed_ = false;                          // GUARDED_BY(mu_)
 
+  std::chrono::steady_clock::time_point last_renew_;  // flusher thread only
   std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flush_errors_{0};
   uint64_t replayed_segments_ = 0;
   std::thread flusher_;

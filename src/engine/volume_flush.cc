@@ -45,6 +45,8 @@ Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
     sealed->footer = builder.footer();
   }
   const std::string key = segment_key(sealed->seq);
+  // Never write over another daemon's volume: see WriterLease.
+  if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("upload " + key));
   PBD_RETURN_IF_ERROR(store_->put(key, sealed->object).With("upload " + key));
   PBD_RETURN_IF_ERROR(index_->apply_segment(*sealed->footer, sealed->object.size()).With("index " + key));
   segments_written_++;
@@ -102,17 +104,29 @@ Status Volume::flush() {
 void Volume::flusher_loop() {
   using namespace std::chrono;
   const auto interval = opts_.flush_interval_ms > 0 ? milliseconds(opts_.flush_interval_ms) : hours(24 * 365);
+  last_renew_ = steady_clock::now();
   auto next_timer = steady_clock::now() + interval;
   auto backoff = milliseconds(100);
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      flusher_cv_.wait_until(lock, next_timer, [&] { return closing_ || !sealing_.empty(); });
+      auto wake = next_timer;
+      if (opts_.lease) wake = std::min(wake, last_renew_ + milliseconds(opts_.lease->ttl_ms() / 4));
+      flusher_cv_.wait_until(lock, wake, [&] { return closing_ || !sealing_.empty(); });
       if (closing_) return;
       if (steady_clock::now() >= next_timer) {
         seal_active_locked();  // the timer flush
         next_timer = steady_clock::now() + interval;
       }
+    }
+    if (opts_.lease && steady_clock::now() - last_renew_ >= milliseconds(opts_.lease->ttl_ms() / 4)) {
+      last_renew_ = steady_clock::now();
+      if (Status st = opts_.lease->renew(); !st.ok() && !st.is(Status::Code::kFenced)) {
+        log::get("engine")->warn("could not renew the writer lease error={}", log::quote(st.ToString()));
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
       if (sealing_.empty()) continue;
     }
     std::lock_guard flush_lock(flush_mu_);
@@ -149,6 +163,11 @@ Status Volume::close() {
   }
   space_cv_.notify_all();
   auto logger = log::get("engine");
+  if (st.ok() && opts_.lease) {
+    if (Status rel = opts_.lease->release(); !rel.ok()) {
+      logger->warn("could not release the writer lease error={}", log::quote(rel.ToString()));
+    }
+  }
   if (st.ok()) {
     logger->info("volume closed, write buffer flushed dirty_bytes={} segments={}", dirty, segments_written_ - before);
   } else {

@@ -113,6 +113,9 @@ Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint6
     return closed_ || active_bytes_ + sealing_bytes_ + charged_bytes <= opts_.write_buffer_bytes || sealing_.empty();
   });
   if (closed_) return Status::Cancelled("volume is closed");
+  if (opts_.lease && opts_.lease->fenced()) {
+    return Status::Fenced("another portalbd took over this volume; writes are refused");
+  }
   active_.assign(lba, nblocks, std::move(src));
   active_bytes_ += charged_bytes;
   if (active_bytes_ >= opts_.segment_bytes) {
