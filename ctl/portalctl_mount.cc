@@ -24,7 +24,7 @@ struct MountOptions {
   std::string export_name;
   bool live = false;
   bool foreground = false;
-  int connections = 4;
+  int connections = 8;
   double io_timeout_s = 30;
 };
 
@@ -104,7 +104,7 @@ void add_mount_commands(CLI::App* app, DaemonCommand* chosen) {
   mount->add_flag("-f,--foreground", o->foreground, "stay in the foreground (default: background once mounted)");
   mount->add_option("--connections", o->connections, "NBD connections per open image")
       ->check(CLI::Range(1, 64))
-      ->option_text("N [4]");
+      ->option_text("N [8]");
   mount->add_option("--io-timeout", o->io_timeout_s, "seconds before a request to a silent daemon fails with EIO")
       ->check(CLI::Range(0.1, 3600.0))
       ->option_text("SECONDS [30]");

@@ -32,7 +32,7 @@ struct ViewFsOptions {
   NbdEndpoint endpoint;
   std::string mountpoint;  // for README only
   bool live = false;
-  int connections = 4;
+  int connections = 8;
   std::chrono::milliseconds io_timeout{30000};
   size_t read_ahead_chunk_bytes = 1 << 20;
   size_t read_ahead_window_chunks = 8;
