@@ -88,3 +88,20 @@ format:
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(SAN_LIB_OBJS:.o=.d) $(SAN_TEST_OBJS:.o=.d)
 -include $(BUILD)/obj/src/daemon/portalbd_main.d $(BUILD)/obj/ctl/portalctl_main.d
+
+# ---- packaging and the VM test (see packaging/README.md, tests/vm/)
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+.PHONY: vm-test install deb
+# The real kernel NBD client in a qemu guest (also part of `make test`).
+vm-test: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@BUILD=$(BUILD) bash tests/integration/test_vm_kernel.sh
+
+install: $(BINS)
+	@BUILD=$(BUILD) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) bash packaging/install.sh
+
+# build/deb/portalbd_VERSION_ARCH.deb, with dpkg-deb.
+deb: $(BINS)
+	@BUILD=$(BUILD) bash packaging/deb/build-deb.sh
