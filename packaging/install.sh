@@ -8,10 +8,11 @@
 #   $PREFIX/share/doc/portalbd/examples/portalbd.toml.example, portalbd-snapshot-cron
 #   $UNITDIR/portalbd@.service, portalbd-snapshot@.service, portalbd-snapshot@.timer
 #     (default $PREFIX/lib/systemd/system; paths in them point into $PREFIX)
-#   /etc/portalbd/ (created empty: the units read /etc/portalbd/NAME.toml)
+#   $ETCDIR (default /etc/portalbd), created empty: the units read
+#     /etc/portalbd/NAME.toml. ETCDIR= (empty) skips it (Nix builds).
 #
 # Environment: BUILD (default build), PREFIX (default /usr/local), DESTDIR,
-# UNITDIR, STRIP=1 strips the binaries.
+# UNITDIR, ETCDIR, STRIP=1 strips the binaries.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +21,7 @@ case "$BUILD" in /*) ;; *) BUILD=$TOP/$BUILD ;; esac
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 UNITDIR=${UNITDIR:-$PREFIX/lib/systemd/system}
+ETCDIR=${ETCDIR-/etc/portalbd}
 PKG=$TOP/packaging
 
 bindir=$PREFIX/bin
@@ -34,7 +36,8 @@ done
 d() { echo "$DESTDIR$1"; }
 install -d "$(d "$bindir")" "$(d "$libexecdir")" "$(d "$mandir/man8")" "$(d "$mandir/man5")" \
   "$(d "$PREFIX/share/bash-completion/completions")" "$(d "$docdir/examples")" \
-  "$(d "$UNITDIR")" "$(d /etc/portalbd)"
+  "$(d "$UNITDIR")"
+[ -z "$ETCDIR" ] || install -d "$(d "$ETCDIR")"
 
 strip_flag=()
 [ "${STRIP:-0}" = 0 ] || strip_flag=(--strip --strip-program=strip)
