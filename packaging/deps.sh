@@ -14,7 +14,7 @@ PACKAGES=(
   # S3 tests: botocore signs requests as a second opinion on SigV4
   python3-botocore
   # VM test (real kernel nbd client) and packaging tests
-  qemu-system-x86 linux-image-amd64 busybox-static nbd-client dpkg-dev systemd
+  qemu-system-x86 linux-image-amd64 busybox-static nbd-client dpkg-dev systemd nix-bin
 )
 
 missing=()
