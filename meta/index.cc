@@ -22,6 +22,8 @@ const char* const kMigrations[] = {
                             frame_len INTEGER NOT NULL, raw_len INTEGER NOT NULL, codec INTEGER NOT NULL,
                             crc INTEGER NOT NULL, block_in_frame INTEGER NOT NULL,
                             PRIMARY KEY(layer, lba)) WITHOUT ROWID;)",
+    // 1 -> 2: garbage collection marks segments it will delete after a grace period.
+    R"(ALTER TABLE segments ADD COLUMN doomed_ms INTEGER NOT NULL DEFAULT 0;)",
 };
 
 constexpr const char* kExtentColumns =
@@ -156,7 +158,11 @@ Status Index::set_meta(const std::string& key, const std::string& value) {
 
 Result<uint64_t> Index::last_seq() {
   std::lock_guard lock(mu_);
-  auto s = db_->prepare("SELECT COALESCE(MAX(seq), 0) FROM segments");
+  // The highest sequence ever applied: garbage collection may have removed
+  // the newest segment's row, so the segments table alone is not enough.
+  auto s = db_->prepare(
+      "SELECT MAX(COALESCE(MAX(seq), 0), COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key='applied_seq'), 0))"
+      " FROM segments");
   if (!s.ok()) return s.status();
   Status err;
   uint64_t seq = s->step(&err) ? static_cast<uint64_t>(s->col_int(0)) : 0;
@@ -276,6 +282,9 @@ Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) 
       .bind(5, static_cast<int64_t>(footer.entries.size()))
       .bind(6, footer.created_unix_ms);
   PBD_RETURN_IF_ERROR(insert_segment_.exec());
+  PBD_RETURN_IF_ERROR(db_->exec("INSERT INTO meta(key, value) VALUES('applied_seq', '" + std::to_string(footer.seq) +
+                                "') ON CONFLICT(key) DO UPDATE SET value=MAX(CAST(value AS INTEGER), " +
+                                std::to_string(footer.seq) + ")"));
   return txn.commit().With("commit segment " + std::to_string(footer.seq));
 }
 
@@ -401,6 +410,70 @@ Status Index::replace_roots(const std::vector<LayerRecord>& layers, const std::v
   for (const auto& l : layers) PBD_RETURN_IF_ERROR(insert_layer(db_.get(), l.id, l.parent, l.created_unix_ms));
   for (const auto& r : roots) PBD_RETURN_IF_ERROR(insert_root(db_.get(), r));
   return txn.commit();
+}
+
+Result<std::vector<SegmentRecord>> Index::list_segments() {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("SELECT seq, layer, bytes, data_bytes, doomed_ms FROM segments ORDER BY seq");
+  if (!s.ok()) return s.status();
+  std::vector<SegmentRecord> out;
+  Status err;
+  while (s->step(&err)) {
+    out.push_back({static_cast<uint64_t>(s->col_int(0)), static_cast<uint64_t>(s->col_int(1)),
+                   static_cast<uint64_t>(s->col_int(2)), static_cast<uint64_t>(s->col_int(3)), s->col_int(4)});
+  }
+  if (!err.ok()) return err;
+  return out;
+}
+
+Status Index::set_doomed(uint64_t seq, int64_t doomed_ms) {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("UPDATE segments SET doomed_ms=?2 WHERE seq=?1");
+  if (!s.ok()) return s.status();
+  s->bind(1, static_cast<int64_t>(seq)).bind(2, doomed_ms);
+  return s->exec();
+}
+
+Status Index::forget_segment(uint64_t seq) {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("DELETE FROM segments WHERE seq=?1");
+  if (!s.ok()) return s.status();
+  s->bind(1, static_cast<int64_t>(seq));
+  return s->exec();
+}
+
+Status Index::replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents,
+                            uint64_t drop_layer) {
+  std::lock_guard lock(mu_);
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  const std::string id = std::to_string(layer);
+  PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM extents WHERE layer=" + id));
+  for (const auto& x : extents) PBD_RETURN_IF_ERROR(insert_extent(layer, x));
+  PBD_RETURN_IF_ERROR(db_->exec("UPDATE layers SET parent=" + (parent == 0 ? std::string("NULL") : std::to_string(parent)) +
+                                " WHERE id=" + id));
+  if (drop_layer != 0) {
+    const std::string gone = std::to_string(drop_layer);
+    PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM extents WHERE layer=" + gone + "; DELETE FROM layers WHERE id=" + gone));
+  }
+  return txn.commit();
+}
+
+Status Index::drop_layer(uint64_t layer) {
+  std::lock_guard lock(mu_);
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  const std::string id = std::to_string(layer);
+  PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM extents WHERE layer=" + id + "; DELETE FROM layers WHERE id=" + id));
+  return txn.commit();
+}
+
+Status Index::copy_to(const std::string& path) {
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("VACUUM INTO ?1");
+  if (!s.ok()) return s.status();
+  s->bind(1, path);
+  return s->exec().With("copy index to " + path);
 }
 
 Result<IndexStats> Index::stats() {

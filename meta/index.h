@@ -13,7 +13,8 @@
 //   meta(key PRIMARY KEY, value)           volume identity, last_seq, ...
 //   layers(id PRIMARY KEY, parent, created_ms)
 //   roots(name PRIMARY KEY, layer, kind, uuid, created_ms)
-//   segments(seq PRIMARY KEY, layer, bytes, data_bytes, entries, created_ms)
+//   segments(seq PRIMARY KEY, layer, bytes, data_bytes, entries, created_ms,
+//            doomed_ms)                       (v2: doomed_ms)
 //   extents(layer, lba, nblocks, state, seq, frame_off, frame_len,
 //           raw_len, codec, crc, block_in_frame, PRIMARY KEY(layer, lba))
 //     Extents of one layer never overlap. A row with state kZero/kHole maps no
@@ -39,7 +40,7 @@
 
 namespace portalbd::meta {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // One mapped range of a layer, as stored.
 struct MappedExtent {
@@ -64,6 +65,14 @@ struct LayerRecord {
   uint64_t id = 0;
   uint64_t parent = 0;  // 0: none
   int64_t created_unix_ms = 0;
+};
+
+struct SegmentRecord {
+  uint64_t seq = 0;
+  uint64_t layer = 0;
+  uint64_t bytes = 0;       // object size
+  uint64_t data_bytes = 0;  // raw data bytes it was written with
+  int64_t doomed_ms = 0;    // when GC found it unreferenced; 0 = in use
 };
 
 struct IndexStats {
@@ -113,6 +122,17 @@ class Index {
   Status delete_snapshot(const std::string& name);
   // Rewrites layers and roots wholesale (rebuild from a roots record).
   Status replace_roots(const std::vector<LayerRecord>& layers, const std::vector<RootRecord>& roots);
+
+  // Garbage collection (src/engine/volume_gc.cc).
+  Result<std::vector<SegmentRecord>> list_segments();
+  Status set_doomed(uint64_t seq, int64_t doomed_ms);
+  Status forget_segment(uint64_t seq);
+  // Rewrites one layer's extents and parent in one transaction, optionally
+  // dropping another layer (the one merged into it).
+  Status replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents, uint64_t drop_layer);
+  Status drop_layer(uint64_t layer);
+  // A consistent copy of the whole index in a new SQLite file (checkpoints).
+  Status copy_to(const std::string& path);
 
   Result<IndexStats> stats();
   // Forgets everything (used when the index does not belong to the storage).

@@ -100,6 +100,12 @@ Status Daemon::start() {
   return Status::OK();
 }
 
+void Daemon::abandon() {
+  if (control_) control_->stop();
+  if (nbd_) nbd_->stop();
+  if (volume_) (void)volume_->close();
+}
+
 Status Daemon::stop() {
   auto logger = log::get("portalbd");
   logger->info("shutting down: finishing requests and flushing the write buffer");

@@ -35,6 +35,9 @@ class Daemon {
   Status start();
   // Stops serving and flushes. Returns the flush result.
   Status stop();
+  // After a failed start(): closes whatever started, without the shutdown
+  // log lines of a daemon that ran.
+  void abandon();
 
  private:
   Status lock_state_dir();

@@ -30,9 +30,8 @@ int main(int argc, char** argv) {
   Daemon daemon(cli.config);
   Status st = daemon.start();
   if (!st.ok()) {
-    log::get("portalbd")->error("startup failed: {}", st.message());
+    daemon.abandon();  // release what started, quietly: the one line below says why
     std::fprintf(stderr, "portalbd: %s\n", st.message().c_str());
-    (void)daemon.stop();
     return st.is(Status::Code::kInvalidArgument) ? 2 : 1;
   }
 

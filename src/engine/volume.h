@@ -53,6 +53,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -99,6 +100,9 @@ struct VolumeStats {
   uint64_t cache_bytes = 0, cache_hits = 0, cache_misses = 0;
   uint64_t replayed_segments = 0;  // applied from storage at open
   uint64_t next_seq = 0;
+  uint64_t bytes_live = 0;             // data bytes some root or reader reaches
+  int64_t last_checkpoint_unix_ms = 0;  // 0: none yet
+  uint64_t last_checkpoint_seq = 0;
 };
 
 // Where the bytes of a run of blocks are: buffered in memory, stored in a
@@ -120,6 +124,23 @@ struct Layer {
   uint64_t id = 0;
   std::shared_ptr<Layer> parent;
   ExtentMap<BlockSource> map;  // GUARDED_BY(Volume::mu_)
+};
+
+struct GcOptions {
+  int64_t grace_ms = 60000;          // an unreferenced segment is deleted this long after GC finds it so
+  double rewrite_live_ratio = 0.5;   // segments with less live data than this are rewritten
+  uint64_t max_rewrite_bytes = 256ull << 20;  // per pass (throttle)
+};
+
+struct GcReport {
+  uint64_t layers_dropped = 0, layers_merged = 0;
+  uint64_t segments_rewritten = 0, bytes_rewritten = 0;
+  uint64_t segments_doomed = 0;   // newly found unreferenced (deleted after the grace period)
+  uint64_t segments_deleted = 0, bytes_deleted = 0;
+  uint64_t segments_waiting = 0;  // unreferenced, still in their grace period
+  int64_t next_delete_unix_ms = 0;  // when the next waiting one may go (0: none)
+  uint64_t checkpoint_seq = 0;      // written by this pass (0: none needed)
+  uint64_t bytes_stored = 0, bytes_live = 0;  // after the pass
 };
 
 struct SnapshotInfo {
@@ -170,6 +191,16 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // alive after the snapshot is deleted, until it is released.
   Result<std::shared_ptr<BlockDevice>> open_snapshot(const std::string& name);
 
+  // Garbage collection and checkpoints (volume_gc.cc). gc() drops layers no
+  // root needs, merges rootless layers into their only child, rewrites
+  // sparse segments, writes a checkpoint, and deletes segments that have
+  // been unreferenced for the grace period. Never deletes a segment that a
+  // root or an open reader reaches.
+  Result<GcReport> gc(const GcOptions& options);
+  // Uploads pending data and stores a compressed copy of the index in object
+  // storage (checkpoints/<seq>.sqlite.zst); rebuilds start from the newest.
+  Result<uint64_t> checkpoint();
+
   // Reads [offset, offset+out.size()) as seen from `top` (nullptr: the live
   // volume). Used by snapshot devices.
   Status read_view(const Layer* top, uint64_t offset, std::span<std::byte> out);
@@ -199,6 +230,16 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status load_layers();
   Status apply_roots_record(const std::vector<std::byte>& raw);
   Status write_roots_record();  // REQUIRES: flush_mu_ held
+  Status restore_checkpoint_if_fresh(bool fresh_index);
+  Result<uint64_t> checkpoint_locked();  // REQUIRES: flush_mu_ held
+  // Allocates `count` sequence numbers at a moment when no sealed buffer is
+  // pending, so every lower sequence is committed. REQUIRES: flush_mu_ held.
+  Result<uint64_t> quiet_seqs_locked(uint64_t count, const std::function<void()>& while_quiet);
+  struct SegmentRef {
+    uint64_t layer, lba, nblocks;
+  };
+  Status rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef>& refs, GcReport* report);
+  void track_layer_locked(const std::shared_ptr<Layer>& layer);  // REQUIRES: mu_ held
 
   // The sources of [lba, lba+nblocks) by precedence, seen from `top`
   // (nullptr: live, including the write buffer); gaps are unmapped.
@@ -238,6 +279,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   uint64_t sealing_bytes_ = 0;                   // GUARDED_BY(mu_)
   std::map<uint64_t, std::shared_ptr<Layer>> layers_;  // by id; GUARDED_BY(mu_)
   std::shared_ptr<Layer> live_;                  // the live layer; GUARDED_BY(mu_)
+  // Every Layer object ever made, so GC sees layers that only an open
+  // snapshot reader still holds. GUARDED_BY(mu_)
+  std::vector<std::weak_ptr<Layer>> all_layers_;
   uint64_t next_layer_id_ = 2;                   // GUARDED_BY(flush_mu_)
   uint64_t next_seq_ = 1;                        // GUARDED_BY(mu_)
   bool closing_ = false;                         // GUARDED_BY(mu_)

@@ -199,6 +199,18 @@ VolumeStats Volume::stats() {
     s.segments = idx->segments;
     s.bytes_stored = idx->bytes_stored;
   }
+  if (auto v = index_->get_meta("checkpoint_unix_ms"); v.ok() && v->has_value()) {
+    s.last_checkpoint_unix_ms = std::stoll(**v);
+  }
+  if (auto v = index_->get_meta("checkpoint_seq"); v.ok() && v->has_value()) s.last_checkpoint_seq = std::stoull(**v);
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, layer] : layers_) {
+      for (const auto& [lba, node] : layer->map.entries()) {
+        if (node.value.state == ExtentState::kData && !node.value.buffered()) s.bytes_live += node.length * kBlockSize;
+      }
+    }
+  }
   s.segments_written = segments_written_;
   s.bytes_uploaded = bytes_uploaded_;
   s.flushes = flushes_;

@@ -118,12 +118,15 @@ Status Volume::open_index() {
   index_ = std::move(*index);
   auto owner = index_->get_meta("volume_uuid");
   if (!owner.ok()) return owner.status();
+  bool fresh = !owner->has_value();
   if (owner->has_value() && **owner != uuid_) {
     // The index belongs to another volume: it is only a cache, so rebuild.
     log::get("engine")->warn("index belongs to another volume, rebuilding index={} index_volume={} volume={}",
                              opts_.index_path, **owner, uuid_);
     PBD_RETURN_IF_ERROR(index_->reset());
+    fresh = true;
   }
+  PBD_RETURN_IF_ERROR(restore_checkpoint_if_fresh(fresh));
   PBD_RETURN_IF_ERROR(index_->set_meta("volume_uuid", uuid_));
   auto live = index_->live_layer();  // creates layer 1 and the live root on first use
   return live.ok() ? Status::OK() : live.status();
@@ -206,6 +209,7 @@ Status Volume::load_layers() {
       layer->map.assign(x.lba, x.nblocks, src);
     }));
     layers_[rec.id] = layer;
+    track_layer_locked(layer);
     next_layer_id_ = std::max(next_layer_id_, rec.id + 1);
   }
   auto it = layers_.find(*live);

@@ -142,6 +142,7 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
     layer->id = new_id;
     layer->parent = live_;
     layers_[new_id] = layer;
+    track_layer_locked(layer);
     live_ = layer;
   }
   cut.reopen();  // writers continue into the new live layer while we upload
@@ -184,6 +185,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
     layer->id = new_id;
     layer->parent = from->second;
     layers_[new_id] = layer;
+    track_layer_locked(layer);
     live_ = layer;
   }
   cut.reopen();

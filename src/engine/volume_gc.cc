@@ -1,0 +1,388 @@
+// Garbage collection and index checkpoints.
+//
+// A GC pass, all under flush_mu_ (no upload or root change runs meanwhile):
+//   1. upload whatever is sealed, so every segment's references are in maps;
+//   2. drop layers that no root's chain reaches (e.g. a live layer discarded
+//      by restore --discard-current);
+//   3. merge each layer that no root names and that has exactly one child
+//      into that child (what is left of a deleted snapshot): the child's
+//      extents win, the parent's shadowed extents become garbage;
+//   4. count live data bytes per segment over every layer still in memory,
+//      including layers that only an open snapshot reader holds;
+//   5. rewrite segments whose live share is below rewrite_live_ratio;
+//   6. mark unreferenced segments doomed (they wait grace_ms, so a read that
+//      resolved a location just before keeps working);
+//   7. write a checkpoint, then delete the segments whose grace ended.
+//
+// Why a checkpoint before deleting: replaying segments alone can no longer
+// rebuild the index once segments are deleted, rewritten or their layers
+// merged. A checkpoint taken after those changes and before any deletion
+// makes "newest checkpoint + segments newer than it" always enough.
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "src/engine/volume.h"
+#include "src/log/log.h"
+
+namespace portalbd {
+namespace {
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string checkpoint_key(uint64_t seq) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "checkpoints/%016llx.sqlite.zst", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+Result<std::vector<std::byte>> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IOError("cannot read " + path);
+  std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto* p = reinterpret_cast<const std::byte*>(raw.data());
+  return std::vector<std::byte>(p, p + raw.size());
+}
+
+}  // namespace
+
+void Volume::track_layer_locked(const std::shared_ptr<Layer>& layer) {
+  std::erase_if(all_layers_, [](const std::weak_ptr<Layer>& w) { return w.expired(); });
+  all_layers_.push_back(layer);
+}
+
+Result<uint64_t> Volume::quiet_seqs_locked(uint64_t count, const std::function<void()>& while_quiet) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    {
+      std::lock_guard lock(mu_);
+      if (sealing_.empty()) {
+        const uint64_t first = next_seq_;
+        next_seq_ += count;
+        if (while_quiet) while_quiet();
+        return first;
+      }
+    }
+    PBD_RETURN_IF_ERROR(upload_through(UINT64_MAX));
+  }
+  return Status::Busy("writers keep sealing buffers; try again");
+}
+
+Result<uint64_t> Volume::checkpoint() {
+  std::lock_guard flush_lock(flush_mu_);
+  return checkpoint_locked();
+}
+
+Result<uint64_t> Volume::checkpoint_locked() {
+  PBD_RETURN_IF_ERROR(upload_through(UINT64_MAX));
+  auto seq = quiet_seqs_locked(1, nullptr);
+  if (!seq.ok()) return seq.status();
+  const int64_t now = now_unix_ms();
+  PBD_RETURN_IF_ERROR(index_->set_meta("checkpoint_seq", std::to_string(*seq)));
+  // Every sequence below the checkpoint's is applied (that is what quiet means).
+  PBD_RETURN_IF_ERROR(index_->set_meta("applied_seq", std::to_string(*seq)));
+  PBD_RETURN_IF_ERROR(index_->set_meta("checkpoint_unix_ms", std::to_string(now)));
+  const std::string tmp = opts_.index_path + ".checkpoint." + std::to_string(::getpid());
+  std::filesystem::remove(tmp);
+  PBD_RETURN_IF_ERROR(index_->copy_to(tmp));
+  auto raw = read_file(tmp);
+  std::filesystem::remove(tmp);
+  if (!raw.ok()) return raw.status();
+  std::vector<std::byte> packed(ZSTD_compressBound(raw->size()));
+  size_t n = ZSTD_compress(packed.data(), packed.size(), raw->data(), raw->size(), 3);
+  if (ZSTD_isError(n)) return Status::IOError(std::string("compress checkpoint: ") + ZSTD_getErrorName(n));
+  packed.resize(n);
+  const std::string key = checkpoint_key(*seq);
+  PBD_RETURN_IF_ERROR(store_->put(key, packed).With("upload " + key));
+  // Keep the two newest: an older one is never needed once a newer one is whole.
+  std::vector<ObjectInfo> all;
+  if (store_->list("checkpoints/", &all).ok() && all.size() > 2) {
+    for (size_t i = 0; i + 2 < all.size(); ++i) (void)store_->remove(all[i].key);
+  }
+  log::get("engine")->info("checkpoint written key={} index_bytes={} stored_bytes={}", key, raw->size(), n);
+  return *seq;
+}
+
+// Called at open. When the local index is new (or was reset because it
+// belonged to another volume), start from the newest checkpoint in storage
+// rather than replaying every segment since the beginning.
+Status Volume::restore_checkpoint_if_fresh(bool fresh_index) {
+  if (!fresh_index) return Status::OK();
+  std::vector<ObjectInfo> all;
+  PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &all).With("list checkpoints"));
+  if (all.empty()) return Status::OK();
+  const ObjectInfo& newest = all.back();
+  std::vector<std::byte> packed;
+  PBD_RETURN_IF_ERROR(store_->get(newest.key, &packed).With("read " + newest.key));
+  unsigned long long raw_size = ZSTD_getFrameContentSize(packed.data(), packed.size());
+  if (raw_size == ZSTD_CONTENTSIZE_ERROR || raw_size == ZSTD_CONTENTSIZE_UNKNOWN || raw_size > (64ull << 30)) {
+    return Status::Corruption(newest.key + " is not a checkpoint");
+  }
+  std::vector<char> raw(raw_size);
+  size_t n = ZSTD_decompress(raw.data(), raw.size(), packed.data(), packed.size());
+  if (ZSTD_isError(n) || n != raw_size) return Status::Corruption(newest.key + " does not decompress");
+  index_.reset();
+  for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(opts_.index_path + suffix);
+  {
+    std::ofstream out(opts_.index_path, std::ios::binary);
+    out.write(raw.data(), static_cast<std::streamsize>(raw.size()));
+    if (!out) return Status::IOError("cannot write " + opts_.index_path);
+  }
+  auto index = meta::Index::Open(opts_.index_path);
+  if (!index.ok()) return index.status().With("open checkpoint " + newest.key);
+  index_ = std::move(*index);
+  auto owner = index_->get_meta("volume_uuid");
+  if (!owner.ok()) return owner.status();
+  if (!owner->has_value() || **owner != uuid_) {
+    return Status::Corruption(newest.key + " belongs to another volume");
+  }
+  log::get("engine")->info("index restored from checkpoint key={} bytes={}", newest.key, raw_size);
+  return Status::OK();
+}
+
+// Copies the blocks that layers still map to segment `seq` into new
+// segments (one per layer), so `seq` becomes unreferenced.
+Status Volume::rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef>& refs, GcReport* report) {
+  struct Move {
+    std::shared_ptr<Layer> layer;
+    uint64_t new_seq = 0;
+    std::vector<Piece> pieces;
+  };
+  std::map<uint64_t, Move> moves;  // by layer id
+  // Re-check under mu_ at a quiet moment: only ranges still mapped to `seq`
+  // move, and the new sequence numbers are above every pending write.
+  auto quiet = quiet_seqs_locked(0, [&] {
+    for (const auto& ref : refs) {
+      auto it = layers_.find(ref.layer);
+      if (it == layers_.end()) continue;
+      it->second->map.visit(ref.lba, ref.nblocks, [&](uint64_t lba, uint64_t n, const BlockSource& src) {
+        if (src.state != ExtentState::kData || src.buffered() || src.seq != seq) return;
+        Move& m = moves[ref.layer];
+        m.layer = it->second;
+        m.pieces.emplace_back(lba, n, src);
+      });
+    }
+    for (auto& [id, m] : moves) m.new_seq = next_seq_++;
+  });
+  if (!quiet.ok()) return quiet.status();
+
+  for (auto& [id, m] : moves) {
+    SegmentBuilder builder(m.new_seq, id, opts_.codec, now_unix_ms());
+    for (const auto& [lba, n, src] : m.pieces) {
+      auto frame = load_frame(seq, src.frame);
+      if (!frame.ok()) return frame.status().With("gc rewrite of segment " + std::to_string(seq));
+      builder.add_data(lba, std::span<const std::byte>((*frame)->data() + src.block_in_frame * uint64_t{kBlockSize},
+                                                       n * kBlockSize));
+    }
+    std::vector<std::byte> object = builder.finish();
+    const SegmentFooter& footer = builder.footer();
+    const std::string key = segment_key(m.new_seq);
+    if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("gc upload " + key));
+    PBD_RETURN_IF_ERROR(store_->put(key, object).With("gc upload " + key));
+    PBD_RETURN_IF_ERROR(index_->apply_segment(footer, object.size()).With("gc index " + key));
+    std::lock_guard lock(mu_);
+    for (const auto& e : footer.entries) {
+      BlockSource src;
+      src.state = ExtentState::kData;
+      src.seq = m.new_seq;
+      src.frame = footer.frames[e.frame];
+      src.block_in_frame = e.block_in_frame;
+      m.layer->map.assign(e.lba, e.nblocks, src);
+    }
+    report->bytes_rewritten += footer.data_bytes();
+  }
+  report->segments_rewritten++;
+  return Status::OK();
+}
+
+Result<GcReport> Volume::gc(const GcOptions& options) {
+  std::lock_guard flush_lock(flush_mu_);
+  auto logger = log::get("engine");
+  GcReport report;
+  PBD_RETURN_IF_ERROR(upload_through(UINT64_MAX));
+  bool changed = false;
+
+  // 2. Layers no root reaches.
+  auto roots = index_->list_roots();
+  if (!roots.ok()) return roots.status();
+  std::set<uint64_t> named, needed;
+  std::vector<uint64_t> unneeded;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& r : *roots) {
+      named.insert(r.layer);
+      auto it = layers_.find(r.layer);
+      for (const Layer* l = it == layers_.end() ? nullptr : it->second.get(); l != nullptr; l = l->parent.get()) {
+        needed.insert(l->id);
+      }
+    }
+    for (const auto& [id, layer] : layers_) {
+      if (!needed.count(id)) unneeded.push_back(id);
+    }
+  }
+  for (uint64_t id : unneeded) {
+    PBD_RETURN_IF_ERROR(index_->drop_layer(id));
+    std::lock_guard lock(mu_);
+    layers_.erase(id);
+    report.layers_dropped++;
+    changed = true;
+  }
+
+  // 3. Merge rootless layers into their only child.
+  for (;;) {
+    std::shared_ptr<Layer> parent, child;
+    {
+      std::lock_guard lock(mu_);
+      std::map<uint64_t, std::vector<std::shared_ptr<Layer>>> children;
+      for (const auto& [id, layer] : layers_) {
+        if (layer->parent) children[layer->parent->id].push_back(layer);
+      }
+      for (const auto& [id, kids] : children) {
+        if (kids.size() == 1 && !named.count(id) && layers_.count(id)) {
+          parent = layers_[id];
+          child = kids[0];
+          break;
+        }
+      }
+    }
+    if (!parent) break;
+    ExtentMap<BlockSource> merged;
+    std::vector<meta::MappedExtent> rows;
+    {
+      std::lock_guard lock(mu_);
+      merged = parent->map;
+      for (const auto& [lba, node] : child->map.entries()) merged.assign(lba, node.length, node.value);
+    }
+    for (const auto& [lba, node] : merged.entries()) {
+      meta::MappedExtent x;
+      x.lba = lba;
+      x.nblocks = node.length;
+      x.state = node.value.state;
+      x.seq = node.value.seq;
+      x.frame = node.value.frame;
+      x.block_in_frame = node.value.block_in_frame;
+      rows.push_back(x);
+    }
+    const uint64_t grandparent = parent->parent ? parent->parent->id : 0;
+    PBD_RETURN_IF_ERROR(index_->replace_layer(child->id, grandparent, rows, parent->id));
+    std::lock_guard lock(mu_);
+    // Readers of `child` see the same blocks before and after: the merged map
+    // over the grandparent equals child over parent over grandparent.
+    child->map = std::move(merged);
+    child->parent = parent->parent;
+    layers_.erase(parent->id);
+    report.layers_merged++;
+    changed = true;
+  }
+  if (changed) PBD_RETURN_IF_ERROR(write_roots_record().With("gc: record layers"));
+
+  // 4. Live bytes per segment, over every layer any root or reader holds.
+  std::map<uint64_t, uint64_t> live;
+  std::map<uint64_t, std::vector<SegmentRef>> refs;
+  {
+    std::lock_guard lock(mu_);
+    std::set<const Layer*> seen;
+    auto count = [&](const Layer& layer) {
+      if (!seen.insert(&layer).second) return;
+      for (const auto& [lba, node] : layer.map.entries()) {
+        const BlockSource& src = node.value;
+        if (src.state != ExtentState::kData || src.buffered()) continue;
+        live[src.seq] += node.length * kBlockSize;
+        refs[src.seq].push_back({layer.id, lba, node.length});
+      }
+    };
+    for (const auto& [id, layer] : layers_) count(*layer);
+    for (const auto& weak : all_layers_) {
+      if (auto held = weak.lock()) {
+        for (const Layer* l = held.get(); l != nullptr; l = l->parent.get()) count(*l);
+      }
+    }
+  }
+
+  // 5 and 6. Rewrite sparse segments; doom unreferenced ones.
+  auto segments = index_->list_segments();
+  if (!segments.ok()) return segments.status();
+  const int64_t now = now_unix_ms();
+  std::vector<const meta::SegmentRecord*> sparse;
+  std::vector<uint64_t> deletable;
+  for (const auto& seg : *segments) {
+    const uint64_t l = live.count(seg.seq) ? live[seg.seq] : 0;
+    if (l == 0) {
+      if (seg.doomed_ms == 0) {
+        PBD_RETURN_IF_ERROR(index_->set_doomed(seg.seq, now));
+        report.segments_doomed++;
+        changed = true;
+      } else if (now - seg.doomed_ms >= options.grace_ms) {
+        deletable.push_back(seg.seq);
+      } else {
+        report.segments_waiting++;
+        const int64_t due = seg.doomed_ms + options.grace_ms;
+        if (report.next_delete_unix_ms == 0 || due < report.next_delete_unix_ms) report.next_delete_unix_ms = due;
+      }
+      if (seg.doomed_ms == 0) {
+        report.segments_waiting++;
+        const int64_t due = now + options.grace_ms;
+        if (report.next_delete_unix_ms == 0 || due < report.next_delete_unix_ms) report.next_delete_unix_ms = due;
+      }
+    } else {
+      if (seg.doomed_ms != 0) PBD_RETURN_IF_ERROR(index_->set_doomed(seg.seq, 0));  // referenced again
+      if (seg.data_bytes > 0 && static_cast<double>(l) < options.rewrite_live_ratio * static_cast<double>(seg.data_bytes)) {
+        sparse.push_back(&seg);
+      }
+    }
+  }
+  std::sort(sparse.begin(), sparse.end(), [&](auto* a, auto* b) { return live[a->seq] * b->data_bytes < live[b->seq] * a->data_bytes; });
+  uint64_t budget = options.max_rewrite_bytes;
+  for (const auto* seg : sparse) {
+    if (live[seg->seq] > budget) break;
+    budget -= live[seg->seq];
+    PBD_RETURN_IF_ERROR(rewrite_segment_locked(seg->seq, refs[seg->seq], &report));
+    // Now unreferenced: doomed from this moment.
+    PBD_RETURN_IF_ERROR(index_->set_doomed(seg->seq, now));
+    report.segments_doomed++;
+    report.segments_waiting++;
+    changed = true;
+  }
+
+  // 7. Checkpoint before deleting anything, then delete.
+  if (changed || !deletable.empty()) {
+    auto ckpt = checkpoint_locked();
+    if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");
+    report.checkpoint_seq = *ckpt;
+  }
+  for (uint64_t seq : deletable) {
+    const std::string key = segment_key(seq);
+    auto info = store_->head(key);
+    PBD_RETURN_IF_ERROR(store_->remove(key).With("gc delete " + key));
+    PBD_RETURN_IF_ERROR(index_->forget_segment(seq));
+    report.segments_deleted++;
+    if (info.ok()) report.bytes_deleted += info->size;
+  }
+
+  auto stats = index_->stats();
+  if (stats.ok()) report.bytes_stored = stats->bytes_stored;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, layer] : layers_) {
+      for (const auto& [lba, node] : layer->map.entries()) {
+        if (node.value.state == ExtentState::kData && !node.value.buffered()) report.bytes_live += node.length * kBlockSize;
+      }
+    }
+  }
+  logger->info(
+      "gc pass layers_dropped={} layers_merged={} segments_rewritten={} bytes_rewritten={} segments_deleted={} "
+      "bytes_deleted={} segments_waiting={} bytes_stored={} bytes_live={}",
+      report.layers_dropped, report.layers_merged, report.segments_rewritten, report.bytes_rewritten,
+      report.segments_deleted, report.bytes_deleted, report.segments_waiting, report.bytes_stored, report.bytes_live);
+  return report;
+}
+
+}  // namespace portalbd
