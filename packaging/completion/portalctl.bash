@@ -19,7 +19,8 @@ _portalctl() {
   local global_opts="--socket --json --timeout --help --version"
   case $prev in
     --socket) _filedir; return ;;
-    --timeout | --keep-last | --keep-hourly | --keep-daily | --keep-weekly | --prefix) return ;;
+    --nbd-unix) _filedir; return ;;
+    --timeout | --nbd | --export | --connections | --io-timeout | --keep-last | --keep-hourly | --keep-daily | --keep-weekly | --prefix) return ;;
   esac
 
   # The first two non-option words: command and snapshot subcommand.
@@ -37,11 +38,22 @@ _portalctl() {
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "$global_opts" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "status snapshot" -- "$cur"))
+      COMPREPLY=($(compgen -W "status snapshot mount umount" -- "$cur"))
     fi
     return
   fi
-  [[ $cmd == snapshot ]] || return
+  case $cmd in
+    mount)
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "--nbd --nbd-unix --export --live --foreground --connections --io-timeout" -- "$cur"))
+      else
+        _filedir -d
+      fi
+      return ;;
+    umount) _filedir -d; return ;;
+    snapshot) ;;
+    *) return ;;
+  esac
 
   if [[ -z $sub ]]; then
     COMPREPLY=($(compgen -W "create list show delete restore prune" -- "$cur"))

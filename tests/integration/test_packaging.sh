@@ -82,16 +82,17 @@ for page in portalbd portalctl portalbd.toml; do
   out=$(MANWIDTH=80 man "$page" 2>&1) || fail "man $page: $out"
   assert_match "$out" "^NAME" "man $page renders"
 done
-completion_check() {
+# complete WORD...: what the installed completion offers for the last WORD.
+complete_words() {
   # Without the bash-completion package, stub the one helper it provides.
   bash -c '
     source /usr/share/bash-completion/bash_completion 2>/dev/null ||
       _init_completion() { cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; }
     source /usr/share/bash-completion/completions/portalctl
-    COMP_WORDS=(portalctl snapshot pr); COMP_CWORD=2; _portalctl
-    echo "${COMPREPLY[*]}"'
+    COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _portalctl
+    echo "${COMPREPLY[*]}"' complete portalctl "$@"
 }
-assert_eq "$(completion_check)" "prune" "bash completion completes 'portalctl snapshot pr' to prune"
+assert_eq "$(complete_words snapshot pr)" "prune" "bash completion completes 'portalctl snapshot pr' to prune"
 
 # ---------------------------------------------------------------- the example config
 cfg=$TMP/vol1.toml
@@ -107,6 +108,9 @@ PORTALBD=/usr/bin/portalbd
 JOURNAL_STREAM=8:12345 spawn_portalbd -c "$cfg"
 wait_portalbd_ready
 ok "the installed daemon serves with the example config (every key set)"
+check "snapshot create from-example" /usr/bin/portalctl --socket "$CTL_SOCK" snapshot create from-example
+assert_eq "$(complete_words --socket "$CTL_SOCK" snapshot restore from-)" "from-example" \
+  "bash completion asks the daemon for snapshot names"
 assert_eq "$(nbdinfo --size "$(nbd_tcp_uri)")" $((2 << 30)) "export size is disk_size_gb from the example config"
 assert_no_match "$(head -5 "$PORTALBD_LOG")" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' "no timestamps in the log under JOURNAL_STREAM (journal adds them)"
 stop_portalbd
