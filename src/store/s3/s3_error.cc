@@ -42,6 +42,13 @@ Status s3_status(const std::string& op, const std::string& bucket, const std::st
   if (st == 412) return Status::AlreadyExists(what);
   if (st == 501) return Status::NotSupported(what);
   if (retryable_http(st, code)) return Status::Unavailable(what);
+  std::string region = response.header("x-amz-bucket-region");
+  if (st == 301 || st == 307 || code == "AuthorizationHeaderMalformed" || code == "PermanentRedirect") {
+    return Status::InvalidArgument(what + ": wrong region or endpoint for this bucket" +
+                                   (region.empty() ? std::string() : " (the bucket is in " + region + ")"));
+  }
+  // Other 4xx cannot succeed by retrying: the request itself is wrong.
+  if (st >= 400 && st < 500) return Status::InvalidArgument(what);
   return Status::IOError(what);
 }
 

@@ -9,7 +9,9 @@
 //   412 PreconditionFailed         -> kAlreadyExists (conditional PUT lost)
 //   501 NotImplemented             -> kNotSupported
 //   retryable ones (retry_policy.h) -> kUnavailable
-//   any other                      -> kIOError
+//   301/307, wrong region          -> kInvalidArgument naming the bucket's region
+//   any other 4xx                  -> kInvalidArgument (retrying cannot help)
+//   anything else                  -> kIOError
 //
 // Pure functions; thread-safe.
 #pragma once
