@@ -105,3 +105,11 @@ install: $(BINS)
 # build/deb/portalbd_VERSION_ARCH.deb, with dpkg-deb.
 deb: $(BINS)
 	@BUILD=$(BUILD) bash packaging/deb/build-deb.sh
+
+# ---- durability tests (issue 7): the long crash loop, fuzzing, TSan
+.PHONY: crash-test
+# The seeded kill -9 loop for as long as asked: ITERATIONS on file:// (and
+# S3_ITERATIONS on s3:// when s3rver is installed); SEED=N replays a run.
+ITERATIONS ?= 500
+crash-test: $(BINS)
+	@BUILD=$(BUILD) ITERATIONS=$(ITERATIONS) bash tests/integration/test_crash_loop.sh
