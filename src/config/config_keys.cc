@@ -61,6 +61,10 @@ std::vector<ConfigKey> build_table() {
                           "dirty bytes held in memory before writers wait"));
   keys.push_back(uint_key("cache.bytes", &Config::cache_bytes, r::check_any_uint,
                           "decoded-frame read cache size, 0 disables it"));
+  keys.push_back(uint_key("gc.interval_s", &Config::gc_interval_s, r::check_any_uint,
+                          "background garbage collection every N seconds, 0 turns it off"));
+  keys.push_back(uint_key("gc.grace_ms", &Config::gc_grace_ms, r::check_any_uint,
+                          "delete unreferenced segments this long after GC finds them"));
   keys.push_back(string_key("daemon.state_dir", &Config::state_dir, r::check_dir_path,
                             "index and local data directory (absolute path)"));
   keys.push_back(string_key("daemon.log_level", &Config::log_level, r::check_log_level,

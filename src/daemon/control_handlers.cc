@@ -1,6 +1,8 @@
 #include "src/daemon/control_handlers.h"
 
+#include <algorithm>
 #include <ctime>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -98,6 +100,9 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
         {"state_dir", cfg.state_dir},
         {"dirty_bytes", vs.dirty_bytes},
         {"bytes_stored", vs.bytes_stored},
+        {"bytes_live", vs.bytes_live},
+        {"last_checkpoint", vs.last_checkpoint_unix_ms == 0 ? json(nullptr) : json(rfc3339_utc(vs.last_checkpoint_unix_ms))},
+        {"last_checkpoint_seq", vs.last_checkpoint_seq},
         {"segments", vs.segments},
         {"snapshots", snaps.ok() ? snaps->size() : 0},
         {"uptime_s",
@@ -181,6 +186,52 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
     *out = {{"restored", r->restored},
             {"pre_restore", r->pre_restore.empty() ? json(nullptr) : json(r->pre_restore)},
             {"attached_clients", attached}};
+    return Status::OK();
+  });
+
+  server->on("gc", [ctx](const json& args, json* out) -> Status {
+    GcOptions options;
+    options.grace_ms = static_cast<int64_t>(ctx.config->gc_grace_ms);
+    const bool wait = bool_arg(args, "wait");
+    // With --wait, pass again until nothing waits out its grace period (bounded).
+    const int64_t deadline = now_unix_ms() + options.grace_ms + 60000;
+    GcReport total;
+    int passes = 0;
+    for (;;) {
+      auto r = ctx.volume->gc(options);
+      if (!r.ok()) return r.status();
+      ++passes;
+      total.layers_dropped += r->layers_dropped;
+      total.layers_merged += r->layers_merged;
+      total.segments_rewritten += r->segments_rewritten;
+      total.bytes_rewritten += r->bytes_rewritten;
+      total.segments_deleted += r->segments_deleted;
+      total.bytes_deleted += r->bytes_deleted;
+      total.segments_waiting = r->segments_waiting;
+      total.next_delete_unix_ms = r->next_delete_unix_ms;
+      total.bytes_stored = r->bytes_stored;
+      total.bytes_live = r->bytes_live;
+      if (!wait || r->segments_waiting == 0 || now_unix_ms() > deadline) break;
+      const int64_t sleep_ms = std::clamp<int64_t>(r->next_delete_unix_ms - now_unix_ms(), 10, 5000);
+      std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    }
+    *out = {{"passes", passes},
+            {"layers_dropped", total.layers_dropped},
+            {"layers_merged", total.layers_merged},
+            {"segments_rewritten", total.segments_rewritten},
+            {"bytes_rewritten", total.bytes_rewritten},
+            {"segments_deleted", total.segments_deleted},
+            {"bytes_deleted", total.bytes_deleted},
+            {"segments_waiting", total.segments_waiting},
+            {"bytes_stored", total.bytes_stored},
+            {"bytes_live", total.bytes_live}};
+    return Status::OK();
+  });
+
+  server->on("checkpoint", [ctx](const json&, json* out) -> Status {
+    auto seq = ctx.volume->checkpoint();
+    if (!seq.ok()) return seq.status();
+    *out = {{"checkpoint_seq", *seq}};
     return Status::OK();
   });
 

@@ -10,7 +10,9 @@
 
 #include "ctl/control_server.h"
 #include "nbd/server.h"
+#include "src/daemon/background_gc.h"
 #include "src/daemon/control_handlers.h"
+#include "src/daemon/sd_notify.h"
 #include "src/daemon/exports.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
@@ -89,11 +91,19 @@ Status Daemon::start() {
   register_control_handlers(control_.get(), {&config_, volume_.get(), store_.get(), nbd_.get(), started_});
   PBD_RETURN_IF_ERROR(control_->start());
 
+  GcOptions gc;
+  gc.grace_ms = static_cast<int64_t>(config_.gc_grace_ms);
+  gc_ = std::make_unique<BackgroundGc>(volume_, gc, config_.gc_interval_s);
+  gc_->start();
+
   const uint64_t size = volume_->size_bytes();
   logger->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" state_dir={}", config_.control_socket,
                size >> 30, config_.nbd_address.empty() ? "off" : nbd_->tcp_address(), store_->url(),
                config_.state_dir);
   log::get("daemon")->info("NBD server accepting connections export={} size_bytes={}", config_.export_name, size);
+  notify_service_manager("READY=1\nSTATUS=serving " + config_.export_name + " (" + std::to_string(size) +
+                         " bytes) on " + (config_.nbd_address.empty() ? config_.nbd_unix : nbd_->tcp_address()) +
+                         "\nMAINPID=" + std::to_string(::getpid()));
   if (!store_->persistent()) {
     logger->warn("storage is memory://: the volume is lost when portalbd stops");
   }
@@ -101,6 +111,7 @@ Status Daemon::start() {
 }
 
 void Daemon::abandon() {
+  if (gc_) gc_->stop();
   if (control_) control_->stop();
   if (nbd_) nbd_->stop();
   if (volume_) (void)volume_->close();
@@ -109,8 +120,10 @@ void Daemon::abandon() {
 Status Daemon::stop() {
   auto logger = log::get("portalbd");
   logger->info("shutting down: finishing requests and flushing the write buffer");
+  notify_service_manager("STOPPING=1\nSTATUS=final flush");
   if (control_) control_->stop();
   if (nbd_) nbd_->stop();
+  if (gc_) gc_->stop();
   Status st;
   if (volume_) st = volume_->close();
   if (st.ok()) {

@@ -24,6 +24,7 @@ namespace portalbd {
 class Volume;
 class ObjectStore;
 class VolumeExports;
+class BackgroundGc;
 namespace nbd { class Server; }
 namespace ctl { class ControlServer; }
 
@@ -49,6 +50,7 @@ class Daemon {
   std::unique_ptr<VolumeExports> exports_;
   std::unique_ptr<nbd::Server> nbd_;
   std::unique_ptr<ctl::ControlServer> control_;
+  std::unique_ptr<BackgroundGc> gc_;
   std::chrono::steady_clock::time_point started_;
 };
 
