@@ -172,6 +172,34 @@ SigningResult sign(SignableRequest* req, const Credentials& creds, std::time_t n
   return r;
 }
 
+SigningResult presign(SignableRequest* req, const Credentials& creds, std::time_t now, int expires_s,
+                      const SigningOptions& opts) {
+  std::string date = amz_date(now);
+  std::string date8 = date.substr(0, 8);
+  std::string scope = credential_scope(date8, opts);
+  std::string signed_headers;
+  (void)canonical_headers(req->headers, &signed_headers);
+  bool has_token = !creds.session_token.empty();
+  auto append = [&](const std::string& name, const std::string& value) {
+    if (!req->query.empty()) req->query.push_back('&');
+    req->query += uri_encode(name) + "=" + uri_encode(value);
+  };
+  append("X-Amz-Algorithm", "AWS4-HMAC-SHA256");
+  append("X-Amz-Credential", creds.access_key_id + "/" + scope);
+  append("X-Amz-Date", date);
+  append("X-Amz-SignedHeaders", signed_headers);
+  append("X-Amz-Expires", std::to_string(expires_s));
+  if (has_token && opts.sign_session_token) append("X-Amz-Security-Token", creds.session_token);
+
+  SigningResult r;
+  r.canonical_request = canonical_request(*req, opts);
+  r.string_to_sign = "AWS4-HMAC-SHA256\n" + date + "\n" + scope + "\n" + sha256_hex(r.canonical_request);
+  r.signature = hex(hmac_sha256(signing_key(creds.secret_access_key, date8, opts), r.string_to_sign));
+  if (has_token && !opts.sign_session_token) append("X-Amz-Security-Token", creds.session_token);
+  append("X-Amz-Signature", r.signature);
+  return r;
+}
+
 std::string redact_authorization(std::string_view authorization) {
   size_t pos = authorization.find("Signature=");
   if (pos == std::string_view::npos) return "<redacted>";

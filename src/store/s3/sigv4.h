@@ -88,6 +88,14 @@ Sha256Digest signing_key(std::string_view secret, std::string_view date8, const 
 // Adds the x-amz-* headers to req->headers, then signs. `now` is UTC seconds.
 SigningResult sign(SignableRequest* req, const Credentials& creds, std::time_t now, const SigningOptions& opts);
 
+// Query signing (a presigned URL): appends X-Amz-Algorithm, -Credential,
+// -Date, -SignedHeaders, -Expires, (-Security-Token) and -Signature to
+// req->query; the headers are signed but unchanged. Lets a tool hand out a
+// time-limited URL to a snapshot object without credentials.
+// REQUIRES: req->headers holds Host; creds non-empty.
+SigningResult presign(SignableRequest* req, const Credentials& creds, std::time_t now, int expires_s,
+                      const SigningOptions& opts);
+
 // "AWS4-HMAC-SHA256 Credential=AKID/..., SignedHeaders=..., Signature=<redacted>"
 // for log lines: the signature is a credential for 15 minutes.
 std::string redact_authorization(std::string_view authorization);
