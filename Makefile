@@ -113,3 +113,31 @@ deb: $(BINS)
 ITERATIONS ?= 500
 crash-test: $(BINS)
 	@BUILD=$(BUILD) ITERATIONS=$(ITERATIONS) bash tests/integration/test_crash_loop.sh
+
+# ---- fuzzing (tests/fuzz/): libFuzzer targets built with clang into build/fuzz/
+.PHONY: fuzz fuzz-build
+FUZZ_CXX     ?= clang++
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_LIB_SRCS := $(filter-out %_test.cc %_main.cc,$(wildcard nbd/*.cc src/util/*.cc src/log/*.cc)) \
+                 src/engine/segment.cc src/engine/codec.cc
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.cc=$(BUILD)/fuzz/obj/%.o)
+FUZZ_TARGETS  := $(patsubst tests/fuzz/%_fuzz.cc,$(BUILD)/fuzz/%_fuzz,$(wildcard tests/fuzz/*_fuzz.cc))
+
+$(BUILD)/fuzz/obj/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) -std=c++20 -Wall -Wextra -Werror -Wno-missing-field-initializers -pthread -I. $(PKG_CFLAGS) \
+	  -O1 -g $(FUZZ_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/fuzz/%_fuzz: $(BUILD)/fuzz/obj/tests/fuzz/%_fuzz.o $(FUZZ_LIB_OBJS)
+	$(FUZZ_CXX) -fsanitize=fuzzer,address,undefined -pthread -o $@ $^ $(LDLIBS)
+
+fuzz-build: $(FUZZ_TARGETS)
+
+# Runs every target for FUZZ_SECONDS on its seed corpus (tests/fuzz/corpus/<name>/,
+# read only; new inputs go to build/fuzz/corpus/<name>/).
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) bash tests/fuzz/run.sh
+
+-include $(FUZZ_LIB_OBJS:.o=.d) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%_fuzz.d,$(notdir $(FUZZ_TARGETS)))
+.SECONDARY: $(FUZZ_LIB_OBJS) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%.o,$(notdir $(FUZZ_TARGETS)))
