@@ -65,6 +65,7 @@ int run_portalctl(const std::vector<std::string>& args, const PortalctlEnvironme
   add_status_command(&app, &chosen);
   add_snapshot_commands(&app, &chosen);
   add_mount_commands(&app, &chosen);
+  add_gc_commands(&app, &chosen);
   add_exit_codes_footer(&app);
 
   std::vector<const char*> argv{"portalctl"};

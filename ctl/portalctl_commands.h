@@ -30,5 +30,6 @@ struct DaemonCommand {
 void add_status_command(CLI::App* app, DaemonCommand* chosen);
 void add_snapshot_commands(CLI::App* app, DaemonCommand* chosen);
 void add_mount_commands(CLI::App* app, DaemonCommand* chosen);  // ctl/portalctl_mount.cc
+void add_gc_commands(CLI::App* app, DaemonCommand* chosen);     // ctl/portalctl_gc.cc
 
 }  // namespace portalbd::ctl
