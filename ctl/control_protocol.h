@@ -1,4 +1,4 @@
-// The control protocol's wire format (see ctl/PROTOCOL.md): one JSON object
+// The control protocol's wire format (see docs/control-protocol.md): one JSON object
 // per line, each way.
 //   request:  {"v":1,"cmd":"status","args":{...}}
 //   response: {"v":1,"ok":true,"result":{...}}

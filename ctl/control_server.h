@@ -1,6 +1,6 @@
 // ControlServer: the daemon's end of the control socket that portalctl talks
 // to. Newline-delimited JSON over a unix stream socket; the wire format is in
-// ctl/control_protocol.h and ctl/PROTOCOL.md.
+// ctl/control_protocol.h and docs/control-protocol.md.
 //
 // Lifecycle: construct, on() every command, start(), ... , stop() (or destroy).
 // Each connection is served on its own thread and may carry many requests,

@@ -1,5 +1,5 @@
 // `portalctl snapshot create|list|show|delete|restore|prune`: thin mappings
-// onto the daemon's snapshot.* commands (ctl/PROTOCOL.md). The daemon checks
+// onto the daemon's snapshot.* commands (docs/control-protocol.md). The daemon checks
 // names and does the work; portalctl only checks what it parses itself.
 #include <algorithm>
 #include <memory>

@@ -1,5 +1,5 @@
 // Renders the results of the daemon's snapshot.* commands for
-// `portalctl snapshot ...` (shapes in ctl/PROTOCOL.md). Fields beyond the
+// `portalctl snapshot ...` (shapes in docs/control-protocol.md). Fields beyond the
 // documented ones are shown too, by their names' unit suffixes.
 //
 // Thread-safety: pure functions.

@@ -19,7 +19,7 @@ struct Field {
   const char* if_empty;  // shown for "" (e.g. an NBD listener that is off)
 };
 
-// The daemon's status fields, in display order (ctl/PROTOCOL.md lists them).
+// The daemon's status fields, in display order (docs/control-protocol.md lists them).
 constexpr Field kFields[] = {
     {"version", "version", "-"},
     {"export", "export", "-"},
@@ -31,7 +31,9 @@ constexpr Field kFields[] = {
     {"state_dir", "state dir", "-"},
     {"dirty_bytes", "dirty", "-"},
     {"bytes_stored", "stored", "-"},
+    {"bytes_live", "live data", "-"},
     {"segments", "segments", "-"},
+    {"last_checkpoint", "last checkpoint", "never"},
     {"snapshots", "snapshots", "-"},
     {"uptime_s", "uptime", "-"},
 };
