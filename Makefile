@@ -141,3 +141,10 @@ fuzz: fuzz-build
 
 -include $(FUZZ_LIB_OBJS:.o=.d) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%_fuzz.d,$(notdir $(FUZZ_TARGETS)))
 .SECONDARY: $(FUZZ_LIB_OBJS) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%.o,$(notdir $(FUZZ_TARGETS)))
+
+# ---- benchmarks (bench/, never part of `make test`): fio side by side with
+# nbdkit and qemu-nbd, snapshot create/restore latency, FUSE read throughput.
+bench: $(BINS)
+	@BUILD=$(BUILD) bash bench/fio_compare.sh
+	@BUILD=$(BUILD) bash bench/snapshot_latency.sh
+	@BUILD=$(BUILD) bash bench/fuse_read.sh
