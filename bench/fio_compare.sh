@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Benchmark (not a test, never part of `make test`): fio with ioengine=nbd
+# against four servers on unix sockets, in the same run:
+#   pm  portalbd memory://          nk  nbdkit memory 4G
+#   pf  portalbd file:// (temp dir)  qn  qemu-nbd on a fresh qcow2, --cache=writeback
+# Jobs: seq 1 MiB write / read (iodepth 8), 4 KiB randwrite / randread
+# (iodepth 32), 4 KiB randwrite with fsync every 32 writes, 70/30 4 KiB randrw.
+# seqwrite writes the first SIZE_MIB of the device once (so later reads find
+# data, not holes); every other job is time-bounded (RUNTIME s) over that range.
+#
+# Drift: each repetition starts four fresh servers; each job then runs on
+# portalbd and its peer back to back (A B A B; odd repetitions B A B A), and
+# the table shows the median of REPS runs. Before a job starts, the portalbd
+# daemons' dirty data must have drained, so background uploads from one run do
+# not eat the CPU of the next.
+#
+# Peak RSS: VmHWM of each server, reset (clear_refs 5) before each job; the
+# table shows the highest value over the repetitions.
+#
+# Usage: bench/fio_compare.sh            (as root; installs fio, nbdkit,
+#        qemu-utils with apt-get when missing)
+# Env: BUILD (default build), RUNTIME (5 s per job), REPS (3), SIZE_MIB (512),
+#      OUT (write the markdown table to this file as well), JOBS (subset, e.g.
+#      "randwrite randread").
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$TOP/build}
+RUNTIME=${RUNTIME:-5}
+REPS=${REPS:-3}
+SIZE_MIB=${SIZE_MIB:-512}
+OUT=${OUT:-}
+JOBS=${JOBS:-"seqwrite seqread randwrite randread randwrite_fsync32 randrw_70_30"}
+EXPORT=portalbd
+DISK_GB=4
+
+need() {  # COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "fio_compare: installing $2 for $1" >&2
+  apt-get install -y -q "$2" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "$2" >/dev/null; }
+}
+need fio fio
+need nbdkit nbdkit
+need qemu-nbd qemu-utils
+need nbdinfo libnbd-bin
+need jq jq
+fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || { echo "fio_compare: this fio has no nbd engine" >&2; exit 1; }
+[ -x "$BUILD/bin/portalbd" ] && [ -x "$BUILD/bin/portalctl" ] || { echo "fio_compare: build first (make)" >&2; exit 1; }
+
+TMP=$(mktemp -d /tmp/portalbd-bench-fio.XXXXXX)
+declare -A PID=()
+stop_servers() {
+  local s
+  for s in "${!PID[@]}"; do
+    kill "${PID[$s]}" 2>/dev/null || true
+    wait "${PID[$s]}" 2>/dev/null || true
+  done
+  PID=()
+}
+cleanup() { stop_servers; rm -rf --one-file-system "$TMP"; }
+trap cleanup EXIT
+
+sock() { echo "$TMP/$1.sock"; }
+wait_socket() {  # SERVER
+  local i
+  for i in $(seq 1 300); do
+    [ -S "$(sock "$1")" ] && nbdinfo --size "nbd+unix:///$EXPORT?socket=$(sock "$1")" >/dev/null 2>&1 && return 0
+    kill -0 "${PID[$1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "fio_compare: server $1 did not come up" >&2
+  tail -5 "$TMP/$1.log" >&2 || true
+  exit 1
+}
+
+start_portalbd() {  # SERVER STORAGE
+  "$BUILD/bin/portalbd" --storage "$2" --disk-size-gb "$DISK_GB" --nbd-address "" \
+    --nbd-unix "$(sock "$1")" --socket "$TMP/$1.ctl" --state-dir "$TMP/$1.state" \
+    --gc-interval-s 0 --log-level warn >"$TMP/$1.log" 2>&1 &
+  PID[$1]=$!
+}
+
+start_servers() {
+  rm -rf --one-file-system "$TMP"/pf.data "$TMP"/*.state "$TMP"/qn.qcow2
+  mkdir -p "$TMP/pf.data"
+  start_portalbd pm memory://
+  start_portalbd pf "file://$TMP/pf.data"
+  nbdkit -f -U "$(sock nk)" -e "$EXPORT" memory "${DISK_GB}G" >"$TMP/nk.log" 2>&1 &
+  PID[nk]=$!
+  qemu-img create -q -f qcow2 "$TMP/qn.qcow2" "${DISK_GB}G"
+  qemu-nbd -f qcow2 -x "$EXPORT" -k "$(sock qn)" --cache=writeback -t "$TMP/qn.qcow2" >"$TMP/qn.log" 2>&1 &
+  PID[qn]=$!
+  local s
+  for s in pm pf nk qn; do wait_socket "$s"; done
+}
+
+# Let portalbd finish uploading what the previous job left dirty.
+drain() {  # SERVER
+  case $1 in pm | pf) ;; *) return 0 ;; esac
+  local i dirty
+  for i in $(seq 1 600); do
+    dirty=$("$BUILD/bin/portalctl" --socket "$TMP/$1.ctl" --json status | jq -r .dirty_bytes)
+    [ "$dirty" = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "fio_compare: $1 still has $dirty dirty bytes after 60 s" >&2
+}
+
+job_args() {  # JOB
+  case $1 in
+    seqwrite) echo "--rw=write --bs=1M --iodepth=8" ;;
+    seqread) echo "--rw=read --bs=1M --iodepth=8" ;;
+    randwrite) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
+    randread) echo "--rw=randread --bs=4k --iodepth=32" ;;
+    randwrite_fsync32) echo "--rw=randwrite --bs=4k --iodepth=32 --fsync=32" ;;
+    randrw_70_30) echo "--rw=randrw --rwmixread=70 --bs=4k --iodepth=32" ;;
+    *) echo "fio_compare: unknown job $1" >&2; exit 2 ;;
+  esac
+}
+
+# One fio run; appends "server job rep MiB/s IOPS peak_rss_KiB" to results.
+run_one() {  # SERVER JOB REP
+  local s=$1 job=$2 rep=$3 pid json
+  pid=${PID[$s]}
+  drain "$s"
+  echo 5 >"/proc/$pid/clear_refs"
+  json=$TMP/$s.$job.$rep.json
+  local bound="--time_based --runtime=$RUNTIME"
+  [ "$job" = seqwrite ] && bound="--runtime=120"
+  # shellcheck disable=SC2046
+  fio --name="$job" --ioengine=nbd --uri="nbd+unix:///$EXPORT?socket=$(sock "$s")" \
+    $(job_args "$job") --size="${SIZE_MIB}M" $bound \
+    --numjobs=1 --group_reporting --output-format=json --output="$json" >/dev/null 2>"$TMP/fio.err" ||
+    { echo "fio_compare: fio $job on $s failed:" >&2; cat "$TMP/fio.err" >&2; exit 1; }
+  local hwm
+  hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+  jq -r --arg s "$s" --arg j "$job" --arg r "$rep" --arg h "$hwm" '
+    .jobs[0] as $x
+    | (($x.read.bw_bytes + $x.write.bw_bytes) / 1048576) as $mib
+    | ($x.read.iops + $x.write.iops) as $iops
+    | "\($s) \($j) \($r) \($mib) \($iops) \($h)"' "$json" >>"$TMP/results"
+  printf '  rep %s %-18s %-2s %9.1f MiB/s %9.0f IOPS  RSS %s MiB\n' "$rep" "$job" "$s" \
+    "$(tail -1 "$TMP/results" | cut -d' ' -f4)" "$(tail -1 "$TMP/results" | cut -d' ' -f5)" "$((hwm / 1024))" >&2
+}
+
+: >"$TMP/results"
+started=$(date +%s)
+for rep in $(seq 1 "$REPS"); do
+  start_servers
+  for job in $JOBS; do
+    if [ $((rep % 2)) = 1 ]; then order="pm nk pf qn"; else order="nk pm qn pf"; fi
+    for s in $order; do run_one "$s" "$job" "$rep"; done
+  done
+  stop_servers
+done
+elapsed=$(($(date +%s) - started))
+
+# The table: medians over repetitions; RSS is the maximum.
+table() {
+  python3 - "$TMP/results" "$JOBS" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+jobs = sys.argv[2].split()
+def med(s, j, k):
+    v = [float(r[k]) for r in rows if r[0] == s and r[1] == j]
+    return statistics.median(v) if v else float("nan")
+def peak(s, j):
+    v = [int(r[5]) for r in rows if r[0] == s and r[1] == j]
+    return max(v) // 1024 if v else 0
+servers = [("pm", "portalbd memory://"), ("nk", "nbdkit memory"), ("pf", "portalbd file://"), ("qn", "qemu-nbd qcow2")]
+print("| job | " + " | ".join(f"{n} MiB/s | IOPS" for _, n in servers) +
+      " | mem/nbdkit | file/qemu-nbd | RSS MiB pm / nk / pf / qn |")
+print("|---" * (2 + 2 * len(servers) + 2) + "|")
+for j in jobs:
+    cells = [j]
+    for s, _ in servers:
+        cells += [f"{med(s, j, 3):.1f}", f"{med(s, j, 4):.0f}"]
+    r1 = med("pm", j, 4) / med("nk", j, 4)
+    r2 = med("pf", j, 4) / med("qn", j, 4)
+    cells += [f"{r1:.2f}x", f"{r2:.2f}x", " / ".join(str(peak(s, j)) for s, _ in servers)]
+    print("| " + " | ".join(cells) + " |")
+EOF
+}
+{
+  echo "fio $(fio --version | sed 's/^fio-//'), ioengine=nbd over unix sockets, ${RUNTIME} s per job over ${SIZE_MIB} MiB, median of $REPS (A B A B), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s"
+  echo
+  table
+} | tee "$TMP/table.md"
+[ -n "$OUT" ] && cp "$TMP/table.md" "$OUT"
+exit 0
