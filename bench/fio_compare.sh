@@ -80,7 +80,8 @@ start_portalbd() {  # SERVER STORAGE
 }
 
 start_servers() {
-  rm -rf --one-file-system "$TMP"/pf.data "$TMP"/*.state "$TMP"/qn.qcow2
+  # nbdkit and qemu-nbd leave their sockets behind.
+  rm -rf --one-file-system "$TMP"/pf.data "$TMP"/*.state "$TMP"/qn.qcow2 "$TMP"/*.sock "$TMP"/*.ctl
   mkdir -p "$TMP/pf.data"
   start_portalbd pm memory://
   start_portalbd pf "file://$TMP/pf.data"
