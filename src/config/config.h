@@ -28,6 +28,10 @@ struct Config {
   bool take_over = false;  // --take-over: break another daemon's claim on the volume (flag only)
   // [storage]
   std::string storage_url;  // empty: file://<state_dir>/data, see effective_storage_url()
+  std::string s3_endpoint;          // [storage] endpoint (else AWS_ENDPOINT_URL)
+  std::string s3_region;            // [storage] region (else AWS_REGION / AWS_DEFAULT_REGION)
+  std::string s3_profile;           // [storage] profile (else AWS_PROFILE)
+  std::string s3_credentials_file;  // [storage] credentials_file (else AWS_SHARED_CREDENTIALS_FILE)
   // [nbd]
   std::string nbd_address = "127.0.0.1:10809";  // "host:port"; "" disables TCP
   std::string nbd_unix;                          // NBD unix socket path, "" = none

@@ -13,6 +13,7 @@
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 #include "src/store/object_store.h"
+#include "src/store/s3/s3_store.h"
 
 namespace portalbd {
 namespace {
@@ -129,6 +130,16 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
           {"cache_misses", vs.cache_misses},
           {"replayed_segments", vs.replayed_segments}}},
     };
+    if (auto* s3store = dynamic_cast<s3::S3Store*>(ctx.store)) {
+      const s3::S3MetricsSnapshot m = s3store->metrics();
+      (*out)["s3"] = {{"requests_put", m.requests_put},     {"requests_get", m.requests_get},
+                      {"requests_head", m.requests_head},   {"requests_delete", m.requests_delete},
+                      {"requests_list", m.requests_list},   {"requests_post", m.requests_post},
+                      {"bytes_up", m.bytes_up},             {"bytes_down", m.bytes_down},
+                      {"retries", m.retries},               {"errors", m.errors},
+                      {"multipart_uploads", m.multipart_uploads}};
+    }
+    (*out)["counters"]["dirty_bytes"] = vs.dirty_bytes;  // the upload queue depth, in bytes
     return Status::OK();
   });
 

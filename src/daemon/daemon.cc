@@ -51,7 +51,11 @@ Status Daemon::start() {
   PBD_RETURN_IF_ERROR(lock_state_dir());
 
   const std::string url = effective_storage_url(config_);
-  auto store = open_object_store(url);
+  auto store = open_object_store(url, {{"AWS_ENDPOINT_URL", config_.s3_endpoint},
+                                       {"AWS_REGION", config_.s3_region},
+                                       {"AWS_DEFAULT_REGION", config_.s3_region},
+                                       {"AWS_PROFILE", config_.s3_profile},
+                                       {"AWS_SHARED_CREDENTIALS_FILE", config_.s3_credentials_file}});
   if (!store.ok()) return store.status();
   store_ = *store;
 

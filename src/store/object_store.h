@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -56,8 +57,12 @@ class ObjectStore {
   virtual bool persistent() const = 0;
 };
 
-// Opens the store a URL names: memory://, file:///abs/path (or file://rel/path).
-// Unknown schemes are kInvalidArgument naming the scheme.
-Result<std::shared_ptr<ObjectStore>> open_object_store(const std::string& url);
+// Opens the store a URL names: memory://, file:///abs/path (or file://rel/path),
+// s3://bucket/prefix. Unknown schemes are kInvalidArgument naming the scheme.
+// `settings` overrides environment variables the S3 store reads
+// (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE):
+// the daemon's [storage] config keys land there.
+Result<std::shared_ptr<ObjectStore>> open_object_store(const std::string& url,
+                                                       const std::map<std::string, std::string>& settings = {});
 
 }  // namespace portalbd

@@ -8,7 +8,8 @@
 
 namespace portalbd {
 
-Result<std::shared_ptr<ObjectStore>> open_object_store(const std::string& url) {
+Result<std::shared_ptr<ObjectStore>> open_object_store(const std::string& url,
+                                                       const std::map<std::string, std::string>& settings) {
   auto sep = url.find("://");
   if (sep == std::string::npos) {
     return Status::InvalidArgument("storage URL '" + url + "' has no scheme (expected memory://, file:// or s3://)");
@@ -22,7 +23,11 @@ Result<std::shared_ptr<ObjectStore>> open_object_store(const std::string& url) {
     return std::shared_ptr<ObjectStore>(*store);
   }
   if (scheme == "s3") {
-    auto options = s3::s3_options_from_url(url);
+    auto env = [&settings](const std::string& name) -> std::optional<std::string> {
+      if (auto it = settings.find(name); it != settings.end() && !it->second.empty()) return it->second;
+      return s3::process_env(name);
+    };
+    auto options = s3::s3_options_from_url(url, env);
     if (!options.ok()) return options.status();
     auto store = s3::S3Store::Open(std::move(*options));
     if (!store.ok()) return store.status();
