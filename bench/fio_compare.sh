@@ -47,6 +47,8 @@ fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || { echo "fio_compare: t
 [ -x "$BUILD/bin/portalbd" ] && [ -x "$BUILD/bin/portalctl" ] || { echo "fio_compare: build first (make)" >&2; exit 1; }
 
 TMP=$(mktemp -d /tmp/portalbd-bench-fio.XXXXXX)
+# Private copies: build/ may be relinked under us (a shared tree) mid-run.
+mkdir -p "$TMP/bin" && cp "$BUILD/bin/portalbd" "$BUILD/bin/portalctl" "$TMP/bin/" && BUILD=$TMP
 declare -A PID=()
 stop_servers() {
   local s
@@ -182,7 +184,7 @@ for j in jobs:
 EOF
 }
 {
-  echo "fio $(fio --version | sed 's/^fio-//'), ioengine=nbd over unix sockets, ${RUNTIME} s per job over ${SIZE_MIB} MiB, median of $REPS (A B A B), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s"
+  echo "fio $(fio --version | sed 's/^fio-//'), ioengine=nbd over unix sockets, ${RUNTIME} s per job over ${SIZE_MIB} MiB, median of $REPS (A B A B), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
   echo
   table
 } | tee "$TMP/table.md"
