@@ -44,7 +44,7 @@ $(BUILD)/obj/%.o: %.cc
 
 $(BUILD)/asan/%.o: %.cc
 	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS) -O1 $(SAN_FLAGS) -MMD -MP -c $< -o $@
+	$(CXX) $(ALL_CXXFLAGS) -O0 -g1 $(SAN_FLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/lib/libportalbd.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
