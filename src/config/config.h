@@ -43,6 +43,8 @@ struct Config {
   uint64_t write_buffer_bytes = 256ull << 20;  // max dirty bytes before writers wait
   // [cache]
   uint64_t cache_bytes = 256ull << 20;  // decoded-frame read cache; 0 disables it
+  // [fuse]
+  std::string fuse_mountpoint;  // mount the snapshot view here at start ("" = don't)
   // [gc]
   uint64_t gc_interval_s = 600;  // background garbage collection pass every N seconds; 0 disables
   uint64_t gc_grace_ms = 60000;  // an unreferenced segment is deleted this long after GC finds it

@@ -69,6 +69,8 @@ std::vector<ConfigKey> build_table() {
                           "dirty bytes held in memory before writers wait"));
   keys.push_back(uint_key("cache.bytes", &Config::cache_bytes, r::check_any_uint,
                           "decoded-frame read cache size, 0 disables it"));
+  keys.push_back(string_key("fuse.mountpoint", &Config::fuse_mountpoint, r::check_any_string,
+                            "mount the FUSE snapshot view here at start, unmount it at stop"));
   keys.push_back(uint_key("gc.interval_s", &Config::gc_interval_s, r::check_any_uint,
                           "background garbage collection every N seconds, 0 turns it off"));
   keys.push_back(uint_key("gc.grace_ms", &Config::gc_grace_ms, r::check_any_uint,

@@ -12,6 +12,7 @@
 #include "nbd/server.h"
 #include "src/daemon/background_gc.h"
 #include "src/daemon/control_handlers.h"
+#include "src/daemon/fuse_mount.h"
 #include "src/daemon/sd_notify.h"
 #include "src/daemon/exports.h"
 #include "src/engine/volume.h"
@@ -95,6 +96,12 @@ Status Daemon::start() {
   register_control_handlers(control_.get(), {&config_, volume_.get(), store_.get(), nbd_.get(), started_});
   PBD_RETURN_IF_ERROR(control_->start());
 
+  if (!config_.fuse_mountpoint.empty()) {
+    fuse_ = std::make_unique<FuseMount>(config_.fuse_mountpoint, config_.nbd_unix,
+                                        config_.nbd_address.empty() ? "" : nbd_->tcp_address(), config_.export_name);
+    PBD_RETURN_IF_ERROR(fuse_->start());
+  }
+
   GcOptions gc;
   gc.grace_ms = static_cast<int64_t>(config_.gc_grace_ms);
   gc_ = std::make_unique<BackgroundGc>(volume_, gc, config_.gc_interval_s);
@@ -115,6 +122,7 @@ Status Daemon::start() {
 }
 
 void Daemon::abandon() {
+  if (fuse_) fuse_->stop();
   if (gc_) gc_->stop();
   if (control_) control_->stop();
   if (nbd_) nbd_->stop();
@@ -125,6 +133,7 @@ Status Daemon::stop() {
   auto logger = log::get("portalbd");
   logger->info("shutting down: finishing requests and flushing the write buffer");
   notify_service_manager("STOPPING=1\nSTATUS=final flush");
+  if (fuse_) fuse_->stop();  // it is a client of the NBD server: first
   if (control_) control_->stop();
   if (nbd_) nbd_->stop();
   if (gc_) gc_->stop();

@@ -25,6 +25,7 @@ class Volume;
 class ObjectStore;
 class VolumeExports;
 class BackgroundGc;
+class FuseMount;
 namespace nbd { class Server; }
 namespace ctl { class ControlServer; }
 
@@ -51,6 +52,7 @@ class Daemon {
   std::unique_ptr<nbd::Server> nbd_;
   std::unique_ptr<ctl::ControlServer> control_;
   std::unique_ptr<BackgroundGc> gc_;
+  std::unique_ptr<FuseMount> fuse_;
   std::chrono::steady_clock::time_point started_;
 };
 

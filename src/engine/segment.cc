@@ -168,7 +168,8 @@ Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_
   footer.frames.reserve(nframes);
   for (uint64_t i = 0; i < nframes; ++i, p += kFrameRecordBytes) {
     FrameRef r{get_u64(p), get_u32(p + 8), get_u32(p + 12), get_u32(p + 16), static_cast<Codec>(p[20])};
-    if (r.offset + r.stored_len > footer_offset || r.raw_len == 0 || r.raw_len % kBlockSize != 0 ||
+    // Written so that no sum can wrap: offset <= footer_offset first.
+    if (r.offset > footer_offset || r.stored_len > footer_offset - r.offset || r.raw_len == 0 || r.raw_len % kBlockSize != 0 ||
         r.raw_len > kFrameBlocks * kBlockSize || static_cast<uint8_t>(r.codec) > 2) {
       return Status::Corruption("segment frame record " + std::to_string(i) + " is out of bounds");
     }

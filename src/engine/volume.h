@@ -283,6 +283,12 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // snapshot reader still holds. GUARDED_BY(mu_)
   std::vector<std::weak_ptr<Layer>> all_layers_;
   uint64_t next_layer_id_ = 2;                   // GUARDED_BY(flush_mu_)
+  // The index's roots changed but storage's roots record does not say so yet
+  // (its PUT failed): the next flush writes it. GUARDED_BY(flush_mu_)
+  bool roots_dirty_ = false;
+  // GC merged layers: storage needs a checkpoint before any roots record that
+  // no longer names them. GUARDED_BY(flush_mu_)
+  bool needs_checkpoint_ = false;
   uint64_t next_seq_ = 1;                        // GUARDED_BY(mu_)
   bool closing_ = false;                         // GUARDED_BY(mu_)
   bool closed_ = false;                          // GUARDED_BY(mu_)

@@ -98,7 +98,11 @@ Status Volume::flush() {
     target = next_seq_ - 1;
   }
   flushes_++;
-  return upload_through(target);
+  PBD_RETURN_IF_ERROR(upload_through(target));
+  // A root change whose record did not reach storage: a flush that returns OK
+  // must leave storage able to rebuild what it acknowledges.
+  if (roots_dirty_) PBD_RETURN_IF_ERROR(write_roots_record().With("record snapshots in storage"));
+  return Status::OK();
 }
 
 void Volume::flusher_loop() {
@@ -131,6 +135,7 @@ void Volume::flusher_loop() {
     }
     std::lock_guard flush_lock(flush_mu_);
     Status st = upload_through(UINT64_MAX);
+    if (st.ok() && roots_dirty_) st = write_roots_record();
     if (!st.ok()) {
       // Storage trouble: wait before the next try, growing to 10 s.
       std::unique_lock lock(mu_);

@@ -86,6 +86,7 @@ Result<uint64_t> Volume::checkpoint_locked() {
   auto seq = quiet_seqs_locked(1, nullptr);
   if (!seq.ok()) return seq.status();
   const int64_t now = now_unix_ms();
+  const bool roots_were_dirty = roots_dirty_;
   PBD_RETURN_IF_ERROR(index_->set_meta("checkpoint_seq", std::to_string(*seq)));
   // Every sequence below the checkpoint's is applied (that is what quiet means).
   PBD_RETURN_IF_ERROR(index_->set_meta("applied_seq", std::to_string(*seq)));
@@ -108,6 +109,10 @@ Result<uint64_t> Volume::checkpoint_locked() {
     for (size_t i = 0; i + 2 < all.size(); ++i) (void)store_->remove(all[i].key);
   }
   log::get("engine")->info("checkpoint written key={} index_bytes={} stored_bytes={}", key, raw->size(), n);
+  // The checkpoint holds the layers and roots as of now; a rebuild takes them
+  // from it (storage has no roots record newer than the index's roots_seq).
+  needs_checkpoint_ = false;
+  if (roots_were_dirty) roots_dirty_ = false;
   return *seq;
 }
 
@@ -282,7 +287,9 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     report.layers_merged++;
     changed = true;
   }
-  if (changed) PBD_RETURN_IF_ERROR(write_roots_record().With("gc: record layers"));
+  // No roots record here: segments in storage still name the merged layers,
+  // so the checkpoint at the end of this pass must come first.
+  if (report.layers_merged > 0) needs_checkpoint_ = true;
 
   // 4. Live bytes per segment, over every layer any root or reader holds.
   std::map<uint64_t, uint64_t> live;

@@ -69,6 +69,13 @@ Status validate_snapshot_name(const std::string& name) {
 }
 
 Status Volume::write_roots_record() {
+  roots_dirty_ = true;  // until this PUT lands
+  if (needs_checkpoint_) {
+    // Segments may still name layers GC merged away; a checkpoint must cover
+    // that before a roots record stops naming them.
+    auto ckpt = checkpoint_locked();
+    if (!ckpt.ok()) return ckpt.status();
+  }
   auto layers = index_->list_layers();
   if (!layers.ok()) return layers.status();
   auto roots = index_->list_roots();
@@ -97,7 +104,9 @@ Status Volume::write_roots_record() {
   const std::string text = j.dump(1) + "\n";
   auto* p = reinterpret_cast<const std::byte*>(text.data());
   PBD_RETURN_IF_ERROR(store_->put(roots_key(seq), std::span<const std::byte>(p, text.size())));
-  return index_->set_meta("roots_seq", std::to_string(seq));
+  PBD_RETURN_IF_ERROR(index_->set_meta("roots_seq", std::to_string(seq)));
+  roots_dirty_ = false;
+  return Status::OK();
 }
 
 Status Volume::apply_roots_record(const std::vector<std::byte>& raw) {
@@ -133,6 +142,7 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   const uint64_t new_id = next_layer_id_++;
   meta::RootRecord rec{name, old_id, "snapshot", new_uuid(), now};
   PBD_RETURN_IF_ERROR(index_->create_snapshot(rec, new_id, now));
+  roots_dirty_ = true;
   uint64_t through;
   {
     std::lock_guard lock(mu_);
@@ -174,6 +184,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
   }
   const uint64_t new_id = next_layer_id_++;
   PBD_RETURN_IF_ERROR(index_->restore_snapshot(target->layer, new_id, keep, now));
+  roots_dirty_ = true;
   uint64_t through;
   {
     std::lock_guard lock(mu_);
@@ -203,6 +214,7 @@ Status Volume::delete_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
   std::lock_guard flush_lock(flush_mu_);
   PBD_RETURN_IF_ERROR(index_->delete_snapshot(name));
+  roots_dirty_ = true;
   PBD_RETURN_IF_ERROR(write_roots_record().With("record deletion of '" + name + "' in object storage"));
   log::get("engine")->info("snapshot deleted name={}", name);
   return Status::OK();

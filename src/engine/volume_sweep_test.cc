@@ -316,7 +316,7 @@ std::shared_ptr<Volume> reopen(const std::shared_ptr<ObjectStore>& store, const 
 // Runs one fault point; returns true when the fault was reached.
 // `rebuild_after_error`: also rebuild from storage (fresh index) — in the
 // error variant requiring the very same volume — besides reopening on the
-// same index (see the skipped known-bug cases below).
+// same index.
 bool run_point(const Scenario& sc, Variant variant, uint64_t k, bool rebuild_after_error) {
   Harness h;
   sc.setup(h);
@@ -529,45 +529,31 @@ TEST_SUITE("engine.sweep") {
     sweep(kScenarios[2], Variant::kCrash);
   }
   TEST_CASE("fault sweep: snapshot delete") {
-    sweep(kScenarios[3], Variant::kError, /*rebuild_after_error=*/false);
+    sweep(kScenarios[3], Variant::kError);
     sweep(kScenarios[3], Variant::kCrash);
   }
   TEST_CASE("fault sweep: garbage collection") {
     sweep(kScenarios[4], Variant::kError);
-    sweep(kScenarios[4], Variant::kCrash, /*rebuild_after_error=*/false);  // see the known bug below
+    sweep(kScenarios[4], Variant::kCrash);
   }
   TEST_CASE("fault sweep: rebuild from storage (Open and first reads)") {
     sweep_rebuild(Variant::kError);
     sweep_rebuild(Variant::kCrash);
   }
 
-  // KNOWN ENGINE BUG (issue 7, reported to the engine owner; skipped so
-  // `make test` stays green until it is fixed — run it with
-  //   build/bin/unit_tests -tc='*known bug*' --no-skip
-  // ): a snapshot create/restore/delete that fails after its SQLite commit
-  // (its segment PUT or its roots record PUT fails) never writes the roots
-  // record later — not on the next flush, not on close(). The local index and
-  // object storage then disagree for good: a rebuild from storage loses the
-  // writes flushed OK after the failure (they belong to a layer that only the
-  // local index knows), loses the snapshot / pre-restore snapshot the local
-  // index shows, and brings back a snapshot deleted locally. Invariants 1, 2.
-  TEST_CASE("fault sweep: known bug: rebuild after a failed snapshot op loses flushed writes" * doctest::skip()) {
+  // Regression (found by this sweep): a snapshot create/restore/delete that
+  // failed after its SQLite commit never wrote the roots record, so a rebuild
+  // from storage lost later flushed writes. Now the next flush writes it.
+  TEST_CASE("fault sweep: rebuild after a failed snapshot op keeps flushed writes") {
     sweep(kScenarios[1], Variant::kError);
     sweep(kScenarios[2], Variant::kError);
     sweep(kScenarios[3], Variant::kError);
   }
 
-  // KNOWN ENGINE BUG (issue 7, reported to the engine owner; skipped to keep
-  // `make test` green — run it with
-  //   build/bin/unit_tests -tc='*crash during gc*' --no-skip
-  // ): GC merges the rootless layer of a deleted snapshot into its only child
-  // and writes the new roots record (layer gone, child without parent) before
-  // the rewrite/checkpoint that would re-home the merged extents in storage.
-  // A crash in between (the 2nd-4th storage call of the pass) and a rebuild
-  // from storage: the segments still name the merged layer, the roots record
-  // no longer has it, so the kept snapshot s1 (and the live volume) lose every
-  // block they inherited from it — they read zeroes. Invariants 1, 5.
-  TEST_CASE("fault sweep: known bug: crash during gc, then a rebuild, loses merged layer data" * doctest::skip()) {
+  // Regression (found by this sweep): GC wrote a roots record without the
+  // layers it merged before a checkpoint covered them; a crash in between and
+  // a rebuild lost the merged layer's blocks. Now the checkpoint comes first.
+  TEST_CASE("fault sweep: crash during gc, then a rebuild, keeps merged layer data") {
     sweep(kScenarios[4], Variant::kCrash);
   }
 }
