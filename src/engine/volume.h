@@ -124,6 +124,12 @@ struct Layer {
   uint64_t id = 0;
   std::shared_ptr<Layer> parent;
   ExtentMap<BlockSource> map;  // GUARDED_BY(Volume::mu_)
+  uint64_t data_bytes = 0;     // data bytes `map` holds; GUARDED_BY(Volume::mu_)
+
+  // Sets a range of `map`, keeping data_bytes right in O(overlap).
+  void assign(uint64_t lba, uint64_t nblocks, const BlockSource& src);
+  // Recounts data_bytes from scratch (after wholesale changes).
+  void recount();
 };
 
 struct GcOptions {

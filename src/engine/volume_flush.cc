@@ -61,7 +61,7 @@ Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
       src.frame = sealed->footer->frames[e.frame];
       src.block_in_frame = e.block_in_frame;
     }
-    sealed->layer->map.assign(e.lba, e.nblocks, src);
+    sealed->layer->assign(e.lba, e.nblocks, src);
   }
   // The buffer is now redundant with its layer's map: drop it in the same
   // critical section so no reader sees neither.
@@ -210,11 +210,7 @@ VolumeStats Volume::stats() {
   if (auto v = index_->get_meta("checkpoint_seq"); v.ok() && v->has_value()) s.last_checkpoint_seq = std::stoull(**v);
   {
     std::lock_guard lock(mu_);
-    for (const auto& [id, layer] : layers_) {
-      for (const auto& [lba, node] : layer->map.entries()) {
-        if (node.value.state == ExtentState::kData && !node.value.buffered()) s.bytes_live += node.length * kBlockSize;
-      }
-    }
+    for (const auto& [id, layer] : layers_) s.bytes_live += layer->data_bytes;
   }
   s.segments_written = segments_written_;
   s.bytes_uploaded = bytes_uploaded_;

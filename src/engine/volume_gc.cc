@@ -200,7 +200,7 @@ Status Volume::rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef
       src.seq = m.new_seq;
       src.frame = footer.frames[e.frame];
       src.block_in_frame = e.block_in_frame;
-      m.layer->map.assign(e.lba, e.nblocks, src);
+      m.layer->assign(e.lba, e.nblocks, src);
     }
     report->bytes_rewritten += footer.data_bytes();
   }
@@ -282,6 +282,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     // Readers of `child` see the same blocks before and after: the merged map
     // over the grandparent equals child over parent over grandparent.
     child->map = std::move(merged);
+    child->recount();
     child->parent = parent->parent;
     layers_.erase(parent->id);
     report.layers_merged++;
@@ -378,11 +379,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
   if (stats.ok()) report.bytes_stored = stats->bytes_stored;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [id, layer] : layers_) {
-      for (const auto& [lba, node] : layer->map.entries()) {
-        if (node.value.state == ExtentState::kData && !node.value.buffered()) report.bytes_live += node.length * kBlockSize;
-      }
-    }
+    for (const auto& [id, layer] : layers_) report.bytes_live += layer->data_bytes;
   }
   logger->info(
       "gc pass layers_dropped={} layers_merged={} segments_rewritten={} bytes_rewritten={} segments_deleted={} "

@@ -53,6 +53,21 @@ BlockSource BlockSource::sliced(uint64_t skip) const {
   return s;
 }
 
+void Layer::assign(uint64_t lba, uint64_t nblocks, const BlockSource& src) {
+  map.visit(lba, nblocks, [&](uint64_t, uint64_t n, const BlockSource& old) {
+    if (old.state == ExtentState::kData) data_bytes -= n * kBlockSize;
+  });
+  map.assign(lba, nblocks, src);
+  if (src.state == ExtentState::kData) data_bytes += nblocks * kBlockSize;
+}
+
+void Layer::recount() {
+  data_bytes = 0;
+  for (const auto& [lba, node] : map.entries()) {
+    if (node.value.state == ExtentState::kData) data_bytes += node.length * kBlockSize;
+  }
+}
+
 Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
     : store_(std::move(store)), opts_(std::move(opts)), cache_(opts_.cache_bytes) {}
 
@@ -208,6 +223,7 @@ Status Volume::load_layers() {
       src.block_in_frame = x.block_in_frame;
       layer->map.assign(x.lba, x.nblocks, src);
     }));
+    layer->recount();
     layers_[rec.id] = layer;
     track_layer_locked(layer);
     next_layer_id_ = std::max(next_layer_id_, rec.id + 1);

@@ -228,11 +228,7 @@ Result<std::vector<SnapshotInfo>> Volume::list_snapshots() {
   for (const auto& r : *roots) {
     if (r.kind != "snapshot") continue;
     SnapshotInfo info{r.name, r.uuid, r.created_unix_ms, r.layer, 0};
-    if (auto it = layers_.find(r.layer); it != layers_.end()) {
-      for (const auto& [lba, node] : it->second->map.entries()) {
-        if (node.value.state == ExtentState::kData) info.written_bytes += node.length * kBlockSize;
-      }
-    }
+    if (auto it = layers_.find(r.layer); it != layers_.end()) info.written_bytes = it->second->data_bytes;
     out.push_back(std::move(info));
   }
   return out;
