@@ -1,3 +1,4 @@
+#include "src/util/clock.h"
 #include "src/daemon/control_handlers.h"
 
 #include <algorithm>
@@ -19,30 +20,6 @@ namespace portalbd {
 namespace {
 
 using json = nlohmann::json;
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string rfc3339_utc(int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-// "20260107T025802Z", for automatic names.
-std::string compact_utc(int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
 
 json snapshot_json(const SnapshotInfo& s, const std::string& export_name) {
   return {{"name", s.name},

@@ -1,21 +1,9 @@
+#include "src/util/clock.h"
 #include "src/daemon/exports.h"
 
 #include <ctime>
 
 namespace portalbd {
-namespace {
-
-std::string rfc3339_utc(int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-}  // namespace
-
 std::string VolumeExports::snapshot_part(const std::string& name) const {
   if (name.size() <= name_.size() + 1 || name.compare(0, name_.size(), name_) != 0 || name[name_.size()] != '@') {
     return {};

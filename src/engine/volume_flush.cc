@@ -2,19 +2,11 @@
 // committing them to the index. See the state machine in volume.h.
 #include <chrono>
 
+#include "src/util/clock.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 
 namespace portalbd {
-namespace {
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 // ACTIVE -> SEALED. Cheap: moves the map, no copying of data.
 void Volume::seal_active_locked() {
   if (active_.empty()) return;

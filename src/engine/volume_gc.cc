@@ -28,16 +28,12 @@
 
 #include <zstd.h>
 
+#include "src/util/clock.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 
 namespace portalbd {
 namespace {
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string checkpoint_key(uint64_t seq) {
   char buf[64];

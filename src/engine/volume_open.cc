@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/util/clock.h"
 #include "src/engine/uuid.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
@@ -15,11 +16,6 @@ namespace portalbd {
 namespace {
 
 constexpr const char* kManifestKey = "volume.json";
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::vector<std::byte> to_bytes(const std::string& s) {
   auto* p = reinterpret_cast<const std::byte*>(s.data());

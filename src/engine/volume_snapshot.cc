@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/util/clock.h"
 #include "src/engine/snapshot_device.h"
 #include "src/engine/uuid.h"
 #include "src/engine/volume.h"
@@ -12,21 +13,6 @@
 
 namespace portalbd {
 namespace {
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// "20260107T025802Z"
-std::string utc_stamp(int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
 
 // Reopens the gate when the cut is over, whatever path leaves the scope.
 class ClosedGate {
@@ -175,7 +161,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
   result.restored = name;
   std::optional<meta::RootRecord> keep;
   if (!discard_current) {
-    std::string base = "pre-restore-" + utc_stamp(now);
+    std::string base = "pre-restore-" + compact_utc(now);
     std::string candidate = base;
     for (int i = 2; find_snapshot(candidate).ok(); ++i) candidate = base + "-" + std::to_string(i);
     std::lock_guard lock(mu_);

@@ -1,3 +1,4 @@
+#include "src/util/clock.h"
 #include "src/engine/writer_lease.h"
 
 #include <signal.h>
@@ -40,21 +41,12 @@ Result<LeaseHolder> read_holder(ObjectStore& store) {
   }
 }
 
-std::string rfc3339(int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 bool pid_alive(int64_t pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
 }  // namespace
 
 std::string LeaseHolder::describe() const {
-  return "host " + host + " pid " + std::to_string(pid) + " since " + rfc3339(started_unix_ms);
+  return "host " + host + " pid " + std::to_string(pid) + " since " + rfc3339_utc(started_unix_ms);
 }
 
 Result<std::unique_ptr<WriterLease>> WriterLease::Acquire(std::shared_ptr<ObjectStore> store, LeaseOptions options) {
@@ -84,10 +76,10 @@ Result<std::unique_ptr<WriterLease>> WriterLease::Acquire(std::shared_ptr<Object
     } else if (holder->host == options.host && !pid_alive(holder->pid)) {
       why = "its process is gone";
     } else if (holder->expires_unix_ms < now) {
-      why = "its lease expired at " + rfc3339(holder->expires_unix_ms);
+      why = "its lease expired at " + rfc3339_utc(holder->expires_unix_ms);
     } else {
       return Status::Busy("the volume in " + store->url() + " is in use by portalbd on " + holder->describe() +
-                          " (lease expires " + rfc3339(holder->expires_unix_ms) +
+                          " (lease expires " + rfc3339_utc(holder->expires_unix_ms) +
                           "); stop that daemon, or pass --take-over if it is gone");
     }
     logger->warn("taking over the volume from another portalbd reason={} previous_holder={}", log::quote(why),
