@@ -7,6 +7,7 @@
 
 CXX      ?= g++
 BUILD    ?= build
+NPROC    := $(shell nproc 2>/dev/null || echo 2)
 PKGS     := sqlite3 liblz4 libzstd spdlog fmt tomlplusplus nlohmann_json libnbd libcurl openssl fuse3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -68,13 +69,13 @@ $(BUILD)/bin/unit_tests_asan: $(SAN_TEST_OBJS) $(SAN_LIB_OBJS)
 
 # The daemon on its embedded default: persistent file store under the state dir.
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	$(BUILD)/bin/portalbd $(RUN_ARGS)
 
 # Every test: unit (plain and ASan/UBSan) and integration with real clients.
 # Ends with one line "N passed, N failed".
 test: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bin/unit_tests_asan
+	@$(MAKE) --no-print-directory -j$(NPROC) all $(BUILD)/bin/unit_tests_asan
 	@bash tests/run_all.sh
 
 unit: $(BUILD)/bin/unit_tests
