@@ -233,6 +233,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status open_manifest();
   Status open_index();
   Status replay_storage();
+  Result<SegmentFooter> read_segment_footer(const ObjectInfo& obj);
   Status load_layers();
   Status apply_roots_record(const std::vector<std::byte>& raw);
   Status write_roots_record();  // REQUIRES: flush_mu_ held

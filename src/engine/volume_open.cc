@@ -143,6 +143,21 @@ Status Volume::open_index() {
   return live.ok() ? Status::OK() : live.status();
 }
 
+Result<SegmentFooter> Volume::read_segment_footer(const ObjectInfo& obj) {
+  if (obj.size < kSegmentTrailerBytes) return Status::Corruption(obj.key + " is truncated");
+  std::vector<std::byte> trailer, footer_bytes;
+  PBD_RETURN_IF_ERROR(store_->get_range(obj.key, obj.size - kSegmentTrailerBytes, kSegmentTrailerBytes, &trailer));
+  if (trailer.size() != kSegmentTrailerBytes) return Status::Corruption(obj.key + " is truncated");
+  uint64_t footer_offset = 0;
+  uint32_t footer_len = 0;
+  PBD_RETURN_IF_ERROR(parse_segment_trailer(trailer, &footer_offset, &footer_len));
+  if (footer_offset + footer_len != obj.size - kSegmentTrailerBytes) {
+    return Status::Corruption(obj.key + ": footer position does not match the object size");
+  }
+  PBD_RETURN_IF_ERROR(store_->get_range(obj.key, footer_offset, footer_len, &footer_bytes));
+  return parse_segment_footer(footer_bytes, footer_offset);
+}
+
 // Applies segments that are in storage but not in the index, in order.
 Status Volume::replay_storage() {
   auto logger = log::get("engine");
@@ -151,20 +166,30 @@ Status Volume::replay_storage() {
   std::vector<ObjectInfo> objects;
   PBD_RETURN_IF_ERROR(store_->list("segments/", &objects).With("list segments"));
   uint64_t max_seq = *last;
+  // Segments the index has not seen, in sequence order.
+  std::vector<std::pair<uint64_t, ObjectInfo>> pending;
   for (const auto& obj : objects) {
     uint64_t seq = 0;
     if (!parse_segment_key(obj.key, &seq)) continue;
     max_seq = std::max(max_seq, seq);
-    if (seq <= *last) continue;
-    std::vector<std::byte> trailer, footer_bytes;
-    if (obj.size < kSegmentTrailerBytes) return Status::Corruption("segment " + obj.key + " is truncated");
-    PBD_RETURN_IF_ERROR(store_->get_range(obj.key, obj.size - kSegmentTrailerBytes, kSegmentTrailerBytes, &trailer));
-    uint64_t footer_offset = 0;
-    uint32_t footer_len = 0;
-    PBD_RETURN_IF_ERROR(parse_segment_trailer(trailer, &footer_offset, &footer_len).With("segment " + obj.key));
-    PBD_RETURN_IF_ERROR(store_->get_range(obj.key, footer_offset, footer_len, &footer_bytes));
-    auto footer = parse_segment_footer(footer_bytes, footer_offset);
-    if (!footer.ok()) return footer.status().With("segment " + obj.key);
+    if (seq > *last) pending.emplace_back(seq, obj);
+  }
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const auto& [seq, obj] = pending[i];
+    auto footer = read_segment_footer(obj);
+    if (!footer.ok()) {
+      // The newest segment may be a torn upload: a daemon killed mid-PUT on a
+      // store that does not make PUTs atomic (s3rver). Its flush was never
+      // answered, so dropping it loses nothing acknowledged. Anywhere else a
+      // bad segment is corruption, and the daemon refuses to guess.
+      if (i + 1 == pending.size() && footer.status().is(Status::Code::kCorruption)) {
+        logger->warn("dropping a torn segment at the end of the log object={} error={}", obj.key,
+                     log::quote(footer.status().message()));
+        PBD_RETURN_IF_ERROR(store_->remove(obj.key).With("drop torn segment"));
+        break;
+      }
+      return footer.status().With("segment " + obj.key);
+    }
     if (footer->seq != seq) return Status::Corruption("segment " + obj.key + " claims sequence " + std::to_string(footer->seq));
     PBD_RETURN_IF_ERROR(index_->apply_segment(*footer, obj.size));
     ++replayed_segments_;

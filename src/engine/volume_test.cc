@@ -214,4 +214,41 @@ TEST_SUITE("engine.volume") {
     REQUIRE((*v)->block_status(0, 32768, 100, &after).ok());
     CHECK(after.size() == ext.size());
   }
+
+  TEST_CASE("a torn segment at the end of the log is dropped; one in the middle is refused") {
+    TempDir dir;
+    auto store = std::make_shared<MemoryStore>();
+    auto opts = small_options(dir.path);
+    std::vector<std::byte> a(8192, std::byte{0xA1}), b(8192, std::byte{0xB2});
+    {
+      auto v = Volume::Open(store, opts);
+      REQUIRE(v.ok());
+      REQUIRE((*v)->write(0, a, true).ok());   // segment 1
+      REQUIRE((*v)->write(0, b, true).ok());   // segment 2
+    }
+    // A kill -9 mid-PUT on a store without atomic PUTs leaves half of segment 2.
+    std::vector<std::byte> seg2;
+    REQUIRE(store->get(segment_key(2), &seg2).ok());
+    seg2.resize(seg2.size() / 2);
+    REQUIRE(store->put(segment_key(2), seg2).ok());
+    for (auto suffix : {"", "-wal", "-shm"}) fs::remove(dir.path + "/index.sqlite" + suffix);
+    {
+      auto v = Volume::Open(store, opts);
+      REQUIRE(v.ok());
+      std::vector<std::byte> got(8192);
+      REQUIRE((*v)->read(0, got).ok());
+      CHECK(got == a);  // the state before the torn (never answered) flush
+      CHECK(store->head(segment_key(2)).status().is(Status::Code::kNotFound));
+      REQUIRE((*v)->write(8192, b, true).ok());  // the log goes on past it
+    }
+    // Damage in the middle of the log is corruption, not a torn tail.
+    std::vector<std::byte> seg1;
+    REQUIRE(store->get(segment_key(1), &seg1).ok());
+    seg1.resize(10);
+    REQUIRE(store->put(segment_key(1), seg1).ok());
+    for (auto suffix : {"", "-wal", "-shm"}) fs::remove(dir.path + "/index.sqlite" + suffix);
+    auto broken = Volume::Open(store, opts);
+    REQUIRE_FALSE(broken.ok());
+    CHECK(broken.status().is(Status::Code::kCorruption));
+  }
 }
