@@ -194,7 +194,8 @@ Result<SegmentFooter> parse_segment_object(std::span<const std::byte> object) {
   uint64_t footer_offset = 0;
   uint32_t footer_len = 0;
   PBD_RETURN_IF_ERROR(parse_segment_trailer(object.subspan(object.size() - kSegmentTrailerBytes), &footer_offset, &footer_len));
-  if (footer_offset + footer_len != object.size() - kSegmentTrailerBytes) {
+  const uint64_t body = object.size() - kSegmentTrailerBytes;  // frames + footer
+  if (footer_offset > body || footer_len != body - footer_offset) {  // no sum that could wrap
     return Status::Corruption("segment footer position does not match the object size");
   }
   auto footer = object.subspan(footer_offset, footer_len);

@@ -151,7 +151,7 @@ Result<SegmentFooter> Volume::read_segment_footer(const ObjectInfo& obj) {
   uint64_t footer_offset = 0;
   uint32_t footer_len = 0;
   PBD_RETURN_IF_ERROR(parse_segment_trailer(trailer, &footer_offset, &footer_len));
-  if (footer_offset + footer_len != obj.size - kSegmentTrailerBytes) {
+  if (footer_offset > obj.size - kSegmentTrailerBytes || footer_len != obj.size - kSegmentTrailerBytes - footer_offset) {
     return Status::Corruption(obj.key + ": footer position does not match the object size");
   }
   PBD_RETURN_IF_ERROR(store_->get_range(obj.key, footer_offset, footer_len, &footer_bytes));

@@ -114,6 +114,8 @@ dt=$(( $(now_ms) - t0 ))
 assert_match "$err" 'Input/output error' "read with the daemon dead fails with EIO"
 [ "$dt" -le $(( 2 * IO_TIMEOUT_S * 1000 + 2000 )) ] || fail "EIO took $dt ms"
 ok "EIO came after $dt ms (timeout ${IO_TIMEOUT_S}s)"
+# The README is regenerated at most once a second (the listing cache): poll.
+for _ in $(seq 1 50); do grep -qE '^reachable: +NO' "$MNT/README" && break; sleep 0.1; done
 assert_match "$(cat "$MNT/README")" '^reachable: +NO' "README says the daemon is unreachable"
 
 # Without fd 3: the daemon would inherit the open image and keep the view busy.
