@@ -6,6 +6,7 @@
 #include <random>
 
 #include "src/engine/volume.h"
+#include "tests/unit/temp_dir.h"
 #include "src/store/file_store.h"
 
 using namespace portalbd;
@@ -13,14 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/pbd-gc-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using portalbd::testing::TempDir;
 
 VolumeOptions options(const std::string& dir) {
   VolumeOptions o;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "src/engine/volume.h"
+#include "tests/unit/temp_dir.h"
 #include "src/store/file_store.h"
 #include "src/store/memory_store.h"
 
@@ -15,14 +16,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/pbd-snap-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using portalbd::testing::TempDir;
 
 VolumeOptions options(const std::string& dir) {
   VolumeOptions o;

@@ -1,4 +1,5 @@
 #include "src/engine/volume.h"
+#include "tests/unit/temp_dir.h"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -15,14 +16,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/pbd-volume-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using portalbd::testing::TempDir;
 
 VolumeOptions small_options(const std::string& dir, uint64_t size = 8ull << 20) {
   VolumeOptions o;
