@@ -34,6 +34,8 @@ constexpr Field kFields[] = {
     {"bytes_live", "live data", "-"},
     {"segments", "segments", "-"},
     {"last_checkpoint", "last checkpoint", "never"},
+    {"storage_failing_since", "storage failing since", "no (healthy)"},
+    {"last_storage_error", "last storage error", "-"},
     {"snapshots", "snapshots", "-"},
     {"uptime_s", "uptime", "-"},
 };

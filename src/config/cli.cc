@@ -38,6 +38,8 @@ constexpr FlagSpec kFlags[] = {
     {"--export-name", "nbd.export_name", "NAME", "NBD export name (snapshots are NAME@SNAPSHOT)", false},
     {"--log-level", "daemon.log_level", "LEVEL", "trace, debug, info, warn, error or off", false},
     {"--flush-interval-ms", "lsm.flush_interval_ms", "N", "upload buffered writes at least this often", false},
+    {"--flush-timeout-ms", "lsm.flush_timeout_ms", "N",
+     "while storage fails, FLUSH retries this long before EIO (0: EIO at once)", false},
     {"--gc-interval-s", "gc.interval_s", "N", "background garbage collection every N seconds (0: off)", false},
     {"--gc-grace-ms", "gc.grace_ms", "N", "delete unreferenced segments this long after GC finds them", false},
 };

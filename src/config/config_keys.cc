@@ -67,6 +67,8 @@ std::vector<ConfigKey> build_table() {
                           "target size of one segment object"));
   keys.push_back(uint_key("lsm.write_buffer_bytes", &Config::write_buffer_bytes, r::check_any_uint,
                           "dirty bytes held in memory before writers wait"));
+  keys.push_back(uint_key("lsm.flush_timeout_ms", &Config::flush_timeout_ms, r::check_any_uint,
+                          "while storage fails, FLUSH retries this long before EIO (0: EIO at once)"));
   keys.push_back(uint_key("cache.bytes", &Config::cache_bytes, r::check_any_uint,
                           "decoded-frame read cache size, 0 disables it"));
   keys.push_back(string_key("fuse.mountpoint", &Config::fuse_mountpoint, r::check_any_string,

@@ -81,6 +81,10 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
         {"bytes_live", vs.bytes_live},
         {"last_checkpoint", vs.last_checkpoint_unix_ms == 0 ? json(nullptr) : json(rfc3339_utc(vs.last_checkpoint_unix_ms))},
         {"last_checkpoint_seq", vs.last_checkpoint_seq},
+        {"storage_failing_since", vs.storage_failing_since_unix_ms == 0
+                                      ? json(nullptr)
+                                      : json(rfc3339_utc(vs.storage_failing_since_unix_ms))},
+        {"last_storage_error", vs.last_storage_error.empty() ? json(nullptr) : json(vs.last_storage_error)},
         {"segments", vs.segments},
         {"snapshots", snaps.ok() ? snaps->size() : 0},
         {"uptime_s",

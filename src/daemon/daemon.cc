@@ -76,6 +76,7 @@ Status Daemon::start() {
   vo.segment_bytes = config_.segment_bytes;
   vo.write_buffer_bytes = config_.write_buffer_bytes;
   vo.flush_interval_ms = config_.flush_interval_ms;
+  vo.flush_timeout_ms = config_.flush_timeout_ms;
   vo.cache_bytes = config_.cache_bytes;
   auto codec = codec_from_name(config_.compression);
   if (!codec.ok()) return codec.status();

@@ -78,6 +78,13 @@ struct VolumeOptions {
   uint64_t segment_bytes = 64ull << 20;
   uint64_t write_buffer_bytes = 256ull << 20;
   uint64_t flush_interval_ms = 1000;  // 0 disables the timer
+  // Storage outages. While uploads fail with a retryable error (kIOError,
+  // kUnavailable, kBusy), flush() keeps retrying and writers that find the
+  // write buffer full keep waiting, until storage has accepted no upload for
+  // this long; then they answer the error (EIO to NBD clients). Buffered data
+  // is never dropped: it uploads once storage is back. 0: flush() fails at
+  // the first failed upload and writers wait for buffer space indefinitely.
+  uint64_t flush_timeout_ms = 0;
   uint64_t cache_bytes = 256ull << 20;
   Codec codec = Codec::kLz4;
   std::string index_path;  // the SQLite file
@@ -103,6 +110,8 @@ struct VolumeStats {
   uint64_t bytes_live = 0;             // data bytes some root or reader reaches
   int64_t last_checkpoint_unix_ms = 0;  // 0: none yet
   uint64_t last_checkpoint_seq = 0;
+  int64_t storage_failing_since_unix_ms = 0;  // 0: the last upload succeeded
+  std::string last_storage_error;             // of the failing streak, if any
 };
 
 // Where the bytes of a run of blocks are: buffered in memory, stored in a
@@ -265,6 +274,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status upload_through(uint64_t last_seq);  // REQUIRES: flush_mu_ held
   Status upload_one(const std::shared_ptr<Sealed>& sealed);
   void flusher_loop();
+  // How long storage has accepted no upload, counted from no earlier than
+  // `since`. REQUIRES: mu_ held.
+  std::chrono::milliseconds stalled_for_locked(std::chrono::steady_clock::time_point since) const;
 
   const std::shared_ptr<ObjectStore> store_;
   const VolumeOptions opts_;
@@ -280,6 +292,11 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::mutex mu_;
   std::condition_variable space_cv_;    // writers waiting for buffer space
   std::condition_variable flusher_cv_;  // wakes the flusher
+  std::condition_variable retry_cv_;    // a flush() waiting out a storage outage
+  // The last successful upload (or open()), and the current failing streak.
+  std::chrono::steady_clock::time_point last_upload_ok_ = std::chrono::steady_clock::now();  // GUARDED_BY(mu_)
+  int64_t failing_since_unix_ms_ = 0;            // GUARDED_BY(mu_)
+  std::string last_storage_error_;               // GUARDED_BY(mu_)
   ExtentMap<BlockSource> active_;                // GUARDED_BY(mu_)
   uint64_t active_bytes_ = 0;                    // GUARDED_BY(mu_)
   std::deque<std::shared_ptr<Sealed>> sealing_;  // oldest first; GUARDED_BY(mu_)

@@ -59,9 +59,29 @@ Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
   // critical section so no reader sees neither.
   sealing_.pop_front();
   sealing_bytes_ -= sealed->bytes;
+  last_upload_ok_ = std::chrono::steady_clock::now();
+  if (failing_since_unix_ms_ != 0) {
+    log::get("engine")->warn("storage accepts uploads again, catching up outage_ms={} seq={} dirty_bytes={}",
+                             now_unix_ms() - failing_since_unix_ms_, sealed->seq, active_bytes_ + sealing_bytes_);
+    failing_since_unix_ms_ = 0;
+    last_storage_error_.clear();
+  }
   space_cv_.notify_all();
   return Status::OK();
 }
+
+std::chrono::milliseconds Volume::stalled_for_locked(std::chrono::steady_clock::time_point since) const {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now() - std::max(since, last_upload_ok_));
+}
+
+namespace {
+// Storage trouble that may pass: worth waiting out. Fencing, corruption and
+// bad requests are final.
+bool retryable(const Status& st) {
+  return st.is(Status::Code::kIOError) || st.is(Status::Code::kUnavailable) || st.is(Status::Code::kBusy);
+}
+}  // namespace
 
 Status Volume::upload_through(uint64_t last_seq) {
   for (;;) {
@@ -74,6 +94,15 @@ Status Volume::upload_through(uint64_t last_seq) {
     Status st = upload_one(next);
     if (!st.ok()) {
       flush_errors_++;
+      {
+        std::lock_guard lock(mu_);
+        if (failing_since_unix_ms_ == 0) {
+          failing_since_unix_ms_ = now_unix_ms();
+          log::get("engine")->warn("storage is failing, writes stay buffered dirty_bytes={} write_buffer_bytes={}",
+                                   active_bytes_ + sealing_bytes_, opts_.write_buffer_bytes);
+        }
+        last_storage_error_ = st.ToString();
+      }
       log::get("engine")->error("flush failed, data stays buffered for retry seq={} error={}", next->seq,
                                 log::quote(st.ToString()));
       return st;
@@ -82,7 +111,8 @@ Status Volume::upload_through(uint64_t last_seq) {
 }
 
 Status Volume::flush() {
-  std::lock_guard flush_lock(flush_mu_);
+  using namespace std::chrono;
+  std::unique_lock flush_lock(flush_mu_);
   uint64_t target;
   {
     std::lock_guard lock(mu_);
@@ -90,11 +120,33 @@ Status Volume::flush() {
     target = next_seq_ - 1;
   }
   flushes_++;
-  PBD_RETURN_IF_ERROR(upload_through(target));
-  // A root change whose record did not reach storage: a flush that returns OK
-  // must leave storage able to rebuild what it acknowledges.
-  if (roots_dirty_) PBD_RETURN_IF_ERROR(write_roots_record().With("record snapshots in storage"));
-  return Status::OK();
+  const auto started = steady_clock::now();
+  const milliseconds timeout(opts_.flush_timeout_ms);
+  milliseconds backoff(100);
+  for (;;) {
+    Status st = upload_through(target);
+    // A root change whose record did not reach storage: a flush that returns
+    // OK must leave storage able to rebuild what it acknowledges.
+    if (st.ok() && roots_dirty_) st = write_roots_record().With("record snapshots in storage");
+    if (st.ok()) return st;
+    if (timeout.count() == 0 || !retryable(st)) return st;
+    // Wait out the outage without holding flush_mu_, so the flusher, status
+    // and snapshot commands still run; storage gets `timeout` to accept any
+    // upload at all.
+    flush_lock.unlock();
+    {
+      std::unique_lock lock(mu_);
+      const milliseconds stalled = stalled_for_locked(started);
+      if (stalled >= timeout) {
+        return Status(st.code(), "storage accepted no upload for " + std::to_string(stalled.count()) +
+                                     " ms (lsm.flush_timeout_ms): " + st.message());
+      }
+      retry_cv_.wait_for(lock, std::min(backoff, timeout - stalled), [&] { return closed_; });
+      if (closed_) return Status::Cancelled("volume closed while a flush waited for storage");
+    }
+    backoff = std::min<milliseconds>(backoff * 2, milliseconds(5000));
+    flush_lock.lock();
+  }
 }
 
 void Volume::flusher_loop() {
@@ -125,14 +177,18 @@ void Volume::flusher_loop() {
       std::lock_guard lock(mu_);
       if (sealing_.empty()) continue;
     }
-    std::lock_guard flush_lock(flush_mu_);
-    Status st = upload_through(UINT64_MAX);
-    if (st.ok() && roots_dirty_) st = write_roots_record();
+    Status st;
+    {
+      std::lock_guard flush_lock(flush_mu_);
+      st = upload_through(UINT64_MAX);
+      if (st.ok() && roots_dirty_) st = write_roots_record();
+    }
     if (!st.ok()) {
-      // Storage trouble: wait before the next try, growing to 10 s.
+      // Storage trouble: wait before the next try, growing to 5 s (so writers
+      // held back by a full buffer resume soon after storage returns).
       std::unique_lock lock(mu_);
       flusher_cv_.wait_for(lock, backoff, [&] { return closing_; });
-      backoff = std::min<milliseconds>(backoff * 2, milliseconds(10000));
+      backoff = std::min<milliseconds>(backoff * 2, milliseconds(5000));
     } else {
       backoff = milliseconds(100);
     }
@@ -181,6 +237,7 @@ Volume::~Volume() {
   }
   flusher_cv_.notify_all();
   space_cv_.notify_all();
+  retry_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
 }
 
@@ -191,6 +248,8 @@ VolumeStats Volume::stats() {
     std::lock_guard lock(mu_);
     s.dirty_bytes = active_bytes_ + sealing_bytes_;
     s.next_seq = next_seq_;
+    s.storage_failing_since_unix_ms = failing_since_unix_ms_;
+    s.last_storage_error = last_storage_error_;
   }
   if (auto idx = index_->stats(); idx.ok()) {
     s.segments = idx->segments;

@@ -108,10 +108,22 @@ Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte>
 
 Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes) {
   std::unique_lock lock(mu_);
-  // Back-pressure: wait while the buffers are full and uploads are pending.
-  space_cv_.wait(lock, [&] {
+  // Back-pressure: wait while the buffers are full and uploads are pending,
+  // for as long as storage keeps accepting uploads (see flush_timeout_ms).
+  auto has_space = [&] {
     return closed_ || active_bytes_ + sealing_bytes_ + charged_bytes <= opts_.write_buffer_bytes || sealing_.empty();
-  });
+  };
+  if (!has_space()) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::chrono::milliseconds timeout(opts_.flush_timeout_ms);
+    while (!space_cv_.wait_for(lock, std::chrono::milliseconds(250), has_space)) {
+      if (timeout.count() > 0 && stalled_for_locked(started) >= timeout) {
+        return Status::Unavailable("the write buffer is full and storage accepted no upload for " +
+                                   std::to_string(timeout.count()) + " ms (lsm.flush_timeout_ms): " +
+                                   last_storage_error_);
+      }
+    }
+  }
   if (closed_) return Status::Cancelled("volume is closed");
   if (opts_.lease && opts_.lease->fenced()) {
     return Status::Fenced("another portalbd took over this volume; writes are refused");
