@@ -144,11 +144,18 @@ fuzz: fuzz-build
 .SECONDARY: $(FUZZ_LIB_OBJS) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%.o,$(notdir $(FUZZ_TARGETS)))
 
 # ---- benchmarks (bench/, never part of `make test`): fio side by side with
-# nbdkit and qemu-nbd, snapshot create/restore latency, FUSE read throughput.
+# nbdkit and qemu-nbd, snapshot create/restore latency, FUSE read throughput,
+# rebuild time from storage.
 bench: $(BINS)
 	@BUILD=$(BUILD) bash bench/fio_compare.sh
 	@BUILD=$(BUILD) bash bench/snapshot_latency.sh
 	@BUILD=$(BUILD) bash bench/fuse_read.sh
+	@BUILD=$(BUILD) bash bench/rebuild_time.sh
+
+# Rebuild from storage with and without a fresh index checkpoint (GIB=4, STORE=file|s3).
+.PHONY: bench-rebuild
+bench-rebuild: $(BINS)
+	@BUILD=$(BUILD) bash bench/rebuild_time.sh
 
 # ---- TSan: the engine's concurrency unit tests under ThreadSanitizer, objects in build/tsan/
 .PHONY: tsan-unit
