@@ -24,26 +24,27 @@ const char* codec_name(Codec c) {
 }
 
 Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out) {
-  const size_t base = out->size();
+  // Compress into a per-thread scratch buffer and append only the bytes
+  // produced: growing `out` by the compressor's bound would zero-fill (and
+  // page in) a frame's worth of memory per frame, and then shrink it again.
+  thread_local std::vector<std::byte> scratch;
+  size_t n = 0;
   if (wanted == Codec::kLz4) {
-    int bound = LZ4_compressBound(static_cast<int>(raw.size()));
-    out->resize(base + static_cast<size_t>(bound));
-    int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(out->data() + base),
-                                 static_cast<int>(raw.size()), bound);
-    if (n > 0 && static_cast<size_t>(n) < raw.size()) {
-      out->resize(base + static_cast<size_t>(n));
-      return Codec::kLz4;
-    }
+    const int bound = LZ4_compressBound(static_cast<int>(raw.size()));
+    if (scratch.size() < static_cast<size_t>(bound)) scratch.resize(static_cast<size_t>(bound));
+    const int got = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()),
+                                         reinterpret_cast<char*>(scratch.data()), static_cast<int>(raw.size()), bound);
+    n = got > 0 ? static_cast<size_t>(got) : 0;
   } else if (wanted == Codec::kZstd) {
-    size_t bound = ZSTD_compressBound(raw.size());
-    out->resize(base + bound);
-    size_t n = ZSTD_compress(out->data() + base, bound, raw.data(), raw.size(), 3);
-    if (!ZSTD_isError(n) && n < raw.size()) {
-      out->resize(base + n);
-      return Codec::kZstd;
-    }
+    const size_t bound = ZSTD_compressBound(raw.size());
+    if (scratch.size() < bound) scratch.resize(bound);
+    const size_t got = ZSTD_compress(scratch.data(), bound, raw.data(), raw.size(), 3);
+    n = ZSTD_isError(got) ? 0 : got;
   }
-  out->resize(base);
+  if (n > 0 && n < raw.size()) {
+    out->insert(out->end(), scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(n));
+    return wanted;
+  }
   out->insert(out->end(), raw.begin(), raw.end());
   return Codec::kNone;
 }

@@ -62,6 +62,12 @@ SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_
   pending_.reserve(kFrameBlocks * kBlockSize);
 }
 
+void SegmentBuilder::reserve(uint64_t data_bytes) {
+  // Incompressible frames are stored raw, so the data itself is the bound;
+  // plus room for the footer and trailer.
+  object_.reserve(data_bytes + data_bytes / 256 + 64 * 1024);
+}
+
 void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
   assert(!data.empty() && data.size() % kBlockSize == 0);
   uint64_t nblocks = data.size() / kBlockSize;
