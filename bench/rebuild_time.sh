@@ -16,11 +16,14 @@
 # wrong rebuild cannot pass unnoticed.
 #
 # The fill: fio random 64 KiB writes with 50% compressible buffers over the
-# first GIB of the device, GIB/10 per round; `portalctl snapshot create
-# round-N` after each round.
+# first GIB of the device, GIB/10 per round, with an fsync every FSYNC_EVERY
+# writes (the way a database writes: each fsync is a FLUSH, which seals one
+# segment, so the store ends up with about GIB*1024/(FSYNC_EVERY/16) segments);
+# `portalctl snapshot create round-N` after each round.
 #
 # Usage: bench/rebuild_time.sh   (as root; installs fio, libnbd-bin, jq when missing)
-# Env: BUILD (default build), GIB (4), REPS (3), VERIFY (1), STORE (file, or
+# Env: BUILD (default build), GIB (4), REPS (3), VERIFY (1), FSYNC_EVERY (64;
+#      0: no fsync, large segments), STORE (file, or
 #      s3 for s3rver from build/node), OUT (also write the table there).
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +32,7 @@ GIB=${GIB:-4}
 REPS=${REPS:-3}
 VERIFY=${VERIFY:-1}
 STORE=${STORE:-file}
+FSYNC_EVERY=${FSYNC_EVERY:-64}
 OUT=${OUT:-}
 ROUNDS=10
 
@@ -100,7 +104,7 @@ start
 per_round=$((GIB * 1024 / ROUNDS))
 for r in $(seq 1 $ROUNDS); do
   fio --name=fill --ioengine=nbd --uri="$URI" --rw=randwrite --bs=64k --iodepth=16 --size="${GIB}G" \
-    --io_size="${per_round}M" --randseed="$r" --buffer_compress_percentage=50 --refill_buffers \
+    --io_size="${per_round}M" --randseed="$r" --buffer_compress_percentage=50 --refill_buffers --fsync="$FSYNC_EVERY" \
     >"$TMP/fio.log" 2>&1 || { cat "$TMP/fio.log" >&2; exit 1; }
   $CTL snapshot create "round-$r" >/dev/null
 done

@@ -161,8 +161,8 @@ bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<s
       return block_status(ctx, r);
     case proto::kCmdWrite:
       StatsCounters::add(ctx.stats.writes);
-      st = device.write(r.offset, payload, fua);
-      if (st.ok()) StatsCounters::add(ctx.stats.bytes_written, payload.size());
+      st = device.write_owned(r.offset, std::move(payload), fua);
+      if (st.ok()) StatsCounters::add(ctx.stats.bytes_written, r.length);
       break;
     case proto::kCmdFlush:
       StatsCounters::add(ctx.stats.flushes);

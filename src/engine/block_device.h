@@ -49,6 +49,11 @@ class BlockDevice {
   virtual Status read(uint64_t offset, std::span<std::byte> out) = 0;
   // Stores `data` at `offset`. With `fua`, returns only once durable.
   virtual Status write(uint64_t offset, std::span<const std::byte> data, bool fua) = 0;
+  // write(), handing over the bytes: a device that keeps them (a write
+  // buffer) can take them without a copy. `data` is left unspecified.
+  virtual Status write_owned(uint64_t offset, std::vector<std::byte>&& data, bool fua) {
+    return write(offset, data, fua);
+  }
   // Discards [offset, offset+length); it then reads as zeros and stores nothing.
   virtual Status trim(uint64_t offset, uint64_t length, bool fua) = 0;
   // Makes [offset, offset+length) read as zeros without storing data.

@@ -189,6 +189,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   uint32_t preferred_block_size() const override { return kBlockSize; }
   Status read(uint64_t offset, std::span<std::byte> out) override;
   Status write(uint64_t offset, std::span<const std::byte> data, bool fua) override;
+  Status write_owned(uint64_t offset, std::vector<std::byte>&& data, bool fua) override;
   Status trim(uint64_t offset, uint64_t length, bool fua) override;
   Status write_zeroes(uint64_t offset, uint64_t length, bool fua) override;
   Status flush() override;
@@ -262,7 +263,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::vector<Piece> resolve(const Layer* top, uint64_t lba, uint64_t nblocks);
   Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out);
   Result<FrameCache::Frame> load_frame(uint64_t seq, const FrameRef& ref);
-  Status write_locked(uint64_t offset, std::span<const std::byte> data);
+  Status write_locked(uint64_t offset, std::span<const std::byte> data, std::vector<std::byte>* owned = nullptr);
   // Stores whole blocks (data or empty) into the active buffer.
   Status put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes);
   // Zeroes [offset, offset+length): whole blocks as `whole_state`, edges as data.

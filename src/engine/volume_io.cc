@@ -146,14 +146,25 @@ Status Volume::write(uint64_t offset, std::span<const std::byte> data, bool fua)
   return fua ? flush() : Status::OK();
 }
 
-// REQUIRES: inside gate_.
-Status Volume::write_locked(uint64_t offset, std::span<const std::byte> data) {
+Status Volume::write_owned(uint64_t offset, std::vector<std::byte>&& data, bool fua) {
+  PBD_RETURN_IF_ERROR(check_range(offset, data.size(), true));
+  {
+    CutGate::Entry entry(gate_);
+    PBD_RETURN_IF_ERROR(write_locked(offset, data, &data));
+  }
+  return fua ? flush() : Status::OK();
+}
+
+// REQUIRES: inside gate_. `owned`, when given, holds `data` and may be taken.
+Status Volume::write_locked(uint64_t offset, std::span<const std::byte> data, std::vector<std::byte>* owned) {
   const uint64_t end = offset + data.size();
   if (offset % kBlockSize == 0 && end % kBlockSize == 0) {
     BlockSource src;
     src.state = ExtentState::kData;
-    src.bytes = std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
-    PBD_RETURN_IF_ERROR(put_blocks(offset / kBlockSize, data.size() / kBlockSize, std::move(src), data.size()));
+    const uint64_t size = data.size();
+    src.bytes = owned != nullptr ? std::make_shared<const std::vector<std::byte>>(std::move(*owned))
+                                 : std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
+    PBD_RETURN_IF_ERROR(put_blocks(offset / kBlockSize, size / kBlockSize, std::move(src), size));
   } else {
     // Read-modify-write of the partial blocks at either edge.
     std::lock_guard rmw(rmw_mu_);
