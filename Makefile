@@ -27,6 +27,8 @@ LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/obj/%.o)
 
 BINS := $(BUILD)/bin/portalbd $(BUILD)/bin/portalctl
+# Benchmark tools (bench/*.cc), built on demand by the bench targets.
+BENCH_BINS := $(BUILD)/bin/nbd_replay
 
 # Sanitizer build of the unit tests (ASan + UBSan), objects kept apart.
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -59,6 +61,10 @@ $(BUILD)/bin/portalctl: $(BUILD)/obj/ctl/portalctl_main.o $(BUILD)/lib/libportal
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bin/nbd_replay: $(BUILD)/obj/bench/nbd_replay.o $(BUILD)/lib/libportalbd.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/bin/unit_tests: $(TEST_OBJS) $(BUILD)/lib/libportalbd.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
@@ -88,7 +94,7 @@ format:
 	clang-format -i $(ALL_SRCS) $(wildcard src/*/*.h nbd/*.h meta/*.h ctl/*.h)
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(SAN_LIB_OBJS:.o=.d) $(SAN_TEST_OBJS:.o=.d)
--include $(BUILD)/obj/src/daemon/portalbd_main.d $(BUILD)/obj/ctl/portalctl_main.d
+-include $(BUILD)/obj/src/daemon/portalbd_main.d $(BUILD)/obj/ctl/portalctl_main.d $(BUILD)/obj/bench/nbd_replay.d
 
 # ---- packaging and the VM test (see packaging/README.md, tests/vm/)
 PREFIX  ?= /usr/local
