@@ -35,7 +35,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 SAN_LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/asan/%.o)
 SAN_TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/asan/%.o)
 
-.PHONY: all deps run test unit asan-unit integration clean format bench
+.PHONY: all deps run test unit asan-unit integration clean format bench bench-traces
 all: $(BINS) $(BUILD)/bin/unit_tests
 
 deps:
@@ -150,11 +150,17 @@ fuzz: fuzz-build
 .SECONDARY: $(FUZZ_LIB_OBJS) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%.o,$(notdir $(FUZZ_TARGETS)))
 
 # ---- benchmarks (bench/, never part of `make test`): fio side by side with
-# nbdkit and qemu-nbd, snapshot create/restore latency, FUSE read throughput.
-bench: $(BINS)
+# nbdkit and qemu-nbd, snapshot create/restore latency, FUSE read throughput,
+# and replays of recorded request traces against the same servers.
+bench: $(BINS) $(BENCH_BINS)
 	@BUILD=$(BUILD) bash bench/fio_compare.sh
 	@BUILD=$(BUILD) bash bench/snapshot_latency.sh
 	@BUILD=$(BUILD) bash bench/fuse_read.sh
+	@BUILD=$(BUILD) bash bench/trace_compare.sh
+
+# Only the trace replay comparison (bench/traces/, recorded by bench/record_traces.sh).
+bench-traces: $(BINS) $(BENCH_BINS)
+	@BUILD=$(BUILD) bash bench/trace_compare.sh
 
 # ---- TSan: the engine's concurrency unit tests under ThreadSanitizer, objects in build/tsan/
 .PHONY: tsan-unit

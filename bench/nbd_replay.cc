@@ -1,7 +1,7 @@
 // nbd_replay: replays a portalbd request trace (nbd/trace.h) against any NBD
 // server and reports how fast it went.
 //
-//   nbd_replay [--timed] [--json] [--max-requests N] TRACE URI
+//   nbd_replay [--timed] [--json] [--max-requests N] [--repeat N] TRACE URI
 //
 // TRACE is a trace file ("-" for stdin; a name ending in .zst is read through
 // `zstd -dc`); URI is an NBD URI (nbd+unix:///export?socket=PATH,
@@ -13,7 +13,9 @@
 // handle per recorded connection), driven by one poll() loop over the
 // handles. By default requests go out as soon as their dependencies allow
 // (--as-fast-as-possible); --timed also holds each one until its recorded
-// arrival time after the start.
+// arrival time after the start. --repeat N replays the whole trace N times
+// back to back (each pass starts when the last one has completed), so that a
+// short trace can be timed.
 //
 // Data: writes send one fixed buffer of pseudo-random (incompressible) bytes;
 // reads land in one scratch buffer and are discarded. Request flags are kept
@@ -52,12 +54,13 @@ struct Options {
   std::string trace_path, uri;
   bool timed = false, json = false;
   uint64_t max_requests = 0;
+  uint64_t repeat = 1;
 };
 
 int usage(const char* why) {
   if (why != nullptr) std::fprintf(stderr, "nbd_replay: %s\n", why);
   std::fprintf(stderr,
-               "usage: nbd_replay [--as-fast-as-possible | --timed] [--json] [--max-requests N] TRACE URI\n"
+               "usage: nbd_replay [--as-fast-as-possible | --timed] [--json] [--max-requests N] [--repeat N] TRACE URI\n"
                "  TRACE  a portalbd trace (portalbd --trace FILE); '-' for stdin; *.zst is decompressed\n"
                "  URI    nbd+unix:///EXPORT?socket=PATH or nbd://HOST:PORT/EXPORT\n");
   return 2;
@@ -115,6 +118,26 @@ class Replayer {
     make_buffers(max_write);
     ctx_.resize(plan_.requests.size());
     start_ = Clock::now();
+    for (uint64_t pass = 0; pass < opt_.repeat; ++pass) {
+      deps_.reset();
+      if (!run_pass()) return false;
+    }
+    end_ = Clock::now();
+    for (auto& h : handles_) (void)nbd_shutdown(h.get(), 0);
+    return true;
+  }
+
+  const Totals& totals() const { return totals_; }
+  double elapsed_s() const { return std::chrono::duration<double>(end_ - start_).count(); }
+
+ private:
+  struct Context {
+    Replayer* self;
+    size_t index;
+  };
+
+  bool run_pass() {
+    const auto pass_start = Clock::now();
     const uint64_t t0 = plan_.requests.empty() ? 0 : plan_.requests[0].t_recv_us;
     size_t next = 0;
     std::vector<struct pollfd> fds(handles_.size());
@@ -122,7 +145,7 @@ class Replayer {
       int timeout_ms = -1;
       while (next < plan_.requests.size() && deps_.ready(next)) {
         if (opt_.timed) {
-          auto due = start_ + std::chrono::microseconds(plan_.requests[next].t_recv_us - t0);
+          auto due = pass_start + std::chrono::microseconds(plan_.requests[next].t_recv_us - t0);
           auto now = Clock::now();
           if (due > now) {
             timeout_ms = static_cast<int>(
@@ -151,19 +174,8 @@ class Replayer {
         if (rc != 0) return fail_libnbd("connection");
       }
     }
-    end_ = Clock::now();
-    for (auto& h : handles_) (void)nbd_shutdown(h.get(), 0);
     return true;
   }
-
-  const Totals& totals() const { return totals_; }
-  double elapsed_s() const { return std::chrono::duration<double>(end_ - start_).count(); }
-
- private:
-  struct Context {
-    Replayer* self;
-    size_t index;
-  };
 
   static int on_complete(void* user_data, int* error) {
     auto* c = static_cast<Context*>(user_data);
@@ -298,11 +310,11 @@ void report(const Options& opt, const ReplayPlan& plan, const Replayer& rep) {
   const double traced_s =
       plan.requests.empty() ? 0 : (plan.requests.back().t_recv_us - plan.requests.front().t_recv_us) / 1e6;
   if (opt.json) {
-    std::printf("{\"trace\": \"%s\", \"mode\": \"%s\", \"requests\": %zu, \"ops\": %" PRIu64
+    std::printf("{\"trace\": \"%s\", \"mode\": \"%s\", \"repeat\": %" PRIu64 ", \"requests\": %zu, \"ops\": %" PRIu64
                 ", \"errors\": %" PRIu64 ", \"skipped_unsupported\": %" PRIu64 ", \"elapsed_s\": %.6f"
                 ", \"ops_per_s\": %.1f, \"read_mib_s\": %.2f, \"write_mib_s\": %.2f, \"bytes_read\": %" PRIu64
                 ", \"bytes_written\": %" PRIu64 ", \"connections\": %zu, \"traced_s\": %.3f, \"per_op\": {",
-                opt.trace_path.c_str(), opt.timed ? "timed" : "as-fast-as-possible", plan.requests.size(), t.ops,
+                opt.trace_path.c_str(), opt.timed ? "timed" : "as-fast-as-possible", opt.repeat, plan.requests.size(), t.ops,
                 t.errors, t.skipped_unsupported, s, t.ops / s, t.bytes_read / mib / s, t.bytes_written / mib / s,
                 t.bytes_read, t.bytes_written, plan.connections.size(), traced_s);
     const char* sep = "";
@@ -313,8 +325,8 @@ void report(const Options& opt, const ReplayPlan& plan, const Replayer& rep) {
     std::printf("}}\n");
     return;
   }
-  std::printf("replayed %" PRIu64 " requests on %zu connection(s) in %.3f s (%s; recorded over %.3f s)\n", t.ops,
-              plan.connections.size(), s, opt.timed ? "timed" : "as fast as possible", traced_s);
+  std::printf("replayed %" PRIu64 " requests (%" PRIu64 " pass(es)) on %zu connection(s) in %.3f s (%s; recorded over %.3f s)\n",
+              t.ops, opt.repeat, plan.connections.size(), s, opt.timed ? "timed" : "as fast as possible", traced_s);
   std::printf("  %.1f ops/s, read %.2f MiB/s (%.1f MiB), written %.2f MiB/s (%.1f MiB)\n", t.ops / s,
               t.bytes_read / mib / s, t.bytes_read / mib, t.bytes_written / mib / s, t.bytes_written / mib);
   std::printf("  ops:");
@@ -338,6 +350,8 @@ int replay_main(int argc, char** argv) {
       opt.json = true;
     } else if (a == "--max-requests" && i + 1 < argc) {
       opt.max_requests = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--repeat" && i + 1 < argc) {
+      opt.repeat = std::max<uint64_t>(1, std::strtoull(argv[++i], nullptr, 10));
     } else if (a == "-h" || a == "--help") {
       usage(nullptr);
       return 0;

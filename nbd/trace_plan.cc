@@ -72,6 +72,12 @@ Result<ReplayPlan> plan_replay(std::istream& in, uint64_t max_requests) {
 
 DependencyTracker::DependencyTracker(const ReplayPlan& plan) : plan_(plan), completed_(plan.requests.size()) {}
 
+void DependencyTracker::reset() {
+  completed_.assign(plan_.requests.size(), false);
+  frontier_ = 0;
+  completed_count_ = 0;
+}
+
 void DependencyTracker::complete(size_t i) {
   completed_[i] = true;
   ++completed_count_;

@@ -49,6 +49,8 @@ class DependencyTracker {
   void complete(size_t i);
   bool ready(size_t j) const { return frontier_ >= plan_.wait_for[j]; }
   size_t completed() const { return completed_count_; }
+  // Back to nothing completed, for another pass over the same plan.
+  void reset();
 
  private:
   const ReplayPlan& plan_;
