@@ -1,7 +1,8 @@
 // nbd_replay: replays a portalbd request trace (nbd/trace.h) against any NBD
 // server and reports how fast it went.
 //
-//   nbd_replay [--timed] [--json] [--max-requests N] [--repeat N] TRACE URI
+//   nbd_replay [--timed] [--json] [--max-requests N] [--repeat N]
+//              [--connections N] TRACE URI
 //
 // TRACE is a trace file ("-" for stdin; a name ending in .zst is read through
 // `zstd -dc`); URI is an NBD URI (nbd+unix:///export?socket=PATH,
@@ -11,7 +12,9 @@
 // every request answered before it arrived has completed; all the others go
 // out at once, each on the connection of its recorded connection (one libnbd
 // handle per recorded connection), driven by one poll() loop over the
-// handles. By default requests go out as soon as their dependencies allow
+// handles. --connections N folds the recorded connections onto N handles
+// (round-robin by connection), e.g. 1 for a server that takes one client at a
+// time (qemu-nbd without --shared, where a second connect would wait forever). By default requests go out as soon as their dependencies allow
 // (--as-fast-as-possible); --timed also holds each one until its recorded
 // arrival time after the start. --repeat N replays the whole trace N times
 // back to back (each pass starts when the last one has completed), so that a
@@ -55,12 +58,14 @@ struct Options {
   bool timed = false, json = false;
   uint64_t max_requests = 0;
   uint64_t repeat = 1;
+  uint64_t connections = 0;  // 0: one per recorded connection
 };
 
 int usage(const char* why) {
   if (why != nullptr) std::fprintf(stderr, "nbd_replay: %s\n", why);
   std::fprintf(stderr,
-               "usage: nbd_replay [--as-fast-as-possible | --timed] [--json] [--max-requests N] [--repeat N] TRACE URI\n"
+               "usage: nbd_replay [--as-fast-as-possible | --timed] [--json] [--max-requests N] [--repeat N]\n"
+               "                  [--connections N] TRACE URI\n"
                "  TRACE  a portalbd trace (portalbd --trace FILE); '-' for stdin; *.zst is decompressed\n"
                "  URI    nbd+unix:///EXPORT?socket=PATH or nbd://HOST:PORT/EXPORT\n");
   return 2;
@@ -82,7 +87,10 @@ class Replayer {
 
   // Connects one handle per recorded connection; false (after a message) on failure.
   bool connect() {
-    for (uint32_t conn : plan_.connections) {
+    const size_t count = opt_.connections > 0 ? std::min<size_t>(opt_.connections, plan_.connections.size())
+                                              : plan_.connections.size();
+    for (size_t k = 0; k < plan_.connections.size(); ++k) slot_of_conn_[plan_.connections[k]] = k % count;
+    for (size_t k = 0; k < count; ++k) {
       Handle h(nbd_create());
       if (!h) return fail_libnbd("nbd_create");
       if (std::any_of(plan_.requests.begin(), plan_.requests.end(),
@@ -90,7 +98,6 @@ class Replayer {
         nbd_add_meta_context(h.get(), LIBNBD_CONTEXT_BASE_ALLOCATION);
       }
       if (nbd_connect_uri(h.get(), opt_.uri.c_str()) != 0) return fail_libnbd(("connect " + opt_.uri).c_str());
-      slot_of_conn_[conn] = handles_.size();
       handles_.push_back(std::move(h));
     }
     if (handles_.empty()) return true;
@@ -325,7 +332,7 @@ void report(const Options& opt, const ReplayPlan& plan, const Replayer& rep) {
     std::printf("}}\n");
     return;
   }
-  std::printf("replayed %" PRIu64 " requests (%" PRIu64 " pass(es)) on %zu connection(s) in %.3f s (%s; recorded over %.3f s)\n",
+  std::printf("replayed %" PRIu64 " requests (%" PRIu64 " pass(es)) of %zu recorded connection(s) in %.3f s (%s; recorded over %.3f s)\n",
               t.ops, opt.repeat, plan.connections.size(), s, opt.timed ? "timed" : "as fast as possible", traced_s);
   std::printf("  %.1f ops/s, read %.2f MiB/s (%.1f MiB), written %.2f MiB/s (%.1f MiB)\n", t.ops / s,
               t.bytes_read / mib / s, t.bytes_read / mib, t.bytes_written / mib / s, t.bytes_written / mib);
@@ -350,6 +357,8 @@ int replay_main(int argc, char** argv) {
       opt.json = true;
     } else if (a == "--max-requests" && i + 1 < argc) {
       opt.max_requests = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--connections" && i + 1 < argc) {
+      opt.connections = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--repeat" && i + 1 < argc) {
       opt.repeat = std::max<uint64_t>(1, std::strtoull(argv[++i], nullptr, 10));
     } else if (a == "-h" || a == "--help") {

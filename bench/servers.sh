@@ -53,7 +53,9 @@ start_servers() {
   nbdkit -f -U "$(sock nk)" -e "$EXPORT" memory "${DISK_GB}G" >"$TMP/nk.log" 2>&1 &
   PID[nk]=$!
   qemu-img create -q -f qcow2 "$TMP/qn.qcow2" "${DISK_GB}G"
-  qemu-nbd -f qcow2 -x "$EXPORT" -k "$(sock qn)" --cache=writeback -t "$TMP/qn.qcow2" >"$TMP/qn.log" 2>&1 &
+  # --shared: qemu-nbd serves one client at a time unless told (a trace replays
+  # on as many connections as were recorded).
+  qemu-nbd -f qcow2 -x "$EXPORT" -k "$(sock qn)" --cache=writeback --shared=16 -t "$TMP/qn.qcow2" >"$TMP/qn.log" 2>&1 &
   PID[qn]=$!
   local s
   for s in pm pf nk qn; do wait_socket "$s"; done

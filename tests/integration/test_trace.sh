@@ -69,6 +69,8 @@ start_portalbd --storage memory:// --disk-size-gb 1 --trace "$TRACE2"
 log "replay: $(cat "$TMP/replay.json")"
 "$REPLAY" --timed "$TRACE" "$(nbd_uri)" >"$TMP/replay-timed.out" 2>&1 ||
   { cat "$TMP/replay-timed.out"; fail "nbd_replay --timed failed"; }
+"$REPLAY" --json --connections 1 --repeat 2 "$TRACE" "$(nbd_uri)" >"$TMP/replay-one.json" 2>&1 ||
+  { cat "$TMP/replay-one.json"; fail "nbd_replay --connections 1 --repeat 2 failed"; }
 stop_portalbd
 
 # What a replay must send: every request that succeeded, DISC aside.
@@ -79,15 +81,18 @@ assert_eq "$ops" "$(awk '{ s += $2 } END { print s }' <<<"$want_counts")" "nbd_r
 assert_eq "$(jq -r '.errors' "$TMP/replay.json")" 0 "no replayed request failed"
 assert_eq "$(jq -r '.per_op | to_entries[] | "\(.key) \(.value)"' "$TMP/replay.json" | sort)" "$want_counts" \
   "nbd_replay's per-op counts match the trace"
-# The second daemon saw both replays (as fast as possible, then timed).
-doubled=$(awk '{ print $1, $2 * 2 }' <<<"$want_counts")
-assert_eq "$(counts "$TRACE2")" "$doubled" "the replaying daemon's own trace holds the same requests, twice"
+assert_eq "$(jq -r '.ops' "$TMP/replay-one.json")" "$((2 * ops))" "--repeat 2 replays every request twice"
+# The second daemon saw four passes: as fast as possible, timed, and twice on one connection.
+times4=$(awk '{ print $1, $2 * 4 }' <<<"$want_counts")
+assert_eq "$(counts "$TRACE2")" "$times4" "the replaying daemon's own trace holds the same requests, four times"
+one_conn=$(awk '!/^(#|portalbd)/ && $2 != "DISC" { c[$1] = 1 } END { print length(c) }' "$TRACE2")
+assert_eq "$one_conn" 5 "the replays used the two recorded connections (twice), then one"
 # Requests that arrived while an earlier one of the same connection was still running.
 overlaps() {  # TRACE
   grep -v '^[#p]' "$1" | sort -s -k1,1n -k6,6n |
     awk '$1 != c { c = $1; m = 0 } { if ($6 < m) n++; if ($7 > m) m = $7 } END { print n + 0 }'
 }
-log "overlapping requests: recorded $(overlaps "$TRACE"), replayed (both runs) $(overlaps "$TRACE2")"
+log "overlapping requests: recorded $(overlaps "$TRACE"), replayed (all runs) $(overlaps "$TRACE2")"
 [ "$(overlaps "$TRACE")" -gt 0 ] || fail "the aio writes should have overlapped when recorded"
 [ "$(overlaps "$TRACE2")" -gt 0 ] || fail "the replay sent every request one at a time: concurrency lost"
 ok "the replay keeps requests in flight together"
