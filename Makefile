@@ -27,7 +27,7 @@ LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/obj/%.o)
 
 BINS := $(BUILD)/bin/portalbd $(BUILD)/bin/portalctl
-# Benchmark tools (bench/*.cc), built on demand by the bench targets.
+# Benchmark tools (bench/*.cc): built by `make` too, since test_trace.sh uses nbd_replay.
 BENCH_BINS := $(BUILD)/bin/nbd_replay
 
 # Sanitizer build of the unit tests (ASan + UBSan), objects kept apart.
@@ -36,7 +36,7 @@ SAN_LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/asan/%.o)
 SAN_TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/asan/%.o)
 
 .PHONY: all deps run test unit asan-unit integration clean format bench bench-traces
-all: $(BINS) $(BUILD)/bin/unit_tests
+all: $(BINS) $(BUILD)/bin/unit_tests $(BENCH_BINS)
 
 deps:
 	@bash packaging/deps.sh
