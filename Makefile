@@ -27,14 +27,16 @@ LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/obj/%.o)
 
 BINS := $(BUILD)/bin/portalbd $(BUILD)/bin/portalctl
+# Benchmark tools (bench/*.cc): built by `make` too, since test_trace.sh uses nbd_replay.
+BENCH_BINS := $(BUILD)/bin/nbd_replay
 
 # Sanitizer build of the unit tests (ASan + UBSan), objects kept apart.
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 SAN_LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/asan/%.o)
 SAN_TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/asan/%.o)
 
-.PHONY: all deps run test unit asan-unit integration clean format bench
-all: $(BINS) $(BUILD)/bin/unit_tests
+.PHONY: all deps run test unit asan-unit integration clean format bench bench-traces
+all: $(BINS) $(BUILD)/bin/unit_tests $(BENCH_BINS)
 
 deps:
 	@bash packaging/deps.sh
@@ -56,6 +58,10 @@ $(BUILD)/bin/portalbd: $(BUILD)/obj/src/daemon/portalbd_main.o $(BUILD)/lib/libp
 	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/portalctl: $(BUILD)/obj/ctl/portalctl_main.o $(BUILD)/lib/libportalbd.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/nbd_replay: $(BUILD)/obj/bench/nbd_replay.o $(BUILD)/lib/libportalbd.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -88,7 +94,7 @@ format:
 	clang-format -i $(ALL_SRCS) $(wildcard src/*/*.h nbd/*.h meta/*.h ctl/*.h)
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(SAN_LIB_OBJS:.o=.d) $(SAN_TEST_OBJS:.o=.d)
--include $(BUILD)/obj/src/daemon/portalbd_main.d $(BUILD)/obj/ctl/portalctl_main.d
+-include $(BUILD)/obj/src/daemon/portalbd_main.d $(BUILD)/obj/ctl/portalctl_main.d $(BUILD)/obj/bench/nbd_replay.d
 
 # ---- packaging and the VM test (see packaging/README.md, tests/vm/)
 PREFIX  ?= /usr/local
@@ -145,15 +151,21 @@ fuzz: fuzz-build
 
 # ---- benchmarks (bench/, never part of `make test`): fio side by side with
 # nbdkit and qemu-nbd, snapshot create/restore latency, FUSE read throughput,
-# rebuild time from storage.
-bench: $(BINS)
+# rebuild time from storage, and replays of recorded request traces against
+# the same servers.
+bench: $(BINS) $(BENCH_BINS)
 	@BUILD=$(BUILD) bash bench/fio_compare.sh
 	@BUILD=$(BUILD) bash bench/snapshot_latency.sh
 	@BUILD=$(BUILD) bash bench/fuse_read.sh
+	@BUILD=$(BUILD) bash bench/trace_compare.sh
 	@BUILD=$(BUILD) bash bench/rebuild_time.sh
 
+# Only the trace replay comparison (bench/traces/, recorded by bench/record_traces.sh).
+.PHONY: bench-traces bench-rebuild
+bench-traces: $(BINS) $(BENCH_BINS)
+	@BUILD=$(BUILD) bash bench/trace_compare.sh
+
 # Rebuild from storage with and without a fresh index checkpoint (GIB=4, STORE=file|s3).
-.PHONY: bench-rebuild
 bench-rebuild: $(BINS)
 	@BUILD=$(BUILD) bash bench/rebuild_time.sh
 

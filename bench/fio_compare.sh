@@ -33,11 +33,9 @@ JOBS=${JOBS:-"seqwrite seqread randwrite randread randwrite_fsync32 randrw_70_30
 EXPORT=portalbd
 DISK_GB=4
 
-need() {  # COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "fio_compare: installing $2 for $1" >&2
-  apt-get install -y -q "$2" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "$2" >/dev/null; }
-}
+BENCH=fio_compare
+# shellcheck source=bench/servers.sh
+source "$TOP/bench/servers.sh"
 need fio fio
 need nbdkit nbdkit
 need qemu-nbd qemu-utils
@@ -49,64 +47,8 @@ fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || { echo "fio_compare: t
 TMP=$(mktemp -d /tmp/portalbd-bench-fio.XXXXXX)
 # Private copies: build/ may be relinked under us (a shared tree) mid-run.
 mkdir -p "$TMP/bin" && cp "$BUILD/bin/portalbd" "$BUILD/bin/portalctl" "$TMP/bin/" && BUILD=$TMP
-declare -A PID=()
-stop_servers() {
-  local s
-  for s in "${!PID[@]}"; do
-    kill "${PID[$s]}" 2>/dev/null || true
-    wait "${PID[$s]}" 2>/dev/null || true
-  done
-  PID=()
-}
 cleanup() { stop_servers; rm -rf --one-file-system "$TMP"; }
 trap cleanup EXIT
-
-sock() { echo "$TMP/$1.sock"; }
-wait_socket() {  # SERVER
-  local i
-  for i in $(seq 1 300); do
-    [ -S "$(sock "$1")" ] && nbdinfo --size "nbd+unix:///$EXPORT?socket=$(sock "$1")" >/dev/null 2>&1 && return 0
-    kill -0 "${PID[$1]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "fio_compare: server $1 did not come up" >&2
-  tail -5 "$TMP/$1.log" >&2 || true
-  exit 1
-}
-
-start_portalbd() {  # SERVER STORAGE
-  "$BUILD/bin/portalbd" --storage "$2" --disk-size-gb "$DISK_GB" --nbd-address "" \
-    --nbd-unix "$(sock "$1")" --socket "$TMP/$1.ctl" --state-dir "$TMP/$1.state" \
-    --gc-interval-s 0 --log-level warn >"$TMP/$1.log" 2>&1 &
-  PID[$1]=$!
-}
-
-start_servers() {
-  # nbdkit and qemu-nbd leave their sockets behind.
-  rm -rf --one-file-system "$TMP"/pf.data "$TMP"/*.state "$TMP"/qn.qcow2 "$TMP"/*.sock "$TMP"/*.ctl
-  mkdir -p "$TMP/pf.data"
-  start_portalbd pm memory://
-  start_portalbd pf "file://$TMP/pf.data"
-  nbdkit -f -U "$(sock nk)" -e "$EXPORT" memory "${DISK_GB}G" >"$TMP/nk.log" 2>&1 &
-  PID[nk]=$!
-  qemu-img create -q -f qcow2 "$TMP/qn.qcow2" "${DISK_GB}G"
-  qemu-nbd -f qcow2 -x "$EXPORT" -k "$(sock qn)" --cache=writeback -t "$TMP/qn.qcow2" >"$TMP/qn.log" 2>&1 &
-  PID[qn]=$!
-  local s
-  for s in pm pf nk qn; do wait_socket "$s"; done
-}
-
-# Let portalbd finish uploading what the previous job left dirty.
-drain() {  # SERVER
-  case $1 in pm | pf) ;; *) return 0 ;; esac
-  local i dirty
-  for i in $(seq 1 600); do
-    dirty=$("$BUILD/bin/portalctl" --socket "$TMP/$1.ctl" --json status | jq -r .dirty_bytes)
-    [ "$dirty" = 0 ] && return 0
-    sleep 0.1
-  done
-  echo "fio_compare: $1 still has $dirty dirty bytes after 60 s" >&2
-}
 
 job_args() {  # JOB
   case $1 in
@@ -130,7 +72,7 @@ run_one() {  # SERVER JOB REP
   local bound="--time_based --runtime=$RUNTIME"
   [ "$job" = seqwrite ] && bound="--runtime=120"
   # shellcheck disable=SC2046
-  fio --name="$job" --ioengine=nbd --uri="nbd+unix:///$EXPORT?socket=$(sock "$s")" \
+  fio --name="$job" --ioengine=nbd --uri="$(uri "$s")" \
     $(job_args "$job") --size="${SIZE_MIB}M" $bound \
     --numjobs=1 --group_reporting --output-format=json --output="$json" >/dev/null 2>"$TMP/fio.err" ||
     { echo "fio_compare: fio $job on $s failed:" >&2; cat "$TMP/fio.err" >&2; exit 1; }

@@ -9,6 +9,7 @@
 #include "nbd/handshake.h"
 #include "nbd/reply.h"
 #include "nbd/session.h"
+#include "nbd/trace.h"
 #include "src/log/log.h"
 
 namespace portalbd::nbd {
@@ -66,7 +67,10 @@ void Connection::request_loop(const Session& session) {
   auto logger = log::get("nbd");
   const int fd = fd_.get();
   ReplyWriter out(fd);
-  DispatchContext ctx{session, out, stats_, peer_};
+  TraceRecorder* trace = options_.trace.get();
+  if (trace != nullptr) trace_conn_ = trace->new_connection();
+  ReplyNote note{trace};
+  DispatchContext ctx{session, out, stats_, peer_, trace != nullptr ? &note : nullptr};
 
   std::vector<std::thread> workers;
   const uint32_t worker_count = std::max<uint32_t>(1, options_.workers_per_connection);
@@ -94,6 +98,7 @@ void Connection::request_loop(const Session& session) {
       logger->warn("NBD protocol error: bad request magic peer={}", peer_);
       break;
     }
+    const uint64_t t_recv_us = trace != nullptr ? trace->now_us() : 0;
     uint32_t error = validate_request(r, session);
 
     std::vector<std::byte> payload;
@@ -113,16 +118,21 @@ void Connection::request_loop(const Session& session) {
     if (error != 0) {
       logger->debug("NBD request refused peer={} command={} flags={:#x} offset={} length={}", peer_,
                     command_name(r.type), r.flags, r.offset, r.length);
-      if (!reply_error(ctx, r, error, std::string("invalid ") + command_name(r.type) + " request")) break;
+      bool sent = reply_error(ctx, r, error, std::string("invalid ") + command_name(r.type) + " request");
+      trace_request(r, t_recv_us, note);
+      if (!sent) break;
       continue;
     }
-    if (r.type == proto::kCmdDisc) break;  // soft disconnect: answer what is queued, then close
+    if (r.type == proto::kCmdDisc) {  // soft disconnect: answer what is queued, then close
+      trace_request(r, t_recv_us, ReplyNote{trace, 0, t_recv_us});  // DISC has no reply
+      break;
+    }
 
     {
       std::lock_guard lock(mu_);
       inflight_bytes_ += cost_bytes(r);
       ++inflight_requests_;
-      queue_.push_back(Work{r, std::move(payload)});
+      queue_.push_back(Work{r, std::move(payload), t_recv_us});
     }
     work_ready_.notify_one();
   }
@@ -137,7 +147,8 @@ void Connection::request_loop(const Session& session) {
 }
 
 void Connection::worker_main(const Session& session, ReplyWriter& out) {
-  DispatchContext ctx{session, out, stats_, peer_};
+  ReplyNote note{options_.trace.get()};
+  DispatchContext ctx{session, out, stats_, peer_, note.clock != nullptr ? &note : nullptr};
   for (;;) {
     Work work;
     {
@@ -150,6 +161,7 @@ void Connection::worker_main(const Session& session, ReplyWriter& out) {
     // Once the socket is dead, executing would be wasted work (the engine
     // still sees every write that was answered, because none will be).
     bool ok = !out.broken() && execute_request(ctx, work.request, std::move(work.payload));
+    if (ok) trace_request(work.request, work.t_recv_us, note);
     if (!ok) shutdown_all();  // wake the reader so the connection winds down
     {
       std::lock_guard lock(mu_);
@@ -158,6 +170,12 @@ void Connection::worker_main(const Session& session, ReplyWriter& out) {
     }
     space_ready_.notify_one();
   }
+}
+
+void Connection::trace_request(const Request& r, uint64_t t_recv_us, const ReplyNote& note) const {
+  TraceRecorder* trace = options_.trace.get();
+  if (trace == nullptr) return;
+  trace->record(TraceRecord{trace_conn_, r.type, r.flags, r.offset, r.length, t_recv_us, note.sent_us, note.error});
 }
 
 uint64_t Connection::cost_bytes(const Request& r) {

@@ -6,6 +6,12 @@
 //           -> drain: wait for queued and running requests to be answered
 //           -> close the socket.
 //
+// Tracing (ServerOptions::trace): the reader stamps each request when its
+// header is read and again just before its reply is written (ReplyNote);
+// whoever sent the reply then records it, so a line is written for every
+// request that got an answer, refused ones included, and for DISC. Lines are
+// thus in roughly the order of answers, not of arrival.
+//
 // Pipelining: the reader thread only parses; `workers_per_connection` worker
 // threads execute requests in parallel and reply out of order through the
 // ReplyWriter. Back-pressure: the reader stops taking new requests while the
@@ -31,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "nbd/dispatch.h"
 #include "nbd/export_provider.h"
 #include "nbd/reply.h"
 #include "nbd/request.h"
@@ -64,11 +71,14 @@ class Connection {
   struct Work {
     Request request;
     std::vector<std::byte> payload;
+    uint64_t t_recv_us = 0;  // for the trace: when the header was read
   };
 
   void request_loop(const Session& session);
   void worker_main(const Session& session, ReplyWriter& out);
   static uint64_t cost_bytes(const Request& r);
+  // Appends one request to options_.trace (when tracing), answered as `note` says.
+  void trace_request(const Request& r, uint64_t t_recv_us, const ReplyNote& note) const;
 
   UniqueFd fd_;        // closed at the end of run(), under fd_mu_
   mutable std::mutex fd_mu_;
@@ -78,6 +88,7 @@ class Connection {
   StatsCounters& stats_;
   const int64_t connected_unix_ms_;
   std::atomic<bool> finished_{false};
+  uint32_t trace_conn_ = 0;  // set before the workers start, read-only after
 
   mutable std::mutex mu_;
   std::condition_variable work_ready_;   // workers wait: queue non-empty or closing_

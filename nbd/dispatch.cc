@@ -4,6 +4,7 @@
 
 #include "nbd/errors.h"
 #include "nbd/protocol.h"
+#include "nbd/trace.h"
 #include "nbd/wire.h"
 #include "src/log/log.h"
 
@@ -13,6 +14,28 @@ namespace {
 // Extents asked of the engine per BLOCK_STATUS (the spec lets a server answer
 // part of the range; the client asks again for the rest).
 constexpr size_t kMaxStatusExtents = 1024;
+
+void take_note(const DispatchContext& ctx, uint32_t error) {
+  if (ctx.note == nullptr) return;
+  ctx.note->error = error;
+  ctx.note->sent_us = ctx.note->clock->now_us();
+}
+
+// Every reply of this file goes through these two, so the note is never missed.
+bool send_simple(const DispatchContext& ctx, uint64_t cookie, uint32_t error, std::span<const std::byte> data = {}) {
+  take_note(ctx, error);
+  return ctx.out.simple(cookie, error, data);
+}
+
+bool send_structured(const DispatchContext& ctx, uint64_t cookie, const std::vector<Chunk>& chunks) {
+  uint32_t error = 0;
+  for (const Chunk& c : chunks) {
+    bool is_error = c.type == proto::kReplyTypeError || c.type == proto::kReplyTypeErrorOffset;
+    if (is_error && c.fields.size() >= 4) error = load_be32(c.fields.data());
+  }
+  take_note(ctx, error);
+  return ctx.out.structured(cookie, chunks);
+}
 
 uint32_t base_allocation_flags(ExtentState state) {
   switch (state) {
@@ -70,7 +93,7 @@ bool structured_read(const DispatchContext& ctx, const Request& r) {
   auto fail = [&](const Status& st, uint64_t at) {
     StatsCounters::add(ctx.stats.errors);
     chunks.push_back(ReplyWriter::error_offset_chunk(nbd_error_for(st), st.ToString(), at));
-    return ctx.out.structured(r.cookie, chunks);
+    return send_structured(ctx, r.cookie, chunks);
   };
 
   if (r.flags & proto::kCmdFlagDf) {
@@ -93,7 +116,7 @@ bool structured_read(const DispatchContext& ctx, const Request& r) {
     }
   }
   StatsCounters::add(ctx.stats.bytes_read, r.length);
-  return ctx.out.structured(r.cookie, chunks);
+  return send_structured(ctx, r.cookie, chunks);
 }
 
 bool simple_read(const DispatchContext& ctx, const Request& r) {
@@ -101,7 +124,7 @@ bool simple_read(const DispatchContext& ctx, const Request& r) {
   Status st = ctx.session.device->read(r.offset, buf);
   if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
   StatsCounters::add(ctx.stats.bytes_read, r.length);
-  return ctx.out.simple(r.cookie, 0, buf);
+  return send_simple(ctx, r.cookie, 0, buf);
 }
 
 bool block_status(const DispatchContext& ctx, const Request& r) {
@@ -133,7 +156,7 @@ bool block_status(const DispatchContext& ctx, const Request& r) {
   for (auto [len, flags] : descriptors) w.u32(len).u32(flags);
   std::vector<Chunk> chunks;
   chunks.push_back(Chunk{proto::kReplyTypeBlockStatus, std::move(w.data()), {}});
-  return ctx.out.structured(r.cookie, chunks);
+  return send_structured(ctx, r.cookie, chunks);
 }
 
 }  // namespace
@@ -143,9 +166,9 @@ bool reply_error(const DispatchContext& ctx, const Request& r, uint32_t error, c
   log::get("nbd")->debug("NBD request failed peer={} command={} offset={} length={} error={} reason={}", ctx.peer,
                          command_name(r.type), r.offset, r.length, nbd_error_name(error), log::quote(message));
   if (ctx.session.structured_replies) {
-    return ctx.out.structured(r.cookie, {ReplyWriter::error_chunk(error, message)});
+    return send_structured(ctx, r.cookie, {ReplyWriter::error_chunk(error, message)});
   }
-  return ctx.out.simple(r.cookie, error);
+  return send_simple(ctx, r.cookie, error);
 }
 
 bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<std::byte> payload) {
@@ -187,7 +210,7 @@ bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<s
       break;
   }
   if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
-  return ctx.out.simple(r.cookie, 0);
+  return send_simple(ctx, r.cookie, 0);
 }
 
 }  // namespace portalbd::nbd

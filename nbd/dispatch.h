@@ -20,11 +20,24 @@
 
 namespace portalbd::nbd {
 
+class TraceRecorder;
+
+// What the request trace needs about the reply just sent. Owned by one
+// worker (or the reader), never shared between threads.
+struct ReplyNote {
+  const TraceRecorder* clock = nullptr;  // stamps sent_us
+  uint32_t error = 0;                    // NBD error of the reply, 0 = success
+  // Taken just before the reply is written, so a request the client sends
+  // after reading this reply is always received later than this.
+  uint64_t sent_us = 0;
+};
+
 struct DispatchContext {
   const Session& session;
   ReplyWriter& out;
   StatsCounters& stats;
   const std::string& peer;
+  ReplyNote* note = nullptr;  // filled at every reply when set (tracing)
 };
 
 // Executes `request` (with its WRITE payload) and replies. Returns false when

@@ -30,6 +30,8 @@
 
 namespace portalbd::nbd {
 
+class TraceRecorder;  // nbd/trace.h
+
 struct ServerOptions {
   std::string tcp_address = "127.0.0.1:10809";  // "host:port"; empty = no TCP listener; port 0 = pick one
   std::string unix_path;                         // empty = no unix listener
@@ -44,6 +46,9 @@ struct ServerOptions {
   // A client must finish negotiating within this, or it is dropped: an idle
   // half-open connection would otherwise hold a thread forever.
   uint32_t handshake_timeout_ms = 60 * 1000;
+  // When set, every request answered in transmission is recorded here
+  // (nbd/trace.h). The caller closes it after stop().
+  std::shared_ptr<TraceRecorder> trace;
 };
 
 struct ServerStats {

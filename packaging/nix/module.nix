@@ -61,6 +61,7 @@ let
               address = optional types.str "NBD TCP listen address host:port; \"\" disables TCP (default 127.0.0.1:10809).";
               unix = optional types.str "NBD unix socket path; \"\" for none.";
               export_name = optional types.str "NBD export name; snapshots are <export>@<snapshot> (default portalbd).";
+              trace_file = optional types.str "Record every NBD request (no data) to this absolute path; \"\" for none.";
             };
             lsm = section {
               flush_interval_ms = optional types.ints.positive "Upload buffered writes at least this often (default 1000).";

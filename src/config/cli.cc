@@ -36,6 +36,7 @@ constexpr FlagSpec kFlags[] = {
     {"--socket", "nbd.socket", "PATH", "control socket that portalctl talks to", true},
     {"--state-dir", "daemon.state_dir", "DIR", "index and local cache directory", true},
     {"--export-name", "nbd.export_name", "NAME", "NBD export name (snapshots are NAME@SNAPSHOT)", false},
+    {"--trace", "nbd.trace_file", "FILE", "record every NBD request (no data) to FILE, for bench/nbd_replay", true},
     {"--log-level", "daemon.log_level", "LEVEL", "trace, debug, info, warn, error or off", false},
     {"--flush-interval-ms", "lsm.flush_interval_ms", "N", "upload buffered writes at least this often", false},
     {"--flush-timeout-ms", "lsm.flush_timeout_ms", "N",

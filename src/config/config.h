@@ -37,6 +37,7 @@ struct Config {
   std::string nbd_unix;                          // NBD unix socket path, "" = none
   std::string control_socket;                    // [nbd] socket (the seed's name for it)
   std::string export_name = "portalbd";
+  std::string trace_file;  // record every NBD request answered here (nbd/trace.h), "" = off
   // [lsm]
   uint64_t flush_interval_ms = 1000;
   uint64_t segment_bytes = 64ull << 20;        // [lsm] l0_sst_size_bytes: target size of one segment object

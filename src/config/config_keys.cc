@@ -61,6 +61,8 @@ std::vector<ConfigKey> build_table() {
                             "NBD unix socket path, \"\" for none"));
   keys.push_back(string_key("nbd.export_name", &Config::export_name, r::check_export_name,
                             "NBD export name; snapshots are <export>@<snapshot>"));
+  keys.push_back(string_key("nbd.trace_file", &Config::trace_file, r::check_file_path,
+                            "record every NBD request (no data) to this file, \"\" for none"));
   keys.push_back(uint_key("lsm.flush_interval_ms", &Config::flush_interval_ms, r::check_flush_interval_ms,
                           "upload buffered writes at least this often"));
   keys.push_back(uint_key("lsm.l0_sst_size_bytes", &Config::segment_bytes, r::check_segment_bytes,

@@ -94,4 +94,6 @@ Status check_dir_path(const std::string& path) {
   return Status::OK();
 }
 
+Status check_file_path(const std::string& path) { return check_dir_path(path); }
+
 }  // namespace portalbd::config_rules

@@ -33,5 +33,6 @@ Status check_segment_bytes(uint64_t bytes);
 Status check_any_uint(uint64_t);       // every value accepted
 Status check_any_string(const std::string&);  // every value accepted
 Status check_dir_path(const std::string& path);  // "" or absolute
+Status check_file_path(const std::string& path);  // "" or absolute
 
 }  // namespace portalbd::config_rules

@@ -10,6 +10,7 @@
 
 #include "ctl/control_server.h"
 #include "nbd/server.h"
+#include "nbd/trace.h"
 #include "src/daemon/background_gc.h"
 #include "src/daemon/control_handlers.h"
 #include "src/daemon/fuse_mount.h"
@@ -90,6 +91,13 @@ Status Daemon::start() {
   nbd::ServerOptions so;
   so.tcp_address = config_.nbd_address;
   so.unix_path = config_.nbd_unix;
+  if (!config_.trace_file.empty()) {
+    auto trace = nbd::TraceRecorder::Open(config_.trace_file);
+    if (!trace.ok()) return trace.status();
+    trace_ = *trace;
+    so.trace = trace_;
+    logger->info("recording NBD requests to {}", config_.trace_file);
+  }
   nbd_ = std::make_unique<nbd::Server>(*exports_, so);
   PBD_RETURN_IF_ERROR(nbd_->start());
 
@@ -127,6 +135,7 @@ void Daemon::abandon() {
   if (gc_) gc_->stop();
   if (control_) control_->stop();
   if (nbd_) nbd_->stop();
+  if (trace_) (void)trace_->close();
   if (volume_) (void)volume_->close();
 }
 
@@ -137,6 +146,11 @@ Status Daemon::stop() {
   if (fuse_) fuse_->stop();  // it is a client of the NBD server: first
   if (control_) control_->stop();
   if (nbd_) nbd_->stop();
+  if (trace_) {
+    Status ts = trace_->close();  // every request is answered by now
+    if (!ts.ok()) logger->warn("NBD trace incomplete: {}", ts.ToString());
+    else logger->info("NBD trace written to {} ({} requests dropped)", trace_->path(), trace_->dropped());
+  }
   if (gc_) gc_->stop();
   Status st;
   if (volume_) st = volume_->close();

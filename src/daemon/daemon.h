@@ -5,7 +5,7 @@
 // Start: state dir (locked) -> store -> volume (replay) -> NBD listeners ->
 //        control socket -> "portalbd started".
 // Stop:  control socket -> NBD server (stop accepting, finish in-flight
-//        requests) -> volume close (final flush) -> exit status.
+//        requests) -> request trace closed -> volume close (final flush) -> exit status.
 //
 // Thread-safety: start()/stop() from the main thread only; the control
 // handlers run on control-socket threads and only read thread-safe state.
@@ -26,7 +26,7 @@ class ObjectStore;
 class VolumeExports;
 class BackgroundGc;
 class FuseMount;
-namespace nbd { class Server; }
+namespace nbd { class Server; class TraceRecorder; }
 namespace ctl { class ControlServer; }
 
 class Daemon {
@@ -50,6 +50,7 @@ class Daemon {
   std::shared_ptr<Volume> volume_;
   std::unique_ptr<VolumeExports> exports_;
   std::unique_ptr<nbd::Server> nbd_;
+  std::shared_ptr<nbd::TraceRecorder> trace_;  // null unless nbd.trace_file is set
   std::unique_ptr<ctl::ControlServer> control_;
   std::unique_ptr<BackgroundGc> gc_;
   std::unique_ptr<FuseMount> fuse_;
