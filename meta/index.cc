@@ -272,6 +272,12 @@ Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, c
 
 Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) {
   std::lock_guard lock(mu_);
+  // No fsync for this commit (see index.h); FULL again for everyone else.
+  PBD_RETURN_IF_ERROR(db_->exec("PRAGMA synchronous=NORMAL"));
+  struct RestoreFull {
+    Db* db;
+    ~RestoreFull() { (void)db->exec("PRAGMA synchronous=FULL"); }
+  } restore_full{db_.get()};
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
   for (const auto& e : footer.entries) PBD_RETURN_IF_ERROR(apply_entry(footer.layer, footer.seq, e, footer.frames));

@@ -20,8 +20,14 @@
 //     Extents of one layer never overlap. A row with state kZero/kHole maps no
 //     data but hides older data in parent layers.
 //
-// Durability: WAL with synchronous=FULL. apply_segment() is one transaction:
-// after a crash the index holds a segment's entries entirely or not at all.
+// Durability: WAL. apply_segment() is one transaction: after a crash the
+// index holds a segment's entries entirely or not at all. It commits with
+// synchronous=NORMAL (no fsync): the segment it applies is already durable in
+// object storage, and Volume::open() replays every segment newer than the
+// index's last one, so losing a suffix of applies costs nothing. Every other
+// transaction (roots, layers, GC) commits with synchronous=FULL, which also
+// makes every earlier apply durable: the index never loses a root change, and
+// GC never deletes an object that a durable row still names.
 //
 // Thread-safety: all methods are safe concurrently; a mutex serializes them.
 #pragma once
