@@ -23,27 +23,38 @@ const char* codec_name(Codec c) {
   return "unknown";
 }
 
+namespace {
+
+// Per-thread room for one compressed frame. Compressing straight into *out
+// would mean resizing it by the worst-case bound first, and vector::resize
+// zero-fills that bound on every frame: for a 64 MiB segment that was as much
+// memset as there is data, the largest cost of an upload (perf, s3 bench).
+std::span<std::byte> scratch(size_t bytes) {
+  thread_local std::vector<std::byte> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return {buffer.data(), bytes};
+}
+
+}  // namespace
+
 Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out) {
-  const size_t base = out->size();
   if (wanted == Codec::kLz4) {
     int bound = LZ4_compressBound(static_cast<int>(raw.size()));
-    out->resize(base + static_cast<size_t>(bound));
-    int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(out->data() + base),
+    auto room = scratch(static_cast<size_t>(bound));
+    int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(room.data()),
                                  static_cast<int>(raw.size()), bound);
     if (n > 0 && static_cast<size_t>(n) < raw.size()) {
-      out->resize(base + static_cast<size_t>(n));
+      out->insert(out->end(), room.begin(), room.begin() + n);
       return Codec::kLz4;
     }
   } else if (wanted == Codec::kZstd) {
-    size_t bound = ZSTD_compressBound(raw.size());
-    out->resize(base + bound);
-    size_t n = ZSTD_compress(out->data() + base, bound, raw.data(), raw.size(), 3);
+    auto room = scratch(ZSTD_compressBound(raw.size()));
+    size_t n = ZSTD_compress(room.data(), room.size(), raw.data(), raw.size(), 3);
     if (!ZSTD_isError(n) && n < raw.size()) {
-      out->resize(base + n);
+      out->insert(out->end(), room.begin(), room.begin() + static_cast<ptrdiff_t>(n));
       return Codec::kZstd;
     }
   }
-  out->resize(base);
   out->insert(out->end(), raw.begin(), raw.end());
   return Codec::kNone;
 }

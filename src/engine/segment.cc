@@ -62,6 +62,12 @@ SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_
   pending_.reserve(kFrameBlocks * kBlockSize);
 }
 
+void SegmentBuilder::reserve(uint64_t raw_bytes) {
+  // Frames are never stored larger than raw; the footer takes 32 bytes per
+  // frame and per entry, at worst one entry per block (under 1/64 of raw).
+  object_.reserve(static_cast<size_t>(raw_bytes + raw_bytes / 64 + 4096));
+}
+
 void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
   assert(!data.empty() && data.size() % kBlockSize == 0);
   uint64_t nblocks = data.size() / kBlockSize;

@@ -25,6 +25,7 @@ void Volume::seal_active_locked() {
 Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
   if (!sealed->footer) {
     SegmentBuilder builder(sealed->seq, sealed->layer->id, opts_.codec, now_unix_ms());
+    builder.reserve(sealed->bytes);
     for (const auto& [lba, node] : sealed->blocks.entries()) {
       const BlockSource& src = node.value;
       if (src.state == ExtentState::kData) {
