@@ -33,7 +33,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 SAN_LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/asan/%.o)
 SAN_TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/asan/%.o)
 
-.PHONY: all deps run test unit asan-unit integration clean format bench
+.PHONY: all deps run test unit asan-unit integration clean format bench bench-s3
 all: $(BINS) $(BUILD)/bin/unit_tests
 
 deps:
@@ -149,6 +149,11 @@ bench: $(BINS)
 	@BUILD=$(BUILD) bash bench/fio_compare.sh
 	@BUILD=$(BUILD) bash bench/snapshot_latency.sh
 	@BUILD=$(BUILD) bash bench/fuse_read.sh
+
+# portalbd s3:// against s3backer on one s3rver (needs `make deps` for s3rver;
+# installs s3backer and fio when missing; mounts FUSE, so run as root).
+bench-s3: $(BINS)
+	@BUILD=$(BUILD) bash bench/s3_compare.sh
 
 # ---- TSan: the engine's concurrency unit tests under ThreadSanitizer, objects in build/tsan/
 .PHONY: tsan-unit
