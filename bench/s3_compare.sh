@@ -43,7 +43,8 @@
 # Data: --refill_buffers, so fio writes incompressible data and portalbd's lz4
 # does not make its upload counts look better than they are.
 #
-# Env: BUILD (default build), REPS (3), SB_CACHE_BLOCKS (512), OUT (write the markdown table to this
+# Env: BUILD (default build), REPS (3), SB_CACHE_BLOCKS (512), PB_SEGMENT_BYTES
+#      (portalbd's [lsm] l0_sst_size_bytes; default: the daemon's), OUT (write the markdown table to this
 #      file as well), JOBS (subset, in order, e.g. "seqwrite seqread").
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,6 +53,7 @@ REPS=${REPS:-3}
 OUT=${OUT:-}
 JOBS=${JOBS:-"seqwrite randwrite seqread"}
 SB_CACHE_BLOCKS=${SB_CACHE_BLOCKS:-512}
+PB_SEGMENT_BYTES=${PB_SEGMENT_BYTES:-}
 BUCKET=bench-s3
 EXPORT=portalbd
 S3RVER=${S3RVER:-$BUILD/node/node_modules/.bin/s3rver}
@@ -75,6 +77,8 @@ TMP=$(mktemp -d /tmp/portalbd-bench-s3.XXXXXX)
 # Private copies: build/ may be relinked under us (a shared tree) mid-run.
 mkdir -p "$TMP/bin" && cp "$BUILD/bin/portalbd" "$BUILD/bin/portalctl" "$TMP/bin/" && BUILD=$TMP
 MNT=$TMP/sb.mnt
+: >"$TMP/pb.toml"
+[ -z "$PB_SEGMENT_BYTES" ] || printf '[lsm]\nl0_sst_size_bytes = %s\n' "$PB_SEGMENT_BYTES" >"$TMP/pb.toml"
 mkdir -p "$MNT"
 declare -A PID=()
 
@@ -128,7 +132,7 @@ proxy_stats() { curl -sf "$ENDPOINT/__count_proxy_stats"; }
 
 start_pb() {  # REP
   AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_ENDPOINT_URL=$ENDPOINT AWS_REGION=us-east-1 \
-    "$BUILD/bin/portalbd" --storage "s3://$BUCKET/pb-$1" --disk-size-gb 1 --nbd-address "" \
+    "$BUILD/bin/portalbd" -c "$TMP/pb.toml" --storage "s3://$BUCKET/pb-$1" --disk-size-gb 1 --nbd-address "" \
     --nbd-unix "$TMP/pb.sock" --socket "$TMP/pb.ctl" --state-dir "$TMP/pb.state.$1" \
     --gc-interval-s 0 --log-level warn >>"$TMP/pb.log" 2>&1 &
   PID[pb]=$!
@@ -336,7 +340,7 @@ if "randwrite" in jobs:
 EOF
 }
 {
-  echo "portalbd vs s3backer $(s3backer --version 2>&1 | head -1 | awk '{print $3}'), both on one s3rver $("$S3RVER" --version 2>/dev/null) through one counting proxy; fio $(fio --version | sed 's/^fio-//') (portalbd: ioengine=nbd, unix socket; s3backer: libaio direct=1 on its FUSE file); median of $REPS (A B, B A), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
+  echo "portalbd vs s3backer $(s3backer --version 2>&1 | head -1 | awk '{print $3}'), both on one s3rver $("$S3RVER" --version 2>/dev/null) through one counting proxy; fio $(fio --version | sed 's/^fio-//') (portalbd: ioengine=nbd, unix socket; s3backer: libaio direct=1 on its FUSE file); median of $REPS (A B, B A), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd segments ${PB_SEGMENT_BYTES:-default}, s3backer cache ${SB_CACHE_BLOCKS} blocks, portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
   echo
   table
 } | tee "$TMP/table.md"
