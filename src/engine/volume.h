@@ -11,7 +11,8 @@
 //             transaction, then to the in-memory live map, and the sealed
 //             buffer is dropped
 //   read   -> active buffer, then sealed buffers (newest first), then the live
-//             map -> frame cache -> ranged GET of one frame
+//             map -> frame cache -> one ranged GET per run of missing
+//             frames stored back to back (fetch_frames)
 //
 // Flush pipeline (a state machine per sealed buffer; transitions in
 // volume_flush.cc):

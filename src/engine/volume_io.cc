@@ -134,17 +134,18 @@ Status Volume::read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t 
     std::memcpy(out.data(), src.bytes->data() + src.byte_offset + skip, out.size());
     return Status::OK();
   }
-  Result<FrameCache::Frame> frame = Status::NotFound("");
-  if (auto it = batch ? batch->find({src.seq, src.frame.offset}) : FrameBatch::const_iterator();
-      batch && it != batch->end()) {
-    frame = it->second;
-  } else {
-    frame = load_frame(src.seq, src.frame);
+  FrameCache::Frame frame;
+  if (batch != nullptr) {
+    if (auto it = batch->find({src.seq, src.frame.offset}); it != batch->end()) frame = it->second;
   }
-  if (!frame.ok()) return frame.status();
+  if (!frame) {
+    auto loaded = load_frame(src.seq, src.frame);
+    if (!loaded.ok()) return loaded.status();
+    frame = std::move(*loaded);
+  }
   const uint64_t at = src.block_in_frame * uint64_t{kBlockSize} + skip;
-  if (at + out.size() > (*frame)->size()) return Status::Corruption("index entry points past the end of its frame");
-  std::memcpy(out.data(), (*frame)->data() + at, out.size());
+  if (at + out.size() > frame->size()) return Status::Corruption("index entry points past the end of its frame");
+  std::memcpy(out.data(), frame->data() + at, out.size());
   return Status::OK();
 }
 
