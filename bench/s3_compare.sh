@@ -106,8 +106,7 @@ trap cleanup EXIT
 
 pick_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() {  # PORT NAME
-  local i
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
     sleep 0.1
   done
@@ -136,8 +135,7 @@ start_pb() {  # REP
     --nbd-unix "$TMP/pb.sock" --socket "$TMP/pb.ctl" --state-dir "$TMP/pb.state.$1" \
     --gc-interval-s 0 --log-level warn >>"$TMP/pb.log" 2>&1 &
   PID[pb]=$!
-  local i
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     nbdinfo --size "nbd+unix:///$EXPORT?socket=$TMP/pb.sock" >/dev/null 2>&1 && return 0
     kill -0 "${PID[pb]}" 2>/dev/null || break
     sleep 0.1
@@ -152,8 +150,7 @@ start_sb() {  # REP
     --prefix="sb-$1/" --force --quiet --md5CacheSize=0 --md5CacheTime=0 --minWriteDelay=0 \
     --blockCacheSize="$SB_CACHE_BLOCKS" "$BUCKET" "$MNT" >>"$TMP/sb.log" 2>&1 &
   PID[sb]=$!
-  local i
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     [ -e "$MNT/file" ] && return 0
     kill -0 "${PID[sb]}" 2>/dev/null || break
     sleep 0.1
