@@ -35,7 +35,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 SAN_LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/asan/%.o)
 SAN_TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/asan/%.o)
 
-.PHONY: all deps run test unit asan-unit integration clean format bench bench-traces
+.PHONY: all deps run test unit asan-unit integration clean format bench bench-traces bench-s3
 all: $(BINS) $(BUILD)/bin/unit_tests $(BENCH_BINS)
 
 deps:
@@ -168,6 +168,11 @@ bench-traces: $(BINS) $(BENCH_BINS)
 # Rebuild from storage with and without a fresh index checkpoint (GIB=4, STORE=file|s3).
 bench-rebuild: $(BINS)
 	@BUILD=$(BUILD) bash bench/rebuild_time.sh
+
+# portalbd s3:// against s3backer on one s3rver (needs `make deps` for s3rver;
+# installs s3backer and fio when missing; mounts FUSE, so run as root).
+bench-s3: $(BINS)
+	@BUILD=$(BUILD) bash bench/s3_compare.sh
 
 # ---- TSan: the engine's concurrency unit tests under ThreadSanitizer, objects in build/tsan/
 .PHONY: tsan-unit

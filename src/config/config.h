@@ -29,7 +29,7 @@ struct Config {
   // [storage]
   std::string storage_url;  // empty: file://<state_dir>/data, see effective_storage_url()
   std::string s3_endpoint;          // [storage] endpoint (else AWS_ENDPOINT_URL)
-  std::string s3_region;            // [storage] region (else AWS_REGION / AWS_DEFAULT_REGION)
+  std::string s3_region;            // [storage] region (else AWS_REGION / AWS_DEFAULT_REGION / ~/.aws/config)
   std::string s3_profile;           // [storage] profile (else AWS_PROFILE)
   std::string s3_credentials_file;  // [storage] credentials_file (else AWS_SHARED_CREDENTIALS_FILE)
   // [nbd]

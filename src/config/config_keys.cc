@@ -46,11 +46,13 @@ std::vector<ConfigKey> build_table() {
   keys.push_back(string_key("storage.url", &Config::storage_url, r::check_storage_url,
                             "memory://, file:///dir or s3://bucket/prefix (default file://<state_dir>/data)"));
   keys.push_back(string_key("storage.endpoint", &Config::s3_endpoint, r::check_any_string,
-                            "S3 endpoint URL, e.g. http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL or AWS)"));
+                            "S3 endpoint URL, e.g. http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL_S3, "
+                            "AWS_ENDPOINT_URL, endpoint_url of the profile in ~/.aws/config, or AWS)"));
   keys.push_back(string_key("storage.region", &Config::s3_region, r::check_any_string,
-                            "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION or us-east-1)"));
+                            "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, region of the profile in "
+                            "~/.aws/config or AWS_CONFIG_FILE, else us-east-1)"));
   keys.push_back(string_key("storage.profile", &Config::s3_profile, r::check_any_string,
-                            "profile in the shared credentials file (default: AWS_PROFILE or default)"));
+                            "profile in the shared credentials and config files (default: AWS_PROFILE or default)"));
   keys.push_back(string_key("storage.credentials_file", &Config::s3_credentials_file, r::check_any_string,
                             "shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials)"));
   keys.push_back(string_key("nbd.address", &Config::nbd_address, r::check_nbd_address,

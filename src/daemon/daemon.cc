@@ -53,7 +53,8 @@ Status Daemon::start() {
   PBD_RETURN_IF_ERROR(lock_state_dir());
 
   const std::string url = effective_storage_url(config_);
-  auto store = open_object_store(url, {{"AWS_ENDPOINT_URL", config_.s3_endpoint},
+  auto store = open_object_store(url, {{"AWS_ENDPOINT_URL_S3", config_.s3_endpoint},
+                                       {"AWS_ENDPOINT_URL", config_.s3_endpoint},
                                        {"AWS_REGION", config_.s3_region},
                                        {"AWS_DEFAULT_REGION", config_.s3_region},
                                        {"AWS_PROFILE", config_.s3_profile},

@@ -23,27 +23,37 @@ const char* codec_name(Codec c) {
   return "unknown";
 }
 
+namespace {
+
+// Per-thread room for one compressed frame. Compressing straight into *out
+// would mean resizing it by the worst-case bound first, and vector::resize
+// zero-fills that bound on every frame: for a 64 MiB segment that was as much
+// memset as there is data, the largest cost of an upload (perf, s3 bench).
+std::span<std::byte> scratch(size_t bytes) {
+  thread_local std::vector<std::byte> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return {buffer.data(), bytes};
+}
+
+}  // namespace
+
 Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out) {
-  // Compress into a per-thread scratch buffer and append only the bytes
-  // produced: growing `out` by the compressor's bound would zero-fill (and
-  // page in) a frame's worth of memory per frame, and then shrink it again.
-  thread_local std::vector<std::byte> scratch;
-  size_t n = 0;
   if (wanted == Codec::kLz4) {
-    const int bound = LZ4_compressBound(static_cast<int>(raw.size()));
-    if (scratch.size() < static_cast<size_t>(bound)) scratch.resize(static_cast<size_t>(bound));
-    const int got = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()),
-                                         reinterpret_cast<char*>(scratch.data()), static_cast<int>(raw.size()), bound);
-    n = got > 0 ? static_cast<size_t>(got) : 0;
+    int bound = LZ4_compressBound(static_cast<int>(raw.size()));
+    auto room = scratch(static_cast<size_t>(bound));
+    int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(room.data()),
+                                 static_cast<int>(raw.size()), bound);
+    if (n > 0 && static_cast<size_t>(n) < raw.size()) {
+      out->insert(out->end(), room.begin(), room.begin() + n);
+      return Codec::kLz4;
+    }
   } else if (wanted == Codec::kZstd) {
-    const size_t bound = ZSTD_compressBound(raw.size());
-    if (scratch.size() < bound) scratch.resize(bound);
-    const size_t got = ZSTD_compress(scratch.data(), bound, raw.data(), raw.size(), 3);
-    n = ZSTD_isError(got) ? 0 : got;
-  }
-  if (n > 0 && n < raw.size()) {
-    out->insert(out->end(), scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(n));
-    return wanted;
+    auto room = scratch(ZSTD_compressBound(raw.size()));
+    size_t n = ZSTD_compress(room.data(), room.size(), raw.data(), raw.size(), 3);
+    if (!ZSTD_isError(n) && n < raw.size()) {
+      out->insert(out->end(), room.begin(), room.begin() + static_cast<ptrdiff_t>(n));
+      return Codec::kZstd;
+    }
   }
   out->insert(out->end(), raw.begin(), raw.end());
   return Codec::kNone;

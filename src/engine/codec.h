@@ -1,7 +1,8 @@
 // Frame compression: lz4 (default), zstd, or none.
 // A frame is stored raw when compressing does not make it smaller, so
 // decode() always looks at the codec recorded for that frame.
-// Thread-safety: pure functions (codec contexts are per call).
+// Thread-safety: pure functions (codec contexts are per call; the scratch
+// buffer compress_frame() compresses into is per thread).
 #pragma once
 
 #include <cstddef>

@@ -62,10 +62,10 @@ SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_
   pending_.reserve(kFrameBlocks * kBlockSize);
 }
 
-void SegmentBuilder::reserve(uint64_t data_bytes) {
-  // Incompressible frames are stored raw, so the data itself is the bound;
-  // plus room for the footer and trailer.
-  object_.reserve(data_bytes + data_bytes / 256 + 64 * 1024);
+void SegmentBuilder::reserve(uint64_t raw_bytes) {
+  // Frames are never stored larger than raw; the footer takes 32 bytes per
+  // frame and per entry, at worst one entry per block (under 1/64 of raw).
+  object_.reserve(static_cast<size_t>(raw_bytes + raw_bytes / 64 + 4096));
 }
 
 void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {

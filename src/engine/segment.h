@@ -76,9 +76,9 @@ class SegmentBuilder {
  public:
   SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms);
 
-  // Sizes the object buffer for about `data_bytes` of data, so building a
-  // large segment does not copy it again each time the buffer grows.
-  void reserve(uint64_t data_bytes);
+  // Sizes the object buffer for about `raw_bytes` of data, so that appending
+  // frames does not reallocate and copy what is already there. Optional.
+  void reserve(uint64_t raw_bytes);
   // Adds whole blocks of data starting at block `lba`.
   // REQUIRES: data.size() is a positive multiple of kBlockSize.
   void add_data(uint64_t lba, std::span<const std::byte> data);

@@ -11,7 +11,8 @@
 //             transaction, then to the in-memory live map, and the sealed
 //             buffer is dropped
 //   read   -> active buffer, then sealed buffers (newest first), then the live
-//             map -> frame cache -> ranged GET of one frame
+//             map -> frame cache -> one ranged GET per run of missing
+//             frames stored back to back (fetch_frames)
 //
 // Flush pipeline (a state machine per sealed buffer; transitions in
 // volume_flush.cc):
@@ -261,8 +262,17 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // The sources of [lba, lba+nblocks) by precedence, seen from `top`
   // (nullptr: live, including the write buffer); gaps are unmapped.
   std::vector<Piece> resolve(const Layer* top, uint64_t lba, uint64_t nblocks);
-  Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out);
+  // Frames one read has in hand, by (seq, offset in the segment object).
+  using FrameBatch = std::map<std::pair<uint64_t, uint64_t>, FrameCache::Frame>;
+  // Puts into *batch every stored frame `pieces` need: from the cache, or
+  // fetched with one ranged GET per run of frames stored back to back (a
+  // 1 MiB sequential read is one GET, not sixteen), and caches what it fetched.
+  Status fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch);
+  Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out,
+                          const FrameBatch* batch = nullptr);
   Result<FrameCache::Frame> load_frame(uint64_t seq, const FrameRef& ref);
+  // Checks and decompresses one stored frame and caches it.
+  Result<FrameCache::Frame> decode_and_cache(uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored);
   Status write_locked(uint64_t offset, std::span<const std::byte> data, std::vector<std::byte>* owned = nullptr);
   // Stores whole blocks (data or empty) into the active buffer.
   Status put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes);

@@ -43,19 +43,25 @@ std::vector<Volume::Piece> Volume::resolve(const Layer* top, uint64_t lba, uint6
   return out;
 }
 
-Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) {
-  if (auto hit = cache_.get(seq, ref.offset)) return hit;
-  const std::string key = segment_key(seq);
-  std::vector<std::byte> stored;
-  Status st = store_->get_range(key, ref.offset, ref.stored_len, &stored);
-  if (!st.ok()) {
-    log::get("engine")->error("read of segment failed object={} offset={} error={}", key, ref.offset,
-                              log::quote(st.ToString()));
-    return st.With("read " + key);
-  }
+namespace {
+
+// Upper bound on one batched GET, so a huge read does not hold a huge buffer.
+constexpr uint64_t kMaxFetchBytes = 8ull << 20;
+
+Status fetch_failed(const std::string& key, uint64_t offset, const Status& st) {
+  log::get("engine")->error("read of segment failed object={} offset={} error={}", key, offset,
+                            log::quote(st.ToString()));
+  return st.With("read " + key);
+}
+
+}  // namespace
+
+Result<FrameCache::Frame> Volume::decode_and_cache(uint64_t seq, const FrameRef& ref,
+                                                   std::span<const std::byte> stored) {
   auto frame = std::make_shared<std::vector<std::byte>>();
-  st = decode_frame(ref, stored, frame.get());
+  Status st = decode_frame(ref, stored, frame.get());
   if (!st.ok()) {
+    const std::string key = segment_key(seq);
     log::get("engine")->error("corrupt frame in segment object={} offset={} length={} error={}", key, ref.offset,
                               ref.stored_len, log::quote(st.message()));
     return Status::Corruption(key + " at offset " + std::to_string(ref.offset) + ": " + st.message());
@@ -65,9 +71,59 @@ Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) 
   return shared;
 }
 
+Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) {
+  if (auto hit = cache_.get(seq, ref.offset)) return hit;
+  const std::string key = segment_key(seq);
+  std::vector<std::byte> stored;
+  Status st = store_->get_range(key, ref.offset, ref.stored_len, &stored);
+  if (!st.ok()) return fetch_failed(key, ref.offset, st);
+  return decode_and_cache(seq, ref, stored);
+}
+
+Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch) {
+  std::map<uint64_t, std::map<uint64_t, FrameRef>> missing;  // seq -> offset -> frame, in object order
+  for (const auto& [lba, nblocks, src] : pieces) {
+    if (src.state != ExtentState::kData || src.buffered()) continue;
+    const std::pair<uint64_t, uint64_t> id{src.seq, src.frame.offset};
+    if (batch->count(id) || missing[src.seq].count(src.frame.offset)) continue;
+    if (auto hit = cache_.get(src.seq, src.frame.offset)) {
+      (*batch)[id] = std::move(hit);
+      continue;
+    }
+    missing[src.seq].emplace(src.frame.offset, src.frame);
+  }
+  for (const auto& [seq, frames] : missing) {
+    const std::string key = segment_key(seq);
+    for (auto first = frames.begin(); first != frames.end();) {
+      // A run: frames stored back to back, at most kMaxFetchBytes in all.
+      const uint64_t start = first->first;
+      uint64_t end = start + first->second.stored_len;
+      auto last = std::next(first);
+      while (last != frames.end() && last->first == end && end + last->second.stored_len - start <= kMaxFetchBytes) {
+        end += last->second.stored_len;
+        ++last;
+      }
+      std::vector<std::byte> stored;
+      Status st = store_->get_range(key, start, end - start, &stored);
+      if (!st.ok()) return fetch_failed(key, start, st);
+      for (auto it = first; it != last; ++it) {
+        // A short answer leaves later frames short; decode_frame calls that truncation.
+        const uint64_t at = std::min<uint64_t>(it->first - start, stored.size());
+        const uint64_t len = std::min<uint64_t>(it->second.stored_len, stored.size() - at);
+        auto frame = decode_and_cache(seq, it->second, std::span<const std::byte>(stored).subspan(at, len));
+        if (!frame.ok()) return frame.status();
+        (*batch)[{seq, it->first}] = std::move(*frame);
+      }
+      first = last;
+    }
+  }
+  return Status::OK();
+}
+
 // Copies the bytes `piece` holds for [byte_offset, byte_offset + out.size())
 // of the device into `out`. `lba_base` is the piece's first block.
-Status Volume::read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out) {
+Status Volume::read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out,
+                                const FrameBatch* batch) {
   const BlockSource& src = std::get<2>(piece);
   const uint64_t skip = byte_offset - lba_base * kBlockSize;  // bytes into the piece
   if (src.state != ExtentState::kData) {
@@ -78,11 +134,18 @@ Status Volume::read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t 
     std::memcpy(out.data(), src.bytes->data() + src.byte_offset + skip, out.size());
     return Status::OK();
   }
-  auto frame = load_frame(src.seq, src.frame);
-  if (!frame.ok()) return frame.status();
+  FrameCache::Frame frame;
+  if (batch != nullptr) {
+    if (auto it = batch->find({src.seq, src.frame.offset}); it != batch->end()) frame = it->second;
+  }
+  if (!frame) {
+    auto loaded = load_frame(src.seq, src.frame);
+    if (!loaded.ok()) return loaded.status();
+    frame = std::move(*loaded);
+  }
   const uint64_t at = src.block_in_frame * uint64_t{kBlockSize} + skip;
-  if (at + out.size() > (*frame)->size()) return Status::Corruption("index entry points past the end of its frame");
-  std::memcpy(out.data(), (*frame)->data() + at, out.size());
+  if (at + out.size() > frame->size()) return Status::Corruption("index entry points past the end of its frame");
+  std::memcpy(out.data(), frame->data() + at, out.size());
   return Status::OK();
 }
 
@@ -94,12 +157,15 @@ Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte>
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
   uint64_t cursor = offset;  // device byte filled up to here
-  for (const auto& piece : resolve(top, first, last - first)) {
+  const std::vector<Piece> pieces = resolve(top, first, last - first);
+  FrameBatch batch;
+  PBD_RETURN_IF_ERROR(fetch_frames(pieces, &batch));
+  for (const auto& piece : pieces) {
     const auto& [lba, nblocks, src] = piece;
     const uint64_t p_start = std::max(offset, lba * kBlockSize);
     const uint64_t p_end = std::min(end, (lba + nblocks) * kBlockSize);
     if (p_start > cursor) std::memset(out.data() + (cursor - offset), 0, p_start - cursor);  // unmapped gap
-    PBD_RETURN_IF_ERROR(read_blocks_into(piece, lba, p_start, out.subspan(p_start - offset, p_end - p_start)));
+    PBD_RETURN_IF_ERROR(read_blocks_into(piece, lba, p_start, out.subspan(p_start - offset, p_end - p_start), &batch));
     cursor = p_end;
   }
   if (cursor < end) std::memset(out.data() + (cursor - offset), 0, end - cursor);
@@ -256,13 +322,8 @@ Status Volume::prefetch(uint64_t offset, uint64_t length) {
   PBD_RETURN_IF_ERROR(check_range(offset, length, false));
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (offset + length + kBlockSize - 1) / kBlockSize;
-  for (const auto& [lba, nblocks, src] : resolve(nullptr, first, last - first)) {
-    if (src.state == ExtentState::kData && !src.buffered()) {
-      auto frame = load_frame(src.seq, src.frame);
-      if (!frame.ok()) return frame.status();
-    }
-  }
-  return Status::OK();
+  FrameBatch batch;  // fetch_frames() also leaves what it fetched in the cache
+  return fetch_frames(resolve(nullptr, first, last - first), &batch);
 }
 
 }  // namespace portalbd

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 
+#include "src/store/fault_store.h"
 #include "src/store/file_store.h"
 #include "src/store/memory_store.h"
 
@@ -185,6 +186,37 @@ TEST_SUITE("engine.volume") {
     REQUIRE(store->put(segment_key(1), obj).ok());
     std::vector<std::byte> got(4096);
     CHECK((*v)->read(0, got).is(Status::Code::kCorruption));
+  }
+
+  TEST_CASE("a cold sequential read fetches frames stored back to back in one ranged GET") {
+    TempDir dir;
+    auto store = std::make_shared<FaultStore>(std::make_shared<MemoryStore>());
+    auto opts = small_options(dir.path);
+    opts.segment_bytes = 4 << 20;  // the whole write in one segment
+    opts.write_buffer_bytes = 8 << 20;
+    opts.cache_bytes = 0;  // every read goes to the store
+    auto v = Volume::Open(store, opts);
+    REQUIRE(v.ok());
+    std::mt19937_64 rng(7);
+    auto data = random_bytes(rng, 1 << 20);  // 16 frames of 64 KiB
+    REQUIRE((*v)->write(0, data, true).ok());
+
+    const uint64_t before = store->calls(FaultStore::kGetRange);
+    std::vector<std::byte> got(1 << 20);
+    REQUIRE((*v)->read(0, got).ok());
+    CHECK(got == data);
+    CHECK(store->calls(FaultStore::kGetRange) - before == 1);
+
+    // Unaligned, inside the run: still one GET, right bytes.
+    const uint64_t mid = store->calls(FaultStore::kGetRange);
+    std::vector<std::byte> part(300000);
+    REQUIRE((*v)->read(70000, part).ok());
+    CHECK(std::memcmp(part.data(), data.data() + 70000, part.size()) == 0);
+    CHECK(store->calls(FaultStore::kGetRange) - mid == 1);
+
+    // A failed GET is an error, not zeroes.
+    store->fail_call(1, Status::IOError("injected"));
+    CHECK((*v)->read(0, got).is(Status::Code::kIOError));
   }
 
   TEST_CASE("block status tells data, zero and hole apart") {

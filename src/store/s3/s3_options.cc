@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "src/store/s3/aws_config_file.h"
 #include "src/store/s3/credentials_file.h"
 #include "src/store/s3/uri.h"
 
@@ -41,6 +42,28 @@ std::optional<std::string> non_empty(const EnvLookup& env, const std::string& na
   return v;
 }
 
+std::string active_profile(const S3Options& o, const EnvLookup& env) {
+  return !o.profile.empty() ? o.profile : non_empty(env, "AWS_PROFILE").value_or("default");
+}
+
+// Fills the region and endpoint still unset from the active profile of the
+// shared config file. A missing file or profile is not an error: the AWS CLI
+// treats both as "nothing configured".
+void apply_aws_config_file(S3Options* o, const EnvLookup& env) {
+  std::string path = non_empty(env, "AWS_CONFIG_FILE").value_or("");
+  if (path.empty()) {
+    auto home = non_empty(env, "HOME");
+    if (!home) return;
+    path = *home + "/.aws/config";
+  }
+  auto settings = load_aws_config_file(path, active_profile(*o, env));
+  if (!settings.ok()) return;
+  if (o->region.empty()) o->region = settings->region;
+  // The AWS CLI's switch for "ignore endpoint_url in config files".
+  bool ignore_endpoint = non_empty(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").value_or("") == "true";
+  if (o->endpoint.empty() && !ignore_endpoint) o->endpoint = settings->endpoint_url;
+}
+
 }  // namespace
 
 std::optional<std::string> process_env(const std::string& name) {
@@ -69,7 +92,7 @@ Status resolve_credentials(S3Options* o, const EnvLookup& env) {
   if (id || secret) {
     return Status::InvalidArgument("only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set");
   }
-  std::string profile = !o->profile.empty() ? o->profile : non_empty(env, "AWS_PROFILE").value_or("default");
+  std::string profile = active_profile(*o, env);
   std::string path = o->credentials_file;
   if (path.empty()) path = non_empty(env, "AWS_SHARED_CREDENTIALS_FILE").value_or("");
   if (path.empty()) {
@@ -99,6 +122,7 @@ Result<S3Options> s3_options_from_url(const std::string& url, const EnvLookup& e
     rest = rest.substr(0, q);
   }
   S3Options o;
+  o.region.clear();  // unset until a source below sets it; us-east-1 is the last resort
   size_t slash = rest.find('/');
   o.bucket = rest.substr(0, slash);
   if (slash != std::string::npos) o.prefix = rest.substr(slash + 1);
@@ -150,6 +174,8 @@ Result<S3Options> s3_options_from_url(const std::string& url, const EnvLookup& e
                                      "' (known: endpoint, region, addressing, profile)");
     }
   }
+  // Precedence, highest first: URL query, environment, shared config file, default.
+  if (o.region.empty() || o.endpoint.empty()) apply_aws_config_file(&o, env);
   while (!o.endpoint.empty() && o.endpoint.back() == '/') o.endpoint.pop_back();
   if (o.region.empty()) o.region = "us-east-1";
   PBD_RETURN_IF_ERROR(resolve_credentials(&o, env));

@@ -9,13 +9,17 @@
 //   s3://bucket/prefix[?endpoint=URL&region=R&addressing=path|virtual&profile=P]
 //   AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL     endpoint (default: AWS for the region)
 //   AWS_REGION, AWS_DEFAULT_REGION            region (default us-east-1)
+//   AWS_CONFIG_FILE (default ~/.aws/config)   region and endpoint_url of the active
+//                                             profile ([default] or [profile NAME]),
+//                                             used when nothing above set them
 //   AWS_S3_ADDRESSING_STYLE=path|virtual|auto addressing (default auto, see Addressing)
 //   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
 //   AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials), AWS_PROFILE (default "default")
 //   PORTALBD_S3_MAX_ATTEMPTS                  retry bound (default 8)
 //
-// URL query values win over the environment. Credentials: explicit options,
-// then the environment, then the shared credentials file.
+// URL query values win over the environment, which wins over the config file.
+// Credentials: explicit options, then the environment, then the shared
+// credentials file.
 //
 // Values; thread-safe to copy. The secret key is held here and nowhere else
 // long-lived; never log an S3Options (use describe()).

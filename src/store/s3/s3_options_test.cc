@@ -6,8 +6,11 @@
 #include <fstream>
 #include <map>
 
+#include <cstdlib>
+
 #include <unistd.h>
 
+#include "src/store/s3/aws_config_file.h"
 #include "src/store/s3/credentials_file.h"
 #include "src/store/s3/endpoint.h"
 
@@ -29,6 +32,38 @@ std::map<std::string, std::string> with_keys(std::map<std::string, std::string> 
   m.insert(kKeys.begin(), kKeys.end());
   return m;
 }
+
+// A file under the temp directory, removed when the guard goes.
+struct TempFile {
+  std::filesystem::path path;
+  TempFile(const std::string& tag, const std::string& text)
+      : path(std::filesystem::temp_directory_path() / ("pbd-" + tag + "-" + std::to_string(::getpid()))) {
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { std::filesystem::remove(path); }
+};
+
+// Sets (or with nullptr unsets) a process environment variable and puts the
+// old value back when the guard goes.
+struct ScopedEnv {
+  std::string name;
+  std::optional<std::string> old;
+  ScopedEnv(std::string n, const char* value) : name(std::move(n)), old(process_env(name)) {
+    if (value) ::setenv(name.c_str(), value, 1);
+    else ::unsetenv(name.c_str());
+  }
+  ~ScopedEnv() {
+    if (old) ::setenv(name.c_str(), old->c_str(), 1);
+    else ::unsetenv(name.c_str());
+  }
+};
+
+const char* kAwsConfig =
+    "[default]\nregion = eu-west-1\n"
+    "[profile minio]\nregion=eu-central-2\nendpoint_url = http://127.0.0.1:9000/\n"
+    "s3 =\n  endpoint_url = http://nested.invalid\n  addressing_style = path\n"
+    "[sso-session corp]\nregion = ap-south-1\n"
+    "[bare]\nregion = us-west-2\n";
 
 }  // namespace
 
@@ -126,5 +161,78 @@ TEST_SUITE("s3.options") {
     o.endpoint.clear();
     o.bucket = "dotted.bucket";
     CHECK(resolve_endpoint(o)->path_style);  // a wildcard certificate covers one label only
+  }
+
+  TEST_CASE("AWS config file: [default] and [profile NAME] sections") {
+    auto d = parse_aws_config_ini(kAwsConfig, "default", "test");
+    REQUIRE(d.ok());
+    CHECK(d->region == "eu-west-1");
+    CHECK(d->endpoint_url.empty());
+    auto m = parse_aws_config_ini(kAwsConfig, "minio", "test");
+    REQUIRE(m.ok());
+    CHECK(m->region == "eu-central-2");
+    CHECK(m->endpoint_url == "http://127.0.0.1:9000/");  // the nested s3 block does not override it
+    // Neither an sso-session nor a bare [NAME] (credentials-file spelling) is a profile here.
+    CHECK(parse_aws_config_ini(kAwsConfig, "corp", "test").status().is(portalbd::Status::Code::kNotFound));
+    CHECK(parse_aws_config_ini(kAwsConfig, "bare", "test").status().is(portalbd::Status::Code::kNotFound));
+    CHECK(load_aws_config_file("/nonexistent/config", "default").status().is(portalbd::Status::Code::kNotFound));
+  }
+
+  TEST_CASE("region precedence: URL > AWS_REGION > AWS_DEFAULT_REGION > config file > us-east-1") {
+    TempFile config("awsconfig", kAwsConfig);
+    auto env = [&](std::map<std::string, std::string> extra) {
+      extra["AWS_CONFIG_FILE"] = config.path.string();
+      return fake_env(with_keys(std::move(extra)));
+    };
+    auto from_file = s3_options_from_url("s3://bkt", env({}));
+    REQUIRE(from_file.ok());
+    CHECK(from_file->region == "eu-west-1");
+    CHECK(from_file->endpoint.empty());
+
+    auto profile = s3_options_from_url("s3://bkt", env({{"AWS_PROFILE", "minio"}}));
+    REQUIRE(profile.ok());
+    CHECK(profile->region == "eu-central-2");
+    CHECK(profile->endpoint == "http://127.0.0.1:9000");
+    CHECK(s3_options_from_url("s3://bkt?profile=minio", env({}))->region == "eu-central-2");
+
+    CHECK(s3_options_from_url("s3://bkt", env({{"AWS_DEFAULT_REGION", "r-default"}}))->region == "r-default");
+    CHECK(s3_options_from_url("s3://bkt", env({{"AWS_REGION", "r-env"}, {"AWS_DEFAULT_REGION", "r-default"}}))
+              ->region == "r-env");
+    CHECK(s3_options_from_url("s3://bkt?region=r-url", env({{"AWS_REGION", "r-env"}}))->region == "r-url");
+    // An empty variable counts as unset, as for the AWS CLI.
+    CHECK(s3_options_from_url("s3://bkt", env({{"AWS_REGION", ""}}))->region == "eu-west-1");
+
+    // Endpoint: the environment wins over the file; the CLI's opt-out is honoured.
+    auto env_endpoint = s3_options_from_url(
+        "s3://bkt", env({{"AWS_PROFILE", "minio"}, {"AWS_ENDPOINT_URL", "http://127.0.0.1:1"}}));
+    CHECK(env_endpoint->endpoint == "http://127.0.0.1:1");
+    CHECK(env_endpoint->region == "eu-central-2");
+    CHECK(s3_options_from_url("s3://bkt", env({{"AWS_PROFILE", "minio"},
+                                               {"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"}}))
+              ->endpoint.empty());
+
+    // A profile missing from the file, or no file at all: the default region.
+    CHECK(s3_options_from_url("s3://bkt", env({{"AWS_PROFILE", "absent"}}))->region == "us-east-1");
+    CHECK(s3_options_from_url("s3://bkt", fake_env(with_keys({{"AWS_CONFIG_FILE", "/nonexistent/config"}})))
+              ->region == "us-east-1");
+  }
+
+  TEST_CASE("AWS config file found through the process environment (~/.aws/config)") {
+    auto home = std::filesystem::temp_directory_path() / ("pbd-home-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(home / ".aws");
+    { std::ofstream(home / ".aws" / "config") << kAwsConfig; }
+    {
+      ScopedEnv h("HOME", home.c_str()), c("AWS_CONFIG_FILE", nullptr), r("AWS_REGION", nullptr),
+          dr("AWS_DEFAULT_REGION", nullptr), p("AWS_PROFILE", "minio"), e1("AWS_ENDPOINT_URL", nullptr),
+          e2("AWS_ENDPOINT_URL_S3", nullptr), i("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", nullptr),
+          k("AWS_ACCESS_KEY_ID", "AKID"), s("AWS_SECRET_ACCESS_KEY", "SECRET");
+      auto o = s3_options_from_url("s3://bkt");
+      REQUIRE(o.ok());
+      CHECK(o->region == "eu-central-2");
+      CHECK(o->endpoint == "http://127.0.0.1:9000");
+      ScopedEnv r2("AWS_REGION", "r-env");
+      CHECK(s3_options_from_url("s3://bkt")->region == "r-env");
+    }
+    std::filesystem::remove_all(home);
   }
 }

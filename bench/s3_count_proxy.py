@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""A counting HTTP proxy in front of an S3 server, for bench/s3_compare.sh.
+
+  s3_count_proxy.py --listen PORT --upstream http://127.0.0.1:UPSTREAM
+
+Forwards every request unchanged (Host header included, so virtual-hosted
+requests stay virtual-hosted) and counts, per HTTP method, the requests and
+the body bytes sent up (request bodies) and down (response bodies). A GET on
+a bucket (no key, or a list-type query) counts as LIST, not GET.
+GET /__count_proxy_stats answers {"inflight": N, "by_kind": {KIND: {requests,
+bytes_up, bytes_down, errors}}} with running totals; callers diff two
+snapshots, and wait for inflight == 0 to know uploads have settled. KIND
+"canceled" counts request bodies the client abandoned (not forwarded).
+Only loopback upstreams are accepted.
+
+Threads: one per client connection (ThreadingHTTPServer), each with its own
+keep-alive connection upstream; the totals are guarded by one lock.
+"""
+import argparse
+import http.client
+import json
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+totals_lock = threading.Lock()
+totals = {}  # kind -> {"requests", "bytes_up", "bytes_down", "errors"}
+inflight = 0  # requests forwarded upstream and not yet answered
+
+
+def count(kind, up, down, status):
+    with totals_lock:
+        t = totals.setdefault(kind, {"requests": 0, "bytes_up": 0, "bytes_down": 0, "errors": 0})
+        t["requests"] += 1
+        t["bytes_up"] += up
+        t["bytes_down"] += down
+        if status >= 400:
+            t["errors"] += 1
+
+
+def request_kind(method, path, host):
+    if method != "GET":
+        return method
+    parts = urlsplit(path)
+    segments = [s for s in parts.path.split("/") if s]
+    virtual = host.split(":")[0].count(".") >= 2 and not host[0].isdigit()
+    is_bucket = len(segments) == (0 if virtual else 1)
+    if is_bucket or "list-type" in parts.query:
+        return "LIST"
+    return "GET"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    upstream = None
+
+    def log_message(self, *args):
+        pass
+
+    def _upstream(self):
+        conn = getattr(self, "_conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=300)
+            self._conn = conn
+        return conn
+
+    def _reply(self, status, headers, body):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _handle(self):
+        global inflight
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            # The client gave up mid-body (s3backer cancels a PUT when the block
+            # is written again): forwarding the stub would hang the upstream.
+            count("canceled", len(body), 0, 0)
+            self.close_connection = True
+            return
+        if self.path == "/__count_proxy_stats":
+            with totals_lock:
+                payload = json.dumps({"inflight": inflight, "by_kind": totals}).encode()
+            self._reply(200, [("Content-Type", "application/json")], payload)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        with totals_lock:
+            inflight += 1
+        try:
+            self._forward(headers, body)
+        finally:
+            with totals_lock:
+                inflight -= 1
+
+    def _forward(self, headers, body):
+        for attempt in (0, 1):  # one retry when the kept-alive upstream connection went stale
+            conn = self._upstream()
+            try:
+                conn.request(self.command, self.path,
+                             body=body if body or self.command in ("PUT", "POST") else None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                self._conn = None
+                if attempt:
+                    raise
+        out = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"]
+        if self.command == "HEAD":
+            out = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
+        count(request_kind(self.command, self.path, self.headers.get("Host", "")), len(body), len(data), resp.status)
+        self._reply(resp.status, out, data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--listen", type=int, required=True)
+    ap.add_argument("--upstream", required=True)
+    args = ap.parse_args()
+    up = urlsplit(args.upstream)
+    if up.hostname not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit("upstream must be on loopback")
+    Handler.upstream = up
+    server = ThreadingHTTPServer(("127.0.0.1", args.listen), Handler)
+    server.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
