@@ -165,4 +165,37 @@ TEST_SUITE("engine.gc") {
     CHECK(r2->segments_waiting > 0);
     CHECK(read_all(vol, 2 << 20) == c);
   }
+
+  TEST_CASE("a pass that changes nothing still checkpoints once enough segments were written since the last") {
+    TempDir dir;
+    auto store = FileStore::Open(dir.path + "/data");
+    REQUIRE(store.ok());
+    auto v = Volume::Open(*store, options(dir.path));
+    REQUIRE(v.ok());
+    Volume& vol = **v;
+    GcOptions gc;
+    gc.checkpoint_after_seqs = 8;
+    // Fresh writes only (nothing to reclaim), one segment per flush.
+    auto write_segments = [&](int n, uint64_t first) {
+      for (int i = 0; i < n; ++i) {
+        REQUIRE(vol.write((first + i) * 65536, noise(65536, first + i), false).ok());
+        REQUIRE(vol.flush().ok());
+      }
+    };
+    write_segments(3, 0);
+    auto r1 = vol.gc(gc);
+    REQUIRE(r1.ok());
+    CHECK(r1->checkpoint_seq == 0);  // 3 < 8 since the start
+    write_segments(6, 3);
+    auto r2 = vol.gc(gc);
+    REQUIRE(r2.ok());
+    CHECK(r2->checkpoint_seq >= 9);  // 9 >= 8: checkpointed
+    CHECK(vol.stats().last_checkpoint_seq == r2->checkpoint_seq);
+    auto r3 = vol.gc(gc);
+    REQUIRE(r3.ok());
+    CHECK(r3->checkpoint_seq == 0);  // nothing new since
+    char key[64];
+    std::snprintf(key, sizeof key, "checkpoints/%016llx.sqlite.zst", static_cast<unsigned long long>(r2->checkpoint_seq));
+    CHECK((*store)->head(key).ok());
+  }
 }

@@ -146,6 +146,11 @@ struct GcOptions {
   int64_t grace_ms = 60000;          // an unreferenced segment is deleted this long after GC finds it so
   double rewrite_live_ratio = 0.5;   // segments with less live data than this are rewritten
   uint64_t max_rewrite_bytes = 256ull << 20;  // per pass (throttle)
+  // A pass that changed nothing still writes a checkpoint once this many
+  // sequence numbers (about one per segment) were used since the last one,
+  // so a rebuild from storage never replays more than about this many
+  // segments. 0: only when the pass changed something.
+  uint64_t checkpoint_after_seqs = 256;
 };
 
 struct GcReport {

@@ -371,6 +371,22 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     if (info.ok()) report.bytes_deleted += info->size;
   }
 
+  // 8. Keep rebuilds short: a checkpoint once enough was written since the last.
+  if (report.checkpoint_seq == 0 && options.checkpoint_after_seqs > 0) {
+    uint64_t last = 0;
+    if (auto v = index_->get_meta("checkpoint_seq"); v.ok() && v->has_value()) last = std::stoull(**v);
+    uint64_t head;
+    {
+      std::lock_guard lock(mu_);
+      head = next_seq_ - 1;
+    }
+    if (head >= last + options.checkpoint_after_seqs) {
+      auto ckpt = checkpoint_locked();
+      if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");
+      report.checkpoint_seq = *ckpt;
+    }
+  }
+
   auto stats = index_->stats();
   if (stats.ok()) report.bytes_stored = stats->bytes_stored;
   {
