@@ -13,7 +13,7 @@ printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned lon
   { cat "$TMP/probe.log"; skip "$FUZZ_CXX cannot link a libFuzzer target (libclang-rt-*-dev missing?)"; }
 ok "$FUZZ_CXX links libFuzzer targets"
 
-check "fuzz targets build with clang (make fuzz-build)" make -C "$TOP" --no-print-directory BUILD="$BUILD" fuzz-build
+check "fuzz targets build with clang (make fuzz-build)" make -C "$TOP" --no-print-directory -j"$(nproc)" BUILD="$BUILD" fuzz-build
 out=$(FUZZ_SECONDS=$FUZZ_SECONDS BUILD=$BUILD bash "$TOP/tests/fuzz/run.sh" 2>&1) || {
   echo "$out" | sed 's/^/    /'
   fail "a fuzz target crashed or failed (input saved in $BUILD/fuzz/artifacts/)"
