@@ -1,5 +1,6 @@
 // The flush pipeline: sealing write buffers, uploading them as segments, and
 // committing them to the index. See the state machine in volume.h.
+#include <algorithm>
 #include <chrono>
 
 #include "src/util/clock.h"
@@ -82,6 +83,15 @@ namespace {
 bool retryable(const Status& st) {
   return st.is(Status::Code::kIOError) || st.is(Status::Code::kUnavailable) || st.is(Status::Code::kBusy);
 }
+
+// The longest wait between upload retries: 5 s, or less so that at least four
+// retries fit in flush_timeout_ms (writers held by a full buffer resume soon
+// after storage returns, well before they would give up).
+std::chrono::milliseconds max_retry_backoff(uint64_t flush_timeout_ms) {
+  using std::chrono::milliseconds;
+  if (flush_timeout_ms == 0) return milliseconds(5000);
+  return std::clamp(milliseconds(flush_timeout_ms / 4), milliseconds(100), milliseconds(5000));
+}
 }  // namespace
 
 Status Volume::upload_through(uint64_t last_seq) {
@@ -145,7 +155,7 @@ Status Volume::flush() {
       retry_cv_.wait_for(lock, std::min(backoff, timeout - stalled), [&] { return closed_; });
       if (closed_) return Status::Cancelled("volume closed while a flush waited for storage");
     }
-    backoff = std::min<milliseconds>(backoff * 2, milliseconds(5000));
+    backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
     flush_lock.lock();
   }
 }
@@ -185,11 +195,11 @@ void Volume::flusher_loop() {
       if (st.ok() && roots_dirty_) st = write_roots_record();
     }
     if (!st.ok()) {
-      // Storage trouble: wait before the next try, growing to 5 s (so writers
-      // held back by a full buffer resume soon after storage returns).
+      // Storage trouble: wait before the next try, growing to at most 5 s
+      // (see max_retry_backoff).
       std::unique_lock lock(mu_);
       flusher_cv_.wait_for(lock, backoff, [&] { return closing_; });
-      backoff = std::min<milliseconds>(backoff * 2, milliseconds(5000));
+      backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
     } else {
       backoff = milliseconds(100);
     }

@@ -5,7 +5,7 @@
 #
 # While storage is down:
 #   - writes are answered from the write buffer (8 MiB here);
-#   - a FLUSH retries for lsm.flush_timeout_ms (12 s here), then gets EIO;
+#   - a FLUSH retries for lsm.flush_timeout_ms (15 s here), then gets EIO;
 #   - status shows storage_failing_since and the last error;
 #   - once the buffer is full, further writes wait (back-pressure);
 # When storage is back, with no restart:
@@ -46,7 +46,7 @@ url = "s3://$S3_BUCKET/volumes/outage"
 flush_interval_ms = 200
 l0_sst_size_bytes = 1048576
 write_buffer_bytes = 8388608
-flush_timeout_ms = 12000
+flush_timeout_ms = 15000
 EOF
 start_portalbd -c "$TMP/outage.toml" --disk-size-gb 1 --gc-interval-s 0
 
@@ -159,8 +159,8 @@ check "writes are answered from the buffer while storage is down ($(jf .ms) ms f
 step flush
 log "FLUSH during the outage: $R"
 assert_match "$(jf .error)" '^(EIO|5)$' "the FLUSH got EIO once flush_timeout_ms passed"
-check "the FLUSH waited out lsm.flush_timeout_ms (12 s) first: $(jf .ms) ms" \
-  test "$(jf .ms)" -ge 11500 -a "$(jf .ms)" -lt 30000
+check "the FLUSH waited out lsm.flush_timeout_ms (15 s) first: $(jf .ms) ms" \
+  test "$(jf .ms)" -ge 14500 -a "$(jf .ms)" -lt 40000
 since=$(status_field .storage_failing_since)
 check "status shows storage failing since $since" [ "$since" != "null" ]
 assert_match "$(status_field .last_storage_error)" "upload" "status names the failing upload"
