@@ -25,6 +25,8 @@
 // Invariants
 //   1. Every write answered before flush() was called is in a segment that is
 //      in object storage AND committed to the index when flush() returns OK.
+//      (The index commit is not fsynced — see meta/index.h — because by
+//      invariant 3 a lost suffix of commits is replayed from the segments.)
 //   2. The index never names a segment that was not PUT successfully first.
 //   3. Segment sequence numbers grow; replaying segments newer than the
 //      index's last_seq in order reproduces the index (done at open()).
