@@ -13,7 +13,9 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Werror -Wno-missing-field-initializers
-CXXFLAGS ?= -O2 -g
+# -g1: function names and line tables (backtraces, perf) at a quarter less
+# compile time than -g; `make CXXFLAGS='-O2 -g'` for full debug info.
+CXXFLAGS ?= -O2 -g1
 ALL_CXXFLAGS := -std=c++20 $(WARN) -pthread -I. $(PKG_CFLAGS) $(CXXFLAGS)
 LDLIBS   := $(PKG_LIBS) -pthread
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# A bounded libFuzzer run (FUZZ_SECONDS each, default 20) of every target in
+# A bounded libFuzzer run (FUZZ_SECONDS each, default 10) of every target in
 # tests/fuzz/ — the NBD handshake + request stream and the segment decoder
 # (DESIGN invariant 7) — from their seed corpora, under ASan+UBSan. Builds
 # the targets with clang first (incremental). Skips, loudly, only when clang
 # or its libFuzzer runtime is genuinely missing.
 source "$(dirname "$0")/lib.sh"
-FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 FUZZ_CXX=${FUZZ_CXX:-clang++}
 command -v "$FUZZ_CXX" >/dev/null 2>&1 || skip "$FUZZ_CXX is not installed (apt-get install clang libclang-rt-14-dev; make deps)"
 printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }\n' >"$TMP/probe.cc"
