@@ -124,6 +124,9 @@ Status Index::prepare_statements() {
       {&shrink_extent_, "UPDATE extents SET nblocks=?3 WHERE layer=?1 AND lba=?2"},
       {&insert_segment_,
        "INSERT OR REPLACE INTO segments(seq, layer, bytes, data_bytes, entries, created_ms) VALUES(?1,?2,?3,?4,?5,?6)"},
+      {&raise_applied_seq_,
+       "INSERT INTO meta(key, value) VALUES('applied_seq', CAST(?1 AS TEXT)) "
+       "ON CONFLICT(key) DO UPDATE SET value=MAX(CAST(value AS INTEGER), ?1)"},
   };
   for (auto& [stmt, sql] : all) {
     auto s = db_->prepare(sql);
@@ -288,9 +291,7 @@ Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) 
       .bind(5, static_cast<int64_t>(footer.entries.size()))
       .bind(6, footer.created_unix_ms);
   PBD_RETURN_IF_ERROR(insert_segment_.exec());
-  PBD_RETURN_IF_ERROR(db_->exec("INSERT INTO meta(key, value) VALUES('applied_seq', '" + std::to_string(footer.seq) +
-                                "') ON CONFLICT(key) DO UPDATE SET value=MAX(CAST(value AS INTEGER), " +
-                                std::to_string(footer.seq) + ")"));
+  PBD_RETURN_IF_ERROR(raise_applied_seq_.bind(1, static_cast<int64_t>(footer.seq)).exec());
   return txn.commit().With("commit segment " + std::to_string(footer.seq));
 }
 

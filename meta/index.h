@@ -155,7 +155,8 @@ class Index {
   std::mutex mu_;
   std::unique_ptr<Db> db_;  // GUARDED_BY(mu_)
   // Prepared statements, GUARDED_BY(mu_).
-  Stmt left_overlap_, inner_overlap_, delete_extent_, insert_extent_, shrink_extent_, insert_segment_;
+  Stmt left_overlap_, inner_overlap_, delete_extent_, insert_extent_, shrink_extent_, insert_segment_,
+      raise_applied_seq_;
 };
 
 }  // namespace portalbd::meta

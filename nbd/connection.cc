@@ -76,18 +76,35 @@ void Connection::request_loop(const Session& session) {
   const uint32_t worker_count = std::max<uint32_t>(1, options_.workers_per_connection);
   for (uint32_t i = 0; i < worker_count; ++i) workers.emplace_back([&] { worker_main(session, out); });
 
+  // Requests run on this thread hold their replies (see runs_inline) and
+  // send them together before the reader could block: when the next header
+  // is not buffered yet, before waiting for in-flight room, and every
+  // kMaxHeldReplies.
+  DispatchContext inline_ctx = ctx;
+  inline_ctx.hold_replies = true;
+  constexpr size_t kMaxHeldReplies = 64;
+  BufferedReader in(fd);
   for (;;) {
+    if (out.held() > 0 && (in.buffered() < proto::kRequestHeaderBytes || out.held() >= kMaxHeldReplies)) {
+      if (!out.flush_held()) break;
+    }
     {
       std::unique_lock lock(mu_);
-      space_ready_.wait(lock, [&] {
-        return out.broken() || (inflight_bytes_ < options_.max_inflight_bytes &&
-                                inflight_requests_ < std::max<uint32_t>(1, options_.max_inflight_requests));
-      });
+      auto has_room = [&] {
+        return inflight_bytes_ < options_.max_inflight_bytes &&
+               inflight_requests_ < std::max<uint32_t>(1, options_.max_inflight_requests);
+      };
+      if (!has_room() && out.held() > 0) {
+        lock.unlock();
+        if (!out.flush_held()) break;
+        lock.lock();
+      }
+      space_ready_.wait(lock, [&] { return out.broken() || has_room(); });
     }
     if (out.broken()) break;
 
     std::array<std::byte, proto::kRequestHeaderBytes> header;
-    ReadResult rr = read_exact(fd, header);
+    ReadResult rr = in.read_exact(header);
     if (rr == ReadResult::kEof) break;  // client hung up between requests (or stop())
     if (rr != ReadResult::kOk) {
       logger->warn("NBD protocol error: truncated request peer={}", peer_);
@@ -103,12 +120,13 @@ void Connection::request_loop(const Session& session) {
 
     std::vector<std::byte> payload;
     if (has_payload(r)) {
+      if (in.buffered() < r.length && !out.flush_held()) break;
       if (error == 0) {
         payload.resize(r.length);
-        rr = read_exact(fd, payload);
+        rr = in.read_exact(payload);
       } else {
         // Refused writes still carry their data: drop it to stay in sync.
-        rr = discard_exact(fd, r.length);
+        rr = in.discard_exact(r.length);
       }
       if (rr != ReadResult::kOk) {
         logger->warn("NBD protocol error: truncated write payload peer={} length={}", peer_, r.length);
@@ -128,6 +146,11 @@ void Connection::request_loop(const Session& session) {
       break;
     }
 
+    if (runs_inline(r)) {
+      if (!execute_request(inline_ctx, r, std::move(payload))) break;
+      trace_request(r, t_recv_us, note);
+      continue;
+    }
     {
       std::lock_guard lock(mu_);
       inflight_bytes_ += cost_bytes(r);
@@ -137,6 +160,7 @@ void Connection::request_loop(const Session& session) {
     work_ready_.notify_one();
   }
 
+  (void)out.flush_held();  // answered requests are answered, even on the way out
   // Drain: workers finish the queue, then see closing_ and exit.
   {
     std::lock_guard lock(mu_);
@@ -176,6 +200,15 @@ void Connection::trace_request(const Request& r, uint64_t t_recv_us, const Reply
   TraceRecorder* trace = options_.trace.get();
   if (trace == nullptr) return;
   trace->record(TraceRecord{trace_conn_, r.type, r.flags, r.offset, r.length, t_recv_us, note.sent_us, note.error});
+}
+
+bool Connection::runs_inline(const Request& r) {
+  // Writes without FUA, trims and zeroes only touch the engine's write buffer:
+  // a few microseconds, less than handing them to a worker thread costs. A
+  // full buffer makes the write wait, which holds back reading the next
+  // request: the back-pressure a full buffer should give anyway.
+  const bool buffered = r.type == proto::kCmdWrite || r.type == proto::kCmdTrim || r.type == proto::kCmdWriteZeroes;
+  return buffered && (r.flags & proto::kCmdFlagFua) == 0;
 }
 
 uint64_t Connection::cost_bytes(const Request& r) {

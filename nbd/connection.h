@@ -77,6 +77,8 @@ class Connection {
   void request_loop(const Session& session);
   void worker_main(const Session& session, ReplyWriter& out);
   static uint64_t cost_bytes(const Request& r);
+  // Requests the reader thread executes itself instead of queueing.
+  static bool runs_inline(const Request& r);
   // Appends one request to options_.trace (when tracing), answered as `note` says.
   void trace_request(const Request& r, uint64_t t_recv_us, const ReplyNote& note) const;
 

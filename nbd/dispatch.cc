@@ -24,6 +24,7 @@ void take_note(const DispatchContext& ctx, uint32_t error) {
 // Every reply of this file goes through these two, so the note is never missed.
 bool send_simple(const DispatchContext& ctx, uint64_t cookie, uint32_t error, std::span<const std::byte> data = {}) {
   take_note(ctx, error);
+  if (ctx.hold_replies && error == 0 && data.empty()) return ctx.out.simple_held(cookie);
   return ctx.out.simple(cookie, error, data);
 }
 

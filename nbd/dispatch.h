@@ -38,6 +38,9 @@ struct DispatchContext {
   StatsCounters& stats;
   const std::string& peer;
   ReplyNote* note = nullptr;  // filled at every reply when set (tracing)
+  // Successful simple replies without data are held (ReplyWriter::simple_held)
+  // for the caller to flush: set only by the connection's reader thread.
+  bool hold_replies = false;
 };
 
 // Executes `request` (with its WRITE payload) and replies. Returns false when

@@ -334,7 +334,11 @@ TEST_SUITE("nbd.raw") {
     CHECK(c.closed_by_server());
   }
 
-  TEST_CASE("back-pressure: a stalled device stops the server reading, memory stays bounded") {
+  // Pushes 64 x 64 KiB writes with `flags` at a device whose gate is closed
+  // and checks that the server stops reading far below the 4 MiB offered,
+  // with `expect_waiting` requests stuck in the device; then opens the gate
+  // and checks that every write is answered.
+  void check_back_pressure(uint16_t flags, int expect_waiting) {
     ServerOptions o = ServerFixture::default_options();
     o.workers_per_connection = 2;
     o.max_inflight_bytes = 256 * 1024;
@@ -343,12 +347,11 @@ TEST_SUITE("nbd.raw") {
     REQUIRE(c.greet());
     REQUIRE(c.go("disk"));
     f.disk->close_gate();
-    // Push 64 x 64 KiB writes without blocking; count what the server takes.
     REQUIRE(fcntl(c.fd(), F_SETFL, fcntl(c.fd(), F_GETFL) | O_NONBLOCK) == 0);
     constexpr uint32_t kLen = 64 * 1024;
     WireWriter w;
     for (uint64_t i = 0; i < 64; ++i) {
-      w.u32(kRequestMagic).u16(0).u16(kCmdWrite).u64(i).u64(i * kLen).u32(kLen);
+      w.u32(kRequestMagic).u16(flags).u16(kCmdWrite).u64(i).u64(i * kLen).u32(kLen);
       w.zeroes(kLen);
     }
     size_t sent = 0;
@@ -362,10 +365,10 @@ TEST_SUITE("nbd.raw") {
       }
     }
     // The server stopped reading near the cap (256 KiB, plus one request,
-    // plus socket buffers), far below the 4 MiB offered.
+    // plus its read buffer, plus socket buffers), far below the 4 MiB offered.
     CHECK(sent < w.size());
     CHECK(sent < 2u * 1024 * 1024);
-    CHECK(f.disk->waiting_at_gate() == 2);
+    CHECK(f.disk->waiting_at_gate() == expect_waiting);
     f.disk->open_gate();
     REQUIRE(fcntl(c.fd(), F_SETFL, fcntl(c.fd(), F_GETFL) & ~O_NONBLOCK) == 0);
     REQUIRE(write_all(c.fd(), std::span(w.data()).subspan(sent)));
@@ -378,6 +381,16 @@ TEST_SUITE("nbd.raw") {
       answered[r.cookie] = true;
     }
     CHECK(std::count(answered.begin(), answered.end(), true) == 64);
+  }
+
+  TEST_CASE("back-pressure: a stalled device stops the server reading, memory stays bounded (queued FUA writes)") {
+    // FUA writes go to the workers: both stall, the in-flight cap stops the reader.
+    check_back_pressure(kCmdFlagFua, 2);
+  }
+
+  TEST_CASE("back-pressure: a stalled device stops the server reading, memory stays bounded (inline writes)") {
+    // Plain writes run on the reader thread: the reader itself stalls.
+    check_back_pressure(0, 1);
   }
 
   TEST_CASE("a client that vanishes mid-negotiation or mid-transmission does not disturb others") {

@@ -21,6 +21,25 @@ bool ReplyWriter::simple(uint64_t cookie, uint32_t error, std::span<const std::b
   return send(iov);
 }
 
+bool ReplyWriter::simple_held(uint64_t cookie) {
+  static_assert(kHeldReplyBytes == proto::kSimpleReplyBytes);
+  if (broken()) return false;
+  const size_t at = held_.size();
+  held_.resize(at + kHeldReplyBytes);
+  store_be32(held_.data() + at, proto::kSimpleReplyMagic);
+  store_be32(held_.data() + at + 4, 0);
+  store_be64(held_.data() + at + 8, cookie);
+  return true;
+}
+
+bool ReplyWriter::flush_held() {
+  if (held_.empty()) return !broken();
+  struct iovec iov[1] = {{held_.data(), held_.size()}};
+  const bool ok = send(iov);
+  held_.clear();
+  return ok;
+}
+
 bool ReplyWriter::structured(uint64_t cookie, const std::vector<Chunk>& chunks) {
   assert(!chunks.empty());
   std::vector<std::array<std::byte, proto::kStructuredHeaderBytes>> headers(chunks.size());

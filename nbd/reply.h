@@ -40,6 +40,15 @@ class ReplyWriter {
   // REQUIRES: !chunks.empty().
   bool structured(uint64_t cookie, const std::vector<Chunk>& chunks);
 
+  // A successful simple reply without data, held back until flush_held():
+  // the reader thread answers a burst of buffered writes with one send
+  // instead of one each. Only one thread (the reader) may use these two.
+  // Returns false once the writer is broken.
+  bool simple_held(uint64_t cookie);
+  // Sends every held reply. True when there was none or all were sent.
+  bool flush_held();
+  size_t held() const { return held_.size() / kHeldReplyBytes; }
+
   bool broken() const { return broken_.load(std::memory_order_relaxed); }
 
   // Chunk builders.
@@ -54,6 +63,8 @@ class ReplyWriter {
   const int fd_;
   std::mutex mu_;  // guards writes to fd_: one reply at a time
   std::atomic<bool> broken_{false};
+  static constexpr size_t kHeldReplyBytes = 16;
+  std::vector<std::byte> held_;  // encoded simple replies not sent yet; the holding thread's
 };
 
 }  // namespace portalbd::nbd

@@ -13,7 +13,9 @@
 //
 // Threads: one accept thread per listener; per connection one reader thread
 // plus `workers_per_connection` workers that execute requests in parallel and
-// answer them out of order.
+// answer them out of order. The reader executes writes, trims and zeroes
+// without FUA itself (they only fill the engine's write buffer); reads,
+// flushes and FUA requests go to the workers.
 //
 // Ownership: the Server borrows `exports`, which must outlive it.
 // Thread-safety: start() and stop() from one controlling thread; stats(),

@@ -43,6 +43,45 @@ ReadResult discard_exact(int fd, uint64_t length) {
   return ReadResult::kOk;
 }
 
+ReadResult BufferedReader::read_exact(std::span<std::byte> out) {
+  size_t done = std::min(end_ - begin_, out.size());
+  std::memcpy(out.data(), buf_.data() + begin_, done);
+  begin_ += done;
+  while (done < out.size()) {
+    const size_t want = out.size() - done;
+    ssize_t n;
+    if (want >= kDirectBytes) {
+      n = ::recv(fd_, out.data() + done, want, 0);
+      if (n > 0) done += static_cast<size_t>(n);
+    } else {
+      // The buffer is empty here: everything in it went to `out` first.
+      begin_ = end_ = 0;
+      n = ::recv(fd_, buf_.data(), buf_.size(), 0);
+      if (n > 0) {
+        end_ = static_cast<size_t>(n);
+        const size_t take = std::min(end_, want);
+        std::memcpy(out.data() + done, buf_.data(), take);
+        begin_ = take;
+        done += take;
+      }
+    }
+    if (n == 0) return done == 0 ? ReadResult::kEof : ReadResult::kTruncated;
+    if (n < 0 && errno != EINTR) return ReadResult::kError;
+  }
+  return ReadResult::kOk;
+}
+
+ReadResult BufferedReader::discard_exact(uint64_t length) {
+  std::array<std::byte, 64 * 1024> sink;
+  while (length > 0) {
+    size_t chunk = static_cast<size_t>(std::min<uint64_t>(length, sink.size()));
+    ReadResult r = read_exact(std::span(sink.data(), chunk));
+    if (r != ReadResult::kOk) return r;
+    length -= chunk;
+  }
+  return ReadResult::kOk;
+}
+
 bool write_all(int fd, std::span<const struct iovec> iov_in) {
   // sendmsg may stop part-way through any iovec; keep a private, mutable copy.
   std::vector<struct iovec> iov(iov_in.begin(), iov_in.end());

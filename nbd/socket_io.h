@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "src/util/status.h"
 
@@ -50,6 +51,29 @@ ReadResult read_exact(int fd, std::span<std::byte> out);
 // Reads and drops `length` bytes through a small fixed buffer, so a payload
 // we refuse never costs memory proportional to its size.
 ReadResult discard_exact(int fd, uint64_t length);
+// Reads one socket through a buffer, so a run of small requests costs one
+// recv() for many of them instead of two each (header, then payload). Reads of
+// kDirectBytes or more bypass the buffer (a 1 MiB write payload lands in its
+// own vector, copied once). It may read ahead of what was asked by up to its
+// capacity, so once it is in use every read of the socket must go through it.
+// Not thread-safe: one reader thread owns it.
+class BufferedReader {
+ public:
+  static constexpr size_t kCapacity = 128 * 1024;
+  static constexpr size_t kDirectBytes = 32 * 1024;
+
+  explicit BufferedReader(int fd) : fd_(fd), buf_(kCapacity) {}
+  ReadResult read_exact(std::span<std::byte> out);
+  ReadResult discard_exact(uint64_t length);
+  // Bytes read from the socket and not consumed yet.
+  size_t buffered() const { return end_ - begin_; }
+
+ private:
+  int fd_;
+  std::vector<std::byte> buf_;
+  size_t begin_ = 0, end_ = 0;  // buffered, not yet consumed: buf_[begin_, end_)
+};
+
 // Writes every byte of every iovec, in order. Returns false on any error.
 bool write_all(int fd, std::span<const struct iovec> iov);
 bool write_all(int fd, std::span<const std::byte> data);

@@ -83,7 +83,8 @@ Status Daemon::start() {
   auto codec = codec_from_name(config_.compression);
   if (!codec.ok()) return codec.status();
   vo.codec = *codec;
-  vo.index_path = config_.state_dir + "/index.sqlite";
+  // memory:// starts empty every time: an index file would only cost I/O.
+  vo.index_path = store_->persistent() ? config_.state_dir + "/index.sqlite" : kInMemoryIndex;
   auto volume = Volume::Open(store_, vo);
   if (!volume.ok()) return volume.status();
   volume_ = *volume;

@@ -6,6 +6,7 @@
 
 #include "src/util/crc32c.h"
 #include "src/util/endian.h"
+#include "src/util/huge_pages.h"
 
 namespace portalbd {
 namespace {
@@ -66,6 +67,7 @@ void SegmentBuilder::reserve(uint64_t raw_bytes) {
   // Frames are never stored larger than raw; the footer takes 32 bytes per
   // frame and per entry, at worst one entry per block (under 1/64 of raw).
   object_.reserve(static_cast<size_t>(raw_bytes + raw_bytes / 64 + 4096));
+  advise_huge_pages(object_.data(), object_.capacity());
 }
 
 void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {

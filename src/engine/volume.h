@@ -90,13 +90,17 @@ struct VolumeOptions {
   uint64_t flush_timeout_ms = 0;
   uint64_t cache_bytes = 256ull << 20;
   Codec codec = Codec::kLz4;
-  std::string index_path;  // the SQLite file
+  // The SQLite file, or kInMemoryIndex for a store that starts empty and
+  // keeps nothing (memory://): the index then costs no file I/O at all, and
+  // cannot be restored from a checkpoint.
+  std::string index_path;
   // The claim on the volume (DESIGN invariant 6). Checked before every
   // segment upload, renewed by the flusher, released by close(). Optional.
   std::shared_ptr<WriterLease> lease;
 };
 
 inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;
+inline constexpr const char* kInMemoryIndex = ":memory:";
 
 struct VolumeStats {
   uint64_t size_bytes = 0;
@@ -241,8 +245,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
     std::shared_ptr<Layer> layer;  // where its extents go once committed
     ExtentMap<BlockSource> blocks;
     uint64_t bytes = 0;  // buffered bytes held
-    // Filled on the first upload attempt, reused on retries.
-    std::vector<std::byte> object;
+    // Filled on the first upload attempt, reused on retries; shared with
+    // stores that keep objects in memory (put_shared).
+    std::shared_ptr<const std::vector<std::byte>> object;
     std::optional<SegmentFooter> footer;
   };
   using Piece = std::tuple<uint64_t, uint64_t, BlockSource>;  // lba, nblocks, source

@@ -35,16 +35,16 @@ Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
         builder.add_empty(lba, node.length, src.state);
       }
     }
-    sealed->object = builder.finish();
+    sealed->object = std::make_shared<const std::vector<std::byte>>(builder.finish());
     sealed->footer = builder.footer();
   }
   const std::string key = segment_key(sealed->seq);
   // Never write over another daemon's volume: see WriterLease.
   if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("upload " + key));
-  PBD_RETURN_IF_ERROR(store_->put(key, sealed->object).With("upload " + key));
-  PBD_RETURN_IF_ERROR(index_->apply_segment(*sealed->footer, sealed->object.size()).With("index " + key));
+  PBD_RETURN_IF_ERROR(store_->put_shared(key, sealed->object).With("upload " + key));
+  PBD_RETURN_IF_ERROR(index_->apply_segment(*sealed->footer, sealed->object->size()).With("index " + key));
   segments_written_++;
-  bytes_uploaded_ += sealed->object.size();
+  bytes_uploaded_ += sealed->object->size();
 
   std::lock_guard lock(mu_);
   for (const auto& e : sealed->footer->entries) {

@@ -87,7 +87,11 @@ Result<uint64_t> Volume::checkpoint_locked() {
   // Every sequence below the checkpoint's is applied (that is what quiet means).
   PBD_RETURN_IF_ERROR(index_->set_meta("applied_seq", std::to_string(*seq)));
   PBD_RETURN_IF_ERROR(index_->set_meta("checkpoint_unix_ms", std::to_string(now)));
-  const std::string tmp = opts_.index_path + ".checkpoint." + std::to_string(::getpid());
+  // Staged next to the index file; an in-memory index has no directory.
+  const std::string stage = opts_.index_path == kInMemoryIndex
+                                ? (std::filesystem::temp_directory_path() / ("portalbd-" + uuid_)).string()
+                                : opts_.index_path;
+  const std::string tmp = stage + ".checkpoint." + std::to_string(::getpid());
   std::filesystem::remove(tmp);
   PBD_RETURN_IF_ERROR(index_->copy_to(tmp));
   auto raw = read_file(tmp);
@@ -120,6 +124,9 @@ Status Volume::restore_checkpoint_if_fresh(bool fresh_index) {
   std::vector<ObjectInfo> all;
   PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &all).With("list checkpoints"));
   if (all.empty()) return Status::OK();
+  if (opts_.index_path == kInMemoryIndex) {
+    return Status::NotSupported("the volume has checkpoints in storage; an in-memory index cannot start from one");
+  }
   const ObjectInfo& newest = all.back();
   std::vector<std::byte> packed;
   PBD_RETURN_IF_ERROR(store_->get(newest.key, &packed).With("read " + newest.key));

@@ -11,6 +11,12 @@ Status MemoryStore::put(const std::string& key, std::span<const std::byte> data)
   return Status::OK();
 }
 
+Status MemoryStore::put_shared(const std::string& key, std::shared_ptr<const std::vector<std::byte>> data) {
+  std::lock_guard lock(mu_);
+  objects_[key] = std::move(data);
+  return Status::OK();
+}
+
 Status MemoryStore::put_if_absent(const std::string& key, std::span<const std::byte> data) {
   auto blob = std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
   std::lock_guard lock(mu_);

@@ -13,6 +13,7 @@ namespace portalbd {
 class MemoryStore final : public ObjectStore {
  public:
   Status put(const std::string& key, std::span<const std::byte> data) override;
+  Status put_shared(const std::string& key, std::shared_ptr<const std::vector<std::byte>> data) override;
   Status put_if_absent(const std::string& key, std::span<const std::byte> data) override;
   bool supports_conditional_put() const override { return true; }
   Status get_range(const std::string& key, uint64_t offset, uint64_t length,

@@ -41,6 +41,11 @@ class ObjectStore {
 
   virtual Status put(const std::string& key, std::span<const std::byte> data) = 0;
   virtual Status put_if_absent(const std::string& key, std::span<const std::byte> data) = 0;
+  // put() of an object the caller will never change again. A store that keeps
+  // objects in memory keeps this one instead of a copy; others put() it.
+  virtual Status put_shared(const std::string& key, std::shared_ptr<const std::vector<std::byte>> data) {
+    return put(key, *data);
+  }
   virtual bool supports_conditional_put() const = 0;
   // Reads up to `length` bytes at `offset` into *out (resized to what was read).
   virtual Status get_range(const std::string& key, uint64_t offset, uint64_t length,
