@@ -1,6 +1,8 @@
 // portalbd: serves one volume over NBD with its data in object storage.
 // Exit status: 0 clean stop (write buffer flushed), 1 runtime failure
 // (including a final flush that failed), 2 usage or configuration error.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 #include <pthread.h>
@@ -12,6 +14,14 @@
 
 int main(int argc, char** argv) {
   using namespace portalbd;
+  // The data path allocates and frees buffers of 4 KiB to a few MiB at a
+  // high rate (request payloads, decoded frames). glibc's defaults hand
+  // memory back to the kernel eagerly and take it again page fault by page
+  // fault; keep up to 64 MiB of freed memory for reuse instead, and serve
+  // everything under 32 MiB from the heap (segment objects above that are
+  // mmap'ed, with huge pages: see huge_pages.h).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   CliOutcome cli = parse_daemon_command_line(argc, argv, kVersion);
   if (cli.exit_code >= 0) return cli.exit_code;
   if (!log::init(cli.config.log_level)) {

@@ -7,7 +7,7 @@ FrameCache::Frame FrameCache::get(uint64_t seq, uint64_t offset) {
   auto it = map_.find({seq, offset});
   if (it == map_.end()) {
     ++misses_;
-    return nullptr;
+    return {};
   }
   ++hits_;
   lru_.splice(lru_.begin(), lru_, it->second);
@@ -19,11 +19,11 @@ void FrameCache::put(uint64_t seq, uint64_t offset, Frame frame) {
   std::lock_guard lock(mu_);
   Key key{seq, offset};
   if (map_.count(key) != 0) return;
-  bytes_ += frame->size();
+  bytes_ += frame.bytes.size();
   lru_.push_front({key, std::move(frame)});
   map_[key] = lru_.begin();
   while (bytes_ > capacity_ && !lru_.empty()) {
-    bytes_ -= lru_.back().frame->size();
+    bytes_ -= lru_.back().frame.bytes.size();
     map_.erase(lru_.back().key);
     lru_.pop_back();
   }

@@ -1,6 +1,6 @@
 // FrameCache: decoded segment frames kept in memory, least recently used
 // evicted first, bounded by total bytes. Frames are immutable once decoded, so
-// readers share them through shared_ptr without copying.
+// readers share them without copying.
 // Thread-safety: all methods are safe concurrently (one mutex).
 #pragma once
 
@@ -9,6 +9,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -16,11 +17,18 @@ namespace portalbd {
 
 class FrameCache {
  public:
-  using Frame = std::shared_ptr<const std::vector<std::byte>>;
+  // One decoded frame: `bytes`, kept alive by `owner`. The owner is the
+  // frame's own buffer, or, for a frame stored uncompressed in a store that
+  // keeps objects in memory, the stored object itself (nothing was copied).
+  struct Frame {
+    std::shared_ptr<const void> owner;
+    std::span<const std::byte> bytes;
+    explicit operator bool() const { return owner != nullptr; }
+  };
 
   explicit FrameCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
 
-  // The frame at (seq, offset) or nullptr.
+  // The frame at (seq, offset), or an empty Frame.
   Frame get(uint64_t seq, uint64_t offset);
   void put(uint64_t seq, uint64_t offset, Frame frame);
   uint64_t bytes() const;

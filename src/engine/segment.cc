@@ -212,11 +212,22 @@ Result<SegmentFooter> parse_segment_object(std::span<const std::byte> object) {
   return parse_segment_footer(footer, footer_offset);
 }
 
-Status decode_frame(const FrameRef& ref, std::span<const std::byte> stored, std::vector<std::byte>* out) {
+Status verify_frame(const FrameRef& ref, std::span<const std::byte> stored) {
   if (stored.size() != ref.stored_len) return Status::Corruption("frame is truncated");
   if (crc32c(stored) != ref.crc) return Status::Corruption("frame checksum mismatch");
+  if (ref.codec == Codec::kNone && stored.size() != ref.raw_len) return Status::Corruption("raw frame has the wrong length");
+  return Status::OK();
+}
+
+Status decode_frame(const FrameRef& ref, std::span<const std::byte> stored, std::span<std::byte> out) {
+  if (out.size() != ref.raw_len) return Status::InvalidArgument("decode_frame: output is not raw_len bytes");
+  PBD_RETURN_IF_ERROR(verify_frame(ref, stored));
+  return decompress_frame(ref.codec, stored, out);
+}
+
+Status decode_frame(const FrameRef& ref, std::span<const std::byte> stored, std::vector<std::byte>* out) {
   out->resize(ref.raw_len);
-  return decompress_frame(ref.codec, stored, *out);
+  return decode_frame(ref, stored, std::span<std::byte>(*out));
 }
 
 }  // namespace portalbd

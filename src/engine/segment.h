@@ -110,5 +110,9 @@ Result<SegmentFooter> parse_segment_object(std::span<const std::byte> object);
 
 // Verifies and decodes one frame's stored bytes into `out` (raw_len bytes).
 Status decode_frame(const FrameRef& ref, std::span<const std::byte> stored, std::vector<std::byte>* out);
+// The same into `out`, which must hold exactly ref.raw_len bytes.
+Status decode_frame(const FrameRef& ref, std::span<const std::byte> stored, std::span<std::byte> out);
+// Checks a stored frame's length and checksum without decoding it.
+Status verify_frame(const FrameRef& ref, std::span<const std::byte> stored);
 
 }  // namespace portalbd

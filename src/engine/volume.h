@@ -284,7 +284,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
                           const FrameBatch* batch = nullptr);
   Result<FrameCache::Frame> load_frame(uint64_t seq, const FrameRef& ref);
   // Checks and decompresses one stored frame and caches it.
-  Result<FrameCache::Frame> decode_and_cache(uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored);
+  // `stored_owner`, when given, keeps `stored` alive: a frame stored raw is
+  // then cached in place instead of copied.
+  Result<FrameCache::Frame> decode_and_cache(uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored,
+                                             std::shared_ptr<const void> stored_owner = nullptr);
   Status write_locked(uint64_t offset, std::span<const std::byte> data, std::vector<std::byte>* owned = nullptr);
   // Stores whole blocks (data or empty) into the active buffer.
   Status put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes);

@@ -187,7 +187,7 @@ Status Volume::rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef
     for (const auto& [lba, n, src] : m.pieces) {
       auto frame = load_frame(seq, src.frame);
       if (!frame.ok()) return frame.status().With("gc rewrite of segment " + std::to_string(seq));
-      builder.add_data(lba, std::span<const std::byte>((*frame)->data() + src.block_in_frame * uint64_t{kBlockSize},
+      builder.add_data(lba, std::span<const std::byte>(frame->bytes.data() + src.block_in_frame * uint64_t{kBlockSize},
                                                        n * kBlockSize));
     }
     std::vector<std::byte> object = builder.finish();

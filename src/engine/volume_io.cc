@@ -48,6 +48,13 @@ namespace {
 // Upper bound on one batched GET, so a huge read does not hold a huge buffer.
 constexpr uint64_t kMaxFetchBytes = 8ull << 20;
 
+// [offset, offset+length) of a whole object, cut short at its end (a short
+// frame is then reported as truncated by verify_frame).
+std::span<const std::byte> stored_span(const std::vector<std::byte>& object, uint64_t offset, uint64_t length) {
+  const uint64_t at = std::min<uint64_t>(offset, object.size());
+  return std::span<const std::byte>(object).subspan(at, std::min<uint64_t>(length, object.size() - at));
+}
+
 Status fetch_failed(const std::string& key, uint64_t offset, const Status& st) {
   log::get("engine")->error("read of segment failed object={} offset={} error={}", key, offset,
                             log::quote(st.ToString()));
@@ -57,23 +64,37 @@ Status fetch_failed(const std::string& key, uint64_t offset, const Status& st) {
 }  // namespace
 
 Result<FrameCache::Frame> Volume::decode_and_cache(uint64_t seq, const FrameRef& ref,
-                                                   std::span<const std::byte> stored) {
-  auto frame = std::make_shared<std::vector<std::byte>>();
-  Status st = decode_frame(ref, stored, frame.get());
+                                                   std::span<const std::byte> stored,
+                                                   std::shared_ptr<const void> stored_owner) {
+  FrameCache::Frame frame;
+  Status st;
+  if (ref.codec == Codec::kNone && stored_owner != nullptr) {
+    // Stored raw in memory that stays put: verify, and use it where it is.
+    st = verify_frame(ref, stored);
+    frame = {std::move(stored_owner), stored};
+  } else {
+    // Not zero-filled first: decoding writes every byte (or fails).
+    std::shared_ptr<std::byte[]> buf(new std::byte[ref.raw_len]);
+    const std::span<std::byte> bytes(buf.get(), ref.raw_len);
+    st = decode_frame(ref, stored, bytes);
+    frame = {std::move(buf), bytes};
+  }
   if (!st.ok()) {
     const std::string key = segment_key(seq);
     log::get("engine")->error("corrupt frame in segment object={} offset={} length={} error={}", key, ref.offset,
                               ref.stored_len, log::quote(st.message()));
     return Status::Corruption(key + " at offset " + std::to_string(ref.offset) + ": " + st.message());
   }
-  FrameCache::Frame shared = std::move(frame);
-  cache_.put(seq, ref.offset, shared);
-  return shared;
+  cache_.put(seq, ref.offset, frame);
+  return frame;
 }
 
 Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) {
   if (auto hit = cache_.get(seq, ref.offset)) return hit;
   const std::string key = segment_key(seq);
+  if (auto whole = store_->get_shared(key)) {
+    return decode_and_cache(seq, ref, stored_span(*whole, ref.offset, ref.stored_len), whole);
+  }
   std::vector<std::byte> stored;
   Status st = store_->get_range(key, ref.offset, ref.stored_len, &stored);
   if (!st.ok()) return fetch_failed(key, ref.offset, st);
@@ -94,6 +115,14 @@ Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch)
   }
   for (const auto& [seq, frames] : missing) {
     const std::string key = segment_key(seq);
+    if (auto whole = store_->get_shared(key)) {  // the object is in memory: no GET, no copy
+      for (const auto& [offset, ref] : frames) {
+        auto frame = decode_and_cache(seq, ref, stored_span(*whole, offset, ref.stored_len), whole);
+        if (!frame.ok()) return frame.status();
+        (*batch)[{seq, offset}] = std::move(*frame);
+      }
+      continue;
+    }
     for (auto first = frames.begin(); first != frames.end();) {
       // A run: frames stored back to back, at most kMaxFetchBytes in all.
       const uint64_t start = first->first;
@@ -144,8 +173,8 @@ Status Volume::read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t 
     frame = std::move(*loaded);
   }
   const uint64_t at = src.block_in_frame * uint64_t{kBlockSize} + skip;
-  if (at + out.size() > frame->size()) return Status::Corruption("index entry points past the end of its frame");
-  std::memcpy(out.data(), frame->data() + at, out.size());
+  if (at + out.size() > frame.bytes.size()) return Status::Corruption("index entry points past the end of its frame");
+  std::memcpy(out.data(), frame.bytes.data() + at, out.size());
   return Status::OK();
 }
 

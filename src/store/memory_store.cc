@@ -43,6 +43,12 @@ Status MemoryStore::get_range(const std::string& key, uint64_t offset, uint64_t 
   return Status::OK();
 }
 
+std::shared_ptr<const std::vector<std::byte>> MemoryStore::get_shared(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = objects_.find(key);
+  return it == objects_.end() ? nullptr : it->second;
+}
+
 Status MemoryStore::get(const std::string& key, std::vector<std::byte>* out) {
   return get_range(key, 0, UINT64_MAX, out);
 }

@@ -19,6 +19,7 @@ class MemoryStore final : public ObjectStore {
   Status get_range(const std::string& key, uint64_t offset, uint64_t length,
                    std::vector<std::byte>* out) override;
   Status get(const std::string& key, std::vector<std::byte>* out) override;
+  std::shared_ptr<const std::vector<std::byte>> get_shared(const std::string& key) override;
   Result<ObjectInfo> head(const std::string& key) override;
   Status list(const std::string& prefix, std::vector<ObjectInfo>* out) override;
   Status remove(const std::string& key) override;

@@ -52,6 +52,10 @@ class ObjectStore {
                            std::vector<std::byte>* out) = 0;
   // Reads the whole object.
   virtual Status get(const std::string& key, std::vector<std::byte>* out) = 0;
+  // The whole object, shared instead of copied, from a store that keeps
+  // objects in memory; nullptr from any other store, or when it is missing
+  // (callers then use get_range, which reports the error).
+  virtual std::shared_ptr<const std::vector<std::byte>> get_shared(const std::string& /*key*/) { return nullptr; }
   virtual Result<ObjectInfo> head(const std::string& key) = 0;
   virtual Status list(const std::string& prefix, std::vector<ObjectInfo>* out) = 0;
   virtual Status remove(const std::string& key) = 0;
