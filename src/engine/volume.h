@@ -30,6 +30,11 @@
 //   2. The index never names a segment that was not PUT successfully first.
 //   3. Segment sequence numbers grow; replaying segments newer than the
 //      index's last_seq in order reproduces the index (done at open()).
+//      They need not be contiguous: roots records and checkpoints take
+//      numbers too, and a crash with several PUTs in flight (at most
+//      kMaxUploadWindow) can leave a hole or a torn object among the last
+//      segments. None of those was committed, so no flush covering them was
+//      acknowledged, and replay drops a torn one there.
 //   4. Reads see the newest answered write for every block, whatever stage
 //      of the pipeline holds it.
 //
@@ -101,6 +106,9 @@ struct VolumeOptions {
 
 inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;
 inline constexpr const char* kInMemoryIndex = ":memory:";
+// The widest upload window: a crash leaves at most this many segments past
+// the last committed one, any of them torn or missing (replay_storage()).
+inline constexpr uint32_t kMaxUploadWindow = 16;
 
 struct VolumeStats {
   uint64_t size_bytes = 0;

@@ -159,6 +159,8 @@ Result<SegmentFooter> Volume::read_segment_footer(const ObjectInfo& obj) {
 }
 
 // Applies segments that are in storage but not in the index, in order.
+// Sequence numbers may have holes (invariant 3 in volume.h): every segment
+// present is applied, whatever is missing before it.
 Status Volume::replay_storage() {
   auto logger = log::get("engine");
   auto last = index_->last_seq();
@@ -178,15 +180,20 @@ Status Volume::replay_storage() {
     const auto& [seq, obj] = pending[i];
     auto footer = read_segment_footer(obj);
     if (!footer.ok()) {
-      // The newest segment may be a torn upload: a daemon killed mid-PUT on a
-      // store that does not make PUTs atomic (s3rver). Its flush was never
-      // answered, so dropping it loses nothing acknowledged. Anywhere else a
-      // bad segment is corruption, and the daemon refuses to guess.
-      if (i + 1 == pending.size() && footer.status().is(Status::Code::kCorruption)) {
-        logger->warn("dropping a torn segment at the end of the log object={} error={}", obj.key,
+      // Up to kMaxUploadWindow uploads may have been in flight when a daemon
+      // was killed; on a store that does not make PUTs atomic (s3rver) any
+      // of them may be torn, and the ones after it whole (volume.h,
+      // invariant 3). None of them was committed, so no flush covering them
+      // was answered: dropping the torn one loses nothing acknowledged, and
+      // keeping the later ones is a state a disk may be in after a crash (any
+      // subset of unflushed writes). Further back a bad segment is
+      // corruption, and the daemon refuses to guess.
+      const bool in_upload_window = pending.size() - i <= kMaxUploadWindow;
+      if (in_upload_window && footer.status().is(Status::Code::kCorruption)) {
+        logger->warn("dropping a torn segment among the last uploads object={} error={}", obj.key,
                      log::quote(footer.status().message()));
         PBD_RETURN_IF_ERROR(store_->remove(obj.key).With("drop torn segment"));
-        break;
+        continue;
       }
       return footer.status().With("segment " + obj.key);
     }
