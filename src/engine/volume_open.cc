@@ -1,6 +1,7 @@
 // Volume::Open: the volume manifest, the index, and replay of segments that
 // the index has not seen yet (after a crash between PUT and commit, or with a
 // fresh state directory).
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <random>
@@ -65,7 +66,11 @@ void Layer::recount() {
 }
 
 Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
-    : store_(std::move(store)), opts_(std::move(opts)), cache_(opts_.cache_bytes) {}
+    : store_(std::move(store)),
+      opts_(std::move(opts)),
+      cache_(opts_.cache_bytes),
+      upload_window_(std::clamp<uint32_t>(opts_.upload_concurrency, 1, kMaxUploadWindow)),
+      upload_pool_(std::make_unique<TaskPool>(upload_window_ > 1 ? upload_window_ : 0)) {}
 
 Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
   std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
