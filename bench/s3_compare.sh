@@ -44,7 +44,8 @@
 # does not make its upload counts look better than they are.
 #
 # Env: BUILD (default build), REPS (3), SB_CACHE_BLOCKS (512), PB_SEGMENT_BYTES
-#      (portalbd's [lsm] l0_sst_size_bytes; default: the daemon's), OUT (write the markdown table to this
+#      (portalbd's [lsm] l0_sst_size_bytes; default: the daemon's), PB_UPLOAD_CONCURRENCY
+#      ([lsm] upload_concurrency; default: the daemon's), OUT (write the markdown table to this
 #      file as well), JOBS (subset, in order, e.g. "seqwrite seqread").
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +55,7 @@ OUT=${OUT:-}
 JOBS=${JOBS:-"seqwrite randwrite seqread"}
 SB_CACHE_BLOCKS=${SB_CACHE_BLOCKS:-512}
 PB_SEGMENT_BYTES=${PB_SEGMENT_BYTES:-}
+PB_UPLOAD_CONCURRENCY=${PB_UPLOAD_CONCURRENCY:-}
 BUCKET=bench-s3
 EXPORT=portalbd
 S3RVER=${S3RVER:-$BUILD/node/node_modules/.bin/s3rver}
@@ -78,7 +80,9 @@ TMP=$(mktemp -d /tmp/portalbd-bench-s3.XXXXXX)
 mkdir -p "$TMP/bin" && cp "$BUILD/bin/portalbd" "$BUILD/bin/portalctl" "$TMP/bin/" && BUILD=$TMP
 MNT=$TMP/sb.mnt
 : >"$TMP/pb.toml"
-[ -z "$PB_SEGMENT_BYTES" ] || printf '[lsm]\nl0_sst_size_bytes = %s\n' "$PB_SEGMENT_BYTES" >"$TMP/pb.toml"
+{ [ -z "$PB_SEGMENT_BYTES$PB_UPLOAD_CONCURRENCY" ] || echo '[lsm]'
+  [ -z "$PB_SEGMENT_BYTES" ] || echo "l0_sst_size_bytes = $PB_SEGMENT_BYTES"
+  [ -z "$PB_UPLOAD_CONCURRENCY" ] || echo "upload_concurrency = $PB_UPLOAD_CONCURRENCY"; } >"$TMP/pb.toml"
 mkdir -p "$MNT"
 declare -A PID=()
 
@@ -337,7 +341,7 @@ if "randwrite" in jobs:
 EOF
 }
 {
-  echo "portalbd vs s3backer $(s3backer --version 2>&1 | head -1 | awk '{print $3}'), both on one s3rver $("$S3RVER" --version 2>/dev/null) through one counting proxy; fio $(fio --version | sed 's/^fio-//') (portalbd: ioengine=nbd, unix socket; s3backer: libaio direct=1 on its FUSE file); median of $REPS (A B, B A), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd segments ${PB_SEGMENT_BYTES:-default}, s3backer cache ${SB_CACHE_BLOCKS} blocks, portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
+  echo "portalbd vs s3backer $(s3backer --version 2>&1 | head -1 | awk '{print $3}'), both on one s3rver $("$S3RVER" --version 2>/dev/null) through one counting proxy; fio $(fio --version | sed 's/^fio-//') (portalbd: ioengine=nbd, unix socket; s3backer: libaio direct=1 on its FUSE file); median of $REPS (A B, B A), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd segments ${PB_SEGMENT_BYTES:-default}, upload concurrency ${PB_UPLOAD_CONCURRENCY:-default}, s3backer cache ${SB_CACHE_BLOCKS} blocks, portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
   echo
   table
 } | tee "$TMP/table.md"

@@ -90,7 +90,8 @@ TEST_SUITE("config.cli") {
 
   TEST_CASE("every flag maps to its field") {
     Run r = run({"--storage", "memory://", "--nbd-unix", "/tmp/n.sock", "--socket", "/tmp/c.sock", "--state-dir",
-                 "/srv/p", "--export-name", "vol", "--log-level", "debug", "--flush-interval-ms", "250"});
+                 "/srv/p", "--export-name", "vol", "--log-level", "debug", "--flush-interval-ms", "250",
+                 "--upload-concurrency", "8"});
     REQUIRE_MESSAGE(r.outcome.exit_code == -1, r.err);
     const Config& cfg = r.outcome.config;
     CHECK(cfg.storage_url == "memory://");
@@ -100,6 +101,7 @@ TEST_SUITE("config.cli") {
     CHECK(cfg.export_name == "vol");
     CHECK(cfg.log_level == "debug");
     CHECK(cfg.flush_interval_ms == 250);
+    CHECK(cfg.upload_concurrency == 8);
   }
 
   TEST_CASE("relative paths in flags become absolute") {
@@ -115,6 +117,9 @@ TEST_SUITE("config.cli") {
     r = run({"--disk-size-gb", "ten"});
     CHECK(r.outcome.exit_code == 2);
     CHECK(r.err == "portalbd: --disk-size-gb ten: expected a non-negative integer\n");
+    r = run({"--upload-concurrency", "17"});
+    CHECK(r.outcome.exit_code == 2);
+    CHECK(r.err == "portalbd: --upload-concurrency 17: must be between 1 and 16\n");
     r = run({"--storage", "ftp://x"});
     CHECK(r.outcome.exit_code == 2);
     CHECK(r.err.find("unsupported storage URL scheme 'ftp'") != std::string::npos);

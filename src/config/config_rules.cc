@@ -86,6 +86,11 @@ Status check_segment_bytes(uint64_t bytes) {
   return Status::OK();
 }
 
+Status check_upload_concurrency(uint64_t n) {
+  if (n < 1 || n > kMaxUploadConcurrency) return invalid("must be between 1 and 16");
+  return Status::OK();
+}
+
 Status check_any_uint(uint64_t) { return Status::OK(); }
 Status check_any_string(const std::string&) { return Status::OK(); }
 

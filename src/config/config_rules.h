@@ -17,6 +17,9 @@ inline constexpr uint64_t kMaxDiskSizeGb = 1ull << 30;  // 1 EiB: NBD sizes are 
 inline constexpr uint64_t kMaxFlushIntervalMs = 3'600'000;
 inline constexpr uint64_t kMinSegmentBytes = 1ull << 20;
 inline constexpr uint64_t kMaxSegmentBytes = 1ull << 30;
+// The engine's kMaxUploadWindow (src/engine/volume.h): replay tolerates torn
+// segments only that far back, so no daemon may upload more at once.
+inline constexpr uint64_t kMaxUploadConcurrency = 16;
 inline constexpr size_t kMaxExportNameBytes = 4096;  // NBD protocol limit on names
 // sockaddr_un::sun_path holds 108 bytes including the terminating NUL.
 inline constexpr size_t kMaxUnixPathBytes = 107;
@@ -30,6 +33,7 @@ Status check_log_level(const std::string& level);
 Status check_compression(const std::string& name);
 Status check_flush_interval_ms(uint64_t ms);
 Status check_segment_bytes(uint64_t bytes);
+Status check_upload_concurrency(uint64_t n);
 Status check_any_uint(uint64_t);       // every value accepted
 Status check_any_string(const std::string&);  // every value accepted
 Status check_dir_path(const std::string& path);  // "" or absolute

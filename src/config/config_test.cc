@@ -97,6 +97,7 @@ export_name = "vol1"
 flush_interval_ms = 5
 l0_sst_size_bytes = 1048576
 write_buffer_bytes = 2097152
+upload_concurrency = 1
 [cache]
 bytes = 0
 [daemon]
@@ -110,6 +111,7 @@ compression = "zstd"
     CHECK(cfg.nbd_unix == "/tmp/x/nbd.sock");
     CHECK(cfg.export_name == "vol1");
     CHECK(cfg.write_buffer_bytes == 2097152);
+    CHECK(cfg.upload_concurrency == 1);
     CHECK(cfg.cache_bytes == 0);
     CHECK(cfg.state_dir == "/srv/pbd");
     CHECK(cfg.log_level == "debug");
@@ -181,6 +183,8 @@ compression = "zstd"
     CHECK(load_error("[daemon]\nstate_dir = \"rel\"\n").find("must be an absolute path") != std::string::npos);
     CHECK(load_error("[lsm]\nflush_interval_ms = 0\n").find("must be between 1 and 3600000") != std::string::npos);
     CHECK(load_error("[lsm]\nl0_sst_size_bytes = 1000\n").find("lsm.l0_sst_size_bytes = 1000") != std::string::npos);
+    CHECK(load_error("[lsm]\nupload_concurrency = 0\n").find("lsm.upload_concurrency = 0: must be between 1 and 16") !=
+          std::string::npos);
   }
 
   TEST_CASE("a syntax error names file, line and column") {
@@ -238,6 +242,7 @@ TEST_SUITE("config.defaults") {
     CHECK_FALSE(cfg.disk_size_set);
     CHECK(cfg.storage_url.empty());
     CHECK(cfg.segment_bytes == 64ull << 20);
+    CHECK(cfg.upload_concurrency == 4);
     CHECK(validate_config(cfg).ok());
   }
 }

@@ -79,6 +79,7 @@ Status Daemon::start() {
   vo.write_buffer_bytes = config_.write_buffer_bytes;
   vo.flush_interval_ms = config_.flush_interval_ms;
   vo.flush_timeout_ms = config_.flush_timeout_ms;
+  vo.upload_concurrency = static_cast<uint32_t>(config_.upload_concurrency);  // at most 16 (config_rules)
   vo.cache_bytes = config_.cache_bytes;
   auto codec = codec_from_name(config_.compression);
   if (!codec.ok()) return codec.status();

@@ -15,13 +15,39 @@
 //             frames stored back to back (fetch_frames)
 //
 // Flush pipeline (a state machine per sealed buffer; transitions in
-// volume_flush.cc):
-//   ACTIVE --seal_active_locked()--> SEALED --upload_one()--> UPLOADED
-//          --commit in upload_one()--> COMMITTED (dropped from sealing_)
-//   A failed PUT or commit leaves the buffer SEALED with its bytes and
-//   sequence number; the next attempt re-PUTs identical bytes, so retries are
-//   idempotent. Buffers upload strictly in sequence order.
+// volume_flush.cc, all driven by upload_through() under flush_mu_):
 //
+//   ACTIVE --seal_active_locked()--> SEALED --PUT started--> PUTTING
+//   PUTTING --put_segment() OK--> STORED --commit_segment()--> COMMITTED
+//   PUTTING --put_segment() fails--> FAILED --next upload_through()--> SEALED
+//
+//   SEALED:    in sealing_ with its bytes and sequence number; readable.
+//   PUTTING:   a pool worker encodes it (first attempt only) and PUTs it.
+//   STORED:    the object is in storage but not in the index or the maps.
+//   COMMITTED: its entries are in the index (one transaction) and in its
+//              layer's map, and it is dropped from sealing_ in the same
+//              critical section (mu_), so no reader sees neither.
+//
+// Upload rules (W = upload_concurrency, at most kMaxUploadWindow):
+//   U1. Only the first W buffers of sealing_ (the upload window) are ever
+//       PUTTING, and at most W PUTs run at once (a pool of W threads; with
+//       W = 1 the PUT runs inline, as before). So storage never holds an
+//       uncommitted segment more than W-1 segments past the oldest
+//       uncommitted one, which is what replay_storage() relies on.
+//   U2. Commits follow sequence order: only the head of sealing_ commits,
+//       and only once STORED. A FAILED head ends upload_through() with its
+//       error; it and everything after it stay buffered. Buffers already
+//       STORED stay STORED and are committed later without a second PUT.
+//   U3. A failed PUT keeps its encoded object, and the retry PUTs identical
+//       bytes (idempotent). A successful PUT frees it.
+//   U4. upload_through() returns only when none of its PUTs runs, so a
+//       buffer's object/footer are only ever touched by one thread at a time,
+//       and nothing uploads while flush_mu_ is free.
+//   U5. Memory: sealed buffers are bounded by write_buffer_bytes (writers
+//       wait for space); encoded objects exist only inside the window, so at
+//       most W of them (each about segment_bytes) are held on top.
+//   U6. The writer lease is checked before every segment PUT.
+
 // Invariants
 //   1. Every write answered before flush() was called is in a segment that is
 //      in object storage AND committed to the index when flush() returns OK.
@@ -30,6 +56,11 @@
 //   2. The index never names a segment that was not PUT successfully first.
 //   3. Segment sequence numbers grow; replaying segments newer than the
 //      index's last_seq in order reproduces the index (done at open()).
+//      They need not be contiguous: roots records and checkpoints take
+//      numbers too, and a crash with several PUTs in flight (rule U1) can
+//      leave a hole or a torn object among the last segments. Those held
+//      only writes no flush acknowledged (a FAILED or PUTTING head keeps
+//      every later buffer uncommitted, U2), so replay drops a torn one there.
 //   4. Reads see the newest answered write for every block, whatever stage
 //      of the pipeline holds it.
 //
@@ -45,7 +76,8 @@
 //
 // Locking: mu_ guards the buffers and every Layer's map (held only for
 // in-memory work, never across I/O). flush_mu_ serializes uploads and root
-// changes (held across I/O). gate_ brackets every mutating request.
+// changes (held across I/O; upload workers never take it, U4). gate_
+// brackets every mutating request. TaskPool's own mutex is a leaf.
 // Lock order: gate_ (close) -> flush_mu_ -> rmw_mu_ -> mu_.
 //
 // Thread-safety: every public method is safe to call concurrently.
@@ -72,6 +104,7 @@
 #include "src/engine/segment.h"
 #include "src/engine/writer_lease.h"
 #include "src/store/object_store.h"
+#include "src/util/task_pool.h"
 
 namespace portalbd {
 
@@ -88,6 +121,9 @@ struct VolumeOptions {
   // is never dropped: it uploads once storage is back. 0: flush() fails at
   // the first failed upload and writers wait for buffer space indefinitely.
   uint64_t flush_timeout_ms = 0;
+  // Sealed buffers encoded and PUT at once (the upload window, rule U1
+  // above); clamped to [1, kMaxUploadWindow]. 1: one at a time.
+  uint32_t upload_concurrency = 4;
   uint64_t cache_bytes = 256ull << 20;
   Codec codec = Codec::kLz4;
   // The SQLite file, or kInMemoryIndex for a store that starts empty and
@@ -101,6 +137,9 @@ struct VolumeOptions {
 
 inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;
 inline constexpr const char* kInMemoryIndex = ":memory:";
+// The widest upload window: a crash leaves at most this many segments past
+// the last committed one, any of them torn or missing (replay_storage()).
+inline constexpr uint32_t kMaxUploadWindow = 16;
 
 struct VolumeStats {
   uint64_t size_bytes = 0;
@@ -241,13 +280,20 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
 
  private:
   struct Sealed {
+    enum class Stage : uint8_t { kSealed, kPutting, kStored, kFailed };  // see the state machine above
+
     uint64_t seq = 0;
     std::shared_ptr<Layer> layer;  // where its extents go once committed
     ExtentMap<BlockSource> blocks;
     uint64_t bytes = 0;  // buffered bytes held
-    // Filled on the first upload attempt, reused on retries; shared with
-    // stores that keep objects in memory (put_shared).
+    Stage stage = Stage::kSealed;  // GUARDED_BY(mu_)
+    Status put_error;              // why the last PUT failed (kFailed); GUARDED_BY(mu_)
+    // Written by the PUT's worker while kPutting, read by upload_through()
+    // after it saw the stage change under mu_ (U4). The object is built on
+    // the first attempt and kept for retries until a PUT succeeds (U3);
+    // shared with stores that keep objects in memory (put_shared).
     std::shared_ptr<const std::vector<std::byte>> object;
+    uint64_t object_bytes = 0;
     std::optional<SegmentFooter> footer;
   };
   using Piece = std::tuple<uint64_t, uint64_t, BlockSource>;  // lba, nblocks, source
@@ -297,8 +343,15 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
 
   // Flush pipeline (volume_flush.cc).
   void seal_active_locked();                 // REQUIRES: mu_ held
-  Status upload_through(uint64_t last_seq);  // REQUIRES: flush_mu_ held
-  Status upload_one(const std::shared_ptr<Sealed>& sealed);
+  // Commits every sealed buffer up to last_seq, PUTting up to
+  // upload_window_ at once; on failure returns the error of the oldest
+  // uncommitted one. REQUIRES: flush_mu_ held.
+  Status upload_through(uint64_t last_seq);
+  // Encodes (first attempt) and PUTs one buffer. Runs on an upload worker
+  // without any lock held.
+  Status put_segment(Sealed& sealed);
+  // STORED -> COMMITTED for the head of sealing_. REQUIRES: flush_mu_ held.
+  Status commit_segment(const std::shared_ptr<Sealed>& sealed);
   void flusher_loop();
   // How long storage has accepted no upload, counted from no earlier than
   // `since`. REQUIRES: mu_ held.
@@ -319,6 +372,8 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::condition_variable space_cv_;    // writers waiting for buffer space
   std::condition_variable flusher_cv_;  // wakes the flusher
   std::condition_variable retry_cv_;    // a flush() waiting out a storage outage
+  std::condition_variable upload_cv_;   // a PUT finished or a buffer was sealed
+  uint32_t puts_running_ = 0;           // GUARDED_BY(mu_)
   // The last successful upload (or open()), and the current failing streak.
   std::chrono::steady_clock::time_point last_upload_ok_ = std::chrono::steady_clock::now();  // GUARDED_BY(mu_)
   int64_t failing_since_unix_ms_ = 0;            // GUARDED_BY(mu_)
@@ -346,6 +401,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::chrono::steady_clock::time_point last_renew_;  // flusher thread only
   std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flush_errors_{0};
   uint64_t replayed_segments_ = 0;
+  const uint32_t upload_window_;  // opts_.upload_concurrency, clamped (U1)
+  // Runs the PUTs: upload_window_ threads, or none (inline) for a window of 1.
+  // Declared after everything its jobs touch, so it is destroyed first.
+  std::unique_ptr<TaskPool> upload_pool_;
   std::thread flusher_;
 };
 

@@ -20,14 +20,16 @@ void Volume::seal_active_locked() {
   sealing_bytes_ += active_bytes_;
   active_bytes_ = 0;
   sealing_.push_back(std::move(sealed));
+  upload_cv_.notify_all();  // a running upload_through() may have room for it
 }
 
-// SEALED -> UPLOADED -> COMMITTED for one buffer.
-Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
-  if (!sealed->footer) {
-    SegmentBuilder builder(sealed->seq, sealed->layer->id, opts_.codec, now_unix_ms());
-    builder.reserve(sealed->bytes);
-    for (const auto& [lba, node] : sealed->blocks.entries()) {
+// The work of PUTTING. The buffer's blocks are immutable once sealed, so
+// encoding needs no lock; readers keep using them until the commit.
+Status Volume::put_segment(Sealed& sealed) {
+  if (!sealed.footer) {
+    SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms());
+    builder.reserve(sealed.bytes);
+    for (const auto& [lba, node] : sealed.blocks.entries()) {
       const BlockSource& src = node.value;
       if (src.state == ExtentState::kData) {
         builder.add_data(lba, std::span<const std::byte>(src.bytes->data() + src.byte_offset, node.length * kBlockSize));
@@ -35,16 +37,24 @@ Status Volume::upload_one(const std::shared_ptr<Sealed>& sealed) {
         builder.add_empty(lba, node.length, src.state);
       }
     }
-    sealed->object = std::make_shared<const std::vector<std::byte>>(builder.finish());
-    sealed->footer = builder.footer();
+    sealed.object = std::make_shared<const std::vector<std::byte>>(builder.finish());
+    sealed.object_bytes = sealed.object->size();
+    sealed.footer = builder.footer();
   }
-  const std::string key = segment_key(sealed->seq);
+  const std::string key = segment_key(sealed.seq);
   // Never write over another daemon's volume: see WriterLease.
   if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("upload " + key));
-  PBD_RETURN_IF_ERROR(store_->put_shared(key, sealed->object).With("upload " + key));
-  PBD_RETURN_IF_ERROR(index_->apply_segment(*sealed->footer, sealed->object->size()).With("index " + key));
+  PBD_RETURN_IF_ERROR(store_->put_shared(key, sealed.object).With("upload " + key));
+  sealed.object.reset();  // stored: this buffer needs the bytes no more (U3, U5)
+  return Status::OK();
+}
+
+// STORED -> COMMITTED.
+Status Volume::commit_segment(const std::shared_ptr<Sealed>& sealed) {
+  const std::string key = segment_key(sealed->seq);
+  PBD_RETURN_IF_ERROR(index_->apply_segment(*sealed->footer, sealed->object_bytes).With("index " + key));
   segments_written_++;
-  bytes_uploaded_ += sealed->object->size();
+  bytes_uploaded_ += sealed->object_bytes;
 
   std::lock_guard lock(mu_);
   for (const auto& e : sealed->footer->entries) {
@@ -94,31 +104,79 @@ std::chrono::milliseconds max_retry_backoff(uint64_t flush_timeout_ms) {
 }
 }  // namespace
 
+// The driver of the state machine (rules U1-U4 in volume.h): keeps the
+// window's PUTs running and commits the head of sealing_ whenever it is
+// STORED, until everything up to last_seq is committed or the head failed.
 Status Volume::upload_through(uint64_t last_seq) {
+  using Stage = Sealed::Stage;
+  Status failed;
+  std::shared_ptr<Sealed> failed_buffer;
+  std::unique_lock lock(mu_);
+  // A buffer that failed in an earlier call gets a new attempt in this one
+  // (only buffers in the window can have failed).
+  for (const auto& sealed : sealing_) {
+    if (sealed->stage == Stage::kFailed) sealed->stage = Stage::kSealed;
+  }
   for (;;) {
-    std::shared_ptr<Sealed> next;
-    {
-      std::lock_guard lock(mu_);
-      if (sealing_.empty() || sealing_.front()->seq > last_seq) return Status::OK();
-      next = sealing_.front();
-    }
-    Status st = upload_one(next);
-    if (!st.ok()) {
-      flush_errors_++;
-      {
-        std::lock_guard lock(mu_);
-        if (failing_since_unix_ms_ == 0) {
-          failing_since_unix_ms_ = now_unix_ms();
-          log::get("engine")->warn("storage is failing, writes stay buffered dirty_bytes={} write_buffer_bytes={}",
-                                   active_bytes_ + sealing_bytes_, opts_.write_buffer_bytes);
-        }
-        last_storage_error_ = st.ToString();
+    if (sealing_.empty() || sealing_.front()->seq > last_seq) break;
+    // Start a PUT for every buffer in the window that needs one.
+    std::vector<std::shared_ptr<Sealed>> start;
+    for (size_t i = 0; i < sealing_.size() && i < upload_window_ && sealing_[i]->seq <= last_seq; ++i) {
+      if (sealing_[i]->stage == Stage::kSealed) {
+        sealing_[i]->stage = Stage::kPutting;
+        ++puts_running_;
+        start.push_back(sealing_[i]);
       }
-      log::get("engine")->error("flush failed, data stays buffered for retry seq={} error={}", next->seq,
-                                log::quote(st.ToString()));
-      return st;
+    }
+    if (!start.empty()) {
+      lock.unlock();  // with a window of 1 the PUT runs inline, in submit()
+      for (auto& sealed : start) {
+        upload_pool_->submit([this, sealed = std::move(sealed)] {
+          Status st = put_segment(*sealed);
+          std::lock_guard done(mu_);
+          sealed->stage = st.ok() ? Stage::kStored : Stage::kFailed;
+          sealed->put_error = std::move(st);
+          --puts_running_;
+          upload_cv_.notify_all();
+        });
+      }
+      lock.lock();
+      continue;  // the head may have finished meanwhile
+    }
+    const std::shared_ptr<Sealed> head = sealing_.front();
+    if (head->stage == Stage::kPutting) {
+      upload_cv_.wait(lock);  // a PUT finished, or a buffer was sealed into the window
+      continue;
+    }
+    if (head->stage == Stage::kFailed) {
+      failed = head->put_error;
+      failed_buffer = head;
+      break;
+    }
+    lock.unlock();
+    Status st = commit_segment(head);  // pops the head
+    lock.lock();
+    if (!st.ok()) {
+      failed = std::move(st);
+      failed_buffer = head;
+      break;
     }
   }
+  // U4: let the PUTs still running finish; those that succeed stay STORED.
+  upload_cv_.wait(lock, [&] { return puts_running_ == 0; });
+  if (failed.ok()) return failed;
+
+  flush_errors_++;
+  if (failing_since_unix_ms_ == 0) {
+    failing_since_unix_ms_ = now_unix_ms();
+    log::get("engine")->warn("storage is failing, writes stay buffered dirty_bytes={} write_buffer_bytes={}",
+                             active_bytes_ + sealing_bytes_, opts_.write_buffer_bytes);
+  }
+  last_storage_error_ = failed.ToString();
+  lock.unlock();
+  log::get("engine")->error("flush failed, data stays buffered for retry seq={} error={}", failed_buffer->seq,
+                            log::quote(failed.ToString()));
+  return failed;
 }
 
 Status Volume::flush() {

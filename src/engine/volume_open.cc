@@ -1,6 +1,7 @@
 // Volume::Open: the volume manifest, the index, and replay of segments that
 // the index has not seen yet (after a crash between PUT and commit, or with a
 // fresh state directory).
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <random>
@@ -65,7 +66,11 @@ void Layer::recount() {
 }
 
 Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
-    : store_(std::move(store)), opts_(std::move(opts)), cache_(opts_.cache_bytes) {}
+    : store_(std::move(store)),
+      opts_(std::move(opts)),
+      cache_(opts_.cache_bytes),
+      upload_window_(std::clamp<uint32_t>(opts_.upload_concurrency, 1, kMaxUploadWindow)),
+      upload_pool_(std::make_unique<TaskPool>(upload_window_ > 1 ? upload_window_ : 0)) {}
 
 Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
   std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
@@ -159,6 +164,8 @@ Result<SegmentFooter> Volume::read_segment_footer(const ObjectInfo& obj) {
 }
 
 // Applies segments that are in storage but not in the index, in order.
+// Sequence numbers may have holes (invariant 3 in volume.h): every segment
+// present is applied, whatever is missing before it.
 Status Volume::replay_storage() {
   auto logger = log::get("engine");
   auto last = index_->last_seq();
@@ -178,15 +185,20 @@ Status Volume::replay_storage() {
     const auto& [seq, obj] = pending[i];
     auto footer = read_segment_footer(obj);
     if (!footer.ok()) {
-      // The newest segment may be a torn upload: a daemon killed mid-PUT on a
-      // store that does not make PUTs atomic (s3rver). Its flush was never
-      // answered, so dropping it loses nothing acknowledged. Anywhere else a
-      // bad segment is corruption, and the daemon refuses to guess.
-      if (i + 1 == pending.size() && footer.status().is(Status::Code::kCorruption)) {
-        logger->warn("dropping a torn segment at the end of the log object={} error={}", obj.key,
+      // Up to kMaxUploadWindow uploads may have been in flight when a daemon
+      // was killed; on a store that does not make PUTs atomic (s3rver) any
+      // of them may be torn, and the ones after it whole (volume.h,
+      // invariant 3). None of them was committed, so no flush covering them
+      // was answered: dropping the torn one loses nothing acknowledged, and
+      // keeping the later ones is a state a disk may be in after a crash (any
+      // subset of unflushed writes). Further back a bad segment is
+      // corruption, and the daemon refuses to guess.
+      const bool in_upload_window = pending.size() - i <= kMaxUploadWindow;
+      if (in_upload_window && footer.status().is(Status::Code::kCorruption)) {
+        logger->warn("dropping a torn segment among the last uploads object={} error={}", obj.key,
                      log::quote(footer.status().message()));
         PBD_RETURN_IF_ERROR(store_->remove(obj.key).With("drop torn segment"));
-        break;
+        continue;
       }
       return footer.status().With("segment " + obj.key);
     }

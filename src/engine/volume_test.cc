@@ -241,7 +241,7 @@ TEST_SUITE("engine.volume") {
     CHECK(after.size() == ext.size());
   }
 
-  TEST_CASE("a torn segment at the end of the log is dropped; one in the middle is refused") {
+  TEST_CASE("a torn segment at the end of the log is dropped; one further back is refused") {
     TempDir dir;
     auto store = std::make_shared<MemoryStore>();
     auto opts = small_options(dir.path);
@@ -266,8 +266,10 @@ TEST_SUITE("engine.volume") {
       CHECK(got == a);  // the state before the torn (never answered) flush
       CHECK(store->head(segment_key(2)).status().is(Status::Code::kNotFound));
       REQUIRE((*v)->write(8192, b, true).ok());  // the log goes on past it
+      for (uint32_t i = 0; i < kMaxUploadWindow; ++i) REQUIRE((*v)->write(16384, b, true).ok());
     }
-    // Damage in the middle of the log is corruption, not a torn tail.
+    // Damage further back than the upload window (kMaxUploadWindow) is
+    // corruption, not a torn upload.
     std::vector<std::byte> seg1;
     REQUIRE(store->get(segment_key(1), &seg1).ok());
     seg1.resize(10);

@@ -73,8 +73,14 @@ struct S3Options {
   uint32_t low_speed_time_s = 30;
 
   // Concurrency and memory: idle connections kept for reuse, multipart.
+  // The threshold is above the default 64 MiB segment (plus the one request
+  // that may overshoot it): the volume uploads several segments at once
+  // ([lsm] upload_concurrency), so a segment needs no parallel parts of its
+  // own, and a single PUT spares the Create/Complete round trips (and, on
+  // s3rver, re-reading the parts to concatenate them). Larger segments
+  // still go in parts.
   uint32_t max_idle_connections = 16;
-  uint64_t multipart_threshold_bytes = 32ull << 20;  // put() above this uses multipart
+  uint64_t multipart_threshold_bytes = 128ull << 20;  // put() above this uses multipart
   uint64_t multipart_part_bytes = 16ull << 20;       // >= 5 MiB (S3's minimum part)
   uint32_t multipart_parallel_parts = 4;              // parts in flight per put()
   uint32_t list_page_size = 1000;                     // ListObjectsV2 max-keys (tests use small pages)
