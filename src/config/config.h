@@ -43,7 +43,7 @@ struct Config {
   uint64_t segment_bytes = 64ull << 20;        // [lsm] l0_sst_size_bytes: target size of one segment object
   uint64_t write_buffer_bytes = 256ull << 20;  // max dirty bytes before writers wait
   uint64_t flush_timeout_ms = 60000;  // FLUSH / a waiting writer gives up after storage stalls this long
-  uint64_t upload_concurrency = 4;    // segments encoded and PUT at once (1..kMaxUploadConcurrency)
+  uint64_t upload_concurrency = 1;    // segments encoded and PUT at once (1..kMaxUploadConcurrency)
   // [cache]
   uint64_t cache_bytes = 256ull << 20;  // decoded-frame read cache; 0 disables it
   // [fuse]

@@ -97,7 +97,7 @@ export_name = "vol1"
 flush_interval_ms = 5
 l0_sst_size_bytes = 1048576
 write_buffer_bytes = 2097152
-upload_concurrency = 1
+upload_concurrency = 3
 [cache]
 bytes = 0
 [daemon]
@@ -111,7 +111,7 @@ compression = "zstd"
     CHECK(cfg.nbd_unix == "/tmp/x/nbd.sock");
     CHECK(cfg.export_name == "vol1");
     CHECK(cfg.write_buffer_bytes == 2097152);
-    CHECK(cfg.upload_concurrency == 1);
+    CHECK(cfg.upload_concurrency == 3);
     CHECK(cfg.cache_bytes == 0);
     CHECK(cfg.state_dir == "/srv/pbd");
     CHECK(cfg.log_level == "debug");
@@ -242,7 +242,7 @@ TEST_SUITE("config.defaults") {
     CHECK_FALSE(cfg.disk_size_set);
     CHECK(cfg.storage_url.empty());
     CHECK(cfg.segment_bytes == 64ull << 20);
-    CHECK(cfg.upload_concurrency == 4);
+    CHECK(cfg.upload_concurrency == 1);  // keeps "crash = a clean prefix" (docs/design.md)
     CHECK(validate_config(cfg).ok());
   }
 }

@@ -123,7 +123,7 @@ struct VolumeOptions {
   uint64_t flush_timeout_ms = 0;
   // Sealed buffers encoded and PUT at once (the upload window, rule U1
   // above); clamped to [1, kMaxUploadWindow]. 1: one at a time.
-  uint32_t upload_concurrency = 4;
+  uint32_t upload_concurrency = 1;
   uint64_t cache_bytes = 256ull << 20;
   Codec codec = Codec::kLz4;
   // The SQLite file, or kInMemoryIndex for a store that starts empty and
