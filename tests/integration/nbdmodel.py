@@ -10,7 +10,8 @@ is applied to the model too, so a later `verify` can compare them byte by byte.
         --journal FILE] [--hold READY-FILE]
       N random writes / zero writes / trims (offsets, lengths and data from
       seed S) inside the regions, each read back at once, then FLUSH (unless
-      --no-flush), then M writes that are never flushed, recorded in FILE but
+      --no-flush: the last operation is then a plain write, so unflushed data
+      is surely left behind), then M writes that are never flushed, recorded in FILE but
       not in the model. With --hold the connection stays open after writing
       "ready" to READY-FILE, until the process is killed: the daemon is then
       killed under an open session.
@@ -92,6 +93,12 @@ def cmd_write(args):
             op = "zero"
         else:
             op = "trim" if can_trim else "zero"
+        # Without a final FLUSH the last operation is a plain write, so the
+        # server surely holds unflushed data (a FUA write, a zero or a trim
+        # last could leave its write buffer empty).
+        last_plain = args.no_flush and i == args.count - 1
+        if last_plain:
+            op = "write"
         shape = rng.random()
         if shape < 0.2:
             length = rng.randint(1, 512)
@@ -114,7 +121,7 @@ def cmd_write(args):
         if op == "write":
             data = rng.randbytes(length)
             flags = 0
-            if can_fua and rng.random() < 0.1:
+            if can_fua and rng.random() < 0.1 and not last_plain:
                 flags = nbd.CMD_FLAG_FUA
                 counts["fua"] += 1
             h.pwrite(data, off, flags)
