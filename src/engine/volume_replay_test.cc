@@ -9,6 +9,7 @@
 
 #include "src/engine/volume.h"
 #include "src/store/memory_store.h"
+#include "tests/unit/numbered_segments.h"
 #include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
@@ -17,7 +18,10 @@ namespace {
 
 using portalbd::testing::TempDir;
 
-constexpr uint64_t kSegmentBytes = 256 << 10;
+using portalbd::testing::check_numbered_segment;
+using portalbd::testing::numbered_pattern;
+using portalbd::testing::write_numbered_segments;
+constexpr uint64_t kSegmentBytes = portalbd::testing::kNumberedSegmentBytes;
 
 VolumeOptions replay_options(const std::string& index_path) {
   VolumeOptions o;
@@ -26,26 +30,6 @@ VolumeOptions replay_options(const std::string& index_path) {
   o.flush_interval_ms = 0;
   o.index_path = index_path;
   return o;
-}
-
-std::vector<std::byte> pattern(size_t n, uint8_t seed) {
-  std::vector<std::byte> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = std::byte(static_cast<uint8_t>(seed * 7 + i * 31 + (i >> 12)));
-  return v;
-}
-
-// Segment i (1-based) holds pattern(i) at (i-1) * kSegmentBytes.
-void write_segments(Volume& v, int first, int last) {
-  for (int i = first; i <= last; ++i) {
-    REQUIRE(v.write((i - 1) * kSegmentBytes, pattern(kSegmentBytes, static_cast<uint8_t>(i)), true).ok());
-  }
-}
-
-void check_segment(Volume& v, int i, bool present = true) {
-  std::vector<std::byte> got(kSegmentBytes);
-  REQUIRE(v.read((i - 1) * kSegmentBytes, got).ok());
-  const auto want = present ? pattern(kSegmentBytes, static_cast<uint8_t>(i)) : std::vector<std::byte>(kSegmentBytes);
-  CHECK_MESSAGE(std::memcmp(got.data(), want.data(), got.size()) == 0, "segment " << i);
 }
 
 void remove_index(const std::string& index_path) {
@@ -77,7 +61,7 @@ TEST_SUITE("engine.replay") {
     {
       auto v = Volume::Open(mem, replay_options(dir.path + "/index.sqlite"));
       REQUIRE(v.ok());
-      write_segments(**v, 1, 5);
+      write_numbered_segments(**v, 1, 5, true);
       REQUIRE((*v)->close().ok());
     }
     // A crash with 2-5 in flight: 2 never arrived, 4 is half written, 3 and
@@ -85,17 +69,17 @@ TEST_SUITE("engine.replay") {
     REQUIRE(mem->remove(segment_key(2)).ok());
     tear(*mem, 4);
     auto v = open_fresh(mem, dir.path + "/index.sqlite");
-    check_segment(*v, 1);
-    check_segment(*v, 2, false);
-    check_segment(*v, 3);
-    check_segment(*v, 4, false);
-    check_segment(*v, 5);
+    check_numbered_segment(*v, 1);
+    check_numbered_segment(*v, 2, false);
+    check_numbered_segment(*v, 3);
+    check_numbered_segment(*v, 4, false);
+    check_numbered_segment(*v, 5);
     CHECK(mem->head(segment_key(4)).status().is(Status::Code::kNotFound));  // dropped
     CHECK(v->stats().replayed_segments == 3);
     // New segments continue after the highest sequence seen, torn or not.
     const uint64_t next = v->stats().next_seq;
     CHECK(next == 6);
-    REQUIRE(v->write(8 * kSegmentBytes, pattern(4096, 9), true).ok());
+    REQUIRE(v->write(8 * kSegmentBytes, numbered_pattern(4096, 9), true).ok());
     CHECK(mem->head(segment_key(next)).ok());
   }
 
@@ -106,7 +90,7 @@ TEST_SUITE("engine.replay") {
     {
       auto v = Volume::Open(mem, replay_options(dir.path + "/index.sqlite"));
       REQUIRE(v.ok());
-      for (int i = 1; i <= count; ++i) REQUIRE((*v)->write(i * 4096, pattern(4096, i), true).ok());
+      for (int i = 1; i <= count; ++i) REQUIRE((*v)->write(i * 4096, numbered_pattern(4096, i), true).ok());
       REQUIRE((*v)->close().ok());
     }
     std::vector<std::byte> first;
@@ -125,7 +109,7 @@ TEST_SUITE("engine.replay") {
     std::vector<std::byte> got(4096);
     for (int i = 1; i <= count; ++i) {
       REQUIRE(v->read(i * 4096, got).ok());
-      CHECK(got == (i == 2 ? std::vector<std::byte>(4096) : pattern(4096, i)));
+      CHECK(got == (i == 2 ? std::vector<std::byte>(4096) : numbered_pattern(4096, i)));
     }
   }
 }

@@ -16,6 +16,7 @@
 #include "src/engine/volume.h"
 #include "src/store/fault_store.h"
 #include "src/store/memory_store.h"
+#include "tests/unit/numbered_segments.h"
 #include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
@@ -25,7 +26,10 @@ namespace {
 
 using portalbd::testing::TempDir;
 
-constexpr uint64_t kSegmentBytes = 256 << 10;
+using portalbd::testing::check_numbered_segment;
+using portalbd::testing::numbered_pattern;
+using portalbd::testing::write_numbered_segments;
+constexpr uint64_t kSegmentBytes = portalbd::testing::kNumberedSegmentBytes;
 
 // Holds every segment PUT before it reaches the inner store until the test
 // releases that key (or opens the gate for all), so a test sees how many
@@ -113,26 +117,6 @@ VolumeOptions upload_options(const std::string& dir, uint32_t concurrency) {
   return o;
 }
 
-std::vector<std::byte> pattern(size_t n, uint8_t seed) {
-  std::vector<std::byte> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = std::byte(static_cast<uint8_t>(seed * 7 + i * 31 + (i >> 12)));
-  return v;
-}
-
-// Segment i (1-based, one per write) holds pattern(i) at (i-1) * kSegmentBytes.
-void write_segments(Volume& v, int first, int last) {
-  for (int i = first; i <= last; ++i) {
-    REQUIRE(v.write((i - 1) * kSegmentBytes, pattern(kSegmentBytes, static_cast<uint8_t>(i)), false).ok());
-  }
-}
-
-void check_segment(Volume& v, int i, bool present = true) {
-  std::vector<std::byte> got(kSegmentBytes);
-  REQUIRE(v.read((i - 1) * kSegmentBytes, got).ok());
-  const auto want = present ? pattern(kSegmentBytes, static_cast<uint8_t>(i)) : std::vector<std::byte>(kSegmentBytes);
-  CHECK_MESSAGE(std::memcmp(got.data(), want.data(), got.size()) == 0, "segment " << i);
-}
-
 std::shared_ptr<Volume> open_fresh(std::shared_ptr<ObjectStore> store, const std::string& index_path) {
   for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(index_path + suffix);
   VolumeOptions o;
@@ -154,7 +138,7 @@ TEST_SUITE("engine.upload") {
     REQUIRE(v.ok());
     Volume& vol = **v;
 
-    write_segments(vol, 1, 6);  // six sealed buffers; the flusher uploads them
+    write_numbered_segments(vol, 1, 6, false);  // six sealed buffers; the flusher uploads them
     REQUIRE(gate->wait_until([](auto& held, auto&) { return held.size() == 4; }));
     std::this_thread::sleep_for(milliseconds(100));
     CHECK(gate->held() == 4);  // the window: segments 1-4, not 5 or 6
@@ -166,7 +150,7 @@ TEST_SUITE("engine.upload") {
     std::this_thread::sleep_for(milliseconds(100));
     CHECK(vol.stats().segments == 0);
     CHECK(gate->puts_started() == 4);  // the window does not move past an uncommitted head
-    for (int i = 1; i <= 6; ++i) check_segment(vol, i);  // every buffer stays readable
+    for (int i = 1; i <= 6; ++i) check_numbered_segment(vol, i);  // every buffer stays readable
 
     // 1 lands: 1-4 commit, and the window moves on to 5 and 6.
     gate->release(segment_key(1));
@@ -182,7 +166,7 @@ TEST_SUITE("engine.upload") {
     CHECK(vol.stats().dirty_bytes == 0);
     REQUIRE(vol.close().ok());
     auto rebuilt = open_fresh(mem, dir.path + "/rebuilt.sqlite");
-    for (int i = 1; i <= 6; ++i) check_segment(*rebuilt, i);
+    for (int i = 1; i <= 6; ++i) check_numbered_segment(*rebuilt, i);
   }
 
   TEST_CASE("upload_concurrency = 1 uploads one segment at a time") {
@@ -191,7 +175,7 @@ TEST_SUITE("engine.upload") {
     auto gate = std::make_shared<GateStore>(mem);
     auto v = Volume::Open(gate, upload_options(dir.path, 1));
     REQUIRE(v.ok());
-    write_segments(**v, 1, 3);
+    write_numbered_segments(**v, 1, 3, false);
     REQUIRE(gate->wait_until([](auto& held, auto&) { return held.size() == 1; }));
     std::this_thread::sleep_for(milliseconds(100));
     CHECK(gate->puts_started() == 1);
@@ -214,7 +198,7 @@ TEST_SUITE("engine.upload") {
     REQUIRE(v.ok());
     Volume& vol = **v;
 
-    write_segments(vol, 1, 5);
+    write_numbered_segments(vol, 1, 5, false);
     Status st = vol.flush();
     REQUIRE_FALSE(st.ok());
     CHECK(st.message().find(segment_key(2)) != std::string::npos);
@@ -222,7 +206,7 @@ TEST_SUITE("engine.upload") {
     CHECK(vol.stats().dirty_bytes == 4 * kSegmentBytes);
     for (uint64_t seq : {3, 4, 5}) CHECK(mem->head(segment_key(seq)).ok());  // PUT while 2 failed
     CHECK(mem->head(segment_key(2)).status().is(Status::Code::kNotFound));
-    for (int i = 1; i <= 5; ++i) check_segment(vol, i);
+    for (int i = 1; i <= 5; ++i) check_numbered_segment(vol, i);
 
     faults->clear_faults();
     REQUIRE(vol.flush().ok());
@@ -234,10 +218,10 @@ TEST_SUITE("engine.upload") {
     auto puts_of = [&](uint64_t seq) { return std::count(trace.begin(), trace.end(), "put " + segment_key(seq)); };
     CHECK(puts_of(2) >= 2);
     for (uint64_t seq : {1, 3, 4, 5}) CHECK_MESSAGE(puts_of(seq) == 1, "segment " << seq);
-    for (int i = 1; i <= 5; ++i) check_segment(vol, i);
+    for (int i = 1; i <= 5; ++i) check_numbered_segment(vol, i);
 
     REQUIRE(vol.close().ok());
     auto rebuilt = open_fresh(mem, dir.path + "/rebuilt.sqlite");
-    for (int i = 1; i <= 5; ++i) check_segment(*rebuilt, i);
+    for (int i = 1; i <= 5; ++i) check_numbered_segment(*rebuilt, i);
   }
 }
