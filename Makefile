@@ -8,7 +8,7 @@
 CXX      ?= g++
 BUILD    ?= build
 NPROC    := $(shell nproc 2>/dev/null || echo 2)
-PKGS     := sqlite3 liblz4 libzstd spdlog fmt tomlplusplus nlohmann_json libnbd libcurl openssl fuse3
+PKGS     := sqlite3 liblz4 libzstd libisal spdlog fmt tomlplusplus nlohmann_json libnbd libcurl openssl fuse3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

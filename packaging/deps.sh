@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build
   g++ make pkg-config
-  libsqlite3-dev liblz4-dev libzstd-dev libssl-dev libcurl4-openssl-dev
+  libsqlite3-dev liblz4-dev libzstd-dev libisal-dev libssl-dev libcurl4-openssl-dev
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev doctest-dev
   libnbd-dev libfuse3-dev
   # integration tests: real NBD clients, filesystems

@@ -5,6 +5,7 @@
 , pkg-config
 , sqlite
 , lz4
+, isa-l
 , zstd
 , spdlog
 , fmt
@@ -28,7 +29,7 @@ stdenv.mkDerivation {
   };
 
   nativeBuildInputs = [ pkg-config ];
-  buildInputs = [ sqlite lz4 zstd spdlog fmt tomlplusplus nlohmann_json libnbd curl openssl fuse3 cli11 ];
+  buildInputs = [ sqlite lz4 isa-l zstd spdlog fmt tomlplusplus nlohmann_json libnbd curl openssl fuse3 cli11 ];
 
   enableParallelBuilding = true;
   # Only the binaries: the unit tests need the test-only dependencies.

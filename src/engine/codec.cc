@@ -35,6 +35,9 @@ std::span<std::byte> scratch(size_t bytes) {
   return {buffer.data(), bytes};
 }
 
+// Whether `stored` compressed bytes are worth a decode for `raw` bytes.
+bool worth_it(size_t stored, size_t raw) { return stored <= raw - raw / kMinSavingsDivisor; }
+
 }  // namespace
 
 Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out) {
@@ -43,14 +46,14 @@ Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<s
     auto room = scratch(static_cast<size_t>(bound));
     int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(room.data()),
                                  static_cast<int>(raw.size()), bound);
-    if (n > 0 && static_cast<size_t>(n) < raw.size()) {
+    if (n > 0 && worth_it(static_cast<size_t>(n), raw.size())) {
       out->insert(out->end(), room.begin(), room.begin() + n);
       return Codec::kLz4;
     }
   } else if (wanted == Codec::kZstd) {
     auto room = scratch(ZSTD_compressBound(raw.size()));
     size_t n = ZSTD_compress(room.data(), room.size(), raw.data(), raw.size(), 3);
-    if (!ZSTD_isError(n) && n < raw.size()) {
+    if (!ZSTD_isError(n) && worth_it(n, raw.size())) {
       out->insert(out->end(), room.begin(), room.begin() + static_cast<ptrdiff_t>(n));
       return Codec::kZstd;
     }

@@ -53,6 +53,28 @@ TEST_SUITE("engine.segment") {
     }
   }
 
+  TEST_CASE("a frame is kept compressed only when that saves at least an eighth") {
+    constexpr size_t kRawFrame = size_t{kFrameBlocks} * kBlockSize;
+    // 64 KiB whose first `random` bytes are noise and the rest one repeated
+    // byte: compression saves about (65536 - random) bytes.
+    auto frame_with_noise = [](size_t random) {
+      std::vector<std::byte> v(kRawFrame, std::byte{0x5A});
+      std::mt19937 rng(42);
+      for (size_t i = 0; i < random; ++i) v[i] = std::byte(static_cast<uint8_t>(rng()));
+      return v;
+    };
+    for (Codec codec : {Codec::kLz4, Codec::kZstd}) {
+      std::vector<std::byte> out;
+      CHECK(compress_frame(codec, frame_with_noise(kRawFrame - kRawFrame / 20), &out) == Codec::kNone);  // saves ~5%
+      CHECK(out.size() == kRawFrame);
+      out.clear();
+      CHECK(compress_frame(codec, frame_with_noise(kRawFrame / 2), &out) == codec);  // saves ~50%
+      CHECK(out.size() <= kRawFrame - kRawFrame / kMinSavingsDivisor);
+      out.clear();
+      CHECK(compress_frame(codec, frame_with_noise(kRawFrame), &out) == Codec::kNone);  // saves nothing
+    }
+  }
+
   TEST_CASE("corruption is detected, never returned as data") {
     SegmentBuilder b(1, 1, Codec::kLz4, 0);
     b.add_data(0, pattern_blocks(4, 9, true));

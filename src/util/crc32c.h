@@ -1,5 +1,5 @@
 // CRC-32C (Castagnoli), the checksum on every segment frame and footer.
-// Uses the SSE4.2 crc32 instruction when the CPU has it, a table otherwise.
+// Computed by ISA-L (Intel's storage acceleration library, libisal).
 // Thread-safety: pure functions.
 #pragma once
 

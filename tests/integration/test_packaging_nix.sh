@@ -38,7 +38,7 @@ assert_match "$out" 'module\.nix' "the NixOS module imports module.nix"
 # Every pkg-config package the Makefile links must have its nixpkgs input.
 args=$(nix_eval "builtins.attrNames (builtins.functionArgs (import $NIX/package.nix))") || fail "$args"
 pkgs=$(sed -n 's/^PKGS *:= *//p' "$TOP/Makefile")
-declare -A nixname=([sqlite3]=sqlite [liblz4]=lz4 [libzstd]=zstd [spdlog]=spdlog [fmt]=fmt
+declare -A nixname=([sqlite3]=sqlite [liblz4]=lz4 [libisal]=isa-l [libzstd]=zstd [spdlog]=spdlog [fmt]=fmt
   [tomlplusplus]=tomlplusplus [nlohmann_json]=nlohmann_json [libnbd]=libnbd [libcurl]=curl
   [openssl]=openssl [fuse3]=fuse3)
 for p in $pkgs; do
