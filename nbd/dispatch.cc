@@ -1,6 +1,7 @@
 #include "nbd/dispatch.h"
 
 #include <algorithm>
+#include <memory>
 
 #include "nbd/errors.h"
 #include "nbd/protocol.h"
@@ -47,85 +48,55 @@ uint32_t base_allocation_flags(ExtentState state) {
   return 0;
 }
 
-// A run of a READ: either bytes to fetch or a range known to read as zeros.
-struct Piece {
-  uint64_t offset;
-  uint64_t length;
-  bool zero;
+// Room for a READ's bytes, not zero-filled: the device writes every byte.
+struct ReadBuffer {
+  explicit ReadBuffer(uint32_t length) : owner(new std::byte[length]), bytes(owner.get(), length) {}
+  std::unique_ptr<std::byte[]> owner;
+  std::span<std::byte> bytes;
 };
-
-// Splits [offset, offset+length) into data and zero pieces from the engine's
-// block status. Anything the engine does not describe (an error, a short or
-// malformed answer) is treated as data, which is always correct.
-std::vector<Piece> plan_read(BlockDevice& device, uint64_t offset, uint64_t length) {
-  std::vector<Piece> pieces;
-  auto push = [&](uint64_t off, uint64_t len, bool zero) {
-    if (!pieces.empty() && pieces.back().zero == zero) {
-      pieces.back().length += len;
-    } else {
-      pieces.push_back({off, len, zero});
-    }
-  };
-  uint64_t pos = offset, end = offset + length;
-  while (pos < end) {
-    std::vector<StatusExtent> extents;
-    Status st = device.block_status(pos, end - pos, kMaxStatusExtents, &extents);
-    uint64_t before = pos;
-    if (st.ok()) {
-      for (const StatusExtent& e : extents) {
-        if (e.length == 0 || pos >= end) break;
-        uint64_t len = std::min(e.length, end - pos);
-        push(pos, len, e.state != ExtentState::kData);
-        pos += len;
-      }
-    }
-    if (pos == before) {  // no progress: give up describing, read the rest
-      push(pos, end - pos, false);
-      pos = end;
-    }
-  }
-  return pieces;
-}
 
 bool structured_read(const DispatchContext& ctx, const Request& r) {
   BlockDevice& device = *ctx.session.device;
-  std::vector<std::byte> buf(r.length);
+  ReadBuffer buf(r.length);
+  // Don't-fragment: exactly one data chunk, zeros spelled out; otherwise zero
+  // ranges go as hole chunks, from the extents the read itself found.
+  const bool df = r.flags & proto::kCmdFlagDf;
+  std::vector<StatusExtent> extents;
+  Status st = device.read_described(r.offset, buf.bytes, df ? nullptr : &extents);
   std::vector<Chunk> chunks;
-  auto fail = [&](const Status& st, uint64_t at) {
+  if (!st.ok()) {
     StatsCounters::add(ctx.stats.errors);
-    chunks.push_back(ReplyWriter::error_offset_chunk(nbd_error_for(st), st.ToString(), at));
-    return send_structured(ctx, r.cookie, chunks);
-  };
-
-  if (r.flags & proto::kCmdFlagDf) {
-    // Don't-fragment: exactly one data chunk, zeros spelled out.
-    Status st = device.read(r.offset, buf);
-    if (!st.ok()) return fail(st, r.offset);
-    chunks.push_back(ReplyWriter::data_chunk(r.offset, buf));
+    chunks.push_back(ReplyWriter::error_offset_chunk(nbd_error_for(st), st.ToString(), r.offset));
+  } else if (df || extents.empty()) {
+    chunks.push_back(ReplyWriter::data_chunk(r.offset, buf.bytes));
   } else {
-    for (const Piece& p : plan_read(device, r.offset, r.length)) {
-      if (p.zero) {
-        chunks.push_back(ReplyWriter::hole_chunk(p.offset, static_cast<uint32_t>(p.length)));
-        continue;
+    uint64_t at = 0;  // into the request
+    for (size_t i = 0; i < extents.size() && at < r.length;) {
+      // One chunk per run of data, or of zeros (zeroed and trimmed alike).
+      const bool data = extents[i].state == ExtentState::kData;
+      uint64_t len = 0;
+      for (; i < extents.size() && (extents[i].state == ExtentState::kData) == data; ++i) len += extents[i].length;
+      len = std::min<uint64_t>(len, r.length - at);
+      if (data) {
+        chunks.push_back(ReplyWriter::data_chunk(r.offset + at, buf.bytes.subspan(at, len)));
+      } else {
+        chunks.push_back(ReplyWriter::hole_chunk(r.offset + at, static_cast<uint32_t>(len)));
       }
-      auto slice = std::span(buf).subspan(p.offset - r.offset, p.length);
-      Status st = device.read(p.offset, slice);
-      // Chunks already built are complete and valid; the error chunk says
-      // where the failure starts.
-      if (!st.ok()) return fail(st, p.offset);
-      chunks.push_back(ReplyWriter::data_chunk(p.offset, slice));
+      at += len;
     }
+    // Extents short of the request (never from the engine) leave data to send.
+    if (at < r.length) chunks.push_back(ReplyWriter::data_chunk(r.offset + at, buf.bytes.subspan(at)));
   }
-  StatsCounters::add(ctx.stats.bytes_read, r.length);
+  if (st.ok()) StatsCounters::add(ctx.stats.bytes_read, r.length);
   return send_structured(ctx, r.cookie, chunks);
 }
 
 bool simple_read(const DispatchContext& ctx, const Request& r) {
-  std::vector<std::byte> buf(r.length);
-  Status st = ctx.session.device->read(r.offset, buf);
+  ReadBuffer buf(r.length);
+  Status st = ctx.session.device->read(r.offset, buf.bytes);
   if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
   StatsCounters::add(ctx.stats.bytes_read, r.length);
-  return send_simple(ctx, r.cookie, 0, buf);
+  return send_simple(ctx, r.cookie, 0, buf.bytes);
 }
 
 bool block_status(const DispatchContext& ctx, const Request& r) {

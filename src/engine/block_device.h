@@ -47,6 +47,11 @@ class BlockDevice {
 
   // Fills `out` with the bytes at [offset, offset + out.size()).
   virtual Status read(uint64_t offset, std::span<std::byte> out) = 0;
+  // read() that also says what it read: *extents is set to the extents
+  // block_status() would describe, covering the whole range, from the same
+  // lookup (NBD structured reads send zero ranges as holes). The default
+  // makes two lookups.
+  virtual Status read_described(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents);
   // Stores `data` at `offset`. With `fua`, returns only once durable.
   virtual Status write(uint64_t offset, std::span<const std::byte> data, bool fua) = 0;
   // write(), handing over the bytes: a device that keeps them (a write

@@ -19,6 +19,9 @@ class SnapshotDevice final : public BlockDevice {
   bool read_only() const override { return true; }
   uint32_t preferred_block_size() const override { return volume_->preferred_block_size(); }
   Status read(uint64_t offset, std::span<std::byte> out) override { return volume_->read_view(top_.get(), offset, out); }
+  Status read_described(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) override {
+    return volume_->read_view(top_.get(), offset, out, extents);
+  }
   Status write(uint64_t, std::span<const std::byte>, bool) override { return read_only_error(); }
   Status trim(uint64_t, uint64_t, bool) override { return read_only_error(); }
   Status write_zeroes(uint64_t, uint64_t, bool) override { return read_only_error(); }

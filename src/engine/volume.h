@@ -239,6 +239,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   bool read_only() const override { return false; }
   uint32_t preferred_block_size() const override { return kBlockSize; }
   Status read(uint64_t offset, std::span<std::byte> out) override;
+  Status read_described(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) override;
   Status write(uint64_t offset, std::span<const std::byte> data, bool fua) override;
   Status write_owned(uint64_t offset, std::vector<std::byte>&& data, bool fua) override;
   Status trim(uint64_t offset, uint64_t length, bool fua) override;
@@ -268,9 +269,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // storage (checkpoints/<seq>.sqlite.zst); rebuilds start from the newest.
   Result<uint64_t> checkpoint();
 
-  // Reads [offset, offset+out.size()) as seen from `top` (nullptr: the live
-  // volume). Used by snapshot devices.
-  Status read_view(const Layer* top, uint64_t offset, std::span<std::byte> out);
+  // read_described() of [offset, offset+out.size()) as seen from `top`
+  // (nullptr: the live volume). Used by snapshot devices.
+  Status read_view(const Layer* top, uint64_t offset, std::span<std::byte> out,
+                   std::vector<StatusExtent>* extents = nullptr);
   Status block_status_view(const Layer* top, uint64_t offset, uint64_t length, size_t max_extents,
                            std::vector<StatusExtent>* out);
 

@@ -180,24 +180,66 @@ Status Volume::read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t 
 
 Status Volume::read(uint64_t offset, std::span<std::byte> out) { return read_view(nullptr, offset, out); }
 
-Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte> out) {
+Status Volume::read_described(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) {
+  return read_view(nullptr, offset, out, extents);
+}
+
+namespace {
+
+// Builds the extent list of a range walked in order, merging neighbours in
+// the same state (as block_status answers).
+class ExtentRun {
+ public:
+  ExtentRun(std::vector<StatusExtent>* out, uint64_t start) : out_(out), cursor_(start) {
+    if (out_ != nullptr) out_->clear();
+  }
+  // [cursor, upto) is in `state`.
+  void emit(uint64_t upto, ExtentState state) {
+    if (upto <= cursor_) return;
+    if (out_ != nullptr) {
+      if (!out_->empty() && out_->back().state == state) {
+        out_->back().length += upto - cursor_;
+      } else {
+        out_->push_back({upto - cursor_, state});
+      }
+    }
+    cursor_ = upto;
+  }
+  uint64_t cursor() const { return cursor_; }
+  size_t size() const { return out_ == nullptr ? 0 : out_->size(); }
+
+ private:
+  std::vector<StatusExtent>* out_;
+  uint64_t cursor_;
+};
+
+}  // namespace
+
+Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte> out,
+                         std::vector<StatusExtent>* extents) {
   PBD_RETURN_IF_ERROR(check_range(offset, out.size(), false));
   const uint64_t end = offset + out.size();
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
-  uint64_t cursor = offset;  // device byte filled up to here
   const std::vector<Piece> pieces = resolve(top, first, last - first);
   FrameBatch batch;
   PBD_RETURN_IF_ERROR(fetch_frames(pieces, &batch));
+  ExtentRun run(extents, offset);  // its cursor: device byte filled up to here
   for (const auto& piece : pieces) {
     const auto& [lba, nblocks, src] = piece;
     const uint64_t p_start = std::max(offset, lba * kBlockSize);
     const uint64_t p_end = std::min(end, (lba + nblocks) * kBlockSize);
-    if (p_start > cursor) std::memset(out.data() + (cursor - offset), 0, p_start - cursor);  // unmapped gap
+    if (p_start > run.cursor()) {  // unmapped gap
+      std::memset(out.data() + (run.cursor() - offset), 0, p_start - run.cursor());
+      run.emit(p_start, ExtentState::kHole);
+    }
     PBD_RETURN_IF_ERROR(read_blocks_into(piece, lba, p_start, out.subspan(p_start - offset, p_end - p_start), &batch));
-    cursor = p_end;
+    run.emit(p_end, src.state);
   }
-  if (cursor < end) std::memset(out.data() + (cursor - offset), 0, end - cursor);
+  if (run.cursor() < end) {
+    std::memset(out.data() + (run.cursor() - offset), 0, end - run.cursor());
+    run.emit(end, ExtentState::kHole);
+  }
   return Status::OK();
 }
 
@@ -327,22 +369,13 @@ Status Volume::block_status_view(const Layer* top, uint64_t offset, uint64_t len
   const uint64_t end = offset + length;
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
-  uint64_t cursor = offset;
-  auto emit = [&](uint64_t upto, ExtentState state) {
-    if (upto <= cursor) return;
-    if (!out->empty() && out->back().state == state) {
-      out->back().length += upto - cursor;
-    } else {
-      out->push_back({upto - cursor, state});
-    }
-    cursor = upto;
-  };
+  ExtentRun run(out, offset);
   for (const auto& [lba, nblocks, src] : resolve(top, first, last - first)) {
-    emit(std::max(offset, lba * kBlockSize), ExtentState::kHole);
-    emit(std::min(end, (lba + nblocks) * kBlockSize), src.state);
-    if (out->size() > max_extents) break;
+    run.emit(std::max(offset, lba * kBlockSize), ExtentState::kHole);
+    run.emit(std::min(end, (lba + nblocks) * kBlockSize), src.state);
+    if (run.size() > max_extents) break;
   }
-  if (out->size() <= max_extents) emit(end, ExtentState::kHole);
+  if (run.size() <= max_extents) run.emit(end, ExtentState::kHole);
   if (out->size() > max_extents) out->resize(std::max<size_t>(max_extents, 1));
   return Status::OK();
 }

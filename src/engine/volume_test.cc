@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -41,6 +43,26 @@ void check_equal(Volume& v, const std::vector<std::byte>& model, uint64_t off, u
   std::vector<std::byte> got(len);
   REQUIRE(v.read(off, got).ok());
   REQUIRE(std::memcmp(got.data(), model.data() + off, len) == 0);
+  // read_described(): the same bytes, and the extents block_status() gives,
+  // from one lookup. Zero and hole extents must read as zeros.
+  std::vector<std::byte> again(len, std::byte{0xEE});
+  std::vector<StatusExtent> described, status;
+  REQUIRE(v.read_described(off, again, &described).ok());
+  REQUIRE(std::memcmp(again.data(), model.data() + off, len) == 0);
+  REQUIRE(v.block_status(off, len, SIZE_MAX, &status).ok());
+  REQUIRE(described.size() == status.size());
+  uint64_t at = 0;
+  for (size_t i = 0; i < described.size(); ++i) {
+    REQUIRE(described[i].length == status[i].length);
+    REQUIRE(described[i].state == status[i].state);
+    if (described[i].state != ExtentState::kData) {
+      auto first = again.begin() + static_cast<ptrdiff_t>(at);
+      REQUIRE(std::all_of(first, first + static_cast<ptrdiff_t>(described[i].length),
+                          [](std::byte b) { return b == std::byte{0}; }));
+    }
+    at += described[i].length;
+  }
+  REQUIRE(at == len);
 }
 
 // Random writes, zeroes, trims, flushes and reads, checked after every read.
