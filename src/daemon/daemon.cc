@@ -86,6 +86,10 @@ Status Daemon::start() {
   vo.codec = *codec;
   // memory:// starts empty every time: an index file would only cost I/O.
   vo.index_path = store_->persistent() ? config_.state_dir + "/index.sqlite" : kInMemoryIndex;
+  vo.ephemeral = !store_->persistent();
+  if (vo.ephemeral) {
+    logger->info("storage keeps nothing past this process: FLUSH and FUA return at once storage={}", store_->url());
+  }
   auto volume = Volume::Open(store_, vo);
   if (!volume.ok()) return volume.status();
   volume_ = *volume;

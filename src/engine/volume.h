@@ -130,6 +130,11 @@ struct VolumeOptions {
   // keeps nothing (memory://): the index then costs no file I/O at all, and
   // cannot be restored from a checkpoint.
   std::string index_path;
+  // The store dies with this process (memory://): a client's FLUSH or FUA
+  // cannot make anything more durable than it already is, so flush() returns
+  // at once and buffers seal on size and on the flush timer only. close() and
+  // snapshots still upload everything they cover.
+  bool ephemeral = false;
   // The claim on the volume (DESIGN invariant 6). Checked before every
   // segment upload, renewed by the flusher, released by close(). Optional.
   std::shared_ptr<WriterLease> lease;
@@ -349,6 +354,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // upload_window_ at once; on failure returns the error of the oldest
   // uncommitted one. REQUIRES: flush_mu_ held.
   Status upload_through(uint64_t last_seq);
+  // flush() proper: seals the active buffer and returns once every buffer
+  // sealed so far is committed (and the roots record stored), waiting out
+  // storage outages up to flush_timeout_ms.
+  Status make_durable();
   // Encodes (first attempt) and PUTs one buffer. Runs on an upload worker
   // without any lock held.
   Status put_segment(Sealed& sealed);

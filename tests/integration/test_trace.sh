@@ -11,7 +11,10 @@ requires_python_nbd
 KiB=1024; MiB=$((1024 * KiB))
 TRACE=$TMP/qemu-io.trace
 
-start_portalbd --storage memory:// --disk-size-gb 1 --trace "$TRACE"
+# file://, so that FUA writes take real time (a segment and an fsync each)
+# and the asynchronous writes below are still running when the next arrive;
+# on memory:// a FUA write returns at once.
+start_portalbd --storage "file://$TMP/bucket" --disk-size-gb 1 --trace "$TRACE"
 # qemu-io opens with cache=writethrough: every write carries FUA, and it
 # flushes once more when it closes.
 qio "$(nbd_uri)" "write -P 0x11 0 $((64 * KiB))" "read -P 0x11 $((4 * KiB)) $((8 * KiB))" "flush" \
