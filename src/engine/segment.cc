@@ -74,6 +74,7 @@ void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
   assert(!data.empty() && data.size() % kBlockSize == 0);
   uint64_t nblocks = data.size() / kBlockSize;
   uint64_t done = 0;
+  if (!pending_.empty() && lba != pending_end_lba_) seal_frame();  // a new run starts a new frame
   while (done < nblocks) {
     uint32_t used = static_cast<uint32_t>(pending_.size() / kBlockSize);
     uint64_t take = std::min<uint64_t>(kFrameBlocks - used, nblocks - done);
@@ -81,6 +82,7 @@ void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
     auto part = data.subspan(done * kBlockSize, take * kBlockSize);
     pending_.insert(pending_.end(), part.begin(), part.end());
     done += take;
+    pending_end_lba_ = lba + done;
     if (pending_.size() == kFrameBlocks * kBlockSize) seal_frame();
   }
 }

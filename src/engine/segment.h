@@ -8,7 +8,10 @@
 //
 //   [frame 0][frame 1]...[frame n-1][footer][trailer: 40 bytes]
 //
-//   frame   : up to kFrameBlocks blocks of raw data, compressed (lz4/zstd) or raw
+//   frame   : up to kFrameBlocks consecutive blocks (one run of LBAs), compressed
+//             (lz4/zstd) or raw. A frame never mixes blocks from separate runs:
+//             a read of one scattered 4 KiB block then fetches and checks 4 KiB,
+//             not the 64 KiB of 16 unrelated blocks.
 //   footer  : "PBDSEGF1" u32 version u32 flags u64 seq u64 layer i64 created_ms
 //             u32 nframes u32 nentries
 //             nframes x { u64 offset u32 stored_len u32 raw_len u32 crc32c u8 codec u8[3] }
@@ -97,6 +100,7 @@ class SegmentBuilder {
   SegmentFooter footer_;
   std::vector<std::byte> object_;   // frames sealed so far
   std::vector<std::byte> pending_;  // raw bytes of the open frame
+  uint64_t pending_end_lba_ = 0;    // the block after the open frame's last
 };
 
 // Reads the trailer (the last kSegmentTrailerBytes of an object) and returns
