@@ -4,6 +4,7 @@
 #include <zstd.h>
 
 #include <cstring>
+#include <memory>
 
 namespace portalbd {
 
@@ -35,6 +36,24 @@ std::span<std::byte> scratch(size_t bytes) {
   return {buffer.data(), bytes};
 }
 
+// Per-thread codec contexts. Setting one up per frame is what made small
+// frames expensive: LZ4_compress_default() clears a 16 KiB hash table on
+// every call (four times the work of compressing a 4 KiB frame), and
+// ZSTD_compress() allocates a whole context. A stream reset with
+// LZ4_resetStream_fast() costs almost nothing.
+LZ4_stream_t* lz4_stream() {
+  thread_local std::unique_ptr<LZ4_stream_t, int (*)(LZ4_stream_t*)> stream(LZ4_createStream(), LZ4_freeStream);
+  return stream.get();
+}
+ZSTD_CCtx* zstd_cctx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> ctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  return ctx.get();
+}
+ZSTD_DCtx* zstd_dctx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  return ctx.get();
+}
+
 // Whether `stored` compressed bytes are worth a decode for `raw` bytes.
 bool worth_it(size_t stored, size_t raw) { return stored <= raw - raw / kMinSavingsDivisor; }
 
@@ -44,15 +63,19 @@ Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<s
   if (wanted == Codec::kLz4) {
     int bound = LZ4_compressBound(static_cast<int>(raw.size()));
     auto room = scratch(static_cast<size_t>(bound));
-    int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(room.data()),
-                                 static_cast<int>(raw.size()), bound);
+    // A fast reset, then one block with no dictionary: an independent block
+    // that LZ4_decompress_safe() decodes alone.
+    LZ4_stream_t* stream = lz4_stream();
+    LZ4_resetStream_fast(stream);
+    int n = LZ4_compress_fast_continue(stream, reinterpret_cast<const char*>(raw.data()),
+                                       reinterpret_cast<char*>(room.data()), static_cast<int>(raw.size()), bound, 1);
     if (n > 0 && worth_it(static_cast<size_t>(n), raw.size())) {
       out->insert(out->end(), room.begin(), room.begin() + n);
       return Codec::kLz4;
     }
   } else if (wanted == Codec::kZstd) {
     auto room = scratch(ZSTD_compressBound(raw.size()));
-    size_t n = ZSTD_compress(room.data(), room.size(), raw.data(), raw.size(), 3);
+    size_t n = ZSTD_compressCCtx(zstd_cctx(), room.data(), room.size(), raw.data(), raw.size(), 3);
     if (!ZSTD_isError(n) && worth_it(n, raw.size())) {
       out->insert(out->end(), room.begin(), room.begin() + static_cast<ptrdiff_t>(n));
       return Codec::kZstd;
@@ -75,7 +98,7 @@ Status decompress_frame(Codec codec, std::span<const std::byte> stored, std::spa
       return Status::OK();
     }
     case Codec::kZstd: {
-      size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
+      size_t n = ZSTD_decompressDCtx(zstd_dctx(), out.data(), out.size(), stored.data(), stored.size());
       if (ZSTD_isError(n) || n != out.size()) return Status::Corruption("zstd frame does not decode");
       return Status::OK();
     }

@@ -3,8 +3,8 @@
 // rule ZFS uses): a frame that shrinks by a few percent would cost a decode on
 // every cache miss for almost no space, and a raw frame is read where it lies.
 // decode() always looks at the codec recorded for that frame.
-// Thread-safety: pure functions (codec contexts are per call; the scratch
-// buffer compress_frame() compresses into is per thread).
+// Thread-safety: safe concurrently; the codec contexts and the scratch
+// buffer compress_frame() compresses into are per thread.
 #pragma once
 
 #include <cstddef>
