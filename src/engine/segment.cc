@@ -56,8 +56,7 @@ uint64_t SegmentFooter::data_bytes() const {
   return n;
 }
 
-SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms, FramePacking packing)
-    : codec_(codec), packing_(packing) {
+SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms) : codec_(codec) {
   footer_.seq = seq;
   footer_.layer = layer;
   footer_.created_unix_ms = created_unix_ms;
@@ -75,7 +74,6 @@ void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
   assert(!data.empty() && data.size() % kBlockSize == 0);
   uint64_t nblocks = data.size() / kBlockSize;
   uint64_t done = 0;
-  if (packing_ == FramePacking::kRuns && !pending_.empty() && lba != pending_end_lba_) seal_frame();
   while (done < nblocks) {
     uint32_t used = static_cast<uint32_t>(pending_.size() / kBlockSize);
     uint64_t take = std::min<uint64_t>(kFrameBlocks - used, nblocks - done);
@@ -83,7 +81,6 @@ void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
     auto part = data.subspan(done * kBlockSize, take * kBlockSize);
     pending_.insert(pending_.end(), part.begin(), part.end());
     done += take;
-    pending_end_lba_ = lba + done;
     if (pending_.size() == kFrameBlocks * kBlockSize) seal_frame();
   }
 }

@@ -8,8 +8,7 @@
 //
 //   [frame 0][frame 1]...[frame n-1][footer][trailer: 40 bytes]
 //
-//   frame   : up to kFrameBlocks blocks, compressed (lz4/zstd) or raw; see
-//             FramePacking for which blocks share a frame.
+//   frame   : up to kFrameBlocks blocks of raw data, compressed (lz4/zstd) or raw
 //   footer  : "PBDSEGF1" u32 version u32 flags u64 seq u64 layer i64 created_ms
 //             u32 nframes u32 nentries
 //             nframes x { u64 offset u32 stored_len u32 raw_len u32 crc32c u8 codec u8[3] }
@@ -73,24 +72,9 @@ struct SegmentFooter {
   uint64_t data_bytes() const;  // raw bytes of data blocks mapped
 };
 
-// Which blocks share a frame. A frame is the unit that is fetched, checked
-// and decoded whole to read any block of it.
-enum class FramePacking : uint8_t {
-  // Blocks in LBA order, 16 to a frame, across gaps: a cache miss brings in up
-  // to 16 blocks that were written together (and are often read together) for
-  // the price of one fetch. For stores where each fetch costs (file, S3).
-  kDense,
-  // One run of consecutive blocks per frame: a scattered 4 KiB write is a
-  // 4 KiB frame, and reading it back checks and decodes 4 KiB, not 64. For a
-  // store that keeps objects in memory, where a miss costs no fetch, only the
-  // decode of the whole frame.
-  kRuns,
-};
-
 class SegmentBuilder {
  public:
-  SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms,
-                 FramePacking packing = FramePacking::kDense);
+  SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms);
 
   // Sizes the object buffer for about `raw_bytes` of data, so that appending
   // frames does not reallocate and copy what is already there. Optional.
@@ -110,11 +94,9 @@ class SegmentBuilder {
   void seal_frame();
 
   Codec codec_;
-  FramePacking packing_;
   SegmentFooter footer_;
   std::vector<std::byte> object_;   // frames sealed so far
   std::vector<std::byte> pending_;  // raw bytes of the open frame
-  uint64_t pending_end_lba_ = 0;    // the block after the open frame's last
 };
 
 // Reads the trailer (the last kSegmentTrailerBytes of an object) and returns

@@ -95,35 +95,6 @@ TEST_SUITE("engine.segment") {
     CHECK_FALSE(parse_segment_object(std::span<const std::byte>(obj).subspan(0, obj.size() - 1)).ok());
   }
 
-  TEST_CASE("packed by runs, a frame holds consecutive blocks only; packed densely, 16 blocks across gaps") {
-    SegmentBuilder b(1, 1, Codec::kNone, 0, FramePacking::kRuns);
-    b.add_data(10, pattern_blocks(1, 1, false));
-    b.add_data(11, pattern_blocks(2, 2, false));   // continues the run: same frame
-    b.add_data(50, pattern_blocks(1, 3, false));   // a new run: a new frame
-    b.add_empty(51, 4, ExtentState::kZero);
-    b.add_data(55, pattern_blocks(20, 4, false));  // new run; 16 + 4 blocks
-    auto parsed = parse_segment_object(b.finish());
-    REQUIRE(parsed.ok());
-    REQUIRE(parsed->frames.size() == 4);
-    CHECK(parsed->frames[0].raw_len == 3 * kBlockSize);
-    CHECK(parsed->frames[1].raw_len == 1 * kBlockSize);
-    CHECK(parsed->frames[2].raw_len == 16 * kBlockSize);
-    CHECK(parsed->frames[3].raw_len == 4 * kBlockSize);
-    REQUIRE(parsed->entries.size() == 6);
-    CHECK((parsed->entries[1].frame == 0 && parsed->entries[1].block_in_frame == 1));
-    CHECK((parsed->entries[2].frame == 1 && parsed->entries[2].block_in_frame == 0));
-
-    SegmentBuilder dense(1, 1, Codec::kNone, 0, FramePacking::kDense);
-    dense.add_data(10, pattern_blocks(3, 1, false));
-    dense.add_data(50, pattern_blocks(1, 3, false));
-    dense.add_data(55, pattern_blocks(20, 4, false));
-    auto packed = parse_segment_object(dense.finish());
-    REQUIRE(packed.ok());
-    REQUIRE(packed->frames.size() == 2);  // 3 + 1 + 12, then 8
-    CHECK(packed->frames[0].raw_len == 16 * kBlockSize);
-    CHECK(packed->frames[1].raw_len == 8 * kBlockSize);
-  }
-
   TEST_CASE("segment keys sort by sequence and parse back") {
     CHECK(segment_key(1) == "segments/0000000000000001.seg");
     CHECK(segment_key(255) < segment_key(4096));

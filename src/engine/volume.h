@@ -354,10 +354,6 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // upload_window_ at once; on failure returns the error of the oldest
   // uncommitted one. REQUIRES: flush_mu_ held.
   Status upload_through(uint64_t last_seq);
-  // Dense frames for stores a read must fetch from; one run per frame for a
-  // store that keeps nothing past this process, which is memory:// (its
-  // objects are read in place).
-  FramePacking frame_packing() const { return store_->persistent() ? FramePacking::kDense : FramePacking::kRuns; }
   // flush() proper: seals the active buffer and returns once every buffer
   // sealed so far is committed (and the roots record stored), waiting out
   // storage outages up to flush_timeout_ms.

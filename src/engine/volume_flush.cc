@@ -27,7 +27,7 @@ void Volume::seal_active_locked() {
 // encoding needs no lock; readers keep using them until the commit.
 Status Volume::put_segment(Sealed& sealed) {
   if (!sealed.footer) {
-    SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms(), frame_packing());
+    SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms());
     builder.reserve(sealed.bytes);
     for (const auto& [lba, node] : sealed.blocks.entries()) {
       const BlockSource& src = node.value;

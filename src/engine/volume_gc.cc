@@ -183,7 +183,7 @@ Status Volume::rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef
   if (!quiet.ok()) return quiet.status();
 
   for (auto& [id, m] : moves) {
-    SegmentBuilder builder(m.new_seq, id, opts_.codec, now_unix_ms(), frame_packing());
+    SegmentBuilder builder(m.new_seq, id, opts_.codec, now_unix_ms());
     for (const auto& [lba, n, src] : m.pieces) {
       auto frame = load_frame(seq, src.frame);
       if (!frame.ok()) return frame.status().With("gc rewrite of segment " + std::to_string(seq));
