@@ -148,7 +148,7 @@ fuzz-build: $(FUZZ_TARGETS)
 fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) bash tests/fuzz/run.sh
 
--include $(FUZZ_LIB_OBJS:.o=.d) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%_fuzz.d,$(notdir $(FUZZ_TARGETS)))
+-include $(FUZZ_LIB_OBJS:.o=.d) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%.d,$(notdir $(FUZZ_TARGETS)))
 .SECONDARY: $(FUZZ_LIB_OBJS) $(patsubst %,$(BUILD)/fuzz/obj/tests/fuzz/%.o,$(notdir $(FUZZ_TARGETS)))
 
 # ---- benchmarks (bench/, never part of `make test`): fio side by side with
