@@ -36,6 +36,34 @@ struct StatusExtent {
   ExtentState state = ExtentState::kHole;
 };
 
+// Builds an extent list for a range walked in order, merging neighbours in
+// the same state (as block_status answers). With out == nullptr it only
+// tracks the cursor.
+class ExtentRun {
+ public:
+  ExtentRun(std::vector<StatusExtent>* out, uint64_t start) : out_(out), cursor_(start) {
+    if (out_ != nullptr) out_->clear();
+  }
+  // [cursor, upto) is in `state`; nothing when upto <= cursor.
+  void emit(uint64_t upto, ExtentState state) {
+    if (upto <= cursor_) return;
+    if (out_ != nullptr) {
+      if (!out_->empty() && out_->back().state == state) {
+        out_->back().length += upto - cursor_;
+      } else {
+        out_->push_back({upto - cursor_, state});
+      }
+    }
+    cursor_ = upto;
+  }
+  uint64_t cursor() const { return cursor_; }
+  size_t size() const { return out_ == nullptr ? 0 : out_->size(); }
+
+ private:
+  std::vector<StatusExtent>* out_;
+  uint64_t cursor_;
+};
+
 class BlockDevice {
  public:
   virtual ~BlockDevice() = default;

@@ -184,37 +184,6 @@ Status Volume::read_described(uint64_t offset, std::span<std::byte> out, std::ve
   return read_view(nullptr, offset, out, extents);
 }
 
-namespace {
-
-// Builds the extent list of a range walked in order, merging neighbours in
-// the same state (as block_status answers).
-class ExtentRun {
- public:
-  ExtentRun(std::vector<StatusExtent>* out, uint64_t start) : out_(out), cursor_(start) {
-    if (out_ != nullptr) out_->clear();
-  }
-  // [cursor, upto) is in `state`.
-  void emit(uint64_t upto, ExtentState state) {
-    if (upto <= cursor_) return;
-    if (out_ != nullptr) {
-      if (!out_->empty() && out_->back().state == state) {
-        out_->back().length += upto - cursor_;
-      } else {
-        out_->push_back({upto - cursor_, state});
-      }
-    }
-    cursor_ = upto;
-  }
-  uint64_t cursor() const { return cursor_; }
-  size_t size() const { return out_ == nullptr ? 0 : out_->size(); }
-
- private:
-  std::vector<StatusExtent>* out_;
-  uint64_t cursor_;
-};
-
-}  // namespace
-
 Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte> out,
                          std::vector<StatusExtent>* extents) {
   PBD_RETURN_IF_ERROR(check_range(offset, out.size(), false));
