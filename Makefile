@@ -7,6 +7,11 @@
 
 CXX      ?= g++
 BUILD    ?= build
+# One spelling of every output path, however BUILD was given (tests pass an
+# absolute one): the -MMD dependency files name their target by that path, and
+# a relative target never matches an absolute one, so header changes would
+# silently stop rebuilding objects.
+override BUILD := $(abspath $(BUILD))
 NPROC    := $(shell nproc 2>/dev/null || echo 2)
 PKGS     := sqlite3 liblz4 libzstd libisal spdlog fmt tomlplusplus nlohmann_json libnbd libcurl openssl fuse3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
