@@ -146,7 +146,7 @@ void Connection::request_loop(const Session& session) {
       break;
     }
 
-    if (runs_inline(r)) {
+    if (runs_inline(r, *session.device)) {
       if (!execute_request(inline_ctx, r, std::move(payload))) break;
       trace_request(r, t_recv_us, note);
       continue;
@@ -202,12 +202,14 @@ void Connection::trace_request(const Request& r, uint64_t t_recv_us, const Reply
   trace->record(TraceRecord{trace_conn_, r.type, r.flags, r.offset, r.length, t_recv_us, note.sent_us, note.error});
 }
 
-bool Connection::runs_inline(const Request& r) {
+bool Connection::runs_inline(const Request& r, const BlockDevice& device) {
   // Writes without FUA, trims and zeroes only touch the engine's write buffer:
   // a few microseconds, less than handing them to a worker thread costs. A
   // full buffer makes the write wait, which holds back reading the next
-  // request: the back-pressure a full buffer should give anyway.
+  // request: the back-pressure a full buffer should give anyway. FLUSH and
+  // FUA join them when the device has nothing to wait for (memory://).
   const bool buffered = r.type == proto::kCmdWrite || r.type == proto::kCmdTrim || r.type == proto::kCmdWriteZeroes;
+  if (device.flush_is_free()) return buffered || r.type == proto::kCmdFlush;
   return buffered && (r.flags & proto::kCmdFlagFua) == 0;
 }
 

@@ -78,7 +78,7 @@ class Connection {
   void worker_main(const Session& session, ReplyWriter& out);
   static uint64_t cost_bytes(const Request& r);
   // Requests the reader thread executes itself instead of queueing.
-  static bool runs_inline(const Request& r);
+  static bool runs_inline(const Request& r, const BlockDevice& device);
   // Appends one request to options_.trace (when tracing), answered as `note` says.
   void trace_request(const Request& r, uint64_t t_recv_us, const ReplyNote& note) const;
 

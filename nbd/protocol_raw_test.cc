@@ -3,6 +3,7 @@
 // answer the spec requires, then that the server still serves a fresh client.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -391,6 +392,45 @@ TEST_SUITE("nbd.raw") {
   TEST_CASE("back-pressure: a stalled device stops the server reading, memory stays bounded (inline writes)") {
     // Plain writes run on the reader thread: the reader itself stalls.
     check_back_pressure(0, 1);
+  }
+
+  // With one worker stalled on a READ, sends FLUSH and a FUA TRIM; true when
+  // both are answered while the READ still waits (they ran on the reader).
+  bool flush_overtakes_stalled_read(bool free_flush) {
+    ServerOptions o = ServerFixture::default_options();
+    o.workers_per_connection = 1;
+    ServerFixture f(o);
+    f.disk->free_flush = free_flush;
+    RawClient c(f.socket_path());
+    REQUIRE(c.greet());
+    REQUIRE(c.go("disk"));
+    f.disk->close_gate();
+    c.send_request(kCmdRead, 0, 1, 0, 4096);
+    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(f.disk->waiting_at_gate() == 1);
+    c.send_request(kCmdFlush, 0, 2, 0, 0);
+    c.send_request(kCmdTrim, kCmdFlagFua, 3, 8192, 4096);
+    struct pollfd p {c.fd(), POLLIN, 0};
+    const bool answered_first = ::poll(&p, 1, 300) == 1;
+    std::vector<uint64_t> order;
+    f.disk->open_gate();
+    for (int i = 0; i < 3; ++i) {
+      auto r = c.read_simple_reply();
+      REQUIRE(r.ok);
+      CHECK(r.error == 0);
+      if (r.cookie == 1) REQUIRE(c.recv(4096).size() == 4096);  // the READ's data
+      order.push_back(r.cookie);
+    }
+    CHECK(f.disk->flushes == 1);
+    CHECK(f.disk->fua_count == 1);
+    if (answered_first) CHECK(order == std::vector<uint64_t>{2, 3, 1});
+    return answered_first;
+  }
+
+  TEST_CASE("FLUSH and FUA run on the reader thread when the device's flush is free (memory://)") {
+    CHECK(flush_overtakes_stalled_read(true));
+    // Otherwise they wait for a worker, here behind the stalled READ.
+    CHECK_FALSE(flush_overtakes_stalled_read(false));
   }
 
   TEST_CASE("a client that vanishes mid-negotiation or mid-transmission does not disturb others") {

@@ -74,6 +74,7 @@ class MemoryDevice : public BlockDevice {
     fua_count += fua;
     return Status::OK();
   }
+  bool flush_is_free() const override { return free_flush.load(); }
   Status flush() override {
     std::lock_guard lock(mu_);
     if (take_failure()) return fail_with_;
@@ -132,6 +133,7 @@ class MemoryDevice : public BlockDevice {
   }
 
   std::atomic<int> reads{0}, trims{0}, zeroes{0}, flushes{0}, prefetches{0}, fua_count{0};
+  std::atomic<bool> free_flush{false};  // what flush_is_free() answers
 
  private:
   Status check(uint64_t offset, uint64_t length) const {

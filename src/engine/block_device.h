@@ -93,6 +93,10 @@ class BlockDevice {
   virtual Status write_zeroes(uint64_t offset, uint64_t length, bool fua) = 0;
   // Makes every write answered before this call durable in object storage.
   virtual Status flush() = 0;
+  // True when flush() and FUA have nothing to wait for (a store that dies
+  // with the process): a server may then run them where it runs plain
+  // writes, without a hand-off to another thread.
+  virtual bool flush_is_free() const { return false; }
   // Describes [offset, offset+length) as a run of extents, in order, covering
   // at least the first byte. May stop early (after max_extents).
   virtual Status block_status(uint64_t offset, uint64_t length, size_t max_extents,
