@@ -33,6 +33,11 @@
 # to (SB_CACHE_BLOCKS changes it); --force because a fresh
 # prefix fails its size auto-detection; --listBlocks stays off (default).
 #
+# Store ceiling: each repetition also PUTs 256 MiB of random bytes with curl, as
+# 4 objects of 64 MiB at once, through the same proxy: the most this s3rver
+# and proxy take on this machine, whatever the client. The table reports it
+# next to the seqwrite target, which cannot be met above that ceiling.
+#
 # Drift: each repetition starts both systems on fresh prefixes; each job runs
 # on one and then the other (pb sb; even repetitions sb pb). The table shows
 # medians over REPS.
@@ -264,9 +269,26 @@ EOF
   if [ "$s" = sb ]; then grep -E '^http_(puts|gets) ' "$MNT/stats" | tr -s ' ' | tr '\n' ' ' | sed 's/^/  s3backer stats (cumulative): /' >&2; echo >&2; fi
 }
 
+# Raw PUT throughput of the store through the proxy (see "Store ceiling").
+head -c 64M /dev/urandom >"$TMP/ceiling.bin"
+ceiling() {  # REP
+  local t0 t1 i pids=()
+  t0=$(date +%s.%N)
+  for i in 1 2 3 4; do
+    curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$TMP/ceiling.bin" \
+      "$ENDPOINT/$BUCKET/ceiling-$1/$i" & pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || { echo "s3_compare: ceiling PUT failed" >&2; exit 1; }; done
+  t1=$(date +%s.%N)
+  python3 -c "import sys; print(f'{256 / (float(sys.argv[2]) - float(sys.argv[1])):.2f}')" "$t0" "$t1" >>"$TMP/ceiling"
+  echo "  rep $1 store ceiling: 4 x 64 MiB PUTs at once with curl, $(tail -1 "$TMP/ceiling") MiB/s" >&2
+}
+
 : >"$TMP/results"
+: >"$TMP/ceiling"
 started=$(date +%s)
 for rep in $(seq 1 "$REPS"); do
+  ceiling "$rep"
   start_pb "$rep"
   start_sb "$rep"
   for job in $JOBS; do
@@ -279,10 +301,11 @@ done
 elapsed=$(($(date +%s) - started))
 
 table() {
-  python3 - "$TMP/results" "$JOBS" <<'EOF'
+  python3 - "$TMP/results" "$JOBS" "$TMP/ceiling" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 jobs = sys.argv[2].split()
+ceiling = statistics.median(float(l) for l in open(sys.argv[3]))
 def med(s, j, f):
     v = [f(r) for r in rows if r[0] == s and r[1] == j]
     return statistics.median(v) if v else float("nan")
@@ -331,6 +354,12 @@ def ratio(j, c):
 if "seqwrite" in jobs:
     for c in ("fio MiB/s", "settled MiB/s"):
         target(f"seqwrite {c} >= 3x s3backer ({ratio('seqwrite', c):.2f}x)", ratio("seqwrite", c) >= 3)
+    sb = med("sb", "seqwrite", cols["settled MiB/s"])
+    pb = med("pb", "seqwrite", cols["settled MiB/s"])
+    print(f"- store ceiling (curl, 4 x 64 MiB PUTs at once through the same proxy, median): {ceiling:.1f} MiB/s; "
+          f"3x s3backer's settled seqwrite needs {3 * sb:.1f} MiB/s, "
+          f"{'within' if 3 * sb <= ceiling else 'ABOVE'} what the store takes; portalbd's settled seqwrite is "
+          f"{pb / ceiling:.0%} of the ceiling, s3backer's {sb / ceiling:.0%}")
 if "randwrite" in jobs:
     for c in ("fio IOPS", "settled IOPS"):
         target(f"randwrite {c} >= 20x s3backer ({ratio('randwrite', c):.2f}x)", ratio("randwrite", c) >= 20)

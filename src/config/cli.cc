@@ -41,7 +41,7 @@ constexpr FlagSpec kFlags[] = {
     {"--flush-interval-ms", "lsm.flush_interval_ms", "N", "upload buffered writes at least this often", false},
     {"--flush-timeout-ms", "lsm.flush_timeout_ms", "N",
      "while storage fails, FLUSH retries this long before EIO (0: EIO at once)", false},
-    {"--upload-concurrency", "lsm.upload_concurrency", "N", "segments encoded and uploaded at once, 1-16", false},
+    {"--upload-concurrency", "lsm.upload_concurrency", "N", "segments encoded and uploaded at once, 1-16 (0: 4 on s3://, else 1)", false},
     {"--gc-interval-s", "gc.interval_s", "N", "background garbage collection every N seconds (0: off)", false},
     {"--gc-grace-ms", "gc.grace_ms", "N", "delete unreferenced segments this long after GC finds them", false},
 };

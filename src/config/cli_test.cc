@@ -119,7 +119,7 @@ TEST_SUITE("config.cli") {
     CHECK(r.err == "portalbd: --disk-size-gb ten: expected a non-negative integer\n");
     r = run({"--upload-concurrency", "17"});
     CHECK(r.outcome.exit_code == 2);
-    CHECK(r.err == "portalbd: --upload-concurrency 17: must be between 1 and 16\n");
+    CHECK(r.err == "portalbd: --upload-concurrency 17: must be between 0 (automatic) and 16\n");
     r = run({"--storage", "ftp://x"});
     CHECK(r.outcome.exit_code == 2);
     CHECK(r.err.find("unsupported storage URL scheme 'ftp'") != std::string::npos);

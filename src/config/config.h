@@ -43,7 +43,9 @@ struct Config {
   uint64_t segment_bytes = 64ull << 20;        // [lsm] l0_sst_size_bytes: target size of one segment object
   uint64_t write_buffer_bytes = 256ull << 20;  // max dirty bytes before writers wait
   uint64_t flush_timeout_ms = 60000;  // FLUSH / a waiting writer gives up after storage stalls this long
-  uint64_t upload_concurrency = 1;    // segments encoded and PUT at once (1..kMaxUploadConcurrency)
+  // Segments encoded and PUT at once (1..kMaxUploadConcurrency); 0: automatic,
+  // kRemoteUploadConcurrency on s3://, 1 on local stores (effective_upload_concurrency).
+  uint64_t upload_concurrency = 0;
   // [cache]
   uint64_t cache_bytes = 256ull << 20;  // decoded-frame read cache; 0 disables it
   // [fuse]
@@ -88,6 +90,14 @@ Status validate_config(const Config& cfg);
 
 // The storage URL the daemon opens: cfg.storage_url, or file://<state_dir>/data.
 std::string effective_storage_url(const Config& cfg);
+
+// Uploads at once on a remote store when [lsm] upload_concurrency is 0: a PUT
+// there waits on the network far longer than on the CPU, and a window of
+// several keeps the link busy. Crash states stay a prefix of the writes
+// either way (SegmentFooter::after_seq).
+inline constexpr uint64_t kRemoteUploadConcurrency = 4;
+// cfg.upload_concurrency, or for 0 the automatic choice for `storage_url`.
+uint64_t effective_upload_concurrency(const Config& cfg, const std::string& storage_url);
 
 // A parsed "host:port" or "[v6addr]:port".
 struct HostPort {

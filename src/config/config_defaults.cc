@@ -70,4 +70,9 @@ std::string effective_storage_url(const Config& cfg) {
   return "file://" + cfg.state_dir + "/data";
 }
 
+uint64_t effective_upload_concurrency(const Config& cfg, const std::string& storage_url) {
+  if (cfg.upload_concurrency != 0) return cfg.upload_concurrency;
+  return storage_url.rfind("s3://", 0) == 0 ? kRemoteUploadConcurrency : 1;
+}
+
 }  // namespace portalbd

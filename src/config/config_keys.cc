@@ -74,7 +74,7 @@ std::vector<ConfigKey> build_table() {
   keys.push_back(uint_key("lsm.flush_timeout_ms", &Config::flush_timeout_ms, r::check_any_uint,
                           "while storage fails, FLUSH retries this long before EIO (0: EIO at once)"));
   keys.push_back(uint_key("lsm.upload_concurrency", &Config::upload_concurrency, r::check_upload_concurrency,
-                          "segments encoded and uploaded at once, 1-16 (1: one at a time)"));
+                          "segments encoded and uploaded at once, 1-16 (0: automatic, 4 on s3://, 1 on local stores)"));
   keys.push_back(uint_key("cache.bytes", &Config::cache_bytes, r::check_any_uint,
                           "decoded-frame read cache size, 0 disables it"));
   keys.push_back(string_key("fuse.mountpoint", &Config::fuse_mountpoint, r::check_any_string,

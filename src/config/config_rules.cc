@@ -87,7 +87,7 @@ Status check_segment_bytes(uint64_t bytes) {
 }
 
 Status check_upload_concurrency(uint64_t n) {
-  if (n < 1 || n > kMaxUploadConcurrency) return invalid("must be between 1 and 16");
+  if (n > kMaxUploadConcurrency) return invalid("must be between 0 (automatic) and 16");
   return Status::OK();
 }
 

@@ -183,7 +183,7 @@ compression = "zstd"
     CHECK(load_error("[daemon]\nstate_dir = \"rel\"\n").find("must be an absolute path") != std::string::npos);
     CHECK(load_error("[lsm]\nflush_interval_ms = 0\n").find("must be between 1 and 3600000") != std::string::npos);
     CHECK(load_error("[lsm]\nl0_sst_size_bytes = 1000\n").find("lsm.l0_sst_size_bytes = 1000") != std::string::npos);
-    CHECK(load_error("[lsm]\nupload_concurrency = 0\n").find("lsm.upload_concurrency = 0: must be between 1 and 16") !=
+    CHECK(load_error("[lsm]\nupload_concurrency = 17\n").find("lsm.upload_concurrency = 17: must be between 0 (automatic) and 16") !=
           std::string::npos);
   }
 
@@ -242,7 +242,12 @@ TEST_SUITE("config.defaults") {
     CHECK_FALSE(cfg.disk_size_set);
     CHECK(cfg.storage_url.empty());
     CHECK(cfg.segment_bytes == 64ull << 20);
-    CHECK(cfg.upload_concurrency == 1);  // keeps "crash = a clean prefix" (docs/design.md)
+    CHECK(cfg.upload_concurrency == 0);  // automatic
+    CHECK(effective_upload_concurrency(cfg, "s3://bucket/prefix") == kRemoteUploadConcurrency);
+    CHECK(effective_upload_concurrency(cfg, "file:///srv/portalbd") == 1);
+    CHECK(effective_upload_concurrency(cfg, "memory://") == 1);
+    cfg.upload_concurrency = 2;
+    CHECK(effective_upload_concurrency(cfg, "s3://bucket/prefix") == 2);
     CHECK(validate_config(cfg).ok());
   }
 }

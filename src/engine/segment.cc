@@ -3,6 +3,7 @@
 #include <cassert>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 #include "src/util/crc32c.h"
 #include "src/util/endian.h"
@@ -13,7 +14,8 @@ namespace {
 
 constexpr char kFooterMagic[8] = {'P', 'B', 'D', 'S', 'E', 'G', 'F', '1'};
 constexpr char kTrailerMagic[8] = {'P', 'B', 'D', 'S', 'E', 'G', 'T', '1'};
-constexpr size_t kFooterHeaderBytes = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
+constexpr size_t kFooterHeaderBytesV1 = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
+constexpr size_t kFooterHeaderBytes = kFooterHeaderBytesV1 + 8;  // + after_seq
 constexpr size_t kFrameRecordBytes = 24;
 constexpr size_t kEntryRecordBytes = 32;
 
@@ -31,21 +33,36 @@ std::string segment_key(uint64_t seq) {
   return buf;
 }
 
-bool parse_segment_key(const std::string& key, uint64_t* seq) {
-  static const std::string kPrefix = "segments/";
-  if (key.size() != kPrefix.size() + 16 + 4 || key.compare(0, kPrefix.size(), kPrefix) != 0 ||
-      key.compare(key.size() - 4, 4, ".seg") != 0) {
+namespace {
+// "<prefix><16 lowercase hex digits><suffix>" -> the number; false otherwise.
+bool parse_hex_key(const std::string& key, std::string_view prefix, std::string_view suffix, uint64_t* out) {
+  if (key.size() != prefix.size() + 16 + suffix.size() || key.compare(0, prefix.size(), prefix) != 0 ||
+      key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) {
     return false;
   }
   uint64_t v = 0;
-  for (size_t i = kPrefix.size(); i < kPrefix.size() + 16; ++i) {
+  for (size_t i = prefix.size(); i < prefix.size() + 16; ++i) {
     char c = key[i];
     int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
     if (d < 0) return false;
     v = (v << 4) | static_cast<uint64_t>(d);
   }
-  *seq = v;
+  *out = v;
   return true;
+}
+}  // namespace
+
+bool parse_segment_key(const std::string& key, uint64_t* seq) { return parse_hex_key(key, "segments/", ".seg", seq); }
+
+std::string checkpoint_key(uint64_t seq) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "checkpoints/%016llx.sqlite.zst", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+uint64_t parse_checkpoint_key(const std::string& key) {
+  uint64_t seq = 0;
+  return parse_hex_key(key, "checkpoints/", ".sqlite.zst", &seq) ? seq : 0;
 }
 
 uint64_t SegmentFooter::data_bytes() const {
@@ -56,10 +73,12 @@ uint64_t SegmentFooter::data_bytes() const {
   return n;
 }
 
-SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms) : codec_(codec) {
+SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms, uint64_t after_seq)
+    : codec_(codec) {
   footer_.seq = seq;
   footer_.layer = layer;
   footer_.created_unix_ms = created_unix_ms;
+  footer_.after_seq = after_seq;
   pending_.reserve(kFrameBlocks * kBlockSize);
 }
 
@@ -112,6 +131,7 @@ std::vector<std::byte> SegmentBuilder::finish() {
   put_u64(&o, footer_.seq);
   put_u64(&o, footer_.layer);
   put_u64(&o, static_cast<uint64_t>(footer_.created_unix_ms));
+  put_u64(&o, footer_.after_seq);
   put_u32(&o, static_cast<uint32_t>(footer_.frames.size()));
   put_u32(&o, static_cast<uint32_t>(footer_.entries.size()));
   for (const auto& f : footer_.frames) {
@@ -149,8 +169,9 @@ Status parse_segment_trailer(std::span<const std::byte> t, uint64_t* footer_offs
     return Status::Corruption("not a segment trailer");
   }
   if (get_u64(t.data() + 24) != crc32c(t.subspan(0, 24))) return Status::Corruption("segment trailer checksum mismatch");
-  if (get_u32(t.data() + 16) != kSegmentFormatVersion) {
-    return Status::Corruption("unsupported segment version " + std::to_string(get_u32(t.data() + 16)));
+  const uint32_t version = get_u32(t.data() + 16);
+  if (version != 1 && version != kSegmentFormatVersion) {
+    return Status::Corruption("unsupported segment version " + std::to_string(version));
   }
   *footer_offset = get_u64(t.data());
   *footer_len = get_u32(t.data() + 8);
@@ -158,21 +179,30 @@ Status parse_segment_trailer(std::span<const std::byte> t, uint64_t* footer_offs
 }
 
 Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_t footer_offset) {
-  if (f.size() < kFooterHeaderBytes || !has_magic(f.data(), kFooterMagic)) {
+  if (f.size() < kFooterHeaderBytesV1 || !has_magic(f.data(), kFooterMagic)) {
     return Status::Corruption("not a segment footer");
   }
   SegmentFooter footer;
   const std::byte* p = f.data() + 8;
-  if (get_u32(p) != kSegmentFormatVersion) return Status::Corruption("unsupported segment footer version");
+  const uint32_t version = get_u32(p);
+  if (version != 1 && version != kSegmentFormatVersion) return Status::Corruption("unsupported segment footer version");
+  const size_t header_bytes = version == 1 ? kFooterHeaderBytesV1 : kFooterHeaderBytes;
+  if (f.size() < header_bytes) return Status::Corruption("segment footer is truncated");
   footer.seq = get_u64(p + 8);
   footer.layer = get_u64(p + 16);
   footer.created_unix_ms = static_cast<int64_t>(get_u64(p + 24));
-  const uint64_t nframes = get_u32(p + 32);
-  const uint64_t nentries = get_u32(p + 36);
-  if (f.size() != kFooterHeaderBytes + nframes * kFrameRecordBytes + nentries * kEntryRecordBytes) {
+  p += 32;
+  if (version >= 2) {
+    footer.after_seq = get_u64(p);
+    p += 8;
+    if (footer.after_seq >= footer.seq) return Status::Corruption("segment footer names a later segment to follow");
+  }
+  const uint64_t nframes = get_u32(p);
+  const uint64_t nentries = get_u32(p + 4);
+  if (f.size() != header_bytes + nframes * kFrameRecordBytes + nentries * kEntryRecordBytes) {
     return Status::Corruption("segment footer length does not match its counts");
   }
-  p = f.data() + kFooterHeaderBytes;
+  p = f.data() + header_bytes;
   footer.frames.reserve(nframes);
   for (uint64_t i = 0; i < nframes; ++i, p += kFrameRecordBytes) {
     FrameRef r{get_u64(p), get_u32(p + 8), get_u32(p + 12), get_u32(p + 16), static_cast<Codec>(p[20])};

@@ -2,6 +2,11 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 using namespace portalbd;
@@ -13,12 +18,25 @@ std::vector<std::byte> pattern_blocks(uint64_t nblocks, uint8_t seed, bool compr
   for (size_t i = 0; i < v.size(); ++i) v[i] = std::byte(compressible ? static_cast<uint8_t>(seed + i / 512) : rng());
   return v;
 }
+// tests/data of the source tree: tests run from the top (run_all.sh) or from
+// anywhere given PORTALBD_TEST_DATA.
+std::vector<std::byte> test_data(const std::string& name) {
+  namespace fs = std::filesystem;
+  fs::path path = fs::path("tests/data") / name;
+  if (const char* env = std::getenv("PORTALBD_TEST_DATA")) path = fs::path(env) / name;
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "missing test data " << path);
+  std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> out(raw.size());
+  std::memcpy(out.data(), raw.data(), raw.size());
+  return out;
+}
 }  // namespace
 
 TEST_SUITE("engine.segment") {
   TEST_CASE("round trip: entries, frames and data survive encode/parse/decode") {
     for (Codec codec : {Codec::kLz4, Codec::kZstd, Codec::kNone}) {
-      SegmentBuilder b(7, 3, codec, 1234);
+      SegmentBuilder b(7, 3, codec, 1234, 5);
       auto a = pattern_blocks(20, 1, true);    // spans two frames
       auto c = pattern_blocks(3, 2, false);    // incompressible: stored raw
       b.add_data(100, a);
@@ -32,6 +50,7 @@ TEST_SUITE("engine.segment") {
       CHECK(parsed->seq == 7);
       CHECK(parsed->layer == 3);
       CHECK(parsed->created_unix_ms == 1234);
+      CHECK(parsed->after_seq == 5);
       REQUIRE(parsed->entries.size() == 5);  // 20 blocks split 16+4, then hole, 3 blocks, zero
       CHECK(parsed->data_bytes() == 23 * kBlockSize);
 
@@ -50,6 +69,32 @@ TEST_SUITE("engine.segment") {
         checked += e.nblocks;
       }
       CHECK(checked == 23);
+    }
+  }
+
+  TEST_CASE("version 1 segments (no after_seq) are still read") {
+    // Written by portalbd before format version 2 (an ext4 test's segment 0x5f).
+    const auto obj = test_data("segment-v1.seg");
+    auto parsed = parse_segment_object(obj);
+    REQUIRE_MESSAGE(parsed.ok(), parsed.status().ToString());
+    CHECK(parsed->seq == 0x5f);
+    CHECK(parsed->layer == 4);
+    CHECK(parsed->after_seq == 0);
+    CHECK(parsed->frames.size() == 3);
+    CHECK(parsed->entries.size() == 33);
+    std::vector<std::byte> frame;
+    for (const auto& ref : parsed->frames) {
+      CHECK(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &frame).ok());
+    }
+  }
+
+  TEST_CASE("a footer that names itself or a later segment to follow is corruption") {
+    for (uint64_t after : {9, 10}) {
+      SegmentBuilder b(9, 1, Codec::kNone, 0, after);
+      b.add_data(0, pattern_blocks(1, 3, false));
+      auto parsed = parse_segment_object(b.finish());
+      REQUIRE_FALSE(parsed.ok());
+      CHECK(parsed.status().is(Status::Code::kCorruption));
     }
   }
 

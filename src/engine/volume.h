@@ -57,10 +57,13 @@
 //   3. Segment sequence numbers grow; replaying segments newer than the
 //      index's last_seq in order reproduces the index (done at open()).
 //      They need not be contiguous: roots records and checkpoints take
-//      numbers too, and a crash with several PUTs in flight (rule U1) can
-//      leave a hole or a torn object among the last segments. Those held
-//      only writes no flush acknowledged (a FAILED or PUTTING head keeps
-//      every later buffer uncommitted, U2), so replay drops a torn one there.
+//      numbers too. A crash with several PUTs in flight (rule U1) can leave
+//      a missing or torn object among the last segments, and later ones
+//      whole. None of them was committed (a FAILED or PUTTING head keeps
+//      every later buffer uncommitted, U2), so no flush covering them was
+//      answered: replay drops a torn one, and every segment sealed behind
+//      one it does not have (SegmentFooter::after_seq), so a rebuild after a
+//      crash is a prefix of the writes whatever the window.
 //   4. Reads see the newest answered write for every block, whatever stage
 //      of the pipeline holds it.
 //
@@ -250,6 +253,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status trim(uint64_t offset, uint64_t length, bool fua) override;
   Status write_zeroes(uint64_t offset, uint64_t length, bool fua) override;
   Status flush() override;
+  bool flush_is_free() const override { return opts_.ephemeral; }
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override;
   Status prefetch(uint64_t offset, uint64_t length) override;
 
@@ -290,6 +294,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
     enum class Stage : uint8_t { kSealed, kPutting, kStored, kFailed };  // see the state machine above
 
     uint64_t seq = 0;
+    uint64_t after_seq = 0;        // the buffer sealed before it, if uncommitted then (SegmentFooter)
     std::shared_ptr<Layer> layer;  // where its extents go once committed
     ExtentMap<BlockSource> blocks;
     uint64_t bytes = 0;  // buffered bytes held

@@ -13,6 +13,9 @@ void Volume::seal_active_locked() {
   if (active_.empty()) return;
   auto sealed = std::make_shared<Sealed>();
   sealed->seq = next_seq_++;
+  // Replay keeps this segment only if the one before it was stored too
+  // (SegmentFooter::after_seq): crash = a prefix, whatever the window.
+  sealed->after_seq = sealing_.empty() ? 0 : sealing_.back()->seq;
   sealed->layer = live_;
   sealed->blocks = std::move(active_);
   sealed->bytes = active_bytes_;
@@ -27,7 +30,7 @@ void Volume::seal_active_locked() {
 // encoding needs no lock; readers keep using them until the commit.
 Status Volume::put_segment(Sealed& sealed) {
   if (!sealed.footer) {
-    SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms());
+    SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms(), sealed.after_seq);
     builder.reserve(sealed.bytes);
     for (const auto& [lba, node] : sealed.blocks.entries()) {
       const BlockSource& src = node.value;

@@ -35,12 +35,6 @@
 namespace portalbd {
 namespace {
 
-std::string checkpoint_key(uint64_t seq) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "checkpoints/%016llx.sqlite.zst", static_cast<unsigned long long>(seq));
-  return buf;
-}
-
 Result<std::vector<std::byte>> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IOError("cannot read " + path);

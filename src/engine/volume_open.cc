@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -163,15 +164,24 @@ Result<SegmentFooter> Volume::read_segment_footer(const ObjectInfo& obj) {
   return parse_segment_footer(footer_bytes, footer_offset);
 }
 
-// Applies segments that are in storage but not in the index, in order.
-// Sequence numbers may have holes (invariant 3 in volume.h): every segment
-// present is applied, whatever is missing before it.
+// Applies segments that are in storage but not in the index, in order, as
+// long as they form a prefix of what was sealed (invariant 3 in volume.h).
+// Sequence numbers may have holes (roots records and checkpoints take
+// numbers too); a segment's after_seq says which write segment it needs.
 Status Volume::replay_storage() {
   auto logger = log::get("engine");
   auto last = index_->last_seq();
   if (!last.ok()) return last.status();
   std::vector<ObjectInfo> objects;
   PBD_RETURN_IF_ERROR(store_->list("segments/", &objects).With("list segments"));
+  // A checkpoint is taken with nothing buffered, so every write segment
+  // sealed before it was committed; garbage collection deletes segments only
+  // below the checkpoint it has just written. A missing segment at or below
+  // `committed` was collected, not lost.
+  std::vector<ObjectInfo> checkpoints;
+  PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &checkpoints).With("list checkpoints"));
+  uint64_t committed = *last;
+  for (const auto& c : checkpoints) committed = std::max(committed, parse_checkpoint_key(c.key));
   uint64_t max_seq = *last;
   // Segments the index has not seen, in sequence order.
   std::vector<std::pair<uint64_t, ObjectInfo>> pending;
@@ -181,19 +191,18 @@ Status Volume::replay_storage() {
     max_seq = std::max(max_seq, seq);
     if (seq > *last) pending.emplace_back(seq, obj);
   }
+  std::set<uint64_t> replayed;  // by this call
   for (size_t i = 0; i < pending.size(); ++i) {
     const auto& [seq, obj] = pending[i];
+    // Up to kMaxUploadWindow uploads may have been in flight when a daemon
+    // was killed. Any of them may be missing, or torn on a store that does
+    // not make PUTs atomic (s3rver). None was committed, so no flush
+    // covering them was answered, and dropping them loses nothing
+    // acknowledged. Further back a bad or orphaned segment is corruption,
+    // and the daemon refuses to guess.
+    const bool in_upload_window = pending.size() - i <= kMaxUploadWindow;
     auto footer = read_segment_footer(obj);
     if (!footer.ok()) {
-      // Up to kMaxUploadWindow uploads may have been in flight when a daemon
-      // was killed; on a store that does not make PUTs atomic (s3rver) any
-      // of them may be torn, and the ones after it whole (volume.h,
-      // invariant 3). None of them was committed, so no flush covering them
-      // was answered: dropping the torn one loses nothing acknowledged, and
-      // keeping the later ones is a state a disk may be in after a crash (any
-      // subset of unflushed writes). Further back a bad segment is
-      // corruption, and the daemon refuses to guess.
-      const bool in_upload_window = pending.size() - i <= kMaxUploadWindow;
       if (in_upload_window && footer.status().is(Status::Code::kCorruption)) {
         logger->warn("dropping a torn segment among the last uploads object={} error={}", obj.key,
                      log::quote(footer.status().message()));
@@ -203,7 +212,20 @@ Status Volume::replay_storage() {
       return footer.status().With("segment " + obj.key);
     }
     if (footer->seq != seq) return Status::Corruption("segment " + obj.key + " claims sequence " + std::to_string(footer->seq));
+    const uint64_t after = footer->after_seq;
+    if (after > committed && !replayed.count(after)) {
+      // Stored while the segment before it was still uploading, which never
+      // arrived: keeping it would give a state the disk was never in.
+      if (!in_upload_window) {
+        return Status::Corruption("segment " + obj.key + " follows " + segment_key(after) + ", which is missing");
+      }
+      logger->warn("dropping a segment sealed behind one that storage does not have object={} missing={}", obj.key,
+                   segment_key(after));
+      PBD_RETURN_IF_ERROR(store_->remove(obj.key).With("drop orphaned segment"));
+      continue;
+    }
     PBD_RETURN_IF_ERROR(index_->apply_segment(*footer, obj.size));
+    replayed.insert(seq);
     ++replayed_segments_;
   }
   if (replayed_segments_ > 0) {

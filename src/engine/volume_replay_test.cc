@@ -1,7 +1,10 @@
-// Rebuild from storage after a crash with several uploads in flight
-// (invariant 3 in volume.h): a hole in the sequence numbers, or a torn
-// segment followed by whole ones, among the last kMaxUploadWindow segments
-// is a legal crash state; a torn segment further back is corruption.
+// Rebuild from storage after a crash (invariant 3 in volume.h): a hole in the
+// sequence numbers, or a torn segment followed by whole ones, among the last
+// kMaxUploadWindow segments is a legal crash state; a torn segment further
+// back is corruption. Here every segment was sealed with nothing before it
+// pending (FUA writes), so the ones after a hole are kept; segments sealed
+// behind a missing one are dropped (volume_upload_test.cc, "a crash with
+// several uploads in flight rebuilds a prefix of the writes").
 #include <doctest/doctest.h>
 
 #include <cstring>

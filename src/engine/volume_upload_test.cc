@@ -117,6 +117,27 @@ VolumeOptions upload_options(const std::string& dir, uint32_t concurrency) {
   return o;
 }
 
+// What storage holds at this instant: the objects a kill -9 would leave.
+std::shared_ptr<MemoryStore> crash_copy(MemoryStore& store) {
+  auto copy = std::make_shared<MemoryStore>();
+  std::vector<ObjectInfo> all;
+  REQUIRE(store.list("", &all).ok());
+  for (const auto& obj : all) {
+    std::vector<std::byte> raw;
+    REQUIRE(store.get(obj.key, &raw).ok());
+    REQUIRE(copy->put(obj.key, raw).ok());
+  }
+  return copy;
+}
+
+// What a kill -9 mid-PUT leaves on a store without atomic PUTs.
+void tear(MemoryStore& store, uint64_t seq) {
+  std::vector<std::byte> raw;
+  REQUIRE(store.get(segment_key(seq), &raw).ok());
+  raw.resize(raw.size() / 2);
+  REQUIRE(store.put(segment_key(seq), raw).ok());
+}
+
 std::shared_ptr<Volume> open_fresh(std::shared_ptr<ObjectStore> store, const std::string& index_path) {
   for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(index_path + suffix);
   VolumeOptions o;
@@ -151,6 +172,13 @@ TEST_SUITE("engine.upload") {
     CHECK(vol.stats().segments == 0);
     CHECK(gate->puts_started() == 4);  // the window does not move past an uncommitted head
     for (int i = 1; i <= 6; ++i) check_numbered_segment(vol, i);  // every buffer stays readable
+    {
+      // A crash now rebuilds none of 2-4: each was sealed behind the one
+      // before it, and 1 never arrived (a prefix of the writes: the empty one).
+      auto rebuilt = open_fresh(crash_copy(*mem), dir.path + "/crash.sqlite");
+      for (int i = 1; i <= 6; ++i) check_numbered_segment(*rebuilt, i, false);
+      CHECK(rebuilt->stats().replayed_segments == 0);
+    }
 
     // 1 lands: 1-4 commit, and the window moves on to 5 and 6.
     gate->release(segment_key(1));
@@ -223,5 +251,94 @@ TEST_SUITE("engine.upload") {
     REQUIRE(vol.close().ok());
     auto rebuilt = open_fresh(mem, dir.path + "/rebuilt.sqlite");
     for (int i = 1; i <= 5; ++i) check_numbered_segment(*rebuilt, i);
+  }
+
+  TEST_CASE("a crash with several uploads in flight rebuilds a prefix of the writes") {
+    TempDir dir;
+    auto mem = std::make_shared<MemoryStore>();
+    auto gate = std::make_shared<GateStore>(mem);
+    auto v = Volume::Open(gate, upload_options(dir.path, 4));
+    REQUIRE(v.ok());
+    Volume& vol = **v;
+    write_numbered_segments(vol, 1, 5, false);
+    REQUIRE(gate->wait_until([](auto& held, auto&) { return held.size() == 4; }));
+
+    // 1, 3 and 4 reach storage, 2 does not: 3 and 4 were sealed behind it.
+    for (uint64_t seq : {1, 3, 4}) gate->release(segment_key(seq));
+    REQUIRE(gate->wait_until([](auto&, auto& stored) { return stored.size() == 3; }));
+    auto hole = crash_copy(*mem);
+    auto rebuilt = open_fresh(hole, dir.path + "/hole.sqlite");
+    check_numbered_segment(*rebuilt, 1);
+    for (int i = 2; i <= 5; ++i) check_numbered_segment(*rebuilt, i, false);
+    CHECK(rebuilt->stats().replayed_segments == 1);
+    for (uint64_t seq : {3, 4}) CHECK(hole->head(segment_key(seq)).status().is(Status::Code::kNotFound));  // dropped
+    // New segments continue after the highest sequence seen, and stay.
+    REQUIRE(rebuilt->write(4096, numbered_pattern(4096, 9), true).ok());
+    REQUIRE(rebuilt->close().ok());
+    auto again = open_fresh(hole, dir.path + "/again.sqlite");
+    std::vector<std::byte> got(4096);
+    REQUIRE(again->read(4096, got).ok());
+    CHECK(got == numbered_pattern(4096, 9));
+    for (int i = 2; i <= 5; ++i) check_numbered_segment(*again, i, false);
+
+    // 2 arrives torn: the same prefix.
+    gate->release(segment_key(2));
+    REQUIRE(gate->wait_until([](auto&, auto& stored) { return stored.size() == 4; }));
+    auto torn = crash_copy(*mem);
+    tear(*torn, 2);
+    auto from_torn = open_fresh(torn, dir.path + "/torn.sqlite");
+    check_numbered_segment(*from_torn, 1);
+    for (int i = 2; i <= 5; ++i) check_numbered_segment(*from_torn, i, false);
+
+    // Whole: everything PUT so far (1-4) and nothing else.
+    auto whole = open_fresh(crash_copy(*mem), dir.path + "/whole.sqlite");
+    for (int i = 1; i <= 4; ++i) check_numbered_segment(*whole, i);
+    check_numbered_segment(*whole, 5, false);
+
+    gate->open();
+    REQUIRE(vol.close().ok());
+  }
+
+  TEST_CASE("a segment whose predecessor was garbage-collected is replayed") {
+    // An index that lags storage (its last commits lost in a crash) replays
+    // segments sealed behind ones GC has since deleted: the checkpoint GC
+    // wrote first proves they were committed, not lost.
+    TempDir dir;
+    const std::string index = dir.path + "/index.sqlite";
+    auto mem = std::make_shared<MemoryStore>();
+    auto gate = std::make_shared<GateStore>(mem);
+    {
+      auto v = Volume::Open(gate, upload_options(dir.path, 4));
+      REQUIRE(v.ok());
+      REQUIRE((*v)->close().ok());
+    }
+    std::filesystem::copy_file(index, dir.path + "/stale.sqlite");
+    {
+      auto v = Volume::Open(gate, upload_options(dir.path, 4));
+      REQUIRE(v.ok());
+      Volume& vol = **v;
+      write_numbered_segments(vol, 1, 2, false);  // 2 sealed behind 1
+      REQUIRE(gate->wait_until([](auto& held, auto&) { return held.size() == 2; }));
+      gate->open();
+      REQUIRE(vol.flush().ok());
+      // Segment 1's blocks overwritten: it becomes garbage and is deleted.
+      REQUIRE(vol.write(0, numbered_pattern(kSegmentBytes, 7), true).ok());
+      GcOptions gc;
+      gc.grace_ms = 0;
+      REQUIRE(vol.gc(gc).ok());
+      REQUIRE(vol.gc(gc).ok());
+      REQUIRE(mem->head(segment_key(1)).status().is(Status::Code::kNotFound));
+      REQUIRE(mem->head(segment_key(2)).ok());
+      REQUIRE(vol.close().ok());
+    }
+    for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(index + suffix);
+    std::filesystem::copy_file(dir.path + "/stale.sqlite", index);
+    auto v = Volume::Open(mem, upload_options(dir.path, 4));
+    REQUIRE_MESSAGE(v.ok(), v.status().ToString());
+    CHECK((*v)->stats().replayed_segments >= 2);
+    check_numbered_segment(**v, 2);
+    std::vector<std::byte> got(kSegmentBytes);
+    REQUIRE((*v)->read(0, got).ok());
+    CHECK(got == numbered_pattern(kSegmentBytes, 7));
   }
 }

@@ -352,6 +352,28 @@ nbdsh() { "$SYSPYTHON" -m nbd "$@"; }
 # nbdmodel ARGS...: the libnbd model driver (see nbdmodel.py).
 nbdmodel() { "$SYSPYTHON" "$NBDMODEL" "$@"; }
 
+# nbdmodel_write_held WHAT ARGS...: runs `nbdmodel write ARGS... --hold` in
+# the background and returns as soon as it has done its writes and holds its
+# connection open (a client still attached when the daemon dies); its output
+# is in $TMP/writer.out. Fails naming WHAT when the writer does not get there
+# within 60 s. End it with nbdmodel_release.
+nbdmodel_write_held() {
+  local what=$1; shift
+  rm -f "$TMP/ready"
+  "$SYSPYTHON" "$NBDMODEL" write "$@" --hold "$TMP/ready" </dev/null >"$TMP/writer.out" 2>&1 &
+  HELD_WRITER=$!
+  cleanup_fn kill -9 "$HELD_WRITER"
+  for _ in $(seq 1 3000); do
+    [ -s "$TMP/ready" ] && return 0
+    kill -0 "$HELD_WRITER" 2>/dev/null || break
+    sleep 0.02
+  done
+  [ -s "$TMP/ready" ] || { cat "$TMP/writer.out"; fail "$what: the writer did not finish its writes"; }
+}
+# nbdmodel_release: ends the writer of nbdmodel_write_held (kill -9: a client
+# that vanishes).
+nbdmodel_release() { kill -9 "$HELD_WRITER" 2>/dev/null || true; wait "$HELD_WRITER" 2>/dev/null || true; }
+
 # loop_attach FILE: attach FILE to a free loop device, set LOOP_DEV.
 loop_attach() {
   LOOP_DEV=$(losetup -f --show -- "$1") || fail "losetup -f --show $1 failed"

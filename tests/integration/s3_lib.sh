@@ -57,6 +57,21 @@ start_s3rver() {
   log "s3rver $("$S3RVER" --version 2>/dev/null) listening at $S3_ENDPOINT (pid $S3RVER_PID), bucket $S3_BUCKET"
 }
 
+# start_fault_proxy ARGS...: s3_fault_proxy.py in front of s3rver, with ARGS
+# (--rate, --faults, --delay-ms, --seed, --stats); sets FAULT_PROXY_URL.
+start_fault_proxy() {
+  local port; port=$(pick_unused_port)
+  "$SYSPYTHON" "$TOP/tests/integration/s3_fault_proxy.py" --listen "$port" --upstream "$S3_ENDPOINT" "$@" \
+    >"$TMP/proxy.log" 2>&1 &
+  cleanup_fn kill $!
+  local deadline=$(( $(date +%s) + 20 ))
+  until _port_open "$port"; do
+    [ "$(date +%s)" -lt "$deadline" ] || { cat "$TMP/proxy.log"; fail "fault proxy did not start"; }
+    sleep 0.1
+  done
+  FAULT_PROXY_URL=http://127.0.0.1:$port
+}
+
 # live_tests SUITE [ENV=VALUE...]: run one doctest suite with --no-skip
 # against $S3_ENDPOINT; prints its output; checks it passed and ran >= 1 case.
 live_tests() {

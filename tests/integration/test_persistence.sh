@@ -42,25 +42,11 @@ verify_regions=("${REGIONS[@]}")
 for round in 0 1 2; do
   seed=$((SEED + round))
   unflushed_region="$((256 * MiB + round * 16 * MiB)):$((16 * MiB))"
-  rm -f "$TMP/ready"
-  "$SYSPYTHON" "$NBDMODEL" write "$(nbd_uri)" "$TMP/model.img" --seed "$seed" --count 80 "${REGIONS[@]}" \
-    --unflushed 12 --unflushed-region "$unflushed_region" --journal "$TMP/journal.$round" \
-    --hold "$TMP/ready" </dev/null >"$TMP/writer.out" 2>&1 &
-  writer=$!
-  cleanup_fn kill -9 "$writer"
-  for _ in $(seq 1 600); do
-    [ -s "$TMP/ready" ] && break
-    kill -0 "$writer" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! [ -s "$TMP/ready" ]; then
-    cat "$TMP/writer.out"
-    fail "round $round (seed $seed): the writer did not finish its writes"
-  fi
+  nbdmodel_write_held "round $round (seed $seed)" "$(nbd_uri)" "$TMP/model.img" --seed "$seed" --count 80 \
+    "${REGIONS[@]}" --unflushed 12 --unflushed-region "$unflushed_region" --journal "$TMP/journal.$round"
   sed 's/^/    /' "$TMP/writer.out"
   kill9_portalbd
-  kill -9 "$writer" 2>/dev/null || true
-  wait "$writer" 2>/dev/null || true
+  nbdmodel_release
   ok "round $round (seed $seed): writes, FLUSH, unflushed writes, then kill -9 under the open session"
   [ -S "$NBD_SOCK" ] && log "the crashed daemon left $NBD_SOCK behind; the restart must cope"
 

@@ -39,22 +39,11 @@ out=$(nbdmodel verify "$snap_uri" "$TMP/model-snap.img" "${REGIONS[@]}") || { ec
 ok "fresh state dir: the export portalbd@before equals the model at snapshot time"
 
 # ---- crash, then a fresh machine again
-rm -f "$TMP/ready"
-"$SYSPYTHON" "$NBDMODEL" write "$(nbd_uri)" "$TMP/model.img" --seed $((SEED + 2)) --count 60 "${REGIONS[@]}" \
-  --unflushed 10 --unflushed-region "$((64 * MiB)):$((16 * MiB))" --journal "$TMP/journal" \
-  --hold "$TMP/ready" </dev/null >"$TMP/writer.out" 2>&1 &
-writer=$!
-cleanup_fn kill -9 "$writer"
-for _ in $(seq 1 600); do
-  [ -s "$TMP/ready" ] && break
-  kill -0 "$writer" 2>/dev/null || break
-  sleep 0.1
-done
-[ -s "$TMP/ready" ] || { cat "$TMP/writer.out"; fail "the writer did not finish"; }
+nbdmodel_write_held "kill -9 round" "$(nbd_uri)" "$TMP/model.img" --seed $((SEED + 2)) --count 60 "${REGIONS[@]}" \
+  --unflushed 10 --unflushed-region "$((64 * MiB)):$((16 * MiB))" --journal "$TMP/journal"
 sed 's/^/    /' "$TMP/writer.out"
 kill9_portalbd
-kill -9 "$writer" 2>/dev/null || true
-wait "$writer" 2>/dev/null || true
+nbdmodel_release
 ok "writes, FLUSH, unflushed writes, kill -9"
 
 STATE_DIR=$TMP/state-c

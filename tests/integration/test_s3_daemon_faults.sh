@@ -13,16 +13,8 @@ requires_portalbd
 fio --enghelp=nbd >/dev/null 2>&1 || skip "this fio has no nbd ioengine"
 
 start_s3rver
-PROXY_PORT=$(pick_unused_port)
-"$SYSPYTHON" "$TOP/tests/integration/s3_fault_proxy.py" --listen "$PROXY_PORT" --upstream "$S3_ENDPOINT" \
-  --rate 0.2 --seed 11 --delay-ms 100 >"$TMP/proxy.log" 2>&1 &
-cleanup_fn kill $!
-deadline=$(( $(date +%s) + 20 ))
-until _port_open "$PROXY_PORT"; do
-  [ "$(date +%s)" -lt "$deadline" ] || { cat "$TMP/proxy.log"; fail "fault proxy did not start"; }
-  sleep 0.1
-done
-export AWS_ENDPOINT_URL=http://127.0.0.1:$PROXY_PORT AWS_REGION=us-east-1 PORTALBD_S3_MAX_ATTEMPTS=10
+start_fault_proxy --rate 0.2 --seed 11 --delay-ms 100
+export AWS_ENDPOINT_URL=$FAULT_PROXY_URL AWS_REGION=us-east-1 PORTALBD_S3_MAX_ATTEMPTS=10
 STORAGE="s3://$S3_BUCKET/volumes/faulty"
 log "daemon storage $STORAGE through the fault proxy $AWS_ENDPOINT_URL -> $S3_ENDPOINT"
 

@@ -12,19 +12,10 @@ requires_unit_tests
 requires_s3rver
 start_s3rver
 
-PROXY_PORT=$(pick_unused_port)
-"$SYSPYTHON" "$TOP/tests/integration/s3_fault_proxy.py" --listen "$PROXY_PORT" --upstream "$S3_ENDPOINT" \
-  --rate 0.25 --seed 7 --delay-ms 150 --stats "$TMP/proxy-stats.json" >"$TMP/proxy.log" 2>&1 &
-PROXY_PID=$!
-cleanup_fn kill "$PROXY_PID"
-deadline=$(( $(date +%s) + 20 ))
-until _port_open "$PROXY_PORT"; do
-  [ "$(date +%s)" -lt "$deadline" ] || { cat "$TMP/proxy.log"; fail "fault proxy did not start"; }
-  sleep 0.1
-done
-log "fault proxy on 127.0.0.1:$PROXY_PORT -> $S3_ENDPOINT (25% faults)"
+start_fault_proxy --rate 0.25 --seed 7 --delay-ms 150 --stats "$TMP/proxy-stats.json"
+log "fault proxy at $FAULT_PROXY_URL -> $S3_ENDPOINT (25% faults)"
 S3_ENDPOINT_DIRECT=$S3_ENDPOINT
-S3_ENDPOINT=http://127.0.0.1:$PROXY_PORT
+S3_ENDPOINT=$FAULT_PROXY_URL
 
 live_tests 's3.live.faults' S3_TEST_FAULTS=1
 

@@ -35,18 +35,8 @@ for sig in TERM INT; do
   # A long flush interval: nothing but the signal moves the buffer to storage.
   start_portalbd --disk-size-gb 1 --flush-interval-ms 600000
 
-  rm -f "$TMP/ready"
-  "$SYSPYTHON" "$NBDMODEL" write "$(nbd_uri)" "$model" --seed "$SEED" --count 150 \
-    --region "0:$((48 * MiB))" --region "$((GiB - 2 * MiB)):$((2 * MiB))" --no-flush \
-    --hold "$TMP/ready" </dev/null >"$TMP/writer.out" 2>&1 &
-  writer=$!
-  cleanup_fn kill -9 "$writer"
-  for _ in $(seq 1 600); do
-    [ -s "$TMP/ready" ] && break
-    kill -0 "$writer" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -s "$TMP/ready" ] || { cat "$TMP/writer.out"; fail "SIG$sig: the writer did not finish"; }
+  nbdmodel_write_held "SIG$sig" "$(nbd_uri)" "$model" --seed "$SEED" --count 150 \
+    --region "0:$((48 * MiB))" --region "$((GiB - 2 * MiB)):$((2 * MiB))" --no-flush
   sed 's/^/    /' "$TMP/writer.out"
   ok "SIG$sig: 150 writes / zeroes / trims without FLUSH, client still connected"
 
@@ -70,8 +60,7 @@ for sig in TERM INT; do
   if [ -n "$dirty" ] && ! grep -qE "(^|[^0-9])$dirty([^0-9]|$)" <<<"$after"; then
     log "note: the shutdown log does not repeat the $dirty dirty bytes portalctl reported"
   fi
-  kill -9 "$writer" 2>/dev/null || true
-  wait "$writer" 2>/dev/null || true
+  nbdmodel_release
 
   start_portalbd --disk-size-gb 1
   out=$(nbdmodel verify "$(nbd_uri)" "$model" --region "0:$((48 * MiB))" --region "$((GiB - 2 * MiB)):$((2 * MiB))") ||
