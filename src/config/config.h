@@ -56,7 +56,7 @@ struct Config {
   // [daemon]
   std::string state_dir;
   std::string log_level = "info";   // trace | debug | info | warn | error | off
-  std::string compression = "lz4";  // lz4 | zstd | none
+  std::string compression = "auto";  // auto | lz4 | zstd | none (effective_compression)
   std::string config_file;          // the file that was loaded, if any
 };
 
@@ -98,6 +98,11 @@ std::string effective_storage_url(const Config& cfg);
 inline constexpr uint64_t kRemoteUploadConcurrency = 4;
 // cfg.upload_concurrency, or for 0 the automatic choice for `storage_url`.
 uint64_t effective_upload_concurrency(const Config& cfg, const std::string& storage_url);
+// cfg.compression, or for "auto": "none" on memory:// (RAM that dies with the
+// process, where raw frames are read in place with no decode: the speed of
+// nbdkit's memory plugin matters more than the RAM lz4 would save), "lz4"
+// everywhere else.
+std::string effective_compression(const Config& cfg, const std::string& storage_url);
 
 // A parsed "host:port" or "[v6addr]:port".
 struct HostPort {

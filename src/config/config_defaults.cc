@@ -70,6 +70,11 @@ std::string effective_storage_url(const Config& cfg) {
   return "file://" + cfg.state_dir + "/data";
 }
 
+std::string effective_compression(const Config& cfg, const std::string& storage_url) {
+  if (cfg.compression != "auto") return cfg.compression;
+  return storage_url.rfind("memory://", 0) == 0 ? "none" : "lz4";
+}
+
 uint64_t effective_upload_concurrency(const Config& cfg, const std::string& storage_url) {
   if (cfg.upload_concurrency != 0) return cfg.upload_concurrency;
   return storage_url.rfind("s3://", 0) == 0 ? kRemoteUploadConcurrency : 1;

@@ -88,7 +88,7 @@ std::vector<ConfigKey> build_table() {
   keys.push_back(string_key("daemon.log_level", &Config::log_level, r::check_log_level,
                             "trace, debug, info, warn, error or off"));
   keys.push_back(string_key("daemon.compression", &Config::compression, r::check_compression,
-                            "segment compression: lz4, zstd or none"));
+                            "segment compression: auto (lz4, none on memory://), lz4, zstd or none"));
   return keys;
 }
 

@@ -70,8 +70,8 @@ Status check_log_level(const std::string& level) {
 }
 
 Status check_compression(const std::string& name) {
-  if (name == "lz4" || name == "zstd" || name == "none") return Status::OK();
-  return invalid("unknown compression (expected lz4, zstd or none)");
+  if (name == "auto" || name == "lz4" || name == "zstd" || name == "none") return Status::OK();
+  return invalid("unknown compression (expected auto, lz4, zstd or none)");
 }
 
 Status check_flush_interval_ms(uint64_t ms) {

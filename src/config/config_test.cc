@@ -248,6 +248,12 @@ TEST_SUITE("config.defaults") {
     CHECK(effective_upload_concurrency(cfg, "memory://") == 1);
     cfg.upload_concurrency = 2;
     CHECK(effective_upload_concurrency(cfg, "s3://bucket/prefix") == 2);
+    CHECK(cfg.compression == "auto");
+    CHECK(effective_compression(cfg, "memory://") == "none");
+    CHECK(effective_compression(cfg, "file:///srv/portalbd") == "lz4");
+    CHECK(effective_compression(cfg, "s3://bucket/prefix") == "lz4");
+    cfg.compression = "zstd";
+    CHECK(effective_compression(cfg, "memory://") == "zstd");
     CHECK(validate_config(cfg).ok());
   }
 }

@@ -82,7 +82,7 @@ Status Daemon::start() {
   // At most 16 (config_rules).
   vo.upload_concurrency = static_cast<uint32_t>(effective_upload_concurrency(config_, store_->url()));
   vo.cache_bytes = config_.cache_bytes;
-  auto codec = codec_from_name(config_.compression);
+  auto codec = codec_from_name(effective_compression(config_, store_->url()));
   if (!codec.ok()) return codec.status();
   vo.codec = *codec;
   // memory:// starts empty every time: an index file would only cost I/O.
@@ -125,9 +125,10 @@ Status Daemon::start() {
   gc_->start();
 
   const uint64_t size = volume_->size_bytes();
-  logger->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" state_dir={} upload_concurrency={}",
+  logger->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" state_dir={} upload_concurrency={} compression={}",
                config_.control_socket, size >> 30, config_.nbd_address.empty() ? "off" : nbd_->tcp_address(),
-               store_->url(), config_.state_dir, effective_upload_concurrency(config_, store_->url()));
+               store_->url(), config_.state_dir, effective_upload_concurrency(config_, store_->url()),
+               effective_compression(config_, store_->url()));
   log::get("daemon")->info("NBD server accepting connections export={} size_bytes={}", config_.export_name, size);
   notify_service_manager("READY=1\nSTATUS=serving " + config_.export_name + " (" + std::to_string(size) +
                          " bytes) on " + (config_.nbd_address.empty() ? config_.nbd_unix : nbd_->tcp_address()) +
