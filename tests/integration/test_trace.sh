@@ -66,7 +66,9 @@ assert_eq "$aio_writes" 16 "the 16 asynchronous writes are all there"
 REPLAY=${NBD_REPLAY:-$BUILD/bin/nbd_replay}
 [ -x "$REPLAY" ] || fail "build $REPLAY first (make $BUILD/bin/nbd_replay)"
 TRACE2=$TMP/replayed.trace
-start_portalbd --storage memory:// --disk-size-gb 1 --trace "$TRACE2"
+# file:// as for the recording: FUA writes take real time, so the replayed
+# requests overlap (on memory:// FLUSH and FUA run inline, one at a time).
+start_portalbd --storage "file://$TMP/bucket2" --disk-size-gb 1 --trace "$TRACE2"
 "$REPLAY" --json "$TRACE" "$(nbd_uri)" >"$TMP/replay.json" 2>"$TMP/replay.err" ||
   { cat "$TMP/replay.err"; fail "nbd_replay exited $?"; }
 log "replay: $(cat "$TMP/replay.json")"
