@@ -79,10 +79,11 @@ Status Daemon::start() {
   vo.write_buffer_bytes = config_.write_buffer_bytes;
   vo.flush_interval_ms = config_.flush_interval_ms;
   vo.flush_timeout_ms = config_.flush_timeout_ms;
-  // At most 16 (config_rules).
-  vo.upload_concurrency = static_cast<uint32_t>(effective_upload_concurrency(config_, store_->url()));
+  const uint64_t upload_concurrency = effective_upload_concurrency(config_, url);  // at most 16 (config_rules)
+  const std::string compression = effective_compression(config_, url);
+  vo.upload_concurrency = static_cast<uint32_t>(upload_concurrency);
   vo.cache_bytes = config_.cache_bytes;
-  auto codec = codec_from_name(effective_compression(config_, store_->url()));
+  auto codec = codec_from_name(compression);
   if (!codec.ok()) return codec.status();
   vo.codec = *codec;
   // memory:// starts empty every time: an index file would only cost I/O.
@@ -127,8 +128,7 @@ Status Daemon::start() {
   const uint64_t size = volume_->size_bytes();
   logger->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" state_dir={} upload_concurrency={} compression={}",
                config_.control_socket, size >> 30, config_.nbd_address.empty() ? "off" : nbd_->tcp_address(),
-               store_->url(), config_.state_dir, effective_upload_concurrency(config_, store_->url()),
-               effective_compression(config_, store_->url()));
+               store_->url(), config_.state_dir, upload_concurrency, compression);
   log::get("daemon")->info("NBD server accepting connections export={} size_bytes={}", config_.export_name, size);
   notify_service_manager("READY=1\nSTATUS=serving " + config_.export_name + " (" + std::to_string(size) +
                          " bytes) on " + (config_.nbd_address.empty() ? config_.nbd_unix : nbd_->tcp_address()) +

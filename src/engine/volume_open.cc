@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -177,11 +178,19 @@ Status Volume::replay_storage() {
   // A checkpoint is taken with nothing buffered, so every write segment
   // sealed before it was committed; garbage collection deletes segments only
   // below the checkpoint it has just written. A missing segment at or below
-  // `committed` was collected, not lost.
-  std::vector<ObjectInfo> checkpoints;
-  PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &checkpoints).With("list checkpoints"));
-  uint64_t committed = *last;
-  for (const auto& c : checkpoints) committed = std::max(committed, parse_checkpoint_key(c.key));
+  // the newest checkpoint was collected, not lost. Listed only when a segment
+  // names a predecessor the index has not seen (rare: a lagging index or a
+  // crash mid-window), so an ordinary start costs no extra LIST.
+  std::optional<uint64_t> committed;
+  auto committed_through = [&]() -> Result<uint64_t> {
+    if (!committed) {
+      std::vector<ObjectInfo> checkpoints;
+      PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &checkpoints).With("list checkpoints"));
+      committed = *last;
+      for (const auto& c : checkpoints) committed = std::max(*committed, parse_checkpoint_key(c.key));
+    }
+    return *committed;
+  };
   uint64_t max_seq = *last;
   // Segments the index has not seen, in sequence order.
   std::vector<std::pair<uint64_t, ObjectInfo>> pending;
@@ -213,7 +222,13 @@ Status Volume::replay_storage() {
     }
     if (footer->seq != seq) return Status::Corruption("segment " + obj.key + " claims sequence " + std::to_string(footer->seq));
     const uint64_t after = footer->after_seq;
-    if (after > committed && !replayed.count(after)) {
+    bool orphan = after > *last && !replayed.count(after);
+    if (orphan) {
+      auto through = committed_through();
+      if (!through.ok()) return through.status();
+      orphan = after > *through;
+    }
+    if (orphan) {
       // Stored while the segment before it was still uploading, which never
       // arrived: keeping it would give a state the disk was never in.
       if (!in_upload_window) {

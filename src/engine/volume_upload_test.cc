@@ -117,6 +117,20 @@ VolumeOptions upload_options(const std::string& dir, uint32_t concurrency) {
   return o;
 }
 
+// A volume whose segment PUTs wait at a GateStore over a MemoryStore.
+// Tests bind its members: auto& [dir, mem, gate, vol] = fixture.
+struct GatedVolume {
+  explicit GatedVolume(uint32_t concurrency) {
+    auto v = Volume::Open(gate, upload_options(dir.path, concurrency));
+    REQUIRE_MESSAGE(v.ok(), v.status().ToString());
+    vol = *v;
+  }
+  TempDir dir;
+  std::shared_ptr<MemoryStore> mem = std::make_shared<MemoryStore>();
+  std::shared_ptr<GateStore> gate = std::make_shared<GateStore>(mem);
+  std::shared_ptr<Volume> vol;
+};
+
 // What storage holds at this instant: the objects a kill -9 would leave.
 std::shared_ptr<MemoryStore> crash_copy(MemoryStore& store) {
   auto copy = std::make_shared<MemoryStore>();
@@ -152,12 +166,9 @@ std::shared_ptr<Volume> open_fresh(std::shared_ptr<ObjectStore> store, const std
 
 TEST_SUITE("engine.upload") {
   TEST_CASE("upload_concurrency PUTs run at once, and commits still follow sequence order") {
-    TempDir dir;
-    auto mem = std::make_shared<MemoryStore>();
-    auto gate = std::make_shared<GateStore>(mem);
-    auto v = Volume::Open(gate, upload_options(dir.path, 4));
-    REQUIRE(v.ok());
-    Volume& vol = **v;
+    GatedVolume fixture(4);
+    auto& [dir, mem, gate, volume] = fixture;
+    Volume& vol = *volume;
 
     write_numbered_segments(vol, 1, 6, false);  // six sealed buffers; the flusher uploads them
     REQUIRE(gate->wait_until([](auto& held, auto&) { return held.size() == 4; }));
@@ -198,19 +209,16 @@ TEST_SUITE("engine.upload") {
   }
 
   TEST_CASE("upload_concurrency = 1 uploads one segment at a time") {
-    TempDir dir;
-    auto mem = std::make_shared<MemoryStore>();
-    auto gate = std::make_shared<GateStore>(mem);
-    auto v = Volume::Open(gate, upload_options(dir.path, 1));
-    REQUIRE(v.ok());
-    write_numbered_segments(**v, 1, 3, false);
+    GatedVolume fixture(1);
+    auto& [dir, mem, gate, vol] = fixture;
+    write_numbered_segments(*vol, 1, 3, false);
     REQUIRE(gate->wait_until([](auto& held, auto&) { return held.size() == 1; }));
     std::this_thread::sleep_for(milliseconds(100));
     CHECK(gate->puts_started() == 1);
     gate->open();
-    REQUIRE((*v)->flush().ok());
+    REQUIRE(vol->flush().ok());
     CHECK(gate->most_held() == 1);
-    CHECK((*v)->stats().segments == 3);
+    CHECK(vol->stats().segments == 3);
   }
 
   TEST_CASE("a failed PUT holds back every later commit; the retry commits all without PUTting them again") {
@@ -254,12 +262,9 @@ TEST_SUITE("engine.upload") {
   }
 
   TEST_CASE("a crash with several uploads in flight rebuilds a prefix of the writes") {
-    TempDir dir;
-    auto mem = std::make_shared<MemoryStore>();
-    auto gate = std::make_shared<GateStore>(mem);
-    auto v = Volume::Open(gate, upload_options(dir.path, 4));
-    REQUIRE(v.ok());
-    Volume& vol = **v;
+    GatedVolume fixture(4);
+    auto& [dir, mem, gate, volume] = fixture;
+    Volume& vol = *volume;
     write_numbered_segments(vol, 1, 5, false);
     REQUIRE(gate->wait_until([](auto& held, auto&) { return held.size() == 4; }));
 
