@@ -1,19 +1,24 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <random>
 
 #include "src/engine/volume.h"
-#include "tests/unit/temp_dir.h"
 #include "src/store/file_store.h"
+#include "src/store/memory_store.h"
+#include "tests/unit/gate_store.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
 namespace fs = std::filesystem;
 
 namespace {
 
+using portalbd::testing::GateStore;
 using portalbd::testing::TempDir;
 
 VolumeOptions options(const std::string& dir) {
@@ -197,5 +202,43 @@ TEST_SUITE("engine.gc") {
     char key[64];
     std::snprintf(key, sizeof key, "checkpoints/%016llx.sqlite.zst", static_cast<unsigned long long>(r2->checkpoint_seq));
     CHECK((*store)->head(key).ok());
+  }
+
+  TEST_CASE("a FLUSH is answered while a GC pass deletes segments") {
+    // Before, a pass held flush_mu_ from start to end, so every FLUSH waited
+    // for all of its rewrites, its checkpoint and its deletions.
+    TempDir dir;
+    auto gate = std::make_shared<GateStore>(std::make_shared<MemoryStore>());
+    gate->open();  // PUTs pass; only the DELETEs below are held
+    auto v = Volume::Open(gate, options(dir.path));
+    REQUIRE(v.ok());
+    Volume& vol = **v;
+    REQUIRE(vol.write(0, noise(1 << 20, 1), true).ok());
+    auto b = noise(1 << 20, 2);
+    REQUIRE(vol.write(0, b, true).ok());  // the first segment is now garbage
+    GcOptions gc;
+    gc.grace_ms = 0;
+    REQUIRE(vol.gc(gc).ok());  // dooms it
+
+    gate->hold_removes();
+    auto pass = std::async(std::launch::async, [&] { return vol.gc(gc); });  // deletes it
+    REQUIRE(gate->wait_remove_held());
+    auto c = noise(64 << 10, 3);
+    auto flushed = std::async(std::launch::async, [&] {
+      Status st = vol.write(2 << 20, c, false);
+      return st.ok() ? vol.flush() : st;
+    });
+    const bool answered = flushed.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    gate->release_removes();  // never leave the pass hanging, whatever happened
+    CHECK_MESSAGE(answered, "FLUSH waited for the GC pass");
+    CHECK(flushed.get().ok());
+    auto report = pass.get();
+    REQUIRE(report.ok());
+    CHECK(report->segments_deleted == 1);
+    CHECK(read_all(vol, 1 << 20) == b);
+    std::vector<std::byte> got(c.size());
+    REQUIRE(vol.read(2 << 20, got).ok());
+    CHECK(got == c);
+    REQUIRE(vol.close().ok());
   }
 }

@@ -79,9 +79,10 @@
 //
 // Locking: mu_ guards the buffers and every Layer's map (held only for
 // in-memory work, never across I/O). flush_mu_ serializes uploads and root
-// changes (held across I/O; upload workers never take it, U4). gate_
+// changes (held across I/O; upload workers never take it, U4). gc_mu_
+// serializes GC passes, which take flush_mu_ one step at a time. gate_
 // brackets every mutating request. TaskPool's own mutex is a leaf.
-// Lock order: gate_ (close) -> flush_mu_ -> rmw_mu_ -> mu_.
+// Lock order: gate_ (close) -> gc_mu_ -> flush_mu_ -> rmw_mu_ -> mu_.
 //
 // Thread-safety: every public method is safe to call concurrently.
 #pragma once
@@ -383,6 +384,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   CutGate gate_;
   std::mutex rmw_mu_;
   std::mutex flush_mu_;
+  // One GC pass at a time; close() takes it too, so no pass outlives the
+  // writer lease. gc() holds flush_mu_ only step by step (volume_gc.cc).
+  std::mutex gc_mu_;
 
   std::mutex mu_;
   std::condition_variable space_cv_;    // writers waiting for buffer space

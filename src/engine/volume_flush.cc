@@ -289,6 +289,7 @@ Status Volume::close() {
     dirty = active_bytes_ + sealing_bytes_;
   }
   const uint64_t before = segments_written_;
+  std::lock_guard gc_lock(gc_mu_);  // a GC pass running now finishes first
   Status st = make_durable();
   {
     std::lock_guard lock(mu_);

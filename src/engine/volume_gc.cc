@@ -1,6 +1,9 @@
 // Garbage collection and index checkpoints.
 //
-// A GC pass, all under flush_mu_ (no upload or root change runs meanwhile):
+// A GC pass (one at a time, under gc_mu_). Steps 1-6 and each rewrite and
+// checkpoint run under flush_mu_, so no upload or root change runs
+// meanwhile; flush_mu_ is let go between rewrites and for the deletions, so a
+// FLUSH waits for at most one rewrite, not for the whole pass:
 //   1. upload whatever is sealed, so every segment's references are in maps;
 //   2. drop layers that no root's chain reaches (e.g. a live layer discarded
 //      by restore --discard-current);
@@ -206,7 +209,8 @@ Status Volume::rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef
 }
 
 Result<GcReport> Volume::gc(const GcOptions& options) {
-  std::lock_guard flush_lock(flush_mu_);
+  std::lock_guard gc_lock(gc_mu_);
+  std::unique_lock flush_lock(flush_mu_);
   auto logger = log::get("engine");
   GcReport report;
   PBD_RETURN_IF_ERROR(upload_through(UINT64_MAX));
@@ -345,21 +349,32 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     }
   }
   std::sort(sparse.begin(), sparse.end(), [&](auto* a, auto* b) { return live[a->seq] * b->data_bytes < live[b->seq] * a->data_bytes; });
+  // From here on flush_mu_ is held one step at a time. What was decided above
+  // stays true meanwhile: only GC merges layers or moves blocks between
+  // segments, so a segment found unreferenced never gains a reference, and
+  // each rewrite re-checks which blocks still map to its segment.
+  flush_lock.unlock();
   uint64_t budget = options.max_rewrite_bytes;
   for (const auto* seg : sparse) {
     if (live[seg->seq] > budget) break;
     budget -= live[seg->seq];
+    flush_lock.lock();
     PBD_RETURN_IF_ERROR(rewrite_segment_locked(seg->seq, refs[seg->seq], &report));
     // Now unreferenced: doomed from this moment.
     PBD_RETURN_IF_ERROR(index_->set_doomed(seg->seq, now));
+    flush_lock.unlock();
     report.segments_doomed++;
     report.segments_waiting++;
     changed = true;
   }
 
-  // 7. Checkpoint before deleting anything, then delete.
+  // 7. Checkpoint before deleting anything, then delete. The deletions need
+  // no lock: nothing references these segments, and the checkpoint that no
+  // longer needs them is stored.
   if (changed || !deletable.empty()) {
+    flush_lock.lock();
     auto ckpt = checkpoint_locked();
+    flush_lock.unlock();
     if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");
     report.checkpoint_seq = *ckpt;
   }
@@ -382,7 +397,9 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
       head = next_seq_ - 1;
     }
     if (head >= last + options.checkpoint_after_seqs) {
+      flush_lock.lock();
       auto ckpt = checkpoint_locked();
+      flush_lock.unlock();
       if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");
       report.checkpoint_seq = *ckpt;
     }

@@ -16,6 +16,7 @@
 #include "src/engine/volume.h"
 #include "src/store/fault_store.h"
 #include "src/store/memory_store.h"
+#include "tests/unit/gate_store.h"
 #include "tests/unit/numbered_segments.h"
 #include "tests/unit/temp_dir.h"
 
@@ -24,87 +25,13 @@ using namespace std::chrono;
 
 namespace {
 
+using portalbd::testing::GateStore;
 using portalbd::testing::TempDir;
 
 using portalbd::testing::check_numbered_segment;
 using portalbd::testing::numbered_pattern;
 using portalbd::testing::write_numbered_segments;
 constexpr uint64_t kSegmentBytes = portalbd::testing::kNumberedSegmentBytes;
-
-// Holds every segment PUT before it reaches the inner store until the test
-// releases that key (or opens the gate for all), so a test sees how many
-// PUTs run at once and finishes them in any order. Other calls pass through.
-class GateStore final : public ObjectStore {
- public:
-  explicit GateStore(std::shared_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
-
-  void release(const std::string& key) {
-    std::lock_guard lock(mu_);
-    released_.insert(key);
-    cv_.notify_all();
-  }
-  void open() {
-    std::lock_guard lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  // Waits until `pred` holds over (held, stored); false after 10 s.
-  bool wait_until(const std::function<bool(const std::set<std::string>&, const std::set<std::string>&)>& pred) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, seconds(10), [&] { return pred(held_, stored_); });
-  }
-  size_t held() {
-    std::lock_guard lock(mu_);
-    return held_.size();
-  }
-  size_t most_held() {
-    std::lock_guard lock(mu_);
-    return most_held_;
-  }
-  size_t puts_started() {
-    std::lock_guard lock(mu_);
-    return puts_started_;
-  }
-
-  Status put(const std::string& key, std::span<const std::byte> data) override {
-    if (key.rfind("segments/", 0) != 0) return inner_->put(key, data);
-    {
-      std::unique_lock lock(mu_);
-      ++puts_started_;
-      held_.insert(key);
-      most_held_ = std::max(most_held_, held_.size());
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return open_ || released_.count(key) > 0; });
-      held_.erase(key);
-    }
-    Status st = inner_->put(key, data);
-    std::lock_guard lock(mu_);
-    stored_.insert(key);
-    cv_.notify_all();
-    return st;
-  }
-  Status put_if_absent(const std::string& key, std::span<const std::byte> data) override {
-    return inner_->put_if_absent(key, data);
-  }
-  bool supports_conditional_put() const override { return inner_->supports_conditional_put(); }
-  Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override {
-    return inner_->get_range(key, offset, length, out);
-  }
-  Status get(const std::string& key, std::vector<std::byte>* out) override { return inner_->get(key, out); }
-  Result<ObjectInfo> head(const std::string& key) override { return inner_->head(key); }
-  Status list(const std::string& prefix, std::vector<ObjectInfo>* out) override { return inner_->list(prefix, out); }
-  Status remove(const std::string& key) override { return inner_->remove(key); }
-  std::string url() const override { return inner_->url(); }
-  bool persistent() const override { return inner_->persistent(); }
-
- private:
-  const std::shared_ptr<ObjectStore> inner_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::set<std::string> released_, held_, stored_;  // GUARDED_BY(mu_)
-  bool open_ = false;                               // GUARDED_BY(mu_)
-  size_t most_held_ = 0, puts_started_ = 0;         // GUARDED_BY(mu_)
-};
 
 VolumeOptions upload_options(const std::string& dir, uint32_t concurrency) {
   VolumeOptions o;

@@ -1,0 +1,119 @@
+// GateStore: an ObjectStore wrapper for unit tests that holds segment PUTs
+// (and, on request, segment DELETEs) until the test lets them through.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "src/store/object_store.h"
+
+namespace portalbd::testing {
+
+// Holds every segment PUT before it reaches the inner store until the test
+// releases that key (or opens the gate for all), so a test sees how many
+// PUTs run at once and finishes them in any order. hold_removes() likewise
+// stops segment DELETEs until release_removes(). Other calls pass through.
+class GateStore final : public ObjectStore {
+ public:
+  explicit GateStore(std::shared_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
+
+  void release(const std::string& key) {
+    std::lock_guard lock(mu_);
+    released_.insert(key);
+    cv_.notify_all();
+  }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void hold_removes() {
+    std::lock_guard lock(mu_);
+    hold_removes_ = true;
+  }
+  void release_removes() {
+    std::lock_guard lock(mu_);
+    hold_removes_ = false;
+    cv_.notify_all();
+  }
+  // Waits until a segment DELETE is held; false after 10 s.
+  bool wait_remove_held() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return removes_held_ > 0; });
+  }
+  // Waits until `pred` holds over (held, stored); false after 10 s.
+  bool wait_until(const std::function<bool(const std::set<std::string>&, const std::set<std::string>&)>& pred) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return pred(held_, stored_); });
+  }
+  size_t held() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  size_t most_held() {
+    std::lock_guard lock(mu_);
+    return most_held_;
+  }
+  size_t puts_started() {
+    std::lock_guard lock(mu_);
+    return puts_started_;
+  }
+
+  Status put(const std::string& key, std::span<const std::byte> data) override {
+    if (key.rfind("segments/", 0) != 0) return inner_->put(key, data);
+    {
+      std::unique_lock lock(mu_);
+      ++puts_started_;
+      held_.insert(key);
+      most_held_ = std::max(most_held_, held_.size());
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return open_ || released_.count(key) > 0; });
+      held_.erase(key);
+    }
+    Status st = inner_->put(key, data);
+    std::lock_guard lock(mu_);
+    stored_.insert(key);
+    cv_.notify_all();
+    return st;
+  }
+  Status put_if_absent(const std::string& key, std::span<const std::byte> data) override {
+    return inner_->put_if_absent(key, data);
+  }
+  bool supports_conditional_put() const override { return inner_->supports_conditional_put(); }
+  Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override {
+    return inner_->get_range(key, offset, length, out);
+  }
+  Status get(const std::string& key, std::vector<std::byte>* out) override { return inner_->get(key, out); }
+  Result<ObjectInfo> head(const std::string& key) override { return inner_->head(key); }
+  Status list(const std::string& prefix, std::vector<ObjectInfo>* out) override { return inner_->list(prefix, out); }
+  Status remove(const std::string& key) override {
+    if (key.rfind("segments/", 0) == 0) {
+      std::unique_lock lock(mu_);
+      ++removes_held_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return !hold_removes_; });
+      --removes_held_;
+    }
+    return inner_->remove(key);
+  }
+  std::string url() const override { return inner_->url(); }
+  bool persistent() const override { return inner_->persistent(); }
+
+ private:
+  const std::shared_ptr<ObjectStore> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<std::string> released_, held_, stored_;  // GUARDED_BY(mu_)
+  bool open_ = false;                               // GUARDED_BY(mu_)
+  bool hold_removes_ = false;                       // GUARDED_BY(mu_)
+  size_t removes_held_ = 0;                         // GUARDED_BY(mu_)
+  size_t most_held_ = 0, puts_started_ = 0;         // GUARDED_BY(mu_)
+};
+
+}  // namespace portalbd::testing
