@@ -322,7 +322,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status restore_checkpoint_if_fresh(bool fresh_index);
   Result<uint64_t> checkpoint_locked();  // REQUIRES: flush_mu_ held
   // Allocates `count` sequence numbers at a moment when no sealed buffer is
-  // pending, so every lower sequence is committed. REQUIRES: flush_mu_ held.
+  // pending, so every lower sequence is committed. Holds back size-triggered
+  // seals while it waits, so sustained writes cannot keep that moment from
+  // coming. REQUIRES: flush_mu_ held.
   Result<uint64_t> quiet_seqs_locked(uint64_t count, const std::function<void()>& while_quiet);
   struct SegmentRef {
     uint64_t layer, lba, nblocks;
@@ -360,6 +362,13 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // upload_window_ at once; on failure returns the error of the oldest
   // uncommitted one. REQUIRES: flush_mu_ held.
   Status upload_through(uint64_t last_seq);
+  // upload_through() the newest buffer sealed at the call, and as many
+  // sealed meanwhile as fit in the upload window: a bounded round, however
+  // fast writers seal. REQUIRES: flush_mu_ held.
+  Status upload_sealed();
+  // Locks flush_mu_ through `lock` (which owns it, unlocked) for anyone but
+  // the flusher; see flush_claims_.
+  void lock_flush_mu(std::unique_lock<std::mutex>& lock);
   // flush() proper: seals the active buffer and returns once every buffer
   // sealed so far is committed (and the roots record stored), waiting out
   // storage outages up to flush_timeout_ms.
@@ -384,6 +393,11 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   CutGate gate_;
   std::mutex rmw_mu_;
   std::mutex flush_mu_;
+  // Callers of flush_mu_ other than the flusher, waiting or holding
+  // (lock_flush_mu). Under sustained writes the flusher always has more to
+  // upload and would take the mutex back before any of them woke; it steps
+  // aside for them between its rounds instead (they upload too).
+  std::atomic<int> flush_claims_{0};
   // One GC pass at a time; close() takes it too, so no pass outlives the
   // writer lease. gc() holds flush_mu_ only step by step (volume_gc.cc).
   std::mutex gc_mu_;
@@ -400,6 +414,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::string last_storage_error_;               // GUARDED_BY(mu_)
   ExtentMap<BlockSource> active_;                // GUARDED_BY(mu_)
   uint64_t active_bytes_ = 0;                    // GUARDED_BY(mu_)
+  // quiet_seqs_locked() waits for sealing_ to drain: writers keep filling the
+  // active buffer but do not seal it meanwhile. GUARDED_BY(mu_)
+  bool seals_held_ = false;
   std::deque<std::shared_ptr<Sealed>> sealing_;  // oldest first; GUARDED_BY(mu_)
   uint64_t sealing_bytes_ = 0;                   // GUARDED_BY(mu_)
   std::map<uint64_t, std::shared_ptr<Layer>> layers_;  // by id; GUARDED_BY(mu_)

@@ -107,6 +107,26 @@ std::chrono::milliseconds max_retry_backoff(uint64_t flush_timeout_ms) {
 }
 }  // namespace
 
+// Under sustained writes "until nothing is sealed" may never come, and
+// whoever uploads holds flush_mu_ all along. A round therefore ends at what is
+// sealed when it starts, plus what fills the window meanwhile (so with
+// several PUTs at once the window does not run dry at every round's end).
+Status Volume::upload_sealed() {
+  uint64_t last;
+  {
+    std::lock_guard lock(mu_);
+    if (sealing_.empty()) return Status::OK();
+    last = sealing_.back()->seq + upload_window_ - 1;
+  }
+  return upload_through(last);
+}
+
+void Volume::lock_flush_mu(std::unique_lock<std::mutex>& lock) {
+  flush_claims_.fetch_add(1);
+  lock.lock();
+  flush_claims_.fetch_sub(1);
+}
+
 // The driver of the state machine (rules U1-U4 in volume.h): keeps the
 // window's PUTs running and commits the head of sealing_ whenever it is
 // STORED, until everything up to last_seq is committed or the head failed.
@@ -192,7 +212,8 @@ Status Volume::flush() {
 
 Status Volume::make_durable() {
   using namespace std::chrono;
-  std::unique_lock flush_lock(flush_mu_);
+  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
+  lock_flush_mu(flush_lock);
   uint64_t target;
   {
     std::lock_guard lock(mu_);
@@ -225,7 +246,7 @@ Status Volume::make_durable() {
       if (closed_) return Status::Cancelled("volume closed while a flush waited for storage");
     }
     backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
-    flush_lock.lock();
+    lock_flush_mu(flush_lock);
   }
 }
 
@@ -257,10 +278,12 @@ void Volume::flusher_loop() {
       std::lock_guard lock(mu_);
       if (sealing_.empty()) continue;
     }
+    // Let a FLUSH, GC pass or snapshot waiting for flush_mu_ go first.
+    while (flush_claims_.load() > 0) std::this_thread::sleep_for(milliseconds(1));
     Status st;
     {
       std::lock_guard flush_lock(flush_mu_);
-      st = upload_through(UINT64_MAX);
+      st = upload_sealed();
       if (st.ok() && roots_dirty_) st = write_roots_record();
     }
     if (!st.ok()) {

@@ -54,6 +54,21 @@ void Volume::track_layer_locked(const std::shared_ptr<Layer>& layer) {
 }
 
 Result<uint64_t> Volume::quiet_seqs_locked(uint64_t count, const std::function<void()>& while_quiet) {
+  // Under sustained writes a full buffer would seal while the last one
+  // uploads, and sealing_ would seldom be empty. Writers keep writing into the
+  // active buffer (within the dirty limit, as always) but do not seal it
+  // meanwhile, so the buffers already sealed drain within one upload round.
+  auto release_locked = [this] {  // REQUIRES: mu_ held
+    seals_held_ = false;
+    if (active_bytes_ >= opts_.segment_bytes) {
+      seal_active_locked();  // after any sequence numbers just taken
+      flusher_cv_.notify_one();
+    }
+  };
+  {
+    std::lock_guard lock(mu_);
+    seals_held_ = true;
+  }
   for (int attempt = 0; attempt < 100; ++attempt) {
     {
       std::lock_guard lock(mu_);
@@ -61,21 +76,29 @@ Result<uint64_t> Volume::quiet_seqs_locked(uint64_t count, const std::function<v
         const uint64_t first = next_seq_;
         next_seq_ += count;
         if (while_quiet) while_quiet();
+        release_locked();
         return first;
       }
     }
-    PBD_RETURN_IF_ERROR(upload_through(UINT64_MAX));
+    if (Status st = upload_sealed(); !st.ok()) {
+      std::lock_guard lock(mu_);
+      release_locked();
+      return st;
+    }
   }
+  std::lock_guard lock(mu_);
+  release_locked();
   return Status::Busy("writers keep sealing buffers; try again");
 }
 
 Result<uint64_t> Volume::checkpoint() {
-  std::lock_guard flush_lock(flush_mu_);
+  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
+  lock_flush_mu(flush_lock);
   return checkpoint_locked();
 }
 
 Result<uint64_t> Volume::checkpoint_locked() {
-  PBD_RETURN_IF_ERROR(upload_through(UINT64_MAX));
+  PBD_RETURN_IF_ERROR(upload_sealed());
   auto seq = quiet_seqs_locked(1, nullptr);
   if (!seq.ok()) return seq.status();
   const int64_t now = now_unix_ms();
@@ -210,10 +233,11 @@ Status Volume::rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef
 
 Result<GcReport> Volume::gc(const GcOptions& options) {
   std::lock_guard gc_lock(gc_mu_);
-  std::unique_lock flush_lock(flush_mu_);
+  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
+  lock_flush_mu(flush_lock);
   auto logger = log::get("engine");
   GcReport report;
-  PBD_RETURN_IF_ERROR(upload_through(UINT64_MAX));
+  PBD_RETURN_IF_ERROR(upload_sealed());
   bool changed = false;
 
   // 2. Layers no root reaches.
@@ -358,7 +382,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
   for (const auto* seg : sparse) {
     if (live[seg->seq] > budget) break;
     budget -= live[seg->seq];
-    flush_lock.lock();
+    lock_flush_mu(flush_lock);
     PBD_RETURN_IF_ERROR(rewrite_segment_locked(seg->seq, refs[seg->seq], &report));
     // Now unreferenced: doomed from this moment.
     PBD_RETURN_IF_ERROR(index_->set_doomed(seg->seq, now));
@@ -372,7 +396,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
   // no lock: nothing references these segments, and the checkpoint that no
   // longer needs them is stored.
   if (changed || !deletable.empty()) {
-    flush_lock.lock();
+    lock_flush_mu(flush_lock);
     auto ckpt = checkpoint_locked();
     flush_lock.unlock();
     if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");
@@ -397,7 +421,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
       head = next_seq_ - 1;
     }
     if (head >= last + options.checkpoint_after_seqs) {
-      flush_lock.lock();
+      lock_flush_mu(flush_lock);
       auto ckpt = checkpoint_locked();
       flush_lock.unlock();
       if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");

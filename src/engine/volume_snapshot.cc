@@ -119,7 +119,8 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   if (find_snapshot(name).ok()) return Status::AlreadyExists("a snapshot named '" + name + "' already exists");
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);  // no write is half-way through from here on
-  std::lock_guard flush_lock(flush_mu_);
+  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
+  lock_flush_mu(flush_lock);
   uint64_t old_id;
   {
     std::lock_guard lock(mu_);
@@ -156,7 +157,8 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
   if (!target.ok()) return target.status();
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);
-  std::lock_guard flush_lock(flush_mu_);
+  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
+  lock_flush_mu(flush_lock);
   RestoreResult result;
   result.restored = name;
   std::optional<meta::RootRecord> keep;
@@ -198,7 +200,8 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
 
 Status Volume::delete_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
-  std::lock_guard flush_lock(flush_mu_);
+  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
+  lock_flush_mu(flush_lock);
   PBD_RETURN_IF_ERROR(index_->delete_snapshot(name));
   roots_dirty_ = true;
   PBD_RETURN_IF_ERROR(write_roots_record().With("record deletion of '" + name + "' in object storage"));

@@ -5,10 +5,12 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -186,6 +188,35 @@ TEST_SUITE("engine.upload") {
     REQUIRE(vol.close().ok());
     auto rebuilt = open_fresh(mem, dir.path + "/rebuilt.sqlite");
     for (int i = 1; i <= 5; ++i) check_numbered_segment(*rebuilt, i);
+  }
+
+  TEST_CASE("checkpoints find a quiet moment while a writer keeps filling segments") {
+    // A checkpoint (and every GC rewrite) needs a moment with no sealed buffer
+    // pending. Before seals were held back while it waits, a writer sealing
+    // a buffer per PUT kept that moment from coming and the call gave up
+    // with Busy after 100 upload rounds.
+    GatedVolume fixture(1);
+    auto& [dir, mem, gate, vol] = fixture;
+    gate->open();
+    gate->set_put_delay(milliseconds(5));
+    std::atomic<bool> stop{false};
+    std::thread writer([&, &vol = vol] {
+      std::vector<std::byte> block(64 << 10, std::byte{7});
+      for (uint64_t i = 0; !stop; ++i) {
+        if (!vol->write((i % 64) * block.size(), block, false).ok()) return;
+      }
+    });
+    auto checkpoints = std::async(std::launch::async, [&, &vol = vol] {
+      std::vector<Status> out;
+      for (int i = 0; i < 5; ++i) out.push_back(vol->checkpoint().status());
+      return out;
+    });
+    const bool done = checkpoints.wait_for(seconds(60)) == std::future_status::ready;
+    stop = true;  // a writer that never pauses is what a hang would wait for
+    writer.join();
+    CHECK_MESSAGE(done, "checkpoints still waiting for a quiet moment after 60 s");
+    for (const Status& st : checkpoints.get()) CHECK_MESSAGE(st.ok(), st.ToString());
+    REQUIRE(vol->close().ok());
   }
 
   TEST_CASE("a crash with several uploads in flight rebuilds a prefix of the writes") {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "src/store/object_store.h"
 
@@ -32,6 +33,11 @@ class GateStore final : public ObjectStore {
     std::lock_guard lock(mu_);
     open_ = true;
     cv_.notify_all();
+  }
+  // Every segment PUT let through takes this long, like a remote store.
+  void set_put_delay(std::chrono::milliseconds d) {
+    std::lock_guard lock(mu_);
+    put_delay_ = d;
   }
   void hold_removes() {
     std::lock_guard lock(mu_);
@@ -67,6 +73,7 @@ class GateStore final : public ObjectStore {
 
   Status put(const std::string& key, std::span<const std::byte> data) override {
     if (key.rfind("segments/", 0) != 0) return inner_->put(key, data);
+    std::chrono::milliseconds delay{0};
     {
       std::unique_lock lock(mu_);
       ++puts_started_;
@@ -75,7 +82,9 @@ class GateStore final : public ObjectStore {
       cv_.notify_all();
       cv_.wait(lock, [&] { return open_ || released_.count(key) > 0; });
       held_.erase(key);
+      delay = put_delay_;
     }
+    std::this_thread::sleep_for(delay);
     Status st = inner_->put(key, data);
     std::lock_guard lock(mu_);
     stored_.insert(key);
@@ -112,6 +121,7 @@ class GateStore final : public ObjectStore {
   std::set<std::string> released_, held_, stored_;  // GUARDED_BY(mu_)
   bool open_ = false;                               // GUARDED_BY(mu_)
   bool hold_removes_ = false;                       // GUARDED_BY(mu_)
+  std::chrono::milliseconds put_delay_{0};          // GUARDED_BY(mu_)
   size_t removes_held_ = 0;                         // GUARDED_BY(mu_)
   size_t most_held_ = 0, puts_started_ = 0;         // GUARDED_BY(mu_)
 };
