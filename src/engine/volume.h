@@ -358,6 +358,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
 
   // Flush pipeline (volume_flush.cc).
   void seal_active_locked();                 // REQUIRES: mu_ held
+  void seal_if_full_locked();                // REQUIRES: mu_ held
   // Commits every sealed buffer up to last_seq, PUTting up to
   // upload_window_ at once; on failure returns the error of the oldest
   // uncommitted one. REQUIRES: flush_mu_ held.

@@ -26,6 +26,14 @@ void Volume::seal_active_locked() {
   upload_cv_.notify_all();  // a running upload_through() may have room for it
 }
 
+// The size trigger: a full active buffer seals (unless a quiet moment is
+// being awaited, see quiet_seqs_locked) and the flusher uploads it.
+void Volume::seal_if_full_locked() {
+  if (active_bytes_ < opts_.segment_bytes || seals_held_) return;
+  seal_active_locked();
+  flusher_cv_.notify_one();
+}
+
 // The work of PUTTING. The buffer's blocks are immutable once sealed, so
 // encoding needs no lock; readers keep using them until the commit.
 Status Volume::put_segment(Sealed& sealed) {

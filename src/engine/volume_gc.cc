@@ -58,37 +58,32 @@ Result<uint64_t> Volume::quiet_seqs_locked(uint64_t count, const std::function<v
   // uploads, and sealing_ would seldom be empty. Writers keep writing into the
   // active buffer (within the dirty limit, as always) but do not seal it
   // meanwhile, so the buffers already sealed drain within one upload round.
-  auto release_locked = [this] {  // REQUIRES: mu_ held
-    seals_held_ = false;
-    if (active_bytes_ >= opts_.segment_bytes) {
-      seal_active_locked();  // after any sequence numbers just taken
-      flusher_cv_.notify_one();
-    }
-  };
-  {
+  // A buffer that filled up meanwhile seals on release, after the sequence
+  // numbers taken here.
+  auto hold_seals = [this](bool on) {
     std::lock_guard lock(mu_);
-    seals_held_ = true;
-  }
+    seals_held_ = on;
+    seal_if_full_locked();
+  };
+  hold_seals(true);
+  Result<uint64_t> out = Status::Busy("writers keep sealing buffers; try again");
   for (int attempt = 0; attempt < 100; ++attempt) {
     {
       std::lock_guard lock(mu_);
       if (sealing_.empty()) {
-        const uint64_t first = next_seq_;
+        out = next_seq_;
         next_seq_ += count;
         if (while_quiet) while_quiet();
-        release_locked();
-        return first;
+        break;
       }
     }
     if (Status st = upload_sealed(); !st.ok()) {
-      std::lock_guard lock(mu_);
-      release_locked();
-      return st;
+      out = st;
+      break;
     }
   }
-  std::lock_guard lock(mu_);
-  release_locked();
-  return Status::Busy("writers keep sealing buffers; try again");
+  hold_seals(false);
+  return out;
 }
 
 Result<uint64_t> Volume::checkpoint() {

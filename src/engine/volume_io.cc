@@ -236,10 +236,7 @@ Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint6
   }
   active_.assign(lba, nblocks, std::move(src));
   active_bytes_ += charged_bytes;
-  if (active_bytes_ >= opts_.segment_bytes && !seals_held_) {
-    seal_active_locked();
-    flusher_cv_.notify_one();
-  }
+  seal_if_full_locked();
   return Status::OK();
 }
 
