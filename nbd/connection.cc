@@ -151,11 +151,13 @@ void Connection::request_loop(const Session& session) {
       trace_request(r, t_recv_us, note);
       continue;
     }
+    const BlockDevice::FlushTicket ticket =
+        r.type == proto::kCmdFlush ? session.device->flush_ticket() : BlockDevice::kFlushEverything;
     {
       std::lock_guard lock(mu_);
       inflight_bytes_ += cost_bytes(r);
       ++inflight_requests_;
-      queue_.push_back(Work{r, std::move(payload), t_recv_us});
+      queue_.push_back(Work{r, std::move(payload), t_recv_us, ticket});
     }
     work_ready_.notify_one();
   }
@@ -184,7 +186,7 @@ void Connection::worker_main(const Session& session, ReplyWriter& out) {
     }
     // Once the socket is dead, executing would be wasted work (the engine
     // still sees every write that was answered, because none will be).
-    bool ok = !out.broken() && execute_request(ctx, work.request, std::move(work.payload));
+    bool ok = !out.broken() && execute_request(ctx, work.request, std::move(work.payload), work.flush_ticket);
     if (ok) trace_request(work.request, work.t_recv_us, note);
     if (!ok) shutdown_all();  // wake the reader so the connection winds down
     {

@@ -72,6 +72,9 @@ class Connection {
     Request request;
     std::vector<std::byte> payload;
     uint64_t t_recv_us = 0;  // for the trace: when the header was read
+    // A FLUSH covers the writes answered before it was received, not before
+    // a worker got to it: the device's ticket for those, taken on receipt.
+    BlockDevice::FlushTicket flush_ticket = BlockDevice::kFlushEverything;
   };
 
   void request_loop(const Session& session);

@@ -143,7 +143,8 @@ bool reply_error(const DispatchContext& ctx, const Request& r, uint32_t error, c
   return send_simple(ctx, r.cookie, error);
 }
 
-bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<std::byte> payload) {
+bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<std::byte> payload,
+                     BlockDevice::FlushTicket flush_ticket) {
   BlockDevice& device = *ctx.session.device;
   const bool fua = r.flags & proto::kCmdFlagFua;
   Status st;
@@ -161,7 +162,7 @@ bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<s
       break;
     case proto::kCmdFlush:
       StatsCounters::add(ctx.stats.flushes);
-      st = device.flush();
+      st = device.flush_through(flush_ticket);
       break;
     case proto::kCmdTrim:
       StatsCounters::add(ctx.stats.trims);

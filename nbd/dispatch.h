@@ -45,8 +45,11 @@ struct DispatchContext {
 
 // Executes `request` (with its WRITE payload) and replies. Returns false when
 // the reply could not be written (the connection is then beyond saving).
+// A FLUSH makes durable what `flush_ticket` names: the device's ticket taken
+// when the FLUSH was received (BlockDevice::flush_ticket).
 // REQUIRES: validate_request(request, session) == 0, and not DISC.
-bool execute_request(const DispatchContext& ctx, const Request& request, std::vector<std::byte> payload);
+bool execute_request(const DispatchContext& ctx, const Request& request, std::vector<std::byte> payload,
+                     BlockDevice::FlushTicket flush_ticket = BlockDevice::kFlushEverything);
 
 // Answers `request` with `error`, using a structured error chunk (with
 // `message`) when structured replies were negotiated.

@@ -433,6 +433,40 @@ TEST_SUITE("nbd.raw") {
     CHECK_FALSE(flush_overtakes_stalled_read(false));
   }
 
+  TEST_CASE("a queued FLUSH covers the writes answered before it was received, not before a worker ran it") {
+    // The device's flush ticket is taken when the FLUSH is read: writes that
+    // arrive while it waits for a worker are not its to wait for (a device
+    // that group-commits may then find it already covered).
+    ServerOptions o = ServerFixture::default_options();
+    o.workers_per_connection = 1;
+    ServerFixture f(o);
+    RawClient c(f.socket_path());
+    REQUIRE(c.greet());
+    REQUIRE(c.go("disk"));
+    f.disk->close_gate();
+    c.send_request(kCmdRead, 0, 1, 0, 4096);  // holds the only worker
+    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(f.disk->waiting_at_gate() == 1);
+    c.send_request(kCmdTrim, 0, 2, 8192, 4096);  // runs on the reader: the first write
+    c.send_request(kCmdFlush, 0, 3, 0, 0);       // queued behind the READ
+    c.send_request(kCmdTrim, 0, 4, 16384, 4096);  // answered after the FLUSH was received
+    for (int i = 0; i < 2; ++i) {  // the two TRIMs, answered while the READ waits
+      auto r = c.read_simple_reply();
+      REQUIRE(r.ok);
+      CHECK(r.error == 0);
+      CHECK((r.cookie == 2 || r.cookie == 4));
+    }
+    CHECK(f.disk->mutations == 2);
+    f.disk->open_gate();
+    for (int i = 0; i < 2; ++i) {
+      auto r = c.read_simple_reply();
+      REQUIRE(r.ok);
+      CHECK(r.error == 0);
+      if (r.cookie == 1) REQUIRE(c.recv(4096).size() == 4096);
+    }
+    CHECK(f.disk->tickets() == std::vector<BlockDevice::FlushTicket>{1});
+  }
+
   TEST_CASE("a client that vanishes mid-negotiation or mid-transmission does not disturb others") {
     ServerFixture f;
     for (int i = 0; i < 20; ++i) {

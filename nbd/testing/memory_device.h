@@ -51,6 +51,7 @@ class MemoryDevice : public BlockDevice {
     if (take_failure()) return fail_with_;
     std::memcpy(data_.data() + offset, in.data(), in.size());
     mark(offset, in.size(), ExtentState::kData, false);
+    ++mutations;
     fua_count += fua;
     return Status::OK();
   }
@@ -61,6 +62,7 @@ class MemoryDevice : public BlockDevice {
     std::memset(data_.data() + offset, 0, length);
     mark(offset, length, ExtentState::kHole, true);
     ++trims;
+    ++mutations;
     fua_count += fua;
     return Status::OK();
   }
@@ -71,6 +73,7 @@ class MemoryDevice : public BlockDevice {
     std::memset(data_.data() + offset, 0, length);
     mark(offset, length, ExtentState::kZero, true);
     ++zeroes;
+    ++mutations;
     fua_count += fua;
     return Status::OK();
   }
@@ -80,6 +83,15 @@ class MemoryDevice : public BlockDevice {
     if (take_failure()) return fail_with_;
     ++flushes;
     return Status::OK();
+  }
+  // The ticket: how many writes, trims and zeroes were done when it was taken.
+  FlushTicket flush_ticket() override { return mutations.load(); }
+  Status flush_through(FlushTicket ticket) override {
+    {
+      std::lock_guard lock(mu_);
+      flush_tickets.push_back(ticket);
+    }
+    return flush();
   }
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override {
     std::lock_guard lock(mu_);
@@ -133,6 +145,12 @@ class MemoryDevice : public BlockDevice {
   }
 
   std::atomic<int> reads{0}, trims{0}, zeroes{0}, flushes{0}, prefetches{0}, fua_count{0};
+  std::atomic<uint64_t> mutations{0};  // writes + trims + zeroes done
+  // What each flush_through() was asked to cover, in call order.
+  std::vector<FlushTicket> tickets() {
+    std::lock_guard lock(mu_);
+    return flush_tickets;
+  }
   std::atomic<bool> free_flush{false};  // what flush_is_free() answers
 
  private:
@@ -166,6 +184,7 @@ class MemoryDevice : public BlockDevice {
   const bool read_only_;
   const uint32_t preferred_;
   std::mutex mu_;
+  std::vector<FlushTicket> flush_tickets;  // GUARDED_BY(mu_)
   std::vector<std::byte> data_;
   std::vector<ExtentState> state_;
   Status fail_with_;

@@ -105,6 +105,7 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
           {"segments_written", vs.segments_written},
           {"bytes_uploaded", vs.bytes_uploaded},
           {"volume_flushes", vs.flushes},
+          {"volume_flushes_grouped", vs.flushes_grouped},
           {"flush_errors", vs.flush_errors},
           {"cache_bytes", vs.cache_bytes},
           {"cache_hits", vs.cache_hits},

@@ -93,6 +93,18 @@ class BlockDevice {
   virtual Status write_zeroes(uint64_t offset, uint64_t length, bool fua) = 0;
   // Makes every write answered before this call durable in object storage.
   virtual Status flush() = 0;
+  // FLUSH in two steps, for a server that queues requests: flush_ticket()
+  // when the FLUSH is received names the writes answered by then, and
+  // flush_through(ticket), later and on any thread, makes at least those
+  // durable. A device that can tell writes apart then skips work a later
+  // flush already did; the default flushes everything.
+  using FlushTicket = uint64_t;
+  static constexpr FlushTicket kFlushEverything = UINT64_MAX;
+  virtual FlushTicket flush_ticket() { return kFlushEverything; }
+  virtual Status flush_through(FlushTicket ticket) {
+    (void)ticket;
+    return flush();
+  }
   // True when flush() and FUA have nothing to wait for (a store that dies
   // with the process): a server may then run them where it runs plain
   // writes, without a hand-off to another thread.

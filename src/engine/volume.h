@@ -158,6 +158,9 @@ struct VolumeStats {
   uint64_t segments_written = 0;  // by this process
   uint64_t bytes_uploaded = 0;    // by this process
   uint64_t flushes = 0;
+  // Of those, answered by an upload another caller made while they queued
+  // for the upload lock (group commit): nothing left for them to seal.
+  uint64_t flushes_grouped = 0;
   uint64_t flush_errors = 0;
   uint64_t cache_bytes = 0, cache_hits = 0, cache_misses = 0;
   uint64_t replayed_segments = 0;  // applied from storage at open
@@ -254,6 +257,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status trim(uint64_t offset, uint64_t length, bool fua) override;
   Status write_zeroes(uint64_t offset, uint64_t length, bool fua) override;
   Status flush() override;
+  // The ticket is the seal generation that holds the writes answered so far
+  // (covering_gen_locked); see make_durable() for what it saves.
+  FlushTicket flush_ticket() override;
+  Status flush_through(FlushTicket ticket) override;
   bool flush_is_free() const override { return opts_.ephemeral; }
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override;
   Status prefetch(uint64_t offset, uint64_t length) override;
@@ -295,6 +302,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
     enum class Stage : uint8_t { kSealed, kPutting, kStored, kFailed };  // see the state machine above
 
     uint64_t seq = 0;
+    uint64_t gen = 0;              // which seal made it: 1, 2, ... (seal_gen_); never reused
     uint64_t after_seq = 0;        // the buffer sealed before it, if uncommitted then (SegmentFooter)
     std::shared_ptr<Layer> layer;  // where its extents go once committed
     ExtentMap<BlockSource> blocks;
@@ -370,10 +378,17 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // Locks flush_mu_ through `lock` (which owns it, unlocked) for anyone but
   // the flusher; see flush_claims_.
   void lock_flush_mu(std::unique_lock<std::mutex>& lock);
-  // flush() proper: seals the active buffer and returns once every buffer
-  // sealed so far is committed (and the roots record stored), waiting out
-  // storage outages up to flush_timeout_ms.
-  Status make_durable();
+  // flush() proper: returns once every write answered before the call (or,
+  // with a ticket, before the ticket was taken) is committed and the roots
+  // record stored, waiting out storage outages up to flush_timeout_ms. Group
+  // commit: whoever holds the upload lock seals and uploads everything
+  // buffered, so callers that queued behind it often find their writes
+  // committed and return without an upload of their own.
+  Status make_durable(FlushTicket ticket = kFlushEverything);
+  // The seal generation that will hold every write answered so far: the
+  // active buffer's (the next seal), or the newest sealed one when the
+  // active buffer is empty. REQUIRES: mu_ held.
+  uint64_t covering_gen_locked() const;
   // Encodes (first attempt) and PUTs one buffer. Runs on an upload worker
   // without any lock held.
   Status put_segment(Sealed& sealed);
@@ -419,6 +434,13 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // active buffer but do not seal it meanwhile. GUARDED_BY(mu_)
   bool seals_held_ = false;
   std::deque<std::shared_ptr<Sealed>> sealing_;  // oldest first; GUARDED_BY(mu_)
+  // Seal generations: the newest buffer sealed, and the newest committed.
+  // Buffers commit in the order they were sealed, so every generation up to
+  // committed_gen_ is durable. Unlike sequence numbers, which GC rewrites
+  // and snapshots take too, generations count only write buffers: a FLUSH
+  // knows from them whether someone else's upload already covered it.
+  uint64_t seal_gen_ = 0;                        // GUARDED_BY(mu_)
+  uint64_t committed_gen_ = 0;                   // GUARDED_BY(mu_)
   uint64_t sealing_bytes_ = 0;                   // GUARDED_BY(mu_)
   std::map<uint64_t, std::shared_ptr<Layer>> layers_;  // by id; GUARDED_BY(mu_)
   std::shared_ptr<Layer> live_;                  // the live layer; GUARDED_BY(mu_)
@@ -437,7 +459,8 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   bool closed_ = false;                          // GUARDED_BY(mu_)
 
   std::chrono::steady_clock::time_point last_renew_;  // flusher thread only
-  std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flush_errors_{0};
+  std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flushes_grouped_{0},
+      flush_errors_{0};
   uint64_t replayed_segments_ = 0;
   const uint32_t upload_window_;  // opts_.upload_concurrency, clamped (U1)
   // Runs the PUTs: upload_window_ threads, or none (inline) for a window of 1.

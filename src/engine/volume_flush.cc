@@ -13,6 +13,7 @@ void Volume::seal_active_locked() {
   if (active_.empty()) return;
   auto sealed = std::make_shared<Sealed>();
   sealed->seq = next_seq_++;
+  sealed->gen = ++seal_gen_;
   // Replay keeps this segment only if the one before it was stored too
   // (SegmentFooter::after_seq): crash = a prefix, whatever the window.
   sealed->after_seq = sealing_.empty() ? 0 : sealing_.back()->seq;
@@ -82,6 +83,7 @@ Status Volume::commit_segment(const std::shared_ptr<Sealed>& sealed) {
   // critical section so no reader sees neither.
   sealing_.pop_front();
   sealing_bytes_ -= sealed->bytes;
+  committed_gen_ = sealed->gen;
   last_upload_ok_ = std::chrono::steady_clock::now();
   if (failing_since_unix_ms_ != 0) {
     log::get("engine")->warn("storage accepts uploads again, catching up outage_ms={} seq={} dirty_bytes={}",
@@ -210,25 +212,51 @@ Status Volume::upload_through(uint64_t last_seq) {
   return failed;
 }
 
-Status Volume::flush() {
+Status Volume::flush() { return flush_through(kFlushEverything); }
+
+BlockDevice::FlushTicket Volume::flush_ticket() {
+  std::lock_guard lock(mu_);
+  return covering_gen_locked();
+}
+
+Status Volume::flush_through(FlushTicket ticket) {
   if (opts_.ephemeral) {
     flushes_++;
     return Status::OK();
   }
-  return make_durable();
+  return make_durable(ticket);
 }
 
-Status Volume::make_durable() {
+uint64_t Volume::covering_gen_locked() const { return active_.empty() ? seal_gen_ : seal_gen_ + 1; }
+
+Status Volume::make_durable(FlushTicket ticket) {
   using namespace std::chrono;
+  uint64_t wanted = ticket;
+  if (ticket == kFlushEverything) {
+    std::lock_guard lock(mu_);
+    wanted = covering_gen_locked();
+  }
+  flushes_++;
   std::unique_lock flush_lock(flush_mu_, std::defer_lock);
   lock_flush_mu(flush_lock);
+  // Whoever held the upload lock meanwhile may have committed everything
+  // this call covers (group commit). roots_dirty_ needs an upload anyway.
+  auto covered = [&] {
+    std::lock_guard lock(mu_);
+    return committed_gen_ >= wanted && !roots_dirty_;
+  };
+  if (covered()) {
+    flushes_grouped_++;
+    return Status::OK();
+  }
   uint64_t target;
   {
     std::lock_guard lock(mu_);
+    // Everything buffered, not only what this call covers: the callers
+    // queued behind this one are covered by this upload too.
     seal_active_locked();
     target = next_seq_ - 1;
   }
-  flushes_++;
   const auto started = steady_clock::now();
   const milliseconds timeout(opts_.flush_timeout_ms);
   milliseconds backoff(100);
@@ -255,6 +283,7 @@ Status Volume::make_durable() {
     }
     backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
     lock_flush_mu(flush_lock);
+    if (covered()) return Status::OK();  // the flusher got it through meanwhile
   }
 }
 
@@ -378,6 +407,7 @@ VolumeStats Volume::stats() {
   s.segments_written = segments_written_;
   s.bytes_uploaded = bytes_uploaded_;
   s.flushes = flushes_;
+  s.flushes_grouped = flushes_grouped_;
   s.flush_errors = flush_errors_;
   s.cache_bytes = cache_.bytes();
   s.cache_hits = cache_.hits();

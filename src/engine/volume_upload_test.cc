@@ -219,6 +219,91 @@ TEST_SUITE("engine.upload") {
     REQUIRE(vol->close().ok());
   }
 
+  TEST_CASE("FLUSHes queued behind an upload that covers them return without one of their own") {
+    GatedVolume fixture(1);
+    auto& [dir, mem, gate, volume] = fixture;
+    Volume& vol = *volume;
+    const std::vector<std::byte> a(4096, std::byte{0xa1}), b(4096, std::byte{0xb2}), c(4096, std::byte{0xc3});
+    auto flush_async = [&] { return std::async(std::launch::async, [&] { return vol.flush(); }); };
+
+    REQUIRE(vol.write(0, a, false).ok());
+    auto first = flush_async();  // seals {a}; its PUT waits at the gate
+    REQUIRE(gate->wait_until([](auto& held, auto&) { return held.count(segment_key(1)) > 0; }));
+    REQUIRE(vol.write(4096, b, false).ok());
+    auto second = flush_async(), third = flush_async();  // both cover {b}; both queue
+    const auto deadline = steady_clock::now() + seconds(10);
+    while (vol.stats().flushes < 3 && steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(1));
+    REQUIRE(vol.stats().flushes == 3);
+
+    // The first returns; one of the queued two seals {b} and uploads it.
+    gate->release(segment_key(1));
+    REQUIRE(gate->wait_until([](auto& held, auto&) { return held.count(segment_key(2)) > 0; }));
+    CHECK(first.get().ok());
+    // A write neither queued FLUSH covers: the one left need not seal it.
+    REQUIRE(vol.write(8192, c, false).ok());
+    gate->release(segment_key(2));
+    const bool returned = second.wait_for(seconds(10)) == std::future_status::ready &&
+                          third.wait_for(seconds(10)) == std::future_status::ready;
+    CHECK_MESSAGE(returned, "a FLUSH whose writes were committed still waited for an upload of its own");
+    gate->open();
+    CHECK(second.get().ok());
+    CHECK(third.get().ok());
+    CHECK(gate->puts_started() == 2);
+    CHECK(vol.stats().flushes_grouped == 1);
+    CHECK(vol.stats().dirty_bytes == c.size());  // {c} waits for a FLUSH that covers it
+
+    REQUIRE(vol.flush().ok());  // covers {c}: an upload of its own
+    CHECK(gate->puts_started() == 3);
+    CHECK(vol.stats().dirty_bytes == 0);
+    REQUIRE(vol.close().ok());
+    auto rebuilt = open_fresh(mem, dir.path + "/rebuilt.sqlite");
+    std::vector<std::byte> got(3 * 4096);
+    REQUIRE(rebuilt->read(0, got).ok());
+    CHECK(std::memcmp(got.data(), a.data(), 4096) == 0);
+    CHECK(std::memcmp(got.data() + 4096, b.data(), 4096) == 0);
+    CHECK(std::memcmp(got.data() + 8192, c.data(), 4096) == 0);
+  }
+
+  TEST_CASE("every FLUSH that returns leaves its own writes in storage, however FLUSHes are grouped") {
+    // Writers that each write, flush, and then look in a copy of storage (what
+    // a kill -9 would leave) for what they wrote, while their FLUSHes queue
+    // behind each other's 2 ms PUTs and share uploads.
+    GatedVolume fixture(1);
+    auto& [dir, mem, gate, volume] = fixture;
+    Volume& vol = *volume;
+    gate->open();
+    gate->set_put_delay(milliseconds(2));
+    constexpr int kWriters = 4, kRounds = 8;
+    std::mutex check_mu;  // one rebuild at a time; each gets its own index file
+    int rebuilds = 0;
+    std::vector<std::string> missing;
+    std::vector<std::thread> writers;
+    for (int t = 0; t < kWriters; ++t) {
+      writers.emplace_back([&, t] {
+        for (int r = 0; r < kRounds; ++r) {
+          const uint64_t offset = (uint64_t(t) * kRounds + r) * 4096;
+          const std::vector<std::byte> block(4096, std::byte(uint8_t(1 + t * kRounds + r)));
+          if (!vol.write(offset, block, false).ok() || !vol.flush().ok()) {
+            std::lock_guard lock(check_mu);
+            missing.push_back("write or flush failed");
+            return;
+          }
+          std::lock_guard lock(check_mu);
+          auto rebuilt = open_fresh(crash_copy(*mem), dir.path + "/crash" + std::to_string(rebuilds++) + ".sqlite");
+          std::vector<std::byte> got(4096);
+          if (!rebuilt->read(offset, got).ok() || got != block) {
+            missing.push_back("writer " + std::to_string(t) + " round " + std::to_string(r));
+          }
+        }
+      });
+    }
+    for (auto& w : writers) w.join();
+    CHECK_MESSAGE(missing.empty(), "not in storage after its FLUSH returned: " << (missing.empty() ? "" : missing.front()));
+    CHECK(vol.stats().flushes == kWriters * kRounds);
+    MESSAGE("FLUSHes answered by another's upload: " << vol.stats().flushes_grouped << " of " << kWriters * kRounds);
+    REQUIRE(vol.close().ok());
+  }
+
   TEST_CASE("a crash with several uploads in flight rebuilds a prefix of the writes") {
     GatedVolume fixture(4);
     auto& [dir, mem, gate, volume] = fixture;
