@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs every kind of test and ends with one line: "N passed, N failed[, N skipped]".
 #
-#   unit          build/bin/unit_tests (doctest): each test case counts
-#   unit-asan     the same cases under ASan+UBSan: each counts again
 #   integration   tests/integration/test_*.{sh,py}: each script counts once;
 #                 exit 0 = pass, 77 = skipped (the script says why), else fail
+#   unit          build/bin/unit_tests (doctest): each test case counts
+#   unit-asan     the same cases under ASan+UBSan: each counts again
 #
 # Environment: TESTS=glob limits integration scripts (e.g. TESTS='test_nbd*').
+# UNIT_BUILD=command builds the unit test binaries while the integration tests
+# run (`make test` sets it): at nice 19 the compiler takes only the CPU the
+# tests leave idle, and the unit tests run once it is done. Without it the
+# binaries must exist already.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,16 +38,18 @@ run_doctest() {  # name binary
   if [ "$f" -ne 0 ]; then failures+=("$name (see $log)"); tail -40 "$log"; fi
 }
 
-run_doctest unit "$BUILD/bin/unit_tests"
-if [ -x "$BUILD/bin/unit_tests_asan" ]; then
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_doctest unit-asan "$BUILD/bin/unit_tests_asan"
-else
-  echo "== unit-asan: MISSING build/bin/unit_tests_asan"; failed=$((failed + 1)); failures+=("unit-asan missing")
+unit_build_pid=
+if [ -n "${UNIT_BUILD:-}" ]; then
+  echo "== building the unit tests in the background (log: $LOGDIR/unit-build.log)"
+  # Its own process group, so an interrupted run stops every compiler too.
+  setsid nice -n 19 bash -c "$UNIT_BUILD" >"$LOGDIR/unit-build.log" 2>&1 &
+  unit_build_pid=$!
+  trap '[ -z "$unit_build_pid" ] || kill -- "-$unit_build_pid" 2>/dev/null' EXIT
 fi
 
-shopt -s nullglob
-for t in tests/integration/${TESTS:-test_*}; do
-  case "$t" in *.sh) cmd=(bash "$t") ;; *.py) cmd=(/usr/bin/python3 "$t") ;; *) continue ;; esac
+run_integration() {  # script
+  local t=$1 cmd name log t0 rc dt
+  case "$t" in *.sh) cmd=(bash "$t") ;; *.py) cmd=(/usr/bin/python3 "$t") ;; *) return ;; esac
   name=$(basename "$t")
   log="$LOGDIR/${name}.log"
   t0=$(date +%s)
@@ -58,7 +64,45 @@ for t in tests/integration/${TESTS:-test_*}; do
     failed=$((failed + 1)); failures+=("$name (exit $rc, see $log)")
     echo "FAIL $name (exit $rc, ${dt}s); last lines of $log:"; tail -30 "$log" | sed 's/^/    /'
   fi
+}
+
+# wait_unit_build: waits for the background build, if any, and counts a failed
+# build as a failure.
+wait_unit_build() {
+  [ -n "$unit_build_pid" ] || return 0
+  local t0 rc
+  t0=$(date +%s)
+  wait "$unit_build_pid"
+  rc=$?
+  unit_build_pid=
+  echo "== unit test build finished, waited $(( $(date +%s) - t0 ))s for it (exit $rc)"
+  if [ $rc -ne 0 ]; then
+    failed=$((failed + 1)); failures+=("unit test build (exit $rc, see $LOGDIR/unit-build.log)")
+    tail -30 "$LOGDIR/unit-build.log" | sed 's/^/    /'
+  fi
+}
+
+# Scripts that drive build/bin/unit_tests themselves (requires_unit_tests)
+# run after the background build.
+shopt -s nullglob
+later=()
+for t in tests/integration/${TESTS:-test_*}; do
+  if [ -n "$unit_build_pid" ] && grep -q '^requires_unit_tests' "$t"; then later+=("$t"); continue; fi
+  run_integration "$t"
 done
+wait_unit_build
+for t in "${later[@]}"; do run_integration "$t"; done
+
+if [ -x "$BUILD/bin/unit_tests" ]; then
+  run_doctest unit "$BUILD/bin/unit_tests"
+else
+  echo "== unit: MISSING $BUILD/bin/unit_tests"; failed=$((failed + 1)); failures+=("unit missing")
+fi
+if [ -x "$BUILD/bin/unit_tests_asan" ]; then
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_doctest unit-asan "$BUILD/bin/unit_tests_asan"
+else
+  echo "== unit-asan: MISSING $BUILD/bin/unit_tests_asan"; failed=$((failed + 1)); failures+=("unit-asan missing")
+fi
 
 echo
 echo "total time: $(( $(date +%s) - start_all ))s"
