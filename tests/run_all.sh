@@ -41,9 +41,14 @@ run_doctest() {  # name binary
 unit_build_pid=
 if [ -n "${UNIT_BUILD:-}" ]; then
   echo "== building the unit tests in the background (log: $LOGDIR/unit-build.log)"
-  # Its own process group, so an interrupted run stops every compiler too.
-  setsid nice -n 19 bash -c "$UNIT_BUILD" >"$LOGDIR/unit-build.log" 2>&1 &
+  # Its own process group (set -m), so an interrupted run stops every
+  # compiler too; the same session, because nice only ranks processes within
+  # one scheduler autogroup, and setsid would make a new one that gets an
+  # equal share of the CPU whatever its nice.
+  set -m
+  nice -n 19 bash -c "$UNIT_BUILD" >"$LOGDIR/unit-build.log" 2>&1 &
   unit_build_pid=$!
+  set +m
   trap '[ -z "$unit_build_pid" ] || kill -- "-$unit_build_pid" 2>/dev/null' EXIT
 fi
 
