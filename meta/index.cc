@@ -441,6 +441,20 @@ Status Index::set_doomed(uint64_t seq, int64_t doomed_ms) {
   return s->exec();
 }
 
+Status Index::set_doomed(const std::vector<std::pair<uint64_t, int64_t>>& marks) {
+  if (marks.empty()) return Status::OK();
+  std::lock_guard lock(mu_);
+  auto s = db_->prepare("UPDATE segments SET doomed_ms=?2 WHERE seq=?1");
+  if (!s.ok()) return s.status();
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  for (const auto& [seq, doomed_ms] : marks) {
+    s->bind(1, static_cast<int64_t>(seq)).bind(2, doomed_ms);
+    PBD_RETURN_IF_ERROR(s->exec());
+  }
+  return txn.commit();
+}
+
 Status Index::forget_segment(uint64_t seq) {
   std::lock_guard lock(mu_);
   auto s = db_->prepare("DELETE FROM segments WHERE seq=?1");

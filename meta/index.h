@@ -38,6 +38,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "meta/sqlite.h"
@@ -132,6 +133,9 @@ class Index {
   // Garbage collection (src/engine/volume_gc.cc).
   Result<std::vector<SegmentRecord>> list_segments();
   Status set_doomed(uint64_t seq, int64_t doomed_ms);
+  // Sets doomed_ms of many segments (seq, doomed_ms; 0 = referenced again)
+  // in one transaction: one fsync, where one call per segment costs one each.
+  Status set_doomed(const std::vector<std::pair<uint64_t, int64_t>>& marks);
   Status forget_segment(uint64_t seq);
   // Rewrites one layer's extents and parent in one transaction, optionally
   // dropping another layer (the one merged into it).

@@ -24,7 +24,8 @@ start_all=$(date +%s)
 run_doctest() {  # name binary
   local name=$1 bin=$2 log="$LOGDIR/$1.log"
   echo "== $name: $bin"
-  "$bin" --no-intro=true >"$log" 2>&1
+  # A hang fails the run instead of stalling it: the whole suite takes a minute.
+  timeout --kill-after=10 900 "$bin" --no-intro=true >"$log" 2>&1
   local rc=$?
   local line
   line=$(grep -E '^\[doctest\] test cases:' "$log" | tail -1)

@@ -369,11 +369,12 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   void seal_if_full_locked();                // REQUIRES: mu_ held
   // Commits every sealed buffer up to last_seq, PUTting up to
   // upload_window_ at once; on failure returns the error of the oldest
-  // uncommitted one. REQUIRES: flush_mu_ held.
-  Status upload_through(uint64_t last_seq);
-  // upload_through() the newest buffer sealed at the call, and as many
-  // sealed meanwhile as fit in the upload window: a bounded round, however
-  // fast writers seal. REQUIRES: flush_mu_ held.
+  // uncommitted one. With fill_window it also starts PUTs of buffers past
+  // last_seq while the window has room (and waits for them, U4, without
+  // committing them). REQUIRES: flush_mu_ held.
+  Status upload_through(uint64_t last_seq, bool fill_window = false);
+  // upload_through() the newest buffer sealed at the call, keeping the window
+  // full: a bounded round, however fast writers seal. REQUIRES: flush_mu_ held.
   Status upload_sealed();
   // Locks flush_mu_ through `lock` (which owns it, unlocked) for anyone but
   // the flusher; see flush_claims_.

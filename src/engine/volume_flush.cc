@@ -118,17 +118,18 @@ std::chrono::milliseconds max_retry_backoff(uint64_t flush_timeout_ms) {
 }  // namespace
 
 // Under sustained writes "until nothing is sealed" may never come, and
-// whoever uploads holds flush_mu_ all along. A round therefore ends at what is
-// sealed when it starts, plus what fills the window meanwhile (so with
-// several PUTs at once the window does not run dry at every round's end).
+// whoever uploads holds flush_mu_ all along. A round therefore commits what is
+// sealed when it starts, while it keeps the window full of PUTs, so that with
+// several PUTs at once the window does not run dry at every round's end. Those
+// PUTs finish within the round (U4) and commit in the next.
 Status Volume::upload_sealed() {
   uint64_t last;
   {
     std::lock_guard lock(mu_);
     if (sealing_.empty()) return Status::OK();
-    last = sealing_.back()->seq + upload_window_ - 1;
+    last = sealing_.back()->seq;
   }
-  return upload_through(last);
+  return upload_through(last, /*fill_window=*/true);
 }
 
 void Volume::lock_flush_mu(std::unique_lock<std::mutex>& lock) {
@@ -140,7 +141,7 @@ void Volume::lock_flush_mu(std::unique_lock<std::mutex>& lock) {
 // The driver of the state machine (rules U1-U4 in volume.h): keeps the
 // window's PUTs running and commits the head of sealing_ whenever it is
 // STORED, until everything up to last_seq is committed or the head failed.
-Status Volume::upload_through(uint64_t last_seq) {
+Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
   using Stage = Sealed::Stage;
   Status failed;
   std::shared_ptr<Sealed> failed_buffer;
@@ -154,7 +155,7 @@ Status Volume::upload_through(uint64_t last_seq) {
     if (sealing_.empty() || sealing_.front()->seq > last_seq) break;
     // Start a PUT for every buffer in the window that needs one.
     std::vector<std::shared_ptr<Sealed>> start;
-    for (size_t i = 0; i < sealing_.size() && i < upload_window_ && sealing_[i]->seq <= last_seq; ++i) {
+    for (size_t i = 0; i < sealing_.size() && i < upload_window_ && (fill_window || sealing_[i]->seq <= last_seq); ++i) {
       if (sealing_[i]->stage == Stage::kSealed) {
         sealing_[i]->stage = Stage::kPutting;
         ++puts_running_;

@@ -341,11 +341,15 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
   const int64_t now = now_unix_ms();
   std::vector<const meta::SegmentRecord*> sparse;
   std::vector<uint64_t> deletable;
+  // Doomed-time changes, stored together: under sustained small writes a pass
+  // finds hundreds of newly unreferenced segments, and one index commit (an
+  // fsync) each kept the upload lock, and so every FLUSH, for seconds.
+  std::vector<std::pair<uint64_t, int64_t>> marks;
   for (const auto& seg : *segments) {
     const uint64_t l = live.count(seg.seq) ? live[seg.seq] : 0;
     if (l == 0) {
       if (seg.doomed_ms == 0) {
-        PBD_RETURN_IF_ERROR(index_->set_doomed(seg.seq, now));
+        marks.emplace_back(seg.seq, now);
         report.segments_doomed++;
         changed = true;
       } else if (now - seg.doomed_ms >= options.grace_ms) {
@@ -361,12 +365,13 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
         if (report.next_delete_unix_ms == 0 || due < report.next_delete_unix_ms) report.next_delete_unix_ms = due;
       }
     } else {
-      if (seg.doomed_ms != 0) PBD_RETURN_IF_ERROR(index_->set_doomed(seg.seq, 0));  // referenced again
+      if (seg.doomed_ms != 0) marks.emplace_back(seg.seq, 0);  // referenced again
       if (seg.data_bytes > 0 && static_cast<double>(l) < options.rewrite_live_ratio * static_cast<double>(seg.data_bytes)) {
         sparse.push_back(&seg);
       }
     }
   }
+  PBD_RETURN_IF_ERROR(index_->set_doomed(marks));
   std::sort(sparse.begin(), sparse.end(), [&](auto* a, auto* b) { return live[a->seq] * b->data_bytes < live[b->seq] * a->data_bytes; });
   // From here on flush_mu_ is held one step at a time. What was decided above
   // stays true meanwhile: only GC merges layers or moves blocks between
