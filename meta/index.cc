@@ -433,13 +433,7 @@ Result<std::vector<SegmentRecord>> Index::list_segments() {
   return out;
 }
 
-Status Index::set_doomed(uint64_t seq, int64_t doomed_ms) {
-  std::lock_guard lock(mu_);
-  auto s = db_->prepare("UPDATE segments SET doomed_ms=?2 WHERE seq=?1");
-  if (!s.ok()) return s.status();
-  s->bind(1, static_cast<int64_t>(seq)).bind(2, doomed_ms);
-  return s->exec();
-}
+Status Index::set_doomed(uint64_t seq, int64_t doomed_ms) { return set_doomed({{seq, doomed_ms}}); }
 
 Status Index::set_doomed(const std::vector<std::pair<uint64_t, int64_t>>& marks) {
   if (marks.empty()) return Status::OK();

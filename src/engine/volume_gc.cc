@@ -342,8 +342,8 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
   std::vector<const meta::SegmentRecord*> sparse;
   std::vector<uint64_t> deletable;
   // Doomed-time changes, stored together: under sustained small writes a pass
-  // finds hundreds of newly unreferenced segments, and one index commit (an
-  // fsync) each kept the upload lock, and so every FLUSH, for seconds.
+  // finds hundreds of newly unreferenced segments, and this runs under the
+  // upload lock; one index commit (an fsync) for all, not one each.
   std::vector<std::pair<uint64_t, int64_t>> marks;
   for (const auto& seg : *segments) {
     const uint64_t l = live.count(seg.seq) ? live[seg.seq] : 0;
