@@ -79,13 +79,15 @@ void Connection::request_loop(const Session& session) {
   // Requests run on this thread hold their replies (see runs_inline) and
   // send them together before the reader could block: when the next header
   // is not buffered yet, before waiting for in-flight room, and every
-  // kMaxHeldReplies.
+  // kMaxHeldReplies or kMaxHeldBytes.
   DispatchContext inline_ctx = ctx;
   inline_ctx.hold_replies = true;
   constexpr size_t kMaxHeldReplies = 64;
+  constexpr size_t kMaxHeldBytes = 256 << 10;
   BufferedReader in(fd);
   for (;;) {
-    if (out.held() > 0 && (in.buffered() < proto::kRequestHeaderBytes || out.held() >= kMaxHeldReplies)) {
+    if (out.held() > 0 && (in.buffered() < proto::kRequestHeaderBytes || out.held() >= kMaxHeldReplies ||
+                           out.held_bytes() >= kMaxHeldBytes)) {
       if (!out.flush_held()) break;
     }
     {
@@ -209,7 +211,11 @@ bool Connection::runs_inline(const Request& r, const BlockDevice& device) {
   // a few microseconds, less than handing them to a worker thread costs. A
   // full buffer makes the write wait, which holds back reading the next
   // request: the back-pressure a full buffer should give anyway. FLUSH and
-  // FUA join them when the device has nothing to wait for (memory://).
+  // FUA join them when the device has nothing to wait for (memory://), and
+  // so do small reads when they are memory copies. Big reads still go to the
+  // workers, which copy and send several of them side by side.
+  constexpr uint32_t kMaxInlineReadBytes = 64 << 10;
+  if (r.type == proto::kCmdRead) return device.reads_from_memory() && r.length <= kMaxInlineReadBytes;
   const bool buffered = r.type == proto::kCmdWrite || r.type == proto::kCmdTrim || r.type == proto::kCmdWriteZeroes;
   if (device.flush_is_free()) return buffered || r.type == proto::kCmdFlush;
   return buffered && (r.flags & proto::kCmdFlagFua) == 0;

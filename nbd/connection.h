@@ -12,9 +12,11 @@
 // request that got an answer, refused ones included, and for DISC. Lines are
 // thus in roughly the order of answers, not of arrival.
 //
-// Pipelining: the reader thread only parses; `workers_per_connection` worker
-// threads execute requests in parallel and reply out of order through the
-// ReplyWriter. Back-pressure: the reader stops taking new requests while the
+// Pipelining: the reader thread parses and runs the requests that cost less
+// than a hand-off (runs_inline: buffered writes, and small reads and FLUSH on
+// a device that serves them from memory), holding their replies to send in
+// one batch; `workers_per_connection` worker threads execute the rest in
+// parallel and reply out of order through the ReplyWriter. Back-pressure: the reader stops taking new requests while the
 // in-flight READ/WRITE bytes reach max_inflight_bytes (one request may
 // overshoot it by at most max_request_bytes) or max_inflight_requests are in
 // flight, so a client cannot make us buffer without bound.

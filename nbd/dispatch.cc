@@ -22,20 +22,26 @@ void take_note(const DispatchContext& ctx, uint32_t error) {
   ctx.note->sent_us = ctx.note->clock->now_us();
 }
 
+// Held replies copy their data; past this much a reply goes out on its own.
+constexpr size_t kMaxHeldDataBytes = 64 << 10;
+
 // Every reply of this file goes through these two, so the note is never missed.
 bool send_simple(const DispatchContext& ctx, uint64_t cookie, uint32_t error, std::span<const std::byte> data = {}) {
   take_note(ctx, error);
-  if (ctx.hold_replies && error == 0 && data.empty()) return ctx.out.simple_held(cookie);
+  if (ctx.hold_replies && data.size() <= kMaxHeldDataBytes) return ctx.out.simple_held(cookie, error, data);
   return ctx.out.simple(cookie, error, data);
 }
 
 bool send_structured(const DispatchContext& ctx, uint64_t cookie, const std::vector<Chunk>& chunks) {
   uint32_t error = 0;
+  size_t data_bytes = 0;
   for (const Chunk& c : chunks) {
     bool is_error = c.type == proto::kReplyTypeError || c.type == proto::kReplyTypeErrorOffset;
     if (is_error && c.fields.size() >= 4) error = load_be32(c.fields.data());
+    data_bytes += c.data.size();
   }
   take_note(ctx, error);
+  if (ctx.hold_replies && data_bytes <= kMaxHeldDataBytes) return ctx.out.structured_held(cookie, chunks);
   return ctx.out.structured(cookie, chunks);
 }
 

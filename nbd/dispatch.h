@@ -38,8 +38,9 @@ struct DispatchContext {
   StatsCounters& stats;
   const std::string& peer;
   ReplyNote* note = nullptr;  // filled at every reply when set (tracing)
-  // Successful simple replies without data are held (ReplyWriter::simple_held)
-  // for the caller to flush: set only by the connection's reader thread.
+  // Replies carrying up to 64 KiB of data are held (ReplyWriter::simple_held,
+  // structured_held) for the caller to flush: set only by the connection's
+  // reader thread, for the requests it runs itself.
   bool hold_replies = false;
 };
 

@@ -21,14 +21,48 @@ bool ReplyWriter::simple(uint64_t cookie, uint32_t error, std::span<const std::b
   return send(iov);
 }
 
-bool ReplyWriter::simple_held(uint64_t cookie) {
-  static_assert(kHeldReplyBytes == proto::kSimpleReplyBytes);
+namespace {
+
+void append(std::vector<std::byte>* out, std::span<const std::byte> bytes) {
+  out->insert(out->end(), bytes.begin(), bytes.end());
+}
+
+// The header of one structured reply chunk carrying `length` bytes.
+std::array<std::byte, proto::kStructuredHeaderBytes> chunk_header(uint64_t cookie, uint16_t type, bool done,
+                                                                  size_t length) {
+  std::array<std::byte, proto::kStructuredHeaderBytes> h;
+  store_be32(h.data(), proto::kStructuredReplyMagic);
+  store_be16(h.data() + 4, done ? proto::kReplyFlagDone : 0);
+  store_be16(h.data() + 6, type);
+  store_be64(h.data() + 8, cookie);
+  store_be32(h.data() + 16, static_cast<uint32_t>(length));
+  return h;
+}
+
+}  // namespace
+
+bool ReplyWriter::simple_held(uint64_t cookie, uint32_t error, std::span<const std::byte> data) {
   if (broken()) return false;
-  const size_t at = held_.size();
-  held_.resize(at + kHeldReplyBytes);
-  store_be32(held_.data() + at, proto::kSimpleReplyMagic);
-  store_be32(held_.data() + at + 4, 0);
-  store_be64(held_.data() + at + 8, cookie);
+  std::byte header[proto::kSimpleReplyBytes];
+  store_be32(header, proto::kSimpleReplyMagic);
+  store_be32(header + 4, error);
+  store_be64(header + 8, cookie);
+  append(&held_, header);
+  if (error == 0) append(&held_, data);
+  ++held_count_;
+  return true;
+}
+
+bool ReplyWriter::structured_held(uint64_t cookie, const std::vector<Chunk>& chunks) {
+  assert(!chunks.empty());
+  if (broken()) return false;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Chunk& c = chunks[i];
+    append(&held_, chunk_header(cookie, c.type, i + 1 == chunks.size(), c.fields.size() + c.data.size()));
+    append(&held_, c.fields);
+    append(&held_, c.data);
+  }
+  ++held_count_;
   return true;
 }
 
@@ -37,6 +71,7 @@ bool ReplyWriter::flush_held() {
   struct iovec iov[1] = {{held_.data(), held_.size()}};
   const bool ok = send(iov);
   held_.clear();
+  held_count_ = 0;
   return ok;
 }
 
@@ -47,13 +82,8 @@ bool ReplyWriter::structured(uint64_t cookie, const std::vector<Chunk>& chunks) 
   iov.reserve(chunks.size() * 3);
   for (size_t i = 0; i < chunks.size(); ++i) {
     const Chunk& c = chunks[i];
-    std::byte* h = headers[i].data();
-    store_be32(h, proto::kStructuredReplyMagic);
-    store_be16(h + 4, i + 1 == chunks.size() ? proto::kReplyFlagDone : 0);
-    store_be16(h + 6, c.type);
-    store_be64(h + 8, cookie);
-    store_be32(h + 16, static_cast<uint32_t>(c.fields.size() + c.data.size()));
-    iov.push_back({h, proto::kStructuredHeaderBytes});
+    headers[i] = chunk_header(cookie, c.type, i + 1 == chunks.size(), c.fields.size() + c.data.size());
+    iov.push_back({headers[i].data(), proto::kStructuredHeaderBytes});
     iov.push_back({const_cast<std::byte*>(c.fields.data()), c.fields.size()});
     iov.push_back({const_cast<std::byte*>(c.data.data()), c.data.size()});
   }

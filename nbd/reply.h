@@ -40,14 +40,17 @@ class ReplyWriter {
   // REQUIRES: !chunks.empty().
   bool structured(uint64_t cookie, const std::vector<Chunk>& chunks);
 
-  // A successful simple reply without data, held back until flush_held():
-  // the reader thread answers a burst of buffered writes with one send
-  // instead of one each. Only one thread (the reader) may use these two.
-  // Returns false once the writer is broken.
-  bool simple_held(uint64_t cookie);
+  // simple() and structured(), held back until flush_held(): the reader
+  // thread answers a burst of requests it ran itself (buffered writes, reads
+  // served from memory) with one send instead of one each. The bytes are
+  // copied, so `data` need not outlive the call. Only one thread (the
+  // reader) may use these. Return false once the writer is broken.
+  bool simple_held(uint64_t cookie, uint32_t error = 0, std::span<const std::byte> data = {});
+  bool structured_held(uint64_t cookie, const std::vector<Chunk>& chunks);
   // Sends every held reply. True when there was none or all were sent.
   bool flush_held();
-  size_t held() const { return held_.size() / kHeldReplyBytes; }
+  size_t held() const { return held_count_; }            // replies
+  size_t held_bytes() const { return held_.size(); }     // their encoded size
 
   bool broken() const { return broken_.load(std::memory_order_relaxed); }
 
@@ -63,8 +66,9 @@ class ReplyWriter {
   const int fd_;
   std::mutex mu_;  // guards writes to fd_: one reply at a time
   std::atomic<bool> broken_{false};
-  static constexpr size_t kHeldReplyBytes = 16;
-  std::vector<std::byte> held_;  // encoded simple replies not sent yet; the holding thread's
+  // Encoded replies not sent yet, and how many; the holding thread's.
+  std::vector<std::byte> held_;
+  size_t held_count_ = 0;
 };
 
 }  // namespace portalbd::nbd

@@ -191,6 +191,87 @@ TEST_SUITE("nbd.pipeline") {
     CHECK(elapsed < std::chrono::milliseconds(500));
   }
 
+  // With the only worker held by a 128 KiB READ, sends a 4 KiB READ; true
+  // when it is answered while the big one still waits (it ran on the reader).
+  bool small_read_overtakes_big_one(bool memory_reads) {
+    ServerOptions o = ServerFixture::default_options();
+    o.workers_per_connection = 1;
+    ServerFixture f(o);
+    f.disk->memory_reads = memory_reads;
+    NbdHandle h = f.connect("disk");
+    REQUIRE(h);
+    auto data = pattern(256 * 1024, 3);
+    REQUIRE(nbd_pwrite(h.get(), data.data(), data.size(), 0, 0) == 0);
+    f.disk->close_gate(/*min_bytes=*/128 * 1024);
+    std::vector<std::byte> big(128 * 1024), small(4096);
+    const int64_t slow = nbd_aio_pread(h.get(), big.data(), big.size(), 0, NBD_NULL_COMPLETION, 0);
+    REQUIRE(slow > 0);
+    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(f.disk->waiting_at_gate() == 1);
+    const int64_t fast = nbd_aio_pread(h.get(), small.data(), small.size(), 200 * 1024, NBD_NULL_COMPLETION, 0);
+    REQUIRE(fast > 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    bool overtook = false;
+    while (!overtook && std::chrono::steady_clock::now() < deadline) {
+      REQUIRE(nbd_poll(h.get(), 10) != -1);
+      overtook = nbd_aio_command_completed(h.get(), fast) == 1;  // retires it
+    }
+    f.disk->open_gate();
+    while (nbd_aio_in_flight(h.get()) > 0) REQUIRE(nbd_poll(h.get(), -1) != -1);
+    CHECK(std::memcmp(big.data(), data.data(), big.size()) == 0);
+    CHECK(std::memcmp(small.data(), data.data() + 200 * 1024, small.size()) == 0);
+    return overtook;
+  }
+
+  TEST_CASE("small READs of a device that serves them from memory run on the reader thread") {
+    CHECK(small_read_overtakes_big_one(true));
+    // Otherwise they wait for a worker, here behind the held READ.
+    CHECK_FALSE(small_read_overtakes_big_one(false));
+  }
+
+  TEST_CASE("replies held by the reader thread arrive whole: data, holes, errors, simple and structured") {
+    // Reads and writes all run on the reader when the device serves reads
+    // from memory, and their replies go out in batches (ReplyWriter::*_held).
+    for (bool structured : {true, false}) {
+      CAPTURE(structured);
+      ServerFixture f;
+      f.disk->memory_reads = true;
+      NbdHandle h = f.connect("disk", structured);
+      REQUIRE(h);
+      constexpr int kBlocks = 256;
+      std::vector<std::vector<std::byte>> writes;
+      for (int i = 0; i < kBlocks; ++i) writes.push_back(pattern(4096, uint8_t(i + 1)));
+      // Every other block written, the rest left as holes.
+      for (int i = 0; i < kBlocks; i += 2) {
+        REQUIRE(nbd_aio_pwrite(h.get(), writes[i].data(), 4096, uint64_t(i) * 4096, NBD_NULL_COMPLETION, 0) > 0);
+      }
+      while (nbd_aio_in_flight(h.get()) > 0) REQUIRE(nbd_poll(h.get(), -1) != -1);
+      // Many reads in flight: single blocks, and 8 KiB spans of data + hole.
+      std::vector<std::vector<std::byte>> got(kBlocks, std::vector<std::byte>(8192, std::byte{0xee}));
+      for (int i = 0; i + 1 < kBlocks; ++i) {
+        const size_t len = i % 3 == 0 ? 8192 : 4096;
+        REQUIRE(nbd_aio_pread(h.get(), got[i].data(), len, uint64_t(i) * 4096, NBD_NULL_COMPLETION, 0) > 0);
+      }
+      while (nbd_aio_in_flight(h.get()) > 0) REQUIRE(nbd_poll(h.get(), -1) != -1);
+      const std::vector<std::byte> zeros(4096);
+      for (int i = 0; i + 1 < kBlocks; ++i) {
+        CAPTURE(i);
+        for (int b = 0; b < (i % 3 == 0 ? 2 : 1); ++b) {
+          const int block = i + b;
+          const auto& want = block % 2 == 0 ? writes[block] : zeros;
+          CHECK(std::memcmp(got[i].data() + b * 4096, want.data(), 4096) == 0);
+        }
+      }
+      // A failed read is answered as an error, and the next one works.
+      std::vector<std::byte> buf(4096);
+      f.disk->fail_next(Status::Corruption("checksum mismatch"));
+      CHECK(nbd_pread(h.get(), buf.data(), buf.size(), 0, 0) == -1);
+      CHECK(nbd_get_errno() == EIO);
+      REQUIRE(nbd_pread(h.get(), buf.data(), buf.size(), 0, 0) == 0);
+      CHECK(buf == writes[0]);
+    }
+  }
+
   TEST_CASE("replies may overtake: a fast FLUSH answers before a slow READ") {
     ServerFixture f;
     NbdHandle h = f.connect("disk");

@@ -35,7 +35,7 @@ class MemoryDevice : public BlockDevice {
   uint32_t preferred_block_size() const override { return preferred_; }
 
   Status read(uint64_t offset, std::span<std::byte> out) override {
-    delay();
+    delay(out.size());
     std::lock_guard lock(mu_);
     PBD_RETURN_IF_ERROR(check(offset, out.size()));
     ++reads;
@@ -44,7 +44,7 @@ class MemoryDevice : public BlockDevice {
     return Status::OK();
   }
   Status write(uint64_t offset, std::span<const std::byte> in, bool fua) override {
-    delay();
+    delay(in.size());
     std::lock_guard lock(mu_);
     PBD_RETURN_IF_ERROR(check(offset, in.size()));
     if (read_only_) return Status::ReadOnly("read-only");
@@ -78,6 +78,7 @@ class MemoryDevice : public BlockDevice {
     return Status::OK();
   }
   bool flush_is_free() const override { return free_flush.load(); }
+  bool reads_from_memory() const override { return memory_reads.load(); }
   Status flush() override {
     std::lock_guard lock(mu_);
     if (take_failure()) return fail_with_;
@@ -121,10 +122,12 @@ class MemoryDevice : public BlockDevice {
   }
   // Every read/write sleeps this long first (to hold requests in flight).
   void set_delay(std::chrono::milliseconds d) { delay_ms_ = d.count(); }
-  // While closed, every read/write blocks before touching data.
-  void close_gate() {
+  // While closed, every read/write of at least `min_bytes` blocks before
+  // touching data.
+  void close_gate(uint64_t min_bytes = 0) {
     std::lock_guard lock(gate_mu_);
     gate_open_ = false;
+    gate_min_bytes_ = min_bytes;
   }
   void open_gate() {
     {
@@ -152,6 +155,7 @@ class MemoryDevice : public BlockDevice {
     return flush_tickets;
   }
   std::atomic<bool> free_flush{false};  // what flush_is_free() answers
+  std::atomic<bool> memory_reads{false};  // what reads_from_memory() answers
 
  private:
   Status check(uint64_t offset, uint64_t length) const {
@@ -172,9 +176,10 @@ class MemoryDevice : public BlockDevice {
       state_[i] = (whole_sectors_only && !whole) ? ExtentState::kData : s;
     }
   }
-  void delay() {
+  void delay(uint64_t bytes) {
     if (int64_t ms = delay_ms_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     std::unique_lock lock(gate_mu_);
+    if (gate_open_ || bytes < gate_min_bytes_) return;
     ++waiting_;
     gate_cv_.wait(lock, [&] { return gate_open_; });
     --waiting_;
@@ -193,6 +198,7 @@ class MemoryDevice : public BlockDevice {
   std::mutex gate_mu_;
   std::condition_variable gate_cv_;
   bool gate_open_ = true;  // guarded by gate_mu_
+  uint64_t gate_min_bytes_ = 0;  // guarded by gate_mu_
   int waiting_ = 0;        // guarded by gate_mu_
 };
 

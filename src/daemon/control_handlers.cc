@@ -198,6 +198,7 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
       total.layers_merged += r->layers_merged;
       total.segments_rewritten += r->segments_rewritten;
       total.bytes_rewritten += r->bytes_rewritten;
+      total.buffers_compacted += r->buffers_compacted;
       total.segments_deleted += r->segments_deleted;
       total.bytes_deleted += r->bytes_deleted;
       total.segments_waiting = r->segments_waiting;
@@ -213,6 +214,7 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
             {"layers_merged", total.layers_merged},
             {"segments_rewritten", total.segments_rewritten},
             {"bytes_rewritten", total.bytes_rewritten},
+            {"buffers_compacted", total.buffers_compacted},
             {"segments_deleted", total.segments_deleted},
             {"bytes_deleted", total.bytes_deleted},
             {"segments_waiting", total.segments_waiting},

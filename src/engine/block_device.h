@@ -109,6 +109,10 @@ class BlockDevice {
   // with the process): a server may then run them where it runs plain
   // writes, without a hand-off to another thread.
   virtual bool flush_is_free() const { return false; }
+  // True when a read never waits for storage, because everything the device
+  // holds is in this process's memory: a server may then run small reads
+  // where it runs plain writes, without a hand-off to another thread.
+  virtual bool reads_from_memory() const { return false; }
   // Describes [offset, offset+length) as a run of extents, in order, covering
   // at least the first byte. May stop early (after max_extents).
   virtual Status block_status(uint64_t offset, uint64_t length, size_t max_extents,

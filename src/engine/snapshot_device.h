@@ -27,6 +27,7 @@ class SnapshotDevice final : public BlockDevice {
   Status write_zeroes(uint64_t, uint64_t, bool) override { return read_only_error(); }
   Status flush() override { return Status::OK(); }  // nothing to make durable
   bool flush_is_free() const override { return true; }
+  bool reads_from_memory() const override { return volume_->reads_from_memory(); }
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override {
     return volume_->block_status_view(top_.get(), offset, length, max_extents, out);
   }

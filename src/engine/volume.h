@@ -134,10 +134,15 @@ struct VolumeOptions {
   // keeps nothing (memory://): the index then costs no file I/O at all, and
   // cannot be restored from a checkpoint.
   std::string index_path;
-  // The store dies with this process (memory://): a client's FLUSH or FUA
-  // cannot make anything more durable than it already is, so flush() returns
-  // at once and buffers seal on size and on the flush timer only. close() and
-  // snapshots still upload everything they cover.
+  // The store dies with this process (memory://), so the volume's data can
+  // live nowhere more durable than this process's memory. Writes then go
+  // straight into the live layer's map as the buffers they arrived in: no
+  // write buffer, no segments, no uploads, no index rows for them. An
+  // overwrite or trim frees the bytes it replaces (once no snapshot or
+  // reader holds them), so memory follows the live data, as in a RAM disk;
+  // gc() compacts buffers that are mostly overwritten. flush() and FUA
+  // return at once. Snapshots, restores and snapshot exports work as on any
+  // volume (layers share the buffers). There is nothing to checkpoint.
   bool ephemeral = false;
   // The claim on the volume (DESIGN invariant 6). Checked before every
   // segment upload, renewed by the flusher, released by close(). Optional.
@@ -213,6 +218,7 @@ struct GcOptions {
 struct GcReport {
   uint64_t layers_dropped = 0, layers_merged = 0;
   uint64_t segments_rewritten = 0, bytes_rewritten = 0;
+  uint64_t buffers_compacted = 0;  // ephemeral volumes: see Volume::compact_buffers
   uint64_t segments_doomed = 0;   // newly found unreferenced (deleted after the grace period)
   uint64_t segments_deleted = 0, bytes_deleted = 0;
   uint64_t segments_waiting = 0;  // unreferenced, still in their grace period
@@ -262,6 +268,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   FlushTicket flush_ticket() override;
   Status flush_through(FlushTicket ticket) override;
   bool flush_is_free() const override { return opts_.ephemeral; }
+  bool reads_from_memory() const override { return opts_.ephemeral; }
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override;
   Status prefetch(uint64_t offset, uint64_t length) override;
 
@@ -338,6 +345,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
     uint64_t layer, lba, nblocks;
   };
   Status rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef>& refs, GcReport* report);
+  // Ephemeral volumes only: copies the mapped blocks of mostly overwritten
+  // write buffers out of them (volume_gc.cc). Takes mu_.
+  void compact_buffers(const GcOptions& options, GcReport* report);
   void track_layer_locked(const std::shared_ptr<Layer>& layer);  // REQUIRES: mu_ held
 
   // The sources of [lba, lba+nblocks) by precedence, seen from `top`

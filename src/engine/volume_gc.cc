@@ -16,6 +16,11 @@
 //   6. mark unreferenced segments doomed (they wait grace_ms, so a read that
 //      resolved a location just before keeps working);
 //   7. write a checkpoint, then delete the segments whose grace ended.
+// An ephemeral volume (memory://) has no segments of its own: its layers map
+// blocks to the buffers writes arrived in. Its passes drop and merge layers
+// as above, compact buffers that are mostly overwritten instead of
+// rewriting segments (compact_buffers), and take no checkpoint: nothing can
+// start from one once the process is gone.
 //
 // Why a checkpoint before deleting: replaying segments alone can no longer
 // rebuild the index once segments are deleted, rewritten or their layers
@@ -93,6 +98,10 @@ Result<uint64_t> Volume::checkpoint() {
 }
 
 Result<uint64_t> Volume::checkpoint_locked() {
+  if (opts_.ephemeral) {
+    return Status::NotSupported("this volume's storage (" + store_->url() +
+                                ") keeps nothing past this process, so there is nothing to checkpoint");
+  }
   PBD_RETURN_IF_ERROR(upload_sealed());
   auto seq = quiet_seqs_locked(1, nullptr);
   if (!seq.ok()) return seq.status();
@@ -226,6 +235,62 @@ Status Volume::rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef
   return Status::OK();
 }
 
+// An ephemeral volume's layers hold the buffers writes arrived in, and a
+// buffer lives while any block of it is mapped: a 1 MiB write overwritten
+// but for one block still holds 1 MiB. Buffers whose mapped share is below
+// rewrite_live_ratio get their mapped blocks copied into buffers of their
+// own, so the old one is freed once readers let go of it.
+void Volume::compact_buffers(const GcOptions& options, GcReport* report) {
+  struct Use {
+    std::shared_ptr<const std::vector<std::byte>> buffer;  // pinned: its address stays its own
+    uint64_t mapped_bytes = 0;
+    std::vector<std::pair<std::shared_ptr<Layer>, uint64_t>> refs;  // (layer, first block of an extent)
+  };
+  std::map<const std::vector<std::byte>*, Use> uses;
+  {
+    std::lock_guard lock(mu_);
+    std::set<const Layer*> seen;
+    auto count = [&](const std::shared_ptr<Layer>& layer) {
+      if (!seen.insert(layer.get()).second) return;
+      for (const auto& [lba, node] : layer->map.entries()) {
+        if (node.value.state != ExtentState::kData || !node.value.buffered()) continue;
+        Use& u = uses[node.value.bytes.get()];
+        u.buffer = node.value.bytes;
+        u.mapped_bytes += node.length * kBlockSize;
+        u.refs.emplace_back(layer, lba);
+      }
+    };
+    for (const auto& [id, layer] : layers_) count(layer);
+    for (const auto& weak : all_layers_) {
+      for (auto l = weak.lock(); l != nullptr; l = l->parent) count(l);
+    }
+  }
+  // One buffer per critical section: writers wait for one copy at most.
+  uint64_t budget = options.max_rewrite_bytes;
+  for (const auto& [raw, use] : uses) {
+    if (static_cast<double>(use.mapped_bytes) >= options.rewrite_live_ratio * static_cast<double>(raw->size())) {
+      continue;
+    }
+    if (use.mapped_bytes > budget) break;
+    budget -= use.mapped_bytes;
+    std::lock_guard lock(mu_);
+    for (const auto& [layer, lba] : use.refs) {
+      // Writes may have replaced the extent meanwhile: copy only what still
+      // maps to this buffer, exactly as it was found.
+      auto it = layer->map.entries().find(lba);
+      if (it == layer->map.entries().end() || it->second.value.bytes != use.buffer) continue;
+      const uint64_t nblocks = it->second.length;
+      const std::byte* from = use.buffer->data() + it->second.value.byte_offset;
+      BlockSource copy;
+      copy.state = ExtentState::kData;
+      copy.bytes = std::make_shared<const std::vector<std::byte>>(from, from + nblocks * kBlockSize);
+      layer->map.assign(lba, nblocks, std::move(copy));  // the same blocks: data_bytes unchanged
+      report->bytes_rewritten += nblocks * kBlockSize;
+    }
+    report->buffers_compacted++;
+  }
+}
+
 Result<GcReport> Volume::gc(const GcOptions& options) {
   std::lock_guard gc_lock(gc_mu_);
   std::unique_lock flush_lock(flush_mu_, std::defer_lock);
@@ -286,7 +351,8 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
       merged = parent->map;
       for (const auto& [lba, node] : child->map.entries()) merged.assign(lba, node.length, node.value);
     }
-    for (const auto& [lba, node] : merged.entries()) {
+    // Blocks held in memory (ephemeral volumes) have no index rows.
+    for (const auto& [lba, node] : opts_.ephemeral ? ExtentMap<BlockSource>::Map{} : merged.entries()) {
       meta::MappedExtent x;
       x.lba = lba;
       x.nblocks = node.length;
@@ -392,10 +458,12 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     changed = true;
   }
 
+  if (opts_.ephemeral) compact_buffers(options, &report);
+
   // 7. Checkpoint before deleting anything, then delete. The deletions need
   // no lock: nothing references these segments, and the checkpoint that no
   // longer needs them is stored.
-  if (changed || !deletable.empty()) {
+  if ((changed || !deletable.empty()) && !opts_.ephemeral) {
     lock_flush_mu(flush_lock);
     auto ckpt = checkpoint_locked();
     flush_lock.unlock();
@@ -412,7 +480,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
   }
 
   // 8. Keep rebuilds short: a checkpoint once enough was written since the last.
-  if (report.checkpoint_seq == 0 && options.checkpoint_after_seqs > 0) {
+  if (report.checkpoint_seq == 0 && options.checkpoint_after_seqs > 0 && !opts_.ephemeral) {
     uint64_t last = 0;
     if (auto v = index_->get_meta("checkpoint_seq"); v.ok() && v->has_value()) last = std::stoull(**v);
     uint64_t head;
@@ -436,9 +504,10 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     for (const auto& [id, layer] : layers_) report.bytes_live += layer->data_bytes;
   }
   logger->info(
-      "gc pass layers_dropped={} layers_merged={} segments_rewritten={} bytes_rewritten={} segments_deleted={} "
-      "bytes_deleted={} segments_waiting={} bytes_stored={} bytes_live={}",
-      report.layers_dropped, report.layers_merged, report.segments_rewritten, report.bytes_rewritten,
+      "gc pass layers_dropped={} layers_merged={} segments_rewritten={} buffers_compacted={} bytes_rewritten={} "
+      "segments_deleted={} bytes_deleted={} segments_waiting={} bytes_stored={} bytes_live={}",
+      report.layers_dropped, report.layers_merged, report.segments_rewritten, report.buffers_compacted,
+      report.bytes_rewritten,
       report.segments_deleted, report.bytes_deleted, report.segments_waiting, report.bytes_stored, report.bytes_live);
   return report;
 }

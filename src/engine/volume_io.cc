@@ -234,6 +234,13 @@ Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint6
   if (opts_.lease && opts_.lease->fenced()) {
     return Status::Fenced("another portalbd took over this volume; writes are refused");
   }
+  if (opts_.ephemeral) {
+    // Nothing outlives this process, so there is nothing to upload: the
+    // blocks go straight into the live layer, where an overwrite or a trim
+    // releases the bytes it replaces (see VolumeOptions::ephemeral).
+    live_->assign(lba, nblocks, src);
+    return Status::OK();
+  }
   active_.assign(lba, nblocks, std::move(src));
   active_bytes_ += charged_bytes;
   seal_if_full_locked();

@@ -130,31 +130,6 @@ TEST_SUITE("engine.volume") {
     }
   }
 
-  TEST_CASE("an ephemeral volume answers FLUSH and FUA at once; close and snapshots still store everything") {
-    TempDir dir;
-    auto store = std::make_shared<MemoryStore>();
-    auto opts = small_options(dir.path);
-    opts.ephemeral = true;
-    opts.index_path = kInMemoryIndex;
-    auto v = Volume::Open(store, opts);
-    REQUIRE(v.ok());
-    std::vector<std::byte> a(8192, std::byte{0xAA}), b(4096, std::byte{0xBB});
-    REQUIRE((*v)->write(0, a, true).ok());  // FUA
-    REQUIRE((*v)->flush().ok());
-    CHECK((*v)->stats().segments_written == 0);  // nothing was sealed for them
-    CHECK((*v)->stats().dirty_bytes == 8192);
-    // A snapshot still cuts at every write answered before it.
-    REQUIRE((*v)->create_snapshot("s").ok());
-    REQUIRE((*v)->write(0, b, false).ok());
-    auto snap = (*v)->open_snapshot("s");
-    REQUIRE(snap.ok());
-    std::vector<std::byte> got(8192);
-    REQUIRE((*snap)->read(0, got).ok());
-    CHECK(got == a);
-    REQUIRE((*v)->close().ok());
-    CHECK((*v)->stats().dirty_bytes == 0);  // close uploaded the rest
-  }
-
   TEST_CASE("flush makes data durable: a volume dropped without close keeps flushed writes") {
     TempDir dir;
     auto store = FileStore::Open(dir.path + "/data");
