@@ -106,6 +106,7 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
           {"bytes_uploaded", vs.bytes_uploaded},
           {"volume_flushes", vs.flushes},
           {"volume_flushes_grouped", vs.flushes_grouped},
+          {"overwrites_in_place", vs.overwrites_in_place},
           {"flush_errors", vs.flush_errors},
           {"cache_bytes", vs.cache_bytes},
           {"cache_hits", vs.cache_hits},

@@ -163,6 +163,7 @@ struct VolumeStats {
   uint64_t segments_written = 0;  // by this process
   uint64_t bytes_uploaded = 0;    // by this process
   uint64_t flushes = 0;
+  uint64_t overwrites_in_place = 0;  // ephemeral volumes: writes copied into their own earlier buffer
   // Of those, answered by an upload another caller made while they queued
   // for the upload lock (group commit): nothing left for them to seal.
   uint64_t flushes_grouped = 0;
@@ -183,6 +184,11 @@ struct BlockSource {
   ExtentState state = ExtentState::kHole;
   std::shared_ptr<const std::vector<std::byte>> bytes;  // buffered data
   uint64_t byte_offset = 0;                             // into *bytes
+  // Ephemeral volumes: the live layer whose own writes made `bytes` (never a
+  // const object). While that layer is live, only its map refers to those
+  // bytes, so a later write of the same blocks may copy into them under mu_
+  // (Volume::overwrite_in_place_locked) instead of allocating. 0: never.
+  uint64_t private_to = 0;
   uint64_t seq = 0;                                     // stored data: segment
   FrameRef frame;                                       // ... and frame
   uint32_t block_in_frame = 0;
@@ -353,6 +359,12 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // The sources of [lba, lba+nblocks) by precedence, seen from `top`
   // (nullptr: live, including the write buffer); gaps are unmapped.
   std::vector<Piece> resolve(const Layer* top, uint64_t lba, uint64_t nblocks);
+  std::vector<Piece> resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks);  // REQUIRES: mu_ held
+  // Ephemeral volumes: copies `data` over [lba, lba+nblocks) when one extent
+  // of the live layer maps all of it to bytes the live layer's own writes
+  // made (BlockSource::private_to); false when it did not. Readers copy such
+  // bytes under mu_ too, so none sees a block half written. REQUIRES: mu_ held.
+  bool overwrite_in_place_locked(uint64_t lba, uint64_t nblocks, const std::byte* data);
   // Frames one read has in hand, by (seq, offset in the segment object).
   using FrameBatch = std::map<std::pair<uint64_t, uint64_t>, FrameCache::Frame>;
   // Puts into *batch every stored frame `pieces` need: from the cache, or
@@ -368,8 +380,14 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Result<FrameCache::Frame> decode_and_cache(uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored,
                                              std::shared_ptr<const void> stored_owner = nullptr);
   Status write_locked(uint64_t offset, std::span<const std::byte> data, std::vector<std::byte>* owned = nullptr);
-  // Stores whole blocks (data or empty) into the active buffer.
+  // Stores whole blocks (data or empty) into the active buffer (the live
+  // layer, on an ephemeral volume).
   Status put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes);
+  // Stores whole blocks of data starting at block `lba`; `owned`, when given,
+  // holds `data` and may be taken.
+  Status put_data(uint64_t lba, std::span<const std::byte> data, std::vector<std::byte>* owned);
+  // OK, or why writes are refused (closed, fenced). REQUIRES: mu_ held.
+  Status writable_locked() const;
   // Zeroes [offset, offset+length): whole blocks as `whole_state`, edges as data.
   Status zero_range(uint64_t offset, uint64_t length, ExtentState whole_state, bool fua);
   Status check_range(uint64_t offset, uint64_t length, bool for_write) const;
@@ -471,7 +489,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
 
   std::chrono::steady_clock::time_point last_renew_;  // flusher thread only
   std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flushes_grouped_{0},
-      flush_errors_{0};
+      flush_errors_{0}, overwrites_in_place_{0};
   uint64_t replayed_segments_ = 0;
   const uint32_t upload_window_;  // opts_.upload_concurrency, clamped (U1)
   // Runs the PUTs: upload_window_ threads, or none (inline) for a window of 1.

@@ -123,15 +123,56 @@ TEST_SUITE("engine.ephemeral") {
     CHECK(segment_objects(*store) == 0);
   }
 
+  TEST_CASE("an overwrite goes into the live layer's own earlier buffer, never into one a snapshot holds") {
+    auto store = std::make_shared<MemoryStore>();
+    auto v = Volume::Open(store, ephemeral_options());
+    REQUIRE(v.ok());
+    auto in_place = [&] { return (*v)->stats().overwrites_in_place; };
+    REQUIRE((*v)->write(0, filled(1 << 20, 0x11), false).ok());
+    REQUIRE((*v)->write(8192, filled(4096, 0x22), false).ok());  // inside the 1 MiB write
+    CHECK(in_place() == 1);
+    REQUIRE((*v)->write(1 << 20, filled(8192, 0x23), false).ok());  // past it: a buffer of its own
+    REQUIRE((*v)->write((1 << 20) - 4096, filled(8192, 0x24), false).ok());  // across two extents
+    CHECK(in_place() == 1);
+    REQUIRE((*v)->create_snapshot("before").ok());
+    // The snapshot's layer holds the 1 MiB buffer now: a new one is made...
+    REQUIRE((*v)->write(8192, filled(4096, 0x33), false).ok());
+    CHECK(in_place() == 1);
+    // ...and that one is the live layer's own, so the next write of it goes in place.
+    REQUIRE((*v)->write(8192, filled(4096, 0x44), false).ok());
+    CHECK(in_place() == 2);
+    auto snap = (*v)->open_snapshot("before");
+    REQUIRE(snap.ok());
+    CHECK(read_back(**snap, 8192, 4096) == filled(4096, 0x22));
+    CHECK(read_back(**snap, 0, 4096) == filled(4096, 0x11));
+    CHECK(read_back(**v, 8192, 4096) == filled(4096, 0x44));
+    // Restore starts an empty live layer over the snapshot: its blocks are
+    // the snapshot's, so a write there gets a new buffer again.
+    REQUIRE((*v)->restore_snapshot("before", false).ok());
+    REQUIRE((*v)->write(8192, filled(4096, 0x55), false).ok());
+    CHECK(in_place() == 2);
+    CHECK(read_back(**snap, 8192, 4096) == filled(4096, 0x22));
+    auto kept = (*v)->open_snapshot((*v)->list_snapshots()->back().name);  // the pre-restore state
+    REQUIRE(kept.ok());
+    CHECK(read_back(**kept, 8192, 4096) == filled(4096, 0x44));
+    CHECK(read_back(**v, 8192, 4096) == filled(4096, 0x55));
+    // Partial-block writes are read-modify-writes of whole blocks: in place too.
+    REQUIRE((*v)->write(8192 + 100, filled(10, 0x66), false).ok());
+    CHECK(in_place() == 3);
+    auto block = read_back(**v, 8192, 4096);
+    CHECK(block[99] == std::byte{0x55});
+    CHECK(block[100] == std::byte{0x66});
+  }
+
   TEST_CASE("gc copies the live blocks out of mostly overwritten buffers, but not out of ones a snapshot holds") {
     auto store = std::make_shared<MemoryStore>();
     auto v = Volume::Open(store, ephemeral_options());
     REQUIRE(v.ok());
-    // 1 MiB in one write, then every block but the 10th overwritten.
+    // 1 MiB in one write, then every block but the 10th trimmed or zeroed
+    // (overwrites would go into the buffer itself).
     REQUIRE((*v)->write(0, filled(1 << 20, 0x11), false).ok());
-    for (uint64_t b = 0; b < 256; ++b) {
-      if (b != 10) REQUIRE((*v)->write(b * kBlockSize, filled(kBlockSize, 0x22), false).ok());
-    }
+    REQUIRE((*v)->trim(0, 10 * kBlockSize, false).ok());
+    REQUIRE((*v)->write_zeroes(11 * kBlockSize, (1 << 20) - 11 * kBlockSize, false).ok());
     GcOptions gc;
     gc.grace_ms = 0;
     auto report = (*v)->gc(gc);
@@ -139,7 +180,7 @@ TEST_SUITE("engine.ephemeral") {
     CHECK(report->buffers_compacted == 1);
     CHECK(report->bytes_rewritten == kBlockSize);
     CHECK(read_back(**v, 10 * kBlockSize, kBlockSize) == filled(kBlockSize, 0x11));
-    CHECK(read_back(**v, 11 * kBlockSize, kBlockSize) == filled(kBlockSize, 0x22));
+    CHECK(read_back(**v, 11 * kBlockSize, kBlockSize) == filled(kBlockSize, 0));
     // Nothing is sparse any more: the next pass copies nothing.
     report = (*v)->gc(gc);
     REQUIRE(report.ok());

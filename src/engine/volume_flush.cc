@@ -409,6 +409,7 @@ VolumeStats Volume::stats() {
   s.bytes_uploaded = bytes_uploaded_;
   s.flushes = flushes_;
   s.flushes_grouped = flushes_grouped_;
+  s.overwrites_in_place = overwrites_in_place_;
   s.flush_errors = flush_errors_;
   s.cache_bytes = cache_.bytes();
   s.cache_hits = cache_.hits();

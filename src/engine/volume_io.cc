@@ -18,25 +18,27 @@ Status Volume::check_range(uint64_t offset, uint64_t length, bool for_write) con
 }
 
 std::vector<Volume::Piece> Volume::resolve(const Layer* top, uint64_t lba, uint64_t nblocks) {
+  std::lock_guard lock(mu_);
+  return resolve_locked(top, lba, nblocks);
+}
+
+std::vector<Volume::Piece> Volume::resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks) {
   ExtentMap<BlockSource> view;
   auto overlay = [&](const ExtentMap<BlockSource>& m) {
     m.visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view.assign(s, n, src); });
   };
-  {
-    std::lock_guard lock(mu_);
-    const bool live = top == nullptr;
-    if (live) top = live_.get();
-    std::vector<const Layer*> chain;  // newest first
-    for (const Layer* l = top; l != nullptr; l = l->parent.get()) chain.push_back(l);
-    // Oldest first, so that newer layers overwrite older ones in the view.
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) overlay((*it)->map);
-    // Sealed buffers not yet committed to a layer of this chain. Buffers
-    // commit in sequence order, so they are all newer than the maps above.
-    for (const auto& sealed : sealing_) {
-      if (std::find(chain.begin(), chain.end(), sealed->layer.get()) != chain.end()) overlay(sealed->blocks);
-    }
-    if (live) overlay(active_);
+  const bool live = top == nullptr;
+  if (live) top = live_.get();
+  std::vector<const Layer*> chain;  // newest first
+  for (const Layer* l = top; l != nullptr; l = l->parent.get()) chain.push_back(l);
+  // Oldest first, so that newer layers overwrite older ones in the view.
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) overlay((*it)->map);
+  // Sealed buffers not yet committed to a layer of this chain. Buffers
+  // commit in sequence order, so they are all newer than the maps above.
+  for (const auto& sealed : sealing_) {
+    if (std::find(chain.begin(), chain.end(), sealed->layer.get()) != chain.end()) overlay(sealed->blocks);
   }
+  if (live) overlay(active_);
   std::vector<Piece> out;
   out.reserve(view.size());
   for (const auto& [start, node] : view.entries()) out.emplace_back(start, node.length, node.value);
@@ -190,7 +192,13 @@ Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte>
   const uint64_t end = offset + out.size();
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
-  const std::vector<Piece> pieces = resolve(top, first, last - first);
+  // An ephemeral volume may overwrite buffered bytes in place: copy them out
+  // under the same lock. (Its reads are memory copies; the store, if it holds
+  // segments at all, is memory too.)
+  std::unique_lock ephemeral_lock(mu_, std::defer_lock);
+  if (opts_.ephemeral) ephemeral_lock.lock();
+  const std::vector<Piece> pieces = opts_.ephemeral ? resolve_locked(top, first, last - first)
+                                                    : resolve(top, first, last - first);
   FrameBatch batch;
   PBD_RETURN_IF_ERROR(fetch_frames(pieces, &batch));
   ExtentRun run(extents, offset);  // its cursor: device byte filled up to here
@@ -230,14 +238,12 @@ Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint6
       }
     }
   }
-  if (closed_) return Status::Cancelled("volume is closed");
-  if (opts_.lease && opts_.lease->fenced()) {
-    return Status::Fenced("another portalbd took over this volume; writes are refused");
-  }
+  PBD_RETURN_IF_ERROR(writable_locked());
   if (opts_.ephemeral) {
     // Nothing outlives this process, so there is nothing to upload: the
     // blocks go straight into the live layer, where an overwrite or a trim
     // releases the bytes it replaces (see VolumeOptions::ephemeral).
+    if (src.state == ExtentState::kData) src.private_to = live_->id;
     live_->assign(lba, nblocks, src);
     return Status::OK();
   }
@@ -245,6 +251,52 @@ Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint6
   active_bytes_ += charged_bytes;
   seal_if_full_locked();
   return Status::OK();
+}
+
+Status Volume::writable_locked() const {
+  if (closed_) return Status::Cancelled("volume is closed");
+  if (opts_.lease && opts_.lease->fenced()) {
+    return Status::Fenced("another portalbd took over this volume; writes are refused");
+  }
+  return Status::OK();
+}
+
+Status Volume::put_data(uint64_t lba, std::span<const std::byte> data, std::vector<std::byte>* owned) {
+  const uint64_t nblocks = data.size() / kBlockSize;
+  if (opts_.ephemeral) {
+    // The live layer's own earlier write may hold every block: copy over it,
+    // with no allocation and no change to the map.
+    std::lock_guard lock(mu_);
+    PBD_RETURN_IF_ERROR(writable_locked());
+    if (overwrite_in_place_locked(lba, nblocks, data.data())) return Status::OK();
+  }
+  BlockSource src;
+  src.state = ExtentState::kData;
+  // Never a const object: an ephemeral volume may copy later writes into it.
+  src.bytes = owned != nullptr ? std::make_shared<std::vector<std::byte>>(std::move(*owned))
+                               : std::make_shared<std::vector<std::byte>>(data.begin(), data.end());
+  return put_blocks(lba, nblocks, std::move(src), data.size());
+}
+
+bool Volume::overwrite_in_place_locked(uint64_t lba, uint64_t nblocks, const std::byte* data) {
+  const BlockSource* target = nullptr;
+  BlockSource slice;
+  int pieces = 0;
+  live_->map.visit(lba, nblocks, [&](uint64_t start, uint64_t n, const BlockSource& src) {
+    if (++pieces == 1 && start == lba && n == nblocks) {
+      slice = src;
+      target = &slice;
+    }
+  });
+  if (pieces != 1 || target == nullptr || target->state != ExtentState::kData || !target->buffered() ||
+      target->private_to != live_->id) {
+    return false;
+  }
+  // Made non-const by write_locked(); only this layer's map refers to it.
+  auto* bytes = const_cast<std::byte*>(target->bytes->data()) + target->byte_offset;
+  std::memcpy(bytes, data, nblocks * kBlockSize);
+  overwrites_in_place_++;
+  return true;
 }
 
 Status Volume::write(uint64_t offset, std::span<const std::byte> data, bool fua) {
@@ -268,32 +320,19 @@ Status Volume::write_owned(uint64_t offset, std::vector<std::byte>&& data, bool 
 // REQUIRES: inside gate_. `owned`, when given, holds `data` and may be taken.
 Status Volume::write_locked(uint64_t offset, std::span<const std::byte> data, std::vector<std::byte>* owned) {
   const uint64_t end = offset + data.size();
-  if (offset % kBlockSize == 0 && end % kBlockSize == 0) {
-    BlockSource src;
-    src.state = ExtentState::kData;
-    const uint64_t size = data.size();
-    src.bytes = owned != nullptr ? std::make_shared<const std::vector<std::byte>>(std::move(*owned))
-                                 : std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
-    PBD_RETURN_IF_ERROR(put_blocks(offset / kBlockSize, size / kBlockSize, std::move(src), size));
-  } else {
-    // Read-modify-write of the partial blocks at either edge.
-    std::lock_guard rmw(rmw_mu_);
-    const uint64_t first = offset / kBlockSize;
-    const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
-    auto buf = std::make_shared<std::vector<std::byte>>((last - first) * kBlockSize);
-    const uint64_t base = first * kBlockSize;
-    PBD_RETURN_IF_ERROR(read(base, std::span<std::byte>(buf->data(), kBlockSize)));
-    if (last - first > 1) {
-      PBD_RETURN_IF_ERROR(read((last - 1) * kBlockSize, std::span<std::byte>(buf->data() + buf->size() - kBlockSize, kBlockSize)));
-    }
-    std::memcpy(buf->data() + (offset - base), data.data(), data.size());
-    BlockSource src;
-    src.state = ExtentState::kData;
-    const uint64_t bytes = buf->size();
-    src.bytes = std::move(buf);
-    PBD_RETURN_IF_ERROR(put_blocks(first, last - first, std::move(src), bytes));
+  if (offset % kBlockSize == 0 && end % kBlockSize == 0) return put_data(offset / kBlockSize, data, owned);
+  // Read-modify-write of the partial blocks at either edge.
+  std::lock_guard rmw(rmw_mu_);
+  const uint64_t first = offset / kBlockSize;
+  const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
+  std::vector<std::byte> buf((last - first) * kBlockSize);
+  const uint64_t base = first * kBlockSize;
+  PBD_RETURN_IF_ERROR(read(base, std::span<std::byte>(buf.data(), kBlockSize)));
+  if (last - first > 1) {
+    PBD_RETURN_IF_ERROR(read((last - 1) * kBlockSize, std::span<std::byte>(buf.data() + buf.size() - kBlockSize, kBlockSize)));
   }
-  return Status::OK();
+  std::memcpy(buf.data() + (offset - base), data.data(), data.size());
+  return put_data(first, buf, &buf);
 }
 
 Status Volume::zero_range(uint64_t offset, uint64_t length, ExtentState whole_state, bool fua) {
