@@ -283,7 +283,8 @@ void Volume::compact_buffers(const GcOptions& options, GcReport* report) {
       const std::byte* from = use.buffer->data() + it->second.value.byte_offset;
       BlockSource copy;
       copy.state = ExtentState::kData;
-      copy.bytes = std::make_shared<const std::vector<std::byte>>(from, from + nblocks * kBlockSize);
+      copy.bytes = std::make_shared<std::vector<std::byte>>(from, from + nblocks * kBlockSize);
+      copy.private_to = layer->id;  // only this layer's map refers to the copy
       layer->map.assign(lba, nblocks, std::move(copy));  // the same blocks: data_bytes unchanged
       report->bytes_rewritten += nblocks * kBlockSize;
     }
