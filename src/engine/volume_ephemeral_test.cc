@@ -181,6 +181,11 @@ TEST_SUITE("engine.ephemeral") {
     CHECK(report->bytes_rewritten == kBlockSize);
     CHECK(read_back(**v, 10 * kBlockSize, kBlockSize) == filled(kBlockSize, 0x11));
     CHECK(read_back(**v, 11 * kBlockSize, kBlockSize) == filled(kBlockSize, 0));
+    // The copy is the live layer's own: the next write of that block goes into it.
+    const uint64_t in_place = (*v)->stats().overwrites_in_place;
+    REQUIRE((*v)->write(10 * kBlockSize, filled(kBlockSize, 0x12), false).ok());
+    CHECK((*v)->stats().overwrites_in_place == in_place + 1);
+    CHECK(read_back(**v, 10 * kBlockSize, kBlockSize) == filled(kBlockSize, 0x12));
     // Nothing is sparse any more: the next pass copies nothing.
     report = (*v)->gc(gc);
     REQUIRE(report.ok());
