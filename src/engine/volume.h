@@ -159,7 +159,7 @@ struct VolumeStats {
   uint64_t size_bytes = 0;
   uint64_t dirty_bytes = 0;      // answered but not yet durable
   uint64_t segments = 0;         // segment objects in the index
-  uint64_t bytes_stored = 0;     // their total size
+  uint64_t bytes_stored = 0;     // their total size; ephemeral volumes: the bytes of the buffers holding data
   uint64_t segments_written = 0;  // by this process
   uint64_t bytes_uploaded = 0;    // by this process
   uint64_t flushes = 0;
@@ -354,6 +354,13 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // Ephemeral volumes only: copies the mapped blocks of mostly overwritten
   // write buffers out of them (volume_gc.cc). Takes mu_.
   void compact_buffers(const GcOptions& options, GcReport* report);
+  // A buffer of block data for the maps. Never a const object (see
+  // BlockSource::private_to); on an ephemeral volume its bytes count in
+  // buffer_bytes_ for as long as it lives.
+  std::shared_ptr<const std::vector<std::byte>> make_block_buffer(std::vector<std::byte>&& bytes);
+  // What holds the volume's data, in bytes: the segments in the index, or on
+  // an ephemeral volume the block buffers alive.
+  uint64_t bytes_stored();
   void track_layer_locked(const std::shared_ptr<Layer>& layer);  // REQUIRES: mu_ held
 
   // The sources of [lba, lba+nblocks) by precedence, seen from `top`
@@ -491,6 +498,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flushes_grouped_{0},
       flush_errors_{0}, overwrites_in_place_{0};
   uint64_t replayed_segments_ = 0;
+  // Ephemeral volumes: bytes of block buffers alive (make_block_buffer). Shared
+  // with the buffers' deleters, which may run after the volume is gone.
+  const std::shared_ptr<std::atomic<uint64_t>> buffer_bytes_ = std::make_shared<std::atomic<uint64_t>>(0);
   const uint32_t upload_window_;  // opts_.upload_concurrency, clamped (U1)
   // Runs the PUTs: upload_window_ threads, or none (inline) for a window of 1.
   // Declared after everything its jobs touch, so it is destroyed first.

@@ -54,12 +54,17 @@ TEST_SUITE("engine.ephemeral") {
     CHECK(st.dirty_bytes == 0);
     CHECK(st.segments_written == 0);
     CHECK(st.bytes_live == 8192 + (3 << 20));
+    CHECK(st.bytes_stored == 8192 + (3 << 20));  // the buffers holding it: the partial write went in place
     CHECK(segment_objects(*store) == 0);
     auto head = read_back(**v, 0, 8192);
     CHECK(head[99] == std::byte{0xAA});
     CHECK(head[100] == std::byte{0xCC});
     CHECK(head[110] == std::byte{0xAA});
     CHECK(read_back(**v, 4 << 20, 3 << 20) == filled(3 << 20, 0xBB));
+    // A trim drops the buffers it covers.
+    REQUIRE((*v)->trim(0, 8 << 20, false).ok());
+    CHECK((*v)->stats().bytes_stored == 0);
+    CHECK((*v)->stats().bytes_live == 0);
     REQUIRE((*v)->close().ok());
     CHECK(segment_objects(*store) == 0);  // close has nothing to upload either
     CHECK((*v)->checkpoint().status().is(Status::Code::kNotSupported));
@@ -179,6 +184,7 @@ TEST_SUITE("engine.ephemeral") {
     REQUIRE(report.ok());
     CHECK(report->buffers_compacted == 1);
     CHECK(report->bytes_rewritten == kBlockSize);
+    CHECK(report->bytes_stored == kBlockSize);  // the 1 MiB buffer is gone
     CHECK(read_back(**v, 10 * kBlockSize, kBlockSize) == filled(kBlockSize, 0x11));
     CHECK(read_back(**v, 11 * kBlockSize, kBlockSize) == filled(kBlockSize, 0));
     // The copy is the live layer's own: the next write of that block goes into it.

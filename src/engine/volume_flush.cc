@@ -383,6 +383,12 @@ Volume::~Volume() {
   if (flusher_.joinable()) flusher_.join();
 }
 
+uint64_t Volume::bytes_stored() {
+  if (opts_.ephemeral) return buffer_bytes_->load(std::memory_order_relaxed);
+  auto idx = index_->stats();
+  return idx.ok() ? idx->bytes_stored : 0;
+}
+
 VolumeStats Volume::stats() {
   VolumeStats s;
   s.size_bytes = size_bytes_;
@@ -393,10 +399,8 @@ VolumeStats Volume::stats() {
     s.storage_failing_since_unix_ms = failing_since_unix_ms_;
     s.last_storage_error = last_storage_error_;
   }
-  if (auto idx = index_->stats(); idx.ok()) {
-    s.segments = idx->segments;
-    s.bytes_stored = idx->bytes_stored;
-  }
+  if (auto idx = index_->stats(); idx.ok()) s.segments = idx->segments;
+  s.bytes_stored = bytes_stored();
   if (auto v = index_->get_meta("checkpoint_unix_ms"); v.ok() && v->has_value()) {
     s.last_checkpoint_unix_ms = std::stoll(**v);
   }

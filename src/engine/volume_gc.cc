@@ -283,7 +283,7 @@ void Volume::compact_buffers(const GcOptions& options, GcReport* report) {
       const std::byte* from = use.buffer->data() + it->second.value.byte_offset;
       BlockSource copy;
       copy.state = ExtentState::kData;
-      copy.bytes = std::make_shared<std::vector<std::byte>>(from, from + nblocks * kBlockSize);
+      copy.bytes = make_block_buffer(std::vector<std::byte>(from, from + nblocks * kBlockSize));
       copy.private_to = layer->id;  // only this layer's map refers to the copy
       layer->map.assign(lba, nblocks, std::move(copy));  // the same blocks: data_bytes unchanged
       report->bytes_rewritten += nblocks * kBlockSize;
@@ -498,8 +498,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     }
   }
 
-  auto stats = index_->stats();
-  if (stats.ok()) report.bytes_stored = stats->bytes_stored;
+  report.bytes_stored = bytes_stored();
   {
     std::lock_guard lock(mu_);
     for (const auto& [id, layer] : layers_) report.bytes_live += layer->data_bytes;

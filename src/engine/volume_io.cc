@@ -272,10 +272,20 @@ Status Volume::put_data(uint64_t lba, std::span<const std::byte> data, std::vect
   }
   BlockSource src;
   src.state = ExtentState::kData;
-  // Never a const object: an ephemeral volume may copy later writes into it.
-  src.bytes = owned != nullptr ? std::make_shared<std::vector<std::byte>>(std::move(*owned))
-                               : std::make_shared<std::vector<std::byte>>(data.begin(), data.end());
+  src.bytes = make_block_buffer(owned != nullptr ? std::move(*owned) : std::vector<std::byte>(data.begin(), data.end()));
   return put_blocks(lba, nblocks, std::move(src), data.size());
+}
+
+std::shared_ptr<const std::vector<std::byte>> Volume::make_block_buffer(std::vector<std::byte>&& bytes) {
+  // Never a const object: an ephemeral volume may copy later writes into it.
+  if (!opts_.ephemeral) return std::make_shared<std::vector<std::byte>>(std::move(bytes));
+  const uint64_t size = bytes.size();
+  buffer_bytes_->fetch_add(size, std::memory_order_relaxed);
+  return std::shared_ptr<std::vector<std::byte>>(
+      new std::vector<std::byte>(std::move(bytes)), [counter = buffer_bytes_, size](std::vector<std::byte>* b) {
+        counter->fetch_sub(size, std::memory_order_relaxed);
+        delete b;
+      });
 }
 
 bool Volume::overwrite_in_place_locked(uint64_t lba, uint64_t nblocks, const std::byte* data) {
