@@ -16,10 +16,11 @@
 // than a hand-off (runs_inline: buffered writes, and small reads and FLUSH on
 // a device that serves them from memory), holding their replies to send in
 // one batch; `workers_per_connection` worker threads execute the rest in
-// parallel and reply out of order through the ReplyWriter. Back-pressure: the reader stops taking new requests while the
-// in-flight READ/WRITE bytes reach max_inflight_bytes (one request may
-// overshoot it by at most max_request_bytes) or max_inflight_requests are in
-// flight, so a client cannot make us buffer without bound.
+// parallel and reply out of order through the ReplyWriter. Back-pressure:
+// the reader stops taking new requests while the in-flight READ/WRITE bytes
+// reach max_inflight_bytes (one request may overshoot it by at most
+// max_request_bytes) or max_inflight_requests are in flight, so a client
+// cannot make us buffer without bound.
 //
 // A malformed stream (bad magic, truncated header or payload) closes this
 // connection only. Everything else gets an error reply and the loop goes on.

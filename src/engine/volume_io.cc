@@ -2,6 +2,7 @@
 // map; writes land in the active buffer.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "src/engine/volume.h"
 #include "src/log/log.h"
@@ -289,20 +290,17 @@ std::shared_ptr<const std::vector<std::byte>> Volume::make_block_buffer(std::vec
 }
 
 bool Volume::overwrite_in_place_locked(uint64_t lba, uint64_t nblocks, const std::byte* data) {
-  const BlockSource* target = nullptr;
-  BlockSource slice;
+  // The blocks must be one extent of the live layer, all of it mapped.
+  std::optional<BlockSource> target;
   int pieces = 0;
   live_->map.visit(lba, nblocks, [&](uint64_t start, uint64_t n, const BlockSource& src) {
-    if (++pieces == 1 && start == lba && n == nblocks) {
-      slice = src;
-      target = &slice;
-    }
+    if (++pieces == 1 && start == lba && n == nblocks) target = src;
   });
-  if (pieces != 1 || target == nullptr || target->state != ExtentState::kData || !target->buffered() ||
+  if (pieces != 1 || !target || target->state != ExtentState::kData || !target->buffered() ||
       target->private_to != live_->id) {
     return false;
   }
-  // Made non-const by write_locked(); only this layer's map refers to it.
+  // Not a const object (make_block_buffer), and only this layer's map refers to it.
   auto* bytes = const_cast<std::byte*>(target->bytes->data()) + target->byte_offset;
   std::memcpy(bytes, data, nblocks * kBlockSize);
   overwrites_in_place_++;
