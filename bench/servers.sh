@@ -5,7 +5,8 @@
 #
 # The sourcing script sets BENCH (its name, for messages), TMP (a private temp
 # dir), BUILD (with bin/portalbd and bin/portalctl), EXPORT and DISK_GB, and
-# calls stop_servers from its EXIT trap.
+# calls stop_servers from its EXIT trap. PB_EXTRA: more portalbd flags for
+# both portalbd servers (e.g. "--upload-concurrency 2"), to compare settings.
 
 need() {  # COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 && return 0
@@ -40,7 +41,7 @@ wait_socket() {  # SERVER
 start_portalbd() {  # SERVER STORAGE
   "$BUILD/bin/portalbd" --storage "$2" --disk-size-gb "$DISK_GB" --nbd-address "" \
     --nbd-unix "$(sock "$1")" --socket "$TMP/$1.ctl" --state-dir "$TMP/$1.state" \
-    --gc-interval-s 0 --log-level warn >"$TMP/$1.log" 2>&1 &
+    --gc-interval-s 0 --log-level warn ${PB_EXTRA:-} >"$TMP/$1.log" 2>&1 &
   PID[$1]=$!
 }
 
