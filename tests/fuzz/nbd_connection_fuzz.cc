@@ -72,7 +72,13 @@ struct World {
   ServerOptions options;
   StatsCounters stats;
   World() {
-    exports.add("disk", std::make_shared<testing::MemoryDevice>(1 << 20), "fuzz disk");
+    // "disk" serves reads and FLUSH from memory, as memory:// does, so its
+    // requests run on the reader thread with held replies; "ro" takes the
+    // worker path.
+    auto disk = std::make_shared<testing::MemoryDevice>(1 << 20);
+    disk->memory_reads = true;
+    disk->free_flush = true;
+    exports.add("disk", disk, "fuzz disk");
     exports.add("ro", std::make_shared<testing::MemoryDevice>(64 << 10, /*read_only=*/true), "");
     options.tcp_address = "";
     options.max_request_bytes = 256 << 10;
