@@ -362,6 +362,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // an ephemeral volume the block buffers alive.
   uint64_t bytes_stored();
   void track_layer_locked(const std::shared_ptr<Layer>& layer);  // REQUIRES: mu_ held
+  // Calls fn once for every layer a root's chain or an open reader holds
+  // (GC's view of what is reachable). REQUIRES: mu_ held.
+  void for_each_held_layer_locked(const std::function<void(const std::shared_ptr<Layer>&)>& fn);
 
   // The sources of [lba, lba+nblocks) by precedence, seen from `top`
   // (nullptr: live, including the write buffer); gaps are unmapped.

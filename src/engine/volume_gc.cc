@@ -53,6 +53,17 @@ Result<std::vector<std::byte>> read_file(const std::string& path) {
 
 }  // namespace
 
+void Volume::for_each_held_layer_locked(const std::function<void(const std::shared_ptr<Layer>&)>& fn) {
+  std::set<const Layer*> seen;
+  auto visit = [&](const std::shared_ptr<Layer>& layer) {
+    if (seen.insert(layer.get()).second) fn(layer);
+  };
+  for (const auto& [id, layer] : layers_) visit(layer);
+  for (const auto& weak : all_layers_) {
+    for (auto l = weak.lock(); l != nullptr; l = l->parent) visit(l);
+  }
+}
+
 void Volume::track_layer_locked(const std::shared_ptr<Layer>& layer) {
   std::erase_if(all_layers_, [](const std::weak_ptr<Layer>& w) { return w.expired(); });
   all_layers_.push_back(layer);
@@ -249,9 +260,7 @@ void Volume::compact_buffers(const GcOptions& options, GcReport* report) {
   std::map<const std::vector<std::byte>*, Use> uses;
   {
     std::lock_guard lock(mu_);
-    std::set<const Layer*> seen;
-    auto count = [&](const std::shared_ptr<Layer>& layer) {
-      if (!seen.insert(layer.get()).second) return;
+    for_each_held_layer_locked([&](const std::shared_ptr<Layer>& layer) {
       for (const auto& [lba, node] : layer->map.entries()) {
         if (node.value.state != ExtentState::kData || !node.value.buffered()) continue;
         Use& u = uses[node.value.bytes.get()];
@@ -259,11 +268,7 @@ void Volume::compact_buffers(const GcOptions& options, GcReport* report) {
         u.mapped_bytes += node.length * kBlockSize;
         u.refs.emplace_back(layer, lba);
       }
-    };
-    for (const auto& [id, layer] : layers_) count(layer);
-    for (const auto& weak : all_layers_) {
-      for (auto l = weak.lock(); l != nullptr; l = l->parent) count(l);
-    }
+    });
   }
   // One buffer per critical section: writers wait for one copy at most.
   uint64_t budget = options.max_rewrite_bytes;
@@ -353,7 +358,8 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
       for (const auto& [lba, node] : child->map.entries()) merged.assign(lba, node.length, node.value);
     }
     // Blocks held in memory (ephemeral volumes) have no index rows.
-    for (const auto& [lba, node] : opts_.ephemeral ? ExtentMap<BlockSource>::Map{} : merged.entries()) {
+    for (const auto& [lba, node] : merged.entries()) {
+      if (opts_.ephemeral) break;
       meta::MappedExtent x;
       x.lba = lba;
       x.nblocks = node.length;
@@ -384,22 +390,14 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
   std::map<uint64_t, std::vector<SegmentRef>> refs;
   {
     std::lock_guard lock(mu_);
-    std::set<const Layer*> seen;
-    auto count = [&](const Layer& layer) {
-      if (!seen.insert(&layer).second) return;
-      for (const auto& [lba, node] : layer.map.entries()) {
+    for_each_held_layer_locked([&](const std::shared_ptr<Layer>& layer) {
+      for (const auto& [lba, node] : layer->map.entries()) {
         const BlockSource& src = node.value;
         if (src.state != ExtentState::kData || src.buffered()) continue;
         live[src.seq] += node.length * kBlockSize;
-        refs[src.seq].push_back({layer.id, lba, node.length});
+        refs[src.seq].push_back({layer->id, lba, node.length});
       }
-    };
-    for (const auto& [id, layer] : layers_) count(*layer);
-    for (const auto& weak : all_layers_) {
-      if (auto held = weak.lock()) {
-        for (const Layer* l = held.get(); l != nullptr; l = l->parent.get()) count(*l);
-      }
-    }
+    });
   }
 
   // 5 and 6. Rewrite sparse segments; doom unreferenced ones.
