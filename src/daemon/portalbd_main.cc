@@ -4,6 +4,7 @@
 #include <malloc.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <pthread.h>
 
@@ -11,23 +12,33 @@
 #include "src/config/version.h"
 #include "src/daemon/daemon.h"
 #include "src/log/log.h"
+#include "src/util/huge_pages.h"
 
 int main(int argc, char** argv) {
   using namespace portalbd;
+  // Before anything else: the heap on huge pages needs a glibc tunable that
+  // is read only at start, so this may execute the daemon again (huge_pages.h).
+  reexec_for_heap_huge_pages(argv);
   // The data path allocates and frees buffers of 4 KiB to a few MiB at a
   // high rate (request payloads, decoded frames). glibc's defaults hand
   // memory back to the kernel eagerly and take it again page fault by page
   // fault; keep up to 64 MiB of freed memory for reuse instead, and serve
   // everything under 32 MiB from the heap (segment objects above that are
-  // mmap'ed, with huge pages: see huge_pages.h).
+  // mmap'ed, with huge pages: see huge_pages.h). glibc puts only its main
+  // arena on huge pages, so with them, every thread allocates from it.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  const bool huge_heap = heap_on_huge_pages();
+  if (huge_heap) mallopt(M_ARENA_MAX, 1);
   CliOutcome cli = parse_daemon_command_line(argc, argv, kVersion);
   if (cli.exit_code >= 0) return cli.exit_code;
   if (!log::init(cli.config.log_level)) {
     std::fprintf(stderr, "portalbd: unknown log level '%s'\n", cli.config.log_level.c_str());
     return 2;
   }
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  log::get("portalbd")->debug("malloc heap on transparent huge pages: {} GLIBC_TUNABLES=\"{}\"",
+                              huge_heap ? "yes, one arena" : "no", tunables != nullptr ? tunables : "");
 
   // Block the stop signals in every thread; the main thread waits for them.
   sigset_t stop_signals;

@@ -1,10 +1,17 @@
 #include "src/util/huge_pages.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace portalbd {
+namespace {
+constexpr char kHugeTunable[] = "glibc.malloc.hugetlb";
+}  // namespace
 
 void advise_huge_pages(void* p, size_t bytes) {
   constexpr uintptr_t kHuge = 2u << 20;
@@ -14,6 +21,39 @@ void advise_huge_pages(void* p, size_t bytes) {
   if (end <= begin) return;
   // Failure (EINVAL on a kernel without THP) leaves small pages: nothing to do.
   (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+std::optional<std::string> heap_huge_pages_tunables(const char* current, const std::string& thp_enabled) {
+  // The kernel brackets the mode in force: "always [madvise] never".
+  if (thp_enabled.find("[madvise]") == std::string::npos) return std::nullopt;
+  const std::string now = current != nullptr ? current : "";
+  if (now.find(kHugeTunable) != std::string::npos) return std::nullopt;
+  // GLIBC_TUNABLES is a colon-separated list of name=value.
+  return now.empty() ? std::string(kHugeTunable) + "=1" : now + ":" + kHugeTunable + "=1";
+}
+
+void reexec_for_heap_huge_pages(char** argv) {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::stringstream mode;
+  mode << in.rdbuf();
+  auto tunables = heap_huge_pages_tunables(std::getenv("GLIBC_TUNABLES"), mode.str());
+  if (!tunables) return;
+  const char* before = std::getenv("GLIBC_TUNABLES");
+  const std::string saved = before != nullptr ? before : "";
+  if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
+  ::execv("/proc/self/exe", argv);
+  // Still here: exec failed (no /proc, say). Run on without huge pages, and
+  // say so truthfully to heap_on_huge_pages() and to child processes.
+  if (before != nullptr) {
+    ::setenv("GLIBC_TUNABLES", saved.c_str(), 1);
+  } else {
+    ::unsetenv("GLIBC_TUNABLES");
+  }
+}
+
+bool heap_on_huge_pages() {
+  const char* t = std::getenv("GLIBC_TUNABLES");
+  return t != nullptr && std::string(t).find(std::string(kHugeTunable) + "=1") != std::string::npos;
 }
 
 }  // namespace portalbd
