@@ -57,10 +57,10 @@ ZSTD_DCtx* zstd_dctx() {
 // Whether `stored` compressed bytes are worth a decode for `raw` bytes.
 bool worth_it(size_t stored, size_t raw) { return stored <= raw - raw / kMinSavingsDivisor; }
 
-}  // namespace
-
-Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out) {
-  if (wanted == Codec::kLz4) {
+// Compresses `raw` into per-thread scratch with `codec` (kLz4 or kZstd) and
+// returns the compressed bytes, empty when that would not be worth it.
+std::span<const std::byte> try_compress(Codec codec, std::span<const std::byte> raw) {
+  if (codec == Codec::kLz4) {
     int bound = LZ4_compressBound(static_cast<int>(raw.size()));
     auto room = scratch(static_cast<size_t>(bound));
     // A fast reset, then one block with no dictionary: an independent block
@@ -69,16 +69,32 @@ Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<s
     LZ4_resetStream_fast(stream);
     int n = LZ4_compress_fast_continue(stream, reinterpret_cast<const char*>(raw.data()),
                                        reinterpret_cast<char*>(room.data()), static_cast<int>(raw.size()), bound, 1);
-    if (n > 0 && worth_it(static_cast<size_t>(n), raw.size())) {
-      out->insert(out->end(), room.begin(), room.begin() + n);
-      return Codec::kLz4;
-    }
-  } else if (wanted == Codec::kZstd) {
+    if (n > 0 && worth_it(static_cast<size_t>(n), raw.size())) return room.first(static_cast<size_t>(n));
+  } else if (codec == Codec::kZstd) {
     auto room = scratch(ZSTD_compressBound(raw.size()));
     size_t n = ZSTD_compressCCtx(zstd_cctx(), room.data(), room.size(), raw.data(), raw.size(), 3);
-    if (!ZSTD_isError(n) && worth_it(n, raw.size())) {
-      out->insert(out->end(), room.begin(), room.begin() + static_cast<ptrdiff_t>(n));
-      return Codec::kZstd;
+    if (!ZSTD_isError(n) && worth_it(n, raw.size())) return room.first(n);
+  }
+  return {};
+}
+
+// The probe: whether the first or the middle 4 KiB of `raw` compresses.
+bool sample_compresses(Codec codec, std::span<const std::byte> raw) {
+  constexpr size_t kSample = 4096;
+  if (raw.size() <= 2 * kSample) return true;  // small enough to just try
+  const size_t middle = raw.size() / 2 / kSample * kSample;
+  return !try_compress(codec, raw.subspan(0, kSample)).empty() ||
+         !try_compress(codec, raw.subspan(middle, kSample)).empty();
+}
+
+}  // namespace
+
+Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out, bool probe) {
+  if (wanted != Codec::kNone && (!probe || sample_compresses(wanted, raw))) {
+    auto packed = try_compress(wanted, raw);
+    if (!packed.empty()) {
+      out->insert(out->end(), packed.begin(), packed.end());
+      return wanted;
     }
   }
   out->insert(out->end(), raw.begin(), raw.end());

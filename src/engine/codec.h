@@ -28,7 +28,16 @@ inline constexpr size_t kMinSavingsDivisor = 8;
 
 // Appends the compressed form of `raw` to *out and returns the codec actually
 // used (kNone when it would not save enough, see above).
-Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out);
+//
+// With `probe`, a sample decides first whether the frame is worth trying: its
+// first and its middle 4 KiB are compressed alone, and unless one of them
+// saves an eighth the frame is stored raw without compressing the rest. A
+// writer calls it so after a frame that did not compress: on data that does
+// not compress (encrypted or already compressed volumes, media, fio's
+// buffers) that saves seven eighths of the compressor's time, and the frame
+// after one that compresses again is compressed whole. The price: a frame
+// whose sampled blocks are noise and whose others are not stays raw.
+Codec compress_frame(Codec wanted, std::span<const std::byte> raw, std::vector<std::byte>* out, bool probe = false);
 
 // Decompresses `stored` into `out`, which must be exactly the raw length.
 Status decompress_frame(Codec codec, std::span<const std::byte> stored, std::span<std::byte> out);

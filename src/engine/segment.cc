@@ -114,7 +114,8 @@ void SegmentBuilder::seal_frame() {
   FrameRef ref;
   ref.offset = object_.size();
   ref.raw_len = static_cast<uint32_t>(pending_.size());
-  ref.codec = compress_frame(codec_, pending_, &object_);
+  ref.codec = compress_frame(codec_, pending_, &object_, /*probe=*/last_frame_raw_);
+  last_frame_raw_ = ref.codec == Codec::kNone;
   ref.stored_len = static_cast<uint32_t>(object_.size() - ref.offset);
   ref.crc = crc32c(std::span<const std::byte>(object_).subspan(ref.offset, ref.stored_len));
   footer_.frames.push_back(ref);

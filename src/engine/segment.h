@@ -109,6 +109,7 @@ class SegmentBuilder {
   SegmentFooter footer_;
   std::vector<std::byte> object_;   // frames sealed so far
   std::vector<std::byte> pending_;  // raw bytes of the open frame
+  bool last_frame_raw_ = false;      // then the next is probed first (compress_frame)
 };
 
 // Reads the trailer (the last kSegmentTrailerBytes of an object) and returns

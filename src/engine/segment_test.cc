@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -117,6 +118,50 @@ TEST_SUITE("engine.segment") {
       CHECK(out.size() <= kRawFrame - kRawFrame / kMinSavingsDivisor);
       out.clear();
       CHECK(compress_frame(codec, frame_with_noise(kRawFrame), &out) == Codec::kNone);  // saves nothing
+    }
+  }
+
+  TEST_CASE("after a frame that did not compress, a sample decides whether the next one is tried") {
+    constexpr size_t kRawFrame = size_t{kFrameBlocks} * kBlockSize;
+    const auto noise = pattern_blocks(kFrameBlocks, 7, false);
+    const auto text = pattern_blocks(kFrameBlocks, 8, true);
+    // Noise in the sampled blocks (the first and the middle 4 KiB), one
+    // repeated byte elsewhere: worth compressing whole, but the sample says no.
+    auto sampled_noise = std::vector<std::byte>(kRawFrame, std::byte{0x5A});
+    std::copy_n(noise.begin(), kBlockSize, sampled_noise.begin());
+    std::copy_n(noise.begin(), kBlockSize, sampled_noise.begin() + kRawFrame / 2);
+
+    for (Codec codec : {Codec::kLz4, Codec::kZstd}) {
+      CAPTURE(codec_name(codec));
+      std::vector<std::byte> out;
+      CHECK(compress_frame(codec, sampled_noise, &out) == codec);  // tried whole: compresses
+      out.clear();
+      CHECK(compress_frame(codec, sampled_noise, &out, /*probe=*/true) == Codec::kNone);  // the sample said no
+      CHECK(out == sampled_noise);
+      out.clear();
+      CHECK(compress_frame(codec, text, &out, /*probe=*/true) == codec);  // the sample said yes
+
+      // A builder probes only after a raw frame, and every frame decodes.
+      SegmentBuilder b(1, 1, codec, 0);
+      b.add_data(0, sampled_noise);    // frame 0: first of the segment, tried whole
+      b.add_data(16, noise);           // frame 1: tried whole, stays raw
+      b.add_data(32, sampled_noise);   // frame 2: after a raw frame, the sample says no
+      b.add_data(48, text);            // frame 3: the sample says yes
+      b.add_data(64, sampled_noise);   // frame 4: after a compressed frame, tried whole
+      auto obj = b.finish();
+      auto parsed = parse_segment_object(obj);
+      REQUIRE(parsed.ok());
+      REQUIRE(parsed->frames.size() == 5);
+      const Codec expected[] = {codec, Codec::kNone, Codec::kNone, codec, codec};
+      const std::vector<std::byte>* data[] = {&sampled_noise, &noise, &sampled_noise, &text, &sampled_noise};
+      for (size_t i = 0; i < 5; ++i) {
+        CAPTURE(i);
+        const FrameRef& ref = parsed->frames[i];
+        CHECK(ref.codec == expected[i]);
+        std::vector<std::byte> back;
+        REQUIRE(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &back).ok());
+        CHECK(back == *data[i]);
+      }
     }
   }
 
