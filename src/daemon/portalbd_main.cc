@@ -4,8 +4,8 @@
 #include <malloc.h>
 
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <pthread.h>
 
 #include "src/config/cli.h"
