@@ -1,10 +1,12 @@
 #include "src/util/huge_pages.h"
 
+#include <limits.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -38,12 +40,21 @@ void reexec_for_heap_huge_pages(char** argv) {
   mode << in.rdbuf();
   auto tunables = heap_huge_pages_tunables(std::getenv("GLIBC_TUNABLES"), mode.str());
   if (!tunables) return;
+  // Under valgrind, an exec would leave it (it follows no exec unless told):
+  // stay on small pages there. Its preloaded core is how to tell.
+  const char* preload = std::getenv("LD_PRELOAD");
+  if (preload != nullptr && std::strstr(preload, "vgpreload") != nullptr) return;
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return;
+  self[n] = '\0';
   const char* before = std::getenv("GLIBC_TUNABLES");
   const std::string saved = before != nullptr ? before : "";
   if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
-  // Still here: exec failed (no /proc, say). Run on without huge pages, and
-  // say so truthfully to heap_on_huge_pages() and to child processes.
+  ::execv(self, argv);
+  // Still here: exec failed (the binary was deleted, say). Run on without
+  // huge pages, and say so truthfully to heap_on_huge_pages() and to child
+  // processes.
   if (before != nullptr) {
     ::setenv("GLIBC_TUNABLES", saved.c_str(), 1);
   } else {

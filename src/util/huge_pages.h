@@ -37,9 +37,10 @@ void advise_huge_pages(void* p, size_t bytes);
 // own setting).
 std::optional<std::string> heap_huge_pages_tunables(const char* current, const std::string& thp_enabled);
 
-// Executes /proc/self/exe again with argv and the tunable set, when
-// heap_huge_pages_tunables says so; returns when it does not, or when exec
-// fails (the daemon then runs on small pages, slower on some machines but
+// Executes this program again (the path /proc/self/exe names) with argv and
+// the tunable set, when heap_huge_pages_tunables says so and the process is
+// not running under valgrind; returns when it does not, or when exec fails
+// (the daemon then runs on small pages, slower on some machines but
 // correct). Call first thing in main(), before any thread or file exists.
 void reexec_for_heap_huge_pages(char** argv);
 
