@@ -8,6 +8,10 @@
 # seqwrite writes the first SIZE_MIB of the device once (so later reads find
 # data, not holes); every other job is time-bounded (RUNTIME s) over that range.
 #
+# randwrite_fsync32 is fio's fsync=32, whose FLUSH count depends on the
+# server (see the note under the table): the table is followed by the
+# FLUSHes per write each server was sent.
+#
 # Drift: each repetition starts four fresh servers; each job then runs on
 # portalbd and its peer back to back (A B A B; odd repetitions B A B A), and
 # the table shows the median of REPS runs. Before a job starts, the portalbd
@@ -64,7 +68,8 @@ job_args() {  # JOB
   esac
 }
 
-# One fio run; appends "server job rep MiB/s IOPS peak_rss_KiB" to results.
+# One fio run; appends "server job rep MiB/s IOPS peak_rss_KiB flushes
+# writes" to results (flushes: the FLUSH requests fio sent, its sync count).
 run_one() {  # SERVER JOB REP
   local s=$1 job=$2 rep=$3 pid json
   pid=${PID[$s]}
@@ -84,7 +89,7 @@ run_one() {  # SERVER JOB REP
     .jobs[0] as $x
     | (($x.read.bw_bytes + $x.write.bw_bytes) / 1048576) as $mib
     | ($x.read.iops + $x.write.iops) as $iops
-    | "\($s) \($j) \($r) \($mib) \($iops) \($h)"' "$json" >>"$TMP/results"
+    | "\($s) \($j) \($r) \($mib) \($iops) \($h) \($x.sync.total_ios // 0) \($x.write.total_ios)"' "$json" >>"$TMP/results"
   printf '  rep %s %-18s %-2s %9.1f MiB/s %9.0f IOPS  RSS %s MiB\n' "$rep" "$job" "$s" \
     "$(tail -1 "$TMP/results" | cut -d' ' -f4)" "$(tail -1 "$TMP/results" | cut -d' ' -f5)" "$((hwm / 1024))" >&2
 }
@@ -127,6 +132,19 @@ for j in jobs:
     r2 = med("pf", j, 4) / med("qn", j, 4)
     cells += [f"{r1:.2f}x", f"{r2:.2f}x", " / ".join(str(peak(s, j)) for s, _ in servers)]
     print("| " + " | ".join(cells) + " |")
+# fio's fsync=N on an async engine: once N writes are issued, it sends a FLUSH
+# for every free queue slot until the first FLUSH completes, so a server that
+# completes writes sooner gets more FLUSHes per write, and fio (CPU-bound
+# here) issues fewer writes. Print what each server was sent.
+fs = [j for j in jobs if "fsync" in j]
+for j in fs:
+    cells = []
+    for s, name in servers:
+        v = [(int(r[6]), int(r[7])) for r in rows if r[0] == s and r[1] == j and len(r) > 7]
+        if v and sum(w for _, w in v):
+            cells.append(f"{name} {sum(f for f, _ in v) / sum(w for _, w in v):.2f}")
+    print()
+    print(f"{j}: FLUSH requests fio sent per write: " + ", ".join(cells))
 EOF
 }
 {
