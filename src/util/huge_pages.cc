@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 namespace portalbd {
 namespace {
@@ -36,9 +35,10 @@ std::optional<std::string> heap_huge_pages_tunables(const char* current, const s
 
 void reexec_for_heap_huge_pages(char** argv) {
   std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::stringstream mode;
-  mode << in.rdbuf();
-  auto tunables = heap_huge_pages_tunables(std::getenv("GLIBC_TUNABLES"), mode.str());
+  std::string mode;  // one line; stays empty without THP
+  std::getline(in, mode);
+  const char* before = std::getenv("GLIBC_TUNABLES");
+  const auto tunables = heap_huge_pages_tunables(before, mode);
   if (!tunables) return;
   // Under valgrind, an exec would leave it (it follows no exec unless told):
   // stay on small pages there. Its preloaded core is how to tell.
@@ -48,7 +48,6 @@ void reexec_for_heap_huge_pages(char** argv) {
   const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return;
   self[n] = '\0';
-  const char* before = std::getenv("GLIBC_TUNABLES");
   const std::string saved = before != nullptr ? before : "";
   if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
   ::execv(self, argv);
