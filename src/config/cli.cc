@@ -134,6 +134,10 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
       ->option_text("FILE");
   bool grow = false;
   app.add_flag("--grow", grow, "let --disk-size-gb grow an existing volume (never shrinks)");
+  bool repair = false;
+  app.add_flag("--repair", repair,
+               "open a volume whose storage is damaged (missing or torn segments, a lost roots record), accepting "
+               "the loss: unreadable objects move under quarantine/ and the log says what is lost");
   bool take_over = false;
   app.add_flag("--take-over", take_over,
                "break another daemon's claim on the volume (only when that daemon is gone: it is fenced and stops "
@@ -182,6 +186,7 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
   }
   if (grow) cfg.grow = true;
   if (take_over) cfg.take_over = true;
+  if (repair) cfg.repair = true;
   for (size_t i = 0; i < std::size(kFlags); ++i) {
     if (options[i]->count() == 0) continue;
     Status st = apply_flag(kFlags[i], *find_config_key(kFlags[i].key), raw[i], &cfg);

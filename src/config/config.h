@@ -32,6 +32,10 @@ struct Config {
   std::string s3_region;            // [storage] region (else AWS_REGION / AWS_DEFAULT_REGION / ~/.aws/config)
   std::string s3_profile;           // [storage] profile (else AWS_PROFILE)
   std::string s3_credentials_file;  // [storage] credentials_file (else AWS_SHARED_CREDENTIALS_FILE)
+  // [storage] repair / --repair: open a volume whose storage is damaged,
+  // accepting the loss (VolumeOptions::repair); without it such a volume is
+  // refused, naming what is damaged.
+  bool repair = false;
   // [nbd]
   std::string nbd_address = "127.0.0.1:10809";  // "host:port"; "" disables TCP
   std::string nbd_unix;                          // NBD unix socket path, "" = none

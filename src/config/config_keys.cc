@@ -55,6 +55,9 @@ std::vector<ConfigKey> build_table() {
                             "profile in the shared credentials and config files (default: AWS_PROFILE or default)"));
   keys.push_back(string_key("storage.credentials_file", &Config::s3_credentials_file, r::check_any_string,
                             "shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials)"));
+  keys.push_back(bool_key("storage.repair", &Config::repair,
+                          "open a volume whose storage is damaged, accepting the loss: unreadable objects move "
+                          "under quarantine/ and the log says what is lost (default: refuse to open it)"));
   keys.push_back(string_key("nbd.address", &Config::nbd_address, r::check_nbd_address,
                             "NBD TCP listen address host:port, \"\" disables TCP"));
   keys.push_back(string_key("nbd.socket", &Config::control_socket, r::check_unix_socket_path,

@@ -75,6 +75,10 @@ Status Daemon::start() {
   vo.lease = shared_lease;
   vo.size_bytes = config_.disk_size_set ? config_.disk_size_gb << 30 : 0;
   vo.grow = config_.grow;
+  vo.repair = config_.repair;
+  if (vo.repair) {
+    logger->warn("repair mode: damaged storage is accepted, its losses logged and unreadable objects quarantined");
+  }
   vo.segment_bytes = config_.segment_bytes;
   vo.write_buffer_bytes = config_.write_buffer_bytes;
   vo.flush_interval_ms = config_.flush_interval_ms;

@@ -15,7 +15,8 @@ namespace {
 constexpr char kFooterMagic[8] = {'P', 'B', 'D', 'S', 'E', 'G', 'F', '1'};
 constexpr char kTrailerMagic[8] = {'P', 'B', 'D', 'S', 'E', 'G', 'T', '1'};
 constexpr size_t kFooterHeaderBytesV1 = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
-constexpr size_t kFooterHeaderBytes = kFooterHeaderBytesV1 + 8;  // + after_seq
+constexpr size_t kFooterHeaderBytesV2 = kFooterHeaderBytesV1 + 8;  // + after_seq
+constexpr size_t kFooterHeaderBytes = kFooterHeaderBytesV2 + 8;    // + prev_seq
 constexpr size_t kFrameRecordBytes = 24;
 constexpr size_t kEntryRecordBytes = 32;
 
@@ -65,6 +66,17 @@ uint64_t parse_checkpoint_key(const std::string& key) {
   return parse_hex_key(key, "checkpoints/", ".sqlite.zst", &seq) ? seq : 0;
 }
 
+std::string roots_record_key(uint64_t seq) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "roots/%016llx.json", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+uint64_t parse_roots_record_key(const std::string& key) {
+  uint64_t seq = 0;
+  return parse_hex_key(key, "roots/", ".json", &seq) ? seq : 0;
+}
+
 uint64_t SegmentFooter::data_bytes() const {
   uint64_t n = 0;
   for (const auto& e : entries) {
@@ -73,12 +85,14 @@ uint64_t SegmentFooter::data_bytes() const {
   return n;
 }
 
-SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms, uint64_t after_seq)
+SegmentBuilder::SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms, uint64_t after_seq,
+                               uint64_t prev_seq)
     : codec_(codec) {
   footer_.seq = seq;
   footer_.layer = layer;
   footer_.created_unix_ms = created_unix_ms;
   footer_.after_seq = after_seq;
+  footer_.prev_seq = prev_seq != 0 ? prev_seq : after_seq;  // an uncommitted predecessor is the predecessor
   pending_.reserve(kFrameBlocks * kBlockSize);
 }
 
@@ -133,6 +147,7 @@ std::vector<std::byte> SegmentBuilder::finish() {
   put_u64(&o, footer_.layer);
   put_u64(&o, static_cast<uint64_t>(footer_.created_unix_ms));
   put_u64(&o, footer_.after_seq);
+  put_u64(&o, footer_.prev_seq);
   put_u32(&o, static_cast<uint32_t>(footer_.frames.size()));
   put_u32(&o, static_cast<uint32_t>(footer_.entries.size()));
   for (const auto& f : footer_.frames) {
@@ -171,7 +186,7 @@ Status parse_segment_trailer(std::span<const std::byte> t, uint64_t* footer_offs
   }
   if (get_u64(t.data() + 24) != crc32c(t.subspan(0, 24))) return Status::Corruption("segment trailer checksum mismatch");
   const uint32_t version = get_u32(t.data() + 16);
-  if (version != 1 && version != kSegmentFormatVersion) {
+  if (version < 1 || version > kSegmentFormatVersion) {
     return Status::Corruption("unsupported segment version " + std::to_string(version));
   }
   *footer_offset = get_u64(t.data());
@@ -186,8 +201,9 @@ Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_
   SegmentFooter footer;
   const std::byte* p = f.data() + 8;
   const uint32_t version = get_u32(p);
-  if (version != 1 && version != kSegmentFormatVersion) return Status::Corruption("unsupported segment footer version");
-  const size_t header_bytes = version == 1 ? kFooterHeaderBytesV1 : kFooterHeaderBytes;
+  if (version < 1 || version > kSegmentFormatVersion) return Status::Corruption("unsupported segment footer version");
+  const size_t header_bytes = version == 1 ? kFooterHeaderBytesV1 : version == 2 ? kFooterHeaderBytesV2 : kFooterHeaderBytes;
+  footer.version = version;
   if (f.size() < header_bytes) return Status::Corruption("segment footer is truncated");
   footer.seq = get_u64(p + 8);
   footer.layer = get_u64(p + 16);
@@ -197,6 +213,15 @@ Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_
     footer.after_seq = get_u64(p);
     p += 8;
     if (footer.after_seq >= footer.seq) return Status::Corruption("segment footer names a later segment to follow");
+  }
+  if (version >= 3) {
+    footer.prev_seq = get_u64(p);
+    p += 8;
+    if (footer.prev_seq >= footer.seq) return Status::Corruption("segment footer names a later segment as its predecessor");
+    // The predecessor left uncommitted is the one sealed just before.
+    if (footer.after_seq != 0 && footer.after_seq != footer.prev_seq) {
+      return Status::Corruption("segment footer names two different predecessors");
+    }
   }
   const uint64_t nframes = get_u32(p);
   const uint64_t nentries = get_u32(p + 4);

@@ -10,7 +10,7 @@
 //
 //   frame   : up to kFrameBlocks blocks of raw data, compressed (lz4/zstd) or raw
 //   footer  : "PBDSEGF1" u32 version u32 flags u64 seq u64 layer i64 created_ms
-//             [version 2: u64 after_seq] u32 nframes u32 nentries
+//             [version 2: u64 after_seq] [version 3: u64 prev_seq] u32 nframes u32 nentries
 //             nframes x { u64 offset u32 stored_len u32 raw_len u32 crc32c u8 codec u8[3] }
 //             nentries x { u64 lba u64 nblocks u32 frame u32 block_in_frame u8 state u8[7] }
 //   trailer : u64 footer_offset u32 footer_len u32 footer_crc32c u32 version
@@ -40,9 +40,9 @@ namespace portalbd {
 inline constexpr uint32_t kBlockSize = 4096;
 inline constexpr uint32_t kFrameBlocks = 16;  // 64 KiB frames
 inline constexpr size_t kSegmentTrailerBytes = 40;
-// Version 2 adds after_seq to the footer; version 1 objects are still read
-// (their after_seq is 0).
-inline constexpr uint32_t kSegmentFormatVersion = 2;
+// Version 2 adds after_seq to the footer, version 3 prev_seq; older objects
+// are still read (their after_seq and prev_seq are 0).
+inline constexpr uint32_t kSegmentFormatVersion = 3;
 inline constexpr uint32_t kNoFrame = UINT32_MAX;
 
 std::string segment_key(uint64_t seq);
@@ -52,6 +52,10 @@ bool parse_segment_key(const std::string& key, uint64_t* seq);
 std::string checkpoint_key(uint64_t seq);
 // The sequence a checkpoint key names; 0 for anything else.
 uint64_t parse_checkpoint_key(const std::string& key);
+// "roots/<seq as 16 hex digits>.json": the layers and roots as of seq.
+std::string roots_record_key(uint64_t seq);
+// The sequence a roots record key names; 0 for anything else.
+uint64_t parse_roots_record_key(const std::string& key);
 
 struct FrameRef {
   uint64_t offset = 0;     // byte offset of the frame in the segment object
@@ -79,6 +83,14 @@ struct SegmentFooter {
   // and not that one; replay then drops this one (and whatever follows it),
   // so a rebuild is always a prefix of the writes (Volume::replay_storage).
   uint64_t after_seq = 0;
+  // Format 3: the write segment sealed before this one, committed or not (0:
+  // the first, or a GC rewrite, which is not in the chain). Every write
+  // segment names its predecessor, so replay finds a segment missing from
+  // the middle of the log (Volume::replay_storage): a predecessor named with
+  // after_seq == 0 was committed before this one was sealed, and its absence
+  // is damage, not a crash state.
+  uint64_t prev_seq = 0;
+  uint32_t version = kSegmentFormatVersion;  // of the object it was parsed from
   std::vector<FrameRef> frames;
   std::vector<SegmentEntry> entries;
   uint64_t data_bytes() const;  // raw bytes of data blocks mapped
@@ -86,7 +98,9 @@ struct SegmentFooter {
 
 class SegmentBuilder {
  public:
-  SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms, uint64_t after_seq = 0);
+  // prev_seq 0 with after_seq set: after_seq is the predecessor.
+  SegmentBuilder(uint64_t seq, uint64_t layer, Codec codec, int64_t created_unix_ms, uint64_t after_seq = 0,
+                 uint64_t prev_seq = 0);
 
   // Sizes the object buffer for about `raw_bytes` of data, so that appending
   // frames does not reallocate and copy what is already there. Optional.

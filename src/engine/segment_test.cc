@@ -89,6 +89,52 @@ TEST_SUITE("engine.segment") {
     }
   }
 
+  TEST_CASE("version 2 segments (after_seq, no prev_seq) are still read") {
+    // Written by the format 2 encoder (tests/data/segment-v2.seg): seq 0x2a,
+    // layer 3, after_seq 0x29, 20 blocks of data at 100, a hole, a zero run.
+    const auto obj = test_data("segment-v2.seg");
+    auto parsed = parse_segment_object(obj);
+    REQUIRE_MESSAGE(parsed.ok(), parsed.status().ToString());
+    CHECK(parsed->version == 2);
+    CHECK(parsed->seq == 0x2a);
+    CHECK(parsed->layer == 3);
+    CHECK(parsed->after_seq == 0x29);
+    CHECK(parsed->prev_seq == 0);  // format 2 does not say
+    REQUIRE(parsed->entries.size() == 4);
+    CHECK(parsed->data_bytes() == 20 * kBlockSize);
+    std::vector<std::byte> frame;
+    for (const auto& ref : parsed->frames) {
+      CHECK(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &frame).ok());
+    }
+    // The last frame holds blocks 16-19; byte i of the data was i / 4096 + i % 7.
+    REQUIRE(frame.size() == 4 * kBlockSize);
+    CHECK(static_cast<uint8_t>(frame[3 * 4096 + 5]) == 19 + (19 * 4096 + 5) % 7);
+  }
+
+  TEST_CASE("version 3 footers name their predecessor, committed or not") {
+    SegmentBuilder committed(12, 2, Codec::kNone, 0, /*after_seq=*/0, /*prev_seq=*/9);
+    committed.add_data(0, pattern_blocks(1, 3, false));
+    auto a = parse_segment_object(committed.finish());
+    REQUIRE(a.ok());
+    CHECK(a->version == kSegmentFormatVersion);
+    CHECK(a->prev_seq == 9);
+    CHECK(a->after_seq == 0);
+
+    SegmentBuilder pending(12, 2, Codec::kNone, 0, /*after_seq=*/9);
+    pending.add_data(0, pattern_blocks(1, 3, false));
+    auto b = parse_segment_object(pending.finish());
+    REQUIRE(b.ok());
+    CHECK(b->prev_seq == 9);  // an uncommitted predecessor is the predecessor
+    CHECK(b->after_seq == 9);
+
+    for (auto [after, prev] : {std::pair<uint64_t, uint64_t>{0, 12}, {0, 13}, {8, 9}}) {
+      SegmentBuilder bad(12, 2, Codec::kNone, 0, after, prev);
+      bad.add_data(0, pattern_blocks(1, 3, false));
+      auto parsed = parse_segment_object(bad.finish());
+      CHECK_MESSAGE(parsed.status().is(Status::Code::kCorruption), "after " << after << " prev " << prev);
+    }
+  }
+
   TEST_CASE("a footer that names itself or a later segment to follow is corruption") {
     for (uint64_t after : {9, 10}) {
       SegmentBuilder b(9, 1, Codec::kNone, 0, after);

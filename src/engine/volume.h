@@ -147,6 +147,12 @@ struct VolumeOptions {
   // The claim on the volume (DESIGN invariant 6). Checked before every
   // segment upload, renewed by the flusher, released by close(). Optional.
   std::shared_ptr<WriterLease> lease;
+  // Damaged storage (docs/design.md, "What open() checks"): open() refuses
+  // a volume whose storage lost or broke committed data, naming what is
+  // wrong. With repair it accepts the loss instead: it moves what it cannot
+  // read to quarantine/, logs every sequence number, layer and byte range
+  // lost, and opens.
+  bool repair = false;
 };
 
 inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;
@@ -317,6 +323,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
     uint64_t seq = 0;
     uint64_t gen = 0;              // which seal made it: 1, 2, ... (seal_gen_); never reused
     uint64_t after_seq = 0;        // the buffer sealed before it, if uncommitted then (SegmentFooter)
+    uint64_t prev_seq = 0;         // the write segment sealed before it, committed or not (SegmentFooter)
     std::shared_ptr<Layer> layer;  // where its extents go once committed
     ExtentMap<BlockSource> blocks;
     uint64_t bytes = 0;  // buffered bytes held
@@ -334,13 +341,29 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
 
   Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts);
   Status open_manifest();
+  // No volume.json: kCorruption naming what the prefix holds, unless empty.
+  Status check_prefix_is_empty();
   Status open_index();
+  Result<std::unique_ptr<meta::Index>> open_index_or_move_aside();
   Status replay_storage();
+  // Damaged storage (volume_damage.cc). Moves an object open() cannot use to
+  // quarantine/<key> (copied, then removed): evidence is never deleted.
+  Status quarantine_object(const std::string& key, const std::string& why);
+  // After load_layers(): every segment a root reaches is in storage, whole
+  // (its listed size is the one the index recorded).
+  Status check_stored_references();
+  // After load_layers(): volume.json's size covers every block holding data.
+  Status check_size_covers_data();
+  // After a repair: stores the state it accepted (the roots, then a
+  // checkpoint), so later starts, from this index or from storage alone,
+  // open it without --repair and without finding the same damage again.
+  Status settle_repair();
   Result<SegmentFooter> read_segment_footer(const ObjectInfo& obj);
   Status load_layers();
   Status apply_roots_record(const std::vector<std::byte>& raw);
   Status write_roots_record();  // REQUIRES: flush_mu_ held
   Status restore_checkpoint_if_fresh(bool fresh_index);
+  Status restore_checkpoint(const std::string& key);  // one checkpoint; kCorruption when damaged
   Result<uint64_t> checkpoint_locked();  // REQUIRES: flush_mu_ held
   // Allocates `count` sequence numbers at a moment when no sealed buffer is
   // pending, so every lower sequence is committed. Holds back size-triggered
@@ -494,6 +517,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // no longer names them. GUARDED_BY(flush_mu_)
   bool needs_checkpoint_ = false;
   uint64_t next_seq_ = 1;                        // GUARDED_BY(mu_)
+  // The newest write segment sealed (or, at open, the newest in storage): the
+  // next one names it as its predecessor. GUARDED_BY(mu_)
+  uint64_t last_write_seq_ = 0;
   bool closing_ = false;                         // GUARDED_BY(mu_)
   bool closed_ = false;                          // GUARDED_BY(mu_)
 
@@ -501,6 +527,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flushes_grouped_{0},
       flush_errors_{0}, overwrites_in_place_{0};
   uint64_t replayed_segments_ = 0;
+  // open() only: the segments storage lists (seq -> bytes), for
+  // check_stored_references(); emptied when open() is done.
+  std::map<uint64_t, uint64_t> stored_segments_;
+  bool repaired_ = false;  // open() accepted damage (opts_.repair); settle_repair() stores the result
   // Ephemeral volumes: bytes of block buffers alive (make_block_buffer). Shared
   // with the buffers' deleters, which may run after the volume is gone.
   const std::shared_ptr<std::atomic<uint64_t>> buffer_bytes_ = std::make_shared<std::atomic<uint64_t>>(0);

@@ -17,6 +17,10 @@ void Volume::seal_active_locked() {
   // Replay keeps this segment only if the one before it was stored too
   // (SegmentFooter::after_seq): crash = a prefix, whatever the window.
   sealed->after_seq = sealing_.empty() ? 0 : sealing_.back()->seq;
+  // And names its predecessor always, so replay finds one missing from the
+  // middle of the log (SegmentFooter::prev_seq).
+  sealed->prev_seq = last_write_seq_;
+  last_write_seq_ = sealed->seq;
   sealed->layer = live_;
   sealed->blocks = std::move(active_);
   sealed->bytes = active_bytes_;
@@ -39,7 +43,7 @@ void Volume::seal_if_full_locked() {
 // encoding needs no lock; readers keep using them until the commit.
 Status Volume::put_segment(Sealed& sealed) {
   if (!sealed.footer) {
-    SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms(), sealed.after_seq);
+    SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms(), sealed.after_seq, sealed.prev_seq);
     builder.reserve(sealed.bytes);
     for (const auto& [lba, node] : sealed.blocks.entries()) {
       const BlockSource& src = node.value;

@@ -34,9 +34,8 @@
 #include <set>
 #include <unistd.h>
 
-#include <zstd.h>
-
 #include "src/util/clock.h"
+#include "src/engine/checkpoint_codec.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 
@@ -132,12 +131,11 @@ Result<uint64_t> Volume::checkpoint_locked() {
   auto raw = read_file(tmp);
   std::filesystem::remove(tmp);
   if (!raw.ok()) return raw.status();
-  std::vector<std::byte> packed(ZSTD_compressBound(raw->size()));
-  size_t n = ZSTD_compress(packed.data(), packed.size(), raw->data(), raw->size(), 3);
-  if (ZSTD_isError(n)) return Status::IOError(std::string("compress checkpoint: ") + ZSTD_getErrorName(n));
-  packed.resize(n);
+  auto packed = encode_checkpoint(*raw);  // with a checksum of the index (checkpoint_codec.h)
+  if (!packed.ok()) return packed.status();
+  const size_t n = packed->size();
   const std::string key = checkpoint_key(*seq);
-  PBD_RETURN_IF_ERROR(store_->put(key, packed).With("upload " + key));
+  PBD_RETURN_IF_ERROR(store_->put(key, *packed).With("upload " + key));
   // Keep the two newest: an older one is never needed once a newer one is whole.
   std::vector<ObjectInfo> all;
   if (store_->list("checkpoints/", &all).ok() && all.size() > 2) {
@@ -152,42 +150,81 @@ Result<uint64_t> Volume::checkpoint_locked() {
 }
 
 // Called at open. When the local index is new (or was reset because it
-// belonged to another volume), start from the newest checkpoint in storage
-// rather than replaying every segment since the beginning.
+// belonged to another volume, or is behind storage), start from the newest
+// checkpoint in storage rather than replaying every segment since the
+// beginning. A damaged checkpoint (checksum, truncation, not an index of
+// this volume, not the sequence its key names) is quarantined with a warning
+// naming it, and the next older one is tried; with none left the index is
+// rebuilt from the segments alone, and replay_storage() refuses if GC has
+// deleted some it would need.
 Status Volume::restore_checkpoint_if_fresh(bool fresh_index) {
   if (!fresh_index) return Status::OK();
   std::vector<ObjectInfo> all;
   PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &all).With("list checkpoints"));
+  std::erase_if(all, [](const ObjectInfo& c) { return parse_checkpoint_key(c.key) == 0; });
   if (all.empty()) return Status::OK();
   if (opts_.index_path == kInMemoryIndex) {
     return Status::NotSupported("the volume has checkpoints in storage; an in-memory index cannot start from one");
   }
-  const ObjectInfo& newest = all.back();
-  std::vector<std::byte> packed;
-  PBD_RETURN_IF_ERROR(store_->get(newest.key, &packed).With("read " + newest.key));
-  unsigned long long raw_size = ZSTD_getFrameContentSize(packed.data(), packed.size());
-  if (raw_size == ZSTD_CONTENTSIZE_ERROR || raw_size == ZSTD_CONTENTSIZE_UNKNOWN || raw_size > (64ull << 30)) {
-    return Status::Corruption(newest.key + " is not a checkpoint");
+  auto logger = log::get("engine");
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    Status st = restore_checkpoint(it->key);
+    if (st.ok()) return Status::OK();
+    if (!st.is(Status::Code::kCorruption)) return st;
+    logger->warn("skipping a damaged checkpoint object={} error={}", it->key, log::quote(st.message()));
+    PBD_RETURN_IF_ERROR(quarantine_object(it->key, "damaged checkpoint: " + st.message()));
   }
-  std::vector<char> raw(raw_size);
-  size_t n = ZSTD_decompress(raw.data(), raw.size(), packed.data(), packed.size());
-  if (ZSTD_isError(n) || n != raw_size) return Status::Corruption(newest.key + " does not decompress");
+  // No usable checkpoint: an empty index, which replay fills from the segments.
   index_.reset();
   for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(opts_.index_path + suffix);
+  auto index = meta::Index::Open(opts_.index_path);
+  if (!index.ok()) return index.status();
+  index_ = std::move(*index);
+  PBD_RETURN_IF_ERROR(index_->set_meta("volume_uuid", uuid_));
+  logger->warn("no usable checkpoint in storage, rebuilding the index from segments alone storage={}",
+               log::quote(store_->url()));
+  return Status::OK();
+}
+
+// Replaces the index with checkpoint `key`. kCorruption when the object is
+// not a whole checkpoint of this volume at the sequence its key names; the
+// index is then left empty.
+Status Volume::restore_checkpoint(const std::string& key) {
+  std::vector<std::byte> packed;
+  PBD_RETURN_IF_ERROR(store_->get(key, &packed).With("read " + key));
+  auto decoded = decode_checkpoint(packed);
+  if (!decoded.ok()) return decoded.status().With(key);
+  index_.reset();
+  auto discard = [&] {
+    index_.reset();
+    for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(opts_.index_path + suffix);
+  };
+  discard();
   {
     std::ofstream out(opts_.index_path, std::ios::binary);
-    out.write(raw.data(), static_cast<std::streamsize>(raw.size()));
+    out.write(reinterpret_cast<const char*>(decoded->index_file.data()),
+              static_cast<std::streamsize>(decoded->index_file.size()));
     if (!out) return Status::IOError("cannot write " + opts_.index_path);
   }
+  // What SQLite says of the file is about the checkpoint's bytes: damage.
+  auto damaged = [&](const std::string& why) {
+    discard();
+    return Status::Corruption(key + ": " + why);
+  };
   auto index = meta::Index::Open(opts_.index_path);
-  if (!index.ok()) return index.status().With("open checkpoint " + newest.key);
+  if (!index.ok()) return damaged(index.status().message());
   index_ = std::move(*index);
   auto owner = index_->get_meta("volume_uuid");
-  if (!owner.ok()) return owner.status();
-  if (!owner->has_value() || **owner != uuid_) {
-    return Status::Corruption(newest.key + " belongs to another volume");
+  if (!owner.ok()) return damaged(owner.status().message());
+  if (!owner->has_value() || **owner != uuid_) return damaged("belongs to another volume");
+  auto seq = index_->get_meta("checkpoint_seq");
+  if (!seq.ok()) return damaged(seq.status().message());
+  if (seq->has_value() && **seq != std::to_string(parse_checkpoint_key(key))) {
+    return damaged("holds the index as of sequence " + **seq + ", not the one its key names");
   }
-  log::get("engine")->info("index restored from checkpoint key={} bytes={}", newest.key, raw_size);
+  if (auto last = index_->last_seq(); !last.ok()) return damaged(last.status().message());
+  log::get("engine")->info("index restored from checkpoint key={} bytes={} checksum={}", key,
+                           decoded->index_file.size(), decoded->checksummed ? "verified" : "none (an older checkpoint)");
   return Status::OK();
 }
 

@@ -3,7 +3,9 @@
 // fresh state directory).
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -11,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/util/clock.h"
+#include "src/engine/replay_plan.h"
 #include "src/engine/uuid.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
@@ -80,7 +83,10 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   PBD_RETURN_IF_ERROR(v->open_index());
   PBD_RETURN_IF_ERROR(v->replay_storage());
   PBD_RETURN_IF_ERROR(v->load_layers());
+  PBD_RETURN_IF_ERROR(v->check_stored_references());
+  PBD_RETURN_IF_ERROR(v->check_size_covers_data());
   v->flusher_ = std::thread([raw = v.get()] { raw->flusher_loop(); });
+  if (v->repaired_) PBD_RETURN_IF_ERROR(v->settle_repair());
   return v;
 }
 
@@ -92,6 +98,7 @@ Status Volume::open_manifest() {
   std::vector<std::byte> raw;
   Status st = store_->get(kManifestKey, &raw);
   if (st.is(Status::Code::kNotFound)) {
+    PBD_RETURN_IF_ERROR(check_prefix_is_empty());
     size_bytes_ = opts_.size_bytes != 0 ? opts_.size_bytes : kDefaultVolumeSize;
     uuid_ = new_uuid();
     nlohmann::json m = {{"format", 1},          {"uuid", uuid_},           {"size_bytes", size_bytes_},
@@ -130,8 +137,75 @@ Status Volume::open_manifest() {
   return Status::OK();
 }
 
+// A volume's objects with no volume.json: the manifest is lost or damaged.
+// Creating a new volume there would give the data a new identity that no
+// later start matches, so refuse and say what is there.
+Status Volume::check_prefix_is_empty() {
+  std::vector<ObjectInfo> all;
+  PBD_RETURN_IF_ERROR(store_->list("", &all).With("list " + store_->url()));
+  std::map<std::string, uint64_t> found;  // what, how many
+  for (const auto& obj : all) {
+    uint64_t seq = 0;
+    if (obj.key.starts_with("lock/")) continue;  // the writer lease, claimed before open()
+    if (parse_segment_key(obj.key, &seq)) {
+      found["segments"]++;
+    } else if (parse_roots_record_key(obj.key) != 0) {
+      found["roots records"]++;
+    } else if (parse_checkpoint_key(obj.key) != 0) {
+      found["checkpoints"]++;
+    } else if (obj.key.starts_with("quarantine/")) {
+      found["quarantined objects"]++;
+    } else {
+      found["other objects"]++;
+    }
+  }
+  if (found.empty()) return Status::OK();
+  std::string what;
+  for (const char* kind : {"segments", "roots records", "checkpoints", "quarantined objects", "other objects"}) {
+    if (found.count(kind)) what += (what.empty() ? "" : ", ") + std::to_string(found[kind]) + " " + kind;
+  }
+  return Status::Corruption("no " + std::string(kManifestKey) + " in " + store_->url() + ", but it holds " + what +
+                            ": a volume whose " + kManifestKey +
+                            " is lost or damaged. Refusing to create a new volume over its data; put " + kManifestKey +
+                            " back (its uuid is in every roots record and checkpoint), or use an empty location");
+}
+
+// The index is a cache of storage: one that SQLite cannot read is moved aside
+// (index.sqlite.corrupt-<UTC time>, with its -wal and -shm) and rebuilt from
+// storage, with one log line. Errors that say nothing about the file (a full
+// disk, a lock) and an index from a newer portalbd are reported instead.
+Result<std::unique_ptr<meta::Index>> Volume::open_index_or_move_aside() {
+  auto probe = [&]() -> Result<std::unique_ptr<meta::Index>> {
+    auto index = meta::Index::Open(opts_.index_path);
+    if (!index.ok()) return index.status();
+    auto owner = (*index)->get_meta("volume_uuid");
+    if (!owner.ok()) return owner.status();
+    auto last = (*index)->last_seq();
+    if (!last.ok()) return last.status();
+    return index;
+  };
+  auto index = probe();
+  if (index.ok() || opts_.index_path == kInMemoryIndex || !index.status().is(Status::Code::kIOError)) return index;
+  const std::string& msg = index.status().message();
+  for (const char* transient : {"full", "locked", "busy"}) {
+    if (msg.find(transient) != std::string::npos) return index;
+  }
+  const std::string aside = opts_.index_path + ".corrupt-" + compact_utc(now_unix_ms());
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::error_code ec;
+    if (!std::filesystem::exists(opts_.index_path + suffix, ec)) continue;
+    std::filesystem::rename(opts_.index_path + suffix, aside + suffix, ec);
+    if (ec) {
+      return Status::IOError(msg + "; and moving it aside to " + aside + suffix + " failed: " + ec.message());
+    }
+  }
+  log::get("engine")->warn("index is unreadable, moved it aside and rebuilding it from storage index={} moved_to={} error={}",
+                           opts_.index_path, aside, log::quote(msg));
+  return probe();
+}
+
 Status Volume::open_index() {
-  auto index = meta::Index::Open(opts_.index_path);
+  auto index = open_index_or_move_aside();
   if (!index.ok()) return index.status();
   index_ = std::move(*index);
   auto owner = index_->get_meta("volume_uuid");
@@ -165,107 +239,159 @@ Result<SegmentFooter> Volume::read_segment_footer(const ObjectInfo& obj) {
   return parse_segment_footer(footer_bytes, footer_offset);
 }
 
-// Applies segments that are in storage but not in the index, in order, as
-// long as they form a prefix of what was sealed (invariant 3 in volume.h).
-// Sequence numbers may have holes (roots records and checkpoints take
-// numbers too); a segment's after_seq says which write segment it needs.
+// Applies segments that are in storage but not in the index, in order, and
+// the newest roots record, refusing damaged storage (replay_plan.h says which
+// losses are a crash state and which are damage). Nothing is written,
+// quarantined or applied from a segment before every check has passed, so a
+// refusal leaves storage as it found it. With opts_.repair the damage is
+// logged and accepted instead: what cannot be used is quarantined.
 Status Volume::replay_storage() {
   auto logger = log::get("engine");
   auto last = index_->last_seq();
   if (!last.ok()) return last.status();
   std::vector<ObjectInfo> objects;
   PBD_RETURN_IF_ERROR(store_->list("segments/", &objects).With("list segments"));
-  // A checkpoint is taken with nothing buffered, so every write segment
-  // sealed before it was committed; garbage collection deletes segments only
-  // below the checkpoint it has just written. A missing segment at or below
-  // the newest checkpoint was collected, not lost. Listed only when a segment
-  // names a predecessor the index has not seen (rare: a lagging index or a
-  // crash mid-window), so an ordinary start costs no extra LIST.
-  std::optional<uint64_t> committed;
-  auto committed_through = [&]() -> Result<uint64_t> {
-    if (!committed) {
-      std::vector<ObjectInfo> checkpoints;
-      PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &checkpoints).With("list checkpoints"));
-      committed = *last;
-      for (const auto& c : checkpoints) committed = std::max(*committed, parse_checkpoint_key(c.key));
-    }
-    return *committed;
-  };
   uint64_t max_seq = *last;
-  // Segments the index has not seen, in sequence order.
-  std::vector<std::pair<uint64_t, ObjectInfo>> pending;
+  // Segments the index has not seen, in sequence order, with their footers.
+  std::vector<PendingSegment> pending;
+  stored_segments_.clear();
   for (const auto& obj : objects) {
     uint64_t seq = 0;
     if (!parse_segment_key(obj.key, &seq)) continue;
+    stored_segments_[seq] = obj.size;
     max_seq = std::max(max_seq, seq);
-    if (seq > *last) pending.emplace_back(seq, obj);
-  }
-  std::set<uint64_t> replayed;  // by this call
-  for (size_t i = 0; i < pending.size(); ++i) {
-    const auto& [seq, obj] = pending[i];
-    // Up to kMaxUploadWindow uploads may have been in flight when a daemon
-    // was killed. Any of them may be missing, or torn on a store that does
-    // not make PUTs atomic (s3rver). None was committed, so no flush
-    // covering them was answered, and dropping them loses nothing
-    // acknowledged. Further back a bad or orphaned segment is corruption,
-    // and the daemon refuses to guess.
-    const bool in_upload_window = pending.size() - i <= kMaxUploadWindow;
+    if (seq <= *last) continue;
+    PendingSegment p;
+    p.seq = seq;
+    p.key = obj.key;
+    p.size = obj.size;
     auto footer = read_segment_footer(obj);
-    if (!footer.ok()) {
-      if (in_upload_window && footer.status().is(Status::Code::kCorruption)) {
-        logger->warn("dropping a torn segment among the last uploads object={} error={}", obj.key,
-                     log::quote(footer.status().message()));
-        PBD_RETURN_IF_ERROR(store_->remove(obj.key).With("drop torn segment"));
-        continue;
-      }
-      return footer.status().With("segment " + obj.key);
+    if (footer.ok()) {
+      p.footer = std::move(*footer);
+    } else if (footer.status().is(Status::Code::kCorruption)) {
+      p.error = footer.status();
+    } else {
+      return footer.status().With("segment " + obj.key);  // storage trouble, not damage: try again later
     }
-    if (footer->seq != seq) return Status::Corruption("segment " + obj.key + " claims sequence " + std::to_string(footer->seq));
-    const uint64_t after = footer->after_seq;
-    bool orphan = after > *last && !replayed.count(after);
-    if (orphan) {
-      auto through = committed_through();
-      if (!through.ok()) return through.status();
-      orphan = after > *through;
+    pending.push_back(std::move(p));
+  }
+  // A checkpoint is taken with nothing buffered, so every write segment
+  // sealed before it was committed; garbage collection deletes segments only
+  // below the checkpoint it has just written. A segment missing at or below
+  // the newest checkpoint was collected, not lost. Listed only when there is
+  // something to replay, so an ordinary start costs no extra LIST.
+  uint64_t committed_through = *last;
+  if (!pending.empty()) {
+    std::vector<ObjectInfo> checkpoints;
+    PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &checkpoints).With("list checkpoints"));
+    for (const auto& c : checkpoints) committed_through = std::max(committed_through, parse_checkpoint_key(c.key));
+  }
+  ReplayPlan plan = plan_replay(pending, *last, committed_through, kMaxUploadWindow);
+  std::vector<std::string> damage;
+  if (plan.damaged()) damage.push_back(plan.describe_damage());
+
+  // Snapshots and layers: the newest roots record, when newer than the
+  // index's. Root changes store their record before the index commits them
+  // (volume_snapshot.cc), so storage never holds less than the index.
+  std::vector<ObjectInfo> records;
+  PBD_RETURN_IF_ERROR(store_->list("roots/", &records).With("list roots"));
+  std::erase_if(records, [](const ObjectInfo& r) { return parse_roots_record_key(r.key) == 0; });
+  auto applied = index_->get_meta("roots_seq");
+  if (!applied.ok()) return applied.status();
+  const uint64_t applied_seq = applied->has_value() ? std::stoull(**applied) : 0;
+  const uint64_t newest_record = records.empty() ? 0 : parse_roots_record_key(records.back().key);  // keys sort by sequence
+  max_seq = std::max(max_seq, newest_record);
+  if (newest_record < applied_seq) {
+    damage.push_back("the index holds roots record " + roots_record_key(applied_seq) + ", but storage's newest is " +
+                     (records.empty() ? std::string("none") : records.back().key) +
+                     ": a roots record (snapshots and layers) is missing");
+  }
+  bool roots_missing = newest_record < applied_seq;
+  for (auto it = records.rbegin(); it != records.rend(); ++it) {
+    const uint64_t seq = parse_roots_record_key(it->key);
+    if (seq <= applied_seq) break;
+    std::vector<std::byte> raw;
+    PBD_RETURN_IF_ERROR(store_->get(it->key, &raw).With("read " + it->key));
+    Status st = apply_roots_record(raw);
+    if (st.ok()) {
+      PBD_RETURN_IF_ERROR(index_->set_meta("roots_seq", std::to_string(seq)));
+      logger->info("restored snapshots from storage record={}", it->key);
+      break;
     }
-    if (orphan) {
-      // Stored while the segment before it was still uploading, which never
-      // arrived: keeping it would give a state the disk was never in.
-      if (!in_upload_window) {
-        return Status::Corruption("segment " + obj.key + " follows " + segment_key(after) + ", which is missing");
-      }
-      logger->warn("dropping a segment sealed behind one that storage does not have object={} missing={}", obj.key,
-                   segment_key(after));
-      PBD_RETURN_IF_ERROR(store_->remove(obj.key).With("drop orphaned segment"));
+    if (!st.is(Status::Code::kCorruption)) return st.With(it->key);
+    damage.push_back(it->key + " is unreadable (" + st.message() + ")");
+    if (!opts_.repair) break;
+    // Repair: an older record, and the layers it does not know are dealt
+    // with below like any other.
+    roots_missing = true;
+    PBD_RETURN_IF_ERROR(quarantine_object(it->key, "unreadable roots record"));
+  }
+
+  // Every segment's layer must be one the roots know: a record that creates
+  // a layer is stored before any segment of it. One that names a layer
+  // nobody knows means a roots record is missing, and with it a snapshot or
+  // a restore: replaying it would attach its writes to nothing (and GC would
+  // then delete them).
+  auto layers = index_->list_layers();
+  if (!layers.ok()) return layers.status();
+  std::set<uint64_t> known_layers;
+  for (const auto& l : *layers) known_layers.insert(l.id);
+  if (known_layers.empty()) known_layers.insert(1);  // a new index: live_layer() makes layer 1
+  std::set<size_t> unknown_layer;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const auto& p = pending[i];
+    if (plan.decisions[i].action != ReplayPlan::Action::kApply || known_layers.count(p.footer->layer)) continue;
+    unknown_layer.insert(i);
+    damage.push_back(p.key + " holds writes to layer " + std::to_string(p.footer->layer) +
+                     ", which neither the index nor storage's newest roots record knows: a roots record is missing");
+  }
+
+  if (!damage.empty()) {
+    std::string all;
+    for (const auto& d : damage) all += (all.empty() ? "" : "; ") + d;
+    if (!opts_.repair) {
+      return Status::Corruption("storage of " + store_->url() + " is damaged: " + all +
+                                ". Refusing to open the volume: it would serve older data or zeros in place of "
+                                "committed writes. Start once with --repair to accept the loss (objects that cannot be "
+                                "read are moved under quarantine/, and the log says what is lost)");
+    }
+    logger->error("repair: accepting damaged storage storage={} damage={}", log::quote(store_->url()), log::quote(all));
+    repaired_ = true;
+    for (const auto& m : plan.missing) {
+      logger->error("repair: segment lost, its writes are gone object={} named_by={}", segment_key(m.seq),
+                    segment_key(m.named_by));
+    }
+  }
+  if (roots_missing && opts_.repair) {
+    roots_dirty_ = true;  // the first flush stores the roots as the index now has them
+  }
+
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const auto& p = pending[i];
+    const auto& d = plan.decisions[i];
+    if (d.action == ReplayPlan::Action::kDropTail) {
+      logger->warn("dropping a segment of a crash's uncommitted tail object={} reason={}", p.key, log::quote(d.why));
+      PBD_RETURN_IF_ERROR(quarantine_object(p.key, d.why));
+      stored_segments_.erase(p.seq);
       continue;
     }
-    PBD_RETURN_IF_ERROR(index_->apply_segment(*footer, obj.size));
-    replayed.insert(seq);
+    if (d.action == ReplayPlan::Action::kDamaged || unknown_layer.count(i)) {  // only with opts_.repair
+      const std::string why = d.action == ReplayPlan::Action::kDamaged ? d.why : "its layer is unknown";
+      logger->error("repair: segment lost, its writes are gone object={} reason={} writes={}", p.key, log::quote(why),
+                    p.footer ? describe_writes(*p.footer) : std::string("unknown (its footer is unreadable)"));
+      PBD_RETURN_IF_ERROR(quarantine_object(p.key, why));
+      stored_segments_.erase(p.seq);
+      continue;
+    }
+    PBD_RETURN_IF_ERROR(index_->apply_segment(*p.footer, p.size));
     ++replayed_segments_;
   }
   if (replayed_segments_ > 0) {
     logger->info("replayed segments from storage count={} last_seq={}", replayed_segments_, max_seq);
   }
-
-  // Snapshots and layers: the newest roots record, when newer than the index's.
-  std::vector<ObjectInfo> records;
-  PBD_RETURN_IF_ERROR(store_->list("roots/", &records).With("list roots"));
-  auto applied = index_->get_meta("roots_seq");
-  if (!applied.ok()) return applied.status();
-  const uint64_t applied_seq = applied->has_value() ? std::stoull(**applied) : 0;
-  if (!records.empty()) {
-    const ObjectInfo& newest = records.back();  // keys sort by sequence
-    uint64_t seq = std::stoull(newest.key.substr(6, 16), nullptr, 16);
-    max_seq = std::max(max_seq, seq);
-    if (seq > applied_seq) {
-      std::vector<std::byte> raw;
-      PBD_RETURN_IF_ERROR(store_->get(newest.key, &raw).With("read " + newest.key));
-      PBD_RETURN_IF_ERROR(apply_roots_record(raw).With(newest.key));
-      PBD_RETURN_IF_ERROR(index_->set_meta("roots_seq", std::to_string(seq)));
-      logger->info("restored snapshots from storage record={}", newest.key);
-    }
-  }
   next_seq_ = max_seq + 1;
+  // The next write segment names the newest one storage keeps.
+  last_write_seq_ = stored_segments_.empty() ? 0 : stored_segments_.rbegin()->first;
   return Status::OK();
 }
 

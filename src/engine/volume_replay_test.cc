@@ -1,10 +1,13 @@
 // Rebuild from storage after a crash (invariant 3 in volume.h): a hole in the
-// sequence numbers, or a torn segment followed by whole ones, among the last
-// kMaxUploadWindow segments is a legal crash state; a torn segment further
-// back is corruption. Here every segment was sealed with nothing before it
-// pending (FUA writes), so the ones after a hole are kept; segments sealed
-// behind a missing one are dropped (volume_upload_test.cc, "a crash with
-// several uploads in flight rebuilds a prefix of the writes").
+// sequence numbers, or a torn segment, among the last kMaxUploadWindow
+// segments is a legal crash state only while nothing shows that segment was
+// committed. Here every segment was sealed with nothing before it pending
+// (FUA writes), and names its committed predecessor (SegmentFooter::prev_seq),
+// so a hole or a torn segment anywhere but the newest is damage: refused, or
+// with repair quarantined and the rest kept. Segments sealed behind a missing
+// one are a crash's tail (volume_upload_test.cc, "a crash with several
+// uploads in flight rebuilds a prefix of the writes"). More damage cases:
+// volume_damage_test.cc.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -58,7 +61,7 @@ void tear(MemoryStore& store, uint64_t seq) {
 }  // namespace
 
 TEST_SUITE("engine.replay") {
-  TEST_CASE("replay keeps the segments after a hole or a torn segment inside the upload window") {
+  TEST_CASE("a hole or a torn segment among committed segments is damage, even inside the upload window") {
     TempDir dir;
     auto mem = std::make_shared<MemoryStore>();
     {
@@ -67,21 +70,35 @@ TEST_SUITE("engine.replay") {
       write_numbered_segments(**v, 1, 5, true);
       REQUIRE((*v)->close().ok());
     }
-    // A crash with 2-5 in flight: 2 never arrived, 4 is half written, 3 and
-    // 5 are whole.
+    // 2 is gone and 4 half written, though 3 and 5 show both were committed.
     REQUIRE(mem->remove(segment_key(2)).ok());
     tear(*mem, 4);
-    auto v = open_fresh(mem, dir.path + "/index.sqlite");
+    remove_index(dir.path + "/index.sqlite");
+    auto refused = Volume::Open(mem, replay_options(dir.path + "/index.sqlite"));
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.status().is(Status::Code::kCorruption));
+    CHECK(refused.status().message().find(segment_key(2) + " is missing") != std::string::npos);
+    CHECK(refused.status().message().find(segment_key(4)) != std::string::npos);
+    CHECK(mem->head(segment_key(4)).ok());  // evidence kept
+
+    remove_index(dir.path + "/index.sqlite");
+    VolumeOptions repair = replay_options(dir.path + "/index.sqlite");
+    repair.repair = true;
+    auto opened = Volume::Open(mem, repair);
+    REQUIRE_MESSAGE(opened.ok(), opened.status().ToString());
+    auto v = *opened;
     check_numbered_segment(*v, 1);
     check_numbered_segment(*v, 2, false);
     check_numbered_segment(*v, 3);
     check_numbered_segment(*v, 4, false);
     check_numbered_segment(*v, 5);
-    CHECK(mem->head(segment_key(4)).status().is(Status::Code::kNotFound));  // dropped
+    CHECK(mem->head(segment_key(4)).status().is(Status::Code::kNotFound));  // quarantined
+    CHECK(mem->head("quarantine/" + segment_key(4)).ok());
     CHECK(v->stats().replayed_segments == 3);
-    // New segments continue after the highest sequence seen, torn or not.
+    // New segments continue after the highest sequence seen (a checkpoint of
+    // the repair took one), torn or not.
     const uint64_t next = v->stats().next_seq;
-    CHECK(next == 6);
+    CHECK(next > 5);
     REQUIRE(v->write(8 * kSegmentBytes, numbered_pattern(4096, 9), true).ok());
     CHECK(mem->head(segment_key(next)).ok());
   }
@@ -105,14 +122,15 @@ TEST_SUITE("engine.replay") {
     CHECK(broken.status().is(Status::Code::kCorruption));
     CHECK(mem->head(segment_key(1)).ok());  // evidence kept
 
-    // One place later it is inside the window, and dropped.
+    // The newest one torn is a crash's tail: nothing shows it was committed.
     REQUIRE(mem->put(segment_key(1), first).ok());
-    tear(*mem, 2);
+    tear(*mem, count);
     auto v = open_fresh(mem, dir.path + "/index.sqlite");
     std::vector<std::byte> got(4096);
     for (int i = 1; i <= count; ++i) {
       REQUIRE(v->read(i * 4096, got).ok());
-      CHECK(got == (i == 2 ? std::vector<std::byte>(4096) : numbered_pattern(4096, i)));
+      CHECK(got == (i == count ? std::vector<std::byte>(4096) : numbered_pattern(4096, i)));
     }
+    CHECK(mem->head("quarantine/" + segment_key(count)).ok());
   }
 }

@@ -1,0 +1,270 @@
+// Damaged storage (docs/design.md, "What open() checks"): every damage is
+// opened twice, with the index the last daemon left and from storage alone
+// (a fresh index). Each open either refuses, naming the damaged object and
+// leaving storage exactly as it was, or serves the flushed data; never
+// zeroes in place of flushed data without --repair. With repair the loss is
+// accepted, unreadable objects are quarantined, and later starts open the
+// repaired volume without repair.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "src/engine/volume.h"
+#include "src/store/memory_store.h"
+#include "tests/unit/numbered_segments.h"
+#include "tests/unit/temp_dir.h"
+
+using namespace portalbd;
+
+namespace {
+
+using portalbd::testing::check_numbered_segment;
+using portalbd::testing::numbered_pattern;
+using portalbd::testing::TempDir;
+using portalbd::testing::write_numbered_segments;
+constexpr uint64_t kSegmentBytes = portalbd::testing::kNumberedSegmentBytes;
+
+struct Damaged {
+  TempDir dir;
+  std::shared_ptr<MemoryStore> mem = std::make_shared<MemoryStore>();
+
+  std::string index() const { return dir.path + "/index.sqlite"; }
+  VolumeOptions options(bool repair) const {
+    VolumeOptions o;
+    o.segment_bytes = kSegmentBytes;
+    o.flush_interval_ms = 0;
+    o.index_path = index();
+    o.repair = repair;
+    return o;
+  }
+  // fresh: from storage alone, as on a new machine.
+  Result<std::shared_ptr<Volume>> open(bool fresh, bool repair = false) {
+    if (fresh) {
+      for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(index() + suffix);
+    }
+    return Volume::Open(mem, options(repair));
+  }
+  std::shared_ptr<Volume> open_ok(bool fresh, bool repair = false) {
+    auto v = open(fresh, repair);
+    REQUIRE_MESSAGE(v.ok(), v.status().ToString());
+    return *v;
+  }
+  // Segments 1..n, each one FUA write, so each was committed (and its FLUSH
+  // answered) before the next was sealed.
+  void write_segments(int n) {
+    auto v = open_ok(false);
+    write_numbered_segments(*v, 1, n, true);
+    REQUIRE(v->close().ok());
+  }
+  // Every key and size: what a refused open must leave untouched.
+  std::vector<std::pair<std::string, uint64_t>> listing() {
+    std::vector<ObjectInfo> all;
+    REQUIRE(mem->list("", &all).ok());
+    std::vector<std::pair<std::string, uint64_t>> out;
+    for (const auto& o : all) out.emplace_back(o.key, o.size);
+    return out;
+  }
+  std::vector<std::byte> get(const std::string& key) {
+    std::vector<std::byte> raw;
+    REQUIRE(mem->get(key, &raw).ok());
+    return raw;
+  }
+  std::string newest(const std::string& prefix) {
+    std::vector<ObjectInfo> all;
+    REQUIRE(mem->list(prefix, &all).ok());
+    REQUIRE(!all.empty());
+    return all.back().key;
+  }
+};
+
+// What a kill -9 mid-PUT leaves on a store without atomic PUTs, or a disk error.
+void tear(Damaged& d, const std::string& key) {
+  auto raw = d.get(key);
+  raw.resize(raw.size() / 2);
+  REQUIRE(d.mem->put(key, raw).ok());
+}
+
+// Expects a refusal that names `what` and leaves storage as it was.
+void check_refused(Damaged& d, bool fresh, const std::string& what) {
+  const auto before = d.listing();
+  auto v = d.open(fresh);
+  REQUIRE_FALSE(v.ok());
+  CHECK(v.status().is(Status::Code::kCorruption));
+  CHECK_MESSAGE(v.status().message().find(what) != std::string::npos, v.status().message());
+  CHECK(d.listing() == before);
+}
+
+void check_segments(Volume& v, int n, int lost = 0) {
+  for (int i = 1; i <= n; ++i) check_numbered_segment(v, i, i != lost);
+}
+
+bool exists(Damaged& d, const std::string& key) { return d.mem->head(key).ok(); }
+
+}  // namespace
+
+TEST_SUITE("engine.damage") {
+  TEST_CASE("a segment missing from the middle of the log is refused, and repair accepts the loss") {
+    for (bool fresh : {false, true}) {
+      CAPTURE(fresh);
+      Damaged d;
+      d.write_segments(5);
+      REQUIRE(d.mem->remove(segment_key(3)).ok());
+      check_refused(d, fresh, segment_key(3));
+      check_refused(d, fresh, "--repair");
+      {
+        auto v = d.open_ok(fresh, /*repair=*/true);
+        check_segments(*v, 5, /*lost=*/3);  // the rest is whole
+        REQUIRE(v->close().ok());
+      }
+      // The accepted state is stored: later starts need no repair.
+      for (bool again : {false, true}) {
+        auto v = d.open_ok(again);
+        check_segments(*v, 5, 3);
+        REQUIRE(v->close().ok());
+      }
+    }
+  }
+
+  TEST_CASE("a torn segment that is not the tail of the log is refused, never deleted") {
+    for (bool fresh : {false, true}) {
+      CAPTURE(fresh);
+      Damaged d;
+      d.write_segments(5);
+      tear(d, segment_key(2));
+      const auto torn = d.get(segment_key(2));
+      check_refused(d, fresh, segment_key(2));
+      CHECK(d.get(segment_key(2)) == torn);  // the evidence, as it was
+      auto v = d.open_ok(fresh, /*repair=*/true);
+      check_segments(*v, 5, /*lost=*/2);
+      CHECK_FALSE(exists(d, segment_key(2)));
+      CHECK(d.get("quarantine/" + segment_key(2)) == torn);
+      REQUIRE(v->close().ok());
+      check_segments(*d.open_ok(true), 5, 2);
+    }
+  }
+
+  TEST_CASE("a torn newest segment from storage alone is a crash's tail: quarantined, not deleted") {
+    Damaged d;
+    d.write_segments(5);
+    tear(d, segment_key(5));
+    const auto torn = d.get(segment_key(5));
+    // The index knows it was committed: damage.
+    check_refused(d, false, segment_key(5));
+    // Storage alone cannot tell it from an upload a crash cut short.
+    auto v = d.open_ok(true);
+    check_segments(*v, 4);
+    CHECK_FALSE(exists(d, segment_key(5)));
+    CHECK(d.get("quarantine/" + segment_key(5)) == torn);
+  }
+
+  TEST_CASE("a missing roots record is refused, not a snapshot and the last writes silently dropped") {
+    for (bool fresh : {false, true}) {
+      CAPTURE(fresh);
+      Damaged d;
+      const auto before = numbered_pattern(4096, 1), after = numbered_pattern(4096, 2);
+      {
+        auto v = d.open_ok(false);
+        REQUIRE(v->write(0, before, true).ok());
+        REQUIRE(v->create_snapshot("s1").ok());
+        REQUIRE(v->write(0, after, true).ok());  // into the layer the roots record made
+        REQUIRE(v->close().ok());
+      }
+      const std::string record = d.newest("roots/");
+      REQUIRE(d.mem->remove(record).ok());
+      check_refused(d, fresh, fresh ? "layer 2" : record);
+      auto v = d.open_ok(fresh, /*repair=*/true);
+      std::vector<std::byte> got(4096);
+      REQUIRE(v->read(0, got).ok());
+      if (fresh) {
+        CHECK(got == before);  // the layer's writes are lost, and the log says so
+        CHECK(d.newest("quarantine/segments/").starts_with("quarantine/segments/"));  // its segment, kept aside
+      } else {
+        CHECK(got == after);  // the index still had the roots: stored again
+        CHECK(v->find_snapshot("s1").ok());
+      }
+      REQUIRE(v->close().ok());
+      auto again = d.open_ok(true);
+      REQUIRE(again->read(0, got).ok());
+      CHECK(got == (fresh ? before : after));
+    }
+  }
+
+  TEST_CASE("no volume.json over a volume's objects is refused, not a new volume") {
+    for (bool fresh : {false, true}) {
+      CAPTURE(fresh);
+      Damaged d;
+      d.write_segments(3);
+      REQUIRE(d.mem->remove("volume.json").ok());
+      check_refused(d, fresh, "no volume.json in memory://, but it holds 3 segments");
+      CHECK_FALSE(exists(d, "volume.json"));
+    }
+  }
+
+  TEST_CASE("a damaged checkpoint is skipped for an older one, and quarantined") {
+    Damaged d;
+    {
+      auto v = d.open_ok(false);
+      write_numbered_segments(*v, 1, 2, true);
+      REQUIRE(v->checkpoint().ok());
+      write_numbered_segments(*v, 3, 4, true);
+      REQUIRE(v->checkpoint().ok());
+      write_numbered_segments(*v, 5, 5, true);
+      REQUIRE(v->close().ok());
+    }
+    const std::string newest = d.newest("checkpoints/");
+    auto raw = d.get(newest);
+    raw[raw.size() / 2] ^= std::byte{0x40};
+    REQUIRE(d.mem->put(newest, raw).ok());
+    check_segments(*d.open_ok(false), 5);  // the index does not need it
+    {
+      auto v = d.open_ok(true);
+      check_segments(*v, 5);
+      CHECK_FALSE(exists(d, newest));
+      CHECK(d.get("quarantine/" + newest) == raw);
+      REQUIRE(v->close().ok());
+    }
+    // None usable: the index is rebuilt from the segments alone.
+    const std::string older = d.newest("checkpoints/");
+    REQUIRE(d.mem->put(older, std::vector<std::byte>(100, std::byte{7})).ok());
+    check_segments(*d.open_ok(true), 5);
+    CHECK(exists(d, "quarantine/" + older));
+  }
+
+  TEST_CASE("a corrupt index.sqlite is moved aside and rebuilt from storage") {
+    Damaged d;
+    d.write_segments(3);
+    {
+      std::ofstream out(d.index(), std::ios::binary | std::ios::trunc);
+      out << std::string(8192, 'x');
+    }
+    auto v = d.open_ok(false);
+    check_segments(*v, 3);
+    bool moved = false;
+    for (const auto& e : std::filesystem::directory_iterator(d.dir.path)) {
+      if (e.path().filename().string().starts_with("index.sqlite.corrupt-")) moved = true;
+    }
+    CHECK(moved);
+  }
+
+  TEST_CASE("a size_bytes in volume.json below the written data is refused") {
+    for (bool fresh : {false, true}) {
+      CAPTURE(fresh);
+      Damaged d;
+      {
+        auto v = d.open_ok(false);
+        REQUIRE(v->write(12ull << 20, numbered_pattern(4096, 3), true).ok());
+        REQUIRE(v->close().ok());
+      }
+      auto raw = d.get("volume.json");
+      std::string text(reinterpret_cast<const char*>(raw.data()), raw.size());
+      const std::string was = "\"size_bytes\": " + std::to_string(kDefaultVolumeSize);
+      REQUIRE(text.find(was) != std::string::npos);
+      text.replace(text.find(was), was.size(), "\"size_bytes\": 8388608");
+      REQUIRE(d.mem->put("volume.json", std::span(reinterpret_cast<const std::byte*>(text.data()), text.size())).ok());
+      check_refused(d, fresh, "size_bytes=8388608");
+      check_refused(d, fresh, "holds data up to byte 12587008");
+    }
+  }
+}
