@@ -361,7 +361,38 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Result<SegmentFooter> read_segment_footer(const ObjectInfo& obj);
   Status load_layers();
   Status apply_roots_record(const std::vector<std::byte>& raw);
-  Status write_roots_record();  // REQUIRES: flush_mu_ held
+  // The layers and roots a roots record states (volume_snapshot.cc).
+  struct RootsState {
+    std::vector<meta::LayerRecord> layers;
+    std::vector<meta::RootRecord> roots;
+  };
+  // The index's layers and roots as they are now.
+  Result<RootsState> index_roots();
+  // Stores `state` as a new roots record (a checkpoint first when GC merged
+  // or dropped layers since the last one) and returns its sequence number.
+  // A root change calls this BEFORE committing the change to the index
+  // (rule R1 in volume_snapshot.cc). REQUIRES: flush_mu_ held.
+  Result<uint64_t> store_roots_record(const RootsState& state);
+  // Stores the index's roots as they are (after a root change whose index
+  // commit failed). REQUIRES: flush_mu_ held.
+  Status write_roots_record();
+  // R2 of a root change whose record `seq` is stored: runs the index change
+  // and records roots_seq. REQUIRES: flush_mu_ held.
+  Status commit_root_change(uint64_t seq, const std::function<Status()>& change);
+  // Takes the checkpoint GC owes storage (needs_checkpoint_), if any; takes
+  // flush_mu_.
+  Status checkpoint_if_needed();
+  // Open: the index is checked against storage; an index that is behind a
+  // checkpoint in storage (another writer's GC, a lost WAL) is rebuilt from
+  // that checkpoint, never served (volume_reconcile.cc).
+  Status rebuild_index_if_behind_storage();
+  // OK when storage's newest roots record is the one the index applied;
+  // kFenced when storage holds a newer one (GC then deletes nothing).
+  Status storage_roots_current();
+  // needs_checkpoint_ is kept in the index too ("needs_checkpoint"), so a
+  // restart after GC merged or dropped layers still checkpoints before the
+  // next roots record. REQUIRES: flush_mu_ held (or open()).
+  Status set_needs_checkpoint(bool on);
   Status restore_checkpoint_if_fresh(bool fresh_index);
   Status restore_checkpoint(const std::string& key);  // one checkpoint; kCorruption when damaged
   Result<uint64_t> checkpoint_locked();  // REQUIRES: flush_mu_ held
@@ -513,8 +544,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // The index's roots changed but storage's roots record does not say so yet
   // (its PUT failed): the next flush writes it. GUARDED_BY(flush_mu_)
   bool roots_dirty_ = false;
-  // GC merged layers: storage needs a checkpoint before any roots record that
-  // no longer names them. GUARDED_BY(flush_mu_)
+  // GC merged or dropped layers: storage needs a checkpoint before any roots
+  // record that no longer names them. Mirrored in the index's meta
+  // "needs_checkpoint" (set_needs_checkpoint), so it survives a restart.
+  // GUARDED_BY(flush_mu_)
   bool needs_checkpoint_ = false;
   uint64_t next_seq_ = 1;                        // GUARDED_BY(mu_)
   // The newest write segment sealed (or, at open, the newest in storage): the

@@ -116,11 +116,20 @@ Result<uint64_t> Volume::checkpoint_locked() {
   auto seq = quiet_seqs_locked(1, nullptr);
   if (!seq.ok()) return seq.status();
   const int64_t now = now_unix_ms();
-  const bool roots_were_dirty = roots_dirty_;
   PBD_RETURN_IF_ERROR(index_->set_meta("checkpoint_seq", std::to_string(*seq)));
   // Every sequence below the checkpoint's is applied (that is what quiet means).
   PBD_RETURN_IF_ERROR(index_->set_meta("applied_seq", std::to_string(*seq)));
   PBD_RETURN_IF_ERROR(index_->set_meta("checkpoint_unix_ms", std::to_string(now)));
+  // The copy owes no checkpoint; the index owes one again if this one fails.
+  struct OweAgain {
+    Volume* v;
+    bool owed;
+    bool stored = false;
+    ~OweAgain() {
+      if (owed && !stored) (void)v->set_needs_checkpoint(true);
+    }
+  } owe_again{this, needs_checkpoint_};
+  PBD_RETURN_IF_ERROR(set_needs_checkpoint(false));
   // Staged next to the index file; an in-memory index has no directory.
   const std::string stage = opts_.index_path == kInMemoryIndex
                                 ? (std::filesystem::temp_directory_path() / ("portalbd-" + uuid_)).string()
@@ -136,16 +145,18 @@ Result<uint64_t> Volume::checkpoint_locked() {
   const size_t n = packed->size();
   const std::string key = checkpoint_key(*seq);
   PBD_RETURN_IF_ERROR(store_->put(key, *packed).With("upload " + key));
+  owe_again.stored = true;
   // Keep the two newest: an older one is never needed once a newer one is whole.
   std::vector<ObjectInfo> all;
   if (store_->list("checkpoints/", &all).ok() && all.size() > 2) {
     for (size_t i = 0; i + 2 < all.size(); ++i) (void)store_->remove(all[i].key);
   }
   log::get("engine")->info("checkpoint written key={} index_bytes={} stored_bytes={}", key, raw->size(), n);
-  // The checkpoint holds the layers and roots as of now; a rebuild takes them
-  // from it (storage has no roots record newer than the index's roots_seq).
+  // The checkpoint covers what GC merged or dropped. It does not settle
+  // roots_dirty_: storage may hold a roots record newer than the index's
+  // roots_seq (R1 in volume_snapshot.cc), which a rebuild from this
+  // checkpoint would apply; only a new roots record settles that.
   needs_checkpoint_ = false;
-  if (roots_were_dirty) roots_dirty_ = false;
   return *seq;
 }
 
@@ -361,7 +372,14 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
       if (!needed.count(id)) unneeded.push_back(id);
     }
   }
+  // Storage's roots record still names what is dropped or merged below:
+  // the index owes storage a checkpoint from the first change on, and
+  // remembers that across a restart.
+  auto owe_checkpoint = [&]() -> Status {
+    return opts_.ephemeral || needs_checkpoint_ ? Status::OK() : set_needs_checkpoint(true);
+  };
   for (uint64_t id : unneeded) {
+    PBD_RETURN_IF_ERROR(owe_checkpoint());
     PBD_RETURN_IF_ERROR(index_->drop_layer(id));
     std::lock_guard lock(mu_);
     layers_.erase(id);
@@ -407,6 +425,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
       rows.push_back(x);
     }
     const uint64_t grandparent = parent->parent ? parent->parent->id : 0;
+    PBD_RETURN_IF_ERROR(owe_checkpoint());
     PBD_RETURN_IF_ERROR(index_->replace_layer(child->id, grandparent, rows, parent->id));
     std::lock_guard lock(mu_);
     // Readers of `child` see the same blocks before and after: the merged map
@@ -419,8 +438,8 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     changed = true;
   }
   // No roots record here: segments in storage still name the merged layers,
-  // so the checkpoint at the end of this pass must come first.
-  if (report.layers_merged > 0) needs_checkpoint_ = true;
+  // so the checkpoint at the end of this pass must come first
+  // (needs_checkpoint_, set above).
 
   // 4. Live bytes per segment, over every layer any root or reader holds.
   std::map<uint64_t, uint64_t> live;
@@ -506,6 +525,9 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
     if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");
     report.checkpoint_seq = *ckpt;
   }
+  // Nothing is deleted that a roots record this index has not seen could
+  // reach (another writer moved the volume on).
+  if (!deletable.empty()) PBD_RETURN_IF_ERROR(storage_roots_current().With("gc"));
   for (uint64_t seq : deletable) {
     const std::string key = segment_key(seq);
     auto info = store_->head(key);

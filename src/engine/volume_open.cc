@@ -81,6 +81,7 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
   PBD_RETURN_IF_ERROR(v->open_manifest());
   PBD_RETURN_IF_ERROR(v->open_index());
+  PBD_RETURN_IF_ERROR(v->rebuild_index_if_behind_storage());
   PBD_RETURN_IF_ERROR(v->replay_storage());
   PBD_RETURN_IF_ERROR(v->load_layers());
   PBD_RETURN_IF_ERROR(v->check_stored_references());

@@ -1,7 +1,9 @@
 // Snapshots: O(1) create, restore and delete over the layer chain, and the
 // roots record that keeps layers and snapshots in object storage.
+#include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <functional>
 
 #include <nlohmann/json.hpp>
 
@@ -54,27 +56,43 @@ Status validate_snapshot_name(const std::string& name) {
   return Status::OK();
 }
 
-Status Volume::write_roots_record() {
-  roots_dirty_ = true;  // until this PUT lands
+// Root changes (create, restore, delete) follow one order:
+//   R1. The new roots record is PUT to storage first, built from the index's
+//       roots with the change applied; a failed PUT changes nothing.
+//   R2. Then the change commits to the index (and roots_seq with it); then
+//       the in-memory layers follow.
+// So storage never lags the index on roots: a crash anywhere leaves the old
+// state dir and a rebuild from storage alone with the same roots (open()
+// applies a roots record newer than the index's). A commit that fails after
+// its record is stored leaves storage ahead; roots_dirty_ makes the next
+// flush store the index's roots again before it answers.
+Result<Volume::RootsState> Volume::index_roots() {
+  RootsState state;
+  auto layers = index_->list_layers();
+  if (!layers.ok()) return layers.status();
+  auto roots = index_->list_roots();
+  if (!roots.ok()) return roots.status();
+  state.layers = std::move(*layers);
+  state.roots = std::move(*roots);
+  return state;
+}
+
+Result<uint64_t> Volume::store_roots_record(const RootsState& state) {
   if (needs_checkpoint_) {
     // Segments may still name layers GC merged away; a checkpoint must cover
     // that before a roots record stops naming them.
     auto ckpt = checkpoint_locked();
     if (!ckpt.ok()) return ckpt.status();
   }
-  auto layers = index_->list_layers();
-  if (!layers.ok()) return layers.status();
-  auto roots = index_->list_roots();
-  if (!roots.ok()) return roots.status();
   nlohmann::json j;
   j["format"] = 1;
   j["volume_uuid"] = uuid_;
   j["layers"] = nlohmann::json::array();
-  for (const auto& l : *layers) {
+  for (const auto& l : state.layers) {
     j["layers"].push_back({{"id", l.id}, {"parent", l.parent}, {"created_unix_ms", l.created_unix_ms}});
   }
   j["roots"] = nlohmann::json::array();
-  for (const auto& r : *roots) {
+  for (const auto& r : state.roots) {
     j["roots"].push_back({{"name", r.name},
                           {"layer", r.layer},
                           {"kind", r.kind},
@@ -89,10 +107,28 @@ Status Volume::write_roots_record() {
   j["seq"] = seq;
   const std::string text = j.dump(1) + "\n";
   auto* p = reinterpret_cast<const std::byte*>(text.data());
+  if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("store " + roots_key(seq)));
   PBD_RETURN_IF_ERROR(store_->put(roots_key(seq), std::span<const std::byte>(p, text.size())));
-  PBD_RETURN_IF_ERROR(index_->set_meta("roots_seq", std::to_string(seq)));
+  return seq;
+}
+
+Status Volume::write_roots_record() {
+  roots_dirty_ = true;  // until this PUT lands
+  auto state = index_roots();
+  if (!state.ok()) return state.status();
+  auto seq = store_roots_record(*state);
+  if (!seq.ok()) return seq.status();
+  PBD_RETURN_IF_ERROR(index_->set_meta("roots_seq", std::to_string(*seq)));
   roots_dirty_ = false;
   return Status::OK();
+}
+
+// R2 for a change whose record `seq` is stored: commits it to the index.
+Status Volume::commit_root_change(uint64_t seq, const std::function<Status()>& change) {
+  Status st = change();
+  if (st.ok()) st = index_->set_meta("roots_seq", std::to_string(seq));
+  if (!st.ok()) roots_dirty_ = true;  // storage is ahead of the index: store the index's roots again
+  return st;
 }
 
 Status Volume::apply_roots_record(const std::vector<std::byte>& raw) {
@@ -114,9 +150,19 @@ Status Volume::apply_roots_record(const std::vector<std::byte>& raw) {
   return index_->replace_roots(layers, roots);
 }
 
+Status Volume::checkpoint_if_needed() {
+  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
+  lock_flush_mu(flush_lock);
+  if (!needs_checkpoint_) return Status::OK();
+  auto ckpt = checkpoint_locked();
+  return ckpt.ok() ? Status::OK() : ckpt.status();
+}
+
 Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
   if (find_snapshot(name).ok()) return Status::AlreadyExists("a snapshot named '" + name + "' already exists");
+  // A checkpoint GC owes storage runs before the cut, not while writers wait.
+  PBD_RETURN_IF_ERROR(checkpoint_if_needed());
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);  // no write is half-way through from here on
   std::unique_lock flush_lock(flush_mu_, std::defer_lock);
@@ -128,8 +174,17 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   }
   const uint64_t new_id = next_layer_id_++;
   meta::RootRecord rec{name, old_id, "snapshot", new_uuid(), now};
-  PBD_RETURN_IF_ERROR(index_->create_snapshot(rec, new_id, now));
-  roots_dirty_ = true;
+  auto state = index_roots();
+  if (!state.ok()) return state.status();
+  state->layers.push_back({new_id, old_id, now});
+  for (auto& r : state->roots) {
+    if (r.name == name) return Status::AlreadyExists("a snapshot named '" + name + "' already exists");
+    if (r.kind == "live") r.layer = new_id;
+  }
+  state->roots.push_back(rec);
+  auto seq = store_roots_record(*state);  // R1
+  if (!seq.ok()) return seq.status().With("record snapshot '" + name + "' in object storage");
+  PBD_RETURN_IF_ERROR(commit_root_change(*seq, [&] { return index_->create_snapshot(rec, new_id, now); }));
   uint64_t through;
   {
     std::lock_guard lock(mu_);
@@ -144,9 +199,9 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   }
   cut.reopen();  // writers continue into the new live layer while we upload
   Status st = upload_through(through);
-  if (st.ok()) st = write_roots_record();
   if (!st.ok()) {
-    return Status(st.code(), "snapshot '" + name + "' was taken but is not yet durable in object storage: " + st.message());
+    return Status(st.code(), "snapshot '" + name + "' was taken but its data is not yet durable in object storage: " +
+                                 st.message());
   }
   log::get("engine")->info("snapshot created name={} id={} layer={}", name, rec.uuid, old_id);
   return find_snapshot(name);
@@ -155,6 +210,7 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
 Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool discard_current) {
   auto target = find_snapshot(name);
   if (!target.ok()) return target.status();
+  PBD_RETURN_IF_ERROR(checkpoint_if_needed());
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);
   std::unique_lock flush_lock(flush_mu_, std::defer_lock);
@@ -170,28 +226,39 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
     keep = meta::RootRecord{candidate, live_->id, "snapshot", new_uuid(), now};
     result.pre_restore = candidate;
   }
+  {
+    std::lock_guard lock(mu_);
+    if (!layers_.count(target->layer)) return Status::Corruption("snapshot layer is missing in memory");
+  }
   const uint64_t new_id = next_layer_id_++;
-  PBD_RETURN_IF_ERROR(index_->restore_snapshot(target->layer, new_id, keep, now));
-  roots_dirty_ = true;
+  auto state = index_roots();
+  if (!state.ok()) return state.status();
+  state->layers.push_back({new_id, target->layer, now});
+  for (auto& r : state->roots) {
+    if (r.kind == "live") r.layer = new_id;
+  }
+  if (keep) state->roots.push_back(*keep);
+  auto seq = store_roots_record(*state);  // R1
+  if (!seq.ok()) return seq.status().With("record the restore of '" + name + "' in object storage");
+  PBD_RETURN_IF_ERROR(
+      commit_root_change(*seq, [&] { return index_->restore_snapshot(target->layer, new_id, keep, now); }));
   uint64_t through;
   {
     std::lock_guard lock(mu_);
     seal_active_locked();  // the replaced state, complete, goes to the old layer
     through = next_seq_ - 1;
-    auto from = layers_.find(target->layer);
-    if (from == layers_.end()) return Status::Corruption("snapshot layer is missing in memory");
     auto layer = std::make_shared<Layer>();
     layer->id = new_id;
-    layer->parent = from->second;
+    layer->parent = layers_.at(target->layer);
     layers_[new_id] = layer;
     track_layer_locked(layer);
     live_ = layer;
   }
   cut.reopen();
   Status st = upload_through(through);
-  if (st.ok()) st = write_roots_record();
   if (!st.ok()) {
-    return Status(st.code(), "restored '" + name + "' but the change is not yet durable in object storage: " + st.message());
+    return Status(st.code(), "restored '" + name + "' but the replaced state is not yet durable in object storage: " +
+                                 st.message());
   }
   log::get("engine")->info("snapshot restored name={} pre_restore={} new_layer={}", name,
                            result.pre_restore.empty() ? "none" : result.pre_restore, new_id);
@@ -202,9 +269,14 @@ Status Volume::delete_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
   std::unique_lock flush_lock(flush_mu_, std::defer_lock);
   lock_flush_mu(flush_lock);
-  PBD_RETURN_IF_ERROR(index_->delete_snapshot(name));
-  roots_dirty_ = true;
-  PBD_RETURN_IF_ERROR(write_roots_record().With("record deletion of '" + name + "' in object storage"));
+  auto state = index_roots();
+  if (!state.ok()) return state.status();
+  const size_t before = state->roots.size();
+  std::erase_if(state->roots, [&](const meta::RootRecord& r) { return r.kind == "snapshot" && r.name == name; });
+  if (state->roots.size() == before) return Status::NotFound("no snapshot named '" + name + "'");
+  auto seq = store_roots_record(*state);  // R1
+  if (!seq.ok()) return seq.status().With("record deletion of '" + name + "' in object storage");
+  PBD_RETURN_IF_ERROR(commit_root_change(*seq, [&] { return index_->delete_snapshot(name); }));
   log::get("engine")->info("snapshot deleted name={}", name);
   return Status::OK();
 }
