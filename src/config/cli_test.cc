@@ -154,6 +154,16 @@ TEST_SUITE("config.cli") {
       CHECK(r.out.find(text) != std::string::npos);
     }
   }
+
+  TEST_CASE("--repair and [storage] repair: off unless asked, and said in --help") {
+    CHECK_FALSE(run({}).outcome.config.repair);
+    CHECK(run({"--repair"}).outcome.config.repair);
+    TempFile file("[storage]\nrepair = true\n");
+    CHECK(run({"-c", file.path()}).outcome.config.repair);
+    Run help = run({"--help"});
+    CHECK(help.out.find("--repair") != std::string::npos);
+    CHECK(help.out.find("quarantine/") != std::string::npos);
+  }
 }
 
 }  // namespace portalbd
