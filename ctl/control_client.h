@@ -27,9 +27,7 @@ enum class CallFailure {
 // forever. Errors:
 //   Unavailable "cannot reach portalbd at PATH: <strerror> (is the daemon running?)"
 //   Unavailable "portalbd at PATH did not answer 'cmd' within N ms"
-//   otherwise the daemon's own code and message (kDaemon), including Busy
-//   "portalbd is busy: ..." from a daemon at its connection limit, which
-//   closes the connection right after, perhaps before our request is sent.
+//   otherwise the daemon's own code and message.
 Result<nlohmann::json> call(const std::string& socket_path, const std::string& cmd, const nlohmann::json& args,
                             int timeout_ms, CallFailure* failure = nullptr);
 

@@ -63,9 +63,6 @@ struct Config {
   std::string compression = "auto";  // auto | lz4 | zstd | none (effective_compression)
   std::string config_file;          // the file that was loaded, if any
 };
-  // A control connection that sends no request for this long is closed, so
-  // idle clients cannot hold every connection and lock portalctl out.
-  uint64_t control_idle_timeout_ms = 10000;
 
 // What default_config() reads from the process: kept apart so tests can
 // pass any user without touching the real environment.

@@ -97,9 +97,6 @@ std::vector<ConfigKey> build_table() {
 
 // Levenshtein distance, enough to catch "flush_intervall_ms".
 size_t edit_distance(const std::string& a, const std::string& b) {
-  keys.push_back(uint_key("daemon.control_idle_timeout_ms", &Config::control_idle_timeout_ms,
-                          r::check_control_idle_timeout_ms,
-                          "close a control connection that sends no request for this long"));
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {

@@ -102,11 +102,3 @@ Status check_dir_path(const std::string& path) {
 Status check_file_path(const std::string& path) { return check_dir_path(path); }
 
 }  // namespace portalbd::config_rules
-Status check_control_idle_timeout_ms(uint64_t ms) {
-  // 0 would mean "never", which is the lock-out this setting exists to end.
-  if (ms < kMinControlIdleTimeoutMs || ms > kMaxControlIdleTimeoutMs) {
-    return invalid("must be between 100 and 3600000 (one hour)");
-  }
-  return Status::OK();
-}
-

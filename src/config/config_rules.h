@@ -15,8 +15,6 @@ namespace portalbd::config_rules {
 
 inline constexpr uint64_t kMaxDiskSizeGb = 1ull << 30;  // 1 EiB: NBD sizes are 64-bit bytes
 inline constexpr uint64_t kMaxFlushIntervalMs = 3'600'000;
-inline constexpr uint64_t kMinControlIdleTimeoutMs = 100;
-inline constexpr uint64_t kMaxControlIdleTimeoutMs = 3'600'000;
 inline constexpr uint64_t kMinSegmentBytes = 1ull << 20;
 inline constexpr uint64_t kMaxSegmentBytes = 1ull << 30;
 // The engine's kMaxUploadWindow (src/engine/volume.h): replay tolerates torn
@@ -42,4 +40,3 @@ Status check_dir_path(const std::string& path);  // "" or absolute
 Status check_file_path(const std::string& path);  // "" or absolute
 
 }  // namespace portalbd::config_rules
-Status check_control_idle_timeout_ms(uint64_t ms);
