@@ -12,6 +12,10 @@
 namespace portalbd::ctl {
 namespace {
 
+// How long to look for an answer the daemon sent before closing on us (it
+// is already in our receive queue if it was sent at all).
+constexpr int kClosedAnswerWaitMs = 1000;
+
 std::string unreachable_hint(int err) {
   if (err == EACCES || err == EPERM) return " (run as the daemon's user, or join the socket's group)";
   if (err == ENAMETOOLONG) return "";
@@ -41,14 +45,24 @@ Result<nlohmann::json> call(const std::string& socket_path, const std::string& c
   };
   Status st = write_all(fd.get(), encode_request(cmd, args), deadline);
   if (st.is(Status::Code::kUnavailable)) return timed_out();
+  LineReader reader(fd.get(), kMaxResponseBytes);
+  std::string line;
   if (!st.ok()) {
-    // The daemon closed on us between connect and send: it is going away.
+    // The daemon closed on us before our request went out. A daemon at its
+    // connection limit answers Busy first and closes: that answer is still
+    // ours to read. Without one, the daemon is going away.
+    if (reader.next(&line, deadline_after_ms(kClosedAnswerWaitMs)) == LineReader::Outcome::kLine) {
+      nlohmann::json ignored_result;
+      Status answer;
+      if (parse_response(line, &ignored_result, &answer).ok() && !answer.ok()) {
+        where = CallFailure::kDaemon;
+        return answer;
+      }
+    }
     where = CallFailure::kUnreachable;
     return Status::Unavailable("cannot reach portalbd at " + socket_path + ": " + st.message());
   }
 
-  LineReader reader(fd.get(), kMaxResponseBytes);
-  std::string line;
   switch (reader.next(&line, deadline)) {
     case LineReader::Outcome::kLine: break;
     case LineReader::Outcome::kTimeout: return timed_out();

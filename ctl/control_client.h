@@ -27,7 +27,9 @@ enum class CallFailure {
 // forever. Errors:
 //   Unavailable "cannot reach portalbd at PATH: <strerror> (is the daemon running?)"
 //   Unavailable "portalbd at PATH did not answer 'cmd' within N ms"
-//   otherwise the daemon's own code and message.
+//   otherwise the daemon's own code and message (kDaemon), including Busy
+//   "portalbd is busy: ..." from a daemon at its connection limit, which
+//   closes the connection right after, perhaps before our request is sent.
 Result<nlohmann::json> call(const std::string& socket_path, const std::string& cmd, const nlohmann::json& args,
                             int timeout_ms, CallFailure* failure = nullptr);
 

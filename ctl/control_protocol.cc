@@ -1,5 +1,7 @@
 #include "ctl/control_protocol.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace portalbd::ctl {
@@ -28,7 +30,46 @@ std::string strip_json_tag(const std::string& what) {
   return what;
 }
 
+// Parses `text` as JSON unless it nests deeper than kMaxJsonDepth. *why
+// says what is wrong, to follow "malformed request"; callers choose the code.
+bool parse_bounded(const std::string& text, json* out, std::string* why) {
+  if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    *why = "(nested deeper than " + std::to_string(kMaxJsonDepth) + " levels)";
+    return false;
+  }
+  try {
+    *out = json::parse(text);
+  } catch (const json::exception& e) {
+    *why = "(not JSON): " + strip_json_tag(e.what());
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+size_t json_nesting_depth(const std::string& text, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) break;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
 
 std::string encode_request(const std::string& cmd, const json& args) {
   return envelope("\"cmd\":" + dump(cmd) + ",\"args\":" + dump(args.is_null() ? json::object() : args));
@@ -45,11 +86,8 @@ std::string encode_error(const Status& status) {
 
 Status parse_request(const std::string& text, std::string* cmd, json* args) {
   json req;
-  try {
-    req = json::parse(text);
-  } catch (const json::exception& e) {
-    return Status::InvalidArgument("malformed request (not JSON): " + strip_json_tag(e.what()));
-  }
+  std::string why;
+  if (!parse_bounded(text, &req, &why)) return Status::InvalidArgument("malformed request " + why);
   if (!req.is_object()) return Status::InvalidArgument("malformed request: expected a JSON object");
   auto v = req.find("v");
   if (v == req.end() || !v->is_number_integer()) {
@@ -74,11 +112,8 @@ Status parse_request(const std::string& text, std::string* cmd, json* args) {
 
 Status parse_response(const std::string& text, json* result, Status* answer) {
   json resp;
-  try {
-    resp = json::parse(text);
-  } catch (const json::exception& e) {
-    return Status::Corruption("malformed response (not JSON): " + strip_json_tag(e.what()));
-  }
+  std::string why;
+  if (!parse_bounded(text, &resp, &why)) return Status::Corruption("malformed response " + why);
   if (!resp.is_object()) return Status::Corruption("malformed response: expected a JSON object");
   auto v = resp.find("v");
   if (v == resp.end() || !v->is_number_integer() || v->get<long long>() != kProtocolVersion) {

@@ -23,6 +23,10 @@ inline constexpr int kProtocolVersion = 1;
 inline constexpr size_t kMaxRequestBytes = 1 << 20;
 // Responses may be larger (a long snapshot list), but not unbounded.
 inline constexpr size_t kMaxResponseBytes = 64 << 20;
+// Arrays and objects nested deeper than this are refused before parsing: no
+// message needs more than a few levels, and copying or printing a parsed
+// value recurses once per level, so `[` x 100000 would overflow the stack.
+inline constexpr size_t kMaxJsonDepth = 64;
 
 // Encoders; each returns one line including the trailing '\n'.
 std::string encode_request(const std::string& cmd, const nlohmann::json& args);
@@ -30,13 +34,19 @@ std::string encode_ok(const nlohmann::json& result);
 std::string encode_error(const Status& status);
 
 // Parses a request line. On success sets *cmd and *args (an object; {} when
-// absent or null). InvalidArgument says what is wrong with the line.
+// absent or null). InvalidArgument says what is wrong with the line,
+// including nesting deeper than kMaxJsonDepth.
 Status parse_request(const std::string& line, std::string* cmd, nlohmann::json* args);
 
 // Parses a response line. Returns Corruption when the line is not a valid
 // response. Otherwise OK, with *answer set to the result on success or to the
 // daemon's error (its code and message) on failure.
 Status parse_response(const std::string& line, nlohmann::json* result, Status* answer);
+
+// The deepest nesting of arrays and objects in `text`, counting only
+// brackets outside strings, as a JSON parser would see them; stops counting
+// at `limit` + 1. Linear and iterative, for use before parsing.
+size_t json_nesting_depth(const std::string& text, size_t limit);
 
 // Status::CodeName() backwards; kIOError for names this build does not know.
 Status::Code status_code_from_name(const std::string& name);

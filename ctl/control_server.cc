@@ -15,7 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -33,6 +36,7 @@ using json = nlohmann::json;
 
 // A client that does not read its answer must not hold a thread forever.
 constexpr int kWriteTimeoutMs = 10000;
+constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -43,7 +47,9 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, slash);
 }
 
-// mkdir -p with mode 0755 for the components that are missing.
+// mkdir -p with mode 0755 for the components that are missing, whatever the
+// umask (the daemon's is 077): a socket of mode 0660 is of use to its group
+// only through directories the group may search.
 Status make_dirs(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) == 0) {
@@ -53,9 +59,11 @@ Status make_dirs(const std::string& dir) {
   if (errno != ENOENT) return Status::IOError("cannot access " + dir + ": " + errno_text());
   std::string parent = parent_dir(dir);
   if (parent != dir) PBD_RETURN_IF_ERROR(make_dirs(parent));
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (::mkdir(dir.c_str(), 0755) != 0) {
+    if (errno == EEXIST) return Status::OK();  // made by someone else meanwhile: theirs to set
     return Status::IOError("cannot create directory " + dir + ": " + errno_text());
   }
+  if (::chmod(dir.c_str(), 0755) != 0) return Status::IOError("cannot chmod directory " + dir + ": " + errno_text());
   return Status::OK();
 }
 
@@ -70,8 +78,9 @@ Result<gid_t> lookup_group(const std::string& name) {
 
 }  // namespace
 
-ControlServer::ControlServer(std::string socket_path, unsigned mode, std::string group)
-    : path_(std::move(socket_path)), mode_(mode), group_(std::move(group)) {
+ControlServer::ControlServer(std::string socket_path, ControlServerOptions options)
+    : path_(std::move(socket_path)), options_(std::move(options)) {
+  assert(options_.max_connections >= 1 && options_.idle_timeout_ms > 0);
   // Lets clients (and tests, and health checks) tell a live daemon from a
   // stale socket without depending on any daemon command.
   handlers_["ping"] = [](const json&, json* result) {
@@ -145,15 +154,15 @@ Status ControlServer::bind_listener() {
     ::unlink(bind_path.c_str());
     return st;
   };
-  if (!group_.empty()) {
-    auto gid = lookup_group(group_);
+  if (!options_.group.empty()) {
+    auto gid = lookup_group(options_.group);
     if (!gid.ok()) {
       ::unlink(bind_path.c_str());
       return gid.status();
     }
     if (::chown(bind_path.c_str(), static_cast<uid_t>(-1), *gid) != 0) return fail("cannot set group of");
   }
-  if (::chmod(bind_path.c_str(), mode_) != 0) return fail("cannot chmod");
+  if (::chmod(bind_path.c_str(), options_.mode) != 0) return fail("cannot chmod");
   if (::listen(fd.get(), 64) != 0) return fail("cannot listen on");
   if (bind_path != path_ && ::rename(bind_path.c_str(), path_.c_str()) != 0) return fail("cannot rename socket to");
   struct stat st;
@@ -236,6 +245,8 @@ void ControlServer::reap_finished_locked() {
 }
 
 void ControlServer::accept_loop() {
+  uint64_t refused = 0;  // since the last log line about refusals
+  std::chrono::steady_clock::time_point last_refusal_log{};
   for (;;) {
     pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
@@ -256,9 +267,21 @@ void ControlServer::accept_loop() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
     reap_finished_locked();
-    if (connections_.size() >= kMaxConnections) {
-      (void)write_all(client.get(), encode_error(Status::Busy("too many control connections; try again")),
-                      deadline_after_ms(100));
+    if (connections_.size() >= options_.max_connections) {
+      // Answered before the client's request arrives: the client reads it
+      // even when its send fails on the closed socket (control_client.cc).
+      const std::string why = "portalbd is busy: all " + std::to_string(options_.max_connections) +
+                              " control connections are in use (idle ones close after " +
+                              std::to_string(options_.idle_timeout_ms) + " ms); try again";
+      (void)write_all(client.get(), encode_error(Status::Busy(why)), deadline_after_ms(100));
+      ++refused;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_refusal_log >= kRefusalLogInterval) {  // a flood must not flood the log
+        log::get("ctl")->warn("control connection refused: busy max_connections={} refused={}",
+                              options_.max_connections, refused);
+        last_refusal_log = now;
+        refused = 0;
+      }
       continue;
     }
     auto conn = std::make_unique<Connection>();
@@ -273,8 +296,21 @@ void ControlServer::serve(Connection* conn) {
   const int fd = conn->fd.get();
   LineReader reader(fd, kMaxRequestBytes);
   std::string line;
+  // The idle deadline runs only while no request is in hand: a handler may
+  // take as long as it needs (gc --wait), and the wait for the next request
+  // starts after the answer is sent. Blank lines are not requests.
+  Deadline idle_deadline = deadline_after_ms(options_.idle_timeout_ms);
   for (;;) {
-    auto outcome = reader.next(&line);
+    auto outcome = reader.next(&line, idle_deadline);
+    if (outcome == LineReader::Outcome::kTimeout) {
+      log::get("ctl")->debug("closing idle control connection idle_timeout_ms={}", options_.idle_timeout_ms);
+      (void)write_all(fd,
+                      encode_error(Status::Unavailable("no complete request within " +
+                                                       std::to_string(options_.idle_timeout_ms) +
+                                                       " ms; closing the idle connection")),
+                      deadline_after_ms(100));
+      break;
+    }
     if (outcome == LineReader::Outcome::kTooLong) {
       // The rest of the stream cannot be split into requests: answer, close.
       (void)write_all(fd,
@@ -285,8 +321,9 @@ void ControlServer::serve(Connection* conn) {
       break;
     }
     if (outcome != LineReader::Outcome::kLine) break;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank keep-alive lines
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines are ignored
     if (!write_all(fd, dispatch(line), deadline_after_ms(kWriteTimeoutMs)).ok()) break;
+    idle_deadline = deadline_after_ms(options_.idle_timeout_ms);
   }
   // Tell the client we are done now; the fd itself is closed when reaped.
   ::shutdown(fd, SHUT_RDWR);

@@ -6,6 +6,14 @@
 // Each connection is served on its own thread and may carry many requests,
 // answered in order.
 //
+// Bounds, so that no local client can lock portalctl out or take the daemon
+// down: at most max_connections open connections (one more is answered Busy
+// and closed); a connection that has not sent a complete request line within
+// idle_timeout_ms of connecting or of its last answer is answered Unavailable
+// and closed (a running handler is never timed out: `gc --wait` keeps its
+// connection as long as it runs); a request line is at most kMaxRequestBytes
+// and nests at most kMaxJsonDepth levels (control_protocol.h).
+//
 // Thread-safety: on() before start() only. Handlers run concurrently on
 // connection threads and must be thread-safe; an exception escaping a handler
 // is caught and answered as an error (it never reaches the daemon).
@@ -31,15 +39,23 @@
 
 namespace portalbd::ctl {
 
+struct ControlServerOptions {
+  unsigned mode = 0600;  // permission bits of the socket file
+  std::string group;     // if not empty, the socket's group (mode 0660 lets it use portalctl)
+  // Each connection costs a thread; local tools need only a few.
+  size_t max_connections = 64;
+  // How long a connection may wait before its next complete request line.
+  int idle_timeout_ms = 10000;
+};
+
 class ControlServer {
  public:
   // Sets *result (an empty object on entry) and returns OK, or returns the
   // error sent to the client (its code name and message).
   using Handler = std::function<Status(const nlohmann::json& args, nlohmann::json* result)>;
 
-  // `mode`: permission bits of the socket file; `group`: if not empty, the
-  // socket's group (so that mode 0660 lets that group use portalctl).
-  explicit ControlServer(std::string socket_path, unsigned mode = 0600, std::string group = "");
+  // REQUIRES: options.max_connections >= 1, options.idle_timeout_ms > 0.
+  explicit ControlServer(std::string socket_path, ControlServerOptions options = {});
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -61,10 +77,6 @@ class ControlServer {
 
   std::string path() const { return path_; }
 
-  // How many connections may be open at once; more are answered Busy and
-  // closed. Each costs a thread; local tools need only a few.
-  static constexpr size_t kMaxConnections = 64;
-
  private:
   struct Connection {
     UniqueFd fd;
@@ -81,8 +93,7 @@ class ControlServer {
   void reap_finished_locked();
 
   const std::string path_;
-  const unsigned mode_;
-  const std::string group_;
+  const ControlServerOptions options_;
   std::map<std::string, Handler> handlers_;  // immutable once started
 
   UniqueFd listener_;

@@ -94,8 +94,13 @@ TEST_SUITE("ctl.server") {
 
   TEST_CASE("the socket gets its mode, and its parent directory is created") {
     TempDir dir;
-    ControlServer server(dir.file("sub/dir/ctl.sock"), 0600);
-    REQUIRE(server.start().ok());
+    ControlServer server(dir.file("sub/dir/ctl.sock"), {.mode = 0600});
+    // The daemon runs with umask 077; the directory must still let a socket
+    // group search it.
+    const mode_t old_umask = ::umask(077);
+    Status started = server.start();
+    ::umask(old_umask);
+    REQUIRE_MESSAGE(started.ok(), started.ToString());
     struct stat st;
     REQUIRE(::stat(server.path().c_str(), &st) == 0);
     CHECK(S_ISSOCK(st.st_mode));
@@ -287,6 +292,95 @@ TEST_SUITE("ctl.server") {
     CHECK(call(s.server.path(), "echo", json::object(), 5000).ok());
   }
 
+  TEST_CASE("deeply nested JSON is refused and the server keeps serving") {
+    EchoServer s;
+    REQUIRE(s.server.start().ok());
+    RawClient c(s.server.path());
+    // Unbalanced, as a hostile client sends it.
+    json err = c.ask(std::string(100000, '[') + "\n");
+    CHECK(err["ok"] == false);
+    CHECK(err["error"]["code"] == "InvalidArgument");
+    CHECK(err["error"]["message"] == "malformed request (nested deeper than 64 levels)");
+    // Balanced and inside args, where parsing would succeed and copying the
+    // value would recurse 100000 deep.
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    err = c.ask("{\"v\":1,\"cmd\":\"echo\",\"args\":{\"x\":" + deep + "}}\n");
+    CHECK(err["error"]["message"] == "malformed request (nested deeper than 64 levels)");
+    // The limit itself is accepted: the envelope and args are 2 levels.
+    const std::string at_limit = std::string(kMaxJsonDepth - 2, '[') + std::string(kMaxJsonDepth - 2, ']');
+    json ok = c.ask("{\"v\":1,\"cmd\":\"echo\",\"args\":{\"x\":" + at_limit + "}}\n");
+    CHECK(ok["ok"] == true);
+    CHECK(call(s.server.path(), "ping", nullptr, 5000).ok());
+  }
+
+  TEST_CASE("an idle connection is told why and closed; a partial line does not keep it") {
+    TempDir dir;
+    ControlServer server(dir.file("ctl.sock"), {.idle_timeout_ms = 200});
+    REQUIRE(server.start().ok());
+    for (const std::string sent : {"", "\n\n{\"v\":1,\"cmd\":"}) {
+      CAPTURE(sent);
+      RawClient c(server.path());
+      const auto begin = std::chrono::steady_clock::now();
+      REQUIRE(write_all(c.fd.get(), sent, deadline_after_ms(1000)).ok());
+      std::string line;
+      REQUIRE(c.reader->next(&line, deadline_after_ms(5000)) == LineReader::Outcome::kLine);
+      CHECK(std::chrono::steady_clock::now() - begin >= std::chrono::milliseconds(150));
+      json err = json::parse(line);
+      CHECK(err["error"]["code"] == "Unavailable");
+      CHECK(err["error"]["message"] == "no complete request within 200 ms; closing the idle connection");
+      auto next = c.reader->next(&line, deadline_after_ms(5000));
+      CHECK((next == LineReader::Outcome::kEof || next == LineReader::Outcome::kError));
+    }
+  }
+
+  TEST_CASE("a command running longer than the idle timeout keeps its connection") {
+    TempDir dir;
+    ControlServer server(dir.file("ctl.sock"), {.idle_timeout_ms = 200});
+    server.on("slow", [](const json&, json* result) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(700));
+      (*result)["done"] = true;
+      return Status::OK();
+    });
+    REQUIRE(server.start().ok());
+    RawClient c(server.path());
+    CHECK(c.ask(encode_request("slow", nullptr))["result"]["done"] == true);
+    // The idle clock restarts at the answer: a prompt next request is served.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    CHECK(c.ask(encode_request("ping", nullptr))["ok"] == true);
+  }
+
+  TEST_CASE("at the connection limit, clients are told the daemon is busy until idle ones time out") {
+    TempDir dir;
+    ControlServer server(dir.file("ctl.sock"), {.max_connections = 2, .idle_timeout_ms = 1000});
+    REQUIRE(server.start().ok());
+    std::vector<std::unique_ptr<RawClient>> idle;
+    for (int i = 0; i < 2; ++i) {
+      idle.push_back(std::make_unique<RawClient>(server.path()));
+      // Served, so it holds a slot (and restarts its idle clock).
+      REQUIRE(idle.back()->ask(encode_request("ping", nullptr))["ok"] == true);
+    }
+    const auto full_since = std::chrono::steady_clock::now();
+    // Whether our request goes out before the daemon closes or not, the
+    // answer is Busy, never "cannot reach".
+    for (int i = 0; i < 20; ++i) {
+      CallFailure failure;
+      auto r = call(server.path(), "ping", nullptr, 5000, &failure);
+      if (std::chrono::steady_clock::now() - full_since > std::chrono::milliseconds(500)) break;
+      REQUIRE_FALSE(r.ok());
+      CHECK(failure == CallFailure::kDaemon);
+      CHECK(r.status().code() == Status::Code::kBusy);
+      CHECK(r.status().message().find("portalbd is busy: all 2 control connections are in use") == 0);
+    }
+    // The idle ones are closed after their timeout and the slots come back.
+    bool served = false;
+    for (int i = 0; i < 100 && !served; ++i) {
+      served = call(server.path(), "ping", nullptr, 5000).ok();
+      if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(served);
+    CHECK(std::chrono::steady_clock::now() - full_since < std::chrono::seconds(4));
+  }
+
   TEST_CASE("a path too long for a unix socket is refused") {
     ControlServer server("/tmp/" + std::string(200, 'x'));
     Status st = server.start();
@@ -339,6 +433,28 @@ TEST_SUITE("ctl.client") {
 }
 
 TEST_SUITE("ctl.protocol") {
+  TEST_CASE("nesting depth counts brackets outside strings only") {
+    CHECK(json_nesting_depth("", 64) == 0);
+    CHECK(json_nesting_depth("1", 64) == 0);
+    CHECK(json_nesting_depth("{\"a\":[1,{\"b\":[]}]}", 64) == 4);
+    CHECK(json_nesting_depth("[[],[],[[]]]", 64) == 3);
+    CHECK(json_nesting_depth("{\"a\":\"[[[[{{{{\"}", 64) == 1);
+    CHECK(json_nesting_depth("{\"a\":\"\\\"[[[[\"}", 64) == 1);  // an escaped quote does not end the string
+    CHECK(json_nesting_depth("{\"a\":\"\\\\\",\"b\":[[]]}", 64) == 3);  // an escaped backslash does not escape the quote
+    CHECK(json_nesting_depth("]]]][", 64) == 1);
+    CHECK(json_nesting_depth(std::string(1000000, '['), 64) == 65);  // stops counting past the limit
+  }
+
+  TEST_CASE("a response nested too deep is refused") {
+    json result;
+    Status answer;
+    const std::string deep = "{\"v\":1,\"ok\":true,\"result\":{\"x\":" + std::string(100000, '[') +
+                             std::string(100000, ']') + "}}";
+    Status st = parse_response(deep, &result, &answer);
+    CHECK(st.code() == Status::Code::kCorruption);
+    CHECK(st.message() == "malformed response (nested deeper than 64 levels)");
+  }
+
   TEST_CASE("every status code name maps back") {
     for (int i = 1; i <= static_cast<int>(Status::Code::kCancelled); ++i) {
       auto code = static_cast<Status::Code>(i);

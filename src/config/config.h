@@ -61,6 +61,9 @@ struct Config {
   std::string state_dir;
   std::string log_level = "info";   // trace | debug | info | warn | error | off
   std::string compression = "auto";  // auto | lz4 | zstd | none (effective_compression)
+  // A control connection that sends no request for this long is closed, so
+  // idle clients cannot hold every connection and lock portalctl out.
+  uint64_t control_idle_timeout_ms = 10000;
   std::string config_file;          // the file that was loaded, if any
 };
 

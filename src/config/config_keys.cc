@@ -92,6 +92,9 @@ std::vector<ConfigKey> build_table() {
                             "trace, debug, info, warn, error or off"));
   keys.push_back(string_key("daemon.compression", &Config::compression, r::check_compression,
                             "segment compression: auto (lz4, none on memory://), lz4, zstd or none"));
+  keys.push_back(uint_key("daemon.control_idle_timeout_ms", &Config::control_idle_timeout_ms,
+                          r::check_control_idle_timeout_ms,
+                          "close a control connection that sends no request for this long"));
   return keys;
 }
 

@@ -91,6 +91,14 @@ Status check_upload_concurrency(uint64_t n) {
   return Status::OK();
 }
 
+Status check_control_idle_timeout_ms(uint64_t ms) {
+  // 0 would mean "never", which is the lock-out this setting exists to end.
+  if (ms < kMinControlIdleTimeoutMs || ms > kMaxControlIdleTimeoutMs) {
+    return invalid("must be between 100 and 3600000 (one hour)");
+  }
+  return Status::OK();
+}
+
 Status check_any_uint(uint64_t) { return Status::OK(); }
 Status check_any_string(const std::string&) { return Status::OK(); }
 

@@ -185,6 +185,9 @@ compression = "zstd"
     CHECK(load_error("[lsm]\nl0_sst_size_bytes = 1000\n").find("lsm.l0_sst_size_bytes = 1000") != std::string::npos);
     CHECK(load_error("[lsm]\nupload_concurrency = 17\n").find("lsm.upload_concurrency = 17: must be between 0 (automatic) and 16") !=
           std::string::npos);
+    // 0 would let idle clients hold every control connection for ever.
+    CHECK(load_error("[daemon]\ncontrol_idle_timeout_ms = 0\n")
+              .find("daemon.control_idle_timeout_ms = 0: must be between 100 and 3600000") != std::string::npos);
   }
 
   TEST_CASE("a syntax error names file, line and column") {

@@ -114,7 +114,9 @@ Status Daemon::start() {
   nbd_ = std::make_unique<nbd::Server>(*exports_, so);
   PBD_RETURN_IF_ERROR(nbd_->start());
 
-  control_ = std::make_unique<ctl::ControlServer>(config_.control_socket);
+  ctl::ControlServerOptions co;
+  co.idle_timeout_ms = static_cast<int>(config_.control_idle_timeout_ms);  // at most an hour (config_rules)
+  control_ = std::make_unique<ctl::ControlServer>(config_.control_socket, co);
   register_control_handlers(control_.get(), {&config_, volume_.get(), store_.get(), nbd_.get(), started_});
   PBD_RETURN_IF_ERROR(control_->start());
 

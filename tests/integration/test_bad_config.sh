@@ -61,6 +61,9 @@ refused "unknown log level" 'chatty|log' --log-level chatty --state-dir "$TMP/s1
 refused "unknown flag" 'frobnicate' --frobnicate --state-dir "$TMP/s13"
 refused "NBD address without a port" 'nonsense|address|port' --state-dir "$TMP/s14" --nbd-address nonsense
 refused "NBD port out of range" '99999|port' --state-dir "$TMP/s15" --nbd-address 127.0.0.1:99999
+printf '[daemon]\ncontrol_idle_timeout_ms = 0\n' >"$TMP/idle0.toml"
+refused "control_idle_timeout_ms = 0 (never) in the config file" 'control_idle_timeout_ms.*between 100' \
+  -c "$TMP/idle0.toml" --state-dir "$TMP/s17"
 
 # A port somebody else listens on: refused, naming the address.
 busy=$(pick_unused_port)
