@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,13 +27,39 @@ namespace fs = std::filesystem;
 Daemon::Daemon(Config config) : config_(std::move(config)) {}
 Daemon::~Daemon() = default;
 
+namespace {
+
+// The state dir holds the index and, by default, the file:// objects: the
+// volume's bytes. Owner only, whatever the umask or an older portalbd left
+// (the files inside may predate portalbd's umask of 077). A directory we may
+// not chmod (not ours, or a filesystem without modes) is served with a warning.
+void make_state_dir_private(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return;  // opening the lock file inside says why
+  const mode_t mode = st.st_mode & 07777;
+  if ((mode & 077) == 0) return;
+  const mode_t tightened = mode & 07700;
+  if (::chmod(dir.c_str(), tightened) != 0) {
+    log::get("portalbd")->warn("state directory is open to other users and cannot be made private path={} mode={:04o} "
+                               "error={}",
+                               dir, mode, log::quote(std::strerror(errno)));
+    return;
+  }
+  log::get("portalbd")->info("state directory was open to other users; made it private path={} mode_was={:04o} "
+                             "mode={:04o}",
+                             dir, mode, tightened);
+}
+
+}  // namespace
+
 // One daemon per state directory: the SQLite index must have one writer.
 Status Daemon::lock_state_dir() {
   std::error_code ec;
   fs::create_directories(config_.state_dir, ec);
   if (ec) return Status::IOError("cannot create state directory " + config_.state_dir + ": " + ec.message());
+  make_state_dir_private(config_.state_dir);
   const std::string path = config_.state_dir + "/portalbd.lock";
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     char holder[32] = {0};

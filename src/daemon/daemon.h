@@ -2,8 +2,8 @@
 // volume engine, the NBD server and the control socket — and their order of
 // start and stop.
 //
-// Start: state dir (locked) -> store -> volume (replay) -> NBD listeners ->
-//        control socket -> "portalbd started".
+// Start: state dir (made private, locked) -> store -> volume (replay) -> NBD
+//        listeners -> control socket -> "portalbd started".
 // Stop:  control socket -> NBD server (stop accepting, finish in-flight
 //        requests) -> request trace closed -> volume close (final flush) -> exit status.
 //

@@ -2,6 +2,7 @@
 // Exit status: 0 clean stop (write buffer flushed), 1 runtime failure
 // (including a final flush that failed), 2 usage or configuration error.
 #include <malloc.h>
+#include <sys/stat.h>
 
 #include <csignal>
 #include <cstdio>
@@ -19,6 +20,10 @@ int main(int argc, char** argv) {
   // Before anything else: the heap on huge pages needs a glibc tunable that
   // is read only at start, so this may execute the daemon again (huge_pages.h).
   reexec_for_heap_huge_pages(argv);
+  // Everything the daemon creates (state dir, index, file:// objects, trace,
+  // sockets before their chmod) is its owner's alone, whatever umask it was
+  // started with; the control socket's mode is set explicitly.
+  ::umask(077);
   // The data path allocates and frees buffers of 4 KiB to a few MiB at a
   // high rate (request payloads, decoded frames). glibc's defaults hand
   // memory back to the kernel eagerly and take it again page fault by page

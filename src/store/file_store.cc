@@ -28,11 +28,29 @@ Status fsync_dir(const std::string& dir) {
   return Status::OK();
 }
 
+// mkdir -p. Objects are the volume's bytes: the directories made here are
+// 0700 and the files 0600 whatever the umask; existing ones are left alone.
+Status make_private_dirs(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return Status::IOError(dir + " exists and is not a directory");
+    return Status::OK();
+  }
+  if (errno != ENOENT) return Status::IOError(errno_text("cannot access", dir));
+  const std::string parent = fs::path(dir).parent_path().string();
+  if (!parent.empty() && parent != dir) PBD_RETURN_IF_ERROR(make_private_dirs(parent));
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    if (errno == EEXIST) return Status::OK();  // a concurrent put made it
+    return Status::IOError(errno_text("create directory", dir));
+  }
+  if (::chmod(dir.c_str(), 0700) != 0) return Status::IOError(errno_text("chmod", dir));
+  return Status::OK();
+}
+
 Status ensure_dir(const std::string& dir) {
   std::error_code ec;
   if (fs::is_directory(dir, ec)) return Status::OK();
-  fs::create_directories(dir, ec);
-  if (ec) return Status::IOError("create directory " + dir + ": " + ec.message());
+  PBD_RETURN_IF_ERROR(make_private_dirs(dir));
   return fsync_dir(fs::path(dir).parent_path().string());
 }
 
@@ -42,9 +60,7 @@ Result<std::shared_ptr<FileStore>> FileStore::Open(const std::string& root) {
   if (root.empty()) return Status::InvalidArgument("file:// store needs a directory path");
   std::string abs = fs::absolute(root).lexically_normal().string();
   if (abs.size() > 1 && abs.back() == '/') abs.pop_back();
-  std::error_code ec;
-  fs::create_directories(abs, ec);
-  if (ec) return Status::IOError("cannot create storage directory " + abs + ": " + ec.message());
+  PBD_RETURN_IF_ERROR(make_private_dirs(abs).With("file:// store"));
   if (::access(abs.c_str(), R_OK | W_OK | X_OK) != 0) {
     return Status::IOError(errno_text("cannot access storage directory", abs));
   }
@@ -73,7 +89,7 @@ Result<std::string> FileStore::write_temp(const std::string& path, std::span<con
   PBD_RETURN_IF_ERROR(ensure_dir(dir));
   std::string tmp = dir + "/." + fs::path(path).filename().string() + ".tmp." +
                     std::to_string(::getpid()) + "." + std::to_string(temp_counter_++);
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return Status::IOError(errno_text("create", tmp));
   Status st = write_all(fd.get(), data);
   if (st.ok() && ::fsync(fd.get()) != 0) st = Status::IOError(errno_text("fsync", tmp));

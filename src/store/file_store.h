@@ -4,7 +4,8 @@
 // a hidden temp file, fsyncs it, renames it over the key and fsyncs the
 // directory, so an object is either absent or whole and durable, even across
 // a crash or power loss. put_if_absent() uses link(2), which fails atomically
-// when the key exists: real conditional put, usable for fencing.
+// when the key exists: real conditional put, usable for fencing. Files it
+// creates are mode 0600 and directories 0700, whatever the umask.
 //
 // Thread-safety: all methods are safe concurrently; the file system orders
 // them. Files beginning with '.' are temporaries and never listed.
