@@ -47,6 +47,7 @@ struct PendingSegment {
   uint64_t size = 0;
   std::optional<SegmentFooter> footer;  // empty: unreadable (`error`)
   Status error;
+  bool entries_dropped = false;  // footer holds the header only (a memory bound); the caller reads it again
 };
 
 struct ReplayPlan {

@@ -256,6 +256,11 @@ Status Volume::replay_storage() {
   // Segments the index has not seen, in sequence order, with their footers.
   std::vector<PendingSegment> pending;
   stored_segments_.clear();
+  // The plan needs only each footer's header; the entries are kept for the
+  // apply below while they fit this budget, and read again past it, so a
+  // long replay (no checkpoint yet) holds no more than this of them.
+  constexpr uint64_t kKeptFooterBytes = 64ull << 20;
+  uint64_t kept_footer_bytes = 0;
   for (const auto& obj : objects) {
     uint64_t seq = 0;
     if (!parse_segment_key(obj.key, &seq)) continue;
@@ -269,6 +274,12 @@ Status Volume::replay_storage() {
     auto footer = read_segment_footer(obj);
     if (footer.ok()) {
       p.footer = std::move(*footer);
+      kept_footer_bytes += (p.footer->entries.size() + p.footer->frames.size()) * 32;
+      if (kept_footer_bytes > kKeptFooterBytes) {
+        p.footer->entries = {};
+        p.footer->frames = {};
+        p.entries_dropped = true;
+      }
     } else if (footer.status().is(Status::Code::kCorruption)) {
       p.error = footer.status();
     } else {
@@ -368,8 +379,14 @@ Status Volume::replay_storage() {
   }
 
   for (size_t i = 0; i < pending.size(); ++i) {
-    const auto& p = pending[i];
+    auto& p = pending[i];
     const auto& d = plan.decisions[i];
+    if (p.entries_dropped && d.action != ReplayPlan::Action::kDropTail) {
+      auto footer = read_segment_footer({p.key, p.size});
+      if (!footer.ok()) return footer.status().With("segment " + p.key + ", read again");
+      p.footer = std::move(*footer);
+      p.entries_dropped = false;
+    }
     if (d.action == ReplayPlan::Action::kDropTail) {
       logger->warn("dropping a segment of a crash's uncommitted tail object={} reason={}", p.key, log::quote(d.why));
       PBD_RETURN_IF_ERROR(quarantine_object(p.key, d.why));
