@@ -89,17 +89,21 @@ Status Daemon::start() {
   if (!store.ok()) return store.status();
   store_ = *store;
 
+  // The lease comes before Volume::Open, and must: the new writer lists
+  // storage only once it holds the volume, so any segment the previous
+  // holder confirmed after its PUT (WriterLease L6) is in that listing. A
+  // start that fails from here on gives the claim back (abandon()).
   LeaseOptions lo;
   lo.take_over = config_.take_over;
   auto lease = WriterLease::Acquire(store_, lo);
   if (!lease.ok()) return lease.status();
-  std::shared_ptr<WriterLease> shared_lease = std::move(*lease);
+  lease_ = std::move(*lease);
   logger->info("claimed the volume fencing={} holder={}",
                store_->supports_conditional_put() ? "conditional-put" : "lease-expiry",
-               log::quote(shared_lease->holder().describe()));
+               log::quote(lease_->holder().describe()));
 
   VolumeOptions vo;
-  vo.lease = shared_lease;
+  vo.lease = lease_;
   vo.size_bytes = config_.disk_size_set ? config_.disk_size_gb << 30 : 0;
   vo.grow = config_.grow;
   vo.repair = config_.repair;
@@ -124,7 +128,10 @@ Status Daemon::start() {
     logger->info("storage keeps nothing past this process: FLUSH and FUA return at once storage={}", store_->url());
   }
   auto volume = Volume::Open(store_, vo);
-  if (!volume.ok()) return volume.status();
+  if (!volume.ok()) {
+    release_lease();
+    return volume.status();
+  }
   volume_ = *volume;
   exports_ = std::make_unique<VolumeExports>(config_.export_name, volume_);
 
@@ -179,6 +186,16 @@ void Daemon::abandon() {
   if (nbd_) nbd_->stop();
   if (trace_) (void)trace_->close();
   if (volume_) (void)volume_->close();
+  release_lease();  // close() released it if its flush worked; once is enough
+}
+
+// A start that failed after the claim must not block the next one.
+void Daemon::release_lease() {
+  if (!lease_) return;
+  if (Status st = lease_->release(); !st.ok()) {
+    log::get("portalbd")->warn("could not remove the writer lease after a failed start object={} error={}",
+                               WriterLease::kKey, log::quote(st.ToString()));
+  }
 }
 
 Status Daemon::stop() {

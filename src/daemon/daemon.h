@@ -23,6 +23,7 @@ namespace portalbd {
 
 class Volume;
 class ObjectStore;
+class WriterLease;
 class VolumeExports;
 class BackgroundGc;
 class FuseMount;
@@ -43,10 +44,14 @@ class Daemon {
 
  private:
   Status lock_state_dir();
+  void release_lease();
 
   const Config config_;
   UniqueFd state_lock_;
   std::shared_ptr<ObjectStore> store_;
+  // Claimed after the store opens and before the volume does (daemon.cc);
+  // a start that fails after the claim releases it (abandon()).
+  std::shared_ptr<WriterLease> lease_;
   std::shared_ptr<Volume> volume_;
   std::unique_ptr<VolumeExports> exports_;
   std::unique_ptr<nbd::Server> nbd_;

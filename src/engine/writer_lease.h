@@ -1,21 +1,53 @@
 // WriterLease: "one writer per volume" (DESIGN invariant 6) on any object store.
 //
 // The lease is one object, lock/writer.json, naming its holder (host, pid,
-// start time), a random token and an expiry. Acquire creates it with a
-// conditional put, so of two daemons starting together exactly one wins where
-// the store enforces conditional puts (file://, memory://, S3 with
-// If-None-Match). A claim is broken only when it is provably stale: its holder
-// was on this host and its pid is gone, or its expiry passed (the holder renews
-// it every ttl/4), or the operator passes take_over.
+// start time), a random token and an expiry. The holder renews it every
+// ttl/4 (Volume's flusher).
 //
-// A writer checks the lease before every segment upload (check()) and renews
-// it periodically (renew()). When the token is no longer its own, another
-// daemon took over: it gets kFenced and must stop writing — it never
-// overwrites the new holder's data. The window between check() and the PUT
-// that follows is not closed (that needs a compare-and-swap the stores do not
-// all offer); the expiry keeps it short.
+// Claiming (Acquire):
+//   L1. No lease object: create it, with a conditional put where the store
+//       enforces one (file://, memory://, S3 with If-None-Match), so of two
+//       daemons starting together exactly one wins. A store that ignores
+//       conditional puts (s3rver) is read first: a live lease is never
+//       overwritten there either.
+//   L2. A readable lease is broken only when it is provably stale: its
+//       holder was on this host and its pid is gone, or its expiry passed,
+//       or the operator passes take_over.
+//   L3. An unreadable lease (torn or empty: s3rver keeps the part of a PUT
+//       whose writer died mid-request) counts as held by an unknown writer
+//       until the object is older than ttl_ms (by its last-modified time,
+//       ObjectInfo::modified_unix_ms); take_over breaks it at once.
+//   L4. After writing its claim, Acquire reads the object back: a racing
+//       writer whose claim landed later is seen there, and this one yields
+//       (kBusy). A claim that lands after the read-back is caught by the
+//       first check() (L6).
+//   L5. replaced_claim() says whether the claim replaced another daemon's
+//       (L2/L3): that daemon may still have segment PUTs in flight, and the
+//       new holder must claim the sequence numbers they may use before it
+//       writes any of its own (Volume::claim_previous_writers_seqs).
 //
-// Thread-safety: all methods are safe concurrently (one mutex).
+// Writing (Volume, see volume.h U6/U7):
+//   L6. check() is one GET of the lease: OK while the token is ours, kFenced
+//       (sticky) once it is not. The volume calls it before every segment PUT
+//       and again after a round of PUTs completes, before committing them
+//       (and so before any FLUSH covering them is answered). On a
+//       linearizable store the second check closes the fencing window: if it
+//       still shows our token, a taker's lease write, and so its LIST of
+//       storage, came after our PUT completed, and the taker replays our
+//       segment.
+//   L7. Renewal is a blind PUT after a check(); a renewal delayed in the
+//       network past a take-over can hand the lease back to the old holder.
+//       The new holder is then fenced at its next check: still one writer.
+//   L8. fence() marks the lease lost without a GET: the volume found another
+//       writer's object under one of its own sequence numbers.
+//   L9. release() removes the lease if it is still ours (clean shutdown, or
+//       a start that failed after Acquire), once; later check()s are kFenced.
+//
+// Clocks: expiry and the age of an unreadable lease compare the holder's or
+// the store's clock with ours; they must agree to well within ttl_ms.
+//
+// Thread-safety: all methods are safe concurrently (one mutex, held across
+// the lease's own GETs and PUTs so that check, renew and release serialize).
 #pragma once
 
 #include <cstdint>
@@ -49,29 +81,41 @@ class WriterLease {
  public:
   static constexpr const char* kKey = "lock/writer.json";
 
-  // Claims the volume, or fails with kBusy naming the holder.
+  // Claims the volume (L1-L4), or fails with kBusy naming the holder and
+  // saying what to do.
   static Result<std::unique_ptr<WriterLease>> Acquire(std::shared_ptr<ObjectStore> store, LeaseOptions options);
 
-  // kFenced once another daemon holds the lease; OK while we do.
+  // kFenced once another daemon holds the lease; OK while we do (L6).
+  // kUnavailable when the lease cannot be read (storage trouble, or an
+  // object torn by someone else's PUT): not a verdict, try again.
   Status check();
   // check() and push the expiry forward.
   Status renew();
-  // Removes the lease if it is still ours (clean shutdown).
+  // Removes the lease if it is still ours (L9). Idempotent.
   Status release();
+  // Marks the lease lost (L8) and logs it with `why`.
+  void fence(const std::string& why);
   bool fenced() const;
+  // True when Acquire replaced another daemon's claim (L5).
+  bool replaced_claim() const { return replaced_claim_; }
   const LeaseHolder& holder() const { return mine_; }
   int64_t ttl_ms() const { return options_.ttl_ms; }
 
  private:
-  WriterLease(std::shared_ptr<ObjectStore> store, LeaseOptions options, LeaseHolder mine)
-      : store_(std::move(store)), options_(std::move(options)), mine_(std::move(mine)) {}
+  WriterLease(std::shared_ptr<ObjectStore> store, LeaseOptions options, LeaseHolder mine, bool replaced_claim)
+      : store_(std::move(store)),
+        options_(std::move(options)),
+        replaced_claim_(replaced_claim),
+        mine_(std::move(mine)) {}
   Status check_locked();
 
   const std::shared_ptr<ObjectStore> store_;
   const LeaseOptions options_;
+  const bool replaced_claim_;
   mutable std::mutex mu_;
-  LeaseHolder mine_;     // GUARDED_BY(mu_) (expiry changes)
-  bool fenced_ = false;  // GUARDED_BY(mu_)
+  LeaseHolder mine_;       // GUARDED_BY(mu_) (expiry changes)
+  bool fenced_ = false;    // GUARDED_BY(mu_)
+  bool released_ = false;  // GUARDED_BY(mu_)
 };
 
 }  // namespace portalbd

@@ -160,7 +160,8 @@ Result<ObjectInfo> FileStore::head(const std::string& key) {
     if (errno == ENOENT) return Status::NotFound("object " + key + " not found");
     return Status::IOError(errno_text("stat", *path));
   }
-  return ObjectInfo{key, static_cast<uint64_t>(st.st_size)};
+  const int64_t modified_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+  return ObjectInfo{key, static_cast<uint64_t>(st.st_size), modified_ms};
 }
 
 Status FileStore::list(const std::string& prefix, std::vector<ObjectInfo>* out) {

@@ -2,18 +2,22 @@
 
 #include <algorithm>
 
+#include "src/util/clock.h"
+
 namespace portalbd {
 
 Status MemoryStore::put(const std::string& key, std::span<const std::byte> data) {
   auto blob = std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
   std::lock_guard lock(mu_);
   objects_[key] = std::move(blob);
+  modified_unix_ms_[key] = now_unix_ms();
   return Status::OK();
 }
 
 Status MemoryStore::put_shared(const std::string& key, std::shared_ptr<const std::vector<std::byte>> data) {
   std::lock_guard lock(mu_);
   objects_[key] = std::move(data);
+  modified_unix_ms_[key] = now_unix_ms();
   return Status::OK();
 }
 
@@ -23,6 +27,7 @@ Status MemoryStore::put_if_absent(const std::string& key, std::span<const std::b
   if (!objects_.emplace(key, std::move(blob)).second) {
     return Status::AlreadyExists("object " + key + " already exists");
   }
+  modified_unix_ms_[key] = now_unix_ms();
   return Status::OK();
 }
 
@@ -57,7 +62,8 @@ Result<ObjectInfo> MemoryStore::head(const std::string& key) {
   std::lock_guard lock(mu_);
   auto it = objects_.find(key);
   if (it == objects_.end()) return Status::NotFound("object " + key + " not found");
-  return ObjectInfo{key, it->second->size()};
+  auto modified = modified_unix_ms_.find(key);
+  return ObjectInfo{key, it->second->size(), modified == modified_unix_ms_.end() ? 0 : modified->second};
 }
 
 Status MemoryStore::list(const std::string& prefix, std::vector<ObjectInfo>* out) {
@@ -73,6 +79,7 @@ Status MemoryStore::list(const std::string& prefix, std::vector<ObjectInfo>* out
 Status MemoryStore::remove(const std::string& key) {
   std::lock_guard lock(mu_);
   objects_.erase(key);
+  modified_unix_ms_.erase(key);
   return Status::OK();
 }
 

@@ -30,6 +30,7 @@ class MemoryStore final : public ObjectStore {
   using Blob = std::shared_ptr<const std::vector<std::byte>>;
   mutable std::mutex mu_;
   std::map<std::string, Blob> objects_;  // GUARDED_BY(mu_)
+  std::map<std::string, int64_t> modified_unix_ms_;  // by key, for head(); GUARDED_BY(mu_)
 };
 
 }  // namespace portalbd

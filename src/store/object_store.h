@@ -33,6 +33,10 @@ namespace portalbd {
 struct ObjectInfo {
   std::string key;
   uint64_t size = 0;
+  // When the object was last written, Unix ms by the store's clock (S3's
+  // Last-Modified, a file's mtime). head() fills it; list() may leave it 0,
+  // as does a store that cannot tell.
+  int64_t modified_unix_ms = 0;
 };
 
 class ObjectStore {

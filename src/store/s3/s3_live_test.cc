@@ -11,6 +11,7 @@
 // explicitly without S3_TEST_ENDPOINT they fail, never pass vacuously.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <random>
 #include <thread>
@@ -77,6 +78,13 @@ TEST_SUITE("s3.live" * doctest::skip()) {
       REQUIRE(info.ok());
       CHECK(info->size == data.size());
       CHECK(info->key == key);
+      // Last-Modified, which an unreadable writer lease is aged by: just now
+      // (a second's resolution; the server's clock is this host's).
+      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+      CHECK(info->modified_unix_ms > now_ms - 60'000);
+      CHECK(info->modified_unix_ms <= now_ms + 1'000);
       REQUIRE(store->get_range(key, 1000, 5000, &back).ok());
       CHECK(back == std::vector<std::byte>(data.begin() + 1000, data.begin() + 6000));
       REQUIRE(store->get_range(key, 99'990, 100, &back).ok());  // past the end: what exists

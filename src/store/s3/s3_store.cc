@@ -2,11 +2,24 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 #include "src/log/log.h"
 #include "src/store/s3/endpoint.h"
 
 namespace portalbd::s3 {
+namespace {
+
+// "Wed, 21 Oct 2015 07:28:00 GMT" (RFC 9110 IMF-fixdate) as Unix ms; 0 when
+// absent or unreadable.
+int64_t parse_http_date_ms(const std::string& date) {
+  struct tm tm {};
+  const char* end = ::strptime(date.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (date.empty() || end == nullptr) return 0;
+  return static_cast<int64_t>(::timegm(&tm)) * 1000;
+}
+
+}  // namespace
 
 Result<std::shared_ptr<S3Store>> S3Store::Open(S3Options options) {
   PBD_RETURN_IF_ERROR(resolve_credentials(&options));
@@ -153,7 +166,7 @@ Result<ObjectInfo> S3Store::head(const std::string& key) {
     return Status::IOError("S3 HeadObject bucket=" + client_->options().bucket + " key=" + *full +
                            ": no usable Content-Length");
   }
-  return ObjectInfo{key, size};
+  return ObjectInfo{key, size, parse_http_date_ms(resp.header("last-modified"))};
 }
 
 Status S3Store::remove(const std::string& key) {
