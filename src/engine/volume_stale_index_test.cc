@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 
 #include "src/engine/volume.h"
@@ -71,14 +72,21 @@ std::string names(const View& v) {
 // Writer B's session on storage that writer A left: deletes A's snapshot so
 // GC merges its layer away and deletes the segments it overwrote (grace 0),
 // then takes a snapshot and writes more. Returns what B acknowledged.
-View second_writer_moves_on(const std::shared_ptr<ObjectStore>& store, const std::string& index) {
+View second_writer_moves_on(const std::shared_ptr<ObjectStore>& store, const std::string& index,
+                            const std::function<void()>& before_close = nullptr) {
   auto b = open(store, index);
   REQUIRE(b->delete_snapshot("s1").ok());
-  write(*b, 0, 8, 0xB1);  // overwrites A's oldest data: its segments become garbage
+  // Overwrites all of A's second segment (garbage, deleted below) and a
+  // quarter of its first, which stays: GC merges s1's layer into the live
+  // one without moving that segment's blocks. An index that missed the
+  // merge finds them in a layer storage no longer has.
+  write(*b, 0, 8, 0xB1);
+  write(*b, 16, 8, 0xB1);
+  write(*b, 100, 4, 0xB1);
   REQUIRE(b->flush().ok());
   GcOptions gc;
   gc.grace_ms = 0;
-  gc.rewrite_live_ratio = 0.9;
+  gc.rewrite_live_ratio = 0.3;
   auto first = b->gc(gc);
   REQUIRE_MESSAGE(first.ok(), first.status().ToString());
   CHECK(first->layers_merged >= 1);
@@ -89,6 +97,7 @@ View second_writer_moves_on(const std::shared_ptr<ObjectStore>& store, const std
   write(*b, 40, 4, 0xB2);
   REQUIRE(b->flush().ok());
   View acknowledged = view(*b);
+  if (before_close) before_close();
   REQUIRE(b->close().ok());
   return acknowledged;
 }
@@ -149,12 +158,11 @@ TEST_SUITE("engine.stale_index") {
     {
       auto a = open(store, index);
       first_writer(*a);
-      // The database file alone, without its -wal: what a kill -9 that lost
-      // the WAL leaves behind (commits since the last WAL checkpoint gone).
-      fs::copy_file(index, lost);
-      REQUIRE(a->close().ok());
+      REQUIRE(a->close().ok());  // SQLite folds the WAL into the database file
     }
-    const View acknowledged = second_writer_moves_on(store, index);
+    // The same state dir moves on; then a kill -9 loses the WAL, leaving the
+    // database file as the last session left it.
+    const View acknowledged = second_writer_moves_on(store, index, [&] { fs::copy_file(index, lost); });
     for (auto suffix : {"", "-wal", "-shm"}) fs::remove(index + suffix);
     fs::rename(lost, index);
     check_caught_up(store, index, dir.path + "/fresh.sqlite", acknowledged);
