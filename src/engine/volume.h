@@ -18,7 +18,7 @@
 // volume_flush.cc, all driven by upload_through() under flush_mu_):
 //
 //   ACTIVE --seal_active_locked()--> SEALED --PUT started--> PUTTING
-//   PUTTING --put_segment() OK--> STORED --commit_segment()--> COMMITTED
+//   PUTTING --put_segment() OK--> STORED --lease confirmed, commit_segment()--> COMMITTED
 //   PUTTING --put_segment() fails--> FAILED --next upload_through()--> SEALED
 //
 //   SEALED:    in sealing_ with its bytes and sequence number; readable.
@@ -47,6 +47,14 @@
 //       wait for space); encoded objects exist only inside the window, so at
 //       most W of them (each about segment_bytes) are held on top.
 //   U6. The writer lease is checked before every segment PUT.
+//   U7. A STORED buffer commits only after a lease check that began after
+//       its PUT completed (one GET covers every buffer STORED before it
+//       began). Since a FLUSH is answered only once its buffers commit, no
+//       FLUSH is answered OK whose segments the next holder might not see
+//       (WriterLease L6); a fenced check leaves them STORED and the FLUSH
+//       fails (kFenced, EIO). Where the store enforces conditional puts,
+//       segments are created with put_if_absent (store_segment), so two
+//       writers never replace each other's segment under one key.
 
 // Invariants
 //   1. Every write answered before flush() was called is in a segment that is
@@ -336,6 +344,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
     std::shared_ptr<const std::vector<std::byte>> object;
     uint64_t object_bytes = 0;
     std::optional<SegmentFooter> footer;
+    uint64_t stored_tick = 0;  // puts_stored_ when its PUT succeeded (U7); GUARDED_BY(mu_)
   };
   using Piece = std::tuple<uint64_t, uint64_t, BlockSource>;  // lba, nblocks, source
 
@@ -487,6 +496,19 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status put_segment(Sealed& sealed);
   // STORED -> COMMITTED for the head of sealing_. REQUIRES: flush_mu_ held.
   Status commit_segment(const std::shared_ptr<Sealed>& sealed);
+  // Stores a new segment object under `key` after a lease check (U6): with
+  // put_if_absent where the store enforces it (U7), where finding the key
+  // taken by anything but these very bytes (an earlier attempt of ours)
+  // fences the lease. Any thread.
+  Status store_segment(const std::string& key, const std::shared_ptr<const std::vector<std::byte>>& object);
+  // The lease check after PUTs and before what they make visible (U7): OK
+  // without a lease. Any thread.
+  Status confirm_writer(const std::string& what);
+  // Open, after a take-over (WriterLease L5): stores an empty segment under
+  // every sequence number the previous holder may still be uploading to, so
+  // none of its late PUTs lands among this daemon's segments
+  // (volume_takeover.cc). After replay_storage(), before anything is served.
+  Status claim_previous_writers_seqs();
   void flusher_loop();
   // How long storage has accepted no upload, counted from no earlier than
   // `since`. REQUIRES: mu_ held.
@@ -517,6 +539,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::condition_variable retry_cv_;    // a flush() waiting out a storage outage
   std::condition_variable upload_cv_;   // a PUT finished or a buffer was sealed
   uint32_t puts_running_ = 0;           // GUARDED_BY(mu_)
+  uint64_t puts_stored_ = 0;            // segment PUTs that succeeded (U7); GUARDED_BY(mu_)
+  // Every PUT counted in puts_stored_ up to this was followed by a lease
+  // check that passed (U7). GUARDED_BY(flush_mu_)
+  uint64_t confirmed_tick_ = 0;
   // The last successful upload (or open()), and the current failing streak.
   std::chrono::steady_clock::time_point last_upload_ok_ = std::chrono::steady_clock::now();  // GUARDED_BY(mu_)
   int64_t failing_since_unix_ms_ = 0;            // GUARDED_BY(mu_)

@@ -57,12 +57,35 @@ Status Volume::put_segment(Sealed& sealed) {
     sealed.object_bytes = sealed.object->size();
     sealed.footer = builder.footer();
   }
-  const std::string key = segment_key(sealed.seq);
-  // Never write over another daemon's volume: see WriterLease.
-  if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("upload " + key));
-  PBD_RETURN_IF_ERROR(store_->put_shared(key, sealed.object).With("upload " + key));
+  PBD_RETURN_IF_ERROR(store_segment(segment_key(sealed.seq), sealed.object));
   sealed.object.reset();  // stored: this buffer needs the bytes no more (U3, U5)
   return Status::OK();
+}
+
+Status Volume::store_segment(const std::string& key, const std::shared_ptr<const std::vector<std::byte>>& object) {
+  // Never write over another daemon's volume: see WriterLease.
+  if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("upload " + key));
+  if (!store_->supports_conditional_put()) return store_->put_shared(key, object).With("upload " + key);
+  Status st = store_->put_if_absent(key, *object);
+  if (!st.is(Status::Code::kAlreadyExists)) return st.With("upload " + key);
+  // An earlier attempt of ours that landed although its answer was lost
+  // holds exactly these bytes (a segment's footer names its writer's clock
+  // and layer, so another writer's object differs). Anything else is another
+  // writer's segment under a sequence number this daemon took: its view of
+  // the log is wrong, and it must not write on.
+  std::vector<std::byte> existing;
+  if (Status got = store_->get(key, &existing); !got.ok()) {
+    return Status::Unavailable("upload " + key + ": the key exists but cannot be read back: " + got.ToString());
+  }
+  if (existing == *object) return Status::OK();
+  const std::string why = "storage already holds another writer's " + key;
+  if (opts_.lease) opts_.lease->fence(why);
+  return Status::Fenced(why + "; this daemon no longer writes");
+}
+
+Status Volume::confirm_writer(const std::string& what) {
+  if (!opts_.lease) return Status::OK();
+  return opts_.lease->check().With(what);
 }
 
 // STORED -> COMMITTED.
@@ -172,6 +195,7 @@ Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
         upload_pool_->submit([this, sealed = std::move(sealed)] {
           Status st = put_segment(*sealed);
           std::lock_guard done(mu_);
+          if (st.ok()) sealed->stored_tick = ++puts_stored_;
           sealed->stage = st.ok() ? Stage::kStored : Stage::kFailed;
           sealed->put_error = std::move(st);
           --puts_running_;
@@ -191,6 +215,21 @@ Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
       failed_buffer = head;
       break;
     }
+    // U7: STORED, but committed (and so acknowledged) only once a lease
+    // check that began after its PUT completed still finds the lease ours.
+    if (opts_.lease && head->stored_tick > confirmed_tick_) {
+      const uint64_t covers = puts_stored_;  // every PUT completed by now
+      lock.unlock();
+      Status confirmed = confirm_writer("confirm " + segment_key(head->seq) + " before committing it");
+      lock.lock();
+      if (!confirmed.ok()) {
+        failed = std::move(confirmed);
+        failed_buffer = head;
+        break;
+      }
+      confirmed_tick_ = std::max(confirmed_tick_, covers);
+      continue;  // the head is still STORED: nothing else commits it (flush_mu_)
+    }
     lock.unlock();
     Status st = commit_segment(head);  // pops the head
     lock.lock();
@@ -205,7 +244,7 @@ Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
   if (failed.ok()) return failed;
 
   flush_errors_++;
-  if (failing_since_unix_ms_ == 0) {
+  if (failing_since_unix_ms_ == 0 && !failed.is(Status::Code::kFenced)) {  // fencing is no outage
     failing_since_unix_ms_ = now_unix_ms();
     log::get("engine")->warn("storage is failing, writes stay buffered dirty_bytes={} write_buffer_bytes={}",
                              active_bytes_ + sealing_bytes_, opts_.write_buffer_bytes);

@@ -273,12 +273,13 @@ Status Volume::rewrite_segment_locked(uint64_t seq, const std::vector<SegmentRef
       builder.add_data(lba, std::span<const std::byte>(frame->bytes.data() + src.block_in_frame * uint64_t{kBlockSize},
                                                        n * kBlockSize));
     }
-    std::vector<std::byte> object = builder.finish();
+    auto object = std::make_shared<const std::vector<std::byte>>(builder.finish());
     const SegmentFooter& footer = builder.footer();
     const std::string key = segment_key(m.new_seq);
-    if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("gc upload " + key));
-    PBD_RETURN_IF_ERROR(store_->put(key, object).With("gc upload " + key));
-    PBD_RETURN_IF_ERROR(index_->apply_segment(footer, object.size()).With("gc index " + key));
+    // Checked before the PUT and confirmed after it, as any segment (U6, U7).
+    PBD_RETURN_IF_ERROR(store_segment(key, object).With("gc"));
+    PBD_RETURN_IF_ERROR(confirm_writer("gc: confirm " + key + " before committing it"));
+    PBD_RETURN_IF_ERROR(index_->apply_segment(footer, object->size()).With("gc index " + key));
     std::lock_guard lock(mu_);
     for (const auto& e : footer.entries) {
       BlockSource src;
@@ -530,6 +531,9 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
   if (!deletable.empty()) PBD_RETURN_IF_ERROR(storage_roots_current().With("gc"));
   for (uint64_t seq : deletable) {
     const std::string key = segment_key(seq);
+    // Each deletion, however long the list: a writer that lost the volume
+    // meanwhile deletes nothing more.
+    PBD_RETURN_IF_ERROR(confirm_writer("gc delete " + key));
     auto info = store_->head(key);
     PBD_RETURN_IF_ERROR(store_->remove(key).With("gc delete " + key));
     PBD_RETURN_IF_ERROR(index_->forget_segment(seq));

@@ -83,6 +83,7 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   PBD_RETURN_IF_ERROR(v->open_index());
   PBD_RETURN_IF_ERROR(v->rebuild_index_if_behind_storage());
   PBD_RETURN_IF_ERROR(v->replay_storage());
+  PBD_RETURN_IF_ERROR(v->claim_previous_writers_seqs());  // after a take-over only
   PBD_RETURN_IF_ERROR(v->load_layers());
   PBD_RETURN_IF_ERROR(v->check_stored_references());
   PBD_RETURN_IF_ERROR(v->check_size_covers_data());

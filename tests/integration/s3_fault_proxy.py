@@ -15,6 +15,12 @@ of) the real answer, chosen evenly among:
 Every other request is forwarded unchanged (keep-alive both sides).
 GET /__fault_proxy_stats answers the counts as JSON; --stats FILE gets them
 at exit too. Traffic goes only to the loopback upstream given.
+
+A test can also hold chosen PUTs, the way a slow network would:
+GET /__fault_proxy_hold?match=SUBSTRING&ms=N&count=K makes the next K PUTs
+whose path contains SUBSTRING wait N ms after their body has arrived and
+before they are forwarded (so the object lands late). The stats count them
+("held", and "holding" while they wait).
 """
 import argparse
 import http.client
@@ -25,13 +31,14 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 FAULTS = ["500", "503", "429", "drop", "truncate", "delay"]
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 stats_lock = threading.Lock()
-stats = {"requests": 0, "forwarded": 0, **{f: 0 for f in FAULTS}}
+stats = {"requests": 0, "forwarded": 0, "held": 0, "holding": 0, **{f: 0 for f in FAULTS}}
+hold = {"match": None, "ms": 0, "count": 0}  # armed by /__fault_proxy_hold; guarded by stats_lock
 
 
 def bump(name):
@@ -79,7 +86,14 @@ class Handler(BaseHTTPRequestHandler):
                 payload = json.dumps(stats).encode()
             self._send(200, payload, [("Content-Type", "application/json")])
             return
+        if self.path.startswith("/__fault_proxy_hold?"):
+            q = parse_qs(urlsplit(self.path).query)
+            with stats_lock:
+                hold.update(match=q["match"][0], ms=int(q["ms"][0]), count=int(q.get("count", ["1"])[0]))
+            self._send(200, b"armed\n")
+            return
         bump("requests")
+        self._hold_if_armed()
         fault = self._pick_fault()
         if fault and fault != "truncate":
             bump(fault)  # a truncation counts only when there was a body to cut
@@ -129,6 +143,18 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self._send(resp.status, data, out_headers)
+
+    def _hold_if_armed(self):
+        with stats_lock:
+            if self.command != "PUT" or hold["count"] <= 0 or hold["match"] not in self.path:
+                return
+            hold["count"] -= 1
+            stats["held"] += 1
+            stats["holding"] += 1
+            ms = hold["ms"]
+        time.sleep(ms / 1000.0)
+        with stats_lock:
+            stats["holding"] -= 1
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

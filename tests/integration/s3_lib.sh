@@ -57,6 +57,27 @@ start_s3rver() {
   log "s3rver $("$S3RVER" --version 2>/dev/null) listening at $S3_ENDPOINT (pid $S3RVER_PID), bucket $S3_BUCKET"
 }
 
+# start_moto_server: moto's S3 server (Python's moto, `moto_server`) on
+# 127.0.0.1:$MOTO_PORT with the bucket $S3_BUCKET; sets MOTO_ENDPOINT. Unlike
+# s3rver it enforces If-None-Match (conditional PUT), as AWS S3 does.
+# Skips the test loudly when moto_server is not installed.
+start_moto_server() {
+  command -v moto_server >/dev/null 2>&1 || skip "moto_server (pip install 'moto[server]') is not installed"
+  MOTO_PORT=$(pick_unused_port)
+  moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$TMP/moto.log" 2>&1 &
+  local pid=$!
+  cleanup_fn kill "$pid"
+  local deadline=$(( $(date +%s) + 30 ))
+  until _port_open "$MOTO_PORT"; do
+    kill -0 "$pid" 2>/dev/null || { cat "$TMP/moto.log"; fail "moto_server exited during startup"; }
+    [ "$(date +%s)" -lt "$deadline" ] || fail "moto_server did not listen on 127.0.0.1:$MOTO_PORT within 30s"
+    sleep 0.2
+  done
+  MOTO_ENDPOINT=http://127.0.0.1:$MOTO_PORT
+  curl -sf -X PUT "$MOTO_ENDPOINT/$S3_BUCKET" >/dev/null || fail "cannot create bucket $S3_BUCKET on moto_server"
+  log "moto_server listening at $MOTO_ENDPOINT (pid $pid), bucket $S3_BUCKET"
+}
+
 # start_fault_proxy ARGS...: s3_fault_proxy.py in front of s3rver, with ARGS
 # (--rate, --faults, --delay-ms, --seed, --stats); sets FAULT_PROXY_URL.
 start_fault_proxy() {

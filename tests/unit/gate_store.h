@@ -16,10 +16,11 @@
 
 namespace portalbd::testing {
 
-// Holds every segment PUT before it reaches the inner store until the test
-// releases that key (or opens the gate for all), so a test sees how many
-// PUTs run at once and finishes them in any order. hold_removes() likewise
-// stops segment DELETEs until release_removes(). Other calls pass through.
+// Holds every segment PUT (put or put_if_absent) before it reaches the inner
+// store until the test releases that key (or opens the gate for all), so a
+// test sees how many PUTs run at once and finishes them in any order.
+// hold_removes() likewise stops segment DELETEs until release_removes().
+// Other calls pass through.
 class GateStore final : public ObjectStore {
  public:
   explicit GateStore(std::shared_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
@@ -73,26 +74,13 @@ class GateStore final : public ObjectStore {
 
   Status put(const std::string& key, std::span<const std::byte> data) override {
     if (key.rfind("segments/", 0) != 0) return inner_->put(key, data);
-    std::chrono::milliseconds delay{0};
-    {
-      std::unique_lock lock(mu_);
-      ++puts_started_;
-      held_.insert(key);
-      most_held_ = std::max(most_held_, held_.size());
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return open_ || released_.count(key) > 0; });
-      held_.erase(key);
-      delay = put_delay_;
-    }
-    std::this_thread::sleep_for(delay);
-    Status st = inner_->put(key, data);
-    std::lock_guard lock(mu_);
-    stored_.insert(key);
-    cv_.notify_all();
-    return st;
+    return held_put(key, [&] { return inner_->put(key, data); });
   }
+  // Segments are created with put_if_absent where the store enforces it
+  // (Volume::store_segment): held the same way.
   Status put_if_absent(const std::string& key, std::span<const std::byte> data) override {
-    return inner_->put_if_absent(key, data);
+    if (key.rfind("segments/", 0) != 0) return inner_->put_if_absent(key, data);
+    return held_put(key, [&] { return inner_->put_if_absent(key, data); });
   }
   bool supports_conditional_put() const override { return inner_->supports_conditional_put(); }
   Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override {
@@ -115,6 +103,26 @@ class GateStore final : public ObjectStore {
   bool persistent() const override { return inner_->persistent(); }
 
  private:
+  Status held_put(const std::string& key, const std::function<Status()>& do_put) {
+    std::chrono::milliseconds delay{0};
+    {
+      std::unique_lock lock(mu_);
+      ++puts_started_;
+      held_.insert(key);
+      most_held_ = std::max(most_held_, held_.size());
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return open_ || released_.count(key) > 0; });
+      held_.erase(key);
+      delay = put_delay_;
+    }
+    std::this_thread::sleep_for(delay);
+    Status st = do_put();
+    std::lock_guard lock(mu_);
+    stored_.insert(key);
+    cv_.notify_all();
+    return st;
+  }
+
   const std::shared_ptr<ObjectStore> inner_;
   std::mutex mu_;
   std::condition_variable cv_;
