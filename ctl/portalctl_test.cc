@@ -26,7 +26,11 @@ const json kStatus = json::parse(R"({
   "clients": [{"peer": "127.0.0.1:53422", "export": "portalbd"},
               {"peer": "unix", "export": "portalbd@a", "connected_unix_ms": 1767755083000}],
   "counters": {"reads": 1234567, "writes": 89, "read_bytes": 4096},
-  "gc_backlog_bytes": 0
+  "gc_backlog_bytes": 0,
+  "store_requests": {"put": 3, "put_if_absent": 0, "get": 1, "get_range": 2, "head": 1, "list": 6, "remove": 0,
+                     "total": 13, "bytes_out": 2097152, "bytes_in": 4096},
+  "lease_requests": {"put": 1234, "put_if_absent": 1, "get": 1235, "get_range": 0, "head": 0, "list": 0,
+                     "remove": 0, "total": 2470, "bytes_out": 0, "bytes_in": 0}
 })");
 
 // A fake daemon on a temporary socket, recording the last request.
@@ -142,6 +146,14 @@ TEST_SUITE("ctl.portalctl") {
     CHECK(has_row(r.out, "  reads", "1,234,567"));
     CHECK(has_row(r.out, "gc backlog bytes", "0 B"));  // a field this portalctl does not know is still shown
     CHECK(r.out.rfind("counters:") > r.out.rfind("gc backlog"));
+    // Store requests: the total, then each type in the protocol's order, then bytes.
+    CHECK(has_row(r.out, "store requests", "13"));
+    CHECK(has(r.out, "\n  put=3  put_if_absent=0  get=1  get_range=2  head=1  list=6  remove=0\n"));
+    CHECK(has_row(r.out, "  bytes out", "2 MiB (2097152 bytes)"));
+    CHECK(has_row(r.out, "lease requests", "2,470"));
+    CHECK(has(r.out, "\n  put=1,234  put_if_absent=1  get=1,235"));
+    CHECK(r.out.find("store requests:") < r.out.find("lease requests:"));
+    CHECK(r.out.rfind("counters:") > r.out.rfind("lease requests"));
   }
 
   TEST_CASE("status --json prints the result object as sent") {

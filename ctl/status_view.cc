@@ -75,6 +75,25 @@ void add_object(const std::string& label, const json& obj, KeyValueList* list) {
   for (const auto& [k, v] : obj.items()) list->add(label_for_key(k), format_value(k, v), 1);
 }
 
+// "store_requests"/"lease_requests": the total on the heading, the count of
+// each request type on one line, in the protocol's order, then the bytes.
+void add_requests(const std::string& label, const json& requests, KeyValueList* list) {
+  static constexpr const char* kTypes[] = {"put", "put_if_absent", "get", "get_range", "head", "list", "remove"};
+  auto total = requests.find("total");
+  list->heading(label, total == requests.end() ? "" : format_value("total", *total));
+  std::string by_type;
+  for (const char* type : kTypes) {
+    auto it = requests.find(type);
+    if (it == requests.end()) continue;
+    by_type += (by_type.empty() ? "" : "  ") + std::string(type) + "=" + format_value(type, *it);
+  }
+  if (!by_type.empty()) list->line(by_type, 1);
+  for (const auto& [k, v] : requests.items()) {
+    if (k == "total" || std::find(std::begin(kTypes), std::end(kTypes), k) != std::end(kTypes)) continue;
+    list->add(label_for_key(k), format_value(k, v), 1);
+  }
+}
+
 // A field not in kFields, or "clients"/"counters" of an unexpected shape.
 void add_other(const std::string& key, const json& v, KeyValueList* list) {
   if (v.is_object()) {
@@ -104,6 +123,12 @@ void render_status(const json& status, std::ostream& out) {
   if (auto it = status.find("clients"); it != status.end()) {
     shown.insert("clients");
     add_clients(*it, &list);
+  }
+  for (const char* key : {"store_requests", "lease_requests"}) {
+    auto it = status.find(key);
+    if (it == status.end() || !it->is_object()) continue;
+    shown.insert(key);
+    add_requests(label_for_key(key), *it, &list);
   }
   for (const auto& [k, v] : status.items()) {
     if (shown.count(k) == 0 && k != "counters") add_other(k, v, &list);

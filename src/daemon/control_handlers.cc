@@ -13,6 +13,7 @@
 #include "src/daemon/prune.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
+#include "src/store/counting_store.h"
 #include "src/store/object_store.h"
 #include "src/store/s3/s3_store.h"
 
@@ -46,6 +47,13 @@ Result<uint64_t> count_arg(const json& args, const char* key) {
     return Status::InvalidArgument(std::string("argument '") + key + "' must be a non-negative integer");
   }
   return args[key].get<uint64_t>();
+}
+
+json requests_json(const StoreRequestCounts& c) {
+  return {{"put", c.put},         {"put_if_absent", c.put_if_absent}, {"get", c.get},
+          {"get_range", c.get_range}, {"head", c.head},                {"list", c.list},
+          {"remove", c.remove},   {"total", c.requests()},            {"bytes_out", c.bytes_out},
+          {"bytes_in", c.bytes_in}};
 }
 
 bool bool_arg(const json& args, const char* key) {
@@ -121,6 +129,12 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
                       {"bytes_up", m.bytes_up},             {"bytes_down", m.bytes_down},
                       {"retries", m.retries},               {"errors", m.errors},
                       {"multipart_uploads", m.multipart_uploads}};
+    }
+    if (ctx.requests != nullptr) {
+      // Requests sent to storage since start: the volume's (segments,
+      // checkpoints, roots records) and the writer lease's (lock/), apart.
+      (*out)["store_requests"] = requests_json(ctx.requests->counts(CountingStore::kVolume));
+      (*out)["lease_requests"] = requests_json(ctx.requests->counts(CountingStore::kLease));
     }
     (*out)["counters"]["dirty_bytes"] = vs.dirty_bytes;  // the upload queue depth, in bytes
     return Status::OK();

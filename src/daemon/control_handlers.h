@@ -14,13 +14,15 @@ namespace portalbd {
 
 class Volume;
 class ObjectStore;
+class CountingStore;
 namespace nbd { class Server; }
 namespace ctl { class ControlServer; }
 
 struct ControlContext {
   const Config* config = nullptr;
   Volume* volume = nullptr;
-  ObjectStore* store = nullptr;
+  ObjectStore* store = nullptr;        // the store as opened (its url, its own metrics)
+  const CountingStore* requests = nullptr;  // the same store, counting requests; may be null
   nbd::Server* nbd = nullptr;
   std::chrono::steady_clock::time_point started;
 };

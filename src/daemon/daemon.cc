@@ -19,6 +19,7 @@
 #include "src/daemon/exports.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
+#include "src/store/counting_store.h"
 #include "src/store/object_store.h"
 
 namespace portalbd {
@@ -87,7 +88,9 @@ Status Daemon::start() {
                                        {"AWS_PROFILE", config_.s3_profile},
                                        {"AWS_SHARED_CREDENTIALS_FILE", config_.s3_credentials_file}});
   if (!store.ok()) return store.status();
-  store_ = *store;
+  // Every request from here on, the lease's included, is counted (status).
+  requests_ = std::make_shared<CountingStore>(*store);
+  store_ = requests_;
 
   // The lease comes before Volume::Open, and must: the new writer lists
   // storage only once it holds the volume, so any segment the previous
@@ -151,7 +154,8 @@ Status Daemon::start() {
   ctl::ControlServerOptions co;
   co.idle_timeout_ms = static_cast<int>(config_.control_idle_timeout_ms);  // at most an hour (config_rules)
   control_ = std::make_unique<ctl::ControlServer>(config_.control_socket, co);
-  register_control_handlers(control_.get(), {&config_, volume_.get(), store_.get(), nbd_.get(), started_});
+  register_control_handlers(control_.get(),
+                            {&config_, volume_.get(), &requests_->inner(), requests_.get(), nbd_.get(), started_});
   PBD_RETURN_IF_ERROR(control_->start());
 
   if (!config_.fuse_mountpoint.empty()) {

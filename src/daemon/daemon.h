@@ -23,6 +23,7 @@ namespace portalbd {
 
 class Volume;
 class ObjectStore;
+class CountingStore;
 class WriterLease;
 class VolumeExports;
 class BackgroundGc;
@@ -49,6 +50,8 @@ class Daemon {
   const Config config_;
   UniqueFd state_lock_;
   std::shared_ptr<ObjectStore> store_;
+  // The same store, counting the requests that reach it (portalctl status).
+  std::shared_ptr<CountingStore> requests_;
   // Claimed after the store opens and before the volume does (daemon.cc);
   // a start that fails after the claim releases it (abandon()).
   std::shared_ptr<WriterLease> lease_;

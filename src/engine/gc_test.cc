@@ -8,6 +8,7 @@
 #include <random>
 
 #include "src/engine/volume.h"
+#include "src/store/counting_store.h"
 #include "src/store/file_store.h"
 #include "src/store/memory_store.h"
 #include "tests/unit/gate_store.h"
@@ -202,6 +203,75 @@ TEST_SUITE("engine.gc") {
     char key[64];
     std::snprintf(key, sizeof key, "checkpoints/%016llx.sqlite.zst", static_cast<unsigned long long>(r2->checkpoint_seq));
     CHECK((*store)->head(key).ok());
+  }
+
+  TEST_CASE("a pass over an unchanged volume sends nothing to the store, until something is due") {
+    // Issue 26: an idle volume costs (almost) nothing. Passes on a timer
+    // that find nothing new must not list, read or write storage.
+    TempDir dir;
+    auto file = FileStore::Open(dir.path + "/data");
+    REQUIRE(file.ok());
+    auto counted = std::make_shared<CountingStore>(*file);
+    auto requests = [&] { return counted->counts(CountingStore::kVolume).requests(); };
+    auto v = Volume::Open(counted, options(dir.path));
+    REQUIRE(v.ok());
+    Volume& vol = **v;
+    GcOptions gc;
+    gc.grace_ms = 3600 * 1000;
+    gc.checkpoint_after_seqs = 4;
+
+    // Garbage that waits out its grace period: the pass that dooms it checkpoints.
+    REQUIRE(vol.write(0, noise(1 << 20, 1), true).ok());
+    REQUIRE(vol.write(0, noise(1 << 20, 2), true).ok());
+    auto doomed = vol.gc(gc);
+    REQUIRE(doomed.ok());
+    CHECK(doomed->segments_doomed == 1);
+    CHECK(doomed->checkpoint_seq > 0);
+    CHECK(doomed->next_delete_unix_ms > 0);
+    uint64_t before = requests();
+    for (int i = 0; i < 3; ++i) {
+      auto idle = vol.gc(gc);
+      REQUIRE(idle.ok());
+      CHECK(idle->segments_waiting == 1);
+      CHECK(idle->next_delete_unix_ms == doomed->next_delete_unix_ms);  // still reported: the caller's timer
+      CHECK(idle->checkpoint_seq == 0);
+    }
+    CHECK_MESSAGE(requests() == before, "idle passes sent " << requests() - before << " store requests");
+
+    // Its grace period over, the next pass deletes it; then quiet again.
+    GcOptions now = gc;
+    now.grace_ms = 0;
+    auto deleted = vol.gc(now);
+    REQUIRE(deleted.ok());
+    CHECK(deleted->segments_deleted == 1);
+    CHECK(requests() > before);
+    before = requests();
+    for (int i = 0; i < 3; ++i) REQUIRE(vol.gc(now).ok());
+    CHECK_MESSAGE(requests() == before, "idle passes sent " << requests() - before << " store requests");
+
+    // A write is a change: fresh data, nothing to reclaim, and a checkpoint
+    // once checkpoint_after_seqs are used; not before, and only once.
+    for (int i = 0; i < 5; ++i) REQUIRE(vol.write((4 + i) * 65536, noise(65536, 10 + i), true).ok());
+    before = requests();
+    auto due = vol.gc(gc);
+    REQUIRE(due.ok());
+    CHECK(due->checkpoint_seq > 0);
+    CHECK(requests() > before);
+    before = requests();
+    for (int i = 0; i < 3; ++i) REQUIRE(vol.gc(gc).ok());
+    CHECK_MESSAGE(requests() == before, "idle passes sent " << requests() - before << " store requests");
+
+    // A deleted snapshot is a change too.
+    REQUIRE(vol.create_snapshot("s").ok());
+    REQUIRE(vol.write(0, noise(1 << 20, 3), true).ok());
+    REQUIRE(vol.delete_snapshot("s").ok());
+    auto merged = vol.gc(gc);
+    REQUIRE(merged.ok());
+    CHECK(merged->layers_merged + merged->layers_dropped > 0);
+    before = requests();
+    for (int i = 0; i < 3; ++i) REQUIRE(vol.gc(gc).ok());
+    CHECK_MESSAGE(requests() == before, "idle passes sent " << requests() - before << " store requests");
+    REQUIRE(vol.close().ok());
   }
 
   TEST_CASE("a FLUSH is answered while a GC pass deletes segments") {

@@ -103,6 +103,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -309,6 +310,20 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // been unreferenced for the grace period. Never deletes a segment that a
   // root or an open reader reaches.
   Result<GcReport> gc(const GcOptions& options);
+  // What a GC pass's findings depend on, cheaply and without storage:
+  // every sequence number used (a write segment sealed, a roots record, a
+  // GC rewrite, a checkpoint) and every layer a snapshot reader lets go of
+  // changes it. Equal marks taken before two passes mean the second finds
+  // nothing the first did not, except segments whose grace period ended
+  // since (GcReport::next_delete_unix_ms), so a timer may skip it and send
+  // nothing to storage (BackgroundGc; issue 26). nullopt: an ephemeral
+  // volume, whose buffers change with every write; it has no storage to spare.
+  struct ChangeMark {
+    uint64_t next_seq = 0;
+    size_t held_layers = 0;
+    bool operator==(const ChangeMark&) const = default;
+  };
+  std::optional<ChangeMark> change_mark();
   // Uploads pending data and stores a compressed copy of the index in object
   // storage (checkpoints/<seq>.sqlite.zst); rebuilds start from the newest.
   Result<uint64_t> checkpoint();

@@ -101,6 +101,15 @@ Result<uint64_t> Volume::quiet_seqs_locked(uint64_t count, const std::function<v
   return out;
 }
 
+std::optional<Volume::ChangeMark> Volume::change_mark() {
+  if (opts_.ephemeral) return std::nullopt;
+  std::lock_guard lock(mu_);
+  ChangeMark mark;
+  mark.next_seq = next_seq_;
+  for (const auto& weak : all_layers_) mark.held_layers += weak.expired() ? 0 : 1;
+  return mark;
+}
+
 Result<uint64_t> Volume::checkpoint() {
   std::unique_lock flush_lock(flush_mu_, std::defer_lock);
   lock_flush_mu(flush_lock);

@@ -1,0 +1,99 @@
+#include "src/store/counting_store.h"
+
+#include <doctest/doctest.h>
+
+#include <thread>
+#include <vector>
+
+#include "src/store/memory_store.h"
+
+using namespace portalbd;
+
+namespace {
+
+std::vector<std::byte> bytes(const std::string& s) {
+  auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
+
+}  // namespace
+
+TEST_SUITE("store.counting") {
+  TEST_CASE("counts every request by operation, and the bytes each way") {
+    auto mem = std::make_shared<MemoryStore>();
+    CountingStore cs(mem);
+    CHECK(cs.counts(CountingStore::kVolume).requests() == 0);
+    REQUIRE(cs.put("segments/1", bytes("one")).ok());
+    REQUIRE(cs.put_if_absent("segments/2", bytes("two!")).ok());
+    CHECK(cs.put_if_absent("segments/2", bytes("again")).is(Status::Code::kAlreadyExists));
+    REQUIRE(cs.put_shared("segments/3", std::make_shared<const std::vector<std::byte>>(bytes("three"))).ok());
+    std::vector<std::byte> out;
+    REQUIRE(cs.get("segments/1", &out).ok());
+    REQUIRE(cs.get_range("segments/2", 1, 2, &out).ok());
+    CHECK(out == bytes("wo"));
+    CHECK(cs.get("segments/9", &out).is(Status::Code::kNotFound));  // counted, no bytes
+    REQUIRE(cs.head("segments/1").ok());
+    std::vector<ObjectInfo> listed;
+    REQUIRE(cs.list("segments/", &listed).ok());
+    CHECK(listed.size() == 3);
+    REQUIRE(cs.remove("segments/1").ok());
+    // Forwarded: the inner store holds what went through.
+    CHECK(mem->get("segments/1", &out).is(Status::Code::kNotFound));
+    REQUIRE(mem->get("segments/3", &out).ok());
+    CHECK(out == bytes("three"));
+
+    const StoreRequestCounts c = cs.counts(CountingStore::kVolume);
+    CHECK(c.put == 2);  // put and put_shared
+    CHECK(c.put_if_absent == 2);
+    CHECK(c.get == 2);
+    CHECK(c.get_range == 1);
+    CHECK(c.head == 1);
+    CHECK(c.list == 1);
+    CHECK(c.remove == 1);
+    CHECK(c.requests() == 10);
+    CHECK(c.bytes_out == 3 + 4 + 5 + 5);  // the refused put_if_absent sent its body too
+    CHECK(c.bytes_in == 3 + 2);
+    CHECK(cs.counts(CountingStore::kLease).requests() == 0);
+    CHECK(cs.url() == mem->url());
+    CHECK(cs.persistent() == mem->persistent());
+  }
+
+  TEST_CASE("keys under lock/ count as the lease's, apart from the volume's") {
+    CountingStore cs(std::make_shared<MemoryStore>());
+    REQUIRE(cs.put_if_absent("lock/writer.json", bytes("{}")).ok());
+    std::vector<std::byte> out;
+    REQUIRE(cs.get("lock/writer.json", &out).ok());
+    REQUIRE(cs.head("lock/writer.json").ok());
+    std::vector<ObjectInfo> listed;
+    REQUIRE(cs.list("lock/", &listed).ok());
+    REQUIRE(cs.list("", &listed).ok());  // the whole store: the volume's
+    REQUIRE(cs.remove("lock/writer.json").ok());
+    REQUIRE(cs.put("lockfile", bytes("x")).ok());  // not under lock/
+    const StoreRequestCounts lease = cs.counts(CountingStore::kLease);
+    CHECK(lease.put_if_absent == 1);
+    CHECK(lease.get == 1);
+    CHECK(lease.head == 1);
+    CHECK(lease.list == 1);
+    CHECK(lease.remove == 1);
+    CHECK(lease.requests() == 5);
+    CHECK(lease.bytes_out == 2);
+    CHECK(lease.bytes_in == 2);
+    const StoreRequestCounts volume = cs.counts(CountingStore::kVolume);
+    CHECK(volume.list == 1);
+    CHECK(volume.put == 1);
+    CHECK(volume.requests() == 2);
+  }
+
+  TEST_CASE("counts from many threads add up") {
+    CountingStore cs(std::make_shared<MemoryStore>());
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&cs, t] {
+        for (int i = 0; i < 250; ++i) (void)cs.put("segments/" + std::to_string(t) + "-" + std::to_string(i), bytes("ab"));
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(cs.counts(CountingStore::kVolume).put == 1000);
+    CHECK(cs.counts(CountingStore::kVolume).bytes_out == 2000);
+  }
+}
