@@ -94,14 +94,17 @@ class HookStore final : public ObjectStore {
   const std::shared_ptr<ObjectStore> inner_;
 };
 
-// A's first FLUSH, started with its segment PUT held at `gate`.
+// A's first FLUSH, started with its segment PUT held at `gate`. A test that
+// stops at a failed REQUIRE lets the PUT through, or the flush never ends.
 struct SlowFlush {
+  GateStore& gate;
   std::future<Status> result;
-  SlowFlush(Volume& a, GateStore& gate) {
+  SlowFlush(Volume& a, GateStore& g) : gate(g) {
     REQUIRE(a.write(0, pattern(0xA1), false).ok());
     result = std::async(std::launch::async, [&a] { return a.flush(); });
     REQUIRE(gate.wait_until([](const auto& held, const auto&) { return !held.empty(); }));
   }
+  ~SlowFlush() { gate.open(); }
 };
 
 }  // namespace
