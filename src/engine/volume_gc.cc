@@ -154,6 +154,7 @@ Result<uint64_t> Volume::checkpoint_locked() {
   const size_t n = packed->size();
   const std::string key = checkpoint_key(*seq);
   PBD_RETURN_IF_ERROR(store_->put(key, *packed).With("upload " + key));
+  PBD_RETURN_IF_ERROR(confirm_writer("confirm " + key));  // as any segment (U7)
   owe_again.stored = true;
   // Keep the two newest: an older one is never needed once a newer one is whole.
   std::vector<ObjectInfo> all;

@@ -109,6 +109,9 @@ Result<uint64_t> Volume::store_roots_record(const RootsState& state) {
   auto* p = reinterpret_cast<const std::byte*>(text.data());
   if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("store " + roots_key(seq)));
   PBD_RETURN_IF_ERROR(store_->put(roots_key(seq), std::span<const std::byte>(p, text.size())));
+  // Confirmed after the PUT as any segment (U7): a command answered OK names
+  // a record whoever holds the volume next has listed.
+  PBD_RETURN_IF_ERROR(confirm_writer("confirm " + roots_key(seq)));
   return seq;
 }
 
