@@ -2,8 +2,10 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <span>
 
 #include "nbd/dispatch.h"
 #include "nbd/handshake.h"
@@ -31,12 +33,13 @@ void set_receive_timeout(int fd, uint32_t timeout_ms) {
 }  // namespace
 
 Connection::Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
-                       StatsCounters& stats)
+                       StatsCounters& stats, PayloadBudget& payload_budget)
     : fd_(std::move(fd)),
       peer_(std::move(peer)),
       exports_(exports),
       options_(options),
       stats_(stats),
+      payload_budget_(payload_budget),
       connected_unix_ms_(now_unix_ms()) {}
 
 void Connection::run() {
@@ -121,11 +124,13 @@ void Connection::request_loop(const Session& session) {
     uint32_t error = validate_request(r, session);
 
     std::vector<std::byte> payload;
+    PayloadBudget::Claim payload_claim;
     if (has_payload(r)) {
       if (in.buffered() < r.length && !out.flush_held()) break;
       if (error == 0) {
-        payload.resize(r.length);
-        rr = in.read_exact(payload);
+        payload_claim = payload_budget_.start_reading();
+        rr = read_payload(in, out, r.length, payload_claim, &payload);
+        payload_claim.finish_reading();
       } else {
         // Refused writes still carry their data: drop it to stay in sync.
         rr = in.discard_exact(r.length);
@@ -149,7 +154,9 @@ void Connection::request_loop(const Session& session) {
     }
 
     if (runs_inline(r, *session.device)) {
-      if (!execute_request(inline_ctx, r, std::move(payload))) break;
+      const bool sent = execute_request(inline_ctx, r, std::move(payload));
+      payload_claim.reset();
+      if (!sent) break;
       trace_request(r, t_recv_us, note);
       continue;
     }
@@ -159,7 +166,7 @@ void Connection::request_loop(const Session& session) {
       std::lock_guard lock(mu_);
       inflight_bytes_ += cost_bytes(r);
       ++inflight_requests_;
-      queue_.push_back(Work{r, std::move(payload), t_recv_us, ticket});
+      queue_.push_back(Work{r, std::move(payload), std::move(payload_claim), t_recv_us, ticket});
     }
     work_ready_.notify_one();
   }
@@ -189,6 +196,7 @@ void Connection::worker_main(const Session& session, ReplyWriter& out) {
     // Once the socket is dead, executing would be wasted work (the engine
     // still sees every write that was answered, because none will be).
     bool ok = !out.broken() && execute_request(ctx, work.request, std::move(work.payload), work.flush_ticket);
+    work.payload_claim.reset();
     if (ok) trace_request(work.request, work.t_recv_us, note);
     if (!ok) shutdown_all();  // wake the reader so the connection winds down
     {
@@ -198,6 +206,44 @@ void Connection::worker_main(const Session& session, ReplyWriter& out) {
     }
     space_ready_.notify_one();
   }
+}
+
+ReadResult Connection::read_payload(BufferedReader& in, ReplyWriter& out, uint32_t length,
+                                    PayloadBudget::Claim& claim, std::vector<std::byte>* payload) {
+  // The first allocation: a payload of up to this size gets exactly one
+  // buffer of its own length (the common case, no copies); a larger one
+  // doubles from here, so it is copied less than once over in all.
+  constexpr size_t kFirstBufferBytes = 1 << 20;
+  payload->clear();
+  while (payload->size() < length) {
+    // Allocate for bytes that have arrived, not for what the header says.
+    const size_t ready = in.wait_readable(length - payload->size());
+    if (payload->size() == payload->capacity()) {
+      const size_t capacity = payload->capacity();
+      const size_t grown = std::min<size_t>(length, std::max(kFirstBufferBytes, 2 * capacity));
+      const uint64_t more = grown - capacity;
+      if (!claim.try_grow(more)) {
+        StatsCounters::add(stats_.payload_waits);
+        // Waiting may take a while: answer what the client may be waiting for.
+        if (!out.flush_held()) return ReadResult::kError;
+        if (!claim.grow(more, stopping_)) return ReadResult::kError;
+      }
+      payload->reserve(grown);
+    }
+    // What is readable, within the buffer; at least one byte, so that a
+    // stream that ended is seen by the read below.
+    const size_t step = std::min(payload->capacity() - payload->size(), std::max<size_t>(ready, 1));
+    const size_t at = payload->size();
+    payload->resize(at + step);
+    const ReadResult rr = in.read_exact(std::span(payload->data() + at, step));
+    if (rr != ReadResult::kOk) return rr == ReadResult::kEof ? ReadResult::kTruncated : rr;
+  }
+  return ReadResult::kOk;
+}
+
+void Connection::cancel_budget_waits() {
+  stopping_.store(true, std::memory_order_release);
+  payload_budget_.wake_waiters();
 }
 
 void Connection::trace_request(const Request& r, uint64_t t_recv_us, const ReplyNote& note) const {
@@ -226,13 +272,19 @@ uint64_t Connection::cost_bytes(const Request& r) {
 }
 
 void Connection::shutdown_read() {
-  std::lock_guard lock(fd_mu_);
-  if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RD);
+  {
+    std::lock_guard lock(fd_mu_);
+    if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RD);
+  }
+  cancel_budget_waits();
 }
 
 void Connection::shutdown_all() {
-  std::lock_guard lock(fd_mu_);
-  if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RDWR);
+  {
+    std::lock_guard lock(fd_mu_);
+    if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RDWR);
+  }
+  cancel_budget_waits();
 }
 
 ClientInfo Connection::info() const {

@@ -22,13 +22,23 @@
 // max_request_bytes) or max_inflight_requests are in flight, so a client
 // cannot make us buffer without bound.
 //
+// WRITE payloads (read_payload): the buffer is grown as the client's bytes
+// arrive, never sized from the header: first min(length, 1 MiB) once a byte
+// is readable, then doubled (capped at the length) as it fills. Every growth
+// is claimed from the server-wide PayloadBudget first, and the reader waits
+// there when the budget is spent; the claim travels with the request and is
+// released once it has been executed. So a header that promises 32 MiB and
+// sends nothing costs nothing (issue 18).
+//
 // A malformed stream (bad magic, truncated header or payload) closes this
 // connection only. Everything else gets an error reply and the loop goes on.
 //
 // Ownership: owns the socket. The Server keeps a shared_ptr while the thread
 // runs, and may call shutdown_read()/shutdown_all() from its own thread.
+// Borrows the server's PayloadBudget, which outlives it.
 // Lock order: mu_ (queue, accounting, export name) and fd_mu_ are never held
-// together; ReplyWriter's mutex is taken with neither held.
+// together; ReplyWriter's mutex and the PayloadBudget's are taken with
+// neither held (a claim is only moved, never grown or released, under mu_).
 #pragma once
 
 #include <atomic>
@@ -42,6 +52,7 @@
 
 #include "nbd/dispatch.h"
 #include "nbd/export_provider.h"
+#include "nbd/payload_budget.h"
 #include "nbd/reply.h"
 #include "nbd/request.h"
 #include "nbd/server.h"
@@ -54,7 +65,7 @@ namespace portalbd::nbd {
 class Connection {
  public:
   Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
-             StatsCounters& stats);
+             StatsCounters& stats, PayloadBudget& payload_budget);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -74,6 +85,7 @@ class Connection {
   struct Work {
     Request request;
     std::vector<std::byte> payload;
+    PayloadBudget::Claim payload_claim;  // the payload's share of the budget, released once executed
     uint64_t t_recv_us = 0;  // for the trace: when the header was read
     // A FLUSH covers the writes answered before it was received, not before
     // a worker got to it: the device's ticket for those, taken on receipt.
@@ -81,6 +93,13 @@ class Connection {
   };
 
   void request_loop(const Session& session);
+  // Reads `length` payload bytes into `payload`, growing it (and `claim`)
+  // only as bytes arrive. Held replies are sent before it waits for budget.
+  // Not kOk: the stream ended or failed, or the connection is shutting down.
+  ReadResult read_payload(BufferedReader& in, ReplyWriter& out, uint32_t length, PayloadBudget::Claim& claim,
+                          std::vector<std::byte>* payload);
+  // Marks the connection as stopping and wakes a reader waiting for budget.
+  void cancel_budget_waits();
   void worker_main(const Session& session, ReplyWriter& out);
   static uint64_t cost_bytes(const Request& r);
   // Requests the reader thread executes itself instead of queueing.
@@ -94,8 +113,10 @@ class Connection {
   ExportProvider& exports_;
   const ServerOptions& options_;
   StatsCounters& stats_;
+  PayloadBudget& payload_budget_;
   const int64_t connected_unix_ms_;
   std::atomic<bool> finished_{false};
+  std::atomic<bool> stopping_{false};  // set by shutdown_*: a reader stops waiting for budget
   uint32_t trace_conn_ = 0;  // set before the workers start, read-only after
 
   mutable std::mutex mu_;

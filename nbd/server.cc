@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <list>
@@ -11,6 +12,7 @@
 
 #include "nbd/connection.h"
 #include "nbd/listener.h"
+#include "nbd/payload_budget.h"
 #include "nbd/stats.h"
 #include "src/log/log.h"
 
@@ -20,6 +22,9 @@ namespace {
 // How long stop() lets connections answer their in-flight requests before it
 // cuts them off (a client that stopped reading would otherwise hang stop()).
 constexpr auto kStopGrace = std::chrono::seconds(10);
+// A client retrying in a loop must not flood the log: one refusal line per
+// this interval, saying how many went unlogged in between.
+constexpr auto kRefusalLogInterval = std::chrono::seconds(1);
 
 }  // namespace
 
@@ -33,14 +38,20 @@ struct Server::Impl {
     std::thread thread;
   };
 
-  Impl(ExportProvider& e, ServerOptions o) : exports(e), options(std::move(o)) {}
+  Impl(ExportProvider& e, ServerOptions o)
+      : exports(e),
+        options(std::move(o)),
+        payload_budget(options.max_write_payload_bytes, options.max_request_bytes) {}
 
   void accept_loop(int listen_fd);
   void reap_finished_locked();
+  // True when another connection would pass max_connections; logs the refusal.
+  bool refuse_locked(const std::string& peer);
 
   ExportProvider& exports;
   const ServerOptions options;
   StatsCounters stats;
+  PayloadBudget payload_budget;  // shared by every connection; outlives them (joined in stop())
 
   // Written by start() before any accept thread exists, read-only after.
   std::vector<Listener> listeners;
@@ -50,7 +61,9 @@ struct Server::Impl {
   mutable std::mutex mu;
   bool started = false;       // guarded by mu
   bool stopping = false;      // guarded by mu; no new connections once set
-  std::list<Slot> slots;      // guarded by mu
+  std::list<Slot> slots;      // guarded by mu; finished ones are reaped at the next accept
+  std::chrono::steady_clock::time_point last_refusal_log{};  // guarded by mu
+  uint64_t refusals_unlogged = 0;                            // guarded by mu
 };
 
 Server::Server(ExportProvider& exports, ServerOptions options)
@@ -124,7 +137,8 @@ void Server::Impl::accept_loop(int listen_fd) {
     std::lock_guard lock(mu);
     if (stopping) return;  // fd closes here
     reap_finished_locked();
-    auto connection = std::make_shared<Connection>(std::move(fd), peer, exports, options, stats);
+    if (refuse_locked(peer)) continue;  // fd closes here, before the greeting
+    auto connection = std::make_shared<Connection>(std::move(fd), peer, exports, options, stats, payload_budget);
     StatsCounters::add(stats.connections_total);
     StatsCounters::add(stats.connections_active);
     std::thread thread([this, connection] {
@@ -144,6 +158,27 @@ void Server::Impl::reap_finished_locked() {
       ++it;
     }
   }
+}
+
+bool Server::Impl::refuse_locked(const std::string& peer) {
+  // Every slot left after reaping is a connection still running.
+  if (slots.size() < std::max<uint32_t>(1, options.max_connections)) return false;
+  StatsCounters::add(stats.connections_refused);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log < kRefusalLogInterval) {
+    ++refusals_unlogged;
+    return true;
+  }
+  auto logger = log::get("nbd");
+  if (refusals_unlogged > 0) {
+    logger->warn("refusing connection from {}: max_connections={} reached ({} more refused since the last message)",
+                 peer, options.max_connections, refusals_unlogged);
+  } else {
+    logger->warn("refusing connection from {}: max_connections={} reached", peer, options.max_connections);
+  }
+  last_refusal_log = now;
+  refusals_unlogged = 0;
+  return true;
 }
 
 std::string Server::tcp_address() const { return impl_->bound_tcp_address; }
@@ -183,7 +218,11 @@ void Server::stop() {
   log::get("nbd")->info("NBD server stopped connections_served={}", s.stats.connections_total.load());
 }
 
-ServerStats Server::stats() const { return impl_->stats.snapshot(); }
+ServerStats Server::stats() const {
+  ServerStats s = impl_->stats.snapshot();
+  s.payload_bytes_held = impl_->payload_budget.held_bytes();
+  return s;
+}
 
 std::vector<ClientInfo> Server::clients() const {
   std::lock_guard lock(impl_->mu);

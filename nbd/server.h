@@ -17,6 +17,11 @@
 // without FUA itself (they only fill the engine's write buffer); reads,
 // flushes and FUA requests go to the workers.
 //
+// Resource bounds against any client (issue 18): at most max_connections
+// connections; WRITE payload memory across all of them within
+// max_write_payload_bytes (+ one request), each buffer grown as its bytes
+// arrive; per connection, max_inflight_bytes/max_inflight_requests queued.
+//
 // Ownership: the Server borrows `exports`, which must outlive it.
 // Thread-safety: start() and stop() from one controlling thread; stats(),
 // clients() and tcp_address() from any thread.
@@ -45,6 +50,14 @@ struct ServerOptions {
   // while max_inflight_requests are queued.
   uint64_t max_inflight_bytes = 64 * 1024 * 1024;
   uint32_t max_inflight_requests = 256;
+  // WRITE payload bytes held in memory across all connections at once
+  // (nbd/payload_budget.h): a reader takes in a client's data only as it
+  // arrives and only within this, else it waits. One request may pass it by
+  // at most max_request_bytes.
+  uint64_t max_write_payload_bytes = 256ull * 1024 * 1024;
+  // Most connections at once, TCP and unix together. One more is closed
+  // before the greeting, with a log line (rate-limited to one a second).
+  uint32_t max_connections = 128;
   // A client must finish negotiating within this, or it is dropped: an idle
   // half-open connection would otherwise hold a thread forever.
   uint32_t handshake_timeout_ms = 60 * 1000;
@@ -56,6 +69,9 @@ struct ServerOptions {
 struct ServerStats {
   uint64_t connections_total = 0, connections_active = 0, reads = 0, writes = 0, flushes = 0, trims = 0,
            zeroes = 0, block_status = 0, cache = 0, bytes_read = 0, bytes_written = 0, errors = 0;
+  uint64_t connections_refused = 0;    // closed at accept: max_connections reached
+  uint64_t payload_waits = 0;          // times a reader waited for the WRITE payload budget
+  uint64_t payload_bytes_held = 0;     // WRITE payload buffers held now, all connections
 };
 
 struct ClientInfo {

@@ -1,5 +1,7 @@
 #include "nbd/socket_io.h"
 
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -69,6 +71,19 @@ ReadResult BufferedReader::read_exact(std::span<std::byte> out) {
     if (n < 0 && errno != EINTR) return ReadResult::kError;
   }
   return ReadResult::kOk;
+}
+
+size_t BufferedReader::wait_readable(size_t enough) {
+  if (buffered() >= std::max<size_t>(enough, 1)) return buffered();
+  int queued = 0;
+  if (::ioctl(fd_, FIONREAD, &queued) != 0) queued = 0;
+  if (buffered() > 0 || queued > 0) return buffered() + static_cast<size_t>(std::max(queued, 0));
+  struct pollfd pfd {fd_, POLLIN, 0};
+  while (::poll(&pfd, 1, -1) < 0) {
+    if (errno != EINTR) return 0;
+  }
+  if (::ioctl(fd_, FIONREAD, &queued) != 0) return 0;
+  return static_cast<size_t>(std::max(queued, 0));
 }
 
 ReadResult BufferedReader::discard_exact(uint64_t length) {

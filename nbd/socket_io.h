@@ -67,6 +67,13 @@ class BufferedReader {
   ReadResult discard_exact(uint64_t length);
   // Bytes read from the socket and not consumed yet.
   size_t buffered() const { return end_ - begin_; }
+  // Waits until a read would not block, then returns how many bytes can be
+  // read now: those buffered plus those the kernel holds (or just those
+  // buffered, without a system call, when they are `enough`). 0 means the
+  // stream ended or failed (the next read says which). Lets a caller
+  // allocate for bytes that have arrived rather than for bytes a header
+  // promises.
+  size_t wait_readable(size_t enough = 1);
 
  private:
   int fd_;

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -110,6 +111,26 @@ TEST_SUITE("nbd.socket_io") {
     std::vector<std::byte> got(28);
     REQUIRE(in.read_exact(got) == ReadResult::kOk);
     CHECK(got == next);
+  }
+
+  TEST_CASE("wait_readable counts what has arrived, waits for the first byte, and is 0 at the end") {
+    Pair p;
+    BufferedReader in(p.a.get());
+    REQUIRE(write_all(p.b.get(), pattern(40, 8)));
+    CHECK(in.wait_readable() == 40);  // all still in the kernel
+    std::vector<std::byte> got(28);
+    REQUIRE(in.read_exact(got) == ReadResult::kOk);
+    CHECK(in.wait_readable() == 12);  // now buffered by the reader
+    CHECK(in.wait_readable(12) == 12);  // enough buffered: no system call needed
+
+    REQUIRE(in.read_exact(std::span(got.data(), 12)) == ReadResult::kOk);
+    // Nothing buffered, nothing in the kernel: it waits for the writer.
+    std::thread writer([&] { CHECK(write_all(p.b.get(), pattern(5, 9))); });
+    CHECK(in.wait_readable() == 5);
+    writer.join();
+    REQUIRE(in.read_exact(std::span(got.data(), 5)) == ReadResult::kOk);
+    p.b.reset();
+    CHECK(in.wait_readable() == 0);
   }
 }
 

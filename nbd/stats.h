@@ -16,6 +16,7 @@ struct StatsCounters {
   std::atomic<uint64_t> connections_total{0}, connections_active{0};
   std::atomic<uint64_t> reads{0}, writes{0}, flushes{0}, trims{0}, zeroes{0}, block_status{0}, cache{0};
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0}, errors{0};
+  std::atomic<uint64_t> connections_refused{0}, payload_waits{0};
 
   static void add(std::atomic<uint64_t>& counter, uint64_t n = 1) { counter.fetch_add(n, std::memory_order_relaxed); }
 
@@ -34,6 +35,8 @@ struct StatsCounters {
     s.bytes_read = v(bytes_read);
     s.bytes_written = v(bytes_written);
     s.errors = v(errors);
+    s.connections_refused = v(connections_refused);
+    s.payload_waits = v(payload_waits);
     return s;
   }
 };

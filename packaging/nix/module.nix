@@ -62,6 +62,8 @@ let
               unix = optional types.str "NBD unix socket path; \"\" for none.";
               export_name = optional types.str "NBD export name; snapshots are <export>@<snapshot> (default portalbd).";
               trace_file = optional types.str "Record every NBD request (no data) to this absolute path; \"\" for none.";
+              max_connections = optional types.ints.positive "Most NBD clients connected at once (default 128).";
+              max_write_payload_bytes = optional types.ints.positive "WRITE payload bytes held in memory across all connections (default 256 MiB).";
             };
             lsm = section {
               flush_interval_ms = optional types.ints.positive "Upload buffered writes at least this often (default 1000).";

@@ -91,7 +91,7 @@ TEST_SUITE("config.cli") {
   TEST_CASE("every flag maps to its field") {
     Run r = run({"--storage", "memory://", "--nbd-unix", "/tmp/n.sock", "--socket", "/tmp/c.sock", "--state-dir",
                  "/srv/p", "--export-name", "vol", "--log-level", "debug", "--flush-interval-ms", "250",
-                 "--upload-concurrency", "8"});
+                 "--upload-concurrency", "8", "--max-connections", "7"});
     REQUIRE_MESSAGE(r.outcome.exit_code == -1, r.err);
     const Config& cfg = r.outcome.config;
     CHECK(cfg.storage_url == "memory://");
@@ -102,6 +102,7 @@ TEST_SUITE("config.cli") {
     CHECK(cfg.log_level == "debug");
     CHECK(cfg.flush_interval_ms == 250);
     CHECK(cfg.upload_concurrency == 8);
+    CHECK(cfg.max_connections == 7);
   }
 
   TEST_CASE("relative paths in flags become absolute") {
@@ -120,6 +121,9 @@ TEST_SUITE("config.cli") {
     r = run({"--upload-concurrency", "17"});
     CHECK(r.outcome.exit_code == 2);
     CHECK(r.err == "portalbd: --upload-concurrency 17: must be between 0 (automatic) and 16\n");
+    r = run({"--max-connections", "0"});
+    CHECK(r.outcome.exit_code == 2);
+    CHECK(r.err == "portalbd: --max-connections 0: must be between 1 and 65536\n");
     r = run({"--storage", "ftp://x"});
     CHECK(r.outcome.exit_code == 2);
     CHECK(r.err.find("unsupported storage URL scheme 'ftp'") != std::string::npos);

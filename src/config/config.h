@@ -42,6 +42,8 @@ struct Config {
   std::string control_socket;                    // [nbd] socket (the seed's name for it)
   std::string export_name = "portalbd";
   std::string trace_file;  // record every NBD request answered here (nbd/trace.h), "" = off
+  uint64_t max_connections = 128;                  // NBD clients at once; one more is refused and logged
+  uint64_t max_write_payload_bytes = 256ull << 20;  // WRITE data held in memory, all connections together
   // [lsm]
   uint64_t flush_interval_ms = 1000;
   uint64_t segment_bytes = 64ull << 20;        // [lsm] l0_sst_size_bytes: target size of one segment object

@@ -68,6 +68,11 @@ std::vector<ConfigKey> build_table() {
                             "NBD export name; snapshots are <export>@<snapshot>"));
   keys.push_back(string_key("nbd.trace_file", &Config::trace_file, r::check_file_path,
                             "record every NBD request (no data) to this file, \"\" for none"));
+  keys.push_back(uint_key("nbd.max_connections", &Config::max_connections, r::check_max_connections,
+                          "most NBD clients connected at once; one more is refused and logged"));
+  keys.push_back(uint_key("nbd.max_write_payload_bytes", &Config::max_write_payload_bytes,
+                          r::check_max_write_payload_bytes,
+                          "WRITE data held in memory across all connections before readers wait"));
   keys.push_back(uint_key("lsm.flush_interval_ms", &Config::flush_interval_ms, r::check_flush_interval_ms,
                           "upload buffered writes at least this often"));
   keys.push_back(uint_key("lsm.l0_sst_size_bytes", &Config::segment_bytes, r::check_segment_bytes,

@@ -62,6 +62,18 @@ Status check_export_name(const std::string& name) {
   return Status::OK();
 }
 
+Status check_max_connections(uint64_t n) {
+  if (n < 1 || n > kMaxNbdConnections) return invalid("must be between 1 and 65536");
+  return Status::OK();
+}
+
+Status check_max_write_payload_bytes(uint64_t bytes) {
+  if (bytes < kMinWritePayloadBytes || bytes > kMaxWritePayloadBytes) {
+    return invalid("must be between 1048576 (1 MiB) and 1099511627776 (1 TiB)");
+  }
+  return Status::OK();
+}
+
 Status check_log_level(const std::string& level) {
   for (const char* known : {"trace", "debug", "info", "warn", "error", "off"}) {
     if (level == known) return Status::OK();

@@ -23,6 +23,10 @@ inline constexpr uint64_t kMaxSegmentBytes = 1ull << 30;
 // segments only that far back, so no daemon may upload more at once.
 inline constexpr uint64_t kMaxUploadConcurrency = 16;
 inline constexpr size_t kMaxExportNameBytes = 4096;  // NBD protocol limit on names
+// Each NBD connection is a reader and a few worker threads.
+inline constexpr uint64_t kMaxNbdConnections = 65536;
+inline constexpr uint64_t kMinWritePayloadBytes = 1ull << 20;
+inline constexpr uint64_t kMaxWritePayloadBytes = 1ull << 40;
 // sockaddr_un::sun_path holds 108 bytes including the terminating NUL.
 inline constexpr size_t kMaxUnixPathBytes = 107;
 
@@ -31,6 +35,8 @@ Status check_storage_url(const std::string& url);  // "" = the default, accepted
 Status check_nbd_address(const std::string& address);  // "" = TCP off, accepted
 Status check_unix_socket_path(const std::string& path);  // "" accepted
 Status check_export_name(const std::string& name);
+Status check_max_connections(uint64_t n);
+Status check_max_write_payload_bytes(uint64_t bytes);
 Status check_log_level(const std::string& level);
 Status check_compression(const std::string& name);
 Status check_flush_interval_ms(uint64_t ms);

@@ -175,6 +175,16 @@ compression = "zstd"
     }
   }
 
+  TEST_CASE("the NBD resource limits have bounds") {
+    CHECK(load_error("[nbd]\nmax_connections = 0\n").find("nbd.max_connections = 0: must be between 1 and 65536") !=
+          std::string::npos);
+    CHECK(load_error("[nbd]\nmax_write_payload_bytes = 1000\n")
+              .find("nbd.max_write_payload_bytes = 1000: must be between 1048576 (1 MiB)") != std::string::npos);
+    Config cfg = default_config(UserEnvironment{});
+    CHECK(cfg.max_connections == 128);
+    CHECK(cfg.max_write_payload_bytes == 256ull << 20);
+  }
+
   TEST_CASE("other bad values") {
     CHECK(load_error("[nbd]\nexport_name = \"a@b\"\n").find("must not contain '@'") != std::string::npos);
     CHECK(load_error("[nbd]\nexport_name = \"\"\n").find("must not be empty") != std::string::npos);

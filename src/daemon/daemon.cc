@@ -141,6 +141,8 @@ Status Daemon::start() {
   nbd::ServerOptions so;
   so.tcp_address = config_.nbd_address;
   so.unix_path = config_.nbd_unix;
+  so.max_connections = static_cast<uint32_t>(config_.max_connections);  // at most 65536 (config_rules)
+  so.max_write_payload_bytes = config_.max_write_payload_bytes;
   if (!config_.trace_file.empty()) {
     auto trace = nbd::TraceRecorder::Open(config_.trace_file);
     if (!trace.ok()) return trace.status();

@@ -71,6 +71,7 @@ struct World {
   testing::MemoryExports exports;
   ServerOptions options;
   StatsCounters stats;
+  PayloadBudget payload_budget{4 << 20, 256 << 10};  // overshoot: max_request_bytes below
   World() {
     // "disk" serves reads and FLUSH from memory, as memory:// does, so its
     // requests run on the reader thread with held replies; "ro" takes the
@@ -119,7 +120,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   });
   {
-    Connection conn(UniqueFd(sv[0]), "fuzz", world->exports, world->options, world->stats);
+    Connection conn(UniqueFd(sv[0]), "fuzz", world->exports, world->options, world->stats, world->payload_budget);
     conn.run();
   }
   client_writer.join();
