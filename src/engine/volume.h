@@ -525,6 +525,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // (volume_takeover.cc). After replay_storage(), before anything is served.
   Status claim_previous_writers_seqs();
   void flusher_loop();
+  // The flusher's lease renewal, every ttl/4 (see writer_lease.h). Flusher
+  // thread only.
+  void renew_lease_if_due();
   // How long storage has accepted no upload, counted from no earlier than
   // `since`. REQUIRES: mu_ held.
   std::chrono::milliseconds stalled_for_locked(std::chrono::steady_clock::time_point since) const;
@@ -598,6 +601,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   bool closed_ = false;                          // GUARDED_BY(mu_)
 
   std::chrono::steady_clock::time_point last_renew_;  // flusher thread only
+  uint64_t lease_renewed_at_segments_ = 0;            // segments_written_ at the last tick; flusher thread only
   std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flushes_grouped_{0},
       flush_errors_{0}, overwrites_in_place_{0};
   uint64_t replayed_segments_ = 0;

@@ -331,6 +331,26 @@ Status Volume::make_durable(FlushTicket ticket) {
   }
 }
 
+// Writing: renew every tick (ttl/4), so a writer that dies mid-work frees
+// the volume within ttl_ms. Idle (no segment since the last tick): only when
+// the claim would lapse within ttl_ms, and then for idle_renew_ms + ttl_ms,
+// so an idle volume sends storage nothing between those renewals.
+void Volume::renew_lease_if_due() {
+  const uint64_t written = segments_written_.load();
+  const bool writing = written != lease_renewed_at_segments_;
+  lease_renewed_at_segments_ = written;
+  WriterLease& lease = *opts_.lease;
+  Status st;
+  if (writing) {
+    st = lease.renew();
+  } else if (lease.remaining_ms() < lease.ttl_ms()) {
+    st = lease.renew(lease.idle_renew_ms() + lease.ttl_ms());
+  }
+  if (!st.ok() && !st.is(Status::Code::kFenced)) {
+    log::get("engine")->warn("could not renew the writer lease error={}", log::quote(st.ToString()));
+  }
+}
+
 void Volume::flusher_loop() {
   using namespace std::chrono;
   const auto interval = opts_.flush_interval_ms > 0 ? milliseconds(opts_.flush_interval_ms) : hours(24 * 365);
@@ -351,9 +371,7 @@ void Volume::flusher_loop() {
     }
     if (opts_.lease && steady_clock::now() - last_renew_ >= milliseconds(opts_.lease->ttl_ms() / 4)) {
       last_renew_ = steady_clock::now();
-      if (Status st = opts_.lease->renew(); !st.ok() && !st.is(Status::Code::kFenced)) {
-        log::get("engine")->warn("could not renew the writer lease error={}", log::quote(st.ToString()));
-      }
+      renew_lease_if_due();
     }
     {
       std::lock_guard lock(mu_);

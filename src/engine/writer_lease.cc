@@ -199,11 +199,16 @@ Status WriterLease::check() {
   return check_locked();
 }
 
-Status WriterLease::renew() {
+Status WriterLease::renew(int64_t valid_for_ms) {
   std::lock_guard lock(mu_);
   PBD_RETURN_IF_ERROR(check_locked());
-  mine_.expires_unix_ms = options_.clock() + options_.ttl_ms;
+  mine_.expires_unix_ms = options_.clock() + (valid_for_ms > 0 ? valid_for_ms : options_.ttl_ms);
   return store_->put(kKey, as_bytes(encode(mine_)));
+}
+
+int64_t WriterLease::remaining_ms() const {
+  std::lock_guard lock(mu_);
+  return mine_.expires_unix_ms - options_.clock();
 }
 
 Status WriterLease::release() {

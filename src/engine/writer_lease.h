@@ -1,8 +1,12 @@
 // WriterLease: "one writer per volume" (DESIGN invariant 6) on any object store.
 //
 // The lease is one object, lock/writer.json, naming its holder (host, pid,
-// start time), a random token and an expiry. The holder renews it every
-// ttl/4 (Volume's flusher).
+// start time), a random token and an expiry. Volume's flusher renews it
+// every ttl/4 while segments are being written, so a writer that dies
+// mid-work frees the volume within ttl_ms. An idle volume (no segment
+// written since the last renewal) renews once per idle_renew_ms instead,
+// with an expiry of idle_renew_ms + ttl_ms, so its claim never lapses and
+// it costs storage one check and one PUT per idle_renew_ms (issue 26).
 //
 // Claiming (Acquire):
 //   L1. No lease object: create it, with a conditional put where the store
@@ -71,6 +75,9 @@ struct LeaseHolder {
 
 struct LeaseOptions {
   int64_t ttl_ms = 60000;
+  // How often an idle holder renews (see above). 20 minutes: two requests
+  // (a check and a PUT) per 20 minutes, one per 10 on average.
+  int64_t idle_renew_ms = 20 * 60 * 1000;
   bool take_over = false;
   std::function<int64_t()> clock;  // unix ms; defaults to the system clock
   std::string host;                // defaults to gethostname()
@@ -89,8 +96,10 @@ class WriterLease {
   // kUnavailable when the lease cannot be read (storage trouble, or an
   // object torn by someone else's PUT): not a verdict, try again.
   Status check();
-  // check() and push the expiry forward.
-  Status renew();
+  // check() and push the expiry to valid_for_ms from now (0: ttl_ms).
+  Status renew(int64_t valid_for_ms = 0);
+  // How long our claim stays valid, as last written (negative: lapsed).
+  int64_t remaining_ms() const;
   // Removes the lease if it is still ours (L9). Idempotent.
   Status release();
   // Marks the lease lost (L8) and logs it with `why`.
@@ -100,6 +109,7 @@ class WriterLease {
   bool replaced_claim() const { return replaced_claim_; }
   const LeaseHolder& holder() const { return mine_; }
   int64_t ttl_ms() const { return options_.ttl_ms; }
+  int64_t idle_renew_ms() const { return options_.idle_renew_ms; }
 
  private:
   WriterLease(std::shared_ptr<ObjectStore> store, LeaseOptions options, LeaseHolder mine, bool replaced_claim)
