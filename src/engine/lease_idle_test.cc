@@ -74,4 +74,50 @@ TEST_SUITE("engine.lease_idle") {
     CHECK(lease_writes(*faults) > before);
     REQUIRE((*v)->close().ok());
   }
+
+  TEST_CASE("a volume idle for longer than the TTL is still claimed; a take-over fences it and loses nothing acknowledged") {
+    testing::TempDir dir;
+    auto mem = std::make_shared<MemoryStore>();
+    LeaseOptions lo;
+    lo.ttl_ms = kTtlMs;
+    lo.idle_renew_ms = kIdleRenewMs;
+    lo.host = "host-a";
+    lo.pid = 1;  // not this host's pid rule: only expiry or take-over end it
+    auto lease = WriterLease::Acquire(mem, lo);
+    REQUIRE(lease.ok());
+    VolumeOptions o;
+    o.size_bytes = 1 << 20;
+    o.flush_interval_ms = 0;
+    o.index_path = dir.path + "/a.sqlite";
+    o.lease = std::move(*lease);
+    auto a = Volume::Open(mem, o);
+    REQUIRE(a.ok());
+    std::vector<std::byte> one(kBlockSize, std::byte{1}), two(kBlockSize, std::byte{2});
+    REQUIRE((*a)->write(0, one, false).ok());
+    REQUIRE((*a)->flush().ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(3 * kTtlMs));  // idle, well past the TTL
+
+    LeaseOptions lb = lo;
+    lb.host = "host-b";
+    CHECK(WriterLease::Acquire(mem, lb).status().is(Status::Code::kBusy));  // still A's
+    lb.take_over = true;
+    auto taken = WriterLease::Acquire(mem, lb);
+    REQUIRE(taken.ok());
+
+    // A's next write is buffered, but its FLUSH is refused: fenced.
+    REQUIRE((*a)->write(kBlockSize, two, false).ok());
+    Status st = (*a)->flush();
+    CHECK(st.is(Status::Code::kFenced));
+    a->reset();
+
+    VolumeOptions ob = o;
+    ob.index_path = dir.path + "/b.sqlite";
+    ob.lease = std::move(*taken);
+    auto b = Volume::Open(mem, ob);
+    REQUIRE_MESSAGE(b.ok(), b.status().ToString());
+    std::vector<std::byte> got(kBlockSize);
+    REQUIRE((*b)->read(0, got).ok());
+    CHECK(got == one);  // A's acknowledged write
+    REQUIRE((*b)->close().ok());
+  }
 }
