@@ -439,6 +439,8 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // What holds the volume's data, in bytes: the segments in the index, or on
   // an ephemeral volume the block buffers alive.
   uint64_t bytes_stored();
+  // The index rows of a layer map (extents held in buffers have none).
+  static std::vector<meta::MappedExtent> index_rows(const ExtentMap<BlockSource>& map);
   void track_layer_locked(const std::shared_ptr<Layer>& layer);  // REQUIRES: mu_ held
   // Calls fn once for every layer a root's chain or an open reader holds
   // (GC's view of what is reachable). REQUIRES: mu_ held.

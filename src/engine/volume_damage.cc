@@ -135,16 +135,7 @@ Status Volume::check_stored_references() {
       std::lock_guard lock(mu_);
       const Layer& layer = *layers_.at(id);
       parent = layer.parent ? layer.parent->id : 0;
-      for (const auto& [lba, node] : layer.map.entries()) {
-        meta::MappedExtent x;
-        x.lba = lba;
-        x.nblocks = node.length;
-        x.state = node.value.state;
-        x.seq = node.value.seq;
-        x.frame = node.value.frame;
-        x.block_in_frame = node.value.block_in_frame;
-        rows.push_back(x);
-      }
+      rows = index_rows(layer.map);
     }
     PBD_RETURN_IF_ERROR(index_->replace_layer(id, parent, rows, 0).With("repair layer " + std::to_string(id)));
   }

@@ -424,17 +424,7 @@ Result<GcReport> Volume::gc(const GcOptions& options) {
       for (const auto& [lba, node] : child->map.entries()) merged.assign(lba, node.length, node.value);
     }
     // Blocks held in memory (ephemeral volumes) have no index rows.
-    for (const auto& [lba, node] : merged.entries()) {
-      if (opts_.ephemeral) break;
-      meta::MappedExtent x;
-      x.lba = lba;
-      x.nblocks = node.length;
-      x.state = node.value.state;
-      x.seq = node.value.seq;
-      x.frame = node.value.frame;
-      x.block_in_frame = node.value.block_in_frame;
-      rows.push_back(x);
-    }
+    if (!opts_.ephemeral) rows = index_rows(merged);
     const uint64_t grandparent = parent->parent ? parent->parent->id : 0;
     PBD_RETURN_IF_ERROR(owe_checkpoint());
     PBD_RETURN_IF_ERROR(index_->replace_layer(child->id, grandparent, rows, parent->id));

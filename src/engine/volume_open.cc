@@ -63,6 +63,22 @@ void Layer::assign(uint64_t lba, uint64_t nblocks, const BlockSource& src) {
   if (src.state == ExtentState::kData) data_bytes += nblocks * kBlockSize;
 }
 
+std::vector<meta::MappedExtent> Volume::index_rows(const ExtentMap<BlockSource>& map) {
+  std::vector<meta::MappedExtent> rows;
+  for (const auto& [lba, node] : map.entries()) {
+    if (node.value.buffered()) continue;
+    meta::MappedExtent x;
+    x.lba = lba;
+    x.nblocks = node.length;
+    x.state = node.value.state;
+    x.seq = node.value.seq;
+    x.frame = node.value.frame;
+    x.block_in_frame = node.value.block_in_frame;
+    rows.push_back(x);
+  }
+  return rows;
+}
+
 void Layer::recount() {
   data_bytes = 0;
   for (const auto& [lba, node] : map.entries()) {
