@@ -410,6 +410,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // checkpoint in storage (another writer's GC, a lost WAL) is rebuilt from
   // that checkpoint, never served (volume_reconcile.cc).
   Status rebuild_index_if_behind_storage();
+  // Replay: true when no segment or checkpoint in storage is numbered above
+  // `seq` (a torn roots record there is a crash's cut-short PUT).
+  Result<bool> is_newest_object(uint64_t seq);
   // OK when storage's newest roots record is the one the index applied;
   // kFenced when storage holds a newer one (GC then deletes nothing).
   Status storage_roots_current();

@@ -191,6 +191,56 @@ TEST_SUITE("engine.damage") {
     }
   }
 
+  // Found by the s3 crash loop (SEED=522533148): s3rver keeps the part of a
+  // PUT it received when the writer dies, and a root change PUTs its record
+  // first (R1), so a kill -9 during snapshot create leaves a torn record as
+  // the newest object. Its change was never committed or answered.
+  TEST_CASE("a torn roots record at the tail is a crash's cut-short PUT: set aside, the record before it stands") {
+    for (bool fresh : {false, true}) {
+      CAPTURE(fresh);
+      Damaged d;
+      const auto data = numbered_pattern(4096, 1);
+      uint64_t next_seq = 0;
+      {
+        auto v = d.open_ok(false);
+        REQUIRE(v->write(0, data, true).ok());
+        REQUIRE(v->create_snapshot("s1").ok());
+        next_seq = v->stats().next_seq;
+        REQUIRE(v->close().ok());
+      }
+      char key[48];
+      std::snprintf(key, sizeof key, "roots/%016llx.json", static_cast<unsigned long long>(next_seq));
+      const std::string torn = "{\"format\": 1, \"layers\": [";
+      REQUIRE(d.mem->put(key, std::span<const std::byte>(reinterpret_cast<const std::byte*>(torn.data()), torn.size())).ok());
+      auto v = d.open_ok(fresh);
+      CHECK(v->find_snapshot("s1").ok());
+      std::vector<std::byte> got(4096);
+      REQUIRE(v->read(0, got).ok());
+      CHECK(got == data);
+      CHECK(d.newest("quarantine/roots/") == std::string("quarantine/") + key);  // kept aside, not deleted
+      REQUIRE(v->create_snapshot("s2").ok());  // numbers above the torn one: no key reused
+      REQUIRE(v->close().ok());
+      auto again = d.open_ok(true);
+      CHECK(again->find_snapshot("s2").ok());
+    }
+  }
+
+  TEST_CASE("a torn roots record with later objects after it is refused from storage alone") {
+    Damaged d;
+    {
+      auto v = d.open_ok(false);
+      REQUIRE(v->write(0, numbered_pattern(4096, 1), true).ok());
+      REQUIRE(v->create_snapshot("s1").ok());
+      REQUIRE(v->write(0, numbered_pattern(4096, 2), true).ok());  // a segment after the record
+      REQUIRE(v->close().ok());
+    }
+    const std::string record = d.newest("roots/");
+    REQUIRE(d.mem->put(record, std::span<const std::byte>()).ok());  // emptied: damage, not a crash's tail
+    // (The old index applied that record when it was whole and never reads
+    // it again.)
+    check_refused(d, /*fresh=*/true, record);
+  }
+
   TEST_CASE("no volume.json over a volume's objects is refused, not a new volume") {
     for (bool fresh : {false, true}) {
       CAPTURE(fresh);

@@ -257,6 +257,18 @@ Result<SegmentFooter> Volume::read_segment_footer(const ObjectInfo& obj) {
   return parse_segment_footer(footer_bytes, footer_offset);
 }
 
+// True when no segment or checkpoint in storage has a sequence number above
+// `seq` (stored_segments_ holds the segments listed by replay_storage()).
+Result<bool> Volume::is_newest_object(uint64_t seq) {
+  if (!stored_segments_.empty() && stored_segments_.rbegin()->first > seq) return false;
+  std::vector<ObjectInfo> checkpoints;
+  PBD_RETURN_IF_ERROR(store_->list("checkpoints/", &checkpoints).With("list checkpoints"));
+  for (const auto& c : checkpoints) {
+    if (parse_checkpoint_key(c.key) > seq) return false;
+  }
+  return true;
+}
+
 // Applies segments that are in storage but not in the index, in order, and
 // the newest roots record, refusing damaged storage (replay_plan.h says which
 // losses are a crash state and which are damage). Nothing is written,
@@ -348,6 +360,23 @@ Status Volume::replay_storage() {
       break;
     }
     if (!st.is(Status::Code::kCorruption)) return st.With(it->key);
+    if (it == records.rbegin()) {
+      // A root change PUTs its record before anything else happens to the
+      // volume (R1 in volume_snapshot.cc): a torn record that is the newest
+      // object in storage is the PUT a crash cut short (s3rver keeps the part
+      // it received), whose change was never committed or answered. It is
+      // the uncommitted tail, like a torn last segment: quarantined, and the
+      // record before it stands.
+      auto torn_tail = is_newest_object(seq);
+      if (!torn_tail.ok()) return torn_tail.status();
+      if (*torn_tail) {
+        logger->warn("a roots record whose upload a crash cut short is set aside; the one before it stands object={} "
+                     "error={}",
+                     it->key, log::quote(st.message()));
+        PBD_RETURN_IF_ERROR(quarantine_object(it->key, "torn roots record at the tail"));
+        continue;
+      }
+    }
     damage.push_back(it->key + " is unreadable (" + st.message() + ")");
     if (!opts_.repair) break;
     // Repair: an older record, and the layers it does not know are dealt
