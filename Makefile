@@ -25,7 +25,7 @@ ALL_CXXFLAGS := -std=c++20 $(WARN) -pthread -I. $(PKG_CFLAGS) $(CXXFLAGS)
 LDLIBS   := $(PKG_LIBS) -pthread
 
 # Library sources: everything that is neither an entry point nor a test.
-LIB_DIRS := src/util src/store src/store/s3 src/engine src/config src/log src/daemon meta nbd ctl fuse
+LIB_DIRS := src/util src/format src/store src/store/s3 src/engine src/config src/log meta nbd ctl fuse daemon
 ALL_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cc))
 LIB_SRCS := $(filter-out %_main.cc %_test.cc,$(ALL_SRCS))
 TEST_SRCS := $(filter %_test.cc,$(ALL_SRCS)) $(wildcard tests/unit/*.cc)
@@ -60,7 +60,7 @@ $(BUILD)/lib/libportalbd.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/portalbd: $(BUILD)/obj/src/daemon/portalbd_main.o $(BUILD)/lib/libportalbd.a
+$(BUILD)/bin/portalbd: $(BUILD)/obj/daemon/portalbd_main.o $(BUILD)/lib/libportalbd.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -104,7 +104,7 @@ format:
 	clang-format -i $(ALL_SRCS) $(wildcard src/*/*.h nbd/*.h meta/*.h ctl/*.h)
 
 -include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(SAN_LIB_OBJS:.o=.d) $(SAN_TEST_OBJS:.o=.d)
--include $(BUILD)/obj/src/daemon/portalbd_main.d $(BUILD)/obj/ctl/portalctl_main.d $(BUILD)/obj/bench/nbd_replay.d
+-include $(BUILD)/obj/daemon/portalbd_main.d $(BUILD)/obj/ctl/portalctl_main.d $(BUILD)/obj/bench/nbd_replay.d
 
 # ---- packaging and the VM test (see packaging/README.md, tests/vm/)
 PREFIX  ?= /usr/local
@@ -140,7 +140,7 @@ FUZZ_CXX     ?= clang++
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_LIB_SRCS := $(filter-out %_test.cc %_main.cc,$(wildcard nbd/*.cc src/util/*.cc src/log/*.cc)) \
-                 src/engine/segment.cc src/engine/codec.cc src/engine/block_device.cc
+                 src/format/segment.cc src/format/codec.cc src/engine/block_device.cc
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.cc=$(BUILD)/fuzz/obj/%.o)
 FUZZ_TARGETS  := $(patsubst tests/fuzz/%_fuzz.cc,$(BUILD)/fuzz/%_fuzz,$(wildcard tests/fuzz/*_fuzz.cc))
 
@@ -190,7 +190,7 @@ bench-s3: $(BINS)
 # ---- TSan: the engine's concurrency unit tests under ThreadSanitizer, objects in build/tsan/
 .PHONY: tsan-unit
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
-TSAN_LIB_SRCS  := $(filter-out %_main.cc %_test.cc,$(foreach d,src/util src/store src/store/s3 src/engine src/log meta,$(wildcard $(d)/*.cc)))
+TSAN_LIB_SRCS  := $(filter-out %_main.cc %_test.cc,$(foreach d,src/util src/format src/store src/store/s3 src/engine src/log meta,$(wildcard $(d)/*.cc)))
 TSAN_TEST_SRCS := $(wildcard src/engine/*_test.cc) src/store/fault_store_test.cc tests/unit/doctest_main.cc
 TSAN_OBJS := $(TSAN_LIB_SRCS:%.cc=$(BUILD)/tsan/%.o) $(TSAN_TEST_SRCS:%.cc=$(BUILD)/tsan/%.o)
 

@@ -53,7 +53,7 @@ class FakeDaemon {
         if (name == "missing") return Status::NotFound("no snapshot named 'missing'");
         if (name == "taken") return Status::AlreadyExists("snapshot 'taken' already exists");
         if (name == "bad@name") return Status::InvalidArgument("snapshot names must not contain '@'");
-        // The shapes of src/daemon/control_handlers.cc.
+        // The shapes of daemon/control_handlers.cc.
         auto snapshot = [](const std::string& n, bool is_auto) {
           return json{{"name", n},
                       {"id", "4b1461d3"},

@@ -42,7 +42,7 @@
 #include <vector>
 
 #include "meta/sqlite.h"
-#include "src/engine/segment.h"
+#include "src/format/segment.h"
 #include "src/util/status.h"
 
 namespace portalbd::meta {

@@ -20,16 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "src/format/extent_state.h"
 #include "src/util/status.h"
 
 namespace portalbd {
 
-// What a range of the device holds, for NBD_CMD_BLOCK_STATUS (base:allocation).
-enum class ExtentState : uint8_t {
-  kData = 0,   // bytes were written
-  kZero = 1,   // explicitly zeroed: reads zero, allocated
-  kHole = 2,   // never written or trimmed: reads zero, unallocated
-};
 
 struct StatusExtent {
   uint64_t length = 0;

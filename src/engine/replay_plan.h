@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "src/engine/segment.h"
+#include "src/format/segment.h"
 #include "src/util/status.h"
 
 namespace portalbd {

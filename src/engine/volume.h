@@ -110,11 +110,11 @@
 
 #include "meta/index.h"
 #include "src/engine/block_device.h"
-#include "src/engine/codec.h"
+#include "src/format/codec.h"
 #include "src/engine/cut_gate.h"
 #include "src/engine/extent_map.h"
 #include "src/engine/frame_cache.h"
-#include "src/engine/segment.h"
+#include "src/format/segment.h"
 #include "src/engine/writer_lease.h"
 #include "src/store/object_store.h"
 #include "src/util/task_pool.h"

@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #include "src/util/clock.h"
-#include "src/engine/checkpoint_codec.h"
+#include "src/format/checkpoint_codec.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 

@@ -1,4 +1,4 @@
-// libFuzzer target: the segment decoder (src/engine/segment.h). A segment
+// libFuzzer target: the segment decoder (src/format/segment.h). A segment
 // object comes back from object storage, which may hand us anything (bit rot,
 // a truncated upload, another program's object under our prefix): parsing and
 // frame decoding must answer kCorruption, never crash, over-read or allocate
@@ -12,7 +12,7 @@
 #include <span>
 #include <vector>
 
-#include "src/engine/segment.h"
+#include "src/format/segment.h"
 #include "src/util/crc32c.h"
 
 using namespace portalbd;

@@ -1,4 +1,4 @@
-#include "src/engine/codec.h"
+#include "src/format/codec.h"
 
 #include <lz4.h>
 #include <zstd.h>

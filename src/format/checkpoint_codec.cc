@@ -1,4 +1,4 @@
-#include "src/engine/checkpoint_codec.h"
+#include "src/format/checkpoint_codec.h"
 
 #include <cstring>
 #include <memory>

@@ -1,5 +1,5 @@
 #include "src/util/clock.h"
-#include "src/daemon/exports.h"
+#include "daemon/exports.h"
 
 #include <ctime>
 

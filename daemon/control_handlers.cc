@@ -1,5 +1,5 @@
 #include "src/util/clock.h"
-#include "src/daemon/control_handlers.h"
+#include "daemon/control_handlers.h"
 
 #include <algorithm>
 #include <ctime>
@@ -10,7 +10,7 @@
 #include "ctl/control_server.h"
 #include "nbd/server.h"
 #include "src/config/version.h"
-#include "src/daemon/prune.h"
+#include "daemon/prune.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 #include "src/store/counting_store.h"

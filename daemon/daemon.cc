@@ -1,4 +1,4 @@
-#include "src/daemon/daemon.h"
+#include "daemon/daemon.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -12,11 +12,11 @@
 #include "ctl/control_server.h"
 #include "nbd/server.h"
 #include "nbd/trace.h"
-#include "src/daemon/background_gc.h"
-#include "src/daemon/control_handlers.h"
-#include "src/daemon/fuse_mount.h"
-#include "src/daemon/sd_notify.h"
-#include "src/daemon/exports.h"
+#include "daemon/background_gc.h"
+#include "daemon/control_handlers.h"
+#include "daemon/fuse_mount.h"
+#include "daemon/sd_notify.h"
+#include "daemon/exports.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 #include "src/store/counting_store.h"

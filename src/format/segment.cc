@@ -1,4 +1,4 @@
-#include "src/engine/segment.h"
+#include "src/format/segment.h"
 
 #include <cassert>
 #include <cstdio>

@@ -11,7 +11,7 @@
 
 #include "src/config/cli.h"
 #include "src/config/version.h"
-#include "src/daemon/daemon.h"
+#include "daemon/daemon.h"
 #include "src/log/log.h"
 #include "src/util/huge_pages.h"
 

@@ -1,4 +1,4 @@
-#include "src/daemon/fuse_mount.h"
+#include "daemon/fuse_mount.h"
 
 #include <sys/mount.h>
 #include <sys/stat.h>

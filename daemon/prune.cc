@@ -1,4 +1,4 @@
-#include "src/daemon/prune.h"
+#include "daemon/prune.h"
 
 #include <algorithm>
 #include <set>

@@ -31,8 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "src/engine/block_device.h"
-#include "src/engine/codec.h"
+#include "src/format/extent_state.h"
+#include "src/format/codec.h"
 #include "src/util/status.h"
 
 namespace portalbd {

@@ -1,4 +1,4 @@
-#include "src/daemon/background_gc.h"
+#include "daemon/background_gc.h"
 
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-#include "src/daemon/background_gc.h"
+#include "daemon/background_gc.h"
 
 #include "src/log/log.h"
 #include "src/util/clock.h"

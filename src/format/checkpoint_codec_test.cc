@@ -4,7 +4,7 @@
 
 #include <zstd.h>
 
-#include "src/engine/checkpoint_codec.h"
+#include "src/format/checkpoint_codec.h"
 
 using namespace portalbd;
 

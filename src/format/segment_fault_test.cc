@@ -7,7 +7,7 @@
 #include <cstring>
 #include <vector>
 
-#include "src/engine/segment.h"
+#include "src/format/segment.h"
 #include "src/util/crc32c.h"
 
 using namespace portalbd;
