@@ -4,17 +4,21 @@
 //
 // Model. Data lives in *layers*. A layer holds the extents written while it
 // was the live layer, and has a parent (NULL for the first). A *root* names a
-// layer: "live" is the writable volume; snapshots (later work) name frozen
-// layers. Reading a root resolves a block in its layer, then its parent, and
-// so on. This keeps snapshot create/restore O(1): freeze a layer and start a
+// layer: "live" is the writable volume; snapshots name frozen layers.
+// Reading a root resolves a block in its layer, then its parent, and so on.
+// This keeps snapshot create/restore O(1): freeze a layer and start a
 // child, or start a child of a snapshot's layer and point "live" at it.
 //
-// Schema (version 1; migrations in index.cc, PRAGMA user_version):
-//   meta(key PRIMARY KEY, value)           volume identity, last_seq, ...
+// Schema, version 2 (kSchemaVersion, kept in PRAGMA user_version; the
+// migrations in index.cc: 0 -> 1 creates the tables, 1 -> 2 adds doomed_ms):
+//   meta(key PRIMARY KEY, value)           volume_uuid, applied_seq, roots_seq,
+//                                          checkpoint_seq, checkpoint_unix_ms,
+//                                          needs_checkpoint
 //   layers(id PRIMARY KEY, parent, created_ms)
-//   roots(name PRIMARY KEY, layer, kind, uuid, created_ms)
+//   roots(name PRIMARY KEY, layer, kind, uuid, created_ms)   kind: live|snapshot
 //   segments(seq PRIMARY KEY, layer, bytes, data_bytes, entries, created_ms,
-//            doomed_ms)                       (v2: doomed_ms)
+//            doomed_ms)                    doomed_ms: when GC found it
+//                                          unreferenced; 0 = in use
 //   extents(layer, lba, nblocks, state, seq, frame_off, frame_len,
 //           raw_len, codec, crc, block_in_frame, PRIMARY KEY(layer, lba))
 //     Extents of one layer never overlap. A row with state kZero/kHole maps no

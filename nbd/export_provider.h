@@ -1,8 +1,8 @@
 // ExportProvider: how the NBD server finds the devices it serves.
 //
-// The daemon implements this over the engine: the live volume under the
-// configured export name and, later, read-only snapshot exports named
-// "<export>@<snapshot>". The NBD layer only sees BlockDevice.
+// The daemon implements this over the engine (daemon/exports.h): the live
+// volume under the configured export name and every snapshot as a read-only
+// export named "<export>@<snapshot>". The NBD layer only sees BlockDevice.
 //
 // Thread-safety: implementations must be safe to call from many connection
 // threads at once.

@@ -1,7 +1,8 @@
 // BlockDevice: the volume API that the NBD layer (nbd/) and the control server
 // call. The NBD layer knows nothing else about the engine: no SQLite, no object
-// stores. Implementations: engine::Volume (the live, writable volume) and, in
-// later work, read-only snapshot views.
+// stores. Implementations: Volume (the live, writable volume), SnapshotDevice
+// (src/engine/snapshot_device.h: one snapshot, read-only) and, for the NBD
+// layer's own tests, nbd/testing/memory_device.h.
 //
 // Contract (checked by the NBD layer before calling, asserted by implementers):
 //   REQUIRES: offset + length <= size_bytes() for every call.

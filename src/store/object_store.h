@@ -1,9 +1,10 @@
 // ObjectStore: the seam between the engine and object storage.
 //
 // Keys are relative to the store's root/prefix ("segments/0000000000000001.seg").
-// Implementations: MemoryStore (memory://), FileStore (file:///dir), and later
-// S3Store (s3://bucket/prefix); decorators (fault injection, retries, metrics)
-// wrap any of them.
+// Implementations: MemoryStore (memory://), FileStore (file:///dir) and S3Store
+// (s3://bucket/prefix, src/store/s3/, which retries transient errors inside).
+// Decorators wrap any of them: FaultStore (fault injection, for tests) and
+// CountingStore (request counts, for `portalctl status`).
 //
 // Contract:
 //   * put() is atomic: readers see the whole old object or the whole new one.
