@@ -33,7 +33,7 @@ Result<nlohmann::json> call(const std::string& socket_path, const std::string& c
 
   int err = 0;
   UniqueFd fd = connect_unix(socket_path, &err);
-  if (!fd.valid()) {
+  if (!fd) {
     where = CallFailure::kUnreachable;
     return Status::Unavailable("cannot reach portalbd at " + socket_path + ": " + std::strerror(err) +
                                unreachable_hint(err));
@@ -43,7 +43,7 @@ Result<nlohmann::json> call(const std::string& socket_path, const std::string& c
     return Status::Unavailable("portalbd at " + socket_path + " did not answer '" + cmd + "' within " +
                                std::to_string(timeout_ms) + " ms");
   };
-  Status st = write_all(fd.get(), encode_request(cmd, args), deadline);
+  Status st = send_with_deadline(fd.get(), encode_request(cmd, args), deadline);
   if (st.is(Status::Code::kUnavailable)) return timed_out();
   LineReader reader(fd.get(), kMaxResponseBytes);
   std::string line;

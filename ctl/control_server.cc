@@ -121,7 +121,7 @@ Status ControlServer::remove_stale_socket() {
   }
   int err = 0;
   UniqueFd probe = connect_unix(path_, &err);
-  if (probe.valid()) return Status::AlreadyExists("control socket " + path_ + " is in use by another portalbd");
+  if (probe) return Status::AlreadyExists("control socket " + path_ + " is in use by another portalbd");
   if (err != ECONNREFUSED) {
     return Status::IOError("cannot check control socket " + path_ + ": " + std::strerror(err));
   }
@@ -144,7 +144,7 @@ Status ControlServer::bind_listener() {
   PBD_RETURN_IF_ERROR(make_unix_address(bind_path, &addr));
 
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Status::IOError("socket: " + errno_text());
+  if (!fd) return Status::IOError("socket: " + errno_text());
   if (bind_path != path_) ::unlink(bind_path.c_str());  // a leftover from a crash of this pid
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     return Status::IOError("cannot bind control socket " + path_ + ": " + errno_text());
@@ -257,7 +257,7 @@ void ControlServer::accept_loop() {
     if (fds[1].revents != 0) return;  // stop()
     if (fds[0].revents == 0) continue;
     UniqueFd client(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!client.valid()) {
+    if (!client) {
       if (errno == EMFILE || errno == ENFILE) {
         log::get("ctl")->warn("control socket cannot accept error=\"{}\"", errno_text());
         ::usleep(100 * 1000);  // let descriptors free up instead of spinning
@@ -273,7 +273,7 @@ void ControlServer::accept_loop() {
       const std::string why = "portalbd is busy: all " + std::to_string(options_.max_connections) +
                               " control connections are in use (idle ones close after " +
                               std::to_string(options_.idle_timeout_ms) + " ms); try again";
-      (void)write_all(client.get(), encode_error(Status::Busy(why)), deadline_after_ms(100));
+      (void)send_with_deadline(client.get(), encode_error(Status::Busy(why)), deadline_after_ms(100));
       ++refused;
       const auto now = std::chrono::steady_clock::now();
       if (now - last_refusal_log >= kRefusalLogInterval) {  // a flood must not flood the log
@@ -304,25 +304,25 @@ void ControlServer::serve(Connection* conn) {
     auto outcome = reader.next(&line, idle_deadline);
     if (outcome == LineReader::Outcome::kTimeout) {
       log::get("ctl")->debug("closing idle control connection idle_timeout_ms={}", options_.idle_timeout_ms);
-      (void)write_all(fd,
-                      encode_error(Status::Unavailable("no complete request within " +
-                                                       std::to_string(options_.idle_timeout_ms) +
-                                                       " ms; closing the idle connection")),
-                      deadline_after_ms(100));
+      (void)send_with_deadline(fd,
+                               encode_error(Status::Unavailable("no complete request within " +
+                                                                std::to_string(options_.idle_timeout_ms) +
+                                                                " ms; closing the idle connection")),
+                               deadline_after_ms(100));
       break;
     }
     if (outcome == LineReader::Outcome::kTooLong) {
       // The rest of the stream cannot be split into requests: answer, close.
-      (void)write_all(fd,
-                      encode_error(Status::InvalidArgument("request line longer than " +
-                                                           std::to_string(kMaxRequestBytes) +
-                                                           " bytes; closing the connection")),
-                      deadline_after_ms(kWriteTimeoutMs));
+      (void)send_with_deadline(fd,
+                               encode_error(Status::InvalidArgument("request line longer than " +
+                                                                    std::to_string(kMaxRequestBytes) +
+                                                                    " bytes; closing the connection")),
+                               deadline_after_ms(kWriteTimeoutMs));
       break;
     }
     if (outcome != LineReader::Outcome::kLine) break;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines are ignored
-    if (!write_all(fd, dispatch(line), deadline_after_ms(kWriteTimeoutMs)).ok()) break;
+    if (!send_with_deadline(fd, dispatch(line), deadline_after_ms(kWriteTimeoutMs)).ok()) break;
     idle_deadline = deadline_after_ms(options_.idle_timeout_ms);
   }
   // Tell the client we are done now; the fd itself is closed when reaped.

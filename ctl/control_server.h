@@ -34,7 +34,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "ctl/unique_fd.h"
+#include "src/util/fd.h"
 #include "src/util/status.h"
 
 namespace portalbd::ctl {

@@ -64,11 +64,11 @@ struct RawClient {
   explicit RawClient(const std::string& path) {
     int err = 0;
     fd = connect_unix(path, &err);
-    REQUIRE(fd.valid());
+    REQUIRE(fd.get() >= 0);
     reader = std::make_unique<LineReader>(fd.get(), kMaxResponseBytes);
   }
   json ask(const std::string& bytes) {
-    REQUIRE(write_all(fd.get(), bytes, deadline_after_ms(5000)).ok());
+    REQUIRE(send_with_deadline(fd.get(), bytes, deadline_after_ms(5000)).ok());
     std::string line;
     REQUIRE(reader->next(&line, deadline_after_ms(5000)) == LineReader::Outcome::kLine);
     return json::parse(line);
@@ -172,7 +172,7 @@ TEST_SUITE("ctl.server") {
     RawClient c(s.server.path());
     std::string batch;
     for (int i = 0; i < 50; ++i) batch += encode_request("echo", json{{"i", i}});
-    REQUIRE(write_all(c.fd.get(), batch).ok());
+    REQUIRE(send_with_deadline(c.fd.get(), batch).ok());
     for (int i = 0; i < 50; ++i) {
       std::string line;
       REQUIRE(c.reader->next(&line, deadline_after_ms(5000)) == LineReader::Outcome::kLine);
@@ -187,7 +187,7 @@ TEST_SUITE("ctl.server") {
     RawClient c(s.server.path());
     std::string huge = "{\"v\":1,\"cmd\":\"echo\",\"args\":{\"x\":\"" + std::string(kMaxRequestBytes, 'a') + "\"}}\n";
     // The server may stop reading before we finish writing.
-    (void)write_all(c.fd.get(), huge, deadline_after_ms(5000));
+    (void)send_with_deadline(c.fd.get(), huge, deadline_after_ms(5000));
     std::string line;
     REQUIRE(c.reader->next(&line, deadline_after_ms(5000)) == LineReader::Outcome::kLine);
     json err = json::parse(line);
@@ -321,7 +321,7 @@ TEST_SUITE("ctl.server") {
       CAPTURE(sent);
       RawClient c(server.path());
       const auto begin = std::chrono::steady_clock::now();
-      REQUIRE(write_all(c.fd.get(), sent, deadline_after_ms(1000)).ok());
+      REQUIRE(send_with_deadline(c.fd.get(), sent, deadline_after_ms(1000)).ok());
       std::string line;
       REQUIRE(c.reader->next(&line, deadline_after_ms(5000)) == LineReader::Outcome::kLine);
       CHECK(std::chrono::steady_clock::now() - begin >= std::chrono::milliseconds(150));

@@ -67,7 +67,7 @@ LineReader::Outcome LineReader::next(std::string* line, const Deadline& deadline
   }
 }
 
-Status write_all(int fd, const std::string& data, const Deadline& deadline) {
+Status send_with_deadline(int fd, const std::string& data, const Deadline& deadline) {
   size_t done = 0;
   while (done < data.size()) {
     if (!wait_ready(fd, POLLOUT, deadline)) return Status::Unavailable("timed out sending");

@@ -1,7 +1,8 @@
 // Newline-delimited I/O on a stream socket, the framing of the control
 // protocol: LineReader splits what arrives into lines with an upper bound on
-// line length; write_all() sends a whole buffer. Both take an optional
-// deadline so that a client never hangs on a stuck daemon.
+// line length; send_with_deadline() sends a whole buffer. Both take an
+// optional deadline so that a client never hangs on a stuck daemon (what they
+// add to plain reads and src/util/fd.h's send_all).
 //
 // Ownership: a LineReader borrows its fd; the caller keeps it open while the
 // reader is used. Thread-safety: one thread per LineReader.
@@ -45,8 +46,9 @@ class LineReader {
   std::string error_;
 };
 
-// Writes all of `data`. IOError on failure (peer gone: EPIPE, never SIGPIPE),
+// Sends all of `data`, waiting for the socket to take each part no later
+// than `deadline`. IOError on failure (peer gone: EPIPE, never SIGPIPE),
 // Unavailable when the deadline passes.
-Status write_all(int fd, const std::string& data, const Deadline& deadline = std::nullopt);
+Status send_with_deadline(int fd, const std::string& data, const Deadline& deadline = std::nullopt);
 
 }  // namespace portalbd::ctl

@@ -26,7 +26,7 @@ UniqueFd connect_unix(const std::string& path, int* error) {
     return UniqueFd();
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) {
+  if (!fd) {
     *error = errno;
     return fd;
   }

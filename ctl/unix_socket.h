@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "ctl/unique_fd.h"
+#include "src/util/fd.h"
 #include "src/util/status.h"
 
 namespace portalbd::ctl {

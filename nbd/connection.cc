@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <span>
 
 #include "nbd/dispatch.h"
@@ -13,14 +12,10 @@
 #include "nbd/session.h"
 #include "nbd/trace.h"
 #include "src/log/log.h"
+#include "src/util/clock.h"
 
 namespace portalbd::nbd {
 namespace {
-
-int64_t now_unix_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 // 0 = wait forever. A timed-out recv fails like a broken socket.
 void set_receive_timeout(int fd, uint32_t timeout_ms) {
@@ -274,7 +269,7 @@ uint64_t Connection::cost_bytes(const Request& r) {
 void Connection::shutdown_read() {
   {
     std::lock_guard lock(fd_mu_);
-    if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RD);
+    if (fd_) ::shutdown(fd_.get(), SHUT_RD);
   }
   cancel_budget_waits();
 }
@@ -282,7 +277,7 @@ void Connection::shutdown_read() {
 void Connection::shutdown_all() {
   {
     std::lock_guard lock(fd_mu_);
-    if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RDWR);
+    if (fd_) ::shutdown(fd_.get(), SHUT_RDWR);
   }
   cancel_budget_waits();
 }

@@ -59,6 +59,7 @@
 #include "nbd/session.h"
 #include "nbd/socket_io.h"
 #include "nbd/stats.h"
+#include "src/util/fd.h"
 
 namespace portalbd::nbd {
 

@@ -8,6 +8,7 @@
 #include "nbd/socket_io.h"
 #include "nbd/wire.h"
 #include "src/log/log.h"
+#include "src/util/fd.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -93,7 +94,7 @@ std::optional<Session> Handshake::run() {
 bool Handshake::send_greeting() {
   WireWriter w;
   w.u64(proto::kNbdMagic).u64(proto::kOptionMagic).u16(proto::kFlagFixedNewstyle | proto::kFlagNoZeroes);
-  return write_all(fd_, w.data());
+  return send_all(fd_, w.data()).ok();
 }
 
 bool Handshake::read_client_flags() {
@@ -149,7 +150,7 @@ Handshake::Next Handshake::export_name(std::span<const std::byte> payload) {
   WireWriter w;
   w.u64(session_->size_bytes).u16(session_->transmission_flags);
   if (!no_zeroes_) w.zeroes(124);
-  if (!write_all(fd_, w.data())) return Next::kClose;
+  if (!send_all(fd_, w.data()).ok()) return Next::kClose;
   return Next::kTransmission;
 }
 
@@ -288,7 +289,7 @@ bool Handshake::reply(uint32_t option, uint32_t type, std::span<const std::byte>
   w.u64(proto::kOptionReplyMagic).u32(option).u32(type).u32(static_cast<uint32_t>(payload.size()));
   struct iovec iov[2] = {{w.data().data(), w.size()},
                          {const_cast<std::byte*>(payload.data()), payload.size()}};
-  return write_all(fd_, iov);
+  return send_all(fd_, iov).ok();
 }
 
 Handshake::Next Handshake::error(uint32_t option, uint32_t type, const std::string& message) {

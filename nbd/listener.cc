@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 
+#include "nbd/socket_io.h"
+
 namespace portalbd::nbd {
 namespace {
 
@@ -67,7 +69,7 @@ Result<UniqueFd> listen_tcp(const std::string& host_port, std::string* bound) {
   Status last = Status::InvalidArgument("resolve " + host_port + ": no addresses");
   for (struct addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
     UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
-    if (!fd.valid()) {
+    if (!fd) {
       last = Status::IOError("socket " + host_port + ": " + errno_text(errno));
       continue;
     }
@@ -109,13 +111,13 @@ Result<UniqueFd> listen_unix(const std::string& path) {
     if (!S_ISSOCK(st.st_mode)) return Status::AlreadyExists("bind " + path + ": exists and is not a socket");
     // Someone answering on it means another server owns it.
     UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (probe.valid() && ::connect(probe.get(), sa, sizeof addr) == 0) {
+    if (probe && ::connect(probe.get(), sa, sizeof addr) == 0) {
       return Status::AlreadyExists("bind " + path + ": " + errno_text(EADDRINUSE));
     }
     ::unlink(path.c_str());
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Status::IOError("socket " + path + ": " + errno_text(errno));
+  if (!fd) return Status::IOError("socket " + path + ": " + errno_text(errno));
   if (::bind(fd.get(), sa, sizeof addr) != 0) return Status::IOError("bind " + path + ": " + errno_text(errno));
   if (::listen(fd.get(), kBacklog) != 0) return Status::IOError("listen " + path + ": " + errno_text(errno));
   return fd;

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "nbd/socket_io.h"
+#include "src/util/fd.h"
 #include "src/util/status.h"
 
 namespace portalbd::nbd {

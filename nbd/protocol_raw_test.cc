@@ -372,7 +372,7 @@ TEST_SUITE("nbd.raw") {
     CHECK(f.disk->waiting_at_gate() == expect_waiting);
     f.disk->open_gate();
     REQUIRE(fcntl(c.fd(), F_SETFL, fcntl(c.fd(), F_GETFL) & ~O_NONBLOCK) == 0);
-    REQUIRE(write_all(c.fd(), std::span(w.data()).subspan(sent)));
+    REQUIRE(send_all(c.fd(), std::span(w.data()).subspan(sent)).ok());
     std::vector<bool> answered(64);
     for (int i = 0; i < 64; ++i) {
       auto r = c.read_simple_reply();

@@ -7,8 +7,8 @@
 #include <cassert>
 
 #include "nbd/protocol.h"
-#include "nbd/socket_io.h"
 #include "nbd/wire.h"
+#include "src/util/fd.h"
 
 namespace portalbd::nbd {
 
@@ -93,7 +93,7 @@ bool ReplyWriter::structured(uint64_t cookie, const std::vector<Chunk>& chunks) 
 bool ReplyWriter::send(std::span<const struct iovec> iov) {
   std::lock_guard lock(mu_);
   if (broken_.load(std::memory_order_relaxed)) return false;
-  if (!write_all(fd_, iov)) {
+  if (!send_all(fd_, iov).ok()) {
     broken_.store(true, std::memory_order_relaxed);
     return false;
   }

@@ -115,7 +115,7 @@ void Server::Impl::accept_loop(int listen_fd) {
   auto logger = log::get("nbd");
   for (;;) {
     UniqueFd fd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
-    if (!fd.valid()) {
+    if (!fd) {
       int err = errno;
       {
         std::lock_guard lock(mu);

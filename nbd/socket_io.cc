@@ -3,9 +3,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include <climits>
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -13,11 +11,6 @@
 #include <vector>
 
 namespace portalbd::nbd {
-
-void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
 
 ReadResult read_exact(int fd, std::span<std::byte> out) {
   size_t done = 0;
@@ -95,42 +88,6 @@ ReadResult BufferedReader::discard_exact(uint64_t length) {
     length -= chunk;
   }
   return ReadResult::kOk;
-}
-
-bool write_all(int fd, std::span<const struct iovec> iov_in) {
-  // sendmsg may stop part-way through any iovec; keep a private, mutable copy.
-  std::vector<struct iovec> iov(iov_in.begin(), iov_in.end());
-  size_t first = 0;
-  while (first < iov.size()) {
-    if (iov[first].iov_len == 0) {
-      ++first;
-      continue;
-    }
-    struct msghdr msg {};
-    msg.msg_iov = iov.data() + first;
-    msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    auto left = static_cast<size_t>(n);
-    while (left > 0 && first < iov.size()) {
-      size_t step = std::min(left, iov[first].iov_len);
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + step;
-      iov[first].iov_len -= step;
-      left -= step;
-      if (iov[first].iov_len == 0) ++first;
-    }
-  }
-  return true;
-}
-
-bool write_all(int fd, std::span<const std::byte> data) {
-  struct iovec one {
-    const_cast<std::byte*>(data.data()), data.size()
-  };
-  return write_all(fd, std::span(&one, 1));
 }
 
 std::string errno_text(int err) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nbd/socket_io.h"
+#include "src/util/fd.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -40,7 +41,7 @@ TEST_SUITE("nbd.socket_io") {
       auto m = pattern(28 + i % 5, i);
       all.insert(all.end(), m.begin(), m.end());
     }
-    REQUIRE(write_all(p.b.get(), all));
+    REQUIRE(send_all(p.b.get(), all).ok());
     BufferedReader in(p.a.get());
     size_t at = 0;
     for (unsigned i = 0; i < 100; ++i) {
@@ -57,8 +58,8 @@ TEST_SUITE("nbd.socket_io") {
     auto header = pattern(28, 1);
     auto payload = pattern(1 << 20, 2);
     std::thread writer([&] {
-      REQUIRE(write_all(p.b.get(), header));
-      REQUIRE(write_all(p.b.get(), payload));
+      REQUIRE(send_all(p.b.get(), header).ok());
+      REQUIRE(send_all(p.b.get(), payload).ok());
     });
     BufferedReader in(p.a.get());
     std::vector<std::byte> h(28), body(1 << 20);
@@ -73,7 +74,7 @@ TEST_SUITE("nbd.socket_io") {
     {
       Pair p;
       auto m = pattern(10, 3);
-      REQUIRE(write_all(p.b.get(), m));
+      REQUIRE(send_all(p.b.get(), m).ok());
       p.b.reset();
       BufferedReader in(p.a.get());
       std::vector<std::byte> got(10);
@@ -83,7 +84,7 @@ TEST_SUITE("nbd.socket_io") {
     {
       Pair p;
       auto m = pattern(10, 4);
-      REQUIRE(write_all(p.b.get(), m));
+      REQUIRE(send_all(p.b.get(), m).ok());
       p.b.reset();
       BufferedReader in(p.a.get());
       std::vector<std::byte> got(16);
@@ -92,7 +93,7 @@ TEST_SUITE("nbd.socket_io") {
     {
       Pair p;  // a payload cut short while reading past the buffer
       auto m = pattern(100 * 1024, 5);
-      REQUIRE(write_all(p.b.get(), m));
+      REQUIRE(send_all(p.b.get(), m).ok());
       p.b.reset();
       BufferedReader in(p.a.get());
       std::vector<std::byte> got(200 * 1024);
@@ -104,8 +105,8 @@ TEST_SUITE("nbd.socket_io") {
     Pair p;
     auto junk = pattern(70 * 1024, 6);
     auto next = pattern(28, 7);
-    REQUIRE(write_all(p.b.get(), junk));
-    REQUIRE(write_all(p.b.get(), next));
+    REQUIRE(send_all(p.b.get(), junk).ok());
+    REQUIRE(send_all(p.b.get(), next).ok());
     BufferedReader in(p.a.get());
     REQUIRE(in.discard_exact(junk.size()) == ReadResult::kOk);
     std::vector<std::byte> got(28);
@@ -116,7 +117,7 @@ TEST_SUITE("nbd.socket_io") {
   TEST_CASE("wait_readable counts what has arrived, waits for the first byte, and is 0 at the end") {
     Pair p;
     BufferedReader in(p.a.get());
-    REQUIRE(write_all(p.b.get(), pattern(40, 8)));
+    REQUIRE(send_all(p.b.get(), pattern(40, 8)).ok());
     CHECK(in.wait_readable() == 40);  // all still in the kernel
     std::vector<std::byte> got(28);
     REQUIRE(in.read_exact(got) == ReadResult::kOk);
@@ -125,7 +126,7 @@ TEST_SUITE("nbd.socket_io") {
 
     REQUIRE(in.read_exact(std::span(got.data(), 12)) == ReadResult::kOk);
     // Nothing buffered, nothing in the kernel: it waits for the writer.
-    std::thread writer([&] { CHECK(write_all(p.b.get(), pattern(5, 9))); });
+    std::thread writer([&] { CHECK(send_all(p.b.get(), pattern(5, 9)).ok()); });
     CHECK(in.wait_readable() == 5);
     writer.join();
     REQUIRE(in.read_exact(std::span(got.data(), 5)) == ReadResult::kOk);

@@ -23,6 +23,7 @@
 #include "nbd/socket_io.h"
 #include "nbd/testing/memory_device.h"
 #include "nbd/wire.h"
+#include "src/util/fd.h"
 
 namespace portalbd::nbd::testing {
 
@@ -101,8 +102,8 @@ class RawClient {
   bool connected() const { return connected_; }
   int fd() const { return fd_.get(); }
 
-  bool send(const WireWriter& w) { return write_all(fd_.get(), w.data()); }
-  bool send_bytes(const std::vector<std::byte>& b) { return write_all(fd_.get(), b); }
+  bool send(const WireWriter& w) { return send_all(fd_.get(), w.data()).ok(); }
+  bool send_bytes(const std::vector<std::byte>& b) { return send_all(fd_.get(), b).ok(); }
   // Reads n bytes; empty when the stream ended (or timed out) first.
   std::vector<std::byte> recv(size_t n) {
     std::vector<std::byte> b(n);

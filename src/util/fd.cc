@@ -1,22 +1,72 @@
 #include "src/util/fd.h"
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace portalbd {
+namespace {
 
-Status write_all(int fd, std::span<const std::byte> data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+// The one "every byte" loop: hands the iovecs not yet written to `step`
+// (writev or sendmsg: returns bytes taken, or -1 with errno) until none are
+// left, retrying EINTR and short transfers. `what` names the call in errors.
+template <typename Step>
+Status transfer_all(std::span<const struct iovec> iov_in, const char* what, Step step) {
+  // A step may stop part-way through any iovec; keep a private, mutable copy.
+  std::vector<struct iovec> iov(iov_in.begin(), iov_in.end());
+  size_t first = 0;
+  while (first < iov.size()) {
+    if (iov[first].iov_len == 0) {
+      ++first;
+      continue;
+    }
+    const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+    ssize_t n = step(iov.data() + first, count);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::IOError(std::string("write: ") + std::strerror(errno));
+      return Status::IOError(std::string(what) + ": " + std::strerror(errno));
     }
-    done += static_cast<size_t>(n);
+    auto left = static_cast<size_t>(n);
+    while (left > 0 && first < iov.size()) {
+      size_t taken = std::min(left, iov[first].iov_len);
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + taken;
+      iov[first].iov_len -= taken;
+      left -= taken;
+      if (iov[first].iov_len == 0) ++first;
+    }
   }
   return Status::OK();
+}
+
+struct iovec one_iovec(std::span<const std::byte> data) {
+  return {const_cast<std::byte*>(data.data()), data.size()};
+}
+
+}  // namespace
+
+Status write_all(int fd, std::span<const std::byte> data) {
+  struct iovec one = one_iovec(data);
+  return transfer_all(std::span(&one, 1), "write",
+                      [fd](const struct iovec* iov, int count) { return ::writev(fd, iov, count); });
+}
+
+Status send_all(int fd, std::span<const struct iovec> iov) {
+  return transfer_all(iov, "send", [fd](const struct iovec* first, int count) {
+    struct msghdr msg {};
+    msg.msg_iov = const_cast<struct iovec*>(first);
+    msg.msg_iovlen = static_cast<size_t>(count);
+    return ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+  });
+}
+
+Status send_all(int fd, std::span<const std::byte> data) {
+  struct iovec one = one_iovec(data);
+  return send_all(fd, std::span(&one, 1));
 }
 
 Status pread_all(int fd, std::span<std::byte> out, uint64_t offset) {

@@ -1,8 +1,11 @@
 // UniqueFd: owns one file descriptor and closes it; plus whole-buffer I/O
-// helpers that retry on EINTR and short transfers.
-// Thread-safety: a UniqueFd is owned by one thread at a time.
+// helpers that retry on EINTR and short transfers. The one place for them:
+// the NBD server and the control socket use these too.
+// Thread-safety: a UniqueFd is owned by one thread at a time; the helpers are
+// as safe as the descriptor they are given.
 #pragma once
 
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -29,6 +32,7 @@ class UniqueFd {
 
   int get() const { return fd_; }
   explicit operator bool() const { return fd_ >= 0; }
+  // Gives up ownership without closing.
   int release() { return std::exchange(fd_, -1); }
   void reset(int fd = -1) {
     if (fd_ >= 0) ::close(fd_);
@@ -39,8 +43,14 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-// Writes all of `data` (retrying EINTR and short writes).
+// Writes all of `data` to a file or pipe (retrying EINTR and short writes).
+// kIOError "write: <errno text>" on failure.
 Status write_all(int fd, std::span<const std::byte> data);
+// Sends every byte of every iovec, in order, on a socket (retrying EINTR and
+// short sends). MSG_NOSIGNAL: a peer that has gone gives kIOError
+// "send: Broken pipe", never SIGPIPE.
+Status send_all(int fd, std::span<const struct iovec> iov);
+Status send_all(int fd, std::span<const std::byte> data);
 // Reads exactly out.size() bytes at `offset`; kIOError on a short file.
 Status pread_all(int fd, std::span<std::byte> out, uint64_t offset);
 
