@@ -69,11 +69,10 @@ Status Volume::check_stored_references() {
   std::map<uint64_t, std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>>> lost;  // seq -> layer -> ranges
   std::vector<std::shared_ptr<Layer>> reached;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(layers_.mu());
     std::set<uint64_t> seen;
     for (const auto& r : *roots) {
-      auto it = layers_.find(r.layer);
-      for (auto l = it == layers_.end() ? nullptr : it->second; l != nullptr; l = l->parent) {
+      for (auto l = layers_.find_locked(r.layer); l != nullptr; l = l->parent) {
         if (seen.insert(l->id).second) reached.push_back(l);
       }
     }
@@ -116,14 +115,14 @@ Status Volume::check_stored_references() {
   // (zeroed, not unmapped: an older parent's data must not show through).
   std::set<uint64_t> changed;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(layers_.mu());
     for (const auto& [seq, by_layer] : lost) {
       for (const auto& [layer_id, ranges] : by_layer) {
-        auto it = layers_.find(layer_id);
-        if (it == layers_.end()) continue;
+        auto layer = layers_.find_locked(layer_id);
+        if (!layer) continue;
         BlockSource zero;
         zero.state = ExtentState::kZero;
-        for (const auto& [lba, n] : ranges) it->second->assign(lba, n, zero);
+        for (const auto& [lba, n] : ranges) layer->assign(lba, n, zero);
         changed.insert(layer_id);
       }
     }
@@ -132,8 +131,8 @@ Status Volume::check_stored_references() {
     std::vector<meta::MappedExtent> rows;
     uint64_t parent = 0;
     {
-      std::lock_guard lock(mu_);
-      const Layer& layer = *layers_.at(id);
+      std::lock_guard lock(layers_.mu());
+      const Layer& layer = *layers_.find_locked(id);
       parent = layer.parent ? layer.parent->id : 0;
       rows = index_rows(layer.map);
     }
@@ -159,8 +158,8 @@ Status Volume::settle_repair() {
 Status Volume::check_size_covers_data() {
   uint64_t end = 0, layer_id = 0;
   {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, layer] : layers_) {
+    std::lock_guard lock(layers_.mu());
+    for (const auto& [id, layer] : layers_.by_id_locked()) {
       const auto& entries = layer->map.entries();
       for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
         if (it->second.value.state != ExtentState::kData) continue;

@@ -18,28 +18,17 @@ Status Volume::check_range(uint64_t offset, uint64_t length, bool for_write) con
   return Status::OK();
 }
 
-std::vector<Volume::Piece> Volume::resolve(const Layer* top, uint64_t lba, uint64_t nblocks) {
-  std::lock_guard lock(mu_);
+std::vector<Piece> Volume::resolve(const Layer* top, uint64_t lba, uint64_t nblocks) {
+  std::lock_guard lock(layers_.mu());
   return resolve_locked(top, lba, nblocks);
 }
 
-std::vector<Volume::Piece> Volume::resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks) {
+std::vector<Piece> Volume::resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks) {
   ExtentMap<BlockSource> view;
-  auto overlay = [&](const ExtentMap<BlockSource>& m) {
-    m.visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view.assign(s, n, src); });
-  };
-  const bool live = top == nullptr;
-  if (live) top = live_.get();
-  std::vector<const Layer*> chain;  // newest first
-  for (const Layer* l = top; l != nullptr; l = l->parent.get()) chain.push_back(l);
-  // Oldest first, so that newer layers overwrite older ones in the view.
-  for (auto it = chain.rbegin(); it != chain.rend(); ++it) overlay((*it)->map);
-  // Sealed buffers not yet committed to a layer of this chain. Buffers
-  // commit in sequence order, so they are all newer than the maps above.
-  for (const auto& sealed : sealing_) {
-    if (std::find(chain.begin(), chain.end(), sealed->layer.get()) != chain.end()) overlay(sealed->blocks);
-  }
-  if (live) overlay(active_);
+  const std::vector<const Layer*> chain = layers_.chain_locked(top);  // newest first
+  LayerSet::overlay_chain(chain, lba, nblocks, &view);
+  // Buffers not yet committed to a layer of this chain are newer than its maps.
+  pipeline_.overlay_buffers_locked(chain, top == nullptr, lba, nblocks, &view);
   std::vector<Piece> out;
   out.reserve(view.size());
   for (const auto& [start, node] : view.entries()) out.emplace_back(start, node.length, node.value);
@@ -196,7 +185,7 @@ Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte>
   // An ephemeral volume may overwrite buffered bytes in place: copy them out
   // under the same lock. (Its reads are memory copies; the store, if it holds
   // segments at all, is memory too.)
-  std::unique_lock ephemeral_lock(mu_, std::defer_lock);
+  std::unique_lock ephemeral_lock(layers_.mu(), std::defer_lock);
   if (opts_.ephemeral) ephemeral_lock.lock();
   const std::vector<Piece> pieces = opts_.ephemeral ? resolve_locked(top, first, last - first)
                                                     : resolve(top, first, last - first);
@@ -222,43 +211,16 @@ Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte>
 }
 
 Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes) {
-  std::unique_lock lock(mu_);
-  // Back-pressure: wait while the buffers are full and uploads are pending,
-  // for as long as storage keeps accepting uploads (see flush_timeout_ms).
-  auto has_space = [&] {
-    return closed_ || active_bytes_ + sealing_bytes_ + charged_bytes <= opts_.write_buffer_bytes || sealing_.empty();
-  };
-  if (!has_space()) {
-    const auto started = std::chrono::steady_clock::now();
-    const std::chrono::milliseconds timeout(opts_.flush_timeout_ms);
-    while (!space_cv_.wait_for(lock, std::chrono::milliseconds(250), has_space)) {
-      if (timeout.count() > 0 && stalled_for_locked(started) >= timeout) {
-        return Status::Unavailable("the write buffer is full and storage accepted no upload for " +
-                                   std::to_string(timeout.count()) + " ms (lsm.flush_timeout_ms): " +
-                                   last_storage_error_);
-      }
-    }
-  }
-  PBD_RETURN_IF_ERROR(writable_locked());
-  if (opts_.ephemeral) {
-    // Nothing outlives this process, so there is nothing to upload: the
-    // blocks go straight into the live layer, where an overwrite or a trim
-    // releases the bytes it replaces (see VolumeOptions::ephemeral).
-    if (src.state == ExtentState::kData) src.private_to = live_->id;
-    live_->assign(lba, nblocks, src);
-    return Status::OK();
-  }
-  active_.assign(lba, nblocks, std::move(src));
-  active_bytes_ += charged_bytes;
-  seal_if_full_locked();
-  return Status::OK();
-}
-
-Status Volume::writable_locked() const {
-  if (closed_) return Status::Cancelled("volume is closed");
-  if (opts_.lease && opts_.lease->fenced()) {
-    return Status::Fenced("another portalbd took over this volume; writes are refused");
-  }
+  if (!opts_.ephemeral) return pipeline_.buffer(lba, nblocks, std::move(src), charged_bytes);
+  // Nothing outlives this process, so there is nothing to upload: the blocks
+  // go straight into the live layer, where an overwrite or a trim releases
+  // the bytes it replaces (see VolumeOptions::ephemeral).
+  std::unique_lock lock(layers_.mu());
+  PBD_RETURN_IF_ERROR(pipeline_.wait_for_space(lock, charged_bytes));
+  PBD_RETURN_IF_ERROR(pipeline_.writable_locked());
+  const std::shared_ptr<Layer>& live = layers_.live_locked();
+  if (src.state == ExtentState::kData) src.private_to = live->id;
+  live->assign(lba, nblocks, src);
   return Status::OK();
 }
 
@@ -267,8 +229,8 @@ Status Volume::put_data(uint64_t lba, std::span<const std::byte> data, std::vect
   if (opts_.ephemeral) {
     // The live layer's own earlier write may hold every block: copy over it,
     // with no allocation and no change to the map.
-    std::lock_guard lock(mu_);
-    PBD_RETURN_IF_ERROR(writable_locked());
+    std::lock_guard lock(layers_.mu());
+    PBD_RETURN_IF_ERROR(pipeline_.writable_locked());
     if (overwrite_in_place_locked(lba, nblocks, data.data())) return Status::OK();
   }
   BlockSource src;
@@ -291,13 +253,14 @@ std::shared_ptr<const std::vector<std::byte>> Volume::make_block_buffer(std::vec
 
 bool Volume::overwrite_in_place_locked(uint64_t lba, uint64_t nblocks, const std::byte* data) {
   // The blocks must be one extent of the live layer, all of it mapped.
+  const Layer& live = *layers_.live_locked();
   std::optional<BlockSource> target;
   int pieces = 0;
-  live_->map.visit(lba, nblocks, [&](uint64_t start, uint64_t n, const BlockSource& src) {
+  live.map.visit(lba, nblocks, [&](uint64_t start, uint64_t n, const BlockSource& src) {
     if (++pieces == 1 && start == lba && n == nblocks) target = src;
   });
   if (pieces != 1 || !target || target->state != ExtentState::kData || !target->buffered() ||
-      target->private_to != live_->id) {
+      target->private_to != live.id) {
     return false;
   }
   // Not a const object (make_block_buffer), and only this layer's map refers to it.

@@ -43,70 +43,6 @@ std::string human_size(uint64_t bytes) {
 
 }  // namespace
 
-BlockSource BlockSource::sliced(uint64_t skip) const {
-  BlockSource s = *this;
-  if (state == ExtentState::kData) {
-    if (buffered()) {
-      s.byte_offset += skip * kBlockSize;
-    } else {
-      s.block_in_frame += static_cast<uint32_t>(skip);
-    }
-  }
-  return s;
-}
-
-void Layer::assign(uint64_t lba, uint64_t nblocks, const BlockSource& src) {
-  map.visit(lba, nblocks, [&](uint64_t, uint64_t n, const BlockSource& old) {
-    if (old.state == ExtentState::kData) data_bytes -= n * kBlockSize;
-  });
-  map.assign(lba, nblocks, src);
-  if (src.state == ExtentState::kData) data_bytes += nblocks * kBlockSize;
-}
-
-std::vector<meta::MappedExtent> Volume::index_rows(const ExtentMap<BlockSource>& map) {
-  std::vector<meta::MappedExtent> rows;
-  for (const auto& [lba, node] : map.entries()) {
-    if (node.value.buffered()) continue;
-    meta::MappedExtent x;
-    x.lba = lba;
-    x.nblocks = node.length;
-    x.state = node.value.state;
-    x.seq = node.value.seq;
-    x.frame = node.value.frame;
-    x.block_in_frame = node.value.block_in_frame;
-    rows.push_back(x);
-  }
-  return rows;
-}
-
-void Layer::recount() {
-  data_bytes = 0;
-  for (const auto& [lba, node] : map.entries()) {
-    if (node.value.state == ExtentState::kData) data_bytes += node.length * kBlockSize;
-  }
-}
-
-Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
-    : store_(std::move(store)),
-      opts_(std::move(opts)),
-      cache_(opts_.cache_bytes),
-      upload_window_(std::clamp<uint32_t>(opts_.upload_concurrency, 1, kMaxUploadWindow)),
-      upload_pool_(std::make_unique<TaskPool>(upload_window_ > 1 ? upload_window_ : 0)) {}
-
-Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
-  std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
-  PBD_RETURN_IF_ERROR(v->open_manifest());
-  PBD_RETURN_IF_ERROR(v->open_index());
-  PBD_RETURN_IF_ERROR(v->rebuild_index_if_behind_storage());
-  PBD_RETURN_IF_ERROR(v->replay_storage());
-  PBD_RETURN_IF_ERROR(v->claim_previous_writers_seqs());  // after a take-over only
-  PBD_RETURN_IF_ERROR(v->load_layers());
-  PBD_RETURN_IF_ERROR(v->check_stored_references());
-  PBD_RETURN_IF_ERROR(v->check_size_covers_data());
-  v->flusher_ = std::thread([raw = v.get()] { raw->flusher_loop(); });
-  if (v->repaired_) PBD_RETURN_IF_ERROR(v->settle_repair());
-  return v;
-}
 
 // The manifest (volume.json) is the volume's identity in object storage: its
 // uuid and size. It is created once with a conditional put, so two daemons
@@ -236,7 +172,7 @@ Status Volume::open_index() {
     PBD_RETURN_IF_ERROR(index_->reset());
     fresh = true;
   }
-  PBD_RETURN_IF_ERROR(restore_checkpoint_if_fresh(fresh));
+  PBD_RETURN_IF_ERROR(checkpointer_.restore_if_fresh(fresh));
   PBD_RETURN_IF_ERROR(index_->set_meta("volume_uuid", uuid_));
   auto live = index_->live_layer();  // creates layer 1 and the live root on first use
   return live.ok() ? Status::OK() : live.status();
@@ -421,7 +357,7 @@ Status Volume::replay_storage() {
     }
   }
   if (roots_missing && opts_.repair) {
-    roots_dirty_ = true;  // the first flush stores the roots as the index now has them
+    pipeline_.mark_roots_dirty();  // the first flush stores the roots as the index now has them
   }
 
   for (size_t i = 0; i < pending.size(); ++i) {
@@ -453,9 +389,9 @@ Status Volume::replay_storage() {
   if (replayed_segments_ > 0) {
     logger->info("replayed segments from storage count={} last_seq={}", replayed_segments_, max_seq);
   }
-  next_seq_ = max_seq + 1;
   // The next write segment names the newest one storage keeps.
-  last_write_seq_ = stored_segments_.empty() ? 0 : stored_segments_.rbegin()->first;
+  std::lock_guard lock(layers_.mu());
+  pipeline_.set_sequence_locked(max_seq + 1, stored_segments_.empty() ? 0 : stored_segments_.rbegin()->first);
   return Status::OK();
 }
 
@@ -465,33 +401,18 @@ Status Volume::load_layers() {
   if (!layers.ok()) return layers.status();
   auto live = index_->live_layer();
   if (!live.ok()) return live.status();
-  std::lock_guard lock(mu_);
-  layers_.clear();
-  for (const auto& rec : *layers) {  // ascending ids: parents come first
-    auto layer = std::make_shared<Layer>();
-    layer->id = rec.id;
-    if (rec.parent != 0) {
-      auto parent = layers_.find(rec.parent);
-      if (parent == layers_.end()) return Status::Corruption("layer " + std::to_string(rec.id) + " has a missing parent");
-      layer->parent = parent->second;
-    }
-    PBD_RETURN_IF_ERROR(index_->scan_layer(rec.id, [&](const meta::MappedExtent& x) {
+  for (const auto& rec : *layers) next_layer_id_ = std::max(next_layer_id_, rec.id + 1);
+  std::lock_guard lock(layers_.mu());
+  return layers_.load_locked(*layers, *live, [&](Layer& layer) {
+    return index_->scan_layer(layer.id, [&](const meta::MappedExtent& x) {
       BlockSource src;
       src.state = x.state;
       src.seq = x.seq;
       src.frame = x.frame;
       src.block_in_frame = x.block_in_frame;
-      layer->map.assign(x.lba, x.nblocks, src);
-    }));
-    layer->recount();
-    layers_[rec.id] = layer;
-    track_layer_locked(layer);
-    next_layer_id_ = std::max(next_layer_id_, rec.id + 1);
-  }
-  auto it = layers_.find(*live);
-  if (it == layers_.end()) return Status::Corruption("the live layer is missing from the index");
-  live_ = it->second;
-  return Status::OK();
+      layer.map.assign(x.lba, x.nblocks, src);
+    });
+  });
 }
 
 }  // namespace portalbd

@@ -64,7 +64,7 @@ Status Volume::rebuild_index_if_behind_storage() {
     log::get("engine")->warn(
         "index is behind storage, rebuilding it from storage index={} index_seen_seq={} storage_checkpoint={}",
         opts_.index_path, seen, checkpoint_key(newest));
-    PBD_RETURN_IF_ERROR(restore_checkpoint_if_fresh(true));
+    PBD_RETURN_IF_ERROR(checkpointer_.restore_if_fresh(true));
     PBD_RETURN_IF_ERROR(index_->set_meta("volume_uuid", uuid_));
   }
   auto owed = index_->get_meta("needs_checkpoint");

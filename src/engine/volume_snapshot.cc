@@ -81,7 +81,7 @@ Result<uint64_t> Volume::store_roots_record(const RootsState& state) {
   if (needs_checkpoint_) {
     // Segments may still name layers GC merged away; a checkpoint must cover
     // that before a roots record stops naming them.
-    auto ckpt = checkpoint_locked();
+    auto ckpt = checkpointer_.take_locked();
     if (!ckpt.ok()) return ckpt.status();
   }
   nlohmann::json j;
@@ -101,8 +101,8 @@ Result<uint64_t> Volume::store_roots_record(const RootsState& state) {
   }
   uint64_t seq;
   {
-    std::lock_guard lock(mu_);
-    seq = next_seq_++;
+    std::lock_guard lock(layers_.mu());
+    seq = pipeline_.take_seqs_locked(1);
   }
   j["seq"] = seq;
   const std::string text = j.dump(1) + "\n";
@@ -111,18 +111,18 @@ Result<uint64_t> Volume::store_roots_record(const RootsState& state) {
   PBD_RETURN_IF_ERROR(store_->put(roots_key(seq), std::span<const std::byte>(p, text.size())));
   // Confirmed after the PUT as any segment (U7): a command answered OK names
   // a record whoever holds the volume next has listed.
-  PBD_RETURN_IF_ERROR(confirm_writer("confirm " + roots_key(seq)));
+  PBD_RETURN_IF_ERROR(pipeline_.confirm_writer("confirm " + roots_key(seq)));
   return seq;
 }
 
 Status Volume::write_roots_record() {
-  roots_dirty_ = true;  // until this PUT lands
+  pipeline_.set_roots_dirty_locked(true);  // until this PUT lands
   auto state = index_roots();
   if (!state.ok()) return state.status();
   auto seq = store_roots_record(*state);
   if (!seq.ok()) return seq.status();
   PBD_RETURN_IF_ERROR(index_->set_meta("roots_seq", std::to_string(*seq)));
-  roots_dirty_ = false;
+  pipeline_.set_roots_dirty_locked(false);
   return Status::OK();
 }
 
@@ -130,7 +130,7 @@ Status Volume::write_roots_record() {
 Status Volume::commit_root_change(uint64_t seq, const std::function<Status()>& change) {
   Status st = change();
   if (st.ok()) st = index_->set_meta("roots_seq", std::to_string(seq));
-  if (!st.ok()) roots_dirty_ = true;  // storage is ahead of the index: store the index's roots again
+  if (!st.ok()) pipeline_.set_roots_dirty_locked(true);  // storage is ahead of the index: store the index's roots again
   return st;
 }
 
@@ -154,10 +154,10 @@ Status Volume::apply_roots_record(const std::vector<std::byte>& raw) {
 }
 
 Status Volume::checkpoint_if_needed() {
-  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
-  lock_flush_mu(flush_lock);
+  std::unique_lock flush_lock = pipeline_.deferred_upload_lock();
+  pipeline_.lock_uploads(flush_lock);
   if (!needs_checkpoint_) return Status::OK();
-  auto ckpt = checkpoint_locked();
+  auto ckpt = checkpointer_.take_locked();
   return ckpt.ok() ? Status::OK() : ckpt.status();
 }
 
@@ -168,12 +168,12 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(checkpoint_if_needed());
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);  // no write is half-way through from here on
-  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
-  lock_flush_mu(flush_lock);
+  std::unique_lock flush_lock = pipeline_.deferred_upload_lock();
+  pipeline_.lock_uploads(flush_lock);
   uint64_t old_id;
   {
-    std::lock_guard lock(mu_);
-    old_id = live_->id;
+    std::lock_guard lock(layers_.mu());
+    old_id = layers_.live_locked()->id;
   }
   const uint64_t new_id = next_layer_id_++;
   meta::RootRecord rec{name, old_id, "snapshot", new_uuid(), now};
@@ -190,18 +190,13 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(commit_root_change(*seq, [&] { return index_->create_snapshot(rec, new_id, now); }));
   uint64_t through;
   {
-    std::lock_guard lock(mu_);
-    seal_active_locked();  // everything answered so far belongs to the snapshot
-    through = next_seq_ - 1;
-    auto layer = std::make_shared<Layer>();
-    layer->id = new_id;
-    layer->parent = live_;
-    layers_[new_id] = layer;
-    track_layer_locked(layer);
-    live_ = layer;
+    std::lock_guard lock(layers_.mu());
+    pipeline_.seal_active_locked();  // everything answered so far belongs to the snapshot
+    through = pipeline_.next_seq_locked() - 1;
+    layers_.start_live_locked(new_id, layers_.live_locked());
   }
   cut.reopen();  // writers continue into the new live layer while we upload
-  Status st = upload_through(through);
+  Status st = pipeline_.upload_through(through);
   if (!st.ok()) {
     return Status(st.code(), "snapshot '" + name + "' was taken but its data is not yet durable in object storage: " +
                                  st.message());
@@ -216,8 +211,8 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
   PBD_RETURN_IF_ERROR(checkpoint_if_needed());
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);
-  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
-  lock_flush_mu(flush_lock);
+  std::unique_lock flush_lock = pipeline_.deferred_upload_lock();
+  pipeline_.lock_uploads(flush_lock);
   RestoreResult result;
   result.restored = name;
   std::optional<meta::RootRecord> keep;
@@ -225,13 +220,13 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
     std::string base = "pre-restore-" + compact_utc(now);
     std::string candidate = base;
     for (int i = 2; find_snapshot(candidate).ok(); ++i) candidate = base + "-" + std::to_string(i);
-    std::lock_guard lock(mu_);
-    keep = meta::RootRecord{candidate, live_->id, "snapshot", new_uuid(), now};
+    std::lock_guard lock(layers_.mu());
+    keep = meta::RootRecord{candidate, layers_.live_locked()->id, "snapshot", new_uuid(), now};
     result.pre_restore = candidate;
   }
   {
-    std::lock_guard lock(mu_);
-    if (!layers_.count(target->layer)) return Status::Corruption("snapshot layer is missing in memory");
+    std::lock_guard lock(layers_.mu());
+    if (!layers_.find_locked(target->layer)) return Status::Corruption("snapshot layer is missing in memory");
   }
   const uint64_t new_id = next_layer_id_++;
   auto state = index_roots();
@@ -247,18 +242,13 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
       commit_root_change(*seq, [&] { return index_->restore_snapshot(target->layer, new_id, keep, now); }));
   uint64_t through;
   {
-    std::lock_guard lock(mu_);
-    seal_active_locked();  // the replaced state, complete, goes to the old layer
-    through = next_seq_ - 1;
-    auto layer = std::make_shared<Layer>();
-    layer->id = new_id;
-    layer->parent = layers_.at(target->layer);
-    layers_[new_id] = layer;
-    track_layer_locked(layer);
-    live_ = layer;
+    std::lock_guard lock(layers_.mu());
+    pipeline_.seal_active_locked();  // the replaced state, complete, goes to the old layer
+    through = pipeline_.next_seq_locked() - 1;
+    layers_.start_live_locked(new_id, layers_.find_locked(target->layer));
   }
   cut.reopen();
-  Status st = upload_through(through);
+  Status st = pipeline_.upload_through(through);
   if (!st.ok()) {
     return Status(st.code(), "restored '" + name + "' but the replaced state is not yet durable in object storage: " +
                                  st.message());
@@ -270,8 +260,8 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
 
 Status Volume::delete_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
-  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
-  lock_flush_mu(flush_lock);
+  std::unique_lock flush_lock = pipeline_.deferred_upload_lock();
+  pipeline_.lock_uploads(flush_lock);
   auto state = index_roots();
   if (!state.ok()) return state.status();
   const size_t before = state->roots.size();
@@ -288,11 +278,11 @@ Result<std::vector<SnapshotInfo>> Volume::list_snapshots() {
   auto roots = index_->list_roots();
   if (!roots.ok()) return roots.status();
   std::vector<SnapshotInfo> out;
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(layers_.mu());
   for (const auto& r : *roots) {
     if (r.kind != "snapshot") continue;
     SnapshotInfo info{r.name, r.uuid, r.created_unix_ms, r.layer, 0};
-    if (auto it = layers_.find(r.layer); it != layers_.end()) info.written_bytes = it->second->data_bytes;
+    if (auto layer = layers_.find_locked(r.layer)) info.written_bytes = layer->data_bytes;
     out.push_back(std::move(info));
   }
   return out;
@@ -310,10 +300,10 @@ Result<SnapshotInfo> Volume::find_snapshot(const std::string& name) {
 Result<std::shared_ptr<BlockDevice>> Volume::open_snapshot(const std::string& name) {
   auto snap = find_snapshot(name);
   if (!snap.ok()) return snap.status();
-  std::lock_guard lock(mu_);
-  auto it = layers_.find(snap->layer);
-  if (it == layers_.end()) return Status::Corruption("snapshot '" + name + "' has no layer in memory");
-  return std::shared_ptr<BlockDevice>(std::make_shared<SnapshotDevice>(shared_from_this(), it->second));
+  std::lock_guard lock(layers_.mu());
+  auto layer = layers_.find_locked(snap->layer);
+  if (!layer) return Status::Corruption("snapshot '" + name + "' has no layer in memory");
+  return std::shared_ptr<BlockDevice>(std::make_shared<SnapshotDevice>(shared_from_this(), std::move(layer)));
 }
 
 }  // namespace portalbd

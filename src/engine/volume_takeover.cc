@@ -34,7 +34,7 @@
 //
 // The empty segments carry no predecessor (after_seq and prev_seq 0, like GC
 // rewrites: outside the chain of write segments) and go into the index, so
-// next_seq_ passes them and GC deletes them as it deletes any segment nothing
+// the sequence numbering passes them and GC deletes them as it deletes any segment nothing
 // maps to.
 #include <algorithm>
 #include <set>
@@ -77,15 +77,15 @@ Status Volume::claim_previous_writers_seqs() {
   }
   if (!segments.empty()) newest_segment = *segments.rbegin();
   {
-    std::lock_guard lock(mu_);
-    newest_any = std::max(newest_any, next_seq_ - 1);
+    std::lock_guard lock(layers_.mu());
+    newest_any = std::max(newest_any, pipeline_.next_seq_locked() - 1);
   }
   const uint64_t floor = std::max(newest_checkpoint, newest_segment > kMaxUploadWindow ? newest_segment - kMaxUploadWindow : 0);
   const uint64_t top = newest_any + 2 * kMaxUploadWindow;
   auto live = index_->live_layer();
   if (!live.ok()) return live.status();
 
-  PBD_RETURN_IF_ERROR(confirm_writer("claim the previous writer's sequence numbers"));
+  PBD_RETURN_IF_ERROR(pipeline_.confirm_writer("claim the previous writer's sequence numbers"));
   const bool conditional = store_->supports_conditional_put();
   uint64_t claimed = 0, quarantined = 0;
   for (uint64_t seq = floor + 1; seq <= top; ++seq) {
@@ -105,11 +105,11 @@ Status Volume::claim_previous_writers_seqs() {
     ++claimed;
   }
   {
-    std::lock_guard lock(mu_);
-    next_seq_ = std::max(next_seq_, top + 1);
+    std::lock_guard lock(layers_.mu());
+    if (pipeline_.next_seq_locked() <= top) pipeline_.take_seqs_locked(top + 1 - pipeline_.next_seq_locked());
   }
   // Still ours? A taker that came meanwhile claims on from here.
-  PBD_RETURN_IF_ERROR(confirm_writer("claim the previous writer's sequence numbers"));
+  PBD_RETURN_IF_ERROR(pipeline_.confirm_writer("claim the previous writer's sequence numbers"));
   log::get("engine")->info(
       "took over: claimed the sequence numbers the previous writer may still upload to first_seq={} last_seq={} "
       "claimed={} late_segments_quarantined={}",

@@ -1,15 +1,118 @@
 // The flush pipeline: sealing write buffers, uploading them as segments, and
-// committing them to the index. See the state machine in volume.h.
+// committing them to the index. See the state machine in flush_pipeline.h.
+#include "src/engine/flush_pipeline.h"
+
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 
-#include "src/util/clock.h"
-#include "src/engine/volume.h"
 #include "src/log/log.h"
+#include "src/util/clock.h"
 
 namespace portalbd {
-// ACTIVE -> SEALED. Cheap: moves the map, no copying of data.
-void Volume::seal_active_locked() {
+namespace {
+
+// The longest wait between upload retries: 5 s, or less so that at least four
+// retries fit in flush_timeout_ms (writers held by a full buffer resume soon
+// after storage returns, well before they would give up).
+std::chrono::milliseconds max_retry_backoff(uint64_t flush_timeout_ms) {
+  using std::chrono::milliseconds;
+  if (flush_timeout_ms == 0) return milliseconds(5000);
+  return std::clamp(milliseconds(flush_timeout_ms / 4), milliseconds(100), milliseconds(5000));
+}
+
+}  // namespace
+
+FlushPipeline::FlushPipeline(std::shared_ptr<ObjectStore> store, LayerSet& layers, const VolumeOptions& opts)
+    : store_(std::move(store)),
+      layers_(layers),
+      opts_(opts),
+      upload_window_(std::clamp<uint32_t>(opts_.upload_concurrency, 1, kMaxUploadWindow)),
+      upload_pool_(std::make_unique<TaskPool>(upload_window_ > 1 ? upload_window_ : 0)) {}
+
+FlushPipeline::~FlushPipeline() {
+  {
+    std::lock_guard lock(layers_.mu());
+    closing_ = true;
+    closed_ = true;
+  }
+  flusher_cv_.notify_all();
+  space_cv_.notify_all();
+  retry_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+}
+
+void FlushPipeline::set_sequence_locked(uint64_t next_seq, uint64_t last_write_seq) {
+  next_seq_ = next_seq;
+  last_write_seq_ = last_write_seq;
+}
+
+void FlushPipeline::start(meta::Index* index) {
+  index_ = index;
+  if (!opts_.ephemeral) flusher_ = std::thread([this] { flusher_loop(); });
+}
+
+void FlushPipeline::transition(Sealed& sealed, Stage to) {
+  [[maybe_unused]] const Stage from = sealed.stage;
+  assert((from == Stage::kSealed && to == Stage::kPutting) || (from == Stage::kPutting && to == Stage::kStored) ||
+         (from == Stage::kPutting && to == Stage::kFailed) || (from == Stage::kFailed && to == Stage::kSealed));
+  sealed.stage = to;
+}
+
+// ---- the write buffer
+
+Status FlushPipeline::wait_for_space(std::unique_lock<std::mutex>& lock, uint64_t charged_bytes) {
+  // Back-pressure: wait while the buffers are full and uploads are pending,
+  // for as long as storage keeps accepting uploads (see flush_timeout_ms).
+  auto has_space = [&]() REQUIRES(layers_.mu()) {
+    return closed_ || active_bytes_ + sealing_bytes_ + charged_bytes <= opts_.write_buffer_bytes || sealing_.empty();
+  };
+  if (has_space()) return Status::OK();
+  const auto started = std::chrono::steady_clock::now();
+  const std::chrono::milliseconds timeout(opts_.flush_timeout_ms);
+  while (!has_space()) {
+    space_cv_.wait_for(lock, std::chrono::milliseconds(250));
+    if (!has_space() && timeout.count() > 0 && stalled_for_locked(started) >= timeout) {
+      return Status::Unavailable("the write buffer is full and storage accepted no upload for " +
+                                 std::to_string(timeout.count()) + " ms (lsm.flush_timeout_ms): " +
+                                 last_storage_error_);
+    }
+  }
+  return Status::OK();
+}
+
+Status FlushPipeline::buffer(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes) {
+  std::unique_lock lock(layers_.mu());
+  PBD_RETURN_IF_ERROR(wait_for_space(lock, charged_bytes));
+  PBD_RETURN_IF_ERROR(writable_locked());
+  active_.assign(lba, nblocks, std::move(src));
+  active_bytes_ += charged_bytes;
+  seal_if_full_locked();
+  return Status::OK();
+}
+
+Status FlushPipeline::writable_locked() const {
+  if (closed_) return Status::Cancelled("volume is closed");
+  if (opts_.lease && opts_.lease->fenced()) {
+    return Status::Fenced("another portalbd took over this volume; writes are refused");
+  }
+  return Status::OK();
+}
+
+void FlushPipeline::overlay_buffers_locked(const std::vector<const Layer*>& chain, bool live, uint64_t lba,
+                                           uint64_t nblocks, ExtentMap<BlockSource>* view) const {
+  auto overlay = [&](const ExtentMap<BlockSource>& m) {
+    m.visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view->assign(s, n, src); });
+  };
+  // Sealed buffers not yet committed to a layer of this chain. Buffers
+  // commit in sequence order, so they are all newer than the layers' maps.
+  for (const auto& sealed : sealing_) {
+    if (std::find(chain.begin(), chain.end(), sealed->layer.get()) != chain.end()) overlay(sealed->blocks);
+  }
+  if (live) overlay(active_);
+}
+
+void FlushPipeline::seal_active_locked() {
   if (active_.empty()) return;
   auto sealed = std::make_shared<Sealed>();
   sealed->seq = next_seq_++;
@@ -21,7 +124,7 @@ void Volume::seal_active_locked() {
   // middle of the log (SegmentFooter::prev_seq).
   sealed->prev_seq = last_write_seq_;
   last_write_seq_ = sealed->seq;
-  sealed->layer = live_;
+  sealed->layer = layers_.live_locked();
   sealed->blocks = std::move(active_);
   sealed->bytes = active_bytes_;
   active_ = {};
@@ -31,17 +134,25 @@ void Volume::seal_active_locked() {
   upload_cv_.notify_all();  // a running upload_through() may have room for it
 }
 
-// The size trigger: a full active buffer seals (unless a quiet moment is
-// being awaited, see quiet_seqs_locked) and the flusher uploads it.
-void Volume::seal_if_full_locked() {
+void FlushPipeline::seal_if_full_locked() {
   if (active_bytes_ < opts_.segment_bytes || seals_held_) return;
   seal_active_locked();
   flusher_cv_.notify_one();
 }
 
+uint64_t FlushPipeline::take_seqs_locked(uint64_t count) {
+  const uint64_t first = next_seq_;
+  next_seq_ += count;
+  return first;
+}
+
+uint64_t FlushPipeline::covering_gen_locked() const { return active_.empty() ? seal_gen_ : seal_gen_ + 1; }
+
+// ---- uploads
+
 // The work of PUTTING. The buffer's blocks are immutable once sealed, so
 // encoding needs no lock; readers keep using them until the commit.
-Status Volume::put_segment(Sealed& sealed) {
+Status FlushPipeline::put_segment(Sealed& sealed) {
   if (!sealed.footer) {
     SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms(), sealed.after_seq, sealed.prev_seq);
     builder.reserve(sealed.bytes);
@@ -62,7 +173,7 @@ Status Volume::put_segment(Sealed& sealed) {
   return Status::OK();
 }
 
-Status Volume::store_segment(const std::string& key, const std::shared_ptr<const std::vector<std::byte>>& object) {
+Status FlushPipeline::store_segment(const std::string& key, const std::shared_ptr<const std::vector<std::byte>>& object) {
   // Never write over another daemon's volume: see WriterLease.
   if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("upload " + key));
   if (!store_->supports_conditional_put()) return store_->put_shared(key, object).With("upload " + key);
@@ -83,19 +194,20 @@ Status Volume::store_segment(const std::string& key, const std::shared_ptr<const
   return Status::Fenced(why + "; this daemon no longer writes");
 }
 
-Status Volume::confirm_writer(const std::string& what) {
+Status FlushPipeline::confirm_writer(const std::string& what) {
   if (!opts_.lease) return Status::OK();
   return opts_.lease->check().With(what);
 }
 
 // STORED -> COMMITTED.
-Status Volume::commit_segment(const std::shared_ptr<Sealed>& sealed) {
+Status FlushPipeline::commit_segment(const std::shared_ptr<Sealed>& sealed) {
   const std::string key = segment_key(sealed->seq);
   PBD_RETURN_IF_ERROR(index_->apply_segment(*sealed->footer, sealed->object_bytes).With("index " + key));
   segments_written_++;
   bytes_uploaded_ += sealed->object_bytes;
 
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(layers_.mu());
+  assert(!sealing_.empty() && sealing_.front() == sealed && sealed->stage == Stage::kStored);
   for (const auto& e : sealed->footer->entries) {
     BlockSource src;
     src.state = e.state;
@@ -122,61 +234,43 @@ Status Volume::commit_segment(const std::shared_ptr<Sealed>& sealed) {
   return Status::OK();
 }
 
-std::chrono::milliseconds Volume::stalled_for_locked(std::chrono::steady_clock::time_point since) const {
+std::chrono::milliseconds FlushPipeline::stalled_for_locked(std::chrono::steady_clock::time_point since) const {
   using namespace std::chrono;
   return duration_cast<milliseconds>(steady_clock::now() - std::max(since, last_upload_ok_));
 }
 
-namespace {
-// Storage trouble that may pass: worth waiting out. Fencing, corruption and
-// bad requests are final.
-bool retryable(const Status& st) {
-  return st.is(Status::Code::kIOError) || st.is(Status::Code::kUnavailable) || st.is(Status::Code::kBusy);
-}
-
-// The longest wait between upload retries: 5 s, or less so that at least four
-// retries fit in flush_timeout_ms (writers held by a full buffer resume soon
-// after storage returns, well before they would give up).
-std::chrono::milliseconds max_retry_backoff(uint64_t flush_timeout_ms) {
-  using std::chrono::milliseconds;
-  if (flush_timeout_ms == 0) return milliseconds(5000);
-  return std::clamp(milliseconds(flush_timeout_ms / 4), milliseconds(100), milliseconds(5000));
-}
-}  // namespace
-
 // Under sustained writes "until nothing is sealed" may never come, and
-// whoever uploads holds flush_mu_ all along. A round therefore commits what is
-// sealed when it starts, while it keeps the window full of PUTs, so that with
-// several PUTs at once the window does not run dry at every round's end. Those
-// PUTs finish within the round (U4) and commit in the next.
-Status Volume::upload_sealed() {
+// whoever uploads holds upload_mu_ all along. A round therefore commits what
+// is sealed when it starts, while it keeps the window full of PUTs, so that
+// with several PUTs at once the window does not run dry at every round's end.
+// Those PUTs finish within the round (U4) and commit in the next.
+Status FlushPipeline::upload_sealed() {
   uint64_t last;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(layers_.mu());
     if (sealing_.empty()) return Status::OK();
     last = sealing_.back()->seq;
   }
   return upload_through(last, /*fill_window=*/true);
 }
 
-void Volume::lock_flush_mu(std::unique_lock<std::mutex>& lock) {
+void FlushPipeline::lock_uploads(std::unique_lock<std::mutex>& lock) {
   flush_claims_.fetch_add(1);
   lock.lock();
   flush_claims_.fetch_sub(1);
 }
 
-// The driver of the state machine (rules U1-U4 in volume.h): keeps the
-// window's PUTs running and commits the head of sealing_ whenever it is
-// STORED, until everything up to last_seq is committed or the head failed.
-Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
-  using Stage = Sealed::Stage;
+// The driver of the state machine (rules U1-U4): keeps the window's PUTs
+// running and commits the head of sealing_ whenever it is STORED, until
+// everything up to last_seq is committed or the head failed.
+Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
   Status failed;
   std::shared_ptr<Sealed> failed_buffer;
-  std::unique_lock lock(mu_);
+  std::unique_lock lock(layers_.mu());
   // A buffer that failed in an earlier call gets a new attempt in this one
   // (only buffers in the window can have failed).
   for (const auto& sealed : sealing_) {
-    if (sealed->stage == Stage::kFailed) sealed->stage = Stage::kSealed;
+    if (sealed->stage == Stage::kFailed) transition(*sealed, Stage::kSealed);
   }
   for (;;) {
     if (sealing_.empty() || sealing_.front()->seq > last_seq) break;
@@ -184,7 +278,7 @@ Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
     std::vector<std::shared_ptr<Sealed>> start;
     for (size_t i = 0; i < sealing_.size() && i < upload_window_ && (fill_window || sealing_[i]->seq <= last_seq); ++i) {
       if (sealing_[i]->stage == Stage::kSealed) {
-        sealing_[i]->stage = Stage::kPutting;
+        transition(*sealing_[i], Stage::kPutting);
         ++puts_running_;
         start.push_back(sealing_[i]);
       }
@@ -194,9 +288,9 @@ Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
       for (auto& sealed : start) {
         upload_pool_->submit([this, sealed = std::move(sealed)] {
           Status st = put_segment(*sealed);
-          std::lock_guard done(mu_);
+          std::lock_guard done(layers_.mu());
           if (st.ok()) sealed->stored_tick = ++puts_stored_;
-          sealed->stage = st.ok() ? Stage::kStored : Stage::kFailed;
+          transition(*sealed, st.ok() ? Stage::kStored : Stage::kFailed);
           sealed->put_error = std::move(st);
           --puts_running_;
           upload_cv_.notify_all();
@@ -228,7 +322,7 @@ Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
         break;
       }
       confirmed_tick_ = std::max(confirmed_tick_, covers);
-      continue;  // the head is still STORED: nothing else commits it (flush_mu_)
+      continue;  // the head is still STORED: nothing else commits it (upload_mu_)
     }
     lock.unlock();
     Status st = commit_segment(head);  // pops the head
@@ -240,7 +334,7 @@ Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
     }
   }
   // U4: let the PUTs still running finish; those that succeed stay STORED.
-  upload_cv_.wait(lock, [&] { return puts_running_ == 0; });
+  while (puts_running_ != 0) upload_cv_.wait(lock);
   if (failed.ok()) return failed;
 
   flush_errors_++;
@@ -256,37 +350,52 @@ Status Volume::upload_through(uint64_t last_seq, bool fill_window) {
   return failed;
 }
 
-Status Volume::flush() { return flush_through(kFlushEverything); }
-
-BlockDevice::FlushTicket Volume::flush_ticket() {
-  std::lock_guard lock(mu_);
-  return covering_gen_locked();
-}
-
-Status Volume::flush_through(FlushTicket ticket) {
-  if (opts_.ephemeral) {
-    flushes_++;
-    return Status::OK();
+Result<uint64_t> FlushPipeline::quiet_seqs(uint64_t count, const std::function<void()>& while_quiet) {
+  // Under sustained writes a full buffer would seal while the last one
+  // uploads, and sealing_ would seldom be empty. Writers keep writing into the
+  // active buffer (within the dirty limit, as always) but do not seal it
+  // meanwhile, so the buffers already sealed drain within one upload round.
+  // A buffer that filled up meanwhile seals on release, after the sequence
+  // numbers taken here.
+  auto hold_seals = [this](bool on) {
+    std::lock_guard lock(layers_.mu());
+    seals_held_ = on;
+    seal_if_full_locked();
+  };
+  hold_seals(true);
+  Result<uint64_t> out = Status::Busy("writers keep sealing buffers; try again");
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    {
+      std::lock_guard lock(layers_.mu());
+      if (sealing_.empty()) {
+        out = take_seqs_locked(count);
+        if (while_quiet) while_quiet();
+        break;
+      }
+    }
+    if (Status st = upload_sealed(); !st.ok()) {
+      out = st;
+      break;
+    }
   }
-  return make_durable(ticket);
+  hold_seals(false);
+  return out;
 }
 
-uint64_t Volume::covering_gen_locked() const { return active_.empty() ? seal_gen_ : seal_gen_ + 1; }
-
-Status Volume::make_durable(FlushTicket ticket) {
+Status FlushPipeline::make_durable(BlockDevice::FlushTicket ticket) {
   using namespace std::chrono;
   uint64_t wanted = ticket;
-  if (ticket == kFlushEverything) {
-    std::lock_guard lock(mu_);
+  if (ticket == BlockDevice::kFlushEverything) {
+    std::lock_guard lock(layers_.mu());
     wanted = covering_gen_locked();
   }
   flushes_++;
-  std::unique_lock flush_lock(flush_mu_, std::defer_lock);
-  lock_flush_mu(flush_lock);
+  std::unique_lock flush_lock = deferred_upload_lock();
+  lock_uploads(flush_lock);
   // Whoever held the upload lock meanwhile may have committed everything
   // this call covers (group commit). roots_dirty_ needs an upload anyway.
-  auto covered = [&] {
-    std::lock_guard lock(mu_);
+  auto covered = [&]() REQUIRES(upload_mu_) {
+    std::lock_guard lock(layers_.mu());
     return committed_gen_ >= wanted && !roots_dirty_;
   };
   if (covered()) {
@@ -295,7 +404,7 @@ Status Volume::make_durable(FlushTicket ticket) {
   }
   uint64_t target;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(layers_.mu());
     // Everything buffered, not only what this call covers: the callers
     // queued behind this one are covered by this upload too.
     seal_active_locked();
@@ -308,88 +417,60 @@ Status Volume::make_durable(FlushTicket ticket) {
     Status st = upload_through(target);
     // A root change whose record did not reach storage: a flush that returns
     // OK must leave storage able to rebuild what it acknowledges.
-    if (st.ok() && roots_dirty_) st = write_roots_record().With("record snapshots in storage");
+    if (st.ok() && roots_dirty_) st = write_roots_().With("record snapshots in storage");
     if (st.ok()) return st;
-    if (timeout.count() == 0 || !retryable(st)) return st;
-    // Wait out the outage without holding flush_mu_, so the flusher, status
+    if (timeout.count() == 0 || !st.retryable()) return st;
+    // Wait out the outage without holding upload_mu_, so the flusher, status
     // and snapshot commands still run; storage gets `timeout` to accept any
     // upload at all.
     flush_lock.unlock();
     {
-      std::unique_lock lock(mu_);
+      std::unique_lock lock(layers_.mu());
       const milliseconds stalled = stalled_for_locked(started);
       if (stalled >= timeout) {
         return Status(st.code(), "storage accepted no upload for " + std::to_string(stalled.count()) +
                                      " ms (lsm.flush_timeout_ms): " + st.message());
       }
-      retry_cv_.wait_for(lock, std::min(backoff, timeout - stalled), [&] { return closed_; });
+      if (!closed_) retry_cv_.wait_for(lock, std::min(backoff, timeout - stalled));
       if (closed_) return Status::Cancelled("volume closed while a flush waited for storage");
     }
     backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
-    lock_flush_mu(flush_lock);
+    lock_uploads(flush_lock);
     if (covered()) return Status::OK();  // the flusher got it through meanwhile
   }
 }
 
-// Writing: renew every tick (ttl/4), so a writer that dies mid-work frees
-// the volume within ttl_ms. Idle (no segment since the last tick): only when
-// the claim would lapse within ttl_ms, and then for idle_renew_ms + ttl_ms,
-// so an idle volume sends storage nothing between those renewals.
-void Volume::renew_lease_if_due() {
-  const uint64_t written = segments_written_.load();
-  const bool writing = written != lease_renewed_at_segments_;
-  lease_renewed_at_segments_ = written;
-  WriterLease& lease = *opts_.lease;
-  Status st;
-  if (writing) {
-    st = lease.renew();
-  } else if (lease.remaining_ms() < lease.ttl_ms()) {
-    st = lease.renew(lease.idle_renew_ms() + lease.ttl_ms());
-  }
-  if (!st.ok() && !st.is(Status::Code::kFenced)) {
-    log::get("engine")->warn("could not renew the writer lease error={}", log::quote(st.ToString()));
-  }
-}
-
-void Volume::flusher_loop() {
+void FlushPipeline::flusher_loop() {
   using namespace std::chrono;
   const auto interval = opts_.flush_interval_ms > 0 ? milliseconds(opts_.flush_interval_ms) : hours(24 * 365);
-  last_renew_ = steady_clock::now();
   auto next_timer = steady_clock::now() + interval;
   auto backoff = milliseconds(100);
   for (;;) {
     {
-      std::unique_lock lock(mu_);
-      auto wake = next_timer;
-      if (opts_.lease) wake = std::min(wake, last_renew_ + milliseconds(opts_.lease->ttl_ms() / 4));
-      flusher_cv_.wait_until(lock, wake, [&] { return closing_ || !sealing_.empty(); });
+      std::unique_lock lock(layers_.mu());
+      while (!closing_ && sealing_.empty() && steady_clock::now() < next_timer) {
+        flusher_cv_.wait_until(lock, next_timer);
+      }
       if (closing_) return;
       if (steady_clock::now() >= next_timer) {
         seal_active_locked();  // the timer flush
         next_timer = steady_clock::now() + interval;
       }
-    }
-    if (opts_.lease && steady_clock::now() - last_renew_ >= milliseconds(opts_.lease->ttl_ms() / 4)) {
-      last_renew_ = steady_clock::now();
-      renew_lease_if_due();
-    }
-    {
-      std::lock_guard lock(mu_);
       if (sealing_.empty()) continue;
     }
-    // Let a FLUSH, GC pass or snapshot waiting for flush_mu_ go first.
+    // Let a FLUSH, GC pass or snapshot waiting for upload_mu_ go first.
     while (flush_claims_.load() > 0) std::this_thread::sleep_for(milliseconds(1));
     Status st;
     {
-      std::lock_guard flush_lock(flush_mu_);
+      std::lock_guard flush_lock(upload_mu_);
       st = upload_sealed();
-      if (st.ok() && roots_dirty_) st = write_roots_record();
+      if (st.ok() && roots_dirty_) st = write_roots_();
     }
     if (!st.ok()) {
       // Storage trouble: wait before the next try, growing to at most 5 s
       // (see max_retry_backoff).
-      std::unique_lock lock(mu_);
-      flusher_cv_.wait_for(lock, backoff, [&] { return closing_; });
+      std::unique_lock lock(layers_.mu());
+      if (!closing_) flusher_cv_.wait_for(lock, backoff);
       backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
     } else {
       backoff = milliseconds(100);
@@ -397,89 +478,43 @@ void Volume::flusher_loop() {
   }
 }
 
-Status Volume::close() {
+bool FlushPipeline::closed() {
+  std::lock_guard lock(layers_.mu());
+  return closed_;
+}
+
+Status FlushPipeline::close(uint64_t* dirty_bytes_at_close) {
   {
-    std::lock_guard lock(mu_);
-    if (closed_) return Status::OK();
+    std::lock_guard lock(layers_.mu());
     closing_ = true;
+    *dirty_bytes_at_close = active_bytes_ + sealing_bytes_;
   }
   flusher_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
-  uint64_t dirty;
-  {
-    std::lock_guard lock(mu_);
-    dirty = active_bytes_ + sealing_bytes_;
-  }
-  const uint64_t before = segments_written_;
-  std::lock_guard gc_lock(gc_mu_);  // a GC pass running now finishes first
   Status st = make_durable();
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(layers_.mu());
     closed_ = true;
   }
   space_cv_.notify_all();
-  auto logger = log::get("engine");
-  if (st.ok() && opts_.lease) {
-    if (Status rel = opts_.lease->release(); !rel.ok()) {
-      logger->warn("could not release the writer lease error={}", log::quote(rel.ToString()));
-    }
-  }
-  if (st.ok()) {
-    logger->info("volume closed, write buffer flushed dirty_bytes={} segments={}", dirty, segments_written_ - before);
-  } else {
-    logger->error("volume closed with unflushed data dirty_bytes={} error={}", dirty, log::quote(st.ToString()));
-  }
+  retry_cv_.notify_all();
   return st;
 }
 
-Volume::~Volume() {
+FlushStats FlushPipeline::stats() {
+  FlushStats s;
   {
-    std::lock_guard lock(mu_);
-    closing_ = true;
-    closed_ = true;
-  }
-  flusher_cv_.notify_all();
-  space_cv_.notify_all();
-  retry_cv_.notify_all();
-  if (flusher_.joinable()) flusher_.join();
-}
-
-uint64_t Volume::bytes_stored() {
-  if (opts_.ephemeral) return buffer_bytes_->load(std::memory_order_relaxed);
-  auto idx = index_->stats();
-  return idx.ok() ? idx->bytes_stored : 0;
-}
-
-VolumeStats Volume::stats() {
-  VolumeStats s;
-  s.size_bytes = size_bytes_;
-  {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(layers_.mu());
     s.dirty_bytes = active_bytes_ + sealing_bytes_;
     s.next_seq = next_seq_;
     s.storage_failing_since_unix_ms = failing_since_unix_ms_;
     s.last_storage_error = last_storage_error_;
   }
-  if (auto idx = index_->stats(); idx.ok()) s.segments = idx->segments;
-  s.bytes_stored = bytes_stored();
-  if (auto v = index_->get_meta("checkpoint_unix_ms"); v.ok() && v->has_value()) {
-    s.last_checkpoint_unix_ms = std::stoll(**v);
-  }
-  if (auto v = index_->get_meta("checkpoint_seq"); v.ok() && v->has_value()) s.last_checkpoint_seq = std::stoull(**v);
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, layer] : layers_) s.bytes_live += layer->data_bytes;
-  }
   s.segments_written = segments_written_;
   s.bytes_uploaded = bytes_uploaded_;
   s.flushes = flushes_;
   s.flushes_grouped = flushes_grouped_;
-  s.overwrites_in_place = overwrites_in_place_;
   s.flush_errors = flush_errors_;
-  s.cache_bytes = cache_.bytes();
-  s.cache_hits = cache_.hits();
-  s.cache_misses = cache_.misses();
-  s.replayed_segments = replayed_segments_;
   return s;
 }
 

@@ -1,0 +1,290 @@
+// FlushPipeline: the write path from the active buffer to committed
+// segments. It owns the write buffers, seal generations, sequence numbers,
+// the upload window and its workers, the upload lock, group commit
+// (make_durable) and the background flusher.
+//
+//   write  -> active buffer (memory)                     answered at once
+//   seal   -> the active buffer becomes a sealed buffer with the next sequence
+//             number (when it reaches segment_bytes, on FLUSH/FUA, on the
+//             flush_interval_ms timer, at shutdown)
+//   upload -> a sealed buffer is encoded as one segment object and PUT
+//   commit -> the segment's entries are applied to the SQLite index in one
+//             transaction, then to its layer's map, and the sealed buffer is
+//             dropped
+//
+// The state machine per sealed buffer (transitions in flush_pipeline.cc, all
+// driven by upload_through() under the upload lock, upload_mu_):
+//
+//   ACTIVE --seal_active_locked()--> SEALED --PUT started--> PUTTING
+//   PUTTING --put_segment() OK--> STORED --lease confirmed, commit_segment()--> COMMITTED
+//   PUTTING --put_segment() fails--> FAILED --next upload_through()--> SEALED
+//
+//   SEALED:    in sealing_ with its bytes and sequence number; readable.
+//   PUTTING:   a pool worker encodes it (first attempt only) and PUTs it.
+//   STORED:    the object is in storage but not in the index or the maps.
+//   COMMITTED: its entries are in the index (one transaction) and in its
+//              layer's map, and it is dropped from sealing_ in the same
+//              critical section (the engine mutex), so no reader sees neither.
+//
+// Upload rules (W = upload_concurrency, at most kMaxUploadWindow):
+//   U1. Only the first W buffers of sealing_ (the upload window) are ever
+//       PUTTING, and at most W PUTs run at once (a pool of W threads; with
+//       W = 1 the PUT runs inline, as before). So storage never holds an
+//       uncommitted segment more than W-1 segments past the oldest
+//       uncommitted one, which is what replay_storage() relies on.
+//   U2. Commits follow sequence order: only the head of sealing_ commits,
+//       and only once STORED. A FAILED head ends upload_through() with its
+//       error; it and everything after it stay buffered. Buffers already
+//       STORED stay STORED and are committed later without a second PUT.
+//   U3. A failed PUT keeps its encoded object, and the retry PUTs identical
+//       bytes (idempotent). A successful PUT frees it.
+//   U4. upload_through() returns only when none of its PUTs runs, so a
+//       buffer's object/footer are only ever touched by one thread at a time,
+//       and nothing uploads while upload_mu_ is free.
+//   U5. Memory: sealed buffers are bounded by write_buffer_bytes (writers
+//       wait for space); encoded objects exist only inside the window, so at
+//       most W of them (each about segment_bytes) are held on top.
+//   U6. The writer lease is checked before every segment PUT.
+//   U7. A STORED buffer commits only after a lease check that began after
+//       its PUT completed (one GET covers every buffer STORED before it
+//       began). Since a FLUSH is answered only once its buffers commit, no
+//       FLUSH is answered OK whose segments the next holder might not see
+//       (WriterLease L6); a fenced check leaves them STORED and the FLUSH
+//       fails (kFenced, EIO). Where the store enforces conditional puts,
+//       segments are created with put_if_absent (store_segment), so two
+//       writers never replace each other's segment under one key.
+
+//
+// Locks: upload_mu_ (the upload lock) serializes uploads and whatever must
+// not run beside one (root changes, GC steps, checkpoints: they take it with
+// lock_uploads()); held across I/O. The engine mutex (LayerSet::mu()) guards
+// the buffers below and is never held across I/O. Upload workers take only
+// the engine mutex (U4). Order: upload_mu_ -> engine mutex.
+//
+// Debug builds check every stage transition against the state machine above
+// (check_transition), as SQLite's pager asserts its state.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "meta/index.h"
+#include "src/engine/block_device.h"
+#include "src/engine/layer_set.h"
+#include "src/engine/volume_options.h"
+#include "src/store/object_store.h"
+#include "src/util/task_pool.h"
+#include "src/util/thread_annotations.h"
+
+namespace portalbd {
+
+// What the pipeline counts, for VolumeStats.
+struct FlushStats {
+  uint64_t dirty_bytes = 0;
+  uint64_t next_seq = 0;
+  uint64_t segments_written = 0, bytes_uploaded = 0;
+  uint64_t flushes = 0, flushes_grouped = 0, flush_errors = 0;
+  int64_t storage_failing_since_unix_ms = 0;
+  std::string last_storage_error;
+};
+
+class FlushPipeline {
+ public:
+  FlushPipeline(std::shared_ptr<ObjectStore> store, LayerSet& layers, const VolumeOptions& opts);
+  ~FlushPipeline();  // stops the flusher; see close() for a clean stop
+
+  // Open: sequence numbering continues after `next_seq - 1`; the next write
+  // segment names `last_write_seq` as its predecessor.
+  void set_sequence_locked(uint64_t next_seq, uint64_t last_write_seq) REQUIRES(layers_.mu());
+  // Starts the background flusher, committing to `index` from now on.
+  void start(meta::Index* index);
+
+  // ---- the write buffer (engine mutex held by the caller where _locked)
+  // Stores whole blocks into the active buffer, waiting while the buffers
+  // are full and uploads pending (back-pressure, flush_timeout_ms).
+  Status buffer(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes) EXCLUDES(layers_.mu());
+  // Waits for buffer space as buffer() does, then returns with the engine
+  // mutex held through `lock` (ephemeral volumes write into their layer).
+  Status wait_for_space(std::unique_lock<std::mutex>& lock, uint64_t charged_bytes) REQUIRES(layers_.mu());
+  // OK, or why writes are refused (closed, fenced).
+  Status writable_locked() const REQUIRES(layers_.mu());
+  // Overlays the buffered blocks of [lba, lba+nblocks) that belong to
+  // `chain` onto *view: sealed buffers of its layers, then (for the live
+  // view) the active buffer.
+  void overlay_buffers_locked(const std::vector<const Layer*>& chain, bool live, uint64_t lba, uint64_t nblocks,
+                              ExtentMap<BlockSource>* view) const REQUIRES(layers_.mu());
+  // ACTIVE -> SEALED. Cheap: moves the map, no copying of data.
+  void seal_active_locked() REQUIRES(layers_.mu());
+  // Takes `count` sequence numbers (roots records, claims); returns the first.
+  uint64_t take_seqs_locked(uint64_t count) REQUIRES(layers_.mu());
+  uint64_t next_seq_locked() const REQUIRES(layers_.mu()) { return next_seq_; }
+  // The seal generation that will hold every write answered so far: the
+  // active buffer's (the next seal), or the newest sealed one when the
+  // active buffer is empty.
+  uint64_t covering_gen_locked() const REQUIRES(layers_.mu());
+  uint64_t dirty_bytes_locked() const REQUIRES(layers_.mu()) { return active_bytes_ + sealing_bytes_; }
+
+  // ---- uploads
+  // Locks upload_mu_ through `lock` (which owns it, unlocked) for anyone but
+  // the flusher; see flush_claims_.
+  void lock_uploads(std::unique_lock<std::mutex>& lock) ACQUIRE(upload_mu_);
+  std::unique_lock<std::mutex> deferred_upload_lock() { return std::unique_lock<std::mutex>(upload_mu_, std::defer_lock); }
+  // Commits every sealed buffer up to last_seq, PUTting up to
+  // upload_window_ at once; on failure returns the error of the oldest
+  // uncommitted one. With fill_window it also starts PUTs of buffers past
+  // last_seq while the window has room (and waits for them, U4, without
+  // committing them).
+  Status upload_through(uint64_t last_seq, bool fill_window = false) REQUIRES(upload_mu_);
+  // upload_through() the newest buffer sealed at the call, keeping the window
+  // full: a bounded round, however fast writers seal.
+  Status upload_sealed() REQUIRES(upload_mu_);
+  // Allocates `count` sequence numbers at a moment when no sealed buffer is
+  // pending, so every lower sequence is committed, and runs `while_quiet`
+  // (engine mutex held) at that moment. Holds back size-triggered seals
+  // while it waits, so sustained writes cannot keep that moment from coming.
+  Result<uint64_t> quiet_seqs(uint64_t count, const std::function<void()>& while_quiet) REQUIRES(upload_mu_);
+  // flush() proper: returns once every write answered before the call (or,
+  // with a ticket, before the ticket was taken) is committed and the roots
+  // record stored, waiting out storage outages up to flush_timeout_ms. Group
+  // commit: whoever holds the upload lock seals and uploads everything
+  // buffered, so callers that queued behind it often find their writes
+  // committed and return without an upload of their own.
+  Status make_durable(BlockDevice::FlushTicket ticket = BlockDevice::kFlushEverything) EXCLUDES(upload_mu_);
+  // Stores a new segment object under `key` after a lease check (U6): with
+  // put_if_absent where the store enforces it (U7), where finding the key
+  // taken by anything but these very bytes (an earlier attempt of ours)
+  // fences the lease. Any thread.
+  Status store_segment(const std::string& key, const std::shared_ptr<const std::vector<std::byte>>& object);
+  // The lease check after PUTs and before what they make visible (U7): OK
+  // without a lease. Any thread.
+  Status confirm_writer(const std::string& what);
+
+  // ---- the roots record (kept by Volume, settled by flushes)
+  // The index's roots changed but storage's roots record does not say so
+  // yet: the next flush calls the writer set here before it answers.
+  void set_roots_writer(std::function<Status()> write_roots) { write_roots_ = std::move(write_roots); }
+  void set_roots_dirty_locked(bool dirty) REQUIRES(upload_mu_) { roots_dirty_ = dirty; }
+  bool roots_dirty_locked() const REQUIRES(upload_mu_) { return roots_dirty_; }
+  void mark_roots_dirty() EXCLUDES(upload_mu_) {
+    std::lock_guard lock(upload_mu_);
+    roots_dirty_ = true;
+  }
+
+  // ---- life cycle
+  // Stops the flusher and seals and uploads everything buffered; writes are
+  // refused from then on. Returns the final upload's status.
+  Status close(uint64_t* dirty_bytes_at_close) EXCLUDES(upload_mu_);
+  bool closed() EXCLUDES(layers_.mu());
+  uint64_t segments_written() const { return segments_written_.load(); }
+  void count_flush() { flushes_++; }
+  FlushStats stats();
+
+ private:
+  struct Sealed {
+    enum class Stage : uint8_t { kSealed, kPutting, kStored, kFailed };  // see the state machine above
+
+    uint64_t seq = 0;
+    uint64_t gen = 0;              // which seal made it: 1, 2, ... (seal_gen_); never reused
+    uint64_t after_seq = 0;        // the buffer sealed before it, if uncommitted then (SegmentFooter)
+    uint64_t prev_seq = 0;         // the write segment sealed before it, committed or not (SegmentFooter)
+    std::shared_ptr<Layer> layer;  // where its extents go once committed
+    ExtentMap<BlockSource> blocks;
+    uint64_t bytes = 0;            // buffered bytes held
+    Stage stage = Stage::kSealed;  // guarded by the engine mutex
+    Status put_error;              // why the last PUT failed (kFailed); guarded by the engine mutex
+    // Written by the PUT's worker while kPutting, read by upload_through()
+    // after it saw the stage change under the engine mutex (U4). The object
+    // is built on the first attempt and kept for retries until a PUT
+    // succeeds (U3); shared with stores that keep objects in memory.
+    std::shared_ptr<const std::vector<std::byte>> object;
+    uint64_t object_bytes = 0;
+    std::optional<SegmentFooter> footer;
+    uint64_t stored_tick = 0;  // puts_stored_ when its PUT succeeded (U7); guarded by the engine mutex
+  };
+  using Stage = Sealed::Stage;
+
+  // Moves `sealed` to `to`, asserting in debug builds that the state
+  // machine allows it.
+  static void transition(Sealed& sealed, Stage to);
+  // The size trigger: a full active buffer seals (unless seals are held, see
+  // quiet_seqs) and the flusher uploads it.
+  void seal_if_full_locked() REQUIRES(layers_.mu());
+  // Encodes (first attempt) and PUTs one buffer. Runs on an upload worker
+  // without any lock held.
+  Status put_segment(Sealed& sealed);
+  // STORED -> COMMITTED for the head of sealing_.
+  Status commit_segment(const std::shared_ptr<Sealed>& sealed) REQUIRES(upload_mu_);
+  // How long storage has accepted no upload, counted from no earlier than
+  // `since`.
+  std::chrono::milliseconds stalled_for_locked(std::chrono::steady_clock::time_point since) const
+      REQUIRES(layers_.mu());
+  void flusher_loop();
+
+  const std::shared_ptr<ObjectStore> store_;
+  LayerSet& layers_;
+  const VolumeOptions& opts_;
+  meta::Index* index_ = nullptr;  // set by start()
+  std::function<Status()> write_roots_;
+
+  std::mutex upload_mu_;
+  // Callers of upload_mu_ other than the flusher, waiting or holding
+  // (lock_uploads). Under sustained writes the flusher always has more to
+  // upload and would take the mutex back before any of them woke; it steps
+  // aside for them between its rounds instead (they upload too).
+  std::atomic<int> flush_claims_{0};
+  // The index's roots changed but storage's roots record does not say so
+  // yet (its PUT failed): the next flush writes it.
+  bool roots_dirty_ GUARDED_BY(upload_mu_) = false;
+  // Every PUT counted in puts_stored_ up to this was followed by a lease
+  // check that passed (U7).
+  uint64_t confirmed_tick_ GUARDED_BY(upload_mu_) = 0;
+
+  std::condition_variable space_cv_;    // writers waiting for buffer space
+  std::condition_variable flusher_cv_;  // wakes the flusher
+  std::condition_variable retry_cv_;    // a flush waiting out a storage outage
+  std::condition_variable upload_cv_;   // a PUT finished or a buffer was sealed
+  uint32_t puts_running_ GUARDED_BY(layers_.mu()) = 0;
+  uint64_t puts_stored_ GUARDED_BY(layers_.mu()) = 0;  // segment PUTs that succeeded (U7)
+  // The last successful upload (or open()), and the current failing streak.
+  std::chrono::steady_clock::time_point last_upload_ok_ GUARDED_BY(layers_.mu()) = std::chrono::steady_clock::now();
+  int64_t failing_since_unix_ms_ GUARDED_BY(layers_.mu()) = 0;
+  std::string last_storage_error_ GUARDED_BY(layers_.mu());
+  ExtentMap<BlockSource> active_ GUARDED_BY(layers_.mu());
+  uint64_t active_bytes_ GUARDED_BY(layers_.mu()) = 0;
+  // quiet_seqs() waits for sealing_ to drain: writers keep filling the
+  // active buffer but do not seal it meanwhile.
+  bool seals_held_ GUARDED_BY(layers_.mu()) = false;
+  std::deque<std::shared_ptr<Sealed>> sealing_ GUARDED_BY(layers_.mu());  // oldest first
+  // Seal generations: the newest buffer sealed, and the newest committed.
+  // Buffers commit in the order they were sealed, so every generation up to
+  // committed_gen_ is durable. Unlike sequence numbers, which GC rewrites
+  // and snapshots take too, generations count only write buffers: a FLUSH
+  // knows from them whether someone else's upload already covered it.
+  uint64_t seal_gen_ GUARDED_BY(layers_.mu()) = 0;
+  uint64_t committed_gen_ GUARDED_BY(layers_.mu()) = 0;
+  uint64_t sealing_bytes_ GUARDED_BY(layers_.mu()) = 0;
+  uint64_t next_seq_ GUARDED_BY(layers_.mu()) = 1;
+  // The newest write segment sealed (or, at open, the newest in storage): the
+  // next one names it as its predecessor.
+  uint64_t last_write_seq_ GUARDED_BY(layers_.mu()) = 0;
+  bool closing_ GUARDED_BY(layers_.mu()) = false;
+  bool closed_ GUARDED_BY(layers_.mu()) = false;
+
+  std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flushes_grouped_{0}, flush_errors_{0};
+  const uint32_t upload_window_;  // opts_.upload_concurrency, clamped (U1)
+  // Runs the PUTs: upload_window_ threads, or none (inline) for a window of 1.
+  // Declared after everything its jobs touch, so it is destroyed first.
+  std::unique_ptr<TaskPool> upload_pool_;
+  std::thread flusher_;
+};
+
+}  // namespace portalbd

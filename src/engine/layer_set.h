@@ -1,0 +1,125 @@
+// LayerSet: the volume's history in memory, and the engine mutex.
+//
+// The index's layers are mirrored here as Layer objects, each with the
+// extents committed to it and a pointer to its parent. The live volume reads
+// through the chain live -> parent -> ...; a snapshot reads through the chain
+// of the layer it names. Snapshot create = start an empty child of the live
+// layer; restore = start an empty child of the snapshot's layer. Both are
+// O(1): nothing is copied (see volume_snapshot.cc).
+//
+// Besides the layers the index names, the set keeps track of every Layer it
+// ever handed out (Hold), so GC still sees the layers that only an open
+// snapshot reader holds after the snapshot was deleted or merged away.
+//
+// The mutex. mu() guards every Layer's map and this set, and the flush
+// pipeline's write buffers too (FlushPipeline): a segment's commit moves its
+// blocks from a sealed buffer to its layer's map in one critical section, so
+// no reader ever sees neither. It is held only for in-memory work, never
+// across I/O, and it is the innermost lock of the engine (see volume.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "meta/index.h"
+#include "src/engine/extent_map.h"
+#include "src/format/segment.h"
+#include "src/util/thread_annotations.h"
+
+namespace portalbd {
+
+// Where the bytes of a run of blocks are: buffered in memory, stored in a
+// segment frame, or nowhere (zeroed / trimmed).
+struct BlockSource {
+  ExtentState state = ExtentState::kHole;
+  std::shared_ptr<const std::vector<std::byte>> bytes;  // buffered data
+  uint64_t byte_offset = 0;                             // into *bytes
+  // Ephemeral volumes: the live layer whose own writes made `bytes` (never a
+  // const object). While that layer is live, only its map refers to those
+  // bytes, so a later write of the same blocks may copy into them under the
+  // mutex (Volume::overwrite_in_place_locked) instead of allocating. 0: never.
+  uint64_t private_to = 0;
+  uint64_t seq = 0;  // stored data: segment
+  FrameRef frame;    // ... and frame
+  uint32_t block_in_frame = 0;
+
+  bool buffered() const { return bytes != nullptr; }
+  BlockSource sliced(uint64_t skip_blocks) const;
+};
+
+// A run of blocks and where they are: (lba, nblocks, source).
+using Piece = std::tuple<uint64_t, uint64_t, BlockSource>;
+
+// One layer of the volume's history. Its map and data_bytes are guarded by
+// the LayerSet's mutex (the set hands out shared pointers to layers, so the
+// annotation cannot name it here).
+struct Layer {
+  uint64_t id = 0;
+  std::shared_ptr<Layer> parent;
+  ExtentMap<BlockSource> map;  // guarded by LayerSet::mu()
+  uint64_t data_bytes = 0;     // data bytes `map` holds; guarded by LayerSet::mu()
+
+  // Sets a range of `map`, keeping data_bytes right in O(overlap).
+  void assign(uint64_t lba, uint64_t nblocks, const BlockSource& src);
+  // Recounts data_bytes from scratch (after wholesale changes).
+  void recount();
+};
+
+// The index rows of a layer map (extents held in buffers have none).
+std::vector<meta::MappedExtent> index_rows(const ExtentMap<BlockSource>& map);
+
+class LayerSet {
+ public:
+  // The engine mutex (see the top of this file).
+  std::mutex& mu() RETURN_CAPABILITY(mu_) { return mu_; }
+
+  // The live layer; nullptr before load().
+  const std::shared_ptr<Layer>& live_locked() const REQUIRES(mu_) { return live_; }
+  // The layer the index names `id`, or nullptr.
+  std::shared_ptr<Layer> find_locked(uint64_t id) const REQUIRES(mu_);
+  // The layers the index names, by id.
+  const std::map<uint64_t, std::shared_ptr<Layer>>& by_id_locked() const REQUIRES(mu_) { return layers_; }
+
+  // Replaces the whole set with `layers` (ascending ids, parents first),
+  // each filled by `fill`, and makes `live_id` live. kCorruption when a
+  // parent or the live layer is missing.
+  Status load_locked(const std::vector<meta::LayerRecord>& layers, uint64_t live_id,
+                     const std::function<Status(Layer&)>& fill) REQUIRES(mu_);
+  // Adds an empty layer `id` on top of `parent` and makes it live.
+  std::shared_ptr<Layer> start_live_locked(uint64_t id, std::shared_ptr<Layer> parent) REQUIRES(mu_);
+  // The index no longer names `id` (GC dropped or merged it). Readers that
+  // hold it keep it, and GC keeps seeing it through them.
+  void forget_locked(uint64_t id) REQUIRES(mu_);
+
+  // Calls fn once for every layer a named layer's chain or an open reader
+  // holds (GC's view of what is reachable).
+  void for_each_held_locked(const std::function<void(const std::shared_ptr<Layer>&)>& fn) REQUIRES(mu_);
+  // How many Layer objects are alive (named or held by readers).
+  size_t alive_count_locked() const REQUIRES(mu_);
+  // Data bytes the named layers hold.
+  uint64_t data_bytes_locked() const REQUIRES(mu_);
+
+  // The chain seen from `top` (nullptr: the live layer), newest first.
+  std::vector<const Layer*> chain_locked(const Layer* top) const REQUIRES(mu_);
+  // Assigns into *view every extent of [lba, lba+nblocks) the chain maps,
+  // older layers first so newer ones win.
+  static void overlay_chain(const std::vector<const Layer*>& chain, uint64_t lba, uint64_t nblocks,
+                            ExtentMap<BlockSource>* view);
+
+ private:
+  void track_locked(const std::shared_ptr<Layer>& layer) REQUIRES(mu_);
+
+  std::mutex mu_;
+  std::map<uint64_t, std::shared_ptr<Layer>> layers_ GUARDED_BY(mu_);  // the index's, by id
+  std::shared_ptr<Layer> live_ GUARDED_BY(mu_);
+  // Every Layer object ever made, so GC sees layers that only an open
+  // snapshot reader still holds.
+  std::vector<std::weak_ptr<Layer>> all_ GUARDED_BY(mu_);
+};
+
+}  // namespace portalbd

@@ -1,0 +1,131 @@
+// Volume: construction, open's sequence of steps, the life cycle (close),
+// flush and stats. Reads and writes are in volume_io.cc, snapshots in
+// volume_snapshot.cc, the steps of open in volume_open.cc and beside it.
+#include "src/engine/volume.h"
+
+#include "src/engine/gc.h"
+#include "src/log/log.h"
+
+namespace portalbd {
+
+Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
+    : store_(std::move(store)), opts_(std::move(opts)), cache_(opts_.cache_bytes) {
+  pipeline_.set_roots_writer([this] { return write_roots_record(); });
+}
+
+Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
+  std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
+  PBD_RETURN_IF_ERROR(v->open_manifest());
+  PBD_RETURN_IF_ERROR(v->open_index());
+  PBD_RETURN_IF_ERROR(v->rebuild_index_if_behind_storage());
+  PBD_RETURN_IF_ERROR(v->replay_storage());
+  PBD_RETURN_IF_ERROR(v->claim_previous_writers_seqs());  // after a take-over only
+  PBD_RETURN_IF_ERROR(v->load_layers());
+  PBD_RETURN_IF_ERROR(v->check_stored_references());
+  PBD_RETURN_IF_ERROR(v->check_size_covers_data());
+  v->pipeline_.start(v->index_.get());
+  if (v->opts_.lease) {
+    v->lease_keeper_ = std::make_unique<LeaseKeeper>(
+        v->opts_.lease, [raw = v.get()] { return raw->pipeline_.segments_written(); });
+    v->lease_keeper_->start();
+  }
+  if (v->repaired_) PBD_RETURN_IF_ERROR(v->settle_repair());
+  return v;
+}
+
+Status Volume::close() {
+  if (pipeline_.closed()) return Status::OK();
+  const uint64_t before = pipeline_.segments_written();
+  uint64_t dirty = 0;
+  Status st;
+  {
+    std::lock_guard gc_lock(gc_mu_);  // a GC pass running now finishes first
+    st = pipeline_.close(&dirty);
+  }
+  // The lease is kept until the last upload is in; then nobody renews it.
+  if (lease_keeper_) lease_keeper_->stop();
+  auto logger = log::get("engine");
+  if (st.ok() && opts_.lease) {
+    if (Status rel = opts_.lease->release(); !rel.ok()) {
+      logger->warn("could not release the writer lease error={}", log::quote(rel.ToString()));
+    }
+  }
+  const uint64_t segments = pipeline_.segments_written() - before;
+  if (st.ok()) {
+    logger->info("volume closed, write buffer flushed dirty_bytes={} segments={}", dirty, segments);
+  } else {
+    logger->error("volume closed with unflushed data dirty_bytes={} error={}", dirty, log::quote(st.ToString()));
+  }
+  return st;
+}
+
+Volume::~Volume() {
+  if (lease_keeper_) lease_keeper_->stop();
+}
+
+Status Volume::flush() { return flush_through(kFlushEverything); }
+
+BlockDevice::FlushTicket Volume::flush_ticket() {
+  std::lock_guard lock(layers_.mu());
+  return pipeline_.covering_gen_locked();
+}
+
+Status Volume::flush_through(FlushTicket ticket) {
+  if (opts_.ephemeral) {
+    pipeline_.count_flush();
+    return Status::OK();
+  }
+  return pipeline_.make_durable(ticket);
+}
+
+uint64_t Volume::bytes_stored() {
+  if (opts_.ephemeral) return buffer_bytes_->load(std::memory_order_relaxed);
+  auto idx = index_->stats();
+  return idx.ok() ? idx->bytes_stored : 0;
+}
+
+VolumeStats Volume::stats() {
+  VolumeStats s;
+  s.size_bytes = size_bytes_;
+  FlushStats f = pipeline_.stats();
+  s.dirty_bytes = f.dirty_bytes;
+  s.next_seq = f.next_seq;
+  s.storage_failing_since_unix_ms = f.storage_failing_since_unix_ms;
+  s.last_storage_error = std::move(f.last_storage_error);
+  s.segments_written = f.segments_written;
+  s.bytes_uploaded = f.bytes_uploaded;
+  s.flushes = f.flushes;
+  s.flushes_grouped = f.flushes_grouped;
+  s.flush_errors = f.flush_errors;
+  if (auto idx = index_->stats(); idx.ok()) s.segments = idx->segments;
+  s.bytes_stored = bytes_stored();
+  if (auto v = index_->get_meta("checkpoint_unix_ms"); v.ok() && v->has_value()) {
+    s.last_checkpoint_unix_ms = std::stoll(**v);
+  }
+  if (auto v = index_->get_meta("checkpoint_seq"); v.ok() && v->has_value()) s.last_checkpoint_seq = std::stoull(**v);
+  {
+    std::lock_guard lock(layers_.mu());
+    s.bytes_live = layers_.data_bytes_locked();
+  }
+  s.overwrites_in_place = overwrites_in_place_;
+  s.cache_bytes = cache_.bytes();
+  s.cache_hits = cache_.hits();
+  s.cache_misses = cache_.misses();
+  s.replayed_segments = replayed_segments_;
+  return s;
+}
+
+Result<GcReport> Volume::gc(const GcOptions& options) { return GarbageCollector(*this, options).run(); }
+
+Result<uint64_t> Volume::checkpoint() { return checkpointer_.take(); }
+
+std::optional<Volume::ChangeMark> Volume::change_mark() {
+  if (opts_.ephemeral) return std::nullopt;
+  std::lock_guard lock(layers_.mu());
+  ChangeMark mark;
+  mark.next_seq = pipeline_.next_seq_locked();
+  mark.held_layers = layers_.alive_count_locked();
+  return mark;
+}
+
+}  // namespace portalbd

@@ -1,0 +1,63 @@
+// VolumeOptions: how a Volume is opened and run. Shared by the volume and
+// its parts (FlushPipeline, GarbageCollector, Checkpointer).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "src/engine/writer_lease.h"
+#include "src/format/codec.h"
+
+namespace portalbd {
+
+struct VolumeOptions {
+  uint64_t size_bytes = 0;  // 0: the existing volume's size, or kDefaultSize for a new one
+  bool grow = false;        // allow size_bytes larger than the existing volume
+  uint64_t segment_bytes = 64ull << 20;
+  uint64_t write_buffer_bytes = 256ull << 20;
+  uint64_t flush_interval_ms = 1000;  // 0 disables the timer
+  // Storage outages. While uploads fail with a retryable error (kIOError,
+  // kUnavailable, kBusy), flush() keeps retrying and writers that find the
+  // write buffer full keep waiting, until storage has accepted no upload for
+  // this long; then they answer the error (EIO to NBD clients). Buffered data
+  // is never dropped: it uploads once storage is back. 0: flush() fails at
+  // the first failed upload and writers wait for buffer space indefinitely.
+  uint64_t flush_timeout_ms = 0;
+  // Sealed buffers encoded and PUT at once (the upload window, rule U1
+  // above); clamped to [1, kMaxUploadWindow]. 1: one at a time.
+  uint32_t upload_concurrency = 1;
+  uint64_t cache_bytes = 256ull << 20;
+  Codec codec = Codec::kLz4;
+  // The SQLite file, or kInMemoryIndex for a store that starts empty and
+  // keeps nothing (memory://): the index then costs no file I/O at all, and
+  // cannot be restored from a checkpoint.
+  std::string index_path;
+  // The store dies with this process (memory://), so the volume's data can
+  // live nowhere more durable than this process's memory. Writes then go
+  // straight into the live layer's map as the buffers they arrived in: no
+  // write buffer, no segments, no uploads, no index rows for them. An
+  // overwrite or trim frees the bytes it replaces (once no snapshot or
+  // reader holds them), so memory follows the live data, as in a RAM disk;
+  // gc() compacts buffers that are mostly overwritten. flush() and FUA
+  // return at once. Snapshots, restores and snapshot exports work as on any
+  // volume (layers share the buffers). There is nothing to checkpoint.
+  bool ephemeral = false;
+  // The claim on the volume (DESIGN invariant 6). Checked before every
+  // segment upload, renewed by the flusher, released by close(). Optional.
+  std::shared_ptr<WriterLease> lease;
+  // Damaged storage (docs/design.md, "What open() checks"): open() refuses
+  // a volume whose storage lost or broke committed data, naming what is
+  // wrong. With repair it accepts the loss instead: it moves what it cannot
+  // read to quarantine/, logs every sequence number, layer and byte range
+  // lost, and opens.
+  bool repair = false;
+};
+
+inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;
+inline constexpr const char* kInMemoryIndex = ":memory:";
+// The widest upload window: a crash leaves at most this many segments past
+// the last committed one, any of them torn or missing (replay_storage()).
+inline constexpr uint32_t kMaxUploadWindow = 16;
+
+}  // namespace portalbd
