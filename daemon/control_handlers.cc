@@ -15,7 +15,6 @@
 #include "src/log/log.h"
 #include "src/store/counting_store.h"
 #include "src/store/object_store.h"
-#include "src/store/s3/s3_store.h"
 
 namespace portalbd {
 namespace {
@@ -121,14 +120,10 @@ void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
           {"cache_misses", vs.cache_misses},
           {"replayed_segments", vs.replayed_segments}}},
     };
-    if (auto* s3store = dynamic_cast<s3::S3Store*>(ctx.store)) {
-      const s3::S3MetricsSnapshot m = s3store->metrics();
-      (*out)["s3"] = {{"requests_put", m.requests_put},     {"requests_get", m.requests_get},
-                      {"requests_head", m.requests_head},   {"requests_delete", m.requests_delete},
-                      {"requests_list", m.requests_list},   {"requests_post", m.requests_post},
-                      {"bytes_up", m.bytes_up},             {"bytes_down", m.bytes_down},
-                      {"retries", m.retries},               {"errors", m.errors},
-                      {"multipart_uploads", m.multipart_uploads}};
+    if (const std::optional<StoreMetrics> m = ctx.store->metrics()) {
+      json counters = json::object();
+      for (const auto& [name, value] : m->counters) counters[name] = value;
+      (*out)[m->name] = counters;
     }
     if (ctx.requests != nullptr) {
       // Requests sent to storage since start: the volume's (segments,

@@ -12,8 +12,8 @@
 // A request is counted when it is issued, whatever it returns. get_shared()
 // counts as a get only when it returns the object (a store that keeps
 // objects in memory); nullptr means the caller reads with get_range, which is
-// counted then. url(), persistent() and supports_conditional_put() are not
-// requests.
+// counted then. url(), persistent(), supports_conditional_put() and
+// metrics() (the inner store's) are not requests.
 //
 // Ownership: holds a shared_ptr to the inner store.
 // Thread-safety: every method is safe to call concurrently; the counters are
@@ -62,6 +62,7 @@ class CountingStore final : public ObjectStore {
   Status remove(const std::string& key) override;
   std::string url() const override { return inner_->url(); }
   bool persistent() const override { return inner_->persistent(); }
+  std::optional<StoreMetrics> metrics() const override { return inner_->metrics(); }
 
   ObjectStore& inner() { return *inner_; }
 

@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "src/store/fault_store.h"
 #include "src/store/memory_store.h"
 
 using namespace portalbd;
@@ -15,6 +16,24 @@ std::vector<std::byte> bytes(const std::string& s) {
   auto* p = reinterpret_cast<const std::byte*>(s.data());
   return {p, p + s.size()};
 }
+
+// A store that keeps counters of its own (as S3Store does) and nothing else.
+class MeteredStore final : public ObjectStore {
+ public:
+  Status put(const std::string&, std::span<const std::byte>) override { return Status::NotSupported("put"); }
+  Status put_if_absent(const std::string&, std::span<const std::byte>) override { return Status::NotSupported("put"); }
+  bool supports_conditional_put() const override { return false; }
+  Status get_range(const std::string&, uint64_t, uint64_t, std::vector<std::byte>*) override {
+    return Status::NotSupported("get_range");
+  }
+  Status get(const std::string&, std::vector<std::byte>*) override { return Status::NotSupported("get"); }
+  Result<ObjectInfo> head(const std::string&) override { return Status::NotSupported("head"); }
+  Status list(const std::string&, std::vector<ObjectInfo>*) override { return Status::NotSupported("list"); }
+  Status remove(const std::string&) override { return Status::NotSupported("remove"); }
+  std::string url() const override { return "metered://"; }
+  bool persistent() const override { return false; }
+  std::optional<StoreMetrics> metrics() const override { return StoreMetrics{"metered", {{"requests", 7}}}; }
+};
 
 }  // namespace
 
@@ -82,6 +101,17 @@ TEST_SUITE("store.counting") {
     CHECK(volume.list == 1);
     CHECK(volume.put == 1);
     CHECK(volume.requests() == 2);
+  }
+
+  TEST_CASE("decorators forward the inner store's own metrics, and add none") {
+    CHECK_FALSE(CountingStore(std::make_shared<MemoryStore>()).metrics().has_value());
+    CountingStore cs(std::make_shared<FaultStore>(std::make_shared<MeteredStore>()));
+    const std::optional<StoreMetrics> m = cs.metrics();
+    REQUIRE(m.has_value());
+    CHECK(m->name == "metered");
+    REQUIRE(m->counters.size() == 1);
+    CHECK(m->counters[0] == std::pair<std::string, uint64_t>{"requests", 7});
+    CHECK(cs.counts(CountingStore::kVolume).requests() == 0);  // asking is not a request
   }
 
   TEST_CASE("counts from many threads add up") {

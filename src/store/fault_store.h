@@ -17,8 +17,9 @@
 //     status (optionally only the first `times` matches).
 //
 // A failed call has no effect on the inner store (PUTs are durable when they
-// return OK, so "drop unsynced data" has no meaning here). url() and
-// persistent() are the inner store's and are never counted or failed.
+// return OK, so "drop unsynced data" has no meaning here). url(),
+// persistent() and metrics() are the inner store's and are never counted or
+// failed.
 //
 // Ownership: holds a shared_ptr to the inner store; the inner store outlives
 // the decorator and can be reopened without it (the "restart" of a test).
@@ -91,6 +92,7 @@ class FaultStore final : public ObjectStore {
   Status remove(const std::string& key) override;
   std::string url() const override { return inner_->url(); }
   bool persistent() const override { return inner_->persistent(); }
+  std::optional<StoreMetrics> metrics() const override { return inner_->metrics(); }
 
   ObjectStore& inner() { return *inner_; }
 

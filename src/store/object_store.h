@@ -23,8 +23,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "src/util/status.h"
@@ -38,6 +40,14 @@ struct ObjectInfo {
   // Last-Modified, a file's mtime). head() fills it; list() may leave it 0,
   // as does a store that cannot tell.
   int64_t modified_unix_ms = 0;
+};
+
+// Counters a store keeps of its own traffic (the S3 store's requests,
+// retries and bytes), for `portalctl status`, which shows them as an object
+// named `name` ("s3") holding each counter under its own name.
+struct StoreMetrics {
+  std::string name;
+  std::vector<std::pair<std::string, uint64_t>> counters;
 };
 
 class ObjectStore {
@@ -69,6 +79,10 @@ class ObjectStore {
   virtual std::string url() const = 0;
   // True when data outlives the process (false for memory://).
   virtual bool persistent() const = 0;
+  // The store's own counters, read now; nullopt from a store that keeps none.
+  // Decorators forward their inner store's, so callers need not know which
+  // store they hold.
+  virtual std::optional<StoreMetrics> metrics() const { return std::nullopt; }
 };
 
 // Opens the store a URL names: memory://, file:///abs/path (or file://rel/path),

@@ -110,7 +110,7 @@ TEST_SUITE("s3.live" * doctest::skip()) {
     CHECK(back.empty());
     CHECK(store->head("empty")->size == 0);
     REQUIRE(store->remove("empty").ok());
-    auto m = store->metrics();
+    auto m = store->s3_metrics();
     CHECK(m.requests_put >= keys.size());
     CHECK(m.bytes_up >= keys.size() * 100'000);
     CHECK(m.bytes_down >= keys.size() * 100'000);
@@ -130,7 +130,7 @@ TEST_SUITE("s3.live" * doctest::skip()) {
     }
     REQUIRE(store->put("index/checkpoint", as_bytes("x")).ok());
     std::sort(expected.begin(), expected.end());
-    uint64_t lists_before = store->metrics().requests_list;
+    uint64_t lists_before = store->s3_metrics().requests_list;
     std::vector<ObjectInfo> listed;
     REQUIRE(store->list("segments/", &listed).ok());
     REQUIRE(listed.size() == expected.size());
@@ -138,7 +138,7 @@ TEST_SUITE("s3.live" * doctest::skip()) {
       CHECK(listed[i].key == expected[i]);
       CHECK(listed[i].size == expected[i].size());
     }
-    CHECK(store->metrics().requests_list - lists_before == 7);  // ceil(45 / 7) pages
+    CHECK(store->s3_metrics().requests_list - lists_before == 7);  // ceil(45 / 7) pages
     REQUIRE(store->list("", &listed).ok());
     CHECK(listed.size() == 46);
     REQUIRE(store->list("nothing-here/", &listed).ok());
@@ -159,7 +159,7 @@ TEST_SUITE("s3.live" * doctest::skip()) {
     auto store = open_live(o);
     auto data = pattern((12ull << 20) + 12345, 7);  // 3 parts, the last short
     REQUIRE(store->put("big/segment", data).ok());
-    auto m = store->metrics();
+    auto m = store->s3_metrics();
     CHECK(m.multipart_uploads == 1);
     std::vector<std::byte> back;
     REQUIRE(store->get("big/segment", &back).ok());
@@ -288,7 +288,7 @@ TEST_SUITE("s3.live.faults" * doctest::skip()) {
     CHECK(listed.size() == 40);
     for (int i = 0; i < 40; ++i) REQUIRE(store->remove("obj/" + std::to_string(i)).ok());
     REQUIRE(store->remove("big").ok());
-    auto m = store->metrics();
+    auto m = store->s3_metrics();
     MESSAGE("requests=" << m.requests_total() << " retries=" << m.retries << " errors=" << m.errors);
     CHECK(m.retries > 0);  // faults were injected and survived
   }

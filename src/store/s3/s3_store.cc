@@ -51,6 +51,22 @@ std::string S3Store::url() const {
   return "s3://" + o.bucket + (o.prefix.empty() ? "" : "/" + o.prefix);
 }
 
+std::optional<StoreMetrics> S3Store::metrics() const {
+  const S3MetricsSnapshot m = s3_metrics();
+  return StoreMetrics{"s3",
+                      {{"requests_put", m.requests_put},
+                       {"requests_get", m.requests_get},
+                       {"requests_head", m.requests_head},
+                       {"requests_delete", m.requests_delete},
+                       {"requests_list", m.requests_list},
+                       {"requests_post", m.requests_post},
+                       {"bytes_up", m.bytes_up},
+                       {"bytes_down", m.bytes_down},
+                       {"retries", m.retries},
+                       {"errors", m.errors},
+                       {"multipart_uploads", m.multipart_uploads}}};
+}
+
 Result<std::string> S3Store::full_key(const std::string& key) const {
   // S3 allows nearly any key, but an empty one names the bucket, and a
   // leading '/' would create an empty path segment under the prefix.

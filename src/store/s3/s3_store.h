@@ -45,6 +45,7 @@ class S3Store final : public ObjectStore {
   Status remove(const std::string& key) override;
   std::string url() const override;
   bool persistent() const override { return true; }
+  std::optional<StoreMetrics> metrics() const override;
 
   // Deletes many keys with DeleteObjects (1000 per request); missing keys are
   // fine. The first per-key error fails the call, naming the key.
@@ -59,7 +60,8 @@ class S3Store final : public ObjectStore {
   // endpoint work.
   Status check_access();
 
-  S3MetricsSnapshot metrics() const { return client_->metrics().snapshot(); }
+  // The requests made so far; metrics() gives the same as "s3" for status.
+  S3MetricsSnapshot s3_metrics() const { return client_->metrics().snapshot(); }
   const S3Options& options() const { return client_->options(); }
   size_t connections_created() const { return client_->connections_created(); }
 
