@@ -1,4 +1,3 @@
-#include "src/util/clock.h"
 #include "daemon/control_handlers.h"
 
 #include <algorithm>
@@ -8,13 +7,14 @@
 #include <nlohmann/json.hpp>
 
 #include "ctl/control_server.h"
+#include "daemon/prune.h"
 #include "nbd/server.h"
 #include "src/config/version.h"
-#include "daemon/prune.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 #include "src/store/counting_store.h"
 #include "src/store/object_store.h"
+#include "src/util/clock.h"
 
 namespace portalbd {
 namespace {
@@ -59,213 +59,236 @@ bool bool_arg(const json& args, const char* key) {
   return args.is_object() && args.contains(key) && args[key].is_boolean() && args[key].get<bool>();
 }
 
+// One function per command: checks `args`, calls the engine, and answers in
+// *out; the table at the end names them.
+
+Status run_status(const ControlContext& ctx, const json&, json* out) {
+  VolumeStats vs = ctx.volume->stats();
+  nbd::ServerStats ns = ctx.nbd->stats();
+  json clients = json::array();
+  for (const auto& c : ctx.nbd->clients()) {
+    clients.push_back({{"peer", c.peer}, {"export", c.export_name}, {"connected_unix_ms", c.connected_unix_ms}});
+  }
+  auto snaps = ctx.volume->list_snapshots();
+  const Config& cfg = *ctx.config;
+  *out = {
+      {"version", kVersion},
+      {"volume_uuid", ctx.volume->uuid()},
+      {"export", cfg.export_name},
+      {"size_bytes", vs.size_bytes},
+      {"storage", ctx.store->url()},
+      {"nbd_address", cfg.nbd_address.empty() ? "" : ctx.nbd->tcp_address()},
+      {"nbd_unix", cfg.nbd_unix},
+      {"control_socket", cfg.control_socket},
+      {"state_dir", cfg.state_dir},
+      {"dirty_bytes", vs.dirty_bytes},
+      {"bytes_stored", vs.bytes_stored},
+      {"bytes_live", vs.bytes_live},
+      {"last_checkpoint", vs.last_checkpoint_unix_ms == 0 ? json(nullptr) : json(rfc3339_utc(vs.last_checkpoint_unix_ms))},
+      {"last_checkpoint_seq", vs.last_checkpoint_seq},
+      {"storage_failing_since", vs.storage_failing_since_unix_ms == 0
+                                    ? json(nullptr)
+                                    : json(rfc3339_utc(vs.storage_failing_since_unix_ms))},
+      {"last_storage_error", vs.last_storage_error.empty() ? json(nullptr) : json(vs.last_storage_error)},
+      {"segments", vs.segments},
+      {"snapshots", snaps.ok() ? snaps->size() : 0},
+      {"uptime_s",
+       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - ctx.started).count()},
+      {"clients", clients},
+      {"counters",
+       {{"connections_total", ns.connections_total},
+        {"reads", ns.reads},
+        {"writes", ns.writes},
+        {"flushes", ns.flushes},
+        {"trims", ns.trims},
+        {"zeroes", ns.zeroes},
+        {"block_status", ns.block_status},
+        {"cache", ns.cache},
+        {"bytes_read", ns.bytes_read},
+        {"bytes_written", ns.bytes_written},
+        {"errors", ns.errors},
+        {"segments_written", vs.segments_written},
+        {"bytes_uploaded", vs.bytes_uploaded},
+        {"volume_flushes", vs.flushes},
+        {"volume_flushes_grouped", vs.flushes_grouped},
+        {"overwrites_in_place", vs.overwrites_in_place},
+        {"flush_errors", vs.flush_errors},
+        {"cache_bytes", vs.cache_bytes},
+        {"cache_hits", vs.cache_hits},
+        {"cache_misses", vs.cache_misses},
+        {"replayed_segments", vs.replayed_segments}}},
+  };
+  if (const std::optional<StoreMetrics> m = ctx.store->metrics()) {
+    json counters = json::object();
+    for (const auto& [name, value] : m->counters) counters[name] = value;
+    (*out)[m->name] = counters;
+  }
+  if (ctx.requests != nullptr) {
+    // Requests sent to storage since start: the volume's (segments,
+    // checkpoints, roots records) and the writer lease's (lock/), apart.
+    (*out)["store_requests"] = requests_json(ctx.requests->counts(CountingStore::kVolume));
+    (*out)["lease_requests"] = requests_json(ctx.requests->counts(CountingStore::kLease));
+  }
+  (*out)["counters"]["dirty_bytes"] = vs.dirty_bytes;  // the upload queue depth, in bytes
+  return Status::OK();
+}
+
+Status run_snapshot_create(const ControlContext& ctx, const json& args, json* out) {
+  auto name = string_arg(args, "name", false);
+  if (!name.ok()) return name.status();
+  std::string chosen = name->empty() ? "auto-" + compact_utc(now_unix_ms()) : *name;
+  auto info = ctx.volume->create_snapshot(chosen);
+  if (!info.ok()) return info.status();
+  *out = snapshot_json(*info, ctx.config->export_name);
+  return Status::OK();
+}
+
+Status run_snapshot_list(const ControlContext& ctx, const json&, json* out) {
+  auto list = ctx.volume->list_snapshots();
+  if (!list.ok()) return list.status();
+  json arr = json::array();
+  for (const auto& s : *list) arr.push_back(snapshot_json(s, ctx.config->export_name));
+  *out = {{"snapshots", arr}};
+  return Status::OK();
+}
+
+Status run_snapshot_show(const ControlContext& ctx, const json& args, json* out) {
+  auto name = string_arg(args, "name", true);
+  if (!name.ok()) return name.status();
+  auto info = ctx.volume->find_snapshot(*name);
+  if (!info.ok()) return info.status();
+  *out = snapshot_json(*info, ctx.config->export_name);
+  return Status::OK();
+}
+
+Status run_snapshot_delete(const ControlContext& ctx, const json& args, json* out) {
+  auto name = string_arg(args, "name", true);
+  if (!name.ok()) return name.status();
+  PBD_RETURN_IF_ERROR(ctx.volume->delete_snapshot(*name));
+  *out = {{"deleted", *name}};
+  return Status::OK();
+}
+
+Status run_snapshot_restore(const ControlContext& ctx, const json& args, json* out) {
+  const std::string& export_name = ctx.config->export_name;
+  auto name = string_arg(args, "name", true);
+  if (!name.ok()) return name.status();
+  std::string attached;
+  for (const auto& c : ctx.nbd->clients()) {
+    if (c.export_name == export_name) attached += (attached.empty() ? "" : ",") + c.peer;
+  }
+  if (!attached.empty()) {
+    log::get("daemon")->warn(
+        "restoring while clients are attached to the live export: they see the restored data from their next "
+        "read; unmount filesystems first snapshot={} clients={}",
+        *name, attached);
+  }
+  auto r = ctx.volume->restore_snapshot(*name, bool_arg(args, "discard_current"));
+  if (!r.ok()) return r.status();
+  *out = {{"restored", r->restored},
+          {"pre_restore", r->pre_restore.empty() ? json(nullptr) : json(r->pre_restore)},
+          {"attached_clients", attached}};
+  return Status::OK();
+}
+
+Status run_gc(const ControlContext& ctx, const json& args, json* out) {
+  GcOptions options;
+  options.grace_ms = static_cast<int64_t>(ctx.config->gc_grace_ms);
+  const bool wait = bool_arg(args, "wait");
+  // With --wait, pass again until nothing waits out its grace period (bounded).
+  const int64_t deadline = now_unix_ms() + options.grace_ms + 60000;
+  GcReport total;
+  int passes = 0;
+  for (;;) {
+    auto r = ctx.volume->gc(options);
+    if (!r.ok()) return r.status();
+    ++passes;
+    total.layers_dropped += r->layers_dropped;
+    total.layers_merged += r->layers_merged;
+    total.segments_rewritten += r->segments_rewritten;
+    total.bytes_rewritten += r->bytes_rewritten;
+    total.buffers_compacted += r->buffers_compacted;
+    total.segments_deleted += r->segments_deleted;
+    total.bytes_deleted += r->bytes_deleted;
+    total.segments_waiting = r->segments_waiting;
+    total.next_delete_unix_ms = r->next_delete_unix_ms;
+    total.bytes_stored = r->bytes_stored;
+    total.bytes_live = r->bytes_live;
+    if (!wait || r->segments_waiting == 0 || now_unix_ms() > deadline) break;
+    const int64_t sleep_ms = std::clamp<int64_t>(r->next_delete_unix_ms - now_unix_ms(), 10, 5000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+  }
+  *out = {{"passes", passes},
+          {"layers_dropped", total.layers_dropped},
+          {"layers_merged", total.layers_merged},
+          {"segments_rewritten", total.segments_rewritten},
+          {"bytes_rewritten", total.bytes_rewritten},
+          {"buffers_compacted", total.buffers_compacted},
+          {"segments_deleted", total.segments_deleted},
+          {"bytes_deleted", total.bytes_deleted},
+          {"segments_waiting", total.segments_waiting},
+          {"bytes_stored", total.bytes_stored},
+          {"bytes_live", total.bytes_live}};
+  return Status::OK();
+}
+
+Status run_checkpoint(const ControlContext& ctx, const json&, json* out) {
+  auto seq = ctx.volume->checkpoint();
+  if (!seq.ok()) return seq.status();
+  *out = {{"checkpoint_seq", *seq}};
+  return Status::OK();
+}
+
+Status run_snapshot_prune(const ControlContext& ctx, const json& args, json* out) {
+  PrunePolicy policy;
+  for (auto [key, field] : {std::pair{"keep_last", &policy.keep_last}, std::pair{"keep_hourly", &policy.keep_hourly},
+                            std::pair{"keep_daily", &policy.keep_daily}, std::pair{"keep_weekly", &policy.keep_weekly}}) {
+    auto v = count_arg(args, key);
+    if (!v.ok()) return v.status();
+    *field = *v;
+  }
+  auto prefix = string_arg(args, "prefix", false);
+  if (!prefix.ok()) return prefix.status();
+  policy.prefix = *prefix;
+  const bool dry_run = bool_arg(args, "dry_run");
+  auto list = ctx.volume->list_snapshots();
+  if (!list.ok()) return list.status();
+  std::vector<PruneCandidate> candidates;
+  for (const auto& s : *list) candidates.push_back({s.name, s.created_unix_ms});
+  auto plan = plan_prune(candidates, policy);
+  if (!plan.ok()) return plan.status();
+  json deleted = json::array();
+  for (const auto& name : plan->remove) {
+    if (!dry_run) PBD_RETURN_IF_ERROR(ctx.volume->delete_snapshot(name).With("prune"));
+    deleted.push_back(name);
+  }
+  *out = {{"dry_run", dry_run}, {"deleted", deleted}, {"kept", plan->keep}};
+  return Status::OK();
+}
+
+// The commands, by name (docs/control-protocol.md).
+struct Command {
+  const char* name;
+  Status (*run)(const ControlContext& ctx, const json& args, json* out);
+};
+constexpr Command kCommands[] = {
+    {"status", run_status},
+    {"snapshot.create", run_snapshot_create},
+    {"snapshot.list", run_snapshot_list},
+    {"snapshot.show", run_snapshot_show},
+    {"snapshot.delete", run_snapshot_delete},
+    {"snapshot.restore", run_snapshot_restore},
+    {"gc", run_gc},
+    {"checkpoint", run_checkpoint},
+    {"snapshot.prune", run_snapshot_prune},
+};
+
 }  // namespace
 
 void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
-  const std::string export_name = ctx.config->export_name;
-
-  server->on("status", [ctx](const json&, json* out) -> Status {
-    VolumeStats vs = ctx.volume->stats();
-    nbd::ServerStats ns = ctx.nbd->stats();
-    json clients = json::array();
-    for (const auto& c : ctx.nbd->clients()) {
-      clients.push_back({{"peer", c.peer}, {"export", c.export_name}, {"connected_unix_ms", c.connected_unix_ms}});
-    }
-    auto snaps = ctx.volume->list_snapshots();
-    const Config& cfg = *ctx.config;
-    *out = {
-        {"version", kVersion},
-        {"volume_uuid", ctx.volume->uuid()},
-        {"export", cfg.export_name},
-        {"size_bytes", vs.size_bytes},
-        {"storage", ctx.store->url()},
-        {"nbd_address", cfg.nbd_address.empty() ? "" : ctx.nbd->tcp_address()},
-        {"nbd_unix", cfg.nbd_unix},
-        {"control_socket", cfg.control_socket},
-        {"state_dir", cfg.state_dir},
-        {"dirty_bytes", vs.dirty_bytes},
-        {"bytes_stored", vs.bytes_stored},
-        {"bytes_live", vs.bytes_live},
-        {"last_checkpoint", vs.last_checkpoint_unix_ms == 0 ? json(nullptr) : json(rfc3339_utc(vs.last_checkpoint_unix_ms))},
-        {"last_checkpoint_seq", vs.last_checkpoint_seq},
-        {"storage_failing_since", vs.storage_failing_since_unix_ms == 0
-                                      ? json(nullptr)
-                                      : json(rfc3339_utc(vs.storage_failing_since_unix_ms))},
-        {"last_storage_error", vs.last_storage_error.empty() ? json(nullptr) : json(vs.last_storage_error)},
-        {"segments", vs.segments},
-        {"snapshots", snaps.ok() ? snaps->size() : 0},
-        {"uptime_s",
-         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - ctx.started).count()},
-        {"clients", clients},
-        {"counters",
-         {{"connections_total", ns.connections_total},
-          {"reads", ns.reads},
-          {"writes", ns.writes},
-          {"flushes", ns.flushes},
-          {"trims", ns.trims},
-          {"zeroes", ns.zeroes},
-          {"block_status", ns.block_status},
-          {"cache", ns.cache},
-          {"bytes_read", ns.bytes_read},
-          {"bytes_written", ns.bytes_written},
-          {"errors", ns.errors},
-          {"segments_written", vs.segments_written},
-          {"bytes_uploaded", vs.bytes_uploaded},
-          {"volume_flushes", vs.flushes},
-          {"volume_flushes_grouped", vs.flushes_grouped},
-          {"overwrites_in_place", vs.overwrites_in_place},
-          {"flush_errors", vs.flush_errors},
-          {"cache_bytes", vs.cache_bytes},
-          {"cache_hits", vs.cache_hits},
-          {"cache_misses", vs.cache_misses},
-          {"replayed_segments", vs.replayed_segments}}},
-    };
-    if (const std::optional<StoreMetrics> m = ctx.store->metrics()) {
-      json counters = json::object();
-      for (const auto& [name, value] : m->counters) counters[name] = value;
-      (*out)[m->name] = counters;
-    }
-    if (ctx.requests != nullptr) {
-      // Requests sent to storage since start: the volume's (segments,
-      // checkpoints, roots records) and the writer lease's (lock/), apart.
-      (*out)["store_requests"] = requests_json(ctx.requests->counts(CountingStore::kVolume));
-      (*out)["lease_requests"] = requests_json(ctx.requests->counts(CountingStore::kLease));
-    }
-    (*out)["counters"]["dirty_bytes"] = vs.dirty_bytes;  // the upload queue depth, in bytes
-    return Status::OK();
-  });
-
-  server->on("snapshot.create", [ctx, export_name](const json& args, json* out) -> Status {
-    auto name = string_arg(args, "name", false);
-    if (!name.ok()) return name.status();
-    std::string chosen = name->empty() ? "auto-" + compact_utc(now_unix_ms()) : *name;
-    auto info = ctx.volume->create_snapshot(chosen);
-    if (!info.ok()) return info.status();
-    *out = snapshot_json(*info, export_name);
-    return Status::OK();
-  });
-
-  server->on("snapshot.list", [ctx, export_name](const json&, json* out) -> Status {
-    auto list = ctx.volume->list_snapshots();
-    if (!list.ok()) return list.status();
-    json arr = json::array();
-    for (const auto& s : *list) arr.push_back(snapshot_json(s, export_name));
-    *out = {{"snapshots", arr}};
-    return Status::OK();
-  });
-
-  server->on("snapshot.show", [ctx, export_name](const json& args, json* out) -> Status {
-    auto name = string_arg(args, "name", true);
-    if (!name.ok()) return name.status();
-    auto info = ctx.volume->find_snapshot(*name);
-    if (!info.ok()) return info.status();
-    *out = snapshot_json(*info, export_name);
-    return Status::OK();
-  });
-
-  server->on("snapshot.delete", [ctx](const json& args, json* out) -> Status {
-    auto name = string_arg(args, "name", true);
-    if (!name.ok()) return name.status();
-    PBD_RETURN_IF_ERROR(ctx.volume->delete_snapshot(*name));
-    *out = {{"deleted", *name}};
-    return Status::OK();
-  });
-
-  server->on("snapshot.restore", [ctx, export_name](const json& args, json* out) -> Status {
-    auto name = string_arg(args, "name", true);
-    if (!name.ok()) return name.status();
-    std::string attached;
-    for (const auto& c : ctx.nbd->clients()) {
-      if (c.export_name == export_name) attached += (attached.empty() ? "" : ",") + c.peer;
-    }
-    if (!attached.empty()) {
-      log::get("daemon")->warn(
-          "restoring while clients are attached to the live export: they see the restored data from their next "
-          "read; unmount filesystems first snapshot={} clients={}",
-          *name, attached);
-    }
-    auto r = ctx.volume->restore_snapshot(*name, bool_arg(args, "discard_current"));
-    if (!r.ok()) return r.status();
-    *out = {{"restored", r->restored},
-            {"pre_restore", r->pre_restore.empty() ? json(nullptr) : json(r->pre_restore)},
-            {"attached_clients", attached}};
-    return Status::OK();
-  });
-
-  server->on("gc", [ctx](const json& args, json* out) -> Status {
-    GcOptions options;
-    options.grace_ms = static_cast<int64_t>(ctx.config->gc_grace_ms);
-    const bool wait = bool_arg(args, "wait");
-    // With --wait, pass again until nothing waits out its grace period (bounded).
-    const int64_t deadline = now_unix_ms() + options.grace_ms + 60000;
-    GcReport total;
-    int passes = 0;
-    for (;;) {
-      auto r = ctx.volume->gc(options);
-      if (!r.ok()) return r.status();
-      ++passes;
-      total.layers_dropped += r->layers_dropped;
-      total.layers_merged += r->layers_merged;
-      total.segments_rewritten += r->segments_rewritten;
-      total.bytes_rewritten += r->bytes_rewritten;
-      total.buffers_compacted += r->buffers_compacted;
-      total.segments_deleted += r->segments_deleted;
-      total.bytes_deleted += r->bytes_deleted;
-      total.segments_waiting = r->segments_waiting;
-      total.next_delete_unix_ms = r->next_delete_unix_ms;
-      total.bytes_stored = r->bytes_stored;
-      total.bytes_live = r->bytes_live;
-      if (!wait || r->segments_waiting == 0 || now_unix_ms() > deadline) break;
-      const int64_t sleep_ms = std::clamp<int64_t>(r->next_delete_unix_ms - now_unix_ms(), 10, 5000);
-      std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
-    }
-    *out = {{"passes", passes},
-            {"layers_dropped", total.layers_dropped},
-            {"layers_merged", total.layers_merged},
-            {"segments_rewritten", total.segments_rewritten},
-            {"bytes_rewritten", total.bytes_rewritten},
-            {"buffers_compacted", total.buffers_compacted},
-            {"segments_deleted", total.segments_deleted},
-            {"bytes_deleted", total.bytes_deleted},
-            {"segments_waiting", total.segments_waiting},
-            {"bytes_stored", total.bytes_stored},
-            {"bytes_live", total.bytes_live}};
-    return Status::OK();
-  });
-
-  server->on("checkpoint", [ctx](const json&, json* out) -> Status {
-    auto seq = ctx.volume->checkpoint();
-    if (!seq.ok()) return seq.status();
-    *out = {{"checkpoint_seq", *seq}};
-    return Status::OK();
-  });
-
-  server->on("snapshot.prune", [ctx](const json& args, json* out) -> Status {
-    PrunePolicy policy;
-    for (auto [key, field] : {std::pair{"keep_last", &policy.keep_last}, std::pair{"keep_hourly", &policy.keep_hourly},
-                              std::pair{"keep_daily", &policy.keep_daily}, std::pair{"keep_weekly", &policy.keep_weekly}}) {
-      auto v = count_arg(args, key);
-      if (!v.ok()) return v.status();
-      *field = *v;
-    }
-    auto prefix = string_arg(args, "prefix", false);
-    if (!prefix.ok()) return prefix.status();
-    policy.prefix = *prefix;
-    const bool dry_run = bool_arg(args, "dry_run");
-    auto list = ctx.volume->list_snapshots();
-    if (!list.ok()) return list.status();
-    std::vector<PruneCandidate> candidates;
-    for (const auto& s : *list) candidates.push_back({s.name, s.created_unix_ms});
-    auto plan = plan_prune(candidates, policy);
-    if (!plan.ok()) return plan.status();
-    json deleted = json::array();
-    for (const auto& name : plan->remove) {
-      if (!dry_run) PBD_RETURN_IF_ERROR(ctx.volume->delete_snapshot(name).With("prune"));
-      deleted.push_back(name);
-    }
-    *out = {{"dry_run", dry_run}, {"deleted", deleted}, {"kept", plan->keep}};
-    return Status::OK();
-  });
+  for (const Command& command : kCommands) {
+    server->on(command.name, [ctx, run = command.run](const json& args, json* out) { return run(ctx, args, out); });
+  }
 }
 
 }  // namespace portalbd

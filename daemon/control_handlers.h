@@ -1,6 +1,7 @@
 // The daemon's control-socket commands (protocol: docs/control-protocol.md):
-//   status, snapshot.create|list|show|delete|restore|prune
-// Each handler validates its arguments, calls the engine, and returns JSON.
+//   status, snapshot.create|list|show|delete|restore|prune, gc, checkpoint
+// Each is one function in control_handlers.cc, named in a table there: it
+// validates its arguments, calls the engine, and returns JSON.
 // Thread-safety: handlers run on control-socket threads; everything they
 // touch (Volume, nbd::Server) is thread-safe.
 #pragma once
