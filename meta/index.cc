@@ -127,6 +127,9 @@ Status Index::prepare_statements() {
       {&raise_applied_seq_,
        "INSERT INTO meta(key, value) VALUES('applied_seq', CAST(?1 AS TEXT)) "
        "ON CONFLICT(key) DO UPDATE SET value=MAX(CAST(value AS INTEGER), ?1)"},
+      {&raise_max_wseq_,
+       "INSERT INTO meta(key, value) VALUES('max_wseq', CAST(?1 AS TEXT)) "
+       "ON CONFLICT(key) DO UPDATE SET value=MAX(CAST(value AS INTEGER), ?1)"},
   };
   for (auto& [stmt, sql] : all) {
     auto s = db_->prepare(sql);
@@ -292,6 +295,7 @@ Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) 
       .bind(6, footer.created_unix_ms);
   PBD_RETURN_IF_ERROR(insert_segment_.exec());
   PBD_RETURN_IF_ERROR(raise_applied_seq_.bind(1, static_cast<int64_t>(footer.seq)).exec());
+  if (footer.max_wseq > 0) PBD_RETURN_IF_ERROR(raise_max_wseq_.bind(1, static_cast<int64_t>(footer.max_wseq)).exec());
   return txn.commit().With("commit segment " + std::to_string(footer.seq));
 }
 

@@ -13,7 +13,8 @@
 // migrations in index.cc: 0 -> 1 creates the tables, 1 -> 2 adds doomed_ms):
 //   meta(key PRIMARY KEY, value)           volume_uuid, applied_seq, roots_seq,
 //                                          checkpoint_seq, checkpoint_unix_ms,
-//                                          needs_checkpoint
+//                                          needs_checkpoint, max_wseq (the newest
+//                                          write sequence number a segment holds)
 //   layers(id PRIMARY KEY, parent, created_ms)
 //   roots(name PRIMARY KEY, layer, kind, uuid, created_ms)   kind: live|snapshot
 //   segments(seq PRIMARY KEY, layer, bytes, data_bytes, entries, created_ms,
@@ -164,7 +165,7 @@ class Index {
   std::unique_ptr<Db> db_;  // GUARDED_BY(mu_)
   // Prepared statements, GUARDED_BY(mu_).
   Stmt left_overlap_, inner_overlap_, delete_extent_, insert_extent_, shrink_extent_, insert_segment_,
-      raise_applied_seq_;
+      raise_applied_seq_, raise_max_wseq_;
 };
 
 }  // namespace portalbd::meta

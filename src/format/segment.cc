@@ -16,7 +16,8 @@ constexpr char kFooterMagic[8] = {'P', 'B', 'D', 'S', 'E', 'G', 'F', '1'};
 constexpr char kTrailerMagic[8] = {'P', 'B', 'D', 'S', 'E', 'G', 'T', '1'};
 constexpr size_t kFooterHeaderBytesV1 = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 4;
 constexpr size_t kFooterHeaderBytesV2 = kFooterHeaderBytesV1 + 8;  // + after_seq
-constexpr size_t kFooterHeaderBytes = kFooterHeaderBytesV2 + 8;    // + prev_seq
+constexpr size_t kFooterHeaderBytesV3 = kFooterHeaderBytesV2 + 8;  // + prev_seq
+constexpr size_t kFooterHeaderBytes = kFooterHeaderBytesV3 + 16;   // + max_wseq, writer
 constexpr size_t kFrameRecordBytes = 24;
 constexpr size_t kEntryRecordBytes = 32;
 
@@ -148,6 +149,8 @@ std::vector<std::byte> SegmentBuilder::finish() {
   put_u64(&o, static_cast<uint64_t>(footer_.created_unix_ms));
   put_u64(&o, footer_.after_seq);
   put_u64(&o, footer_.prev_seq);
+  put_u64(&o, footer_.max_wseq);
+  put_u64(&o, footer_.writer);
   put_u32(&o, static_cast<uint32_t>(footer_.frames.size()));
   put_u32(&o, static_cast<uint32_t>(footer_.entries.size()));
   for (const auto& f : footer_.frames) {
@@ -202,7 +205,10 @@ Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_
   const std::byte* p = f.data() + 8;
   const uint32_t version = get_u32(p);
   if (version < 1 || version > kSegmentFormatVersion) return Status::Corruption("unsupported segment footer version");
-  const size_t header_bytes = version == 1 ? kFooterHeaderBytesV1 : version == 2 ? kFooterHeaderBytesV2 : kFooterHeaderBytes;
+  const size_t header_bytes = version == 1   ? kFooterHeaderBytesV1
+                              : version == 2 ? kFooterHeaderBytesV2
+                              : version == 3 ? kFooterHeaderBytesV3
+                                             : kFooterHeaderBytes;
   footer.version = version;
   if (f.size() < header_bytes) return Status::Corruption("segment footer is truncated");
   footer.seq = get_u64(p + 8);
@@ -222,6 +228,11 @@ Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_
     if (footer.after_seq != 0 && footer.after_seq != footer.prev_seq) {
       return Status::Corruption("segment footer names two different predecessors");
     }
+  }
+  if (version >= 4) {
+    footer.max_wseq = get_u64(p);
+    footer.writer = get_u64(p + 8);
+    p += 16;
   }
   const uint64_t nframes = get_u32(p);
   const uint64_t nentries = get_u32(p + 4);

@@ -10,7 +10,8 @@
 //
 //   frame   : up to kFrameBlocks blocks of raw data, compressed (lz4/zstd) or raw
 //   footer  : "PBDSEGF1" u32 version u32 flags u64 seq u64 layer i64 created_ms
-//             [version 2: u64 after_seq] [version 3: u64 prev_seq] u32 nframes u32 nentries
+//             [version 2: u64 after_seq] [version 3: u64 prev_seq]
+//             [version 4: u64 max_wseq u64 writer] u32 nframes u32 nentries
 //             nframes x { u64 offset u32 stored_len u32 raw_len u32 crc32c u8 codec u8[3] }
 //             nentries x { u64 lba u64 nblocks u32 frame u32 block_in_frame u8 state u8[7] }
 //   trailer : u64 footer_offset u32 footer_len u32 footer_crc32c u32 version
@@ -40,9 +41,9 @@ namespace portalbd {
 inline constexpr uint32_t kBlockSize = 4096;
 inline constexpr uint32_t kFrameBlocks = 16;  // 64 KiB frames
 inline constexpr size_t kSegmentTrailerBytes = 40;
-// Version 2 adds after_seq to the footer, version 3 prev_seq; older objects
-// are still read (their after_seq and prev_seq are 0).
-inline constexpr uint32_t kSegmentFormatVersion = 3;
+// Version 2 adds after_seq to the footer, version 3 prev_seq, version 4
+// max_wseq and writer; older objects are still read (those fields are 0).
+inline constexpr uint32_t kSegmentFormatVersion = 4;
 inline constexpr uint32_t kNoFrame = UINT32_MAX;
 
 std::string segment_key(uint64_t seq);
@@ -90,6 +91,15 @@ struct SegmentFooter {
   // after_seq == 0 was committed before this one was sealed, and its absence
   // is damage, not a crash state.
   uint64_t prev_seq = 0;
+  // Format 4: the newest write sequence number (one per write request, see
+  // FlushPipeline) whose blocks this segment holds; 0 for segments that hold
+  // no new writes (GC rewrites, claims) and older formats. A journal replays
+  // only records newer than the newest max_wseq in storage.
+  uint64_t max_wseq = 0;
+  // Format 4: the writer (a random id per journal, or per daemon start
+  // without one) that stored it; 0 in older formats. A journal is replayed
+  // only over storage whose newest segment its own writer stored.
+  uint64_t writer = 0;
   uint32_t version = kSegmentFormatVersion;  // of the object it was parsed from
   std::vector<FrameRef> frames;
   std::vector<SegmentEntry> entries;
@@ -110,6 +120,12 @@ class SegmentBuilder {
   void add_data(uint64_t lba, std::span<const std::byte> data);
   // Adds a range that holds no data: kZero or kHole.
   void add_empty(uint64_t lba, uint64_t nblocks, ExtentState state);
+  // Format 4: the newest write sequence number the segment holds, and who
+  // stores it (SegmentFooter::max_wseq, writer).
+  void set_writes(uint64_t max_wseq, uint64_t writer) {
+    footer_.max_wseq = max_wseq;
+    footer_.writer = writer;
+  }
   // Seals the segment: the complete object bytes. The builder is spent after.
   std::vector<std::byte> finish();
 

@@ -33,7 +33,7 @@ std::vector<std::byte> segment_with_frame_at(uint64_t offset, uint32_t stored_le
   std::byte* t = o.data() + o.size() - kSegmentTrailerBytes;
   const uint64_t footer_offset = get_le(t, 8);
   const uint64_t footer_len = get_le(t + 8, 4);
-  std::byte* frame0 = o.data() + footer_offset + 64;  // after the footer header (format version 3)
+  std::byte* frame0 = o.data() + footer_offset + 80;  // after the footer header (format version 4)
   put_le(frame0, offset, 8);
   put_le(frame0 + 8, stored_len, 4);
   put_le(t + 12, crc32c(std::span<const std::byte>(o).subspan(footer_offset, footer_len)), 4);

@@ -111,6 +111,40 @@ TEST_SUITE("engine.segment") {
     CHECK(static_cast<uint8_t>(frame[3 * 4096 + 5]) == 19 + (19 * 4096 + 5) % 7);
   }
 
+  TEST_CASE("version 3 segments (prev_seq, no max_wseq or writer) are still read") {
+    // Written by the format 3 encoder (tests/data/segment-v3.seg): seq 0x2b,
+    // layer 3, prev_seq 0x2a, 20 blocks of data at 100, a hole, a zero run.
+    const auto obj = test_data("segment-v3.seg");
+    auto parsed = parse_segment_object(obj);
+    REQUIRE_MESSAGE(parsed.ok(), parsed.status().ToString());
+    CHECK(parsed->version == 3);
+    CHECK(parsed->seq == 0x2b);
+    CHECK(parsed->prev_seq == 0x2a);
+    CHECK(parsed->after_seq == 0);
+    CHECK(parsed->max_wseq == 0);  // format 3 does not say
+    CHECK(parsed->writer == 0);
+    REQUIRE(parsed->entries.size() == 3);
+    CHECK(parsed->data_bytes() == 20 * kBlockSize);
+    std::vector<std::byte> frame;
+    for (const auto& ref : parsed->frames) {
+      CHECK(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &frame).ok());
+    }
+    REQUIRE(frame.size() == 4 * kBlockSize);
+    CHECK(static_cast<uint8_t>(frame[3 * 4096 + 5]) == 19 + (19 * 4096 + 5) % 7);
+  }
+
+  TEST_CASE("version 4 footers carry the newest write sequence number and the writer") {
+    SegmentBuilder b(12, 2, Codec::kLz4, 0, /*after_seq=*/0, /*prev_seq=*/9);
+    b.set_writes(/*max_wseq=*/12345, /*writer=*/0xfeedfacecafebeefull);
+    b.add_data(0, pattern_blocks(1, 3, false));
+    auto a = parse_segment_object(b.finish());
+    REQUIRE_MESSAGE(a.ok(), a.status().ToString());
+    CHECK(a->version == 4);
+    CHECK(a->max_wseq == 12345);
+    CHECK(a->writer == 0xfeedfacecafebeefull);
+    CHECK(a->prev_seq == 9);
+  }
+
   TEST_CASE("version 3 footers name their predecessor, committed or not") {
     SegmentBuilder committed(12, 2, Codec::kNone, 0, /*after_seq=*/0, /*prev_seq=*/9);
     committed.add_data(0, pattern_blocks(1, 3, false));
@@ -127,7 +161,8 @@ TEST_SUITE("engine.segment") {
     CHECK(b->prev_seq == 9);  // an uncommitted predecessor is the predecessor
     CHECK(b->after_seq == 9);
 
-    for (auto [after, prev] : {std::pair<uint64_t, uint64_t>{0, 12}, {0, 13}, {8, 9}}) {
+    for (auto pair : {std::pair<uint64_t, uint64_t>{0, 12}, {0, 13}, {8, 9}}) {
+      const uint64_t after = pair.first, prev = pair.second;  // named: CHECK_MESSAGE's lambda captures them
       SegmentBuilder bad(12, 2, Codec::kNone, 0, after, prev);
       bad.add_data(0, pattern_blocks(1, 3, false));
       auto parsed = parse_segment_object(bad.finish());
