@@ -191,7 +191,7 @@ Status ControlServer::start() {
   wake_read_.reset(pipe_fds[0]);
   wake_write_.reset(pipe_fds[1]);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = false;
   }
   started_ = true;
@@ -204,7 +204,7 @@ void ControlServer::stop() {
   if (!started_) return;
   started_ = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
   char byte = 1;
@@ -214,7 +214,7 @@ void ControlServer::stop() {
 
   std::list<std::unique_ptr<Connection>> conns;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     conns.swap(connections_);
   }
   // Wakes every connection thread blocked in poll/recv; running handlers
@@ -264,7 +264,7 @@ void ControlServer::accept_loop() {
       }
       continue;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return;
     reap_finished_locked();
     if (connections_.size() >= options_.max_connections) {

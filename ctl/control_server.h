@@ -28,13 +28,13 @@
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include <nlohmann/json_fwd.hpp>
 
 #include "src/util/fd.h"
+#include "src/util/mutex.h"
 #include "src/util/status.h"
 
 namespace portalbd::ctl {
@@ -69,11 +69,11 @@ class ControlServer {
   // file (one nobody answers on), binds, applies mode and group, and starts
   // accepting. Errors: "control socket PATH is in use by another portalbd"
   // (AlreadyExists) when a live server answers on the path; IOError otherwise.
-  Status start();
+  Status start() EXCLUDES(mu_);
 
   // Closes the listener and every connection, joins all threads and removes
   // the socket file (if it is still ours). Idempotent.
-  void stop();
+  void stop() EXCLUDES(mu_);
 
   std::string path() const { return path_; }
 
@@ -87,10 +87,10 @@ class ControlServer {
   Status prepare_directory();
   Status remove_stale_socket();
   Status bind_listener();
-  void accept_loop();
+  void accept_loop() EXCLUDES(mu_);
   void serve(Connection* conn);
   std::string dispatch(const std::string& line);
-  void reap_finished_locked();
+  void reap_finished_locked() REQUIRES(mu_);
 
   const std::string path_;
   const ControlServerOptions options_;
@@ -102,9 +102,9 @@ class ControlServer {
   dev_t socket_dev_ = 0;  // identity of the socket file we created, so that
   ino_t socket_ino_ = 0;  // stop() never unlinks someone else's
 
-  std::mutex mu_;  // guards connections_ and stopping_
-  std::list<std::unique_ptr<Connection>> connections_;
-  bool stopping_ = false;
+  Mutex mu_;
+  std::list<std::unique_ptr<Connection>> connections_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   bool started_ = false;  // owner thread only
 };
 

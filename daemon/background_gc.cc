@@ -22,7 +22,7 @@ void BackgroundGc::start() {
 
 void BackgroundGc::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -35,9 +35,13 @@ bool BackgroundGc::pass_needed(const std::optional<Volume::ChangeMark>& mark, in
 }
 
 void BackgroundGc::run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
-    if (cv_.wait_for(lock, interval_, [&] { return stopping_; })) return;
+    const auto deadline = std::chrono::steady_clock::now() + interval_;
+    while (!stopping_) {
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    }
+    if (stopping_) return;
     lock.unlock();
     // Taken before the pass: a change while it runs shows at the next tick.
     const std::optional<Volume::ChangeMark> mark = volume_->change_mark();

@@ -22,13 +22,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 
 #include "src/engine/volume.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -41,22 +40,22 @@ class BackgroundGc {
   ~BackgroundGc() { stop(); }
 
   void start();
-  void stop();
+  void stop() EXCLUDES(mu_);
 
   uint64_t passes_run() const { return passes_run_.load(); }
   uint64_t passes_skipped() const { return passes_skipped_.load(); }
 
  private:
-  void run();
+  void run() EXCLUDES(mu_);
   // Whether the tick at `now_ms` needs a pass (the rules above).
   bool pass_needed(const std::optional<Volume::ChangeMark>& mark, int64_t now_ms) const;
 
   const std::shared_ptr<Volume> volume_;
   const GcOptions options_;
   const std::chrono::milliseconds interval_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
   // The pass thread's own: what the last pass left (run() only).
   bool settled_ = false;                        // the last pass ran, worked, and did nothing

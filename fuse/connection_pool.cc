@@ -15,11 +15,14 @@ Result<std::unique_ptr<ConnectionPool>> ConnectionPool::open(const Options& opti
   auto pool = std::make_unique<ConnectionPool>(PrivateTag{}, options);
   const size_t n = static_cast<size_t>(std::max(1, options.connections));
   pool->slots_.resize(n);
-  pool->opening_ = n;
+  {
+    MutexLock lock(&pool->mu_);  // no worker yet: for the analysis only
+    pool->opening_ = n;
+  }
   for (size_t i = 0; i < n; ++i) pool->threads_.emplace_back([p = pool.get(), i] { p->worker(i); });
 
-  std::unique_lock lock(pool->mu_);
-  pool->cv_.wait(lock, [&] { return pool->opening_ == 0; });
+  MutexLock lock(&pool->mu_);
+  while (pool->opening_ != 0) pool->cv_.wait(lock);
   Status first_error;
   bool any = false;
   for (const Status& st : pool->open_results_) {
@@ -41,7 +44,7 @@ Result<std::unique_ptr<ConnectionPool>> ConnectionPool::open(const Options& opti
 ConnectionPool::~ConnectionPool() {
   std::deque<Job> cancelled;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
     cancelled.swap(demand_);
     for (auto& j : prefetch_) cancelled.push_back(std::move(j));
@@ -64,7 +67,7 @@ Status ConnectionPool::run(Op op) {
 void ConnectionPool::submit(Op op, Done done, Priority priority) {
   Job job{std::move(op), std::move(done), Clock::now() + options_.io_timeout};
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!stopping_) {
       (priority == Priority::kDemand ? demand_ : prefetch_).push_back(std::move(job));
       cv_.notify_one();
@@ -114,7 +117,7 @@ void ConnectionPool::worker(size_t index) {
   Slot* slot = &slots_[index];
   Status opened = connect(slot, Clock::now() + options_.io_timeout);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     open_results_.push_back(opened);
     --opening_;
   }
@@ -123,8 +126,8 @@ void ConnectionPool::worker(size_t index) {
   for (;;) {
     Job job;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !demand_.empty() || !prefetch_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stopping_ && demand_.empty() && prefetch_.empty()) cv_.wait(lock);
       if (stopping_) return;
       std::deque<Job>& q = demand_.empty() ? prefetch_ : demand_;
       job = std::move(q.front());

@@ -25,11 +25,9 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -37,6 +35,7 @@
 
 #include "fuse/nbd_connection.h"
 #include "fuse/nbd_endpoint.h"
+#include "src/util/mutex.h"
 #include "src/util/status.h"
 
 namespace portalbd::fuse {
@@ -68,10 +67,10 @@ class ConnectionPool {
   bool read_only() const { return read_only_; }
 
   // Runs `op` on some connection and waits for it.
-  Status run(Op op);
+  Status run(Op op) EXCLUDES(mu_);
   // Queues `op`; `done` runs on a worker thread (or here, when stopping) and
   // must not throw.
-  void submit(Op op, Done done, Priority priority);
+  void submit(Op op, Done done, Priority priority) EXCLUDES(mu_);
 
  private:
   struct Job {
@@ -85,7 +84,7 @@ class ConnectionPool {
     std::string last_error;
   };
 
-  void worker(size_t index);
+  void worker(size_t index) EXCLUDES(mu_);
   Status connect(Slot* slot, Deadline deadline);
   void execute(Slot* slot, Job* job);
 
@@ -95,13 +94,13 @@ class ConnectionPool {
   std::vector<Slot> slots_;            // slots_[i] belongs to threads_[i]
   std::vector<std::thread> threads_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> demand_;             // guarded by mu_
-  std::deque<Job> prefetch_;           // guarded by mu_
-  bool stopping_ = false;              // guarded by mu_
-  size_t opening_ = 0;                 // workers still in their first connect; guarded by mu_
-  std::vector<Status> open_results_;   // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<Job> demand_ GUARDED_BY(mu_);
+  std::deque<Job> prefetch_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  size_t opening_ GUARDED_BY(mu_) = 0;  // workers still in their first connect
+  std::vector<Status> open_results_ GUARDED_BY(mu_);
 };
 
 }  // namespace portalbd::fuse

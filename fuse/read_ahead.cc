@@ -19,7 +19,7 @@ std::shared_ptr<ReadAhead::Chunk> ReadAhead::get_or_fetch_locked(uint64_t index,
       },
       [chunk](const Status& st) {
         {
-          std::lock_guard lock(chunk->mu);
+          MutexLock lock(&chunk->mu);
           chunk->status = st;
           chunk->done = true;
         }
@@ -41,8 +41,8 @@ void ReadAhead::evict_locked(uint64_t first, uint64_t last) {
 }
 
 Status ReadAhead::wait(Chunk* chunk) {
-  std::unique_lock lock(chunk->mu);
-  chunk->cv.wait(lock, [chunk] { return chunk->done; });
+  MutexLock lock(&chunk->mu);
+  while (!chunk->done) chunk->cv.wait(lock);
   return chunk->status;
 }
 
@@ -53,7 +53,7 @@ Status ReadAhead::read(char* buf, size_t count, uint64_t offset) {
   const uint64_t chunk_count = (size_ + chunk_bytes_ - 1) / chunk_bytes_;
   std::vector<std::shared_ptr<Chunk>> needed;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     const bool streaming = offset == stream_end_ || chunks_.count(first) != 0;
     stream_end_ = offset + count;
     if (streaming) {
@@ -76,7 +76,7 @@ Status ReadAhead::read(char* buf, size_t count, uint64_t offset) {
     Status st = wait(chunk);
     if (!st.ok()) {
       // Forget the failed chunk so that the next read tries again.
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (auto it = chunks_.find(i); it != chunks_.end() && it->second.get() == chunk) chunks_.erase(it);
       return st;
     }

@@ -18,14 +18,13 @@
 // chunks_ and stream_end_; each Chunk has its own mutex.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "fuse/connection_pool.h"
+#include "src/util/mutex.h"
 
 namespace portalbd::fuse {
 
@@ -35,19 +34,19 @@ class ReadAhead {
       : pool_(pool), size_(size_bytes), chunk_bytes_(chunk_bytes), window_(window_chunks) {}
 
   // REQUIRES: offset + count <= size.
-  Status read(char* buf, size_t count, uint64_t offset);
+  Status read(char* buf, size_t count, uint64_t offset) EXCLUDES(mu_);
 
  private:
   struct Chunk {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;       // guarded by mu
-    Status status;           // guarded by mu
+    Mutex mu;
+    CondVar cv;
+    bool done GUARDED_BY(mu) = false;
+    Status status GUARDED_BY(mu);
     std::vector<char> data;  // written by one worker before done, then read-only
   };
 
-  std::shared_ptr<Chunk> get_or_fetch_locked(uint64_t index, ConnectionPool::Priority priority);
-  void evict_locked(uint64_t first, uint64_t last);
+  std::shared_ptr<Chunk> get_or_fetch_locked(uint64_t index, ConnectionPool::Priority priority) REQUIRES(mu_);
+  void evict_locked(uint64_t first, uint64_t last) REQUIRES(mu_);
   static Status wait(Chunk* chunk);
 
   ConnectionPool* const pool_;
@@ -55,9 +54,9 @@ class ReadAhead {
   const size_t chunk_bytes_;
   const size_t window_;
 
-  std::mutex mu_;
-  std::map<uint64_t, std::shared_ptr<Chunk>> chunks_;  // chunk index -> chunk; guarded by mu_
-  uint64_t stream_end_ = 0;  // where a sequential reader reads next; guarded by mu_
+  Mutex mu_;
+  std::map<uint64_t, std::shared_ptr<Chunk>> chunks_ GUARDED_BY(mu_);  // chunk index -> chunk
+  uint64_t stream_end_ GUARDED_BY(mu_) = 0;  // where a sequential reader reads next
 };
 
 }  // namespace portalbd::fuse

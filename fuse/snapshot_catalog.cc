@@ -35,7 +35,7 @@ SnapshotCatalog::SnapshotCatalog(NbdEndpoint endpoint, std::string live_export, 
       next_ino_(first_ino) {}
 
 Status SnapshotCatalog::prime() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto listing = query_exports(endpoint_, live_export_, Clock::now() + timeout_);
   if (!listing.ok()) return listing.status();
   apply_locked(*listing, static_cast<int64_t>(std::time(nullptr)));
@@ -44,7 +44,7 @@ Status SnapshotCatalog::prime() {
 }
 
 void SnapshotCatalog::apply(const ExportListing& listing, int64_t now_unix_s) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   apply_locked(listing, now_unix_s);
 }
 
@@ -86,7 +86,7 @@ void SnapshotCatalog::refresh_if_stale_locked() {
 }
 
 std::vector<SnapshotFile> SnapshotCatalog::list() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   refresh_if_stale_locked();
   std::vector<SnapshotFile> out;
   for (const auto& [name, ino] : current_) out.push_back(by_ino_.at(ino));
@@ -94,7 +94,7 @@ std::vector<SnapshotFile> SnapshotCatalog::list() {
 }
 
 std::optional<SnapshotFile> SnapshotCatalog::find_name(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   refresh_if_stale_locked();
   auto it = current_.find(name);
   if (it == current_.end()) return std::nullopt;
@@ -102,24 +102,24 @@ std::optional<SnapshotFile> SnapshotCatalog::find_name(const std::string& name) 
 }
 
 std::optional<SnapshotFile> SnapshotCatalog::find_ino(uint64_t ino) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = by_ino_.find(ino);
   if (it == by_ino_.end()) return std::nullopt;
   return it->second;
 }
 
 uint64_t SnapshotCatalog::device_size() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return size_bytes_;
 }
 
 std::string SnapshotCatalog::live_export() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return live_export_;
 }
 
 SnapshotCatalog::Health SnapshotCatalog::health() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return health_;
 }
 

@@ -16,13 +16,13 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "fuse/export_listing.h"
 #include "fuse/nbd_endpoint.h"
+#include "src/util/mutex.h"
 
 namespace portalbd::fuse {
 
@@ -53,38 +53,38 @@ class SnapshotCatalog {
                   std::chrono::milliseconds ttl, std::chrono::milliseconds timeout);
 
   // Seeds the catalog (mount time): fails when the server cannot be reached.
-  Status prime();
+  Status prime() EXCLUDES(mu_);
 
   // The snapshots that exist now (refreshing if stale), oldest inode first.
   // On a failed refresh the last known list stays (see health()).
-  std::vector<SnapshotFile> list();
-  std::optional<SnapshotFile> find_name(const std::string& name);
+  std::vector<SnapshotFile> list() EXCLUDES(mu_);
+  std::optional<SnapshotFile> find_name(const std::string& name) EXCLUDES(mu_);
   // Also finds snapshots that have disappeared since (for open files).
-  std::optional<SnapshotFile> find_ino(uint64_t ino);
+  std::optional<SnapshotFile> find_ino(uint64_t ino) EXCLUDES(mu_);
 
-  uint64_t device_size();
-  std::string live_export();
-  Health health();
+  uint64_t device_size() EXCLUDES(mu_);
+  std::string live_export() EXCLUDES(mu_);
+  Health health() EXCLUDES(mu_);
 
   // Applies a listing; public for unit tests.
-  void apply(const ExportListing& listing, int64_t now_unix_s);
+  void apply(const ExportListing& listing, int64_t now_unix_s) EXCLUDES(mu_);
 
  private:
-  void refresh_if_stale_locked();
-  void apply_locked(const ExportListing& listing, int64_t now_unix_s);
+  void refresh_if_stale_locked() REQUIRES(mu_);
+  void apply_locked(const ExportListing& listing, int64_t now_unix_s) REQUIRES(mu_);
 
   const NbdEndpoint endpoint_;
   const std::chrono::milliseconds ttl_;
   const std::chrono::milliseconds timeout_;
 
-  std::mutex mu_;
-  std::string live_export_;                  // guarded by mu_
-  uint64_t size_bytes_ = 0;                  // guarded by mu_
-  uint64_t next_ino_;                        // guarded by mu_
-  std::map<uint64_t, SnapshotFile> by_ino_;  // every snapshot ever seen; guarded by mu_
-  std::map<std::string, uint64_t> current_;  // name -> ino of those listed now; guarded by mu_
-  Clock::time_point refreshed_at_{};         // guarded by mu_
-  Health health_;                            // guarded by mu_
+  Mutex mu_;
+  std::string live_export_ GUARDED_BY(mu_);
+  uint64_t size_bytes_ GUARDED_BY(mu_) = 0;
+  uint64_t next_ino_ GUARDED_BY(mu_);
+  std::map<uint64_t, SnapshotFile> by_ino_ GUARDED_BY(mu_);  // every snapshot ever seen
+  std::map<std::string, uint64_t> current_ GUARDED_BY(mu_);  // name -> ino of those listed now
+  Clock::time_point refreshed_at_ GUARDED_BY(mu_) = {};
+  Health health_ GUARDED_BY(mu_);
 };
 
 }  // namespace portalbd::fuse

@@ -83,6 +83,7 @@ Result<std::unique_ptr<Index>> Index::Open(const std::string& path) {
   auto db = Db::Open(path);
   if (!db.ok()) return db.status();
   std::unique_ptr<Index> index(new Index(std::move(*db)));
+  MutexLock lock(&index->mu_);  // not shared yet: for the analysis only
   // WAL + FULL: a committed transaction survives kill -9 and power loss.
   PBD_RETURN_IF_ERROR(index->db_->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
   PBD_RETURN_IF_ERROR(index->migrate().With("migrate index " + path));
@@ -140,7 +141,7 @@ Status Index::prepare_statements() {
 }
 
 Result<std::optional<std::string>> Index::get_meta(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("SELECT value FROM meta WHERE key=?1");
   if (!s.ok()) return s.status();
   s->bind(1, key);
@@ -158,12 +159,12 @@ Status Index::set_meta_locked(const std::string& key, const std::string& value) 
 }
 
 Status Index::set_meta(const std::string& key, const std::string& value) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return set_meta_locked(key, value);
 }
 
 Result<uint64_t> Index::last_seq() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   // The highest sequence ever applied: garbage collection may have removed
   // the newest segment's row, so the segments table alone is not enough.
   auto s = db_->prepare(
@@ -177,7 +178,7 @@ Result<uint64_t> Index::last_seq() {
 }
 
 Result<uint64_t> Index::live_layer() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("SELECT layer FROM roots WHERE name='live'");
   if (!s.ok()) return s.status();
   Status err;
@@ -194,7 +195,7 @@ Result<uint64_t> Index::live_layer() {
 }
 
 Result<std::vector<uint64_t>> Index::layer_chain(uint64_t layer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("SELECT parent FROM layers WHERE id=?1");
   if (!s.ok()) return s.status();
   std::vector<uint64_t> chain;
@@ -277,7 +278,7 @@ Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, c
 }
 
 Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   // No fsync for this commit (see index.h); FULL again for everyone else.
   PBD_RETURN_IF_ERROR(db_->exec("PRAGMA synchronous=NORMAL"));
   struct RestoreFull {
@@ -300,7 +301,7 @@ Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) 
 }
 
 Status Index::scan_layer(uint64_t layer, const std::function<void(const MappedExtent&)>& fn) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare(std::string("SELECT ") + kExtentColumns + " FROM extents WHERE layer=?1 ORDER BY lba");
   if (!s.ok()) return s.status();
   s->bind(1, static_cast<int64_t>(layer));
@@ -310,7 +311,7 @@ Status Index::scan_layer(uint64_t layer, const std::function<void(const MappedEx
 }
 
 Result<std::vector<LayerRecord>> Index::list_layers() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("SELECT id, COALESCE(parent, 0), created_ms FROM layers ORDER BY id");
   if (!s.ok()) return s.status();
   std::vector<LayerRecord> out;
@@ -323,7 +324,7 @@ Result<std::vector<LayerRecord>> Index::list_layers() {
 }
 
 Result<std::vector<RootRecord>> Index::list_roots() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("SELECT name, layer, kind, COALESCE(uuid, ''), created_ms FROM roots ORDER BY created_ms, name");
   if (!s.ok()) return s.status();
   std::vector<RootRecord> out;
@@ -380,7 +381,7 @@ Result<uint64_t> current_live(Db* db) {
 }  // namespace
 
 Status Index::create_snapshot(const RootRecord& snapshot, uint64_t new_live, int64_t now_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
   auto live = current_live(db_.get());
@@ -394,7 +395,7 @@ Status Index::create_snapshot(const RootRecord& snapshot, uint64_t new_live, int
 
 Status Index::restore_snapshot(uint64_t from_layer, uint64_t new_live, const std::optional<RootRecord>& keep_current,
                                int64_t now_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
   if (keep_current) PBD_RETURN_IF_ERROR(insert_root(db_.get(), *keep_current));
@@ -404,7 +405,7 @@ Status Index::restore_snapshot(uint64_t from_layer, uint64_t new_live, const std
 }
 
 Status Index::delete_snapshot(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("DELETE FROM roots WHERE name=?1 AND kind='snapshot'");
   if (!s.ok()) return s.status();
   s->bind(1, name);
@@ -414,7 +415,7 @@ Status Index::delete_snapshot(const std::string& name) {
 }
 
 Status Index::replace_roots(const std::vector<LayerRecord>& layers, const std::vector<RootRecord>& roots) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
   PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM roots; DELETE FROM layers;"));
@@ -424,7 +425,7 @@ Status Index::replace_roots(const std::vector<LayerRecord>& layers, const std::v
 }
 
 Result<std::vector<SegmentRecord>> Index::list_segments() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("SELECT seq, layer, bytes, data_bytes, doomed_ms FROM segments ORDER BY seq");
   if (!s.ok()) return s.status();
   std::vector<SegmentRecord> out;
@@ -441,7 +442,7 @@ Status Index::set_doomed(uint64_t seq, int64_t doomed_ms) { return set_doomed({{
 
 Status Index::set_doomed(const std::vector<std::pair<uint64_t, int64_t>>& marks) {
   if (marks.empty()) return Status::OK();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("UPDATE segments SET doomed_ms=?2 WHERE seq=?1");
   if (!s.ok()) return s.status();
   Txn txn(db_.get());
@@ -454,7 +455,7 @@ Status Index::set_doomed(const std::vector<std::pair<uint64_t, int64_t>>& marks)
 }
 
 Status Index::forget_segment(uint64_t seq) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("DELETE FROM segments WHERE seq=?1");
   if (!s.ok()) return s.status();
   s->bind(1, static_cast<int64_t>(seq));
@@ -463,7 +464,7 @@ Status Index::forget_segment(uint64_t seq) {
 
 Status Index::replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents,
                             uint64_t drop_layer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
   const std::string id = std::to_string(layer);
@@ -479,7 +480,7 @@ Status Index::replace_layer(uint64_t layer, uint64_t parent, const std::vector<M
 }
 
 Status Index::drop_layer(uint64_t layer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
   const std::string id = std::to_string(layer);
@@ -488,7 +489,7 @@ Status Index::drop_layer(uint64_t layer) {
 }
 
 Status Index::copy_to(const std::string& path) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto s = db_->prepare("VACUUM INTO ?1");
   if (!s.ok()) return s.status();
   s->bind(1, path);
@@ -496,7 +497,7 @@ Status Index::copy_to(const std::string& path) {
 }
 
 Result<IndexStats> Index::stats() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   IndexStats out;
   auto s = db_->prepare(
       "SELECT COUNT(*), COALESCE(SUM(bytes),0), COALESCE(SUM(data_bytes),0), (SELECT COUNT(*) FROM extents) FROM segments");
@@ -513,7 +514,7 @@ Result<IndexStats> Index::stats() {
 }
 
 Status Index::reset() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
   PBD_RETURN_IF_ERROR(

@@ -40,7 +40,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -48,6 +47,7 @@
 
 #include "meta/sqlite.h"
 #include "src/format/segment.h"
+#include "src/util/mutex.h"
 #include "src/util/status.h"
 
 namespace portalbd::meta {
@@ -100,72 +100,80 @@ class Index {
   static Result<std::unique_ptr<Index>> Open(const std::string& path);
 
   // Key/value facts about the volume (uuid, size_bytes, ...).
-  Result<std::optional<std::string>> get_meta(const std::string& key);
-  Status set_meta(const std::string& key, const std::string& value);
+  Result<std::optional<std::string>> get_meta(const std::string& key) EXCLUDES(mu_);
+  Status set_meta(const std::string& key, const std::string& value) EXCLUDES(mu_);
 
   // Highest segment sequence applied (0 when none).
-  Result<uint64_t> last_seq();
+  Result<uint64_t> last_seq() EXCLUDES(mu_);
   // The layer the "live" root names; creates layer 1 and the root on first use.
-  Result<uint64_t> live_layer();
+  Result<uint64_t> live_layer() EXCLUDES(mu_);
   // [root-most ... layer]: the chain a read of `layer` resolves through.
-  Result<std::vector<uint64_t>> layer_chain(uint64_t layer);
+  Result<std::vector<uint64_t>> layer_chain(uint64_t layer) EXCLUDES(mu_);
 
   // Records one segment and applies its entries to footer.layer, trimming or
   // splitting older extents of that layer, in one transaction.
-  Status apply_segment(const SegmentFooter& footer, uint64_t object_bytes);
+  Status apply_segment(const SegmentFooter& footer, uint64_t object_bytes) EXCLUDES(mu_);
 
   // Calls fn for every extent of `layer`, in ascending lba order.
-  Status scan_layer(uint64_t layer, const std::function<void(const MappedExtent&)>& fn);
+  Status scan_layer(uint64_t layer, const std::function<void(const MappedExtent&)>& fn) EXCLUDES(mu_);
 
   // Every layer and root, for loading the in-memory maps and for the roots
   // record kept in object storage.
-  Result<std::vector<LayerRecord>> list_layers();
-  Result<std::vector<RootRecord>> list_roots();
+  Result<std::vector<LayerRecord>> list_layers() EXCLUDES(mu_);
+  Result<std::vector<RootRecord>> list_roots() EXCLUDES(mu_);
 
   // Snapshot create, in one transaction: `snapshot` names the current live
   // layer, and "live" moves to the new empty child layer `new_live`.
-  Status create_snapshot(const RootRecord& snapshot, uint64_t new_live, int64_t now_ms);
+  Status create_snapshot(const RootRecord& snapshot, uint64_t new_live, int64_t now_ms) EXCLUDES(mu_);
   // Restore, in one transaction: optionally keep the current live layer as
   // `keep_current` (a snapshot root), then "live" moves to the new empty
   // layer `new_live` whose parent is `from_layer`.
   Status restore_snapshot(uint64_t from_layer, uint64_t new_live, const std::optional<RootRecord>& keep_current,
-                          int64_t now_ms);
+                          int64_t now_ms) EXCLUDES(mu_);
   // Removes a snapshot root. kNotFound when there is none by that name.
-  Status delete_snapshot(const std::string& name);
+  Status delete_snapshot(const std::string& name) EXCLUDES(mu_);
   // Rewrites layers and roots wholesale (rebuild from a roots record).
-  Status replace_roots(const std::vector<LayerRecord>& layers, const std::vector<RootRecord>& roots);
+  Status replace_roots(const std::vector<LayerRecord>& layers, const std::vector<RootRecord>& roots) EXCLUDES(mu_);
 
   // Garbage collection (src/engine/volume_gc.cc).
-  Result<std::vector<SegmentRecord>> list_segments();
-  Status set_doomed(uint64_t seq, int64_t doomed_ms);
+  Result<std::vector<SegmentRecord>> list_segments() EXCLUDES(mu_);
+  Status set_doomed(uint64_t seq, int64_t doomed_ms) EXCLUDES(mu_);
   // Sets doomed_ms of many segments (seq, doomed_ms; 0 = referenced again)
   // in one transaction: one fsync, where one call per segment costs one each.
-  Status set_doomed(const std::vector<std::pair<uint64_t, int64_t>>& marks);
-  Status forget_segment(uint64_t seq);
+  Status set_doomed(const std::vector<std::pair<uint64_t, int64_t>>& marks) EXCLUDES(mu_);
+  Status forget_segment(uint64_t seq) EXCLUDES(mu_);
   // Rewrites one layer's extents and parent in one transaction, optionally
   // dropping another layer (the one merged into it).
-  Status replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents, uint64_t drop_layer);
-  Status drop_layer(uint64_t layer);
+  Status replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents, uint64_t drop_layer)
+      EXCLUDES(mu_);
+  Status drop_layer(uint64_t layer) EXCLUDES(mu_);
   // A consistent copy of the whole index in a new SQLite file (checkpoints).
-  Status copy_to(const std::string& path);
+  Status copy_to(const std::string& path) EXCLUDES(mu_);
 
-  Result<IndexStats> stats();
+  Result<IndexStats> stats() EXCLUDES(mu_);
   // Forgets everything (used when the index does not belong to the storage).
-  Status reset();
+  Status reset() EXCLUDES(mu_);
 
  private:
   explicit Index(std::unique_ptr<Db> db) : db_(std::move(db)) {}
-  Status migrate();
-  Status prepare_statements();
-  Status apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames);
-  Status insert_extent(uint64_t layer, const MappedExtent& x);
-  Status set_meta_locked(const std::string& key, const std::string& value);
+  Status migrate() REQUIRES(mu_);
+  Status prepare_statements() REQUIRES(mu_);
+  Status apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames)
+      REQUIRES(mu_);
+  Status insert_extent(uint64_t layer, const MappedExtent& x) REQUIRES(mu_);
+  Status set_meta_locked(const std::string& key, const std::string& value) REQUIRES(mu_);
 
-  std::mutex mu_;
-  std::unique_ptr<Db> db_;  // GUARDED_BY(mu_)
-  // Prepared statements, GUARDED_BY(mu_).
-  Stmt left_overlap_, inner_overlap_, delete_extent_, insert_extent_, shrink_extent_, insert_segment_,
-      raise_applied_seq_, raise_max_wseq_;
+  Mutex mu_;
+  std::unique_ptr<Db> db_ GUARDED_BY(mu_);
+  // Prepared statements.
+  Stmt left_overlap_ GUARDED_BY(mu_);
+  Stmt inner_overlap_ GUARDED_BY(mu_);
+  Stmt delete_extent_ GUARDED_BY(mu_);
+  Stmt insert_extent_ GUARDED_BY(mu_);
+  Stmt shrink_extent_ GUARDED_BY(mu_);
+  Stmt insert_segment_ GUARDED_BY(mu_);
+  Stmt raise_applied_seq_ GUARDED_BY(mu_);
+  Stmt raise_max_wseq_ GUARDED_BY(mu_);
 };
 
 }  // namespace portalbd::meta

@@ -39,31 +39,34 @@ Connection::Connection(UniqueFd fd, std::string peer, ExportProvider& exports, c
 
 void Connection::run() {
   auto logger = log::get("nbd");
-  const int fd = fd_.get();
+  int fd;
+  {
+    MutexLock lock(&fd_mu_);  // only this thread changes fd_, at the end
+    fd = fd_.get();
+  }
   set_receive_timeout(fd, options_.handshake_timeout_ms);
   std::optional<Session> session = Handshake(fd, exports_, peer_, options_.max_request_bytes).run();
   // Transmission may idle for hours (a mounted filesystem): no timeout.
   if (session) set_receive_timeout(fd, 0);
   if (session) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       export_name_ = session->export_name;
     }
     logger->info("NBD client connected peer={} export={} structured_replies={} read_only={}", peer_,
                  log::quote(session->export_name), session->structured_replies, session->device->read_only());
-    request_loop(*session);
+    request_loop(*session, fd);
     logger->info("NBD client disconnected peer={} export={}", peer_, log::quote(session->export_name));
   }
   {
-    std::lock_guard lock(fd_mu_);
+    MutexLock lock(&fd_mu_);
     fd_.reset();
   }
   finished_.store(true, std::memory_order_release);
 }
 
-void Connection::request_loop(const Session& session) {
+void Connection::request_loop(const Session& session, int fd) {
   auto logger = log::get("nbd");
-  const int fd = fd_.get();
   ReplyWriter out(fd);
   TraceRecorder* trace = options_.trace.get();
   if (trace != nullptr) trace_conn_ = trace->new_connection();
@@ -89,17 +92,13 @@ void Connection::request_loop(const Session& session) {
       if (!out.flush_held()) break;
     }
     {
-      std::unique_lock lock(mu_);
-      auto has_room = [&] {
-        return inflight_bytes_ < options_.max_inflight_bytes &&
-               inflight_requests_ < std::max<uint32_t>(1, options_.max_inflight_requests);
-      };
-      if (!has_room() && out.held() > 0) {
+      MutexLock lock(&mu_);
+      if (!has_room_locked() && out.held() > 0) {
         lock.unlock();
         if (!out.flush_held()) break;
         lock.lock();
       }
-      space_ready_.wait(lock, [&] { return out.broken() || has_room(); });
+      while (!out.broken() && !has_room_locked()) space_ready_.wait(lock);
     }
     if (out.broken()) break;
 
@@ -158,7 +157,7 @@ void Connection::request_loop(const Session& session) {
     const BlockDevice::FlushTicket ticket =
         r.type == proto::kCmdFlush ? session.device->flush_ticket() : BlockDevice::kFlushEverything;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       inflight_bytes_ += cost_bytes(r);
       ++inflight_requests_;
       queue_.push_back(Work{r, std::move(payload), std::move(payload_claim), t_recv_us, ticket});
@@ -169,7 +168,7 @@ void Connection::request_loop(const Session& session) {
   (void)out.flush_held();  // answered requests are answered, even on the way out
   // Drain: workers finish the queue, then see closing_ and exit.
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     closing_ = true;
   }
   work_ready_.notify_all();
@@ -182,8 +181,8 @@ void Connection::worker_main(const Session& session, ReplyWriter& out) {
   for (;;) {
     Work work;
     {
-      std::unique_lock lock(mu_);
-      work_ready_.wait(lock, [&] { return !queue_.empty() || closing_; });
+      MutexLock lock(&mu_);
+      while (queue_.empty() && !closing_) work_ready_.wait(lock);
       if (queue_.empty()) return;  // closing_ and nothing left
       work = std::move(queue_.front());
       queue_.pop_front();
@@ -195,12 +194,17 @@ void Connection::worker_main(const Session& session, ReplyWriter& out) {
     if (ok) trace_request(work.request, work.t_recv_us, note);
     if (!ok) shutdown_all();  // wake the reader so the connection winds down
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       inflight_bytes_ -= cost_bytes(work.request);
       --inflight_requests_;
     }
     space_ready_.notify_one();
   }
+}
+
+bool Connection::has_room_locked() const {
+  return inflight_bytes_ < options_.max_inflight_bytes &&
+         inflight_requests_ < std::max<uint32_t>(1, options_.max_inflight_requests);
 }
 
 ReadResult Connection::read_payload(BufferedReader& in, ReplyWriter& out, uint32_t length,
@@ -268,7 +272,7 @@ uint64_t Connection::cost_bytes(const Request& r) {
 
 void Connection::shutdown_read() {
   {
-    std::lock_guard lock(fd_mu_);
+    MutexLock lock(&fd_mu_);
     if (fd_) ::shutdown(fd_.get(), SHUT_RD);
   }
   cancel_budget_waits();
@@ -276,14 +280,14 @@ void Connection::shutdown_read() {
 
 void Connection::shutdown_all() {
   {
-    std::lock_guard lock(fd_mu_);
+    MutexLock lock(&fd_mu_);
     if (fd_) ::shutdown(fd_.get(), SHUT_RDWR);
   }
   cancel_budget_waits();
 }
 
 ClientInfo Connection::info() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return ClientInfo{peer_, export_name_, connected_unix_ms_};
 }
 

@@ -42,10 +42,8 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,6 +58,7 @@
 #include "nbd/socket_io.h"
 #include "nbd/stats.h"
 #include "src/util/fd.h"
+#include "src/util/mutex.h"
 
 namespace portalbd::nbd {
 
@@ -72,15 +71,15 @@ class Connection {
 
   // The connection's whole life; returns once the socket is closed and every
   // worker has been joined.
-  void run();
+  void run() EXCLUDES(mu_, fd_mu_);
 
   // Stop reading requests; those already read are still answered.
-  void shutdown_read();
+  void shutdown_read() EXCLUDES(fd_mu_);
   // Stop everything now (a client that will not read its replies).
-  void shutdown_all();
+  void shutdown_all() EXCLUDES(fd_mu_);
 
   bool finished() const { return finished_.load(std::memory_order_acquire); }
-  ClientInfo info() const;
+  ClientInfo info() const EXCLUDES(mu_);
 
  private:
   struct Work {
@@ -93,7 +92,11 @@ class Connection {
     BlockDevice::FlushTicket flush_ticket = BlockDevice::kFlushEverything;
   };
 
-  void request_loop(const Session& session);
+  // Reads, runs and queues requests from `fd` (the socket) until the stream
+  // ends, then drains the workers.
+  void request_loop(const Session& session, int fd) EXCLUDES(mu_);
+  // Under the in-flight caps: the reader may take another request.
+  bool has_room_locked() const REQUIRES(mu_);
   // Reads `length` payload bytes into `payload`, growing it (and `claim`)
   // only as bytes arrive. Held replies are sent before it waits for budget.
   // Not kOk: the stream ended or failed, or the connection is shutting down.
@@ -101,15 +104,15 @@ class Connection {
                           std::vector<std::byte>* payload);
   // Marks the connection as stopping and wakes a reader waiting for budget.
   void cancel_budget_waits();
-  void worker_main(const Session& session, ReplyWriter& out);
+  void worker_main(const Session& session, ReplyWriter& out) EXCLUDES(mu_);
   static uint64_t cost_bytes(const Request& r);
   // Requests the reader thread executes itself instead of queueing.
   static bool runs_inline(const Request& r, const BlockDevice& device);
   // Appends one request to options_.trace (when tracing), answered as `note` says.
   void trace_request(const Request& r, uint64_t t_recv_us, const ReplyNote& note) const;
 
-  UniqueFd fd_;        // closed at the end of run(), under fd_mu_
-  mutable std::mutex fd_mu_;
+  mutable Mutex fd_mu_;
+  UniqueFd fd_ GUARDED_BY(fd_mu_);  // closed at the end of run()
   const std::string peer_;
   ExportProvider& exports_;
   const ServerOptions& options_;
@@ -120,14 +123,14 @@ class Connection {
   std::atomic<bool> stopping_{false};  // set by shutdown_*: a reader stops waiting for budget
   uint32_t trace_conn_ = 0;  // set before the workers start, read-only after
 
-  mutable std::mutex mu_;
-  std::condition_variable work_ready_;   // workers wait: queue non-empty or closing_
-  std::condition_variable space_ready_;  // reader waits: under the in-flight caps
-  std::deque<Work> queue_;               // guarded by mu_
-  uint64_t inflight_bytes_ = 0;          // guarded by mu_; queued + running
-  uint32_t inflight_requests_ = 0;       // guarded by mu_
-  bool closing_ = false;                 // guarded by mu_; no more work will come
-  std::string export_name_;              // guarded by mu_
+  mutable Mutex mu_;
+  CondVar work_ready_;   // workers wait: queue non-empty or closing_
+  CondVar space_ready_;  // reader waits: under the in-flight caps
+  std::deque<Work> queue_ GUARDED_BY(mu_);
+  uint64_t inflight_bytes_ GUARDED_BY(mu_) = 0;  // queued + running
+  uint32_t inflight_requests_ GUARDED_BY(mu_) = 0;
+  bool closing_ GUARDED_BY(mu_) = false;  // no more work will come
+  std::string export_name_ GUARDED_BY(mu_);
 };
 
 }  // namespace portalbd::nbd

@@ -19,10 +19,10 @@ PayloadBudget::Claim& PayloadBudget::Claim::operator=(Claim&& other) noexcept {
 bool PayloadBudget::Claim::grow(uint64_t n, const std::atomic<bool>& cancelled) {
   assert(budget_ != nullptr && reading_);
   PayloadBudget& b = *budget_;
-  std::unique_lock lock(b.mu_);
+  MutexLock lock(&b.mu_);
   if (!b.grantable_locked(*this, n)) {
     ++b.waiting_;
-    b.released_.wait(lock, [&] { return cancelled.load(std::memory_order_acquire) || b.grantable_locked(*this, n); });
+    while (!cancelled.load(std::memory_order_acquire) && !b.grantable_locked(*this, n)) b.released_.wait(lock);
     --b.waiting_;
     if (!b.grantable_locked(*this, n)) return false;  // cancelled
   }
@@ -34,7 +34,7 @@ bool PayloadBudget::Claim::grow(uint64_t n, const std::atomic<bool>& cancelled) 
 bool PayloadBudget::Claim::try_grow(uint64_t n) {
   assert(budget_ != nullptr && reading_);
   PayloadBudget& b = *budget_;
-  std::lock_guard lock(b.mu_);
+  MutexLock lock(&b.mu_);
   if (!b.grantable_locked(*this, n)) return false;
   b.held_bytes_ += n;
   held_bytes_ += n;
@@ -44,7 +44,7 @@ bool PayloadBudget::Claim::try_grow(uint64_t n) {
 void PayloadBudget::Claim::finish_reading() {
   if (budget_ == nullptr || !reading_) return;
   {
-    std::lock_guard lock(budget_->mu_);
+    MutexLock lock(&budget_->mu_);
     budget_->readers_.erase(ticket_);
     reading_ = false;
   }
@@ -62,7 +62,7 @@ PayloadBudget::Claim PayloadBudget::start_reading() {
   Claim claim;
   claim.budget_ = this;
   claim.reading_ = true;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   claim.ticket_ = next_ticket_++;
   readers_.insert(claim.ticket_);
   return claim;
@@ -70,7 +70,7 @@ PayloadBudget::Claim PayloadBudget::start_reading() {
 
 void PayloadBudget::release(Claim& claim) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     assert(held_bytes_ >= claim.held_bytes_);
     held_bytes_ -= claim.held_bytes_;
     if (claim.reading_) readers_.erase(claim.ticket_);
@@ -83,7 +83,7 @@ void PayloadBudget::release(Claim& claim) {
 void PayloadBudget::wake_waiters() {
   // Taking the mutex orders this after the caller's store to `cancelled`
   // with respect to a waiter's check of it: no wake-up is lost.
-  { std::lock_guard lock(mu_); }
+  { MutexLock lock(&mu_); }
   released_.notify_all();
 }
 
@@ -94,12 +94,12 @@ bool PayloadBudget::grantable_locked(const Claim& claim, uint64_t n) const {
 }
 
 uint64_t PayloadBudget::held_bytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return held_bytes_;
 }
 
 uint32_t PayloadBudget::waiting() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return waiting_;
 }
 

@@ -37,10 +37,10 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <set>
+
+#include "src/util/mutex.h"
 
 namespace portalbd::nbd {
 
@@ -89,29 +89,29 @@ class PayloadBudget {
 
   // A new, empty claim for a payload about to be read; it queues behind the
   // readers that started before it.
-  Claim start_reading();
+  Claim start_reading() EXCLUDES(mu_);
 
   // Wakes every waiting grow() so it can look at its `cancelled` flag.
-  void wake_waiters();
+  void wake_waiters() EXCLUDES(mu_);
 
   uint64_t limit_bytes() const { return limit_bytes_; }
-  uint64_t held_bytes() const;
+  uint64_t held_bytes() const EXCLUDES(mu_);
   // Readers blocked in grow() right now (for tests and diagnostics).
-  uint32_t waiting() const;
+  uint32_t waiting() const EXCLUDES(mu_);
 
  private:
-  bool grantable_locked(const Claim& claim, uint64_t n) const;  // REQUIRES: mu_ held
-  void release(Claim& claim);
+  bool grantable_locked(const Claim& claim, uint64_t n) const REQUIRES(mu_);
+  void release(Claim& claim) EXCLUDES(mu_);
 
   const uint64_t limit_bytes_;
   const uint64_t overshoot_bytes_;
 
-  mutable std::mutex mu_;
-  std::condition_variable released_;  // bytes were released, or the oldest reader changed
-  uint64_t held_bytes_ = 0;           // GUARDED_BY(mu_); sum over all claims
-  std::set<uint64_t> readers_;        // GUARDED_BY(mu_); tickets of claims still reading
-  uint64_t next_ticket_ = 1;          // GUARDED_BY(mu_)
-  uint32_t waiting_ = 0;              // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar released_;                                // bytes were released, or the oldest reader changed
+  uint64_t held_bytes_ GUARDED_BY(mu_) = 0;         // sum over all claims
+  std::set<uint64_t> readers_ GUARDED_BY(mu_);      // tickets of claims still reading
+  uint64_t next_ticket_ GUARDED_BY(mu_) = 1;
+  uint32_t waiting_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace portalbd::nbd

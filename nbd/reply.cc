@@ -91,7 +91,7 @@ bool ReplyWriter::structured(uint64_t cookie, const std::vector<Chunk>& chunks) 
 }
 
 bool ReplyWriter::send(std::span<const struct iovec> iov) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (broken_.load(std::memory_order_relaxed)) return false;
   if (!send_all(fd_, iov).ok()) {
     broken_.store(true, std::memory_order_relaxed);

@@ -14,10 +14,11 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "src/util/mutex.h"
 
 namespace portalbd::nbd {
 
@@ -61,10 +62,10 @@ class ReplyWriter {
   static Chunk hole_chunk(uint64_t offset, uint32_t length);
 
  private:
-  bool send(std::span<const struct iovec> iov);
+  bool send(std::span<const struct iovec> iov) EXCLUDES(mu_);
 
   const int fd_;
-  std::mutex mu_;  // guards writes to fd_: one reply at a time
+  Mutex mu_;  // held across each write to fd_: one reply at a time
   std::atomic<bool> broken_{false};
   // Encoded replies not sent yet, and how many; the holding thread's.
   std::vector<std::byte> held_;

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <chrono>
 #include <list>
-#include <mutex>
 #include <thread>
 
 #include "nbd/connection.h"
@@ -15,6 +14,7 @@
 #include "nbd/payload_budget.h"
 #include "nbd/stats.h"
 #include "src/log/log.h"
+#include "src/util/mutex.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -43,10 +43,10 @@ struct Server::Impl {
         options(std::move(o)),
         payload_budget(options.max_write_payload_bytes, options.max_request_bytes) {}
 
-  void accept_loop(int listen_fd);
-  void reap_finished_locked();
+  void accept_loop(int listen_fd) EXCLUDES(mu);
+  void reap_finished_locked() REQUIRES(mu);
   // True when another connection would pass max_connections; logs the refusal.
-  bool refuse_locked(const std::string& peer);
+  bool refuse_locked(const std::string& peer) REQUIRES(mu);
 
   ExportProvider& exports;
   const ServerOptions options;
@@ -58,12 +58,12 @@ struct Server::Impl {
   std::string bound_tcp_address;
   bool unix_bound = false;
 
-  mutable std::mutex mu;
-  bool started = false;       // guarded by mu
-  bool stopping = false;      // guarded by mu; no new connections once set
-  std::list<Slot> slots;      // guarded by mu; finished ones are reaped at the next accept
-  std::chrono::steady_clock::time_point last_refusal_log{};  // guarded by mu
-  uint64_t refusals_unlogged = 0;                            // guarded by mu
+  mutable Mutex mu;
+  bool started GUARDED_BY(mu) = false;
+  bool stopping GUARDED_BY(mu) = false;  // no new connections once set
+  std::list<Slot> slots GUARDED_BY(mu);  // finished ones are reaped at the next accept
+  std::chrono::steady_clock::time_point last_refusal_log GUARDED_BY(mu) = {};
+  uint64_t refusals_unlogged GUARDED_BY(mu) = 0;
 };
 
 Server::Server(ExportProvider& exports, ServerOptions options)
@@ -74,7 +74,7 @@ Server::~Server() { stop(); }
 Status Server::start() {
   Impl& s = *impl_;
   {
-    std::lock_guard lock(s.mu);
+    MutexLock lock(&s.mu);
     if (s.started) return Status::InvalidArgument("NBD server already started");
     s.started = true;
   }
@@ -118,7 +118,7 @@ void Server::Impl::accept_loop(int listen_fd) {
     if (!fd) {
       int err = errno;
       {
-        std::lock_guard lock(mu);
+        MutexLock lock(&mu);
         if (stopping) return;
       }
       if (err == EINTR || err == ECONNABORTED) continue;
@@ -134,7 +134,7 @@ void Server::Impl::accept_loop(int listen_fd) {
     tune_accepted_socket(fd.get());
     std::string peer = peer_name(fd.get());
 
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     if (stopping) return;  // fd closes here
     reap_finished_locked();
     if (refuse_locked(peer)) continue;  // fd closes here, before the greeting
@@ -186,7 +186,7 @@ std::string Server::tcp_address() const { return impl_->bound_tcp_address; }
 void Server::stop() {
   Impl& s = *impl_;
   {
-    std::lock_guard lock(s.mu);
+    MutexLock lock(&s.mu);
     if (!s.started || s.stopping) return;
     s.stopping = true;
   }
@@ -201,7 +201,7 @@ void Server::stop() {
   // 2. Each connection stops reading but still answers what it has read.
   std::list<Impl::Slot> slots;
   {
-    std::lock_guard lock(s.mu);
+    MutexLock lock(&s.mu);
     slots.swap(s.slots);
   }
   for (Impl::Slot& slot : slots) slot.connection->shutdown_read();
@@ -225,7 +225,7 @@ ServerStats Server::stats() const {
 }
 
 std::vector<ClientInfo> Server::clients() const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   std::vector<ClientInfo> out;
   for (const Impl::Slot& slot : impl_->slots) {
     if (!slot.connection->finished()) out.push_back(slot.connection->info());

@@ -119,7 +119,7 @@ TraceRecorder::TraceRecorder(std::string path, UniqueFd fd)
 TraceRecorder::~TraceRecorder() { (void)close(); }
 
 uint32_t TraceRecorder::new_connection() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return ++connections_;
 }
 
@@ -129,7 +129,7 @@ void TraceRecorder::record(const TraceRecord& r) {
   std::string line = format_trace_line(r);  // outside the lock
   bool wake = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (closed_) return;
     if (pending_.size() + line.size() > kMaxPendingBytes) {
       ++dropped_;
@@ -142,15 +142,19 @@ void TraceRecorder::record(const TraceRecord& r) {
 }
 
 uint64_t TraceRecorder::dropped() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return dropped_;
 }
 
 void TraceRecorder::writer_main() {
   std::string batch;
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
-    wake_.wait_for(lock, std::chrono::seconds(1), [&] { return closed_ || pending_.size() >= kWakeBytes; });
+    // Up to a second, less once there is a batch to write or the recorder closes.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!closed_ && pending_.size() < kWakeBytes) {
+      if (wake_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    }
     batch.swap(pending_);
     const bool last = closed_;
     if (last && dropped_ > 0) batch += "# dropped " + std::to_string(dropped_) + "\n";
@@ -166,17 +170,17 @@ void TraceRecorder::writer_main() {
 }
 
 Status TraceRecorder::close() {
-  std::lock_guard close_lock(close_mu_);
+  MutexLock close_lock(&close_mu_);
   if (!writer_.joinable()) return close_status_;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     closed_ = true;
   }
   wake_.notify_one();
   writer_.join();
   Status st;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     st = write_status_;
   }
   if (::close(fd_.release()) != 0 && st.ok()) st = Status::IOError(std::string("close: ") + std::strerror(errno));

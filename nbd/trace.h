@@ -27,15 +27,14 @@
 // thread; close() from one thread, after which record() is a no-op.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 
 #include "src/util/fd.h"
+#include "src/util/mutex.h"
 #include "src/util/status.h"
 
 namespace portalbd::nbd {
@@ -73,18 +72,18 @@ class TraceRecorder {
   TraceRecorder& operator=(const TraceRecorder&) = delete;
 
   // A fresh connection number: 1, 2, 3, ...
-  uint32_t new_connection();
+  uint32_t new_connection() EXCLUDES(mu_);
   // Microseconds since Open().
   uint64_t now_us() const;
   // Queues one line. When the writer has fallen kMaxPendingBytes behind (a
   // stalled disk), the record is counted as dropped instead: tracing must
   // never hold up the I/O it observes.
-  void record(const TraceRecord& r);
+  void record(const TraceRecord& r) EXCLUDES(mu_);
   // Writes what is queued, a "# dropped N" line when needed, and closes the
   // file. Idempotent; the first call's status is kept.
-  Status close();
+  Status close() EXCLUDES(close_mu_, mu_);
 
-  uint64_t dropped() const;
+  uint64_t dropped() const EXCLUDES(mu_);
   const std::string& path() const { return path_; }
 
   static constexpr size_t kWakeBytes = 256 * 1024;
@@ -92,22 +91,22 @@ class TraceRecorder {
 
  private:
   TraceRecorder(std::string path, UniqueFd fd);
-  void writer_main();
+  void writer_main() EXCLUDES(mu_);
 
   const std::string path_;
   const int64_t start_steady_ns_;
   UniqueFd fd_;  // written by the writer thread only; closed by close()
 
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  std::string pending_;       // guarded by mu_; lines not yet written
-  uint64_t dropped_ = 0;      // guarded by mu_
-  uint32_t connections_ = 0;  // guarded by mu_
-  bool closed_ = false;       // guarded by mu_; set by close(): record() turns into a no-op, the writer exits
-  Status write_status_;       // guarded by mu_; the first write error
+  mutable Mutex mu_;
+  CondVar wake_;
+  std::string pending_ GUARDED_BY(mu_);  // lines not yet written
+  uint64_t dropped_ GUARDED_BY(mu_) = 0;
+  uint32_t connections_ GUARDED_BY(mu_) = 0;
+  bool closed_ GUARDED_BY(mu_) = false;  // set by close(): record() turns into a no-op, the writer exits
+  Status write_status_ GUARDED_BY(mu_);  // the first write error
   std::thread writer_;
-  std::mutex close_mu_;       // serialises close(); taken before mu_
-  Status close_status_;       // guarded by close_mu_
+  Mutex close_mu_;                              // serialises close(); taken before mu_
+  Status close_status_ GUARDED_BY(close_mu_);
 };
 
 }  // namespace portalbd::nbd

@@ -9,17 +9,16 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "nbd/export_provider.h"
 #include "src/engine/block_device.h"
+#include "src/util/mutex.h"
 
 namespace portalbd::nbd::testing {
 
@@ -36,7 +35,7 @@ class MemoryDevice : public BlockDevice {
 
   Status read(uint64_t offset, std::span<std::byte> out) override {
     delay(out.size());
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     PBD_RETURN_IF_ERROR(check(offset, out.size()));
     ++reads;
     if (take_failure()) return fail_with_;
@@ -45,7 +44,7 @@ class MemoryDevice : public BlockDevice {
   }
   Status write(uint64_t offset, std::span<const std::byte> in, bool fua) override {
     delay(in.size());
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     PBD_RETURN_IF_ERROR(check(offset, in.size()));
     if (read_only_) return Status::ReadOnly("read-only");
     if (take_failure()) return fail_with_;
@@ -56,7 +55,7 @@ class MemoryDevice : public BlockDevice {
     return Status::OK();
   }
   Status trim(uint64_t offset, uint64_t length, bool fua) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     PBD_RETURN_IF_ERROR(check(offset, length));
     if (take_failure()) return fail_with_;
     std::memset(data_.data() + offset, 0, length);
@@ -67,7 +66,7 @@ class MemoryDevice : public BlockDevice {
     return Status::OK();
   }
   Status write_zeroes(uint64_t offset, uint64_t length, bool fua) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     PBD_RETURN_IF_ERROR(check(offset, length));
     if (take_failure()) return fail_with_;
     std::memset(data_.data() + offset, 0, length);
@@ -80,7 +79,7 @@ class MemoryDevice : public BlockDevice {
   bool flush_is_free() const override { return free_flush.load(); }
   bool reads_from_memory() const override { return memory_reads.load(); }
   Status flush() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (take_failure()) return fail_with_;
     ++flushes;
     return Status::OK();
@@ -89,13 +88,13 @@ class MemoryDevice : public BlockDevice {
   FlushTicket flush_ticket() override { return mutations.load(); }
   Status flush_through(FlushTicket ticket) override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       flush_tickets.push_back(ticket);
     }
     return flush();
   }
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     PBD_RETURN_IF_ERROR(check(offset, length));
     uint64_t pos = offset, end = offset + length;
     while (pos < end && out->size() < max_extents) {
@@ -108,7 +107,7 @@ class MemoryDevice : public BlockDevice {
     return Status::OK();
   }
   Status prefetch(uint64_t offset, uint64_t length) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     PBD_RETURN_IF_ERROR(check(offset, length));
     ++prefetches;
     return Status::OK();
@@ -116,7 +115,7 @@ class MemoryDevice : public BlockDevice {
 
   // The next `count` device calls that can fail return `status`.
   void fail_next(Status status, int count = 1) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     fail_with_ = std::move(status);
     failures_left_ = count;
   }
@@ -125,25 +124,25 @@ class MemoryDevice : public BlockDevice {
   // While closed, every read/write of at least `min_bytes` blocks before
   // touching data.
   void close_gate(uint64_t min_bytes = 0) {
-    std::lock_guard lock(gate_mu_);
+    MutexLock lock(&gate_mu_);
     gate_open_ = false;
     gate_min_bytes_ = min_bytes;
   }
   void open_gate() {
     {
-      std::lock_guard lock(gate_mu_);
+      MutexLock lock(&gate_mu_);
       gate_open_ = true;
     }
     gate_cv_.notify_all();
   }
   // Reads/writes currently blocked at the gate.
   int waiting_at_gate() {
-    std::lock_guard lock(gate_mu_);
+    MutexLock lock(&gate_mu_);
     return waiting_;
   }
   // Bytes as stored, for checking writes without going through NBD.
   std::vector<std::byte> bytes(uint64_t offset, uint64_t length) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return {data_.begin() + offset, data_.begin() + offset + length};
   }
 
@@ -151,7 +150,7 @@ class MemoryDevice : public BlockDevice {
   std::atomic<uint64_t> mutations{0};  // writes + trims + zeroes done
   // What each flush_through() was asked to cover, in call order.
   std::vector<FlushTicket> tickets() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return flush_tickets;
   }
   std::atomic<bool> free_flush{false};  // what flush_is_free() answers
@@ -163,12 +162,12 @@ class MemoryDevice : public BlockDevice {
     if (offset > size_ || length > size_ - offset) return Status::OutOfRange("contract violated: past the end");
     return Status::OK();
   }
-  bool take_failure() {
+  bool take_failure() REQUIRES(mu_) {
     if (failures_left_ <= 0) return false;
     --failures_left_;
     return true;
   }
-  void mark(uint64_t offset, uint64_t length, ExtentState s, bool whole_sectors_only) {
+  void mark(uint64_t offset, uint64_t length, ExtentState s, bool whole_sectors_only) REQUIRES(mu_) {
     uint64_t first = offset / kSector, last = (offset + length - 1) / kSector;
     for (uint64_t i = first; i <= last; ++i) {
       bool whole = offset <= i * kSector && (i + 1) * kSector <= offset + length;
@@ -178,55 +177,55 @@ class MemoryDevice : public BlockDevice {
   }
   void delay(uint64_t bytes) {
     if (int64_t ms = delay_ms_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-    std::unique_lock lock(gate_mu_);
+    MutexLock lock(&gate_mu_);
     if (gate_open_ || bytes < gate_min_bytes_) return;
     ++waiting_;
-    gate_cv_.wait(lock, [&] { return gate_open_; });
+    while (!gate_open_) gate_cv_.wait(lock);
     --waiting_;
   }
 
   const uint64_t size_;
   const bool read_only_;
   const uint32_t preferred_;
-  std::mutex mu_;
-  std::vector<FlushTicket> flush_tickets;  // GUARDED_BY(mu_)
-  std::vector<std::byte> data_;
-  std::vector<ExtentState> state_;
-  Status fail_with_;
-  int failures_left_ = 0;
+  Mutex mu_;
+  std::vector<FlushTicket> flush_tickets GUARDED_BY(mu_);
+  std::vector<std::byte> data_ GUARDED_BY(mu_);
+  std::vector<ExtentState> state_ GUARDED_BY(mu_);
+  Status fail_with_ GUARDED_BY(mu_);
+  int failures_left_ GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> delay_ms_{0};
-  std::mutex gate_mu_;
-  std::condition_variable gate_cv_;
-  bool gate_open_ = true;  // guarded by gate_mu_
-  uint64_t gate_min_bytes_ = 0;  // guarded by gate_mu_
-  int waiting_ = 0;        // guarded by gate_mu_
+  Mutex gate_mu_;
+  CondVar gate_cv_;
+  bool gate_open_ GUARDED_BY(gate_mu_) = true;
+  uint64_t gate_min_bytes_ GUARDED_BY(gate_mu_) = 0;
+  int waiting_ GUARDED_BY(gate_mu_) = 0;
 };
 
 class MemoryExports : public ExportProvider {
  public:
   void add(const std::string& name, std::shared_ptr<BlockDevice> device, std::string description = {}) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     exports_[name] = {std::move(device), std::move(description)};
     if (default_.empty()) default_ = name;
   }
   std::vector<ExportInfo> list_exports() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     std::vector<ExportInfo> out;
     for (auto& [name, e] : exports_) out.push_back({name, e.description});
     return out;
   }
   std::string default_export() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return default_;
   }
   Result<std::shared_ptr<BlockDevice>> open_export(const std::string& name) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = exports_.find(name);
     if (it == exports_.end()) return Status::NotFound("no export " + name);
     return it->second.device;
   }
   std::string describe_export(const std::string& name) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = exports_.find(name);
     return it == exports_.end() ? std::string() : it->second.description;
   }
@@ -236,9 +235,9 @@ class MemoryExports : public ExportProvider {
     std::shared_ptr<BlockDevice> device;
     std::string description;
   };
-  std::mutex mu_;
-  std::map<std::string, Entry> exports_;
-  std::string default_;
+  Mutex mu_;
+  std::map<std::string, Entry> exports_ GUARDED_BY(mu_);
+  std::string default_ GUARDED_BY(mu_);
 };
 
 }  // namespace portalbd::nbd::testing

@@ -1,16 +1,17 @@
 #include "src/log/log.h"
 
 #include <cstdlib>
-#include <mutex>
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include "src/util/mutex.h"
+
 namespace portalbd::log {
 namespace {
 
-std::mutex g_mu;
-spdlog::level::level_enum g_level = spdlog::level::info;
+Mutex g_mu;
+spdlog::level::level_enum g_level GUARDED_BY(g_mu) = spdlog::level::info;
 
 // Prints the level as the seed does: right-aligned, upper case ("  INFO").
 class LevelFlag final : public spdlog::custom_flag_formatter {
@@ -49,7 +50,7 @@ std::shared_ptr<spdlog::sinks::sink> shared_sink() {
 bool init(const std::string& level) {
   auto lvl = spdlog::level::from_str(level);
   if (lvl == spdlog::level::off && level != "off") return false;
-  std::lock_guard lock(g_mu);
+  MutexLock lock(&g_mu);
   g_level = lvl;
   spdlog::apply_all([lvl](const std::shared_ptr<spdlog::logger>& l) { l->set_level(lvl); });
   return true;
@@ -57,7 +58,7 @@ bool init(const std::string& level) {
 
 std::shared_ptr<spdlog::logger> get(const std::string& component) {
   std::string name = component == "portalbd" ? component : "portalbd::" + component;
-  std::lock_guard lock(g_mu);
+  MutexLock lock(&g_mu);
   if (auto existing = spdlog::get(name)) return existing;
   auto logger = std::make_shared<spdlog::logger>(name, shared_sink());
   logger->set_level(g_level);

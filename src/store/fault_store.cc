@@ -16,56 +16,56 @@ const char* FaultStore::OpName(Op op) {
 }
 
 void FaultStore::fail_call(uint64_t n, Status st) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   fail_at_ = calls_ + n;
   fail_status_ = st.ok() ? Status::IOError("injected fault") : std::move(st);
 }
 
 void FaultStore::crash_after(uint64_t n) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   crash_set_ = true;
   crash_after_ = calls_ + n;
 }
 
 void FaultStore::add_rule(Rule rule) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   rules_.push_back(std::move(rule));
 }
 
 void FaultStore::clear_faults() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   fail_at_ = 0;
   crash_set_ = false;
   rules_.clear();
 }
 
 uint64_t FaultStore::calls() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return calls_;
 }
 
 uint64_t FaultStore::calls(Op op) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return op < kNumOps ? op_calls_[op] : 0;
 }
 
 uint64_t FaultStore::injected() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return injected_;
 }
 
 bool FaultStore::crashed() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return crash_set_ && calls_ > crash_after_;
 }
 
 std::vector<std::string> FaultStore::trace() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return trace_;
 }
 
 Status FaultStore::admit(Op op, const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const uint64_t n = ++calls_;
   op_calls_[op]++;
   if (trace_.size() < kMaxTrace) trace_.push_back(std::string(OpName(op)) + " " + key);

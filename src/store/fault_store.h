@@ -30,11 +30,11 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "src/store/object_store.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -98,19 +98,19 @@ class FaultStore final : public ObjectStore {
 
  private:
   // Counts the call and returns the injected status, or OK to go through.
-  Status admit(Op op, const std::string& key);
+  Status admit(Op op, const std::string& key) EXCLUDES(mu_);
 
   const std::shared_ptr<ObjectStore> inner_;
-  mutable std::mutex mu_;
-  uint64_t calls_ = 0;                       // GUARDED_BY(mu_)
-  std::array<uint64_t, kNumOps> op_calls_{};  // GUARDED_BY(mu_)
-  uint64_t injected_ = 0;                    // GUARDED_BY(mu_)
-  uint64_t fail_at_ = 0;                     // 0: none; GUARDED_BY(mu_)
-  Status fail_status_;                       // GUARDED_BY(mu_)
-  bool crash_set_ = false;                   // GUARDED_BY(mu_)
-  uint64_t crash_after_ = 0;                 // GUARDED_BY(mu_)
-  std::vector<Rule> rules_;                  // GUARDED_BY(mu_)
-  std::vector<std::string> trace_;           // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  uint64_t calls_ GUARDED_BY(mu_) = 0;
+  std::array<uint64_t, kNumOps> op_calls_ GUARDED_BY(mu_) = {};
+  uint64_t injected_ GUARDED_BY(mu_) = 0;
+  uint64_t fail_at_ GUARDED_BY(mu_) = 0;  // 0: none
+  Status fail_status_ GUARDED_BY(mu_);
+  bool crash_set_ GUARDED_BY(mu_) = false;
+  uint64_t crash_after_ GUARDED_BY(mu_) = 0;
+  std::vector<Rule> rules_ GUARDED_BY(mu_);
+  std::vector<std::string> trace_ GUARDED_BY(mu_);
 };
 
 }  // namespace portalbd

@@ -8,14 +8,14 @@ namespace portalbd {
 
 Status MemoryStore::put(const std::string& key, std::span<const std::byte> data) {
   auto blob = std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   objects_[key] = std::move(blob);
   modified_unix_ms_[key] = now_unix_ms();
   return Status::OK();
 }
 
 Status MemoryStore::put_shared(const std::string& key, std::shared_ptr<const std::vector<std::byte>> data) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   objects_[key] = std::move(data);
   modified_unix_ms_[key] = now_unix_ms();
   return Status::OK();
@@ -23,7 +23,7 @@ Status MemoryStore::put_shared(const std::string& key, std::shared_ptr<const std
 
 Status MemoryStore::put_if_absent(const std::string& key, std::span<const std::byte> data) {
   auto blob = std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!objects_.emplace(key, std::move(blob)).second) {
     return Status::AlreadyExists("object " + key + " already exists");
   }
@@ -35,7 +35,7 @@ Status MemoryStore::get_range(const std::string& key, uint64_t offset, uint64_t 
                               std::vector<std::byte>* out) {
   Blob blob;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = objects_.find(key);
     if (it == objects_.end()) return Status::NotFound("object " + key + " not found");
     blob = it->second;
@@ -49,7 +49,7 @@ Status MemoryStore::get_range(const std::string& key, uint64_t offset, uint64_t 
 }
 
 std::shared_ptr<const std::vector<std::byte>> MemoryStore::get_shared(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = objects_.find(key);
   return it == objects_.end() ? nullptr : it->second;
 }
@@ -59,7 +59,7 @@ Status MemoryStore::get(const std::string& key, std::vector<std::byte>* out) {
 }
 
 Result<ObjectInfo> MemoryStore::head(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = objects_.find(key);
   if (it == objects_.end()) return Status::NotFound("object " + key + " not found");
   auto modified = modified_unix_ms_.find(key);
@@ -68,7 +68,7 @@ Result<ObjectInfo> MemoryStore::head(const std::string& key) {
 
 Status MemoryStore::list(const std::string& prefix, std::vector<ObjectInfo>* out) {
   out->clear();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (auto it = objects_.lower_bound(prefix); it != objects_.end(); ++it) {
     if (it->first.compare(0, prefix.size(), prefix) != 0) break;
     out->push_back({it->first, it->second->size()});
@@ -77,7 +77,7 @@ Status MemoryStore::list(const std::string& prefix, std::vector<ObjectInfo>* out
 }
 
 Status MemoryStore::remove(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   objects_.erase(key);
   modified_unix_ms_.erase(key);
   return Status::OK();

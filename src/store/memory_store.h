@@ -4,9 +4,9 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 
 #include "src/store/object_store.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -28,9 +28,9 @@ class MemoryStore final : public ObjectStore {
 
  private:
   using Blob = std::shared_ptr<const std::vector<std::byte>>;
-  mutable std::mutex mu_;
-  std::map<std::string, Blob> objects_;  // GUARDED_BY(mu_)
-  std::map<std::string, int64_t> modified_unix_ms_;  // by key, for head(); GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, Blob> objects_ GUARDED_BY(mu_);
+  std::map<std::string, int64_t> modified_unix_ms_ GUARDED_BY(mu_);  // by key, for head()
 };
 
 }  // namespace portalbd

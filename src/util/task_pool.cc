@@ -9,7 +9,7 @@ TaskPool::TaskPool(size_t threads) {
 
 TaskPool::~TaskPool() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -22,7 +22,7 @@ void TaskPool::submit(std::function<void()> job) {
     return;
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     queue_.push_back(std::move(job));
   }
   cv_.notify_one();
@@ -32,8 +32,8 @@ void TaskPool::work() {
   for (;;) {
     std::function<void()> job;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stopping_ && queue_.empty()) cv_.wait(lock);
       if (queue_.empty()) return;  // stopping, and nothing left to run
       job = std::move(queue_.front());
       queue_.pop_front();

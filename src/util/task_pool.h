@@ -11,13 +11,13 @@
 // for a job submitted after it (with one thread, that never runs).
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -29,17 +29,17 @@ class TaskPool {
   TaskPool& operator=(const TaskPool&) = delete;
 
   // Runs `job` on a worker as soon as one is free (inline with zero threads).
-  void submit(std::function<void()> job);
+  void submit(std::function<void()> job) EXCLUDES(mu_);
   size_t threads() const { return workers_.size(); }
 
  private:
-  void work();
+  void work() EXCLUDES(mu_);
 
-  std::mutex mu_;
-  std::condition_variable cv_;                 // a job was queued, or stopping_
-  std::deque<std::function<void()>> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                      // GUARDED_BY(mu_)
-  std::vector<std::jthread> workers_;          // last: joined before the rest goes
+  Mutex mu_;
+  CondVar cv_;  // a job was queued, or stopping_
+  std::deque<std::function<void()>> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::vector<std::jthread> workers_;  // last: joined before the rest goes
 };
 
 }  // namespace portalbd

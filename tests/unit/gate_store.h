@@ -4,15 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 
 #include "src/store/object_store.h"
+#include "src/util/mutex.h"
 
 namespace portalbd::testing {
 
@@ -26,49 +25,57 @@ class GateStore final : public ObjectStore {
   explicit GateStore(std::shared_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
 
   void release(const std::string& key) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     released_.insert(key);
     cv_.notify_all();
   }
   void open() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     open_ = true;
     cv_.notify_all();
   }
   // Every segment PUT let through takes this long, like a remote store.
   void set_put_delay(std::chrono::milliseconds d) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     put_delay_ = d;
   }
   void hold_removes() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     hold_removes_ = true;
   }
   void release_removes() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     hold_removes_ = false;
     cv_.notify_all();
   }
   // Waits until a segment DELETE is held; false after 10 s.
   bool wait_remove_held() {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return removes_held_ > 0; });
+    MutexLock lock(&mu_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (removes_held_ == 0) {
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) return removes_held_ > 0;
+    }
+    return true;
   }
   // Waits until `pred` holds over (held, stored); false after 10 s.
   bool wait_until(const std::function<bool(const std::set<std::string>&, const std::set<std::string>&)>& pred) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return pred(held_, stored_); });
+    MutexLock lock(&mu_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!pred(held_, stored_)) {
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) return pred(held_, stored_);
+    }
+    return true;
   }
   size_t held() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return held_.size();
   }
   size_t most_held() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return most_held_;
   }
   size_t puts_started() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return puts_started_;
   }
 
@@ -91,10 +98,10 @@ class GateStore final : public ObjectStore {
   Status list(const std::string& prefix, std::vector<ObjectInfo>* out) override { return inner_->list(prefix, out); }
   Status remove(const std::string& key) override {
     if (key.rfind("segments/", 0) == 0) {
-      std::unique_lock lock(mu_);
+      MutexLock lock(&mu_);
       ++removes_held_;
       cv_.notify_all();
-      cv_.wait(lock, [&] { return !hold_removes_; });
+      while (hold_removes_) cv_.wait(lock);
       --removes_held_;
     }
     return inner_->remove(key);
@@ -106,32 +113,35 @@ class GateStore final : public ObjectStore {
   Status held_put(const std::string& key, const std::function<Status()>& do_put) {
     std::chrono::milliseconds delay{0};
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(&mu_);
       ++puts_started_;
       held_.insert(key);
       most_held_ = std::max(most_held_, held_.size());
       cv_.notify_all();
-      cv_.wait(lock, [&] { return open_ || released_.count(key) > 0; });
+      while (!open_ && released_.count(key) == 0) cv_.wait(lock);
       held_.erase(key);
       delay = put_delay_;
     }
     std::this_thread::sleep_for(delay);
     Status st = do_put();
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stored_.insert(key);
     cv_.notify_all();
     return st;
   }
 
   const std::shared_ptr<ObjectStore> inner_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::set<std::string> released_, held_, stored_;  // GUARDED_BY(mu_)
-  bool open_ = false;                               // GUARDED_BY(mu_)
-  bool hold_removes_ = false;                       // GUARDED_BY(mu_)
-  std::chrono::milliseconds put_delay_{0};          // GUARDED_BY(mu_)
-  size_t removes_held_ = 0;                         // GUARDED_BY(mu_)
-  size_t most_held_ = 0, puts_started_ = 0;         // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::set<std::string> released_ GUARDED_BY(mu_);
+  std::set<std::string> held_ GUARDED_BY(mu_);
+  std::set<std::string> stored_ GUARDED_BY(mu_);
+  bool open_ GUARDED_BY(mu_) = false;
+  bool hold_removes_ GUARDED_BY(mu_) = false;
+  std::chrono::milliseconds put_delay_ GUARDED_BY(mu_) = std::chrono::milliseconds(0);
+  size_t removes_held_ GUARDED_BY(mu_) = 0;
+  size_t most_held_ GUARDED_BY(mu_) = 0;
+  size_t puts_started_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace portalbd::testing

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 namespace portalbd::s3 {
 
@@ -133,13 +134,13 @@ HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) { glo
 HttpClient::~HttpClient() = default;
 
 size_t HttpClient::handles_created() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return created_;
 }
 
 std::unique_ptr<HttpClient::Easy> HttpClient::acquire() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!idle_.empty()) {
       auto e = std::move(idle_.back());
       idle_.pop_back();
@@ -153,7 +154,7 @@ std::unique_ptr<HttpClient::Easy> HttpClient::acquire() {
 }
 
 void HttpClient::release(std::unique_ptr<Easy> easy) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (idle_.size() < options_.max_idle) idle_.push_back(std::move(easy));
 }
 

@@ -19,12 +19,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "src/store/s3/sigv4.h"
+#include "src/util/mutex.h"
 #include "src/util/status.h"
 
 namespace portalbd::s3 {
@@ -65,17 +65,17 @@ class HttpClient {
   Status perform(const HttpRequest& request, HttpResponse* response);
 
   // Handles created so far (for tests of reuse).
-  size_t handles_created() const;
+  size_t handles_created() const EXCLUDES(mu_);
 
  private:
   struct Easy;  // one CURL* with its RAII deleter
-  std::unique_ptr<Easy> acquire();
-  void release(std::unique_ptr<Easy> easy);
+  std::unique_ptr<Easy> acquire() EXCLUDES(mu_);
+  void release(std::unique_ptr<Easy> easy) EXCLUDES(mu_);
 
   const HttpOptions options_;
-  mutable std::mutex mu_;
-  std::vector<std::unique_ptr<Easy>> idle_;  // GUARDED_BY(mu_)
-  size_t created_ = 0;                       // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<std::unique_ptr<Easy>> idle_ GUARDED_BY(mu_);
+  size_t created_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace portalbd::s3
