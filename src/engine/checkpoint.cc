@@ -32,8 +32,7 @@ Result<std::vector<std::byte>> read_file(const std::string& path) {
 }  // namespace
 
 Result<uint64_t> Checkpointer::take() {
-  std::unique_lock flush_lock = v_.pipeline_.deferred_upload_lock();
-  v_.pipeline_.lock_uploads(flush_lock);
+  FlushPipeline::UploadLock flush_lock(pipeline_);
   return take_locked();
 }
 
@@ -42,8 +41,8 @@ Result<uint64_t> Checkpointer::take_locked() {
     return Status::NotSupported("this volume's storage (" + v_.store_->url() +
                                 ") keeps nothing past this process, so there is nothing to checkpoint");
   }
-  PBD_RETURN_IF_ERROR(v_.pipeline_.upload_sealed());
-  auto seq = v_.pipeline_.quiet_seqs(1, nullptr);
+  PBD_RETURN_IF_ERROR(pipeline_.upload_sealed());
+  auto seq = pipeline_.quiet_seqs(1, nullptr);
   if (!seq.ok()) return seq.status();
   const int64_t now = now_unix_ms();
   PBD_RETURN_IF_ERROR(v_.index_->set_meta("checkpoint_seq", std::to_string(*seq)));
@@ -75,7 +74,7 @@ Result<uint64_t> Checkpointer::take_locked() {
   const size_t n = packed->size();
   const std::string key = checkpoint_key(*seq);
   PBD_RETURN_IF_ERROR(v_.store_->put(key, *packed).With("upload " + key));
-  PBD_RETURN_IF_ERROR(v_.pipeline_.confirm_writer("confirm " + key));  // as any segment (U7)
+  PBD_RETURN_IF_ERROR(pipeline_.confirm_writer("confirm " + key));  // as any segment (U7)
   owe_again.stored = true;
   // Keep the two newest: an older one is never needed once a newer one is whole.
   std::vector<ObjectInfo> all;

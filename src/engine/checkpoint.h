@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "src/engine/flush_pipeline.h"
 #include "src/util/status.h"
 #include "src/util/thread_annotations.h"
 
@@ -19,14 +20,14 @@ class Volume;
 
 class Checkpointer {
  public:
-  explicit Checkpointer(Volume& volume) : v_(volume) {}
+  Checkpointer(Volume& volume, FlushPipeline& pipeline) : v_(volume), pipeline_(pipeline) {}
 
   // Uploads pending data and stores a compressed copy of the index, at a
   // sequence number below which everything is committed. Takes the upload
   // lock.
-  Result<uint64_t> take();
+  Result<uint64_t> take() EXCLUDES(pipeline_.upload_mu());
   // take() with the upload lock already held.
-  Result<uint64_t> take_locked();
+  Result<uint64_t> take_locked() REQUIRES(pipeline_.upload_mu());
   // Open: when the local index is new (fresh_index), starts it from the
   // newest whole checkpoint in storage instead of replaying every segment.
   // A damaged checkpoint is quarantined with a warning and the next older
@@ -40,6 +41,7 @@ class Checkpointer {
 
  private:
   Volume& v_;
+  FlushPipeline& pipeline_;  // the volume's
 };
 
 }  // namespace portalbd

@@ -10,8 +10,7 @@
 // Thread-safety: all methods are safe concurrently.
 #pragma once
 
-#include <condition_variable>
-#include <mutex>
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -29,33 +28,33 @@ class CutGate {
   };
 
   // Waits until no request is inside; new requests wait until open().
-  void close() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return !closed_; });  // one cut at a time
+  void close() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    while (closed_) cv_.wait(lock);  // one cut at a time
     closed_ = true;
-    cv_.wait(lock, [&] { return inside_ == 0; });
+    while (inside_ != 0) cv_.wait(lock);
   }
-  void open() {
-    std::lock_guard lock(mu_);
+  void open() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     closed_ = false;
     cv_.notify_all();
   }
 
  private:
-  void enter() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return !closed_; });
+  void enter() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    while (closed_) cv_.wait(lock);
     ++inside_;
   }
-  void leave() {
-    std::lock_guard lock(mu_);
+  void leave() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     if (--inside_ == 0) cv_.notify_all();
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int inside_ = 0;       // GUARDED_BY(mu_)
-  bool closed_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  int inside_ GUARDED_BY(mu_) = 0;
+  bool closed_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace portalbd

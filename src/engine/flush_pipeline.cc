@@ -32,7 +32,7 @@ FlushPipeline::FlushPipeline(std::shared_ptr<ObjectStore> store, LayerSet& layer
 
 FlushPipeline::~FlushPipeline() {
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     closing_ = true;
     closed_ = true;
   }
@@ -42,9 +42,11 @@ FlushPipeline::~FlushPipeline() {
   if (flusher_.joinable()) flusher_.join();
 }
 
-void FlushPipeline::set_sequence_locked(uint64_t next_seq, uint64_t last_write_seq) {
+void FlushPipeline::set_sequence_locked(uint64_t next_seq, uint64_t last_write_seq, uint64_t max_wseq) {
   next_seq_ = next_seq;
   last_write_seq_ = last_write_seq;
+  last_wseq_ = max_wseq;
+  committed_wseq_ = max_wseq;
 }
 
 void FlushPipeline::start(meta::Index* index) {
@@ -61,18 +63,19 @@ void FlushPipeline::transition(Sealed& sealed, Stage to) {
 
 // ---- the write buffer
 
-Status FlushPipeline::wait_for_space(std::unique_lock<std::mutex>& lock, uint64_t charged_bytes) {
+bool FlushPipeline::has_space_locked(uint64_t charged_bytes) const {
+  return closed_ || active_bytes_ + sealing_bytes_ + charged_bytes <= opts_.write_buffer_bytes || sealing_.empty();
+}
+
+Status FlushPipeline::wait_for_space(MutexLock& lock, uint64_t charged_bytes) {
   // Back-pressure: wait while the buffers are full and uploads are pending,
   // for as long as storage keeps accepting uploads (see flush_timeout_ms).
-  auto has_space = [&]() REQUIRES(layers_.mu()) {
-    return closed_ || active_bytes_ + sealing_bytes_ + charged_bytes <= opts_.write_buffer_bytes || sealing_.empty();
-  };
-  if (has_space()) return Status::OK();
+  if (has_space_locked(charged_bytes)) return Status::OK();
   const auto started = std::chrono::steady_clock::now();
   const std::chrono::milliseconds timeout(opts_.flush_timeout_ms);
-  while (!has_space()) {
+  while (!has_space_locked(charged_bytes)) {
     space_cv_.wait_for(lock, std::chrono::milliseconds(250));
-    if (!has_space() && timeout.count() > 0 && stalled_for_locked(started) >= timeout) {
+    if (!has_space_locked(charged_bytes) && timeout.count() > 0 && stalled_for_locked(started) >= timeout) {
       return Status::Unavailable("the write buffer is full and storage accepted no upload for " +
                                  std::to_string(timeout.count()) + " ms (lsm.flush_timeout_ms): " +
                                  last_storage_error_);
@@ -81,10 +84,13 @@ Status FlushPipeline::wait_for_space(std::unique_lock<std::mutex>& lock, uint64_
   return Status::OK();
 }
 
-Status FlushPipeline::buffer(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes) {
-  std::unique_lock lock(layers_.mu());
+Status FlushPipeline::buffer(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes,
+                             uint64_t* wseq) {
+  MutexLock lock(&layers_.mu());
   PBD_RETURN_IF_ERROR(wait_for_space(lock, charged_bytes));
   PBD_RETURN_IF_ERROR(writable_locked());
+  active_max_wseq_ = ++last_wseq_;
+  if (wseq != nullptr) *wseq = last_wseq_;
   active_.assign(lba, nblocks, std::move(src));
   active_bytes_ += charged_bytes;
   seal_if_full_locked();
@@ -124,6 +130,8 @@ void FlushPipeline::seal_active_locked() {
   // middle of the log (SegmentFooter::prev_seq).
   sealed->prev_seq = last_write_seq_;
   last_write_seq_ = sealed->seq;
+  sealed->max_wseq = active_max_wseq_;
+  active_max_wseq_ = 0;
   sealed->layer = layers_.live_locked();
   sealed->blocks = std::move(active_);
   sealed->bytes = active_bytes_;
@@ -155,6 +163,7 @@ uint64_t FlushPipeline::covering_gen_locked() const { return active_.empty() ? s
 Status FlushPipeline::put_segment(Sealed& sealed) {
   if (!sealed.footer) {
     SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms(), sealed.after_seq, sealed.prev_seq);
+    builder.set_writes(sealed.max_wseq, writer_);
     builder.reserve(sealed.bytes);
     for (const auto& [lba, node] : sealed.blocks.entries()) {
       const BlockSource& src = node.value;
@@ -206,7 +215,7 @@ Status FlushPipeline::commit_segment(const std::shared_ptr<Sealed>& sealed) {
   segments_written_++;
   bytes_uploaded_ += sealed->object_bytes;
 
-  std::lock_guard lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   assert(!sealing_.empty() && sealing_.front() == sealed && sealed->stage == Stage::kStored);
   for (const auto& e : sealed->footer->entries) {
     BlockSource src;
@@ -223,6 +232,7 @@ Status FlushPipeline::commit_segment(const std::shared_ptr<Sealed>& sealed) {
   sealing_.pop_front();
   sealing_bytes_ -= sealed->bytes;
   committed_gen_ = sealed->gen;
+  committed_wseq_ = std::max(committed_wseq_, sealed->max_wseq);
   last_upload_ok_ = std::chrono::steady_clock::now();
   if (failing_since_unix_ms_ != 0) {
     log::get("engine")->warn("storage accepts uploads again, catching up outage_ms={} seq={} dirty_bytes={}",
@@ -247,17 +257,25 @@ std::chrono::milliseconds FlushPipeline::stalled_for_locked(std::chrono::steady_
 Status FlushPipeline::upload_sealed() {
   uint64_t last;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     if (sealing_.empty()) return Status::OK();
     last = sealing_.back()->seq;
   }
   return upload_through(last, /*fill_window=*/true);
 }
 
-void FlushPipeline::lock_uploads(std::unique_lock<std::mutex>& lock) {
-  flush_claims_.fetch_add(1);
-  lock.lock();
-  flush_claims_.fetch_sub(1);
+// The claim lasts while the lock waits: the flusher, which takes upload_mu_
+// without one, steps aside for it between its rounds.
+void FlushPipeline::UploadLock::lock() NO_THREAD_SAFETY_ANALYSIS {
+  p_.flush_claims_.fetch_add(1);
+  p_.upload_mu_.lock();
+  p_.flush_claims_.fetch_sub(1);
+  held_ = true;
+}
+
+void FlushPipeline::UploadLock::unlock() NO_THREAD_SAFETY_ANALYSIS {
+  held_ = false;
+  p_.upload_mu_.unlock();
 }
 
 // The driver of the state machine (rules U1-U4): keeps the window's PUTs
@@ -266,7 +284,7 @@ void FlushPipeline::lock_uploads(std::unique_lock<std::mutex>& lock) {
 Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
   Status failed;
   std::shared_ptr<Sealed> failed_buffer;
-  std::unique_lock lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   // A buffer that failed in an earlier call gets a new attempt in this one
   // (only buffers in the window can have failed).
   for (const auto& sealed : sealing_) {
@@ -288,7 +306,7 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
       for (auto& sealed : start) {
         upload_pool_->submit([this, sealed = std::move(sealed)] {
           Status st = put_segment(*sealed);
-          std::lock_guard done(layers_.mu());
+          MutexLock done(&layers_.mu());
           if (st.ok()) sealed->stored_tick = ++puts_stored_;
           transition(*sealed, st.ok() ? Stage::kStored : Stage::kFailed);
           sealed->put_error = std::move(st);
@@ -358,7 +376,7 @@ Result<uint64_t> FlushPipeline::quiet_seqs(uint64_t count, const std::function<v
   // A buffer that filled up meanwhile seals on release, after the sequence
   // numbers taken here.
   auto hold_seals = [this](bool on) {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     seals_held_ = on;
     seal_if_full_locked();
   };
@@ -366,7 +384,7 @@ Result<uint64_t> FlushPipeline::quiet_seqs(uint64_t count, const std::function<v
   Result<uint64_t> out = Status::Busy("writers keep sealing buffers; try again");
   for (int attempt = 0; attempt < 100; ++attempt) {
     {
-      std::lock_guard lock(layers_.mu());
+      MutexLock lock(&layers_.mu());
       if (sealing_.empty()) {
         out = take_seqs_locked(count);
         if (while_quiet) while_quiet();
@@ -382,29 +400,29 @@ Result<uint64_t> FlushPipeline::quiet_seqs(uint64_t count, const std::function<v
   return out;
 }
 
+bool FlushPipeline::covered_locked(uint64_t wanted) {
+  MutexLock lock(&layers_.mu());
+  return committed_gen_ >= wanted && !roots_dirty_;
+}
+
 Status FlushPipeline::make_durable(BlockDevice::FlushTicket ticket) {
   using namespace std::chrono;
   uint64_t wanted = ticket;
   if (ticket == BlockDevice::kFlushEverything) {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     wanted = covering_gen_locked();
   }
   flushes_++;
-  std::unique_lock flush_lock = deferred_upload_lock();
-  lock_uploads(flush_lock);
+  UploadLock flush_lock(*this);
   // Whoever held the upload lock meanwhile may have committed everything
   // this call covers (group commit). roots_dirty_ needs an upload anyway.
-  auto covered = [&]() REQUIRES(upload_mu_) {
-    std::lock_guard lock(layers_.mu());
-    return committed_gen_ >= wanted && !roots_dirty_;
-  };
-  if (covered()) {
+  if (covered_locked(wanted)) {
     flushes_grouped_++;
     return Status::OK();
   }
   uint64_t target;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     // Everything buffered, not only what this call covers: the callers
     // queued behind this one are covered by this upload too.
     seal_active_locked();
@@ -425,7 +443,7 @@ Status FlushPipeline::make_durable(BlockDevice::FlushTicket ticket) {
     // upload at all.
     flush_lock.unlock();
     {
-      std::unique_lock lock(layers_.mu());
+      MutexLock lock(&layers_.mu());
       const milliseconds stalled = stalled_for_locked(started);
       if (stalled >= timeout) {
         return Status(st.code(), "storage accepted no upload for " + std::to_string(stalled.count()) +
@@ -435,8 +453,8 @@ Status FlushPipeline::make_durable(BlockDevice::FlushTicket ticket) {
       if (closed_) return Status::Cancelled("volume closed while a flush waited for storage");
     }
     backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
-    lock_uploads(flush_lock);
-    if (covered()) return Status::OK();  // the flusher got it through meanwhile
+    flush_lock.lock();
+    if (covered_locked(wanted)) return Status::OK();  // the flusher got it through meanwhile
   }
 }
 
@@ -447,7 +465,7 @@ void FlushPipeline::flusher_loop() {
   auto backoff = milliseconds(100);
   for (;;) {
     {
-      std::unique_lock lock(layers_.mu());
+      MutexLock lock(&layers_.mu());
       while (!closing_ && sealing_.empty() && steady_clock::now() < next_timer) {
         flusher_cv_.wait_until(lock, next_timer);
       }
@@ -462,14 +480,14 @@ void FlushPipeline::flusher_loop() {
     while (flush_claims_.load() > 0) std::this_thread::sleep_for(milliseconds(1));
     Status st;
     {
-      std::lock_guard flush_lock(upload_mu_);
+      MutexLock flush_lock(&upload_mu_);
       st = upload_sealed();
       if (st.ok() && roots_dirty_) st = write_roots_();
     }
     if (!st.ok()) {
       // Storage trouble: wait before the next try, growing to at most 5 s
       // (see max_retry_backoff).
-      std::unique_lock lock(layers_.mu());
+      MutexLock lock(&layers_.mu());
       if (!closing_) flusher_cv_.wait_for(lock, backoff);
       backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
     } else {
@@ -479,13 +497,13 @@ void FlushPipeline::flusher_loop() {
 }
 
 bool FlushPipeline::closed() {
-  std::lock_guard lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   return closed_;
 }
 
 Status FlushPipeline::close(uint64_t* dirty_bytes_at_close) {
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     closing_ = true;
     *dirty_bytes_at_close = active_bytes_ + sealing_bytes_;
   }
@@ -493,7 +511,7 @@ Status FlushPipeline::close(uint64_t* dirty_bytes_at_close) {
   if (flusher_.joinable()) flusher_.join();
   Status st = make_durable();
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     closed_ = true;
   }
   space_cv_.notify_all();
@@ -504,7 +522,7 @@ Status FlushPipeline::close(uint64_t* dirty_bytes_at_close) {
 FlushStats FlushPipeline::stats() {
   FlushStats s;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     s.dirty_bytes = active_bytes_ + sealing_bytes_;
     s.next_seq = next_seq_;
     s.storage_failing_since_unix_ms = failing_since_unix_ms_;

@@ -67,12 +67,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -83,7 +81,7 @@
 #include "src/engine/volume_options.h"
 #include "src/store/object_store.h"
 #include "src/util/task_pool.h"
-#include "src/util/thread_annotations.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -103,18 +101,26 @@ class FlushPipeline {
   ~FlushPipeline();  // stops the flusher; see close() for a clean stop
 
   // Open: sequence numbering continues after `next_seq - 1`; the next write
-  // segment names `last_write_seq` as its predecessor.
-  void set_sequence_locked(uint64_t next_seq, uint64_t last_write_seq) REQUIRES(layers_.mu());
+  // segment names `last_write_seq` as its predecessor; write sequence numbers
+  // continue after `max_wseq` (the newest storage holds).
+  void set_sequence_locked(uint64_t next_seq, uint64_t last_write_seq, uint64_t max_wseq) REQUIRES(layers_.mu());
+  // Who stores this volume's segments (SegmentFooter::writer): a random id
+  // per daemon start, or the journal's. Set before anything is stored.
+  void set_writer(uint64_t writer) { writer_ = writer; }
+  uint64_t writer() const { return writer_; }
   // Starts the background flusher, committing to `index` from now on.
   void start(meta::Index* index);
 
   // ---- the write buffer (engine mutex held by the caller where _locked)
   // Stores whole blocks into the active buffer, waiting while the buffers
-  // are full and uploads pending (back-pressure, flush_timeout_ms).
-  Status buffer(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes) EXCLUDES(layers_.mu());
+  // are full and uploads pending (back-pressure, flush_timeout_ms). Each
+  // call is one write: it takes the next write sequence number (*wseq, when
+  // asked), in the order the writes apply to the buffer.
+  Status buffer(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes, uint64_t* wseq = nullptr)
+      EXCLUDES(layers_.mu());
   // Waits for buffer space as buffer() does, then returns with the engine
   // mutex held through `lock` (ephemeral volumes write into their layer).
-  Status wait_for_space(std::unique_lock<std::mutex>& lock, uint64_t charged_bytes) REQUIRES(layers_.mu());
+  Status wait_for_space(MutexLock& lock, uint64_t charged_bytes) REQUIRES(layers_.mu());
   // OK, or why writes are refused (closed, fenced).
   Status writable_locked() const REQUIRES(layers_.mu());
   // Overlays the buffered blocks of [lba, lba+nblocks) that belong to
@@ -134,10 +140,26 @@ class FlushPipeline {
   uint64_t dirty_bytes_locked() const REQUIRES(layers_.mu()) { return active_bytes_ + sealing_bytes_; }
 
   // ---- uploads
-  // Locks upload_mu_ through `lock` (which owns it, unlocked) for anyone but
-  // the flusher; see flush_claims_.
-  void lock_uploads(std::unique_lock<std::mutex>& lock) ACQUIRE(upload_mu_);
-  std::unique_lock<std::mutex> deferred_upload_lock() { return std::unique_lock<std::mutex>(upload_mu_, std::defer_lock); }
+  // The upload lock, held for a scope by anyone but the flusher. While it
+  // waits and while it holds, it counts as a claim (flush_claims_), so the
+  // flusher steps aside between its rounds. unlock()/lock() drop and retake
+  // it inside the scope (GC lets it go between steps).
+  class SCOPED_CAPABILITY UploadLock {
+   public:
+    explicit UploadLock(FlushPipeline& p) ACQUIRE(p.upload_mu_) : p_(p) { lock(); }
+    ~UploadLock() RELEASE() {
+      if (held_) unlock();
+    }
+    UploadLock(const UploadLock&) = delete;
+    UploadLock& operator=(const UploadLock&) = delete;
+    void lock() ACQUIRE();
+    void unlock() RELEASE();
+
+   private:
+    FlushPipeline& p_;
+    bool held_ = false;
+  };
+  Mutex& upload_mu() RETURN_CAPABILITY(upload_mu_) { return upload_mu_; }
   // Commits every sealed buffer up to last_seq, PUTting up to
   // upload_window_ at once; on failure returns the error of the oldest
   // uncommitted one. With fill_window it also starts PUTs of buffers past
@@ -175,7 +197,7 @@ class FlushPipeline {
   void set_roots_dirty_locked(bool dirty) REQUIRES(upload_mu_) { roots_dirty_ = dirty; }
   bool roots_dirty_locked() const REQUIRES(upload_mu_) { return roots_dirty_; }
   void mark_roots_dirty() EXCLUDES(upload_mu_) {
-    std::lock_guard lock(upload_mu_);
+    MutexLock lock(&upload_mu_);
     roots_dirty_ = true;
   }
 
@@ -196,6 +218,7 @@ class FlushPipeline {
     uint64_t gen = 0;              // which seal made it: 1, 2, ... (seal_gen_); never reused
     uint64_t after_seq = 0;        // the buffer sealed before it, if uncommitted then (SegmentFooter)
     uint64_t prev_seq = 0;         // the write segment sealed before it, committed or not (SegmentFooter)
+    uint64_t max_wseq = 0;         // the newest write it holds (SegmentFooter::max_wseq)
     std::shared_ptr<Layer> layer;  // where its extents go once committed
     ExtentMap<BlockSource> blocks;
     uint64_t bytes = 0;            // buffered bytes held
@@ -227,6 +250,11 @@ class FlushPipeline {
   // `since`.
   std::chrono::milliseconds stalled_for_locked(std::chrono::steady_clock::time_point since) const
       REQUIRES(layers_.mu());
+  // Writers may add charged_bytes to the buffers (back-pressure).
+  bool has_space_locked(uint64_t charged_bytes) const REQUIRES(layers_.mu());
+  // Every seal generation up to `wanted` is committed and the roots record
+  // is stored: a flush owed `wanted` has nothing left to do.
+  bool covered_locked(uint64_t wanted) REQUIRES(upload_mu_) EXCLUDES(layers_.mu());
   void flusher_loop();
 
   const std::shared_ptr<ObjectStore> store_;
@@ -235,7 +263,7 @@ class FlushPipeline {
   meta::Index* index_ = nullptr;  // set by start()
   std::function<Status()> write_roots_;
 
-  std::mutex upload_mu_;
+  Mutex upload_mu_;
   // Callers of upload_mu_ other than the flusher, waiting or holding
   // (lock_uploads). Under sustained writes the flusher always has more to
   // upload and would take the mutex back before any of them woke; it steps
@@ -248,10 +276,10 @@ class FlushPipeline {
   // check that passed (U7).
   uint64_t confirmed_tick_ GUARDED_BY(upload_mu_) = 0;
 
-  std::condition_variable space_cv_;    // writers waiting for buffer space
-  std::condition_variable flusher_cv_;  // wakes the flusher
-  std::condition_variable retry_cv_;    // a flush waiting out a storage outage
-  std::condition_variable upload_cv_;   // a PUT finished or a buffer was sealed
+  CondVar space_cv_;    // writers waiting for buffer space
+  CondVar flusher_cv_;  // wakes the flusher
+  CondVar retry_cv_;    // a flush waiting out a storage outage
+  CondVar upload_cv_;   // a PUT finished or a buffer was sealed
   uint32_t puts_running_ GUARDED_BY(layers_.mu()) = 0;
   uint64_t puts_stored_ GUARDED_BY(layers_.mu()) = 0;  // segment PUTs that succeeded (U7)
   // The last successful upload (or open()), and the current failing streak.
@@ -273,6 +301,13 @@ class FlushPipeline {
   uint64_t committed_gen_ GUARDED_BY(layers_.mu()) = 0;
   uint64_t sealing_bytes_ GUARDED_BY(layers_.mu()) = 0;
   uint64_t next_seq_ GUARDED_BY(layers_.mu()) = 1;
+  // Write sequence numbers: one per write, in the order writes apply to the
+  // active buffer. The newest taken, the newest in the active buffer (0:
+  // none), and the newest committed to the index.
+  uint64_t last_wseq_ GUARDED_BY(layers_.mu()) = 0;
+  uint64_t active_max_wseq_ GUARDED_BY(layers_.mu()) = 0;
+  uint64_t committed_wseq_ GUARDED_BY(layers_.mu()) = 0;
+  uint64_t writer_ = 0;  // set before start()
   // The newest write segment sealed (or, at open, the newest in storage): the
   // next one names it as its predecessor.
   uint64_t last_write_seq_ GUARDED_BY(layers_.mu()) = 0;

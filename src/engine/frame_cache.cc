@@ -3,7 +3,7 @@
 namespace portalbd {
 
 FrameCache::Frame FrameCache::get(uint64_t seq, uint64_t offset) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = map_.find({seq, offset});
   if (it == map_.end()) {
     ++misses_;
@@ -16,7 +16,7 @@ FrameCache::Frame FrameCache::get(uint64_t seq, uint64_t offset) {
 
 void FrameCache::put(uint64_t seq, uint64_t offset, Frame frame) {
   if (capacity_ == 0 || !frame) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Key key{seq, offset};
   if (map_.count(key) != 0) return;
   bytes_ += frame.bytes.size();
@@ -30,15 +30,15 @@ void FrameCache::put(uint64_t seq, uint64_t offset, Frame frame) {
 }
 
 uint64_t FrameCache::bytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return bytes_;
 }
 uint64_t FrameCache::hits() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return hits_;
 }
 uint64_t FrameCache::misses() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return misses_;
 }
 

@@ -9,6 +9,8 @@
 #include <list>
 #include <memory>
 #include <mutex>
+
+#include "src/util/mutex.h"
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -49,10 +51,12 @@ class FrameCache {
   };
 
   const uint64_t capacity_;
-  mutable std::mutex mu_;
-  std::list<Item> lru_;  // front = most recent; GUARDED_BY(mu_)
-  std::unordered_map<Key, std::list<Item>::iterator, KeyHash> map_;  // GUARDED_BY(mu_)
-  uint64_t bytes_ = 0, hits_ = 0, misses_ = 0;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::list<Item> lru_ GUARDED_BY(mu_);  // front = most recent
+  std::unordered_map<Key, std::list<Item>::iterator, KeyHash> map_ GUARDED_BY(mu_);
+  uint64_t bytes_ GUARDED_BY(mu_) = 0;
+  uint64_t hits_ GUARDED_BY(mu_) = 0;
+  uint64_t misses_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace portalbd

@@ -10,21 +10,22 @@
 namespace portalbd {
 
 GarbageCollector::GarbageCollector(Volume& volume, const GcOptions& options)
-    : v_(volume), options_(options), upload_lock_(volume.pipeline_.deferred_upload_lock()) {}
+    : v_(volume), options_(options) {}
 
 Result<GcReport> GarbageCollector::run() {
-  std::lock_guard gc_lock(v_.gc_mu_);
-  v_.pipeline_.lock_uploads(upload_lock_);
-  PBD_RETURN_IF_ERROR(upload_pending());
-  PBD_RETURN_IF_ERROR(drop_unreachable_layers());
-  PBD_RETURN_IF_ERROR(merge_rootless_layers());
-  count_live_bytes();
-  PBD_RETURN_IF_ERROR(classify_segments());
+  MutexLock gc_lock(&v_.gc_mu_);
+  {
+    FlushPipeline::UploadLock upload_lock(v_.pipeline_);
+    PBD_RETURN_IF_ERROR(upload_pending());
+    PBD_RETURN_IF_ERROR(drop_unreachable_layers());
+    PBD_RETURN_IF_ERROR(merge_rootless_layers());
+    count_live_bytes();
+    PBD_RETURN_IF_ERROR(classify_segments());
+  }
   // From here on the upload lock is held one step at a time. What was decided
   // above stays true meanwhile: only GC merges layers or moves blocks between
   // segments, so a segment found unreferenced never gains a reference, and
   // each rewrite re-checks which blocks still map to its segment.
-  upload_lock_.unlock();
   PBD_RETURN_IF_ERROR(rewrite_sparse_segments());
   if (v_.opts_.ephemeral) compact_buffers();
   PBD_RETURN_IF_ERROR(checkpoint_before_deleting());
@@ -33,7 +34,7 @@ Result<GcReport> GarbageCollector::run() {
 
   report_.bytes_stored = v_.bytes_stored();
   {
-    std::lock_guard lock(v_.layers_.mu());
+    MutexLock lock(&v_.layers_.mu());
     report_.bytes_live = v_.layers_.data_bytes_locked();
   }
   log::get("engine")->info(
@@ -59,7 +60,7 @@ Status GarbageCollector::drop_unreachable_layers() {
   std::set<uint64_t> needed;
   std::vector<uint64_t> unneeded;
   {
-    std::lock_guard lock(v_.layers_.mu());
+    MutexLock lock(&v_.layers_.mu());
     for (const auto& r : *roots) {
       named_.insert(r.layer);
       for (auto l = v_.layers_.find_locked(r.layer); l != nullptr; l = l->parent) needed.insert(l->id);
@@ -71,7 +72,7 @@ Status GarbageCollector::drop_unreachable_layers() {
   for (uint64_t id : unneeded) {
     PBD_RETURN_IF_ERROR(owe_checkpoint());
     PBD_RETURN_IF_ERROR(v_.index_->drop_layer(id));
-    std::lock_guard lock(v_.layers_.mu());
+    MutexLock lock(&v_.layers_.mu());
     v_.layers_.forget_locked(id);
     report_.layers_dropped++;
     changed_ = true;
@@ -84,7 +85,7 @@ Status GarbageCollector::merge_rootless_layers() {
   for (;;) {
     std::shared_ptr<Layer> parent, child;
     {
-      std::lock_guard lock(v_.layers_.mu());
+      MutexLock lock(&v_.layers_.mu());
       std::map<uint64_t, std::vector<std::shared_ptr<Layer>>> children;
       for (const auto& [id, layer] : v_.layers_.by_id_locked()) {
         if (layer->parent) children[layer->parent->id].push_back(layer);
@@ -101,7 +102,7 @@ Status GarbageCollector::merge_rootless_layers() {
     ExtentMap<BlockSource> merged;
     std::vector<meta::MappedExtent> rows;
     {
-      std::lock_guard lock(v_.layers_.mu());
+      MutexLock lock(&v_.layers_.mu());
       merged = parent->map;
       for (const auto& [lba, node] : child->map.entries()) merged.assign(lba, node.length, node.value);
     }
@@ -110,7 +111,7 @@ Status GarbageCollector::merge_rootless_layers() {
     const uint64_t grandparent = parent->parent ? parent->parent->id : 0;
     PBD_RETURN_IF_ERROR(owe_checkpoint());
     PBD_RETURN_IF_ERROR(v_.index_->replace_layer(child->id, grandparent, rows, parent->id));
-    std::lock_guard lock(v_.layers_.mu());
+    MutexLock lock(&v_.layers_.mu());
     // Readers of `child` see the same blocks before and after: the merged map
     // over the grandparent equals child over parent over grandparent.
     child->map = std::move(merged);
@@ -126,7 +127,7 @@ Status GarbageCollector::merge_rootless_layers() {
 
 // 4.
 void GarbageCollector::count_live_bytes() {
-  std::lock_guard lock(v_.layers_.mu());
+  MutexLock lock(&v_.layers_.mu());
   v_.layers_.for_each_held_locked([&](const std::shared_ptr<Layer>& layer) {
     for (const auto& [lba, node] : layer->map.entries()) {
       const BlockSource& src = node.value;
@@ -184,11 +185,12 @@ Status GarbageCollector::rewrite_sparse_segments() {
   for (const auto* seg : sparse_) {
     if (live_[seg->seq] > budget) break;
     budget -= live_[seg->seq];
-    v_.pipeline_.lock_uploads(upload_lock_);
-    PBD_RETURN_IF_ERROR(rewrite_segment(seg->seq, refs_[seg->seq]));
-    // Now unreferenced: doomed from this moment.
-    PBD_RETURN_IF_ERROR(v_.index_->set_doomed(seg->seq, now_unix_ms_));
-    upload_lock_.unlock();
+    {
+      FlushPipeline::UploadLock upload_lock(v_.pipeline_);
+      PBD_RETURN_IF_ERROR(rewrite_segment(seg->seq, refs_[seg->seq]));
+      // Now unreferenced: doomed from this moment.
+      PBD_RETURN_IF_ERROR(v_.index_->set_doomed(seg->seq, now_unix_ms_));
+    }
     report_.segments_doomed++;
     report_.segments_waiting++;
     changed_ = true;
@@ -207,6 +209,7 @@ Status GarbageCollector::rewrite_segment(uint64_t seq, const std::vector<Segment
   // mapped to `seq` move, and the new sequence numbers are above every
   // pending write.
   auto quiet = v_.pipeline_.quiet_seqs(0, [&] {
+    v_.layers_.mu().assert_held();  // quiet_seqs runs this under the engine mutex
     for (const auto& ref : refs) {
       auto layer = v_.layers_.find_locked(ref.layer);
       if (!layer) continue;
@@ -223,6 +226,7 @@ Status GarbageCollector::rewrite_segment(uint64_t seq, const std::vector<Segment
 
   for (auto& [id, m] : moves) {
     SegmentBuilder builder(m.new_seq, id, v_.opts_.codec, now_unix_ms());
+    builder.set_writes(0, v_.pipeline_.writer());  // no new writes: old blocks moved
     for (const auto& [lba, n, src] : m.pieces) {
       auto frame = v_.load_frame(seq, src.frame);
       if (!frame.ok()) return frame.status().With("gc rewrite of segment " + std::to_string(seq));
@@ -236,7 +240,7 @@ Status GarbageCollector::rewrite_segment(uint64_t seq, const std::vector<Segment
     PBD_RETURN_IF_ERROR(v_.pipeline_.store_segment(key, object).With("gc"));
     PBD_RETURN_IF_ERROR(v_.pipeline_.confirm_writer("gc: confirm " + key + " before committing it"));
     PBD_RETURN_IF_ERROR(v_.index_->apply_segment(footer, object->size()).With("gc index " + key));
-    std::lock_guard lock(v_.layers_.mu());
+    MutexLock lock(&v_.layers_.mu());
     for (const auto& e : footer.entries) {
       BlockSource src;
       src.state = ExtentState::kData;
@@ -264,7 +268,7 @@ void GarbageCollector::compact_buffers() {
   };
   std::map<const std::vector<std::byte>*, Use> uses;
   {
-    std::lock_guard lock(v_.layers_.mu());
+    MutexLock lock(&v_.layers_.mu());
     v_.layers_.for_each_held_locked([&](const std::shared_ptr<Layer>& layer) {
       for (const auto& [lba, node] : layer->map.entries()) {
         if (node.value.state != ExtentState::kData || !node.value.buffered()) continue;
@@ -283,7 +287,7 @@ void GarbageCollector::compact_buffers() {
     }
     if (use.mapped_bytes > budget) break;
     budget -= use.mapped_bytes;
-    std::lock_guard lock(v_.layers_.mu());
+    MutexLock lock(&v_.layers_.mu());
     for (const auto& [layer, lba] : use.refs) {
       // Writes may have replaced the extent meanwhile: copy only what still
       // maps to this buffer, exactly as it was found.
@@ -306,9 +310,8 @@ void GarbageCollector::compact_buffers() {
 // deleted segments must be stored first.
 Status GarbageCollector::checkpoint_before_deleting() {
   if (!(changed_ || !deletable_.empty()) || v_.opts_.ephemeral) return Status::OK();
-  v_.pipeline_.lock_uploads(upload_lock_);
+  FlushPipeline::UploadLock upload_lock(v_.pipeline_);
   auto ckpt = v_.checkpointer_.take_locked();
-  upload_lock_.unlock();
   if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");
   report_.checkpoint_seq = *ckpt;
   return Status::OK();
@@ -341,13 +344,12 @@ Status GarbageCollector::checkpoint_if_due() {
   if (auto v = v_.index_->get_meta("checkpoint_seq"); v.ok() && v->has_value()) last = std::stoull(**v);
   uint64_t head;
   {
-    std::lock_guard lock(v_.layers_.mu());
+    MutexLock lock(&v_.layers_.mu());
     head = v_.pipeline_.next_seq_locked() - 1;
   }
   if (head < last + options_.checkpoint_after_seqs) return Status::OK();
-  v_.pipeline_.lock_uploads(upload_lock_);
+  FlushPipeline::UploadLock upload_lock(v_.pipeline_);
   auto ckpt = v_.checkpointer_.take_locked();
-  upload_lock_.unlock();
   if (!ckpt.ok()) return ckpt.status().With("gc checkpoint");
   report_.checkpoint_seq = *ckpt;
   return Status::OK();

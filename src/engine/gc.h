@@ -35,7 +35,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <vector>
 
@@ -55,23 +54,25 @@ class GarbageCollector {
     uint64_t layer, lba, nblocks;
   };
 
-  Status upload_pending();              // 1
-  Status drop_unreachable_layers();     // 2
-  Status merge_rootless_layers();       // 3
-  void count_live_bytes();              // 4
-  Status classify_segments();           // 5
-  Status rewrite_sparse_segments();     // 6
-  Status checkpoint_before_deleting();  // 7
-  Status delete_expired_segments();     // 8
-  Status checkpoint_if_due();           // 9
+  // Steps 1-5 run with the upload lock held throughout; 6-9 take it for
+  // one rewrite or checkpoint at a time.
+  Status upload_pending() REQUIRES(v_.pipeline_.upload_mu());           // 1
+  Status drop_unreachable_layers() REQUIRES(v_.pipeline_.upload_mu());  // 2
+  Status merge_rootless_layers() REQUIRES(v_.pipeline_.upload_mu());    // 3
+  void count_live_bytes() REQUIRES(v_.pipeline_.upload_mu());           // 4
+  Status classify_segments() REQUIRES(v_.pipeline_.upload_mu());        // 5
+  Status rewrite_sparse_segments() EXCLUDES(v_.pipeline_.upload_mu());     // 6
+  Status checkpoint_before_deleting() EXCLUDES(v_.pipeline_.upload_mu());  // 7
+  Status delete_expired_segments() EXCLUDES(v_.pipeline_.upload_mu());     // 8
+  Status checkpoint_if_due() EXCLUDES(v_.pipeline_.upload_mu());           // 9
 
   // Storage's roots record still names what steps 2 and 3 drop or merge:
   // the index owes storage a checkpoint from the first change on, and
   // remembers that across a restart.
-  Status owe_checkpoint();
+  Status owe_checkpoint() REQUIRES(v_.pipeline_.upload_mu());
   // Copies the blocks that layers still map to segment `seq` into new
   // segments (one per layer), so `seq` becomes unreferenced. Upload lock held.
-  Status rewrite_segment(uint64_t seq, const std::vector<SegmentRef>& refs);
+  Status rewrite_segment(uint64_t seq, const std::vector<SegmentRef>& refs) REQUIRES(v_.pipeline_.upload_mu());
   // Ephemeral volumes: copies the mapped blocks of mostly overwritten write
   // buffers out of them. Takes the engine mutex.
   void compact_buffers();
@@ -79,7 +80,6 @@ class GarbageCollector {
   Volume& v_;
   const GcOptions options_;
   GcReport report_;
-  std::unique_lock<std::mutex> upload_lock_;  // the volume's upload lock, deferred
   bool changed_ = false;
   std::set<uint64_t> named_;                           // layers a root names (step 2)
   std::map<uint64_t, uint64_t> live_;                  // segment -> live data bytes (step 4)

@@ -22,14 +22,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <tuple>
 #include <vector>
 
 #include "meta/index.h"
 #include "src/engine/extent_map.h"
 #include "src/format/segment.h"
-#include "src/util/thread_annotations.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -76,7 +75,7 @@ std::vector<meta::MappedExtent> index_rows(const ExtentMap<BlockSource>& map);
 class LayerSet {
  public:
   // The engine mutex (see the top of this file).
-  std::mutex& mu() RETURN_CAPABILITY(mu_) { return mu_; }
+  Mutex& mu() RETURN_CAPABILITY(mu_) { return mu_; }
 
   // The live layer; nullptr before load().
   const std::shared_ptr<Layer>& live_locked() const REQUIRES(mu_) { return live_; }
@@ -114,7 +113,7 @@ class LayerSet {
  private:
   void track_locked(const std::shared_ptr<Layer>& layer) REQUIRES(mu_);
 
-  std::mutex mu_;
+  Mutex mu_;
   std::map<uint64_t, std::shared_ptr<Layer>> layers_ GUARDED_BY(mu_);  // the index's, by id
   std::shared_ptr<Layer> live_ GUARDED_BY(mu_);
   // Every Layer object ever made, so GC sees layers that only an open

@@ -13,7 +13,7 @@ void LeaseKeeper::start() {
   last_activity_ = activity_();
   thread_ = std::thread([this] {
     const auto period = std::chrono::milliseconds(std::max<int64_t>(lease_->ttl_ms() / 4, 1));
-    std::unique_lock lock(mu_);
+    MutexLock lock(&mu_);
     for (;;) {
       const auto next = std::chrono::steady_clock::now() + period;
       while (!stopping_ && std::chrono::steady_clock::now() < next) cv_.wait_until(lock, next);
@@ -27,7 +27,7 @@ void LeaseKeeper::start() {
 
 void LeaseKeeper::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
   cv_.notify_all();

@@ -11,15 +11,13 @@
 // Thread-safety: start() and stop() from one thread (the volume's owner).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "src/engine/writer_lease.h"
-#include "src/util/thread_annotations.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -40,8 +38,8 @@ class LeaseKeeper {
   const std::shared_ptr<WriterLease> lease_;
   const std::function<uint64_t()> activity_;
   uint64_t last_activity_ = 0;  // timer thread only
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;
+  CondVar cv_;
   bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

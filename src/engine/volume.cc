@@ -3,6 +3,8 @@
 // volume_snapshot.cc, the steps of open in volume_open.cc and beside it.
 #include "src/engine/volume.h"
 
+#include <random>
+
 #include "src/engine/gc.h"
 #include "src/log/log.h"
 
@@ -10,7 +12,14 @@ namespace portalbd {
 
 Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
     : store_(std::move(store)), opts_(std::move(opts)), cache_(opts_.cache_bytes) {
-  pipeline_.set_roots_writer([this] { return write_roots_record(); });
+  // Who stores this volume's segments from now on (SegmentFooter::writer).
+  uint64_t writer = 0;
+  while (writer == 0) writer = std::random_device{}() * (uint64_t{1} << 32) + std::random_device{}();
+  pipeline_.set_writer(writer);
+  pipeline_.set_roots_writer([this] {
+    pipeline_.upload_mu().assert_held();  // the pipeline calls it with the upload lock held
+    return write_roots_record();
+  });
 }
 
 Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
@@ -39,7 +48,7 @@ Status Volume::close() {
   uint64_t dirty = 0;
   Status st;
   {
-    std::lock_guard gc_lock(gc_mu_);  // a GC pass running now finishes first
+    MutexLock gc_lock(&gc_mu_);  // a GC pass running now finishes first
     st = pipeline_.close(&dirty);
   }
   // The lease is kept until the last upload is in; then nobody renews it.
@@ -66,7 +75,7 @@ Volume::~Volume() {
 Status Volume::flush() { return flush_through(kFlushEverything); }
 
 BlockDevice::FlushTicket Volume::flush_ticket() {
-  std::lock_guard lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   return pipeline_.covering_gen_locked();
 }
 
@@ -104,7 +113,7 @@ VolumeStats Volume::stats() {
   }
   if (auto v = index_->get_meta("checkpoint_seq"); v.ok() && v->has_value()) s.last_checkpoint_seq = std::stoull(**v);
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     s.bytes_live = layers_.data_bytes_locked();
   }
   s.overwrites_in_place = overwrites_in_place_;
@@ -121,7 +130,7 @@ Result<uint64_t> Volume::checkpoint() { return checkpointer_.take(); }
 
 std::optional<Volume::ChangeMark> Volume::change_mark() {
   if (opts_.ephemeral) return std::nullopt;
-  std::lock_guard lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   ChangeMark mark;
   mark.next_seq = pipeline_.next_seq_locked();
   mark.held_layers = layers_.alive_count_locked();

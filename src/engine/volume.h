@@ -52,7 +52,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -77,7 +76,7 @@
 #include "src/format/codec.h"
 #include "src/format/segment.h"
 #include "src/store/object_store.h"
-#include "src/util/thread_annotations.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -255,13 +254,13 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // or dropped layers since the last one) and returns its sequence number.
   // A root change calls this BEFORE committing the change to the index
   // (rule R1 in volume_snapshot.cc). REQUIRES: the upload lock held.
-  Result<uint64_t> store_roots_record(const RootsState& state);
+  Result<uint64_t> store_roots_record(const RootsState& state) REQUIRES(pipeline_.upload_mu());
   // Stores the index's roots as they are (after a root change whose index
   // commit failed). REQUIRES: the upload lock held.
-  Status write_roots_record();
+  Status write_roots_record() REQUIRES(pipeline_.upload_mu());
   // R2 of a root change whose record `seq` is stored: runs the index change
   // and records roots_seq. REQUIRES: the upload lock held.
-  Status commit_root_change(uint64_t seq, const std::function<Status()>& change);
+  Status commit_root_change(uint64_t seq, const std::function<Status()>& change) REQUIRES(pipeline_.upload_mu());
   // Takes the checkpoint GC owes storage (needs_checkpoint_), if any; takes
   // the upload lock.
   Status checkpoint_if_needed();
@@ -278,7 +277,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // needs_checkpoint_ is kept in the index too ("needs_checkpoint"), so a
   // restart after GC merged or dropped layers still checkpoints before the
   // next roots record. REQUIRES: the upload lock held (or open()).
-  Status set_needs_checkpoint(bool on);
+  Status set_needs_checkpoint(bool on) REQUIRES(pipeline_.upload_mu());
   // A buffer of block data for the maps. Never a const object (see
   // BlockSource::private_to); on an ephemeral volume its bytes count in
   // buffer_bytes_ for as long as it lives.
@@ -302,6 +301,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // fetched with one ranged GET per run of frames stored back to back (a
   // 1 MiB sequential read is one GET, not sixteen), and caches what it fetched.
   Status fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch);
+  // Copies what `pieces` (a resolve() of the blocks) hold for
+  // [offset, offset+out.size()) into `out`, describing it in *extents.
+  Status read_pieces(const std::vector<Piece>& pieces, uint64_t offset, std::span<std::byte> out,
+                     std::vector<StatusExtent>* extents);
   Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out,
                           const FrameBatch* batch = nullptr);
   Result<FrameCache::Frame> load_frame(uint64_t seq, const FrameRef& ref);
@@ -335,20 +338,19 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   FrameCache cache_;
 
   CutGate gate_;
-  std::mutex rmw_mu_;
+  Mutex rmw_mu_;
   // One GC pass at a time; close() takes it too, so no pass outlives the
   // writer lease. gc() holds the upload lock only step by step (gc.cc).
-  std::mutex gc_mu_;
+  Mutex gc_mu_;
   LayerSet layers_;
   FlushPipeline pipeline_{store_, layers_, opts_};
-  Checkpointer checkpointer_{*this};
+  Checkpointer checkpointer_{*this, pipeline_};
   std::unique_ptr<LeaseKeeper> lease_keeper_;  // with opts_.lease, from open() to close()
-  uint64_t next_layer_id_ = 2;  // guarded by the upload lock
+  uint64_t next_layer_id_ GUARDED_BY(pipeline_.upload_mu()) = 2;
   // GC merged or dropped layers: storage needs a checkpoint before any roots
   // record that no longer names them. Mirrored in the index's meta
   // "needs_checkpoint" (set_needs_checkpoint), so it survives a restart.
-  // Guarded by the upload lock.
-  bool needs_checkpoint_ = false;
+  bool needs_checkpoint_ GUARDED_BY(pipeline_.upload_mu()) = false;
 
   std::atomic<uint64_t> overwrites_in_place_{0};
   uint64_t replayed_segments_ = 0;

@@ -69,7 +69,7 @@ Status Volume::check_stored_references() {
   std::map<uint64_t, std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>>> lost;  // seq -> layer -> ranges
   std::vector<std::shared_ptr<Layer>> reached;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     std::set<uint64_t> seen;
     for (const auto& r : *roots) {
       for (auto l = layers_.find_locked(r.layer); l != nullptr; l = l->parent) {
@@ -115,7 +115,7 @@ Status Volume::check_stored_references() {
   // (zeroed, not unmapped: an older parent's data must not show through).
   std::set<uint64_t> changed;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     for (const auto& [seq, by_layer] : lost) {
       for (const auto& [layer_id, ranges] : by_layer) {
         auto layer = layers_.find_locked(layer_id);
@@ -131,7 +131,7 @@ Status Volume::check_stored_references() {
     std::vector<meta::MappedExtent> rows;
     uint64_t parent = 0;
     {
-      std::lock_guard lock(layers_.mu());
+      MutexLock lock(&layers_.mu());
       const Layer& layer = *layers_.find_locked(id);
       parent = layer.parent ? layer.parent->id : 0;
       rows = index_rows(layer.map);
@@ -158,7 +158,7 @@ Status Volume::settle_repair() {
 Status Volume::check_size_covers_data() {
   uint64_t end = 0, layer_id = 0;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     for (const auto& [id, layer] : layers_.by_id_locked()) {
       const auto& entries = layer->map.entries();
       for (auto it = entries.rbegin(); it != entries.rend(); ++it) {

@@ -19,7 +19,7 @@ Status Volume::check_range(uint64_t offset, uint64_t length, bool for_write) con
 }
 
 std::vector<Piece> Volume::resolve(const Layer* top, uint64_t lba, uint64_t nblocks) {
-  std::lock_guard lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   return resolve_locked(top, lba, nblocks);
 }
 
@@ -179,16 +179,21 @@ Status Volume::read_described(uint64_t offset, std::span<std::byte> out, std::ve
 Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte> out,
                          std::vector<StatusExtent>* extents) {
   PBD_RETURN_IF_ERROR(check_range(offset, out.size(), false));
-  const uint64_t end = offset + out.size();
   const uint64_t first = offset / kBlockSize;
-  const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
+  const uint64_t last = (offset + out.size() + kBlockSize - 1) / kBlockSize;
   // An ephemeral volume may overwrite buffered bytes in place: copy them out
   // under the same lock. (Its reads are memory copies; the store, if it holds
   // segments at all, is memory too.)
-  std::unique_lock ephemeral_lock(layers_.mu(), std::defer_lock);
-  if (opts_.ephemeral) ephemeral_lock.lock();
-  const std::vector<Piece> pieces = opts_.ephemeral ? resolve_locked(top, first, last - first)
-                                                    : resolve(top, first, last - first);
+  if (opts_.ephemeral) {
+    MutexLock lock(&layers_.mu());
+    return read_pieces(resolve_locked(top, first, last - first), offset, out, extents);
+  }
+  return read_pieces(resolve(top, first, last - first), offset, out, extents);
+}
+
+Status Volume::read_pieces(const std::vector<Piece>& pieces, uint64_t offset, std::span<std::byte> out,
+                           std::vector<StatusExtent>* extents) {
+  const uint64_t end = offset + out.size();
   FrameBatch batch;
   PBD_RETURN_IF_ERROR(fetch_frames(pieces, &batch));
   ExtentRun run(extents, offset);  // its cursor: device byte filled up to here
@@ -215,7 +220,7 @@ Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint6
   // Nothing outlives this process, so there is nothing to upload: the blocks
   // go straight into the live layer, where an overwrite or a trim releases
   // the bytes it replaces (see VolumeOptions::ephemeral).
-  std::unique_lock lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   PBD_RETURN_IF_ERROR(pipeline_.wait_for_space(lock, charged_bytes));
   PBD_RETURN_IF_ERROR(pipeline_.writable_locked());
   const std::shared_ptr<Layer>& live = layers_.live_locked();
@@ -229,7 +234,7 @@ Status Volume::put_data(uint64_t lba, std::span<const std::byte> data, std::vect
   if (opts_.ephemeral) {
     // The live layer's own earlier write may hold every block: copy over it,
     // with no allocation and no change to the map.
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     PBD_RETURN_IF_ERROR(pipeline_.writable_locked());
     if (overwrite_in_place_locked(lba, nblocks, data.data())) return Status::OK();
   }
@@ -293,7 +298,7 @@ Status Volume::write_locked(uint64_t offset, std::span<const std::byte> data, st
   const uint64_t end = offset + data.size();
   if (offset % kBlockSize == 0 && end % kBlockSize == 0) return put_data(offset / kBlockSize, data, owned);
   // Read-modify-write of the partial blocks at either edge.
-  std::lock_guard rmw(rmw_mu_);
+  MutexLock rmw(&rmw_mu_);
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
   std::vector<std::byte> buf((last - first) * kBlockSize);

@@ -389,9 +389,12 @@ Status Volume::replay_storage() {
   if (replayed_segments_ > 0) {
     logger->info("replayed segments from storage count={} last_seq={}", replayed_segments_, max_seq);
   }
+  uint64_t max_wseq = 0;
+  if (auto v = index_->get_meta("max_wseq"); v.ok() && v->has_value()) max_wseq = std::stoull(**v);
   // The next write segment names the newest one storage keeps.
-  std::lock_guard lock(layers_.mu());
-  pipeline_.set_sequence_locked(max_seq + 1, stored_segments_.empty() ? 0 : stored_segments_.rbegin()->first);
+  MutexLock lock(&layers_.mu());
+  pipeline_.set_sequence_locked(max_seq + 1, stored_segments_.empty() ? 0 : stored_segments_.rbegin()->first,
+                                max_wseq);
   return Status::OK();
 }
 
@@ -401,8 +404,11 @@ Status Volume::load_layers() {
   if (!layers.ok()) return layers.status();
   auto live = index_->live_layer();
   if (!live.ok()) return live.status();
-  for (const auto& rec : *layers) next_layer_id_ = std::max(next_layer_id_, rec.id + 1);
-  std::lock_guard lock(layers_.mu());
+  {
+    FlushPipeline::UploadLock upload_lock(pipeline_);  // open(): nobody else uploads yet
+    for (const auto& rec : *layers) next_layer_id_ = std::max(next_layer_id_, rec.id + 1);
+  }
+  MutexLock lock(&layers_.mu());
   return layers_.load_locked(*layers, *live, [&](Layer& layer) {
     return index_->scan_layer(layer.id, [&](const meta::MappedExtent& x) {
       BlockSource src;

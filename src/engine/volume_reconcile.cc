@@ -69,6 +69,7 @@ Status Volume::rebuild_index_if_behind_storage() {
   }
   auto owed = index_->get_meta("needs_checkpoint");
   if (!owed.ok()) return owed.status();
+  FlushPipeline::UploadLock upload_lock(pipeline_);  // open(): nobody else uploads yet
   needs_checkpoint_ = owed->has_value() && **owed == "1" && !opts_.ephemeral;
   return Status::OK();
 }

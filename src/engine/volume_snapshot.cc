@@ -101,7 +101,7 @@ Result<uint64_t> Volume::store_roots_record(const RootsState& state) {
   }
   uint64_t seq;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     seq = pipeline_.take_seqs_locked(1);
   }
   j["seq"] = seq;
@@ -154,8 +154,7 @@ Status Volume::apply_roots_record(const std::vector<std::byte>& raw) {
 }
 
 Status Volume::checkpoint_if_needed() {
-  std::unique_lock flush_lock = pipeline_.deferred_upload_lock();
-  pipeline_.lock_uploads(flush_lock);
+  FlushPipeline::UploadLock flush_lock(pipeline_);
   if (!needs_checkpoint_) return Status::OK();
   auto ckpt = checkpointer_.take_locked();
   return ckpt.ok() ? Status::OK() : ckpt.status();
@@ -168,11 +167,10 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(checkpoint_if_needed());
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);  // no write is half-way through from here on
-  std::unique_lock flush_lock = pipeline_.deferred_upload_lock();
-  pipeline_.lock_uploads(flush_lock);
+  FlushPipeline::UploadLock flush_lock(pipeline_);
   uint64_t old_id;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     old_id = layers_.live_locked()->id;
   }
   const uint64_t new_id = next_layer_id_++;
@@ -190,7 +188,7 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(commit_root_change(*seq, [&] { return index_->create_snapshot(rec, new_id, now); }));
   uint64_t through;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     pipeline_.seal_active_locked();  // everything answered so far belongs to the snapshot
     through = pipeline_.next_seq_locked() - 1;
     layers_.start_live_locked(new_id, layers_.live_locked());
@@ -211,8 +209,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
   PBD_RETURN_IF_ERROR(checkpoint_if_needed());
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);
-  std::unique_lock flush_lock = pipeline_.deferred_upload_lock();
-  pipeline_.lock_uploads(flush_lock);
+  FlushPipeline::UploadLock flush_lock(pipeline_);
   RestoreResult result;
   result.restored = name;
   std::optional<meta::RootRecord> keep;
@@ -220,12 +217,12 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
     std::string base = "pre-restore-" + compact_utc(now);
     std::string candidate = base;
     for (int i = 2; find_snapshot(candidate).ok(); ++i) candidate = base + "-" + std::to_string(i);
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     keep = meta::RootRecord{candidate, layers_.live_locked()->id, "snapshot", new_uuid(), now};
     result.pre_restore = candidate;
   }
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     if (!layers_.find_locked(target->layer)) return Status::Corruption("snapshot layer is missing in memory");
   }
   const uint64_t new_id = next_layer_id_++;
@@ -242,7 +239,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
       commit_root_change(*seq, [&] { return index_->restore_snapshot(target->layer, new_id, keep, now); }));
   uint64_t through;
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     pipeline_.seal_active_locked();  // the replaced state, complete, goes to the old layer
     through = pipeline_.next_seq_locked() - 1;
     layers_.start_live_locked(new_id, layers_.find_locked(target->layer));
@@ -260,8 +257,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
 
 Status Volume::delete_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
-  std::unique_lock flush_lock = pipeline_.deferred_upload_lock();
-  pipeline_.lock_uploads(flush_lock);
+  FlushPipeline::UploadLock flush_lock(pipeline_);
   auto state = index_roots();
   if (!state.ok()) return state.status();
   const size_t before = state->roots.size();
@@ -278,7 +274,7 @@ Result<std::vector<SnapshotInfo>> Volume::list_snapshots() {
   auto roots = index_->list_roots();
   if (!roots.ok()) return roots.status();
   std::vector<SnapshotInfo> out;
-  std::lock_guard lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   for (const auto& r : *roots) {
     if (r.kind != "snapshot") continue;
     SnapshotInfo info{r.name, r.uuid, r.created_unix_ms, r.layer, 0};
@@ -300,7 +296,7 @@ Result<SnapshotInfo> Volume::find_snapshot(const std::string& name) {
 Result<std::shared_ptr<BlockDevice>> Volume::open_snapshot(const std::string& name) {
   auto snap = find_snapshot(name);
   if (!snap.ok()) return snap.status();
-  std::lock_guard lock(layers_.mu());
+  MutexLock lock(&layers_.mu());
   auto layer = layers_.find_locked(snap->layer);
   if (!layer) return Status::Corruption("snapshot '" + name + "' has no layer in memory");
   return std::shared_ptr<BlockDevice>(std::make_shared<SnapshotDevice>(shared_from_this(), std::move(layer)));

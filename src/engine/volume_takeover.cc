@@ -77,7 +77,7 @@ Status Volume::claim_previous_writers_seqs() {
   }
   if (!segments.empty()) newest_segment = *segments.rbegin();
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     newest_any = std::max(newest_any, pipeline_.next_seq_locked() - 1);
   }
   const uint64_t floor = std::max(newest_checkpoint, newest_segment > kMaxUploadWindow ? newest_segment - kMaxUploadWindow : 0);
@@ -91,6 +91,7 @@ Status Volume::claim_previous_writers_seqs() {
   for (uint64_t seq = floor + 1; seq <= top; ++seq) {
     if (segments.count(seq)) continue;
     SegmentBuilder builder(seq, *live, opts_.codec, now_unix_ms());
+    builder.set_writes(0, pipeline_.writer());
     const std::vector<std::byte> object = builder.finish();
     const std::string key = segment_key(seq);
     Status st = conditional ? store_->put_if_absent(key, object) : store_->put(key, object);
@@ -105,7 +106,7 @@ Status Volume::claim_previous_writers_seqs() {
     ++claimed;
   }
   {
-    std::lock_guard lock(layers_.mu());
+    MutexLock lock(&layers_.mu());
     if (pipeline_.next_seq_locked() <= top) pipeline_.take_seqs_locked(top + 1 - pipeline_.next_seq_locked());
   }
   // Still ours? A taker that came meanwhile claims on from here.

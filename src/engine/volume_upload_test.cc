@@ -274,7 +274,10 @@ TEST_SUITE("engine.upload") {
     // a kill -9 would leave) for what they wrote, while their FLUSHes queue
     // behind each other's 2 ms PUTs and share uploads.
     GatedVolume fixture(1);
-    auto& [dir, mem, gate, volume] = fixture;
+    auto& [dir_binding, mem_binding, gate, volume] = fixture;
+    // Lambdas below capture these by name (clang 14 cannot capture bindings).
+    auto& dir = dir_binding;
+    auto& mem = mem_binding;
     Volume& vol = *volume;
     gate->open();
     gate->set_put_delay(milliseconds(2));

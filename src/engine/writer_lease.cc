@@ -195,24 +195,24 @@ Status WriterLease::check_locked() {
 }
 
 Status WriterLease::check() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return check_locked();
 }
 
 Status WriterLease::renew(int64_t valid_for_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   PBD_RETURN_IF_ERROR(check_locked());
   mine_.expires_unix_ms = options_.clock() + (valid_for_ms > 0 ? valid_for_ms : options_.ttl_ms);
   return store_->put(kKey, as_bytes(encode(mine_)));
 }
 
 int64_t WriterLease::remaining_ms() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return mine_.expires_unix_ms - options_.clock();
 }
 
 Status WriterLease::release() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (fenced_ || released_) return Status::OK();
   PBD_RETURN_IF_ERROR(check_locked());
   PBD_RETURN_IF_ERROR(store_->remove(kKey));
@@ -221,14 +221,14 @@ Status WriterLease::release() {
 }
 
 void WriterLease::fence(const std::string& why) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (fenced_) return;
   fenced_ = true;
   log::get("engine")->error("FENCED: {}; refusing all further writes", why);
 }
 
 bool WriterLease::fenced() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return fenced_;
 }
 

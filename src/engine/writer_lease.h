@@ -57,10 +57,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "src/store/object_store.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -107,7 +107,10 @@ class WriterLease {
   bool fenced() const;
   // True when Acquire replaced another daemon's claim (L5).
   bool replaced_claim() const { return replaced_claim_; }
-  const LeaseHolder& holder() const { return mine_; }
+  LeaseHolder holder() const {
+    MutexLock lock(&mu_);
+    return mine_;
+  }
   int64_t ttl_ms() const { return options_.ttl_ms; }
   int64_t idle_renew_ms() const { return options_.idle_renew_ms; }
 
@@ -117,15 +120,15 @@ class WriterLease {
         options_(std::move(options)),
         replaced_claim_(replaced_claim),
         mine_(std::move(mine)) {}
-  Status check_locked();
+  Status check_locked() REQUIRES(mu_);
 
   const std::shared_ptr<ObjectStore> store_;
   const LeaseOptions options_;
   const bool replaced_claim_;
-  mutable std::mutex mu_;
-  LeaseHolder mine_;       // GUARDED_BY(mu_) (expiry changes)
-  bool fenced_ = false;    // GUARDED_BY(mu_)
-  bool released_ = false;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  LeaseHolder mine_ GUARDED_BY(mu_);  // (expiry changes)
+  bool fenced_ GUARDED_BY(mu_) = false;
+  bool released_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace portalbd
