@@ -1,0 +1,276 @@
+// Journal: the write-ahead log on local disk that lets a FLUSH return after
+// one fdatasync instead of an object-store round trip (issue 20). Every write
+// is appended here as a record carrying its write sequence number (wseq);
+// sync() makes a prefix durable; release() says a prefix is in object storage
+// so its space may be reused; Open() recovers what is still live after a
+// crash. The journal knows nothing of volumes or segments: the caller assigns
+// wseqs, decides what to replay and when to release.
+//
+// Files, in JournalOptions::dir (0700; files 0600):
+//   meta          text, replaced atomically (write meta.tmp, fsync, rename,
+//                 fsync dir):
+//                   portalbd-journal 1          (format version)
+//                   volume_uuid <uuid>
+//                   writer_id <id>              (who owns the live records)
+//                   journal_id <16 hex>         (random, in every record)
+//                   chunk_bytes <n>
+//                   chunk_count <n>
+//                   crc32c <8 hex>              (of the lines above)
+//   chunk-0000 .. chunk-<count-1>
+//                 a ring of files of chunk_bytes each, written full of zeros
+//                 when the journal is created (so later writes allocate
+//                 nothing and an fdatasync logs no size or extent change),
+//                 then reused in ring order forever.
+//
+// A chunk holds records back to back from offset 0, each starting on a
+// kAlign (512) byte boundary. A record is an 80-byte header, then the payload
+// (kData: nblocks * 4096 bytes; kZero and kHole: none), then padding up to
+// the next boundary. Header (little endian):
+//     0  magic "PBDJREC1"           40  u64 nblocks
+//     8  u16 format version (1)     48  u64 synced_wseq   (durable when written)
+//    10  u8 kind (1 write, 2 pad)   56  u64 released_wseq (released when written)
+//    11  u8 ExtentState             64  u32 payload bytes
+//    12  u32 CRC32C of the header   68  u32 payload CRC32C
+//        (this field as zero)       72  u64 reserved, 0
+//    16  u64 journal_id
+//    24  u64 wseq
+//    32  u64 lba
+// A record never straddles chunks: when the next one does not fit, the writer
+// puts a pad record (kind 2, wseq = the chunk's last record, no payload) after
+// the last record, fdatasyncs the chunk (so the pad's released_wseq is durable
+// before any older record in the next chunk is overwritten), and moves on to
+// the next chunk, which must be free. The last kAlign bytes of every chunk
+// are kept for that pad, so the largest payload is max_payload_bytes().
+//
+// Invariants (the writer keeps them; Open checks them):
+//   J1. Within one pass over a chunk ("lap"), its records' wseqs are
+//       consecutive from offset 0. Bytes after the lap's last record are a
+//       pad, zeros, or records of older laps (all with lower wseqs).
+//   J2. Chunks are entered in ring order, each only once every record in it
+//       is released; so the laps, read in ring order ending at the chunk
+//       being written (the head), carry consecutive wseqs.
+//   J3. Every record and pad carries released_wseq, the release watermark
+//       when it was written; the largest one on disk, R, is at least every
+//       wseq that was overwritten (the pad of J2 makes that durable first).
+//       So every record with wseq in (R, newest] is still on disk.
+// Recovery (Open) reads every chunk, follows each chunk's chain of J1 from
+// offset 0, and links chains backwards from the head by J2. Live records are
+// those of the linked run above R, oldest first. It then checks:
+//   - the run reaches down to R + 1; otherwise live records are missing:
+//     kCorruption naming the chunk and offset where its chain broke;
+//   - no whole record (found by scanning every kAlign boundary past a break)
+//     is newer than the run's newest record; if one is, a record in front of
+//     it is damaged: kCorruption naming file and offset. Never skipped.
+//   - a break in the head chunk with nothing newer after it is a torn tail (a
+//     crash mid-append): cut there, logged, reported in JournalRecovery.
+// Released records are not tracked on disk except through J3: records
+// released after the last append may be returned again; the caller filters
+// them by wseq (it knows what storage holds).
+//
+// What a crash can cost: records not yet covered by a successful sync(). A
+// damaged last record cannot be told from a torn one, so it is cut (logged).
+// On power loss a disk may persist an unsynced record but not the one before
+// it; Open then reports kCorruption (the error says whether the damaged
+// record was known synced) rather than guess: the operator decides (Discard).
+//
+// Sequencing: appends carry consecutive wseqs. After Open (which recovers up
+// to newest_wseq) and before the first append, the caller calls
+// release(S), S = the highest wseq already in object storage; the next
+// append must then be max(S, newest_wseq) + 1. append() of a later wseq
+// waits for its turn (other threads appending the ones in between), so
+// callers may assign wseqs under their own lock and append outside it.
+//
+// Failure: once a write or an fdatasync fails, the journal stays failed
+// (append and sync return that error): after a failed fdatasync the kernel
+// may have dropped the dirty pages ("fsyncgate"), so nothing written since
+// the last good sync can be trusted. Reopen to recover.
+//
+// Thread-safety: append, sync, release and stats are safe concurrently. One
+// Mutex guards the state; file I/O (pwrite, fdatasync, the meta rewrite) runs
+// outside it, made exclusive by the append turn or the sync leadership. Two
+// Journals never share a directory: Open takes an flock on it (kBusy).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/format/extent_state.h"
+#include "src/util/fd.h"
+#include "src/util/mutex.h"
+#include "src/util/status.h"
+
+namespace portalbd {
+
+struct JournalOptions {
+  std::string dir;
+  uint64_t capacity_bytes = 1ull << 30;  // rounded down to whole chunks; at least 2
+  uint64_t chunk_bytes = 64ull << 20;    // a multiple of 4096, at least 16 KiB
+  std::string volume_uuid;               // required; a journal of another volume is refused
+  std::string writer_id;                 // recorded in meta from this writer's first append
+  // Test seam: called before each pwrite ("pwrite") and fdatasync
+  // ("fdatasync") of a chunk; a non-zero return is the errno that call fails
+  // with instead of running.
+  std::function<int(const char* op)> inject_error;
+};
+
+struct JournalRecord {
+  uint64_t wseq = 0;
+  uint64_t lba = 0;
+  uint64_t nblocks = 0;
+  ExtentState state = ExtentState::kData;
+  std::vector<std::byte> data;  // kData only: nblocks * 4096 bytes
+};
+
+// What Open found.
+struct JournalRecovery {
+  std::vector<JournalRecord> records;  // live records, oldest first, consecutive wseqs
+  std::string previous_writer_id;      // meta's writer_id ("" for a new journal)
+  uint64_t newest_wseq = 0;            // newest whole record on disk, released or not (0: none)
+  uint64_t released_wseq = 0;          // R of J3
+  std::string torn_tail;               // "" or "chunk-0002 offset 4096: payload checksum mismatch"
+  bool created = false;                // a new journal (none, or its meta was missing)
+};
+
+struct JournalStats {
+  uint64_t capacity_bytes = 0;
+  uint64_t chunk_bytes = 0;
+  uint64_t used_bytes = 0;        // bytes of the chunks not free (the head up to its write offset)
+  uint64_t live_records = 0;      // appended or recovered, not released
+  uint64_t oldest_live_wseq = 0;  // 0 when none is live
+  std::chrono::steady_clock::time_point oldest_live_appended;  // recovered records: Open's time
+  uint64_t appended_wseq = 0;     // newest appended (or recovered)
+  uint64_t synced_wseq = 0;       // newest known durable
+  uint64_t released_wseq = 0;
+  uint64_t syncs = 0;             // sync() calls
+  uint64_t fdatasyncs = 0;        // fdatasync calls they and chunk switches made
+  bool failed = false;            // a write or fdatasync failed: see "Failure"
+};
+
+class Journal;
+struct OpenedJournal {
+  std::unique_ptr<Journal> journal;
+  JournalRecovery recovery;
+};
+
+class Journal {
+ public:
+  static constexpr uint64_t kAlign = 512;
+  static constexpr uint64_t kHeaderBytes = 80;
+  static constexpr uint64_t kBlockBytes = 4096;
+  static constexpr uint32_t kFormatVersion = 1;
+
+  // Opens the journal in opts.dir, creating it (and the dir) when absent, and
+  // recovers it (see "Recovery"). kCorruption for damage in live records or
+  // an unreadable meta; kInvalidArgument for a journal of another volume_uuid
+  // or bad options; kBusy when another Journal holds the dir; kIOError when
+  // the disk fails. When meta's geometry differs from opts, the journal is
+  // laid out anew if nothing in it is live, else kept as it is (logged).
+  static Result<OpenedJournal> Open(JournalOptions opts);
+
+  // Removes the journal's files (meta first, so a crash part-way leaves a
+  // directory that Open recreates); leaves the directory. kBusy while a
+  // Journal has it open.
+  static Status Discard(const std::string& dir);
+
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Appends one record; not durable until sync(). REQUIRES: data is
+  // nblocks * 4096 bytes for kData and empty otherwise, nblocks >= 1, and
+  // data.size() <= max_payload_bytes() (larger writes are split by the
+  // caller). Waits for its turn (see "Sequencing") and, while the journal is
+  // full, for release() to free a chunk; kBusy when `deadline` passes first
+  // (nothing written: the same wseq may be appended again).
+  // kInvalidArgument for a wseq already appended or a malformed record;
+  // kIOError when the write fails (the journal is failed from then on).
+  Status append(uint64_t wseq, uint64_t lba, uint64_t nblocks, ExtentState state, std::span<const std::byte> data,
+                std::chrono::steady_clock::time_point deadline) EXCLUDES(mu_);
+
+  // Makes every record up to `wseq` durable (REQUIRES: appended). Group
+  // commit: one caller at a time (the leader) fdatasyncs the chunks written
+  // since the last sync, covering everything appended when it started;
+  // callers whose wseq that covers wait and return with it. kIOError when an
+  // fdatasync fails, then and forever after.
+  Status sync(uint64_t wseq) EXCLUDES(mu_);
+
+  // Every record with wseq <= upto is in object storage: chunks holding only
+  // such records (not the head) become free. With upto beyond the newest
+  // append, also moves the sequence: the next append must be upto + 1.
+  void release(uint64_t upto) EXCLUDES(mu_);
+
+  JournalStats stats() const EXCLUDES(mu_);
+
+  // Clean shutdown (optional): writes a pad after the newest record carrying
+  // the release watermark (J3), so that the next Open returns no released
+  // record and, when none is live, can apply a new geometry. Later appends
+  // and syncs return kCancelled. Without close(), the files are as a crash
+  // leaves them: everything synced is recovered.
+  Status close() EXCLUDES(mu_);
+
+  // The largest payload one record can hold: chunk_bytes less the header and
+  // the pad's reserve, in whole blocks.
+  uint64_t max_payload_bytes() const { return max_payload_bytes_; }
+
+ private:
+  struct ChunkState {
+    bool in_use = false;    // holds live records or is the head
+    uint64_t first_wseq = 0;  // of the current lap (0: none yet)
+    uint64_t last_wseq = 0;
+    uint64_t write_offset = 0;  // end of the lap's last record
+  };
+  struct LiveRecord {
+    uint64_t wseq;
+    std::chrono::steady_clock::time_point appended;
+  };
+
+  Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, uint64_t journal_id,
+          bool claim_pending);
+  // Waits (until deadline) for the chunk after the head to be free, then pads
+  // and syncs the head and makes the next chunk the head. REQUIRES: the
+  // append turn and `lock` holding mu_; drops mu_ for the pad's I/O (through
+  // mu_ itself: clang cannot follow a MutexLock into a function).
+  Status switch_chunk(MutexLock& lock, std::chrono::steady_clock::time_point deadline) REQUIRES(mu_);
+  Status wait_for_next_chunk(MutexLock& lock, std::chrono::steady_clock::time_point deadline) REQUIRES(mu_);
+  Status write_pad(uint64_t chunk, uint64_t offset, std::span<const std::byte> pad) const;
+  void free_released_chunks() REQUIRES(mu_);
+  Status fail(Status st) REQUIRES(mu_);
+  int inject(const char* op) const;
+  Status write_meta_claim();  // runs in the append turn, outside mu_
+  uint64_t chunk_index_after(uint64_t c) const { return (c + 1) % chunk_fds_.size(); }
+
+  const JournalOptions opts_;
+  const UniqueFd dir_fd_;                   // holds the flock; fsync of directory entries
+  const std::vector<UniqueFd> chunk_fds_;   // open for the Journal's life
+  const uint64_t journal_id_;
+  const uint64_t max_payload_bytes_;
+
+  mutable Mutex mu_;
+  CondVar turn_cv_;   // next_wseq_ moved, or failed_
+  CondVar space_cv_;  // a chunk was freed, or failed_
+  CondVar synced_cv_; // a sync round ended
+  Status failed_ GUARDED_BY(mu_);
+  bool claim_pending_ GUARDED_BY(mu_);      // meta still names the previous writer
+  std::vector<ChunkState> chunks_ GUARDED_BY(mu_);
+  uint64_t head_ GUARDED_BY(mu_) = 0;       // chunk being written
+  uint64_t next_wseq_ GUARDED_BY(mu_) = 1;  // the only wseq append accepts now
+  bool turn_taken_ GUARDED_BY(mu_) = false; // an append of next_wseq_ is under way
+  bool closed_ GUARDED_BY(mu_) = false;
+  uint64_t appended_wseq_ GUARDED_BY(mu_) = 0;
+  uint64_t synced_wseq_ GUARDED_BY(mu_) = 0;
+  uint64_t released_wseq_ GUARDED_BY(mu_) = 0;
+  std::deque<LiveRecord> live_ GUARDED_BY(mu_);
+  std::vector<bool> dirty_ GUARDED_BY(mu_);  // chunk written since the last sync round took it
+  bool sync_running_ GUARDED_BY(mu_) = false;
+  uint64_t syncs_ GUARDED_BY(mu_) = 0;
+  uint64_t fdatasyncs_ GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace portalbd
