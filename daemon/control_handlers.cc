@@ -130,6 +130,21 @@ Status run_status(const ControlContext& ctx, const json&, json* out) {
     (*out)["lease_requests"] = requests_json(ctx.requests->counts(CountingStore::kLease));
   }
   (*out)["counters"]["dirty_bytes"] = vs.dirty_bytes;  // the upload queue depth, in bytes
+  if (vs.journal) {
+    // What losing this host's disk would cost now: the writes not yet in
+    // storage (upload lag), and how full the journal is.
+    (*out)["journal"] = {{"dir", cfg.journal_dir.empty() ? cfg.state_dir + "/journal" : cfg.journal_dir},
+                         {"upload_lag_bytes", vs.dirty_bytes},
+                         {"upload_lag_ms", vs.upload_lag_ms},
+                         {"max_lag_ms", cfg.journal_max_lag_ms},
+                         {"used_bytes", vs.journal_used_bytes},
+                         {"capacity_bytes", vs.journal_capacity_bytes},
+                         {"live_records", vs.journal_live_records},
+                         {"syncs", vs.journal_syncs},
+                         {"fdatasyncs", vs.journal_fdatasyncs}};
+  } else {
+    (*out)["journal"] = nullptr;
+  }
   return Status::OK();
 }
 

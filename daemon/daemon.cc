@@ -127,6 +127,11 @@ Status Daemon::start() {
   // memory:// starts empty every time: an index file would only cost I/O.
   vo.index_path = store_->persistent() ? config_.state_dir + "/index.sqlite" : kInMemoryIndex;
   vo.ephemeral = !store_->persistent();
+  if (!vo.ephemeral && effective_journal_enabled(config_, url)) {
+    vo.journal_dir = config_.journal_dir.empty() ? config_.state_dir + "/journal" : config_.journal_dir;
+    vo.journal_bytes = config_.journal_bytes;
+    vo.journal_max_lag_ms = config_.journal_max_lag_ms;
+  }
   if (vo.ephemeral) {
     logger->info("storage keeps nothing past this process: FLUSH and FUA return at once storage={}", store_->url());
   }
@@ -172,9 +177,11 @@ Status Daemon::start() {
   gc_->start();
 
   const uint64_t size = volume_->size_bytes();
-  logger->info("portalbd started socket={} size_gb={} nbd={} storage=\"{}\" state_dir={} upload_concurrency={} compression={}",
-               config_.control_socket, size >> 30, config_.nbd_address.empty() ? "off" : nbd_->tcp_address(),
-               store_->url(), config_.state_dir, upload_concurrency, compression);
+  logger->info(
+      "portalbd started socket={} size_gb={} nbd={} storage=\"{}\" state_dir={} upload_concurrency={} compression={} "
+      "journal={}",
+      config_.control_socket, size >> 30, config_.nbd_address.empty() ? "off" : nbd_->tcp_address(), store_->url(),
+      config_.state_dir, upload_concurrency, compression, vo.journal_dir.empty() ? "off" : vo.journal_dir);
   log::get("daemon")->info("NBD server accepting connections export={} size_bytes={}", config_.export_name, size);
   notify_service_manager("READY=1\nSTATUS=serving " + config_.export_name + " (" + std::to_string(size) +
                          " bytes) on " + (config_.nbd_address.empty() ? config_.nbd_unix : nbd_->tcp_address()) +

@@ -140,6 +140,12 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
   app.add_flag("--repair", repair,
                "open a volume whose storage is damaged (missing or torn segments, a lost roots record), accepting "
                "the loss: unreadable objects move under quarantine/ and the log says what is lost");
+  std::string journal;
+  app.add_option("--journal", journal,
+                 "write-ahead journal on local disk: on (FLUSH = one fdatasync, uploads behind) or off (FLUSH "
+                 "waits for the object store, the default)")
+      ->option_text("on|off")
+      ->check(CLI::IsMember({"on", "off"}));
   bool take_over = false;
   app.add_flag("--take-over", take_over,
                "break another daemon's claim on the volume (only when that daemon is gone: it is fenced and stops "
@@ -189,6 +195,10 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
   if (grow) cfg.grow = true;
   if (take_over) cfg.take_over = true;
   if (repair) cfg.repair = true;
+  if (!journal.empty()) {
+    cfg.journal_enabled = journal == "on";
+    cfg.journal_enabled_set = true;
+  }
   for (size_t i = 0; i < std::size(kFlags); ++i) {
     if (options[i]->count() == 0) continue;
     Status st = apply_flag(kFlags[i], *find_config_key(kFlags[i].key), raw[i], &cfg);

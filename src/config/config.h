@@ -54,6 +54,14 @@ struct Config {
   uint64_t upload_concurrency = 0;
   // [cache]
   uint64_t cache_bytes = 256ull << 20;  // decoded-frame read cache; 0 disables it
+
+  // [journal]: the local write-ahead journal (src/engine/journal.h). Its
+  // default depends on the store: effective_journal_enabled().
+  bool journal_enabled = false;
+  bool journal_enabled_set = false;
+  std::string journal_dir;                 // "" = <state_dir>/journal
+  uint64_t journal_bytes = 1ull << 30;     // capacity
+  uint64_t journal_max_lag_ms = 10000;     // writers wait once the oldest unuploaded write is this old
   // [fuse]
   std::string fuse_mountpoint;  // mount the snapshot view here at start ("" = don't)
   // [gc]
@@ -107,6 +115,10 @@ std::string effective_storage_url(const Config& cfg);
 inline constexpr uint64_t kRemoteUploadConcurrency = 4;
 // cfg.upload_concurrency, or for 0 the automatic choice for `storage_url`.
 uint64_t effective_upload_concurrency(const Config& cfg, const std::string& storage_url);
+// Whether writes go through the local journal: [journal] enabled or
+// --journal on. Off by default (FLUSH durable in the object store, the
+// seed's semantics), and never on memory:// (nothing to journal).
+bool effective_journal_enabled(const Config& cfg, const std::string& storage_url);
 // cfg.compression, or for "auto": "none" on memory:// (RAM that dies with the
 // process, where raw frames are read in place with no decode: the speed of
 // nbdkit's memory plugin matters more than the RAM lz4 would save), "lz4"

@@ -89,6 +89,18 @@ std::vector<ConfigKey> build_table() {
                             "mount the FUSE snapshot view here at start, unmount it at stop"));
   keys.push_back(uint_key("gc.interval_s", &Config::gc_interval_s, r::check_any_uint,
                           "background garbage collection every N seconds, 0 turns it off"));
+  ConfigKey journal = bool_key("journal.enabled", &Config::journal_enabled,
+                               "write-ahead journal on local disk: FLUSH returns after one fdatasync, uploads run "
+                               "behind (default off: FLUSH waits for the object store; never on memory://)");
+  journal.set_marker = &Config::journal_enabled_set;
+  keys.push_back(journal);
+  keys.push_back(string_key("journal.dir", &Config::journal_dir, r::check_dir_path,
+                            "journal directory (default <state_dir>/journal); keep it on a local disk"));
+  keys.push_back(uint_key("journal.bytes", &Config::journal_bytes, r::check_journal_bytes,
+                          "journal capacity; writers wait while it is full of writes not yet uploaded"));
+  keys.push_back(uint_key("journal.max_lag_ms", &Config::journal_max_lag_ms, r::check_any_uint,
+                          "writers wait once the oldest write not yet uploaded is this old (what losing the "
+                          "local disk can cost, in time)"));
   keys.push_back(uint_key("gc.grace_ms", &Config::gc_grace_ms, r::check_any_uint,
                           "delete unreferenced segments this long after GC finds them"));
   keys.push_back(string_key("daemon.state_dir", &Config::state_dir, r::check_dir_path,

@@ -98,6 +98,11 @@ Status check_segment_bytes(uint64_t bytes) {
   return Status::OK();
 }
 
+Status check_journal_bytes(uint64_t bytes) {
+  if (bytes < (128ull << 20)) return invalid("must be at least 134217728 (128 MiB): two 64 MiB chunks");
+  return Status::OK();
+}
+
 Status check_upload_concurrency(uint64_t n) {
   if (n > kMaxUploadConcurrency) return invalid("must be between 0 (automatic) and 16");
   return Status::OK();

@@ -148,6 +148,24 @@ void FlushPipeline::seal_if_full_locked() {
   flusher_cv_.notify_one();
 }
 
+void FlushPipeline::replay_locked(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes,
+                                  uint64_t wseq) {
+  assert(wseq > last_wseq_);
+  active_max_wseq_ = last_wseq_ = wseq;
+  active_.assign(lba, nblocks, std::move(src));
+  active_bytes_ += charged_bytes;
+  seal_if_full_locked();
+}
+
+void FlushPipeline::nudge() {
+  {
+    MutexLock lock(&layers_.mu());
+    if (seals_held_ || active_.empty()) return;
+    seal_active_locked();
+  }
+  flusher_cv_.notify_one();
+}
+
 uint64_t FlushPipeline::take_seqs_locked(uint64_t count) {
   const uint64_t first = next_seq_;
   next_seq_ += count;
@@ -215,6 +233,8 @@ Status FlushPipeline::commit_segment(const std::shared_ptr<Sealed>& sealed) {
   segments_written_++;
   bytes_uploaded_ += sealed->object_bytes;
 
+  uint64_t committed_wseq;
+  {
   MutexLock lock(&layers_.mu());
   assert(!sealing_.empty() && sealing_.front() == sealed && sealed->stage == Stage::kStored);
   for (const auto& e : sealed->footer->entries) {
@@ -240,7 +260,10 @@ Status FlushPipeline::commit_segment(const std::shared_ptr<Sealed>& sealed) {
     failing_since_unix_ms_ = 0;
     last_storage_error_.clear();
   }
+  committed_wseq = committed_wseq_;
+  }
   space_cv_.notify_all();
+  if (on_commit_) on_commit_(committed_wseq);
   return Status::OK();
 }
 

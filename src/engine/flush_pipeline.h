@@ -121,6 +121,22 @@ class FlushPipeline {
   // Waits for buffer space as buffer() does, then returns with the engine
   // mutex held through `lock` (ephemeral volumes write into their layer).
   Status wait_for_space(MutexLock& lock, uint64_t charged_bytes) REQUIRES(layers_.mu());
+  // Open: a write recovered from the journal, with the write sequence number
+  // it had, into the active buffer (no waiting: the flusher is not running
+  // yet). wseq must be above every one taken so far.
+  void replay_locked(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes, uint64_t wseq)
+      REQUIRES(layers_.mu());
+  // Open: write sequence numbers continue after `upto` (the journal's
+  // newest, which storage may not have seen).
+  void skip_wseqs_locked(uint64_t upto) REQUIRES(layers_.mu()) { last_wseq_ = std::max(last_wseq_, upto); }
+  // Seals what is buffered and wakes the flusher: upload now rather than at
+  // the next timer tick (unless a quiet moment is being awaited).
+  void nudge() EXCLUDES(layers_.mu());
+  // The newest write sequence number taken.
+  uint64_t last_wseq_locked() const REQUIRES(layers_.mu()) { return last_wseq_; }
+  // Called (no lock held) after each commit with the newest write sequence
+  // number committed: every write up to it is in storage.
+  void set_on_commit(std::function<void(uint64_t committed_wseq)> fn) { on_commit_ = std::move(fn); }
   // OK, or why writes are refused (closed, fenced).
   Status writable_locked() const REQUIRES(layers_.mu());
   // Overlays the buffered blocks of [lba, lba+nblocks) that belong to
@@ -262,6 +278,7 @@ class FlushPipeline {
   const VolumeOptions& opts_;
   meta::Index* index_ = nullptr;  // set by start()
   std::function<Status()> write_roots_;
+  std::function<void(uint64_t)> on_commit_;
 
   Mutex upload_mu_;
   // Callers of upload_mu_ other than the flusher, waiting or holding

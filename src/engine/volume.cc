@@ -28,10 +28,12 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   PBD_RETURN_IF_ERROR(v->open_index());
   PBD_RETURN_IF_ERROR(v->rebuild_index_if_behind_storage());
   PBD_RETURN_IF_ERROR(v->replay_storage());
+  PBD_RETURN_IF_ERROR(v->open_journal());                 // before anything is stored: it may adopt a writer id
   PBD_RETURN_IF_ERROR(v->claim_previous_writers_seqs());  // after a take-over only
   PBD_RETURN_IF_ERROR(v->load_layers());
   PBD_RETURN_IF_ERROR(v->check_stored_references());
   PBD_RETURN_IF_ERROR(v->check_size_covers_data());
+  PBD_RETURN_IF_ERROR(v->replay_journal());
   v->pipeline_.start(v->index_.get());
   if (v->opts_.lease) {
     v->lease_keeper_ = std::make_unique<LeaseKeeper>(
@@ -50,6 +52,13 @@ Status Volume::close() {
   {
     MutexLock gc_lock(&gc_mu_);  // a GC pass running now finishes first
     st = pipeline_.close(&dirty);
+  }
+  // Everything is in storage now (or the close failed and the journal keeps
+  // it for the next start): a clean journal close marks it so.
+  if (journal_ && st.ok()) {
+    if (Status jc = journal_->close(); !jc.ok()) {
+      log::get("engine")->warn("could not close the journal cleanly error={}", log::quote(jc.ToString()));
+    }
   }
   // The lease is kept until the last upload is in; then nobody renews it.
   if (lease_keeper_) lease_keeper_->stop();
@@ -75,6 +84,7 @@ Volume::~Volume() {
 Status Volume::flush() { return flush_through(kFlushEverything); }
 
 BlockDevice::FlushTicket Volume::flush_ticket() {
+  if (journal_) return journal_ticket();
   MutexLock lock(&layers_.mu());
   return pipeline_.covering_gen_locked();
 }
@@ -84,6 +94,7 @@ Status Volume::flush_through(FlushTicket ticket) {
     pipeline_.count_flush();
     return Status::OK();
   }
+  if (journal_) return journal_sync(ticket);
   return pipeline_.make_durable(ticket);
 }
 
@@ -121,6 +132,20 @@ VolumeStats Volume::stats() {
   s.cache_hits = cache_.hits();
   s.cache_misses = cache_.misses();
   s.replayed_segments = replayed_segments_;
+  if (journal_) {
+    const JournalStats js = journal_->stats();
+    s.journal = true;
+    s.journal_capacity_bytes = js.capacity_bytes;
+    s.journal_used_bytes = js.used_bytes;
+    s.journal_live_records = js.live_records;
+    s.journal_syncs = js.syncs;
+    s.journal_fdatasyncs = js.fdatasyncs;
+    if (js.live_records > 0) {
+      s.upload_lag_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  std::chrono::steady_clock::now() - js.oldest_live_appended)
+                                                  .count());
+    }
+  }
   return s;
 }
 

@@ -69,6 +69,7 @@
 #include "src/engine/extent_map.h"
 #include "src/engine/flush_pipeline.h"
 #include "src/engine/frame_cache.h"
+#include "src/engine/journal.h"
 #include "src/engine/layer_set.h"
 #include "src/engine/lease_keeper.h"
 #include "src/engine/volume_options.h"
@@ -101,6 +102,13 @@ struct VolumeStats {
   uint64_t last_checkpoint_seq = 0;
   int64_t storage_failing_since_unix_ms = 0;  // 0: the last upload succeeded
   std::string last_storage_error;             // of the failing streak, if any
+  // The local journal (VolumeOptions::journal_dir), when on. What losing
+  // this host's disk would cost right now: dirty_bytes of writes, the oldest
+  // upload_lag_ms old.
+  bool journal = false;
+  uint64_t journal_capacity_bytes = 0, journal_used_bytes = 0, journal_live_records = 0;
+  uint64_t journal_syncs = 0, journal_fdatasyncs = 0;
+  uint64_t upload_lag_ms = 0;
 };
 
 struct GcOptions {
@@ -330,6 +338,29 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // (volume_takeover.cc). After replay_storage(), before anything is served.
   Status claim_previous_writers_seqs();
 
+  // The local journal (volume_journal.cc). open_journal(): after
+  // replay_storage() and before anything is stored, opens the journal and
+  // decides whether storage is still this journal's (adopting its writer id)
+  // or another daemon moved on (the journal is set aside). replay_journal():
+  // after load_layers(), puts the records storage does not hold back into
+  // the write buffer.
+  Status open_journal();
+  Status replay_journal();
+  // The writer of the newest segment in storage (0: none, or format < 4).
+  Result<uint64_t> newest_segment_writer();
+  // Appends one buffered write (wseq from FlushPipeline::buffer) to the journal.
+  Status journal_append(uint64_t wseq, uint64_t lba, uint64_t nblocks, const BlockSource& src);
+  // Holds writers while uploads lag the journal by more than journal_max_lag_ms.
+  Status wait_for_journal_lag();
+  // FLUSH through the journal: the newest write taken, and one fdatasync
+  // (group commit) covering every write answered before the ticket.
+  uint64_t journal_ticket();
+  // Seals and uploads everything buffered: a snapshot or restore on a
+  // journaled volume does this before its roots record, so no journal
+  // record is replayed across a layer change.
+  Status upload_everything_locked() REQUIRES(pipeline_.upload_mu());
+  Status journal_sync(FlushTicket ticket);
+
   const std::shared_ptr<ObjectStore> store_;
   const VolumeOptions opts_;
   uint64_t size_bytes_ = 0;
@@ -343,6 +374,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // writer lease. gc() holds the upload lock only step by step (gc.cc).
   Mutex gc_mu_;
   LayerSet layers_;
+  // Declared before the pipeline, whose commits release it, so it outlives it.
+  std::unique_ptr<Journal> journal_;
+  std::vector<JournalRecord> journal_replay_;  // open() only: recovered records
+  uint64_t journal_newest_wseq_ = 0;           // open() only
   FlushPipeline pipeline_{store_, layers_, opts_};
   Checkpointer checkpointer_{*this, pipeline_};
   std::unique_ptr<LeaseKeeper> lease_keeper_;  // with opts_.lease, from open() to close()

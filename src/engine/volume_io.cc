@@ -216,6 +216,15 @@ Status Volume::read_pieces(const std::vector<Piece>& pieces, uint64_t offset, st
 }
 
 Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes) {
+  if (journal_) {
+    // The journal gets the write after the buffer, in the order of their
+    // write sequence numbers; the write is answered once both have it.
+    PBD_RETURN_IF_ERROR(wait_for_journal_lag());
+    const BlockSource copy = src;  // shares the bytes
+    uint64_t wseq = 0;
+    PBD_RETURN_IF_ERROR(pipeline_.buffer(lba, nblocks, std::move(src), charged_bytes, &wseq));
+    return journal_append(wseq, lba, nblocks, copy);
+  }
   if (!opts_.ephemeral) return pipeline_.buffer(lba, nblocks, std::move(src), charged_bytes);
   // Nothing outlives this process, so there is nothing to upload: the blocks
   // go straight into the live layer, where an overwrite or a trim releases

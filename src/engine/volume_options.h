@@ -52,6 +52,19 @@ struct VolumeOptions {
   // read to quarantine/, logs every sequence number, layer and byte range
   // lost, and opens.
   bool repair = false;
+  // The local write-ahead journal (journal.h; docs/design.md, "The local
+  // journal"). With a directory, every write is also appended there, and
+  // FLUSH and FUA return after one fdatasync of it (group commit); segments
+  // upload behind, as on a timer. Open replays the records storage does not
+  // hold yet, so a crash or power loss of this host (its disk surviving)
+  // loses no answered FLUSH. Losing the disk loses the writes answered
+  // since the last upload: at most journal_bytes of them, none older than
+  // journal_max_lag_ms (writers wait beyond either); storage alone still
+  // opens to a prefix of the writes. "" (and on an ephemeral volume): none.
+  std::string journal_dir;
+  uint64_t journal_bytes = 1ull << 30;
+  uint64_t journal_chunk_bytes = 64ull << 20;
+  uint64_t journal_max_lag_ms = 10000;
 };
 
 inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;

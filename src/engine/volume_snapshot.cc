@@ -168,6 +168,7 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);  // no write is half-way through from here on
   FlushPipeline::UploadLock flush_lock(pipeline_);
+  if (journal_) PBD_RETURN_IF_ERROR(upload_everything_locked().With("upload the journaled writes before the cut"));
   uint64_t old_id;
   {
     MutexLock lock(&layers_.mu());
@@ -210,6 +211,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
   const int64_t now = now_unix_ms();
   ClosedGate cut(gate_);
   FlushPipeline::UploadLock flush_lock(pipeline_);
+  if (journal_) PBD_RETURN_IF_ERROR(upload_everything_locked().With("upload the journaled writes before the cut"));
   RestoreResult result;
   result.restored = name;
   std::optional<meta::RootRecord> keep;
