@@ -471,7 +471,9 @@ Journal::Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chu
 
 Journal::~Journal() = default;
 
-Result<OpenedJournal> Journal::Open(JournalOptions opts) {
+namespace {
+
+Status check_options(const JournalOptions& opts) {
   if (opts.dir.empty()) return Status::InvalidArgument("journal: no directory given");
   if (opts.volume_uuid.empty() || opts.volume_uuid.find('\n') != std::string::npos ||
       opts.writer_id.find('\n') != std::string::npos) {
@@ -481,12 +483,94 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
     return Status::InvalidArgument("journal: chunk_bytes must be a multiple of 4096 and at least 16384, not " +
                                    std::to_string(opts.chunk_bytes));
   }
-  const uint64_t want_chunks = opts.capacity_bytes / opts.chunk_bytes;
-  if (want_chunks < 2 || want_chunks > kMaxChunks) {
+  const uint64_t chunks = opts.capacity_bytes / opts.chunk_bytes;
+  if (chunks < 2 || chunks > kMaxChunks) {
     return Status::InvalidArgument("journal: capacity_bytes must hold 2 to 10000 chunks of chunk_bytes (" +
                                    std::to_string(opts.capacity_bytes) + " / " + std::to_string(opts.chunk_bytes) +
                                    ")");
   }
+  return Status::OK();
+}
+
+// The meta in dir; nullopt when there is none.
+Result<std::optional<Meta>> read_meta(const std::string& dir) {
+  const std::string path = dir + "/meta";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) return std::optional<Meta>();
+    return Status::IOError(errno_text("open " + path));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Status::IOError(errno_text("stat " + path));
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  PBD_RETURN_IF_ERROR(
+      pread_all(fd.get(), std::span(reinterpret_cast<std::byte*>(text.data()), text.size()), 0).With("read " + path));
+  auto meta = decode_meta(text, path);
+  if (!meta.ok()) return meta.status();
+  return std::optional<Meta>(std::move(meta).value());
+}
+
+// Opens meta's chunk files, checks their size and makes what they hold
+// durable: the last process may have been killed before it synced, and the
+// caller is about to act on what recovery reads.
+Result<std::vector<UniqueFd>> open_chunks(const std::string& dir, const Meta& meta) {
+  std::vector<UniqueFd> fds;
+  for (uint64_t i = 0; i < meta.chunk_count; ++i) {
+    const std::string path = dir + "/" + chunk_name(i);
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT) return Status::Corruption("journal " + dir + " has a meta but no " + chunk_name(i));
+      return Status::IOError(errno_text("open " + path));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return Status::IOError(errno_text("stat " + path));
+    if (static_cast<uint64_t>(st.st_size) != meta.chunk_bytes) {
+      return Status::Corruption("journal chunk " + path + " is " + std::to_string(st.st_size) + " bytes, not " +
+                                std::to_string(meta.chunk_bytes));
+    }
+    if (::fdatasync(fd.get()) != 0) return Status::IOError(errno_text("fdatasync " + path));
+    fds.push_back(std::move(fd));
+  }
+  return fds;
+}
+
+// Reads and checks every chunk (see "Recovery" in journal.h), then the live
+// records' payloads.
+Result<Recovered> recover(const std::string& dir, const Meta& meta, const std::vector<UniqueFd>& fds) {
+  std::vector<ChunkScan> scans;
+  std::vector<std::byte> buf(meta.chunk_bytes);
+  for (uint64_t i = 0; i < fds.size(); ++i) {
+    PBD_RETURN_IF_ERROR(pread_all(fds[i].get(), buf, 0).With("read " + dir + "/" + chunk_name(i)));
+    scans.push_back(scan_chunk(buf, meta.journal_id));
+  }
+  Recovered rec;
+  PBD_RETURN_IF_ERROR(analyse(dir, std::move(scans), &rec));
+  for (uint64_t c : rec.run) {
+    for (const Found& f : rec.scans[c].chain) {
+      if (f.h.wseq <= rec.report.released_wseq) continue;
+      JournalRecord r;
+      r.wseq = f.h.wseq;
+      r.lba = f.h.lba;
+      r.nblocks = f.h.nblocks;
+      r.state = static_cast<ExtentState>(f.h.state);
+      r.data.resize(f.h.payload_bytes);
+      PBD_RETURN_IF_ERROR(pread_all(fds[c].get(), r.data, f.offset + kHeaderBytes).With("read " + chunk_name(c)));
+      if (crc32c(r.data) != f.h.payload_crc) {
+        return Status::Corruption("journal record at " + dir + "/" + chunk_name(c) + " offset " +
+                                  std::to_string(f.offset) + " changed while being recovered");
+      }
+      rec.report.records.push_back(std::move(r));
+    }
+  }
+  rec.report.previous_writer_id = meta.writer_id;
+  return rec;
+}
+
+}  // namespace
+
+Result<OpenedJournal> Journal::Open(JournalOptions opts) {
+  PBD_RETURN_IF_ERROR(check_options(opts));
+  const uint64_t want_chunks = opts.capacity_bytes / opts.chunk_bytes;
   auto logger = log::get("journal");
   const std::string dir = opts.dir;
   std::error_code ec;
@@ -497,114 +581,55 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
   }
   auto dir_fd = lock_dir(dir);
   if (!dir_fd.ok()) return dir_fd.status();
-
-  Meta meta;
-  bool have_meta = false;
-  const std::string meta_path = dir + "/meta";
-  {
-    UniqueFd fd(::open(meta_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd) {
-      struct stat st {};
-      if (::fstat(fd.get(), &st) != 0) return Status::IOError(errno_text("stat " + meta_path));
-      std::string text(static_cast<size_t>(st.st_size), '\0');
-      PBD_RETURN_IF_ERROR(pread_all(fd.get(), std::span(reinterpret_cast<std::byte*>(text.data()), text.size()), 0)
-                              .With("read " + meta_path));
-      auto decoded = decode_meta(text, meta_path);
-      if (!decoded.ok()) return decoded.status();
-      meta = *decoded;
-      have_meta = true;
-    } else if (errno != ENOENT) {
-      return Status::IOError(errno_text("open " + meta_path));
-    }
-  }
-  if (have_meta && meta.volume_uuid != opts.volume_uuid) {
-    return Status::InvalidArgument("journal " + dir + " belongs to volume " + meta.volume_uuid + ", not " +
+  auto found = read_meta(dir);
+  if (!found.ok()) return found.status();
+  if (*found && (*found)->volume_uuid != opts.volume_uuid) {
+    return Status::InvalidArgument("journal " + dir + " belongs to volume " + (*found)->volume_uuid + ", not " +
                                    opts.volume_uuid + ": give this volume its own journal dir, or discard that journal");
   }
 
-  OpenedJournal opened;
-  JournalRecovery& report = opened.recovery;
-  std::vector<UniqueFd> fds;
+  // Recover what is there; a new geometry applies only when nothing is live.
+  Meta meta;
   Recovered rec;
-  bool fresh = !have_meta;
-  if (have_meta) {
-    report.previous_writer_id = meta.writer_id;
-    for (uint64_t i = 0; i < meta.chunk_count; ++i) {
-      const std::string path = dir + "/" + chunk_name(i);
-      UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-      if (!fd) {
-        if (errno == ENOENT) return Status::Corruption("journal " + dir + " has a meta but no " + chunk_name(i));
-        return Status::IOError(errno_text("open " + path));
-      }
-      struct stat st {};
-      if (::fstat(fd.get(), &st) != 0) return Status::IOError(errno_text("stat " + path));
-      if (static_cast<uint64_t>(st.st_size) != meta.chunk_bytes) {
-        return Status::Corruption("journal chunk " + path + " is " + std::to_string(st.st_size) + " bytes, not " +
-                                  std::to_string(meta.chunk_bytes));
-      }
-      // What recovery reads may still be only in the page cache (the last
-      // process was killed before it synced): make it durable before the
-      // caller acts on it.
-      if (::fdatasync(fd.get()) != 0) return Status::IOError(errno_text("fdatasync " + path));
-      fds.push_back(std::move(fd));
-    }
-    std::vector<ChunkScan> scans;
-    std::vector<std::byte> buf(meta.chunk_bytes);
-    for (uint64_t i = 0; i < fds.size(); ++i) {
-      PBD_RETURN_IF_ERROR(pread_all(fds[i].get(), buf, 0).With("read " + dir + "/" + chunk_name(i)));
-      scans.push_back(scan_chunk(buf, meta.journal_id));
-    }
-    PBD_RETURN_IF_ERROR(analyse(dir, std::move(scans), &rec));
-    report.newest_wseq = rec.report.newest_wseq;
-    report.released_wseq = rec.report.released_wseq;
-    report.torn_tail = rec.report.torn_tail;
-    for (uint64_t c : rec.run) {
-      for (const Found& f : rec.scans[c].chain) {
-        if (f.h.wseq <= report.released_wseq) continue;
-        JournalRecord r;
-        r.wseq = f.h.wseq;
-        r.lba = f.h.lba;
-        r.nblocks = f.h.nblocks;
-        r.state = static_cast<ExtentState>(f.h.state);
-        r.data.resize(f.h.payload_bytes);
-        PBD_RETURN_IF_ERROR(pread_all(fds[c].get(), r.data, f.offset + kHeaderBytes).With("read " + chunk_name(c)));
-        if (crc32c(r.data) != f.h.payload_crc) {
-          return Status::Corruption("journal record at " + dir + "/" + chunk_name(c) + " offset " +
-                                    std::to_string(f.offset) + " changed while being recovered");
-        }
-        report.records.push_back(std::move(r));
-      }
-    }
-    if (!report.torn_tail.empty()) {
+  std::vector<UniqueFd> fds;
+  bool create = !*found;
+  if (*found) {
+    meta = **found;
+    auto opened_fds = open_chunks(dir, meta);
+    if (!opened_fds.ok()) return opened_fds.status();
+    fds = std::move(opened_fds).value();
+    auto recovered = recover(dir, meta, fds);
+    if (!recovered.ok()) return recovered.status();
+    rec = std::move(recovered).value();
+    if (!rec.report.torn_tail.empty()) {
       logger->warn("journal torn tail cut at the last whole record dir={} at={} newest_wseq={}", log::quote(dir),
-                   log::quote(report.torn_tail), report.newest_wseq);
+                   log::quote(rec.report.torn_tail), rec.report.newest_wseq);
     }
     if (meta.chunk_bytes != opts.chunk_bytes || meta.chunk_count != want_chunks) {
-      if (report.records.empty()) {
+      if (rec.report.records.empty()) {
         logger->info("journal laid out anew for new geometry dir={} chunk_bytes={} chunks={} was_chunk_bytes={} "
                      "was_chunks={}",
                      log::quote(dir), opts.chunk_bytes, want_chunks, meta.chunk_bytes, meta.chunk_count);
         fds.clear();
         PBD_RETURN_IF_ERROR(remove_journal_files(dir, dir_fd->get()));
-        fresh = true;
+        rec.run.clear();
+        create = true;
       } else {
         logger->warn("journal keeps its geometry while it holds live records dir={} chunk_bytes={} chunks={} "
                      "asked_chunk_bytes={} asked_chunks={}",
                      log::quote(dir), meta.chunk_bytes, meta.chunk_count, opts.chunk_bytes, want_chunks);
-        opts.chunk_bytes = meta.chunk_bytes;
-        opts.capacity_bytes = meta.chunk_bytes * meta.chunk_count;
       }
     }
+  } else {
+    rec.report.created = true;
+    const auto leftovers = our_files(dir);
+    if (!leftovers.empty()) {
+      logger->warn("journal dir has chunk files but no meta, starting a new journal dir={} files={}",
+                   log::quote(dir), leftovers.size());
+    }
+    for (const auto& path : leftovers) ::unlink(path.c_str());
   }
-  if (fresh) {
-    if (!have_meta) {
-      const auto leftovers = our_files(dir);
-      if (!leftovers.empty()) {
-        logger->warn("journal dir has chunk files but no meta, starting a new journal dir={} files={}",
-                     log::quote(dir), leftovers.size());
-      }
-      for (const auto& path : leftovers) ::unlink(path.c_str());
-    }
+  if (create) {
     meta = Meta{};
     meta.volume_uuid = opts.volume_uuid;
     meta.writer_id = opts.writer_id;
@@ -617,9 +642,6 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
       (void)remove_journal_files(dir, dir_fd->get());  // leave no half journal taking space
       return st.With("create journal " + dir);
     }
-    report.created = !have_meta;
-    rec.run.clear();
-    rec.scans.clear();
     logger->info("journal created dir={} chunk_bytes={} chunks={}", log::quote(dir), meta.chunk_bytes,
                  meta.chunk_count);
   }
@@ -628,6 +650,7 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
 
   const bool claim = meta.writer_id != opts.writer_id;
   std::unique_ptr<Journal> j(new Journal(std::move(opts), std::move(*dir_fd), std::move(fds), meta.journal_id, claim));
+  const JournalRecovery& report = rec.report;
   {
     MutexLock lock(&j->mu_);
     const uint64_t newest = report.newest_wseq;
@@ -648,7 +671,9 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
   logger->info("journal opened dir={} live_records={} newest_wseq={} released_wseq={} previous_writer={}",
                log::quote(j->opts_.dir), report.records.size(), report.newest_wseq, report.released_wseq,
                log::quote(report.previous_writer_id));
+  OpenedJournal opened;
   opened.journal = std::move(j);
+  opened.recovery = std::move(rec.report);
   return opened;
 }
 

@@ -80,15 +80,31 @@
 // waits for its turn (other threads appending the ones in between), so
 // callers may assign wseqs under their own lock and append outside it.
 //
-// Failure: once a write or an fdatasync fails, the journal stays failed
+// Writers: meta's writer_id names who owns the live records. Open reports it
+// (JournalRecovery::previous_writer_id) and leaves it; the new writer's first
+// append rewrites meta with its own id, adopting the records it recovered.
+// So a caller that will not replay another writer's records Discards the
+// journal before appending, and a crash in between still names the old
+// writer. Open reads the whole ring (capacity_bytes) once.
+//
+// Failure: once a record write or an fdatasync fails, the journal stays failed
 // (append and sync return that error): after a failed fdatasync the kernel
 // may have dropped the dirty pages ("fsyncgate"), so nothing written since
-// the last good sync can be trusted. Reopen to recover.
+// the last good sync can be trusted. Reopen to recover. (A failed meta
+// rewrite at the first append is not sticky: nothing was written; retry.)
 //
-// Thread-safety: append, sync, release and stats are safe concurrently. One
-// Mutex guards the state; file I/O (pwrite, fdatasync, the meta rewrite) runs
-// outside it, made exclusive by the append turn or the sync leadership. Two
-// Journals never share a directory: Open takes an flock on it (kBusy).
+// Shutdown: close() records the release watermark on disk (a pad after the
+// newest record), so the next Open returns only unreleased records; without
+// it the files are as a crash leaves them, which is always safe.
+//
+// Thread-safety: append, sync, release, stats and close are safe
+// concurrently. One Mutex, mu_, guards the state. File I/O runs outside it:
+// record and pad writes (and the meta rewrite) by the one append that holds
+// the turn (turn_taken_, for wseq next_wseq_), fdatasyncs of sync() by the one
+// leader (sync_running_). Order: the turn, then mu_ (a turn holder takes and
+// drops mu_ around its I/O; nobody waits for the turn while holding mu_
+// except on turn_cv_). Two Journals never share a directory: Open takes an
+// flock on it (kBusy), so neither do two processes.
 #pragma once
 
 #include <chrono>
@@ -114,9 +130,11 @@ struct JournalOptions {
   uint64_t chunk_bytes = 64ull << 20;    // a multiple of 4096, at least 16 KiB
   std::string volume_uuid;               // required; a journal of another volume is refused
   std::string writer_id;                 // recorded in meta from this writer's first append
-  // Test seam: called before each pwrite ("pwrite") and fdatasync
-  // ("fdatasync") of a chunk; a non-zero return is the errno that call fails
-  // with instead of running.
+  // Test seam (a fault-injection decorator over the file calls): called,
+  // from any thread, before each pwrite ("pwrite") and fdatasync
+  // ("fdatasync") of a chunk by append, sync and chunk switches; a non-zero
+  // return is the errno that call fails with instead of running. Open's own
+  // I/O and meta writes are not covered.
   std::function<int(const char* op)> inject_error;
 };
 
@@ -149,7 +167,7 @@ struct JournalStats {
   uint64_t synced_wseq = 0;       // newest known durable
   uint64_t released_wseq = 0;
   uint64_t syncs = 0;             // sync() calls
-  uint64_t fdatasyncs = 0;        // fdatasync calls they and chunk switches made
+  uint64_t fdatasyncs = 0;        // fdatasync calls by sync() leaders and chunk switches
   bool failed = false;            // a write or fdatasync failed: see "Failure"
 };
 
@@ -202,8 +220,10 @@ class Journal {
   Status sync(uint64_t wseq) EXCLUDES(mu_);
 
   // Every record with wseq <= upto is in object storage: chunks holding only
-  // such records (not the head) become free. With upto beyond the newest
-  // append, also moves the sequence: the next append must be upto + 1.
+  // such records (not the head) become free, and appends waiting for space
+  // go on. With upto beyond the newest append, also moves the sequence: the
+  // next append must be upto + 1. REQUIRES: no append of a wseq <= upto is
+  // under way.
   void release(uint64_t upto) EXCLUDES(mu_);
 
   JournalStats stats() const EXCLUDES(mu_);

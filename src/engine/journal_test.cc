@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -212,7 +214,7 @@ TEST_SUITE("engine.journal") {
       CHECK(s.syncs == kThreads * kEach);
       CHECK(s.synced_wseq == kThreads * kEach);
       MESSAGE("syncs=" << s.syncs << " fdatasyncs=" << s.fdatasyncs);
-      CHECK(s.fdatasyncs * 3 < s.syncs);
+      CHECK(s.fdatasyncs * 2 < s.syncs);  // about 1 in 4 here; margin for a loaded machine
       CHECK(static_cast<uint64_t>(fdatasyncs.load()) == s.fdatasyncs);
     }
     o.inject_error = nullptr;
@@ -573,5 +575,29 @@ TEST_SUITE("engine.journal") {
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().is(Status::Code::kIOError));
     CHECK(contains(r.status().message(), tmp.path + "/file/journal"));
+  }
+
+  TEST_CASE("a disk that refuses the chunk files' bytes fails Open with kIOError and leaves nothing behind") {
+    // A real write error from the kernel, without privileges: a file size
+    // limit (RLIMIT_FSIZE) below one chunk makes the zero fill fail with
+    // EFBIG, as a full disk fails it with ENOSPC.
+    TempDir tmp;
+    auto o = small_ring(tmp.path);
+    REQUIRE(std::filesystem::create_directories(o.dir));
+    struct rlimit old {};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+    auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = old;
+    small.rlim_cur = 8 * 1024;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+    auto r = Journal::Open(o);
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    ::signal(SIGXFSZ, old_handler);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().is(Status::Code::kIOError));
+    CHECK(contains(r.status().message(), "chunk-0000"));
+    MESSAGE(r.status().ToString());
+    CHECK(std::filesystem::is_empty(o.dir));
+    CHECK(open_ok(o).recovery.created);  // with room, it opens
   }
 }
