@@ -85,12 +85,15 @@ run: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	$(BUILD)/bin/portalbd $(RUN_ARGS)
 
-# Every test: integration with real clients, then unit (plain and ASan/UBSan).
+# Every test: clang's lock analysis (thread-safety, below; a failure here does
+# not stop the run, tests/integration/test_thread_safety.sh counts it), then
+# integration with real clients, then unit (plain and ASan/UBSan).
 # Ends with one line "N passed, N failed". The integration tests need only
 # the programs; the unit test binaries (half the compile time) are built at
 # nice 19 while they run, on the CPU they leave idle.
 test: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) $(BINS) $(BENCH_BINS)
+	-@$(MAKE) --no-print-directory -j$(NPROC) thread-safety
 	@UNIT_BUILD='$(MAKE) --no-print-directory -j$(NPROC) $(BUILD)/bin/unit_tests $(BUILD)/bin/unit_tests_asan' \
 	  bash tests/run_all.sh
 
@@ -214,7 +217,7 @@ tsan-unit: $(BUILD)/tsan/unit_tests_tsan
 # clang 14 cannot compile some of them (a lambda capturing a structured
 # binding: C++20, in clang from 16). Syntax only, no objects: one stamp per
 # file under build/tsa/, so it runs in parallel and again only for files whose
-# text or headers changed.
+# text or headers changed. `make test` runs it before the suite.
 .PHONY: thread-safety
 TSA_CXX    ?= clang++
 # -Wno-thread-safety-precise: the engine's parts share the volume's mutexes

@@ -13,7 +13,8 @@ PACKAGES=(
   libnbd-bin python3 python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux nbdkit
   # S3 tests: botocore signs requests as a second opinion on SigV4
   python3-botocore
-  clang libclang-rt-14-dev  # fuzzing: make fuzz, tests/integration/test_fuzz_short.sh
+  # clang: fuzzing (make fuzz, test_fuzz_short.sh) and the lock analysis (make thread-safety)
+  clang libclang-rt-14-dev
   # VM test (real kernel nbd client) and packaging tests
   qemu-system-x86 linux-image-amd64 busybox-static nbd-client dpkg-dev systemd nix-bin
 )
