@@ -197,6 +197,11 @@ Status Volume::journal_sync(FlushTicket ticket) {
   const uint64_t appended = journal_->stats().appended_wseq;
   const uint64_t upto = std::min<uint64_t>(ticket == kFlushEverything ? journal_ticket() : ticket, appended);
   pipeline_.count_flush();
+  // A daemon that lost the volume acknowledges nothing more: the next holder
+  // never sees this journal (docs/design.md, "Whose journal").
+  if (opts_.lease && opts_.lease->fenced()) {
+    return Status::Fenced("another portalbd took over this volume; FLUSH is refused");
+  }
   if (upto == 0) return Status::OK();
   Status st = journal_->sync(upto);
   if (!st.ok()) {
