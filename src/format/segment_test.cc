@@ -34,6 +34,20 @@ std::vector<std::byte> test_data(const std::string& name) {
 }
 }  // namespace
 
+// The test objects of formats 2 and 3 hold the same writes: 20 blocks of
+// data at block 100 (two entries: frames of 16 and 4 blocks; byte i of the
+// data is i / 4096 + i % 7), a hole and a zero run.
+void check_twenty_blocks_at_100(const std::vector<std::byte>& obj, const SegmentFooter& parsed) {
+  REQUIRE(parsed.entries.size() == 4);
+  CHECK(parsed.data_bytes() == 20 * kBlockSize);
+  std::vector<std::byte> frame;
+  for (const auto& ref : parsed.frames) {
+    CHECK(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &frame).ok());
+  }
+  REQUIRE(frame.size() == 4 * kBlockSize);  // the last frame: blocks 16-19
+  CHECK(static_cast<uint8_t>(frame[3 * 4096 + 5]) == 19 + (19 * 4096 + 5) % 7);
+}
+
 TEST_SUITE("engine.segment") {
   TEST_CASE("round trip: entries, frames and data survive encode/parse/decode") {
     for (Codec codec : {Codec::kLz4, Codec::kZstd, Codec::kNone}) {
@@ -100,15 +114,7 @@ TEST_SUITE("engine.segment") {
     CHECK(parsed->layer == 3);
     CHECK(parsed->after_seq == 0x29);
     CHECK(parsed->prev_seq == 0);  // format 2 does not say
-    REQUIRE(parsed->entries.size() == 4);
-    CHECK(parsed->data_bytes() == 20 * kBlockSize);
-    std::vector<std::byte> frame;
-    for (const auto& ref : parsed->frames) {
-      CHECK(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &frame).ok());
-    }
-    // The last frame holds blocks 16-19; byte i of the data was i / 4096 + i % 7.
-    REQUIRE(frame.size() == 4 * kBlockSize);
-    CHECK(static_cast<uint8_t>(frame[3 * 4096 + 5]) == 19 + (19 * 4096 + 5) % 7);
+    check_twenty_blocks_at_100(obj, *parsed);
   }
 
   TEST_CASE("version 3 segments (prev_seq, no max_wseq or writer) are still read") {
@@ -123,14 +129,7 @@ TEST_SUITE("engine.segment") {
     CHECK(parsed->after_seq == 0);
     CHECK(parsed->max_wseq == 0);  // format 3 does not say
     CHECK(parsed->writer == 0);
-    REQUIRE(parsed->entries.size() == 4);  // the 20 data blocks are two entries, as in format 2
-    CHECK(parsed->data_bytes() == 20 * kBlockSize);
-    std::vector<std::byte> frame;
-    for (const auto& ref : parsed->frames) {
-      CHECK(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &frame).ok());
-    }
-    REQUIRE(frame.size() == 4 * kBlockSize);
-    CHECK(static_cast<uint8_t>(frame[3 * 4096 + 5]) == 19 + (19 * 4096 + 5) % 7);
+    check_twenty_blocks_at_100(obj, *parsed);
   }
 
   TEST_CASE("version 4 footers carry the newest write sequence number and the writer") {
