@@ -811,6 +811,10 @@ Status Journal::append(uint64_t wseq, uint64_t lba, uint64_t nblocks, ExtentStat
     }
   }
   if (!failed_.ok()) return failed_;
+  // Storage may hold a write before its append comes (the caller buffers it,
+  // then appends outside its lock, and an upload can commit in between);
+  // release() then moved the sequence past it. Nothing left to journal.
+  if (wseq > appended_wseq_ && wseq < next_wseq_ && wseq <= released_wseq_) return Status::OK();
   if (wseq < next_wseq_ || turn_taken_) {
     return Status::InvalidArgument("journal append: wseq " + std::to_string(wseq) +
                                    (turn_taken_ ? " is being appended already" : " was appended already (next is " +
@@ -871,6 +875,7 @@ Status Journal::sync(uint64_t wseq) {
   MutexLock lock(&mu_);
   if (closed_) return Status::Cancelled("journal " + opts_.dir + " is closed");
   ++syncs_;
+  if (wseq <= released_wseq_) return failed_;  // in object storage already
   if (wseq > appended_wseq_) {
     return Status::InvalidArgument("journal sync: wseq " + std::to_string(wseq) + " is not appended (newest " +
                                    std::to_string(appended_wseq_) + ")");

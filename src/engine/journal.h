@@ -207,12 +207,15 @@ class Journal {
   // caller). Waits for its turn (see "Sequencing") and, while the journal is
   // full, for release() to free a chunk; kBusy when `deadline` passes first
   // (nothing written: the same wseq may be appended again).
+  // A wseq that release() already covered (storage committed it before its
+  // append came) is OK at once, with nothing written.
   // kInvalidArgument for a wseq already appended or a malformed record;
   // kIOError when the write fails (the journal is failed from then on).
   Status append(uint64_t wseq, uint64_t lba, uint64_t nblocks, ExtentState state, std::span<const std::byte> data,
                 std::chrono::steady_clock::time_point deadline) EXCLUDES(mu_);
 
-  // Makes every record up to `wseq` durable (REQUIRES: appended). Group
+  // Makes every record up to `wseq` durable (REQUIRES: appended, or
+  // released: then OK at once unless the journal failed). Group
   // commit: one caller at a time (the leader) fdatasyncs the chunks written
   // since the last sync, covering everything appended when it started;
   // callers whose wseq that covers wait and return with it. kIOError when an
@@ -222,8 +225,9 @@ class Journal {
   // Every record with wseq <= upto is in object storage: chunks holding only
   // such records (not the head) become free, and appends waiting for space
   // go on. With upto beyond the newest append, also moves the sequence: the
-  // next append must be upto + 1. REQUIRES: no append of a wseq <= upto is
-  // under way.
+  // next append must be upto + 1 (appends of wseqs <= upto still to come
+  // return OK, writing nothing), unless an append holds its turn now (then
+  // the sequence goes on from it, recording released records).
   void release(uint64_t upto) EXCLUDES(mu_);
 
   JournalStats stats() const EXCLUDES(mu_);

@@ -421,7 +421,8 @@ TEST_SUITE("engine.journal") {
       Journal& j = *opened.journal;
       for (uint64_t w = 1; w <= 2; ++w) REQUIRE(append_data(j, w).ok());
       j.release(1000);  // e.g. the journal was off while storage took writes up to 1000
-      CHECK(append_data(j, 3).is(Status::Code::kInvalidArgument));
+      CHECK(append_data(j, 2).is(Status::Code::kInvalidArgument));  // appended already
+      CHECK(append_data(j, 3).ok());                                // in storage: nothing to write
       REQUIRE(append_data(j, 1001).ok());
       REQUIRE(append_data(j, 1002).ok());
       REQUIRE(j.sync(1002).ok());
@@ -429,6 +430,28 @@ TEST_SUITE("engine.journal") {
     auto opened = open_ok(o);
     check_records(opened.recovery.records, 1001, 1002);
     CHECK(opened.recovery.released_wseq == 1000);
+  }
+
+  TEST_CASE("an append that storage committed before it came is a no-op; the sequence goes on") {
+    // The caller buffers a write, then appends it outside its lock: an upload
+    // may commit it (release) in between.
+    TempDir tmp;
+    auto o = small_ring(tmp.path);
+    {
+      auto opened = open_ok(o);
+      Journal& j = *opened.journal;
+      for (uint64_t w = 1; w <= 3; ++w) REQUIRE(append_data(j, w).ok());
+      j.release(5);  // a segment holding 4 and 5 was committed
+      REQUIRE(append_data(j, 5).ok());  // late, and out of order: nothing to write
+      REQUIRE(append_data(j, 4).ok());
+      CHECK(j.sync(5).ok());
+      CHECK(j.stats().appended_wseq == 3);
+      CHECK(append_data(j, 3).is(Status::Code::kInvalidArgument));  // still refused: appended, not skipped
+      REQUIRE(append_data(j, 6).ok());
+      REQUIRE(j.sync(6).ok());
+    }
+    auto opened = open_ok(o);
+    check_records(opened.recovery.records, 6, 6);
   }
 
   TEST_CASE("a journal of another volume is refused; one dir, one Journal; Discard starts over") {
