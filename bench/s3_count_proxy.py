@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""A counting HTTP proxy in front of an S3 server, for bench/s3_compare.sh.
+"""A counting HTTP proxy in front of an S3 server, for bench/s3_compare.sh
+and (as a model of a remote store) bench/journal_compare.sh.
 
   s3_count_proxy.py --listen PORT --upstream http://127.0.0.1:UPSTREAM
+                    [--remote] [--latency-ms MS] [--bandwidth-mib-s N]
 
 Forwards every request unchanged (Host header included, so virtual-hosted
 requests stay virtual-hosted) and counts, per HTTP method, the requests and
@@ -13,6 +15,16 @@ snapshots, and wait for inflight == 0 to know uploads have settled. KIND
 "canceled" counts request bodies the client abandoned (not forwarded).
 Only loopback upstreams are accepted.
 
+Remote-store model (off by default, so s3_compare.sh measures loopback):
+--remote turns it on with 25 ms a request and 80 MiB/s a stream, the least
+distance to any real S3; --latency-ms and --bandwidth-mib-s set either (and
+turn the model on alone). Each forwarded request, once s3rver has answered,
+sleeps latency + (request body + response body bytes) / bandwidth before the
+reply goes out. A stream is one client connection: its requests run one after
+another, so the sleep per request is the connection's bandwidth; connections
+do not share a total (a remote S3 scales with connections). The model counts
+as in flight.
+
 Threads: one per client connection (ThreadingHTTPServer), each with its own
 keep-alive connection upstream; the totals are guarded by one lock.
 """
@@ -22,6 +34,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -30,6 +43,15 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 totals_lock = threading.Lock()
 totals = {}  # kind -> {"requests", "bytes_up", "bytes_down", "errors"}
 inflight = 0  # requests forwarded upstream and not yet answered
+model = {"latency_ms": 0.0, "bandwidth_mib_s": 0.0}  # the remote-store model; 0 = off
+
+
+def model_delay_s(bytes_moved):
+    """What a remote store adds to one request moving BYTES_MOVED body bytes."""
+    delay = model["latency_ms"] / 1000.0
+    if model["bandwidth_mib_s"] > 0:
+        delay += bytes_moved / (model["bandwidth_mib_s"] * 1048576.0)
+    return delay
 
 
 def count(kind, up, down, status):
@@ -90,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/__count_proxy_stats":
             with totals_lock:
-                payload = json.dumps({"inflight": inflight, "by_kind": totals}).encode()
+                payload = json.dumps({"inflight": inflight, "by_kind": totals, "model": model}).encode()
             self._reply(200, [("Content-Type", "application/json")], payload)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -120,6 +142,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             out = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
         count(request_kind(self.command, self.path, self.headers.get("Host", "")), len(body), len(data), resp.status)
+        delay = model_delay_s(len(body) + len(data))
+        if delay > 0:
+            time.sleep(delay)
         self._reply(resp.status, out, data)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
@@ -129,7 +154,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--listen", type=int, required=True)
     ap.add_argument("--upstream", required=True)
+    ap.add_argument("--remote", action="store_true",
+                    help="model a remote store: 25 ms a request, 80 MiB/s a stream (unless set below)")
+    ap.add_argument("--latency-ms", type=float, default=None, help="added to every request (remote: 25)")
+    ap.add_argument("--bandwidth-mib-s", type=float, default=None,
+                    help="per stream, for request and response bodies (remote: 80; 0 = unlimited)")
     args = ap.parse_args()
+    model["latency_ms"] = args.latency_ms if args.latency_ms is not None else (25.0 if args.remote else 0.0)
+    model["bandwidth_mib_s"] = (args.bandwidth_mib_s if args.bandwidth_mib_s is not None
+                                else (80.0 if args.remote else 0.0))
+    if model["latency_ms"] < 0 or model["bandwidth_mib_s"] < 0:
+        sys.exit("--latency-ms and --bandwidth-mib-s must not be negative")
     up = urlsplit(args.upstream)
     if up.hostname not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("upstream must be on loopback")
