@@ -648,6 +648,12 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
   opts.chunk_bytes = meta.chunk_bytes;
   opts.capacity_bytes = meta.chunk_bytes * meta.chunk_count;
 
+  // The caller may keep writing as the previous writer (it replays that
+  // writer's records as its own): then meta stays as it is.
+  if (!meta.writer_id.empty() && meta.writer_id != opts.writer_id && opts.adopt_previous_writer &&
+      opts.adopt_previous_writer(meta.writer_id)) {
+    opts.writer_id = meta.writer_id;
+  }
   const bool claim = meta.writer_id != opts.writer_id;
   std::unique_ptr<Journal> j(new Journal(std::move(opts), std::move(*dir_fd), std::move(fds), meta.journal_id, claim));
   const JournalRecovery& report = rec.report;

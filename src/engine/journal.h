@@ -130,6 +130,9 @@ struct JournalOptions {
   uint64_t chunk_bytes = 64ull << 20;    // a multiple of 4096, at least 16 KiB
   std::string volume_uuid;               // required; a journal of another volume is refused
   std::string writer_id;                 // recorded in meta from this writer's first append
+  // Given the writer id meta names (when it differs from writer_id): true to
+  // go on as that writer, so meta keeps naming it. Optional.
+  std::function<bool(const std::string& previous_writer_id)> adopt_previous_writer;
   // Test seam (a fault-injection decorator over the file calls): called,
   // from any thread, before each pwrite ("pwrite") and fdatasync
   // ("fdatasync") of a chunk by append, sync and chunk switches; a non-zero

@@ -60,24 +60,30 @@ Status Volume::open_journal() {
   jo.chunk_bytes = opts_.journal_chunk_bytes;
   jo.volume_uuid = uuid_;
   jo.writer_id = writer_hex(pipeline_.writer());
+  // Whose journal it is decides against storage's newest segment (see the
+  // top of this file): adopted in the same open, or set aside.
+  auto newest = newest_segment_writer();
+  if (!newest.ok()) return newest.status();
+  uint64_t adopted = 0;
+  jo.adopt_previous_writer = [&](const std::string& previous) {
+    const uint64_t writer = parse_writer_hex(previous);
+    if (writer == 0 || (*newest != 0 && *newest != writer)) return false;
+    adopted = writer;
+    return true;
+  };
   auto opened = Journal::Open(jo);
   if (!opened.ok()) return opened.status().With("open the journal in " + jo.dir);
   const std::string previous = opened->recovery.previous_writer_id;
-  if (!previous.empty() && previous != jo.writer_id) {
-    const uint64_t journal_writer = parse_writer_hex(previous);
-    auto newest = newest_segment_writer();
-    if (!newest.ok()) return newest.status();
-    opened->journal.reset();  // reopened below, under the writer id it keeps
-    if (journal_writer != 0 && (*newest == 0 || *newest == journal_writer)) {
-      pipeline_.set_writer(journal_writer);  // adopt it (see the top of this file)
-      jo.writer_id = previous;
-    } else {
-      logger->warn(
-          "setting aside a journal of another writer: storage holds segments stored by another daemon since "
-          "dir={} journal_writer={} storage_writer={} records={} newest_wseq={}",
-          jo.dir, previous, writer_hex(*newest), opened->recovery.records.size(), opened->recovery.newest_wseq);
-      PBD_RETURN_IF_ERROR(Journal::Discard(jo.dir).With("discard the journal in " + jo.dir));
-    }
+  if (adopted != 0) {
+    pipeline_.set_writer(adopted);
+  } else if (!previous.empty() && previous != jo.writer_id) {
+    logger->warn(
+        "setting aside a journal of another writer: storage holds segments stored by another daemon since "
+        "dir={} journal_writer={} storage_writer={} records={} newest_wseq={}",
+        jo.dir, previous, writer_hex(*newest), opened->recovery.records.size(), opened->recovery.newest_wseq);
+    opened->journal.reset();
+    PBD_RETURN_IF_ERROR(Journal::Discard(jo.dir).With("discard the journal in " + jo.dir));
+    jo.adopt_previous_writer = nullptr;
     opened = Journal::Open(jo);
     if (!opened.ok()) return opened.status().With("open the journal in " + jo.dir);
   }
