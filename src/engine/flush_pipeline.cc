@@ -307,6 +307,7 @@ void FlushPipeline::UploadLock::unlock() NO_THREAD_SAFETY_ANALYSIS {
 Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
   Status failed;
   std::shared_ptr<Sealed> failed_buffer;
+  bool stop_past_round = false;  // a commit past the round failed: leave the rest to the next round
   MutexLock lock(&layers_.mu());
   // A buffer that failed in an earlier call gets a new attempt in this one
   // (only buffers in the window can have failed).
@@ -314,10 +315,25 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
     if (sealed->stage == Stage::kFailed) transition(*sealed, Stage::kSealed);
   }
   for (;;) {
-    if (sealing_.empty() || sealing_.front()->seq > last_seq) break;
-    // Start a PUT for every buffer in the window that needs one.
+    if (sealing_.empty()) break;
+    const bool in_round = sealing_.front()->seq <= last_seq;
+    if (!in_round) {
+      // Past the round. Its PUTs still running are waited for (U4), and a
+      // head they leave STORED is committed meanwhile, in order, as below,
+      // rather than held for the next round: a commit never waits for a
+      // later segment's PUT.
+      if (puts_running_ == 0 || stop_past_round) break;
+      if (sealing_.front()->stage != Stage::kStored) {
+        upload_cv_.wait(lock);
+        continue;
+      }
+    }
+    // Start a PUT for every buffer in the window that needs one (none past
+    // the round: it ends once its PUTs are done).
     std::vector<std::shared_ptr<Sealed>> start;
-    for (size_t i = 0; i < sealing_.size() && i < upload_window_ && (fill_window || sealing_[i]->seq <= last_seq); ++i) {
+    for (size_t i = 0; in_round && i < sealing_.size() && i < upload_window_ &&
+                       (fill_window || sealing_[i]->seq <= last_seq);
+         ++i) {
       if (sealing_[i]->stage == Stage::kSealed) {
         transition(*sealing_[i], Stage::kPutting);
         ++puts_running_;
@@ -357,6 +373,10 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
       lock.unlock();
       Status confirmed = confirm_writer("confirm " + segment_key(head->seq) + " before committing it");
       lock.lock();
+      if (!confirmed.ok() && !in_round) {
+        stop_past_round = true;  // not this round's to report: the next one retries it
+        continue;
+      }
       if (!confirmed.ok()) {
         failed = std::move(confirmed);
         failed_buffer = head;
@@ -368,6 +388,10 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
     lock.unlock();
     Status st = commit_segment(head);  // pops the head
     lock.lock();
+    if (!st.ok() && !in_round) {
+      stop_past_round = true;
+      continue;
+    }
     if (!st.ok()) {
       failed = std::move(st);
       failed_buffer = head;
