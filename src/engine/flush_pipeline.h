@@ -40,7 +40,10 @@
 //       bytes (idempotent). A successful PUT frees it.
 //   U4. upload_through() returns only when none of its PUTs runs, so a
 //       buffer's object/footer are only ever touched by one thread at a time,
-//       and nothing uploads while upload_mu_ is free.
+//       and nothing uploads while upload_mu_ is free. While it waits for
+//       PUTs past the buffers it was asked for, it commits the heads they
+//       leave STORED (in order, U2, U7): a commit never waits for a later
+//       segment's PUT.
 //   U5. Memory: sealed buffers are bounded by write_buffer_bytes (writers
 //       wait for space); encoded objects exist only inside the window, so at
 //       most W of them (each about segment_bytes) are held on top.
