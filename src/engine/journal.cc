@@ -754,19 +754,23 @@ Status Journal::write_pad(uint64_t chunk, uint64_t offset, std::span<const std::
   return st.With(chunk_name(chunk) + " pad at offset " + std::to_string(offset));
 }
 
+std::vector<std::byte> Journal::pad_locked() const {
+  Header pad;
+  pad.kind = kKindPad;
+  pad.journal_id = journal_id_;
+  pad.wseq = chunks_[head_].last_wseq;
+  pad.synced_wseq = synced_wseq_;
+  pad.released_wseq = released_wseq_;
+  return encode_header(pad);
+}
+
 Status Journal::switch_chunk(MutexLock& lock, Clock::time_point deadline) {
   PBD_RETURN_IF_ERROR(wait_for_next_chunk(lock, deadline));
   const ChunkState& h = chunks_[head_];
   if (h.last_wseq != 0 && h.write_offset + kAlign <= opts_.chunk_bytes) {
     // J2/J3: the pad, carrying the release watermark, is durable before any
     // record of the next chunk is overwritten.
-    Header pad;
-    pad.kind = kKindPad;
-    pad.journal_id = journal_id_;
-    pad.wseq = h.last_wseq;
-    pad.synced_wseq = synced_wseq_;
-    pad.released_wseq = released_wseq_;
-    const std::vector<std::byte> bytes = encode_header(pad);
+    const std::vector<std::byte> bytes = pad_locked();
     const uint64_t chunk = head_;
     const uint64_t offset = h.write_offset;
     // The append turn keeps head_ and this chunk's state still meanwhile.
@@ -945,13 +949,7 @@ Status Journal::close() {
   if (!failed_.ok()) return failed_;
   const ChunkState& h = chunks_[head_];
   if (h.last_wseq == 0 || h.write_offset + kAlign > opts_.chunk_bytes) return Status::OK();  // no chain to end
-  Header pad;
-  pad.kind = kKindPad;
-  pad.journal_id = journal_id_;
-  pad.wseq = h.last_wseq;
-  pad.synced_wseq = synced_wseq_;
-  pad.released_wseq = released_wseq_;
-  const std::vector<std::byte> bytes = encode_header(pad);
+  const std::vector<std::byte> bytes = pad_locked();
   // Not synced: should it be lost, Open returns more released records, which
   // the caller filters anyway. The next append overwrites it (it continues
   // the chain from this offset).

@@ -266,6 +266,8 @@ class Journal {
   // mu_ itself: clang cannot follow a MutexLock into a function).
   Status switch_chunk(MutexLock& lock, std::chrono::steady_clock::time_point deadline) REQUIRES(mu_);
   Status wait_for_next_chunk(MutexLock& lock, std::chrono::steady_clock::time_point deadline) REQUIRES(mu_);
+  // The pad that ends the head chunk's chain, carrying the watermarks (J3).
+  std::vector<std::byte> pad_locked() const REQUIRES(mu_);
   Status write_pad(uint64_t chunk, uint64_t offset, std::span<const std::byte> pad) const;
   void free_released_chunks() REQUIRES(mu_);
   Status fail(Status st) REQUIRES(mu_);
