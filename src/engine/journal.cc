@@ -192,34 +192,6 @@ Result<Meta> decode_meta(const std::string& text, const std::string& path) {
   return m;
 }
 
-// Writes `iov` at `offset`, every byte (retrying EINTR and short writes).
-Status pwritev_all(int fd, std::vector<struct iovec> iov, uint64_t offset) {
-  size_t first = 0;
-  while (first < iov.size()) {
-    ssize_t n = ::pwritev(fd, iov.data() + first, static_cast<int>(iov.size() - first), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(errno_text("pwrite"));
-    }
-    offset += static_cast<uint64_t>(n);
-    auto left = static_cast<size_t>(n);
-    while (left > 0 && first < iov.size()) {
-      const size_t taken = std::min(left, iov[first].iov_len);
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + taken;
-      iov[first].iov_len -= taken;
-      left -= taken;
-      if (iov[first].iov_len == 0) ++first;
-    }
-    while (first < iov.size() && iov[first].iov_len == 0) ++first;
-  }
-  return Status::OK();
-}
-
-Status fsync_fd(int fd, const std::string& what) {
-  if (::fsync(fd) != 0) return Status::IOError(errno_text("fsync " + what));
-  return Status::OK();
-}
-
 // meta.tmp, fsync, rename over meta, fsync of the directory.
 Status write_meta(const std::string& dir, int dir_fd, const Meta& m) {
   const std::string tmp = dir + "/meta.tmp";
@@ -279,10 +251,9 @@ Status create_journal(const std::string& dir, int dir_fd, const Meta& m, std::ve
     if (!fd) return Status::IOError(errno_text("create " + path));
     for (uint64_t off = 0; off < m.chunk_bytes; off += zeros.size()) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), m.chunk_bytes - off));
-      struct iovec one = {const_cast<std::byte*>(zeros.data()), n};
-      PBD_RETURN_IF_ERROR(pwritev_all(fd.get(), {one}, off).With("write " + path));
+      PBD_RETURN_IF_ERROR(pwrite_all(fd.get(), std::span(zeros.data(), n), off).With("write " + path));
     }
-    if (::fdatasync(fd.get()) != 0) return Status::IOError(errno_text("fdatasync " + path));
+    PBD_RETURN_IF_ERROR(fdatasync_fd(fd.get(), path));
     fds->push_back(std::move(fd));
   }
   PBD_RETURN_IF_ERROR(fsync_fd(dir_fd, dir));
@@ -528,7 +499,7 @@ Result<std::vector<UniqueFd>> open_chunks(const std::string& dir, const Meta& me
       return Status::Corruption("journal chunk " + path + " is " + std::to_string(st.st_size) + " bytes, not " +
                                 std::to_string(meta.chunk_bytes));
     }
-    if (::fdatasync(fd.get()) != 0) return Status::IOError(errno_text("fdatasync " + path));
+    PBD_RETURN_IF_ERROR(fdatasync_fd(fd.get(), path));
     fds.push_back(std::move(fd));
   }
   return fds;
@@ -745,7 +716,7 @@ Status Journal::write_pad(uint64_t chunk, uint64_t offset, std::span<const std::
   const int fd = chunk_fds_[chunk].get();
   int e = inject("pwrite");
   Status st = e != 0 ? Status::IOError(std::string("pwrite: ") + std::strerror(e))
-                     : pwritev_all(fd, {{const_cast<std::byte*>(pad.data()), pad.size()}}, offset);
+                     : pwrite_all(fd, pad, offset);
   if (st.ok()) {
     e = inject("fdatasync");
     if (e == 0 && ::fdatasync(fd) != 0) e = errno;
@@ -854,10 +825,9 @@ Status Journal::append(uint64_t wseq, uint64_t lba, uint64_t nblocks, ExtentStat
     if (int e = inject("pwrite")) {
       st = Status::IOError(std::string("pwrite: ") + std::strerror(e));
     } else {
-      st = pwritev_all(chunk_fds_[chunk].get(),
-                       {{const_cast<std::byte*>(header.data()), header.size()},
-                        {const_cast<std::byte*>(data.data()), data.size()}},
-                       offset);
+      const struct iovec iov[] = {{const_cast<std::byte*>(header.data()), header.size()},
+                                  {const_cast<std::byte*>(data.data()), data.size()}};
+      st = pwritev_all(chunk_fds_[chunk].get(), iov, offset);
     }
     if (!st.ok()) st = st.With(chunk_name(chunk) + " offset " + std::to_string(offset));
   }
@@ -954,7 +924,7 @@ Status Journal::close() {
   // the caller filters anyway. The next append overwrites it (it continues
   // the chain from this offset).
   const int fd = chunk_fds_[head_].get();
-  Status st = pwritev_all(fd, {{const_cast<std::byte*>(bytes.data()), bytes.size()}}, h.write_offset);
+  Status st = pwrite_all(fd, bytes, h.write_offset);
   if (!st.ok()) return st.With("journal close: " + chunk_name(head_));
   return Status::OK();
 }

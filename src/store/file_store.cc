@@ -20,14 +20,6 @@ std::string errno_text(const std::string& what, const std::string& path) {
   return what + " " + path + ": " + std::strerror(errno);
 }
 
-// Makes a directory entry durable: fsync the directory that holds it.
-Status fsync_dir(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) return Status::IOError(errno_text("open dir", dir));
-  if (::fsync(fd.get()) != 0) return Status::IOError(errno_text("fsync dir", dir));
-  return Status::OK();
-}
-
 // mkdir -p. Objects are the volume's bytes: the directories made here are
 // 0700 and the files 0600 whatever the umask; existing ones are left alone.
 Status make_private_dirs(const std::string& dir) {
@@ -92,7 +84,7 @@ Result<std::string> FileStore::write_temp(const std::string& path, std::span<con
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return Status::IOError(errno_text("create", tmp));
   Status st = write_all(fd.get(), data);
-  if (st.ok() && ::fsync(fd.get()) != 0) st = Status::IOError(errno_text("fsync", tmp));
+  if (st.ok()) st = fsync_fd(fd.get(), tmp);
   if (!st.ok()) {
     ::unlink(tmp.c_str());
     return st.With("write " + tmp);

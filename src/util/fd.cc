@@ -1,5 +1,6 @@
 #include "src/util/fd.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -81,6 +82,42 @@ Status pread_all(int fd, std::span<std::byte> out, uint64_t offset) {
     done += static_cast<size_t>(n);
   }
   return Status::OK();
+}
+
+Status pwritev_all(int fd, std::span<const struct iovec> iov, uint64_t offset) {
+  return transfer_all(iov, "pwrite", [fd, &offset](const struct iovec* first, int count) {
+    const ssize_t n = ::pwritev(fd, first, count, static_cast<off_t>(offset));
+    if (n > 0) offset += static_cast<uint64_t>(n);
+    return n;
+  });
+}
+
+Status pwrite_all(int fd, std::span<const std::byte> data, uint64_t offset) {
+  struct iovec one = one_iovec(data);
+  return pwritev_all(fd, std::span(&one, 1), offset);
+}
+
+namespace {
+Status errno_status(const std::string& what) {
+  const int e = errno;
+  return Status::IOError(what + ": " + std::strerror(e));
+}
+}  // namespace
+
+Status fsync_fd(int fd, const std::string& what) {
+  if (::fsync(fd) != 0) return errno_status("fsync " + what);
+  return Status::OK();
+}
+
+Status fdatasync_fd(int fd, const std::string& what) {
+  if (::fdatasync(fd) != 0) return errno_status("fdatasync " + what);
+  return Status::OK();
+}
+
+Status fsync_dir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return errno_status("open dir " + dir);
+  return fsync_fd(fd.get(), "dir " + dir);
 }
 
 }  // namespace portalbd
