@@ -1,0 +1,85 @@
+// The on-disk side of the Journal (journal.h): record headers and their
+// checksums, the meta file, the ring of chunk files, and what Open reads back
+// from them (the scan for live records under J1-J3). The format and the
+// invariants are drawn in journal.h; this header is private to journal.cc (the
+// writer) and journal_format.cc (encoding, creating, recovering, discarding):
+// nothing else includes it.
+// Thread-safety: plain functions over the files they are given; the Journal
+// serialises its own calls (see journal.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "src/engine/journal.h"
+#include "src/util/fd.h"
+#include "src/util/status.h"
+
+namespace portalbd::journal_format {
+
+constexpr uint8_t kKindWrite = 1;
+constexpr uint8_t kKindPad = 2;
+
+// "chunk-0003": the file name of chunk i in the journal's dir.
+std::string chunk_name(uint64_t i);
+
+// A record's (or pad's) 80-byte header; see journal.h for the layout.
+struct Header {
+  uint8_t kind = kKindWrite;
+  uint8_t state = 0;
+  uint64_t journal_id = 0;
+  uint64_t wseq = 0;
+  uint64_t lba = 0;
+  uint64_t nblocks = 0;
+  uint64_t synced_wseq = 0;
+  uint64_t released_wseq = 0;
+  uint32_t payload_bytes = 0;
+  uint32_t payload_crc = 0;
+};
+
+// Bytes the record takes in its chunk: header and payload, padded to kAlign.
+uint64_t record_bytes(const Header& h);
+// The header's kHeaderBytes bytes, its CRC32C filled in.
+std::vector<std::byte> encode_header(const Header& h);
+
+// The meta file's fields.
+struct Meta {
+  uint32_t version = Journal::kFormatVersion;
+  std::string volume_uuid;
+  std::string writer_id;
+  uint64_t journal_id = 0;
+  uint64_t chunk_bytes = 0;
+  uint64_t chunk_count = 0;
+};
+
+// Replaces dir/meta atomically: meta.tmp, fsync, rename over meta, fsync of
+// the directory (dir_fd).
+Status write_meta(const std::string& dir, int dir_fd, const Meta& m);
+
+// One chunk of the live run Open found: the state of its current lap.
+struct RecoveredChunk {
+  uint64_t index = 0;
+  uint64_t first_wseq = 0;
+  uint64_t last_wseq = 0;
+  uint64_t end_offset = 0;  // where the lap's last record ends
+};
+
+// What open_files found in JournalOptions::dir, or made there.
+struct OpenedFiles {
+  UniqueFd dir_fd;                   // holds the flock on the dir
+  std::vector<UniqueFd> chunk_fds;   // chunk-0000 .. in ring order
+  Meta meta;                         // as on disk (its geometry wins over the options' while records are live)
+  JournalRecovery report;
+  uint64_t head = 0;                 // the chunk ending the run (meaningful when run is not empty)
+  std::vector<RecoveredChunk> run;   // chunks holding the linked run, oldest first, ending at head
+};
+
+// Journal::Open's file work: checks opts, creates (0700) and locks the dir,
+// reads meta and recovers the chunks (see "Recovery" in journal.h), or lays
+// out a new journal when there is none, or none live under a new geometry.
+// Errors as Journal::Open's.
+Result<OpenedFiles> open_files(const JournalOptions& opts);
+
+}  // namespace portalbd::journal_format
