@@ -32,18 +32,15 @@ tries. Output: one line per iteration, totals last, "FAIL ..." and exit 1 on a
 counterexample.
 """
 import argparse
-import json
-import os
 import random
-import shutil
-import signal
 import struct
-import subprocess
 import sys
 import threading
 import time
 
 import nbd
+
+from daemon_driver import Daemon, Failure
 
 BLOCK = 4096
 CONNS = 3
@@ -52,10 +49,6 @@ NBLOCKS = CONNS * REGION
 REC = struct.Struct("<QQQQ")  # conn+1, seq, lba, check
 MAGIC = 0x9E3779B97F4A7C15
 MASK = (1 << 64) - 1
-
-
-class Failure(Exception):
-    pass
 
 
 def now():
@@ -85,122 +78,18 @@ def decode(data, where):
     return out
 
 
-class Daemon:
-    def __init__(self, args, work):
-        self.args = args
-        self.work = work
-        self.nbd_sock = os.path.join(work, "nbd.sock")
-        self.ctl_sock = os.path.join(work, "ctl.sock")
-        self.state = os.path.join(work, "state")
-        self.log_path = os.path.join(work, "portalbd.log")
-        self.proc = None
-        self.starts = 0
-        self.torn_lease_takeovers = 0
-        self.storage = args.storage
-
-    def start(self, fresh_state=False, take_over=False):
-        if fresh_state:
-            shutil.rmtree(self.state, ignore_errors=True)
-        for p in (self.nbd_sock, self.ctl_sock):
-            if os.path.exists(p):
-                os.unlink(p)
-        cmd = [self.args.portalbd, "--storage", self.storage, "--disk-size-gb", "1",
-               "--nbd-address", f"127.0.0.1:{self.args.port}", "--nbd-unix", self.nbd_sock,
-               "--socket", self.ctl_sock, "--state-dir", self.state,
-               "--flush-interval-ms", str(self.args.flush_interval_ms)]
-        if take_over:
-            cmd.append("--take-over")
-        log = open(self.log_path, "a")
-        log_start = log.tell()
-        log.write(f"===== start {self.starts} fresh_state={fresh_state}: {' '.join(cmd)}\n")
-        log.flush()
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        self.starts += 1
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                with open(self.log_path) as f:
-                    f.seek(log_start)
-                    this_run = f.read()
-                if not take_over and "lock/writer.json" in this_run and "unreadable" in this_run:
-                    # A kill -9 during a lease renewal on s3rver (which keeps
-                    # the part of a PUT whose writer died) leaves the lease
-                    # torn: it counts as held by an unknown daemon until it
-                    # is older than the lease TTL. This loop killed the only
-                    # other daemon, so it does what the refusal tells an
-                    # operator who knows that.
-                    self.torn_lease_takeovers += 1
-                    print(f"# start {self.starts - 1}: the lease was torn by the kill; starting again with --take-over",
-                          flush=True)
-                    return self.start(take_over=True)
-                raise Failure(f"portalbd exited with status {self.proc.returncode} during startup "
-                              f"(see {self.log_path}): {self.log_tail()}")
-            if os.path.exists(self.nbd_sock) and os.path.exists(self.ctl_sock):
-                try:
-                    h = self.connect()
-                    h.shutdown()
-                    return
-                except nbd.Error:
-                    pass
-            if time.monotonic() > deadline:
-                raise Failure(f"portalbd not ready within 60 s: {self.log_tail()}")
-            time.sleep(0.05)
-
-    def connect(self, export="portalbd"):
-        h = nbd.NBD()
-        h.set_export_name(export)
-        h.connect_unix(self.nbd_sock)
-        return h
-
-    def kill9(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        if self.proc:
-            self.proc.wait()
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise Failure("portalbd did not exit within 60 s of SIGTERM")
-        if rc != 0:
-            raise Failure(f"portalbd exited {rc} after SIGTERM: {self.log_tail()}")
-
-    def ctl(self, *argv, timeout=30):
-        return subprocess.run([self.args.portalctl, "--socket", self.ctl_sock, *argv],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
-
-    def log_tail(self):
-        try:
-            with open(self.log_path) as f:
-                return "".join(f.readlines()[-15:])
-        except OSError:
-            return ""
-
-    def read_export(self, export):
-        h = self.connect(export)
-        try:
-            return h.pread(NBLOCKS * BLOCK, 0)
-        finally:
-            h.shutdown()
-
-    def snapshot_names(self):
-        r = self.ctl("--json", "snapshot", "list")
-        if r.returncode != 0:
-            raise Failure(f"portalctl snapshot list failed ({r.returncode}): {r.stderr.strip()}")
-        j = json.loads(r.stdout)
-        items = j.get("snapshots", j) if isinstance(j, dict) else j
-        return [s["name"] for s in items]
+def snapshot_names(d):
+    j = d.ctl_json("snapshot", "list")
+    items = j.get("snapshots", j) if isinstance(j, dict) else j
+    return [s["name"] for s in items]
 
 
 class Loop:
     def __init__(self, args):
         self.args = args
         self.rng = random.Random(args.seed)
-        self.d = Daemon(args, args.workdir)
+        self.d = Daemon(args.portalbd, args.portalctl, args.storage, args.workdir, args.port,
+                        extra_args=["--flush-interval-ms", str(args.flush_interval_ms)])
         # Per block: events [value, issued_ns, answered_ns|None, durable_by_itself].
         self.events = [[[0, 0, 0, True]] for _ in range(NBLOCKS)]
         self.barriers = []  # issue times of answered FLUSH / FUA / snapshot create / restore
@@ -403,14 +292,14 @@ class Loop:
         return {e[0] for e in evs[j:] if answered is None or e[1] < answered}
 
     def verify(self, where, rebase=True):
-        live = decode(self.d.read_export("portalbd"), f"{where}: live")
+        live = decode(self.d.read(NBLOCKS * BLOCK), f"{where}: live")
         for b in range(NBLOCKS):
             ok = self.acceptable_live(b)
             if live[b] not in ok:
                 hist = [(e[0], e[2] is not None, e[3]) for e in self.events[b][-6:]]
                 raise Failure(f"{where}: live block {b} holds stamp {live[b]}, expected one of {sorted(ok)} "
                               f"(last events (stamp, answered, durable): {hist})")
-        names = set(self.d.snapshot_names())
+        names = set(snapshot_names(self.d))
         for name in self.deleted_ok:
             if name in names:
                 raise Failure(f"{where}: snapshot {name} was deleted OK but is back")
@@ -424,7 +313,7 @@ class Loop:
             if answered is not None and name not in names:
                 raise Failure(f"{where}: snapshot {name} was created OK but is missing")
         for name in sorted(names):
-            got = decode(self.d.read_export(f"portalbd@{name}"), f"{where}: snapshot {name}")
+            got = decode(self.d.read(NBLOCKS * BLOCK, f"portalbd@{name}"), f"{where}: snapshot {name}")
             if name in self.pinned:
                 if got != self.pinned[name]:
                     bad = [b for b in range(NBLOCKS) if got[b] != self.pinned[name][b]][:5]

@@ -36,11 +36,8 @@ counterexample (SEED replays the same choices; thread timing does not replay
 exactly).
 """
 import argparse
-import json
 import os
 import random
-import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -49,16 +46,14 @@ import time
 
 import nbd
 
+from daemon_driver import Daemon, Failure
+
 BLOCK = 4096
 REC = struct.Struct("<QQQQ")  # magic, stamp, block, check
 MAGIC = 0x4A524E4C54455354   # "JRNLTEST"
 MIX = 0x9E3779B97F4A7C15
 MASK = (1 << 64) - 1
 BULK_SLOTS = 16  # filler writes land in this many --bulk-bytes slots after the region
-
-
-class Failure(Exception):
-    pass
 
 
 def check_word(stamp, block):
@@ -88,113 +83,11 @@ def decode(data, nblocks, where):
     return out
 
 
-class Daemon:
-    def __init__(self, a):
-        self.a = a
-        self.nbd_sock = os.path.join(a.workdir, "nbd.sock")
-        self.ctl_sock = os.path.join(a.workdir, "ctl.sock")
-        self.state = os.path.join(a.workdir, "state")
-        self.log_path = os.path.join(a.workdir, "portalbd.log")
-        self.proc = None
-        self.starts = 0
-        self.torn_lease_takeovers = 0
-
-    def start(self, fresh_state=False, take_over=False):
-        """Starts the daemon; returns the seconds until it served."""
-        if fresh_state:
-            shutil.rmtree(self.state, ignore_errors=True)
-        for p in (self.nbd_sock, self.ctl_sock):
-            if os.path.exists(p):
-                os.unlink(p)
-        cmd = [self.a.portalbd, "--storage", self.a.storage, "--disk-size-gb", "1",
-               "--nbd-address", f"127.0.0.1:{self.a.port}", "--nbd-unix", self.nbd_sock,
-               "--socket", self.ctl_sock, "--state-dir", self.state, *self.a.daemon_arg]
-        if take_over:
-            cmd.append("--take-over")
-        with open(self.log_path, "a") as log:
-            log_start = log.tell()
-            log.write(f"===== start {self.starts} fresh_state={fresh_state}: {' '.join(cmd)}\n")
-            log.flush()
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.starts += 1
-        t0 = time.monotonic()
-        while True:
-            if self.proc.poll() is not None:
-                this_run = self.log_since(log_start)
-                if not take_over and "lock/writer.json" in this_run and "unreadable" in this_run:
-                    # As in crash_loop.py: a kill -9 during a lease renewal on
-                    # s3rver (which keeps the part of a PUT whose writer died)
-                    # leaves the lease torn, held by nobody known until its
-                    # TTL passes. This loop killed the only other daemon.
-                    self.torn_lease_takeovers += 1
-                    print("# the lease was torn by the kill; starting again with --take-over", flush=True)
-                    return self.start(take_over=True)
-                raise Failure(f"portalbd exited with status {self.proc.returncode} during startup: "
-                              f"{self.log_tail()}")
-            if os.path.exists(self.nbd_sock) and os.path.exists(self.ctl_sock):
-                try:
-                    self.connect().shutdown()
-                    return time.monotonic() - t0
-                except nbd.Error:
-                    pass
-            if time.monotonic() - t0 > 60:
-                raise Failure(f"portalbd not ready within 60 s: {self.log_tail()}")
-            time.sleep(0.02)
-
-    def connect(self):
-        h = nbd.NBD()
-        h.set_export_name("portalbd")
-        h.connect_unix(self.nbd_sock)
-        return h
-
-    def kill9(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        if self.proc:
-            self.proc.wait()
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise Failure("portalbd did not exit within 60 s of SIGTERM")
-        if rc != 0:
-            raise Failure(f"portalbd exited {rc} after SIGTERM: {self.log_tail()}")
-
-    def status(self):
-        r = subprocess.run([self.a.portalctl, "--socket", self.ctl_sock, "--json", "status"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=10)
-        if r.returncode != 0:
-            raise Failure(f"portalctl --json status failed ({r.returncode}): {r.stderr.strip()}")
-        return json.loads(r.stdout)
-
-    def read_region(self, nblocks):
-        h = self.connect()
-        try:
-            return h.pread(nblocks * BLOCK, 0)
-        finally:
-            h.shutdown()
-
-    def log_since(self, offset):
-        with open(self.log_path) as f:
-            f.seek(offset)
-            return f.read()
-
-    def log_tail(self):
-        try:
-            with open(self.log_path) as f:
-                return "".join(f.readlines()[-15:])
-        except OSError:
-            return ""
-
-
 class Loop:
     def __init__(self, a):
         self.a = a
         self.rng = random.Random(a.seed)
-        self.d = Daemon(a)
+        self.d = Daemon(a.portalbd, a.portalctl, a.storage, a.workdir, a.port, extra_args=a.daemon_arg, poll_s=0.02)
         self.hist = []          # applied writes in issue order: (block, stamp)
         self.pos = {}           # stamp -> index in hist
         self.lost = set()       # stamps of writes a restart showed lost
@@ -267,7 +160,7 @@ class Loop:
         t.start()
         time.sleep(kill_after)
         try:
-            j = self.d.status().get("journal")
+            j = self.d.ctl_json("status", timeout=10).get("journal")
             st["lag"] = None if j is None else j.get("upload_lag_bytes")
         except (Failure, ValueError, subprocess.TimeoutExpired) as e:
             st["error"] = f"status before the kill: {e}"
@@ -330,7 +223,7 @@ class Loop:
         del self.hist[k:]
 
     def verify(self, where):
-        live = decode(self.d.read_region(self.a.blocks), self.a.blocks, where)
+        live = decode(self.d.read(self.a.blocks * BLOCK), self.a.blocks, where)
         return self.prefix_of(live, where)
 
     # ------------------------------------------------------------ main
