@@ -182,6 +182,11 @@ Status FlushPipeline::put_segment(Sealed& sealed) {
   if (!sealed.footer) {
     SegmentBuilder builder(sealed.seq, sealed.layer->id, opts_.codec, now_unix_ms(), sealed.after_seq, sealed.prev_seq);
     builder.set_writes(sealed.max_wseq, writer_);
+    {
+      MutexLock lock(&layers_.mu());
+      if (spare_object_.capacity() != 0) builder.reuse(std::move(spare_object_));
+      spare_object_ = {};
+    }
     builder.reserve(sealed.bytes);
     for (const auto& [lba, node] : sealed.blocks.entries()) {
       const BlockSource& src = node.value;
@@ -191,12 +196,22 @@ Status FlushPipeline::put_segment(Sealed& sealed) {
         builder.add_empty(lba, node.length, src.state);
       }
     }
-    sealed.object = std::make_shared<const std::vector<std::byte>>(builder.finish());
+    sealed.object = std::make_shared<std::vector<std::byte>>(builder.finish());
     sealed.object_bytes = sealed.object->size();
     sealed.footer = builder.footer();
   }
   PBD_RETURN_IF_ERROR(store_segment(segment_key(sealed.seq), sealed.object));
-  sealed.object.reset();  // stored: this buffer needs the bytes no more (U3, U5)
+  // Stored: this buffer needs the bytes no more (U3, U5). Their memory goes
+  // to the next segment to encode, if one waits and no store kept the object
+  // (a memory:// store shares it, put_shared).
+  std::shared_ptr<std::vector<std::byte>> object = std::move(sealed.object);
+  if (object.use_count() == 1) {
+    MutexLock lock(&layers_.mu());
+    const bool more_waiting = std::any_of(sealing_.begin(), sealing_.end(), [](const std::shared_ptr<Sealed>& s) {
+      return s->stage == Stage::kSealed;
+    });
+    if (more_waiting && object->capacity() > spare_object_.capacity()) spare_object_ = std::move(*object);
+  }
   return Status::OK();
 }
 

@@ -247,7 +247,7 @@ class FlushPipeline {
     // after it saw the stage change under the engine mutex (U4). The object
     // is built on the first attempt and kept for retries until a PUT
     // succeeds (U3); shared with stores that keep objects in memory.
-    std::shared_ptr<const std::vector<std::byte>> object;
+    std::shared_ptr<std::vector<std::byte>> object;
     uint64_t object_bytes = 0;
     std::optional<SegmentFooter> footer;
     uint64_t stored_tick = 0;  // puts_stored_ when its PUT succeeded (U7); guarded by the engine mutex
@@ -334,6 +334,13 @@ class FlushPipeline {
   bool closing_ GUARDED_BY(layers_.mu()) = false;
   bool closed_ GUARDED_BY(layers_.mu()) = false;
 
+  // The memory of the last object stored, kept for the next segment to be
+  // encoded into while more sealed buffers wait (put_segment): a fresh 64 MiB
+  // buffer per segment was a tenth of the uploading thread's time in the
+  // kernel zeroing new pages, and fresh pages are slow on a VM. Empty when
+  // nothing waits, so an idle volume holds no encoded object (U5: on top of
+  // the W objects in the window, at most this one, only while buffers queue).
+  std::vector<std::byte> spare_object_ GUARDED_BY(layers_.mu());
   std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flushes_grouped_{0}, flush_errors_{0};
   const uint32_t upload_window_;  // opts_.upload_concurrency, clamped (U1)
   // Runs the PUTs: upload_window_ threads, or none (inline) for a window of 1.

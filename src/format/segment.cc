@@ -113,9 +113,16 @@ void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
     uint64_t take = std::min<uint64_t>(kFrameBlocks - used, nblocks - done);
     footer_.entries.push_back({lba + done, take, static_cast<uint32_t>(footer_.frames.size()), used, ExtentState::kData});
     auto part = data.subspan(done * kBlockSize, take * kBlockSize);
-    pending_.insert(pending_.end(), part.begin(), part.end());
     done += take;
-    if (pending_.size() == kFrameBlocks * kBlockSize) seal_frame();
+    if (used == 0 && take == kFrameBlocks) {
+      seal_frame(part);  // a whole frame: encoded from where it lies, not copied into pending_ first
+      continue;
+    }
+    pending_.insert(pending_.end(), part.begin(), part.end());
+    if (pending_.size() == kFrameBlocks * kBlockSize) {
+      seal_frame(pending_);
+      pending_.clear();
+    }
   }
 }
 
@@ -124,21 +131,24 @@ void SegmentBuilder::add_empty(uint64_t lba, uint64_t nblocks, ExtentState state
   footer_.entries.push_back({lba, nblocks, kNoFrame, 0, state});
 }
 
-void SegmentBuilder::seal_frame() {
-  if (pending_.empty()) return;
+void SegmentBuilder::seal_frame(std::span<const std::byte> raw) {
   FrameRef ref;
   ref.offset = object_.size();
-  ref.raw_len = static_cast<uint32_t>(pending_.size());
-  ref.codec = compress_frame(codec_, pending_, &object_, /*probe=*/last_frame_raw_);
-  last_frame_raw_ = ref.codec == Codec::kNone;
+  ref.raw_len = static_cast<uint32_t>(raw.size());
+  // Deep in a run of raw frames most are stored raw untried; every
+  // kProbeEveryRawFrames-th is probed, so data that compresses again is
+  // found soon.
+  const bool untried = raw_run_ > kProbeEveryRawFrames && raw_run_ % kProbeEveryRawFrames != 0;
+  ref.codec = compress_frame(untried ? Codec::kNone : codec_, raw, &object_, /*probe=*/raw_run_ > 0);
+  raw_run_ = ref.codec == Codec::kNone ? raw_run_ + 1 : 0;
   ref.stored_len = static_cast<uint32_t>(object_.size() - ref.offset);
   ref.crc = crc32c(std::span<const std::byte>(object_).subspan(ref.offset, ref.stored_len));
   footer_.frames.push_back(ref);
-  pending_.clear();
 }
 
 std::vector<std::byte> SegmentBuilder::finish() {
-  seal_frame();
+  if (!pending_.empty()) seal_frame(pending_);
+  pending_.clear();
   const uint64_t footer_offset = object_.size();
   std::vector<std::byte>& o = object_;
   put_magic(&o, kFooterMagic);

@@ -115,6 +115,14 @@ class SegmentBuilder {
   // Sizes the object buffer for about `raw_bytes` of data, so that appending
   // frames does not reallocate and copy what is already there. Optional.
   void reserve(uint64_t raw_bytes);
+  // Builds the object in `buffer`'s memory (its contents are dropped, its
+  // capacity kept): a finished object handed back for the next one, so the
+  // next segment is written into memory already faulted in. Call before
+  // reserve() and before adding anything.
+  void reuse(std::vector<std::byte>&& buffer) {
+    object_ = std::move(buffer);
+    object_.clear();
+  }
   // Adds whole blocks of data starting at block `lba`.
   // REQUIRES: data.size() is a positive multiple of kBlockSize.
   void add_data(uint64_t lba, std::span<const std::byte> data);
@@ -133,14 +141,27 @@ class SegmentBuilder {
   bool empty() const { return footer_.entries.empty(); }
 
  private:
-  void seal_frame();
+  // Appends `raw` (one whole frame's bytes, or the last partial one) as the
+  // next frame.
+  void seal_frame(std::span<const std::byte> raw);
 
   Codec codec_;
   SegmentFooter footer_;
   std::vector<std::byte> object_;   // frames sealed so far
   std::vector<std::byte> pending_;  // raw bytes of the open frame
-  bool last_frame_raw_ = false;      // then the next is probed first (compress_frame)
+  // Frames stored raw in a row, the latest last. After one the next is
+  // probed first (compress_frame); deep in a run only every
+  // kProbeEveryRawFrames-th is (see seal_frame).
+  uint64_t raw_run_ = 0;
 };
+
+// Inside a run of raw frames longer than this, a builder probes only every
+// this many frames and stores the others raw without trying: on a volume
+// of data that does not compress the probe was the largest cost of encoding
+// a segment (a third of the uploading thread, see docs/performance.md
+// "Sequential fill"). Data that compresses again after such a run is found
+// within this many frames (8 x 64 KiB).
+inline constexpr uint64_t kProbeEveryRawFrames = 8;
 
 // Reads the trailer (the last kSegmentTrailerBytes of an object) and returns
 // where the footer is. kCorruption when the trailer is not a segment trailer.

@@ -245,6 +245,56 @@ TEST_SUITE("engine.segment") {
     }
   }
 
+  TEST_CASE("deep in a run of raw frames only every kProbeEveryRawFrames-th frame is probed") {
+    const auto noise = pattern_blocks(kFrameBlocks, 7, false);
+    const auto text = pattern_blocks(kFrameBlocks, 8, true);
+    for (Codec codec : {Codec::kLz4, Codec::kZstd}) {
+      CAPTURE(codec_name(codec));
+      // Frames 0-9 noise, 10-19 text. Frame 0 is tried whole, 1-8 probed
+      // (raw runs 1-8); from the run's ninth raw frame on only every eighth
+      // is probed: 9-15 are stored untried (text among them), 16 is probed
+      // and compresses, and 17 on, after a compressed frame, are tried whole.
+      SegmentBuilder b(1, 1, codec, 0);
+      // One 20-frame write, so whole frames are encoded from the caller's span.
+      std::vector<std::byte> all;
+      for (int i = 0; i < 20; ++i) all.insert(all.end(), (i < 10 ? noise : text).begin(), (i < 10 ? noise : text).end());
+      b.add_data(0, all);
+      auto obj = b.finish();
+      auto parsed = parse_segment_object(obj);
+      REQUIRE(parsed.ok());
+      REQUIRE(parsed->frames.size() == 20);
+      for (size_t i = 0; i < 20; ++i) {
+        CAPTURE(i);
+        const FrameRef& ref = parsed->frames[i];
+        CHECK(ref.codec == (i >= 16 ? codec : Codec::kNone));
+        std::vector<std::byte> back;
+        REQUIRE(decode_frame(ref, std::span<const std::byte>(obj).subspan(ref.offset, ref.stored_len), &back).ok());
+        CHECK(back == (i < 10 ? noise : text));
+      }
+    }
+  }
+
+  TEST_CASE("whole frames encoded from the caller's span and from the open frame give the same object") {
+    // Writes that start mid-frame go through the open frame; writes of whole
+    // frames are encoded where they lie. Both lay out blocks the same way.
+    const auto data = pattern_blocks(3 * kFrameBlocks + 5, 11, true);
+    SegmentBuilder whole(1, 1, Codec::kLz4, 0);
+    whole.add_data(0, data);
+    SegmentBuilder pieces(1, 1, Codec::kLz4, 0);
+    for (size_t b = 0; b < data.size() / kBlockSize; ++b) {
+      pieces.add_data(b, std::span<const std::byte>(data).subspan(b * kBlockSize, kBlockSize));
+    }
+    auto a = whole.finish();
+    auto parsed_a = parse_segment_object(a);
+    auto c = pieces.finish();
+    auto parsed_c = parse_segment_object(c);
+    REQUIRE((parsed_a.ok() && parsed_c.ok()));
+    REQUIRE(parsed_a->frames.size() == 4);
+    REQUIRE(parsed_c->frames.size() == 4);
+    CHECK(std::equal(a.begin(), a.begin() + static_cast<ptrdiff_t>(parsed_a->frames.back().offset + parsed_a->frames.back().stored_len),
+                     c.begin()));
+  }
+
   TEST_CASE("corruption is detected, never returned as data") {
     SegmentBuilder b(1, 1, Codec::kLz4, 0);
     b.add_data(0, pattern_blocks(4, 9, true));
