@@ -127,10 +127,17 @@ Status Daemon::start() {
   // memory:// starts empty every time: an index file would only cost I/O.
   vo.index_path = store_->persistent() ? config_.state_dir + "/index.sqlite" : kInMemoryIndex;
   vo.ephemeral = !store_->persistent();
+  const std::string journal_dir =
+      config_.journal_dir.empty() ? config_.state_dir + "/journal" : config_.journal_dir;
   if (!vo.ephemeral && effective_journal_enabled(config_, url)) {
-    vo.journal_dir = config_.journal_dir.empty() ? config_.state_dir + "/journal" : config_.journal_dir;
+    vo.journal_dir = journal_dir;
     vo.journal_bytes = config_.journal_bytes;
     vo.journal_max_lag_ms = config_.journal_max_lag_ms;
+  } else if (!vo.ephemeral && std::filesystem::exists(journal_dir + "/meta")) {
+    // Off now, but an earlier run with it on may have left answered writes
+    // there: the volume uploads them and removes the journal at open.
+    vo.journal_dir = journal_dir;
+    vo.journal_drain = true;
   }
   if (vo.ephemeral) {
     logger->info("storage keeps nothing past this process: FLUSH and FUA return at once storage={}", store_->url());

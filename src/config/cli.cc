@@ -142,8 +142,8 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
                "the loss: unreadable objects move under quarantine/ and the log says what is lost");
   std::string journal;
   app.add_option("--journal", journal,
-                 "write-ahead journal on local disk: on (FLUSH = one fdatasync, uploads behind) or off (FLUSH "
-                 "waits for the object store, the default)")
+                 "write-ahead journal on local disk: on (FLUSH = one fdatasync, uploads behind; the default on "
+                 "file://) or off (FLUSH waits for the object store; the default on s3://)")
       ->option_text("on|off")
       ->check(CLI::IsMember({"on", "off"}));
   bool take_over = false;

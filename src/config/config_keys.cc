@@ -91,7 +91,8 @@ std::vector<ConfigKey> build_table() {
                           "background garbage collection every N seconds, 0 turns it off"));
   ConfigKey journal = bool_key("journal.enabled", &Config::journal_enabled,
                                "write-ahead journal on local disk: FLUSH returns after one fdatasync, uploads run "
-                               "behind (default off: FLUSH waits for the object store; never on memory://)");
+                               "behind (default: on for file://, off for s3:// where FLUSH waits for the object store; never on "
+                               "memory://)");
   journal.set_marker = &Config::journal_enabled_set;
   keys.push_back(journal);
   keys.push_back(string_key("journal.dir", &Config::journal_dir, r::check_dir_path,

@@ -269,6 +269,20 @@ TEST_SUITE("config.defaults") {
     CHECK(effective_compression(cfg, "memory://") == "zstd");
     CHECK(validate_config(cfg).ok());
   }
+
+  TEST_CASE("the journal: on for file://, off for s3://, never on memory://, unless set") {
+    Config cfg = default_config();
+    CHECK(effective_journal_enabled(cfg, "file:///srv/portalbd"));
+    CHECK(effective_journal_enabled(cfg, effective_storage_url(cfg)));  // the embedded default store
+    CHECK_FALSE(effective_journal_enabled(cfg, "s3://bucket/prefix"));
+    CHECK_FALSE(effective_journal_enabled(cfg, "memory://"));
+    cfg.journal_enabled_set = true;
+    cfg.journal_enabled = false;
+    CHECK_FALSE(effective_journal_enabled(cfg, "file:///srv/portalbd"));
+    cfg.journal_enabled = true;
+    CHECK(effective_journal_enabled(cfg, "s3://bucket/prefix"));
+    CHECK_FALSE(effective_journal_enabled(cfg, "memory://"));  // nothing outlives the process anyway
+  }
 }
 
 TEST_SUITE("config.validate") {

@@ -32,7 +32,7 @@ using journal_format::record_bytes;
 }  // namespace
 
 Journal::Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, uint64_t journal_id,
-                 bool claim_pending)
+                 bool claim_pending, std::vector<bool> unwritten)
     : opts_(std::move(opts)),
       dir_fd_(std::move(dir_fd)),
       chunk_fds_(std::move(chunk_fds)),
@@ -40,9 +40,54 @@ Journal::Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chu
       max_payload_bytes_((opts_.chunk_bytes - kAlign - kHeaderBytes) / kBlockBytes * kBlockBytes),
       claim_pending_(claim_pending),
       chunks_(chunk_fds_.size()),
-      dirty_(chunk_fds_.size(), false) {}
+      dirty_(chunk_fds_.size(), false),
+      unwritten_(std::move(unwritten)) {
+  unwritten_.resize(chunk_fds_.size(), false);
+}
 
-Journal::~Journal() = default;
+Journal::~Journal() {
+  {
+    MutexLock lock(&mu_);
+    stop_zeroer_ = true;
+    zero_cv_.notify_all();
+  }
+  if (zeroer_.joinable()) zeroer_.join();
+}
+
+void Journal::zero_ahead() {
+  MutexLock lock(&mu_);
+  zero_ahead_locked(lock);
+}
+
+void Journal::zero_ahead_locked(MutexLock& lock) {
+  while (!stop_zeroer_ && !closed_ && failed_.ok()) {
+    const uint64_t c = chunk_index_after(head_);
+    if (unwritten_[c] && !chunks_[c].in_use) {
+      unwritten_[c] = false;
+      zeroing_ = c;
+      // Only this thread touches chunk c until zeroing_ is cleared: a switch
+      // into it waits (switch_chunk), and nothing else writes a chunk that
+      // is not in use.
+      mu_.unlock();
+      const Status st = journal_format::zero_chunk(chunk_fds_[c].get(), opts_.dir + "/" + chunk_name(c),
+                                                   opts_.chunk_bytes);
+      mu_.lock();
+      zeroing_ = kNoChunk;
+      if (st.ok()) {
+        ++chunks_zeroed_;
+      } else {
+        log::get("journal")->warn(
+            "journal could not write a new chunk ahead of use; appends there still work, with slower fdatasyncs "
+            "error={}",
+            log::quote(st.ToString()));
+      }
+      zero_cv_.notify_all();
+      continue;
+    }
+    if (std::none_of(unwritten_.begin(), unwritten_.end(), [](bool b) { return b; })) break;
+    zero_cv_.wait(lock);
+  }
+}
 
 Result<OpenedJournal> Journal::Open(JournalOptions opts) {
   auto found = journal_format::open_files(opts);
@@ -59,8 +104,8 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
     opts.writer_id = meta.writer_id;
   }
   const bool claim = meta.writer_id != opts.writer_id;
-  std::unique_ptr<Journal> j(
-      new Journal(std::move(opts), std::move(files.dir_fd), std::move(files.chunk_fds), meta.journal_id, claim));
+  std::unique_ptr<Journal> j(new Journal(std::move(opts), std::move(files.dir_fd), std::move(files.chunk_fds),
+                                         meta.journal_id, claim, std::move(files.unwritten)));
   const JournalRecovery& report = files.report;
   {
     MutexLock lock(&j->mu_);
@@ -77,6 +122,11 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
     j->next_wseq_ = std::max(newest, report.released_wseq) + 1;
     for (const JournalRecord& r : report.records) j->live_.push_back(LiveRecord{r.wseq, now});
     j->free_released_chunks();
+  }
+  {
+    MutexLock lock(&j->mu_);
+    const bool any = std::any_of(j->unwritten_.begin(), j->unwritten_.end(), [](bool b) { return b; });
+    if (any) j->zeroer_ = std::thread([p = j.get()] { p->zero_ahead(); });
   }
   log::get("journal")->info("journal opened dir={} live_records={} newest_wseq={} released_wseq={} previous_writer={}",
                             log::quote(j->opts_.dir), report.records.size(), report.newest_wseq, report.released_wseq,
@@ -98,6 +148,7 @@ Status Journal::fail(Status st) {
   turn_cv_.notify_all();
   space_cv_.notify_all();
   synced_cv_.notify_all();
+  zero_cv_.notify_all();
   return failed_;
 }
 
@@ -176,8 +227,11 @@ Status Journal::switch_chunk(MutexLock& lock, Clock::time_point deadline) {
     chunks_[chunk].write_offset = offset + kAlign;
   }
   const uint64_t next = chunk_index_after(head_);
+  while (zeroing_ == next) zero_cv_.wait(lock);
+  unwritten_[next] = false;  // taken as it is when the zeroer has not come to it
   chunks_[next] = ChunkState{true, 0, 0, 0};
   head_ = next;
+  zero_cv_.notify_all();
   free_released_chunks();
   return Status::OK();
 }
@@ -339,6 +393,7 @@ Status Journal::close() {
   while (turn_taken_) turn_cv_.wait(lock);
   closed_ = true;
   turn_cv_.notify_all();
+  zero_cv_.notify_all();
   if (!failed_.ok()) return failed_;
   const ChunkState& h = chunks_[head_];
   if (h.last_wseq == 0 || h.write_offset + kAlign > opts_.chunk_bytes) return Status::OK();  // no chain to end
@@ -371,6 +426,7 @@ JournalStats Journal::stats() const {
   s.released_wseq = released_wseq_;
   s.syncs = syncs_;
   s.fdatasyncs = fdatasyncs_;
+  s.chunks_zeroed = chunks_zeroed_;
   s.failed = !failed_.ok();
   return s;
 }

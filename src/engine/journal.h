@@ -18,9 +18,13 @@
 //                   crc32c <8 hex>              (of the lines above)
 //   chunk-0000 .. chunk-<count-1>
 //                 a ring of files of chunk_bytes each, written full of zeros
-//                 when the journal is created (so later writes allocate
-//                 nothing and an fdatasync logs no size or extent change),
-//                 then reused in ring order forever.
+//                 before their first use (so later writes allocate nothing
+//                 and an fdatasync logs no size or extent change), then
+//                 reused in ring order forever. A new journal writes chunk 0
+//                 at once and only reserves the others' blocks (fallocate);
+//                 a thread of the Journal (the zeroer) writes each of them
+//                 while the chunk before it is the head, so creating a 1 GiB
+//                 journal costs one chunk's write, not the ring's.
 //
 // A chunk holds records back to back from offset 0, each starting on a
 // kAlign (512) byte boundary. A record is an 80-byte header, then the payload
@@ -115,6 +119,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "src/format/extent_state.h"
@@ -171,6 +176,7 @@ struct JournalStats {
   uint64_t released_wseq = 0;
   uint64_t syncs = 0;             // sync() calls
   uint64_t fdatasyncs = 0;        // fdatasync calls by sync() leaders and chunk switches
+  uint64_t chunks_zeroed = 0;     // chunks of a new journal the zeroer wrote ahead of the head
   bool failed = false;            // a write or fdatasync failed: see "Failure"
 };
 
@@ -258,8 +264,17 @@ class Journal {
     std::chrono::steady_clock::time_point appended;
   };
 
+  static constexpr uint64_t kNoChunk = UINT64_MAX;
+
   Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, uint64_t journal_id,
-          bool claim_pending);
+          bool claim_pending, std::vector<bool> unwritten);
+  // The zeroer's body: while chunks of a new journal are unwritten, writes
+  // zeros over the one after the head once it is free, then waits for the
+  // head to move. Ends at close(), at failure, or when none is left.
+  void zero_ahead() EXCLUDES(mu_);
+  // Its loop; drops mu_ around each chunk's I/O (through mu_ itself, as
+  // switch_chunk does).
+  void zero_ahead_locked(MutexLock& lock) REQUIRES(mu_);
   // Waits (until deadline) for the chunk after the head to be free, then pads
   // and syncs the head and makes the next chunk the head. REQUIRES: the
   // append turn and `lock` holding mu_; drops mu_ for the pad's I/O (through
@@ -300,6 +315,15 @@ class Journal {
   bool sync_running_ GUARDED_BY(mu_) = false;
   uint64_t syncs_ GUARDED_BY(mu_) = 0;
   uint64_t fdatasyncs_ GUARDED_BY(mu_) = 0;
+  // The zeroer (see the format above). A chunk switch into the chunk being
+  // zeroed waits for it; one into an unwritten chunk the zeroer has not
+  // reached takes it as it is (correct, only its fdatasyncs are slower).
+  std::vector<bool> unwritten_ GUARDED_BY(mu_);
+  uint64_t zeroing_ GUARDED_BY(mu_) = kNoChunk;
+  uint64_t chunks_zeroed_ GUARDED_BY(mu_) = 0;
+  bool stop_zeroer_ GUARDED_BY(mu_) = false;
+  CondVar zero_cv_;  // the head moved, a chunk was zeroed, or stop
+  std::thread zeroer_;
 };
 
 }  // namespace portalbd

@@ -227,20 +227,48 @@ Result<UniqueFd> lock_dir(const std::string& dir) {
   return fd;
 }
 
-// Creates chunk files full of zeros (see journal.h: nothing to allocate
-// later), then meta, the commit point.
-Status create_journal(const std::string& dir, int dir_fd, const Meta& m, std::vector<UniqueFd>* fds) {
+}  // namespace
+
+Status zero_chunk(int fd, const std::string& path, uint64_t chunk_bytes) {
+  const std::vector<std::byte> zeros(std::min<uint64_t>(chunk_bytes, 1 << 20));
+  for (uint64_t off = 0; off < chunk_bytes; off += zeros.size()) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), chunk_bytes - off));
+    PBD_RETURN_IF_ERROR(pwrite_all(fd, std::span(zeros.data(), n), off).With("write " + path));
+  }
+  return fdatasync_fd(fd, path);
+}
+
+namespace {
+
+// Creates the chunk files, then meta, the commit point. Chunk 0, where
+// appends start, is written full of zeros now; the others only get their
+// blocks reserved (fallocate: the space is taken, so a full disk shows here,
+// and they read as zeros) and are written with zeros later, one ahead of the
+// head (Journal's zeroer), so that a new journal costs one chunk's write at
+// start instead of the whole ring's. Where fallocate is not supported, every
+// chunk is written with zeros now. *unwritten says which chunks wait for it.
+Status create_journal(const std::string& dir, int dir_fd, const Meta& m, std::vector<UniqueFd>* fds,
+                      std::vector<bool>* unwritten) {
   fds->clear();
-  const std::vector<std::byte> zeros(std::min<uint64_t>(m.chunk_bytes, 1 << 20));
+  unwritten->assign(m.chunk_count, false);
   for (uint64_t i = 0; i < m.chunk_count; ++i) {
     const std::string path = dir + "/" + chunk_name(i);
     UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) return Status::IOError(errno_text("create " + path));
-    for (uint64_t off = 0; off < m.chunk_bytes; off += zeros.size()) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), m.chunk_bytes - off));
-      PBD_RETURN_IF_ERROR(pwrite_all(fd.get(), std::span(zeros.data(), n), off).With("write " + path));
+    bool reserved = false;
+    if (i > 0) {
+      if (::fallocate(fd.get(), 0, 0, static_cast<off_t>(m.chunk_bytes)) == 0) {
+        reserved = true;
+      } else if (errno != EOPNOTSUPP && errno != ENOSYS) {
+        return Status::IOError(errno_text("reserve " + std::to_string(m.chunk_bytes) + " bytes for " + path));
+      }
     }
-    PBD_RETURN_IF_ERROR(fdatasync_fd(fd.get(), path));
+    if (reserved) {
+      PBD_RETURN_IF_ERROR(fdatasync_fd(fd.get(), path));
+      (*unwritten)[i] = true;
+    } else {
+      PBD_RETURN_IF_ERROR(zero_chunk(fd.get(), path, m.chunk_bytes));
+    }
     fds->push_back(std::move(fd));
   }
   PBD_RETURN_IF_ERROR(fsync_fd(dir_fd, dir));
@@ -531,6 +559,7 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
   Meta meta;
   Recovered rec;
   std::vector<UniqueFd> fds;
+  std::vector<bool> unwritten;
   bool create = !*found;
   if (*found) {
     meta = **found;
@@ -575,7 +604,7 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
     meta.journal_id = random_journal_id();
     meta.chunk_bytes = opts.chunk_bytes;
     meta.chunk_count = want_chunks;
-    Status st = create_journal(dir, dir_fd->get(), meta, &fds);
+    Status st = create_journal(dir, dir_fd->get(), meta, &fds, &unwritten);
     if (!st.ok()) {
       fds.clear();
       (void)remove_journal_files(dir, dir_fd->get());  // leave no half journal taking space
@@ -589,6 +618,7 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
   out.chunk_fds = std::move(fds);
   out.meta = std::move(meta);
   out.report = std::move(rec.report);
+  out.unwritten = std::move(unwritten);
   out.head = rec.head;
   for (uint64_t c : rec.run) {
     const ChunkScan& s = rec.scans[c];

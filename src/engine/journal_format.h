@@ -74,7 +74,15 @@ struct OpenedFiles {
   JournalRecovery report;
   uint64_t head = 0;                 // the chunk ending the run (meaningful when run is not empty)
   std::vector<RecoveredChunk> run;   // chunks holding the linked run, oldest first, ending at head
+  // Chunks of a journal created now whose blocks are reserved but not yet
+  // written (they read as zeros): the writer zeroes them ahead of the head.
+  // Empty for a journal that existed.
+  std::vector<bool> unwritten;
 };
+
+// Writes chunk_bytes of zeros over a chunk file and fdatasyncs it, so later
+// appends overwrite written blocks (an fdatasync then logs no extent change).
+Status zero_chunk(int fd, const std::string& path, uint64_t chunk_bytes);
 
 // Journal::Open's file work: checks opts, creates (0700) and locks the dir,
 // reads meta and recovers the chunks (see "Recovery" in journal.h), or lays

@@ -623,4 +623,35 @@ TEST_SUITE("engine.journal") {
     CHECK(std::filesystem::is_empty(o.dir));
     CHECK(open_ok(o).recovery.created);  // with room, it opens
   }
+
+  TEST_CASE("a new journal writes chunk 0 at once and each other chunk while the one before it is the head") {
+    TempDir tmp;
+    auto o = small_ring(tmp.path, 4);
+    auto wait_zeroed = [](Journal& j, uint64_t n) {
+      const auto give_up = Clock::now() + std::chrono::seconds(20);
+      while (j.stats().chunks_zeroed < n && Clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      return j.stats().chunks_zeroed;
+    };
+    {
+      auto opened = open_ok(o);
+      Journal& j = *opened.journal;
+      CHECK(wait_zeroed(j, 1) == 1);  // chunk 1, ahead of the head (chunk 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      CHECK(j.stats().chunks_zeroed == 1);  // not chunk 2: the head has not moved
+      for (uint64_t w = 1; w <= 4; ++w) REQUIRE(append_data(j, w).ok());  // three fit a chunk: the head is chunk 1
+      CHECK(wait_zeroed(j, 2) == 2);
+      // Around the ring: the zeroer's chunks hold what is appended later.
+      j.release(4);
+      for (uint64_t w = 5; w <= 9; ++w) REQUIRE(append_data(j, w).ok());
+      CHECK(wait_zeroed(j, 3) == 3);  // chunks 1, 2, 3; chunk 0 was written at creation
+      REQUIRE(j.sync(9).ok());
+    }
+    auto reopened = open_ok(o);
+    check_records(reopened.recovery.records, 5, 9);
+    // A journal that existed is used as it is: nothing is zeroed again.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(reopened.journal->stats().chunks_zeroed == 0);
+  }
 }

@@ -41,6 +41,7 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
     v->lease_keeper_->start();
   }
   if (v->repaired_) PBD_RETURN_IF_ERROR(v->settle_repair());
+  if (v->journal_ && v->opts_.journal_drain) PBD_RETURN_IF_ERROR(v->drain_journal());
   return v;
 }
 

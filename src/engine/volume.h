@@ -346,6 +346,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // the write buffer.
   Status open_journal();
   Status replay_journal();
+  // VolumeOptions::journal_drain: at the end of open, uploads what the
+  // journal held and removes it; the volume goes on without one.
+  Status drain_journal();
   // The writer of the newest segment in storage (0: none, or format < 4).
   Result<uint64_t> newest_segment_writer();
   // Appends one buffered write (wseq from FlushPipeline::buffer) to the journal.

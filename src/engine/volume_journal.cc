@@ -94,6 +94,12 @@ Status Volume::open_journal() {
   journal_ = std::move(opened->journal);
   journal_replay_ = std::move(opened->recovery.records);
   journal_newest_wseq_ = opened->recovery.newest_wseq;
+  if (opts_.journal_drain) {
+    logger->info("journal off, but an earlier run left one: replaying it, then uploading it and removing it dir={} "
+                 "records_to_replay={}",
+                 jo.dir, journal_replay_.size());
+    return Status::OK();
+  }
   logger->info(
       "journal on: FLUSH is durable on this host's disk and uploads run behind; losing that disk loses at most "
       "the writes of the last max_lag_ms (and at most bytes) dir={} bytes={} max_lag_ms={} records_to_replay={}",
@@ -138,6 +144,25 @@ Status Volume::replay_journal() {
         applied, bytes, skipped, stored_wseq);
   }
   pipeline_.set_on_commit([journal = journal_.get()](uint64_t committed_wseq) { journal->release(committed_wseq); });
+  return Status::OK();
+}
+
+Status Volume::drain_journal() {
+  const JournalStats before = journal_->stats();
+  PBD_RETURN_IF_ERROR(pipeline_.make_durable().With("upload what the journal held before turning it off"));
+  {
+    // Commits (and so on_commit calls) run under the upload lock: none runs
+    // while the callback and the journal go away.
+    FlushPipeline::UploadLock uploads(pipeline_);
+    pipeline_.set_on_commit(nullptr);
+    PBD_RETURN_IF_ERROR(journal_->close().With("close the journal"));
+    journal_.reset();
+  }
+  PBD_RETURN_IF_ERROR(Journal::Discard(opts_.journal_dir).With("remove the journal in " + opts_.journal_dir));
+  log::get("engine")->info(
+      "journal off: the journal an earlier run left is uploaded and removed; FLUSH now waits for storage dir={} "
+      "records_uploaded={}",
+      opts_.journal_dir, before.live_records);
   return Status::OK();
 }
 

@@ -76,6 +76,38 @@ TEST_SUITE("engine.journal_volume") {
     CHECK(first_byte(**s, 20 * 4096) == 42);
   }
 
+  TEST_CASE("turning the journal off uploads what an earlier run left in it, then removes it") {
+    portalbd::testing::TempDir dir;
+    auto store = std::make_shared<MemoryStore>();
+    {
+      auto v = Volume::Open(store, journaled(dir.path));
+      REQUIRE(v.ok());
+      for (uint8_t i = 0; i < 6; ++i) REQUIRE((*v)->write(i * 4096ull, block(i + 1), false).ok());
+      REQUIRE((*v)->flush().ok());
+      CHECK(segments_in(*store) == 0);
+      // kill -9 here; the next start has the journal turned off
+    }
+    VolumeOptions off = journaled(dir.path);
+    off.journal_drain = true;
+    {
+      auto v = Volume::Open(store, off);
+      REQUIRE(v.ok());
+      CHECK_FALSE((*v)->stats().journal);  // FLUSH goes to storage from now on
+      CHECK(segments_in(*store) >= 1);     // what the journal held is uploaded
+      for (uint8_t i = 0; i < 6; ++i) CHECK(first_byte(**v, i * 4096ull) == i + 1);
+      CHECK_FALSE(std::filesystem::exists(dir.path + "/journal/meta"));
+      REQUIRE((*v)->write(7 * 4096, block(77), false).ok());
+      REQUIRE((*v)->flush().ok());
+    }
+    // Storage alone has everything: the journal's writes and the later one.
+    VolumeOptions from_storage = journaled(dir.path, "fresh.sqlite");
+    from_storage.journal_dir = "";
+    auto s = Volume::Open(store, from_storage);
+    REQUIRE(s.ok());
+    for (uint8_t i = 0; i < 6; ++i) CHECK(first_byte(**s, i * 4096ull) == i + 1);
+    CHECK(first_byte(**s, 7 * 4096) == 77);
+  }
+
   TEST_CASE("replay skips what storage already holds: a later write uploaded by the timer is not undone") {
     // The case that breaks a naive replay: block 0 is written (A) and
     // flushed to the journal, then written again (B) without a FLUSH; the

@@ -62,6 +62,10 @@ struct VolumeOptions {
   // journal_max_lag_ms (writers wait beyond either); storage alone still
   // opens to a prefix of the writes. "" (and on an ephemeral volume): none.
   std::string journal_dir;
+  // With journal_dir: the journal is turned off, but an earlier run left one
+  // there. Open replays it like any journal, uploads everything, removes it,
+  // and goes on without: turning the journal off never drops what it held.
+  bool journal_drain = false;
   uint64_t journal_bytes = 1ull << 30;
   uint64_t journal_chunk_bytes = 64ull << 20;
   uint64_t journal_max_lag_ms = 10000;

@@ -11,7 +11,8 @@ test by itself. Each iteration:
      paused, to a snapshot whose contents are known);
   2. the daemon is killed with SIGKILL at a random moment;
   3. it is restarted (every --rebuild-every iterations on a fresh state dir:
-     rebuilt from object storage alone) and checked against the model:
+     rebuilt from object storage alone; never with --journal on, where the
+     state dir holds the journal) and checked against the model:
        * every block holds the write that was answered last before the last
          answered FLUSH/FUA/snapshot/restore was issued, or a later write to it
          (answered or in flight) — never an older one;
@@ -89,7 +90,7 @@ class Loop:
         self.args = args
         self.rng = random.Random(args.seed)
         self.d = Daemon(args.portalbd, args.portalctl, args.storage, args.workdir, args.port,
-                        extra_args=["--flush-interval-ms", str(args.flush_interval_ms)])
+                        extra_args=["--flush-interval-ms", str(args.flush_interval_ms), "--journal", args.journal])
         # Per block: events [value, issued_ns, answered_ns|None, durable_by_itself].
         self.events = [[[0, 0, 0, True]] for _ in range(NBLOCKS)]
         self.barriers = []  # issue times of answered FLUSH / FUA / snapshot create / restore
@@ -363,7 +364,7 @@ class Loop:
 
     def run(self):
         a = self.args
-        print(f"# crash loop: SEED={a.seed} storage={a.storage} iterations={a.iterations} "
+        print(f"# crash loop: SEED={a.seed} storage={a.storage} journal={a.journal} iterations={a.iterations} "
               f"(epochs of {a.epoch}), time budget {a.time_budget} s, rebuild from storage every {a.rebuild_every}",
               flush=True)
         t_start = time.monotonic()
@@ -415,7 +416,13 @@ def main():
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--min-iterations", type=int, default=None, help="run at least this many despite the budget")
     p.add_argument("--time-budget", type=float, default=1e9, help="seconds; stop starting iterations after it")
-    p.add_argument("--rebuild-every", type=int, default=5)
+    p.add_argument("--rebuild-every", type=int, default=5,
+                   help="restart on a fresh state dir every N iterations (0: never; forced to 0 with --journal on)")
+    p.add_argument("--journal", choices=["on", "off"], default="off",
+                   help="the local journal: off, every answered FLUSH must be in storage (a kill -9 and a fresh "
+                        "state dir keep it); on, it must survive a kill -9 with the state dir (the journal) kept, "
+                        "and only clean stops are rebuilt from storage alone (journal_crash.py checks what a lost "
+                        "disk leaves)")
     p.add_argument("--epoch", type=int, default=10, help="iterations per volume")
     p.add_argument("--flush-interval-ms", type=int, default=300)
     p.add_argument("--min-run", type=float, default=0.3)
@@ -425,6 +432,8 @@ def main():
         a.seed = random.SystemRandom().randrange(1, 1 << 31)
     if a.min_iterations is None:
         a.min_iterations = a.iterations
+    if a.journal == "on":
+        a.rebuild_every = 0
     loop = Loop(a)
     try:
         loop.run()

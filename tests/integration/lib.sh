@@ -209,9 +209,12 @@ nbd_tcp_uri() { echo "nbd://127.0.0.1:$PORT/$EXPORT_NAME"; }
 # ---------------------------------------------------------------- the daemon
 
 # Arguments every start_portalbd run gets (a test may change the variables).
+# A test whose claim is about one mode of the daemon names it once in
+# TEST_MODE_ARGS, e.g. (--journal off) for "every answered FLUSH is in storage".
+TEST_MODE_ARGS=()
 portalbd_default_args() {
   DEFAULT_ARGS=(--nbd-address "127.0.0.1:$PORT" --nbd-unix "$NBD_SOCK"
-    --socket "$CTL_SOCK" --state-dir "$STATE_DIR")
+    --socket "$CTL_SOCK" --state-dir "$STATE_DIR" "${TEST_MODE_ARGS[@]}")
 }
 
 # spawn_portalbd ARGS...: start the daemon in the background with exactly ARGS,

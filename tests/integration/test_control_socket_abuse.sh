@@ -142,7 +142,8 @@ stop_portalbd
 
 # ---- 3. a long command keeps its connection past the idle timeout
 printf '[daemon]\ncontrol_idle_timeout_ms = 500\n' >"$TMP/short-idle.toml"
-start_portalbd --disk-size-gb 1 -c "$TMP/short-idle.toml" --gc-grace-ms 2000
+# --journal off: each FLUSH writes a segment, so the second one makes the first garbage.
+start_portalbd --disk-size-gb 1 -c "$TMP/short-idle.toml" --gc-grace-ms 2000 --journal off
 qio "$(nbd_uri)" 'write -P 0x11 0 1M' 'flush'
 qio "$(nbd_uri)" 'write -P 0x22 0 1M' 'flush'  # the first segment becomes garbage
 out=$(ctl_raw "$SEND_ONE" 'b""')

@@ -6,6 +6,10 @@
 #
 # Runs on file:// and, when s3rver is installed, on s3:// (s3rver); without
 # s3rver the s3:// half says SKIP loudly and the file:// half still counts.
+# Both run without the local journal (every answered FLUSH in storage, so the
+# fresh-state restarts must find it); "file-journal" runs file:// with it
+# (file://'s default): every answered FLUSH survives the kill -9 through the
+# journal, and clean stops are rebuilt from storage alone.
 #
 # Environment:
 #   SEED=N           replay a run (printed at the start and on failure)
@@ -13,7 +17,8 @@
 #   S3_ITERATIONS=N  on s3:// (default 8: s3rver is slow)
 #   TIME_BUDGET=S    per store, seconds; stop starting iterations after it,
 #                    but never before MIN_ITERATIONS (default: ITERATIONS)
-#   STORES="file s3" which stores to run
+#   JOURNAL_ITERATIONS=N  on file:// with the journal (default 12)
+#   STORES="file s3 file-journal" which loops to run
 source "$(dirname "$0")/lib.sh"
 requires_python_nbd
 requires_portalbd
@@ -29,15 +34,17 @@ SEED=${SEED:-$(( (RANDOM << 15 | RANDOM) + 1 ))}
 ITERATIONS=${ITERATIONS:-20}
 S3_ITERATIONS=${S3_ITERATIONS:-8}
 TIME_BUDGET=${TIME_BUDGET:-1000000}
-STORES=${STORES:-file s3}
+JOURNAL_ITERATIONS=${JOURNAL_ITERATIONS:-12}
+STORES=${STORES:-file s3 file-journal}
 log "SEED=$SEED ITERATIONS=$ITERATIONS S3_ITERATIONS=$S3_ITERATIONS STORES='$STORES' (replay: SEED=$SEED bash $0)"
 
-run_loop() {  # NAME STORAGE_URL ITERATIONS
-  local name=$1 storage=$2 iterations=$3 work="$TMP/$1" rc=0
+run_loop() {  # NAME STORAGE_URL ITERATIONS [JOURNAL]
+  local name=$1 storage=$2 iterations=$3 journal=${4:-off} work="$TMP/$1" rc=0
   mkdir -p "$work"
   "$SYSPYTHON" "$TOP/tests/integration/crash_loop.py" --portalbd "$PORTALBD" --portalctl "$PORTALCTL" \
     --storage "$storage" --workdir "$work" --port "$(pick_unused_port)" --seed "$SEED" \
-    --iterations "$iterations" --min-iterations "${MIN_ITERATIONS:-$iterations}" --time-budget "$TIME_BUDGET" || rc=$?
+    --iterations "$iterations" --min-iterations "${MIN_ITERATIONS:-$iterations}" --time-budget "$TIME_BUDGET" \
+    --journal "$journal" || rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "    last lines of the daemon log ($work/portalbd.log):"
     tail -25 "$work/portalbd.log" | sed 's/^/    /'
@@ -48,7 +55,8 @@ run_loop() {  # NAME STORAGE_URL ITERATIONS
 
 for store in $STORES; do
   case "$store" in
-    file) run_loop file "file://$TMP/file/data" "$ITERATIONS" ;;
+    file) run_loop file "file://$TMP/file/data" "$ITERATIONS" off ;;
+    file-journal) run_loop file-journal "file://$TMP/file-journal/data" "$JOURNAL_ITERATIONS" on ;;
     s3)
       source "$(dirname "$0")/s3_lib.sh"
       if ! command -v node >/dev/null 2>&1 || ! [ -x "$S3RVER" ]; then

@@ -10,6 +10,9 @@ source "$(dirname "$0")/lib.sh"
 requires qemu-io truncate dd sha256sum
 
 MiB=$((1024 * 1024))
+# Each FLUSH below writes one segment: the mode without the local journal
+# (with it, the segments would be whatever the uploads cut).
+TEST_MODE_ARGS=(--journal off)
 
 # new_volume NAME [SEGMENTS]: a volume in $TMP/NAME with SEGMENTS (default 4)
 # flushed segments, segment i holding 1 MiB of byte i at (i-1) MiB. Sets

@@ -4,6 +4,10 @@
 # claim, and the first daemon, still alive, is fenced: its next flush fails
 # with EIO and it logs loudly instead of writing over the new holder.
 source "$(dirname "$0")/lib.sh"
+# The claim is about FLUSH in storage (the next holder reads what the first
+# one flushed): the mode without the local journal. With it, a take-over does
+# not see the first host's journal (README, "Durability").
+TEST_MODE_ARGS=(--journal off)
 requires qemu-io nbdinfo
 
 STORE="file://$TMP/shared-store"
