@@ -62,6 +62,7 @@ struct Config {
   std::string journal_dir;                 // "" = <state_dir>/journal
   uint64_t journal_bytes = 1ull << 30;     // capacity
   uint64_t journal_max_lag_ms = 10000;     // writers wait once the oldest unuploaded write is this old
+  uint64_t journal_direct_write_bytes = 1ull << 20;  // writes this large skip the journal (0: none do)
   // [fuse]
   std::string fuse_mountpoint;  // mount the snapshot view here at start ("" = don't)
   // [gc]

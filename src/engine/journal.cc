@@ -62,7 +62,7 @@ void Journal::zero_ahead() {
 void Journal::zero_ahead_locked(MutexLock& lock) {
   while (!stop_zeroer_ && !closed_ && failed_.ok()) {
     const uint64_t c = chunk_index_after(head_);
-    if (unwritten_[c] && !chunks_[c].in_use) {
+    if (unwritten_[c] && !chunks_[c].in_use && chunks_[head_].write_offset >= zero_start_offset()) {
       unwritten_[c] = false;
       zeroing_ = c;
       // Only this thread touches chunk c until zeroing_ is cleared: a switch
@@ -87,6 +87,7 @@ void Journal::zero_ahead_locked(MutexLock& lock) {
     if (std::none_of(unwritten_.begin(), unwritten_.end(), [](bool b) { return b; })) break;
     zero_cv_.wait(lock);
   }
+  zero_pending_ = false;
 }
 
 Result<OpenedJournal> Journal::Open(JournalOptions opts) {
@@ -125,8 +126,8 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
   }
   {
     MutexLock lock(&j->mu_);
-    const bool any = std::any_of(j->unwritten_.begin(), j->unwritten_.end(), [](bool b) { return b; });
-    if (any) j->zeroer_ = std::thread([p = j.get()] { p->zero_ahead(); });
+    j->zero_pending_ = std::any_of(j->unwritten_.begin(), j->unwritten_.end(), [](bool b) { return b; });
+    if (j->zero_pending_) j->zeroer_ = std::thread([p = j.get()] { p->zero_ahead(); });
   }
   log::get("journal")->info("journal opened dir={} live_records={} newest_wseq={} released_wseq={} previous_writer={}",
                             log::quote(j->opts_.dir), report.records.size(), report.newest_wseq, report.released_wseq,
@@ -249,9 +250,23 @@ Status Journal::append(uint64_t wseq, uint64_t lba, uint64_t nblocks, ExtentStat
     return Status::InvalidArgument("journal append: " + std::to_string(data.size()) +
                                    " bytes exceed a record's maximum of " + std::to_string(max_payload_bytes_));
   }
+  return append_record(kKindWrite, static_cast<uint8_t>(state), wseq, lba, nblocks, data, deadline);
+}
+
+Status Journal::append_marker(uint64_t wseq, uint64_t lba, uint64_t nblocks, Clock::time_point deadline) {
+  if (wseq == 0 || nblocks == 0) {
+    return Status::InvalidArgument("journal append: malformed marker (wseq " + std::to_string(wseq) + ", " +
+                                   std::to_string(nblocks) + " blocks)");
+  }
+  return append_record(journal_format::kKindMarker, static_cast<uint8_t>(ExtentState::kData), wseq, lba, nblocks, {},
+                       deadline);
+}
+
+Status Journal::append_record(uint8_t kind, uint8_t state, uint64_t wseq, uint64_t lba, uint64_t nblocks,
+                              std::span<const std::byte> data, Clock::time_point deadline) {
   Header h;
-  h.kind = kKindWrite;
-  h.state = static_cast<uint8_t>(state);
+  h.kind = kind;
+  h.state = state;
   h.journal_id = journal_id_;
   h.wseq = wseq;
   h.lba = lba;
@@ -321,6 +336,7 @@ Status Journal::append(uint64_t wseq, uint64_t lba, uint64_t nblocks, ExtentStat
   if (c.first_wseq == 0) c.first_wseq = wseq;
   c.last_wseq = wseq;
   c.write_offset = offset + bytes;
+  if (zero_pending_ && c.write_offset >= zero_start_offset()) zero_cv_.notify_one();
   dirty_[chunk] = true;
   appended_wseq_ = wseq;
   next_wseq_ = wseq + 1;

@@ -23,8 +23,9 @@
 //                 reused in ring order forever. A new journal writes chunk 0
 //                 at once and only reserves the others' blocks (fallocate);
 //                 a thread of the Journal (the zeroer) writes each of them
-//                 while the chunk before it is the head, so creating a 1 GiB
-//                 journal costs one chunk's write, not the ring's.
+//                 once the chunk before it is the head and a quarter full,
+//                 so creating a 1 GiB journal costs one chunk's write, not
+//                 the ring's, and a journal of markers writes no more.
 //
 // A chunk holds records back to back from offset 0, each starting on a
 // kAlign (512) byte boundary. A record is an 80-byte header, then the payload
@@ -32,14 +33,18 @@
 // the next boundary. Header (little endian):
 //     0  magic "PBDJREC1"           40  u64 nblocks
 //     8  u16 format version (1)     48  u64 synced_wseq   (durable when written)
-//    10  u8 kind (1 write, 2 pad)   56  u64 released_wseq (released when written)
+//    10  u8 kind (1 write, 2 pad,   56  u64 released_wseq (released when written)
+//          3 marker)
 //    11  u8 ExtentState             64  u32 payload bytes
 //    12  u32 CRC32C of the header   68  u32 payload CRC32C
 //        (this field as zero)       72  u64 reserved, 0
 //    16  u64 journal_id
 //    24  u64 wseq
 //    32  u64 lba
-// A record never straddles chunks: when the next one does not fit, the writer
+// A marker (kind 3, no payload) stands for a write whose data the journal
+// does not hold (a large write that goes to object storage directly; a FLUSH
+// after it waits for its upload): it keeps the wseqs consecutive (J1) and
+// replays as nothing. A record never straddles chunks: when the next one does not fit, the writer
 // puts a pad record (kind 2, wseq = the chunk's last record, no payload) after
 // the last record, fdatasyncs the chunk (so the pad's released_wseq is durable
 // before any older record in the next chunk is overwritten), and moves on to
@@ -156,7 +161,7 @@ struct JournalRecord {
 
 // What Open found.
 struct JournalRecovery {
-  std::vector<JournalRecord> records;  // live records, oldest first, consecutive wseqs
+  std::vector<JournalRecord> records;  // live records, oldest first, consecutive wseqs but for markers
   std::string previous_writer_id;      // meta's writer_id ("" for a new journal)
   uint64_t newest_wseq = 0;            // newest whole record on disk, released or not (0: none)
   uint64_t released_wseq = 0;          // R of J3
@@ -223,6 +228,11 @@ class Journal {
   Status append(uint64_t wseq, uint64_t lba, uint64_t nblocks, ExtentState state, std::span<const std::byte> data,
                 std::chrono::steady_clock::time_point deadline) EXCLUDES(mu_);
 
+  // Appends a marker for write `wseq` (see the format above): as append(),
+  // with no data. Open returns no record for it.
+  Status append_marker(uint64_t wseq, uint64_t lba, uint64_t nblocks, std::chrono::steady_clock::time_point deadline)
+      EXCLUDES(mu_);
+
   // Makes every record up to `wseq` durable (REQUIRES: appended, or
   // released: then OK at once unless the journal failed). Group
   // commit: one caller at a time (the leader) fdatasyncs the chunks written
@@ -265,6 +275,12 @@ class Journal {
   };
 
   static constexpr uint64_t kNoChunk = UINT64_MAX;
+
+  // append() and append_marker() once the record is built: waits for the
+  // turn, writes header and payload at the head.
+  Status append_record(uint8_t kind, uint8_t state, uint64_t wseq, uint64_t lba, uint64_t nblocks,
+                       std::span<const std::byte> data, std::chrono::steady_clock::time_point deadline)
+      EXCLUDES(mu_);
 
   Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, uint64_t journal_id,
           bool claim_pending, std::vector<bool> unwritten);
@@ -318,7 +334,11 @@ class Journal {
   // The zeroer (see the format above). A chunk switch into the chunk being
   // zeroed waits for it; one into an unwritten chunk the zeroer has not
   // reached takes it as it is (correct, only its fdatasyncs are slower).
+  // The zeroer starts on the next chunk once the head is a quarter full:
+  // writes that only leave markers (large ones) never make it write zeros.
+  uint64_t zero_start_offset() const { return opts_.chunk_bytes / 4; }
   std::vector<bool> unwritten_ GUARDED_BY(mu_);
+  bool zero_pending_ GUARDED_BY(mu_) = false;  // the zeroer runs
   uint64_t zeroing_ GUARDED_BY(mu_) = kNoChunk;
   uint64_t chunks_zeroed_ GUARDED_BY(mu_) = 0;
   bool stop_zeroer_ GUARDED_BY(mu_) = false;

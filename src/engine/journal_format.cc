@@ -107,6 +107,10 @@ std::string parse_record(const std::byte* p, uint64_t avail, uint64_t journal_id
     if (h->payload_bytes != 0) return "malformed pad";
     return "";
   }
+  if (h->kind == kKindMarker) {
+    if (h->wseq == 0 || h->nblocks == 0 || h->payload_bytes != 0) return "malformed marker";
+    return "";
+  }
   const bool data = h->state == static_cast<uint8_t>(ExtentState::kData);
   if (h->kind != kKindWrite || h->state > static_cast<uint8_t>(ExtentState::kHole) || h->wseq == 0 ||
       h->nblocks == 0 || (data && h->nblocks * kBlockBytes != h->payload_bytes) || (!data && h->payload_bytes != 0)) {
@@ -515,6 +519,7 @@ Result<Recovered> recover(const std::string& dir, const Meta& meta, const std::v
   for (uint64_t c : rec.run) {
     for (const Found& f : rec.scans[c].chain) {
       if (f.h.wseq <= rec.report.released_wseq) continue;
+      if (f.h.kind == kKindMarker) continue;  // its data is not here: nothing to replay
       JournalRecord r;
       r.wseq = f.h.wseq;
       r.lba = f.h.lba;

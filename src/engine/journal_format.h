@@ -21,6 +21,7 @@ namespace portalbd::journal_format {
 
 constexpr uint8_t kKindWrite = 1;
 constexpr uint8_t kKindPad = 2;
+constexpr uint8_t kKindMarker = 3;  // a write whose data went to storage directly
 
 // "chunk-0003": the file name of chunk i in the journal's dir.
 std::string chunk_name(uint64_t i);

@@ -624,7 +624,7 @@ TEST_SUITE("engine.journal") {
     CHECK(open_ok(o).recovery.created);  // with room, it opens
   }
 
-  TEST_CASE("a new journal writes chunk 0 at once and each other chunk while the one before it is the head") {
+  TEST_CASE("a new journal writes chunk 0 at once, each other chunk once the one before it is a quarter full") {
     TempDir tmp;
     auto o = small_ring(tmp.path, 4);
     auto wait_zeroed = [](Journal& j, uint64_t n) {
@@ -637,21 +637,51 @@ TEST_SUITE("engine.journal") {
     {
       auto opened = open_ok(o);
       Journal& j = *opened.journal;
-      CHECK(wait_zeroed(j, 1) == 1);  // chunk 1, ahead of the head (chunk 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      CHECK(j.stats().chunks_zeroed == 0);  // chunk 0 is empty: nothing to get ahead of yet
+      REQUIRE(j.append_marker(1, 0, 256, far()).ok());
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      CHECK(j.stats().chunks_zeroed == 0);  // a marker is 512 bytes: not a quarter of the chunk
+      REQUIRE(append_data(j, 2).ok());  // 4608 bytes more: past a quarter of 16 KiB
+      CHECK(wait_zeroed(j, 1) == 1);    // chunk 1, ahead of the head (chunk 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       CHECK(j.stats().chunks_zeroed == 1);  // not chunk 2: the head has not moved
-      for (uint64_t w = 1; w <= 4; ++w) REQUIRE(append_data(j, w).ok());  // three fit a chunk: the head is chunk 1
+      for (uint64_t w = 3; w <= 5; ++w) REQUIRE(append_data(j, w).ok());  // the head is chunk 1, past a quarter
       CHECK(wait_zeroed(j, 2) == 2);
       // Around the ring: the zeroer's chunks hold what is appended later.
-      j.release(4);
-      for (uint64_t w = 5; w <= 9; ++w) REQUIRE(append_data(j, w).ok());
+      j.release(5);
+      for (uint64_t w = 6; w <= 10; ++w) REQUIRE(append_data(j, w).ok());
       CHECK(wait_zeroed(j, 3) == 3);  // chunks 1, 2, 3; chunk 0 was written at creation
-      REQUIRE(j.sync(9).ok());
+      REQUIRE(j.sync(10).ok());
     }
     auto reopened = open_ok(o);
-    check_records(reopened.recovery.records, 5, 9);
+    check_records(reopened.recovery.records, 6, 10);
     // A journal that existed is used as it is: nothing is zeroed again.
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     CHECK(reopened.journal->stats().chunks_zeroed == 0);
   }
+
+  TEST_CASE("a marker keeps the sequence and replays as nothing") {
+    TempDir tmp;
+    auto o = small_ring(tmp.path);
+    {
+      auto opened = open_ok(o);
+      Journal& j = *opened.journal;
+      REQUIRE(append_data(j, 1).ok());
+      REQUIRE(j.append_marker(2, 20, 256, far()).ok());  // 1 MiB that went to storage only
+      REQUIRE(append_data(j, 3).ok());
+      CHECK(j.append_marker(4, 40, 0, far()).is(Status::Code::kInvalidArgument));
+      REQUIRE(j.sync(3).ok());
+    }
+    auto reopened = open_ok(o);
+    const auto& records = reopened.recovery.records;
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].wseq == 1);
+    CHECK(records[1].wseq == 3);
+    CHECK(records[1].data == payload(3));
+    CHECK(reopened.recovery.newest_wseq == 3);
+    CHECK(reopened.recovery.torn_tail.empty());
+    CHECK(append_data(*reopened.journal, 4).ok());  // the sequence goes on after the marker's record
+  }
 }
+

@@ -108,6 +108,7 @@ struct VolumeStats {
   bool journal = false;
   uint64_t journal_capacity_bytes = 0, journal_used_bytes = 0, journal_live_records = 0;
   uint64_t journal_syncs = 0, journal_fdatasyncs = 0;
+  uint64_t journal_direct_writes = 0;  // writes that went to storage only (journal_direct_write_bytes)
   uint64_t upload_lag_ms = 0;
 };
 
@@ -351,8 +352,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status drain_journal();
   // The writer of the newest segment in storage (0: none, or format < 4).
   Result<uint64_t> newest_segment_writer();
-  // Appends one buffered write (wseq from FlushPipeline::buffer) to the journal.
-  Status journal_append(uint64_t wseq, uint64_t lba, uint64_t nblocks, const BlockSource& src);
+  // Appends one buffered write (wseq from FlushPipeline::buffer) to the
+  // journal: its data, or with `direct` a marker (journal_direct_write_bytes).
+  Status journal_append(uint64_t wseq, uint64_t lba, uint64_t nblocks, const BlockSource& src, bool direct);
   // Holds writers while uploads lag the journal by more than journal_max_lag_ms.
   Status wait_for_journal_lag();
   // FLUSH through the journal: the newest write taken, and one fdatasync
@@ -381,6 +383,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::unique_ptr<Journal> journal_;
   std::vector<JournalRecord> journal_replay_;  // open() only: recovered records
   uint64_t journal_newest_wseq_ = 0;           // open() only
+  // The newest wseq of a write that went to storage only: a FLUSH uploads
+  // while storage has not committed it (journal_sync).
+  std::atomic<uint64_t> journal_direct_wseq_{0};
+  std::atomic<uint64_t> journal_direct_writes_{0};
   FlushPipeline pipeline_{store_, layers_, opts_};
   Checkpointer checkpointer_{*this, pipeline_};
   std::unique_ptr<LeaseKeeper> lease_keeper_;  // with opts_.lease, from open() to close()

@@ -220,10 +220,23 @@ Status Volume::put_blocks(uint64_t lba, uint64_t nblocks, BlockSource src, uint6
     // The journal gets the write after the buffer, in the order of their
     // write sequence numbers; the write is answered once both have it.
     PBD_RETURN_IF_ERROR(wait_for_journal_lag());
+    // Large writes go to storage only; so does one too large for a journal
+    // record (a small chunk size).
+    const uint64_t bytes = nblocks * kBlockSize;
+    const bool direct = src.state == ExtentState::kData &&
+                        ((opts_.journal_direct_write_bytes != 0 && bytes >= opts_.journal_direct_write_bytes) ||
+                         bytes > journal_->max_payload_bytes());
     const BlockSource copy = src;  // shares the bytes
     uint64_t wseq = 0;
     PBD_RETURN_IF_ERROR(pipeline_.buffer(lba, nblocks, std::move(src), charged_bytes, &wseq));
-    return journal_append(wseq, lba, nblocks, copy);
+    if (direct) {
+      // Before the write is answered, so any FLUSH that must cover it sees it.
+      uint64_t seen = journal_direct_wseq_.load();
+      while (seen < wseq && !journal_direct_wseq_.compare_exchange_weak(seen, wseq)) {
+      }
+      journal_direct_writes_.fetch_add(1, std::memory_order_relaxed);
+    }
+    return journal_append(wseq, lba, nblocks, copy, direct);
   }
   if (!opts_.ephemeral) return pipeline_.buffer(lba, nblocks, std::move(src), charged_bytes);
   // Nothing outlives this process, so there is nothing to upload: the blocks

@@ -166,16 +166,17 @@ Status Volume::drain_journal() {
   return Status::OK();
 }
 
-Status Volume::journal_append(uint64_t wseq, uint64_t lba, uint64_t nblocks, const BlockSource& src) {
+Status Volume::journal_append(uint64_t wseq, uint64_t lba, uint64_t nblocks, const BlockSource& src, bool direct) {
   std::span<const std::byte> data;
-  if (src.state == ExtentState::kData) data = {src.bytes->data() + src.byte_offset, nblocks * kBlockSize};
+  if (src.state == ExtentState::kData && !direct) data = {src.bytes->data() + src.byte_offset, nblocks * kBlockSize};
   // A full journal waits for uploads to free it (back-pressure), asking the
   // flusher to upload now. It never gives up on a wseq it was given: a later
   // write's append waits for this one's turn. Writers are held back before
   // they take one instead (wait_for_journal_lag, the write buffer's limit).
   for (;;) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
-    Status st = journal_->append(wseq, lba, nblocks, src.state, data, deadline);
+    Status st = direct ? journal_->append_marker(wseq, lba, nblocks, deadline)
+                       : journal_->append(wseq, lba, nblocks, src.state, data, deadline);
     if (st.ok()) return st;
     if (!st.is(Status::Code::kBusy)) {
       log::get("engine")->error("journal append failed; the write is answered with an error error={}",
@@ -234,6 +235,12 @@ Status Volume::journal_sync(FlushTicket ticket) {
     return Status::Fenced("another portalbd took over this volume; FLUSH is refused");
   }
   if (upto == 0) return Status::OK();
+  // A write that went to storage only is durable once its segment commits,
+  // which also releases the journal up to it: upload first (everything
+  // buffered, as a FLUSH without the journal does).
+  if (journal_direct_wseq_.load() > journal_->stats().released_wseq) {
+    PBD_RETURN_IF_ERROR(pipeline_.make_durable());
+  }
   Status st = journal_->sync(upto);
   if (!st.ok()) {
     log::get("engine")->error("journal sync failed, FLUSH answered with EIO error={}", log::quote(st.ToString()));

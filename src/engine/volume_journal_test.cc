@@ -76,6 +76,56 @@ TEST_SUITE("engine.journal_volume") {
     CHECK(first_byte(**s, 20 * 4096) == 42);
   }
 
+  TEST_CASE("a large write goes to storage only: the FLUSH after it uploads, small ones stay in the journal") {
+    portalbd::testing::TempDir dir;
+    auto store = std::make_shared<MemoryStore>();
+    VolumeOptions o = journaled(dir.path);
+    o.journal_direct_write_bytes = 256 * 1024;
+    const std::vector<std::byte> large(256 * 1024, std::byte{0x5a});
+    {
+      auto v = Volume::Open(store, o);
+      REQUIRE(v.ok());
+      REQUIRE((*v)->write(0, block(1), false).ok());
+      REQUIRE((*v)->flush().ok());
+      CHECK(segments_in(*store) == 0);  // a small write: durable in the journal
+      REQUIRE((*v)->write(1 << 20, large, false).ok());
+      REQUIRE((*v)->write(4096, block(2), false).ok());
+      REQUIRE((*v)->flush().ok());
+      CHECK(segments_in(*store) >= 1);  // the large one is durable in storage
+      CHECK((*v)->stats().journal_direct_writes == 1);
+      REQUIRE((*v)->write(8192, block(3), false).ok());
+      REQUIRE((*v)->flush().ok());
+      // kill -9
+    }
+    auto v = Volume::Open(store, o);
+    REQUIRE(v.ok());
+    CHECK(first_byte(**v, 0) == 1);
+    CHECK(first_byte(**v, 4096) == 2);
+    CHECK(first_byte(**v, 8192) == 3);  // replayed from the journal after the marker
+    std::vector<std::byte> got(large.size());
+    REQUIRE((*v)->read(1 << 20, got).ok());
+    CHECK(got == large);
+  }
+
+  TEST_CASE("with direct writes off, a large write is journaled like any other") {
+    portalbd::testing::TempDir dir;
+    auto store = std::make_shared<MemoryStore>();
+    VolumeOptions o = journaled(dir.path);
+    o.journal_direct_write_bytes = 0;
+    auto v = Volume::Open(store, o);
+    REQUIRE(v.ok());
+    REQUIRE((*v)->write(1 << 20, std::vector<std::byte>(512 * 1024, std::byte{7}), false).ok());
+    REQUIRE((*v)->flush().ok());
+    CHECK(segments_in(*store) == 0);
+    CHECK((*v)->stats().journal_direct_writes == 0);
+    // One larger than a journal record can hold (1 MiB chunks here) still
+    // goes to storage only, rather than fail.
+    REQUIRE((*v)->write(2 << 20, std::vector<std::byte>(1 << 20, std::byte{8}), false).ok());
+    REQUIRE((*v)->flush().ok());
+    CHECK(segments_in(*store) >= 1);
+    CHECK((*v)->stats().journal_direct_writes == 1);
+  }
+
   TEST_CASE("turning the journal off uploads what an earlier run left in it, then removes it") {
     portalbd::testing::TempDir dir;
     auto store = std::make_shared<MemoryStore>();

@@ -69,6 +69,11 @@ struct VolumeOptions {
   uint64_t journal_bytes = 1ull << 30;
   uint64_t journal_chunk_bytes = 64ull << 20;
   uint64_t journal_max_lag_ms = 10000;
+  // With the journal: a write of at least this many bytes of data goes to
+  // storage only (the journal gets a marker standing for it), and a FLUSH
+  // after it waits for its upload, as without the journal. So a large
+  // sequential write is written once, not twice. 0: every write is journaled.
+  uint64_t journal_direct_write_bytes = 1ull << 20;
 };
 
 inline constexpr uint64_t kDefaultVolumeSize = 1ull << 30;
