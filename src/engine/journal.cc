@@ -423,6 +423,22 @@ Status Journal::close() {
   return Status::OK();
 }
 
+uint64_t Journal::appended_wseq() const {
+  MutexLock lock(&mu_);
+  return appended_wseq_;
+}
+
+uint64_t Journal::released_wseq() const {
+  MutexLock lock(&mu_);
+  return released_wseq_;
+}
+
+std::optional<Clock::time_point> Journal::oldest_live_appended() const {
+  MutexLock lock(&mu_);
+  if (live_.empty()) return std::nullopt;
+  return live_.front().appended;
+}
+
 JournalStats Journal::stats() const {
   MutexLock lock(&mu_);
   JournalStats s;

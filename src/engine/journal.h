@@ -122,6 +122,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -250,6 +251,12 @@ class Journal {
   void release(uint64_t upto) EXCLUDES(mu_);
 
   JournalStats stats() const EXCLUDES(mu_);
+  // The parts of stats() the write and FLUSH paths ask for on every call,
+  // without building all of it.
+  uint64_t appended_wseq() const EXCLUDES(mu_);
+  uint64_t released_wseq() const EXCLUDES(mu_);
+  // When the oldest record not yet released was appended; nullopt when none is.
+  std::optional<std::chrono::steady_clock::time_point> oldest_live_appended() const EXCLUDES(mu_);
 
   // Clean shutdown (optional): writes a pad after the newest record carrying
   // the release watermark (J3), so that the next Open returns no released

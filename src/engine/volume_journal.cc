@@ -196,9 +196,9 @@ Status Volume::wait_for_journal_lag() {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<uint64_t>(
                                                                opts_.flush_timeout_ms, 60000));
   for (;;) {
-    const JournalStats js = journal_->stats();
+    const auto oldest = journal_->oldest_live_appended();
     const auto now = std::chrono::steady_clock::now();
-    if (js.live_records == 0 || now - js.oldest_live_appended < limit) return Status::OK();
+    if (!oldest || now - *oldest < limit) return Status::OK();
     if (now >= give_up) {
       return Status::Unavailable("uploads have lagged the journal by more than journal.max_lag_ms for too long");
     }
@@ -226,7 +226,7 @@ Status Volume::journal_sync(FlushTicket ticket) {
   // Every write answered before the FLUSH has appended (a write is answered
   // only after), and appends go in wseq order: so the newest appended covers
   // them, whatever writes are still on their way in.
-  const uint64_t appended = journal_->stats().appended_wseq;
+  const uint64_t appended = journal_->appended_wseq();
   const uint64_t upto = std::min<uint64_t>(ticket == kFlushEverything ? journal_ticket() : ticket, appended);
   pipeline_.count_flush();
   // A daemon that lost the volume acknowledges nothing more: the next holder
@@ -238,7 +238,7 @@ Status Volume::journal_sync(FlushTicket ticket) {
   // A write that went to storage only is durable once its segment commits,
   // which also releases the journal up to it: upload first (everything
   // buffered, as a FLUSH without the journal does).
-  if (journal_direct_wseq_.load() > journal_->stats().released_wseq) {
+  if (journal_direct_wseq_.load() > journal_->released_wseq()) {
     PBD_RETURN_IF_ERROR(pipeline_.make_durable());
   }
   Status st = journal_->sync(upto);
