@@ -147,6 +147,17 @@ Status run_status(const ControlContext& ctx, const json&, json* out) {
   } else {
     (*out)["journal"] = nullptr;
   }
+  if (vs.disk_cache) {
+    // The local disk cache of fetched frames (s3://): hits are reads that
+    // cost no GET, crc_drops cached frames that failed their check (fetched again).
+    (*out)["disk_cache"] = {{"dir", vs.disk_cache_dir},       {"capacity_bytes", vs.disk.capacity_bytes},
+                            {"bytes", vs.disk.bytes},         {"frames", vs.disk.frames},
+                            {"hits", vs.disk.hits},           {"misses", vs.disk.misses},
+                            {"inserts", vs.disk.inserts},     {"evictions", vs.disk.evictions},
+                            {"crc_drops", vs.disk.crc_drops}, {"io_errors", vs.disk.io_errors}};
+  } else {
+    (*out)["disk_cache"] = nullptr;
+  }
   return Status::OK();
 }
 

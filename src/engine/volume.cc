@@ -25,6 +25,7 @@ Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
 Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
   std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
   PBD_RETURN_IF_ERROR(v->open_manifest());
+  v->open_disk_cache();
   PBD_RETURN_IF_ERROR(v->open_index());
   PBD_RETURN_IF_ERROR(v->rebuild_index_if_behind_storage());
   PBD_RETURN_IF_ERROR(v->replay_storage());
@@ -43,6 +44,18 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   if (v->repaired_) PBD_RETURN_IF_ERROR(v->settle_repair());
   if (v->journal_ && v->opts_.journal_drain) PBD_RETURN_IF_ERROR(v->drain_journal());
   return v;
+}
+
+void Volume::open_disk_cache() {
+  if (opts_.disk_cache_bytes == 0 || opts_.disk_cache_dir.empty() || opts_.ephemeral) return;
+  // The uuid tells a volume recreated at the same URL (its seqs start over) from this one.
+  auto cache = DiskFrameCache::Open({opts_.disk_cache_dir, opts_.disk_cache_bytes, store_->url() + " " + uuid_});
+  if (!cache.ok()) {
+    log::get("engine")->warn("disk cache off: it could not be opened dir={} error={}", opts_.disk_cache_dir,
+                             log::quote(cache.status().ToString()));
+    return;
+  }
+  disk_cache_ = std::move(*cache);
 }
 
 Status Volume::close() {
@@ -132,6 +145,11 @@ VolumeStats Volume::stats() {
   s.cache_bytes = cache_.bytes();
   s.cache_hits = cache_.hits();
   s.cache_misses = cache_.misses();
+  if (disk_cache_) {
+    s.disk_cache = true;
+    s.disk_cache_dir = disk_cache_->dir();
+    s.disk = disk_cache_->stats();
+  }
   s.replayed_segments = replayed_segments_;
   if (journal_) {
     const JournalStats js = journal_->stats();

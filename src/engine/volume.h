@@ -16,8 +16,8 @@
 //                                  what needs the cut gate and both parts.
 //
 //   read   -> active buffer, then sealed buffers (newest first), then the
-//             layer chain -> frame cache -> one ranged GET per run of missing
-//             frames stored back to back (fetch_frames)
+//             layer chain -> frame cache -> disk cache (when on) -> one ranged
+//             GET per run of missing frames stored back to back (fetch_frames)
 //
 // Invariants
 //   1. Every write answered before flush() was called is in a segment that is
@@ -66,6 +66,7 @@
 #include "src/engine/block_device.h"
 #include "src/engine/checkpoint.h"
 #include "src/engine/cut_gate.h"
+#include "src/engine/disk_frame_cache.h"
 #include "src/engine/extent_map.h"
 #include "src/engine/flush_pipeline.h"
 #include "src/engine/frame_cache.h"
@@ -95,6 +96,10 @@ struct VolumeStats {
   uint64_t flushes_grouped = 0;
   uint64_t flush_errors = 0;
   uint64_t cache_bytes = 0, cache_hits = 0, cache_misses = 0;
+  // The local disk cache (VolumeOptions::disk_cache_bytes), when on.
+  bool disk_cache = false;
+  std::string disk_cache_dir;
+  DiskFrameCacheStats disk;
   uint64_t replayed_segments = 0;  // applied from storage at open
   uint64_t next_seq = 0;
   uint64_t bytes_live = 0;             // data bytes some root or reader reaches
@@ -232,6 +237,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
 
   Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts);
   Status open_manifest();
+  // After open_manifest(): opens the disk cache, if asked for (a failure is
+  // logged and leaves it off).
+  void open_disk_cache();
   // No volume.json: kCorruption naming what the prefix holds, unless empty.
   Status check_prefix_is_empty();
   Status open_index();
@@ -317,6 +325,11 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out,
                           const FrameBatch* batch = nullptr);
   Result<FrameCache::Frame> load_frame(uint64_t seq, const FrameRef& ref);
+  // Fetched bytes of frames [first, last) of `frames`, read with one GET
+  // starting at `start`: each is decoded into *batch and kept on disk.
+  Status use_fetched(uint64_t seq, std::map<uint64_t, FrameRef>::const_iterator first,
+                     std::map<uint64_t, FrameRef>::const_iterator last, uint64_t start,
+                     const std::vector<std::byte>& stored, FrameBatch* batch);
   // Checks and decompresses one stored frame and caches it.
   // `stored_owner`, when given, keeps `stored` alive: a frame stored raw is
   // then cached in place instead of copied.
@@ -372,6 +385,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::string uuid_;
   std::unique_ptr<meta::Index> index_;
   FrameCache cache_;
+  std::unique_ptr<DiskFrameCache> disk_cache_;  // set by open(), then only read
 
   CutGate gate_;
   Mutex rmw_mu_;

@@ -88,9 +88,29 @@ Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) 
     return decode_and_cache(seq, ref, stored_span(*whole, ref.offset, ref.stored_len), whole);
   }
   std::vector<std::byte> stored;
+  if (disk_cache_ && disk_cache_->get(seq, ref, &stored)) return decode_and_cache(seq, ref, stored);
   Status st = store_->get_range(key, ref.offset, ref.stored_len, &stored);
   if (!st.ok()) return fetch_failed(key, ref.offset, st);
-  return decode_and_cache(seq, ref, stored);
+  auto frame = decode_and_cache(seq, ref, stored);
+  if (frame.ok() && disk_cache_) disk_cache_->put(seq, ref, stored);
+  return frame;
+}
+
+Status Volume::use_fetched(uint64_t seq, std::map<uint64_t, FrameRef>::const_iterator first,
+                           std::map<uint64_t, FrameRef>::const_iterator last, uint64_t start,
+                           const std::vector<std::byte>& stored, FrameBatch* batch) {
+  for (auto it = first; it != last; ++it) {
+    // A short answer leaves later frames short; decode_frame calls that truncation.
+    const uint64_t at = std::min<uint64_t>(it->first - start, stored.size());
+    const uint64_t len = std::min<uint64_t>(it->second.stored_len, stored.size() - at);
+    const std::span<const std::byte> bytes = std::span<const std::byte>(stored).subspan(at, len);
+    auto frame = decode_and_cache(seq, it->second, bytes);
+    if (!frame.ok()) return frame.status();
+    // Verified by decoding: kept on disk for the next miss, and the next start.
+    if (disk_cache_) disk_cache_->put(seq, it->second, bytes);
+    (*batch)[{seq, it->first}] = std::move(*frame);
+  }
+  return Status::OK();
 }
 
 Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch) {
@@ -105,7 +125,7 @@ Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch)
     }
     missing[src.seq].emplace(src.frame.offset, src.frame);
   }
-  for (const auto& [seq, frames] : missing) {
+  for (auto& [seq, frames] : missing) {
     const std::string key = segment_key(seq);
     if (auto whole = store_->get_shared(key)) {  // the object is in memory: no GET, no copy
       for (const auto& [offset, ref] : frames) {
@@ -114,6 +134,19 @@ Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch)
         (*batch)[{seq, offset}] = std::move(*frame);
       }
       continue;
+    }
+    if (disk_cache_) {  // what the disk holds is read from there, one pread a frame
+      std::vector<std::byte> stored;
+      for (auto it = frames.begin(); it != frames.end();) {
+        if (!disk_cache_->get(seq, it->second, &stored)) {
+          ++it;
+          continue;
+        }
+        auto frame = decode_and_cache(seq, it->second, stored);
+        if (!frame.ok()) return frame.status();
+        (*batch)[{seq, it->first}] = std::move(*frame);
+        it = frames.erase(it);
+      }
     }
     for (auto first = frames.begin(); first != frames.end();) {
       // A run: frames stored back to back, at most kMaxFetchBytes in all.
@@ -127,14 +160,7 @@ Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch)
       std::vector<std::byte> stored;
       Status st = store_->get_range(key, start, end - start, &stored);
       if (!st.ok()) return fetch_failed(key, start, st);
-      for (auto it = first; it != last; ++it) {
-        // A short answer leaves later frames short; decode_frame calls that truncation.
-        const uint64_t at = std::min<uint64_t>(it->first - start, stored.size());
-        const uint64_t len = std::min<uint64_t>(it->second.stored_len, stored.size() - at);
-        auto frame = decode_and_cache(seq, it->second, std::span<const std::byte>(stored).subspan(at, len));
-        if (!frame.ok()) return frame.status();
-        (*batch)[{seq, it->first}] = std::move(*frame);
-      }
+      PBD_RETURN_IF_ERROR(use_fetched(seq, first, last, start, stored, batch));
       first = last;
     }
   }

@@ -28,6 +28,12 @@ struct VolumeOptions {
   // above); clamped to [1, kMaxUploadWindow]. 1: one at a time.
   uint32_t upload_concurrency = 1;
   uint64_t cache_bytes = 256ull << 20;
+  // The local disk cache of stored frames (disk_frame_cache.h): frames
+  // fetched from storage are kept in this directory, up to this many bytes,
+  // across restarts. 0 or "": none. Worth it only for a remote store; a
+  // cache that cannot be opened is logged and the volume opens without.
+  uint64_t disk_cache_bytes = 0;
+  std::string disk_cache_dir;
   Codec codec = Codec::kLz4;
   // The SQLite file, or kInMemoryIndex for a store that starts empty and
   // keeps nothing (memory://): the index then costs no file I/O at all, and
