@@ -555,10 +555,6 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
   if (!dir_fd.ok()) return dir_fd.status();
   auto found = read_meta(dir);
   if (!found.ok()) return found.status();
-  if (*found && (*found)->volume_uuid != opts.volume_uuid) {
-    return Status::InvalidArgument("journal " + dir + " belongs to volume " + (*found)->volume_uuid + ", not " +
-                                   opts.volume_uuid + ": give this volume its own journal dir, or discard that journal");
-  }
 
   // Recover what is there; a new geometry applies only when nothing is live.
   Meta meta;
@@ -578,7 +574,26 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
       logger->warn("journal torn tail cut at the last whole record dir={} at={} newest_wseq={}", log::quote(dir),
                    log::quote(rec.report.torn_tail), rec.report.newest_wseq);
     }
-    if (meta.chunk_bytes != opts.chunk_bytes || meta.chunk_count != want_chunks) {
+    if (meta.volume_uuid != opts.volume_uuid) {
+      // The state dir now serves another volume. With nothing live the old
+      // journal is only files; with live records it holds writes that volume
+      // answered and storage may lack: never drop those.
+      if (!rec.report.records.empty()) {
+        return Status::InvalidArgument(
+            "journal " + dir + " belongs to volume " + meta.volume_uuid + ", not " + opts.volume_uuid + ", and holds " +
+            std::to_string(rec.report.records.size()) +
+            " writes of it not known to be in storage: start that volume once to upload them, give this volume its "
+            "own journal dir, or discard that journal");
+      }
+      logger->warn("journal of another volume, with nothing live, laid out anew for this one dir={} was_volume={} "
+                   "volume={}",
+                   log::quote(dir), meta.volume_uuid, opts.volume_uuid);
+      fds.clear();
+      PBD_RETURN_IF_ERROR(remove_journal_files(dir, dir_fd->get()));
+      rec = Recovered{};
+      rec.report.created = true;
+      create = true;
+    } else if (meta.chunk_bytes != opts.chunk_bytes || meta.chunk_count != want_chunks) {
       if (rec.report.records.empty()) {
         logger->info("journal laid out anew for new geometry dir={} chunk_bytes={} chunks={} was_chunk_bytes={} "
                      "was_chunks={}",

@@ -454,7 +454,7 @@ TEST_SUITE("engine.journal") {
     check_records(opened.recovery.records, 6, 6);
   }
 
-  TEST_CASE("a journal of another volume is refused; one dir, one Journal; Discard starts over") {
+  TEST_CASE("a journal of another volume is refused while it holds live records; one dir, one Journal; Discard") {
     TempDir tmp;
     auto o = options(tmp.path);
     {
@@ -470,7 +470,7 @@ TEST_SUITE("engine.journal") {
     auto r = Journal::Open(other);
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().is(Status::Code::kInvalidArgument));
-    CHECK(contains(r.status().message(), "belongs to volume vol-1, not vol-2"));
+    CHECK(contains(r.status().message(), "belongs to volume vol-1, not vol-2, and holds 1 writes"));
     CHECK(open_ok(o).recovery.records.size() == 1);  // untouched
 
     REQUIRE(Journal::Discard(o.dir).ok());
@@ -479,6 +479,31 @@ TEST_SUITE("engine.journal") {
     auto fresh = open_ok(other);
     CHECK(fresh.recovery.created);
     CHECK(fresh.recovery.records.empty());
+  }
+
+  TEST_CASE("a journal of another volume with nothing live is laid out anew for the new one") {
+    // A state dir reused for another bucket after a clean stop.
+    TempDir tmp;
+    auto o = options(tmp.path);
+    {
+      auto opened = open_ok(o);
+      REQUIRE(append_data(*opened.journal, 1).ok());
+      REQUIRE(opened.journal->sync(1).ok());
+      opened.journal->release(1);
+      REQUIRE(opened.journal->close().ok());
+    }
+    auto other = o;
+    other.volume_uuid = "vol-2";
+    {
+      auto fresh = open_ok(other);
+      CHECK(fresh.recovery.created);
+      CHECK(fresh.recovery.records.empty());
+      REQUIRE(append_data(*fresh.journal, 1).ok());
+      REQUIRE(fresh.journal->sync(1).ok());
+    }
+    // It is vol-2's now: vol-1 is refused (vol-2's record is live).
+    CHECK(Journal::Open(o).status().is(Status::Code::kInvalidArgument));
+    check_records(open_ok(other).recovery.records, 1, 1);
   }
 
   TEST_CASE("a damaged meta is kCorruption; a missing meta starts a new journal") {

@@ -252,6 +252,19 @@ TEST_SUITE("engine.damage") {
     }
   }
 
+  TEST_CASE("a store's leftover probe object is not a volume's data: a new volume opens over it") {
+    // Found by the s3:// crash loop on a loaded machine: s3rver still listed
+    // the conditional-PUT probe's key right after the probe removed it, and
+    // the first start refused an empty bucket as a volume without volume.json.
+    Damaged d;
+    const std::string probe = std::string(kStoreProbePrefix) + "conditional-put-0123456789abcdef";
+    const std::string text = "second probe";
+    REQUIRE(d.mem->put(probe, std::span(reinterpret_cast<const std::byte*>(text.data()), text.size())).ok());
+    auto v = d.open_ok(false);
+    CHECK(exists(d, "volume.json"));
+    REQUIRE(v->close().ok());
+  }
+
   TEST_CASE("a damaged checkpoint is skipped for an older one, and quarantined") {
     Damaged d;
     {

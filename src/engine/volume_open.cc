@@ -101,6 +101,7 @@ Status Volume::check_prefix_is_empty() {
   for (const auto& obj : all) {
     uint64_t seq = 0;
     if (obj.key.starts_with("lock/")) continue;  // the writer lease, claimed before open()
+    if (obj.key.starts_with(kStoreProbePrefix)) continue;  // the store's own, not the volume's
     if (parse_segment_key(obj.key, &seq)) {
       found["segments"]++;
     } else if (parse_roots_record_key(obj.key) != 0) {

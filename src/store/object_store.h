@@ -33,6 +33,11 @@
 
 namespace portalbd {
 
+// Where a store puts objects of its own for a moment, e.g. S3Store's probe of
+// conditional PUTs at open. One may be left behind (a kill -9 mid-probe, or a
+// server that lists a removed key a little longer): not volume data.
+inline constexpr const char* kStoreProbePrefix = ".portalbd-probe/";
+
 struct ObjectInfo {
   std::string key;
   uint64_t size = 0;

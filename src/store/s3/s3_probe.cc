@@ -15,7 +15,7 @@ Result<bool> S3Store::probe_conditional_put() {
   std::random_device rd;
   uint8_t nonce[8];
   for (auto& b : nonce) b = static_cast<uint8_t>(rd());
-  std::string key = ".portalbd-probe/conditional-put-" + hex(nonce);
+  std::string key = std::string(kStoreProbePrefix) + "conditional-put-" + hex(nonce);
   auto as_bytes = [](const std::string& s) {
     return std::span<const std::byte>(reinterpret_cast<const std::byte*>(s.data()), s.size());
   };
