@@ -116,6 +116,14 @@ Status check_control_idle_timeout_ms(uint64_t ms) {
   return Status::OK();
 }
 
+Status check_storage_timeout_ms(uint64_t ms) {
+  // 0 would mean "no deadline", the hang these keys exist to end.
+  if (ms < kMinStorageTimeoutMs || ms > kMaxStorageTimeoutMs) {
+    return invalid("must be between 100 and 3600000 (one hour)");
+  }
+  return Status::OK();
+}
+
 Status check_any_uint(uint64_t) { return Status::OK(); }
 Status check_any_string(const std::string&) { return Status::OK(); }
 

@@ -17,6 +17,8 @@ inline constexpr uint64_t kMaxDiskSizeGb = 1ull << 30;  // 1 EiB: NBD sizes are 
 inline constexpr uint64_t kMaxFlushIntervalMs = 3'600'000;
 inline constexpr uint64_t kMinControlIdleTimeoutMs = 100;
 inline constexpr uint64_t kMaxControlIdleTimeoutMs = 3'600'000;
+inline constexpr uint64_t kMinStorageTimeoutMs = 100;
+inline constexpr uint64_t kMaxStorageTimeoutMs = 3'600'000;
 inline constexpr uint64_t kMinSegmentBytes = 1ull << 20;
 inline constexpr uint64_t kMaxSegmentBytes = 1ull << 30;
 // The engine's kMaxUploadWindow (src/engine/volume.h): replay tolerates torn
@@ -44,6 +46,7 @@ Status check_segment_bytes(uint64_t bytes);
 Status check_upload_concurrency(uint64_t n);
 Status check_journal_bytes(uint64_t bytes);
 Status check_control_idle_timeout_ms(uint64_t ms);
+Status check_storage_timeout_ms(uint64_t ms);  // [storage] *_timeout_ms
 Status check_any_uint(uint64_t);       // every value accepted
 Status check_any_string(const std::string&);  // every value accepted
 Status check_dir_path(const std::string& path);  // "" or absolute

@@ -28,7 +28,7 @@ FlushPipeline::FlushPipeline(std::shared_ptr<ObjectStore> store, LayerSet& layer
       layers_(layers),
       opts_(opts),
       upload_window_(std::clamp<uint32_t>(opts_.upload_concurrency, 1, kMaxUploadWindow)),
-      upload_pool_(std::make_unique<TaskPool>(upload_window_ > 1 ? upload_window_ : 0)) {}
+      upload_pool_(std::make_unique<TaskPool>(upload_window_)) {}
 
 FlushPipeline::~FlushPipeline() {
   {
@@ -292,14 +292,66 @@ std::chrono::milliseconds FlushPipeline::stalled_for_locked(std::chrono::steady_
 // is sealed when it starts, while it keeps the window full of PUTs, so that
 // with several PUTs at once the window does not run dry at every round's end.
 // Those PUTs finish within the round (U4) and commit in the next.
-Status FlushPipeline::upload_sealed() {
+Status FlushPipeline::upload_sealed(std::optional<TimePoint> give_up_from) {
   uint64_t last;
   {
     MutexLock lock(&layers_.mu());
     if (sealing_.empty()) return Status::OK();
     last = sealing_.back()->seq;
   }
-  return upload_through(last, /*fill_window=*/true);
+  return upload_through(last, /*fill_window=*/true, give_up_from);
+}
+
+FlushPipeline::TimePoint FlushPipeline::give_up_at_locked(TimePoint since) const {
+  if (opts_.flush_timeout_ms == 0) return TimePoint::max();
+  return std::max(since, last_upload_ok_) + std::chrono::milliseconds(opts_.flush_timeout_ms);
+}
+
+bool FlushPipeline::wait_for_uploads_locked(MutexLock& lock, const std::optional<TimePoint>& give_up_from) {
+  if (!give_up_from || opts_.flush_timeout_ms == 0) {
+    upload_cv_.wait(lock);
+    return true;
+  }
+  const TimePoint until = give_up_at_locked(*give_up_from);
+  if (std::chrono::steady_clock::now() >= until) return false;
+  upload_cv_.wait_until(lock, until);
+  return true;  // the caller looks again; the next call says whether time is up
+}
+
+bool FlushPipeline::try_lock_uploads(TimePoint since) NO_THREAD_SAFETY_ANALYSIS {
+  flush_claims_.fetch_add(1);
+  bool held = false;
+  for (;;) {
+    TimePoint until;
+    {
+      MutexLock lock(&layers_.mu());
+      until = give_up_at_locked(since);
+    }
+    if (until == TimePoint::max()) {
+      upload_mu_.lock();
+      held = true;
+      break;
+    }
+    if (upload_mu_.try_lock_until(until)) {
+      held = true;
+      break;
+    }
+    // A commit meanwhile moves the moment on: storage is answering.
+    MutexLock lock(&layers_.mu());
+    if (std::chrono::steady_clock::now() >= give_up_at_locked(since)) break;
+  }
+  flush_claims_.fetch_sub(1);
+  return held;
+}
+
+void FlushPipeline::note_storage_failure_locked(const Status& failed) {
+  flush_errors_++;
+  if (failing_since_unix_ms_ == 0 && !failed.is(Status::Code::kFenced)) {  // fencing is no outage
+    failing_since_unix_ms_ = now_unix_ms();
+    log::get("engine")->warn("storage is failing, writes stay buffered dirty_bytes={} write_buffer_bytes={}",
+                             active_bytes_ + sealing_bytes_, opts_.write_buffer_bytes);
+  }
+  last_storage_error_ = failed.ToString();
 }
 
 // The claim lasts while the lock waits: the flusher, which takes upload_mu_
@@ -319,10 +371,16 @@ void FlushPipeline::UploadLock::unlock() NO_THREAD_SAFETY_ANALYSIS {
 // The driver of the state machine (rules U1-U4): keeps the window's PUTs
 // running and commits the head of sealing_ whenever it is STORED, until
 // everything up to last_seq is committed or the head failed.
-Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
+Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window, std::optional<TimePoint> give_up_from) {
   Status failed;
   std::shared_ptr<Sealed> failed_buffer;
   bool stop_past_round = false;  // a commit past the round failed: leave the rest to the next round
+  bool out_of_time = false;      // U8: PUTs that still run are left to their workers
+  // The error for a PUT storage has not answered by the deadline.
+  auto no_answer = [this](const Sealed& sealed) {
+    return Status::Unavailable("upload " + segment_key(sealed.seq) + ": storage has not answered for " +
+                               std::to_string(opts_.flush_timeout_ms) + " ms (lsm.flush_timeout_ms)");
+  };
   MutexLock lock(&layers_.mu());
   // A buffer that failed in an earlier call gets a new attempt in this one
   // (only buffers in the window can have failed).
@@ -339,7 +397,10 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
       // later segment's PUT.
       if (puts_running_ == 0 || stop_past_round) break;
       if (sealing_.front()->stage != Stage::kStored) {
-        upload_cv_.wait(lock);
+        if (!wait_for_uploads_locked(lock, give_up_from)) {
+          out_of_time = true;  // this round's buffers are committed: that is what was asked
+          break;
+        }
         continue;
       }
     }
@@ -373,7 +434,13 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
     }
     const std::shared_ptr<Sealed> head = sealing_.front();
     if (head->stage == Stage::kPutting) {
-      upload_cv_.wait(lock);  // a PUT finished, or a buffer was sealed into the window
+      // A PUT finished, or a buffer was sealed into the window.
+      if (!wait_for_uploads_locked(lock, give_up_from)) {
+        out_of_time = true;
+        failed = no_answer(*head);
+        failed_buffer = head;
+        break;
+      }
       continue;
     }
     if (head->stage == Stage::kFailed) {
@@ -414,16 +481,19 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window) {
     }
   }
   // U4: let the PUTs still running finish; those that succeed stay STORED.
-  while (puts_running_ != 0) upload_cv_.wait(lock);
+  // U8: but not past the deadline.
+  while (!out_of_time && puts_running_ != 0) {
+    if (!wait_for_uploads_locked(lock, give_up_from)) {
+      out_of_time = true;
+      if (failed.ok() && !sealing_.empty() && sealing_.front()->seq <= last_seq) {
+        failed = no_answer(*sealing_.front());
+        failed_buffer = sealing_.front();
+      }
+    }
+  }
   if (failed.ok()) return failed;
 
-  flush_errors_++;
-  if (failing_since_unix_ms_ == 0 && !failed.is(Status::Code::kFenced)) {  // fencing is no outage
-    failing_since_unix_ms_ = now_unix_ms();
-    log::get("engine")->warn("storage is failing, writes stay buffered dirty_bytes={} write_buffer_bytes={}",
-                             active_bytes_ + sealing_bytes_, opts_.write_buffer_bytes);
-  }
-  last_storage_error_ = failed.ToString();
+  note_storage_failure_locked(failed);
   lock.unlock();
   log::get("engine")->error("flush failed, data stays buffered for retry seq={} error={}", failed_buffer->seq,
                             log::quote(failed.ToString()));
@@ -475,35 +545,60 @@ Status FlushPipeline::make_durable(BlockDevice::FlushTicket ticket) {
     wanted = covering_gen_locked();
   }
   flushes_++;
-  UploadLock flush_lock(*this);
-  // Whoever held the upload lock meanwhile may have committed everything
-  // this call covers (group commit). roots_dirty_ needs an upload anyway.
-  if (covered_locked(wanted)) {
-    flushes_grouped_++;
-    return Status::OK();
-  }
-  uint64_t target;
-  {
-    MutexLock lock(&layers_.mu());
-    // Everything buffered, not only what this call covers: the callers
-    // queued behind this one are covered by this upload too.
-    seal_active_locked();
-    target = next_seq_ - 1;
-  }
   const auto started = steady_clock::now();
   const milliseconds timeout(opts_.flush_timeout_ms);
+  // U8: every wait below ends once storage has accepted no upload for
+  // `timeout` since this call began (none with a timeout of 0).
+  const std::optional<TimePoint> give_up_from =
+      timeout.count() > 0 ? std::optional<TimePoint>(started) : std::nullopt;
+  // Storage answered nothing by the deadline: EIO now, the data stays buffered.
+  auto out_of_time = [&](const Status& last) {
+    MutexLock lock(&layers_.mu());
+    const auto stalled = stalled_for_locked(started);
+    Status st = Status::Unavailable("storage accepted no upload for " + std::to_string(stalled.count()) +
+                                    " ms (lsm.flush_timeout_ms): " +
+                                    (last.ok() ? std::string("an upload in flight has had no answer") : last.message()));
+    note_storage_failure_locked(st);
+    return st;
+  };
   milliseconds backoff(100);
+  bool first = true;
+  uint64_t target = 0;
+  Status last;  // the last upload error, for the message
   for (;;) {
-    Status st = upload_through(target);
+    if (give_up_from) {
+      if (!try_lock_uploads(started)) return out_of_time(last);
+    } else {
+      flush_claims_.fetch_add(1);  // the flusher steps aside between its rounds, as for UploadLock
+      upload_mu_.lock();
+      flush_claims_.fetch_sub(1);
+    }
+    // Whoever held the upload lock meanwhile may have committed everything
+    // this call covers (group commit). roots_dirty_ needs an upload anyway.
+    if (covered_locked(wanted)) {
+      if (first) flushes_grouped_++;
+      upload_mu_.unlock();
+      return Status::OK();
+    }
+    if (first) {
+      MutexLock lock(&layers_.mu());
+      // Everything buffered, not only what this call covers: the callers
+      // queued behind this one are covered by this upload too.
+      seal_active_locked();
+      target = next_seq_ - 1;
+      first = false;
+    }
+    Status st = upload_through(target, /*fill_window=*/false, give_up_from);
     // A root change whose record did not reach storage: a flush that returns
     // OK must leave storage able to rebuild what it acknowledges.
     if (st.ok() && roots_dirty_) st = write_roots_().With("record snapshots in storage");
-    if (st.ok()) return st;
-    if (timeout.count() == 0 || !st.retryable()) return st;
     // Wait out the outage without holding upload_mu_, so the flusher, status
     // and snapshot commands still run; storage gets `timeout` to accept any
     // upload at all.
-    flush_lock.unlock();
+    upload_mu_.unlock();
+    if (st.ok()) return st;
+    if (timeout.count() == 0 || !st.retryable()) return st;
+    last = st;
     {
       MutexLock lock(&layers_.mu());
       const milliseconds stalled = stalled_for_locked(started);
@@ -515,8 +610,6 @@ Status FlushPipeline::make_durable(BlockDevice::FlushTicket ticket) {
       if (closed_) return Status::Cancelled("volume closed while a flush waited for storage");
     }
     backoff = std::min<milliseconds>(backoff * 2, max_retry_backoff(opts_.flush_timeout_ms));
-    flush_lock.lock();
-    if (covered_locked(wanted)) return Status::OK();  // the flusher got it through meanwhile
   }
 }
 
@@ -541,11 +634,12 @@ void FlushPipeline::flusher_loop() {
     // Let a FLUSH, GC pass or snapshot waiting for upload_mu_ go first.
     while (flush_claims_.load() > 0) std::this_thread::sleep_for(milliseconds(1));
     Status st;
-    {
-      MutexLock flush_lock(&upload_mu_);
-      st = upload_sealed();
-      if (st.ok() && roots_dirty_) st = write_roots_();
-    }
+    upload_mu_.lock();
+    // U8: a round that storage does not answer ends, so that storage counts
+    // as failing and FLUSHes get the lock between tries.
+    st = upload_sealed(steady_clock::now());
+    if (st.ok() && roots_dirty_) st = write_roots_();
+    upload_mu_.unlock();
     if (!st.ok()) {
       // Storage trouble: wait before the next try, growing to at most 5 s
       // (see max_retry_backoff).

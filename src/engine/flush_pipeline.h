@@ -28,8 +28,8 @@
 //
 // Upload rules (W = upload_concurrency, at most kMaxUploadWindow):
 //   U1. Only the first W buffers of sealing_ (the upload window) are ever
-//       PUTTING, and at most W PUTs run at once (a pool of W threads; with
-//       W = 1 the PUT runs inline, as before). So storage never holds an
+//       PUTTING, and at most W PUTs run at once (a pool of W threads, one for
+//       W = 1: never the caller's, U8). So storage never holds an
 //       uncommitted segment more than W-1 segments past the oldest
 //       uncommitted one, which is what replay_storage() relies on.
 //   U2. Commits follow sequence order: only the head of sealing_ commits,
@@ -40,7 +40,8 @@
 //       bytes (idempotent). A successful PUT frees it.
 //   U4. upload_through() returns only when none of its PUTs runs, so a
 //       buffer's object/footer are only ever touched by one thread at a time,
-//       and nothing uploads while upload_mu_ is free. While it waits for
+//       and nothing uploads while upload_mu_ is free -- except past a
+//       deadline (U8). While it waits for
 //       PUTs past the buffers it was asked for, it commits the heads they
 //       leave STORED (in order, U2, U7): a commit never waits for a later
 //       segment's PUT.
@@ -56,9 +57,23 @@
 //       fails (kFenced, EIO). Where the store enforces conditional puts,
 //       segments are created with put_if_absent (store_segment), so two
 //       writers never replace each other's segment under one key.
+//   U8. Deadlines hold whatever the store does (a hung store answers
+//       nothing, never). A FLUSH and the flusher's rounds give up once
+//       storage has accepted no upload for flush_timeout_ms (counted from
+//       the later of their start and the last commit): waiting for the
+//       upload lock (try_lock_uploads) and waiting for a PUT both end then,
+//       with kUnavailable, and storage counts as failing (status). A PUT
+//       still running is left PUTTING on its worker, never on the caller's
+//       thread (the pool always has a thread), and only its worker touches
+//       the buffer until it ends: the next upload_through() waits for it (or
+//       gives up again), and the buffer goes on to STORED or FAILED as
+//       always. Whoever needs no PUT running (quiet_seqs: checkpoints, GC,
+//       root changes) waits for an empty sealing_, which a PUTTING buffer
+//       is not.
 
 //
-// Locks: upload_mu_ (the upload lock) serializes uploads and whatever must
+// Locks: upload_mu_ (the upload lock, a TimedMutex so a FLUSH can give up
+// waiting for it, U8) serializes uploads and whatever must
 // not run beside one (root changes, GC steps, checkpoints: they take it with
 // lock_uploads()); held across I/O. The engine mutex (LayerSet::mu()) guards
 // the buffers below and is never held across I/O. Upload workers take only
@@ -178,16 +193,20 @@ class FlushPipeline {
     FlushPipeline& p_;
     bool held_ = false;
   };
-  Mutex& upload_mu() RETURN_CAPABILITY(upload_mu_) { return upload_mu_; }
+  TimedMutex& upload_mu() RETURN_CAPABILITY(upload_mu_) { return upload_mu_; }
+  using TimePoint = std::chrono::steady_clock::time_point;
   // Commits every sealed buffer up to last_seq, PUTting up to
   // upload_window_ at once; on failure returns the error of the oldest
   // uncommitted one. With fill_window it also starts PUTs of buffers past
   // last_seq while the window has room (and waits for them, U4, without
-  // committing them).
-  Status upload_through(uint64_t last_seq, bool fill_window = false) REQUIRES(upload_mu_);
+  // committing them). With `give_up_from` (and flush_timeout_ms > 0) it
+  // returns kUnavailable once storage has accepted no upload for
+  // flush_timeout_ms since then, leaving PUTs that hang running (U8).
+  Status upload_through(uint64_t last_seq, bool fill_window = false,
+                        std::optional<TimePoint> give_up_from = std::nullopt) REQUIRES(upload_mu_);
   // upload_through() the newest buffer sealed at the call, keeping the window
   // full: a bounded round, however fast writers seal.
-  Status upload_sealed() REQUIRES(upload_mu_);
+  Status upload_sealed(std::optional<TimePoint> give_up_from = std::nullopt) REQUIRES(upload_mu_);
   // Allocates `count` sequence numbers at a moment when no sealed buffer is
   // pending, so every lower sequence is committed, and runs `while_quiet`
   // (engine mutex held) at that moment. Holds back size-triggered seals
@@ -195,7 +214,8 @@ class FlushPipeline {
   Result<uint64_t> quiet_seqs(uint64_t count, const std::function<void()>& while_quiet) REQUIRES(upload_mu_);
   // flush() proper: returns once every write answered before the call (or,
   // with a ticket, before the ticket was taken) is committed and the roots
-  // record stored, waiting out storage outages up to flush_timeout_ms. Group
+  // record stored, waiting out storage outages up to flush_timeout_ms, and
+  // no longer than that for a store that does not answer (U8). Group
   // commit: whoever holds the upload lock seals and uploads everything
   // buffered, so callers that queued behind it often find their writes
   // committed and return without an upload of their own.
@@ -216,7 +236,7 @@ class FlushPipeline {
   void set_roots_dirty_locked(bool dirty) REQUIRES(upload_mu_) { roots_dirty_ = dirty; }
   bool roots_dirty_locked() const REQUIRES(upload_mu_) { return roots_dirty_; }
   void mark_roots_dirty() EXCLUDES(upload_mu_) {
-    MutexLock lock(&upload_mu_);
+    UploadLock lock(*this);
     roots_dirty_ = true;
   }
 
@@ -269,6 +289,19 @@ class FlushPipeline {
   // `since`.
   std::chrono::milliseconds stalled_for_locked(std::chrono::steady_clock::time_point since) const
       REQUIRES(layers_.mu());
+  // When a wait that began at `since` gives up (U8): flush_timeout_ms after
+  // the later of `since` and the last commit; never with flush_timeout_ms 0.
+  TimePoint give_up_at_locked(TimePoint since) const REQUIRES(layers_.mu());
+  // Waits for upload_cv_, until give_up_at_locked(*give_up_from) if given.
+  // False once that moment has passed (checked before waiting).
+  bool wait_for_uploads_locked(MutexLock& lock, const std::optional<TimePoint>& give_up_from)
+      REQUIRES(layers_.mu());
+  // Takes the upload lock as UploadLock does (a claim while waiting), but
+  // gives up at give_up_at_locked(since): false, and the lock is not held.
+  bool try_lock_uploads(TimePoint since) TRY_ACQUIRE(true, upload_mu_) EXCLUDES(layers_.mu());
+  // An upload failed or storage did not answer: counts it, and marks storage
+  // failing (status, the log) unless fenced, which is no outage.
+  void note_storage_failure_locked(const Status& failed) REQUIRES(layers_.mu());
   // Writers may add charged_bytes to the buffers (back-pressure).
   bool has_space_locked(uint64_t charged_bytes) const REQUIRES(layers_.mu());
   // Every seal generation up to `wanted` is committed and the roots record
@@ -283,7 +316,7 @@ class FlushPipeline {
   std::function<Status()> write_roots_;
   std::function<void(uint64_t)> on_commit_;
 
-  Mutex upload_mu_;
+  TimedMutex upload_mu_;
   // Callers of upload_mu_ other than the flusher, waiting or holding
   // (lock_uploads). Under sustained writes the flusher always has more to
   // upload and would take the mutex back before any of them woke; it steps
@@ -343,7 +376,8 @@ class FlushPipeline {
   std::vector<std::byte> spare_object_ GUARDED_BY(layers_.mu());
   std::atomic<uint64_t> segments_written_{0}, bytes_uploaded_{0}, flushes_{0}, flushes_grouped_{0}, flush_errors_{0};
   const uint32_t upload_window_;  // opts_.upload_concurrency, clamped (U1)
-  // Runs the PUTs: upload_window_ threads, or none (inline) for a window of 1.
+  // Runs the PUTs: upload_window_ threads, at least one, so that a PUT that
+  // hangs never holds the caller's thread (U8).
   // Declared after everything its jobs touch, so it is destroyed first.
   std::unique_ptr<TaskPool> upload_pool_;
   std::thread flusher_;

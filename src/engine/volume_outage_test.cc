@@ -202,3 +202,48 @@ TEST_CASE("outage: flush_timeout_ms = 0 fails a FLUSH at the first failed upload
   h.storage_back();
   CHECK(h.vol->flush().ok());
 }
+
+// A store that accepts uploads and never answers them (a stopped S3 server):
+// the FLUSH gets its error at flush_timeout_ms whatever the PUT in flight is
+// doing, status says storage is failing, buffered data is still read, and once
+// the store answers again the next FLUSH uploads everything, with no restart.
+TEST_CASE("outage: a store that never answers fails a FLUSH at flush_timeout_ms, and it recovers") {
+  OutageHarness h(1000);
+  const auto before = pattern(128 << 10, 11);
+  REQUIRE(h.vol->write(0, before, false).ok());
+  REQUIRE(h.vol->flush().ok());
+
+  h.faults->hang(FaultStore::kWrites);
+  const auto during = pattern(192 << 10, 12);
+  REQUIRE(h.vol->write(2 << 20, during, false).ok());  // answered from the buffer
+  for (int i = 0; i < 2; ++i) {  // the first meets a hung PUT of its own, the second the flusher's
+    const auto started = steady_clock::now();
+    Status st = h.vol->flush();
+    const auto took = duration_cast<milliseconds>(steady_clock::now() - started);
+    MESSAGE("FLUSH ", i + 1, " against a hung store returned after ", took.count(), " ms: ", st.ToString());
+    CHECK(st.is(Status::Code::kUnavailable));
+    CHECK(st.message().find("flush_timeout_ms") != std::string::npos);
+    CHECK(took >= milliseconds(900));
+    CHECK(took < milliseconds(1000 + 1000));
+  }
+  CHECK(h.faults->hanging() >= 1);  // the PUT is still stuck in the store
+  VolumeStats mid = h.vol->stats();
+  CHECK(mid.storage_failing_since_unix_ms != 0);
+  CHECK(mid.last_storage_error.find("flush_timeout_ms") != std::string::npos);
+  CHECK(mid.dirty_bytes >= during.size());
+  check_reads(*h.vol, 2 << 20, during);  // served from the buffer
+
+  h.faults->release();
+  const auto started = steady_clock::now();
+  REQUIRE(h.vol->flush().ok());
+  CHECK(steady_clock::now() - started < seconds(5));
+  VolumeStats after = h.vol->stats();
+  CHECK(after.storage_failing_since_unix_ms == 0);
+  CHECK(after.dirty_bytes == 0);
+  check_reads(*h.vol, 0, before);
+  check_reads(*h.vol, 2 << 20, during);
+
+  auto rebuilt = h.reopen_from_storage();
+  check_reads(*rebuilt, 0, before);
+  check_reads(*rebuilt, 2 << 20, during);
+}

@@ -39,6 +39,24 @@ void FaultStore::clear_faults() {
   rules_.clear();
 }
 
+void FaultStore::hang(unsigned ops) {
+  MutexLock lock(&mu_);
+  hang_ops_ = ops;
+}
+
+void FaultStore::release() {
+  {
+    MutexLock lock(&mu_);
+    hang_ops_ = 0;
+  }
+  released_.notify_all();
+}
+
+uint64_t FaultStore::hanging() const {
+  MutexLock lock(&mu_);
+  return hanging_;
+}
+
 uint64_t FaultStore::calls() const {
   MutexLock lock(&mu_);
   return calls_;
@@ -66,6 +84,11 @@ std::vector<std::string> FaultStore::trace() const {
 
 Status FaultStore::admit(Op op, const std::string& key) {
   MutexLock lock(&mu_);
+  if ((hang_ops_ & (1u << op)) != 0) {
+    ++hanging_;
+    while ((hang_ops_ & (1u << op)) != 0) released_.wait(lock);
+    --hanging_;
+  }
   const uint64_t n = ++calls_;
   op_calls_[op]++;
   if (trace_.size() < kMaxTrace) trace_.push_back(std::string(OpName(op)) + " " + key);

@@ -15,6 +15,10 @@
 //   * rules (add_rule): every call whose op is in the rule's op mask and
 //     whose key starts with the rule's key prefix fails with the rule's
 //     status (optionally only the first `times` matches).
+//   * a hang (hang(ops)): every call whose op is in the mask blocks, before
+//     anything above is checked, until release(): a store that accepts
+//     requests and never answers (a stopped S3 server). Released calls then
+//     go on as if they had just arrived.
 //
 // A failed call has no effect on the inner store (PUTs are durable when they
 // return OK, so "drop unsynced data" has no meaning here). url(),
@@ -71,7 +75,12 @@ class FaultStore final : public ObjectStore {
   void crash_now() { crash_after(0); }
   void add_rule(Rule rule);
   // Drops every fault: crash point, n-th call and rules. Counters stay.
+  // A hang stays until release().
   void clear_faults();
+  // Calls of the ops in `ops` (a mask of 1u << Op) block until release().
+  void hang(unsigned ops);
+  void release();
+  uint64_t hanging() const;  // calls blocked in a hang right now
 
   uint64_t calls() const;            // every call that reached the decorator
   uint64_t calls(Op op) const;
@@ -110,6 +119,9 @@ class FaultStore final : public ObjectStore {
   bool crash_set_ GUARDED_BY(mu_) = false;
   uint64_t crash_after_ GUARDED_BY(mu_) = 0;
   std::vector<Rule> rules_ GUARDED_BY(mu_);
+  unsigned hang_ops_ GUARDED_BY(mu_) = 0;
+  uint64_t hanging_ GUARDED_BY(mu_) = 0;
+  CondVar released_;  // hang_ops_ changed
   std::vector<std::string> trace_ GUARDED_BY(mu_);
 };
 

@@ -78,6 +78,29 @@ class CAPABILITY("mutex") Mutex {
   std::mutex mu_;
 };
 
+// A Mutex whose lock can also be waited for until a deadline (a FLUSH that
+// must answer within flush_timeout_ms even while the holder is stuck in I/O).
+// Not for CondVar, which waits on a Mutex; lock()/unlock() are as cheap as
+// Mutex's (both are a pthread mutex).
+class CAPABILITY("mutex") TimedMutex {
+ public:
+  TimedMutex() = default;
+  TimedMutex(const TimedMutex&) = delete;
+  TimedMutex& operator=(const TimedMutex&) = delete;
+
+  void lock() ACQUIRE() { mu_.lock(); }
+  void unlock() RELEASE() { mu_.unlock(); }
+  [[nodiscard]] bool try_lock() TRY_ACQUIRE(true) { return mu_.try_lock(); }
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) TRY_ACQUIRE(true) {
+    return mu_.try_lock_until(deadline);
+  }
+  void assert_held() const ASSERT_CAPABILITY(this) {}
+
+ private:
+  std::timed_mutex mu_;
+};
+
 // Holds a Mutex for its scope. unlock() and lock() drop and retake it inside
 // the scope; the destructor releases it only if it is held then.
 // Pass a MutexLock only to CondVar: clang 14 cannot follow a lock into

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 
@@ -31,7 +32,32 @@ struct Transfer {
   std::span<const std::byte> body;
   size_t body_pos = 0;
   HttpResponse* response = nullptr;
+  // The stall deadline (HttpOptions::stall_timeout_ms): when a byte last moved.
+  std::chrono::milliseconds stall_timeout{0};
+  curl_off_t last_up = -1, last_down = -1;
+  std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
+  bool stalled = false;
 };
+
+// Called by curl about once a second, and as bytes move. Curl's own
+// low-speed limit averages over several seconds, so a burst (a PUT body the
+// kernel buffers at once) would hide a stall for that long; this ends the
+// request stall_timeout after the last byte moved, whichever way.
+int progress_cb(void* userp, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t ulnow) noexcept {
+  auto* t = static_cast<Transfer*>(userp);
+  const auto now = std::chrono::steady_clock::now();
+  if (dlnow != t->last_down || ulnow != t->last_up) {
+    t->last_down = dlnow;
+    t->last_up = ulnow;
+    t->last_progress = now;
+    return 0;
+  }
+  if (now - t->last_progress >= t->stall_timeout) {
+    t->stalled = true;
+    return 1;  // CURLE_ABORTED_BY_CALLBACK
+  }
+  return 0;
+}
 
 size_t write_cb(char* data, size_t size, size_t nmemb, void* userp) noexcept {
   auto* t = static_cast<Transfer*>(userp);
@@ -90,7 +116,11 @@ size_t header_cb(char* data, size_t size, size_t nitems, void* userp) noexcept {
   return n;
 }
 
-Status transport_error(CURLcode code, const char* errbuf, const HttpRequest& req) {
+Status transport_error(CURLcode code, const char* errbuf, const HttpRequest& req, const Transfer& t) {
+  if (t.stalled) {
+    return Status::Unavailable(req.method + " " + req.url + ": no data moved for " +
+                               std::to_string(t.stall_timeout.count()) + " ms (storage.stall_timeout_ms)");
+  }
   std::string what = req.method + " " + req.url + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(code));
   switch (code) {
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -158,14 +188,17 @@ void HttpClient::release(std::unique_ptr<Easy> easy) {
   if (idle_.size() < options_.max_idle) idle_.push_back(std::move(easy));
 }
 
-Status HttpClient::perform(const HttpRequest& req, HttpResponse* resp) {
+Status HttpClient::perform(const HttpRequest& req, HttpResponse* resp, uint64_t timeout_ms) {
   auto easy = acquire();
   CURL* c = easy->handle.get();
   if (c == nullptr) return Status::IOError("curl_easy_init failed");
   // reset() clears options but keeps the connection cache: the point of pooling.
   curl_easy_reset(c);
   *resp = HttpResponse();
-  Transfer t{req.body, 0, resp};
+  Transfer t;
+  t.body = req.body;
+  t.response = resp;
+  t.stall_timeout = std::chrono::milliseconds(std::max<uint32_t>(1, options_.stall_timeout_ms));
   char errbuf[CURL_ERROR_SIZE] = {0};
 
   Slist headers;
@@ -188,9 +221,13 @@ Status HttpClient::perform(const HttpRequest& req, HttpResponse* resp) {
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
   curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);  // keys may hold "./" or "../": send what was signed
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout_ms));
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, static_cast<long>(options_.low_speed_bytes_per_s));
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.low_speed_time_s));
+  uint64_t connect_ms = options_.connect_timeout_ms;
+  if (timeout_ms > 0) connect_ms = std::min(connect_ms, timeout_ms);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_ms));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));  // 0: none
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -224,13 +261,15 @@ Status HttpClient::perform(const HttpRequest& req, HttpResponse* resp) {
   CURLcode rc = curl_easy_perform(c);
   Status st;
   if (rc != CURLE_OK) {
-    st = transport_error(rc, errbuf, req);
+    st = transport_error(rc, errbuf, req, t);
   } else {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
   }
   // Drop the pointers into this call's stack before the handle goes back.
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 1L);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, nullptr);
   if (rc == CURLE_OK) {
     release(std::move(easy));
   }

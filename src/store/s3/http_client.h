@@ -29,10 +29,17 @@
 
 namespace portalbd::s3 {
 
+// Deadlines of one request (one attempt; retrying is the caller's):
+//   connect: TCP (and TLS) set up within connect_timeout_ms;
+//   stall:   no byte moved (sent or received, waiting for the first byte
+//            of the answer included) for stall_timeout_ms aborts it: a hung
+//            server is noticed in that long (to about a second: curl
+//            reports progress about once a second), however large the body;
+//   total:   perform()'s timeout_ms, which the caller scales to the body.
+// Each ends the request with kUnavailable (retryable).
 struct HttpOptions {
   uint32_t connect_timeout_ms = 5'000;
-  uint32_t low_speed_bytes_per_s = 1024;
-  uint32_t low_speed_time_s = 30;
+  uint32_t stall_timeout_ms = 15'000;
   uint32_t max_idle = 16;
   std::string ca_file;  // "" = system bundle
 };
@@ -62,7 +69,9 @@ class HttpClient {
 
   // Transport errors: kUnavailable (retryable: refused, reset, timeout, DNS)
   // or kIOError / kInvalidArgument (TLS verification, bad URL) naming the URL.
-  Status perform(const HttpRequest& request, HttpResponse* response);
+  // `timeout_ms` bounds the whole request, connect to last byte (0: only the
+  // connect and stall limits of HttpOptions).
+  Status perform(const HttpRequest& request, HttpResponse* response, uint64_t timeout_ms = 0);
 
   // Handles created so far (for tests of reuse).
   size_t handles_created() const EXCLUDES(mu_);

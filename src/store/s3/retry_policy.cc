@@ -17,6 +17,10 @@ uint32_t RetryPolicy::backoff_ms(int attempt) const {
   return dist(rng);
 }
 
+uint64_t attempt_timeout_ms(uint32_t request_timeout_ms, uint64_t bytes) {
+  return request_timeout_ms + ((bytes + (1u << 20) - 1) >> 20) * 1000;
+}
+
 bool retryable_http(long status, const std::string& s3_code) {
   if (status >= 500) return status != 501;  // 501 NotImplemented never changes
   if (status == 429 || status == 409) return true;

@@ -28,6 +28,11 @@ struct RetryPolicy {
   uint32_t backoff_ms(int attempt) const;
 };
 
+// The total limit of one attempt that moves `bytes` of body (sent, or asked
+// for with a Range): request_timeout_ms, plus 1 s per MiB (a store slower
+// than 1 MiB/s on one stream is treated as failing).
+uint64_t attempt_timeout_ms(uint32_t request_timeout_ms, uint64_t bytes);
+
 // True when an HTTP answer with this status and S3 error code may succeed later.
 bool retryable_http(long status, const std::string& s3_code);
 

@@ -9,6 +9,11 @@
 // logged).
 //
 // Ownership: owns its HttpClient (connection pool) and metrics.
+// Deadlines: each attempt is bounded (connect, stall, and a total scaled to
+// the bytes it moves: attempt_timeout_ms()), and so is the call, retries and
+// backoff included (operation_timeout_ms). A hung store therefore costs a
+// caller at most operation_timeout_ms, not max_attempts stalls.
+//
 // Thread-safety: execute() may be called from many threads at once; the
 // options and endpoint are immutable after construction.
 #pragma once
@@ -37,6 +42,7 @@ struct S3Call {
   QueryParams query;                     // not encoded
   std::vector<HttpHeader> headers;       // extra headers, all signed (Range, If-None-Match ...)
   std::span<const std::byte> body;       // borrowed; must outlive execute()
+  uint64_t answer_bytes = 0;             // size of the answer's body when known (a ranged GET)
 };
 
 class S3Client {
@@ -45,7 +51,9 @@ class S3Client {
   S3Client(S3Options options, Endpoint endpoint);
 
   // Sends `call` until it gets a final answer. Returns OK for 2xx; otherwise
-  // the s3_status() mapping (kUnavailable once retries are exhausted). The
+  // the s3_status() mapping (kUnavailable once retries are exhausted, or
+  // once options().operation_timeout_ms has passed: no attempt starts after
+  // it, and each attempt is cut at what is left of it). The
   // last response is in *response either way (e.g. to read a 416). When
   // `attempts` is given it receives the number of attempts made.
   Status execute(const S3Call& call, HttpResponse* response, int* attempts = nullptr);

@@ -1,6 +1,7 @@
 #include "src/store/s3/s3_options.h"
 
 #include <cstdlib>
+#include <type_traits>
 
 #include "src/store/s3/aws_config_file.h"
 #include "src/store/s3/credentials_file.h"
@@ -78,6 +79,10 @@ std::string S3Options::describe() const {
   s += " region=" + region;
   s += std::string(" addressing=") + addressing_name(addressing);
   if (!credentials.access_key_id.empty()) s += " access_key_id=" + credentials.access_key_id;
+  s += " connect_timeout_ms=" + std::to_string(connect_timeout_ms) +
+       " stall_timeout_ms=" + std::to_string(stall_timeout_ms) +
+       " request_timeout_ms=" + std::to_string(request_timeout_ms) +
+       " operation_timeout_ms=" + std::to_string(operation_timeout_ms);
   return s;
 }
 
@@ -150,6 +155,24 @@ Result<S3Options> s3_options_from_url(const std::string& url, const EnvLookup& e
     }
     o.max_attempts = static_cast<int>(n);
   }
+  // Deadlines, in ms. A stall or request timeout of 0 would mean none: refused.
+  auto ms_setting = [&](const char* name, uint64_t min, uint64_t max, auto* field) -> Status {
+    auto v = non_empty(env, name);
+    if (!v) return Status::OK();
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(v->c_str(), &end, 10);
+    if (*end != '\0' || v->front() == '-' || n < min || n > max) {
+      return Status::InvalidArgument(std::string(name) + "='" + *v + "' is not a number of ms in " +
+                                     std::to_string(min) + ".." + std::to_string(max));
+    }
+    *field = static_cast<std::remove_pointer_t<decltype(field)>>(n);
+    return Status::OK();
+  };
+  constexpr uint64_t kHourMs = 3'600'000;
+  PBD_RETURN_IF_ERROR(ms_setting("PORTALBD_S3_CONNECT_TIMEOUT_MS", 100, kHourMs, &o.connect_timeout_ms));
+  PBD_RETURN_IF_ERROR(ms_setting("PORTALBD_S3_STALL_TIMEOUT_MS", 100, kHourMs, &o.stall_timeout_ms));
+  PBD_RETURN_IF_ERROR(ms_setting("PORTALBD_S3_REQUEST_TIMEOUT_MS", 100, kHourMs, &o.request_timeout_ms));
+  PBD_RETURN_IF_ERROR(ms_setting("PORTALBD_S3_OPERATION_TIMEOUT_MS", 0, 24 * kHourMs, &o.operation_timeout_ms));
 
   // URL query options override the environment.
   size_t start = 0;

@@ -16,6 +16,10 @@
 //   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
 //   AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials), AWS_PROFILE (default "default")
 //   PORTALBD_S3_MAX_ATTEMPTS                  retry bound (default 8)
+//   PORTALBD_S3_CONNECT_TIMEOUT_MS, PORTALBD_S3_STALL_TIMEOUT_MS,
+//   PORTALBD_S3_REQUEST_TIMEOUT_MS, PORTALBD_S3_OPERATION_TIMEOUT_MS
+//                                             deadlines (below; the daemon's
+//                                             [storage] *_timeout_ms keys)
 //
 // URL query values win over the environment, which wins over the config file.
 // Credentials: explicit options, then the environment, then the shared
@@ -66,11 +70,18 @@ struct S3Options {
   uint32_t backoff_base_ms = 100;
   uint32_t backoff_max_ms = 10'000;
 
-  // Timeouts: connect, and "too slow" (below low_speed_bytes_per_s for
-  // low_speed_time_s aborts the transfer, which is then retried).
+  // Deadlines ([storage] *_timeout_ms; see HttpOptions). One attempt fails,
+  // and is retried, when it cannot connect within connect_timeout_ms, when
+  // no byte moves for stall_timeout_ms (a hung server: no first byte), or
+  // after request_timeout_ms plus 1 s per MiB of
+  // body sent or asked for. operation_timeout_ms bounds one call, its
+  // retries included: no attempt starts after it, and the attempt in
+  // flight gets only what is left of it (0: bounded by max_attempts alone).
+  // The daemon sets it to [lsm] flush_timeout_ms.
   uint32_t connect_timeout_ms = 5'000;
-  uint32_t low_speed_bytes_per_s = 1024;
-  uint32_t low_speed_time_s = 30;
+  uint32_t stall_timeout_ms = 15'000;
+  uint32_t request_timeout_ms = 30'000;
+  uint64_t operation_timeout_ms = 0;
 
   // Concurrency and memory: idle connections kept for reuse, multipart.
   // The threshold is above the default 64 MiB segment (plus the one request

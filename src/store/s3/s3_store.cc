@@ -130,6 +130,7 @@ Status S3Store::get_range(const std::string& key, uint64_t offset, uint64_t leng
   call.op = "GetObject";
   call.key = *full;
   call.headers.push_back({"Range", "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1)});
+  call.answer_bytes = length;
   HttpResponse resp;
   Status st = client_->execute(call, &resp);
   if (!st.ok()) {
