@@ -86,7 +86,12 @@ Status Daemon::start() {
                                        {"AWS_REGION", config_.s3_region},
                                        {"AWS_DEFAULT_REGION", config_.s3_region},
                                        {"AWS_PROFILE", config_.s3_profile},
-                                       {"AWS_SHARED_CREDENTIALS_FILE", config_.s3_credentials_file}});
+                                       {"AWS_SHARED_CREDENTIALS_FILE", config_.s3_credentials_file},
+                                       {"PORTALBD_S3_CONNECT_TIMEOUT_MS", std::to_string(config_.s3_connect_timeout_ms)},
+                                       {"PORTALBD_S3_STALL_TIMEOUT_MS", std::to_string(config_.s3_stall_timeout_ms)},
+                                       {"PORTALBD_S3_REQUEST_TIMEOUT_MS", std::to_string(config_.s3_request_timeout_ms)},
+                                       // A storage call, retries included, gives up when a FLUSH would.
+                                       {"PORTALBD_S3_OPERATION_TIMEOUT_MS", std::to_string(config_.flush_timeout_ms)}});
   if (!store.ok()) return store.status();
   // Every request from here on, the lease's included, is counted (status).
   requests_ = std::make_shared<CountingStore>(*store);
@@ -121,6 +126,8 @@ Status Daemon::start() {
   const std::string compression = effective_compression(config_, url);
   vo.upload_concurrency = static_cast<uint32_t>(upload_concurrency);
   vo.cache_bytes = config_.cache_bytes;
+  vo.disk_cache_bytes = effective_disk_cache_bytes(config_, url);  // 0 but on s3://
+  vo.disk_cache_dir = effective_disk_cache_dir(config_);
   auto codec = codec_from_name(compression);
   if (!codec.ok()) return codec.status();
   vo.codec = *codec;

@@ -32,6 +32,13 @@ struct Config {
   std::string s3_region;            // [storage] region (else AWS_REGION / AWS_DEFAULT_REGION / ~/.aws/config)
   std::string s3_profile;           // [storage] profile (else AWS_PROFILE)
   std::string s3_credentials_file;  // [storage] credentials_file (else AWS_SHARED_CREDENTIALS_FILE)
+  // [storage] deadlines of one S3 request (src/store/s3/s3_options.h): connect,
+  // stall (no byte moves, the first byte of the answer included), and the
+  // whole request (plus 1 s per MiB of body). A call with its retries gives up
+  // after [lsm] flush_timeout_ms.
+  uint64_t s3_connect_timeout_ms = 5000;
+  uint64_t s3_stall_timeout_ms = 15000;
+  uint64_t s3_request_timeout_ms = 30000;
   // [storage] repair / --repair: open a volume whose storage is damaged,
   // accepting the loss (VolumeOptions::repair); without it such a volume is
   // refused, naming what is damaged.
@@ -54,6 +61,11 @@ struct Config {
   uint64_t upload_concurrency = 0;
   // [cache]
   uint64_t cache_bytes = 256ull << 20;  // decoded-frame read cache; 0 disables it
+  // [cache] disk_bytes / disk_dir: the local disk cache of fetched frames
+  // (src/engine/disk_frame_cache.h), s3:// only. Unset: effective_disk_cache_bytes().
+  uint64_t disk_cache_bytes = 0;
+  bool disk_cache_bytes_set = false;
+  std::string disk_cache_dir;  // "" = <state_dir>/cache
 
   // [journal]: the local write-ahead journal (src/engine/journal.h). Its
   // default depends on the store: effective_journal_enabled().
@@ -125,6 +137,14 @@ bool effective_journal_enabled(const Config& cfg, const std::string& storage_url
 // nbdkit's memory plugin matters more than the RAM lz4 would save), "lz4"
 // everywhere else.
 std::string effective_compression(const Config& cfg, const std::string& storage_url);
+// The disk cache's size: 0 (none) unless the store is s3:// (file:// is local
+// disk already, memory:// is memory); there [cache] disk_bytes, or when unset
+// 10% of the filesystem holding the state dir (or its nearest existing
+// parent), at most kMaxDefaultDiskCacheBytes.
+inline constexpr uint64_t kMaxDefaultDiskCacheBytes = 64ull << 30;
+uint64_t effective_disk_cache_bytes(const Config& cfg, const std::string& storage_url);
+// [cache] disk_dir, or <state_dir>/cache.
+std::string effective_disk_cache_dir(const Config& cfg);
 
 // A parsed "host:port" or "[v6addr]:port".
 struct HostPort {

@@ -2,9 +2,12 @@
 // nobody says otherwise. Root gets the system paths a packaged service uses;
 // other users get per-user paths so `portalbd` works without sudo.
 #include <pwd.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <vector>
 
 #include "src/config/config.h"
@@ -88,6 +91,25 @@ bool effective_journal_enabled(const Config& cfg, const std::string& storage_url
 uint64_t effective_upload_concurrency(const Config& cfg, const std::string& storage_url) {
   if (cfg.upload_concurrency != 0) return cfg.upload_concurrency;
   return storage_url.rfind("s3://", 0) == 0 ? kRemoteUploadConcurrency : 1;
+}
+
+uint64_t effective_disk_cache_bytes(const Config& cfg, const std::string& storage_url) {
+  if (storage_url.rfind("s3://", 0) != 0) return 0;
+  if (cfg.disk_cache_bytes_set) return cfg.disk_cache_bytes;
+  // The state dir may not exist yet (a first start): its nearest parent's filesystem.
+  std::filesystem::path dir = cfg.state_dir.empty() ? "/" : cfg.state_dir;
+  std::error_code ec;
+  while (!std::filesystem::exists(dir, ec) && dir.has_parent_path() && dir != dir.parent_path()) {
+    dir = dir.parent_path();
+  }
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) return 0;
+  const uint64_t total = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
+  return std::min(total / 10, kMaxDefaultDiskCacheBytes);
+}
+
+std::string effective_disk_cache_dir(const Config& cfg) {
+  return cfg.disk_cache_dir.empty() ? cfg.state_dir + "/cache" : cfg.disk_cache_dir;
 }
 
 }  // namespace portalbd

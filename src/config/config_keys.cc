@@ -55,6 +55,14 @@ std::vector<ConfigKey> build_table() {
                             "profile in the shared credentials and config files (default: AWS_PROFILE or default)"));
   keys.push_back(string_key("storage.credentials_file", &Config::s3_credentials_file, r::check_any_string,
                             "shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials)"));
+  keys.push_back(uint_key("storage.connect_timeout_ms", &Config::s3_connect_timeout_ms, r::check_storage_timeout_ms,
+                          "S3: an attempt that cannot connect within this long fails and is retried"));
+  keys.push_back(uint_key("storage.stall_timeout_ms", &Config::s3_stall_timeout_ms, r::check_storage_timeout_ms,
+                          "S3: an attempt that moves no data for this long (a hung store, no first byte) fails "
+                          "and is retried"));
+  keys.push_back(uint_key("storage.request_timeout_ms", &Config::s3_request_timeout_ms, r::check_storage_timeout_ms,
+                          "S3: one attempt's limit, plus 1 s per MiB of body; a request with its retries gives "
+                          "up after lsm.flush_timeout_ms"));
   keys.push_back(bool_key("storage.repair", &Config::repair,
                           "open a volume whose storage is damaged, accepting the loss: unreadable objects move "
                           "under quarantine/ and the log says what is lost (default: refuse to open it)"));
@@ -85,6 +93,13 @@ std::vector<ConfigKey> build_table() {
                           "segments encoded and uploaded at once, 1-16 (0: automatic, 4 on s3://, 1 on local stores)"));
   keys.push_back(uint_key("cache.bytes", &Config::cache_bytes, r::check_any_uint,
                           "decoded-frame read cache size, 0 disables it"));
+  ConfigKey disk_cache = uint_key("cache.disk_bytes", &Config::disk_cache_bytes, r::check_any_uint,
+                                  "s3:// only: local disk cache of fetched frames, kept across restarts (default "
+                                  "10% of the state dir's filesystem, at most 64 GiB; 0 disables it)");
+  disk_cache.set_marker = &Config::disk_cache_bytes_set;
+  keys.push_back(disk_cache);
+  keys.push_back(string_key("cache.disk_dir", &Config::disk_cache_dir, r::check_dir_path,
+                            "disk cache directory (default <state_dir>/cache); keep it on a local disk"));
   keys.push_back(string_key("fuse.mountpoint", &Config::fuse_mountpoint, r::check_any_string,
                             "mount the FUSE snapshot view here at start, unmount it at stop"));
   keys.push_back(uint_key("gc.interval_s", &Config::gc_interval_s, r::check_any_uint,
