@@ -137,7 +137,7 @@ Status run_status(const ControlContext& ctx, const json&, json* out) {
                          {"upload_lag_bytes", vs.dirty_bytes},
                          {"upload_lag_ms", vs.upload_lag_ms},
                          {"max_lag_ms", cfg.journal_max_lag_ms},
-                         {"direct_write_bytes", cfg.journal_direct_write_bytes},
+                         {"direct_write_bytes", vs.journal_direct_write_bytes},
                          {"direct_writes", vs.journal_direct_writes},
                          {"used_bytes", vs.journal_used_bytes},
                          {"capacity_bytes", vs.journal_capacity_bytes},

@@ -140,7 +140,7 @@ Status Daemon::start() {
     vo.journal_dir = journal_dir;
     vo.journal_bytes = config_.journal_bytes;
     vo.journal_max_lag_ms = config_.journal_max_lag_ms;
-    vo.journal_direct_write_bytes = config_.journal_direct_write_bytes;
+    vo.journal_direct_write_bytes = effective_journal_direct_write_bytes(config_, url);
   } else if (!vo.ephemeral && std::filesystem::exists(journal_dir + "/meta")) {
     // Off now, but an earlier run with it on may have left answered writes
     // there: the volume uploads them and removes the journal at open.

@@ -74,7 +74,10 @@ struct Config {
   std::string journal_dir;                 // "" = <state_dir>/journal
   uint64_t journal_bytes = 1ull << 30;     // capacity
   uint64_t journal_max_lag_ms = 10000;     // writers wait once the oldest unuploaded write is this old
-  uint64_t journal_direct_write_bytes = 1ull << 20;  // writes this large skip the journal (0: none do)
+  // Writes this large skip the journal (0: none do). Unset:
+  // effective_journal_direct_write_bytes().
+  uint64_t journal_direct_write_bytes = 0;
+  bool journal_direct_write_bytes_set = false;
   // [fuse]
   std::string fuse_mountpoint;  // mount the snapshot view here at start ("" = don't)
   // [gc]
@@ -143,6 +146,11 @@ std::string effective_compression(const Config& cfg, const std::string& storage_
 // parent), at most kMaxDefaultDiskCacheBytes.
 inline constexpr uint64_t kMaxDefaultDiskCacheBytes = 64ull << 30;
 uint64_t effective_disk_cache_bytes(const Config& cfg, const std::string& storage_url);
+// [journal] direct_write_bytes unless set: 1 MiB on file:// (a large write
+// would go twice to the one local disk), 0 elsewhere (on s3:// a FLUSH after a
+// large write would wait for the remote store, which the journal is there to
+// avoid; the local disk is not the store).
+uint64_t effective_journal_direct_write_bytes(const Config& cfg, const std::string& storage_url);
 // [cache] disk_dir, or <state_dir>/cache.
 std::string effective_disk_cache_dir(const Config& cfg);
 

@@ -88,6 +88,11 @@ bool effective_journal_enabled(const Config& cfg, const std::string& storage_url
   return storage_url.rfind("file://", 0) == 0;
 }
 
+uint64_t effective_journal_direct_write_bytes(const Config& cfg, const std::string& storage_url) {
+  if (cfg.journal_direct_write_bytes_set) return cfg.journal_direct_write_bytes;
+  return storage_url.rfind("file://", 0) == 0 ? 1ull << 20 : 0;
+}
+
 uint64_t effective_upload_concurrency(const Config& cfg, const std::string& storage_url) {
   if (cfg.upload_concurrency != 0) return cfg.upload_concurrency;
   return storage_url.rfind("s3://", 0) == 0 ? kRemoteUploadConcurrency : 1;

@@ -114,9 +114,12 @@ std::vector<ConfigKey> build_table() {
                             "journal directory (default <state_dir>/journal); keep it on a local disk"));
   keys.push_back(uint_key("journal.bytes", &Config::journal_bytes, r::check_journal_bytes,
                           "journal capacity; writers wait while it is full of writes not yet uploaded"));
-  keys.push_back(uint_key("journal.direct_write_bytes", &Config::journal_direct_write_bytes, r::check_any_uint,
-                          "writes of at least this many bytes go to storage without the journal, and a FLUSH after "
-                          "one waits for its upload: large sequential writes are written once (0: journal all)"));
+  ConfigKey direct = uint_key("journal.direct_write_bytes", &Config::journal_direct_write_bytes, r::check_any_uint,
+                              "writes of at least this many bytes go to storage without the journal, and a FLUSH "
+                              "after one waits for its upload (default 1 MiB on file://, where they would be "
+                              "written twice to one disk; 0, journal all, on s3://)");
+  direct.set_marker = &Config::journal_direct_write_bytes_set;
+  keys.push_back(direct);
   keys.push_back(uint_key("journal.max_lag_ms", &Config::journal_max_lag_ms, r::check_any_uint,
                           "writers wait once the oldest write not yet uploaded is this old (what losing the "
                           "local disk can cost, in time)"));

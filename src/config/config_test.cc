@@ -283,6 +283,17 @@ TEST_SUITE("config.defaults") {
     CHECK(effective_journal_enabled(cfg, "s3://bucket/prefix"));
     CHECK_FALSE(effective_journal_enabled(cfg, "memory://"));  // nothing outlives the process anyway
   }
+
+  TEST_CASE("journal direct writes: 1 MiB on file://, none on s3://, unless set") {
+    Config cfg = default_config();
+    CHECK(effective_journal_direct_write_bytes(cfg, "file:///srv/portalbd") == 1ull << 20);
+    CHECK(effective_journal_direct_write_bytes(cfg, "s3://bucket/prefix") == 0);
+    cfg.journal_direct_write_bytes = 4ull << 20;
+    cfg.journal_direct_write_bytes_set = true;
+    CHECK(effective_journal_direct_write_bytes(cfg, "s3://bucket/prefix") == 4ull << 20);
+    cfg.journal_direct_write_bytes = 0;
+    CHECK(effective_journal_direct_write_bytes(cfg, "file:///srv/portalbd") == 0);
+  }
 }
 
 TEST_SUITE("config.validate") {

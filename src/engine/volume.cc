@@ -160,6 +160,7 @@ VolumeStats Volume::stats() {
     s.journal_syncs = js.syncs;
     s.journal_fdatasyncs = js.fdatasyncs;
     s.journal_direct_writes = journal_direct_writes_.load(std::memory_order_relaxed);
+    s.journal_direct_write_bytes = opts_.journal_direct_write_bytes;
     if (js.live_records > 0) {
       s.upload_lag_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                   std::chrono::steady_clock::now() - js.oldest_live_appended)

@@ -114,6 +114,7 @@ struct VolumeStats {
   uint64_t journal_capacity_bytes = 0, journal_used_bytes = 0, journal_live_records = 0;
   uint64_t journal_syncs = 0, journal_fdatasyncs = 0;
   uint64_t journal_direct_writes = 0;  // writes that went to storage only (journal_direct_write_bytes)
+  uint64_t journal_direct_write_bytes = 0;  // the threshold in effect (VolumeOptions)
   uint64_t upload_lag_ms = 0;
 };
 
