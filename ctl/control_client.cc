@@ -25,11 +25,11 @@ std::string unreachable_hint(int err) {
 }  // namespace
 
 Result<nlohmann::json> call(const std::string& socket_path, const std::string& cmd, const nlohmann::json& args,
-                            int timeout_ms, CallFailure* failure) {
+                            int timeout_ms, CallFailure* failure, const ProgressCallback& on_progress) {
   CallFailure ignored;
   CallFailure& where = failure != nullptr ? *failure : ignored;
   where = CallFailure::kNone;
-  const Deadline deadline = deadline_after_ms(timeout_ms);
+  Deadline deadline = deadline_after_ms(timeout_ms);
 
   int err = 0;
   UniqueFd fd = connect_unix(socket_path, &err);
@@ -40,10 +40,12 @@ Result<nlohmann::json> call(const std::string& socket_path, const std::string& c
   }
   auto timed_out = [&] {
     where = CallFailure::kTimeout;
-    return Status::Unavailable("portalbd at " + socket_path + " did not answer '" + cmd + "' within " +
-                               std::to_string(timeout_ms) + " ms");
+    const std::string ms = std::to_string(timeout_ms) + " ms";
+    return Status::Unavailable("portalbd at " + socket_path +
+                               (on_progress ? " sent nothing about '" + cmd + "' for " + ms
+                                            : " did not answer '" + cmd + "' within " + ms));
   };
-  Status st = send_with_deadline(fd.get(), encode_request(cmd, args), deadline);
+  Status st = send_with_deadline(fd.get(), encode_request(cmd, args, on_progress != nullptr), deadline);
   if (st.is(Status::Code::kUnavailable)) return timed_out();
   LineReader reader(fd.get(), kMaxResponseBytes);
   std::string line;
@@ -63,7 +65,15 @@ Result<nlohmann::json> call(const std::string& socket_path, const std::string& c
     return Status::Unavailable("cannot reach portalbd at " + socket_path + ": " + st.message());
   }
 
-  switch (reader.next(&line, deadline)) {
+  // Progress lines come first; each one restarts the clock.
+  LineReader::Outcome outcome;
+  nlohmann::json progress;
+  while ((outcome = reader.next(&line, deadline)) == LineReader::Outcome::kLine && on_progress &&
+         parse_progress(line, &progress)) {
+    deadline = deadline_after_ms(timeout_ms);
+    on_progress(progress);
+  }
+  switch (outcome) {
     case LineReader::Outcome::kLine: break;
     case LineReader::Outcome::kTimeout: return timed_out();
     case LineReader::Outcome::kEof:

@@ -71,9 +71,12 @@ size_t json_nesting_depth(const std::string& text, size_t limit) {
   return deepest;
 }
 
-std::string encode_request(const std::string& cmd, const json& args) {
-  return envelope("\"cmd\":" + dump(cmd) + ",\"args\":" + dump(args.is_null() ? json::object() : args));
+std::string encode_request(const std::string& cmd, const json& args, bool want_progress) {
+  return envelope("\"cmd\":" + dump(cmd) + ",\"args\":" + dump(args.is_null() ? json::object() : args) +
+                  (want_progress ? ",\"progress\":true" : ""));
 }
+
+std::string encode_progress(const json& progress) { return envelope("\"progress\":" + dump(progress)); }
 
 std::string encode_ok(const json& result) {
   return envelope("\"ok\":true,\"result\":" + dump(result));
@@ -84,7 +87,7 @@ std::string encode_error(const Status& status) {
                   dump(json{{"code", Status::CodeName(status.code())}, {"message", status.message()}}));
 }
 
-Status parse_request(const std::string& text, std::string* cmd, json* args) {
+Status parse_request(const std::string& text, std::string* cmd, json* args, bool* want_progress) {
   json req;
   std::string why;
   if (!parse_bounded(text, &req, &why)) return Status::InvalidArgument("malformed request " + why);
@@ -105,9 +108,30 @@ Status parse_request(const std::string& text, std::string* cmd, json* args) {
   if (a != req.end() && !a->is_null() && !a->is_object()) {
     return Status::InvalidArgument("malformed request: \"args\" must be an object");
   }
+  auto p = req.find("progress");
+  if (p != req.end() && !p->is_boolean()) {
+    return Status::InvalidArgument("malformed request: \"progress\" must be true or false");
+  }
   *cmd = c->get<std::string>();
   *args = (a == req.end() || a->is_null()) ? json::object() : *a;
+  if (want_progress != nullptr) *want_progress = p != req.end() && p->get<bool>();
   return Status::OK();
+}
+
+bool parse_progress(const std::string& text, json* progress) {
+  // Progress lines are small and sent by hand-built envelopes: "progress"
+  // comes right after "v". A cheap test first keeps a large answer from
+  // being parsed twice.
+  if (text.find("\"progress\"") == std::string::npos || text.size() > 65536) return false;
+  json msg;
+  std::string why;
+  if (!parse_bounded(text, &msg, &why) || !msg.is_object() || msg.contains("ok")) return false;
+  auto v = msg.find("v");
+  auto p = msg.find("progress");
+  if (v == msg.end() || !v->is_number_integer() || v->get<long long>() != kProtocolVersion) return false;
+  if (p == msg.end() || !p->is_object()) return false;
+  *progress = *p;
+  return true;
 }
 
 Status parse_response(const std::string& text, json* result, Status* answer) {

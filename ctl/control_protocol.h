@@ -1,6 +1,8 @@
 // The control protocol's wire format (see docs/control-protocol.md): one JSON object
 // per line, each way.
-//   request:  {"v":1,"cmd":"status","args":{...}}
+//   request:  {"v":1,"cmd":"status","args":{...}[,"progress":true]}
+//   progress: {"v":1,"progress":{"elapsed_ms":N[,"message":"..."]}}  (zero or more,
+//             only to a request that asked for them, before its response)
 //   response: {"v":1,"ok":true,"result":{...}}
 //             {"v":1,"ok":false,"error":{"code":"NotFound","message":"..."}}
 // Both ends build and parse lines only through these functions.
@@ -29,14 +31,22 @@ inline constexpr size_t kMaxResponseBytes = 64 << 20;
 inline constexpr size_t kMaxJsonDepth = 64;
 
 // Encoders; each returns one line including the trailing '\n'.
-std::string encode_request(const std::string& cmd, const nlohmann::json& args);
+// `want_progress` asks the daemon for progress lines (and heartbeats) while
+// the command runs; a daemon that predates them ignores the field.
+std::string encode_request(const std::string& cmd, const nlohmann::json& args, bool want_progress = false);
+std::string encode_progress(const nlohmann::json& progress);
 std::string encode_ok(const nlohmann::json& result);
 std::string encode_error(const Status& status);
 
 // Parses a request line. On success sets *cmd and *args (an object; {} when
-// absent or null). InvalidArgument says what is wrong with the line,
-// including nesting deeper than kMaxJsonDepth.
-Status parse_request(const std::string& line, std::string* cmd, nlohmann::json* args);
+// absent or null) and, if given, *want_progress. InvalidArgument says what
+// is wrong with the line, including nesting deeper than kMaxJsonDepth.
+Status parse_request(const std::string& line, std::string* cmd, nlohmann::json* args,
+                     bool* want_progress = nullptr);
+
+// True when `line` is a progress line; then *progress is its object. False
+// for anything else (a response, or a line parse_response() will refuse).
+bool parse_progress(const std::string& line, nlohmann::json* progress);
 
 // Parses a response line. Returns Corruption when the line is not a valid
 // response. Otherwise OK, with *answer set to the result on success or to the

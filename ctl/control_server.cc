@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ctl/command_progress.h"
 #include "ctl/control_protocol.h"
 #include "ctl/line_io.h"
 #include "ctl/unix_socket.h"
@@ -34,8 +35,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// A client that does not read its answer must not hold a thread forever.
-constexpr int kWriteTimeoutMs = 10000;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 
 std::string errno_text() { return std::strerror(errno); }
@@ -80,10 +79,11 @@ Result<gid_t> lookup_group(const std::string& name) {
 
 ControlServer::ControlServer(std::string socket_path, ControlServerOptions options)
     : path_(std::move(socket_path)), options_(std::move(options)) {
-  assert(options_.max_connections >= 1 && options_.idle_timeout_ms > 0);
+  assert(options_.max_connections >= 1 && options_.idle_timeout_ms > 0 && options_.heartbeat_ms > 0 &&
+         options_.answer_timeout_ms > 0);
   // Lets clients (and tests, and health checks) tell a live daemon from a
   // stale socket without depending on any daemon command.
-  handlers_["ping"] = [](const json&, json* result) {
+  handlers_["ping"] = [](const json&, json* result, Progress&) {
     (*result)["protocol"] = kProtocolVersion;
     return Status::OK();
   };
@@ -92,6 +92,13 @@ ControlServer::ControlServer(std::string socket_path, ControlServerOptions optio
 ControlServer::~ControlServer() { stop(); }
 
 void ControlServer::on(const std::string& cmd, Handler handler) {
+  assert(!started_);
+  handlers_[cmd] = [handler = std::move(handler)](const json& args, json* result, Progress&) {
+    return handler(args, result);
+  };
+}
+
+void ControlServer::on_with_progress(const std::string& cmd, ProgressHandler handler) {
   assert(!started_);
   handlers_[cmd] = std::move(handler);
 }
@@ -317,12 +324,15 @@ void ControlServer::serve(Connection* conn) {
                                encode_error(Status::InvalidArgument("request line longer than " +
                                                                     std::to_string(kMaxRequestBytes) +
                                                                     " bytes; closing the connection")),
-                               deadline_after_ms(kWriteTimeoutMs));
+                               deadline_after_ms(options_.answer_timeout_ms));
       break;
     }
     if (outcome != LineReader::Outcome::kLine) break;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines are ignored
-    if (!send_with_deadline(fd, dispatch(line), deadline_after_ms(kWriteTimeoutMs)).ok()) break;
+    const std::string answer = run_request(fd, line);
+    // The deadline starts now, once the answer exists: a command may run
+    // far longer than answer_timeout_ms.
+    if (answer.empty() || !send_with_deadline(fd, answer, deadline_after_ms(options_.answer_timeout_ms)).ok()) break;
     idle_deadline = deadline_after_ms(options_.idle_timeout_ms);
   }
   // Tell the client we are done now; the fd itself is closed when reaped.
@@ -330,11 +340,27 @@ void ControlServer::serve(Connection* conn) {
   conn->done.store(true);
 }
 
-std::string ControlServer::dispatch(const std::string& line) {
+std::string ControlServer::run_request(int fd, const std::string& line) {
   std::string cmd;
   json args;
-  Status st = parse_request(line, &cmd, &args);
+  bool want_progress = false;
+  Status st = parse_request(line, &cmd, &args, &want_progress);
   if (!st.ok()) return encode_error(st);
+  if (!want_progress) {
+    NoProgress quiet;
+    return dispatch(cmd, args, quiet);
+  }
+  ProgressChannel channel(fd, options_.heartbeat_ms);
+  std::string answer = dispatch(cmd, args, channel);
+  if (!channel.finish()) {
+    log::get("ctl")->info("control client went away before the answer cmd={}", cmd);
+    return "";
+  }
+  return answer;
+}
+
+std::string ControlServer::dispatch(const std::string& cmd, const json& args, Progress& progress) {
+  Status st;
   auto it = handlers_.find(cmd);
   if (it == handlers_.end()) {
     std::string known;
@@ -343,7 +369,7 @@ std::string ControlServer::dispatch(const std::string& line) {
   }
   json result = json::object();
   try {
-    st = it->second(args, &result);
+    st = it->second(args, &result, progress);
   } catch (const json::exception& e) {
     // Almost always a handler reading an argument of the wrong type.
     st = Status::InvalidArgument("bad arguments for '" + cmd + "': " + e.what());

@@ -10,9 +10,16 @@
 // down: at most max_connections open connections (one more is answered Busy
 // and closed); a connection that has not sent a complete request line within
 // idle_timeout_ms of connecting or of its last answer is answered Unavailable
-// and closed (a running handler is never timed out: `gc --wait` keeps its
-// connection as long as it runs); a request line is at most kMaxRequestBytes
-// and nests at most kMaxJsonDepth levels (control_protocol.h).
+// and closed; a request line is at most kMaxRequestBytes and nests at most
+// kMaxJsonDepth levels (control_protocol.h).
+//
+// Long commands: a running handler is never timed out, and its answer gets
+// answer_timeout_ms to reach the client counted from when it is ready (not
+// from when the request came in). A request with "progress":true gets
+// progress lines while its handler runs (ctl/command_progress.h): the
+// handler's notes, and a heartbeat every heartbeat_ms, so that the client
+// can wait as long as the command takes. A client that goes away does not
+// stop the handler; its answer is dropped.
 //
 // Thread-safety: on() before start() only. Handlers run concurrently on
 // connection threads and must be thread-safe; an exception escaping a handler
@@ -46,15 +53,27 @@ struct ControlServerOptions {
   size_t max_connections = 64;
   // How long a connection may wait before its next complete request line.
   int idle_timeout_ms = 10000;
+  // How often a running command that asked for progress sends a line when
+  // it has nothing to say.
+  int heartbeat_ms = 1000;
+  // How long an answer may take to reach a client that does not read,
+  // counted from when the answer is ready.
+  int answer_timeout_ms = 10000;
 };
+
+class Progress;
 
 class ControlServer {
  public:
   // Sets *result (an empty object on entry) and returns OK, or returns the
   // error sent to the client (its code name and message).
   using Handler = std::function<Status(const nlohmann::json& args, nlohmann::json* result)>;
+  // The same, for commands that report progress (Progress::note) as they run.
+  using ProgressHandler =
+      std::function<Status(const nlohmann::json& args, nlohmann::json* result, Progress& progress)>;
 
-  // REQUIRES: options.max_connections >= 1, options.idle_timeout_ms > 0.
+  // REQUIRES: options.max_connections >= 1, options.idle_timeout_ms > 0,
+  // options.heartbeat_ms > 0, options.answer_timeout_ms > 0.
   explicit ControlServer(std::string socket_path, ControlServerOptions options = {});
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
@@ -64,6 +83,7 @@ class ControlServer {
   // built-in "ping", which answers {"protocol":1}).
   // REQUIRES: start() not called yet.
   void on(const std::string& cmd, Handler handler);
+  void on_with_progress(const std::string& cmd, ProgressHandler handler);
 
   // Creates the parent directory if missing (0755), removes a stale socket
   // file (one nobody answers on), binds, applies mode and group, and starts
@@ -89,12 +109,15 @@ class ControlServer {
   Status bind_listener();
   void accept_loop() EXCLUDES(mu_);
   void serve(Connection* conn);
-  std::string dispatch(const std::string& line);
+  // Runs one request line's command and returns its answer line. Returns ""
+  // when the client is known to be gone (nothing more to send).
+  std::string run_request(int fd, const std::string& line);
+  std::string dispatch(const std::string& cmd, const nlohmann::json& args, Progress& progress);
   void reap_finished_locked() REQUIRES(mu_);
 
   const std::string path_;
   const ControlServerOptions options_;
-  std::map<std::string, Handler> handlers_;  // immutable once started
+  std::map<std::string, ProgressHandler> handlers_;  // immutable once started
 
   UniqueFd listener_;
   UniqueFd wake_read_, wake_write_;  // a byte on this pipe stops accept_loop

@@ -15,8 +15,10 @@
 namespace portalbd::ctl {
 namespace {
 
-// Long enough for a snapshot that must first upload a full write buffer to
-// slow object storage; short enough that cron jobs do not pile up forever.
+// How long the daemon may stay silent. It sends a progress line at least
+// every second while a command runs, so this bounds a stuck daemon, not a
+// long command: `gc --wait` or a snapshot that must first upload a full write
+// buffer to slow storage get their answer however long they take.
 constexpr unsigned kDefaultTimeoutS = 120;
 
 // Every command's --help ends with the exit codes, not only the top level's.
@@ -58,7 +60,9 @@ int run_portalctl(const std::vector<std::string>& args, const PortalctlEnvironme
   bool as_json = false;
   app.add_flag("--json", as_json, "print the daemon's result as one JSON object");
   unsigned timeout_s = kDefaultTimeoutS;
-  app.add_option("--timeout", timeout_s, "seconds to wait for an answer, 0 waits forever")
+  app.add_option("--timeout", timeout_s,
+                 "seconds to wait for word from the daemon (it reports at least every second while a command "
+                 "runs), 0 waits forever")
       ->option_text("SECONDS [" + std::to_string(kDefaultTimeoutS) + "]");
 
   DaemonCommand chosen;
@@ -97,7 +101,14 @@ int run_portalctl(const std::vector<std::string>& args, const PortalctlEnvironme
 
   CallFailure failure = CallFailure::kNone;
   const int timeout_ms = timeout_s == 0 ? 0 : static_cast<int>(std::min(timeout_s, 2'000'000u) * 1000);
-  auto result = call(socket, chosen.cmd, call_args, timeout_ms, &failure);
+  // Progress lines keep a long command's connection alive; in text mode
+  // their messages are printed as they come, with --json only the answer.
+  ProgressCallback on_progress = [&](const nlohmann::json& progress) {
+    if (as_json || !progress.is_object()) return;
+    auto message = progress.find("message");
+    if (message != progress.end() && message->is_string()) out << message->get<std::string>() << std::endl;
+  };
+  auto result = call(socket, chosen.cmd, call_args, timeout_ms, &failure, on_progress);
   if (!result.ok()) {
     err << "portalctl: " << result.status().message() << "\n";
     return exit_code_for(result.status(), failure);

@@ -126,7 +126,8 @@ void render_snapshot_restored(const json& result, std::ostream& out) {
   const std::string attached = result.is_object() ? result.value("attached_clients", std::string()) : "";
   if (!attached.empty()) {
     out << "Warning: clients were attached (" << attached
-        << "); they see the restored data from their next read. Remount filesystems on them.\n";
+        << "); their page caches still hold the replaced data. Before mounting again, detach and reattach the "
+           "device, or drop its cached pages (blockdev --flushbufs DEVICE).\n";
   }
 }
 

@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ctl/command_progress.h"
 #include "ctl/control_server.h"
+#include "ctl/human_format.h"
 #include "daemon/prune.h"
 #include "nbd/server.h"
 #include "src/config/version.h"
@@ -20,6 +22,13 @@ namespace portalbd {
 namespace {
 
 using json = nlohmann::json;
+
+// What a client still attached during a restore must do; the log warning and
+// portalctl's answer say it (README "Restoring").
+constexpr const char* kAttachedRestoreAdvice =
+    "their page caches still hold the replaced data. Unmount filesystems before restoring; after it, detach and "
+    "reattach the device (or drop its cached pages with `blockdev --flushbufs DEVICE`) before mounting again, or "
+    "the stale cache is written back over the restored data";
 
 json snapshot_json(const SnapshotInfo& s, const std::string& export_name) {
   return {{"name", s.name},
@@ -62,7 +71,7 @@ bool bool_arg(const json& args, const char* key) {
 // One function per command: checks `args`, calls the engine, and answers in
 // *out; the table at the end names them.
 
-Status run_status(const ControlContext& ctx, const json&, json* out) {
+Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progress&) {
   VolumeStats vs = ctx.volume->stats();
   nbd::ServerStats ns = ctx.nbd->stats();
   json clients = json::array();
@@ -147,6 +156,14 @@ Status run_status(const ControlContext& ctx, const json&, json* out) {
   } else {
     (*out)["journal"] = nullptr;
   }
+  // Fetches of frames the memory cache missed: GETs, disk-cache reads, and
+  // read-ahead (prefetched: frames it brought in; joined: a read waited for
+  // a fetch already running instead of fetching again).
+  (*out)["fetch"] = {{"concurrency", vs.fetch_concurrency},   {"read_ahead_bytes", vs.read_ahead_bytes},
+                     {"gets", vs.fetch.gets},                 {"bytes_fetched", vs.fetch.bytes_fetched},
+                     {"disk_hits", vs.fetch.disk_hits},       {"joined", vs.fetch.joined},
+                     {"prefetched", vs.fetch.prefetched},     {"prefetch_dropped", vs.fetch.prefetch_dropped},
+                     {"in_flight", vs.fetch.in_flight},       {"threads", vs.fetch.threads}};
   if (vs.disk_cache) {
     // The local disk cache of fetched frames (s3://): hits are reads that
     // cost no GET, crc_drops cached frames that failed their check (fetched again).
@@ -161,7 +178,7 @@ Status run_status(const ControlContext& ctx, const json&, json* out) {
   return Status::OK();
 }
 
-Status run_snapshot_create(const ControlContext& ctx, const json& args, json* out) {
+Status run_snapshot_create(const ControlContext& ctx, const json& args, json* out, ctl::Progress&) {
   auto name = string_arg(args, "name", false);
   if (!name.ok()) return name.status();
   std::string chosen = name->empty() ? "auto-" + compact_utc(now_unix_ms()) : *name;
@@ -171,7 +188,7 @@ Status run_snapshot_create(const ControlContext& ctx, const json& args, json* ou
   return Status::OK();
 }
 
-Status run_snapshot_list(const ControlContext& ctx, const json&, json* out) {
+Status run_snapshot_list(const ControlContext& ctx, const json&, json* out, ctl::Progress&) {
   auto list = ctx.volume->list_snapshots();
   if (!list.ok()) return list.status();
   json arr = json::array();
@@ -180,7 +197,7 @@ Status run_snapshot_list(const ControlContext& ctx, const json&, json* out) {
   return Status::OK();
 }
 
-Status run_snapshot_show(const ControlContext& ctx, const json& args, json* out) {
+Status run_snapshot_show(const ControlContext& ctx, const json& args, json* out, ctl::Progress&) {
   auto name = string_arg(args, "name", true);
   if (!name.ok()) return name.status();
   auto info = ctx.volume->find_snapshot(*name);
@@ -189,7 +206,7 @@ Status run_snapshot_show(const ControlContext& ctx, const json& args, json* out)
   return Status::OK();
 }
 
-Status run_snapshot_delete(const ControlContext& ctx, const json& args, json* out) {
+Status run_snapshot_delete(const ControlContext& ctx, const json& args, json* out, ctl::Progress&) {
   auto name = string_arg(args, "name", true);
   if (!name.ok()) return name.status();
   PBD_RETURN_IF_ERROR(ctx.volume->delete_snapshot(*name));
@@ -197,7 +214,7 @@ Status run_snapshot_delete(const ControlContext& ctx, const json& args, json* ou
   return Status::OK();
 }
 
-Status run_snapshot_restore(const ControlContext& ctx, const json& args, json* out) {
+Status run_snapshot_restore(const ControlContext& ctx, const json& args, json* out, ctl::Progress& progress) {
   const std::string& export_name = ctx.config->export_name;
   auto name = string_arg(args, "name", true);
   if (!name.ok()) return name.status();
@@ -206,11 +223,11 @@ Status run_snapshot_restore(const ControlContext& ctx, const json& args, json* o
     if (c.export_name == export_name) attached += (attached.empty() ? "" : ",") + c.peer;
   }
   if (!attached.empty()) {
-    log::get("daemon")->warn(
-        "restoring while clients are attached to the live export: they see the restored data from their next "
-        "read; unmount filesystems first snapshot={} clients={}",
-        *name, attached);
+    log::get("daemon")->warn("restoring while clients are attached to the live export: {} snapshot={} clients={}",
+                             kAttachedRestoreAdvice, *name, attached);
+    progress.note("restore: clients are attached to the live export (" + attached + ")");
   }
+  progress.note("restore: swapping in snapshot '" + *name + "'");
   auto r = ctx.volume->restore_snapshot(*name, bool_arg(args, "discard_current"));
   if (!r.ok()) return r.status();
   *out = {{"restored", r->restored},
@@ -219,7 +236,7 @@ Status run_snapshot_restore(const ControlContext& ctx, const json& args, json* o
   return Status::OK();
 }
 
-Status run_gc(const ControlContext& ctx, const json& args, json* out) {
+Status run_gc(const ControlContext& ctx, const json& args, json* out, ctl::Progress& progress) {
   GcOptions options;
   options.grace_ms = static_cast<int64_t>(ctx.config->gc_grace_ms);
   const bool wait = bool_arg(args, "wait");
@@ -243,8 +260,17 @@ Status run_gc(const ControlContext& ctx, const json& args, json* out) {
     total.bytes_stored = r->bytes_stored;
     total.bytes_live = r->bytes_live;
     if (!wait || r->segments_waiting == 0 || now_unix_ms() > deadline) break;
-    const int64_t sleep_ms = std::clamp<int64_t>(r->next_delete_unix_ms - now_unix_ms(), 10, 5000);
+    const int64_t next_in_ms = std::max<int64_t>(r->next_delete_unix_ms - now_unix_ms(), 0);
+    progress.note("pass " + std::to_string(passes) + ": deleted " + std::to_string(r->segments_deleted) +
+                  " segments (" + ctl::format_bytes(r->bytes_deleted) + "); " +
+                  std::to_string(r->segments_waiting) + " segments waiting out the grace period, next deletion in " +
+                  std::to_string((next_in_ms + 999) / 1000) + " s");
+    const int64_t sleep_ms = std::clamp<int64_t>(next_in_ms, 10, 5000);
     std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+  }
+  if (wait) {
+    log::get("daemon")->info("gc --wait done passes={} segments_deleted={} bytes_deleted={} segments_waiting={}",
+                             passes, total.segments_deleted, total.bytes_deleted, total.segments_waiting);
   }
   *out = {{"passes", passes},
           {"layers_dropped", total.layers_dropped},
@@ -260,14 +286,15 @@ Status run_gc(const ControlContext& ctx, const json& args, json* out) {
   return Status::OK();
 }
 
-Status run_checkpoint(const ControlContext& ctx, const json&, json* out) {
+Status run_checkpoint(const ControlContext& ctx, const json&, json* out, ctl::Progress& progress) {
+  progress.note("checkpoint: writing a compressed copy of the index to object storage");
   auto seq = ctx.volume->checkpoint();
   if (!seq.ok()) return seq.status();
   *out = {{"checkpoint_seq", *seq}};
   return Status::OK();
 }
 
-Status run_snapshot_prune(const ControlContext& ctx, const json& args, json* out) {
+Status run_snapshot_prune(const ControlContext& ctx, const json& args, json* out, ctl::Progress&) {
   PrunePolicy policy;
   for (auto [key, field] : {std::pair{"keep_last", &policy.keep_last}, std::pair{"keep_hourly", &policy.keep_hourly},
                             std::pair{"keep_daily", &policy.keep_daily}, std::pair{"keep_weekly", &policy.keep_weekly}}) {
@@ -297,7 +324,7 @@ Status run_snapshot_prune(const ControlContext& ctx, const json& args, json* out
 // The commands, by name (docs/control-protocol.md).
 struct Command {
   const char* name;
-  Status (*run)(const ControlContext& ctx, const json& args, json* out);
+  Status (*run)(const ControlContext& ctx, const json& args, json* out, ctl::Progress& progress);
 };
 constexpr Command kCommands[] = {
     {"status", run_status},
@@ -315,7 +342,9 @@ constexpr Command kCommands[] = {
 
 void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
   for (const Command& command : kCommands) {
-    server->on(command.name, [ctx, run = command.run](const json& args, json* out) { return run(ctx, args, out); });
+    server->on_with_progress(command.name, [ctx, run = command.run](const json& args, json* out, ctl::Progress& p) {
+      return run(ctx, args, out, p);
+    });
   }
 }
 
