@@ -33,7 +33,7 @@ TEST_SRCS := $(filter %_test.cc,$(ALL_SRCS)) $(wildcard tests/unit/*.cc)
 LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/obj/%.o)
 
-BINS := $(BUILD)/bin/portalbd $(BUILD)/bin/portalctl
+BINS := $(BUILD)/bin/portalbd $(BUILD)/bin/portalctl $(BUILD)/bin/portalbd-csi
 # Benchmark tools (bench/*.cc): built by `make` too, since test_trace.sh uses nbd_replay.
 BENCH_BINS := $(BUILD)/bin/nbd_replay
 
@@ -67,6 +67,42 @@ $(BUILD)/bin/portalbd: $(BUILD)/obj/daemon/portalbd_main.o $(BUILD)/lib/libporta
 $(BUILD)/bin/portalctl: $(BUILD)/obj/ctl/portalctl_main.o $(BUILD)/lib/libportalbd.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- portalbd-csi, the Kubernetes CSI driver (csi/, issue 22). gRPC and
+# protobuf stay in this one program: csi/ is its own library, outside
+# LIB_DIRS, so neither libportalbd.a, the unit tests nor the lock analysis
+# see them. The C++ code for the vendored csi/proto/csi.proto is generated
+# at build time into $(BUILD)/gen/csi/ (never committed).
+CSI_GEN    := $(BUILD)/gen/csi
+CSI_PB     := $(CSI_GEN)/csi.pb.cc $(CSI_GEN)/csi.grpc.pb.cc
+CSI_PB_OBJS := $(CSI_PB:.cc=.o)
+CSI_SRCS   := $(filter-out %_main.cc %_test.cc,$(wildcard csi/*.cc))
+CSI_OBJS   := $(CSI_SRCS:%.cc=$(BUILD)/obj/%.o)
+CSI_MAIN_OBJ := $(BUILD)/obj/csi/portalbd_csi_main.o
+CSI_CFLAGS := -I$(CSI_GEN) $(shell pkg-config --cflags grpc++ protobuf 2>/dev/null)
+CSI_LIBS   := $(shell pkg-config --libs grpc++ protobuf 2>/dev/null)
+
+$(CSI_GEN)/csi.pb.h $(CSI_GEN)/csi.pb.cc $(CSI_GEN)/csi.grpc.pb.h $(CSI_GEN)/csi.grpc.pb.cc &: csi/proto/csi.proto
+	@mkdir -p $(CSI_GEN)
+	protoc -Icsi/proto --cpp_out=$(CSI_GEN) --grpc_out=$(CSI_GEN) \
+	  --plugin=protoc-gen-grpc=$$(command -v grpc_cpp_plugin) csi/proto/csi.proto
+
+# Generated code is not ours to keep warning-free: built without -Werror.
+$(CSI_GEN)/%.o: $(CSI_GEN)/%.cc
+	$(CXX) -std=c++20 -pthread $(CSI_CFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(CSI_OBJS) $(CSI_MAIN_OBJ): ALL_CXXFLAGS += $(CSI_CFLAGS)
+$(CSI_OBJS) $(CSI_MAIN_OBJ): | $(CSI_GEN)/csi.pb.h $(CSI_GEN)/csi.grpc.pb.h
+
+$(BUILD)/lib/libportalbd_csi.a: $(CSI_OBJS) $(CSI_PB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/portalbd-csi: $(CSI_MAIN_OBJ) $(BUILD)/lib/libportalbd_csi.a $(BUILD)/lib/libportalbd.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(CSI_LIBS) $(LDLIBS)
+
+-include $(CSI_OBJS:.o=.d) $(CSI_PB_OBJS:.o=.d) $(CSI_MAIN_OBJ:.o=.d)
 
 $(BUILD)/bin/nbd_replay: $(BUILD)/obj/bench/nbd_replay.o $(BUILD)/lib/libportalbd.a
 	@mkdir -p $(dir $@)

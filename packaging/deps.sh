@@ -9,6 +9,8 @@ PACKAGES=(
   libsqlite3-dev liblz4-dev libzstd-dev libisal-dev libssl-dev libcurl4-openssl-dev
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev doctest-dev
   libnbd-dev libfuse3-dev
+  # the CSI driver (csi/): gRPC, protobuf, and the Python client of its conformance test
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf
   # integration tests: real NBD clients, filesystems
   libnbd-bin python3 python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux nbdkit
   # S3 tests: botocore signs requests as a second opinion on SigV4

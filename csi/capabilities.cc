@@ -1,0 +1,53 @@
+#include "csi/capabilities.h"
+
+namespace portalbd::csi {
+
+using ::csi::v1::VolumeCapability;
+
+std::string unsupported_reason(const VolumeCapability& cap) {
+  if (!cap.has_mount() && !cap.has_block()) return "the capability names no access type (mount or block)";
+  if (cap.has_mount()) {
+    const std::string fs = fs_type_of(cap);
+    if (fs != "ext4" && fs != "xfs") return "fs_type '" + fs + "' is not supported (ext4 or xfs)";
+  }
+  if (!cap.has_access_mode()) return "the capability has no access mode";
+  switch (cap.access_mode().mode()) {
+    case VolumeCapability::AccessMode::SINGLE_NODE_WRITER:
+    case VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY:
+      return "";
+    default:
+      return "access mode " + VolumeCapability::AccessMode::Mode_Name(cap.access_mode().mode()) +
+             " is not supported: a portalbd volume is served by one daemon on one node "
+             "(SINGLE_NODE_WRITER or SINGLE_NODE_READER_ONLY)";
+  }
+}
+
+std::string fs_type_of(const VolumeCapability& cap) {
+  if (!cap.has_mount() || cap.mount().fs_type().empty()) return "ext4";
+  return cap.mount().fs_type();
+}
+
+bool is_read_only_mode(const VolumeCapability& cap) {
+  return cap.access_mode().mode() == VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY;
+}
+
+grpc::Status to_grpc(const Status& st) {
+  using C = Status::Code;
+  grpc::StatusCode code = grpc::StatusCode::INTERNAL;
+  switch (st.code()) {
+    case C::kOk: return grpc::Status::OK;
+    case C::kInvalidArgument: code = grpc::StatusCode::INVALID_ARGUMENT; break;
+    case C::kOutOfRange: code = grpc::StatusCode::OUT_OF_RANGE; break;
+    case C::kNoSpace: code = grpc::StatusCode::RESOURCE_EXHAUSTED; break;
+    case C::kNotFound: code = grpc::StatusCode::NOT_FOUND; break;
+    case C::kAlreadyExists: code = grpc::StatusCode::ALREADY_EXISTS; break;
+    case C::kBusy: code = grpc::StatusCode::FAILED_PRECONDITION; break;
+    case C::kUnavailable:
+    case C::kIOError: code = grpc::StatusCode::UNAVAILABLE; break;
+    case C::kNotSupported: code = grpc::StatusCode::UNIMPLEMENTED; break;
+    default: break;
+  }
+  return grpc::Status(code, st.message());
+}
+
+}  // namespace portalbd::csi

@@ -1,0 +1,38 @@
+// What volumes this driver can serve, and how portalbd errors become gRPC
+// status codes. Shared by the controller and node services.
+//
+// Access modes: SINGLE_NODE_WRITER and SINGLE_NODE_READER_ONLY (one daemon,
+// on one node, is the volume's only writer: DESIGN invariant 6). Access
+// types: mount (fs_type ext4, the default, or xfs) and raw block.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "csi.pb.h"
+#include "src/util/status.h"
+
+namespace portalbd::csi {
+
+inline constexpr const char* kDriverName = "csi.portalbd.io";
+inline constexpr uint64_t kCsiBlockBytes = 4096;
+inline constexpr uint64_t kDefaultCapacityBytes = 1ull << 30;
+inline constexpr uint64_t kMaxCapacityBytes = 1ull << 60;  // 1 EiB, the daemon's limit
+
+// "" when the capability is one this driver serves, else why not.
+std::string unsupported_reason(const ::csi::v1::VolumeCapability& cap);
+// The filesystem a mount capability asks for ("ext4" when unset).
+std::string fs_type_of(const ::csi::v1::VolumeCapability& cap);
+bool is_read_only_mode(const ::csi::v1::VolumeCapability& cap);
+
+// portalbd Status -> gRPC status, message kept. kBusy (another writer holds
+// the volume) is FAILED_PRECONDITION.
+grpc::Status to_grpc(const Status& st);
+inline grpc::Status grpc_error(grpc::StatusCode code, const std::string& message) {
+  return grpc::Status(code, message);
+}
+
+}  // namespace portalbd::csi

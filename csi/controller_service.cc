@@ -1,0 +1,577 @@
+#include "csi/controller_service.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include <google/protobuf/util/time_util.h>
+
+#include "csi/assign_or_return.h"
+#include "csi/capabilities.h"
+#include "csi/volume_access.h"
+#include "src/log/log.h"
+
+namespace portalbd::csi {
+
+using namespace ::csi::v1;
+using grpc::StatusCode;
+
+namespace {
+
+constexpr const char* kStorageUrlParam = "storageUrl";
+constexpr const char* kStorageUrlContext = "storageUrl";
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t round_up_to_block(uint64_t bytes) { return (bytes + kCsiBlockBytes - 1) / kCsiBlockBytes * kCsiBlockBytes; }
+
+// The size a CapacityRange asks for: the required bytes rounded up to the
+// block size (never down), the default when nothing is required. Out of
+// range when the limit leaves no room for it.
+Result<uint64_t> size_for(const CapacityRange* range, uint64_t minimum) {
+  int64_t required = range != nullptr ? range->required_bytes() : 0;
+  int64_t limit = range != nullptr ? range->limit_bytes() : 0;
+  if (required < 0 || limit < 0) return Status::InvalidArgument("capacity_range has a negative size");
+  if (limit != 0 && limit < required) {
+    return Status::InvalidArgument("capacity_range limit_bytes " + std::to_string(limit) + " is below required_bytes " +
+                                   std::to_string(required));
+  }
+  // Nothing asked for: the source's size (a restore or clone), else the default.
+  uint64_t want = required != 0 ? static_cast<uint64_t>(required) : (minimum != 0 ? minimum : kDefaultCapacityBytes);
+  if (want < minimum) want = minimum;
+  if (required == 0 && limit != 0 && want > static_cast<uint64_t>(limit)) want = static_cast<uint64_t>(limit);
+  uint64_t size = round_up_to_block(want);
+  if (size == 0) size = kCsiBlockBytes;
+  if (limit != 0 && size > static_cast<uint64_t>(limit)) {
+    return Status::OutOfRange("no size of whole " + std::to_string(kCsiBlockBytes) + "-byte blocks of at least " +
+                              std::to_string(want) + " bytes fits under limit_bytes " + std::to_string(limit));
+  }
+  if (size > kMaxCapacityBytes) return Status::OutOfRange("volumes are at most 1 EiB");
+  return size;
+}
+
+bool fits(uint64_t size, const CapacityRange* range) {
+  if (range == nullptr) return true;
+  if (range->required_bytes() > 0 && size < static_cast<uint64_t>(range->required_bytes())) return false;
+  if (range->limit_bytes() > 0 && size > static_cast<uint64_t>(range->limit_bytes())) return false;
+  return true;
+}
+
+grpc::Status check_capabilities(const google::protobuf::RepeatedPtrField<VolumeCapability>& caps) {
+  if (caps.empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_capabilities is empty");
+  for (const auto& c : caps) {
+    std::string why = unsupported_reason(c);
+    if (!why.empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, why);
+  }
+  return grpc::Status::OK;
+}
+
+// The paging token of List*: the index of the next entry, in decimal.
+Result<size_t> parse_token(const std::string& token, size_t total) {
+  if (token.empty()) return size_t{0};
+  size_t pos = 0;
+  try {
+    size_t used = 0;
+    pos = std::stoul(token, &used);
+    if (used != token.size()) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    return Status::Cancelled("starting_token '" + token + "' was not issued by this driver");
+  }
+  if (pos > total) return Status::Cancelled("starting_token '" + token + "' is past the end of the list");
+  return pos;
+}
+
+grpc::Status token_error(const Status& st) { return grpc_error(StatusCode::ABORTED, st.message()); }
+
+void set_time(int64_t unix_ms, google::protobuf::Timestamp* ts) {
+  ts->set_seconds(unix_ms / 1000);
+  ts->set_nanos(static_cast<int32_t>((unix_ms % 1000) * 1000000));
+}
+
+void fill_snapshot(const SnapshotRecord& s, Snapshot* out) {
+  out->set_snapshot_id(s.id);
+  out->set_source_volume_id(s.volume_id);
+  out->set_size_bytes(static_cast<int64_t>(s.size_bytes));
+  set_time(s.created_unix_ms, out->mutable_creation_time());
+  out->set_ready_to_use(true);  // O(1) snapshots are complete when taken
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ControllerService>> ControllerService::Create(const ControllerOptions& options) {
+  PBD_RETURN_IF_ERROR(check_storage_url(options.storage_url));
+  auto store = open_object_store(options.storage_url);
+  if (!store.ok()) return store.status().With("open storage " + options.storage_url);
+  return std::unique_ptr<ControllerService>(new ControllerService(options, *store));
+}
+
+void ControllerService::fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* out) {
+  out->set_volume_id(rec.id);
+  out->set_capacity_bytes(static_cast<int64_t>(rec.capacity_bytes));
+  (*out->mutable_volume_context())[kStorageUrlContext] = rec.storage_url;
+  if (!rec.source_snapshot_id.empty()) {
+    out->mutable_content_source()->mutable_snapshot()->set_snapshot_id(rec.source_snapshot_id);
+  } else if (!rec.source_volume_id.empty()) {
+    out->mutable_content_source()->mutable_volume()->set_volume_id(rec.source_volume_id);
+  }
+}
+
+Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeContentSource& source) {
+  VolumeAccess::OpenOptions o;
+  o.url = rec.storage_url;
+  o.volume_id = rec.id;
+  o.state_dir = options_.state_dir;
+  o.create_bytes = rec.capacity_bytes;
+  o.allow_daemon = false;
+  CSI_ASSIGN_OR_RETURN(auto target, VolumeAccess::Open(o));
+  if (target->size_bytes() != rec.capacity_bytes) {
+    return Status::Corruption("storage " + rec.storage_url + " already holds a volume of " +
+                              std::to_string(target->size_bytes()) + " bytes");
+  }
+  if (source.has_snapshot() || source.has_volume()) {
+    std::string src_volume_id, engine_name;
+    bool temporary = false;
+    if (source.has_snapshot()) {
+      CSI_ASSIGN_OR_RETURN(auto snap, registry_.snapshot(source.snapshot().snapshot_id()));
+      if (!snap) return Status::NotFound("no snapshot " + source.snapshot().snapshot_id());
+      src_volume_id = snap->volume_id;
+      engine_name = snap->engine_name;
+    } else {
+      src_volume_id = source.volume().volume_id();
+      engine_name = "csi-clone-" + rec.id;
+      temporary = true;
+    }
+    CSI_ASSIGN_OR_RETURN(auto src_rec, registry_.volume(src_volume_id));
+    if (!src_rec) return Status::NotFound("no volume " + src_volume_id);
+    VolumeAccess::OpenOptions so;
+    so.url = src_rec->storage_url;
+    so.volume_id = src_rec->id;
+    so.state_dir = options_.state_dir;
+    so.allow_daemon = false;
+    auto src = VolumeAccess::Open(so);
+    if (!src.ok()) return src.status().With("open source volume " + src_volume_id);
+    if (temporary) {
+      auto taken = (*src)->create_snapshot(engine_name);
+      if (!taken.ok()) return taken.status();
+    }
+    Status copied = target->copy_from_snapshot(**src, engine_name);
+    if (temporary) {
+      Status dropped = (*src)->delete_snapshot(engine_name);
+      if (copied.ok() && !dropped.ok()) copied = dropped;
+    }
+    PBD_RETURN_IF_ERROR(copied);
+    PBD_RETURN_IF_ERROR((*src)->close());
+  }
+  return target->close();
+}
+
+grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateVolumeRequest* req,
+                                             CreateVolumeResponse* out) {
+  std::lock_guard lock(mu_);
+  if (req->name().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateVolume needs a name");
+  if (auto st = check_capabilities(req->volume_capabilities()); !st.ok()) return st;
+  std::string base = options_.storage_url;
+  for (const auto& [key, value] : req->parameters()) {
+    if (key == kStorageUrlParam) {
+      base = value;
+    } else if (key.rfind("csi.storage.k8s.io/", 0) != 0) {
+      return grpc_error(StatusCode::INVALID_ARGUMENT,
+                        "unknown StorageClass parameter '" + key + "' (known: " + kStorageUrlParam + ")");
+    }
+  }
+  if (Status st = check_storage_url(base); !st.ok()) return to_grpc(st);
+
+  // The smallest size the source allows.
+  uint64_t minimum = 0;
+  const VolumeContentSource& source = req->volume_content_source();
+  if (source.has_snapshot()) {
+    auto snap = registry_.snapshot(source.snapshot().snapshot_id());
+    if (!snap.ok()) return to_grpc(snap.status());
+    if (!*snap) return grpc_error(StatusCode::NOT_FOUND, "no snapshot " + source.snapshot().snapshot_id());
+    minimum = (*snap)->size_bytes;
+  } else if (source.has_volume()) {
+    auto vol = registry_.volume(source.volume().volume_id());
+    if (!vol.ok()) return to_grpc(vol.status());
+    if (!*vol || (*vol)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + source.volume().volume_id());
+    minimum = (*vol)->capacity_bytes;
+  }
+  const CapacityRange* range = req->has_capacity_range() ? &req->capacity_range() : nullptr;
+  if (range != nullptr && minimum != 0 && range->limit_bytes() != 0 &&
+      static_cast<uint64_t>(range->limit_bytes()) < minimum) {
+    return grpc_error(StatusCode::OUT_OF_RANGE, "the source holds " + std::to_string(minimum) +
+                                                    " bytes, more than limit_bytes " +
+                                                    std::to_string(range->limit_bytes()));
+  }
+  auto size = size_for(range, minimum);
+  if (!size.ok()) return to_grpc(size.status());
+
+  auto existing_id = registry_.volume_id_by_name(req->name());
+  if (!existing_id.ok()) return to_grpc(existing_id.status());
+  VolumeRecord rec;
+  if (*existing_id) {
+    auto existing = registry_.volume(**existing_id);
+    if (!existing.ok()) return to_grpc(existing.status());
+    if (*existing) {  // made before: the same request again, or a conflict
+      const VolumeRecord& e = **existing;
+      const bool same_source = e.source_snapshot_id == (source.has_snapshot() ? source.snapshot().snapshot_id() : "") &&
+                               e.source_volume_id == (source.has_volume() ? source.volume().volume_id() : "");
+      if (!fits(e.capacity_bytes, range) || !same_source || e.storage_url != join_url(base, e.id)) {
+        return grpc_error(StatusCode::ALREADY_EXISTS,
+                          "volume '" + req->name() + "' exists as " + e.id + " with " +
+                              std::to_string(e.capacity_bytes) + " bytes in " + e.storage_url +
+                              ", which this request does not match");
+      }
+      fill_volume(e, out->mutable_volume());
+      return grpc::Status::OK;
+    }
+    rec.id = **existing_id;  // an earlier create of this name stopped half way: finish it
+  } else {
+    rec.id = new_volume_id(req->name());
+    // The name first, so a retry after a crash finishes this id, never leaks one.
+    if (Status st = registry_.put_volume_name(req->name(), rec.id); !st.ok()) return to_grpc(st);
+  }
+  rec.name = req->name();
+  rec.storage_url = join_url(base, rec.id);
+  rec.capacity_bytes = *size;
+  rec.created_unix_ms = now_unix_ms();
+  if (source.has_snapshot()) rec.source_snapshot_id = source.snapshot().snapshot_id();
+  if (source.has_volume()) rec.source_volume_id = source.volume().volume_id();
+
+  auto logger = log::get("csi");
+  if (Status st = build_volume(rec, source); !st.ok()) {
+    logger->error("CreateVolume name={} id={} failed: {}", log::quote(rec.name), rec.id, st.ToString());
+    return to_grpc(st.With("create volume " + rec.id + " in " + rec.storage_url));
+  }
+  if (Status st = registry_.put_volume(rec); !st.ok()) return to_grpc(st);
+  logger->info("created volume name={} id={} bytes={} storage={}", log::quote(rec.name), rec.id, rec.capacity_bytes,
+               log::quote(rec.storage_url));
+  fill_volume(rec, out->mutable_volume());
+  return grpc::Status::OK;
+}
+
+Status ControllerService::destroy_volume(const VolumeRecord& rec) {
+  VolumeAccess::OpenOptions o;
+  o.url = rec.storage_url;
+  o.volume_id = rec.id;
+  o.state_dir = options_.state_dir;
+  auto va = VolumeAccess::Open(o);
+  if (va.ok()) {
+    if ((*va)->via_daemon()) {
+      return Status::Busy("volume " + rec.id + " is staged on this node (its daemon answers on " +
+                          control_socket_path(options_.state_dir, rec.id) + ")");
+    }
+    PBD_RETURN_IF_ERROR((*va)->destroy());
+  } else if (!va.status().is(Status::Code::kNotFound)) {
+    return va.status();
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(options_.state_dir + "/controller/" + rec.id, ec);
+  return registry_.remove_volume(rec.id);
+}
+
+grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteVolumeRequest* req,
+                                             DeleteVolumeResponse*) {
+  std::lock_guard lock(mu_);
+  if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteVolume needs a volume_id");
+  if (!plausible_volume_id(req->volume_id())) return grpc::Status::OK;  // never ours: nothing to delete
+  auto rec = registry_.volume(req->volume_id());
+  if (!rec.ok()) return to_grpc(rec.status());
+  if (!*rec || (*rec)->deleted) return grpc::Status::OK;
+  VolumeRecord v = **rec;
+
+  auto snaps = registry_.snapshots();
+  if (!snaps.ok()) return to_grpc(snaps.status());
+  bool has_snapshots = false;
+  for (const auto& s : *snaps) has_snapshots |= s.volume_id == v.id;
+
+  if (has_snapshots) {
+    // Snapshots outlive their volume (CSI): keep the storage, hidden, until
+    // the last one is deleted. Refused while it is staged all the same.
+    VolumeAccess::OpenOptions o;
+    o.url = v.storage_url;
+    o.volume_id = v.id;
+    o.state_dir = options_.state_dir;
+    auto va = VolumeAccess::Open(o);
+    if (!va.ok() && !va.status().is(Status::Code::kNotFound)) return to_grpc(va.status());
+    if (va.ok() && (*va)->via_daemon()) {
+      return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + v.id + " is staged on this node");
+    }
+    v.deleted = true;
+    if (Status st = registry_.put_volume(v); !st.ok()) return to_grpc(st);
+  } else {
+    if (Status st = destroy_volume(v); !st.ok()) return to_grpc(st.With("delete volume " + v.id));
+  }
+  auto named = registry_.volume_id_by_name(v.name);
+  if (named.ok() && *named && **named == v.id) {
+    if (Status st = registry_.remove_volume_name(v.name); !st.ok()) return to_grpc(st);
+  }
+  log::get("csi")->info("deleted volume id={}{}", v.id, has_snapshots ? " (storage kept for its snapshots)" : "");
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::ValidateVolumeCapabilities(grpc::ServerContext*,
+                                                           const ValidateVolumeCapabilitiesRequest* req,
+                                                           ValidateVolumeCapabilitiesResponse* out) {
+  std::lock_guard lock(mu_);
+  if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
+  if (req->volume_capabilities().empty()) {
+    return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_capabilities is empty");
+  }
+  if (!plausible_volume_id(req->volume_id())) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
+  auto rec = registry_.volume(req->volume_id());
+  if (!rec.ok()) return to_grpc(rec.status());
+  if (!*rec || (*rec)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
+  for (const auto& c : req->volume_capabilities()) {
+    std::string why = unsupported_reason(c);
+    if (!why.empty()) {
+      out->set_message(why);
+      return grpc::Status::OK;  // not confirmed, with the reason
+    }
+  }
+  for (const auto& [key, value] : req->parameters()) {
+    if (key != kStorageUrlParam && key.rfind("csi.storage.k8s.io/", 0) != 0) {
+      out->set_message("unknown parameter '" + key + "'");
+      return grpc::Status::OK;
+    }
+  }
+  auto* confirmed = out->mutable_confirmed();
+  *confirmed->mutable_volume_capabilities() = req->volume_capabilities();
+  *confirmed->mutable_volume_context() = req->volume_context();
+  *confirmed->mutable_parameters() = req->parameters();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::ListVolumes(grpc::ServerContext*, const ListVolumesRequest* req,
+                                            ListVolumesResponse* out) {
+  std::lock_guard lock(mu_);
+  if (req->max_entries() < 0) return grpc_error(StatusCode::INVALID_ARGUMENT, "max_entries is negative");
+  auto all = registry_.volumes();
+  if (!all.ok()) return to_grpc(all.status());
+  std::vector<VolumeRecord> live;
+  for (auto& v : *all) {
+    if (!v.deleted) live.push_back(std::move(v));
+  }
+  auto start = parse_token(req->starting_token(), live.size());
+  if (!start.ok()) return token_error(start.status());
+  size_t end = live.size();
+  if (req->max_entries() > 0) end = std::min(end, *start + static_cast<size_t>(req->max_entries()));
+  for (size_t i = *start; i < end; ++i) fill_volume(live[i], out->add_entries()->mutable_volume());
+  if (end < live.size()) out->set_next_token(std::to_string(end));
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::GetCapacity(grpc::ServerContext*, const GetCapacityRequest* req,
+                                            GetCapacityResponse* out) {
+  for (const auto& c : req->volume_capabilities()) {
+    if (!unsupported_reason(c).empty()) {
+      out->set_available_capacity(0);  // no volume with that capability fits anywhere
+      return grpc::Status::OK;
+    }
+  }
+  // Object storage has no capacity to count down; the limit is the size of
+  // one volume.
+  out->set_available_capacity(static_cast<int64_t>(kMaxCapacityBytes));
+  out->mutable_maximum_volume_size()->set_value(static_cast<int64_t>(kMaxCapacityBytes));
+  out->mutable_minimum_volume_size()->set_value(static_cast<int64_t>(kCsiBlockBytes));
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::ControllerGetCapabilities(grpc::ServerContext*,
+                                                          const ControllerGetCapabilitiesRequest*,
+                                                          ControllerGetCapabilitiesResponse* out) {
+  for (auto t : {ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME, ControllerServiceCapability::RPC::LIST_VOLUMES,
+                 ControllerServiceCapability::RPC::GET_CAPACITY,
+                 ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
+                 ControllerServiceCapability::RPC::LIST_SNAPSHOTS, ControllerServiceCapability::RPC::CLONE_VOLUME,
+                 ControllerServiceCapability::RPC::EXPAND_VOLUME, ControllerServiceCapability::RPC::GET_VOLUME}) {
+    out->add_capabilities()->mutable_rpc()->set_type(t);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const CreateSnapshotRequest* req,
+                                               CreateSnapshotResponse* out) {
+  std::lock_guard lock(mu_);
+  if (req->name().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a name");
+  if (req->source_volume_id().empty()) {
+    return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a source_volume_id");
+  }
+  auto existing_id = registry_.snapshot_id_by_name(req->name());
+  if (!existing_id.ok()) return to_grpc(existing_id.status());
+  SnapshotRecord rec;
+  if (*existing_id) {
+    auto existing = registry_.snapshot(**existing_id);
+    if (!existing.ok()) return to_grpc(existing.status());
+    std::string vol, engine;
+    split_snapshot_id(**existing_id, &vol, &engine);
+    if (vol != req->source_volume_id()) {
+      return grpc_error(StatusCode::ALREADY_EXISTS, "snapshot '" + req->name() + "' exists as " + **existing_id +
+                                                        ", of another volume");
+    }
+    if (*existing) {
+      fill_snapshot(**existing, out->mutable_snapshot());
+      return grpc::Status::OK;
+    }
+    rec.id = **existing_id;  // a create stopped half way: finish it
+    rec.engine_name = engine;
+  }
+  if (!plausible_volume_id(req->source_volume_id())) {
+    return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->source_volume_id());
+  }
+  auto vol = registry_.volume(req->source_volume_id());
+  if (!vol.ok()) return to_grpc(vol.status());
+  if (!*vol || (*vol)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->source_volume_id());
+  if (rec.id.empty()) {
+    rec.engine_name = new_engine_snapshot_name();
+    rec.id = (*vol)->id + "@" + rec.engine_name;
+    if (Status st = registry_.put_snapshot_name(req->name(), rec.id); !st.ok()) return to_grpc(st);
+  }
+  rec.name = req->name();
+  rec.volume_id = (*vol)->id;
+
+  VolumeAccess::OpenOptions o;
+  o.url = (*vol)->storage_url;
+  o.volume_id = (*vol)->id;
+  o.state_dir = options_.state_dir;
+  auto va = VolumeAccess::Open(o);
+  if (!va.ok()) return to_grpc(va.status().With("snapshot volume " + rec.volume_id));
+  auto taken = (*va)->create_snapshot(rec.engine_name);
+  if (!taken.ok()) return to_grpc(taken.status().With("snapshot volume " + rec.volume_id));
+  if (Status st = (*va)->close(); !st.ok()) return to_grpc(st);
+  rec.size_bytes = taken->size_bytes;
+  rec.created_unix_ms = taken->created_unix_ms;
+  if (Status st = registry_.put_snapshot(rec); !st.ok()) return to_grpc(st);
+  log::get("csi")->info("created snapshot name={} id={} via={}", log::quote(rec.name), rec.id,
+                        (*va)->via_daemon() ? "daemon" : "engine");
+  fill_snapshot(rec, out->mutable_snapshot());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const DeleteSnapshotRequest* req,
+                                               DeleteSnapshotResponse*) {
+  std::lock_guard lock(mu_);
+  if (req->snapshot_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteSnapshot needs a snapshot_id");
+  std::string vol_id, engine;
+  if (!split_snapshot_id(req->snapshot_id(), &vol_id, &engine)) return grpc::Status::OK;
+  auto rec = registry_.snapshot(req->snapshot_id());
+  if (!rec.ok()) return to_grpc(rec.status());
+  if (!*rec) return grpc::Status::OK;
+  auto vol = registry_.volume(vol_id);
+  if (!vol.ok()) return to_grpc(vol.status());
+  if (*vol) {
+    VolumeAccess::OpenOptions o;
+    o.url = (*vol)->storage_url;
+    o.volume_id = (*vol)->id;
+    o.state_dir = options_.state_dir;
+    auto va = VolumeAccess::Open(o);
+    if (va.ok()) {
+      if (Status st = (*va)->delete_snapshot(engine); !st.ok()) return to_grpc(st);
+      if (Status st = (*va)->close(); !st.ok()) return to_grpc(st);
+    } else if (!va.status().is(Status::Code::kNotFound)) {
+      return to_grpc(va.status().With("delete snapshot " + req->snapshot_id()));
+    }
+  }
+  auto named = registry_.snapshot_id_by_name((*rec)->name);
+  if (named.ok() && *named && **named == req->snapshot_id()) {
+    if (Status st = registry_.remove_snapshot_name((*rec)->name); !st.ok()) return to_grpc(st);
+  }
+  if (Status st = registry_.remove_snapshot(req->snapshot_id()); !st.ok()) return to_grpc(st);
+  // The last snapshot of a deleted volume takes the volume's storage with it.
+  if (*vol && (*vol)->deleted) {
+    auto snaps = registry_.snapshots();
+    if (!snaps.ok()) return to_grpc(snaps.status());
+    bool more = false;
+    for (const auto& s : *snaps) more |= s.volume_id == vol_id;
+    if (!more) {
+      if (Status st = destroy_volume(**vol); !st.ok()) return to_grpc(st);
+    }
+  }
+  log::get("csi")->info("deleted snapshot id={}", req->snapshot_id());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*, const ListSnapshotsRequest* req,
+                                              ListSnapshotsResponse* out) {
+  std::lock_guard lock(mu_);
+  if (req->max_entries() < 0) return grpc_error(StatusCode::INVALID_ARGUMENT, "max_entries is negative");
+  std::vector<SnapshotRecord> picked;
+  if (!req->snapshot_id().empty()) {
+    std::string v, e;
+    if (split_snapshot_id(req->snapshot_id(), &v, &e)) {
+      auto rec = registry_.snapshot(req->snapshot_id());
+      if (!rec.ok()) return to_grpc(rec.status());
+      if (*rec && (req->source_volume_id().empty() || (*rec)->volume_id == req->source_volume_id())) {
+        picked.push_back(**rec);
+      }
+    }
+  } else {
+    auto all = registry_.snapshots();
+    if (!all.ok()) return to_grpc(all.status());
+    for (auto& s : *all) {
+      if (req->source_volume_id().empty() || s.volume_id == req->source_volume_id()) picked.push_back(std::move(s));
+    }
+  }
+  auto start = parse_token(req->starting_token(), picked.size());
+  if (!start.ok()) return token_error(start.status());
+  size_t end = picked.size();
+  if (req->max_entries() > 0) end = std::min(end, *start + static_cast<size_t>(req->max_entries()));
+  for (size_t i = *start; i < end; ++i) fill_snapshot(picked[i], out->add_entries()->mutable_snapshot());
+  if (end < picked.size()) out->set_next_token(std::to_string(end));
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, const ControllerExpandVolumeRequest* req,
+                                                       ControllerExpandVolumeResponse* out) {
+  std::lock_guard lock(mu_);
+  if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
+  if (!req->has_capacity_range()) return grpc_error(StatusCode::INVALID_ARGUMENT, "capacity_range is missing");
+  if (!plausible_volume_id(req->volume_id())) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
+  auto rec = registry_.volume(req->volume_id());
+  if (!rec.ok()) return to_grpc(rec.status());
+  if (!*rec || (*rec)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
+  VolumeRecord v = **rec;
+  auto size = size_for(&req->capacity_range(), 0);
+  if (!size.ok()) return to_grpc(size.status());
+  const bool block = req->has_volume_capability() && req->volume_capability().has_block();
+  if (*size > v.capacity_bytes) {
+    VolumeAccess::OpenOptions o;
+    o.url = v.storage_url;
+    o.volume_id = v.id;
+    o.state_dir = options_.state_dir;
+    o.grow_to_bytes = *size;
+    o.allow_daemon = false;
+    auto va = VolumeAccess::Open(o);
+    if (!va.ok()) {
+      if (va.status().is(Status::Code::kBusy)) {
+        return grpc_error(StatusCode::FAILED_PRECONDITION,
+                          "volume " + v.id + " is staged (" + va.status().message() +
+                              "); portalbd-csi expands volumes offline: unstage it first");
+      }
+      return to_grpc(va.status().With("expand volume " + v.id));
+    }
+    if (Status st = (*va)->close(); !st.ok()) return to_grpc(st);
+    v.capacity_bytes = *size;
+    if (Status st = registry_.put_volume(v); !st.ok()) return to_grpc(st);
+    log::get("csi")->info("expanded volume id={} bytes={}", v.id, v.capacity_bytes);
+  }
+  out->set_capacity_bytes(static_cast<int64_t>(v.capacity_bytes));
+  out->set_node_expansion_required(!block);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::ControllerGetVolume(grpc::ServerContext*, const ControllerGetVolumeRequest* req,
+                                                    ControllerGetVolumeResponse* out) {
+  std::lock_guard lock(mu_);
+  if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
+  if (!plausible_volume_id(req->volume_id())) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
+  auto rec = registry_.volume(req->volume_id());
+  if (!rec.ok()) return to_grpc(rec.status());
+  if (!*rec || (*rec)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
+  fill_volume(**rec, out->mutable_volume());
+  out->mutable_status();
+  return grpc::Status::OK;
+}
+
+}  // namespace portalbd::csi

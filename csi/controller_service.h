@@ -1,0 +1,74 @@
+// The CSI Controller service: volumes, snapshots, clones and expansion on
+// object storage (docs/design.md, "The CSI driver").
+//
+// Each volume lives in its own prefix, <base>/<volume id>, where <base> is
+// the driver's --storage-url or the StorageClass parameter `storageUrl`.
+// The registry (registry.h), under <--storage-url>/_csi/, records names,
+// volumes and snapshots. Operations on a volume go through VolumeAccess:
+// its daemon's control socket when it runs on this host, the engine in
+// this process otherwise, under the writer lease.
+//
+// Thread-safety: every RPC holds mu_ for its whole run, so two requests
+// never race on one name or volume (the sidecars retry; a slow clone makes
+// others wait, which is correct if not fast).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "csi.grpc.pb.h"
+#include "csi/registry.h"
+#include "src/store/object_store.h"
+
+namespace portalbd::csi {
+
+struct ControllerOptions {
+  std::string storage_url;  // default base of new volumes; the registry lives under it
+  std::string state_dir;
+};
+
+class ControllerService final : public ::csi::v1::Controller::Service {
+ public:
+  // Opens the registry's store; kInvalidArgument for a URL no volume can use.
+  static Result<std::unique_ptr<ControllerService>> Create(const ControllerOptions& options);
+
+  grpc::Status CreateVolume(grpc::ServerContext*, const ::csi::v1::CreateVolumeRequest*,
+                            ::csi::v1::CreateVolumeResponse*) override;
+  grpc::Status DeleteVolume(grpc::ServerContext*, const ::csi::v1::DeleteVolumeRequest*,
+                            ::csi::v1::DeleteVolumeResponse*) override;
+  grpc::Status ValidateVolumeCapabilities(grpc::ServerContext*, const ::csi::v1::ValidateVolumeCapabilitiesRequest*,
+                                          ::csi::v1::ValidateVolumeCapabilitiesResponse*) override;
+  grpc::Status ListVolumes(grpc::ServerContext*, const ::csi::v1::ListVolumesRequest*,
+                           ::csi::v1::ListVolumesResponse*) override;
+  grpc::Status GetCapacity(grpc::ServerContext*, const ::csi::v1::GetCapacityRequest*,
+                           ::csi::v1::GetCapacityResponse*) override;
+  grpc::Status ControllerGetCapabilities(grpc::ServerContext*, const ::csi::v1::ControllerGetCapabilitiesRequest*,
+                                         ::csi::v1::ControllerGetCapabilitiesResponse*) override;
+  grpc::Status CreateSnapshot(grpc::ServerContext*, const ::csi::v1::CreateSnapshotRequest*,
+                              ::csi::v1::CreateSnapshotResponse*) override;
+  grpc::Status DeleteSnapshot(grpc::ServerContext*, const ::csi::v1::DeleteSnapshotRequest*,
+                              ::csi::v1::DeleteSnapshotResponse*) override;
+  grpc::Status ListSnapshots(grpc::ServerContext*, const ::csi::v1::ListSnapshotsRequest*,
+                             ::csi::v1::ListSnapshotsResponse*) override;
+  grpc::Status ControllerExpandVolume(grpc::ServerContext*, const ::csi::v1::ControllerExpandVolumeRequest*,
+                                      ::csi::v1::ControllerExpandVolumeResponse*) override;
+  grpc::Status ControllerGetVolume(grpc::ServerContext*, const ::csi::v1::ControllerGetVolumeRequest*,
+                                   ::csi::v1::ControllerGetVolumeResponse*) override;
+
+ private:
+  explicit ControllerService(ControllerOptions options, std::shared_ptr<ObjectStore> registry_store)
+      : options_(std::move(options)), registry_(std::move(registry_store)) {}
+
+  // Makes the new volume's storage, copying from its source when it has one.
+  Status build_volume(const VolumeRecord& rec, const ::csi::v1::VolumeContentSource& source);
+  // Removes a volume's storage and record; the caller checked nothing holds it.
+  Status destroy_volume(const VolumeRecord& rec);
+  void fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* out);
+
+  const ControllerOptions options_;
+  Registry registry_;
+  std::mutex mu_;
+};
+
+}  // namespace portalbd::csi

@@ -1,0 +1,414 @@
+#include "csi/node_service.h"
+
+#include <signal.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "csi/capabilities.h"
+#include "csi/command.h"
+#include "csi/registry.h"
+#include "csi/volume_access.h"
+#include "ctl/control_client.h"
+#include "src/log/log.h"
+
+namespace portalbd::csi {
+
+using namespace ::csi::v1;
+using grpc::StatusCode;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kDaemonStartTimeoutMs = 60000;
+constexpr int kDaemonStopTimeoutMs = 120000;
+
+bool daemon_answers(const std::string& socket) {
+  std::error_code ec;
+  return fs::exists(socket, ec) && ctl::call(socket, "ping", json::object(), 2000).ok();
+}
+
+bool pid_alive(int pid) {
+  if (pid <= 0) return false;
+  int status = 0;
+  if (waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, just reaped
+  return kill(pid, 0) == 0;
+}
+
+// The last `lines` lines of a file, for an error message.
+std::string tail_of(const std::string& path, size_t lines) {
+  std::ifstream in(path);
+  std::vector<std::string> all;
+  std::string line;
+  while (std::getline(in, line)) all.push_back(line);
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) out += all[i] + "\n";
+  return out;
+}
+
+bool device_connected(const std::string& device) {
+  return !device.empty() && run_command({"nbd-client", "-c", device}).exit_code == 0;
+}
+
+Result<uint64_t> device_bytes(const std::string& device) {
+  CommandResult r = run_command({"blockdev", "--getsize64", device});
+  if (r.exit_code != 0) return Status::IOError("blockdev --getsize64 " + device + ": " + r.output);
+  return std::stoull(r.output);
+}
+
+grpc::Status check_volume_id(const std::string& id) {
+  if (id.empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
+  if (!plausible_volume_id(id)) return grpc_error(StatusCode::NOT_FOUND, "no volume " + id);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+// ---- stage.json
+
+Status NodeService::load_staged(const std::string& id, Staged* out) {
+  const std::string path = node_volume_dir(options_.state_dir, id) + "/stage.json";
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("volume " + id + " is not staged on this node");
+  try {
+    json j = json::parse(in);
+    out->daemon_pid = j.value("daemon_pid", 0);
+    out->device = j.value("device", "");
+    out->staging_path = j.value("staging_path", "");
+    out->fs_type = j.value("fs_type", "");
+  } catch (const std::exception& e) {
+    return Status::Corruption(path + " is unreadable: " + e.what());
+  }
+  return Status::OK();
+}
+
+Status NodeService::save_staged(const std::string& id, const Staged& s) {
+  const std::string path = node_volume_dir(options_.state_dir, id) + "/stage.json";
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << json{{"daemon_pid", s.daemon_pid}, {"device", s.device}, {"staging_path", s.staging_path},
+                {"fs_type", s.fs_type}}
+               .dump(2)
+        << "\n";
+    if (!out.flush()) return Status::IOError("write " + tmp);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::IOError("rename " + tmp + ": " + ec.message());
+  return Status::OK();
+}
+
+// ---- the daemon
+
+Result<int> NodeService::ensure_daemon(const std::string& id, const std::string& url, int known_pid) {
+  const std::string dir = node_volume_dir(options_.state_dir, id);
+  const std::string socket = control_socket_path(options_.state_dir, id);
+  if (daemon_answers(socket)) return known_pid;
+  std::error_code ec;
+  fs::create_directories(dir + "/state", ec);
+  if (ec) return Status::IOError("create " + dir + ": " + ec.message());
+  fs::remove(socket, ec);
+  fs::remove(nbd_socket_path(options_.state_dir, id), ec);
+  const std::string log_path = dir + "/portalbd.log";
+  std::vector<std::string> argv = {options_.portalbd_bin,
+                                   "--storage", url,
+                                   "--state-dir", dir + "/state",
+                                   "--socket", socket,
+                                   "--nbd-address", "",
+                                   "--nbd-unix", nbd_socket_path(options_.state_dir, id),
+                                   "--export-name", id};
+  auto pid = spawn_detached(argv, log_path);
+  if (!pid.ok()) return pid.status();
+  auto logger = log::get("csi");
+  logger->info("started portalbd for volume id={} pid={} storage={}", id, *pid, log::quote(url));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDaemonStartTimeoutMs);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (daemon_answers(socket)) return *pid;
+    if (!pid_alive(*pid)) {
+      const std::string why = tail_of(log_path, 5);
+      // The lease: another daemon, alive, holds the volume.
+      if (why.find("claimed") != std::string::npos || why.find("lease") != std::string::npos ||
+          why.find("in use") != std::string::npos) {
+        return Status::Busy("portalbd for volume " + id + " refused to start: " + why);
+      }
+      return Status::IOError("portalbd for volume " + id + " exited at start: " + why);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  kill(*pid, SIGTERM);
+  return Status::Unavailable("portalbd for volume " + id + " did not answer within " +
+                             std::to_string(kDaemonStartTimeoutMs / 1000) + " s; log: " + log_path);
+}
+
+Status NodeService::stop_daemon(const std::string& id, int pid) {
+  const std::string socket = control_socket_path(options_.state_dir, id);
+  if (pid <= 0 || !pid_alive(pid)) {
+    if (daemon_answers(socket)) return Status::IOError("a daemon answers on " + socket + " but its pid is unknown");
+    return Status::OK();
+  }
+  kill(pid, SIGTERM);  // the daemon flushes, then exits
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDaemonStopTimeoutMs);
+  while (pid_alive(pid)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::Unavailable("portalbd pid " + std::to_string(pid) + " of volume " + id +
+                                 " did not stop within " + std::to_string(kDaemonStopTimeoutMs / 1000) + " s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  log::get("csi")->info("stopped portalbd for volume id={} pid={}", id, pid);
+  return Status::OK();
+}
+
+// ---- the NBD device
+
+Result<std::string> NodeService::ensure_attached(const std::string& id, const std::string& known_device) {
+  if (device_connected(known_device)) return known_device;
+  std::error_code ec;
+  if (!fs::exists("/sys/module/nbd", ec)) (void)run_command({"modprobe", "nbd"});
+  for (int n = 0; n < 256; ++n) {
+    const std::string dev = "/dev/nbd" + std::to_string(n);
+    if (!fs::exists(dev, ec)) break;
+    if (device_connected(dev)) continue;
+    Status st = run_checked({"nbd-client", "-unix", nbd_socket_path(options_.state_dir, id), dev, "-name", id,
+                             "-block-size", "4096"});
+    if (st.ok()) {
+      log::get("csi")->info("attached volume id={} device={}", id, dev);
+      return dev;
+    }
+    if (device_connected(dev)) continue;  // lost a race for it
+    return st;
+  }
+  return Status::NoSpace("no free /dev/nbdN on this node (is the nbd module loaded with enough nbds_max?)");
+}
+
+// ---- RPCs
+
+grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageVolumeRequest* req,
+                                          NodeStageVolumeResponse*) {
+  std::lock_guard lock(mu_);
+  if (auto st = check_volume_id(req->volume_id()); !st.ok()) return st;
+  if (req->staging_target_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "staging_target_path is empty");
+  if (!req->has_volume_capability()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_capability is missing");
+  if (std::string why = unsupported_reason(req->volume_capability()); !why.empty()) {
+    return grpc_error(StatusCode::INVALID_ARGUMENT, why);
+  }
+  auto it = req->volume_context().find("storageUrl");
+  if (it == req->volume_context().end() || it->second.empty()) {
+    return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_context has no storageUrl (was the volume made by "
+                                                    "portalbd-csi's CreateVolume?)");
+  }
+  if (Status st = check_storage_url(it->second); !st.ok()) return to_grpc(st);
+  const std::string& id = req->volume_id();
+  const std::string& staging = req->staging_target_path();
+  const bool block = req->volume_capability().has_block();
+
+  Staged s;
+  if (Status st = load_staged(id, &s); st.ok()) {
+    if (!s.staging_path.empty() && s.staging_path != staging) {
+      return grpc_error(StatusCode::FAILED_PRECONDITION,
+                        "volume " + id + " is staged at " + s.staging_path + ", not " + staging);
+    }
+  }
+  s.staging_path = staging;
+  s.fs_type = block ? "" : fs_type_of(req->volume_capability());
+
+  auto pid = ensure_daemon(id, it->second, s.daemon_pid);
+  if (!pid.ok()) return to_grpc(pid.status());
+  s.daemon_pid = *pid;
+  if (Status st = save_staged(id, s); !st.ok()) return to_grpc(st);
+  auto dev = ensure_attached(id, s.device);
+  if (!dev.ok()) return to_grpc(dev.status());
+  s.device = *dev;
+  if (Status st = save_staged(id, s); !st.ok()) return to_grpc(st);
+  if (block) return grpc::Status::OK;
+
+  std::error_code ec;
+  fs::create_directories(staging, ec);
+  if (!is_mount_point(staging)) {
+    CommandResult probe = run_command({"blkid", "-p", "-o", "value", "-s", "TYPE", s.device});
+    std::string found = probe.output;
+    while (!found.empty() && (found.back() == '\n' || found.back() == ' ')) found.pop_back();
+    if (probe.exit_code == 2 || found.empty()) {  // 2: nothing found
+      const bool xfs = s.fs_type == "xfs";
+      Status st = xfs ? run_checked({"mkfs.xfs", "-q", s.device})
+                      : run_checked({"mkfs.ext4", "-q", "-F", "-E", "nodiscard", s.device});
+      if (!st.ok()) return to_grpc(st);
+      log::get("csi")->info("formatted volume id={} fs={}", id, s.fs_type);
+    } else if (found != s.fs_type) {
+      return grpc_error(StatusCode::FAILED_PRECONDITION,
+                        "volume " + id + " holds a " + found + " filesystem, not the " + s.fs_type + " asked for");
+    }
+    std::vector<std::string> mount = {"mount", "-t", s.fs_type};
+    for (const auto& f : req->volume_capability().mount().mount_flags()) mount.insert(mount.end(), {"-o", f});
+    if (is_read_only_mode(req->volume_capability())) mount.insert(mount.end(), {"-o", "ro"});
+    mount.insert(mount.end(), {s.device, staging});
+    if (Status st = run_checked(mount); !st.ok()) return to_grpc(st);
+  }
+  // A volume expanded while it was detached: grow the filesystem to the device.
+  if (!is_read_only_mode(req->volume_capability())) {
+    Status st = s.fs_type == "xfs" ? run_checked({"xfs_growfs", staging}) : run_checked({"resize2fs", s.device});
+    if (!st.ok()) log::get("csi")->warn("growing the filesystem of volume id={} failed: {}", id, st.message());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*, const NodeUnstageVolumeRequest* req,
+                                            NodeUnstageVolumeResponse*) {
+  std::lock_guard lock(mu_);
+  if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
+  if (req->staging_target_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "staging_target_path is empty");
+  if (!plausible_volume_id(req->volume_id())) return grpc::Status::OK;
+  const std::string& id = req->volume_id();
+  if (is_mount_point(req->staging_target_path())) {
+    if (Status st = run_checked({"umount", req->staging_target_path()}); !st.ok()) return to_grpc(st);
+  }
+  Staged s;
+  Status loaded = load_staged(id, &s);
+  if (loaded.is(Status::Code::kNotFound)) return grpc::Status::OK;  // never staged here, or done
+  if (!loaded.ok()) return to_grpc(loaded);
+  if (device_connected(s.device)) {
+    if (Status st = run_checked({"nbd-client", "-d", s.device}); !st.ok()) return to_grpc(st);
+  }
+  s.device.clear();
+  if (Status st = save_staged(id, s); !st.ok()) return to_grpc(st);
+  if (Status st = stop_daemon(id, s.daemon_pid); !st.ok()) return to_grpc(st);
+  std::error_code ec;
+  fs::remove(node_volume_dir(options_.state_dir, id) + "/stage.json", ec);
+  log::get("csi")->info("unstaged volume id={}", id);
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*, const NodePublishVolumeRequest* req,
+                                            NodePublishVolumeResponse*) {
+  std::lock_guard lock(mu_);
+  if (auto st = check_volume_id(req->volume_id()); !st.ok()) return st;
+  if (req->target_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "target_path is empty");
+  if (req->staging_target_path().empty()) {
+    return grpc_error(StatusCode::FAILED_PRECONDITION, "staging_target_path is empty: stage the volume first");
+  }
+  if (!req->has_volume_capability()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_capability is missing");
+  if (std::string why = unsupported_reason(req->volume_capability()); !why.empty()) {
+    return grpc_error(StatusCode::INVALID_ARGUMENT, why);
+  }
+  Staged s;
+  if (Status st = load_staged(req->volume_id(), &s); !st.ok()) {
+    return grpc_error(StatusCode::FAILED_PRECONDITION, st.message());
+  }
+  const std::string& target = req->target_path();
+  if (is_mount_point(target)) return grpc::Status::OK;
+  const bool block = req->volume_capability().has_block();
+  std::error_code ec;
+  std::string source;
+  if (block) {
+    if (s.device.empty()) return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not attached");
+    fs::create_directories(fs::path(target).parent_path(), ec);
+    if (!fs::exists(target, ec)) std::ofstream(target).close();  // a bind mount of a device needs a file
+    source = s.device;
+  } else {
+    if (!is_mount_point(req->staging_target_path())) {
+      return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not mounted at " +
+                                                             req->staging_target_path());
+    }
+    fs::create_directories(target, ec);
+    source = req->staging_target_path();
+  }
+  if (Status st = run_checked({"mount", "--bind", source, target}); !st.ok()) return to_grpc(st);
+  if (req->readonly()) {
+    if (Status st = run_checked({"mount", "-o", "remount,bind,ro", target}); !st.ok()) {
+      (void)run_command({"umount", target});
+      return to_grpc(st);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodeUnpublishVolume(grpc::ServerContext*, const NodeUnpublishVolumeRequest* req,
+                                              NodeUnpublishVolumeResponse*) {
+  std::lock_guard lock(mu_);
+  if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
+  if (req->target_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "target_path is empty");
+  const std::string& target = req->target_path();
+  if (is_mount_point(target)) {
+    if (Status st = run_checked({"umount", target}); !st.ok()) return to_grpc(st);
+  }
+  std::error_code ec;
+  fs::remove(target, ec);  // the directory or file made for the mount
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*, const NodeGetVolumeStatsRequest* req,
+                                             NodeGetVolumeStatsResponse* out) {
+  if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
+  if (req->volume_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_path is empty");
+  std::error_code ec;
+  if (!fs::exists(req->volume_path(), ec)) {
+    return grpc_error(StatusCode::NOT_FOUND, "volume_path " + req->volume_path() + " does not exist");
+  }
+  if (fs::is_regular_file(req->volume_path(), ec) || fs::is_block_file(req->volume_path(), ec)) {
+    auto bytes = device_bytes(req->volume_path());
+    if (!bytes.ok()) return to_grpc(bytes.status());
+    auto* u = out->add_usage();
+    u->set_unit(VolumeUsage::BYTES);
+    u->set_total(static_cast<int64_t>(*bytes));
+    return grpc::Status::OK;
+  }
+  struct statvfs sv {};
+  if (statvfs(req->volume_path().c_str(), &sv) != 0) {
+    return grpc_error(StatusCode::INTERNAL, "statvfs " + req->volume_path() + " failed");
+  }
+  auto* b = out->add_usage();
+  b->set_unit(VolumeUsage::BYTES);
+  b->set_total(static_cast<int64_t>(sv.f_blocks * sv.f_frsize));
+  b->set_available(static_cast<int64_t>(sv.f_bavail * sv.f_frsize));
+  b->set_used(static_cast<int64_t>((sv.f_blocks - sv.f_bfree) * sv.f_frsize));
+  auto* i = out->add_usage();
+  i->set_unit(VolumeUsage::INODES);
+  i->set_total(static_cast<int64_t>(sv.f_files));
+  i->set_available(static_cast<int64_t>(sv.f_favail));
+  i->set_used(static_cast<int64_t>(sv.f_files - sv.f_ffree));
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodeExpandVolume(grpc::ServerContext*, const NodeExpandVolumeRequest* req,
+                                           NodeExpandVolumeResponse* out) {
+  std::lock_guard lock(mu_);
+  if (auto st = check_volume_id(req->volume_id()); !st.ok()) return st;
+  if (req->volume_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_path is empty");
+  Staged s;
+  if (Status st = load_staged(req->volume_id(), &s); !st.ok()) return to_grpc(st);
+  if (s.device.empty()) return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not attached");
+  if (!s.fs_type.empty()) {
+    Status st = s.fs_type == "xfs" ? run_checked({"xfs_growfs", s.staging_path}) : run_checked({"resize2fs", s.device});
+    if (!st.ok()) return to_grpc(st);
+  }
+  auto bytes = device_bytes(s.device);
+  if (!bytes.ok()) return to_grpc(bytes.status());
+  out->set_capacity_bytes(static_cast<int64_t>(*bytes));
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*, const NodeGetCapabilitiesRequest*,
+                                              NodeGetCapabilitiesResponse* out) {
+  for (auto t : {NodeServiceCapability::RPC::STAGE_UNSTAGE_VOLUME, NodeServiceCapability::RPC::GET_VOLUME_STATS,
+                 NodeServiceCapability::RPC::EXPAND_VOLUME}) {
+    out->add_capabilities()->mutable_rpc()->set_type(t);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodeGetInfo(grpc::ServerContext*, const NodeGetInfoRequest*, NodeGetInfoResponse* out) {
+  out->set_node_id(options_.node_id);
+  out->set_max_volumes_per_node(options_.max_volumes);
+  return grpc::Status::OK;
+}
+
+}  // namespace portalbd::csi

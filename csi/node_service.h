@@ -1,0 +1,81 @@
+// The CSI Node service: a staged volume is a portalbd daemon on this node,
+// attached to a /dev/nbdN with the kernel's NBD client, formatted on first
+// use and mounted at the staging path; publishing bind-mounts it into pods.
+//
+// Per volume, under <state-dir>/volumes/<id>/:
+//   state/         the daemon's --state-dir (index, journal, cache)
+//   control.sock   its control socket (the controller finds it here too)
+//   nbd.sock       its NBD unix socket, export name = the volume id
+//   portalbd.log   its log
+//   stage.json     what NodeStage did: daemon pid, device, staging path
+//
+// NodeStage: (1) daemon: reuse one that answers on control.sock, else start
+// it (the engine's writer lease refuses it while a live daemon elsewhere
+// holds the volume, and lets it take over from one that is gone);
+// (2) attach: nbd-client on a free /dev/nbdN, unless stage.json names a
+// device still attached; (3) block volumes stop here; mounts: mkfs.<fs> when
+// blkid finds no filesystem, mount, and grow the filesystem to the device
+// (expansion is applied on the next stage). NodeUnstage undoes them in
+// reverse order, stopping the daemon with SIGTERM (it flushes). Every step
+// first checks whether it is done already: kubelet retries every call.
+//
+// Thread-safety: one mutex serializes every call (they are short but for
+// mkfs and the daemon's start).
+#pragma once
+
+#include <mutex>
+#include <string>
+
+#include "csi.grpc.pb.h"
+#include "src/util/status.h"
+
+namespace portalbd::csi {
+
+struct NodeOptions {
+  std::string node_id;
+  std::string state_dir;
+  std::string portalbd_bin = "portalbd";
+  int max_volumes = 16;
+};
+
+class NodeService final : public ::csi::v1::Node::Service {
+ public:
+  explicit NodeService(NodeOptions options) : options_(std::move(options)) {}
+
+  grpc::Status NodeStageVolume(grpc::ServerContext*, const ::csi::v1::NodeStageVolumeRequest*,
+                               ::csi::v1::NodeStageVolumeResponse*) override;
+  grpc::Status NodeUnstageVolume(grpc::ServerContext*, const ::csi::v1::NodeUnstageVolumeRequest*,
+                                 ::csi::v1::NodeUnstageVolumeResponse*) override;
+  grpc::Status NodePublishVolume(grpc::ServerContext*, const ::csi::v1::NodePublishVolumeRequest*,
+                                 ::csi::v1::NodePublishVolumeResponse*) override;
+  grpc::Status NodeUnpublishVolume(grpc::ServerContext*, const ::csi::v1::NodeUnpublishVolumeRequest*,
+                                   ::csi::v1::NodeUnpublishVolumeResponse*) override;
+  grpc::Status NodeGetVolumeStats(grpc::ServerContext*, const ::csi::v1::NodeGetVolumeStatsRequest*,
+                                  ::csi::v1::NodeGetVolumeStatsResponse*) override;
+  grpc::Status NodeExpandVolume(grpc::ServerContext*, const ::csi::v1::NodeExpandVolumeRequest*,
+                                ::csi::v1::NodeExpandVolumeResponse*) override;
+  grpc::Status NodeGetCapabilities(grpc::ServerContext*, const ::csi::v1::NodeGetCapabilitiesRequest*,
+                                   ::csi::v1::NodeGetCapabilitiesResponse*) override;
+  grpc::Status NodeGetInfo(grpc::ServerContext*, const ::csi::v1::NodeGetInfoRequest*,
+                           ::csi::v1::NodeGetInfoResponse*) override;
+
+ private:
+  struct Staged {
+    int daemon_pid = 0;
+    std::string device;        // /dev/nbdN, "" before attaching
+    std::string staging_path;
+    std::string fs_type;       // "" for a block volume
+  };
+  Status load_staged(const std::string& id, Staged* out);
+  Status save_staged(const std::string& id, const Staged& s);
+  // Step 1: a daemon answering for the volume; its pid.
+  Result<int> ensure_daemon(const std::string& id, const std::string& url, int known_pid);
+  // Step 2: the /dev/nbdN the daemon's export is attached to.
+  Result<std::string> ensure_attached(const std::string& id, const std::string& known_device);
+  Status stop_daemon(const std::string& id, int pid);
+
+  const NodeOptions options_;
+  std::mutex mu_;
+};
+
+}  // namespace portalbd::csi
