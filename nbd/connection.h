@@ -27,7 +27,7 @@
 // is readable, then doubled (capped at the length) as it fills. Every growth
 // is claimed from the server-wide PayloadBudget first, and the reader waits
 // there when the budget is spent; the claim travels with the request and is
-// released once it has been executed. So a header that promises 32 MiB and
+// released once it has been executed. So a header that promises 64 MiB and
 // sends nothing costs nothing (issue 18).
 //
 // A malformed stream (bad magic, truncated header or payload) closes this

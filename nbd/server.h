@@ -42,7 +42,13 @@ class TraceRecorder;  // nbd/trace.h
 struct ServerOptions {
   std::string tcp_address = "127.0.0.1:10809";  // "host:port"; empty = no TCP listener; port 0 = pick one
   std::string unix_path;                         // empty = no unix listener
-  uint32_t max_request_bytes = 32 * 1024 * 1024; // largest READ/WRITE payload accepted
+  // Largest READ/WRITE payload accepted, advertised as the maximum payload in
+  // NBD_INFO_BLOCK_SIZE; a longer READ/WRITE is answered EINVAL. 64 MiB is
+  // libnbd's own request limit and twice the size the spec says every server
+  // should take (2^25), so no common client meets it; TRIM and WRITE_ZEROES
+  // carry no payload and are not limited. The memory bounds do not move with
+  // it: a WRITE's buffer grows only as its bytes arrive (PayloadBudget).
+  uint32_t max_request_bytes = 64 * 1024 * 1024;
   // Requests of one connection executed at the same time.
   uint32_t workers_per_connection = 4;
   // Back-pressure: a connection stops reading new requests while its

@@ -5,7 +5,7 @@ server-wide payload budget, and the connection cap, against the real daemon.
 Starts $BUILD/bin/portalbd on memory:// with --max-connections 101, then:
 
  1. 100 raw connections each finish the handshake, send a WRITE header
-    claiming the largest request the server advertises (32 MiB), and one
+    claiming the largest request the server advertises (64 MiB), and one
     payload byte. Once the daemon has read that byte from every socket (its
     receive queues in /proc/net/tcp are empty), the payload buffers exist:
     the daemon's VmHWM must stay under RSS_BOUND_MIB (it was ~3.3 GB when the
@@ -14,9 +14,10 @@ Starts $BUILD/bin/portalbd on memory:// with --max-connections 101, then:
  3. The 102nd connection is closed before the greeting and the daemon logs
     "refusing connection from ...: max_connections=101 reached"; once a
     connection ends, a new one is served again.
- 4. Each flood connection sends up to 3 MiB more of its payload (300 MiB).
+ 4. Each flood connection sends up to 4 MiB more of its payload (400 MiB, more
+    than the budget plus one request's overshoot).
     The daemon takes in at most its payload budget (256 MiB) plus one
-    request's overshoot (32 MiB) while the rest waits, unread, in its sockets
+    request's overshoot (64 MiB) while the rest waits, unread, in its sockets
     (back-pressure, not allocation); taken in = bytes sent minus what sits in
     the kernel's socket queues. VmHWM stays under the bound, and reads are
     still served.
@@ -51,11 +52,11 @@ MIB = 1 << 20
 FLOOD_CONNECTIONS = 100
 MAX_CONNECTIONS = FLOOD_CONNECTIONS + 1
 # The README's bound (section Memory): the payload budget (256 MiB) plus one
-# request (32 MiB) plus the daemon's own baseline, with room to spare.
+# request (64 MiB) plus the daemon's own baseline, with room to spare.
 RSS_BOUND_MIB = 600
 BUDGET_MIB = 256            # nbd.max_write_payload_bytes default
-OVERSHOOT_MIB = 32          # one request: max_request_bytes
-EXTRA_PAYLOAD = 3 * MIB     # phase 4, per flood connection
+OVERSHOOT_MIB = 64          # one request: max_request_bytes
+EXTRA_PAYLOAD = 4 * MIB     # phase 4, per flood connection: 100 x 4 > budget + overshoot
 WAIT_S = 60
 
 
@@ -208,7 +209,9 @@ def start_daemon(binary, workdir):
     port = free_port()
     log_path = os.path.join(workdir, "portalbd.log")
     log = open(log_path, "wb")
-    args = [binary, "--storage", "memory://", "--disk-size-gb", "4",
+    # Every flood header must be a valid request (100 x 64 MiB inside the
+    # device), or its payload is discarded unclaimed instead of held.
+    args = [binary, "--storage", "memory://", "--disk-size-gb", "8",
             "--nbd-address", "127.0.0.1:%d" % port,
             "--max-connections", str(MAX_CONNECTIONS),
             "--socket", os.path.join(workdir, "ctl.sock"),
@@ -271,7 +274,7 @@ def main():
             flood.append(Client(port).handshake())
         length = flood[0].max_block
         if not length or length < 16 * MIB:
-            return "the server advertises a maximum request of %s bytes, expected 32 MiB" % length
+            return "the server advertises a maximum request of %s bytes, expected 64 MiB" % length
         state["length"] = length
         for i, c in enumerate(flood):
             c.sock.sendall(c.header(CMD_WRITE, i, i * length, length))
@@ -288,7 +291,7 @@ def main():
             return "VmHWM %.0f MiB is over the %d MiB bound" % (hwm, RSS_BOUND_MIB)
         return None
 
-    if not checks.run("%d WRITE headers claiming 32 MiB each keep VmHWM under %d MiB"
+    if not checks.run("%d WRITE headers claiming 64 MiB each keep VmHWM under %d MiB"
                       % (FLOOD_CONNECTIONS, RSS_BOUND_MIB), header_flood):
         return finish(checks)
 
@@ -338,7 +341,7 @@ def main():
         return roundtrip(normal["c"], (3 << 30) + 8192, 8)
     checks.run("once a connection ends, a new one is served", cap_frees_a_slot)
 
-    # 4. The payload budget: 300 MiB offered, at most budget + one request taken in.
+    # 4. The payload budget: 400 MiB offered, at most budget + one request taken in.
     def budget_holds():
         offered = {c.local_port(): 1 for c in flood}  # the byte of phase 1
         chunk = b"\x5a" * (256 << 10)
@@ -362,7 +365,7 @@ def main():
             return sum(offered[p] - q.get(p, (0, 0))[0] - q.get(p, (0, 0))[1] for p in offered)
 
         # The budget counts buffer capacity, which doubles as a payload
-        # grows (1, 2, 4 MiB here for 3 MiB of data): at least half is data.
+        # grows (1, 2, 4, 8 MiB here for 4 MiB and a byte of data): at least half is data.
         floor = BUDGET_MIB // 2 * MIB
         if not poll(lambda: (pump(), taken_in() >= floor)[1]):
             return "the daemon took in only %.1f MiB of the flood within %d s, expected %d MiB or more" % (
@@ -387,7 +390,7 @@ def main():
         if hwm > RSS_BOUND_MIB:
             return "VmHWM %.0f MiB is over the %d MiB bound" % (hwm, RSS_BOUND_MIB)
         return read_back(normal["c"], (3 << 30) + 8192, 8, bytes((8 + i * 7) & 0xFF for i in range(4096)))
-    checks.run("300 MiB of partial payloads: at most the budget is taken in, reads still served", budget_holds)
+    checks.run("400 MiB of partial payloads: at most the budget is taken in, reads still served", budget_holds)
 
     # 5. The flood ends: its claims are released and writes work again.
     def budget_returns():
