@@ -42,12 +42,18 @@ const char* option_name(uint32_t option) {
 }  // namespace
 
 uint16_t transmission_flags_for(const BlockDevice& device, bool structured_replies) {
-  uint16_t flags = proto::kFlagHasFlags | proto::kFlagSendFlush | proto::kFlagSendFua |
-                   proto::kFlagSendTrim | proto::kFlagSendWriteZeroes | proto::kFlagSendCache |
-                   proto::kFlagSendFastZero |
+  uint16_t flags = proto::kFlagHasFlags | proto::kFlagSendFlush | proto::kFlagSendCache |
                    // The engine's flush covers writes from every connection.
                    proto::kFlagCanMultiConn;
-  if (device.read_only()) flags |= proto::kFlagReadOnly;
+  if (device.read_only()) {
+    // Nothing can be written: offering TRIM, WRITE_ZEROES or FUA would only
+    // invite requests that must fail (clients such as nbdinfo show them as
+    // can_trim/can_zero/can_fua). FLUSH stays: it is harmless and some
+    // clients send it unconditionally.
+    flags |= proto::kFlagReadOnly;
+  } else {
+    flags |= proto::kFlagSendFua | proto::kFlagSendTrim | proto::kFlagSendWriteZeroes | proto::kFlagSendFastZero;
+  }
   // DF only means something for structured reads; the spec forbids it otherwise.
   if (structured_replies) flags |= proto::kFlagSendDf;
   return flags;

@@ -8,14 +8,16 @@ namespace {
 
 // Command flags each command may carry. FUA is valid on every command once
 // SEND_FUA is advertised (the spec makes servers accept it even where it
-// means nothing); DF depends on structured replies.
+// means nothing), which is on writable exports only (transmission_flags_for);
+// DF depends on structured replies.
 uint16_t allowed_flags(uint16_t type, const Session& session) {
   using namespace proto;
+  const uint16_t fua = session.device->read_only() ? 0 : kCmdFlagFua;
   switch (type) {
-    case kCmdRead: return kCmdFlagFua | (session.structured_replies ? kCmdFlagDf : 0);
-    case kCmdWriteZeroes: return kCmdFlagFua | kCmdFlagNoHole | kCmdFlagFastZero;
-    case kCmdBlockStatus: return kCmdFlagFua | kCmdFlagReqOne;
-    default: return kCmdFlagFua;
+    case kCmdRead: return fua | (session.structured_replies ? kCmdFlagDf : 0);
+    case kCmdWriteZeroes: return fua | kCmdFlagNoHole | kCmdFlagFastZero;
+    case kCmdBlockStatus: return fua | kCmdFlagReqOne;
+    default: return fua;
   }
 }
 

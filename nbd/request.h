@@ -6,6 +6,7 @@
 // the protocol's error rules, so dispatch code may assume a sane request.
 //
 //   unknown command or flag bit, flag not valid for the command -> EINVAL
+//   FUA on a read-only export (SEND_FUA is not advertised there)  -> EINVAL
 //   write/trim/zeroes on a read-only export                      -> EPERM
 //   length 0 (all but FLUSH/DISC); FLUSH with offset/length      -> EINVAL
 //   READ/WRITE longer than max_request_bytes                     -> EINVAL

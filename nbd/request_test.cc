@@ -116,6 +116,13 @@ TEST_SUITE("nbd.request") {
     CHECK(validate_request(req(kCmdFlush, 0, 0), s) == 0);
   }
 
+  TEST_CASE("read-only exports do not take FUA, which they do not advertise") {
+    Session s = make_session(/*read_only=*/true);
+    CHECK(validate_request(req(kCmdRead, 0, 512, kCmdFlagFua), s) == kEinval);
+    CHECK(validate_request(req(kCmdFlush, 0, 0, kCmdFlagFua), s) == kEinval);
+    CHECK(validate_request(req(kCmdRead, 0, 512, kCmdFlagFua), make_session()) == 0);
+  }
+
   TEST_CASE("BLOCK_STATUS needs a selected metadata context") {
     CHECK(validate_request(req(kCmdBlockStatus, 0, 512), make_session(false, true, false)) == kEinval);
     CHECK(validate_request(req(kCmdBlockStatus, 0, 512, kCmdFlagReqOne), make_session(false, true, true)) == 0);

@@ -230,6 +230,13 @@ TEST_SUITE("nbd.server") {
     NbdHandle h = f.connect("ro");
     REQUIRE(h);
     CHECK(nbd_is_read_only(h.get()) == 1);
+    // What cannot work is not offered (issue 24); FLUSH and CACHE are harmless.
+    CHECK(nbd_can_trim(h.get()) == 0);
+    CHECK(nbd_can_zero(h.get()) == 0);
+    CHECK(nbd_can_fast_zero(h.get()) == 0);
+    CHECK(nbd_can_fua(h.get()) == 0);
+    CHECK(nbd_can_flush(h.get()) == 1);
+    CHECK(nbd_can_cache(h.get()) == 1);
     nbd_set_strict_mode(h.get(), 0);
     auto data = pattern(4096, 2);
     CHECK(nbd_pwrite(h.get(), data.data(), data.size(), 0, 0) == -1);

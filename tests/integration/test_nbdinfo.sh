@@ -55,6 +55,16 @@ for flag in can_flush can_fua can_trim can_zero; do
   assert_eq "$(json_export_field "$info" "$flag")" "true" "export advertises $flag"
 done
 
+# A snapshot export is read-only: it offers nothing that writes (issue 24).
+portalctl snapshot create ro-check >/dev/null
+snap_info=$(nbdinfo --json "nbd+unix:///$EXPORT_NAME@ro-check?socket=$NBD_SOCK")
+assert_eq "$(json_export_field "$snap_info" is_read_only)" "true" "snapshot export is read-only"
+for flag in can_fua can_trim can_zero can_fast_zero; do
+  assert_eq "$(json_export_field "$snap_info" "$flag")" "false" "snapshot export does not advertise $flag"
+done
+assert_eq "$(json_export_field "$snap_info" can_flush)" "true" "snapshot export still takes a harmless FLUSH"
+portalctl snapshot delete ro-check >/dev/null
+
 out=$(portalctl status) || fail "portalctl status exited non-zero: $out"
 ok "portalctl status answers"
 echo "$out" | head -8 | sed "s/^/    /"
