@@ -128,6 +128,8 @@ Status Daemon::start() {
   vo.cache_bytes = config_.cache_bytes;
   vo.disk_cache_bytes = effective_disk_cache_bytes(config_, url);  // 0 but on s3://
   vo.disk_cache_dir = effective_disk_cache_dir(config_);
+  vo.fetch_concurrency = static_cast<uint32_t>(config_.fetch_concurrency);
+  vo.read_ahead_bytes = config_.read_ahead_bytes;
   auto codec = codec_from_name(compression);
   if (!codec.ok()) return codec.status();
   vo.codec = *codec;

@@ -73,9 +73,11 @@ void Connection::request_loop(const Session& session, int fd) {
   ReplyNote note{trace};
   DispatchContext ctx{session, out, stats_, peer_, trace != nullptr ? &note : nullptr};
 
+  // Workers start as requests queue up with none idle to take them, up to
+  // workers_per_connection: a client that sends one request at a time costs
+  // one thread, and a queue depth of 32 cold reads gets 32 at once.
   std::vector<std::thread> workers;
-  const uint32_t worker_count = std::max<uint32_t>(1, options_.workers_per_connection);
-  for (uint32_t i = 0; i < worker_count; ++i) workers.emplace_back([&] { worker_main(session, out); });
+  const uint32_t max_workers = std::max<uint32_t>(1, options_.workers_per_connection);
 
   // Requests run on this thread hold their replies (see runs_inline) and
   // send them together before the reader could block: when the next header
@@ -161,6 +163,9 @@ void Connection::request_loop(const Session& session, int fd) {
       inflight_bytes_ += cost_bytes(r);
       ++inflight_requests_;
       queue_.push_back(Work{r, std::move(payload), std::move(payload_claim), t_recv_us, ticket});
+      if (queue_.size() > idle_workers_ && workers.size() < max_workers) {
+        workers.emplace_back([&] { worker_main(session, out); });
+      }
     }
     work_ready_.notify_one();
   }
@@ -182,7 +187,9 @@ void Connection::worker_main(const Session& session, ReplyWriter& out) {
     Work work;
     {
       MutexLock lock(&mu_);
+      ++idle_workers_;
       while (queue_.empty() && !closing_) work_ready_.wait(lock);
+      --idle_workers_;
       if (queue_.empty()) return;  // closing_ and nothing left
       work = std::move(queue_.front());
       queue_.pop_front();

@@ -15,7 +15,8 @@
 // Pipelining: the reader thread parses and runs the requests that cost less
 // than a hand-off (runs_inline: buffered writes, and small reads and FLUSH on
 // a device that serves them from memory), holding their replies to send in
-// one batch; `workers_per_connection` worker threads execute the rest in
+// one batch; up to `workers_per_connection` worker threads (started as the
+// queue outgrows the idle ones) execute the rest in
 // parallel and reply out of order through the ReplyWriter. Back-pressure:
 // the reader stops taking new requests while the in-flight READ/WRITE bytes
 // reach max_inflight_bytes (one request may overshoot it by at most
@@ -127,6 +128,7 @@ class Connection {
   CondVar work_ready_;   // workers wait: queue non-empty or closing_
   CondVar space_ready_;  // reader waits: under the in-flight caps
   std::deque<Work> queue_ GUARDED_BY(mu_);
+  uint32_t idle_workers_ GUARDED_BY(mu_) = 0;  // workers waiting for work_ready_
   uint64_t inflight_bytes_ GUARDED_BY(mu_) = 0;  // queued + running
   uint32_t inflight_requests_ GUARDED_BY(mu_) = 0;
   bool closing_ GUARDED_BY(mu_) = false;  // no more work will come

@@ -49,8 +49,10 @@ struct ServerOptions {
   // carry no payload and are not limited. The memory bounds do not move with
   // it: a WRITE's buffer grows only as its bytes arrive (PayloadBudget).
   uint32_t max_request_bytes = 64 * 1024 * 1024;
-  // Requests of one connection executed at the same time.
-  uint32_t workers_per_connection = 4;
+  // Requests of one connection executed at the same time, at most: worker
+  // threads start as requests queue up. Sized for reads that wait on a
+  // remote store (a queue depth of 32 cold reads is 32 GETs at once).
+  uint32_t workers_per_connection = 32;
   // Back-pressure: a connection stops reading new requests while its
   // in-flight READ/WRITE bytes reach this (one request may overshoot it) or
   // while max_inflight_requests are queued.

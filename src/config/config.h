@@ -66,6 +66,11 @@ struct Config {
   uint64_t disk_cache_bytes = 0;
   bool disk_cache_bytes_set = false;
   std::string disk_cache_dir;  // "" = <state_dir>/cache
+  // [cache] fetch_concurrency / read_ahead_bytes: frames fetched at once, and
+  // how far a sequential reader is read ahead (src/engine/frame_fetcher.h,
+  // stream_detector.h).
+  uint64_t fetch_concurrency = 32;
+  uint64_t read_ahead_bytes = 32ull << 20;
 
   // [journal]: the local write-ahead journal (src/engine/journal.h). Its
   // default depends on the store: effective_journal_enabled().

@@ -100,6 +100,10 @@ std::vector<ConfigKey> build_table() {
   keys.push_back(disk_cache);
   keys.push_back(string_key("cache.disk_dir", &Config::disk_cache_dir, r::check_dir_path,
                             "disk cache directory (default <state_dir>/cache); keep it on a local disk"));
+  keys.push_back(uint_key("cache.fetch_concurrency", &Config::fetch_concurrency, r::check_fetch_concurrency,
+                          "frames fetched from storage (GETs) or the disk cache at once, 1-256"));
+  keys.push_back(uint_key("cache.read_ahead_bytes", &Config::read_ahead_bytes, r::check_any_uint,
+                          "how far ahead of a sequential reader frames are fetched, 0 disables read-ahead"));
   keys.push_back(string_key("fuse.mountpoint", &Config::fuse_mountpoint, r::check_any_string,
                             "mount the FUSE snapshot view here at start, unmount it at stop"));
   keys.push_back(uint_key("gc.interval_s", &Config::gc_interval_s, r::check_any_uint,

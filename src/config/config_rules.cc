@@ -108,6 +108,11 @@ Status check_upload_concurrency(uint64_t n) {
   return Status::OK();
 }
 
+Status check_fetch_concurrency(uint64_t n) {
+  if (n < 1 || n > 256) return invalid("must be between 1 and 256");
+  return Status::OK();
+}
+
 Status check_control_idle_timeout_ms(uint64_t ms) {
   // 0 would mean "never", which is the lock-out this setting exists to end.
   if (ms < kMinControlIdleTimeoutMs || ms > kMaxControlIdleTimeoutMs) {

@@ -44,6 +44,7 @@ Status check_compression(const std::string& name);
 Status check_flush_interval_ms(uint64_t ms);
 Status check_segment_bytes(uint64_t bytes);
 Status check_upload_concurrency(uint64_t n);
+Status check_fetch_concurrency(uint64_t n);
 Status check_journal_bytes(uint64_t bytes);
 Status check_control_idle_timeout_ms(uint64_t ms);
 Status check_storage_timeout_ms(uint64_t ms);  // [storage] *_timeout_ms

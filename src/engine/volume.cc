@@ -3,6 +3,7 @@
 // volume_snapshot.cc, the steps of open in volume_open.cc and beside it.
 #include "src/engine/volume.h"
 
+#include <algorithm>
 #include <random>
 
 #include "src/engine/gc.h"
@@ -25,7 +26,7 @@ Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
 Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
   std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
   PBD_RETURN_IF_ERROR(v->open_manifest());
-  v->open_disk_cache();
+  v->open_read_path();
   PBD_RETURN_IF_ERROR(v->open_index());
   PBD_RETURN_IF_ERROR(v->rebuild_index_if_behind_storage());
   PBD_RETURN_IF_ERROR(v->replay_storage());
@@ -46,16 +47,32 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   return v;
 }
 
-void Volume::open_disk_cache() {
-  if (opts_.disk_cache_bytes == 0 || opts_.disk_cache_dir.empty() || opts_.ephemeral) return;
-  // The uuid tells a volume recreated at the same URL (its seqs start over) from this one.
-  auto cache = DiskFrameCache::Open({opts_.disk_cache_dir, opts_.disk_cache_bytes, store_->url() + " " + uuid_});
-  if (!cache.ok()) {
-    log::get("engine")->warn("disk cache off: it could not be opened dir={} error={}", opts_.disk_cache_dir,
-                             log::quote(cache.status().ToString()));
-    return;
+void Volume::open_read_path() {
+  if (opts_.disk_cache_bytes > 0 && !opts_.disk_cache_dir.empty() && !opts_.ephemeral) {
+    // The uuid tells a volume recreated at the same URL (its seqs start over) from this one.
+    auto cache = DiskFrameCache::Open({opts_.disk_cache_dir, opts_.disk_cache_bytes, store_->url() + " " + uuid_});
+    if (cache.ok()) {
+      disk_cache_ = std::move(*cache);
+    } else {
+      log::get("engine")->warn("disk cache off: it could not be opened dir={} error={}", opts_.disk_cache_dir,
+                               log::quote(cache.status().ToString()));
+    }
   }
-  disk_cache_ = std::move(*cache);
+  FrameFetcherOptions fo;
+  fo.concurrency = opts_.fetch_concurrency;
+  // Room for two windows of every stream's read-ahead at its largest, within reason.
+  fo.prefetch_budget_bytes = std::clamp<uint64_t>(2 * opts_.read_ahead_bytes, 8ull << 20, 256ull << 20);
+  fetcher_ = std::make_unique<FrameFetcher>(
+      store_.get(), &cache_, disk_cache_.get(),
+      [this](uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored) {
+        return decode_and_cache(seq, ref, stored);
+      },
+      fo);
+  // An ephemeral volume's reads are memory copies: nothing to read ahead.
+  if (opts_.read_ahead_bytes > 0 && !opts_.ephemeral) {
+    streams_ = std::make_unique<StreamDetector>(std::min<uint64_t>(2ull << 20, opts_.read_ahead_bytes),
+                                                opts_.read_ahead_bytes);
+  }
 }
 
 Status Volume::close() {
@@ -150,6 +167,9 @@ VolumeStats Volume::stats() {
     s.disk_cache_dir = disk_cache_->dir();
     s.disk = disk_cache_->stats();
   }
+  if (fetcher_) s.fetch = fetcher_->stats();
+  s.fetch_concurrency = opts_.fetch_concurrency;
+  s.read_ahead_bytes = streams_ ? opts_.read_ahead_bytes : 0;
   s.replayed_segments = replayed_segments_;
   if (journal_) {
     const JournalStats js = journal_->stats();

@@ -70,9 +70,11 @@
 #include "src/engine/extent_map.h"
 #include "src/engine/flush_pipeline.h"
 #include "src/engine/frame_cache.h"
+#include "src/engine/frame_fetcher.h"
 #include "src/engine/journal.h"
 #include "src/engine/layer_set.h"
 #include "src/engine/lease_keeper.h"
+#include "src/engine/stream_detector.h"
 #include "src/engine/volume_options.h"
 #include "src/engine/writer_lease.h"
 #include "src/format/codec.h"
@@ -100,6 +102,9 @@ struct VolumeStats {
   bool disk_cache = false;
   std::string disk_cache_dir;
   DiskFrameCacheStats disk;
+  FrameFetcherStats fetch;  // fetches from storage and the disk cache, read-ahead
+  uint32_t fetch_concurrency = 0;
+  uint64_t read_ahead_bytes = 0;  // 0: read-ahead off
   uint64_t replayed_segments = 0;  // applied from storage at open
   uint64_t next_seq = 0;
   uint64_t bytes_live = 0;             // data bytes some root or reader reaches
@@ -238,9 +243,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
 
   Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts);
   Status open_manifest();
-  // After open_manifest(): opens the disk cache, if asked for (a failure is
-  // logged and leaves it off).
-  void open_disk_cache();
+  // After open_manifest(), before anything is read: opens the disk cache, if
+  // asked for (a failure is logged and leaves it off), then the fetcher and,
+  // with read-ahead on, the stream detector.
+  void open_read_path();
   // No volume.json: kCorruption naming what the prefix holds, unless empty.
   Status check_prefix_is_empty();
   Status open_index();
@@ -313,24 +319,21 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // made (BlockSource::private_to); false when it did not. Readers copy such
   // bytes under the engine mutex too, so none sees a block half written. REQUIRES: the engine mutex held.
   bool overwrite_in_place_locked(uint64_t lba, uint64_t nblocks, const std::byte* data) REQUIRES(layers_.mu());
-  // Frames one read has in hand, by (seq, offset in the segment object).
-  using FrameBatch = std::map<std::pair<uint64_t, uint64_t>, FrameCache::Frame>;
-  // Puts into *batch every stored frame `pieces` need: from the cache, or
-  // fetched with one ranged GET per run of frames stored back to back (a
-  // 1 MiB sequential read is one GET, not sixteen), and caches what it fetched.
+  // Puts into *batch every stored frame `pieces` need: from the cache, from
+  // an object the store holds in memory, or through the fetcher (disk cache,
+  // then one ranged GET per run of frames stored back to back, many at once).
   Status fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch);
+  // Tells the stream detector about a read of `view` (a layer, or nullptr:
+  // live) and starts the read-ahead it asks for.
+  void read_ahead(const Layer* top, uint64_t offset, uint64_t length);
   // Copies what `pieces` (a resolve() of the blocks) hold for
   // [offset, offset+out.size()) into `out`, describing it in *extents.
   Status read_pieces(const std::vector<Piece>& pieces, uint64_t offset, std::span<std::byte> out,
                      std::vector<StatusExtent>* extents);
   Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out,
                           const FrameBatch* batch = nullptr);
+  // One stored frame, from wherever fetch_frames() would take it.
   Result<FrameCache::Frame> load_frame(uint64_t seq, const FrameRef& ref);
-  // Fetched bytes of frames [first, last) of `frames`, read with one GET
-  // starting at `start`: each is decoded into *batch and kept on disk.
-  Status use_fetched(uint64_t seq, std::map<uint64_t, FrameRef>::const_iterator first,
-                     std::map<uint64_t, FrameRef>::const_iterator last, uint64_t start,
-                     const std::vector<std::byte>& stored, FrameBatch* batch);
   // Checks and decompresses one stored frame and caches it.
   // `stored_owner`, when given, keeps `stored` alive: a frame stored raw is
   // then cached in place instead of copied.
@@ -387,6 +390,8 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::unique_ptr<meta::Index> index_;
   FrameCache cache_;
   std::unique_ptr<DiskFrameCache> disk_cache_;  // set by open(), then only read
+  std::unique_ptr<FrameFetcher> fetcher_;        // set by open(), after disk_cache_
+  std::unique_ptr<StreamDetector> streams_;      // set by open() with read-ahead on
 
   CutGate gate_;
   Mutex rmw_mu_;

@@ -37,20 +37,11 @@ std::vector<Piece> Volume::resolve_locked(const Layer* top, uint64_t lba, uint64
 
 namespace {
 
-// Upper bound on one batched GET, so a huge read does not hold a huge buffer.
-constexpr uint64_t kMaxFetchBytes = 8ull << 20;
-
 // [offset, offset+length) of a whole object, cut short at its end (a short
 // frame is then reported as truncated by verify_frame).
 std::span<const std::byte> stored_span(const std::vector<std::byte>& object, uint64_t offset, uint64_t length) {
   const uint64_t at = std::min<uint64_t>(offset, object.size());
   return std::span<const std::byte>(object).subspan(at, std::min<uint64_t>(length, object.size() - at));
-}
-
-Status fetch_failed(const std::string& key, uint64_t offset, const Status& st) {
-  log::get("engine")->error("read of segment failed object={} offset={} error={}", key, offset,
-                            log::quote(st.ToString()));
-  return st.With("read " + key);
 }
 
 }  // namespace
@@ -82,89 +73,57 @@ Result<FrameCache::Frame> Volume::decode_and_cache(uint64_t seq, const FrameRef&
 }
 
 Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) {
-  if (auto hit = cache_.get(seq, ref.offset)) return hit;
-  const std::string key = segment_key(seq);
-  if (auto whole = store_->get_shared(key)) {
-    return decode_and_cache(seq, ref, stored_span(*whole, ref.offset, ref.stored_len), whole);
-  }
-  std::vector<std::byte> stored;
-  if (disk_cache_ && disk_cache_->get(seq, ref, &stored)) return decode_and_cache(seq, ref, stored);
-  Status st = store_->get_range(key, ref.offset, ref.stored_len, &stored);
-  if (!st.ok()) return fetch_failed(key, ref.offset, st);
-  auto frame = decode_and_cache(seq, ref, stored);
-  if (frame.ok() && disk_cache_) disk_cache_->put(seq, ref, stored);
-  return frame;
-}
-
-Status Volume::use_fetched(uint64_t seq, std::map<uint64_t, FrameRef>::const_iterator first,
-                           std::map<uint64_t, FrameRef>::const_iterator last, uint64_t start,
-                           const std::vector<std::byte>& stored, FrameBatch* batch) {
-  for (auto it = first; it != last; ++it) {
-    // A short answer leaves later frames short; decode_frame calls that truncation.
-    const uint64_t at = std::min<uint64_t>(it->first - start, stored.size());
-    const uint64_t len = std::min<uint64_t>(it->second.stored_len, stored.size() - at);
-    const std::span<const std::byte> bytes = std::span<const std::byte>(stored).subspan(at, len);
-    auto frame = decode_and_cache(seq, it->second, bytes);
-    if (!frame.ok()) return frame.status();
-    // Verified by decoding: kept on disk for the next miss, and the next start.
-    if (disk_cache_) disk_cache_->put(seq, it->second, bytes);
-    (*batch)[{seq, it->first}] = std::move(*frame);
-  }
-  return Status::OK();
+  BlockSource src;
+  src.state = ExtentState::kData;
+  src.seq = seq;
+  src.frame = ref;
+  FrameBatch batch;
+  PBD_RETURN_IF_ERROR(fetch_frames({Piece{0, 1, std::move(src)}}, &batch));
+  return batch.begin()->second;
 }
 
 Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch) {
-  std::map<uint64_t, std::map<uint64_t, FrameRef>> missing;  // seq -> offset -> frame, in object order
+  std::map<uint64_t, std::vector<FrameRef>> missing;  // seq -> frames the memory cache lacks
   for (const auto& [lba, nblocks, src] : pieces) {
     if (src.state != ExtentState::kData || src.buffered()) continue;
     const std::pair<uint64_t, uint64_t> id{src.seq, src.frame.offset};
-    if (batch->count(id) || missing[src.seq].count(src.frame.offset)) continue;
+    if (batch->count(id)) continue;
     if (auto hit = cache_.get(src.seq, src.frame.offset)) {
       (*batch)[id] = std::move(hit);
       continue;
     }
-    missing[src.seq].emplace(src.frame.offset, src.frame);
+    missing[src.seq].push_back(src.frame);
   }
+  std::vector<FrameWant> wants;
   for (auto& [seq, frames] : missing) {
-    const std::string key = segment_key(seq);
-    if (auto whole = store_->get_shared(key)) {  // the object is in memory: no GET, no copy
-      for (const auto& [offset, ref] : frames) {
-        auto frame = decode_and_cache(seq, ref, stored_span(*whole, offset, ref.stored_len), whole);
+    if (auto whole = store_->get_shared(segment_key(seq))) {  // the object is in memory: no GET, no copy
+      for (const FrameRef& ref : frames) {
+        if (batch->count({seq, ref.offset})) continue;
+        auto frame = decode_and_cache(seq, ref, stored_span(*whole, ref.offset, ref.stored_len), whole);
         if (!frame.ok()) return frame.status();
-        (*batch)[{seq, offset}] = std::move(*frame);
+        (*batch)[{seq, ref.offset}] = std::move(*frame);
       }
       continue;
     }
-    if (disk_cache_) {  // what the disk holds is read from there, one pread a frame
-      std::vector<std::byte> stored;
-      for (auto it = frames.begin(); it != frames.end();) {
-        if (!disk_cache_->get(seq, it->second, &stored)) {
-          ++it;
-          continue;
-        }
-        auto frame = decode_and_cache(seq, it->second, stored);
-        if (!frame.ok()) return frame.status();
-        (*batch)[{seq, it->first}] = std::move(*frame);
-        it = frames.erase(it);
-      }
-    }
-    for (auto first = frames.begin(); first != frames.end();) {
-      // A run: frames stored back to back, at most kMaxFetchBytes in all.
-      const uint64_t start = first->first;
-      uint64_t end = start + first->second.stored_len;
-      auto last = std::next(first);
-      while (last != frames.end() && last->first == end && end + last->second.stored_len - start <= kMaxFetchBytes) {
-        end += last->second.stored_len;
-        ++last;
-      }
-      std::vector<std::byte> stored;
-      Status st = store_->get_range(key, start, end - start, &stored);
-      if (!st.ok()) return fetch_failed(key, start, st);
-      PBD_RETURN_IF_ERROR(use_fetched(seq, first, last, start, stored, batch));
-      first = last;
-    }
+    for (const FrameRef& ref : frames) wants.push_back({seq, ref});
   }
-  return Status::OK();
+  if (wants.empty()) return Status::OK();
+  return fetcher_->fetch(wants, batch);
+}
+
+void Volume::read_ahead(const Layer* top, uint64_t offset, uint64_t length) {
+  const StreamDetector::Range r = streams_->observe(reinterpret_cast<uintptr_t>(top), offset, length);
+  if (r.length == 0 || r.offset >= size_bytes_) return;
+  const uint64_t first = r.offset / kBlockSize;
+  const uint64_t last = (std::min(size_bytes_, r.offset + r.length) + kBlockSize - 1) / kBlockSize;
+  std::vector<FrameWant> wants;
+  for (const auto& [lba, nblocks, src] : resolve(top, first, last - first)) {
+    if (src.state != ExtentState::kData || src.buffered()) continue;
+    // Pieces of one frame are usually neighbours: skip the repeats cheaply.
+    if (!wants.empty() && wants.back().seq == src.seq && wants.back().ref.offset == src.frame.offset) continue;
+    wants.push_back({src.seq, src.frame});
+  }
+  if (!wants.empty()) fetcher_->prefetch(wants);
 }
 
 // Copies the bytes `piece` holds for [byte_offset, byte_offset + out.size())
@@ -214,6 +173,8 @@ Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte>
     MutexLock lock(&layers_.mu());
     return read_pieces(resolve_locked(top, first, last - first), offset, out, extents);
   }
+  // Read-ahead first, so its GETs start beside this read's own.
+  if (streams_) read_ahead(top, offset, out.size());
   return read_pieces(resolve(top, first, last - first), offset, out, extents);
 }
 

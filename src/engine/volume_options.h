@@ -34,6 +34,12 @@ struct VolumeOptions {
   // cache that cannot be opened is logged and the volume opens without.
   uint64_t disk_cache_bytes = 0;
   std::string disk_cache_dir;
+  // Frames fetched at once, from storage or the disk cache (frame_fetcher.h):
+  // a remote store gives one stream tens of MiB/s, many of them much more.
+  uint32_t fetch_concurrency = 32;
+  // Read-ahead for sequential readers (stream_detector.h): the most one
+  // stream reads ahead of itself, in bytes of the device. 0: none.
+  uint64_t read_ahead_bytes = 32ull << 20;
   Codec codec = Codec::kLz4;
   // The SQLite file, or kInMemoryIndex for a store that starts empty and
   // keeps nothing (memory://): the index then costs no file I/O at all, and
