@@ -30,6 +30,13 @@ constexpr const char* kAttachedRestoreAdvice =
     "reattach the device (or drop its cached pages with `blockdev --flushbufs DEVICE`) before mounting again, or "
     "the stale cache is written back over the restored data";
 
+// Snapshots named by a machine, not a person: an unnamed create and the
+// snapshot cron script (auto-<time>), and the state a restore replaced
+// (pre-restore-<time>, which the help of `snapshot restore` calls automatic).
+bool is_automatic_name(const std::string& name) {
+  return name.rfind("auto-", 0) == 0 || name.rfind("pre-restore-", 0) == 0;
+}
+
 json snapshot_json(const SnapshotInfo& s, const std::string& export_name) {
   return {{"name", s.name},
           {"id", s.uuid},
@@ -37,7 +44,7 @@ json snapshot_json(const SnapshotInfo& s, const std::string& export_name) {
           {"created", rfc3339_utc(s.created_unix_ms)},
           {"written_bytes", s.written_bytes},
           {"export", export_name + "@" + s.name},
-          {"auto", s.name.rfind("auto-", 0) == 0}};
+          {"auto", is_automatic_name(s.name)}};
 }
 
 Result<std::string> string_arg(const json& args, const char* key, bool required) {
@@ -226,10 +233,15 @@ Status run_snapshot_restore(const ControlContext& ctx, const json& args, json* o
   const std::string& export_name = ctx.config->export_name;
   auto name = string_arg(args, "name", true);
   if (!name.ok()) return name.status();
-  std::string attached;
+  // One entry per client, however many connections it has open (multi-conn).
+  std::vector<std::string> peers;
   for (const auto& c : ctx.nbd->clients()) {
-    if (c.export_name == export_name) attached += (attached.empty() ? "" : ",") + c.peer;
+    if (c.export_name == export_name && std::find(peers.begin(), peers.end(), c.peer) == peers.end()) {
+      peers.push_back(c.peer);
+    }
   }
+  std::string attached;
+  for (const auto& peer : peers) attached += (attached.empty() ? "" : ",") + peer;
   if (!attached.empty()) {
     log::get("daemon")->warn("restoring while clients are attached to the live export: {} snapshot={} clients={}",
                              kAttachedRestoreAdvice, *name, attached);
