@@ -1,7 +1,9 @@
 // run_portalctl(): global options, parse, one call(), print, exit status.
 #include "ctl/portalctl.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -21,13 +23,79 @@ namespace {
 // buffer to slow storage get their answer however long they take.
 constexpr unsigned kDefaultTimeoutS = 120;
 
-// Every command's --help ends with the exit codes, not only the top level's.
+// Every command's --help ends with the exit codes, once: subcommands may
+// have inherited the parent's footer already when they were added.
 void add_exit_codes_footer(CLI::App* app) {
   for (CLI::App* sub : app->get_subcommands({})) {
     const std::string footer = sub->get_footer();
-    sub->footer(footer.empty() ? exit_codes_help() : footer + "\n\n" + exit_codes_help());
+    if (footer.find(exit_codes_help()) == std::string::npos) {
+      sub->footer(footer.empty() ? exit_codes_help() : footer + "\n\n" + exit_codes_help());
+    }
     add_exit_codes_footer(sub);
   }
+}
+
+// Levenshtein distance, for "did you mean".
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// When `args` name a command that does not exist at some level ("stauts",
+// "snapshot craete"), the message that says so, with the closest command
+// when one is close; "" otherwise (CLI11's own message then stands).
+std::string unknown_command_message(const CLI::App& app, const std::vector<std::string>& args) {
+  const CLI::App* level = &app;
+  std::string path;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.empty() || arg[0] == '-') {
+      // Options of the levels we walked; those taking a value skip it.
+      const std::string name = arg.substr(0, arg.find('='));
+      const CLI::Option* opt = nullptr;
+      for (const CLI::App* a = level; a != nullptr && opt == nullptr; a = a->get_parent()) {
+        opt = a->get_option_no_throw(name);
+      }
+      if (opt != nullptr && opt->get_expected_min() > 0 && arg.find('=') == std::string::npos) ++i;
+      continue;
+    }
+    const auto subs = level->get_subcommands({});
+    if (subs.empty()) return "";  // a positional argument of a command
+    const CLI::App* next = nullptr;
+    for (const CLI::App* sub : subs) {
+      if (sub->check_name(arg)) next = sub;
+    }
+    if (next == nullptr) {
+      std::string best;
+      size_t best_distance = 3;  // suggest only close names
+      std::string known;
+      for (const CLI::App* sub : subs) {
+        const std::string& name = sub->get_name();
+        known += (known.empty() ? "" : ", ") + name;
+        const size_t d = edit_distance(arg, name);
+        if (d < best_distance || (name.rfind(arg, 0) == 0 && best.empty())) {
+          best = name;
+          best_distance = std::min(d, best_distance);
+        }
+      }
+      std::string message = "unknown command '" + path + arg + "'";
+      message += best.empty() ? " (commands: " + known + ")" : "; did you mean '" + path + best + "'?";
+      return message;
+    }
+    path += next->get_name() + " ";
+    level = next;
+  }
+  return "";
 }
 
 int usage_error(std::ostream& err, const std::string& message) {
@@ -90,7 +158,8 @@ int run_portalctl(const std::vector<std::string>& args, const PortalctlEnvironme
     out << v.what() << "\n";
     return kExitOk;
   } catch (const CLI::ParseError& e) {
-    return usage_error(err, e.what());
+    const std::string unknown = unknown_command_message(app, args);
+    return usage_error(err, unknown.empty() ? e.what() : unknown);
   }
   if (chosen.cmd.empty()) return usage_error(err, "no command given");
 

@@ -125,7 +125,9 @@ void add_mount_commands(CLI::App* app, DaemonCommand* chosen) {
       Status st = fuse::unmount_view(*target);
       if (st.ok()) return kExitOk;
       err << "portalctl: umount: " << st.message() << "\n";
-      return st.is(Status::Code::kNotFound) ? kExitNotFound : kExitFailed;
+      // Exit 4 means "no such snapshot"; a path with no view is just a
+      // failed operation.
+      return kExitFailed;
     };
   });
 }

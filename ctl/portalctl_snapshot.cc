@@ -34,8 +34,13 @@ void add_create(CLI::App* snapshot, DaemonCommand* chosen) {
   auto name = std::make_shared<std::string>();
   CLI::App* sub = snapshot->add_subcommand(
       "create", "snapshot the volume now; it includes every write answered before the command");
-  sub->add_option("NAME", *name, "snapshot name (default: the daemon picks auto-<UTC time>)");
-  sub->callback([chosen, name] {
+  CLI::Option* given = sub->add_option("NAME", *name, "snapshot name (default: the daemon picks auto-<UTC time>)");
+  sub->callback([chosen, name, given] {
+    // `snapshot create ""` is a mistake (an unset shell variable), not a
+    // request for an automatic name: only leaving NAME out asks for that.
+    if (given->count() != 0 && name->empty()) {
+      throw CLI::ValidationError("NAME", "snapshot name must not be empty (leave it out for auto-<UTC time>)");
+    }
     chosen->cmd = "snapshot.create";
     chosen->fill_args = [name](json* args) {
       if (!name->empty()) (*args)["name"] = *name;
@@ -85,6 +90,13 @@ void add_prune(CLI::App* snapshot, DaemonCommand* chosen) {
       sub->add_option("--keep-weekly", opts->keep_weekly, "keep the newest snapshot of each of the last N weeks")
           ->option_text("N"),
   };
+  // Unsigned options would take "-1" as 2^64-1, i.e. "keep everything".
+  const CLI::Validator non_negative(
+      [](const std::string& value) -> std::string {
+        return !value.empty() && value[0] == '-' ? "N must be 0 or more, not " + value : "";
+      },
+      "N>=0");
+  for (CLI::Option* rule : rules) rule->check(non_negative);
   sub->add_option("--prefix", opts->prefix, "consider only snapshots whose name starts with PREFIX")
       ->option_text("PREFIX");
   sub->add_flag("-n,--dry-run", opts->dry_run, "show what would be deleted, delete nothing");

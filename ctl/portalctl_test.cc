@@ -243,21 +243,44 @@ TEST_SUITE("ctl.portalctl") {
     FakeDaemon d;
     for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
              {"frobnicate"}, {"snapshot"}, {"snapshot", "show"}, {"snapshot", "prune"},
-             {"snapshot", "prune", "--keep-last", "many"}, {"snapshot", "restore"}, {"status", "--bogus"}}) {
+             {"snapshot", "prune", "--keep-last", "many"}, {"snapshot", "restore"}, {"status", "--bogus"},
+             {"snapshot", "prune", "--keep-last", "-1"}, {"snapshot", "prune", "--keep-daily=-2"},
+             {"snapshot", "create", ""}}) {
       Run r = run(args, d.socket());
       INFO(args.front(), " ", args.back());
       CHECK(r.code == kExitUsage);
       CHECK(r.err.rfind("portalctl: ", 0) == 0);
       CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+      CHECK(d.last_cmd.empty());  // nothing was sent
     }
   }
 
-  TEST_CASE("--help everywhere, with the exit codes; --version") {
+  TEST_CASE("an unknown command is named, with the closest one") {
+    FakeDaemon d;
+    Run r = run({"stauts"}, d.socket());
+    CHECK(r.code == kExitUsage);
+    CHECK(r.err == "portalctl: unknown command 'stauts'; did you mean 'status'? (see portalctl --help)\n");
+    r = run({"--json", "snapshot", "craete", "x"}, d.socket());
+    CHECK(r.code == kExitUsage);
+    CHECK(has(r.err, "unknown command 'snapshot craete'; did you mean 'snapshot create'?"));
+    r = run({"--socket", d.socket(), "frobnicate"}, d.socket());
+    CHECK(r.code == kExitUsage);
+    CHECK(has(r.err, "unknown command 'frobnicate' (commands: "));
+    CHECK(has(r.err, "checkpoint"));
+  }
+
+  TEST_CASE("--help everywhere, with the exit codes once; --version") {
     for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-             {"--help"}, {"status", "--help"}, {"snapshot", "--help"}, {"snapshot", "prune", "--help"}}) {
+             {"--help"}, {"status", "--help"}, {"snapshot", "--help"}, {"snapshot", "prune", "--help"},
+             {"snapshot", "create", "--help"}, {"gc", "--help"}}) {
       Run r = run(args, "/x.sock");
       CHECK(r.code == 0);
       CHECK(has(r.out, "4  no such snapshot"));
+      size_t blocks = 0;
+      for (size_t at = r.out.find("Exit status"); at != std::string::npos; at = r.out.find("Exit status", at + 1)) {
+        ++blocks;
+      }
+      CHECK(blocks == 1);
     }
     Run r = run({"--version"}, "/x.sock");
     CHECK(r.out == "portalctl 0.1.0\n");

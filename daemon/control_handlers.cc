@@ -196,6 +196,15 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
 Status run_snapshot_create(const ControlContext& ctx, const json& args, json* out, ctl::Progress&) {
   auto name = string_arg(args, "name", false);
   if (!name.ok()) return name.status();
+  // Absent or null asks for an automatic name; an empty string is a mistake.
+  if (name->empty() && args.is_object() && args.contains("name") && args["name"].is_string()) {
+    return Status::InvalidArgument("snapshot name must not be empty (leave it out for auto-<UTC time>)");
+  }
+  // A leading '-' would read as an option wherever the name is typed again
+  // (portalctl snapshot delete NAME, shell scripts).
+  if (!name->empty() && (*name)[0] == '-') {
+    return Status::InvalidArgument("snapshot name '" + *name + "' must not start with '-'");
+  }
   std::string chosen = name->empty() ? "auto-" + compact_utc(now_unix_ms()) : *name;
   auto info = ctx.volume->create_snapshot(chosen);
   if (!info.ok()) return info.status();

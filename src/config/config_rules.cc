@@ -23,9 +23,18 @@ Status check_storage_url(const std::string& url) {
   }
   const std::string scheme = url.substr(0, sep);
   const std::string rest = url.substr(sep + 3);
-  if (scheme == "memory") return Status::OK();
+  if (scheme == "memory") {
+    if (!rest.empty()) return invalid("memory:// takes nothing after it ('" + url + "'): write memory://");
+    return Status::OK();
+  }
   if (scheme == "file") {
     if (rest.empty()) return invalid("file:// URL needs a directory, e.g. file:///var/lib/portalbd/data");
+    // file://data/x would be relative to the working directory (/ under
+    // systemd): say which absolute path was probably meant.
+    if (rest[0] != '/') {
+      return invalid("file:// URL needs an absolute path: '" + url + "' would be relative to the working directory; " +
+                     "write file:///absolute/" + rest);
+    }
     return Status::OK();
   }
   if (scheme == "s3") {

@@ -12,6 +12,16 @@
 namespace portalbd {
 namespace {
 constexpr char kHugeTunable[] = "glibc.malloc.hugetlb";
+
+// The kernel's THP mode line, "" without THP. The file is closed on return:
+// open across the execv in reexec_for_heap_huge_pages (an ifstream is not
+// close-on-exec), its descriptor would stay with the daemon for its life.
+std::string thp_enabled_line() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode;
+  std::getline(in, mode);
+  return mode;
+}
 }  // namespace
 
 void advise_huge_pages(void* p, size_t bytes) {
@@ -34,9 +44,7 @@ std::optional<std::string> heap_huge_pages_tunables(const char* current, const s
 }
 
 void reexec_for_heap_huge_pages(char** argv) {
-  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::string mode;  // one line; stays empty without THP
-  std::getline(in, mode);
+  const std::string mode = thp_enabled_line();
   const char* before = std::getenv("GLIBC_TUNABLES");
   const auto tunables = heap_huge_pages_tunables(before, mode);
   if (!tunables) return;

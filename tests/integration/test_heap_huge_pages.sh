@@ -28,6 +28,8 @@ start_portalbd --storage memory:// --disk-size-gb 1 --log-level debug
 assert_eq "$(tunables_seen)" "glibc.malloc.hugetlb=1" "the daemon runs with the heap tunable set"
 assert_match "$(cat "$PORTALBD_LOG")" "malloc heap on transparent huge pages: yes" "the debug log says the heap is on huge pages"
 assert_eq "$(grep -c 'portalbd started' "$PORTALBD_LOG")" "1" "it started once: one re-execution, no loop"
+thp_fds=$(find "/proc/$PORTALBD_PID/fd" -lname '*transparent_hugepage*' 2>/dev/null | wc -l)
+assert_eq "$thp_fds" 0 "the THP mode file read before the re-execution is not kept open"
 write_64mib
 cmp <(nbdcopy "$(nbd_uri)" - | head -c $((64 << 20))) "$TMP/data" || fail "64 MiB read back differ from what was written"
 ok "64 MiB written and read back through NBD after the re-execution"

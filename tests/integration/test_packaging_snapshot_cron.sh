@@ -54,8 +54,22 @@ cron KEEP_DAILY=1 || fail "daily run exited $?"
 assert_eq "$(names)" "$(printf '%s\n' manual-keep "$(newest_cron)" | sort | tr '\n' ' ' | sed 's/ $//')" \
   "KEEP_DAILY=1 keeps only today's newest cron- snapshot (and the manual one)"
 
+# Name clashes are retried quietly: nothing on stderr for cron to mail.
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+for n in "" .2 .3; do portalctl snapshot create "quiet-$stamp$n" >/dev/null; done
+env PORTALBD_SOCKET="$CTL_SOCK" PORTALCTL="$PORTALCTL" SNAPSHOT_PREFIX=quiet- KEEP_LAST=100 \
+  sh "$CRON" >/dev/null 2>"$TMP/clash.err" || fail "a run with taken names exited $?"
+if [ "$(date -u +%Y%m%dT%H%M%SZ)" = "$stamp" ]; then
+  assert_eq "$(cat "$TMP/clash.err")" "" "name clashes are retried without a word on stderr"
+  assert_match "$(names)" "quiet-$stamp\.4" "the run took the next free name (.4)"
+else
+  log "the second changed during the clash check; its stderr check is moot this run"
+  assert_eq "$(cat "$TMP/clash.err")" "" "the run printed nothing on stderr"
+fi
+
 rc=0
-env PORTALBD_SOCKET="$TMP/no-such.sock" PORTALCTL="$PORTALCTL" sh "$CRON" >/dev/null 2>&1 || rc=$?
+err=$(env PORTALBD_SOCKET="$TMP/no-such.sock" PORTALCTL="$PORTALCTL" sh "$CRON" 2>&1 >/dev/null) || rc=$?
 assert_eq "$rc" 3 "an unreachable daemon is exit status 3"
+assert_match "$err" "cannot reach portalbd" "and other errors are still printed on stderr"
 
 stop_portalbd
