@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -40,7 +41,13 @@ bool pid_alive(int pid) {
   if (pid <= 0) return false;
   int status = 0;
   if (waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, just reaped
-  return kill(pid, 0) == 0;
+  if (kill(pid, 0) != 0) return false;
+  // A zombie (exited, not yet reaped by its parent) is gone too.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const size_t paren = line.rfind(')');
+  return !(paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z');
 }
 
 // The last `lines` lines of a file, for an error message.
@@ -71,6 +78,31 @@ grpc::Status check_volume_id(const std::string& id) {
 }
 
 }  // namespace
+
+NodeService::NodeService(NodeOptions options) : options_(std::move(options)) {
+  reaper_ = std::thread([this] { reap_children(); });
+}
+
+NodeService::~NodeService() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  reaper_.join();
+}
+
+void NodeService::reap_children() {
+  std::unique_lock stop_lock(stop_mu_);
+  while (!stop_cv_.wait_for(stop_lock, std::chrono::milliseconds(200), [this] { return stopping_; })) {
+    std::lock_guard lock(children_mu_);
+    std::erase_if(children_, [](int pid) {
+      int status = 0;
+      pid_t r = waitpid(pid, &status, WNOHANG);
+      return r == pid || (r < 0 && errno == ECHILD);
+    });
+  }
+}
 
 // ---- stage.json
 
@@ -128,6 +160,10 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
                                    "--export-name", id};
   auto pid = spawn_detached(argv, log_path);
   if (!pid.ok()) return pid.status();
+  {
+    std::lock_guard lock(children_mu_);
+    children_.push_back(*pid);
+  }
   auto logger = log::get("csi");
   logger->info("started portalbd for volume id={} pid={} storage={}", id, *pid, log::quote(url));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDaemonStartTimeoutMs);
@@ -321,7 +357,7 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*, const NodePubl
     fs::create_directories(target, ec);
     source = req->staging_target_path();
   }
-  if (Status st = run_checked({"mount", "--bind", source, target}); !st.ok()) return to_grpc(st);
+  if (Status st = run_checked({"mount", "-o", "bind", source, target}); !st.ok()) return to_grpc(st);
   if (req->readonly()) {
     if (Status st = run_checked({"mount", "-o", "remount,bind,ro", target}); !st.ok()) {
       (void)run_command({"umount", target});

@@ -23,8 +23,11 @@
 // mkfs and the daemon's start).
 #pragma once
 
+#include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "csi.grpc.pb.h"
 #include "src/util/status.h"
@@ -40,7 +43,9 @@ struct NodeOptions {
 
 class NodeService final : public ::csi::v1::Node::Service {
  public:
-  explicit NodeService(NodeOptions options) : options_(std::move(options)) {}
+  // Starts the reaper thread (see children_).
+  explicit NodeService(NodeOptions options);
+  ~NodeService() override;
 
   grpc::Status NodeStageVolume(grpc::ServerContext*, const ::csi::v1::NodeStageVolumeRequest*,
                                ::csi::v1::NodeStageVolumeResponse*) override;
@@ -74,8 +79,22 @@ class NodeService final : public ::csi::v1::Node::Service {
   Result<std::string> ensure_attached(const std::string& id, const std::string& known_device);
   Status stop_daemon(const std::string& id, int pid);
 
+  // Collects the exit status of daemons this process started, once a
+  // 200 ms. A daemon killed by something else would otherwise stay a zombie,
+  // which kill(pid, 0) reports alive: the next daemon's writer lease would
+  // then never see the holder gone, and failover would wait for the lease
+  // to expire. Only these pids are waited for, never -1, so run_command()
+  // keeps the status of its own children.
+  void reap_children();
+
   const NodeOptions options_;
   std::mutex mu_;
+  std::mutex children_mu_;
+  std::vector<int> children_;  // guarded by children_mu_
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;  // guarded by stop_mu_
+  std::thread reaper_;
 };
 
 }  // namespace portalbd::csi

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   CLI::App app("portalbd-csi " + std::string(kVersion) +
                ": Kubernetes CSI driver for portalbd volumes (identity, controller and node services)");
   app.set_version_flag("--version", std::string(kVersion));
-  app.add_option("--endpoint", endpoint, "unix:///path/csi.sock to serve on (default: $CSI_ENDPOINT)")
+  app.add_option("--endpoint", endpoint, "unix:///path/csi.sock to serve on, or tcp://HOST:PORT for tests (default: $CSI_ENDPOINT)")
       ->capture_default_str();
   app.add_option("--node-id", node_id, "this node's name (required for the node service)");
   app.add_option("--state-dir", state_dir, "local state: controller indexes, staged volumes' daemons")
@@ -66,11 +66,20 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
-  if (endpoint.rfind("unix://", 0) != 0) {
-    std::fprintf(stderr, "portalbd-csi: --endpoint must be unix:///path (got '%s')\n", endpoint.c_str());
+  // unix:///path, as kubelet and the sidecars use; tcp://HOST:PORT for a
+  // test client outside the machine (the VM test), never for production:
+  // the CSI socket has no authentication.
+  std::string socket_path, listen_address;
+  if (endpoint.rfind("unix://", 0) == 0) {
+    socket_path = endpoint.substr(std::string("unix://").size());
+    listen_address = "unix://" + socket_path;
+  } else if (endpoint.rfind("tcp://", 0) == 0) {
+    listen_address = endpoint.substr(std::string("tcp://").size());
+  } else {
+    std::fprintf(stderr, "portalbd-csi: --endpoint must be unix:///path or tcp://HOST:PORT (got '%s')\n",
+                 endpoint.c_str());
     return 2;
   }
-  const std::string socket_path = endpoint.substr(std::string("unix://").size());
   const bool want_controller = mode != "node", want_node = mode != "controller";
   if (want_controller && storage_url.empty()) {
     std::fprintf(stderr, "portalbd-csi: the controller service needs --storage-url\n");
@@ -113,10 +122,12 @@ int main(int argc, char** argv) {
     node = std::make_unique<portalbd::csi::NodeService>(no);
   }
 
-  std::filesystem::create_directories(std::filesystem::path(socket_path).parent_path(), ec);
-  std::filesystem::remove(socket_path, ec);  // a stale socket from an earlier run
+  if (!socket_path.empty()) {
+    std::filesystem::create_directories(std::filesystem::path(socket_path).parent_path(), ec);
+    std::filesystem::remove(socket_path, ec);  // a stale socket from an earlier run
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix://" + socket_path, grpc::InsecureServerCredentials());
+  builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials());
   builder.RegisterService(&identity);
   if (controller) builder.RegisterService(controller.get());
   if (node) builder.RegisterService(node.get());
@@ -136,6 +147,6 @@ int main(int argc, char** argv) {
   });
   server->Wait();
   waiter.join();
-  std::filesystem::remove(socket_path, ec);
+  if (!socket_path.empty()) std::filesystem::remove(socket_path, ec);
   return 0;
 }

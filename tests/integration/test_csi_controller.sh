@@ -35,8 +35,8 @@ assert_match "$out" "storage-url" "... naming --storage-url"
 out=$("$CSI" --endpoint "unix://$CSI_SOCK" --mode controller --state-dir "$CSI_STATE" --storage-url memory:// 2>&1) && rc=0 || rc=$?
 assert_eq "$rc" 2 "--storage-url memory:// exits 2"
 assert_match "$out" "memory://" "... saying why memory:// cannot hold volumes"
-out=$("$CSI" --endpoint "tcp://127.0.0.1:1" --mode node --node-id n 2>&1) && rc=0 || rc=$?
-assert_eq "$rc" 2 "an endpoint that is not unix:// exits 2"
+out=$("$CSI" --endpoint "http://127.0.0.1:1" --mode node --node-id n 2>&1) && rc=0 || rc=$?
+assert_eq "$rc" 2 "an endpoint that is neither unix:// nor tcp:// exits 2"
 
 CSI_ENDPOINT="unix://$CSI_SOCK" "$CSI" --mode all --node-id csi-test-node --state-dir "$CSI_STATE" \
   --storage-url "file://$TMP/store" --portalbd "$PORTALBD" >"$CSI_LOG" 2>&1 &

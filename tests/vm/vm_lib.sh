@@ -13,7 +13,9 @@
 # $TMP/qemu.log.
 #
 # Environment: VM_DIR (default $BUILD/vm), VM_BOOT_TIMEOUT (seconds, default 90),
-# VM_MEM_MB (default 512), QEMU (default qemu-system-x86_64).
+# VM_MEM_MB (default 512), QEMU (default qemu-system-x86_64), VM_INITRD (another
+# initramfs, e.g. build-csi-initramfs.sh's), VM_HOSTFWD (slirp port forwards,
+# "hostfwd=tcp:127.0.0.1:H-:G[,hostfwd=...]").
 
 VM_DIR=${VM_DIR:-$BUILD/vm}
 VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-90}
@@ -37,10 +39,10 @@ vm_start() {
   # KVM is present on these machines but broken: TCG on one vCPU leaves the
   # other core to the daemon.
   "$QEMU" -accel tcg -smp 1 -m "$VM_MEM_MB" -nodefaults -display none -no-reboot \
-    -kernel "$VM_DIR/vmlinuz" -initrd "$VM_DIR/initramfs.cpio.gz" \
+    -kernel "$VM_DIR/vmlinuz" -initrd "${VM_INITRD:-$VM_DIR/initramfs.cpio.gz}" \
     -append "console=ttyS0 panic=-1 quiet" \
     -serial "pipe:$TMP/serial" -monitor none \
-    -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile= \
+    -netdev "user,id=n0${VM_HOSTFWD:+,$VM_HOSTFWD}" -device virtio-net-pci,netdev=n0,romfile= \
     >"$TMP/qemu.log" 2>&1 &
   QEMU_PID=$!
   cleanup_fn vm_kill

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# portalbd-csi's Node service against the real kernel: a qemu (TCG) guest
+# (tests/vm/build-csi-initramfs.sh: the VM test's kernel and busybox, plus
+# portalbd-csi, portalbd, util-linux mount/blkid and resize2fs) runs two
+# driver instances, node-a (--mode all: controller too) and node-b (--mode
+# node, another state dir), on file:// storage in the guest. The host drives
+# them over slirp-forwarded TCP with csi_call.py, in the order kubelet and the
+# sidecars call them:
+#
+#   1. CreateVolume; NodeStage (daemon + nbd-client + mkfs.ext4 + mount), again
+#      (idempotent); NodePublish (bind mount), again; a file written and synced
+#      through the pod's path; NodeGetVolumeStats; a read-only publish refuses
+#      writes; NodeUnpublish / NodeUnstage, each twice; the daemon is gone.
+#   2. CreateSnapshot; CreateVolume from it; NodeStage of the new volume: the
+#      file is there.
+#   3. ControllerExpandVolume of the detached volume; NodeStage grows ext4 to
+#      the new size; NodeExpandVolume reports it.
+#   4. Failover: the volume staged on node-a; node-b's NodeStage is refused
+#      while node-a's daemon lives; kill -9 of that daemon after a synced
+#      write; node-b stages it (its daemon takes the lease over from the dead
+#      one) and the synced file reads back.
+#   5. A raw block volume: NodeStage attaches without a filesystem, NodePublish
+#      bind-mounts the device file.
+source "$(dirname "$0")/lib.sh"
+source "$TOP/tests/vm/vm_lib.sh"
+
+requires protoc grpc_python_plugin
+CSI=${PORTALBD_CSI:-$BUILD/bin/portalbd-csi}
+[ -x "$CSI" ] || fail "driver binary $CSI is missing (run make)"
+requires_portalbd
+"$SYSPYTHON" -c 'import grpc, google.protobuf' 2>/dev/null ||
+  skip "$SYSPYTHON lacks grpc or protobuf (python3-grpcio, python3-protobuf: make deps)"
+STUBS=$TMP/stubs
+mkdir -p "$STUBS"
+check "protoc generates the Python stubs" \
+  protoc -I"$TOP/csi/proto" --python_out="$STUBS" --grpc_python_out="$STUBS" \
+  --plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" "$TOP/csi/proto/csi.proto"
+
+rc=0
+out=$(bash "$TOP/tests/vm/build-csi-initramfs.sh" "$VM_DIR" "$BUILD/bin" 2>&1) || rc=$?
+echo "$out" | sed 's/^/# /'
+[ "$rc" -ne 77 ] || skip "cannot build the guest: $(tail -1 <<<"$out")"
+[ "$rc" -eq 0 ] || fail "tests/vm/build-csi-initramfs.sh exited $rc"
+
+PORT_A=$(pick_unused_port)
+PORT_B=$(pick_unused_port)
+VM_INITRD=$VM_DIR/csi-initramfs.cpio.gz
+VM_HOSTFWD="hostfwd=tcp:127.0.0.1:$PORT_A-:7001,hostfwd=tcp:127.0.0.1:$PORT_B-:7002"
+VM_MEM_MB=${VM_MEM_MB:-1024}
+vm_start
+
+# csi PORT SERVICE METHOD JSON: one call; CSI_OUT gets the answer, CSI_RC 0 or 3.
+csi() {
+  CSI_RC=0
+  CSI_OUT=$("$SYSPYTHON" "$TOP/tests/integration/csi_call.py" "$STUBS" "127.0.0.1:$1" "$2" "$3" "${4:-{\}}" 2>&1) ||
+    CSI_RC=$?
+  echo "+ csi $1 $3 ${4:-} -> $CSI_OUT" >>"$TMP/csi-calls.log"
+}
+csi_ok() {  # WHAT PORT SERVICE METHOD JSON
+  local what=$1; shift
+  csi "$@"
+  [ "$CSI_RC" -eq 0 ] || { guest 30 "tail -20 /tmp/a.log /tmp/b.log; tail -20 /tmp/a/volumes/*/portalbd.log"; echo "$GUEST_OUT" | sed 's/^/    /'; fail "$what: $CSI_OUT"; }
+  ok "$what"
+}
+field() {  # JSON PYTHON-EXPR (d is the answer)
+  "$SYSPYTHON" -c 'import json, sys; d = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"
+}
+MOUNT_CAP='"volume_capability": {"mount": {"fs_type": "ext4"}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}'
+
+guest_check "the daemon's config for a small guest" \
+  "printf '[lsm]\nl0_sst_size_bytes = 8388608\nwrite_buffer_bytes = 33554432\n[cache]\nbytes = 16777216\n[gc]\ninterval_s = 0\n[journal]\nenabled = false\n' >/etc/portalbd.toml"
+guest_check "start portalbd-csi node-a (controller and node)" \
+  "PORTALBD_CONFIG=/etc/portalbd.toml /usr/local/bin/portalbd-csi --endpoint tcp://0.0.0.0:7001 --mode all --node-id node-a --state-dir /tmp/a --storage-url file:///tmp/store --portalbd /usr/local/bin/portalbd >/tmp/a.log 2>&1 &"
+guest_check "start portalbd-csi node-b (node only, its own state dir)" \
+  "PORTALBD_CONFIG=/etc/portalbd.toml /usr/local/bin/portalbd-csi --endpoint tcp://0.0.0.0:7002 --mode node --node-id node-b --state-dir /tmp/b --portalbd /usr/local/bin/portalbd >/tmp/b.log 2>&1 &"
+for i in $(seq 60); do
+  csi "$PORT_A" Identity Probe; a=$CSI_RC
+  csi "$PORT_B" Identity Probe
+  [ "$a" -eq 0 ] && [ "$CSI_RC" -eq 0 ] && break
+  sleep 1
+done
+[ "$CSI_RC" -eq 0 ] || { guest 10 "cat /tmp/a.log /tmp/b.log"; echo "$GUEST_OUT"; fail "the drivers did not answer Probe"; }
+ok "both drivers answer Probe through the forwarded ports"
+csi_ok "NodeGetInfo of node-b" "$PORT_B" Node NodeGetInfo
+assert_eq "$(field "$CSI_OUT" 'd["node_id"]')" node-b "node-b says its node id"
+
+# ---------------------------------------------------------------- 1. stage, publish, write
+csi_ok "CreateVolume pvc-vm-1 (256 MiB)" "$PORT_A" Controller CreateVolume \
+  '{"name": "pvc-vm-1", "capacity_range": {"required_bytes": 268435456}, "volume_capabilities": [{"mount": {"fs_type": "ext4"}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}]}'
+VOL=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+URL=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+STAGE=/tmp/k/staging/$VOL
+STAGE_REQ="{\"volume_id\": \"$VOL\", \"staging_target_path\": \"$STAGE\", $MOUNT_CAP, \"volume_context\": {\"storageUrl\": \"$URL\"}}"
+csi_ok "NodeStageVolume: daemon, nbd-client, mkfs.ext4, mount" "$PORT_A" Node NodeStageVolume "$STAGE_REQ"
+guest_check "the staging path is an ext4 mount of /dev/nbd*" "grep -q \"^/dev/nbd[0-9]* $STAGE ext4\" /proc/mounts"
+csi_ok "NodeStageVolume again (idempotent)" "$PORT_A" Node NodeStageVolume "$STAGE_REQ"
+guest 30 "grep -c \" $STAGE \" /proc/mounts"
+assert_eq "$GUEST_OUT" 1 "... still one mount"
+PUB=/tmp/k/pods/p1/vol
+PUB_REQ="{\"volume_id\": \"$VOL\", \"staging_target_path\": \"$STAGE\", \"target_path\": \"$PUB\", $MOUNT_CAP}"
+csi_ok "NodePublishVolume (bind mount)" "$PORT_A" Node NodePublishVolume "$PUB_REQ"
+csi_ok "NodePublishVolume again (idempotent)" "$PORT_A" Node NodePublishVolume "$PUB_REQ"
+guest_check "a pod writes a file and syncs" "echo 'csi data' >$PUB/hello && sync"
+csi_ok "NodeGetVolumeStats of the pod's path" "$PORT_A" Node NodeGetVolumeStats "{\"volume_id\": \"$VOL\", \"volume_path\": \"$PUB\"}"
+total=$(field "$CSI_OUT" '[u for u in d["usage"] if u["unit"] == "BYTES"][0]["total"]')
+[ "$total" -gt 200000000 ] && [ "$total" -le 268435456 ] || fail "NodeGetVolumeStats total bytes $total"
+ok "... bytes total $total"
+RO=/tmp/k/pods/p2/vol
+csi_ok "NodePublishVolume read-only" "$PORT_A" Node NodePublishVolume \
+  "{\"volume_id\": \"$VOL\", \"staging_target_path\": \"$STAGE\", \"target_path\": \"$RO\", \"readonly\": true, $MOUNT_CAP}"
+guest_check "the read-only path reads the file and refuses writes" "grep -q 'csi data' $RO/hello && ! touch $RO/x 2>/dev/null"
+for p in "$PUB" "$RO"; do
+  for n in 1 2; do
+    csi_ok "NodeUnpublishVolume $p ($n)" "$PORT_A" Node NodeUnpublishVolume "{\"volume_id\": \"$VOL\", \"target_path\": \"$p\"}"
+  done
+done
+UNSTAGE_REQ="{\"volume_id\": \"$VOL\", \"staging_target_path\": \"$STAGE\"}"
+csi_ok "NodeUnstageVolume: unmount, nbd-client -d, daemon stopped" "$PORT_A" Node NodeUnstageVolume "$UNSTAGE_REQ"
+csi_ok "NodeUnstageVolume again (idempotent)" "$PORT_A" Node NodeUnstageVolume "$UNSTAGE_REQ"
+guest_check "nothing left: no mount, no daemon" "! grep -q /tmp/k /proc/mounts && ! pidof portalbd"
+
+# ---------------------------------------------------------------- 2. snapshot, restore
+csi_ok "CreateSnapshot of the detached volume" "$PORT_A" Controller CreateSnapshot "{\"name\": \"snap-vm-1\", \"source_volume_id\": \"$VOL\"}"
+SNAP=$(field "$CSI_OUT" 'd["snapshot"]["snapshot_id"]')
+csi_ok "CreateVolume from the snapshot" "$PORT_A" Controller CreateVolume \
+  "{\"name\": \"pvc-vm-2\", \"volume_capabilities\": [{\"mount\": {}, \"access_mode\": {\"mode\": \"SINGLE_NODE_WRITER\"}}], \"volume_content_source\": {\"snapshot\": {\"snapshot_id\": \"$SNAP\"}}}"
+VOL2=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+URL2=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+STAGE2=/tmp/k/staging/$VOL2
+STAGE2_REQ="{\"volume_id\": \"$VOL2\", \"staging_target_path\": \"$STAGE2\", $MOUNT_CAP, \"volume_context\": {\"storageUrl\": \"$URL2\"}}"
+csi_ok "NodeStageVolume of the restored volume" "$PORT_A" Node NodeStageVolume "$STAGE2_REQ"
+guest 30 "cat $STAGE2/hello"
+assert_eq "$GUEST_OUT" "csi data" "the restored volume holds the file written before the snapshot"
+csi_ok "NodeUnstageVolume of the restored volume" "$PORT_A" Node NodeUnstageVolume \
+  "{\"volume_id\": \"$VOL2\", \"staging_target_path\": \"$STAGE2\"}"
+
+# ---------------------------------------------------------------- 3. expansion
+csi_ok "ControllerExpandVolume to 512 MiB (detached)" "$PORT_A" Controller ControllerExpandVolume \
+  "{\"volume_id\": \"$VOL2\", \"capacity_range\": {\"required_bytes\": 536870912}}"
+assert_eq "$(field "$CSI_OUT" 'd["node_expansion_required"]')" True "... the node must grow the filesystem"
+csi_ok "NodeStageVolume grows ext4 to the new size" "$PORT_A" Node NodeStageVolume "$STAGE2_REQ"
+guest 30 "df -k $STAGE2 | tail -1 | awk '{print \$2}'"
+[ "$GUEST_OUT" -gt 450000 ] || fail "ext4 on the expanded volume has $GUEST_OUT KiB"
+ok "... ext4 now holds $GUEST_OUT KiB"
+csi_ok "NodeExpandVolume" "$PORT_A" Node NodeExpandVolume "{\"volume_id\": \"$VOL2\", \"volume_path\": \"$STAGE2\"}"
+assert_eq "$(field "$CSI_OUT" 'd["capacity_bytes"]')" 536870912 "NodeExpandVolume reports 512 MiB"
+guest 30 "cat $STAGE2/hello"
+assert_eq "$GUEST_OUT" "csi data" "the file survives the expansion"
+csi_ok "NodeUnstageVolume" "$PORT_A" Node NodeUnstageVolume "{\"volume_id\": \"$VOL2\", \"staging_target_path\": \"$STAGE2\"}"
+
+# ---------------------------------------------------------------- 4. failover a -> b
+csi_ok "NodeStageVolume of pvc-vm-1 on node-a" "$PORT_A" Node NodeStageVolume "$STAGE_REQ"
+guest_check "node-a writes 4 MiB and syncs" \
+  "dd if=/dev/urandom of=$STAGE/synced bs=64k count=64 conv=fsync 2>/dev/null && sync && sha256sum $STAGE/synced | cut -d' ' -f1 >/tmp/synced.sha"
+STAGE_B=/tmp/k/staging-b/$VOL
+STAGE_B_REQ="{\"volume_id\": \"$VOL\", \"staging_target_path\": \"$STAGE_B\", $MOUNT_CAP, \"volume_context\": {\"storageUrl\": \"$URL\"}}"
+csi "$PORT_B" Node NodeStageVolume "$STAGE_B_REQ"
+assert_eq "$CSI_RC" 3 "node-b's NodeStageVolume is refused while node-a's daemon holds the volume"
+assert_match "$CSI_OUT" "^FAILED_PRECONDITION" "... with FAILED_PRECONDITION ($CSI_OUT)"
+guest_check "kill -9 node-a's daemon" \
+  "kill -9 \$(sed -n 's/.*\"daemon_pid\": \\([0-9]*\\).*/\\1/p' /tmp/a/volumes/$VOL/stage.json)"
+# kubelet retries a failed NodeStage; node-a's plugin reaps its dead daemon
+# within 200 ms, after which the lease's holder is visibly gone.
+for i in $(seq 15); do
+  csi "$PORT_B" Node NodeStageVolume "$STAGE_B_REQ"
+  [ "$CSI_RC" -ne 0 ] || break
+  sleep 1
+done
+[ "$CSI_RC" -eq 0 ] || fail "node-b could not stage the volume after node-a's daemon died: $CSI_OUT"
+ok "node-b stages the volume (its daemon takes over from the dead one; attempt $i)"
+guest 30 "sha256sum $STAGE_B/synced | cut -d' ' -f1; cat /tmp/synced.sha"
+assert_eq "$(sed -n 1p <<<"$GUEST_OUT")" "$(sed -n 2p <<<"$GUEST_OUT")" "the write synced on node-a reads back on node-b"
+guest 30 "grep -i -m1 'took over\|replaced\|take' /tmp/b/volumes/$VOL/portalbd.log"
+log "node-b's daemon: $GUEST_OUT"
+csi_ok "node-b unstages" "$PORT_B" Node NodeUnstageVolume "{\"volume_id\": \"$VOL\", \"staging_target_path\": \"$STAGE_B\"}"
+guest 60 "umount -l $STAGE; nbd-client -d \$(sed -n 's/.*\"device\": \"\\([^\"]*\\)\".*/\\1/p' /tmp/a/volumes/$VOL/stage.json)"
+csi_ok "node-a unstages after losing its daemon" "$PORT_A" Node NodeUnstageVolume "$UNSTAGE_REQ"
+
+# ---------------------------------------------------------------- 5. raw block
+BLOCK_CAP='"volume_capability": {"block": {}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}'
+csi_ok "CreateVolume of a raw block volume (64 MiB)" "$PORT_A" Controller CreateVolume \
+  '{"name": "pvc-vm-block", "capacity_range": {"required_bytes": 67108864}, "volume_capabilities": [{"block": {}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}]}'
+VOL3=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+URL3=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+csi_ok "NodeStageVolume of a block volume (no filesystem)" "$PORT_A" Node NodeStageVolume \
+  "{\"volume_id\": \"$VOL3\", \"staging_target_path\": \"/tmp/k/staging/$VOL3\", $BLOCK_CAP, \"volume_context\": {\"storageUrl\": \"$URL3\"}}"
+csi_ok "NodePublishVolume of a block volume (the device file bind-mounted)" "$PORT_A" Node NodePublishVolume \
+  "{\"volume_id\": \"$VOL3\", \"staging_target_path\": \"/tmp/k/staging/$VOL3\", \"target_path\": \"/tmp/k/pods/p3/dev\", $BLOCK_CAP}"
+guest 30 "blockdev --getsize64 /tmp/k/pods/p3/dev"
+assert_eq "$GUEST_OUT" 67108864 "the published block device is 64 MiB"
+csi_ok "NodeUnpublishVolume of the block volume" "$PORT_A" Node NodeUnpublishVolume "{\"volume_id\": \"$VOL3\", \"target_path\": \"/tmp/k/pods/p3/dev\"}"
+csi_ok "NodeUnstageVolume of the block volume" "$PORT_A" Node NodeUnstageVolume "{\"volume_id\": \"$VOL3\", \"staging_target_path\": \"/tmp/k/staging/$VOL3\"}"
+guest_check "no daemon left" "! pidof portalbd"
+
+vm_stop
