@@ -13,6 +13,7 @@
 #include "ctl/portalctl_commands.h"
 #include "src/config/config.h"
 #include "src/config/version.h"
+#include "src/util/spelling.h"
 
 namespace portalbd::ctl {
 namespace {
@@ -33,22 +34,6 @@ void add_exit_codes_footer(CLI::App* app) {
     }
     add_exit_codes_footer(sub);
   }
-}
-
-// Levenshtein distance, for "did you mean".
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // When `args` name a command that does not exist at some level ("stauts",
@@ -76,18 +61,13 @@ std::string unknown_command_message(const CLI::App& app, const std::vector<std::
       if (sub->check_name(arg)) next = sub;
     }
     if (next == nullptr) {
-      std::string best;
-      size_t best_distance = 3;  // suggest only close names
+      std::vector<std::string> names;
       std::string known;
       for (const CLI::App* sub : subs) {
-        const std::string& name = sub->get_name();
-        known += (known.empty() ? "" : ", ") + name;
-        const size_t d = edit_distance(arg, name);
-        if (d < best_distance || (name.rfind(arg, 0) == 0 && best.empty())) {
-          best = name;
-          best_distance = std::min(d, best_distance);
-        }
+        names.push_back(sub->get_name());
+        known += (known.empty() ? "" : ", ") + sub->get_name();
       }
+      const std::string best = closest_name(arg, names);
       std::string message = "unknown command '" + path + arg + "'";
       message += best.empty() ? " (commands: " + known + ")" : "; did you mean '" + path + best + "'?";
       return message;

@@ -3,6 +3,7 @@
 // checked exactly like the file key it overrides.
 #include "src/config/cli.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "src/config/config_keys.h"
+#include "src/util/spelling.h"
 
 namespace portalbd {
 namespace {
@@ -109,6 +111,23 @@ int fail(std::ostream& err, const std::string& message) {
   return 2;
 }
 
+// For a flag CLI11 does not know ("--disk-sise-gb"), a message naming it and
+// the flag probably meant; otherwise CLI11's own `what`.
+std::string unknown_flag_message(const CLI::App& app, const std::vector<std::string>& args, const std::string& what) {
+  std::vector<std::string> known;
+  for (const CLI::Option* opt : app.get_options()) {
+    for (const std::string& name : opt->get_lnames()) known.push_back("--" + name);
+  }
+  for (const std::string& arg : args) {
+    if (arg.rfind("--", 0) != 0 || arg.size() == 2) continue;
+    const std::string name = arg.substr(0, arg.find('='));
+    if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+    const std::string best = closest_name(name, known);
+    return "unknown option " + name + (best.empty() ? "" : "; did you mean " + best + "?");
+  }
+  return what;
+}
+
 }  // namespace
 
 DaemonCliEnvironment DaemonCliEnvironment::current() {
@@ -178,7 +197,7 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
     outcome.exit_code = 0;
     return outcome;
   } catch (const CLI::ParseError& e) {
-    outcome.exit_code = fail(err, std::string(e.what()) + " (see portalbd --help)");
+    outcome.exit_code = fail(err, unknown_flag_message(app, args, e.what()) + " (see portalbd --help)");
     return outcome;
   }
 

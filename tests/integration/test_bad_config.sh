@@ -51,6 +51,7 @@ refused "bad storage URL scheme" 'ftp' --storage ftp://x --state-dir "$TMP/s6"
 refused "relative file:// path" "absolute path: 'file://data/vol' .*file:///absolute/data/vol" \
   --storage file://data/vol --state-dir "$TMP/s6r"
 refused "memory:// with a name" "memory:// takes nothing after it .*write memory://" --storage memory://foo --state-dir "$TMP/s6m"
+refused "misspelt flag" "unknown option --disk-sise-gb; did you mean --disk-size-gb\\?" --disk-sise-gb 1 --state-dir "$TMP/s6f"
 printf '[storage]\nurl = "ftp://x"\n' >"$TMP/ftp.toml"
 refused "bad storage URL scheme in the config file" 'ftp' -c "$TMP/ftp.toml" --state-dir "$TMP/s7"
 refused "--disk-size-gb 0" 'disk[-_]size[-_]gb|[Ss]ize' --disk-size-gb 0 --state-dir "$TMP/s8"
