@@ -12,11 +12,23 @@
 #   seqwrite   1 MiB sequential writes, 256 MiB, iodepth 8, fsync at end
 #   randwrite  4 KiB random writes, 16 MiB spread over the whole 1 GiB,
 #              iodepth 32, fsync at end
-#   seqread    1 MiB sequential reads of the first 256 MiB, iodepth 8, after a
-#              restart (portalbd: daemon restarted on the same state dir, so its
-#              in-memory read cache is empty; s3backer: unmounted and mounted
-#              again, so its block cache is empty; direct=1 and drop_caches keep
-#              the kernel's page cache out of it): every byte comes from s3rver.
+#   randread   4 KiB random reads over the first 256 MiB, iodepth 32, 8 MiB in
+#              all, cold (below)
+#   seqread    1 MiB sequential reads of the first 256 MiB, iodepth 8, cold
+#   warmread   seqread again after another restart, with what each system keeps
+#              across one: portalbd its disk cache of fetched frames (on by
+#              default for s3://); s3backer nothing, unless SB_CACHE_FILE=1 gives
+#              it --blockCacheFile (its own persistent block cache)
+#
+# Cold: portalbd's daemon restarted on the same state dir with its disk cache
+# removed, so neither its memory nor its disk cache holds a frame; s3backer
+# unmounted and mounted again (its block cache file, if any, removed), so its
+# block cache is empty; direct=1 and drop_caches keep the kernel's page cache
+# out of it: every byte comes from s3rver.
+#
+# Remote-store model (REMOTE=1, the default): the proxy adds 25 ms to every
+# request and carries 80 MiB/s per connection (bench/s3_count_proxy.py
+# --remote), the least distance to a real S3; REMOTE=0 measures loopback.
 #
 # "Settled": s3backer's fsync returns before its block cache has written
 # everything back, so after each job the script waits until the system has
@@ -48,7 +60,7 @@
 # Data: --refill_buffers, so fio writes incompressible data and portalbd's lz4
 # does not make its upload counts look better than they are.
 #
-# Env: BUILD (default build), REPS (3), SB_CACHE_BLOCKS (512), PB_SEGMENT_BYTES
+# Env: BUILD (default build), REPS (3), REMOTE (1), SB_CACHE_BLOCKS (512), SB_CACHE_FILE (0), PB_SEGMENT_BYTES
 #      (portalbd's [lsm] l0_sst_size_bytes; default: the daemon's), PB_UPLOAD_CONCURRENCY
 #      ([lsm] upload_concurrency; default: the daemon's), OUT (write the markdown table to this
 #      file as well), JOBS (subset, in order, e.g. "seqwrite seqread").
@@ -57,7 +69,9 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$TOP/build}
 REPS=${REPS:-3}
 OUT=${OUT:-}
-JOBS=${JOBS:-"seqwrite randwrite seqread"}
+JOBS=${JOBS:-"seqwrite randwrite randread seqread warmread"}
+REMOTE=${REMOTE:-1}
+SB_CACHE_FILE=${SB_CACHE_FILE:-0}
 SB_CACHE_BLOCKS=${SB_CACHE_BLOCKS:-512}
 PB_SEGMENT_BYTES=${PB_SEGMENT_BYTES:-}
 PB_UPLOAD_CONCURRENCY=${PB_UPLOAD_CONCURRENCY:-}
@@ -131,8 +145,10 @@ NODE_OPTIONS=--openssl-legacy-provider "$S3RVER" -d "$TMP/s3rver" -a 127.0.0.1 -
 PID[s3rver]=$!
 wait_port "$S3_PORT" s3rver
 PROXY_PORT=$(pick_port)
+REMOTE_ARGS=()
+[ "$REMOTE" = 1 ] && REMOTE_ARGS=(--remote)
 python3 "$TOP/bench/s3_count_proxy.py" --listen "$PROXY_PORT" --upstream "http://127.0.0.1:$S3_PORT" \
-  >"$TMP/proxy.log" 2>&1 &
+  "${REMOTE_ARGS[@]}" >"$TMP/proxy.log" 2>&1 &
 PID[proxy]=$!
 wait_port "$PROXY_PORT" proxy
 ENDPOINT=http://127.0.0.1:$PROXY_PORT
@@ -155,7 +171,9 @@ start_pb() {  # REP
 }
 
 start_sb() {  # REP
-  s3backer -f --accessId=S3RVER --accessKey=S3RVER --baseURL="$ENDPOINT/" --blockSize=1M --size=1G \
+  local cache_file=()
+  [ "$SB_CACHE_FILE" = 1 ] && cache_file=(--blockCacheFile="$TMP/sb.cache.$1")
+  s3backer -f "${cache_file[@]}" --accessId=S3RVER --accessKey=S3RVER --baseURL="$ENDPOINT/" --blockSize=1M --size=1G \
     --prefix="sb-$1/" --force --quiet --md5CacheSize=0 --md5CacheTime=0 --minWriteDelay=0 \
     --blockCacheSize="$SB_CACHE_BLOCKS" "$BUCKET" "$MNT" >>"$TMP/sb.log" 2>&1 &
   PID[sb]=$!
@@ -205,7 +223,8 @@ job_args() {  # JOB
   case $1 in
     seqwrite) echo "--rw=write --bs=1M --iodepth=8 --size=256M --end_fsync=1" ;;
     randwrite) echo "--rw=randwrite --bs=4k --iodepth=32 --size=1G --io_size=16M --end_fsync=1" ;;
-    seqread) echo "--rw=read --bs=1M --iodepth=8 --size=256M" ;;
+    seqread | warmread) echo "--rw=read --bs=1M --iodepth=8 --size=256M" ;;
+    randread) echo "--rw=randread --bs=4k --iodepth=32 --size=256M --io_size=8M" ;;
     *) echo "s3_compare: unknown job $1" >&2; exit 2 ;;
   esac
 }
@@ -218,11 +237,21 @@ engine_args() {  # SYSTEM
 #   system job rep MiB/s IOPS wall_s settle_s io_bytes PUT GET other bytes_up ios
 run_one() {  # SYSTEM JOB REP
   local s=$1 job=$2 rep=$3
-  if [ "$job" = seqread ]; then  # cold caches: every byte from s3rver
-    if [ "$s" = pb ]; then stop_pb; start_pb "$rep"; else stop_sb; start_sb "$rep"; fi
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-  fi
+  case $job in
+    seqread | randread)  # cold caches: every byte from s3rver
+      if [ "$s" = pb ]; then
+        stop_pb
+        rm -rf "$TMP/pb.state.$rep/cache"
+        start_pb "$rep"
+      else
+        stop_sb
+        rm -f "$TMP/sb.cache.$rep"
+        start_sb "$rep"
+      fi ;;
+    warmread)  # a restart: what each keeps across one
+      if [ "$s" = pb ]; then stop_pb; start_pb "$rep"; else stop_sb; start_sb "$rep"; fi ;;
+  esac
+  case $job in *read) sync; echo 3 >/proc/sys/vm/drop_caches ;; esac
   settle "$s" "$(date +%s.%N)" >/dev/null
   local before after t0 t1 wait_s json=$TMP/$s.$job.$rep.json own0="" own1=""
   before=$(proxy_stats)
@@ -234,7 +263,7 @@ run_one() {  # SYSTEM JOB REP
     { echo "s3_compare: fio $job on $s failed:" >&2; cat "$TMP/fio.err" >&2; exit 1; }
   t1=$(date +%s.%N)
   wait_s=0.00
-  [ "$job" = seqread ] || wait_s=$(settle "$s" "$t1")
+  case $job in *read) ;; *) wait_s=$(settle "$s" "$t1") ;; esac
   after=$(proxy_stats)
   if [ "$s" = pb ]; then own1=$("$BUILD/bin/portalctl" --socket "$TMP/pb.ctl" --json status | jq -c .s3); fi
   python3 - "$s" "$job" "$rep" "$json" "$t0" "$t1" "$wait_s" "$before" "$after" "$own0" "$own1" \
@@ -333,7 +362,7 @@ for j in jobs:
         cells = [j, names[s]]
         for c, f in cols.items():
             v = med(s, j, f)
-            if c == "up / written" and j == "seqread":
+            if c == "up / written" and j.endswith("read"):
                 cells.append("-")
             else:
                 cells.append(fmt[c].format(v))
@@ -341,7 +370,7 @@ for j in jobs:
     cells = [j, "**portalbd / s3backer**"]
     for c, f in cols.items():
         p, q = med("pb", j, f), med("sb", j, f)
-        if not q or (c == "up / written" and j == "seqread") or (c == "settle s" and j == "seqread"):
+        if not q or (c in ("up / written", "settle s") and j.endswith("read")):
             cells.append("-")
         else:
             cells.append(f"{p / q:.2f}x" if p / q >= 0.1 else f"{p / q:.4f}x")
@@ -367,10 +396,20 @@ if "randwrite" in jobs:
     target(f"randwrite PUTs <= 1/20 of s3backer's ({r:.4f}x)", r <= 0.05)
     u = med("pb", "randwrite", cols["up / written"])
     target(f"randwrite bytes uploaded / bytes written <= 1.3 ({u:.2f})", u <= 1.3)
+if "seqread" in jobs:
+    target(f"cold seqread MiB/s >= 3x s3backer ({ratio('seqread', 'fio MiB/s'):.2f}x)",
+           ratio("seqread", "fio MiB/s") >= 3)
+if "randread" in jobs:
+    target(f"cold randread IOPS >= 3x s3backer ({ratio('randread', 'fio IOPS'):.2f}x)",
+           ratio("randread", "fio IOPS") >= 3)
+if "warmread" in jobs and "seqread" in jobs:
+    w, c = med("pb", "warmread", cols["GETs"]), med("pb", "seqread", cols["GETs"])
+    target(f"warm re-read after a restart: portalbd GETs < 1% of its cold read's ({w:.0f} of {c:.0f})",
+           c > 0 and w < 0.01 * c)
 EOF
 }
 {
-  echo "portalbd vs s3backer $(s3backer --version 2>&1 | head -1 | awk '{print $3}'), both on one s3rver $("$S3RVER" --version 2>/dev/null) through one counting proxy; fio $(fio --version | sed 's/^fio-//') (portalbd: ioengine=nbd, unix socket; s3backer: libaio direct=1 on its FUSE file); median of $REPS (A B, B A), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd segments ${PB_SEGMENT_BYTES:-default}, upload concurrency ${PB_UPLOAD_CONCURRENCY:-default}, s3backer cache ${SB_CACHE_BLOCKS} blocks, portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
+  echo "portalbd vs s3backer $(s3backer --version 2>&1 | head -1 | awk '{print $3}'), both on one s3rver $("$S3RVER" --version 2>/dev/null) through one counting proxy ($([ "$REMOTE" = 1 ] && echo "remote-store model: 25 ms a request, 80 MiB/s a connection" || echo "loopback, no delay")); fio $(fio --version | sed 's/^fio-//') (portalbd: ioengine=nbd, unix socket; s3backer: libaio direct=1 on its FUSE file); median of $REPS (A B, B A), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd segments ${PB_SEGMENT_BYTES:-default}, upload concurrency ${PB_UPLOAD_CONCURRENCY:-default}, s3backer cache ${SB_CACHE_BLOCKS} blocks$([ "$SB_CACHE_FILE" = 1 ] && echo " in a file"), portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
   echo
   table
 } | tee "$TMP/table.md"

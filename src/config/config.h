@@ -70,7 +70,7 @@ struct Config {
   // how far a sequential reader is read ahead (src/engine/frame_fetcher.h,
   // stream_detector.h).
   uint64_t fetch_concurrency = 32;
-  uint64_t read_ahead_bytes = 32ull << 20;
+  uint64_t read_ahead_bytes = 64ull << 20;
 
   // [journal]: the local write-ahead journal (src/engine/journal.h). Its
   // default depends on the store: effective_journal_enabled().

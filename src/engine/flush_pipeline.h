@@ -229,6 +229,14 @@ class FlushPipeline {
   // without a lease. Any thread.
   Status confirm_writer(const std::string& what);
 
+  // Called on the upload's worker with each segment object storage accepted
+  // and its frames, before the buffer is committed: the volume keeps the
+  // frames in its disk cache (issue 21), so data read soon after it was
+  // written costs no GET. Set before start(); optional.
+  using StoredHook = std::function<void(uint64_t seq, const std::vector<std::byte>& object,
+                                        const std::vector<FrameRef>& frames)>;
+  void set_stored_hook(StoredHook hook) { stored_hook_ = std::move(hook); }
+
   // ---- the roots record (kept by Volume, settled by flushes)
   // The index's roots changed but storage's roots record does not say so
   // yet: the next flush calls the writer set here before it answers.
@@ -314,6 +322,7 @@ class FlushPipeline {
   const VolumeOptions& opts_;
   meta::Index* index_ = nullptr;  // set by start()
   std::function<Status()> write_roots_;
+  StoredHook stored_hook_;
   std::function<void(uint64_t)> on_commit_;
 
   TimedMutex upload_mu_;

@@ -75,7 +75,10 @@ struct FrameWant {
 
 struct FrameFetcherOptions {
   size_t concurrency = 32;  // jobs (GETs or disk-cache reads) at once; at least 1
-  uint64_t run_bytes = 2ull << 20;  // stored bytes of one job at most (a single larger frame still is one job)
+  // Stored bytes of one job at most (a single larger frame still is one job):
+  // 8 MiB, the ranged GET size object stores serve best (per-request costs
+  // fade, and one slow answer delays little).
+  uint64_t run_bytes = 8ull << 20;
   uint64_t prefetch_budget_bytes = 64ull << 20;  // read-ahead queued or running, stored bytes
 };
 

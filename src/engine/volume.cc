@@ -58,6 +58,16 @@ void Volume::open_read_path() {
                                log::quote(cache.status().ToString()));
     }
   }
+  if (disk_cache_) {
+    // Written data is often read back soon: keep uploaded frames too, as stored.
+    pipeline_.set_stored_hook([cache = disk_cache_.get()](uint64_t seq, const std::vector<std::byte>& object,
+                                                          const std::vector<FrameRef>& frames) {
+      for (const FrameRef& ref : frames) {
+        if (ref.offset + ref.stored_len > object.size()) break;
+        cache->put(seq, ref, std::span<const std::byte>(object).subspan(ref.offset, ref.stored_len));
+      }
+    });
+  }
   FrameFetcherOptions fo;
   fo.concurrency = opts_.fetch_concurrency;
   // Room for two windows of every stream's read-ahead at its largest, within reason.

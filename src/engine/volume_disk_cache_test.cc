@@ -1,5 +1,5 @@
 // The disk cache behind a Volume (VolumeOptions::disk_cache_bytes; issue 21):
-// fetched frames are kept on disk, a restart reads them from there and not
+// fetched and uploaded frames are kept on disk, a restart reads them from there and not
 // from storage, a bad cached frame is fetched again, and snapshot reads use
 // it too. The store is a MemoryStore behind a FaultStore (which hands out no
 // shared objects, so reads are ranged GETs as on S3) and a CountingStore.
@@ -73,7 +73,7 @@ TEST_SUITE("engine.disk_cache") {
     Fixture f;
     const auto data = pattern(kDataBytes, 1);
     {
-      auto v = f.open();
+      auto v = f.open(0);  // written without the cache: the first read below fetches every frame
       REQUIRE(v->write(0, data, false).ok());
       REQUIRE(v->close().ok());
     }
@@ -99,6 +99,24 @@ TEST_SUITE("engine.disk_cache") {
       CHECK(v->stats().disk.hits == kDataBytes / (64 << 10));
       CHECK(v->close().ok());
     }
+  }
+
+  TEST_CASE("uploaded frames are kept too: reading back after a restart costs no GET") {
+    Fixture f;
+    const auto data = pattern(kDataBytes, 4);
+    {
+      auto v = f.open();
+      REQUIRE(v->write(0, data, false).ok());
+      REQUIRE(v->flush().ok());
+      CHECK(v->stats().disk.inserts == kDataBytes / (64 << 10));
+      REQUIRE(v->close().ok());
+    }
+    auto v = f.open();
+    const uint64_t before = f.gets();
+    read_all_and_check(*v, data);
+    CHECK(f.gets() - before == 0);
+    CHECK(v->stats().disk.hits == kDataBytes / (64 << 10));
+    CHECK(v->close().ok());
   }
 
   TEST_CASE("a cached frame gone bad on disk is fetched again, and the read is right") {
@@ -141,7 +159,7 @@ TEST_SUITE("engine.disk_cache") {
     Fixture f;
     const auto data = pattern(kDataBytes, 3);
     {
-      auto v = f.open(2ull << 20);
+      auto v = f.open(0);  // written without the cache: the read below fetches every frame
       REQUIRE(v->write(0, data, false).ok());
       REQUIRE(v->create_snapshot("s1").ok());
       REQUIRE(v->close().ok());

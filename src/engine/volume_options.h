@@ -39,7 +39,7 @@ struct VolumeOptions {
   uint32_t fetch_concurrency = 32;
   // Read-ahead for sequential readers (stream_detector.h): the most one
   // stream reads ahead of itself, in bytes of the device. 0: none.
-  uint64_t read_ahead_bytes = 32ull << 20;
+  uint64_t read_ahead_bytes = 64ull << 20;
   Codec codec = Codec::kLz4;
   // The SQLite file, or kInMemoryIndex for a store that starts empty and
   // keeps nothing (memory://): the index then costs no file I/O at all, and

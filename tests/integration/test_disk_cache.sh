@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local disk cache on s3:// (s3rver on loopback; issue 21): 128 MiB in,
-# stop; a start reads it all (cold: ranged GETs, each frame kept on disk);
+# The local disk cache on s3:// (s3rver on loopback; issue 21): 128 MiB in
+# (each uploaded frame kept in the disk cache), stop, the cache removed; a
+# start reads it all (cold: ranged GETs, each frame kept on disk);
 # kill -9; a start on the same state dir reads it all again from the disk
 # cache, with at most a handful of GETs. The counts come from `portalctl
 # --json status` (store_requests, counted by the daemon's CountingStore) and
@@ -43,7 +44,17 @@ read_all() {
 start_portalbd --storage "$STORAGE" --disk-size-gb 1 --config "$TMP/cache.toml"
 nbdcopy "$TMP/in.bin" "$(nbd_uri)" || fail "nbdcopy into the s3:// export failed"
 assert_eq "$(status_field 's["disk_cache"]["capacity_bytes"]')" 536870912 "status shows the disk cache and its size"
+for _ in $(seq 1 300); do  # the flusher uploads within flush_interval_ms
+  [ "$(status_field 's["dirty_bytes"]')" = 0 ] && break
+  sleep 0.1
+done
+inserted=$(status_field 's["disk_cache"]["inserts"]')
+[ "$inserted" -ge $(( DATA_MiB * 16 )) ] ||
+  fail "uploading $DATA_MiB MiB put only $inserted frames into the disk cache (expected $(( DATA_MiB * 16 )))"
+ok "uploaded frames are kept in the disk cache: $inserted frames"
 stop_portalbd
+# What the upload kept is not what this test reads cold: start without it.
+rm -rf "$CACHE_DIR"
 
 # Cold: the memory cache is empty and the disk cache holds nothing read yet.
 start_portalbd --storage "$STORAGE" --config "$TMP/cache.toml"
