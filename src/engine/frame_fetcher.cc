@@ -2,6 +2,7 @@
 #include "src/engine/frame_fetcher.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "src/log/log.h"
 
@@ -14,7 +15,7 @@ FrameFetcher::FrameFetcher(ObjectStore* store, FrameCache* cache, DiskFrameCache
       disk_(disk),
       decode_(std::move(decode)),
       opts_{std::max<size_t>(1, options.concurrency), std::max<uint64_t>(1, options.run_bytes),
-            options.prefetch_budget_bytes},
+            options.prefetch_budget_bytes, options.read_timeout_ms},
       max_ahead_running_(std::max<size_t>(1, opts_.concurrency * 3 / 4)) {}
 
 FrameFetcher::~FrameFetcher() {
@@ -112,8 +113,17 @@ Status FrameFetcher::fetch(const std::vector<FrameWant>& wants, FrameBatch* batc
   enqueue_locked(std::move(jobs));
   if (!readers_.empty()) work_ready_.notify_all();
   Status first_error;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.read_timeout_ms);
   for (const auto& [key, slot] : waits) {
-    while (!slot->done) job_done_.wait(lock);
+    while (!slot->done) {
+      if (opts_.read_timeout_ms == 0) {
+        job_done_.wait(lock);
+      } else if (job_done_.wait_until(lock, deadline) == std::cv_status::timeout && !slot->done) {
+        ++stats_.timeouts;
+        return Status::Unavailable("storage did not answer a read of " + segment_key(key.first) + " within " +
+                                   std::to_string(opts_.read_timeout_ms) + " ms");
+      }
+    }
     if (!slot->status.ok()) {
       if (first_error.ok()) first_error = slot->status;
       continue;

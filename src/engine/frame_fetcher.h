@@ -31,6 +31,10 @@
 //
 // Errors: a frame whose fetch or decode failed reports that Status to every
 // reader waiting for it and is forgotten, so the next read tries again. A
+// reader waits at most read_timeout_ms (the daemon's flush_timeout_ms), so a
+// store that stops answering costs a read EIO at that deadline, whatever
+// the store's own retries are doing; what the disk and memory caches hold
+// is still served. A
 // failed read-ahead with no reader waiting is logged at debug and costs
 // nothing else (its frames may belong to a segment GC deleted since).
 //
@@ -80,6 +84,10 @@ struct FrameFetcherOptions {
   // fade, and one slow answer delays little).
   uint64_t run_bytes = 8ull << 20;
   uint64_t prefetch_budget_bytes = 64ull << 20;  // read-ahead queued or running, stored bytes
+  // A reader waits at most this long for its frames, then gets kUnavailable
+  // (EIO to an NBD client) while the fetch goes on in the background and
+  // lands in the cache if it ever finishes. 0: no limit but the store's own.
+  uint64_t read_timeout_ms = 0;
 };
 
 struct FrameFetcherStats {
@@ -89,6 +97,7 @@ struct FrameFetcherStats {
   uint64_t joined = 0;            // frames a reader waited for instead of fetching again
   uint64_t prefetched = 0;        // frames read-ahead brought in
   uint64_t prefetch_dropped = 0;  // read-ahead frames over the budget, not fetched
+  uint64_t timeouts = 0;          // reads that gave up after read_timeout_ms
   uint64_t in_flight = 0;         // jobs running now
   uint64_t threads = 0;
 };

@@ -196,6 +196,33 @@ TEST_SUITE("engine.frame_fetcher") {
     CHECK(f.holds(batch, 1));
   }
 
+  TEST_CASE("a store that never answers fails a read at read_timeout_ms; the fetch lands later") {
+    Fixture f;
+    FrameFetcherOptions o;
+    o.read_timeout_ms = 200;
+    auto fetcher = f.fetcher(o);
+    f.cache.put(kSeq, 5 * kFrame, {std::make_shared<int>(0), {}});  // frame 5 is in memory
+    f.store->hang(1u << FaultStore::kGetRange);
+    FrameBatch batch;
+    const auto t0 = std::chrono::steady_clock::now();
+    Status st = fetcher->fetch({f.want(1), f.want(5)}, &batch);
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    CHECK(st.code() == Status::Code::kUnavailable);
+    CHECK(st.message().find("200 ms") != std::string::npos);
+    CHECK(waited >= std::chrono::milliseconds(200));
+    CHECK(waited < std::chrono::seconds(5));
+    CHECK(fetcher->stats().timeouts == 1);
+    // What memory holds is still served while the store hangs.
+    FrameBatch cached;
+    CHECK(fetcher->fetch({f.want(5)}, &cached).ok());
+    f.store->release();
+    CHECK(eventually([&] { return static_cast<bool>(f.cache.get(kSeq, 1 * kFrame)); }));  // the GET finished and was kept
+    FrameBatch after;
+    REQUIRE(fetcher->fetch({f.want(1)}, &after).ok());
+    CHECK(f.holds(after, 1));
+    CHECK(f.store->calls(FaultStore::kGetRange) == 1);
+  }
+
   TEST_CASE("a frame that fails its check is an error, and is not cached") {
     Fixture f;
     auto fetcher = f.fetcher();

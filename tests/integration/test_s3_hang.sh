@@ -5,7 +5,8 @@
 # to storage, and it must get EIO within lsm.flush_timeout_ms (5 s here) plus
 # a few seconds, however the S3 retry loop is doing (before: 8 attempts of
 # curl's 30 s low-speed limit, about 11.5 minutes). Meanwhile status says
-# storage is failing, and buffered writes still read back. After SIGCONT,
+# storage is failing, buffered writes still read back, and a read of data
+# in neither cache gets EIO within the same deadline. After SIGCONT,
 # with no restart, the next FLUSH succeeds and every answered write reads
 # back, and again after a clean restart.
 source "$(dirname "$0")/lib.sh"
@@ -57,6 +58,12 @@ elif cmd[0] == "flush":
         out["error"] = None
     except nbd.Error as e:
         out["error"] = errno_of(e)
+elif cmd[0] == "read":           # read MiB: one 1 MiB read, its error if any
+    try:
+        h.pread(MiB, int(cmd[1]) * MiB)
+        out["error"] = None
+    except nbd.Error as e:
+        out["error"] = errno_of(e)
 elif cmd[0] == "verify":         # verify [OFFSETS_TAG]: every answered write, or those of one tag
     bad, n = [], 0
     for off, (tag, i) in answered.items():
@@ -84,6 +91,10 @@ status_field() { portalctl status --json | jq -r "$1"; }
 step write base 0 4
 step flush
 assert_eq "$(jf .error)" "null" "a FLUSH with storage answering succeeds ($(jf .ms) ms)"
+# A restart without the disk cache: the base blocks are in no cache now.
+stop_portalbd
+rm -rf "$STATE_DIR/cache"
+start_portalbd "${DAEMON_ARGS[@]}"
 
 log "s3rver is stopped (SIGSTOP): connections are accepted, nothing is answered"
 kill -STOP "$S3RVER_PID"
@@ -108,6 +119,12 @@ log "last_storage_error: $err"
 check "status names the last storage error" [ -n "$err" -a "$err" != "null" ]
 step verify hung
 assert_eq "$(jf .bad)" "0" "the buffered writes read back while the store hangs ($(jf .blocks) MiB, $(jf .ms) ms)"
+step read 1
+read_ms=$(jf .ms)
+echo "# measured: a read of data in no cache against a SIGSTOPped s3rver failed after $read_ms ms"
+assert_match "$(jf .error)" '^(EIO|5)$' "a read of data in no cache gets EIO while the store hangs"
+check "the read failed within flush_timeout_ms + 4 s ($read_ms ms)" \
+  test "$read_ms" -ge $((TIMEOUT_MS - 500)) -a "$read_ms" -le $((TIMEOUT_MS + 4000))
 
 log "s3rver continues (SIGCONT)"
 kill -CONT "$S3RVER_PID"
