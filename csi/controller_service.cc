@@ -435,6 +435,7 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
   o.url = (*vol)->storage_url;
   o.volume_id = (*vol)->id;
   o.state_dir = options_.state_dir;
+  o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
   auto va = VolumeAccess::Open(o);
   if (!va.ok()) return to_grpc(va.status().With("snapshot volume " + rec.volume_id));
   auto taken = (*va)->create_snapshot(rec.engine_name);
@@ -444,7 +445,7 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
   rec.created_unix_ms = taken->created_unix_ms;
   if (Status st = registry_.put_snapshot(rec); !st.ok()) return to_grpc(st);
   log::get("csi")->info("created snapshot name={} id={} via={}", log::quote(rec.name), rec.id,
-                        (*va)->via_daemon() ? "daemon" : "engine");
+                        (*va)->via_mailbox() ? "mailbox" : (*va)->via_daemon() ? "daemon" : "engine");
   fill_snapshot(rec, out->mutable_snapshot());
   return grpc::Status::OK;
 }
@@ -465,6 +466,7 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const Delet
     o.url = (*vol)->storage_url;
     o.volume_id = (*vol)->id;
     o.state_dir = options_.state_dir;
+    o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
     auto va = VolumeAccess::Open(o);
     if (va.ok()) {
       if (Status st = (*va)->delete_snapshot(engine); !st.ok()) return to_grpc(st);

@@ -26,6 +26,9 @@ namespace portalbd::csi {
 struct ControllerOptions {
   std::string storage_url;  // default base of new volumes; the registry lives under it
   std::string state_dir;
+  // Snapshot create/delete of a volume staged on another node go through the
+  // storage mailbox (mailbox.h) and wait this long for that node; 0: refused.
+  int mailbox_timeout_ms = 30000;
 };
 
 class ControllerService final : public ::csi::v1::Controller::Service {

@@ -81,9 +81,25 @@ grpc::Status check_volume_id(const std::string& id) {
 
 NodeService::NodeService(NodeOptions options) : options_(std::move(options)) {
   reaper_ = std::thread([this] { reap_children(); });
+  if (options_.mailbox_poll_ms > 0) {
+    mailbox_ = std::make_unique<MailboxServer>([this] { return staged_volumes(); }, options_.mailbox_poll_ms);
+  }
+}
+
+std::vector<MailboxServer::StagedVolume> NodeService::staged_volumes() {
+  std::vector<MailboxServer::StagedVolume> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(options_.state_dir + "/volumes", ec)) {
+    const std::string id = entry.path().filename().string();
+    Staged s;
+    if (!load_staged(id, &s).ok() || s.storage_url.empty()) continue;
+    out.push_back({id, s.storage_url, control_socket_path(options_.state_dir, id)});
+  }
+  return out;
 }
 
 NodeService::~NodeService() {
+  mailbox_.reset();
   {
     std::lock_guard lock(stop_mu_);
     stopping_ = true;
@@ -116,6 +132,7 @@ Status NodeService::load_staged(const std::string& id, Staged* out) {
     out->device = j.value("device", "");
     out->staging_path = j.value("staging_path", "");
     out->fs_type = j.value("fs_type", "");
+    out->storage_url = j.value("storage_url", "");
   } catch (const std::exception& e) {
     return Status::Corruption(path + " is unreadable: " + e.what());
   }
@@ -128,7 +145,7 @@ Status NodeService::save_staged(const std::string& id, const Staged& s) {
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << json{{"daemon_pid", s.daemon_pid}, {"device", s.device}, {"staging_path", s.staging_path},
-                {"fs_type", s.fs_type}}
+                {"fs_type", s.fs_type}, {"storage_url", s.storage_url}}
                .dump(2)
         << "\n";
     if (!out.flush()) return Status::IOError("write " + tmp);
@@ -256,6 +273,7 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
   }
   s.staging_path = staging;
   s.fs_type = block ? "" : fs_type_of(req->volume_capability());
+  s.storage_url = it->second;
 
   auto pid = ensure_daemon(id, it->second, s.daemon_pid);
   if (!pid.ok()) return to_grpc(pid.status());

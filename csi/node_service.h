@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "csi.grpc.pb.h"
+#include "csi/mailbox.h"
 #include "src/util/status.h"
 
 namespace portalbd::csi {
@@ -39,6 +40,9 @@ struct NodeOptions {
   std::string state_dir;
   std::string portalbd_bin = "portalbd";
   int max_volumes = 16;
+  // How often the storage mailbox (mailbox.h) is looked at for the
+  // controller's requests about volumes staged here; 0: never.
+  int mailbox_poll_ms = 2000;
 };
 
 class NodeService final : public ::csi::v1::Node::Service {
@@ -70,6 +74,7 @@ class NodeService final : public ::csi::v1::Node::Service {
     std::string device;        // /dev/nbdN, "" before attaching
     std::string staging_path;
     std::string fs_type;       // "" for a block volume
+    std::string storage_url;   // the volume's, for the mailbox
   };
   Status load_staged(const std::string& id, Staged* out);
   Status save_staged(const std::string& id, const Staged& s);
@@ -78,6 +83,8 @@ class NodeService final : public ::csi::v1::Node::Service {
   // Step 2: the /dev/nbdN the daemon's export is attached to.
   Result<std::string> ensure_attached(const std::string& id, const std::string& known_device);
   Status stop_daemon(const std::string& id, int pid);
+  // Every volume with a stage.json here (the mailbox's callback).
+  std::vector<MailboxServer::StagedVolume> staged_volumes();
 
   // Collects the exit status of daemons this process started, once a
   // 200 ms. A daemon killed by something else would otherwise stay a zombie,
@@ -95,6 +102,7 @@ class NodeService final : public ::csi::v1::Node::Service {
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_
   std::thread reaper_;
+  std::unique_ptr<MailboxServer> mailbox_;  // last: stopped first
 };
 
 }  // namespace portalbd::csi

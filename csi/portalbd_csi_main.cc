@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   std::string node_id, state_dir = "/var/lib/portalbd-csi", storage_url, mode = "all", log_level = "info";
   std::string portalbd_bin;
   int max_volumes_per_node = 16;
+  int mailbox_poll_ms = 2000, mailbox_timeout_ms = 30000;
 
   CLI::App app("portalbd-csi " + std::string(kVersion) +
                ": Kubernetes CSI driver for portalbd volumes (identity, controller and node services)");
@@ -45,6 +46,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--portalbd", portalbd_bin, "the portalbd daemon binary (default: beside this program, else PATH)");
   app.add_option("--max-volumes-per-node", max_volumes_per_node, "NBD devices this node may attach")
+      ->capture_default_str();
+  app.add_option("--mailbox-poll-ms", mailbox_poll_ms,
+                 "node: look this often in storage for the controller's snapshot requests about volumes staged "
+                 "here (0: never)")
+      ->capture_default_str();
+  app.add_option("--mailbox-timeout-ms", mailbox_timeout_ms,
+                 "controller: wait this long for the node where a volume is staged to take its snapshot "
+                 "(0: refuse snapshots of volumes staged on another node)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
   try {
@@ -105,7 +114,7 @@ int main(int argc, char** argv) {
   portalbd::csi::IdentityService identity(want_controller);
   std::unique_ptr<portalbd::csi::ControllerService> controller;
   if (want_controller) {
-    auto c = portalbd::csi::ControllerService::Create({storage_url, state_dir});
+    auto c = portalbd::csi::ControllerService::Create({storage_url, state_dir, mailbox_timeout_ms});
     if (!c.ok()) {
       std::fprintf(stderr, "portalbd-csi: %s\n", c.status().message().c_str());
       return 2;
@@ -119,6 +128,7 @@ int main(int argc, char** argv) {
     no.state_dir = state_dir;
     no.portalbd_bin = portalbd_bin;
     no.max_volumes = max_volumes_per_node;
+    no.mailbox_poll_ms = mailbox_poll_ms;
     node = std::make_unique<portalbd::csi::NodeService>(no);
   }
 

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "csi/mailbox.h"
 #include "ctl/control_client.h"
 #include "src/engine/volume.h"
 #include "src/engine/writer_lease.h"
@@ -84,8 +85,28 @@ Result<std::unique_ptr<VolumeAccess>> VolumeAccess::Open(const OpenOptions& o) {
     if (head.status().is(Status::Code::kNotFound)) return Status::NotFound("no volume in " + o.url);
     if (!head.ok()) return head.status().With("look for the volume in " + o.url);
   }
+  va->volume_id_ = o.volume_id;
   auto lease = WriterLease::Acquire(va->store_, LeaseOptions{});
   if (!lease.ok()) {
+    if (lease.status().is(Status::Code::kBusy) && o.allow_daemon && o.mailbox_timeout_ms > 0 &&
+        o.grow_to_bytes == 0 && o.create_bytes == 0) {
+      const std::string base = base_of_volume_url(o.url);
+      auto base_store = open_object_store(base);
+      if (!base_store.ok()) return base_store.status().With("open storage " + base);
+      std::vector<std::byte> manifest;
+      PBD_RETURN_IF_ERROR(va->store_->get("volume.json", &manifest).With("read the volume's size"));
+      try {
+        va->size_bytes_ = json::parse(std::string(reinterpret_cast<const char*>(manifest.data()), manifest.size()))
+                              .at("size_bytes")
+                              .get<uint64_t>();
+      } catch (const std::exception& e) {
+        return Status::Corruption("volume.json of " + o.url + ": " + e.what());
+      }
+      va->mailbox_store_ = *base_store;
+      va->mailbox_timeout_ms_ = o.mailbox_timeout_ms;
+      va->busy_reason_ = lease.status().message();
+      return va;
+    }
     if (lease.status().is(Status::Code::kBusy)) {
       return Status::Busy("volume " + o.volume_id + " is in use by another portalbd (" + lease.status().message() +
                           ")");
@@ -136,6 +157,12 @@ Status VolumeAccess::close() {
 Result<SnapshotTaken> VolumeAccess::create_snapshot(const std::string& name) {
   SnapshotTaken out;
   out.size_bytes = size_bytes_;
+  if (via_mailbox()) {
+    auto r = mailbox_call(mailbox_store_, volume_id_, "snapshot.create", name, mailbox_timeout_ms_);
+    if (!r.ok()) return mailbox_error(r.status());
+    out.created_unix_ms = r->created_unix_ms != 0 ? r->created_unix_ms : now_unix_ms();
+    return out;
+  }
   if (via_daemon()) {
     auto shown = ctl::call(daemon_socket_, "snapshot.show", json{{"name", name}}, kControlTimeoutMs);
     if (shown.ok()) {
@@ -160,7 +187,10 @@ Result<SnapshotTaken> VolumeAccess::create_snapshot(const std::string& name) {
 
 Status VolumeAccess::delete_snapshot(const std::string& name) {
   Status st;
-  if (via_daemon()) {
+  if (via_mailbox()) {
+    auto r = mailbox_call(mailbox_store_, volume_id_, "snapshot.delete", name, mailbox_timeout_ms_);
+    st = r.ok() ? Status::OK() : mailbox_error(r.status());
+  } else if (via_daemon()) {
     auto r = ctl::call(daemon_socket_, "snapshot.delete", json{{"name", name}}, kControlTimeoutMs);
     st = r.ok() ? Status::OK() : r.status();
   } else {
@@ -168,6 +198,11 @@ Status VolumeAccess::delete_snapshot(const std::string& name) {
   }
   if (st.is(Status::Code::kNotFound)) return Status::OK();
   return st;
+}
+
+Status VolumeAccess::mailbox_error(const Status& st) const {
+  if (!st.is(Status::Code::kBusy)) return st;
+  return Status::Busy("volume " + volume_id_ + " is in use (" + busy_reason_ + "), and " + st.message());
 }
 
 Status VolumeAccess::copy_from_snapshot(VolumeAccess& source, const std::string& name) {

@@ -9,7 +9,11 @@
 //   * in this process otherwise: the writer lease is claimed (never taken
 //     over) and the engine's Volume opened with its index under
 //     <state-dir>/controller/<id>/. A lease held by a live daemon elsewhere
-//     is kBusy naming the holder: the caller answers FAILED_PRECONDITION.
+//     is kBusy naming the holder: the caller answers FAILED_PRECONDITION;
+//   * through the storage mailbox (mailbox.h) when the lease is held and
+//     mailbox_timeout_ms is set: the node plugin where the volume is staged
+//     runs snapshot create/delete on its daemon (a snapshot of a volume in
+//     use on another node). Only snapshot create/delete work this way.
 //
 // Thread-safety: one VolumeAccess is used by one thread at a time; the
 // controller serializes operations per driver.
@@ -61,13 +65,19 @@ class VolumeAccess {
     // Grow the volume to this size (in process only; never shrinks). 0: keep it.
     uint64_t grow_to_bytes = 0;
     bool allow_daemon = true;  // false: in process or kBusy
+    // > 0: a volume held by a daemon elsewhere is reached through the
+    // mailbox, its calls waiting this long for the node's answer.
+    int mailbox_timeout_ms = 0;
   };
   // kNotFound when the volume does not exist (and create_bytes is 0),
   // kBusy when another writer holds it and no daemon here answers for it.
   static Result<std::unique_ptr<VolumeAccess>> Open(const OpenOptions& options);
   ~VolumeAccess();
 
-  bool via_daemon() const { return !daemon_socket_.empty(); }
+  // Reached through a daemon, on this host's control socket or through the
+  // mailbox: nothing but snapshot create/delete is possible.
+  bool via_daemon() const { return !daemon_socket_.empty() || mailbox_store_ != nullptr; }
+  bool via_mailbox() const { return mailbox_store_ != nullptr; }
   uint64_t size_bytes() const { return size_bytes_; }
 
   // Idempotent by name: an existing snapshot of that name is returned.
@@ -90,8 +100,14 @@ class VolumeAccess {
 
  private:
   VolumeAccess() = default;
+  // A mailbox call's kBusy (no node answered), with who holds the volume.
+  Status mailbox_error(const Status& st) const;
 
   std::string daemon_socket_;
+  std::string volume_id_;
+  std::string busy_reason_;  // mailbox mode: who holds the volume
+  int mailbox_timeout_ms_ = 0;
+  std::shared_ptr<ObjectStore> mailbox_store_;  // <base> of the volume's URL
   std::shared_ptr<ObjectStore> store_;
   std::shared_ptr<WriterLease> lease_;
   std::shared_ptr<Volume> volume_;

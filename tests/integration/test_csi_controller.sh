@@ -39,7 +39,7 @@ out=$("$CSI" --endpoint "http://127.0.0.1:1" --mode node --node-id n 2>&1) && rc
 assert_eq "$rc" 2 "an endpoint that is neither unix:// nor tcp:// exits 2"
 
 CSI_ENDPOINT="unix://$CSI_SOCK" "$CSI" --mode all --node-id csi-test-node --state-dir "$CSI_STATE" \
-  --storage-url "file://$TMP/store" --portalbd "$PORTALBD" >"$CSI_LOG" 2>&1 &
+  --storage-url "file://$TMP/store" --portalbd "$PORTALBD" --mailbox-timeout-ms 5000 >"$CSI_LOG" 2>&1 &
 CSI_PID=$!
 cleanup_fn kill "$CSI_PID"
 for _ in $(seq 100); do [ -S "$CSI_SOCK" ] && break; sleep 0.1; done
@@ -51,6 +51,68 @@ if ! "$SYSPYTHON" "$TOP/tests/integration/csi_conformance.py" "$STUBS" "$CSI_SOC
   fail "the CSI conformance client found failures (above)"
 fi
 ok "the CSI conformance client passes"
+
+# ---- a volume staged on another node: snapshots through the storage mailbox
+# node-b is a second driver (--mode node, its own state dir); the volume's
+# daemon runs where node-b's NodeStage would have started it (the kernel
+# part of NodeStage is test_csi_node_vm.sh's), with the stage.json it writes.
+csi() {  # SERVICE METHOD JSON: CSI_OUT, CSI_RC (0 or 3)
+  CSI_RC=0
+  CSI_OUT=$("$SYSPYTHON" "$TOP/tests/integration/csi_call.py" "$STUBS" "unix://$CSI_SOCK" "$1" "$2" "$3" 2>&1) || CSI_RC=$?
+}
+field() { "$SYSPYTHON" -c 'import json, sys; d = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+NODE_B=$TMP/node-b
+"$CSI" --endpoint "unix://$TMP/node-b.sock" --mode node --node-id node-b --state-dir "$NODE_B" \
+  --mailbox-poll-ms 200 >"$TMP/node-b.log" 2>&1 &
+NODE_B_PID=$!
+cleanup_fn kill "$NODE_B_PID"
+csi Controller CreateVolume '{"name": "pvc-elsewhere", "capacity_range": {"required_bytes": 67108864}, "volume_capabilities": [{"mount": {}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}]}'
+assert_eq "$CSI_RC" 0 "CreateVolume pvc-elsewhere ($CSI_OUT)"
+VOL=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+URL=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+VDIR=$NODE_B/volumes/$VOL
+mkdir -p "$VDIR/state"
+"$PORTALBD" --storage "$URL" --state-dir "$VDIR/state" --socket "$VDIR/control.sock" --nbd-address "" \
+  --nbd-unix "$VDIR/nbd.sock" --export-name "$VOL" >"$VDIR/portalbd.log" 2>&1 &
+DAEMON_PID=$!
+cleanup_fn kill -9 "$DAEMON_PID"
+for _ in $(seq 100); do [ -S "$VDIR/control.sock" ] && break; sleep 0.1; done
+[ -S "$VDIR/control.sock" ] || { cat "$VDIR/portalbd.log"; fail "the daemon of $VOL did not start"; }
+printf '{"daemon_pid": %d, "device": "", "staging_path": "/staged/elsewhere", "fs_type": "ext4", "storage_url": "%s"}\n' \
+  "$DAEMON_PID" "$URL" >"$VDIR/stage.json"
+ok "volume $VOL is staged on node-b (its daemon runs under node-b's state dir)"
+
+csi Controller CreateSnapshot "{\"name\": \"snap-elsewhere\", \"source_volume_id\": \"$VOL\"}"
+assert_eq "$CSI_RC" 0 "CreateSnapshot of a volume staged on another node ($CSI_OUT)"
+SNAP=$(field "$CSI_OUT" 'd["snapshot"]["snapshot_id"]')
+assert_match "$(grep "created snapshot name=snap-elsewhere" "$CSI_LOG")" "via=mailbox" "... it went through the storage mailbox"
+out=$("$PORTALCTL" --socket "$VDIR/control.sock" snapshot list)
+assert_match "$out" "${SNAP#*@}" "... and node-b's daemon took it (portalctl snapshot list)"
+csi Controller CreateSnapshot "{\"name\": \"snap-elsewhere\", \"source_volume_id\": \"$VOL\"}"
+assert_eq "$(field "$CSI_OUT" 'd["snapshot"]["snapshot_id"]')" "$SNAP" "CreateSnapshot again answers the same snapshot"
+left=$(find "$TMP/store/_csi/requests" "$TMP/store/_csi/replies" -type f 2>/dev/null | wc -l)
+assert_eq "$left" 0 "no request or reply is left in the mailbox"
+csi Controller DeleteVolume "{\"volume_id\": \"$VOL\"}"
+assert_eq "$CSI_RC" 3 "DeleteVolume of a volume staged on another node is refused"
+assert_match "$CSI_OUT" "^FAILED_PRECONDITION" "... with FAILED_PRECONDITION ($CSI_OUT)"
+csi Controller DeleteSnapshot "{\"snapshot_id\": \"$SNAP\"}"
+assert_eq "$CSI_RC" 0 "DeleteSnapshot through the mailbox ($CSI_OUT)"
+out=$("$PORTALCTL" --socket "$VDIR/control.sock" snapshot list)
+assert_no_match "$out" "${SNAP#*@}" "... node-b's daemon deleted it"
+
+kill -TERM "$NODE_B_PID"; wait "$NODE_B_PID" || true
+csi Controller CreateSnapshot "{\"name\": \"snap-nobody\", \"source_volume_id\": \"$VOL\"}"
+assert_eq "$CSI_RC" 3 "CreateSnapshot fails when no node plugin answers for the volume"
+assert_match "$CSI_OUT" "^FAILED_PRECONDITION.*no portalbd-csi node plugin" "... FAILED_PRECONDITION saying so ($CSI_OUT)"
+left=$(find "$TMP/store/_csi/requests" -type f 2>/dev/null | wc -l)
+assert_eq "$left" 0 "... and its request is withdrawn"
+kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true
+csi Controller CreateSnapshot "{\"name\": \"snap-nobody\", \"source_volume_id\": \"$VOL\"}"
+assert_eq "$CSI_RC" 0 "the same CreateSnapshot succeeds once the volume is detached ($CSI_OUT)"
+csi Controller DeleteSnapshot "{\"snapshot_id\": \"$(field "$CSI_OUT" 'd["snapshot"]["snapshot_id"]')\"}"
+assert_eq "$CSI_RC" 0 "DeleteSnapshot"
+csi Controller DeleteVolume "{\"volume_id\": \"$VOL\"}"
+assert_eq "$CSI_RC" 0 "DeleteVolume once detached"
 
 kill -TERM "$CSI_PID"
 wait "$CSI_PID" && rc=0 || rc=$?

@@ -1,0 +1,73 @@
+// Mailbox: how the controller reaches the daemon of a volume staged on
+// another node, through object storage, the one thing every node and the
+// controller share (no network path or credentials between pods needed).
+//
+//   <base>/_csi/requests/<volume id>/<request id>.json   the controller's request
+//   <base>/_csi/replies/<volume id>/<request id>.json    the node's answer
+//
+// <base> is the volume's storage URL without its last component (the
+// volume's own prefix stays the engine's alone). Requests: snapshot.create
+// and snapshot.delete of one engine snapshot name, both idempotent, so a
+// request answered twice (a node that crashed between running it and
+// removing it) does no harm. The node plugin (MailboxServer) looks every
+// poll interval, with one LIST per storage base, for requests naming volumes
+// whose daemon runs on it, runs them on the daemon's control socket, writes
+// the reply, and removes the request. The controller (call()) removes the
+// reply, and the request when it gives up.
+//
+// Thread-safety: call() is safe from any thread; MailboxServer runs its own
+// thread and takes the list of staged volumes from a callback.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <condition_variable>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "src/store/object_store.h"
+#include "src/util/status.h"
+
+namespace portalbd::csi {
+
+// "<base>" of a volume URL "<base>/<id>".
+std::string base_of_volume_url(const std::string& volume_url);
+
+struct MailboxReply {
+  int64_t created_unix_ms = 0;  // snapshot.create: the snapshot's creation time
+};
+
+// Sends one request and waits up to timeout_ms for its reply. kBusy when no
+// node answered in time (the request is withdrawn), else the daemon's status.
+Result<MailboxReply> mailbox_call(const std::shared_ptr<ObjectStore>& base_store, const std::string& volume_id,
+                                  const std::string& op, const std::string& snapshot_name, int timeout_ms);
+
+class MailboxServer {
+ public:
+  struct StagedVolume {
+    std::string volume_id;
+    std::string storage_url;     // the volume's own URL
+    std::string control_socket;  // its daemon's
+  };
+  // `staged` is called on the server's thread each round.
+  MailboxServer(std::function<std::vector<StagedVolume>()> staged, int poll_ms);
+  ~MailboxServer();
+
+ private:
+  void run();
+  void serve_base(const std::string& base, const std::map<std::string, StagedVolume>& volumes);
+
+  const std::function<std::vector<StagedVolume>()> staged_;
+  const int poll_ms_;
+  std::map<std::string, std::shared_ptr<ObjectStore>> stores_;  // by base URL; the thread's own
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace portalbd::csi
