@@ -127,6 +127,12 @@ expect_code(ctrl.CreateVolume,
                                     capacity_range=csi.CapacityRange(required_bytes=5000, limit_bytes=6000)),
             grpc.StatusCode.OUT_OF_RANGE, "CreateVolume whose range holds no whole 4 KiB block count")
 
+got, detail = code_of(ctrl.CreateVolume, csi.CreateVolumeRequest(
+    name="unopenable", volume_capabilities=[mount_cap()],
+    parameters={"storageUrl": "file:///proc/portalbd-csi-cannot-write-here"}))
+ok(got not in (grpc.StatusCode.OK, grpc.StatusCode.UNKNOWN) and "/proc/portalbd-csi-cannot-write-here" in str(detail),
+   f"CreateVolume on storage that cannot be written: {got.name}, naming the URL: {str(detail)[:160]!r}")
+
 # ---------------------------------------------------------------- CreateVolume: provisioner sequence
 req = csi.CreateVolumeRequest(name="pvc-0001", volume_capabilities=[mount_cap()],
                               capacity_range=csi.CapacityRange(required_bytes=100 * MiB + 1))
@@ -403,15 +409,16 @@ if nbd is not None:
     (a,) = nbd_io(sock, from_orphan.volume_id, reads=[(0, len(PATTERN_B))])
     ok(a == PATTERN_B, "... with its data")
     stop_daemon(do)
-storage_dir = v1.volume_context["storageUrl"][len("file://"):]
-ok(os.path.exists(os.path.join(storage_dir, "volume.json")), "the deleted volume's storage is kept while snapshots remain")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from csi_store import exists as object_exists  # noqa: E402
+manifest_url = v1.volume_context["storageUrl"] + "/volume.json"
+ok(object_exists(manifest_url), "the deleted volume's storage is kept while snapshots remain")
 for s in (s1, s2):
     expect_code(ctrl.DeleteSnapshot, csi.DeleteSnapshotRequest(snapshot_id=s.snapshot_id), grpc.StatusCode.OK,
                 f"DeleteSnapshot {s.snapshot_id}")
 expect_code(ctrl.DeleteSnapshot, csi.DeleteSnapshotRequest(snapshot_id=s1.snapshot_id), grpc.StatusCode.OK,
             "DeleteSnapshot again (idempotent)")
-ok(not os.path.exists(os.path.join(storage_dir, "volume.json")),
-   "the last snapshot of a deleted volume takes its storage along")
+ok(not object_exists(manifest_url), "the last snapshot of a deleted volume takes its storage along")
 
 for v in (vdef, vlim, restored, clone, fresh, from_orphan):
     expect_code(ctrl.DeleteVolume, csi.DeleteVolumeRequest(volume_id=v.volume_id), grpc.StatusCode.OK,

@@ -5,7 +5,8 @@
 # error-code rule that applies, volumes attached through a running daemon
 # (snapshots over its control socket, delete and expand refused), clones
 # and restores checked block by block over NBD, and the Node service's
-# argument checks. On file:// storage; the Python stubs are generated from
+# argument checks. On file:// storage (test_csi_controller_s3.sh runs the
+# same on s3rver, CSI_STORE=s3); the Python stubs are generated from
 # the vendored csi/proto/csi.proto with protoc at test time.
 source "$(dirname "$0")/lib.sh"
 requires protoc grpc_python_plugin
@@ -26,7 +27,17 @@ check "protoc generates the Python stubs from csi/proto/csi.proto" \
 CSI_STATE=$TMP/csi-state
 CSI_SOCK=$TMP/csi.sock
 CSI_LOG=$TMP/portalbd-csi.log
-mkdir -p "$TMP/store"
+if [ "${CSI_STORE:-file}" = s3 ]; then
+  source "$TOP/tests/integration/s3_lib.sh"
+  "$SYSPYTHON" -c 'import botocore' 2>/dev/null || skip "$SYSPYTHON lacks botocore (python3-botocore)"
+  start_s3rver
+  export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
+  STORE_URL=s3://$S3_BUCKET/csi
+else
+  mkdir -p "$TMP/store"
+  STORE_URL=file://$TMP/store
+fi
+store_count() { "$SYSPYTHON" "$TOP/tests/integration/csi_store.py" count "$1"; }
 
 # Bad command lines are usage errors, said plainly.
 out=$("$CSI" --endpoint "unix://$CSI_SOCK" --mode controller --state-dir "$CSI_STATE" 2>&1) && rc=0 || rc=$?
@@ -39,7 +50,7 @@ out=$("$CSI" --endpoint "http://127.0.0.1:1" --mode node --node-id n 2>&1) && rc
 assert_eq "$rc" 2 "an endpoint that is neither unix:// nor tcp:// exits 2"
 
 CSI_ENDPOINT="unix://$CSI_SOCK" "$CSI" --mode all --node-id csi-test-node --state-dir "$CSI_STATE" \
-  --storage-url "file://$TMP/store" --portalbd "$PORTALBD" --mailbox-timeout-ms 5000 >"$CSI_LOG" 2>&1 &
+  --storage-url "$STORE_URL" --portalbd "$PORTALBD" --mailbox-timeout-ms 5000 >"$CSI_LOG" 2>&1 &
 CSI_PID=$!
 cleanup_fn kill "$CSI_PID"
 for _ in $(seq 100); do [ -S "$CSI_SOCK" ] && break; sleep 0.1; done
@@ -50,7 +61,9 @@ if ! "$SYSPYTHON" "$TOP/tests/integration/csi_conformance.py" "$STUBS" "$CSI_SOC
   echo "---- last 30 lines of $CSI_LOG ----"; tail -30 "$CSI_LOG"
   fail "the CSI conformance client found failures (above)"
 fi
-ok "the CSI conformance client passes"
+ok "the CSI conformance client passes ($STORE_URL)"
+assert_match "$(grep 'CreateVolume name=unopenable' "$CSI_LOG")" "cannot-write-here" \
+  "the driver's log names the storage it could not use"
 
 # ---- a volume staged on another node: snapshots through the storage mailbox
 # node-b is a second driver (--mode node, its own state dir); the volume's
@@ -90,7 +103,7 @@ out=$("$PORTALCTL" --socket "$VDIR/control.sock" snapshot list)
 assert_match "$out" "${SNAP#*@}" "... and node-b's daemon took it (portalctl snapshot list)"
 csi Controller CreateSnapshot "{\"name\": \"snap-elsewhere\", \"source_volume_id\": \"$VOL\"}"
 assert_eq "$(field "$CSI_OUT" 'd["snapshot"]["snapshot_id"]')" "$SNAP" "CreateSnapshot again answers the same snapshot"
-left=$(find "$TMP/store/_csi/requests" "$TMP/store/_csi/replies" -type f 2>/dev/null | wc -l)
+left=$(( $(store_count "$STORE_URL/_csi/requests/") + $(store_count "$STORE_URL/_csi/replies/") ))
 assert_eq "$left" 0 "no request or reply is left in the mailbox"
 csi Controller DeleteVolume "{\"volume_id\": \"$VOL\"}"
 assert_eq "$CSI_RC" 3 "DeleteVolume of a volume staged on another node is refused"
@@ -104,7 +117,7 @@ kill -TERM "$NODE_B_PID"; wait "$NODE_B_PID" || true
 csi Controller CreateSnapshot "{\"name\": \"snap-nobody\", \"source_volume_id\": \"$VOL\"}"
 assert_eq "$CSI_RC" 3 "CreateSnapshot fails when no node plugin answers for the volume"
 assert_match "$CSI_OUT" "^FAILED_PRECONDITION.*no portalbd-csi node plugin" "... FAILED_PRECONDITION saying so ($CSI_OUT)"
-left=$(find "$TMP/store/_csi/requests" -type f 2>/dev/null | wc -l)
+left=$(store_count "$STORE_URL/_csi/requests/")
 assert_eq "$left" 0 "... and its request is withdrawn"
 kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true
 csi Controller CreateSnapshot "{\"name\": \"snap-nobody\", \"source_volume_id\": \"$VOL\"}"
