@@ -31,6 +31,18 @@ bool is_read_only_mode(const VolumeCapability& cap) {
   return cap.access_mode().mode() == VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY;
 }
 
+std::map<std::string, std::string> store_settings(const google::protobuf::Map<std::string, std::string>& secrets) {
+  static const char* const kNames[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                       "AWS_ENDPOINT_URL",  "AWS_ENDPOINT_URL_S3",   "AWS_REGION",
+                                       "AWS_DEFAULT_REGION", "AWS_PROFILE",          "AWS_SHARED_CREDENTIALS_FILE"};
+  std::map<std::string, std::string> out;
+  for (const char* name : kNames) {
+    auto it = secrets.find(name);
+    if (it != secrets.end()) out[name] = it->second;
+  }
+  return out;
+}
+
 grpc::Status to_grpc(const Status& st) {
   using C = Status::Code;
   grpc::StatusCode code = grpc::StatusCode::INTERNAL;

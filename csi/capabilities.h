@@ -8,6 +8,7 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -27,6 +28,13 @@ std::string unsupported_reason(const ::csi::v1::VolumeCapability& cap);
 // The filesystem a mount capability asks for ("ext4" when unset).
 std::string fs_type_of(const ::csi::v1::VolumeCapability& cap);
 bool is_read_only_mode(const ::csi::v1::VolumeCapability& cap);
+
+// The storage settings a call's CSI secrets carry: the AWS_* names the S3
+// store reads from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+// AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_REGION,
+// AWS_DEFAULT_REGION, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE), overriding
+// it for that call. Other keys of the Secret are ignored.
+std::map<std::string, std::string> store_settings(const google::protobuf::Map<std::string, std::string>& secrets);
 
 // portalbd Status -> gRPC status, message kept. kBusy (another writer holds
 // the volume) is FAILED_PRECONDITION.

@@ -91,7 +91,17 @@ Status run_checked(const std::vector<std::string>& argv) {
   return Status::IOError(join(argv) + " failed (exit " + std::to_string(r.exit_code) + "): " + out);
 }
 
-Result<int> spawn_detached(const std::vector<std::string>& argv, const std::string& log_path) {
+Result<int> spawn_detached(const std::vector<std::string>& argv, const std::string& log_path,
+                           const std::map<std::string, std::string>& env) {
+  // The environment is built before fork: the child of a threaded process
+  // may only call async-signal-safe functions, and setenv allocates.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    if (!env.count(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
+  }
+  for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
+  auto envp = c_argv(env_strings);
   int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return Status::IOError("open " + log_path + ": " + std::strerror(errno));
   auto args = c_argv(argv);
@@ -111,7 +121,7 @@ Result<int> spawn_detached(const std::vector<std::string>& argv, const std::stri
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    execvp(args[0], args.data());
+    execvpe(args[0], args.data(), envp.data());
     dprintf(2, "cannot run %s: %s\n", args[0], std::strerror(errno));
     _exit(127);
   }

@@ -4,6 +4,7 @@
 // Thread-safety: each call forks its own child; safe from any thread.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,8 +24,10 @@ CommandResult run_command(const std::vector<std::string>& argv);
 Status run_checked(const std::vector<std::string>& argv);
 
 // Starts argv in its own session (it outlives this process), stdout and
-// stderr appended to `log_path`; returns its pid.
-Result<int> spawn_detached(const std::vector<std::string>& argv, const std::string& log_path);
+// stderr appended to `log_path`, with this process's environment plus
+// `env` (which wins); returns its pid.
+Result<int> spawn_detached(const std::vector<std::string>& argv, const std::string& log_path,
+                           const std::map<std::string, std::string>& env = {});
 
 // True when `path` is a mount point (listed in /proc/self/mountinfo).
 bool is_mount_point(const std::string& path);

@@ -118,11 +118,13 @@ void ControllerService::fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* 
   }
 }
 
-Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeContentSource& source) {
+Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeContentSource& source,
+                                       const std::map<std::string, std::string>& settings) {
   VolumeAccess::OpenOptions o;
   o.url = rec.storage_url;
   o.volume_id = rec.id;
   o.state_dir = options_.state_dir;
+  o.settings = settings;
   o.create_bytes = rec.capacity_bytes;
   o.allow_daemon = false;
   CSI_ASSIGN_OR_RETURN(auto target, VolumeAccess::Open(o));
@@ -149,6 +151,7 @@ Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeCont
     so.url = src_rec->storage_url;
     so.volume_id = src_rec->id;
     so.state_dir = options_.state_dir;
+    so.settings = settings;
     so.allow_daemon = false;
     auto src = VolumeAccess::Open(so);
     if (!src.ok()) return src.status().With("open source volume " + src_volume_id);
@@ -240,7 +243,7 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   if (source.has_volume()) rec.source_volume_id = source.volume().volume_id();
 
   auto logger = log::get("csi");
-  if (Status st = build_volume(rec, source); !st.ok()) {
+  if (Status st = build_volume(rec, source, store_settings(req->secrets())); !st.ok()) {
     logger->error("CreateVolume name={} id={} failed: {}", log::quote(rec.name), rec.id, st.ToString());
     return to_grpc(st.With("create volume " + rec.id + " in " + rec.storage_url));
   }
@@ -251,11 +254,12 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   return grpc::Status::OK;
 }
 
-Status ControllerService::destroy_volume(const VolumeRecord& rec) {
+Status ControllerService::destroy_volume(const VolumeRecord& rec, const std::map<std::string, std::string>& settings) {
   VolumeAccess::OpenOptions o;
   o.url = rec.storage_url;
   o.volume_id = rec.id;
   o.state_dir = options_.state_dir;
+  o.settings = settings;
   auto va = VolumeAccess::Open(o);
   if (va.ok()) {
     if ((*va)->via_daemon()) {
@@ -274,6 +278,7 @@ Status ControllerService::destroy_volume(const VolumeRecord& rec) {
 grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteVolumeRequest* req,
                                              DeleteVolumeResponse*) {
   std::lock_guard lock(mu_);
+  const auto settings = store_settings(req->secrets());
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteVolume needs a volume_id");
   if (!plausible_volume_id(req->volume_id())) return grpc::Status::OK;  // never ours: nothing to delete
   auto rec = registry_.volume(req->volume_id());
@@ -293,6 +298,7 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
     o.url = v.storage_url;
     o.volume_id = v.id;
     o.state_dir = options_.state_dir;
+    o.settings = settings;
     auto va = VolumeAccess::Open(o);
     if (!va.ok() && !va.status().is(Status::Code::kNotFound)) return to_grpc(va.status());
     if (va.ok() && (*va)->via_daemon()) {
@@ -301,7 +307,7 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
     v.deleted = true;
     if (Status st = registry_.put_volume(v); !st.ok()) return to_grpc(st);
   } else {
-    if (Status st = destroy_volume(v); !st.ok()) return to_grpc(st.With("delete volume " + v.id));
+    if (Status st = destroy_volume(v, settings); !st.ok()) return to_grpc(st.With("delete volume " + v.id));
   }
   auto named = registry_.volume_id_by_name(v.name);
   if (named.ok() && *named && **named == v.id) {
@@ -394,6 +400,7 @@ grpc::Status ControllerService::ControllerGetCapabilities(grpc::ServerContext*,
 grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const CreateSnapshotRequest* req,
                                                CreateSnapshotResponse* out) {
   std::lock_guard lock(mu_);
+  const auto settings = store_settings(req->secrets());
   if (req->name().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a name");
   if (req->source_volume_id().empty()) {
     return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a source_volume_id");
@@ -435,6 +442,7 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
   o.url = (*vol)->storage_url;
   o.volume_id = (*vol)->id;
   o.state_dir = options_.state_dir;
+  o.settings = settings;
   o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
   auto va = VolumeAccess::Open(o);
   if (!va.ok()) return to_grpc(va.status().With("snapshot volume " + rec.volume_id));
@@ -453,6 +461,7 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
 grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const DeleteSnapshotRequest* req,
                                                DeleteSnapshotResponse*) {
   std::lock_guard lock(mu_);
+  const auto settings = store_settings(req->secrets());
   if (req->snapshot_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteSnapshot needs a snapshot_id");
   std::string vol_id, engine;
   if (!split_snapshot_id(req->snapshot_id(), &vol_id, &engine)) return grpc::Status::OK;
@@ -466,6 +475,7 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const Delet
     o.url = (*vol)->storage_url;
     o.volume_id = (*vol)->id;
     o.state_dir = options_.state_dir;
+    o.settings = settings;
     o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
     auto va = VolumeAccess::Open(o);
     if (va.ok()) {
@@ -487,7 +497,7 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const Delet
     bool more = false;
     for (const auto& s : *snaps) more |= s.volume_id == vol_id;
     if (!more) {
-      if (Status st = destroy_volume(**vol); !st.ok()) return to_grpc(st);
+      if (Status st = destroy_volume(**vol, settings); !st.ok()) return to_grpc(st);
     }
   }
   log::get("csi")->info("deleted snapshot id={}", req->snapshot_id());
@@ -527,6 +537,7 @@ grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*, const ListSn
 grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, const ControllerExpandVolumeRequest* req,
                                                        ControllerExpandVolumeResponse* out) {
   std::lock_guard lock(mu_);
+  const auto settings = store_settings(req->secrets());
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
   if (!req->has_capacity_range()) return grpc_error(StatusCode::INVALID_ARGUMENT, "capacity_range is missing");
   if (!plausible_volume_id(req->volume_id())) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
@@ -542,6 +553,7 @@ grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, con
     o.url = v.storage_url;
     o.volume_id = v.id;
     o.state_dir = options_.state_dir;
+    o.settings = settings;
     o.grow_to_bytes = *size;
     o.allow_daemon = false;
     auto va = VolumeAccess::Open(o);

@@ -13,6 +13,7 @@
 // others wait, which is correct if not fast).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,9 +65,11 @@ class ControllerService final : public ::csi::v1::Controller::Service {
       : options_(std::move(options)), registry_(std::move(registry_store)) {}
 
   // Makes the new volume's storage, copying from its source when it has one.
-  Status build_volume(const VolumeRecord& rec, const ::csi::v1::VolumeContentSource& source);
+  // `settings`: the call's storage settings (store_settings()).
+  Status build_volume(const VolumeRecord& rec, const ::csi::v1::VolumeContentSource& source,
+                      const std::map<std::string, std::string>& settings);
   // Removes a volume's storage and record; the caller checked nothing holds it.
-  Status destroy_volume(const VolumeRecord& rec);
+  Status destroy_volume(const VolumeRecord& rec, const std::map<std::string, std::string>& settings);
   void fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* out);
 
   const ControllerOptions options_;

@@ -124,7 +124,7 @@ void MailboxServer::serve_base(const std::string& base, const std::map<std::stri
   auto logger = log::get("csi");
   auto& store = stores_[base];
   if (!store) {
-    auto opened = open_object_store(base);
+    auto opened = open_object_store(base, volumes.begin()->second.settings);
     if (!opened.ok()) {
       logger->warn("mailbox: cannot open {}: {}", log::quote(base), opened.status().ToString());
       stores_.erase(base);

@@ -52,6 +52,7 @@ class MailboxServer {
     std::string volume_id;
     std::string storage_url;     // the volume's own URL
     std::string control_socket;  // its daemon's
+    std::map<std::string, std::string> settings;  // storage settings (NodeStage's secrets)
   };
   // `staged` is called on the server's thread each round.
   MailboxServer(std::function<std::vector<StagedVolume>()> staged, int poll_ms);
@@ -60,6 +61,7 @@ class MailboxServer {
  private:
   void run();
   void serve_base(const std::string& base, const std::map<std::string, StagedVolume>& volumes);
+  // The store of a base, opened with the settings of one of its volumes.
 
   const std::function<std::vector<StagedVolume>()> staged_;
   const int poll_ms_;

@@ -93,7 +93,12 @@ std::vector<MailboxServer::StagedVolume> NodeService::staged_volumes() {
     const std::string id = entry.path().filename().string();
     Staged s;
     if (!load_staged(id, &s).ok() || s.storage_url.empty()) continue;
-    out.push_back({id, s.storage_url, control_socket_path(options_.state_dir, id)});
+    std::map<std::string, std::string> settings;
+    {
+      std::lock_guard lock(children_mu_);
+      if (auto it = settings_.find(id); it != settings_.end()) settings = it->second;
+    }
+    out.push_back({id, s.storage_url, control_socket_path(options_.state_dir, id), settings});
   }
   return out;
 }
@@ -158,7 +163,8 @@ Status NodeService::save_staged(const std::string& id, const Staged& s) {
 
 // ---- the daemon
 
-Result<int> NodeService::ensure_daemon(const std::string& id, const std::string& url, int known_pid) {
+Result<int> NodeService::ensure_daemon(const std::string& id, const std::string& url, int known_pid,
+                                       const std::map<std::string, std::string>& settings) {
   const std::string dir = node_volume_dir(options_.state_dir, id);
   const std::string socket = control_socket_path(options_.state_dir, id);
   if (daemon_answers(socket)) return known_pid;
@@ -175,7 +181,7 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
                                    "--nbd-address", "",
                                    "--nbd-unix", nbd_socket_path(options_.state_dir, id),
                                    "--export-name", id};
-  auto pid = spawn_detached(argv, log_path);
+  auto pid = spawn_detached(argv, log_path, settings);  // the secrets reach the daemon as its environment
   if (!pid.ok()) return pid.status();
   {
     std::lock_guard lock(children_mu_);
@@ -275,7 +281,12 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
   s.fs_type = block ? "" : fs_type_of(req->volume_capability());
   s.storage_url = it->second;
 
-  auto pid = ensure_daemon(id, it->second, s.daemon_pid);
+  const auto settings = store_settings(req->secrets());
+  {
+    std::lock_guard children_lock(children_mu_);
+    settings_[id] = settings;
+  }
+  auto pid = ensure_daemon(id, it->second, s.daemon_pid, settings);
   if (!pid.ok()) return to_grpc(pid.status());
   s.daemon_pid = *pid;
   if (Status st = save_staged(id, s); !st.ok()) return to_grpc(st);
@@ -337,6 +348,10 @@ grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*, const NodeUnst
   if (Status st = stop_daemon(id, s.daemon_pid); !st.ok()) return to_grpc(st);
   std::error_code ec;
   fs::remove(node_volume_dir(options_.state_dir, id) + "/stage.json", ec);
+  {
+    std::lock_guard children_lock(children_mu_);
+    settings_.erase(id);
+  }
   log::get("csi")->info("unstaged volume id={}", id);
   return grpc::Status::OK;
 }

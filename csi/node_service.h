@@ -24,6 +24,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -79,7 +80,8 @@ class NodeService final : public ::csi::v1::Node::Service {
   Status load_staged(const std::string& id, Staged* out);
   Status save_staged(const std::string& id, const Staged& s);
   // Step 1: a daemon answering for the volume; its pid.
-  Result<int> ensure_daemon(const std::string& id, const std::string& url, int known_pid);
+  Result<int> ensure_daemon(const std::string& id, const std::string& url, int known_pid,
+                            const std::map<std::string, std::string>& settings);
   // Step 2: the /dev/nbdN the daemon's export is attached to.
   Result<std::string> ensure_attached(const std::string& id, const std::string& known_device);
   Status stop_daemon(const std::string& id, int pid);
@@ -98,6 +100,9 @@ class NodeService final : public ::csi::v1::Node::Service {
   std::mutex mu_;
   std::mutex children_mu_;
   std::vector<int> children_;  // guarded by children_mu_
+  // The storage settings of each staged volume's NodeStage secrets, for the
+  // mailbox (kept in memory only, never written down).
+  std::map<std::string, std::map<std::string, std::string>> settings_;  // guarded by children_mu_
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by stop_mu_

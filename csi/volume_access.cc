@@ -77,7 +77,7 @@ Result<std::unique_ptr<VolumeAccess>> VolumeAccess::Open(const OpenOptions& o) {
     return va;
   }
 
-  auto store = open_object_store(o.url);
+  auto store = open_object_store(o.url, o.settings);
   if (!store.ok()) return store.status().With("open storage " + o.url);
   va->store_ = *store;
   if (o.create_bytes == 0) {
@@ -91,7 +91,7 @@ Result<std::unique_ptr<VolumeAccess>> VolumeAccess::Open(const OpenOptions& o) {
     if (lease.status().is(Status::Code::kBusy) && o.allow_daemon && o.mailbox_timeout_ms > 0 &&
         o.grow_to_bytes == 0 && o.create_bytes == 0) {
       const std::string base = base_of_volume_url(o.url);
-      auto base_store = open_object_store(base);
+      auto base_store = open_object_store(base, o.settings);
       if (!base_store.ok()) return base_store.status().With("open storage " + base);
       std::vector<std::byte> manifest;
       PBD_RETURN_IF_ERROR(va->store_->get("volume.json", &manifest).With("read the volume's size"));

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -68,6 +69,9 @@ class VolumeAccess {
     // > 0: a volume held by a daemon elsewhere is reached through the
     // mailbox, its calls waiting this long for the node's answer.
     int mailbox_timeout_ms = 0;
+    // Storage settings from the call's CSI secrets (store_settings() in
+    // capabilities.h): AWS_* names that override the environment's.
+    std::map<std::string, std::string> settings;
   };
   // kNotFound when the volume does not exist (and create_bytes is 0),
   // kBusy when another writer holds it and no daemon here answers for it.

@@ -127,6 +127,41 @@ assert_eq "$CSI_RC" 0 "DeleteSnapshot"
 csi Controller DeleteVolume "{\"volume_id\": \"$VOL\"}"
 assert_eq "$CSI_RC" 0 "DeleteVolume once detached"
 
+if [ "${CSI_STORE:-file}" = s3 ]; then
+  # ---- credentials from CSI secrets: a controller whose environment has
+  # none keeps its registry on file://, and a StorageClass's storageUrl on
+  # s3:// works only with the secrets the sidecars pass.
+  SEC_SOCK=$TMP/csi-secrets.sock
+  env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_ENDPOINT_URL -u AWS_SHARED_CREDENTIALS_FILE HOME="$TMP" \
+    "$CSI" --endpoint "unix://$SEC_SOCK" --mode controller --state-dir "$TMP/csi-secrets-state" \
+    --storage-url "file://$TMP/registry-secrets" >"$TMP/csi-secrets.log" 2>&1 &
+  SEC_PID=$!
+  cleanup_fn kill "$SEC_PID"
+  for _ in $(seq 100); do [ -S "$SEC_SOCK" ] && break; sleep 0.1; done
+  sec_call() { CSI_RC=0; CSI_OUT=$("$SYSPYTHON" "$TOP/tests/integration/csi_call.py" "$STUBS" "unix://$SEC_SOCK" "$@" 2>&1) || CSI_RC=$?; }
+  SECRETS="\"secrets\": {\"AWS_ACCESS_KEY_ID\": \"S3RVER\", \"AWS_SECRET_ACCESS_KEY\": \"S3RVER\", \"AWS_ENDPOINT_URL\": \"$S3_ENDPOINT\", \"unrelated\": \"x\"}"
+  CREATE="\"name\": \"pvc-secret\", \"volume_capabilities\": [{\"mount\": {}, \"access_mode\": {\"mode\": \"SINGLE_NODE_WRITER\"}}], \"parameters\": {\"storageUrl\": \"s3://$S3_BUCKET/with-secrets\"}"
+  sec_call Controller CreateVolume "{$CREATE}"
+  assert_eq "$CSI_RC" 3 "CreateVolume on s3:// without credentials fails"
+  assert_match "$CSI_OUT" "credentials" "... saying there are no credentials ($CSI_OUT)"
+  sec_call Controller CreateVolume "{$CREATE, $SECRETS}"
+  assert_eq "$CSI_RC" 0 "CreateVolume with the credentials in CSI secrets ($CSI_OUT)"
+  SVOL=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+  "$SYSPYTHON" "$TOP/tests/integration/csi_store.py" exists "s3://$S3_BUCKET/with-secrets/$SVOL/volume.json" ||
+    fail "no volume.json in s3://$S3_BUCKET/with-secrets/$SVOL"
+  ok "... the volume is in s3://$S3_BUCKET/with-secrets/$SVOL"
+  sec_call Controller CreateSnapshot "{\"name\": \"snap-secret\", \"source_volume_id\": \"$SVOL\", $SECRETS}"
+  assert_eq "$CSI_RC" 0 "CreateSnapshot with secrets ($CSI_OUT)"
+  SSNAP=$(field "$CSI_OUT" 'd["snapshot"]["snapshot_id"]')
+  sec_call Controller ControllerExpandVolume "{\"volume_id\": \"$SVOL\", \"capacity_range\": {\"required_bytes\": 2147483648}, $SECRETS}"
+  assert_eq "$CSI_RC" 0 "ControllerExpandVolume with secrets ($CSI_OUT)"
+  sec_call Controller DeleteSnapshot "{\"snapshot_id\": \"$SSNAP\", $SECRETS}"
+  assert_eq "$CSI_RC" 0 "DeleteSnapshot with secrets ($CSI_OUT)"
+  sec_call Controller DeleteVolume "{\"volume_id\": \"$SVOL\", $SECRETS}"
+  assert_eq "$CSI_RC" 0 "DeleteVolume with secrets ($CSI_OUT)"
+  assert_eq "$(store_count "s3://$S3_BUCKET/with-secrets/$SVOL/")" 0 "... its objects are gone"
+fi
+
 kill -TERM "$CSI_PID"
 wait "$CSI_PID" && rc=0 || rc=$?
 assert_eq "$rc" 0 "portalbd-csi stops cleanly on SIGTERM"
