@@ -53,9 +53,14 @@ void BackgroundGc::run() {
     passes_run_++;
     auto report = volume_->gc(options_);
     if (!report.ok()) {
+      passes_failed_++;
       settled_ = false;
       log::get("gc")->warn("background gc pass failed error={}", log::quote(report.status().ToString()));
     } else {
+      segments_deleted_ += report->segments_deleted;
+      bytes_deleted_ += report->bytes_deleted;
+      segments_rewritten_ += report->segments_rewritten;
+      bytes_rewritten_ += report->bytes_rewritten;
       settled_ = !did_work(*report);
       settled_mark_ = mark;
       next_delete_unix_ms_ = report->next_delete_unix_ms;

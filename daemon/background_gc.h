@@ -17,7 +17,7 @@
 // calls Volume::gc directly and always runs.
 //
 // Thread-safety: start()/stop() from one thread; passes_run()/
-// passes_skipped() from any.
+// passes_skipped()/totals() from any.
 #pragma once
 
 #include <atomic>
@@ -44,6 +44,15 @@ class BackgroundGc {
 
   uint64_t passes_run() const { return passes_run_.load(); }
   uint64_t passes_skipped() const { return passes_skipped_.load(); }
+  // What the background passes did, summed since start (metrics).
+  struct Totals {
+    uint64_t passes_failed = 0, segments_deleted = 0, bytes_deleted = 0, segments_rewritten = 0,
+             bytes_rewritten = 0;
+  };
+  Totals totals() const {
+    return {passes_failed_.load(), segments_deleted_.load(), bytes_deleted_.load(), segments_rewritten_.load(),
+            bytes_rewritten_.load()};
+  }
 
  private:
   void run() EXCLUDES(mu_);
@@ -62,6 +71,8 @@ class BackgroundGc {
   std::optional<Volume::ChangeMark> settled_mark_;  // the volume as that pass began
   int64_t next_delete_unix_ms_ = 0;             // its segments waiting (0: none)
   std::atomic<uint64_t> passes_run_{0}, passes_skipped_{0};
+  std::atomic<uint64_t> passes_failed_{0}, segments_deleted_{0}, bytes_deleted_{0}, segments_rewritten_{0},
+      bytes_rewritten_{0};
 };
 
 }  // namespace portalbd

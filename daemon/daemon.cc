@@ -15,6 +15,8 @@
 #include "daemon/background_gc.h"
 #include "daemon/control_handlers.h"
 #include "daemon/fuse_mount.h"
+#include "daemon/metrics_collector.h"
+#include "daemon/metrics_server.h"
 #include "daemon/sd_notify.h"
 #include "daemon/exports.h"
 #include "src/engine/volume.h"
@@ -193,6 +195,14 @@ Status Daemon::start() {
   gc_ = std::make_unique<BackgroundGc>(volume_, gc, config_.gc_interval_s);
   gc_->start();
 
+  if (!config_.metrics_address.empty()) {
+    MetricsSources sources{volume_.get(), &requests_->inner(), requests_.get(), nbd_.get(), gc_.get(), lease_.get(),
+                           config_.cache_bytes, started_};
+    metrics_ = std::make_unique<MetricsServer>(MetricsServerOptions{config_.metrics_address},
+                                               [sources] { return render_metrics(sources); });
+    PBD_RETURN_IF_ERROR(metrics_->start());
+  }
+
   const uint64_t size = volume_->size_bytes();
   logger->info(
       "portalbd started socket={} size_gb={} nbd={} storage=\"{}\" state_dir={} upload_concurrency={} compression={} "
@@ -210,6 +220,7 @@ Status Daemon::start() {
 }
 
 void Daemon::abandon() {
+  if (metrics_) metrics_->stop();
   if (fuse_) fuse_->stop();
   if (gc_) gc_->stop();
   if (control_) control_->stop();
@@ -232,6 +243,7 @@ Status Daemon::stop() {
   auto logger = log::get("portalbd");
   logger->info("shutting down: finishing requests and flushing the write buffer");
   notify_service_manager("STOPPING=1\nSTATUS=final flush");
+  if (metrics_) metrics_->stop();  // it reads everything below
   if (fuse_) fuse_->stop();  // it is a client of the NBD server: first
   if (control_) control_->stop();
   if (nbd_) nbd_->stop();

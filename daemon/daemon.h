@@ -3,8 +3,8 @@
 // start and stop.
 //
 // Start: state dir (made private, locked) -> store -> volume (replay) -> NBD
-//        listeners -> control socket -> "portalbd started".
-// Stop:  control socket -> NBD server (stop accepting, finish in-flight
+//        listeners -> control socket -> GC -> metrics listener -> "portalbd started".
+// Stop:  metrics listener -> control socket -> NBD server (stop accepting, finish in-flight
 //        requests) -> request trace closed -> volume close (final flush) -> exit status.
 //
 // Thread-safety: start()/stop() from the main thread only; the control
@@ -28,6 +28,7 @@ class WriterLease;
 class VolumeExports;
 class BackgroundGc;
 class FuseMount;
+class MetricsServer;
 namespace nbd { class Server; class TraceRecorder; }
 namespace ctl { class ControlServer; }
 
@@ -62,6 +63,7 @@ class Daemon {
   std::unique_ptr<ctl::ControlServer> control_;
   std::unique_ptr<BackgroundGc> gc_;
   std::unique_ptr<FuseMount> fuse_;
+  std::unique_ptr<MetricsServer> metrics_;  // null unless metrics.address is set
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -1,6 +1,7 @@
 #include "nbd/dispatch.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 
 #include "nbd/errors.h"
@@ -149,8 +150,10 @@ bool reply_error(const DispatchContext& ctx, const Request& r, uint32_t error, c
   return send_simple(ctx, r.cookie, error);
 }
 
-bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<std::byte> payload,
-                     BlockDevice::FlushTicket flush_ticket) {
+namespace {
+
+bool run_request(const DispatchContext& ctx, const Request& r, std::vector<std::byte> payload,
+                 BlockDevice::FlushTicket flush_ticket) {
   BlockDevice& device = *ctx.session.device;
   const bool fua = r.flags & proto::kCmdFlagFua;
   Status st;
@@ -173,12 +176,14 @@ bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<s
     case proto::kCmdTrim:
       StatsCounters::add(ctx.stats.trims);
       st = device.trim(r.offset, r.length, fua);
+      if (st.ok()) StatsCounters::add(ctx.stats.bytes_trimmed, r.length);
       break;
     case proto::kCmdWriteZeroes:
       // NO_HOLE is satisfied: engine zeroes are allocated (kZero), not holes.
       // FAST_ZERO is satisfied: the engine zeroes by metadata, never by data.
       StatsCounters::add(ctx.stats.zeroes);
       st = device.write_zeroes(r.offset, r.length, fua);
+      if (st.ok()) StatsCounters::add(ctx.stats.bytes_zeroed, r.length);
       break;
     case proto::kCmdCache:
       StatsCounters::add(ctx.stats.cache);
@@ -190,6 +195,22 @@ bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<s
   }
   if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
   return send_simple(ctx, r.cookie, 0);
+}
+
+}  // namespace
+
+// Times the request from here to its reply written (held replies: to when
+// they were queued), and counts it in flight meanwhile.
+bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<std::byte> payload,
+                     BlockDevice::FlushTicket flush_ticket) {
+  const auto start = std::chrono::steady_clock::now();
+  StatsCounters::add(ctx.stats.in_flight);
+  const bool sent = run_request(ctx, r, std::move(payload), flush_ticket);
+  ctx.stats.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  if (const int slot = StatsCounters::timed_slot(r.type); slot >= 0) {
+    ctx.stats.latency[static_cast<size_t>(slot)].record(std::chrono::steady_clock::now() - start);
+  }
+  return sent;
 }
 
 }  // namespace portalbd::nbd

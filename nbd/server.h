@@ -27,12 +27,14 @@
 // clients() and tcp_address() from any thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "nbd/export_provider.h"
+#include "src/util/latency_histogram.h"
 #include "src/util/status.h"
 
 namespace portalbd::nbd {
@@ -74,12 +76,22 @@ struct ServerOptions {
   std::shared_ptr<TraceRecorder> trace;
 };
 
+// The commands whose latency the server keeps, in ServerStats::latency order:
+// the label values of portalbd_nbd_request_duration_seconds.
+inline constexpr std::array<const char*, 7> kTimedCommands = {"read", "write", "flush", "trim",
+                                                               "write_zeroes", "block_status", "cache"};
+
 struct ServerStats {
   uint64_t connections_total = 0, connections_active = 0, reads = 0, writes = 0, flushes = 0, trims = 0,
            zeroes = 0, block_status = 0, cache = 0, bytes_read = 0, bytes_written = 0, errors = 0;
   uint64_t connections_refused = 0;    // closed at accept: max_connections reached
   uint64_t payload_waits = 0;          // times a reader waited for the WRITE payload budget
   uint64_t payload_bytes_held = 0;     // WRITE payload buffers held now, all connections
+  uint64_t bytes_trimmed = 0, bytes_zeroed = 0;  // lengths of TRIM and WRITE_ZEROES answered OK
+  uint64_t in_flight = 0;              // requests being executed now (dispatch to reply), all connections
+  // Per kTimedCommands entry: time from dispatch to the reply written, of
+  // every request executed, failed ones included.
+  std::array<HistogramSnapshot, kTimedCommands.size()> latency{};
 };
 
 struct ClientInfo {

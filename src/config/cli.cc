@@ -39,6 +39,8 @@ constexpr FlagSpec kFlags[] = {
     {"--state-dir", "daemon.state_dir", "DIR", "index and local cache directory", true},
     {"--export-name", "nbd.export_name", "NAME", "NBD export name (snapshots are NAME@SNAPSHOT)", false},
     {"--trace", "nbd.trace_file", "FILE", "record every NBD request (no data) to FILE, for bench/nbd_replay", true},
+    {"--metrics-address", "metrics.address", "HOST:PORT",
+     "serve Prometheus metrics at http://HOST:PORT/metrics (loopback only; default off)", false},
     {"--max-connections", "nbd.max_connections", "N", "most NBD clients at once; one more is refused and logged",
      false},
     {"--log-level", "daemon.log_level", "LEVEL", "trace, debug, info, warn, error or off", false},

@@ -83,6 +83,8 @@ struct Config {
   // effective_journal_direct_write_bytes().
   uint64_t journal_direct_write_bytes = 0;
   bool journal_direct_write_bytes_set = false;
+  // [metrics]
+  std::string metrics_address;  // Prometheus GET /metrics on this loopback host:port ("" = off)
   // [fuse]
   std::string fuse_mountpoint;  // mount the snapshot view here at start ("" = don't)
   // [gc]

@@ -104,6 +104,9 @@ std::vector<ConfigKey> build_table() {
                           "frames fetched from storage (GETs) or the disk cache at once, 1-256"));
   keys.push_back(uint_key("cache.read_ahead_bytes", &Config::read_ahead_bytes, r::check_any_uint,
                           "how far ahead of a sequential reader frames are fetched, 0 disables read-ahead"));
+  keys.push_back(string_key("metrics.address", &Config::metrics_address, r::check_metrics_address,
+                            "serve Prometheus metrics (GET /metrics) on this loopback host:port, \"\" (default) "
+                            "for none"));
   keys.push_back(string_key("fuse.mountpoint", &Config::fuse_mountpoint, r::check_any_string,
                             "mount the FUSE snapshot view here at start, unmount it at stop"));
   keys.push_back(uint_key("gc.interval_s", &Config::gc_interval_s, r::check_any_uint,

@@ -1,5 +1,8 @@
 #include "src/config/config_rules.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "src/config/config.h"
 
 namespace portalbd::config_rules {
@@ -49,6 +52,26 @@ Status check_nbd_address(const std::string& address) {
   if (address.empty()) return Status::OK();
   auto parsed = parse_host_port(address);
   return parsed.ok() ? Status::OK() : parsed.status();
+}
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+Status check_metrics_address(const std::string& address) {
+  if (address.empty()) return Status::OK();
+  auto parsed = parse_host_port(address);
+  if (!parsed.ok()) return parsed.status();
+  if (!is_loopback_host(parsed->host)) {
+    return invalid("metrics are served on loopback only (127.0.0.1, [::1] or localhost), not '" + parsed->host +
+                   "': the endpoint has no authentication; to scrape from another host, forward a loopback port "
+                   "(ssh -L, or a reverse proxy with TLS and authentication)");
+  }
+  return Status::OK();
 }
 
 Status check_unix_socket_path(const std::string& path) {

@@ -35,6 +35,11 @@ inline constexpr size_t kMaxUnixPathBytes = 107;
 Status check_disk_size_gb(uint64_t gb);
 Status check_storage_url(const std::string& url);  // "" = the default, accepted
 Status check_nbd_address(const std::string& address);  // "" = TCP off, accepted
+// "" = metrics off, accepted; else host:port with a loopback host
+// (localhost, 127.0.0.0/8, ::1): the endpoint has no authentication.
+Status check_metrics_address(const std::string& address);
+// True for "localhost", an IPv4 address in 127.0.0.0/8 and "::1".
+bool is_loopback_host(const std::string& host);
 Status check_unix_socket_path(const std::string& path);  // "" accepted
 Status check_export_name(const std::string& name);
 Status check_max_connections(uint64_t n);

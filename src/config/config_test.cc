@@ -175,6 +175,22 @@ compression = "zstd"
     }
   }
 
+  TEST_CASE("metrics are off by default and served on loopback only") {
+    CHECK(default_config(UserEnvironment{}).metrics_address.empty());
+    for (const char* good : {"127.0.0.1:9110", "127.1.2.3:1", "[::1]:9110", "localhost:9110"}) {
+      CAPTURE(std::string(good));
+      Config cfg = default_config(UserEnvironment{});
+      CHECK(load_error(std::string("[metrics]\naddress = \"") + good + "\"\n", &cfg) == "");
+      CHECK(cfg.metrics_address == good);
+    }
+    for (const char* bad : {"0.0.0.0:9110", "10.0.0.1:9110", "[::]:9110", "example.com:9110", "128.0.0.1:1"}) {
+      CAPTURE(std::string(bad));
+      CHECK(load_error(std::string("[metrics]\naddress = \"") + bad + "\"\n").find("loopback only") !=
+            std::string::npos);
+    }
+    CHECK(load_error("[metrics]\naddress = \"127.0.0.1\"\n").find("expected host:port") != std::string::npos);
+  }
+
   TEST_CASE("the NBD resource limits have bounds") {
     CHECK(load_error("[nbd]\nmax_connections = 0\n").find("nbd.max_connections = 0: must be between 1 and 65536") !=
           std::string::npos);
