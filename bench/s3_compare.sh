@@ -311,10 +311,25 @@ ceiling() {  # REP
   t1=$(date +%s.%N)
   python3 -c "import sys; print(f'{256 / (float(sys.argv[2]) - float(sys.argv[1])):.2f}')" "$t0" "$t1" >>"$TMP/ceiling"
   echo "  rep $1 store ceiling: 4 x 64 MiB PUTs at once with curl, $(tail -1 "$TMP/ceiling") MiB/s" >&2
+  # And reading: the same objects as 32 ranged GETs of 8 MiB, 8 at once (what
+  # a reader with parallel fetches can get at most).
+  pids=()
+  t0=$(date +%s.%N)
+  for i in 1 2 3 4 5 6 7 8; do
+    ( for k in 0 1 2 3; do
+        local off=$(( (((i - 1) * 4 + k) % 8) * 8388608 ))
+        curl -sf -o /dev/null -r "$off-$((off + 8388607))" "$ENDPOINT/$BUCKET/ceiling-$1/$(( (i - 1) % 4 + 1 ))" || exit 1
+      done ) & pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || { echo "s3_compare: ceiling GET failed" >&2; exit 1; }; done
+  t1=$(date +%s.%N)
+  python3 -c "import sys; print(f'{256 / (float(sys.argv[2]) - float(sys.argv[1])):.2f}')" "$t0" "$t1" >>"$TMP/get_ceiling"
+  echo "  rep $1 store read ceiling: 8 streams of ranged 8 MiB GETs with curl, $(tail -1 "$TMP/get_ceiling") MiB/s" >&2
 }
 
 : >"$TMP/results"
 : >"$TMP/ceiling"
+: >"$TMP/get_ceiling"
 started=$(date +%s)
 for rep in $(seq 1 "$REPS"); do
   ceiling "$rep"
@@ -330,11 +345,12 @@ done
 elapsed=$(($(date +%s) - started))
 
 table() {
-  python3 - "$TMP/results" "$JOBS" "$TMP/ceiling" <<'EOF'
+  python3 - "$TMP/results" "$JOBS" "$TMP/ceiling" "$TMP/get_ceiling" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 jobs = sys.argv[2].split()
 ceiling = statistics.median(float(l) for l in open(sys.argv[3]))
+get_ceiling = statistics.median(float(l) for l in open(sys.argv[4]))
 def med(s, j, f):
     v = [f(r) for r in rows if r[0] == s and r[1] == j]
     return statistics.median(v) if v else float("nan")
@@ -399,6 +415,11 @@ if "randwrite" in jobs:
 if "seqread" in jobs:
     target(f"cold seqread MiB/s >= 3x s3backer ({ratio('seqread', 'fio MiB/s'):.2f}x)",
            ratio("seqread", "fio MiB/s") >= 3)
+    sb, pb = med("sb", "seqread", cols["fio MiB/s"]), med("pb", "seqread", cols["fio MiB/s"])
+    print(f"- store read ceiling (curl, 8 streams of ranged 8 MiB GETs through the same proxy, median): "
+          f"{get_ceiling:.1f} MiB/s; 3x s3backer's cold seqread needs {3 * sb:.1f} MiB/s, "
+          f"{'within' if 3 * sb <= get_ceiling else 'ABOVE'} what the store gives; portalbd's cold seqread is "
+          f"{pb / get_ceiling:.0%} of the ceiling, s3backer's {sb / get_ceiling:.0%}")
 if "randread" in jobs:
     target(f"cold randread IOPS >= 3x s3backer ({ratio('randread', 'fio IOPS'):.2f}x)",
            ratio("randread", "fio IOPS") >= 3)

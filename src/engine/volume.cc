@@ -81,7 +81,7 @@ void Volume::open_read_path() {
       fo);
   // An ephemeral volume's reads are memory copies: nothing to read ahead.
   if (opts_.read_ahead_bytes > 0 && !opts_.ephemeral) {
-    streams_ = std::make_unique<StreamDetector>(std::min<uint64_t>(2ull << 20, opts_.read_ahead_bytes),
+    streams_ = std::make_unique<StreamDetector>(std::min<uint64_t>(8ull << 20, opts_.read_ahead_bytes),
                                                 opts_.read_ahead_bytes);
   }
 }
