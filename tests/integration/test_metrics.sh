@@ -162,4 +162,27 @@ for name in portalbd_upload_lag_seconds portalbd_journal_used_bytes portalbd_jou
 done
 ok "with the journal on the scrape parses strictly and shows the upload lag and the journal ($out)"
 assert_eq "$(get "$TMP/journal.json" portalbd_snapshots)" 1 "the snapshot is still counted after a restart"
+
+# The Grafana dashboard asks only for metrics the daemon serves (the s3 ones
+# appear on s3:// only: they are checked against the collector's source).
+"$SYSPYTHON" - "$TOP/packaging/grafana/portalbd.json" "$TMP/journal.json" "$TOP/daemon/metrics_collector.cc" <<'EOF' ||
+import json, re, sys
+dash = json.load(open(sys.argv[1]))
+families = set(json.load(open(sys.argv[2]))["types"])
+collector = open(sys.argv[3]).read()
+exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+names = set(re.findall(r"portalbd_[a-z0-9_]+", " ".join(exprs)))
+missing = []
+for n in sorted(names):
+    if n.startswith("portalbd_s3_"):
+        # portalbd_s3_retries_total comes from the S3 store's "retries" counter.
+        if n not in ("portalbd_s3_retries_total", "portalbd_s3_errors_total") or "base + name + \"_total\"" not in collector:
+            missing.append(n)
+    elif re.sub(r"_bucket$", "", n) not in families:
+        missing.append(n)
+if missing or len(names) < 20:
+    sys.exit("dashboard metrics not served: %s (%d names)" % (missing, len(names)))
+EOF
+  fail "packaging/grafana/portalbd.json names metrics the daemon does not serve"
+ok "the Grafana dashboard names only metrics the daemon serves"
 stop_portalbd
