@@ -152,14 +152,24 @@ Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeCont
     so.volume_id = src_rec->id;
     so.state_dir = options_.state_dir;
     so.settings = settings;
-    so.allow_daemon = false;
+    so.mailbox_timeout_ms = options_.mailbox_timeout_ms;
     auto src = VolumeAccess::Open(so);
     if (!src.ok()) return src.status().With("open source volume " + src_volume_id);
     if (temporary) {
       auto taken = (*src)->create_snapshot(engine_name);
       if (!taken.ok()) return taken.status();
     }
-    Status copied = target->copy_from_snapshot(**src, engine_name);
+    // The source detached: read in process. Staged here: from its daemon's
+    // snapshot export. Staged on another node: that node copies (mailbox).
+    Status copied;
+    if (!(*src)->via_daemon()) {
+      copied = target->copy_from_snapshot(**src, engine_name);
+    } else if (!(*src)->via_mailbox()) {
+      copied = target->copy_from_nbd(nbd_socket_path(options_.state_dir, src_volume_id), src_volume_id + "@" + engine_name);
+    } else {
+      PBD_RETURN_IF_ERROR(target->close());  // the node opens it, under its own claim
+      copied = (*src)->copy_snapshot_remotely(engine_name, rec.storage_url, rec.id, 10 * options_.mailbox_timeout_ms);
+    }
     if (temporary) {
       Status dropped = (*src)->delete_snapshot(engine_name);
       if (copied.ok() && !dropped.ok()) copied = dropped;

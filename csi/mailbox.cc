@@ -1,10 +1,12 @@
 #include "csi/mailbox.h"
 
 #include <chrono>
+#include <filesystem>
 #include <random>
 
 #include <nlohmann/json.hpp>
 
+#include "csi/volume_access.h"
 #include "ctl/control_client.h"
 #include "src/log/log.h"
 
@@ -62,11 +64,14 @@ std::string base_of_volume_url(const std::string& volume_url) {
 }
 
 Result<MailboxReply> mailbox_call(const std::shared_ptr<ObjectStore>& store, const std::string& volume_id,
-                                  const std::string& op, const std::string& snapshot_name, int timeout_ms) {
+                                  const std::string& op, const std::string& snapshot_name, int timeout_ms,
+                                  const std::map<std::string, std::string>& extra) {
   const std::string id = random_request_id();
   const std::string request_key = requests_prefix(volume_id) + id + ".json";
   const std::string reply_key = replies_prefix(volume_id) + id + ".json";
-  const std::string body = json{{"op", op}, {"name", snapshot_name}}.dump();
+  json request = {{"op", op}, {"name", snapshot_name}};
+  for (const auto& [k, v] : extra) request[k] = v;
+  const std::string body = request.dump();
   PBD_RETURN_IF_ERROR(store->put(request_key, bytes_of(body)).With("post request " + request_key));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -95,8 +100,8 @@ Result<MailboxReply> mailbox_call(const std::shared_ptr<ObjectStore>& store, con
                       std::to_string(timeout_ms / 1000) + " s");
 }
 
-MailboxServer::MailboxServer(std::function<std::vector<StagedVolume>()> staged, int poll_ms)
-    : staged_(std::move(staged)), poll_ms_(poll_ms) {
+MailboxServer::MailboxServer(std::function<std::vector<StagedVolume>()> staged, int poll_ms, std::string state_dir)
+    : staged_(std::move(staged)), poll_ms_(poll_ms), state_dir_(std::move(state_dir)) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -118,6 +123,24 @@ void MailboxServer::run() {
     for (const auto& [base, volumes] : by_base) serve_base(base, volumes);
     lock.lock();
   }
+}
+
+Status MailboxServer::copy_snapshot(const StagedVolume& source, const std::string& name, const std::string& target_url,
+                                    const std::string& target_id) {
+  if (target_url.empty() || target_id.empty()) return Status::InvalidArgument("snapshot.copy without a target");
+  VolumeAccess::OpenOptions o;
+  o.url = target_url;
+  o.volume_id = target_id;
+  o.state_dir = state_dir_;
+  o.allow_daemon = false;
+  o.settings = source.settings;
+  auto target = VolumeAccess::Open(o);
+  if (!target.ok()) return target.status().With("open the copy's target " + target_id);
+  Status st = (*target)->copy_from_nbd(source.nbd_socket, source.volume_id + "@" + name);
+  Status closed = (*target)->close();
+  std::error_code ec;
+  std::filesystem::remove_all(state_dir_ + "/controller/" + target_id, ec);
+  return st.ok() ? closed : st;
 }
 
 void MailboxServer::serve_base(const std::string& base, const std::map<std::string, StagedVolume>& volumes) {
@@ -149,7 +172,12 @@ void MailboxServer::serve_base(const std::string& base, const std::map<std::stri
     if (!request.ok() || !*request) continue;  // withdrawn meanwhile, or unreadable: next round
     const std::string op = (*request)->value("op", ""), name = (*request)->value("name", "");
     json reply;
-    if (op != "snapshot.create" && op != "snapshot.delete") {
+    if (op == "snapshot.copy") {
+      Status st = copy_snapshot(it->second, name, (*request)->value("target_url", ""),
+                                (*request)->value("target_id", ""));
+      reply = st.ok() ? json{{"ok", true}}
+                      : json{{"ok", false}, {"code", Status::CodeName(st.code())}, {"message", st.message()}};
+    } else if (op != "snapshot.create" && op != "snapshot.delete") {
       reply = {{"ok", false}, {"code", "InvalidArgument"}, {"message", "unknown mailbox op '" + op + "'"}};
     } else {
       auto done = ctl::call(it->second.control_socket, op, json{{"name", name}}, kControlTimeoutMs);

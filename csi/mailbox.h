@@ -7,7 +7,10 @@
 //
 // <base> is the volume's storage URL without its last component (the
 // volume's own prefix stays the engine's alone). Requests: snapshot.create
-// and snapshot.delete of one engine snapshot name, both idempotent, so a
+// and snapshot.delete of one engine snapshot name, and snapshot.copy (copy
+// that snapshot, read from the daemon's snapshot export, into a new volume
+// the controller made: a restore or clone of a volume in use), all
+// idempotent (a copy is written again whole), so a
 // request answered twice (a node that crashed between running it and
 // removing it) does no harm. The node plugin (MailboxServer) looks every
 // poll interval, with one LIST per storage base, for requests naming volumes
@@ -43,8 +46,10 @@ struct MailboxReply {
 
 // Sends one request and waits up to timeout_ms for its reply. kBusy when no
 // node answered in time (the request is withdrawn), else the daemon's status.
+// `extra`: more string fields of the request (snapshot.copy's target).
 Result<MailboxReply> mailbox_call(const std::shared_ptr<ObjectStore>& base_store, const std::string& volume_id,
-                                  const std::string& op, const std::string& snapshot_name, int timeout_ms);
+                                  const std::string& op, const std::string& snapshot_name, int timeout_ms,
+                                  const std::map<std::string, std::string>& extra = {});
 
 class MailboxServer {
  public:
@@ -52,19 +57,25 @@ class MailboxServer {
     std::string volume_id;
     std::string storage_url;     // the volume's own URL
     std::string control_socket;  // its daemon's
+    std::string nbd_socket;      // its daemon's NBD socket (snapshot exports)
     std::map<std::string, std::string> settings;  // storage settings (NodeStage's secrets)
   };
   // `staged` is called on the server's thread each round.
-  MailboxServer(std::function<std::vector<StagedVolume>()> staged, int poll_ms);
+  // `state_dir`: the node's, where snapshot.copy keeps the target's index
+  // while it copies.
+  MailboxServer(std::function<std::vector<StagedVolume>()> staged, int poll_ms, std::string state_dir);
   ~MailboxServer();
 
  private:
   void run();
   void serve_base(const std::string& base, const std::map<std::string, StagedVolume>& volumes);
+  Status copy_snapshot(const StagedVolume& source, const std::string& name, const std::string& target_url,
+                       const std::string& target_id);
   // The store of a base, opened with the settings of one of its volumes.
 
   const std::function<std::vector<StagedVolume>()> staged_;
   const int poll_ms_;
+  const std::string state_dir_;
   std::map<std::string, std::shared_ptr<ObjectStore>> stores_;  // by base URL; the thread's own
   std::mutex mu_;
   std::condition_variable cv_;

@@ -82,7 +82,8 @@ grpc::Status check_volume_id(const std::string& id) {
 NodeService::NodeService(NodeOptions options) : options_(std::move(options)) {
   reaper_ = std::thread([this] { reap_children(); });
   if (options_.mailbox_poll_ms > 0) {
-    mailbox_ = std::make_unique<MailboxServer>([this] { return staged_volumes(); }, options_.mailbox_poll_ms);
+    mailbox_ = std::make_unique<MailboxServer>([this] { return staged_volumes(); }, options_.mailbox_poll_ms,
+                                               options_.state_dir);
   }
 }
 
@@ -98,7 +99,8 @@ std::vector<MailboxServer::StagedVolume> NodeService::staged_volumes() {
       std::lock_guard lock(children_mu_);
       if (auto it = settings_.find(id); it != settings_.end()) settings = it->second;
     }
-    out.push_back({id, s.storage_url, control_socket_path(options_.state_dir, id), settings});
+    out.push_back({id, s.storage_url, control_socket_path(options_.state_dir, id),
+                   nbd_socket_path(options_.state_dir, id), settings});
   }
   return out;
 }

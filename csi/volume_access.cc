@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include <libnbd.h>
 #include <nlohmann/json.hpp>
 
 #include "csi/mailbox.h"
@@ -237,6 +238,41 @@ Status VolumeAccess::copy_from_snapshot(VolumeAccess& source, const std::string&
   }
   log::get("csi")->info("copied snapshot {} into a new volume bytes={}", name, copied);
   return volume_->flush();
+}
+
+Status VolumeAccess::copy_from_nbd(const std::string& nbd_socket, const std::string& export_name) {
+  if (via_daemon()) return Status::Busy("copying needs the target volume in process");
+  std::unique_ptr<nbd_handle, decltype(&nbd_close)> h(nbd_create(), &nbd_close);
+  if (!h) return Status::IOError(std::string("nbd_create: ") + nbd_get_error());
+  if (nbd_set_export_name(h.get(), export_name.c_str()) == -1 || nbd_connect_unix(h.get(), nbd_socket.c_str()) == -1) {
+    return Status::Unavailable("connect to export " + export_name + " on " + nbd_socket + ": " + nbd_get_error());
+  }
+  const int64_t source_size = nbd_get_size(h.get());
+  if (source_size < 0) return Status::IOError(std::string("size of export ") + export_name + ": " + nbd_get_error());
+  const uint64_t size = std::min(static_cast<uint64_t>(source_size), volume_->size_bytes());
+  std::vector<std::byte> buf;
+  uint64_t copied = 0;
+  for (uint64_t off = 0; off < size; off += kCopyChunk) {
+    const uint64_t n = std::min(kCopyChunk, size - off);
+    buf.resize(n);
+    if (nbd_pread(h.get(), buf.data(), n, off, 0) == -1) {
+      return Status::IOError("read " + export_name + " at " + std::to_string(off) + ": " + nbd_get_error());
+    }
+    if (std::all_of(buf.begin(), buf.end(), [](std::byte b) { return b == std::byte{0}; })) continue;
+    PBD_RETURN_IF_ERROR(volume_->write(off, buf, false));
+    copied += n;
+  }
+  nbd_shutdown(h.get(), 0);
+  log::get("csi")->info("copied export {} into a new volume bytes={}", export_name, copied);
+  return volume_->flush();
+}
+
+Status VolumeAccess::copy_snapshot_remotely(const std::string& name, const std::string& target_url,
+                                            const std::string& target_id, int copy_timeout_ms) {
+  if (!via_mailbox()) return Status::InvalidArgument("copy_snapshot_remotely needs a volume reached by mailbox");
+  auto r = mailbox_call(mailbox_store_, volume_id_, "snapshot.copy", name, copy_timeout_ms,
+                        {{"target_url", target_url}, {"target_id", target_id}});
+  return r.ok() ? Status::OK() : mailbox_error(r.status());
 }
 
 Status VolumeAccess::destroy() {

@@ -95,6 +95,17 @@ class VolumeAccess {
   // target is new, so holes and zeroes already read as zero) into this
   // volume, then flushes. REQUIRES: both in process.
   Status copy_from_snapshot(VolumeAccess& source, const std::string& name);
+  // The same from a daemon's read-only snapshot export (`export_name` is
+  // <volume id>@<snapshot>) on the NBD unix socket `nbd_socket`, for a
+  // source volume staged on this host: read in 4 MiB pieces, all-zero
+  // pieces skipped. REQUIRES: this volume in process.
+  Status copy_from_nbd(const std::string& nbd_socket, const std::string& export_name);
+
+  // Through the mailbox: the node serving this volume copies snapshot
+  // `name` into the new volume at target_url (closed here, made by the
+  // caller), waiting up to copy_timeout_ms.
+  Status copy_snapshot_remotely(const std::string& name, const std::string& target_url, const std::string& target_id,
+                                int copy_timeout_ms);
 
   // Removes every object of the volume, the lease last. In process only.
   Status destroy();

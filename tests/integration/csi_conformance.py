@@ -268,6 +268,17 @@ expect_code(ctrl.CreateSnapshot, csi.CreateSnapshotRequest(name="snapshot-0001",
 if nbd is not None:
     nbd_io(sock1, v1.volume_id, writes=[(0, PATTERN_B)])  # after the snapshot: must not reach it
 
+# Restore and clone while the source is staged here: read from its daemon's exports.
+live_restored = ctrl.CreateVolume(csi.CreateVolumeRequest(
+    name="pvc-restored-live", volume_capabilities=[mount_cap()],
+    volume_content_source=csi.VolumeContentSource(
+        snapshot=csi.VolumeContentSource.SnapshotSource(snapshot_id=s1.snapshot_id)))).volume
+ok(live_restored.capacity_bytes == s1.size_bytes, "CreateVolume from a snapshot of a staged volume (its daemon's snapshot export)")
+live_clone = ctrl.CreateVolume(csi.CreateVolumeRequest(
+    name="pvc-clone-live", volume_capabilities=[mount_cap()],
+    volume_content_source=csi.VolumeContentSource(volume=csi.VolumeContentSource.VolumeSource(volume_id=v1.volume_id)))).volume
+ok(live_clone.content_source.volume.volume_id == v1.volume_id, "CreateVolume cloning a staged volume")
+
 expect_code(ctrl.DeleteVolume, csi.DeleteVolumeRequest(volume_id=v1.volume_id), grpc.StatusCode.FAILED_PRECONDITION,
             "DeleteVolume of a staged volume (its daemon runs here)")
 expect_code(ctrl.ControllerExpandVolume,
@@ -346,6 +357,14 @@ if nbd is not None:
     ok(a == PATTERN_B and b == PATTERN_A and z == bytes(4096),
        "the clone holds the source's data as it was when cloned (and zeroes elsewhere)")
     stop_daemon(dc)
+    dl, sock = start_daemon(live_restored)
+    a, b = nbd_io(sock, live_restored.volume_id, reads=[(0, len(PATTERN_A)), (50 * MiB, len(PATTERN_A))])
+    ok(a == PATTERN_A and b == PATTERN_A, "the restore of a staged volume's snapshot holds the snapshot's data")
+    stop_daemon(dl)
+    dl, sock = start_daemon(live_clone)
+    a, b = nbd_io(sock, live_clone.volume_id, reads=[(0, len(PATTERN_B)), (50 * MiB, len(PATTERN_A))])
+    ok(a == PATTERN_B and b == PATTERN_A, "the clone of a staged volume holds its data as of the clone")
+    stop_daemon(dl)
 
 # ---------------------------------------------------------------- expansion (external-resizer)
 expect_code(ctrl.ControllerExpandVolume, csi.ControllerExpandVolumeRequest(volume_id=v1.volume_id),
@@ -420,7 +439,7 @@ expect_code(ctrl.DeleteSnapshot, csi.DeleteSnapshotRequest(snapshot_id=s1.snapsh
             "DeleteSnapshot again (idempotent)")
 ok(not object_exists(manifest_url), "the last snapshot of a deleted volume takes its storage along")
 
-for v in (vdef, vlim, restored, clone, fresh, from_orphan):
+for v in (vdef, vlim, restored, clone, fresh, from_orphan, live_restored, live_clone):
     expect_code(ctrl.DeleteVolume, csi.DeleteVolumeRequest(volume_id=v.volume_id), grpc.StatusCode.OK,
                 f"DeleteVolume {v.volume_id}")
 expect_code(ctrl.DeleteSnapshot, csi.DeleteSnapshotRequest(snapshot_id=s3.snapshot_id), grpc.StatusCode.OK,

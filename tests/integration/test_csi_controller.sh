@@ -94,6 +94,15 @@ for _ in $(seq 100); do [ -S "$VDIR/control.sock" ] && break; sleep 0.1; done
 printf '{"daemon_pid": %d, "device": "", "staging_path": "/staged/elsewhere", "fs_type": "ext4", "storage_url": "%s"}\n' \
   "$DAEMON_PID" "$URL" >"$VDIR/stage.json"
 ok "volume $VOL is staged on node-b (its daemon runs under node-b's state dir)"
+HAVE_NBD=0
+if "$SYSPYTHON" -c 'import nbd' 2>/dev/null; then
+  HAVE_NBD=1
+  "$SYSPYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.set_export_name(sys.argv[2]); h.connect_unix(sys.argv[1])
+h.pwrite(b"written on node-b " * 227 + b"!!!!!!!!!!", 8 << 20); h.flush(); h.shutdown()' "$VDIR/nbd.sock" "$VOL"
+  ok "a block written through node-b's daemon"
+fi
 
 csi Controller CreateSnapshot "{\"name\": \"snap-elsewhere\", \"source_volume_id\": \"$VOL\"}"
 assert_eq "$CSI_RC" 0 "CreateSnapshot of a volume staged on another node ($CSI_OUT)"
@@ -105,6 +114,28 @@ csi Controller CreateSnapshot "{\"name\": \"snap-elsewhere\", \"source_volume_id
 assert_eq "$(field "$CSI_OUT" 'd["snapshot"]["snapshot_id"]')" "$SNAP" "CreateSnapshot again answers the same snapshot"
 left=$(( $(store_count "$STORE_URL/_csi/requests/") + $(store_count "$STORE_URL/_csi/replies/") ))
 assert_eq "$left" 0 "no request or reply is left in the mailbox"
+csi Controller CreateVolume "{\"name\": \"pvc-from-elsewhere\", \"volume_capabilities\": [{\"mount\": {}, \"access_mode\": {\"mode\": \"SINGLE_NODE_WRITER\"}}], \"volume_content_source\": {\"snapshot\": {\"snapshot_id\": \"$SNAP\"}}}"
+assert_eq "$CSI_RC" 0 "CreateVolume from the snapshot of a volume staged on another node: node-b copies it ($CSI_OUT)"
+RVOL=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+RURL=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+assert_match "$(grep "ran snapshot.copy" "$TMP/node-b.log")" "ok=true" "... through the mailbox (node-b's log)"
+if [ "$HAVE_NBD" = 1 ]; then
+  RDIR=$TMP/check-restored
+  mkdir -p "$RDIR"
+  "$PORTALBD" --storage "$RURL" --state-dir "$RDIR" --socket "$RDIR/ctl.sock" --nbd-address "" \
+    --nbd-unix "$RDIR/nbd.sock" --export-name "$RVOL" >"$RDIR/portalbd.log" 2>&1 &
+  RPID=$!
+  cleanup_fn kill -9 "$RPID"
+  for _ in $(seq 100); do [ -S "$RDIR/nbd.sock" ] && break; sleep 0.1; done
+  got=$("$SYSPYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.set_export_name(sys.argv[2]); h.connect_unix(sys.argv[1])
+print(h.pread(4096, 8 << 20) == b"written on node-b " * 227 + b"!!!!!!!!!!", h.pread(4096, 0) == bytes(4096)); h.shutdown()' "$RDIR/nbd.sock" "$RVOL")
+  assert_eq "$got" "True True" "the copy holds the block written on node-b, and zeroes elsewhere"
+  kill -TERM "$RPID"; wait "$RPID" || true
+fi
+csi Controller DeleteVolume "{\"volume_id\": \"$RVOL\"}"
+assert_eq "$CSI_RC" 0 "DeleteVolume of the copy"
 csi Controller DeleteVolume "{\"volume_id\": \"$VOL\"}"
 assert_eq "$CSI_RC" 3 "DeleteVolume of a volume staged on another node is refused"
 assert_match "$CSI_OUT" "^FAILED_PRECONDITION" "... with FAILED_PRECONDITION ($CSI_OUT)"
