@@ -98,6 +98,10 @@ void fill_snapshot(const SnapshotRecord& s, Snapshot* out) {
   out->set_ready_to_use(true);  // O(1) snapshots are complete when taken
 }
 
+grpc::Status pending(const std::string& key) {
+  return grpc_error(StatusCode::ABORTED, "an operation on " + key + " is in progress; try again");
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ControllerService>> ControllerService::Create(const ControllerOptions& options) {
@@ -182,7 +186,6 @@ Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeCont
 
 grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateVolumeRequest* req,
                                              CreateVolumeResponse* out) {
-  std::lock_guard lock(mu_);
   if (req->name().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateVolume needs a name");
   if (auto st = check_capabilities(req->volume_capabilities()); !st.ok()) return st;
   std::string base = options_.storage_url;
@@ -198,17 +201,20 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
 
   // The smallest size the source allows.
   uint64_t minimum = 0;
+  std::string source_volume;  // held too: a copy reads it
   const VolumeContentSource& source = req->volume_content_source();
   if (source.has_snapshot()) {
     auto snap = registry_.snapshot(source.snapshot().snapshot_id());
     if (!snap.ok()) return to_grpc(snap.status());
     if (!*snap) return grpc_error(StatusCode::NOT_FOUND, "no snapshot " + source.snapshot().snapshot_id());
     minimum = (*snap)->size_bytes;
+    source_volume = (*snap)->volume_id;
   } else if (source.has_volume()) {
     auto vol = registry_.volume(source.volume().volume_id());
     if (!vol.ok()) return to_grpc(vol.status());
     if (!*vol || (*vol)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + source.volume().volume_id());
     minimum = (*vol)->capacity_bytes;
+    source_volume = (*vol)->id;
   }
   const CapacityRange* range = req->has_capacity_range() ? &req->capacity_range() : nullptr;
   if (range != nullptr && minimum != 0 && range->limit_bytes() != 0 &&
@@ -219,6 +225,9 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   }
   auto size = size_for(range, minimum);
   if (!size.ok()) return to_grpc(size.status());
+  std::string busy;
+  auto hold = locks_.try_hold({"name:" + req->name(), "vol:" + source_volume}, &busy);
+  if (!hold) return pending(busy);
 
   auto existing_id = registry_.volume_id_by_name(req->name());
   if (!existing_id.ok()) return to_grpc(existing_id.status());
@@ -287,7 +296,6 @@ Status ControllerService::destroy_volume(const VolumeRecord& rec, const std::map
 
 grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteVolumeRequest* req,
                                              DeleteVolumeResponse*) {
-  std::lock_guard lock(mu_);
   const auto settings = store_settings(req->secrets());
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteVolume needs a volume_id");
   if (!plausible_volume_id(req->volume_id())) return grpc::Status::OK;  // never ours: nothing to delete
@@ -295,6 +303,13 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
   if (!rec.ok()) return to_grpc(rec.status());
   if (!*rec || (*rec)->deleted) return grpc::Status::OK;
   VolumeRecord v = **rec;
+  std::string busy;
+  auto hold = locks_.try_hold({"vol:" + v.id, "name:" + v.name}, &busy);
+  if (!hold) return pending(busy);
+  rec = registry_.volume(v.id);  // again, now that nothing else changes it
+  if (!rec.ok()) return to_grpc(rec.status());
+  if (!*rec || (*rec)->deleted) return grpc::Status::OK;
+  v = **rec;
 
   auto snaps = registry_.snapshots();
   if (!snaps.ok()) return to_grpc(snaps.status());
@@ -330,7 +345,6 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
 grpc::Status ControllerService::ValidateVolumeCapabilities(grpc::ServerContext*,
                                                            const ValidateVolumeCapabilitiesRequest* req,
                                                            ValidateVolumeCapabilitiesResponse* out) {
-  std::lock_guard lock(mu_);
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
   if (req->volume_capabilities().empty()) {
     return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_capabilities is empty");
@@ -361,7 +375,6 @@ grpc::Status ControllerService::ValidateVolumeCapabilities(grpc::ServerContext*,
 
 grpc::Status ControllerService::ListVolumes(grpc::ServerContext*, const ListVolumesRequest* req,
                                             ListVolumesResponse* out) {
-  std::lock_guard lock(mu_);
   if (req->max_entries() < 0) return grpc_error(StatusCode::INVALID_ARGUMENT, "max_entries is negative");
   auto all = registry_.volumes();
   if (!all.ok()) return to_grpc(all.status());
@@ -409,12 +422,14 @@ grpc::Status ControllerService::ControllerGetCapabilities(grpc::ServerContext*,
 
 grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const CreateSnapshotRequest* req,
                                                CreateSnapshotResponse* out) {
-  std::lock_guard lock(mu_);
   const auto settings = store_settings(req->secrets());
   if (req->name().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a name");
   if (req->source_volume_id().empty()) {
     return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a source_volume_id");
   }
+  std::string busy;
+  auto hold = locks_.try_hold({"snapname:" + req->name(), "vol:" + req->source_volume_id()}, &busy);
+  if (!hold) return pending(busy);
   auto existing_id = registry_.snapshot_id_by_name(req->name());
   if (!existing_id.ok()) return to_grpc(existing_id.status());
   SnapshotRecord rec;
@@ -470,11 +485,13 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
 
 grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const DeleteSnapshotRequest* req,
                                                DeleteSnapshotResponse*) {
-  std::lock_guard lock(mu_);
   const auto settings = store_settings(req->secrets());
   if (req->snapshot_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteSnapshot needs a snapshot_id");
   std::string vol_id, engine;
   if (!split_snapshot_id(req->snapshot_id(), &vol_id, &engine)) return grpc::Status::OK;
+  std::string busy;
+  auto hold = locks_.try_hold({"vol:" + vol_id}, &busy);
+  if (!hold) return pending(busy);
   auto rec = registry_.snapshot(req->snapshot_id());
   if (!rec.ok()) return to_grpc(rec.status());
   if (!*rec) return grpc::Status::OK;
@@ -516,7 +533,6 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const Delet
 
 grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*, const ListSnapshotsRequest* req,
                                               ListSnapshotsResponse* out) {
-  std::lock_guard lock(mu_);
   if (req->max_entries() < 0) return grpc_error(StatusCode::INVALID_ARGUMENT, "max_entries is negative");
   std::vector<SnapshotRecord> picked;
   if (!req->snapshot_id().empty()) {
@@ -546,10 +562,12 @@ grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*, const ListSn
 
 grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, const ControllerExpandVolumeRequest* req,
                                                        ControllerExpandVolumeResponse* out) {
-  std::lock_guard lock(mu_);
   const auto settings = store_settings(req->secrets());
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
   if (!req->has_capacity_range()) return grpc_error(StatusCode::INVALID_ARGUMENT, "capacity_range is missing");
+  std::string busy;
+  auto hold = locks_.try_hold({"vol:" + req->volume_id()}, &busy);
+  if (!hold) return pending(busy);
   if (!plausible_volume_id(req->volume_id())) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
   auto rec = registry_.volume(req->volume_id());
   if (!rec.ok()) return to_grpc(rec.status());
@@ -587,7 +605,6 @@ grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, con
 
 grpc::Status ControllerService::ControllerGetVolume(grpc::ServerContext*, const ControllerGetVolumeRequest* req,
                                                     ControllerGetVolumeResponse* out) {
-  std::lock_guard lock(mu_);
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
   if (!plausible_volume_id(req->volume_id())) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
   auto rec = registry_.volume(req->volume_id());

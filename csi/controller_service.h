@@ -8,9 +8,11 @@
 // its daemon's control socket when it runs on this host, the engine in
 // this process otherwise, under the writer lease.
 //
-// Thread-safety: every RPC holds mu_ for its whole run, so two requests
-// never race on one name or volume (the sidecars retry; a slow clone makes
-// others wait, which is correct if not fast).
+// Thread-safety: RPCs run concurrently. One that changes a volume, name or
+// snapshot holds its keys in locks_ for its whole run; a second call on any
+// of them is answered ABORTED at once (the sidecars retry), so a long copy
+// holds up only calls on its own volumes. Reads take no lock: every registry
+// record is one object, written whole.
 #pragma once
 
 #include <map>
@@ -19,6 +21,7 @@
 #include <string>
 
 #include "csi.grpc.pb.h"
+#include "csi/op_locks.h"
 #include "csi/registry.h"
 #include "src/store/object_store.h"
 
@@ -74,7 +77,7 @@ class ControllerService final : public ::csi::v1::Controller::Service {
 
   const ControllerOptions options_;
   Registry registry_;
-  std::mutex mu_;
+  OpLocks locks_;
 };
 
 }  // namespace portalbd::csi

@@ -145,7 +145,29 @@ out=$("$PORTALCTL" --socket "$VDIR/control.sock" snapshot list)
 assert_no_match "$out" "${SNAP#*@}" "... node-b's daemon deleted it"
 
 kill -TERM "$NODE_B_PID"; wait "$NODE_B_PID" || true
-csi Controller CreateSnapshot "{\"name\": \"snap-nobody\", \"source_volume_id\": \"$VOL\"}"
+# While this call waits (5 s) for a node that is gone, calls on the same
+# volume are ABORTED at once and calls on others go ahead.
+(csi Controller CreateSnapshot "{\"name\": \"snap-nobody\", \"source_volume_id\": \"$VOL\"}"
+ printf '%s\n%s\n' "$CSI_RC" "$CSI_OUT" >"$TMP/slow-call.out") &
+SLOW_PID=$!
+sleep 1.5
+csi Controller CreateSnapshot "{\"name\": \"snap-meanwhile\", \"source_volume_id\": \"$VOL\"}"
+assert_match "$CSI_OUT" "^ABORTED: an operation on vol:$VOL is in progress" \
+  "a second CreateSnapshot of that volume meanwhile is ABORTED at once ($CSI_OUT)"
+t0=$(now_ms)
+csi Controller CreateVolume '{"name": "pvc-meanwhile", "volume_capabilities": [{"mount": {}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}]}'
+assert_eq "$CSI_RC" 0 "CreateVolume of another volume meanwhile ($CSI_OUT)"
+MVOL=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+csi Controller ListVolumes '{}'
+dt=$(( $(now_ms) - t0 ))
+assert_eq "$CSI_RC" 0 "ListVolumes meanwhile"
+kill -0 "$SLOW_PID" 2>/dev/null || fail "the slow CreateSnapshot ended before the calls made meanwhile"
+ok "... neither waited for the slow call on the other volume (${dt} ms for both)"
+wait "$SLOW_PID"
+CSI_RC=$(sed -n 1p "$TMP/slow-call.out"); CSI_OUT=$(sed -n '2,$p' "$TMP/slow-call.out")
+csi Controller DeleteVolume "{\"volume_id\": \"$MVOL\"}"
+assert_eq "$CSI_RC" 0 "DeleteVolume of that other volume"
+CSI_RC=$(sed -n 1p "$TMP/slow-call.out"); CSI_OUT=$(sed -n '2,$p' "$TMP/slow-call.out")
 assert_eq "$CSI_RC" 3 "CreateSnapshot fails when no node plugin answers for the volume"
 assert_match "$CSI_OUT" "^FAILED_PRECONDITION.*no portalbd-csi node plugin" "... FAILED_PRECONDITION saying so ($CSI_OUT)"
 left=$(store_count "$STORE_URL/_csi/requests/")
