@@ -141,11 +141,28 @@ void store_request_metrics(PrometheusText& w, const CountingStore& requests) {
            "requests sent to object storage, by operation and by whose (the volume's or the writer lease's)");
   for (auto [name, bucket] : buckets) {
     const StoreRequestCounts c = requests.counts(bucket);
-    const std::pair<const char*, uint64_t> ops[] = {{"put", c.put},   {"put_if_absent", c.put_if_absent},
-                                                    {"get", c.get},   {"get_range", c.get_range},
-                                                    {"head", c.head}, {"list", c.list},
-                                                    {"remove", c.remove}};
-    for (auto [op, n] : ops) w.sample({{"owner", name}, {"operation", op}}, static_cast<double>(n));
+    const uint64_t by_op[CountingStore::kNumOperations] = {c.put,       c.put_if_absent, c.get,   c.get_range,
+                                                           c.head,      c.list,          c.remove};
+    for (unsigned op = 0; op < CountingStore::kNumOperations; ++op) {
+      w.sample({{"owner", name}, {"operation", CountingStore::kOperationNames[op]}}, static_cast<double>(by_op[op]));
+    }
+  }
+  w.family("portalbd_store_request_errors_total", C::kCounter,
+           "requests to object storage that failed (a missing key or a lost conditional PUT is an answer, not a "
+           "failure), by owner and operation");
+  for (auto [name, bucket] : buckets) {
+    for (unsigned op = 0; op < CountingStore::kNumOperations; ++op) {
+      const auto operation = static_cast<CountingStore::Operation>(op);
+      w.sample({{"owner", name}, {"operation", CountingStore::kOperationNames[op]}},
+               static_cast<double>(requests.errors(bucket, operation)));
+    }
+  }
+  w.family("portalbd_store_request_duration_seconds", C::kHistogram,
+           "object storage request latency (retries inside the S3 store included), by operation; a segment upload "
+           "is one put");
+  for (unsigned op = 0; op < CountingStore::kNumOperations; ++op) {
+    w.histogram({{"operation", CountingStore::kOperationNames[op]}},
+                requests.latency(static_cast<CountingStore::Operation>(op)));
   }
   w.family("portalbd_store_bytes_total", C::kCounter,
            "bytes sent to object storage (out: PUT bodies) and received (in: GET bodies), by owner");

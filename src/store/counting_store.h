@@ -15,6 +15,12 @@
 // counted then. url(), persistent(), supports_conditional_put() and
 // metrics() (the inner store's) are not requests.
 //
+// For the metrics endpoint it also times each request by operation (a
+// latency histogram per operation, both buckets together) and counts the
+// ones that failed, by bucket and operation. An answer that is part of the
+// contract is not a failure: kNotFound (a missing key) and kAlreadyExists
+// (put_if_absent lost the race).
+//
 // Ownership: holds a shared_ptr to the inner store.
 // Thread-safety: every method is safe to call concurrently; the counters are
 // relaxed atomics (no lock on the I/O path), so a snapshot taken while
@@ -28,6 +34,7 @@
 #include <string>
 
 #include "src/store/object_store.h"
+#include "src/util/latency_histogram.h"
 
 namespace portalbd {
 
@@ -42,12 +49,20 @@ struct StoreRequestCounts {
 class CountingStore final : public ObjectStore {
  public:
   enum Bucket : unsigned { kVolume = 0, kLease, kNumBuckets };
+  enum Operation : unsigned { kOpPut = 0, kOpPutIfAbsent, kOpGet, kOpGetRange, kOpHead, kOpList, kOpRemove, kNumOperations };
+  // Label values, by Operation (put_shared counts as put).
+  static constexpr std::array<const char*, kNumOperations> kOperationNames = {
+      "put", "put_if_absent", "get", "get_range", "head", "list", "remove"};
   // Keys under this prefix are the lease's.
   static constexpr const char* kLeasePrefix = "lock/";
 
   explicit CountingStore(std::shared_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
 
   StoreRequestCounts counts(Bucket bucket) const;
+  // Requests of `bucket` that failed, by operation (see above).
+  uint64_t errors(Bucket bucket, Operation op) const;
+  // How long requests took, by operation, from call to return.
+  HistogramSnapshot latency(Operation op) const { return latency_[op < kNumOperations ? op : kOpPut].snapshot(); }
   static Bucket bucket_of(const std::string& key);
 
   Status put(const std::string& key, std::span<const std::byte> data) override;
@@ -68,12 +83,17 @@ class CountingStore final : public ObjectStore {
 
  private:
   enum Counter : unsigned { kPut = 0, kPutIfAbsent, kGet, kGetRange, kHead, kList, kRemove, kBytesOut, kBytesIn, kNumCounters };
+  static_assert(kPut == static_cast<unsigned>(kOpPut) && kRemove == static_cast<unsigned>(kOpRemove));
   void add(const std::string& key, Counter counter, uint64_t n = 1) {
     counters_[bucket_of(key)][counter].fetch_add(n, std::memory_order_relaxed);
   }
+  // Records a finished request of `op` begun at `start`, and its failure.
+  void finish(const std::string& key, Operation op, std::chrono::steady_clock::time_point start, const Status& st);
 
   const std::shared_ptr<ObjectStore> inner_;
   std::array<std::array<std::atomic<uint64_t>, kNumCounters>, kNumBuckets> counters_{};
+  std::array<std::array<std::atomic<uint64_t>, kNumOperations>, kNumBuckets> errors_{};
+  std::array<LatencyHistogram, kNumOperations> latency_;
 };
 
 }  // namespace portalbd

@@ -77,6 +77,37 @@ TEST_SUITE("store.counting") {
     CHECK(cs.persistent() == mem->persistent());
   }
 
+  TEST_CASE("times every request and counts failures, but not missing keys or lost conditional puts") {
+    auto mem = std::make_shared<MemoryStore>();
+    CountingStore cs(mem);
+    REQUIRE(cs.put("segments/1", bytes("one")).ok());
+    CHECK(cs.put_if_absent("segments/1", bytes("x")).is(Status::Code::kAlreadyExists));
+    std::vector<std::byte> out;
+    CHECK(cs.get("segments/9", &out).is(Status::Code::kNotFound));
+    CHECK_FALSE(cs.head("segments/9").ok());
+    for (unsigned op = 0; op < CountingStore::kNumOperations; ++op) {
+      CHECK(cs.errors(CountingStore::kVolume, static_cast<CountingStore::Operation>(op)) == 0);
+    }
+    CHECK(cs.latency(CountingStore::kOpPut).count() == 1);
+    CHECK(cs.latency(CountingStore::kOpPutIfAbsent).count() == 1);
+    CHECK(cs.latency(CountingStore::kOpGet).count() == 1);
+    CHECK(cs.latency(CountingStore::kOpHead).count() == 1);
+    CHECK(cs.latency(CountingStore::kOpList).count() == 0);
+
+    // A store that fails everything: each failure counts, by bucket and operation.
+    CountingStore failing(std::make_shared<MeteredStore>());
+    CHECK_FALSE(failing.put("segments/1", bytes("a")).ok());
+    CHECK_FALSE(failing.put("lock/writer.json", bytes("a")).ok());
+    CHECK_FALSE(failing.get_range("segments/1", 0, 1, &out).ok());
+    CHECK_FALSE(failing.remove("segments/1").ok());
+    CHECK(failing.errors(CountingStore::kVolume, CountingStore::kOpPut) == 1);
+    CHECK(failing.errors(CountingStore::kLease, CountingStore::kOpPut) == 1);
+    CHECK(failing.errors(CountingStore::kVolume, CountingStore::kOpGetRange) == 1);
+    CHECK(failing.errors(CountingStore::kVolume, CountingStore::kOpRemove) == 1);
+    CHECK(failing.errors(CountingStore::kVolume, CountingStore::kOpGet) == 0);
+    CHECK(failing.latency(CountingStore::kOpPut).count() == 2);
+  }
+
   TEST_CASE("keys under lock/ count as the lease's, apart from the volume's") {
     CountingStore cs(std::make_shared<MemoryStore>());
     REQUIRE(cs.put_if_absent("lock/writer.json", bytes("{}")).ok());

@@ -66,7 +66,8 @@ get() { "$SYSPYTHON" "$CHECK" get "$@"; }
 for name in portalbd_nbd_requests_total portalbd_nbd_bytes_total portalbd_nbd_request_duration_seconds \
   portalbd_nbd_requests_in_flight portalbd_nbd_connections portalbd_write_buffer_dirty_bytes \
   portalbd_volume_flushes_total portalbd_segments_uploaded_total portalbd_uploaded_bytes_total \
-  portalbd_store_requests_total portalbd_store_bytes_total portalbd_cache_hits_total portalbd_cache_misses_total \
+  portalbd_store_requests_total portalbd_store_bytes_total portalbd_store_request_errors_total \
+  portalbd_store_request_duration_seconds portalbd_cache_hits_total portalbd_cache_misses_total \
   portalbd_cache_bytes portalbd_fetch_gets_total portalbd_gc_passes_total portalbd_gc_reclaimed_bytes_total \
   portalbd_stored_bytes portalbd_live_bytes portalbd_snapshots portalbd_lease_state portalbd_storage_failing; do
   grep -q "\"$name\"" "$TMP/before.json" || fail "the scrape has no $name family"
@@ -82,6 +83,8 @@ f0=$(get "$TMP/before.json" portalbd_nbd_requests_total command=flush)
 wc0=$(get "$TMP/before.json" portalbd_nbd_request_duration_seconds_count command=write)
 up0=$(get "$TMP/before.json" portalbd_uploaded_bytes_total)
 sp0=$(get "$TMP/before.json" portalbd_store_requests_total owner=volume operation=put)
+lp0=$(get "$TMP/before.json" portalbd_store_requests_total owner=lease operation=put)
+sd0=$(get "$TMP/before.json" portalbd_store_request_duration_seconds_count operation=put)
 
 # 3 writes of 1 MiB, a flush, a 1 MiB read; then a snapshot.
 nbdsh -u "$(nbd_uri)" -c "
@@ -102,6 +105,8 @@ f1=$(get "$TMP/after.json" portalbd_nbd_requests_total command=flush)
 wc1=$(get "$TMP/after.json" portalbd_nbd_request_duration_seconds_count command=write)
 up1=$(get "$TMP/after.json" portalbd_uploaded_bytes_total)
 sp1=$(get "$TMP/after.json" portalbd_store_requests_total owner=volume operation=put)
+lp1=$(get "$TMP/after.json" portalbd_store_requests_total owner=lease operation=put)
+sd1=$(get "$TMP/after.json" portalbd_store_request_duration_seconds_count operation=put)
 [ $((w1 - w0)) -ge 3 ] || fail "write requests moved by $((w1 - w0)), expected >= 3"
 ok "write requests moved by $((w1 - w0)) (>= 3)"
 [ $((wb1 - wb0)) -ge $((3 * MiB)) ] || fail "bytes written moved by $((wb1 - wb0)), expected >= $((3 * MiB))"
@@ -115,6 +120,14 @@ assert_eq "$((wc1 - wc0))" "$((w1 - w0))" "the write latency histogram counted e
 ok "uploaded bytes moved by $((up1 - up0))"
 [ "$sp1" -gt "$sp0" ] || fail "store PUT requests did not move ($sp0 -> $sp1)"
 ok "store PUT requests moved by $((sp1 - sp0))"
+# Every PUT is timed when it returns; a lease renewal may be on its way
+# during a scrape (counted as issued, not yet timed): one either way.
+sd=$((sd1 - sd0)) puts=$(( (sp1 - sp0) + (lp1 - lp0) ))
+[ "$sd" -ge "$((sp1 - sp0))" ] && [ "$sd" -ge "$((puts - 1))" ] && [ "$sd" -le "$((puts + 1))" ] ||
+  fail "the store PUT latency histogram counted $sd PUTs, $puts were issued"
+ok "the store PUT latency histogram counted every PUT ($sd)"
+assert_eq "$(get "$TMP/after.json" portalbd_store_request_errors_total owner=volume operation=put)" 0 \
+  "no store request failed"
 assert_eq "$(get "$TMP/after.json" portalbd_snapshots)" 1 "portalbd_snapshots counts the snapshot"
 assert_eq "$(get "$TMP/after.json" portalbd_nbd_requests_in_flight)" 0 "no request in flight once the client is done"
 
