@@ -5,7 +5,8 @@
 #   $PREFIX/libexec/portalbd/portalbd-snapshot-cron
 #   $PREFIX/share/man/man8/portalbd.8.gz, portalctl.8.gz; man5/portalbd.toml.5.gz
 #   $PREFIX/share/bash-completion/completions/portalctl
-#   $PREFIX/share/doc/portalbd/examples/portalbd.toml.example, portalbd-snapshot-cron
+#   $PREFIX/share/doc/portalbd/examples/portalbd.toml.example, portalbd-snapshot-cron,
+#     grafana-portalbd.json (a Grafana dashboard of the [metrics] endpoint)
 #   $UNITDIR/portalbd@.service, portalbd-snapshot@.service, portalbd-snapshot@.timer
 #     (default $PREFIX/lib/systemd/system; paths in them point into $PREFIX)
 #   $ETCDIR (default /etc/portalbd), created empty: the units read
@@ -53,6 +54,7 @@ done
 install -m 0644 "$PKG/completion/portalctl.bash" "$(d "$PREFIX/share/bash-completion/completions")/portalctl"
 install -m 0644 "$PKG/portalbd.toml.example" "$(d "$docdir/examples")/"
 install -m 0755 "$PKG/examples/portalbd-snapshot-cron" "$(d "$docdir/examples")/"
+install -m 0644 "$PKG/grafana/portalbd.json" "$(d "$docdir/examples")/grafana-portalbd.json"
 
 # The units name /usr/bin and /usr/libexec; point them at this PREFIX.
 for unit in "$PKG"/systemd/*.service "$PKG"/systemd/*.timer; do

@@ -19,6 +19,7 @@ PREFIX=/opt/pbd DESTDIR=$TMP/dest BUILD=$BUILD bash "$TOP/packaging/install.sh" 
 for f in bin/portalbd bin/portalctl libexec/portalbd/portalbd-snapshot-cron \
   share/man/man8/portalbd.8.gz share/man/man8/portalctl.8.gz share/man/man5/portalbd.toml.5.gz \
   share/bash-completion/completions/portalctl share/doc/portalbd/examples/portalbd.toml.example \
+  share/doc/portalbd/examples/grafana-portalbd.json \
   lib/systemd/system/portalbd@.service lib/systemd/system/portalbd-snapshot@.service \
   lib/systemd/system/portalbd-snapshot@.timer; do
   [ -s "$TMP/dest/opt/pbd/$f" ] || fail "make install: PREFIX/$f is missing"
