@@ -5,8 +5,11 @@
 #include <libnbd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include "nbd/testing/fixture.h"
@@ -223,6 +226,36 @@ TEST_SUITE("nbd.server") {
     CHECK(st.bytes_written == 65536);
     CHECK(st.bytes_read == 65536);
     CHECK(st.errors == 0);
+    CHECK(st.bytes_trimmed == 4096);
+    CHECK(st.bytes_zeroed == 2 * 4096);
+  }
+
+  TEST_CASE("every executed request is timed under its command, and none stays in flight") {
+    ServerFixture f;
+    NbdHandle h = f.connect("disk");
+    REQUIRE(h);
+    auto data = pattern(4096, 3);
+    REQUIRE(nbd_pwrite(h.get(), data.data(), data.size(), 0, 0) == 0);
+    REQUIRE(nbd_pwrite(h.get(), data.data(), data.size(), 4096, LIBNBD_CMD_FLAG_FUA) == 0);
+    REQUIRE(nbd_flush(h.get(), 0) == 0);
+    std::vector<std::byte> back(4096);
+    REQUIRE(nbd_pread(h.get(), back.data(), back.size(), 0, 0) == 0);
+    REQUIRE(nbd_pread(h.get(), back.data(), back.size(), 1ull << 40, 0) == -1);  // refused before dispatch
+    // A worker records its request just after sending the reply: wait for it.
+    ServerStats st;
+    for (int i = 0; i < 500; ++i) {
+      st = f.server->stats();
+      if (st.latency[0].count() == 1 && st.latency[2].count() == 1 && st.in_flight == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    static_assert(kTimedCommands[0] == std::string_view("read") && kTimedCommands[1] == std::string_view("write") &&
+                  kTimedCommands[2] == std::string_view("flush"));
+    CHECK(st.latency[0].count() == 1);  // the out-of-range read never reached dispatch
+    CHECK(st.latency[1].count() == 2);
+    CHECK(st.latency[2].count() == 1);
+    for (size_t i = 3; i < kTimedCommands.size(); ++i) CHECK(st.latency[i].count() == 0);
+    CHECK(st.latency[1].sum_ns > 0);
+    CHECK(st.in_flight == 0);
   }
 
   TEST_CASE("read-only export: flag set, writes refused with EPERM, reads work") {
