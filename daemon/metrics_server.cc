@@ -102,7 +102,9 @@ Status MetricsServer::start() {
     }
   }
   const addrinfo* ai = found;
-  UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
+  // Non-blocking, so an accept after poll never waits for a client that
+  // went away in between; the accepted sockets block (poll bounds them).
+  UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol));
   if (!fd) return Status::IOError(where + ": socket: " + std::strerror(errno));
   int one = 1;
   (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -146,7 +148,15 @@ void MetricsServer::run() {
     if (fds[1].revents != 0) return;
     if ((fds[0].revents & POLLIN) == 0) continue;
     UniqueFd conn(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!conn) continue;  // the client went away, or out of fds for a moment
+    if (!conn) {
+      // Out of fds or memory: back off instead of spinning on a ready socket
+      // (a client that went away is EAGAIN or ECONNABORTED: try again now).
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED && errno != EINTR) {
+        pollfd wake{wake_read_.get(), POLLIN, 0};
+        if (::poll(&wake, 1, 100) > 0) return;
+      }
+      continue;
+    }
     serve(conn.get());
   }
 }
