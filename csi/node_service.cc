@@ -335,13 +335,24 @@ grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*, const NodeUnst
   if (req->staging_target_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "staging_target_path is empty");
   if (!plausible_volume_id(req->volume_id())) return grpc::Status::OK;
   const std::string& id = req->volume_id();
-  if (is_mount_point(req->staging_target_path())) {
-    if (Status st = run_checked({"umount", req->staging_target_path()}); !st.ok()) return to_grpc(st);
-  }
   Staged s;
   Status loaded = load_staged(id, &s);
+  if (!loaded.ok() && !loaded.is(Status::Code::kNotFound)) return to_grpc(loaded);
+  // A device whose daemon is gone answers nothing: the kernel would hold
+  // the unmount's writes forever. Disconnecting first fails them (EIO), so
+  // the unmount below finishes; what they carried was never acknowledged.
+  if (loaded.ok() && device_connected(s.device) && !daemon_answers(control_socket_path(options_.state_dir, id))) {
+    log::get("csi")->warn("the daemon of volume id={} is gone: disconnecting {} before unmounting", id, s.device);
+    if (Status st = run_checked({"nbd-client", "-d", s.device}); !st.ok()) return to_grpc(st);
+  }
+  if (is_mount_point(req->staging_target_path())) {
+    Status st = run_checked({"umount", req->staging_target_path()});
+    if (!st.ok() && loaded.ok() && !device_connected(s.device)) {
+      st = run_checked({"umount", "-l", req->staging_target_path()});  // a dead device's filesystem
+    }
+    if (!st.ok()) return to_grpc(st);
+  }
   if (loaded.is(Status::Code::kNotFound)) return grpc::Status::OK;  // never staged here, or done
-  if (!loaded.ok()) return to_grpc(loaded);
   if (device_connected(s.device)) {
     if (Status st = run_checked({"nbd-client", "-d", s.device}); !st.ok()) return to_grpc(st);
   }

@@ -19,6 +19,8 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # VM test (real kernel nbd client) and packaging tests
   qemu-system-x86 linux-image-amd64 busybox-static nbd-client dpkg-dev systemd nix-bin
+  # the CSI node test in the VM formats xfs too
+  xfsprogs
 )
 
 missing=()

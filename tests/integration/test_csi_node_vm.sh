@@ -21,6 +21,8 @@
 #      one) and the synced file reads back.
 #   5. A raw block volume: NodeStage attaches without a filesystem, NodePublish
 #      bind-mounts the device file.
+#   6. xfs: NodeStage formats and mounts it; after ControllerExpandVolume the
+#      next stage runs xfs_growfs.
 source "$(dirname "$0")/lib.sh"
 source "$TOP/tests/vm/vm_lib.sh"
 
@@ -170,11 +172,11 @@ done
 ok "node-b stages the volume (its daemon takes over from the dead one; attempt $i)"
 guest 30 "sha256sum $STAGE_B/synced | cut -d' ' -f1; cat /tmp/synced.sha"
 assert_eq "$(sed -n 1p <<<"$GUEST_OUT")" "$(sed -n 2p <<<"$GUEST_OUT")" "the write synced on node-a reads back on node-b"
-guest 30 "grep -i -m1 'took over\|replaced\|take' /tmp/b/volumes/$VOL/portalbd.log"
-log "node-b's daemon: $GUEST_OUT"
+guest 30 "grep -m1 'taking over' /tmp/b/volumes/$VOL/portalbd.log"
+assert_match "$GUEST_OUT" "taking over the volume" "node-b's daemon logged that it took the volume over"
 csi_ok "node-b unstages" "$PORT_B" Node NodeUnstageVolume "{\"volume_id\": \"$VOL\", \"staging_target_path\": \"$STAGE_B\"}"
-guest 60 "umount -l $STAGE; nbd-client -d \$(sed -n 's/.*\"device\": \"\\([^\"]*\\)\".*/\\1/p' /tmp/a/volumes/$VOL/stage.json)"
-csi_ok "node-a unstages after losing its daemon" "$PORT_A" Node NodeUnstageVolume "$UNSTAGE_REQ"
+csi_ok "node-a unstages after losing its daemon (device disconnected first)" "$PORT_A" Node NodeUnstageVolume "$UNSTAGE_REQ"
+guest_check "node-a's staging path is unmounted" "! grep -q \" $STAGE \" /proc/mounts"
 
 # ---------------------------------------------------------------- 5. raw block
 BLOCK_CAP='"volume_capability": {"block": {}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}'
@@ -191,5 +193,27 @@ assert_eq "$GUEST_OUT" 67108864 "the published block device is 64 MiB"
 csi_ok "NodeUnpublishVolume of the block volume" "$PORT_A" Node NodeUnpublishVolume "{\"volume_id\": \"$VOL3\", \"target_path\": \"/tmp/k/pods/p3/dev\"}"
 csi_ok "NodeUnstageVolume of the block volume" "$PORT_A" Node NodeUnstageVolume "{\"volume_id\": \"$VOL3\", \"staging_target_path\": \"/tmp/k/staging/$VOL3\"}"
 guest_check "no daemon left" "! pidof portalbd"
+
+# ---------------------------------------------------------------- 6. xfs
+guest_check "load the xfs module" "insmod /lib/modules/libcrc32c.ko; insmod /lib/modules/xfs.ko && grep -qw xfs /proc/filesystems"
+XFS_CAP='"volume_capability": {"mount": {"fs_type": "xfs"}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}'
+csi_ok "CreateVolume of an xfs volume (320 MiB)" "$PORT_A" Controller CreateVolume \
+  '{"name": "pvc-vm-xfs", "capacity_range": {"required_bytes": 335544320}, "volume_capabilities": [{"mount": {"fs_type": "xfs"}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}]}'
+VOL4=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+URL4=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+STAGE4=/tmp/k/staging/$VOL4
+STAGE4_REQ="{\"volume_id\": \"$VOL4\", \"staging_target_path\": \"$STAGE4\", $XFS_CAP, \"volume_context\": {\"storageUrl\": \"$URL4\"}}"
+csi_ok "NodeStageVolume formats xfs and mounts it" "$PORT_A" Node NodeStageVolume "$STAGE4_REQ"
+guest_check "it is an xfs mount; a file written and synced" "grep -q \" $STAGE4 xfs\" /proc/mounts && echo xfs-data >$STAGE4/f && sync"
+guest 30 "df -k $STAGE4 | tail -1 | awk '{print \$2}'"
+XFS_BEFORE=$GUEST_OUT
+csi_ok "NodeUnstageVolume" "$PORT_A" Node NodeUnstageVolume "{\"volume_id\": \"$VOL4\", \"staging_target_path\": \"$STAGE4\"}"
+csi_ok "ControllerExpandVolume to 640 MiB" "$PORT_A" Controller ControllerExpandVolume \
+  "{\"volume_id\": \"$VOL4\", \"capacity_range\": {\"required_bytes\": 671088640}}"
+csi_ok "NodeStageVolume again: xfs_growfs" "$PORT_A" Node NodeStageVolume "$STAGE4_REQ"
+guest 30 "df -k $STAGE4 | tail -1 | awk '{print \$2}'; cat $STAGE4/f"
+[ "$(sed -n 1p <<<"$GUEST_OUT")" -gt $((XFS_BEFORE + 250000)) ] || fail "xfs did not grow by 300 MiB: $XFS_BEFORE KiB, then $GUEST_OUT"
+assert_eq "$(sed -n 2p <<<"$GUEST_OUT")" xfs-data "xfs grew from $XFS_BEFORE to $(sed -n 1p <<<"$GUEST_OUT") KiB and the file is there"
+csi_ok "NodeUnstageVolume" "$PORT_A" Node NodeUnstageVolume "{\"volume_id\": \"$VOL4\", \"staging_target_path\": \"$STAGE4\"}"
 
 vm_stop

@@ -3,7 +3,9 @@
 # with a second cpio archive appended (the kernel unpacks concatenated
 # archives in order) holding portalbd-csi, portalbd and the tools the node
 # service runs that busybox lacks or does differently (util-linux mount,
-# umount, blkid, blockdev; resize2fs), with their shared libraries.
+# umount, blkid, blockdev; resize2fs; mkfs.xfs, xfs_growfs), with their shared
+# libraries, and the xfs module (/lib/modules/xfs.ko, libcrc32c.ko: the test
+# loads them).
 #
 #   tests/vm/build-csi-initramfs.sh OUTDIR BINDIR
 #
@@ -16,7 +18,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bash "$HERE/build-initramfs.sh" "$OUT"
 
 PROGRAMS=("$BINDIR/portalbd-csi" "$BINDIR/portalbd" /bin/mount /bin/umount /sbin/blkid /sbin/blockdev
-  /sbin/resize2fs)
+  /sbin/resize2fs /sbin/mkfs.xfs /usr/sbin/xfs_growfs)
 for p in "${PROGRAMS[@]}"; do
   [ -x "$p" ] || { echo "build-csi-initramfs: $p is missing" >&2; exit 77; }
 done
@@ -38,6 +40,18 @@ for p in "${PROGRAMS[@]}"; do
     *) mkdir -p "$ROOT$(dirname "$p")"; cp -L "$p" "$ROOT$p" ;;
   esac
   copy_libs "$p"
+done
+# The xfs module of the guest's kernel (build-initramfs.sh chose it).
+KVER=$(sed -n 's/^kernel //p' "$OUT/inputs")
+mkdir -p "$ROOT/lib/modules"
+for m in kernel/lib/libcrc32c kernel/fs/xfs/xfs; do
+  src=$(ls "/lib/modules/$KVER/$m".ko* 2>/dev/null | head -1)
+  [ -n "$src" ] || { echo "build-csi-initramfs: kernel $KVER has no $m module" >&2; exit 77; }
+  case "$src" in
+    *.xz) xz -dc "$src" >"$ROOT/lib/modules/$(basename "$m").ko" ;;
+    *.zst) zstd -qdc "$src" >"$ROOT/lib/modules/$(basename "$m").ko" ;;
+    *) cp "$src" "$ROOT/lib/modules/$(basename "$m").ko" ;;
+  esac
 done
 (cd "$ROOT" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$OUT/csi-extra.cpio.gz"
 cat "$OUT/initramfs.cpio.gz" "$OUT/csi-extra.cpio.gz" >"$OUT/csi-initramfs.cpio.gz.tmp"
