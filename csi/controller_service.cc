@@ -7,12 +7,14 @@
 
 #include "csi/assign_or_return.h"
 #include "csi/capabilities.h"
+#include "csi/controller_helpers.h"
 #include "csi/volume_access.h"
 #include "src/log/log.h"
 
 namespace portalbd::csi {
 
 using namespace ::csi::v1;
+using namespace controller_detail;
 using grpc::StatusCode;
 
 namespace {
@@ -68,39 +70,6 @@ grpc::Status check_capabilities(const google::protobuf::RepeatedPtrField<VolumeC
   return grpc::Status::OK;
 }
 
-// The paging token of List*: the index of the next entry, in decimal.
-Result<size_t> parse_token(const std::string& token, size_t total) {
-  if (token.empty()) return size_t{0};
-  size_t pos = 0;
-  try {
-    size_t used = 0;
-    pos = std::stoul(token, &used);
-    if (used != token.size()) throw std::invalid_argument("trailing");
-  } catch (const std::exception&) {
-    return Status::Cancelled("starting_token '" + token + "' was not issued by this driver");
-  }
-  if (pos > total) return Status::Cancelled("starting_token '" + token + "' is past the end of the list");
-  return pos;
-}
-
-grpc::Status token_error(const Status& st) { return grpc_error(StatusCode::ABORTED, st.message()); }
-
-void set_time(int64_t unix_ms, google::protobuf::Timestamp* ts) {
-  ts->set_seconds(unix_ms / 1000);
-  ts->set_nanos(static_cast<int32_t>((unix_ms % 1000) * 1000000));
-}
-
-void fill_snapshot(const SnapshotRecord& s, Snapshot* out) {
-  out->set_snapshot_id(s.id);
-  out->set_source_volume_id(s.volume_id);
-  out->set_size_bytes(static_cast<int64_t>(s.size_bytes));
-  set_time(s.created_unix_ms, out->mutable_creation_time());
-  out->set_ready_to_use(true);  // O(1) snapshots are complete when taken
-}
-
-grpc::Status pending(const std::string& key) {
-  return grpc_error(StatusCode::ABORTED, "an operation on " + key + " is in progress; try again");
-}
 
 }  // namespace
 
@@ -417,146 +386,6 @@ grpc::Status ControllerService::ControllerGetCapabilities(grpc::ServerContext*,
                  ControllerServiceCapability::RPC::EXPAND_VOLUME, ControllerServiceCapability::RPC::GET_VOLUME}) {
     out->add_capabilities()->mutable_rpc()->set_type(t);
   }
-  return grpc::Status::OK;
-}
-
-grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const CreateSnapshotRequest* req,
-                                               CreateSnapshotResponse* out) {
-  const auto settings = store_settings(req->secrets());
-  if (req->name().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a name");
-  if (req->source_volume_id().empty()) {
-    return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a source_volume_id");
-  }
-  std::string busy;
-  auto hold = locks_.try_hold({"snapname:" + req->name(), "vol:" + req->source_volume_id()}, &busy);
-  if (!hold) return pending(busy);
-  auto existing_id = registry_.snapshot_id_by_name(req->name());
-  if (!existing_id.ok()) return to_grpc(existing_id.status());
-  SnapshotRecord rec;
-  if (*existing_id) {
-    auto existing = registry_.snapshot(**existing_id);
-    if (!existing.ok()) return to_grpc(existing.status());
-    std::string vol, engine;
-    split_snapshot_id(**existing_id, &vol, &engine);
-    if (vol != req->source_volume_id()) {
-      return grpc_error(StatusCode::ALREADY_EXISTS, "snapshot '" + req->name() + "' exists as " + **existing_id +
-                                                        ", of another volume");
-    }
-    if (*existing) {
-      fill_snapshot(**existing, out->mutable_snapshot());
-      return grpc::Status::OK;
-    }
-    rec.id = **existing_id;  // a create stopped half way: finish it
-    rec.engine_name = engine;
-  }
-  if (!plausible_volume_id(req->source_volume_id())) {
-    return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->source_volume_id());
-  }
-  auto vol = registry_.volume(req->source_volume_id());
-  if (!vol.ok()) return to_grpc(vol.status());
-  if (!*vol || (*vol)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->source_volume_id());
-  if (rec.id.empty()) {
-    rec.engine_name = new_engine_snapshot_name();
-    rec.id = (*vol)->id + "@" + rec.engine_name;
-    if (Status st = registry_.put_snapshot_name(req->name(), rec.id); !st.ok()) return to_grpc(st);
-  }
-  rec.name = req->name();
-  rec.volume_id = (*vol)->id;
-
-  VolumeAccess::OpenOptions o;
-  o.url = (*vol)->storage_url;
-  o.volume_id = (*vol)->id;
-  o.state_dir = options_.state_dir;
-  o.settings = settings;
-  o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
-  auto va = VolumeAccess::Open(o);
-  if (!va.ok()) return to_grpc(va.status().With("snapshot volume " + rec.volume_id));
-  auto taken = (*va)->create_snapshot(rec.engine_name);
-  if (!taken.ok()) return to_grpc(taken.status().With("snapshot volume " + rec.volume_id));
-  if (Status st = (*va)->close(); !st.ok()) return to_grpc(st);
-  rec.size_bytes = taken->size_bytes;
-  rec.created_unix_ms = taken->created_unix_ms;
-  if (Status st = registry_.put_snapshot(rec); !st.ok()) return to_grpc(st);
-  log::get("csi")->info("created snapshot name={} id={} via={}", log::quote(rec.name), rec.id,
-                        (*va)->via_mailbox() ? "mailbox" : (*va)->via_daemon() ? "daemon" : "engine");
-  fill_snapshot(rec, out->mutable_snapshot());
-  return grpc::Status::OK;
-}
-
-grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const DeleteSnapshotRequest* req,
-                                               DeleteSnapshotResponse*) {
-  const auto settings = store_settings(req->secrets());
-  if (req->snapshot_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteSnapshot needs a snapshot_id");
-  std::string vol_id, engine;
-  if (!split_snapshot_id(req->snapshot_id(), &vol_id, &engine)) return grpc::Status::OK;
-  std::string busy;
-  auto hold = locks_.try_hold({"vol:" + vol_id}, &busy);
-  if (!hold) return pending(busy);
-  auto rec = registry_.snapshot(req->snapshot_id());
-  if (!rec.ok()) return to_grpc(rec.status());
-  if (!*rec) return grpc::Status::OK;
-  auto vol = registry_.volume(vol_id);
-  if (!vol.ok()) return to_grpc(vol.status());
-  if (*vol) {
-    VolumeAccess::OpenOptions o;
-    o.url = (*vol)->storage_url;
-    o.volume_id = (*vol)->id;
-    o.state_dir = options_.state_dir;
-    o.settings = settings;
-    o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
-    auto va = VolumeAccess::Open(o);
-    if (va.ok()) {
-      if (Status st = (*va)->delete_snapshot(engine); !st.ok()) return to_grpc(st);
-      if (Status st = (*va)->close(); !st.ok()) return to_grpc(st);
-    } else if (!va.status().is(Status::Code::kNotFound)) {
-      return to_grpc(va.status().With("delete snapshot " + req->snapshot_id()));
-    }
-  }
-  auto named = registry_.snapshot_id_by_name((*rec)->name);
-  if (named.ok() && *named && **named == req->snapshot_id()) {
-    if (Status st = registry_.remove_snapshot_name((*rec)->name); !st.ok()) return to_grpc(st);
-  }
-  if (Status st = registry_.remove_snapshot(req->snapshot_id()); !st.ok()) return to_grpc(st);
-  // The last snapshot of a deleted volume takes the volume's storage with it.
-  if (*vol && (*vol)->deleted) {
-    auto snaps = registry_.snapshots();
-    if (!snaps.ok()) return to_grpc(snaps.status());
-    bool more = false;
-    for (const auto& s : *snaps) more |= s.volume_id == vol_id;
-    if (!more) {
-      if (Status st = destroy_volume(**vol, settings); !st.ok()) return to_grpc(st);
-    }
-  }
-  log::get("csi")->info("deleted snapshot id={}", req->snapshot_id());
-  return grpc::Status::OK;
-}
-
-grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*, const ListSnapshotsRequest* req,
-                                              ListSnapshotsResponse* out) {
-  if (req->max_entries() < 0) return grpc_error(StatusCode::INVALID_ARGUMENT, "max_entries is negative");
-  std::vector<SnapshotRecord> picked;
-  if (!req->snapshot_id().empty()) {
-    std::string v, e;
-    if (split_snapshot_id(req->snapshot_id(), &v, &e)) {
-      auto rec = registry_.snapshot(req->snapshot_id());
-      if (!rec.ok()) return to_grpc(rec.status());
-      if (*rec && (req->source_volume_id().empty() || (*rec)->volume_id == req->source_volume_id())) {
-        picked.push_back(**rec);
-      }
-    }
-  } else {
-    auto all = registry_.snapshots();
-    if (!all.ok()) return to_grpc(all.status());
-    for (auto& s : *all) {
-      if (req->source_volume_id().empty() || s.volume_id == req->source_volume_id()) picked.push_back(std::move(s));
-    }
-  }
-  auto start = parse_token(req->starting_token(), picked.size());
-  if (!start.ok()) return token_error(start.status());
-  size_t end = picked.size();
-  if (req->max_entries() > 0) end = std::min(end, *start + static_cast<size_t>(req->max_entries()));
-  for (size_t i = *start; i < end; ++i) fill_snapshot(picked[i], out->add_entries()->mutable_snapshot());
-  if (end < picked.size()) out->set_next_token(std::to_string(end));
   return grpc::Status::OK;
 }
 
