@@ -14,6 +14,14 @@ FrameCache::Frame FrameCache::get(uint64_t seq, uint64_t offset) {
   return it->second->frame;
 }
 
+FrameCache::Frame FrameCache::recheck(uint64_t seq, uint64_t offset) {
+  MutexLock lock(&mu_);
+  auto it = map_.find({seq, offset});
+  if (it == map_.end()) return {};
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->frame;
+}
+
 void FrameCache::put(uint64_t seq, uint64_t offset, Frame frame) {
   if (capacity_ == 0 || !frame) return;
   MutexLock lock(&mu_);

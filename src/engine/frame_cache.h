@@ -30,8 +30,10 @@ class FrameCache {
 
   explicit FrameCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
 
-  // The frame at (seq, offset), or an empty Frame.
+  // The frame at (seq, offset), or an empty Frame; counted as a hit or miss.
   Frame get(uint64_t seq, uint64_t offset);
+  // get() for a second look after a miss was counted (FrameFetcher): counts nothing.
+  Frame recheck(uint64_t seq, uint64_t offset);
   void put(uint64_t seq, uint64_t offset, Frame frame);
   uint64_t bytes() const;
   uint64_t hits() const;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_set>
 
 #include "src/log/log.h"
 
@@ -34,9 +35,11 @@ std::vector<FrameFetcher::Job> FrameFetcher::claim_locked(
     std::vector<std::pair<Key, std::shared_ptr<Slot>>>* waits, FrameBatch* batch) {
   // seq -> offset -> (frame, slot): claimed frames in object order.
   std::map<uint64_t, std::map<uint64_t, std::pair<FrameRef, std::shared_ptr<Slot>>>> claimed;
+  std::unordered_set<Key, KeyHash> seen;  // a frame several pieces of a read share is looked at once
   uint64_t claimed_bytes = 0;
   for (const FrameWant& w : wants) {
     const Key key{w.seq, w.ref.offset};
+    if (!seen.insert(key).second) continue;
     if (batch != nullptr && batch->count(key)) continue;
     if (auto it = in_flight_.find(key); it != in_flight_.end()) {
       if (waits != nullptr) {
@@ -45,7 +48,8 @@ std::vector<FrameFetcher::Job> FrameFetcher::claim_locked(
       }
       continue;
     }
-    if (auto hit = cache_->get(w.seq, w.ref.offset)) {
+    // The caller's lookup missed; a fetch may have landed it since.
+    if (auto hit = cache_->recheck(w.seq, w.ref.offset)) {
       if (batch != nullptr) (*batch)[key] = std::move(hit);
       continue;
     }

@@ -101,9 +101,12 @@ TEST_SUITE("engine.frame_fetcher") {
     auto fetcher = f.fetcher(o);
     std::vector<FrameWant> wants;
     for (uint64_t i = 0; i < 10; ++i) wants.push_back(f.want(i));
+    std::vector<FrameWant> twice = wants;  // several pieces of one read in the same frame
+    twice.insert(twice.end(), wants.begin(), wants.end());
     FrameBatch batch;
-    REQUIRE(fetcher->fetch(wants, &batch).ok());
+    REQUIRE(fetcher->fetch(twice, &batch).ok());
     CHECK(f.store->calls(FaultStore::kGetRange) == 3);  // 4 + 4 + 2 frames
+    CHECK(fetcher->stats().joined == 0);
     for (uint64_t i = 0; i < 10; ++i) CHECK(f.holds(batch, i));
     // Now cached: no GET at all.
     FrameBatch again;
