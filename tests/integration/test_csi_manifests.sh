@@ -90,3 +90,18 @@ for bin in portalbd portalbd-csi; do
 done
 grep -q "ENTRYPOINT.*portalbd-csi" "$dockerfile" || fail "the Dockerfile's entry point is not portalbd-csi"
 ok "the Dockerfile builds portalbd and portalbd-csi with make and runs the driver"
+
+# The image's build packages are deps.sh's: every library (-dev) package of
+# its build sections (those before "# integration tests"), but doctest (unit
+# tests only), must be installed by the Dockerfile too.
+missing=$("$SYSPYTHON" - "$TOP/packaging/deps.sh" "$dockerfile" <<'PY'
+import re, sys
+deps = open(sys.argv[1]).read()
+start = deps.index("PACKAGES=(")
+block = deps[start:deps.index("# integration tests", start)]
+pkgs = {w for line in block.splitlines() for w in line.split("#")[0].split()}
+docker = open(sys.argv[2]).read().split()
+print(" ".join(sorted(p for p in pkgs if p.endswith("-dev") and p != "doctest-dev" and p not in docker)))
+PY
+)
+assert_eq "$missing" "" "the Dockerfile installs every library package deps.sh builds with"
