@@ -13,6 +13,7 @@
 #include "src/engine/writer_lease.h"
 #include "src/format/segment.h"
 #include "src/log/log.h"
+#include "src/store/volume_encryption.h"
 
 namespace portalbd::csi {
 namespace {
@@ -85,6 +86,13 @@ Result<std::unique_ptr<VolumeAccess>> VolumeAccess::Open(const OpenOptions& o) {
     auto head = va->store_->head("volume.json");
     if (head.status().is(Status::Code::kNotFound)) return Status::NotFound("no volume in " + o.url);
     if (!head.ok()) return head.status().With("look for the volume in " + o.url);
+    // The driver holds no encryption key (issue 25): an encrypted volume is
+    // refused here, before the lease, rather than read as garbage.
+    auto plain = open_volume_store(va->store_, EncryptionKeySource{});
+    if (!plain.ok()) {
+      return Status::NotSupported("volume " + o.volume_id + " is encrypted and the CSI driver holds no key, so it " +
+                                  "cannot open it without its daemon (" + plain.status().message() + ")");
+    }
   }
   va->volume_id_ = o.volume_id;
   auto lease = WriterLease::Acquire(va->store_, LeaseOptions{});

@@ -22,6 +22,7 @@
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 #include "src/store/counting_store.h"
+#include "src/store/volume_encryption.h"
 #include "src/store/object_store.h"
 
 namespace portalbd {
@@ -97,7 +98,12 @@ Status Daemon::start() {
   if (!store.ok()) return store.status();
   // Every request from here on, the lease's included, is counted (status).
   requests_ = std::make_shared<CountingStore>(*store);
-  store_ = requests_;
+  // Encryption is settled before the lease, the first write: a daemon with
+  // a missing or wrong key refuses here and writes nothing.
+  auto sealed = open_volume_store(requests_, {config_.encryption_key_file, config_.encryption_passphrase_file});
+  if (!sealed.ok()) return sealed.status();
+  store_ = *sealed;
+  if (store_ != requests_) logger->info("volume encryption on cipher=aes-256-gcm storage={}", log::quote(url));
 
   // The lease comes before Volume::Open, and must: the new writer lists
   // storage only once it holds the volume, so any segment the previous

@@ -83,6 +83,10 @@ struct Config {
   // effective_journal_direct_write_bytes().
   uint64_t journal_direct_write_bytes = 0;
   bool journal_direct_write_bytes_set = false;
+  // [encryption] (src/store/volume_encryption.h): at most one of the two;
+  // neither means the volume is not encrypted.
+  std::string encryption_key_file;         // exactly 32 raw bytes
+  std::string encryption_passphrase_file;  // a passphrase, stretched with scrypt
   // [metrics]
   std::string metrics_address;  // Prometheus GET /metrics on this loopback host:port ("" = off)
   // [fuse]

@@ -107,6 +107,12 @@ std::vector<ConfigKey> build_table() {
   keys.push_back(string_key("metrics.address", &Config::metrics_address, r::check_metrics_address,
                             "serve Prometheus metrics (GET /metrics) on this loopback host:port, \"\" (default) "
                             "for none"));
+  keys.push_back(string_key("encryption.key_file", &Config::encryption_key_file, r::check_file_path,
+                            "encrypt every stored object with this key: a file of exactly 32 random bytes; "
+                            "losing it loses the volume"));
+  keys.push_back(string_key("encryption.passphrase_file", &Config::encryption_passphrase_file, r::check_file_path,
+                            "encrypt with a key derived (scrypt) from the passphrase in this file, instead of "
+                            "key_file"));
   keys.push_back(string_key("fuse.mountpoint", &Config::fuse_mountpoint, r::check_any_string,
                             "mount the FUSE snapshot view here at start, unmount it at stop"));
   keys.push_back(uint_key("gc.interval_s", &Config::gc_interval_s, r::check_any_uint,

@@ -51,6 +51,9 @@ Status validate_config(const Config& cfg) {
   if (cfg.nbd_address.empty() && cfg.nbd_unix.empty()) {
     return Status::InvalidArgument("nbd.address and nbd.unix are both empty: no way for a client to connect");
   }
+  if (!cfg.encryption_key_file.empty() && !cfg.encryption_passphrase_file.empty()) {
+    return Status::InvalidArgument("encryption.key_file and encryption.passphrase_file are both set: choose one");
+  }
   if (cfg.control_socket.empty()) return Status::InvalidArgument("nbd.socket: the control socket path is empty");
   if (cfg.state_dir.empty()) return Status::InvalidArgument("daemon.state_dir is empty");
   if (!cfg.nbd_unix.empty() && cfg.nbd_unix == cfg.control_socket) {

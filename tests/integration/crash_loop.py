@@ -90,7 +90,8 @@ class Loop:
         self.args = args
         self.rng = random.Random(args.seed)
         self.d = Daemon(args.portalbd, args.portalctl, args.storage, args.workdir, args.port,
-                        extra_args=["--flush-interval-ms", str(args.flush_interval_ms), "--journal", args.journal])
+                        extra_args=["--flush-interval-ms", str(args.flush_interval_ms), "--journal", args.journal]
+                        + (["--encryption-key-file", args.encryption_key_file] if args.encryption_key_file else []))
         # Per block: events [value, issued_ns, answered_ns|None, durable_by_itself].
         self.events = [[[0, 0, 0, True]] for _ in range(NBLOCKS)]
         self.barriers = []  # issue times of answered FLUSH / FUA / snapshot create / restore
@@ -364,7 +365,7 @@ class Loop:
 
     def run(self):
         a = self.args
-        print(f"# crash loop: SEED={a.seed} storage={a.storage} journal={a.journal} iterations={a.iterations} "
+        print(f"# crash loop: SEED={a.seed} storage={a.storage} journal={a.journal} encrypted={bool(a.encryption_key_file)} iterations={a.iterations} "
               f"(epochs of {a.epoch}), time budget {a.time_budget} s, rebuild from storage every {a.rebuild_every}",
               flush=True)
         t_start = time.monotonic()
@@ -423,6 +424,8 @@ def main():
                         "state dir keep it); on, it must survive a kill -9 with the state dir (the journal) kept, "
                         "and only clean stops are rebuilt from storage alone (journal_crash.py checks what a lost "
                         "disk leaves)")
+    p.add_argument("--encryption-key-file", default="",
+                   help="run every daemon with this key file (client-side encryption, issue 25)")
     p.add_argument("--epoch", type=int, default=10, help="iterations per volume")
     p.add_argument("--flush-interval-ms", type=int, default=300)
     p.add_argument("--min-run", type=float, default=0.3)

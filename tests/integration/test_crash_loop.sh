@@ -19,6 +19,8 @@
 #                    but never before MIN_ITERATIONS (default: ITERATIONS)
 #   JOURNAL_ITERATIONS=N  on file:// with the journal (default 12)
 #   STORES="file s3 file-journal" which loops to run
+#   ENCRYPTION_KEY_FILE=F  every daemon runs with --encryption-key-file F
+#                    (test_encryption.sh runs a short loop this way)
 source "$(dirname "$0")/lib.sh"
 requires_python_nbd
 requires_portalbd
@@ -36,7 +38,7 @@ S3_ITERATIONS=${S3_ITERATIONS:-8}
 TIME_BUDGET=${TIME_BUDGET:-1000000}
 JOURNAL_ITERATIONS=${JOURNAL_ITERATIONS:-12}
 STORES=${STORES:-file s3 file-journal}
-log "SEED=$SEED ITERATIONS=$ITERATIONS S3_ITERATIONS=$S3_ITERATIONS STORES='$STORES' (replay: SEED=$SEED bash $0)"
+log "SEED=$SEED ITERATIONS=$ITERATIONS S3_ITERATIONS=$S3_ITERATIONS STORES='$STORES' ENCRYPTION_KEY_FILE='${ENCRYPTION_KEY_FILE:-}' (replay: SEED=$SEED bash $0)"
 
 run_loop() {  # NAME STORAGE_URL ITERATIONS [JOURNAL]
   local name=$1 storage=$2 iterations=$3 journal=${4:-off} work="$TMP/$1" rc=0
@@ -44,7 +46,7 @@ run_loop() {  # NAME STORAGE_URL ITERATIONS [JOURNAL]
   "$SYSPYTHON" "$TOP/tests/integration/crash_loop.py" --portalbd "$PORTALBD" --portalctl "$PORTALCTL" \
     --storage "$storage" --workdir "$work" --port "$(pick_unused_port)" --seed "$SEED" \
     --iterations "$iterations" --min-iterations "${MIN_ITERATIONS:-$iterations}" --time-budget "$TIME_BUDGET" \
-    --journal "$journal" || rc=$?
+    --journal "$journal" --encryption-key-file "${ENCRYPTION_KEY_FILE:-}" || rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "    last lines of the daemon log ($work/portalbd.log):"
     tail -25 "$work/portalbd.log" | sed 's/^/    /'
