@@ -173,6 +173,10 @@ Status Daemon::start() {
   so.unix_path = config_.nbd_unix;
   so.max_connections = static_cast<uint32_t>(config_.max_connections);  // at most 65536 (config_rules)
   so.max_write_payload_bytes = config_.max_write_payload_bytes;
+  so.tls.mode = nbd::parse_tls_mode(config_.tls).value();  // checked by validate_config
+  so.tls.certificates_dir = config_.tls_certificates;
+  so.tls.verify_peer = config_.tls_verify_peer;
+  so.tls.psk_file = config_.tls_psk_file;
   if (!config_.trace_file.empty()) {
     auto trace = nbd::TraceRecorder::Open(config_.trace_file);
     if (!trace.ok()) return trace.status();

@@ -15,26 +15,16 @@
 #include "src/util/clock.h"
 
 namespace portalbd::nbd {
-namespace {
-
-// 0 = wait forever. A timed-out recv fails like a broken socket.
-void set_receive_timeout(int fd, uint32_t timeout_ms) {
-  struct timeval tv {};
-  tv.tv_sec = timeout_ms / 1000;
-  tv.tv_usec = (timeout_ms % 1000) * 1000;
-  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-}
-
-}  // namespace
 
 Connection::Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
-                       StatsCounters& stats, PayloadBudget& payload_budget)
+                       StatsCounters& stats, PayloadBudget& payload_budget, const TlsServer* tls)
     : fd_(std::move(fd)),
       peer_(std::move(peer)),
       exports_(exports),
       options_(options),
       stats_(stats),
       payload_budget_(payload_budget),
+      tls_(tls),
       connected_unix_ms_(now_unix_ms()) {}
 
 void Connection::run() {
@@ -44,20 +34,27 @@ void Connection::run() {
     MutexLock lock(&fd_mu_);  // only this thread changes fd_, at the end
     fd = fd_.get();
   }
-  set_receive_timeout(fd, options_.handshake_timeout_ms);
-  std::optional<Session> session = Handshake(fd, exports_, peer_, options_.max_request_bytes).run();
+  // A timed-out read fails like a broken socket.
+  transport_ = std::make_unique<PlainTransport>(fd);
+  transport_->set_receive_timeout(options_.handshake_timeout_ms);
+  std::optional<Session> session =
+      Handshake(transport_, fd, tls_, options_.handshake_timeout_ms, exports_, peer_, options_.max_request_bytes)
+          .run();
   // Transmission may idle for hours (a mounted filesystem): no timeout.
-  if (session) set_receive_timeout(fd, 0);
+  if (session) transport_->set_receive_timeout(0);
   if (session) {
     {
       MutexLock lock(&mu_);
       export_name_ = session->export_name;
     }
-    logger->info("NBD client connected peer={} export={} structured_replies={} read_only={}", peer_,
-                 log::quote(session->export_name), session->structured_replies, session->device->read_only());
-    request_loop(*session, fd);
+    logger->info("NBD client connected peer={} export={} tls={} structured_replies={} read_only={}", peer_,
+                 log::quote(session->export_name),
+                 log::quote(session->tls_identity.empty() ? "off" : session->tls_identity),
+                 session->structured_replies, session->device->read_only());
+    request_loop(*session, *transport_);
     logger->info("NBD client disconnected peer={} export={}", peer_, log::quote(session->export_name));
   }
+  transport_.reset();  // TLS: close_notify, while the socket is still open
   {
     MutexLock lock(&fd_mu_);
     fd_.reset();
@@ -65,9 +62,9 @@ void Connection::run() {
   finished_.store(true, std::memory_order_release);
 }
 
-void Connection::request_loop(const Session& session, int fd) {
+void Connection::request_loop(const Session& session, Transport& io) {
   auto logger = log::get("nbd");
-  ReplyWriter out(fd);
+  ReplyWriter out(io);
   TraceRecorder* trace = options_.trace.get();
   if (trace != nullptr) trace_conn_ = trace->new_connection();
   ReplyNote note{trace};
@@ -87,7 +84,7 @@ void Connection::request_loop(const Session& session, int fd) {
   inline_ctx.hold_replies = true;
   constexpr size_t kMaxHeldReplies = 64;
   constexpr size_t kMaxHeldBytes = 256 << 10;
-  BufferedReader in(fd);
+  BufferedReader in(io);
   for (;;) {
     if (out.held() > 0 && (in.buffered() < proto::kRequestHeaderBytes || out.held() >= kMaxHeldReplies ||
                            out.held_bytes() >= kMaxHeldBytes)) {

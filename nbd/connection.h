@@ -1,6 +1,7 @@
 // Connection: the whole life of one client socket, run on its own thread.
 //
-//   run():  Handshake (nbd/handshake.h)
+//   run():  Handshake (nbd/handshake.h) over the plain socket, which
+//           STARTTLS may replace with a TLS session (nbd/tls.h)
 //           -> request loop: read header, validate, read/discard payload,
 //              queue the request for the worker pool
 //           -> drain: wait for queued and running requests to be answered
@@ -34,9 +35,9 @@
 // A malformed stream (bad magic, truncated header or payload) closes this
 // connection only. Everything else gets an error reply and the loop goes on.
 //
-// Ownership: owns the socket. The Server keeps a shared_ptr while the thread
+// Ownership: owns the socket and the transport over it. The Server keeps a shared_ptr while the thread
 // runs, and may call shutdown_read()/shutdown_all() from its own thread.
-// Borrows the server's PayloadBudget, which outlives it.
+// Borrows the server's PayloadBudget and TlsServer, which outlive it.
 // Lock order: mu_ (queue, accounting, export name) and fd_mu_ are never held
 // together; ReplyWriter's mutex and the PayloadBudget's are taken with
 // neither held (a claim is only moved, never grown or released, under mu_).
@@ -58,6 +59,8 @@
 #include "nbd/session.h"
 #include "nbd/socket_io.h"
 #include "nbd/stats.h"
+#include "nbd/tls.h"
+#include "nbd/transport.h"
 #include "src/util/fd.h"
 #include "src/util/mutex.h"
 
@@ -66,7 +69,7 @@ namespace portalbd::nbd {
 class Connection {
  public:
   Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
-             StatsCounters& stats, PayloadBudget& payload_budget);
+             StatsCounters& stats, PayloadBudget& payload_budget, const TlsServer* tls = nullptr);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -93,9 +96,9 @@ class Connection {
     BlockDevice::FlushTicket flush_ticket = BlockDevice::kFlushEverything;
   };
 
-  // Reads, runs and queues requests from `fd` (the socket) until the stream
-  // ends, then drains the workers.
-  void request_loop(const Session& session, int fd) EXCLUDES(mu_);
+  // Reads, runs and queues requests from `io` until the stream ends, then
+  // drains the workers.
+  void request_loop(const Session& session, Transport& io) EXCLUDES(mu_);
   // Under the in-flight caps: the reader may take another request.
   bool has_room_locked() const REQUIRES(mu_);
   // Reads `length` payload bytes into `payload`, growing it (and `claim`)
@@ -119,6 +122,10 @@ class Connection {
   const ServerOptions& options_;
   StatsCounters& stats_;
   PayloadBudget& payload_budget_;
+  const TlsServer* const tls_;  // null: TLS off
+  // The socket's byte stream: plain, then maybe TLS. Only the connection's
+  // own thread touches the pointer; destroyed before fd_ is closed.
+  std::unique_ptr<Transport> transport_;
   const int64_t connected_unix_ms_;
   std::atomic<bool> finished_{false};
   std::atomic<bool> stopping_{false};  // set by shutdown_*: a reader stops waiting for budget

@@ -8,7 +8,6 @@
 #include "nbd/socket_io.h"
 #include "nbd/wire.h"
 #include "src/log/log.h"
-#include "src/util/fd.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -65,7 +64,7 @@ std::optional<Session> Handshake::run() {
 
   for (;;) {
     std::array<std::byte, 16> header;
-    if (read_exact(fd_, header) != ReadResult::kOk) {
+    if (read_exact(*transport_, header) != ReadResult::kOk) {
       logger->info("NBD client left during handshake peer={}", peer_);
       return std::nullopt;
     }
@@ -85,7 +84,7 @@ std::optional<Session> Handshake::run() {
       return std::nullopt;
     }
     std::vector<std::byte> payload(length);
-    if (read_exact(fd_, payload) != ReadResult::kOk) {
+    if (read_exact(*transport_, payload) != ReadResult::kOk) {
       logger->warn("NBD protocol error: truncated option peer={} option={}", peer_, option);
       return std::nullopt;
     }
@@ -100,12 +99,12 @@ std::optional<Session> Handshake::run() {
 bool Handshake::send_greeting() {
   WireWriter w;
   w.u64(proto::kNbdMagic).u64(proto::kOptionMagic).u16(proto::kFlagFixedNewstyle | proto::kFlagNoZeroes);
-  return send_all(fd_, w.data()).ok();
+  return transport_->send_all(w.data()).ok();
 }
 
 bool Handshake::read_client_flags() {
   std::array<std::byte, 4> buf;
-  if (read_exact(fd_, buf) != ReadResult::kOk) return false;
+  if (read_exact(*transport_, buf) != ReadResult::kOk) return false;
   uint32_t flags = load_be32(buf.data());
   if (flags & ~proto::kKnownClientFlags) {
     log::get("nbd")->warn("NBD protocol error: unknown client flags peer={} flags={:#x}", peer_, flags);
@@ -116,15 +115,23 @@ bool Handshake::read_client_flags() {
 }
 
 Handshake::Next Handshake::handle_option(uint32_t option, std::span<const std::byte> payload) {
+  if (tls_ != nullptr && tls_->mode() == TlsMode::kRequire && tls_identity_.empty() &&
+      option != proto::kOptStartTls && option != proto::kOptAbort) {
+    if (option == proto::kOptExportName) {
+      // EXPORT_NAME has no error reply: the spec says hang up.
+      log::get("nbd")->warn("NBD export refused peer={} reason={}", peer_,
+                            log::quote("EXPORT_NAME without TLS; the server requires TLS"));
+      return Next::kClose;
+    }
+    return error(option, proto::kRepErrTlsReqd, "this server requires TLS: send NBD_OPT_STARTTLS first");
+  }
   switch (option) {
     case proto::kOptExportName: return export_name(payload);
     case proto::kOptAbort:
       (void)reply(option, proto::kRepAck);
       return Next::kClose;
     case proto::kOptList: return list(option, payload);
-    case proto::kOptStartTls:
-      // We run without TLS ('NOTLS' mode): POLICY, never TLS_REQD.
-      return error(option, proto::kRepErrPolicy, "TLS is not offered by this server");
+    case proto::kOptStartTls: return starttls(option, payload);
     case proto::kOptInfo:
     case proto::kOptGo: return info_or_go(option, payload);
     case proto::kOptStructuredReply: return structured_reply(option, payload);
@@ -156,7 +163,7 @@ Handshake::Next Handshake::export_name(std::span<const std::byte> payload) {
   WireWriter w;
   w.u64(session_->size_bytes).u16(session_->transmission_flags);
   if (!no_zeroes_) w.zeroes(124);
-  if (!send_all(fd_, w.data()).ok()) return Next::kClose;
+  if (!transport_->send_all(w.data()).ok()) return Next::kClose;
   return Next::kTransmission;
 }
 
@@ -271,6 +278,31 @@ Handshake::Next Handshake::meta_context(uint32_t option, std::span<const std::by
   return reply(option, proto::kRepAck) ? Next::kContinue : Next::kClose;
 }
 
+Handshake::Next Handshake::starttls(uint32_t option, std::span<const std::byte> payload) {
+  // Without TLS configured ('NOTLS' mode): POLICY, never TLS_REQD.
+  if (tls_ == nullptr) return error(option, proto::kRepErrPolicy, "TLS is not offered by this server");
+  if (!tls_identity_.empty()) return error(option, proto::kRepErrInvalid, "TLS is already negotiated");
+  if (!payload.empty()) return error(option, proto::kRepErrInvalid, "STARTTLS takes no data");
+  if (!reply(option, proto::kRepAck)) return Next::kClose;
+  // The client starts its TLS handshake as soon as it reads the ACK; nothing
+  // after the STARTTLS option has been read from the socket.
+  auto tls = tls_->accept(fd_, timeout_ms_);
+  auto logger = log::get("nbd");
+  if (!tls.ok()) {
+    logger->warn("NBD TLS handshake failed peer={} reason={}", peer_, log::quote(tls.status().message()));
+    return Next::kClose;
+  }
+  tls_identity_ = (*tls)->identity();
+  logger->info("NBD TLS established peer={} identity={} cipher={}", peer_, log::quote(tls_identity_),
+               log::quote((*tls)->cipher()));
+  transport_ = std::move(*tls);
+  // Invariant 6: what was negotiated in the clear is forgotten.
+  structured_replies_ = false;
+  base_allocation_ = false;
+  meta_export_.clear();
+  return Next::kContinue;
+}
+
 Result<std::shared_ptr<BlockDevice>> Handshake::open(const std::string& requested, std::string* resolved) {
   *resolved = requested.empty() ? exports_.default_export() : requested;
   auto device = exports_.open_export(*resolved);
@@ -286,6 +318,7 @@ Session Handshake::make_session(std::string name, std::shared_ptr<BlockDevice> d
   s.base_allocation = structured_replies_ && base_allocation_ && meta_export_ == s.export_name;
   s.transmission_flags = transmission_flags_for(*device, structured_replies_);
   s.max_request_bytes = max_request_bytes_;
+  s.tls_identity = tls_identity_;
   s.device = std::move(device);
   return s;
 }
@@ -295,7 +328,7 @@ bool Handshake::reply(uint32_t option, uint32_t type, std::span<const std::byte>
   w.u64(proto::kOptionReplyMagic).u32(option).u32(type).u32(static_cast<uint32_t>(payload.size()));
   struct iovec iov[2] = {{w.data().data(), w.size()},
                          {const_cast<std::byte*>(payload.data()), payload.size()}};
-  return send_all(fd_, iov).ok();
+  return transport_->send_all(iov).ok();
 }
 
 Handshake::Next Handshake::error(uint32_t option, uint32_t type, const std::string& message) {

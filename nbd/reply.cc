@@ -8,7 +8,6 @@
 
 #include "nbd/protocol.h"
 #include "nbd/wire.h"
-#include "src/util/fd.h"
 
 namespace portalbd::nbd {
 
@@ -93,7 +92,7 @@ bool ReplyWriter::structured(uint64_t cookie, const std::vector<Chunk>& chunks) 
 bool ReplyWriter::send(std::span<const struct iovec> iov) {
   MutexLock lock(&mu_);
   if (broken_.load(std::memory_order_relaxed)) return false;
-  if (!send_all(fd_, iov).ok()) {
+  if (!out_.send_all(iov).ok()) {
     broken_.store(true, std::memory_order_relaxed);
     return false;
   }

@@ -1,11 +1,11 @@
-// ReplyWriter: serialises replies of one connection onto its socket.
+// ReplyWriter: serialises replies of one connection onto its transport.
 //
 // Workers finish requests in any order; each reply (a simple reply, or every
 // chunk of one structured reply) is written under one mutex so bytes of two
 // replies never interleave. Once a write fails the writer is "broken": later
 // calls fail fast and the connection winds down.
 //
-// Ownership: borrows the socket fd (the Connection owns it and outlives us).
+// Ownership: borrows the transport (the Connection owns it and outlives us).
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "nbd/transport.h"
 #include "src/util/mutex.h"
 
 namespace portalbd::nbd {
@@ -32,7 +33,7 @@ struct Chunk {
 
 class ReplyWriter {
  public:
-  explicit ReplyWriter(int fd) : fd_(fd) {}
+  explicit ReplyWriter(Transport& out) : out_(out) {}
 
   // Simple reply; `data` follows only when error == 0 (READ without
   // structured replies).
@@ -64,8 +65,8 @@ class ReplyWriter {
  private:
   bool send(std::span<const struct iovec> iov) EXCLUDES(mu_);
 
-  const int fd_;
-  Mutex mu_;  // held across each write to fd_: one reply at a time
+  Transport& out_;
+  Mutex mu_;  // held across each write to out_: one reply at a time
   std::atomic<bool> broken_{false};
   // Encoded replies not sent yet, and how many; the holding thread's.
   std::vector<std::byte> held_;

@@ -52,6 +52,7 @@ struct Server::Impl {
   const ServerOptions options;
   StatsCounters stats;
   PayloadBudget payload_budget;  // shared by every connection; outlives them (joined in stop())
+  std::unique_ptr<TlsServer> tls;  // null: TLS off; set by start() before any accept thread
 
   // Written by start() before any accept thread exists, read-only after.
   std::vector<Listener> listeners;
@@ -81,6 +82,11 @@ Status Server::start() {
   if (s.options.tcp_address.empty() && s.options.unix_path.empty()) {
     return Status::InvalidArgument("NBD server needs a TCP address or a unix socket path");
   }
+  if (s.options.tls.mode != TlsMode::kOff) {
+    auto tls = TlsServer::Create(s.options.tls);
+    if (!tls.ok()) return tls.status();
+    s.tls = std::move(*tls);
+  }
   if (!s.options.tcp_address.empty()) {
     auto fd = listen_tcp(s.options.tcp_address, &s.bound_tcp_address);
     if (!fd.ok()) return fd.status();
@@ -107,6 +113,11 @@ Status Server::start() {
     logger->info("NBD server listening address={}", s.bound_tcp_address);
   } else {
     logger->info("NBD server listening unix={}", s.options.unix_path);
+  }
+  if (s.tls) {
+    logger->info("NBD TLS tls={} certificates={} verify_peer={} psk_file={}", tls_mode_name(s.tls->mode()),
+                 log::quote(s.options.tls.certificates_dir), s.options.tls.verify_peer,
+                 log::quote(s.options.tls.psk_file));
   }
   return Status::OK();
 }
@@ -138,7 +149,8 @@ void Server::Impl::accept_loop(int listen_fd) {
     if (stopping) return;  // fd closes here
     reap_finished_locked();
     if (refuse_locked(peer)) continue;  // fd closes here, before the greeting
-    auto connection = std::make_shared<Connection>(std::move(fd), peer, exports, options, stats, payload_budget);
+    auto connection = std::make_shared<Connection>(std::move(fd), peer, exports, options, stats, payload_budget,
+                                                   tls.get());
     StatsCounters::add(stats.connections_total);
     StatsCounters::add(stats.connections_active);
     std::thread thread([this, connection] {

@@ -4,7 +4,8 @@
 // Protocol coverage: fixed newstyle handshake (EXPORT_NAME, GO, INFO, LIST,
 // ABORT, STRUCTURED_REPLY, LIST/SET_META_CONTEXT with base:allocation);
 // READ, WRITE (FUA), FLUSH, TRIM, WRITE_ZEROES (NO_HOLE, FAST_ZERO), CACHE,
-// BLOCK_STATUS, DISC; simple and structured replies. No TLS.
+// BLOCK_STATUS, DISC; simple and structured replies. TLS by NBD_OPT_STARTTLS
+// (X.509 and PSK, off/on/require: nbd/tls.h).
 //
 // Layout of nbd/: server.cc (lifecycle) -> listener.cc (sockets) ->
 // connection.cc (one client: handshake, request loop, worker pool) ->
@@ -34,6 +35,7 @@
 #include <vector>
 
 #include "nbd/export_provider.h"
+#include "nbd/tls.h"
 #include "src/util/latency_histogram.h"
 #include "src/util/status.h"
 
@@ -71,6 +73,9 @@ struct ServerOptions {
   // A client must finish negotiating within this, or it is dropped: an idle
   // half-open connection would otherwise hold a thread forever.
   uint32_t handshake_timeout_ms = 60 * 1000;
+  // TLS (STARTTLS); the credentials are loaded by start(), which fails when
+  // they cannot be.
+  TlsOptions tls;
   // When set, every request answered in transmission is recorded here
   // (nbd/trace.h). The caller closes it after stop().
   std::shared_ptr<TraceRecorder> trace;

@@ -25,6 +25,7 @@ struct Session {
   bool structured_replies = false;       // NBD_OPT_STRUCTURED_REPLY acked
   bool base_allocation = false;          // "base:allocation" selected by SET_META_CONTEXT
   uint32_t max_request_bytes = 0;        // largest READ/WRITE payload accepted
+  std::string tls_identity;              // "" in the clear; else TlsTransport::identity()
 };
 
 // The transmission flags for `device`, given what was negotiated.

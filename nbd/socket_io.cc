@@ -1,7 +1,5 @@
 #include "nbd/socket_io.h"
 
-#include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -27,6 +25,21 @@ ReadResult read_exact(int fd, std::span<std::byte> out) {
   return ReadResult::kOk;
 }
 
+ReadResult read_exact(Transport& in, std::span<std::byte> out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = in.read_some(out.subspan(done));
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n == 0) {
+      return done == 0 ? ReadResult::kEof : ReadResult::kTruncated;
+    } else {
+      return ReadResult::kError;
+    }
+  }
+  return ReadResult::kOk;
+}
+
 ReadResult discard_exact(int fd, uint64_t length) {
   std::array<std::byte, 64 * 1024> sink;
   while (length > 0) {
@@ -46,12 +59,12 @@ ReadResult BufferedReader::read_exact(std::span<std::byte> out) {
     const size_t want = out.size() - done;
     ssize_t n;
     if (want >= kDirectBytes) {
-      n = ::recv(fd_, out.data() + done, want, 0);
+      n = in_.read_some(out.subspan(done));
       if (n > 0) done += static_cast<size_t>(n);
     } else {
       // The buffer is empty here: everything in it went to `out` first.
       begin_ = end_ = 0;
-      n = ::recv(fd_, buf_.data(), buf_.size(), 0);
+      n = in_.read_some(buf_);
       if (n > 0) {
         end_ = static_cast<size_t>(n);
         const size_t take = std::min(end_, want);
@@ -61,22 +74,14 @@ ReadResult BufferedReader::read_exact(std::span<std::byte> out) {
       }
     }
     if (n == 0) return done == 0 ? ReadResult::kEof : ReadResult::kTruncated;
-    if (n < 0 && errno != EINTR) return ReadResult::kError;
+    if (n < 0) return ReadResult::kError;  // read_some retries EINTR itself
   }
   return ReadResult::kOk;
 }
 
 size_t BufferedReader::wait_readable(size_t enough) {
   if (buffered() >= std::max<size_t>(enough, 1)) return buffered();
-  int queued = 0;
-  if (::ioctl(fd_, FIONREAD, &queued) != 0) queued = 0;
-  if (buffered() > 0 || queued > 0) return buffered() + static_cast<size_t>(std::max(queued, 0));
-  struct pollfd pfd {fd_, POLLIN, 0};
-  while (::poll(&pfd, 1, -1) < 0) {
-    if (errno != EINTR) return 0;
-  }
-  if (::ioctl(fd_, FIONREAD, &queued) != 0) return 0;
-  return static_cast<size_t>(std::max(queued, 0));
+  return buffered() + in_.readable(/*wait=*/buffered() == 0);
 }
 
 ReadResult BufferedReader::discard_exact(uint64_t length) {

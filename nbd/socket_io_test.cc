@@ -42,7 +42,8 @@ TEST_SUITE("nbd.socket_io") {
       all.insert(all.end(), m.begin(), m.end());
     }
     REQUIRE(send_all(p.b.get(), all).ok());
-    BufferedReader in(p.a.get());
+    PlainTransport t(p.a.get());
+    BufferedReader in(t);
     size_t at = 0;
     for (unsigned i = 0; i < 100; ++i) {
       std::vector<std::byte> got(28 + i % 5);
@@ -61,7 +62,8 @@ TEST_SUITE("nbd.socket_io") {
       REQUIRE(send_all(p.b.get(), header).ok());
       REQUIRE(send_all(p.b.get(), payload).ok());
     });
-    BufferedReader in(p.a.get());
+    PlainTransport t(p.a.get());
+    BufferedReader in(t);
     std::vector<std::byte> h(28), body(1 << 20);
     REQUIRE(in.read_exact(h) == ReadResult::kOk);
     REQUIRE(in.read_exact(body) == ReadResult::kOk);
@@ -76,7 +78,8 @@ TEST_SUITE("nbd.socket_io") {
       auto m = pattern(10, 3);
       REQUIRE(send_all(p.b.get(), m).ok());
       p.b.reset();
-      BufferedReader in(p.a.get());
+      PlainTransport t(p.a.get());
+      BufferedReader in(t);
       std::vector<std::byte> got(10);
       REQUIRE(in.read_exact(got) == ReadResult::kOk);
       CHECK(in.read_exact(got) == ReadResult::kEof);
@@ -86,7 +89,8 @@ TEST_SUITE("nbd.socket_io") {
       auto m = pattern(10, 4);
       REQUIRE(send_all(p.b.get(), m).ok());
       p.b.reset();
-      BufferedReader in(p.a.get());
+      PlainTransport t(p.a.get());
+      BufferedReader in(t);
       std::vector<std::byte> got(16);
       CHECK(in.read_exact(got) == ReadResult::kTruncated);
     }
@@ -95,7 +99,8 @@ TEST_SUITE("nbd.socket_io") {
       auto m = pattern(100 * 1024, 5);
       REQUIRE(send_all(p.b.get(), m).ok());
       p.b.reset();
-      BufferedReader in(p.a.get());
+      PlainTransport t(p.a.get());
+      BufferedReader in(t);
       std::vector<std::byte> got(200 * 1024);
       CHECK(in.read_exact(got) == ReadResult::kTruncated);
     }
@@ -107,7 +112,8 @@ TEST_SUITE("nbd.socket_io") {
     auto next = pattern(28, 7);
     REQUIRE(send_all(p.b.get(), junk).ok());
     REQUIRE(send_all(p.b.get(), next).ok());
-    BufferedReader in(p.a.get());
+    PlainTransport t(p.a.get());
+    BufferedReader in(t);
     REQUIRE(in.discard_exact(junk.size()) == ReadResult::kOk);
     std::vector<std::byte> got(28);
     REQUIRE(in.read_exact(got) == ReadResult::kOk);
@@ -116,7 +122,8 @@ TEST_SUITE("nbd.socket_io") {
 
   TEST_CASE("wait_readable counts what has arrived, waits for the first byte, and is 0 at the end") {
     Pair p;
-    BufferedReader in(p.a.get());
+    PlainTransport t(p.a.get());
+    BufferedReader in(t);
     REQUIRE(send_all(p.b.get(), pattern(40, 8)).ok());
     CHECK(in.wait_readable() == 40);  // all still in the kernel
     std::vector<std::byte> got(28);

@@ -13,6 +13,8 @@ PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf
   # integration tests: real NBD clients, filesystems
   libnbd-bin python3 python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux nbdkit
+  # TLS tests (test_tls.sh): certificates and PSK keys made with the openssl tool
+  openssl
   # S3 tests: botocore signs requests as a second opinion on SigV4
   python3-botocore
   # clang: fuzzing (make fuzz, test_fuzz_short.sh) and the lock analysis (make thread-safety)

@@ -41,6 +41,10 @@ constexpr FlagSpec kFlags[] = {
     {"--trace", "nbd.trace_file", "FILE", "record every NBD request (no data) to FILE, for bench/nbd_replay", true},
     {"--metrics-address", "metrics.address", "HOST:PORT",
      "serve Prometheus metrics at http://HOST:PORT/metrics (loopback only; default off)", false},
+    {"--tls", "nbd.tls", "off|on|require", "NBD over TLS (STARTTLS); require: no export in the clear", false},
+    {"--tls-certificates", "nbd.tls_certificates", "DIR",
+     "TLS X.509 credentials: DIR/ca-cert.pem, server-cert.pem, server-key.pem", true},
+    {"--tls-psk", "nbd.tls_psk", "FILE", "TLS pre-shared keys, identity:hexkey lines (psktool's format)", true},
     {"--encryption-key-file", "encryption.key_file", "FILE",
      "encrypt everything stored with this 32-byte key (losing it loses the volume)", true},
     {"--encryption-passphrase-file", "encryption.passphrase_file", "FILE",
@@ -165,6 +169,9 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
   app.add_flag("--repair", repair,
                "open a volume whose storage is damaged (missing or torn segments, a lost roots record), accepting "
                "the loss: unreadable objects move under quarantine/ and the log says what is lost");
+  bool tls_verify_peer = false;
+  app.add_flag("--tls-verify-peer", tls_verify_peer,
+               "TLS clients must present a certificate signed by the CA in --tls-certificates DIR/ca-cert.pem");
   std::string journal;
   app.add_option("--journal", journal,
                  "write-ahead journal on local disk: on (FLUSH = one fdatasync, uploads behind; the default on "
@@ -220,6 +227,7 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
   if (grow) cfg.grow = true;
   if (take_over) cfg.take_over = true;
   if (repair) cfg.repair = true;
+  if (tls_verify_peer) cfg.tls_verify_peer = true;
   if (!journal.empty()) {
     cfg.journal_enabled = journal == "on";
     cfg.journal_enabled_set = true;

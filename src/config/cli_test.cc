@@ -168,6 +168,36 @@ TEST_SUITE("config.cli") {
     CHECK(help.out.find("--repair") != std::string::npos);
     CHECK(help.out.find("quarantine/") != std::string::npos);
   }
+
+  TEST_CASE("tls flags and [nbd] tls keys: off by default, credentials required, modes checked") {
+    const Config defaults = run({}).outcome.config;
+    CHECK(defaults.tls == "off");
+    CHECK_FALSE(defaults.tls_verify_peer);
+    Run on = run({"--tls", "require", "--tls-certificates", "/etc/pki/nbd", "--tls-verify-peer", "--tls-psk",
+                  "/etc/portalbd/keys.psk"});
+    REQUIRE(on.outcome.exit_code == -1);
+    CHECK(on.outcome.config.tls == "require");
+    CHECK(on.outcome.config.tls_certificates == "/etc/pki/nbd");
+    CHECK(on.outcome.config.tls_verify_peer);
+    CHECK(on.outcome.config.tls_psk_file == "/etc/portalbd/keys.psk");
+
+    Run bad_mode = run({"--tls", "maybe", "--tls-psk", "/k.psk"});
+    CHECK(bad_mode.outcome.exit_code == 2);
+    CHECK(bad_mode.err.find("--tls maybe: unknown TLS mode (expected off, on or require)") != std::string::npos);
+    Run no_credentials = run({"--tls", "on"});
+    CHECK(no_credentials.outcome.exit_code == 2);
+    CHECK(no_credentials.err.find("needs nbd.tls_certificates or nbd.tls_psk") != std::string::npos);
+    Run verify_without_ca = run({"--tls", "on", "--tls-psk", "/k.psk", "--tls-verify-peer"});
+    CHECK(verify_without_ca.outcome.exit_code == 2);
+    CHECK(verify_without_ca.err.find("nbd.tls_verify_peer needs nbd.tls_certificates") != std::string::npos);
+
+    TempFile file("[nbd]\ntls = \"on\"\ntls_psk = \"/etc/portalbd/keys.psk\"\ntls_verify_peer = false\n");
+    Run from_file = run({"-c", file.path()});
+    REQUIRE(from_file.outcome.exit_code == -1);
+    CHECK(from_file.outcome.config.tls == "on");
+    CHECK(from_file.outcome.config.tls_psk_file == "/etc/portalbd/keys.psk");
+    CHECK(run({"--help"}).out.find("--tls-verify-peer") != std::string::npos);
+  }
 }
 
 }  // namespace portalbd

@@ -51,6 +51,13 @@ struct Config {
   std::string trace_file;  // record every NBD request answered here (nbd/trace.h), "" = off
   uint64_t max_connections = 128;                  // NBD clients at once; one more is refused and logged
   uint64_t max_write_payload_bytes = 256ull << 20;  // WRITE data held in memory, all connections together
+  // [nbd] TLS (nbd/tls.h): off | on (clients choose) | require; the
+  // credentials: a directory of ca-cert.pem, server-cert.pem, server-key.pem,
+  // and/or a PSK file of identity:hexkey lines.
+  std::string tls = "off";
+  std::string tls_certificates;
+  bool tls_verify_peer = false;  // client certificates must chain to ca-cert.pem
+  std::string tls_psk_file;
   // [lsm]
   uint64_t flush_interval_ms = 1000;
   uint64_t segment_bytes = 64ull << 20;        // [lsm] l0_sst_size_bytes: target size of one segment object

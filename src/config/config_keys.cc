@@ -81,6 +81,15 @@ std::vector<ConfigKey> build_table() {
   keys.push_back(uint_key("nbd.max_write_payload_bytes", &Config::max_write_payload_bytes,
                           r::check_max_write_payload_bytes,
                           "WRITE data held in memory across all connections before readers wait"));
+  keys.push_back(string_key("nbd.tls", &Config::tls, r::check_tls_mode,
+                            "NBD over TLS: off, on (clients may use it) or require (no export in the clear)"));
+  keys.push_back(string_key("nbd.tls_certificates", &Config::tls_certificates, r::check_dir_path,
+                            "directory holding ca-cert.pem, server-cert.pem and server-key.pem (as for nbdkit "
+                            "and qemu-nbd)"));
+  keys.push_back(bool_key("nbd.tls_verify_peer", &Config::tls_verify_peer,
+                          "TLS clients must present a certificate signed by ca-cert.pem"));
+  keys.push_back(string_key("nbd.tls_psk", &Config::tls_psk_file, r::check_file_path,
+                            "TLS pre-shared keys file, identity:hexkey lines (psktool's format)"));
   keys.push_back(uint_key("lsm.flush_interval_ms", &Config::flush_interval_ms, r::check_flush_interval_ms,
                           "upload buffered writes at least this often"));
   keys.push_back(uint_key("lsm.l0_sst_size_bytes", &Config::segment_bytes, r::check_segment_bytes,

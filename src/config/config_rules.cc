@@ -118,6 +118,11 @@ Status check_compression(const std::string& name) {
   return invalid("unknown compression (expected auto, lz4, zstd or none)");
 }
 
+Status check_tls_mode(const std::string& mode) {
+  if (mode == "off" || mode == "on" || mode == "require") return Status::OK();
+  return invalid("unknown TLS mode (expected off, on or require)");
+}
+
 Status check_flush_interval_ms(uint64_t ms) {
   if (ms < 1 || ms > kMaxFlushIntervalMs) return invalid("must be between 1 and 3600000 (one hour)");
   return Status::OK();

@@ -46,6 +46,7 @@ Status check_max_connections(uint64_t n);
 Status check_max_write_payload_bytes(uint64_t bytes);
 Status check_log_level(const std::string& level);
 Status check_compression(const std::string& name);
+Status check_tls_mode(const std::string& mode);  // off | on | require
 Status check_flush_interval_ms(uint64_t ms);
 Status check_segment_bytes(uint64_t bytes);
 Status check_upload_concurrency(uint64_t n);

@@ -51,6 +51,14 @@ Status validate_config(const Config& cfg) {
   if (cfg.nbd_address.empty() && cfg.nbd_unix.empty()) {
     return Status::InvalidArgument("nbd.address and nbd.unix are both empty: no way for a client to connect");
   }
+  if (cfg.tls != "off" && cfg.tls_certificates.empty() && cfg.tls_psk_file.empty()) {
+    return Status::InvalidArgument("nbd.tls = " + quote_config_string(cfg.tls) +
+                                   " needs nbd.tls_certificates or nbd.tls_psk (--tls-certificates DIR or "
+                                   "--tls-psk FILE)");
+  }
+  if (cfg.tls_verify_peer && cfg.tls_certificates.empty()) {
+    return Status::InvalidArgument("nbd.tls_verify_peer needs nbd.tls_certificates (the CA is ca-cert.pem there)");
+  }
   if (!cfg.encryption_key_file.empty() && !cfg.encryption_passphrase_file.empty()) {
     return Status::InvalidArgument("encryption.key_file and encryption.passphrase_file are both set: choose one");
   }

@@ -1,0 +1,117 @@
+// TLS for the NBD server (issue 25): the server-wide TlsServer, built once at
+// start from the certificates directory and/or the PSK file, and the
+// per-connection TlsTransport that NBD_OPT_STARTTLS swaps in for the plain
+// socket (nbd/handshake.h). OpenSSL; the types stay out of this header.
+//
+// Credentials, as nbdkit and qemu-nbd lay them out:
+//   certificates_dir/server-cert.pem   the server's certificate (chain)
+//   certificates_dir/server-key.pem    its private key
+//   certificates_dir/ca-cert.pem       the CA client certificates must chain
+//                                      to (needed for verify_peer)
+//   psk_file                           identity:hexkey lines (nbd/psk_file.h)
+// With both, a client may use either. TLS 1.2 at least; TLS 1.3 PSK is what
+// libnbd and nbd-client (GnuTLS) use.
+//
+// A TlsTransport reads and writes through one SSL object. OpenSSL forbids two
+// threads inside one SSL object at once, and here the reader thread reads
+// while workers write replies: so the socket is non-blocking, every SSL call
+// is made under ssl_mu_, and the waiting (poll) is done without it.
+//
+// REQUIRES: SIGPIPE is ignored (the daemon does so at start): OpenSSL writes
+// to the socket with write(), not send(MSG_NOSIGNAL).
+// Thread-safety: TlsServer is immutable after Create() and may be used by
+// every connection thread at once. TlsTransport: see nbd/transport.h.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nbd/psk_file.h"
+#include "nbd/transport.h"
+#include "src/util/mutex.h"
+#include "src/util/status.h"
+
+struct ssl_ctx_st;  // SSL_CTX
+struct ssl_st;      // SSL
+
+namespace portalbd::nbd {
+
+// off: STARTTLS is refused (ERR_POLICY). on: a client may use TLS or not.
+// require: every option before STARTTLS but ABORT gets ERR_TLS_REQD
+// (EXPORT_NAME, which cannot be answered, closes the connection).
+enum class TlsMode { kOff, kOn, kRequire };
+
+const char* tls_mode_name(TlsMode mode);  // "off", "on", "require"
+// "off", "on" or "require"; InvalidArgument otherwise.
+Result<TlsMode> parse_tls_mode(const std::string& text);
+
+struct TlsOptions {
+  TlsMode mode = TlsMode::kOff;
+  std::string certificates_dir;  // "" = no X.509 certificate
+  bool verify_peer = false;      // client certificates must chain to ca-cert.pem
+  std::string psk_file;          // "" = no PSK
+};
+
+class TlsTransport;
+
+class TlsServer {
+ public:
+  // Loads the credentials. The error names the file and what is wrong.
+  // REQUIRES: options.mode != kOff.
+  static Result<std::unique_ptr<TlsServer>> Create(const TlsOptions& options);
+  ~TlsServer();
+  TlsServer(const TlsServer&) = delete;
+  TlsServer& operator=(const TlsServer&) = delete;
+
+  TlsMode mode() const { return mode_; }
+
+  // Runs the server side of a TLS handshake on `fd` (borrowed; made
+  // non-blocking), giving up after `timeout_ms` in all (0: never). The
+  // error is the reason alone, mostly in OpenSSL's words ("certificate
+  // verify failed", "no shared cipher", "client closed the connection",
+  // "timed out").
+  Result<std::unique_ptr<TlsTransport>> accept(int fd, uint32_t timeout_ms) const;
+
+ private:
+  TlsServer() = default;
+  static unsigned int psk_callback(struct ssl_st* ssl, const char* identity, unsigned char* psk,
+                                   unsigned int max_psk_len);
+
+  TlsMode mode_ = TlsMode::kOff;
+  ssl_ctx_st* ctx_ = nullptr;  // owned
+  PskTable psk_;               // empty: no PSK
+};
+
+class TlsTransport final : public Transport {
+ public:
+  ~TlsTransport() override;
+
+  ssize_t read_some(std::span<std::byte> out) override;
+  using Transport::send_all;
+  Status send_all(std::span<const struct iovec> iov) override EXCLUDES(write_mu_, ssl_mu_);
+  size_t readable(bool wait) override;
+  void set_receive_timeout(uint32_t timeout_ms) override { receive_timeout_ms_ = timeout_ms; }
+
+  // Who the client proved to be: "psk:<identity>", "x509:<subject DN>", or
+  // "anonymous" (X.509 without a client certificate). Set by the handshake.
+  const std::string& identity() const { return identity_; }
+  // "TLSv1.3 TLS_AES_256_GCM_SHA384".
+  const std::string& cipher() const { return cipher_; }
+
+ private:
+  friend class TlsServer;
+  TlsTransport(int fd, ssl_st* ssl) : fd_(fd), ssl_(ssl) {}
+  Status handshake(uint32_t timeout_ms);
+  Status write_bytes(const std::byte* data, size_t length) REQUIRES(write_mu_) EXCLUDES(ssl_mu_);
+
+  const int fd_;
+  Mutex ssl_mu_;  // held for each SSL call on ssl_, never while waiting
+  ssl_st* const ssl_;  // owned
+  uint32_t receive_timeout_ms_ = 0;  // the reader thread's
+  std::string identity_, cipher_;    // written by the handshake, read-only after
+  Mutex write_mu_;  // one writer at a time (the ReplyWriter serialises them already)
+  std::vector<std::byte> coalesce_ GUARDED_BY(write_mu_);  // small iovecs sent as one record
+};
+
+}  // namespace portalbd::nbd

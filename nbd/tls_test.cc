@@ -1,0 +1,310 @@
+// NBD over TLS at the protocol level (issue 25): the STARTTLS ordering and
+// downgrade rules over raw sockets, with an OpenSSL PSK client for the part
+// after STARTTLS; and the PSK file parser. The real clients (nbdinfo,
+// nbdcopy, qemu-io over nbds://) are tests/integration/test_tls.sh's.
+#include <doctest/doctest.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nbd/psk_file.h"
+#include "nbd/testing/fixture.h"
+#include "nbd/tls.h"
+
+namespace portalbd::nbd {
+namespace {
+
+using namespace proto;
+using testing::RawClient;
+using testing::ServerFixture;
+
+constexpr const char* kIdentity = "alice";
+constexpr const char* kKeyHex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+// A fixture whose server runs TLS in `mode` with one PSK (alice).
+struct TlsFixture {
+  explicit TlsFixture(TlsMode mode) : psk_dir(), fixture(options(mode, psk_dir.path)) {
+    // The server writes with write(): a client that vanishes must not kill
+    // the test binary (the daemon ignores SIGPIPE the same way).
+    std::signal(SIGPIPE, SIG_IGN);
+  }
+  static ServerOptions options(TlsMode mode, const std::string& dir) {
+    std::ofstream(dir + "/keys.psk") << "# test keys\n" << kIdentity << ":" << kKeyHex << "\nbob:0123\n";
+    ServerOptions o = ServerFixture::default_options();
+    o.tls.mode = mode;
+    o.tls.psk_file = dir + "/keys.psk";
+    o.handshake_timeout_ms = 5000;
+    return o;
+  }
+  testing::TempDir psk_dir;  // before fixture: the key file must exist when the server starts
+  ServerFixture fixture;
+};
+
+struct SslCtxDeleter {
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+struct SslDeleter {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+
+unsigned int client_psk(SSL*, const char*, char* identity, unsigned int max_identity_len, unsigned char* psk,
+                        unsigned int max_psk_len) {
+  std::snprintf(identity, max_identity_len, "%s", kIdentity);
+  auto key = parse_psk_file(std::string("x:") + kKeyHex);
+  const auto& bytes = key->begin()->second;
+  if (bytes.size() > max_psk_len) return 0;
+  std::memcpy(psk, bytes.data(), bytes.size());
+  return static_cast<unsigned int>(bytes.size());
+}
+
+// The client side of TLS on a RawClient's socket, after STARTTLS was acked:
+// option and request framing as RawClient's, through SSL.
+class TlsClient {
+ public:
+  // Runs the handshake; ok() says whether it succeeded.
+  explicit TlsClient(int fd) : ctx_(SSL_CTX_new(TLS_client_method())) {
+    SSL_CTX_set_min_proto_version(ctx_.get(), TLS1_3_VERSION);
+    SSL_CTX_set_psk_client_callback(ctx_.get(), client_psk);
+    ssl_.reset(SSL_new(ctx_.get()));
+    SSL_set_fd(ssl_.get(), fd);
+    ok_ = SSL_connect(ssl_.get()) == 1;
+    ERR_clear_error();
+  }
+  bool ok() const { return ok_; }
+  bool send(const WireWriter& w) {
+    size_t n = 0;
+    return SSL_write_ex(ssl_.get(), w.data().data(), w.size(), &n) == 1 && n == w.size();
+  }
+  std::vector<std::byte> recv(size_t len) {
+    std::vector<std::byte> b(len);
+    size_t done = 0;
+    while (done < len) {
+      size_t n = 0;
+      if (SSL_read_ex(ssl_.get(), b.data() + done, len - done, &n) != 1) return {};
+      done += n;
+    }
+    return b;
+  }
+  void send_option(uint32_t option, const std::vector<std::byte>& payload) {
+    WireWriter w;
+    w.u64(kOptionMagic).u32(option).u32(static_cast<uint32_t>(payload.size()));
+    w.data().insert(w.data().end(), payload.begin(), payload.end());
+    send(w);
+  }
+  RawClient::OptionReply read_option_reply() {
+    RawClient::OptionReply r;
+    auto h = recv(20);
+    if (h.size() != 20 || load_be64(h.data()) != kOptionReplyMagic) return r;
+    r.option = load_be32(h.data() + 8);
+    r.type = load_be32(h.data() + 12);
+    const uint32_t len = load_be32(h.data() + 16);
+    r.payload = len > 0 ? recv(len) : std::vector<std::byte>{};
+    r.ok = r.payload.size() == len;
+    return r;
+  }
+  // The last reply to an option that answers several (INFO..., then ACK).
+  uint32_t final_reply_type(uint32_t option, const std::vector<std::byte>& payload) {
+    send_option(option, payload);
+    for (;;) {
+      auto r = read_option_reply();
+      if (!r.ok) return 0;
+      if (r.type != kRepInfo && r.type != kRepServer && r.type != kRepMetaContext) return r.type;
+    }
+  }
+
+ private:
+  std::unique_ptr<SSL_CTX, SslCtxDeleter> ctx_;
+  std::unique_ptr<SSL, SslDeleter> ssl_;
+  bool ok_ = false;
+};
+
+// Greets, sends STARTTLS, expects the ACK.
+bool starttls(RawClient& c) {
+  if (!c.greet()) return false;
+  c.send_option(kOptStartTls, {});
+  auto r = c.read_option_reply();
+  return r.ok && r.option == kOptStartTls && r.type == kRepAck;
+}
+
+std::vector<std::byte> meta_payload(const std::string& export_name, const std::string& query) {
+  WireWriter w;
+  w.u32(static_cast<uint32_t>(export_name.size())).bytes(export_name).u32(1);
+  w.u32(static_cast<uint32_t>(query.size())).bytes(query);
+  return w.data();
+}
+
+}  // namespace
+
+TEST_SUITE("nbd.tls") {
+  TEST_CASE("tls require: every option before STARTTLS but ABORT gets ERR_TLS_REQD, EXPORT_NAME closes") {
+    TlsFixture t(TlsMode::kRequire);
+    REQUIRE(t.fixture.start_status.ok());
+    RawClient c(t.fixture.socket_path());
+    REQUIRE(c.greet());
+    const std::vector<std::pair<uint32_t, std::vector<std::byte>>> options = {
+        {kOptList, {}},
+        {kOptInfo, RawClient::go_payload("disk")},
+        {kOptGo, RawClient::go_payload("disk")},
+        {kOptStructuredReply, {}},
+        {kOptListMetaContext, meta_payload("disk", "base:allocation")},
+        {kOptSetMetaContext, meta_payload("disk", "base:allocation")},
+        {kOptExtendedHeaders, {}},
+        {4242, {std::byte{1}, std::byte{2}}},  // unknown: still TLS_REQD, not UNSUP
+    };
+    for (const auto& [option, payload] : options) {
+      CAPTURE(option);
+      c.send_option(option, payload);
+      auto r = c.read_option_reply();
+      REQUIRE(r.ok);
+      CHECK(r.option == option);
+      CHECK(r.type == kRepErrTlsReqd);
+    }
+    // No export was served in the clear: GO never entered transmission.
+    c.send_request(kCmdRead, 0, 1, 0, 512);
+    auto after = c.read_option_reply();  // the "request" is read as a broken option: the server hangs up
+    CHECK_FALSE(after.ok);
+
+    RawClient e(t.fixture.socket_path());
+    REQUIRE(e.greet());
+    e.send_option(kOptExportName, {std::byte{'d'}, std::byte{'i'}, std::byte{'s'}, std::byte{'k'}});
+    CHECK(e.closed_by_server());
+
+    RawClient a(t.fixture.socket_path());
+    REQUIRE(a.greet());
+    a.send_option(kOptAbort, {});
+    auto ack = a.read_option_reply();
+    CHECK(ack.ok);
+    CHECK(ack.type == kRepAck);
+  }
+
+  TEST_CASE("tls require: STARTTLS with data is ERR_INVALID; inside TLS the options work, a second STARTTLS is "
+            "ERR_INVALID, and the export is served") {
+    TlsFixture t(TlsMode::kRequire);
+    REQUIRE(t.fixture.start_status.ok());
+    RawClient c(t.fixture.socket_path());
+    REQUIRE(c.greet());
+    c.send_option(kOptStartTls, {std::byte{0}});
+    auto with_data = c.read_option_reply();
+    REQUIRE(with_data.ok);
+    CHECK(with_data.type == kRepErrInvalid);
+
+    c.send_option(kOptStartTls, {});
+    auto ack = c.read_option_reply();
+    REQUIRE(ack.ok);
+    REQUIRE(ack.type == kRepAck);
+    TlsClient tls(c.fd());
+    REQUIRE(tls.ok());
+
+    CHECK(tls.final_reply_type(kOptList, {}) == kRepAck);
+    CHECK(tls.final_reply_type(kOptStartTls, {}) == kRepErrInvalid);
+    CHECK(tls.final_reply_type(kOptStructuredReply, {}) == kRepAck);
+    CHECK(tls.final_reply_type(kOptGo, RawClient::go_payload("disk")) == kRepAck);
+
+    // Transmission through TLS: a write, then a read of it.
+    auto data = testing::pattern(4096, 9);
+    WireWriter w;
+    w.u32(kRequestMagic).u16(0).u16(kCmdWrite).u64(7).u64(8192).u32(4096);
+    w.data().insert(w.data().end(), data.begin(), data.end());
+    REQUIRE(tls.send(w));
+    auto reply = tls.recv(16);
+    REQUIRE(reply.size() == 16);
+    CHECK(load_be32(reply.data()) == kSimpleReplyMagic);
+    CHECK(load_be32(reply.data() + 4) == 0);
+    CHECK(load_be64(reply.data() + 8) == 7);
+    std::vector<std::byte> stored(4096);
+    REQUIRE(t.fixture.disk->read(8192, stored).ok());
+    CHECK(stored == data);
+  }
+
+  TEST_CASE("tls on: plaintext clients are served, and state negotiated before STARTTLS does not carry over") {
+    TlsFixture t(TlsMode::kOn);
+    REQUIRE(t.fixture.start_status.ok());
+    {
+      RawClient plain(t.fixture.socket_path());
+      REQUIRE(plain.greet());
+      CHECK(plain.go("disk"));
+    }
+    RawClient c(t.fixture.socket_path());
+    REQUIRE(c.greet());
+    c.send_option(kOptStructuredReply, {});
+    auto sr = c.read_option_reply();
+    REQUIRE(sr.ok);
+    REQUIRE(sr.type == kRepAck);
+    c.send_option(kOptStartTls, {});
+    auto ack = c.read_option_reply();
+    REQUIRE(ack.type == kRepAck);
+    TlsClient tls(c.fd());
+    REQUIRE(tls.ok());
+    // Structured replies were negotiated in the clear only: metadata
+    // contexts, which need them, are refused until negotiated again.
+    CHECK(tls.final_reply_type(kOptSetMetaContext, meta_payload("disk", "base:allocation")) == kRepErrInvalid);
+    CHECK(tls.final_reply_type(kOptStructuredReply, {}) == kRepAck);
+    CHECK(tls.final_reply_type(kOptSetMetaContext, meta_payload("disk", "base:allocation")) == kRepAck);
+  }
+
+  TEST_CASE("tls: a failed handshake closes that connection only; the server keeps serving TLS clients") {
+    TlsFixture t(TlsMode::kRequire);
+    REQUIRE(t.fixture.start_status.ok());
+    {
+      RawClient c(t.fixture.socket_path());
+      REQUIRE(starttls(c));
+      // Not a ClientHello: the TLS handshake fails on the server.
+      WireWriter junk;
+      junk.u64(kOptionMagic).u32(kOptList).u32(0);
+      c.send(junk);
+      CHECK(c.closed_by_server());
+    }
+    {
+      RawClient c(t.fixture.socket_path());
+      REQUIRE(starttls(c));
+      // The client hangs up instead of starting TLS.
+    }
+    RawClient c(t.fixture.socket_path());
+    REQUIRE(starttls(c));
+    TlsClient tls(c.fd());
+    REQUIRE(tls.ok());
+    CHECK(tls.final_reply_type(kOptGo, RawClient::go_payload("disk")) == kRepAck);
+  }
+
+  TEST_CASE("tls: the server refuses to start with credentials it cannot load") {
+    testing::TempDir dir;
+    TlsOptions o;
+    o.mode = TlsMode::kOn;
+    CHECK(TlsServer::Create(o).status().message().find("certificates directory or a PSK file") != std::string::npos);
+    o.certificates_dir = dir.path;
+    CHECK(TlsServer::Create(o).status().message().find("server-cert.pem") != std::string::npos);
+    o.certificates_dir.clear();
+    o.psk_file = dir.path + "/missing.psk";
+    CHECK(TlsServer::Create(o).status().message().find("missing.psk") != std::string::npos);
+    o.psk_file.clear();
+    o.verify_peer = true;
+    CHECK_FALSE(TlsServer::Create(o).ok());
+  }
+
+  TEST_CASE("tls psk file: identity:hexkey lines, comments skipped, errors name the line and never the key") {
+    auto table = parse_psk_file("# keys\n\nalice:00ff10\r\nbob:ABCDEF0123\n");
+    REQUIRE(table.ok());
+    CHECK(table->size() == 2);
+    CHECK(table->at("alice") == std::vector<unsigned char>{0x00, 0xff, 0x10});
+    CHECK(table->at("bob").size() == 5);
+
+    auto message = [](const std::string& text) { return parse_psk_file(text).status().message(); };
+    CHECK(message("alice 00ff\n").find("line 1: expected identity:hexkey") != std::string::npos);
+    CHECK(message("alice:00ff\n:00ff\n").find("line 2: empty identity") != std::string::npos);
+    CHECK(message("alice:0ff\n").find("even number of hex digits") != std::string::npos);
+    CHECK(message("alice:zz11\n").find("not a hex digit") != std::string::npos);
+    CHECK(message("alice:zz11\n").find("zz11") == std::string::npos);
+    CHECK(message("alice:00\nalice:11\n").find("appears twice") != std::string::npos);
+    CHECK(message("# nothing\n").find("no keys") != std::string::npos);
+    CHECK(message("a:" + std::string(2 * (kMaxPskBytes + 1), '0') + "\n").find("longer than 512") !=
+          std::string::npos);
+  }
+}
+
+}  // namespace portalbd::nbd
