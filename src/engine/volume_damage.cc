@@ -40,13 +40,13 @@ std::string describe_ranges(const std::map<uint64_t, std::vector<std::pair<uint6
 
 Status Volume::quarantine_object(const std::string& key, const std::string& why) {
   std::vector<std::byte> raw;
-  Status st = store_->get(key, &raw);
+  Status st = store_->get_as_stored(key, &raw);  // unread: an object that fails decryption is kept too
   if (st.is(Status::Code::kNotFound)) return Status::OK();  // nothing left to keep
   PBD_RETURN_IF_ERROR(st.With("quarantine " + key));
   std::string dest = "quarantine/" + key;
   if (store_->head(dest).ok()) dest += "." + std::to_string(now_unix_ms());  // an earlier one of the same name
   if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("quarantine " + key));
-  PBD_RETURN_IF_ERROR(store_->put(dest, raw).With("quarantine " + key));
+  PBD_RETURN_IF_ERROR(store_->put_as_stored(dest, raw).With("quarantine " + key));
   PBD_RETURN_IF_ERROR(store_->remove(key).With("quarantine " + key));
   log::get("engine")->warn("quarantined an object open() cannot use object={} moved_to={} bytes={} reason={}", key, dest,
                            raw.size(), log::quote(why));

@@ -70,6 +70,12 @@ class EncryptedStore final : public ObjectStore {
   Status get(const std::string& key, std::vector<std::byte>* out) override;
   // nullptr: the bytes it keeps are sealed (callers use get_range).
   std::shared_ptr<const std::vector<std::byte>> get_shared(const std::string& key) override;
+  // The sealed bytes, and sealed bytes put back: a quarantined object stays
+  // sealed under its original key (moved back there, it opens again).
+  Status get_as_stored(const std::string& key, std::vector<std::byte>* out) override { return inner_->get(key, out); }
+  Status put_as_stored(const std::string& key, std::span<const std::byte> data) override {
+    return inner_->put(key, data);
+  }
   Result<ObjectInfo> head(const std::string& key) override;
   Status list(const std::string& prefix, std::vector<ObjectInfo>* out) override;
   Status remove(const std::string& key) override { return inner_->remove(key); }

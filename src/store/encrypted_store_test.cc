@@ -197,6 +197,33 @@ TEST_CASE("store: EncryptedStore leaves volume.json and the lease readable and s
   CHECK(f.raw("lock/writer") == bytes("holder"));
 }
 
+TEST_CASE("store: EncryptedStore moves an object aside as stored, even one that fails decryption") {
+  Fixture f;
+  const auto data = pattern(C + 9, 3);
+  REQUIRE(f.enc.put("segments/5.seg", data).ok());
+  auto bad = f.raw("segments/5.seg");
+  bad[40] ^= std::byte{1};
+  f.put_raw("segments/5.seg", bad);
+  std::vector<std::byte> out;
+  REQUIRE(names(f.enc.get("segments/5.seg", &out), "segments/5.seg"));
+  // What the engine's quarantine does: the bytes as stored, put under quarantine/.
+  std::vector<std::byte> stored;
+  REQUIRE(f.enc.get_as_stored("segments/5.seg", &stored).ok());
+  CHECK(stored == bad);
+  REQUIRE(f.enc.put_as_stored("quarantine/segments/5.seg", stored).ok());
+  CHECK(f.raw("quarantine/segments/5.seg") == bad);
+  // An intact object moved aside and back opens again under its own key.
+  REQUIRE(f.enc.put("segments/6.seg", data).ok());
+  REQUIRE(f.enc.get_as_stored("segments/6.seg", &stored).ok());
+  REQUIRE(f.enc.put_as_stored("quarantine/segments/6.seg", stored).ok());
+  CHECK(names(f.enc.get("quarantine/segments/6.seg", &out), "quarantine/segments/6.seg"));
+  REQUIRE(f.enc.remove("segments/6.seg").ok());
+  REQUIRE(f.enc.get_as_stored("quarantine/segments/6.seg", &stored).ok());
+  REQUIRE(f.enc.put_as_stored("segments/6.seg", stored).ok());
+  REQUIRE(f.enc.get("segments/6.seg", &out).ok());
+  CHECK(out == data);
+}
+
 namespace {
 
 struct KeyFiles {

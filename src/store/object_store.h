@@ -3,8 +3,9 @@
 // Keys are relative to the store's root/prefix ("segments/0000000000000001.seg").
 // Implementations: MemoryStore (memory://), FileStore (file:///dir) and S3Store
 // (s3://bucket/prefix, src/store/s3/, which retries transient errors inside).
-// Decorators wrap any of them: FaultStore (fault injection, for tests) and
-// CountingStore (request counts, for `portalctl status`).
+// Decorators wrap any of them: FaultStore (fault injection, for tests),
+// CountingStore (request counts, for `portalctl status`) and EncryptedStore
+// (client-side encryption, issue 25).
 //
 // Contract:
 //   * put() is atomic: readers see the whole old object or the whole new one.
@@ -76,6 +77,14 @@ class ObjectStore {
   // objects in memory; nullptr from any other store, or when it is missing
   // (callers then use get_range, which reports the error).
   virtual std::shared_ptr<const std::vector<std::byte>> get_shared(const std::string& /*key*/) { return nullptr; }
+  // The object's bytes exactly as the backing store holds them, and such
+  // bytes put under another key: how the engine moves an object aside
+  // (quarantine/) without reading it through a decorator that transforms
+  // content, so that an EncryptedStore object that fails authentication can
+  // still be kept. Stores that keep what they are given use get()/put();
+  // a decorator above a transforming one forwards these to it.
+  virtual Status get_as_stored(const std::string& key, std::vector<std::byte>* out) { return get(key, out); }
+  virtual Status put_as_stored(const std::string& key, std::span<const std::byte> data) { return put(key, data); }
   virtual Result<ObjectInfo> head(const std::string& key) = 0;
   virtual Status list(const std::string& prefix, std::vector<ObjectInfo>* out) = 0;
   virtual Status remove(const std::string& key) = 0;

@@ -6,7 +6,8 @@
 # wrong key, a key of the wrong size, a passphrase for a key-file volume, and
 # a key on a plain volume are refused at start with exit 2, a clear message
 # and storage unchanged; a flipped bit in a segment is an EIO whose log line
-# names the object; and a short kill -9 crash loop passes with encryption on.
+# names the object; a torn newest segment is quarantined as stored; and a
+# short kill -9 crash loop passes with encryption on.
 # CRASH_TIME_BUDGET=S bounds the crash loop (default 25 s).
 source "$(dirname "$0")/lib.sh"
 requires nbdcopy qemu-io grep cmp sha256sum
@@ -141,6 +142,24 @@ rc=0
 out=$(qemu-io -f raw "$(nbd_uri)" -c "read 0 4M" 2>&1) || rc=$?
 assert_match "$out" "Input/output error" "a read over the flipped bit fails with EIO"
 assert_match "$(cat "$PORTALBD_LOG")" "object=$seg .*failed decryption" "the log names the damaged object $seg"
+stop_portalbd
+
+# ---- 5b. a torn newest segment, fresh state dir: kept under quarantine/
+# as stored (it fails decryption), as on a plain volume (test_damaged_storage.sh)
+STATE_DIR=$TMP/tail-state
+start_portalbd --disk-size-gb 1 --storage "file://$TMP/tail" --encryption-key-file "$TMP/a.key" --journal off
+qio "$(nbd_uri)" "write -P 7 0 1M" "flush"
+qio "$(nbd_uri)" "write -P 8 1M 1M" "flush"
+stop_portalbd
+last=$(cd "$TMP/tail" && find segments -type f | sort | tail -1)
+truncate -s 100 "$TMP/tail/$last"
+STATE_DIR=$TMP/tail-state-2
+start_portalbd --storage "file://$TMP/tail" --encryption-key-file "$TMP/a.key" --journal off
+[ -f "$TMP/tail/quarantine/$last" ] || fail "the torn tail segment $last was not kept under quarantine/"
+assert_eq "$(stat -c %s "$TMP/tail/quarantine/$last")" 100 "the quarantined segment is kept as stored"
+assert_match "$(cat "$PORTALBD_LOG")" "quarantined .*$last" "torn newest encrypted segment, fresh state dir: quarantined and logged"
+qio "$(nbd_uri)" "read -P 7 0 1M"
+ok "the segment before it is served"
 stop_portalbd
 
 # ---- 6. s3:// (s3rver): the same marker check
