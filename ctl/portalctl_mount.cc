@@ -2,7 +2,10 @@
 // view of fuse/view.h. Unlike the other subcommands these run locally:
 // mount asks the daemon (control socket `status`) where its NBD server
 // listens, unless --nbd/--nbd-unix name it, then becomes the view process
-// (in the background once mounted, unless --foreground).
+// (in the background once mounted, unless --foreground). Under TLS the view
+// uses the daemon's own credentials (from `status`), or --tls-certificates /
+// --tls-psk for a server named by --nbd.
+#include <filesystem>
 #include <memory>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +25,9 @@ struct MountOptions {
   std::string nbd_tcp;
   std::string nbd_unix;
   std::string export_name;
+  std::string tls_certificates;
+  std::string tls_psk;
+  std::string tls_username;
   bool live = false;
   bool foreground = false;
   int connections = 8;
@@ -37,6 +43,10 @@ Result<fuse::ViewOptions> endpoint_from_daemon(const std::string& socket, fuse::
   const std::string unix_path = status->value("nbd_unix", "");
   const std::string tcp = status->value("nbd_address", "");
   if (view.export_name.empty()) view.export_name = status->value("export", "");
+  fuse::NbdTls tls;
+  tls.enabled = status->value("nbd_tls", "off") != "off";
+  tls.certificates = status->value("nbd_tls_certificates", "");
+  tls.psk_file = status->value("nbd_tls_psk", "");
   if (!unix_path.empty()) {
     view.endpoint = fuse::NbdEndpoint::unix_socket(unix_path);
   } else if (!tcp.empty()) {
@@ -46,6 +56,7 @@ Result<fuse::ViewOptions> endpoint_from_daemon(const std::string& socket, fuse::
   } else {
     return Status::NotSupported("the daemon at " + socket + " serves no NBD address");
   }
+  view.endpoint.tls = tls;
   return view;
 }
 
@@ -66,6 +77,16 @@ int run_mount(const MountOptions& o, const std::string& socket, std::ostream& er
       return kExitUsage;
     }
     view.endpoint = *ep;
+  }
+  if (!o.nbd_unix.empty() || !o.nbd_tcp.empty()) {
+    view.endpoint.tls.enabled = !o.tls_certificates.empty() || !o.tls_psk.empty();
+    // Absolute: the view may go on in the background from another directory.
+    auto absolute = [](const std::string& p) {
+      return p.empty() ? p : std::filesystem::absolute(p).lexically_normal().string();
+    };
+    view.endpoint.tls.certificates = absolute(o.tls_certificates);
+    view.endpoint.tls.psk_file = absolute(o.tls_psk);
+    view.endpoint.tls.username = o.tls_username;
   } else {
     CallFailure failure = CallFailure::kNone;
     auto resolved = endpoint_from_daemon(socket, view, &failure);
@@ -96,6 +117,15 @@ void add_mount_commands(CLI::App* app, DaemonCommand* chosen) {
   mount->add_option("--nbd-unix", o->nbd_unix, "read from the NBD server on this unix socket")
       ->option_text("PATH")
       ->excludes(tcp);
+  mount->add_option("--tls-certificates", o->tls_certificates,
+                    "with --nbd/--nbd-unix: connect with TLS, trusting DIR/ca-cert.pem (and presenting "
+                    "DIR/client-cert.pem, client-key.pem if there)")
+      ->option_text("DIR");
+  mount->add_option("--tls-psk", o->tls_psk,
+                    "with --nbd/--nbd-unix: connect with TLS-PSK, a key from FILE (identity:hexkey lines)")
+      ->option_text("FILE");
+  mount->add_option("--tls-username", o->tls_username, "the PSK identity to use (default: FILE's first)")
+      ->option_text("NAME");
   mount->add_option("--export", o->export_name, "the volume's export name (default: the one the server lists)")
       ->option_text("NAME");
   mount->add_flag("--live", o->live,

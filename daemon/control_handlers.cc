@@ -95,6 +95,10 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
       {"storage", ctx.store->url()},
       {"nbd_address", cfg.nbd_address.empty() ? "" : ctx.nbd->tcp_address()},
       {"nbd_unix", cfg.nbd_unix},
+      // How a client on this host reaches NBD under TLS (portalctl mount).
+      {"nbd_tls", cfg.tls},
+      {"nbd_tls_certificates", cfg.tls_certificates},
+      {"nbd_tls_psk", cfg.tls_psk_file},
       {"control_socket", cfg.control_socket},
       {"state_dir", cfg.state_dir},
       {"dirty_bytes", vs.dirty_bytes},

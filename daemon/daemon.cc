@@ -195,8 +195,16 @@ Status Daemon::start() {
   PBD_RETURN_IF_ERROR(control_->start());
 
   if (!config_.fuse_mountpoint.empty()) {
+    // Under TLS the view is a TLS client of this daemon like any other,
+    // with the daemon's own credentials (PSK first: it needs no client
+    // certificate when --tls-verify-peer is set).
+    fuse::NbdTls tls;
+    tls.enabled = config_.tls != "off";
+    tls.certificates = config_.tls_certificates;
+    tls.psk_file = config_.tls_psk_file;
     fuse_ = std::make_unique<FuseMount>(config_.fuse_mountpoint, config_.nbd_unix,
-                                        config_.nbd_address.empty() ? "" : nbd_->tcp_address(), config_.export_name);
+                                        config_.nbd_address.empty() ? "" : nbd_->tcp_address(), config_.export_name,
+                                        tls);
     PBD_RETURN_IF_ERROR(fuse_->start());
   }
 

@@ -36,6 +36,7 @@ Status FuseMount::start() {
     if (!tcp.ok()) return tcp.status();
     options.endpoint = *tcp;
   }
+  options.endpoint.tls = tls_;
   thread_ = std::thread([this, options] {
     result_ = fuse::run_view(options);
     finished_ = true;

@@ -39,6 +39,7 @@ Result<ExportListing> query_exports(const NbdEndpoint& endpoint, const std::stri
   nbd_handle* raw = h.get();
   const std::string where = "NBD server at " + endpoint.describe();
   if (nbd_set_opt_mode(raw, true) == -1) return last_nbd_error(where);
+  PBD_RETURN_IF_ERROR(apply_tls(raw, endpoint));
   const int rc = endpoint.unix_path.empty() ? nbd_aio_connect_tcp(raw, endpoint.host.c_str(), endpoint.port.c_str())
                                             : nbd_aio_connect_unix(raw, endpoint.unix_path.c_str());
   if (rc == -1) return last_nbd_error("cannot reach " + where);

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <fstream>
 
 namespace portalbd::fuse {
 
@@ -22,6 +23,39 @@ Status last_nbd_error(const std::string& context) {
   return Status::IOError(text);
 }
 
+namespace {
+
+// The identity of a PSK file's first key ("alice" of "alice:00ff..."), "" if none.
+std::string first_psk_identity(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos && colon > 0) return line.substr(0, colon);
+  }
+  return "";
+}
+
+}  // namespace
+
+Status apply_tls(nbd_handle* h, const NbdEndpoint& endpoint) {
+  const NbdTls& tls = endpoint.tls;
+  if (!tls.enabled) return Status::OK();
+  const std::string where = "TLS settings for " + endpoint.describe();
+  if (nbd_set_tls(h, LIBNBD_TLS_REQUIRE) == -1) return last_nbd_error(where);
+  if (!tls.psk_file.empty()) {
+    const std::string user = tls.username.empty() ? first_psk_identity(tls.psk_file) : tls.username;
+    if (user.empty()) return Status::InvalidArgument(where + ": no identity:hexkey line in " + tls.psk_file);
+    if (nbd_set_tls_psk_file(h, tls.psk_file.c_str()) == -1 || nbd_set_tls_username(h, user.c_str()) == -1) {
+      return last_nbd_error(where);
+    }
+  } else if (!tls.certificates.empty()) {
+    if (nbd_set_tls_certificates(h, tls.certificates.c_str()) == -1) return last_nbd_error(where);
+  }
+  return Status::OK();
+}
+
 Result<NbdConnection> NbdConnection::open(const NbdEndpoint& endpoint, const std::string& export_name,
                                           Deadline deadline) {
   NbdHandlePtr h(nbd_create());
@@ -31,6 +65,7 @@ Result<NbdConnection> NbdConnection::open(const NbdEndpoint& endpoint, const std
       nbd_add_meta_context(h.get(), LIBNBD_CONTEXT_BASE_ALLOCATION) == -1) {
     return last_nbd_error(where);
   }
+  PBD_RETURN_IF_ERROR(apply_tls(h.get(), endpoint));
   const int rc = endpoint.unix_path.empty()
                      ? nbd_aio_connect_tcp(h.get(), endpoint.host.c_str(), endpoint.port.c_str())
                      : nbd_aio_connect_unix(h.get(), endpoint.unix_path.c_str());

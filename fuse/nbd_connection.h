@@ -83,6 +83,10 @@ Status poll_until(nbd_handle* h, Deadline deadline, const char* what, Done done)
 // The libnbd error of the last failed call on this thread, as a Status.
 Status last_nbd_error(const std::string& context);
 
+// Sets up `h` for the endpoint's TLS settings (nothing when not enabled).
+// REQUIRES: `h` is not connected yet.
+Status apply_tls(nbd_handle* h, const NbdEndpoint& endpoint);
+
 int remaining_ms(Deadline deadline);
 
 template <typename Done>

@@ -3,9 +3,10 @@
 namespace portalbd::fuse {
 
 std::string NbdEndpoint::describe() const {
-  if (!unix_path.empty()) return "unix:" + unix_path;
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + port;
-  return host + ":" + port;
+  const std::string with_tls = tls.enabled ? " (TLS)" : "";
+  if (!unix_path.empty()) return "unix:" + unix_path + with_tls;
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + port + with_tls;
+  return host + ":" + port + with_tls;
 }
 
 NbdEndpoint NbdEndpoint::unix_socket(std::string path) {

@@ -11,10 +11,25 @@
 
 namespace portalbd::fuse {
 
+// TLS toward the server (libnbd's nbd_set_tls and friends), for a server run
+// with --tls on|require. Enabled means required: never a plaintext fallback.
+struct NbdTls {
+  bool enabled = false;
+  // X.509: a directory holding ca-cert.pem, which the server's certificate
+  // must chain to (and client-cert.pem, client-key.pem for a server that
+  // verifies clients).
+  std::string certificates;
+  // PSK: identity:hexkey lines (psktool's format); used instead of the
+  // certificates when set.
+  std::string psk_file;
+  std::string username;  // the PSK identity; "" = the file's first
+};
+
 struct NbdEndpoint {
   std::string unix_path;  // non-empty: connect over this unix socket
   std::string host;       // otherwise TCP to host:port
   std::string port;
+  NbdTls tls;
 
   // "unix:/run/portalbd/nbd.sock" or "127.0.0.1:10809", for messages.
   std::string describe() const;

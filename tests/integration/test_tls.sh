@@ -10,57 +10,18 @@ source "$(dirname "$0")/lib.sh"
 requires openssl nbdinfo nbdcopy qemu-io cmp
 
 MiB=1048576
+source "$(dirname "$0")/tls_lib.sh"
 PKI=$TMP/pki
-mkdir -p "$PKI"/{server,client,client-other,client-wrongca}
-
-# make_ca DIR CN: a self-signed CA in DIR/ca-cert.pem, DIR/ca-key.pem.
-make_ca() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=$2" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    -keyout "$1/ca-key.pem" -out "$1/ca-cert.pem" 2>/dev/null
-}
-# make_cert CA_DIR OUT_CERT OUT_KEY CN EXTENSIONS: a key and a certificate signed by the CA.
-make_cert() {
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$4" \
-    -keyout "$3" -out "$TMP/req.csr" 2>/dev/null
-  printf '%b' "$5" >"$TMP/ext.cnf"
-  openssl x509 -req -in "$TMP/req.csr" -CA "$1/ca-cert.pem" -CAkey "$1/ca-key.pem" -CAcreateserial -days 2 \
-    -extfile "$TMP/ext.cnf" -out "$2" 2>/dev/null
-}
-mkdir -p "$PKI/ca" "$PKI/otherca"
-make_ca "$PKI/ca" "portalbd test CA"
-make_ca "$PKI/otherca" "some other CA"
-make_cert "$PKI/ca" "$PKI/server/server-cert.pem" "$PKI/server/server-key.pem" localhost \
-  'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n'
-cp "$PKI/ca/ca-cert.pem" "$PKI/server/"
-# libnbd and qemu read DIR/ca-cert.pem, client-cert.pem, client-key.pem.
-client_ext='extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n'
-make_cert "$PKI/ca" "$PKI/client/client-cert.pem" "$PKI/client/client-key.pem" "tls-test-client" "$client_ext"
-cp "$PKI/ca/ca-cert.pem" "$PKI/client/"
-make_cert "$PKI/otherca" "$PKI/client-other/client-cert.pem" "$PKI/client-other/client-key.pem" intruder "$client_ext"
-cp "$PKI/ca/ca-cert.pem" "$PKI/client-other/"
-cp "$PKI/client/client-"*.pem "$PKI/client-wrongca/"
-cp "$PKI/otherca/ca-cert.pem" "$PKI/client-wrongca/"
+make_test_pki "$PKI"
 check "the server certificate chains to the test CA" openssl verify -CAfile "$PKI/ca/ca-cert.pem" "$PKI/server/server-cert.pem"
 
 PSK=$TMP/keys.psk
-echo "alice:$(openssl rand -hex 32)" >"$PSK"
-echo "bob:$(openssl rand -hex 32)" >>"$PSK"
+make_psk_file "$PSK" alice bob
 BADPSK=$TMP/bad.psk
-echo "alice:$(openssl rand -hex 32)" >"$BADPSK"
+make_psk_file "$BADPSK" alice
 
 x509_uri() { echo "nbds://127.0.0.1:$PORT/$EXPORT_NAME?tls-certificates=$1"; }
 psk_uri() { echo "nbds://$2@127.0.0.1:$PORT/$EXPORT_NAME?tls-psk-file=$1"; }  # the user is the PSK identity
-
-# start_tls_portalbd URI ARGS...: start the daemon with ARGS, ready once
-# nbdinfo answers on URI (the default readiness probe is plaintext).
-start_tls_portalbd() {
-  local uri=$1; shift
-  portalbd_default_args
-  spawn_portalbd "${DEFAULT_ARGS[@]}" "$@"
-  wait_portalbd_ready "$uri" "$NBD_SOCK" "$CTL_SOCK"
-  log "portalbd started (pid $PORTALBD_PID): $*"
-}
 
 # refused WHAT CMD...: CMD fails within 20 s (a hang is a failure too).
 refused() {
