@@ -86,9 +86,9 @@ class EncryptedStore final : public ObjectStore {
  private:
   // The stored form of `plaintext` under `key`.
   Result<std::vector<std::byte>> seal_object(const std::string& key, std::span<const std::byte> plaintext) const;
-  // Opens the stored chunks `stored` of `key`, the first being chunk
-  // `first_chunk`, at most `max_chunks` of them; a chunk followed by fewer
-  // than a whole chunk's bytes... see the .cc. Appends their plaintext.
+  // Opens at most `max_chunks` of the stored chunks in `stored`, the first
+  // being chunk `first_chunk` of `key`, and appends their plaintext. A chunk
+  // that ends `stored` is opened as the object's last.
   Status open_chunks(const std::string& key, uint64_t first_chunk, uint64_t max_chunks,
                      std::span<const std::byte> stored, std::vector<std::byte>* out) const;
   // volume.json with the "encryption" member set.

@@ -2,9 +2,13 @@
 
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
+
+#include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 
+#include "src/log/log.h"
 #include "src/store/encrypted_store.h"
 
 namespace portalbd {
@@ -15,6 +19,11 @@ constexpr const char* kCipher = "aes-256-gcm";
 constexpr size_t kKeySaltBytes = 16;
 
 Result<std::string> read_small_file(const std::string& path, const char* what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    log::get("store")->warn("the {} is readable by others than its owner file={} mode={:o}: chmod 600 it", what,
+                            log::quote(path), st.st_mode & 0777);
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::InvalidArgument("cannot read the " + std::string(what) + " " + path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

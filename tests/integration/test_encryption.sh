@@ -27,6 +27,7 @@ with open(sys.argv[1], "wb") as f:
         f.write(os.urandom(4096 - len(marker)) + marker)
 EOF
 head -c 32 /dev/urandom >"$TMP/a.key"
+chmod 644 "$TMP/a.key"  # section 1 checks the warning about it
 head -c 32 /dev/urandom >"$TMP/b.key"
 head -c 31 /dev/urandom >"$TMP/short.key"
 printf 'a passphrase\n' >"$TMP/pass"
@@ -72,6 +73,7 @@ STORE=file://$TMP/enc
 STATE_DIR=$TMP/enc-state
 start_portalbd --disk-size-gb 1 --storage "$STORE" --encryption-key-file "$TMP/a.key"
 assert_match "$(cat "$PORTALBD_LOG")" "volume encryption on" "the daemon logs that encryption is on"
+assert_match "$(cat "$PORTALBD_LOG")" "readable by others .*a.key.*chmod 600" "a key file others can read is warned about"
 write_marker
 read_back "same session"
 stop_portalbd
