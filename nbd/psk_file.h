@@ -1,7 +1,7 @@
 // PSK files: the pre-shared keys a TLS-PSK client may use, in the format of
-// GnuTLS's psktool, which nbdkit, qemu-nbd and nbd-client read too: one key
-// a line, "identity:hexkey" (the key in hexadecimal). Blank lines and lines
-// starting with '#' are skipped.
+// GnuTLS's psktool, which nbdkit, qemu (tls-creds-psk) and libnbd read too:
+// one key a line, "identity:hexkey" (the key in hexadecimal). Blank lines and
+// lines starting with '#' are skipped.
 //
 // Ownership: values. Thread-safety: a PskTable is immutable once parsed.
 #pragma once

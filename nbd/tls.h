@@ -10,7 +10,7 @@
 //                                      to (needed for verify_peer)
 //   psk_file                           identity:hexkey lines (nbd/psk_file.h)
 // With both, a client may use either. TLS 1.2 at least; TLS 1.3 PSK is what
-// libnbd and nbd-client (GnuTLS) use.
+// libnbd (GnuTLS) uses; the kernel's nbd-client does X.509 only.
 //
 // A TlsTransport reads and writes through one SSL object. OpenSSL forbids two
 // threads inside one SSL object at once, and here the reader thread reads
