@@ -83,7 +83,10 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
   nbd::ServerStats ns = ctx.nbd->stats();
   json clients = json::array();
   for (const auto& c : ctx.nbd->clients()) {
-    clients.push_back({{"peer", c.peer}, {"export", c.export_name}, {"connected_unix_ms", c.connected_unix_ms}});
+    clients.push_back({{"peer", c.peer},
+                       {"export", c.export_name},
+                       {"tls", c.tls},
+                       {"connected_unix_ms", c.connected_unix_ms}});
   }
   auto snaps = ctx.volume->list_snapshots();
   const Config& cfg = *ctx.config;

@@ -46,6 +46,7 @@ void Connection::run() {
     {
       MutexLock lock(&mu_);
       export_name_ = session->export_name;
+      tls_identity_ = session->tls_identity;
     }
     logger->info("NBD client connected peer={} export={} tls={} structured_replies={} read_only={}", peer_,
                  log::quote(session->export_name),
@@ -292,7 +293,7 @@ void Connection::shutdown_all() {
 
 ClientInfo Connection::info() const {
   MutexLock lock(&mu_);
-  return ClientInfo{peer_, export_name_, connected_unix_ms_};
+  return ClientInfo{peer_, export_name_, tls_identity_, connected_unix_ms_};
 }
 
 }  // namespace portalbd::nbd

@@ -140,6 +140,7 @@ class Connection {
   uint32_t inflight_requests_ GUARDED_BY(mu_) = 0;
   bool closing_ GUARDED_BY(mu_) = false;  // no more work will come
   std::string export_name_ GUARDED_BY(mu_);
+  std::string tls_identity_ GUARDED_BY(mu_);  // "" in the clear
 };
 
 }  // namespace portalbd::nbd

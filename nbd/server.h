@@ -102,6 +102,7 @@ struct ServerStats {
 struct ClientInfo {
   std::string peer;         // "127.0.0.1:41234", or "unix:pid=123" for unix sockets
   std::string export_name;  // empty while the client is still negotiating
+  std::string tls;          // "" in the clear, else its TLS identity ("psk:alice", "x509:CN=...")
   int64_t connected_unix_ms = 0;
 };
 

@@ -56,6 +56,19 @@ out=$(qio_tls -c "write -P 0x5a $((8 * MiB)) $MiB" -c "read -P 0x5a $((8 * MiB))
 assert_no_match "$out" 'fail|error|denied|invalid|Pattern verification' "qemu-io over TLS (tls-creds-x509): write, read back"
 assert_match "$out" 'read 1048576/1048576' "qemu-io read the 1 MiB it wrote"
 
+# While a TLS client is connected, `portalctl status` names its identity.
+qio_tls -c "sleep 4000" >/dev/null &
+qio_pid=$!
+status=
+for _ in $(seq 1 40); do
+  status=$(portalctl --json status)
+  grep -q '"tls":"x509:CN=tls-test-client"' <<<"$status" && break
+  sleep 0.1
+done
+wait "$qio_pid" || true
+assert_match "$status" '"peer":"127\.0\.0\.1:[0-9]+"[^}]*"tls":"x509:CN=tls-test-client"' \
+  "portalctl status lists the connected client with its TLS identity"
+
 assert_eq "$(nbdinfo --size "$(psk_uri "$PSK" alice)")" 1073741824 "nbdinfo over nbds:// with PSK identity alice"
 assert_match "$(cat "$PORTALBD_LOG")" 'NBD TLS established peer=127\.0\.0\.1:[0-9]+ identity="?psk:alice"?' \
   "the log names the PSK identity"
