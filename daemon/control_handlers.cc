@@ -170,6 +170,13 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
   } else {
     (*out)["journal"] = nullptr;
   }
+  // The layer chain reads resolve through: how deep it is, the flattened
+  // base that spares reads the walk (the view of layer flat_layer, 0: none),
+  // and the maps reads overlaid per read (resolve_maps / resolves).
+  (*out)["index"] = {{"chain_depth", vs.chain_depth},     {"flat_layer", vs.flat.top_layer},
+                     {"flat_extents", vs.flat.extents},   {"flat_folds", vs.flat.folds},
+                     {"flat_rebuilds", vs.flat.rebuilds}, {"flat_min_depth", vs.flat.min_depth},
+                     {"resolves", vs.resolves},           {"resolve_maps", vs.resolve_maps}};
   // Fetches of frames the memory cache missed: GETs, disk-cache reads, and
   // read-ahead (prefetched: frames it brought in; joined: a read waited for
   // a fetch already running instead of fetching again).

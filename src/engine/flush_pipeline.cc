@@ -118,6 +118,10 @@ void FlushPipeline::overlay_buffers_locked(const std::vector<const Layer*>& chai
   if (live) overlay(active_);
 }
 
+bool FlushPipeline::has_uncommitted_locked(const Layer& layer) const {
+  return std::any_of(sealing_.begin(), sealing_.end(), [&](const auto& s) { return s->layer.get() == &layer; });
+}
+
 void FlushPipeline::seal_active_locked() {
   if (active_.empty()) return;
   auto sealed = std::make_shared<Sealed>();

@@ -162,6 +162,8 @@ class FlushPipeline {
   // view) the active buffer.
   void overlay_buffers_locked(const std::vector<const Layer*>& chain, bool live, uint64_t lba, uint64_t nblocks,
                               ExtentMap<BlockSource>* view) const REQUIRES(layers_.mu());
+  // Whether sealed buffers of `layer` wait to be committed to its map.
+  bool has_uncommitted_locked(const Layer& layer) const REQUIRES(layers_.mu());
   // ACTIVE -> SEALED. Cheap: moves the map, no copying of data.
   void seal_active_locked() REQUIRES(layers_.mu());
   // Takes `count` sequence numbers (roots records, claims); returns the first.

@@ -241,6 +241,7 @@ Status GarbageCollector::rewrite_segment(uint64_t seq, const std::vector<Segment
     PBD_RETURN_IF_ERROR(v_.pipeline_.confirm_writer("gc: confirm " + key + " before committing it"));
     PBD_RETURN_IF_ERROR(v_.index_->apply_segment(footer, object->size()).With("gc index " + key));
     MutexLock lock(&v_.layers_.mu());
+    v_.layers_.layer_changed_locked(*m.layer);  // a base holding the old places is dropped
     for (const auto& e : footer.entries) {
       BlockSource src;
       src.state = ExtentState::kData;
@@ -299,6 +300,7 @@ void GarbageCollector::compact_buffers() {
       copy.state = ExtentState::kData;
       copy.bytes = v_.make_block_buffer(std::vector<std::byte>(from, from + nblocks * kBlockSize));
       copy.private_to = layer->id;  // only this layer's map refers to the copy
+      v_.layers_.layer_changed_locked(*layer);  // nor may the base keep the old buffer alive
       layer->map.assign(lba, nblocks, std::move(copy));  // the same blocks: data_bytes unchanged
       report_.bytes_rewritten += nblocks * kBlockSize;
     }

@@ -42,6 +42,15 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
         v->opts_.lease, [raw = v.get()] { return raw->pipeline_.segments_written(); });
     v->lease_keeper_->start();
   }
+  v->layers_.set_flatten_min_depth(v->opts_.flatten_min_depth);
+  v->flattener_ = std::make_unique<Flattener>([raw = v.get()] {
+    MutexLock lock(&raw->layers_.mu());
+    return raw->layers_.flatten_step_locked(
+        4096, [raw](const Layer& l) {
+          raw->layers_.mu().assert_held();  // flatten_step_locked calls it under the engine mutex
+          return raw->pipeline_.has_uncommitted_locked(l);
+        });
+  });
   if (v->repaired_) PBD_RETURN_IF_ERROR(v->settle_repair());
   if (v->journal_ && v->opts_.journal_drain) PBD_RETURN_IF_ERROR(v->drain_journal());
   return v;
@@ -95,6 +104,7 @@ Status Volume::close() {
     MutexLock gc_lock(&gc_mu_);  // a GC pass running now finishes first
     st = pipeline_.close(&dirty);
   }
+  if (flattener_) flattener_->stop();
   // Everything is in storage now (or the close failed and the journal keeps
   // it for the next start): a clean journal close marks it so.
   if (journal_ && st.ok()) {
@@ -120,6 +130,7 @@ Status Volume::close() {
 }
 
 Volume::~Volume() {
+  if (flattener_) flattener_->stop();
   if (lease_keeper_) lease_keeper_->stop();
 }
 
@@ -168,6 +179,10 @@ VolumeStats Volume::stats() {
   {
     MutexLock lock(&layers_.mu());
     s.bytes_live = layers_.data_bytes_locked();
+    s.flat = layers_.flat_stats_locked();
+    s.resolves = resolves_;
+    s.resolve_maps = resolve_maps_;
+    for (const Layer* l = layers_.live_locked()->parent.get(); l != nullptr; l = l->parent.get()) s.chain_depth++;
   }
   s.overwrites_in_place = overwrites_in_place_;
   s.cache_bytes = cache_.bytes();
@@ -201,7 +216,11 @@ VolumeStats Volume::stats() {
   return s;
 }
 
-Result<GcReport> Volume::gc(const GcOptions& options) { return GarbageCollector(*this, options).run(); }
+Result<GcReport> Volume::gc(const GcOptions& options) {
+  auto report = GarbageCollector(*this, options).run();
+  if (flattener_) flattener_->kick();  // merges and rewrites may leave the base to rebuild
+  return report;
+}
 
 Result<uint64_t> Volume::checkpoint() { return checkpointer_.take(); }
 

@@ -68,6 +68,7 @@
 #include "src/engine/cut_gate.h"
 #include "src/engine/disk_frame_cache.h"
 #include "src/engine/extent_map.h"
+#include "src/engine/flattener.h"
 #include "src/engine/flush_pipeline.h"
 #include "src/engine/frame_cache.h"
 #include "src/engine/frame_fetcher.h"
@@ -121,6 +122,10 @@ struct VolumeStats {
   uint64_t journal_direct_writes = 0;  // writes that went to storage only (journal_direct_write_bytes)
   uint64_t journal_direct_write_bytes = 0;  // the threshold in effect (VolumeOptions)
   uint64_t upload_lag_ms = 0;
+  // Index lookups: the flattened base, and what reads cost in layer maps.
+  FlatBaseStats flat;
+  uint64_t resolves = 0, resolve_maps = 0;
+  uint64_t chain_depth = 0;  // frozen layers under the live one
 };
 
 struct GcOptions {
@@ -410,6 +415,13 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   FlushPipeline pipeline_{store_, layers_, opts_};
   Checkpointer checkpointer_{*this, pipeline_};
   std::unique_ptr<LeaseKeeper> lease_keeper_;  // with opts_.lease, from open() to close()
+  // Keeps the flattened base behind the live layer (layer_set.h); from
+  // open() to close(). Declared after what its steps use, so it stops first.
+  std::unique_ptr<Flattener> flattener_;
+  // Reads resolved, and the maps they overlaid (the base counts as one):
+  // what a read costs in lookups, however deep the chain. Engine mutex.
+  uint64_t resolves_ GUARDED_BY(layers_.mu()) = 0;
+  uint64_t resolve_maps_ GUARDED_BY(layers_.mu()) = 0;
   uint64_t next_layer_id_ GUARDED_BY(pipeline_.upload_mu()) = 2;
   // GC merged or dropped layers: storage needs a checkpoint before any roots
   // record that no longer names them. Mirrored in the index's meta

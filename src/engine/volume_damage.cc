@@ -123,6 +123,7 @@ Status Volume::check_stored_references() {
         BlockSource zero;
         zero.state = ExtentState::kZero;
         for (const auto& [lba, n] : ranges) layer->assign(lba, n, zero);
+        layers_.layer_changed_locked(*layer);
         changed.insert(layer_id);
       }
     }

@@ -33,6 +33,7 @@ struct Damaged {
   std::string index() const { return dir.path + "/index.sqlite"; }
   VolumeOptions options(bool repair) const {
     VolumeOptions o;
+    o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
     o.segment_bytes = kSegmentBytes;
     o.flush_interval_ms = 0;
     o.index_path = index();

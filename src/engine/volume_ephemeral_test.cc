@@ -15,6 +15,7 @@ namespace {
 
 VolumeOptions ephemeral_options(uint64_t size = 8ull << 20) {
   VolumeOptions o;
+  o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
   o.size_bytes = size;
   o.segment_bytes = 256 << 10;
   o.write_buffer_bytes = 1 << 20;  // no bound on an ephemeral volume: it holds all its data anyway

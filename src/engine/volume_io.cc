@@ -25,10 +25,19 @@ std::vector<Piece> Volume::resolve(const Layer* top, uint64_t lba, uint64_t nblo
 
 std::vector<Piece> Volume::resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks) {
   ExtentMap<BlockSource> view;
-  const std::vector<const Layer*> chain = layers_.chain_locked(top);  // newest first
-  LayerSet::overlay_chain(chain, lba, nblocks, &view);
-  // Buffers not yet committed to a layer of this chain are newer than its maps.
-  pipeline_.overlay_buffers_locked(chain, top == nullptr, lba, nblocks, &view);
+  // The flattened base when the chain passes through it, then the layers
+  // above it, oldest first: a few maps, however many snapshots are behind.
+  std::vector<const Layer*> above;  // newest first
+  if (const ExtentMap<BlockSource>* base = layers_.read_path_locked(top, &above)) {
+    base->visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view.assign(s, n, src); });
+    resolve_maps_++;
+  }
+  LayerSet::overlay_chain(above, lba, nblocks, &view);
+  resolves_++;
+  resolve_maps_ += above.size();
+  // Buffers not yet committed to a layer of this chain are newer than its
+  // maps. Layers in the base have none (flatten_step_locked waits for them).
+  pipeline_.overlay_buffers_locked(above, top == nullptr, lba, nblocks, &view);
   std::vector<Piece> out;
   out.reserve(view.size());
   for (const auto& [start, node] : view.entries()) out.emplace_back(start, node.length, node.value);

@@ -196,6 +196,7 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   }
   cut.reopen();  // writers continue into the new live layer while we upload
   Status st = pipeline_.upload_through(through);
+  if (flattener_) flattener_->kick();  // the frozen layer, committed, can be folded into the base
   if (!st.ok()) {
     return Status(st.code(), "snapshot '" + name + "' was taken but its data is not yet durable in object storage: " +
                                  st.message());
@@ -248,6 +249,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
   }
   cut.reopen();
   Status st = pipeline_.upload_through(through);
+  if (flattener_) flattener_->kick();  // a new chain: the base may need rebuilding
   if (!st.ok()) {
     return Status(st.code(), "restored '" + name + "' but the replaced state is not yet durable in object storage: " +
                                  st.message());
