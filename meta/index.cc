@@ -336,6 +336,20 @@ Result<std::vector<RootRecord>> Index::list_roots() {
   return out;
 }
 
+Result<std::optional<RootRecord>> Index::find_root(const std::string& name) {
+  MutexLock lock(&mu_);
+  auto s = db_->prepare("SELECT name, layer, kind, COALESCE(uuid, ''), created_ms FROM roots WHERE name = ?1");
+  if (!s.ok()) return s.status();
+  s->bind(1, name);
+  Status err;
+  std::optional<RootRecord> out;
+  if (s->step(&err)) {
+    out = RootRecord{s->col_text(0), static_cast<uint64_t>(s->col_int(1)), s->col_text(2), s->col_text(3), s->col_int(4)};
+  }
+  if (!err.ok()) return err;
+  return out;
+}
+
 namespace {
 
 Status insert_root(Db* db, const RootRecord& r) {

@@ -121,6 +121,8 @@ class Index {
   // record kept in object storage.
   Result<std::vector<LayerRecord>> list_layers() EXCLUDES(mu_);
   Result<std::vector<RootRecord>> list_roots() EXCLUDES(mu_);
+  // One root by name (a lookup, not a scan), or nullopt.
+  Result<std::optional<RootRecord>> find_root(const std::string& name) EXCLUDES(mu_);
 
   // Snapshot create, in one transaction: `snapshot` names the current live
   // layer, and "live" moves to the new empty child layer `new_live`.

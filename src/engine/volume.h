@@ -277,6 +277,25 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
     std::vector<meta::LayerRecord> layers;
     std::vector<meta::RootRecord> roots;
   };
+  // One root change as a delta record states it: layers it adds, roots it
+  // sets (by name: added or moved) and roots it removes.
+  struct RootsDelta {
+    std::vector<meta::LayerRecord> add_layers;
+    std::vector<meta::RootRecord> set_roots;
+    std::vector<std::string> drop_roots;
+  };
+  static void apply_delta(const RootsDelta& delta, RootsState* state);
+  // The state a roots record (full, or a delta over the records before it)
+  // states; reads the records a delta builds on. kCorruption when one is
+  // unreadable or missing.
+  Result<RootsState> roots_state_of(const std::vector<std::byte>& raw, int depth);
+  // Stores the record of a root change: a delta over the newest record when
+  // the chain of deltas is short, else the whole state (index + delta).
+  // Returns its sequence number. REQUIRES: the upload lock held.
+  Result<uint64_t> store_root_change(const RootsDelta& delta) REQUIRES(pipeline_.upload_mu());
+  // After a whole record `seq` is stored: removes the records no start can
+  // need any more (older than the chain before it). Failures are logged only.
+  void prune_roots_records(uint64_t seq) REQUIRES(pipeline_.upload_mu());
   // The index's layers and roots as they are now.
   Result<RootsState> index_roots();
   // Stores `state` as a new roots record (a checkpoint first when GC merged
@@ -427,6 +446,12 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // record that no longer names them. Mirrored in the index's meta
   // "needs_checkpoint" (set_needs_checkpoint), so it survives a restart.
   bool needs_checkpoint_ GUARDED_BY(pipeline_.upload_mu()) = false;
+  // The chain of roots records in storage this process wrote: the whole
+  // record it starts at, how many deltas follow, the newest (0: none yet,
+  // the next change stores a whole record).
+  uint64_t roots_chain_base_ GUARDED_BY(pipeline_.upload_mu()) = 0;
+  uint64_t roots_chain_len_ GUARDED_BY(pipeline_.upload_mu()) = 0;
+  uint64_t roots_chain_last_ GUARDED_BY(pipeline_.upload_mu()) = 0;
 
   std::atomic<uint64_t> overwrites_in_place_{0};
   uint64_t replayed_segments_ = 0;

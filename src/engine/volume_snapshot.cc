@@ -37,6 +37,27 @@ std::string roots_key(uint64_t seq) {
   return buf;
 }
 
+// A chain of deltas is cut by a whole record after this many: a rebuild
+// reads at most this many records, and storage keeps at most two chains.
+constexpr uint64_t kMaxRootsDeltas = 64;
+
+nlohmann::json layer_json(const meta::LayerRecord& l) {
+  return {{"id", l.id}, {"parent", l.parent}, {"created_unix_ms", l.created_unix_ms}};
+}
+
+nlohmann::json root_json(const meta::RootRecord& r) {
+  return {{"name", r.name}, {"layer", r.layer}, {"kind", r.kind}, {"uuid", r.uuid}, {"created_unix_ms", r.created_unix_ms}};
+}
+
+meta::LayerRecord layer_of(const nlohmann::json& l) {
+  return {l.at("id").get<uint64_t>(), l.at("parent").get<uint64_t>(), l.at("created_unix_ms").get<int64_t>()};
+}
+
+meta::RootRecord root_of(const nlohmann::json& r) {
+  return {r.at("name").get<std::string>(), r.at("layer").get<uint64_t>(), r.at("kind").get<std::string>(),
+          r.at("uuid").get<std::string>(), r.at("created_unix_ms").get<int64_t>()};
+}
+
 }  // namespace
 
 Status validate_snapshot_name(const std::string& name) {
@@ -88,17 +109,9 @@ Result<uint64_t> Volume::store_roots_record(const RootsState& state) {
   j["format"] = 1;
   j["volume_uuid"] = uuid_;
   j["layers"] = nlohmann::json::array();
-  for (const auto& l : state.layers) {
-    j["layers"].push_back({{"id", l.id}, {"parent", l.parent}, {"created_unix_ms", l.created_unix_ms}});
-  }
+  for (const auto& l : state.layers) j["layers"].push_back(layer_json(l));
   j["roots"] = nlohmann::json::array();
-  for (const auto& r : state.roots) {
-    j["roots"].push_back({{"name", r.name},
-                          {"layer", r.layer},
-                          {"kind", r.kind},
-                          {"uuid", r.uuid},
-                          {"created_unix_ms", r.created_unix_ms}});
-  }
+  for (const auto& r : state.roots) j["roots"].push_back(root_json(r));
   uint64_t seq;
   {
     MutexLock lock(&layers_.mu());
@@ -112,7 +125,112 @@ Result<uint64_t> Volume::store_roots_record(const RootsState& state) {
   // Confirmed after the PUT as any segment (U7): a command answered OK names
   // a record whoever holds the volume next has listed.
   PBD_RETURN_IF_ERROR(pipeline_.confirm_writer("confirm " + roots_key(seq)));
+  prune_roots_records(seq);
+  roots_chain_base_ = seq;
+  roots_chain_len_ = 0;
+  roots_chain_last_ = seq;
   return seq;
+}
+
+void Volume::apply_delta(const RootsDelta& delta, RootsState* state) {
+  for (const auto& l : delta.add_layers) state->layers.push_back(l);
+  for (const auto& name : delta.drop_roots) {
+    std::erase_if(state->roots, [&](const meta::RootRecord& r) { return r.name == name; });
+  }
+  for (const auto& set : delta.set_roots) {
+    auto it = std::find_if(state->roots.begin(), state->roots.end(),
+                           [&](const meta::RootRecord& r) { return r.name == set.name; });
+    if (it == state->roots.end()) {
+      state->roots.push_back(set);
+    } else {
+      *it = set;
+    }
+  }
+}
+
+// A root change costs one small record, whatever the number of snapshots: a
+// delta naming the record it applies to (prev) and the whole record its
+// chain starts at (base). A whole record starts a new chain when the chain
+// is long, when this process has none yet, or when storage and the index
+// may disagree (roots_dirty: a record stored but not committed).
+Result<uint64_t> Volume::store_root_change(const RootsDelta& delta) {
+  auto applied = index_->get_meta("roots_seq");
+  if (!applied.ok()) return applied.status();
+  const uint64_t prev = applied->has_value() ? std::stoull(**applied) : 0;
+  const bool as_delta = roots_chain_base_ != 0 && roots_chain_len_ < kMaxRootsDeltas && prev == roots_chain_last_ &&
+                        !pipeline_.roots_dirty_locked() && !needs_checkpoint_;
+  if (!as_delta) {
+    auto state = index_roots();
+    if (!state.ok()) return state.status();
+    apply_delta(delta, &*state);
+    return store_roots_record(*state);
+  }
+  nlohmann::json j;
+  j["format"] = 2;
+  j["volume_uuid"] = uuid_;
+  j["prev"] = prev;
+  j["base"] = roots_chain_base_;
+  j["add_layers"] = nlohmann::json::array();
+  for (const auto& l : delta.add_layers) j["add_layers"].push_back(layer_json(l));
+  j["set_roots"] = nlohmann::json::array();
+  for (const auto& r : delta.set_roots) j["set_roots"].push_back(root_json(r));
+  j["drop_roots"] = delta.drop_roots;
+  uint64_t seq;
+  {
+    MutexLock lock(&layers_.mu());
+    seq = pipeline_.take_seqs_locked(1);
+  }
+  j["seq"] = seq;
+  const std::string text = j.dump() + "\n";
+  auto* p = reinterpret_cast<const std::byte*>(text.data());
+  if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("store " + roots_key(seq)));
+  PBD_RETURN_IF_ERROR(store_->put(roots_key(seq), std::span<const std::byte>(p, text.size())));
+  PBD_RETURN_IF_ERROR(pipeline_.confirm_writer("confirm " + roots_key(seq)));
+  roots_chain_len_++;
+  roots_chain_last_ = seq;
+  return seq;
+}
+
+// Storage keeps the chain the new whole record `seq` starts and the one
+// before it (a start whose newest record is unreadable falls back to the
+// record before, which that chain states); everything older goes.
+void Volume::prune_roots_records(uint64_t seq) {
+  auto logger = log::get("engine");
+  std::vector<ObjectInfo> records;
+  if (Status st = store_->list("roots/", &records); !st.ok()) {
+    logger->warn("could not list roots records to prune them error={}", log::quote(st.ToString()));
+    return;
+  }
+  uint64_t keep_from = roots_chain_base_;
+  if (keep_from == 0) {
+    // This process stored no chain yet: the one before starts where the
+    // newest earlier record says (itself, or its base).
+    uint64_t before = 0;
+    for (const auto& r : records) {
+      const uint64_t s = parse_roots_record_key(r.key);
+      if (s != 0 && s < seq) before = std::max(before, s);
+    }
+    if (before == 0) return;
+    std::vector<std::byte> raw;
+    if (!store_->get(roots_key(before), &raw).ok()) return;
+    try {
+      auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(raw.data()), raw.size()));
+      keep_from = j.at("format").get<int>() == 2 ? j.at("base").get<uint64_t>() : before;
+    } catch (const std::exception&) {
+      return;  // unreadable: keep everything, a later whole record prunes
+    }
+  }
+  uint64_t removed = 0;
+  for (const auto& r : records) {
+    const uint64_t s = parse_roots_record_key(r.key);
+    if (s == 0 || s >= keep_from) continue;
+    if (Status st = store_->remove(r.key); !st.ok()) {
+      logger->warn("could not remove an old roots record object={} error={}", r.key, log::quote(st.ToString()));
+      return;
+    }
+    removed++;
+  }
+  if (removed > 0) logger->debug("pruned old roots records count={} kept_from={}", removed, roots_key(keep_from));
 }
 
 Status Volume::write_roots_record() {
@@ -135,22 +253,45 @@ Status Volume::commit_root_change(uint64_t seq, const std::function<Status()>& c
 }
 
 Status Volume::apply_roots_record(const std::vector<std::byte>& raw) {
-  std::vector<meta::LayerRecord> layers;
-  std::vector<meta::RootRecord> roots;
+  auto state = roots_state_of(raw, 0);
+  if (!state.ok()) return state.status();
+  return index_->replace_roots(state->layers, state->roots);
+}
+
+Result<Volume::RootsState> Volume::roots_state_of(const std::vector<std::byte>& raw, int depth) {
+  RootsState state;
+  RootsDelta delta;
+  uint64_t prev = 0;
   try {
     auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(raw.data()), raw.size()));
-    if (j.at("format").get<int>() != 1) return Status::NotSupported("roots record format is newer than this portalbd");
-    for (const auto& l : j.at("layers")) {
-      layers.push_back({l.at("id").get<uint64_t>(), l.at("parent").get<uint64_t>(), l.at("created_unix_ms").get<int64_t>()});
+    const int format = j.at("format").get<int>();
+    if (format == 1) {
+      for (const auto& l : j.at("layers")) state.layers.push_back(layer_of(l));
+      for (const auto& r : j.at("roots")) state.roots.push_back(root_of(r));
+      return state;
     }
-    for (const auto& r : j.at("roots")) {
-      roots.push_back({r.at("name").get<std::string>(), r.at("layer").get<uint64_t>(), r.at("kind").get<std::string>(),
-                       r.at("uuid").get<std::string>(), r.at("created_unix_ms").get<int64_t>()});
-    }
+    if (format != 2) return Status::NotSupported("roots record format is newer than this portalbd");
+    prev = j.at("prev").get<uint64_t>();
+    for (const auto& l : j.at("add_layers")) delta.add_layers.push_back(layer_of(l));
+    for (const auto& r : j.at("set_roots")) delta.set_roots.push_back(root_of(r));
+    for (const auto& n : j.at("drop_roots")) delta.drop_roots.push_back(n.get<std::string>());
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("unreadable roots record: ") + e.what());
   }
-  return index_->replace_roots(layers, roots);
+  if (depth > static_cast<int>(2 * kMaxRootsDeltas)) {
+    return Status::Corruption("roots record chain longer than " + std::to_string(2 * kMaxRootsDeltas));
+  }
+  std::vector<std::byte> before;
+  if (Status st = store_->get(roots_key(prev), &before); !st.ok()) {
+    if (st.is(Status::Code::kNotFound)) {
+      return Status::Corruption("it builds on " + roots_key(prev) + ", which storage no longer holds");
+    }
+    return st.With("read " + roots_key(prev));
+  }
+  auto base = roots_state_of(before, depth + 1);
+  if (!base.ok()) return base.status().With(roots_key(prev));
+  apply_delta(delta, &*base);
+  return base;
 }
 
 Status Volume::checkpoint_if_needed() {
@@ -176,15 +317,17 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   }
   const uint64_t new_id = next_layer_id_++;
   meta::RootRecord rec{name, old_id, "snapshot", new_uuid(), now};
-  auto state = index_roots();
-  if (!state.ok()) return state.status();
-  state->layers.push_back({new_id, old_id, now});
-  for (auto& r : state->roots) {
-    if (r.name == name) return Status::AlreadyExists("a snapshot named '" + name + "' already exists");
-    if (r.kind == "live") r.layer = new_id;
-  }
-  state->roots.push_back(rec);
-  auto seq = store_roots_record(*state);  // R1
+  auto existing = index_->find_root(name);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) return Status::AlreadyExists("a snapshot named '" + name + "' already exists");
+  auto live = index_->find_root("live");
+  if (!live.ok()) return live.status();
+  if (!live->has_value()) return Status::Corruption("the index has no live root");
+  RootsDelta delta;
+  delta.add_layers.push_back({new_id, old_id, now});
+  (*live)->layer = new_id;
+  delta.set_roots = {**live, rec};
+  auto seq = store_root_change(delta);  // R1
   if (!seq.ok()) return seq.status().With("record snapshot '" + name + "' in object storage");
   PBD_RETURN_IF_ERROR(commit_root_change(*seq, [&] { return index_->create_snapshot(rec, new_id, now); }));
   uint64_t through;
@@ -229,14 +372,15 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
     if (!layers_.find_locked(target->layer)) return Status::Corruption("snapshot layer is missing in memory");
   }
   const uint64_t new_id = next_layer_id_++;
-  auto state = index_roots();
-  if (!state.ok()) return state.status();
-  state->layers.push_back({new_id, target->layer, now});
-  for (auto& r : state->roots) {
-    if (r.kind == "live") r.layer = new_id;
-  }
-  if (keep) state->roots.push_back(*keep);
-  auto seq = store_roots_record(*state);  // R1
+  auto live = index_->find_root("live");
+  if (!live.ok()) return live.status();
+  if (!live->has_value()) return Status::Corruption("the index has no live root");
+  RootsDelta delta;
+  delta.add_layers.push_back({new_id, target->layer, now});
+  (*live)->layer = new_id;
+  delta.set_roots.push_back(**live);
+  if (keep) delta.set_roots.push_back(*keep);
+  auto seq = store_root_change(delta);  // R1
   if (!seq.ok()) return seq.status().With("record the restore of '" + name + "' in object storage");
   PBD_RETURN_IF_ERROR(
       commit_root_change(*seq, [&] { return index_->restore_snapshot(target->layer, new_id, keep, now); }));
@@ -262,12 +406,12 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
 Status Volume::delete_snapshot(const std::string& name) {
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
   FlushPipeline::UploadLock flush_lock(pipeline_);
-  auto state = index_roots();
-  if (!state.ok()) return state.status();
-  const size_t before = state->roots.size();
-  std::erase_if(state->roots, [&](const meta::RootRecord& r) { return r.kind == "snapshot" && r.name == name; });
-  if (state->roots.size() == before) return Status::NotFound("no snapshot named '" + name + "'");
-  auto seq = store_roots_record(*state);  // R1
+  auto root = index_->find_root(name);
+  if (!root.ok()) return root.status();
+  if (!root->has_value() || (*root)->kind != "snapshot") return Status::NotFound("no snapshot named '" + name + "'");
+  RootsDelta delta;
+  delta.drop_roots.push_back(name);
+  auto seq = store_root_change(delta);  // R1
   if (!seq.ok()) return seq.status().With("record deletion of '" + name + "' in object storage");
   PBD_RETURN_IF_ERROR(commit_root_change(*seq, [&] { return index_->delete_snapshot(name); }));
   log::get("engine")->info("snapshot deleted name={}", name);
@@ -289,12 +433,13 @@ Result<std::vector<SnapshotInfo>> Volume::list_snapshots() {
 }
 
 Result<SnapshotInfo> Volume::find_snapshot(const std::string& name) {
-  auto all = list_snapshots();
-  if (!all.ok()) return all.status();
-  for (auto& s : *all) {
-    if (s.name == name) return s;
-  }
-  return Status::NotFound("no snapshot named '" + name + "'");
+  auto r = index_->find_root(name);
+  if (!r.ok()) return r.status();
+  if (!r->has_value() || (*r)->kind != "snapshot") return Status::NotFound("no snapshot named '" + name + "'");
+  SnapshotInfo info{(*r)->name, (*r)->uuid, (*r)->created_unix_ms, (*r)->layer, 0};
+  MutexLock lock(&layers_.mu());
+  if (auto layer = layers_.find_locked(info.layer)) info.written_bytes = layer->data_bytes;
+  return info;
 }
 
 Result<std::shared_ptr<BlockDevice>> Volume::open_snapshot(const std::string& name) {
