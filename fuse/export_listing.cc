@@ -2,6 +2,8 @@
 
 #include <libnbd.h>
 
+#include <cerrno>
+
 namespace portalbd::fuse {
 namespace {
 
@@ -54,7 +56,14 @@ Result<ExportListing> query_exports(const NbdEndpoint& endpoint, const std::stri
   }
   PBD_RETURN_IF_ERROR(poll_until(raw, deadline, (where + ": NBD_OPT_LIST").c_str(), [&list] { return list.done; }));
   if (list.out_of_memory) return Status::IOError(where + ": out of memory listing exports");
-  if (list.error != 0) return Status::IOError(where + ": NBD_OPT_LIST refused");
+  if (list.error != 0) {
+    // libnbd reports NBD_REP_ERR_TLS_REQD as ENOTSUP.
+    const bool tls_hint = !endpoint.tls.enabled && list.error == ENOTSUP;
+    return Status::IOError(where + ": NBD_OPT_LIST refused" +
+                           (tls_hint ? std::string(" (the server may require TLS: --tls-psk FILE or "
+                                                   "--tls-certificates DIR)")
+                                     : std::string()));
+  }
 
   ExportListing out;
   out.exports = std::move(list.exports);

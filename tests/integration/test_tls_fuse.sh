@@ -54,6 +54,7 @@ MNT2=$TMP/nbd-view
 mkdir -p "$MNT2"
 out=$(timeout 30 "$PORTALCTL" mount "$MNT2" --nbd "127.0.0.1:$PORT" 2>&1) && fail "a view without TLS mounted: $out"
 ok "portalctl mount --nbd without TLS credentials is refused: $(head -1 <<<"$out")"
+assert_match "$out" 'require TLS' "the error says the server may require TLS"
 check_fails "nothing was mounted" findmnt "$MNT2"
 check "portalctl mount --nbd --tls-psk" view mount "$MNT2" --nbd "127.0.0.1:$PORT" --tls-psk "$PSK"
 cleanup_fn fusermount3 -uz "$MNT2"
