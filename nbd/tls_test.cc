@@ -272,6 +272,39 @@ TEST_SUITE("nbd.tls") {
     CHECK(tls.final_reply_type(kOptGo, RawClient::go_payload("disk")) == kRepAck);
   }
 
+  TEST_CASE("tls: many requests in flight over one TLS connection, answered out of order by the workers") {
+    // The reader thread reads while worker threads write replies through the
+    // same SSL object (nbd/tls.h: non-blocking socket, SSL calls under a
+    // mutex). libnbd keeps 64 writes, then 64 reads, in flight; every byte
+    // must come back.
+    TlsFixture t(TlsMode::kRequire);
+    REQUIRE(t.fixture.start_status.ok());
+    testing::NbdHandle h(nbd_create());
+    REQUIRE(nbd_set_export_name(h.get(), "disk") == 0);
+    REQUIRE(nbd_set_tls(h.get(), LIBNBD_TLS_REQUIRE) == 0);
+    REQUIRE(nbd_set_tls_psk_file(h.get(), (t.psk_dir.path + "/keys.psk").c_str()) == 0);
+    REQUIRE(nbd_set_tls_username(h.get(), kIdentity) == 0);
+    REQUIRE(nbd_connect_unix(h.get(), t.fixture.socket_path().c_str()) == 0);
+    CHECK(nbd_get_tls_negotiated(h.get()) == 1);
+
+    constexpr size_t kRequests = 64, kBytes = 96 * 1024;  // 6 MiB of the 8 MiB disk
+    std::vector<std::vector<std::byte>> written(kRequests), read(kRequests, std::vector<std::byte>(kBytes));
+    for (size_t i = 0; i < kRequests; ++i) {
+      written[i] = testing::pattern(kBytes, static_cast<uint8_t>(i));
+      REQUIRE(nbd_aio_pwrite(h.get(), written[i].data(), kBytes, i * kBytes, NBD_NULL_COMPLETION, 0) > 0);
+    }
+    while (nbd_aio_in_flight(h.get()) > 0) REQUIRE(nbd_poll(h.get(), 5000) > 0);
+    for (size_t i = 0; i < kRequests; ++i) {
+      REQUIRE(nbd_aio_pread(h.get(), read[i].data(), kBytes, i * kBytes, NBD_NULL_COMPLETION, 0) > 0);
+    }
+    while (nbd_aio_in_flight(h.get()) > 0) REQUIRE(nbd_poll(h.get(), 5000) > 0);
+    for (size_t i = 0; i < kRequests; ++i) {
+      CAPTURE(i);
+      CHECK(read[i] == written[i]);
+    }
+    CHECK(nbd_shutdown(h.get(), 0) == 0);
+  }
+
   TEST_CASE("tls: the server refuses to start with credentials it cannot load") {
     testing::TempDir dir;
     TlsOptions o;
