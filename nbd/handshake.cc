@@ -292,6 +292,9 @@ Handshake::Next Handshake::starttls(uint32_t option, std::span<const std::byte> 
     logger->warn("NBD TLS handshake failed peer={} reason={}", peer_, log::quote(tls.status().message()));
     return Next::kClose;
   }
+  // The rest of the negotiation is under the same deadline per read as
+  // before STARTTLS: an idle client inside TLS must not hold a thread.
+  (*tls)->set_receive_timeout(timeout_ms_);
   tls_identity_ = (*tls)->identity();
   logger->info("NBD TLS established peer={} identity={} cipher={}", peer_, log::quote(tls_identity_),
                log::quote((*tls)->cipher()));

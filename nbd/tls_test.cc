@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -29,17 +30,18 @@ constexpr const char* kKeyHex = "00112233445566778899aabbccddeeff001122334455667
 
 // A fixture whose server runs TLS in `mode` with one PSK (alice).
 struct TlsFixture {
-  explicit TlsFixture(TlsMode mode) : psk_dir(), fixture(options(mode, psk_dir.path)) {
+  explicit TlsFixture(TlsMode mode, uint32_t handshake_timeout_ms = 5000)
+      : psk_dir(), fixture(options(mode, psk_dir.path, handshake_timeout_ms)) {
     // The server writes with write(): a client that vanishes must not kill
     // the test binary (the daemon ignores SIGPIPE the same way).
     std::signal(SIGPIPE, SIG_IGN);
   }
-  static ServerOptions options(TlsMode mode, const std::string& dir) {
+  static ServerOptions options(TlsMode mode, const std::string& dir, uint32_t handshake_timeout_ms) {
     std::ofstream(dir + "/keys.psk") << "# test keys\n" << kIdentity << ":" << kKeyHex << "\nbob:0123\n";
     ServerOptions o = ServerFixture::default_options();
     o.tls.mode = mode;
     o.tls.psk_file = dir + "/keys.psk";
-    o.handshake_timeout_ms = 5000;
+    o.handshake_timeout_ms = handshake_timeout_ms;
     return o;
   }
   testing::TempDir psk_dir;  // before fixture: the key file must exist when the server starts
@@ -303,6 +305,20 @@ TEST_SUITE("nbd.tls") {
       CHECK(read[i] == written[i]);
     }
     CHECK(nbd_shutdown(h.get(), 0) == 0);
+  }
+
+  TEST_CASE("tls: a client idle inside TLS before GO is dropped after the handshake timeout") {
+    TlsFixture t(TlsMode::kRequire, /*handshake_timeout_ms=*/300);
+    REQUIRE(t.fixture.start_status.ok());
+    RawClient c(t.fixture.socket_path());
+    REQUIRE(starttls(c));
+    TlsClient tls(c.fd());
+    REQUIRE(tls.ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    // Nothing sent: the server must hang up (the client's read sees the end)
+    // well before the RawClient's own 5 s receive timeout.
+    CHECK(tls.recv(1).empty());
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4));
   }
 
   TEST_CASE("tls: the server refuses to start with credentials it cannot load") {
