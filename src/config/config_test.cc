@@ -191,6 +191,20 @@ compression = "zstd"
     CHECK(load_error("[metrics]\naddress = \"127.0.0.1\"\n").find("expected host:port") != std::string::npos);
   }
 
+  TEST_CASE("encryption: a key file or a passphrase file, absolute, not both") {
+    Config cfg = default_config(UserEnvironment{});
+    CHECK(cfg.encryption_key_file.empty());
+    CHECK(cfg.encryption_passphrase_file.empty());
+    CHECK(load_error("[encryption]\nkey_file = \"/etc/portalbd/volume.key\"\n", &cfg) == "");
+    CHECK(cfg.encryption_key_file == "/etc/portalbd/volume.key");
+    CHECK(validate_config(cfg).ok());
+    CHECK(load_error("[encryption]\npassphrase_file = \"/etc/portalbd/pass\"\n", &cfg) == "");
+    const Status both = validate_config(cfg);
+    CHECK(both.is(Status::Code::kInvalidArgument));
+    CHECK(both.message().find("both set") != std::string::npos);
+    CHECK(load_error("[encryption]\nkey_file = \"volume.key\"\n") != "");  // relative in a file
+  }
+
   TEST_CASE("the NBD resource limits have bounds") {
     CHECK(load_error("[nbd]\nmax_connections = 0\n").find("nbd.max_connections = 0: must be between 1 and 65536") !=
           std::string::npos);
