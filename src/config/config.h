@@ -78,6 +78,9 @@ struct Config {
   // stream_detector.h).
   uint64_t fetch_concurrency = 32;
   uint64_t read_ahead_bytes = 64ull << 20;
+  // [cache] flatten_depth: chains of at least this many frozen layers get a
+  // flattened base (src/engine/layer_set.h); 0: never.
+  uint64_t flatten_depth = 16;
 
   // [journal]: the local write-ahead journal (src/engine/journal.h). Its
   // default depends on the store: effective_journal_enabled().

@@ -113,6 +113,9 @@ std::vector<ConfigKey> build_table() {
                           "frames fetched from storage (GETs) or the disk cache at once, 1-256"));
   keys.push_back(uint_key("cache.read_ahead_bytes", &Config::read_ahead_bytes, r::check_any_uint,
                           "how far ahead of a sequential reader frames are fetched, 0 disables read-ahead"));
+  keys.push_back(uint_key("cache.flatten_depth", &Config::flatten_depth, r::check_any_uint,
+                          "with this many snapshots or more under the live volume, reads use a flattened "
+                          "map of them instead of walking each (memory: one more entry per extent); 0: never"));
   keys.push_back(string_key("metrics.address", &Config::metrics_address, r::check_metrics_address,
                             "serve Prometheus metrics (GET /metrics) on this loopback host:port, \"\" (default) "
                             "for none"));

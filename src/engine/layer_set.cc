@@ -1,6 +1,7 @@
 #include "src/engine/layer_set.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <set>
 #include <string>
 
@@ -189,7 +190,9 @@ bool LayerSet::flatten_step_locked(size_t max_extents, const std::function<bool(
   if (target != checked_target_.lock()) {
     checked_target_ = target;
     size_t depth = 0;
-    for (const Layer* l = target.get(); l != nullptr && depth < min_depth_; l = l->parent.get()) depth++;
+    if (min_depth_ != SIZE_MAX) {
+      for (const Layer* l = target.get(); l != nullptr && depth < min_depth_; l = l->parent.get()) depth++;
+    }
     target_deep_ = depth >= min_depth_;
     fold_plan_.clear();
   }
@@ -227,7 +230,7 @@ bool LayerSet::flatten_step_locked(size_t max_extents, const std::function<bool(
 
 void LayerSet::set_flatten_min_depth(size_t depth) {
   MutexLock lock(&mu_);
-  min_depth_ = std::max<size_t>(depth, 1);
+  min_depth_ = depth == 0 ? SIZE_MAX : depth;  // 0: never
   checked_target_.reset();
 }
 
@@ -237,7 +240,7 @@ FlatBaseStats LayerSet::flat_stats_locked() const {
   if (auto top = base_top_.lock()) s.top_layer = top->id;
   s.folds = folds_;
   s.rebuilds = rebuilds_;
-  s.min_depth = min_depth_;
+  s.min_depth = min_depth_ == SIZE_MAX ? 0 : min_depth_;
   return s;
 }
 

@@ -157,7 +157,8 @@ class LayerSet {
   // one `pending` says still has uncommitted writes). True when it did
   // something and more may follow at once; false when idle.
   bool flatten_step_locked(size_t max_extents, const std::function<bool(const Layer&)>& pending) REQUIRES(mu_);
-  // Chains with fewer frozen layers than this get no base (default 16).
+  // Chains with fewer frozen layers than this get no base (default 16; 0:
+  // none ever).
   void set_flatten_min_depth(size_t depth) EXCLUDES(mu_);
   FlatBaseStats flat_stats_locked() const REQUIRES(mu_);
 

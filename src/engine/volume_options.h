@@ -14,7 +14,7 @@ namespace portalbd {
 struct VolumeOptions {
   uint64_t size_bytes = 0;  // 0: the existing volume's size, or kDefaultSize for a new one
   // Chains of at least this many frozen layers (snapshots) get a flattened
-  // base, so reads stop walking them (layer_set.h). Tests lower it.
+  // base, so reads stop walking them (layer_set.h); 0: never.
   uint32_t flatten_min_depth = 16;
   bool grow = false;        // allow size_bytes larger than the existing volume
   uint64_t segment_bytes = 64ull << 20;

@@ -19,6 +19,7 @@
 #                    but never before MIN_ITERATIONS (default: ITERATIONS)
 #   JOURNAL_ITERATIONS=N  on file:// with the journal (default 12)
 #   STORES="file s3 file-journal" which loops to run
+#   FLATTEN_DEPTH=N  [cache] flatten_depth of every daemon (default 2)
 #   ENCRYPTION_KEY_FILE=F  every daemon runs with --encryption-key-file F
 #                    (test_encryption.sh runs a short loop this way)
 source "$(dirname "$0")/lib.sh"
@@ -38,7 +39,13 @@ S3_ITERATIONS=${S3_ITERATIONS:-8}
 TIME_BUDGET=${TIME_BUDGET:-1000000}
 JOURNAL_ITERATIONS=${JOURNAL_ITERATIONS:-12}
 STORES=${STORES:-file s3 file-journal}
-log "SEED=$SEED ITERATIONS=$ITERATIONS S3_ITERATIONS=$S3_ITERATIONS STORES='$STORES' ENCRYPTION_KEY_FILE='${ENCRYPTION_KEY_FILE:-}' (replay: SEED=$SEED bash $0)"
+# Reads of the live volume go through the flattened map of the snapshots
+# under it from the second snapshot on (default 16, which a loop's dozen
+# snapshots rarely reach), so its folds and rebuilds are crash-tested too.
+FLATTEN_DEPTH=${FLATTEN_DEPTH:-2}
+printf '[cache]\nflatten_depth = %s\n' "$FLATTEN_DEPTH" >"$TMP/flatten.toml"
+export PORTALBD_CONFIG=$TMP/flatten.toml
+log "FLATTEN_DEPTH=$FLATTEN_DEPTH SEED=$SEED ITERATIONS=$ITERATIONS S3_ITERATIONS=$S3_ITERATIONS STORES='$STORES' ENCRYPTION_KEY_FILE='${ENCRYPTION_KEY_FILE:-}' (replay: SEED=$SEED bash $0)"
 
 run_loop() {  # NAME STORAGE_URL ITERATIONS [JOURNAL]
   local name=$1 storage=$2 iterations=$3 journal=${4:-off} work="$TMP/$1" rc=0
