@@ -477,7 +477,7 @@ Status Index::forget_segment(uint64_t seq) {
 }
 
 Status Index::replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents,
-                            uint64_t drop_layer) {
+                            const std::vector<uint64_t>& drop_layers) {
   MutexLock lock(&mu_);
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
@@ -486,8 +486,8 @@ Status Index::replace_layer(uint64_t layer, uint64_t parent, const std::vector<M
   for (const auto& x : extents) PBD_RETURN_IF_ERROR(insert_extent(layer, x));
   PBD_RETURN_IF_ERROR(db_->exec("UPDATE layers SET parent=" + (parent == 0 ? std::string("NULL") : std::to_string(parent)) +
                                 " WHERE id=" + id));
-  if (drop_layer != 0) {
-    const std::string gone = std::to_string(drop_layer);
+  for (uint64_t drop : drop_layers) {
+    const std::string gone = std::to_string(drop);
     PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM extents WHERE layer=" + gone + "; DELETE FROM layers WHERE id=" + gone));
   }
   return txn.commit();

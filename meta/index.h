@@ -144,10 +144,10 @@ class Index {
   // in one transaction: one fsync, where one call per segment costs one each.
   Status set_doomed(const std::vector<std::pair<uint64_t, int64_t>>& marks) EXCLUDES(mu_);
   Status forget_segment(uint64_t seq) EXCLUDES(mu_);
-  // Rewrites one layer's extents and parent in one transaction, optionally
-  // dropping another layer (the one merged into it).
-  Status replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents, uint64_t drop_layer)
-      EXCLUDES(mu_);
+  // Rewrites one layer's extents and parent in one transaction, dropping the
+  // layers `drop_layers` (those merged into it).
+  Status replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents,
+                       const std::vector<uint64_t>& drop_layers) EXCLUDES(mu_);
   Status drop_layer(uint64_t layer) EXCLUDES(mu_);
   // A consistent copy of the whole index in a new SQLite file (checkpoints).
   Status copy_to(const std::string& path) EXCLUDES(mu_);

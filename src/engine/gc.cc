@@ -83,42 +83,59 @@ Status GarbageCollector::drop_unreachable_layers() {
 // 3.
 Status GarbageCollector::merge_rootless_layers() {
   for (;;) {
-    std::shared_ptr<Layer> parent, child;
+    // A run of layers no root names, each with exactly one child, and the
+    // child above the newest of them: merged in one step, however long the
+    // run (a prune of 10,000 snapshots leaves one of 10,000), so the merge
+    // costs the extents once, not once per layer.
+    std::vector<std::shared_ptr<Layer>> run;  // oldest first
+    std::shared_ptr<Layer> child;
     {
       MutexLock lock(&v_.layers_.mu());
       std::map<uint64_t, std::vector<std::shared_ptr<Layer>>> children;
       for (const auto& [id, layer] : v_.layers_.by_id_locked()) {
         if (layer->parent) children[layer->parent->id].push_back(layer);
       }
-      for (const auto& [id, kids] : children) {
-        if (kids.size() == 1 && !named_.count(id) && v_.layers_.find_locked(id)) {
-          parent = v_.layers_.find_locked(id);
-          child = kids[0];
-          break;
-        }
+      auto mergeable = [&](const Layer* l) {
+        v_.layers_.mu().assert_held();  // called in this critical section only
+        if (l == nullptr) return false;
+        auto it = children.find(l->id);
+        return it != children.end() && it->second.size() == 1 && !named_.count(l->id) && v_.layers_.find_locked(l->id);
+      };
+      for (const auto& [id, layer] : v_.layers_.by_id_locked()) {
+        if (!mergeable(layer.get())) continue;
+        std::shared_ptr<Layer> bottom = layer;
+        while (mergeable(bottom->parent.get())) bottom = bottom->parent;  // its only child is bottom
+        for (auto l = bottom; mergeable(l.get()); l = children[l->id][0]) run.push_back(l);
+        child = children[run.back()->id][0];
+        break;
       }
     }
-    if (!parent) return Status::OK();
+    if (run.empty()) return Status::OK();
     ExtentMap<BlockSource> merged;
     std::vector<meta::MappedExtent> rows;
     {
       MutexLock lock(&v_.layers_.mu());
-      merged = parent->map;
-      for (const auto& [lba, node] : child->map.entries()) merged.assign(lba, node.length, node.value);
+      merged = run.front()->map;
+      for (size_t i = 1; i <= run.size(); i++) {
+        const Layer& above = i < run.size() ? *run[i] : *child;
+        for (const auto& [lba, node] : above.map.entries()) merged.assign(lba, node.length, node.value);
+      }
     }
     // Blocks held in memory (ephemeral volumes) have no index rows.
     if (!v_.opts_.ephemeral) rows = index_rows(merged);
-    const uint64_t grandparent = parent->parent ? parent->parent->id : 0;
+    const std::shared_ptr<Layer> grandparent = run.front()->parent;
+    std::vector<uint64_t> gone;
+    for (const auto& l : run) gone.push_back(l->id);
     PBD_RETURN_IF_ERROR(owe_checkpoint());
-    PBD_RETURN_IF_ERROR(v_.index_->replace_layer(child->id, grandparent, rows, parent->id));
+    PBD_RETURN_IF_ERROR(v_.index_->replace_layer(child->id, grandparent ? grandparent->id : 0, rows, gone));
     MutexLock lock(&v_.layers_.mu());
     // Readers of `child` see the same blocks before and after: the merged map
-    // over the grandparent equals child over parent over grandparent.
+    // over the grandparent equals child over the run over the grandparent.
     child->map = std::move(merged);
     child->recount();
-    child->parent = parent->parent;
-    v_.layers_.forget_locked(parent->id);
-    report_.layers_merged++;
+    child->parent = grandparent;
+    for (uint64_t id : gone) v_.layers_.forget_locked(id);
+    report_.layers_merged += gone.size();
     changed_ = true;
   }
   // No roots record here: segments in storage still name the merged layers,

@@ -137,7 +137,7 @@ Status Volume::check_stored_references() {
       parent = layer.parent ? layer.parent->id : 0;
       rows = index_rows(layer.map);
     }
-    PBD_RETURN_IF_ERROR(index_->replace_layer(id, parent, rows, 0).With("repair layer " + std::to_string(id)));
+    PBD_RETURN_IF_ERROR(index_->replace_layer(id, parent, rows, {}).With("repair layer " + std::to_string(id)));
   }
   for (const auto& [seq, why] : bad) {
     logger->error("repair: segment lost, its blocks now read as zeroes object={} problem={} lost={}", segment_key(seq),
