@@ -114,6 +114,12 @@ void check_reads(LayerSet& set, std::mt19937_64& rng, int reads) {
   }
 }
 
+// The first layer of the volume (id 1), live.
+void start_root(LayerSet& set) {
+  MutexLock lock(&set.mu());
+  set.start_live_locked(1, nullptr);
+}
+
 std::shared_ptr<Layer> freeze(LayerSet& set, uint64_t id) {
   MutexLock lock(&set.mu());
   return set.start_live_locked(id, set.live_locked());
@@ -126,11 +132,8 @@ TEST_SUITE("engine.flat_base") {
     std::mt19937_64 rng(42);
     LayerSet set;
     set.set_flatten_min_depth(3);
-    uint64_t next_id = 1;
-    {
-      MutexLock lock(&set.mu());
-      set.start_live_locked(next_id++, nullptr);
-    }
+    uint64_t next_id = 2;
+    start_root(set);
     for (int round = 0; round < 60; round++) {
       write_some(set, rng, 20);
       freeze(set, next_id++);
@@ -157,11 +160,8 @@ TEST_SUITE("engine.flat_base") {
     std::mt19937_64 rng(7);
     LayerSet set;
     set.set_flatten_min_depth(2);
-    uint64_t next_id = 1;
-    {
-      MutexLock lock(&set.mu());
-      set.start_live_locked(next_id++, nullptr);
-    }
+    uint64_t next_id = 2;
+    start_root(set);
     std::vector<std::shared_ptr<Layer>> frozen;
     for (int i = 0; i < 10; i++) {
       write_some(set, rng, 30);
@@ -207,11 +207,8 @@ TEST_SUITE("engine.flat_base") {
   TEST_CASE("2,000 snapshots: a read of the live volume overlays two maps") {
     std::mt19937_64 rng(3);
     LayerSet set;
-    uint64_t next_id = 1;
-    {
-      MutexLock lock(&set.mu());
-      set.start_live_locked(next_id++, nullptr);
-    }
+    uint64_t next_id = 2;
+    start_root(set);
     for (int i = 0; i < 2000; i++) {
       write_some(set, rng, 2);
       freeze(set, next_id++);
@@ -233,11 +230,8 @@ TEST_SUITE("engine.flat_base") {
   TEST_CASE("shallow chains get no base") {
     LayerSet set;  // default min depth 16
     std::mt19937_64 rng(5);
-    uint64_t next_id = 1;
-    {
-      MutexLock lock(&set.mu());
-      set.start_live_locked(next_id++, nullptr);
-    }
+    uint64_t next_id = 2;
+    start_root(set);
     for (int i = 0; i < 10; i++) {
       write_some(set, rng, 10);
       freeze(set, next_id++);
