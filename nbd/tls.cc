@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -190,7 +191,14 @@ Result<std::unique_ptr<TlsTransport>> TlsServer::accept(int fd, uint32_t timeout
   SSL* ssl = SSL_new(ctx_);
   if (ssl == nullptr) return Status::IOError(with_openssl_errors("SSL_new"));
   std::unique_ptr<TlsTransport> transport(new TlsTransport(fd, ssl));
-  if (SSL_set_fd(ssl, fd) != 1) return Status::IOError(with_openssl_errors("SSL_set_fd"));
+  BIO* rbio = BIO_new_socket(fd, BIO_NOCLOSE);
+  BIO* wbio = TlsTransport::new_output_bio(transport.get());
+  if (rbio == nullptr || wbio == nullptr) {
+    BIO_free(rbio);
+    BIO_free(wbio);
+    return Status::IOError(with_openssl_errors("BIO_new"));
+  }
+  SSL_set_bio(ssl, rbio, wbio);  // the SSL object owns both from here
   SSL_set_app_data(ssl, transport.get());
   PBD_RETURN_IF_ERROR(transport->handshake(timeout_ms));
   return transport;
@@ -199,7 +207,10 @@ Result<std::unique_ptr<TlsTransport>> TlsServer::accept(int fd, uint32_t timeout
 TlsTransport::~TlsTransport() {
   MutexLock lock(&ssl_mu_);
   // Best effort close_notify; the socket is non-blocking, so this never waits.
-  if (SSL_is_init_finished(ssl_)) (void)SSL_shutdown(ssl_);
+  if (SSL_is_init_finished(ssl_)) {
+    (void)SSL_shutdown(ssl_);
+    if (!pending_.empty()) (void)::send(fd_, pending_.data(), pending_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
   SSL_free(ssl_);
   ERR_clear_error();
 }
@@ -216,6 +227,15 @@ Status TlsTransport::handshake(uint32_t timeout_ms) {
       rc = SSL_accept(ssl_);
       err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, rc);
     }
+    // What this step wrote (ServerHello..., or an alert saying why it
+    // failed) goes out before waiting for the client's answer.
+    int send_ms = -1;
+    if (timeout_ms != 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      send_ms = static_cast<int>(std::max<long long>(left, 1));
+    }
+    const Status sent = send_pending(send_ms);
+    if (rc == 1 && !sent.ok()) return sent;
     if (rc == 1) break;
     short events = 0;
     if (err == SSL_ERROR_WANT_READ) events = POLLIN;
@@ -256,6 +276,7 @@ ssize_t TlsTransport::read_some(std::span<std::byte> out) {
   for (;;) {
     int rc, err;
     size_t n = 0;
+    bool wrote;
     {
       MutexLock lock(&ssl_mu_);
       ERR_clear_error();
@@ -263,7 +284,10 @@ ssize_t TlsTransport::read_some(std::span<std::byte> out) {
       rc = SSL_read_ex(ssl_, out.data(), out.size(), &n);
       err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, rc);
       if (rc != 1 && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) ERR_clear_error();
+      wrote = !pending_.empty();
     }
+    // Reading can make OpenSSL answer (a key update, an alert).
+    if (wrote && !send_pending(-1).ok()) return -1;
     if (rc == 1) return static_cast<ssize_t>(n);
     switch (err) {
       case SSL_ERROR_ZERO_RETURN: return 0;
@@ -280,32 +304,97 @@ ssize_t TlsTransport::read_some(std::span<std::byte> out) {
   }
 }
 
-Status TlsTransport::write_bytes(const std::byte* data, size_t length) {
+// Records are sent once this many bytes of them have gathered (and at the
+// end of each send_all): a 1 MiB reply leaves in four send() calls.
+constexpr size_t kSendBytes = 256 * 1024;
+
+BIO* TlsTransport::new_output_bio(TlsTransport* transport) {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "portalbd TLS output");
+    if (m == nullptr) return m;
+    BIO_meth_set_write_ex(m, &TlsTransport::bio_write);
+    // OpenSSL flushes its BIO after each flight of records: nothing to do,
+    // pending_ is sent by the transport. Every other control is unsupported.
+    BIO_meth_set_ctrl(m, [](BIO*, int cmd, long, void*) -> long { return cmd == BIO_CTRL_FLUSH ? 1 : 0; });
+    return m;
+  }();
+  if (method == nullptr) return nullptr;
+  BIO* bio = BIO_new(method);
+  if (bio == nullptr) return nullptr;
+  BIO_set_data(bio, transport);
+  BIO_set_init(bio, 1);
+  return bio;
+}
+
+int TlsTransport::bio_write(BIO* bio, const char* data, size_t length, size_t* written) {
+  auto* transport = static_cast<TlsTransport*>(BIO_get_data(bio));
+  transport->ssl_mu_.assert_held();  // OpenSSL writes only inside an SSL call, made under ssl_mu_
+  const auto* p = reinterpret_cast<const std::byte*>(data);
+  transport->pending_.insert(transport->pending_.end(), p, p + length);
+  *written = length;
+  return 1;
+}
+
+void TlsTransport::take_output() {
+  if (pending_.empty()) return;
+  if (out_.empty()) {
+    out_.swap(pending_);  // both keep their capacity: no allocation once warm
+  } else {
+    out_.insert(out_.end(), pending_.begin(), pending_.end());
+  }
+  pending_.clear();
+}
+
+Status TlsTransport::send_output(int timeout_ms) {
+  size_t done = 0;
+  while (done < out_.size()) {
+    const ssize_t n = ::send(fd_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_fd(fd_, POLLOUT, timeout_ms)) {
+        return Status::IOError(errno == ETIMEDOUT ? std::string("TLS send: timed out")
+                                                  : std::string("TLS send: poll: ") + std::strerror(errno));
+      }
+      continue;
+    }
+    return Status::IOError(std::string("TLS send: ") + (n < 0 ? std::strerror(errno) : "connection closed"));
+  }
+  out_.clear();
+  return Status::OK();
+}
+
+Status TlsTransport::send_pending(int timeout_ms) {
+  MutexLock write_lock(&write_mu_);
+  {
+    MutexLock lock(&ssl_mu_);
+    take_output();
+  }
+  return send_output(timeout_ms);
+}
+
+Status TlsTransport::encrypt(const std::byte* data, size_t length) {
   while (length > 0) {
-    int rc, err;
+    const size_t chunk = std::min(length, kSendBytes);
+    int rc;
     size_t n = 0;
     std::string why;
     {
       MutexLock lock(&ssl_mu_);
       ERR_clear_error();
       errno = 0;
-      rc = SSL_write_ex(ssl_, data, length, &n);
-      err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, rc);
-      if (rc != 1 && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) why = openssl_errors();
+      // Into the memory BIO: it takes everything, so this never has to wait.
+      rc = SSL_write_ex(ssl_, data, chunk, &n);
+      if (rc != 1) why = openssl_errors();
+      take_output();
     }
-    if (rc == 1) {
-      data += n;
-      length -= n;
-      continue;
-    }
-    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
-      if (!wait_fd(fd_, err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, -1)) {
-        return Status::IOError(std::string("TLS send: poll: ") + std::strerror(errno));
-      }
-      continue;
-    }
-    if (why.empty()) why = errno != 0 ? std::strerror(errno) : "connection closed";
-    return Status::IOError("TLS send: " + why);
+    if (rc != 1) return Status::IOError("TLS send: " + (why.empty() ? std::string("connection closed") : why));
+    data += n;
+    length -= n;
+    if (out_.size() >= kSendBytes) PBD_RETURN_IF_ERROR(send_output(-1));
   }
   return Status::OK();
 }
@@ -325,14 +414,14 @@ Status TlsTransport::send_all(std::span<const struct iovec> iov) {
     p += top_up;
     len -= top_up;
     if (coalesce_.size() >= kRecordBytes || len > 0) {
-      PBD_RETURN_IF_ERROR(write_bytes(coalesce_.data(), coalesce_.size()));
+      PBD_RETURN_IF_ERROR(encrypt(coalesce_.data(), coalesce_.size()));
       coalesce_.clear();
     }
-    if (len > 0) PBD_RETURN_IF_ERROR(write_bytes(p, len));
+    if (len > 0) PBD_RETURN_IF_ERROR(encrypt(p, len));
   }
-  if (!coalesce_.empty()) PBD_RETURN_IF_ERROR(write_bytes(coalesce_.data(), coalesce_.size()));
+  if (!coalesce_.empty()) PBD_RETURN_IF_ERROR(encrypt(coalesce_.data(), coalesce_.size()));
   coalesce_.clear();
-  return Status::OK();
+  return send_output(-1);
 }
 
 size_t TlsTransport::readable(bool wait) {

@@ -16,9 +16,11 @@
 // threads inside one SSL object at once, and here the reader thread reads
 // while workers write replies: so the socket is non-blocking, every SSL call
 // is made under ssl_mu_, and the waiting (poll) is done without it.
-//
-// REQUIRES: SIGPIPE is ignored (the daemon does so at start): OpenSSL writes
-// to the socket with write(), not send(MSG_NOSIGNAL).
+// OpenSSL reads the socket itself (with read-ahead), but hands its records
+// to a BIO that only collects them (pending_): the transport sends them with few large send() calls
+// made outside ssl_mu_ (one record per syscall, 64 a MiB, each waking the
+// client, cost more than the encryption; and the reader stayed locked out
+// while a record waited for socket space).
 // Thread-safety: TlsServer is immutable after Create() and may be used by
 // every connection thread at once. TlsTransport: see nbd/transport.h.
 #pragma once
@@ -34,6 +36,7 @@
 
 struct ssl_ctx_st;  // SSL_CTX
 struct ssl_st;      // SSL
+struct bio_st;      // BIO
 
 namespace portalbd::nbd {
 
@@ -102,16 +105,34 @@ class TlsTransport final : public Transport {
  private:
   friend class TlsServer;
   TlsTransport(int fd, ssl_st* ssl) : fd_(fd), ssl_(ssl) {}
-  Status handshake(uint32_t timeout_ms);
-  Status write_bytes(const std::byte* data, size_t length) REQUIRES(write_mu_) EXCLUDES(ssl_mu_);
+  // The write side of ssl_'s BIO pair: OpenSSL's records land in pending_.
+  static bio_st* new_output_bio(TlsTransport* transport);
+  static int bio_write(bio_st* bio, const char* data, size_t length, size_t* written);
+  Status handshake(uint32_t timeout_ms) EXCLUDES(write_mu_, ssl_mu_);
+  // Encrypts `data` into records, sending them once enough have gathered.
+  Status encrypt(const std::byte* data, size_t length) REQUIRES(write_mu_) EXCLUDES(ssl_mu_);
+  // Moves the records OpenSSL made (pending_) to the end of out_; cheap
+  // (a swap) when out_ is empty.
+  void take_output() REQUIRES(write_mu_, ssl_mu_);
+  // Sends out_ whole (waiting for socket space at most `timeout_ms`, -1
+  // forever) and empties it.
+  Status send_output(int timeout_ms) REQUIRES(write_mu_) EXCLUDES(ssl_mu_);
+  // After an SSL call outside the write path (handshake, read) made records
+  // (handshake messages, alerts, key updates): sends them.
+  Status send_pending(int timeout_ms) EXCLUDES(write_mu_, ssl_mu_);
 
   const int fd_;
   Mutex ssl_mu_;  // held for each SSL call on ssl_, never while waiting
   ssl_st* const ssl_;  // owned
+  std::vector<std::byte> pending_ GUARDED_BY(ssl_mu_);  // records OpenSSL made, not taken yet
   uint32_t receive_timeout_ms_ = 0;  // the reader thread's
   std::string identity_, cipher_;    // written by the handshake, read-only after
-  Mutex write_mu_;  // one writer at a time (the ReplyWriter serialises them already)
+  // One writer at a time (the ReplyWriter serialises them already); taking
+  // records from pending_ and sending them happen under it, so they reach
+  // the socket in the order OpenSSL made them.
+  Mutex write_mu_;
   std::vector<std::byte> coalesce_ GUARDED_BY(write_mu_);  // small iovecs sent as one record
+  std::vector<std::byte> out_ GUARDED_BY(write_mu_);       // records not sent yet
 };
 
 }  // namespace portalbd::nbd

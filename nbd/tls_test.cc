@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <csignal>
@@ -32,8 +33,8 @@ constexpr const char* kKeyHex = "00112233445566778899aabbccddeeff001122334455667
 struct TlsFixture {
   explicit TlsFixture(TlsMode mode, uint32_t handshake_timeout_ms = 5000)
       : psk_dir(), fixture(options(mode, psk_dir.path, handshake_timeout_ms)) {
-    // The server writes with write(): a client that vanishes must not kill
-    // the test binary (the daemon ignores SIGPIPE the same way).
+    // The server sends with MSG_NOSIGNAL; the daemon ignores SIGPIPE all the
+    // same, and so does the test binary (the clients here write too).
     std::signal(SIGPIPE, SIG_IGN);
   }
   static ServerOptions options(TlsMode mode, const std::string& dir, uint32_t handshake_timeout_ms) {
@@ -79,6 +80,10 @@ class TlsClient {
     ERR_clear_error();
   }
   bool ok() const { return ok_; }
+  // Sends a TLS 1.3 KeyUpdate asking the server to update its keys too.
+  bool key_update() {
+    return SSL_key_update(ssl_.get(), SSL_KEY_UPDATE_REQUESTED) == 1 && SSL_do_handshake(ssl_.get()) == 1;
+  }
   bool send(const WireWriter& w) {
     size_t n = 0;
     return SSL_write_ex(ssl_.get(), w.data().data(), w.size(), &n) == 1 && n == w.size();
@@ -305,6 +310,51 @@ TEST_SUITE("nbd.tls") {
       CHECK(read[i] == written[i]);
     }
     CHECK(nbd_shutdown(h.get(), 0) == 0);
+  }
+
+  TEST_CASE("tls: key updates are answered in order with the replies; a forged record gets the server's alert") {
+    // A KeyUpdate is read by the reader thread; OpenSSL answers it (the
+    // server's own KeyUpdate) with the next records a worker writes, and the
+    // answer must reach the socket before them: the client could not decrypt
+    // a reply that overtook it. A record that fails authentication is
+    // answered by the reader thread itself with a bad_record_mac alert.
+    TlsFixture t(TlsMode::kRequire);
+    REQUIRE(t.fixture.start_status.ok());
+    RawClient c(t.fixture.socket_path());
+    REQUIRE(starttls(c));
+    TlsClient tls(c.fd());
+    REQUIRE(tls.ok());
+    REQUIRE(tls.final_reply_type(kOptGo, RawClient::go_payload("disk")) == kRepAck);
+    for (uint64_t round = 0; round < 4; ++round) {
+      CAPTURE(round);
+      REQUIRE(tls.key_update());
+      auto data = testing::pattern(64 * 1024, static_cast<uint8_t>(round));
+      WireWriter w;
+      w.u32(kRequestMagic).u16(0).u16(kCmdWrite).u64(100 + round).u64(round * data.size()).u32(
+          static_cast<uint32_t>(data.size()));
+      w.data().insert(w.data().end(), data.begin(), data.end());
+      WireWriter r;
+      r.u32(kRequestMagic).u16(0).u16(kCmdRead).u64(200 + round).u64(round * data.size()).u32(
+          static_cast<uint32_t>(data.size()));
+      REQUIRE(tls.send(w));
+      auto write_reply = tls.recv(16);
+      REQUIRE(write_reply.size() == 16);
+      CHECK(load_be32(write_reply.data() + 4) == 0);
+      CHECK(load_be64(write_reply.data() + 8) == 100 + round);
+      REQUIRE(tls.send(r));
+      auto read_reply = tls.recv(16 + data.size());
+      REQUIRE(read_reply.size() == 16 + data.size());
+      CHECK(load_be32(read_reply.data() + 4) == 0);
+      CHECK(load_be64(read_reply.data() + 8) == 200 + round);
+      CHECK(std::equal(data.begin(), data.end(), read_reply.begin() + 16));
+    }
+    // An application-data record of 32 zero bytes: its tag cannot verify.
+    std::vector<std::byte> forged(5 + 32, std::byte{0});
+    forged[0] = std::byte{0x17}, forged[1] = std::byte{0x03}, forged[2] = std::byte{0x03}, forged[4] = std::byte{32};
+    REQUIRE(::send(c.fd(), forged.data(), forged.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(forged.size()));
+    ERR_clear_error();
+    CHECK(tls.recv(1).empty());
+    CHECK(ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_SSLV3_ALERT_BAD_RECORD_MAC);
   }
 
   TEST_CASE("tls: a client idle inside TLS before GO is dropped after the handshake timeout") {
