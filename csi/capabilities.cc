@@ -1,5 +1,7 @@
 #include "csi/capabilities.h"
 
+#include "src/util/base64.h"
+
 namespace portalbd::csi {
 
 using ::csi::v1::VolumeCapability;
@@ -41,6 +43,41 @@ std::map<std::string, std::string> store_settings(const google::protobuf::Map<st
     if (it != secrets.end()) out[name] = it->second;
   }
   return out;
+}
+
+Result<EncryptionKeySource> encryption_secret(const google::protobuf::Map<std::string, std::string>& secrets) {
+  EncryptionKeySource source;
+  source.key_option = std::string("the ") + kEncryptionKeySecret + " secret";
+  source.passphrase_option = std::string("the ") + kEncryptionPassphraseSecret + " secret";
+  auto key = secrets.find(kEncryptionKeySecret);
+  auto passphrase = secrets.find(kEncryptionPassphraseSecret);
+  if (key != secrets.end() && passphrase != secrets.end()) {
+    return Status::InvalidArgument("the secrets hold both " + std::string(kEncryptionKeySecret) + " and " +
+                                   kEncryptionPassphraseSecret + "; give one");
+  }
+  if (key != secrets.end()) {
+    auto bytes = base64_decode(key->second);
+    if (!bytes) {
+      return Status::InvalidArgument(source.key_option +
+                                     " is not base64 (make a key with: head -c 32 /dev/urandom | base64 -w0)");
+    }
+    if (bytes->size() != 32) {
+      return Status::InvalidArgument(source.key_option + " decodes to " + std::to_string(bytes->size()) +
+                                     " bytes; it must be the base64 of exactly 32 random bytes "
+                                     "(head -c 32 /dev/urandom | base64 -w0)");
+    }
+    source.key = std::move(*bytes);
+  } else if (passphrase != secrets.end()) {
+    if (passphrase->second.empty()) return Status::InvalidArgument(source.passphrase_option + " is empty");
+    source.passphrase = passphrase->second;
+  }
+  return source;
+}
+
+Result<CallSecrets> call_secrets(const google::protobuf::Map<std::string, std::string>& secrets) {
+  auto encryption = encryption_secret(secrets);
+  if (!encryption.ok()) return encryption.status();
+  return CallSecrets{store_settings(secrets), std::move(*encryption)};
 }
 
 grpc::Status to_grpc(const Status& st) {

@@ -14,6 +14,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "csi.pb.h"
+#include "src/store/volume_encryption.h"
 #include "src/util/status.h"
 
 namespace portalbd::csi {
@@ -35,6 +36,22 @@ bool is_read_only_mode(const ::csi::v1::VolumeCapability& cap);
 // AWS_DEFAULT_REGION, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE), overriding
 // it for that call. Other keys of the Secret are ignored.
 std::map<std::string, std::string> store_settings(const google::protobuf::Map<std::string, std::string>& secrets);
+
+// The encryption key a call's CSI secrets carry, for volumes encrypted
+// client-side (issue 25): "encryptionKey", the base64 of 32 random bytes,
+// or "encryptionPassphrase", text (scrypt makes the key). Neither: an empty
+// source (plain volumes). Both, bad base64 or not 32 bytes: kInvalidArgument,
+// never quoting the secret. Errors about the key name these secrets.
+Result<EncryptionKeySource> encryption_secret(const google::protobuf::Map<std::string, std::string>& secrets);
+inline constexpr const char* kEncryptionKeySecret = "encryptionKey";
+inline constexpr const char* kEncryptionPassphraseSecret = "encryptionPassphrase";
+
+// Both of the above, for the controller's calls.
+struct CallSecrets {
+  std::map<std::string, std::string> settings;
+  EncryptionKeySource encryption;
+};
+Result<CallSecrets> call_secrets(const google::protobuf::Map<std::string, std::string>& secrets);
 
 // portalbd Status -> gRPC status, message kept. kBusy (another writer holds
 // the volume) is FAILED_PRECONDITION.

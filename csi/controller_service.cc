@@ -92,22 +92,13 @@ void ControllerService::fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* 
 }
 
 Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeContentSource& source,
-                                       const std::map<std::string, std::string>& settings) {
-  VolumeAccess::OpenOptions o;
-  o.url = rec.storage_url;
-  o.volume_id = rec.id;
-  o.state_dir = options_.state_dir;
-  o.settings = settings;
-  o.create_bytes = rec.capacity_bytes;
-  o.allow_daemon = false;
-  CSI_ASSIGN_OR_RETURN(auto target, VolumeAccess::Open(o));
-  if (target->size_bytes() != rec.capacity_bytes) {
-    return Status::Corruption("storage " + rec.storage_url + " already holds a volume of " +
-                              std::to_string(target->size_bytes()) + " bytes");
-  }
+                                       const CallSecrets& secrets) {
+  // The source first: one the call cannot open (no key, a wrong one, in
+  // use) stops the create before the target's storage is written.
+  std::unique_ptr<VolumeAccess> src;
+  std::string src_volume_id, engine_name;
+  bool temporary = false;
   if (source.has_snapshot() || source.has_volume()) {
-    std::string src_volume_id, engine_name;
-    bool temporary = false;
     if (source.has_snapshot()) {
       CSI_ASSIGN_OR_RETURN(auto snap, registry_.snapshot(source.snapshot().snapshot_id()));
       if (!snap) return Status::NotFound("no snapshot " + source.snapshot().snapshot_id());
@@ -124,31 +115,49 @@ Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeCont
     so.url = src_rec->storage_url;
     so.volume_id = src_rec->id;
     so.state_dir = options_.state_dir;
-    so.settings = settings;
+    so.settings = secrets.settings;
+    so.encryption = secrets.encryption;  // a clone is encrypted with its source's key
     so.mailbox_timeout_ms = options_.mailbox_timeout_ms;
-    auto src = VolumeAccess::Open(so);
-    if (!src.ok()) return src.status().With("open source volume " + src_volume_id);
+    auto opened = VolumeAccess::Open(so);
+    if (!opened.ok()) return opened.status().With("open source volume " + src_volume_id);
+    src = std::move(*opened);
+  }
+  VolumeAccess::OpenOptions o;
+  o.url = rec.storage_url;
+  o.volume_id = rec.id;
+  o.state_dir = options_.state_dir;
+  o.settings = secrets.settings;
+  o.encryption = secrets.encryption;
+  o.create_bytes = rec.capacity_bytes;
+  o.allow_daemon = false;
+  CSI_ASSIGN_OR_RETURN(auto target, VolumeAccess::Open(o));
+  if (target->size_bytes() != rec.capacity_bytes) {
+    return Status::Corruption("storage " + rec.storage_url + " already holds a volume of " +
+                              std::to_string(target->size_bytes()) + " bytes");
+  }
+  if (src) {
     if (temporary) {
-      auto taken = (*src)->create_snapshot(engine_name);
+      auto taken = src->create_snapshot(engine_name);
       if (!taken.ok()) return taken.status();
     }
     // The source detached: read in process. Staged here: from its daemon's
     // snapshot export. Staged on another node: that node copies (mailbox).
     Status copied;
-    if (!(*src)->via_daemon()) {
-      copied = target->copy_from_snapshot(**src, engine_name);
-    } else if (!(*src)->via_mailbox()) {
-      copied = target->copy_from_nbd(nbd_socket_path(options_.state_dir, src_volume_id), src_volume_id + "@" + engine_name);
+    if (!src->via_daemon()) {
+      copied = target->copy_from_snapshot(*src, engine_name);
+    } else if (!src->via_mailbox()) {
+      copied = target->copy_from_nbd(nbd_socket_path(options_.state_dir, src_volume_id), src_volume_id + "@" + engine_name,
+                                     options_.tls);
     } else {
       PBD_RETURN_IF_ERROR(target->close());  // the node opens it, under its own claim
-      copied = (*src)->copy_snapshot_remotely(engine_name, rec.storage_url, rec.id, 10 * options_.mailbox_timeout_ms);
+      copied = src->copy_snapshot_remotely(engine_name, rec.storage_url, rec.id, 10 * options_.mailbox_timeout_ms);
     }
     if (temporary) {
-      Status dropped = (*src)->delete_snapshot(engine_name);
+      Status dropped = src->delete_snapshot(engine_name);
       if (copied.ok() && !dropped.ok()) copied = dropped;
     }
     PBD_RETURN_IF_ERROR(copied);
-    PBD_RETURN_IF_ERROR((*src)->close());
+    PBD_RETURN_IF_ERROR(src->close());
   }
   return target->close();
 }
@@ -167,6 +176,8 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
     }
   }
   if (Status st = check_storage_url(base); !st.ok()) return to_grpc(st);
+  const auto secrets = call_secrets(req->secrets());
+  if (!secrets.ok()) return to_grpc(secrets.status());
 
   // The smallest size the source allows.
   uint64_t minimum = 0;
@@ -231,7 +242,7 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   if (source.has_volume()) rec.source_volume_id = source.volume().volume_id();
 
   auto logger = log::get("csi");
-  if (Status st = build_volume(rec, source, store_settings(req->secrets())); !st.ok()) {
+  if (Status st = build_volume(rec, source, *secrets); !st.ok()) {
     logger->error("CreateVolume name={} id={} failed: {}", log::quote(rec.name), rec.id, st.ToString());
     return to_grpc(st.With("create volume " + rec.id + " in " + rec.storage_url));
   }
@@ -242,12 +253,13 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   return grpc::Status::OK;
 }
 
-Status ControllerService::destroy_volume(const VolumeRecord& rec, const std::map<std::string, std::string>& settings) {
+Status ControllerService::destroy_volume(const VolumeRecord& rec, const CallSecrets& secrets) {
   VolumeAccess::OpenOptions o;
   o.url = rec.storage_url;
   o.volume_id = rec.id;
   o.state_dir = options_.state_dir;
-  o.settings = settings;
+  o.settings = secrets.settings;
+  o.encryption = secrets.encryption;
   auto va = VolumeAccess::Open(o);
   if (va.ok()) {
     if ((*va)->via_daemon()) {
@@ -265,7 +277,8 @@ Status ControllerService::destroy_volume(const VolumeRecord& rec, const std::map
 
 grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteVolumeRequest* req,
                                              DeleteVolumeResponse*) {
-  const auto settings = store_settings(req->secrets());
+  const auto secrets = call_secrets(req->secrets());
+  if (!secrets.ok()) return to_grpc(secrets.status());
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteVolume needs a volume_id");
   if (!plausible_volume_id(req->volume_id())) return grpc::Status::OK;  // never ours: nothing to delete
   auto rec = registry_.volume(req->volume_id());
@@ -292,7 +305,8 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
     o.url = v.storage_url;
     o.volume_id = v.id;
     o.state_dir = options_.state_dir;
-    o.settings = settings;
+    o.settings = secrets->settings;
+    o.encryption = secrets->encryption;
     auto va = VolumeAccess::Open(o);
     if (!va.ok() && !va.status().is(Status::Code::kNotFound)) return to_grpc(va.status());
     if (va.ok() && (*va)->via_daemon()) {
@@ -301,7 +315,7 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
     v.deleted = true;
     if (Status st = registry_.put_volume(v); !st.ok()) return to_grpc(st);
   } else {
-    if (Status st = destroy_volume(v, settings); !st.ok()) return to_grpc(st.With("delete volume " + v.id));
+    if (Status st = destroy_volume(v, *secrets); !st.ok()) return to_grpc(st.With("delete volume " + v.id));
   }
   auto named = registry_.volume_id_by_name(v.name);
   if (named.ok() && *named && **named == v.id) {
@@ -391,7 +405,8 @@ grpc::Status ControllerService::ControllerGetCapabilities(grpc::ServerContext*,
 
 grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, const ControllerExpandVolumeRequest* req,
                                                        ControllerExpandVolumeResponse* out) {
-  const auto settings = store_settings(req->secrets());
+  const auto secrets = call_secrets(req->secrets());
+  if (!secrets.ok()) return to_grpc(secrets.status());
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
   if (!req->has_capacity_range()) return grpc_error(StatusCode::INVALID_ARGUMENT, "capacity_range is missing");
   std::string busy;
@@ -410,7 +425,8 @@ grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, con
     o.url = v.storage_url;
     o.volume_id = v.id;
     o.state_dir = options_.state_dir;
-    o.settings = settings;
+    o.settings = secrets->settings;
+    o.encryption = secrets->encryption;
     o.grow_to_bytes = *size;
     o.allow_daemon = false;
     auto va = VolumeAccess::Open(o);

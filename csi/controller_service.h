@@ -21,8 +21,10 @@
 #include <string>
 
 #include "csi.grpc.pb.h"
+#include "csi/capabilities.h"
 #include "csi/op_locks.h"
 #include "csi/registry.h"
+#include "csi/volume_access.h"
 #include "src/store/object_store.h"
 
 namespace portalbd::csi {
@@ -33,6 +35,8 @@ struct ControllerOptions {
   // Snapshot create/delete of a volume staged on another node go through the
   // storage mailbox (mailbox.h) and wait this long for that node; 0: refused.
   int mailbox_timeout_ms = 30000;
+  // TLS to a daemon on this host, for a clone of a volume staged here.
+  NbdTls tls;
 };
 
 class ControllerService final : public ::csi::v1::Controller::Service {
@@ -68,11 +72,12 @@ class ControllerService final : public ::csi::v1::Controller::Service {
       : options_(std::move(options)), registry_(std::move(registry_store)) {}
 
   // Makes the new volume's storage, copying from its source when it has one.
-  // `settings`: the call's storage settings (store_settings()).
+  // `secrets`: the call's storage settings and encryption key
+  // (call_secrets()); a source volume is opened with the same key.
   Status build_volume(const VolumeRecord& rec, const ::csi::v1::VolumeContentSource& source,
-                      const std::map<std::string, std::string>& settings);
+                      const CallSecrets& secrets);
   // Removes a volume's storage and record; the caller checked nothing holds it.
-  Status destroy_volume(const VolumeRecord& rec, const std::map<std::string, std::string>& settings);
+  Status destroy_volume(const VolumeRecord& rec, const CallSecrets& secrets);
   void fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* out);
 
   const ControllerOptions options_;

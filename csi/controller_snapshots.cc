@@ -28,7 +28,8 @@ void fill_snapshot(const SnapshotRecord& s, Snapshot* out) {
 
 grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const CreateSnapshotRequest* req,
                                                CreateSnapshotResponse* out) {
-  const auto settings = store_settings(req->secrets());
+  const auto secrets = call_secrets(req->secrets());
+  if (!secrets.ok()) return to_grpc(secrets.status());
   if (req->name().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a name");
   if (req->source_volume_id().empty()) {
     return grpc_error(StatusCode::INVALID_ARGUMENT, "CreateSnapshot needs a source_volume_id");
@@ -73,7 +74,8 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
   o.url = (*vol)->storage_url;
   o.volume_id = (*vol)->id;
   o.state_dir = options_.state_dir;
-  o.settings = settings;
+  o.settings = secrets->settings;
+  o.encryption = secrets->encryption;
   o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
   auto va = VolumeAccess::Open(o);
   if (!va.ok()) return to_grpc(va.status().With("snapshot volume " + rec.volume_id));
@@ -91,7 +93,8 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
 
 grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const DeleteSnapshotRequest* req,
                                                DeleteSnapshotResponse*) {
-  const auto settings = store_settings(req->secrets());
+  const auto secrets = call_secrets(req->secrets());
+  if (!secrets.ok()) return to_grpc(secrets.status());
   if (req->snapshot_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "DeleteSnapshot needs a snapshot_id");
   std::string vol_id, engine;
   if (!split_snapshot_id(req->snapshot_id(), &vol_id, &engine)) return grpc::Status::OK;
@@ -108,7 +111,8 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const Delet
     o.url = (*vol)->storage_url;
     o.volume_id = (*vol)->id;
     o.state_dir = options_.state_dir;
-    o.settings = settings;
+    o.settings = secrets->settings;
+    o.encryption = secrets->encryption;
     o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
     auto va = VolumeAccess::Open(o);
     if (va.ok()) {
@@ -130,7 +134,7 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const Delet
     bool more = false;
     for (const auto& s : *snaps) more |= s.volume_id == vol_id;
     if (!more) {
-      if (Status st = destroy_volume(**vol, settings); !st.ok()) return to_grpc(st);
+      if (Status st = destroy_volume(**vol, *secrets); !st.ok()) return to_grpc(st);
     }
   }
   log::get("csi")->info("deleted snapshot id={}", req->snapshot_id());

@@ -134,9 +134,10 @@ Status MailboxServer::copy_snapshot(const StagedVolume& source, const std::strin
   o.state_dir = state_dir_;
   o.allow_daemon = false;
   o.settings = source.settings;
+  o.encryption = source.encryption;
   auto target = VolumeAccess::Open(o);
   if (!target.ok()) return target.status().With("open the copy's target " + target_id);
-  Status st = (*target)->copy_from_nbd(source.nbd_socket, source.volume_id + "@" + name);
+  Status st = (*target)->copy_from_nbd(source.nbd_socket, source.volume_id + "@" + name, source.tls);
   Status closed = (*target)->close();
   std::error_code ec;
   std::filesystem::remove_all(state_dir_ + "/controller/" + target_id, ec);

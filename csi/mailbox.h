@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "csi/volume_access.h"
 #include "src/store/object_store.h"
 #include "src/util/status.h"
 
@@ -59,6 +60,10 @@ class MailboxServer {
     std::string control_socket;  // its daemon's
     std::string nbd_socket;      // its daemon's NBD socket (snapshot exports)
     std::map<std::string, std::string> settings;  // storage settings (NodeStage's secrets)
+    // Its key file, if it is encrypted: snapshot.copy opens the target with
+    // it (a clone is encrypted with its source's key).
+    EncryptionKeySource encryption;
+    NbdTls tls;  // to its daemon's NBD socket
   };
   // `staged` is called on the server's thread each round.
   // `state_dir`: the node's, where snapshot.copy keeps the target's index

@@ -1,5 +1,6 @@
 #include "csi/node_service.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -7,6 +8,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <span>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -19,6 +22,7 @@
 #include "csi/volume_access.h"
 #include "ctl/control_client.h"
 #include "src/log/log.h"
+#include "src/util/fd.h"
 
 namespace portalbd::csi {
 
@@ -71,6 +75,28 @@ Result<uint64_t> device_bytes(const std::string& device) {
   return std::stoull(r.output);
 }
 
+// The key files of a staged volume (node_service.h).
+std::string key_file_path(const std::string& dir) { return dir + "/encryption.key"; }
+std::string passphrase_file_path(const std::string& dir) { return dir + "/encryption.passphrase"; }
+
+// Writes `secret` to `path` through a temporary file made 0600 before any
+// byte is in it, then renamed over `path`: never readable by others, never
+// half written.
+Status write_private_file(const std::string& path, const std::string& secret) {
+  const std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());  // a leftover of a crash: O_EXCL below must make a new one
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return Status::IOError("create " + tmp + ": " + std::strerror(errno));
+  Status st = write_all(fd.get(), std::as_bytes(std::span(secret.data(), secret.size())));
+  if (st.ok()) st = fsync_fd(fd.get(), tmp);
+  fd.reset();
+  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    st = Status::IOError("rename " + tmp + ": " + std::strerror(errno));
+  }
+  if (!st.ok()) ::unlink(tmp.c_str());
+  return st;
+}
+
 grpc::Status check_volume_id(const std::string& id) {
   if (id.empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
   if (!plausible_volume_id(id)) return grpc_error(StatusCode::NOT_FOUND, "no volume " + id);
@@ -99,8 +125,13 @@ std::vector<MailboxServer::StagedVolume> NodeService::staged_volumes() {
       std::lock_guard lock(children_mu_);
       if (auto it = settings_.find(id); it != settings_.end()) settings = it->second;
     }
+    EncryptionKeySource key;
+    const std::string dir = node_volume_dir(options_.state_dir, id);
+    if (fs::exists(key_file_path(dir), ec)) key.key_file = key_file_path(dir);
+    if (fs::exists(passphrase_file_path(dir), ec)) key.passphrase_file = passphrase_file_path(dir);
     out.push_back({id, s.storage_url, control_socket_path(options_.state_dir, id),
-                   nbd_socket_path(options_.state_dir, id), settings});
+                   nbd_socket_path(options_.state_dir, id), settings, key,
+                   NbdTls{options_.tls_certificates, options_.tls_hostname}});
   }
   return out;
 }
@@ -165,8 +196,38 @@ Status NodeService::save_staged(const std::string& id, const Staged& s) {
 
 // ---- the daemon
 
+Result<EncryptionKeySource> NodeService::write_key_file(const std::string& id,
+                                                        const google::protobuf::Map<std::string, std::string>& secrets) {
+  auto source = encryption_secret(secrets);
+  if (!source.ok()) return source.status().With("volume " + id);
+  const std::string dir = node_volume_dir(options_.state_dir, id);
+  EncryptionKeySource files;
+  if (!source->key.empty()) files.key_file = key_file_path(dir);
+  // The passphrase as the secret holds it: the daemon trims a newline as
+  // the controller does.
+  if (!source->passphrase.empty()) files.passphrase_file = passphrase_file_path(dir);
+  std::error_code ec;
+  if (files.key_file.empty()) fs::remove(key_file_path(dir), ec);
+  if (files.passphrase_file.empty()) fs::remove(passphrase_file_path(dir), ec);
+  if (!files.configured()) return files;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("create " + dir + ": " + ec.message());
+  Status st = files.is_key() ? write_private_file(files.key_file, source->key)
+                             : write_private_file(files.passphrase_file, source->passphrase);
+  if (!st.ok()) return st.With("write the encryption key of volume " + id);
+  return files;
+}
+
+void NodeService::remove_key_files(const std::string& id) {
+  const std::string dir = node_volume_dir(options_.state_dir, id);
+  std::error_code ec;
+  fs::remove(key_file_path(dir), ec);
+  fs::remove(passphrase_file_path(dir), ec);
+}
+
 Result<int> NodeService::ensure_daemon(const std::string& id, const std::string& url, int known_pid,
-                                       const std::map<std::string, std::string>& settings) {
+                                       const std::map<std::string, std::string>& settings,
+                                       const EncryptionKeySource& key) {
   const std::string dir = node_volume_dir(options_.state_dir, id);
   const std::string socket = control_socket_path(options_.state_dir, id);
   if (daemon_answers(socket)) return known_pid;
@@ -183,6 +244,12 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
                                    "--nbd-address", "",
                                    "--nbd-unix", nbd_socket_path(options_.state_dir, id),
                                    "--export-name", id};
+  if (!key.key_file.empty()) argv.insert(argv.end(), {"--encryption-key-file", key.key_file});
+  if (!key.passphrase_file.empty()) argv.insert(argv.end(), {"--encryption-passphrase-file", key.passphrase_file});
+  if (!options_.tls_certificates.empty()) {
+    argv.insert(argv.end(),
+                {"--tls", "require", "--tls-certificates", options_.tls_certificates, "--tls-verify-peer"});
+  }
   auto pid = spawn_detached(argv, log_path, settings);  // the secrets reach the daemon as its environment
   if (!pid.ok()) return pid.status();
   {
@@ -200,6 +267,11 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
       if (why.find("claimed") != std::string::npos || why.find("lease") != std::string::npos ||
           why.find("in use") != std::string::npos) {
         return Status::Busy("portalbd for volume " + id + " refused to start: " + why);
+      }
+      // An encrypted volume staged without its key, or with a wrong one.
+      if (why.find("encrypt") != std::string::npos) {
+        return Status::InvalidArgument("portalbd for volume " + id + " refused its encryption key (give the " +
+                                       "volume's key in the encryptionKey or encryptionPassphrase secret): " + why);
       }
       return Status::IOError("portalbd for volume " + id + " exited at start: " + why);
     }
@@ -239,8 +311,14 @@ Result<std::string> NodeService::ensure_attached(const std::string& id, const st
     const std::string dev = "/dev/nbd" + std::to_string(n);
     if (!fs::exists(dev, ec)) break;
     if (device_connected(dev)) continue;
-    Status st = run_checked({"nbd-client", "-unix", nbd_socket_path(options_.state_dir, id), dev, "-name", id,
-                             "-block-size", "4096"});
+    std::vector<std::string> argv = {"nbd-client", "-unix", nbd_socket_path(options_.state_dir, id), dev,
+                                     "-name",      id,    "-block-size",                           "4096"};
+    if (!options_.tls_certificates.empty()) {
+      const std::string& d = options_.tls_certificates;
+      argv.insert(argv.end(), {"-enable-tls", "-cacertfile", d + "/ca-cert.pem", "-certfile", d + "/client-cert.pem",
+                               "-keyfile", d + "/client-key.pem", "-tlshostname", options_.tls_hostname});
+    }
+    Status st = run_checked(argv);
     if (st.ok()) {
       log::get("csi")->info("attached volume id={} device={}", id, dev);
       return dev;
@@ -288,8 +366,13 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
     std::lock_guard children_lock(children_mu_);
     settings_[id] = settings;
   }
-  auto pid = ensure_daemon(id, it->second, s.daemon_pid, settings);
-  if (!pid.ok()) return to_grpc(pid.status());
+  auto key = write_key_file(id, req->secrets());
+  if (!key.ok()) return to_grpc(key.status());
+  auto pid = ensure_daemon(id, it->second, s.daemon_pid, settings, *key);
+  if (!pid.ok()) {
+    remove_key_files(id);  // no daemon runs for it: the key need not stay here
+    return to_grpc(pid.status());
+  }
   s.daemon_pid = *pid;
   if (Status st = save_staged(id, s); !st.ok()) return to_grpc(st);
   auto dev = ensure_attached(id, s.device);
@@ -359,6 +442,7 @@ grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*, const NodeUnst
   s.device.clear();
   if (Status st = save_staged(id, s); !st.ok()) return to_grpc(st);
   if (Status st = stop_daemon(id, s.daemon_pid); !st.ok()) return to_grpc(st);
+  remove_key_files(id);
   std::error_code ec;
   fs::remove(node_volume_dir(options_.state_dir, id) + "/stage.json", ec);
   {

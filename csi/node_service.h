@@ -8,6 +8,18 @@
 //   nbd.sock       its NBD unix socket, export name = the volume id
 //   portalbd.log   its log
 //   stage.json     what NodeStage did: daemon pid, device, staging path
+//   encryption.key / encryption.passphrase
+//                  an encrypted volume's key, from NodeStage's secrets
+//                  (encryptionKey decoded, or encryptionPassphrase as
+//                  given), mode 0600, for the daemon's
+//                  --encryption-key-file / --encryption-passphrase-file;
+//                  removed at NodeUnstage once the daemon has stopped
+//
+// TLS (NodeOptions::tls_certificates set): the daemon serves its NBD socket
+// with --tls require --tls-verify-peer, and nbd-client attaches with
+// -enable-tls and the client certificate. The directory holds both sides,
+// as nbdkit/qemu (server) and libnbd (client) name them: ca-cert.pem,
+// server-cert.pem, server-key.pem, client-cert.pem, client-key.pem.
 //
 // NodeStage: (1) daemon: reuse one that answers on control.sock, else start
 // it (the engine's writer lease refuses it while a live daemon elsewhere
@@ -32,6 +44,7 @@
 
 #include "csi.grpc.pb.h"
 #include "csi/mailbox.h"
+#include "src/store/volume_encryption.h"
 #include "src/util/status.h"
 
 namespace portalbd::csi {
@@ -44,6 +57,12 @@ struct NodeOptions {
   // How often the storage mailbox (mailbox.h) is looked at for the
   // controller's requests about volumes staged here; 0: never.
   int mailbox_poll_ms = 2000;
+  // TLS between nbd-client and the daemons (see above); "": plaintext on
+  // the local unix socket.
+  std::string tls_certificates;
+  // The name nbd-client checks the daemon's certificate against (its CN
+  // or a DNS subjectAltName).
+  std::string tls_hostname = "localhost";
 };
 
 class NodeService final : public ::csi::v1::Node::Service {
@@ -80,8 +99,16 @@ class NodeService final : public ::csi::v1::Node::Service {
   Status load_staged(const std::string& id, Staged* out);
   Status save_staged(const std::string& id, const Staged& s);
   // Step 1: a daemon answering for the volume; its pid.
+  // `key`: the key or passphrase file to start it with, if any.
   Result<int> ensure_daemon(const std::string& id, const std::string& url, int known_pid,
-                            const std::map<std::string, std::string>& settings);
+                            const std::map<std::string, std::string>& settings, const EncryptionKeySource& key);
+  // Writes the key NodeStage's secrets carry (encryption_secret()) to its
+  // 0600 file in the volume's directory, removing a file of the other kind;
+  // none: removes both. Returns where the daemon finds it.
+  Result<EncryptionKeySource> write_key_file(const std::string& id,
+                                             const google::protobuf::Map<std::string, std::string>& secrets);
+  // Removes the volume's key files (its daemon has stopped).
+  void remove_key_files(const std::string& id);
   // Step 2: the /dev/nbdN the daemon's export is attached to.
   Result<std::string> ensure_attached(const std::string& id, const std::string& known_device);
   Status stop_daemon(const std::string& id, int pid);

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   std::string portalbd_bin;
   int max_volumes_per_node = 16;
   int mailbox_poll_ms = 2000, mailbox_timeout_ms = 30000;
+  portalbd::csi::NbdTls tls;
 
   CLI::App app("portalbd-csi " + std::string(kVersion) +
                ": Kubernetes CSI driver for portalbd volumes (identity, controller and node services)");
@@ -54,6 +55,13 @@ int main(int argc, char** argv) {
   app.add_option("--mailbox-timeout-ms", mailbox_timeout_ms,
                  "controller: wait this long for the node where a volume is staged to take its snapshot "
                  "(0: refuse snapshots of volumes staged on another node)")
+      ->capture_default_str();
+  app.add_option("--tls-certificates", tls.certificates,
+                 "TLS between nbd-client and the volumes' daemons: a directory holding ca-cert.pem, "
+                 "server-cert.pem, server-key.pem (the daemons', --tls require --tls-verify-peer) and "
+                 "client-cert.pem, client-key.pem (nbd-client's); default: plaintext on the local unix socket")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--tls-hostname", tls.hostname, "the name in the daemons' certificate that nbd-client checks")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
   try {
@@ -98,6 +106,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "portalbd-csi: the node service needs --node-id\n");
     return 2;
   }
+  if (!tls.certificates.empty()) {
+    tls.certificates = std::filesystem::absolute(tls.certificates).lexically_normal().string();
+    for (const char* name : {"ca-cert.pem", "server-cert.pem", "server-key.pem", "client-cert.pem", "client-key.pem"}) {
+      if (!std::filesystem::exists(tls.certificates + "/" + name)) {
+        std::fprintf(stderr, "portalbd-csi: --tls-certificates %s has no %s\n", tls.certificates.c_str(), name);
+        return 2;
+      }
+    }
+  }
   if (portalbd_bin.empty()) {
     std::error_code ec;
     auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -114,7 +131,7 @@ int main(int argc, char** argv) {
   portalbd::csi::IdentityService identity(want_controller);
   std::unique_ptr<portalbd::csi::ControllerService> controller;
   if (want_controller) {
-    auto c = portalbd::csi::ControllerService::Create({storage_url, state_dir, mailbox_timeout_ms});
+    auto c = portalbd::csi::ControllerService::Create({storage_url, state_dir, mailbox_timeout_ms, tls});
     if (!c.ok()) {
       std::fprintf(stderr, "portalbd-csi: %s\n", c.status().message().c_str());
       return 2;
@@ -129,6 +146,8 @@ int main(int argc, char** argv) {
     no.portalbd_bin = portalbd_bin;
     no.max_volumes = max_volumes_per_node;
     no.mailbox_poll_ms = mailbox_poll_ms;
+    no.tls_certificates = tls.certificates;
+    no.tls_hostname = tls.hostname;
     node = std::make_unique<portalbd::csi::NodeService>(no);
   }
 

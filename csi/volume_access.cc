@@ -86,14 +86,16 @@ Result<std::unique_ptr<VolumeAccess>> VolumeAccess::Open(const OpenOptions& o) {
     auto head = va->store_->head("volume.json");
     if (head.status().is(Status::Code::kNotFound)) return Status::NotFound("no volume in " + o.url);
     if (!head.ok()) return head.status().With("look for the volume in " + o.url);
-    // The driver holds no encryption key (issue 25): an encrypted volume is
-    // refused here, before the lease, rather than read as garbage.
-    auto plain = open_volume_store(va->store_, EncryptionKeySource{});
-    if (!plain.ok()) {
-      return Status::NotSupported("volume " + o.volume_id + " is encrypted and the CSI driver holds no key, so it " +
-                                  "cannot open it without its daemon (" + plain.status().message() + ")");
-    }
   }
+  // The key is settled before the lease, the first write, as the daemon
+  // settles it: a new volume's volume.json will record it; an encrypted
+  // volume without its key, or with a wrong one, is refused here.
+  auto sealed = open_volume_store(va->store_, o.encryption);
+  if (!sealed.ok()) {
+    if (!sealed.status().is(Status::Code::kInvalidArgument)) return sealed.status().With("open volume " + o.volume_id);
+    return Status::InvalidArgument("volume " + o.volume_id + ": " + sealed.status().message());
+  }
+  va->store_ = *sealed;
   va->volume_id_ = o.volume_id;
   auto lease = WriterLease::Acquire(va->store_, LeaseOptions{});
   if (!lease.ok()) {
@@ -248,10 +250,16 @@ Status VolumeAccess::copy_from_snapshot(VolumeAccess& source, const std::string&
   return volume_->flush();
 }
 
-Status VolumeAccess::copy_from_nbd(const std::string& nbd_socket, const std::string& export_name) {
+Status VolumeAccess::copy_from_nbd(const std::string& nbd_socket, const std::string& export_name,
+                                   const NbdTls& tls) {
   if (via_daemon()) return Status::Busy("copying needs the target volume in process");
   std::unique_ptr<nbd_handle, decltype(&nbd_close)> h(nbd_create(), &nbd_close);
   if (!h) return Status::IOError(std::string("nbd_create: ") + nbd_get_error());
+  if (!tls.certificates.empty() &&
+      (nbd_set_tls(h.get(), LIBNBD_TLS_REQUIRE) == -1 ||
+       nbd_set_tls_certificates(h.get(), tls.certificates.c_str()) == -1)) {
+    return Status::InvalidArgument("TLS for export " + export_name + ": " + nbd_get_error());
+  }
   if (nbd_set_export_name(h.get(), export_name.c_str()) == -1 || nbd_connect_unix(h.get(), nbd_socket.c_str()) == -1) {
     return Status::Unavailable("connect to export " + export_name + " on " + nbd_socket + ": " + nbd_get_error());
   }

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "src/store/object_store.h"
+#include "src/store/volume_encryption.h"
 #include "src/util/status.h"
 
 // Forward declarations only: this header is included beside gRPC's, whose
@@ -50,6 +51,16 @@ Status check_storage_url(const std::string& url);
 // "<base>/<id>" without doubling a slash.
 std::string join_url(const std::string& base, const std::string& id);
 
+// TLS to the daemons' NBD sockets, when the node serves them with it
+// (node_service.h): the directory holds ca-cert.pem, client-cert.pem and
+// client-key.pem (libnbd's layout); `hostname` is the name the daemon's
+// certificate carries, which nbd-client checks (libnbd, over a unix
+// socket, checks the chain to the CA only). Empty certificates: plaintext.
+struct NbdTls {
+  std::string certificates;
+  std::string hostname = "localhost";
+};
+
 struct SnapshotTaken {
   int64_t created_unix_ms = 0;
   uint64_t size_bytes = 0;
@@ -72,9 +83,15 @@ class VolumeAccess {
     // Storage settings from the call's CSI secrets (store_settings() in
     // capabilities.h): AWS_* names that override the environment's.
     std::map<std::string, std::string> settings;
+    // The volume's encryption key (encryption_secret() in capabilities.h):
+    // a new volume is created encrypted with it; an existing one is opened
+    // with it in process and through the mailbox (a daemon holds its own).
+    EncryptionKeySource encryption;
   };
   // kNotFound when the volume does not exist (and create_bytes is 0),
-  // kBusy when another writer holds it and no daemon here answers for it.
+  // kBusy when another writer holds it and no daemon here answers for it,
+  // kInvalidArgument naming the volume when its key is missing or wrong
+  // (checked before the lease: nothing is written then).
   static Result<std::unique_ptr<VolumeAccess>> Open(const OpenOptions& options);
   ~VolumeAccess();
 
@@ -99,7 +116,7 @@ class VolumeAccess {
   // <volume id>@<snapshot>) on the NBD unix socket `nbd_socket`, for a
   // source volume staged on this host: read in 4 MiB pieces, all-zero
   // pieces skipped. REQUIRES: this volume in process.
-  Status copy_from_nbd(const std::string& nbd_socket, const std::string& export_name);
+  Status copy_from_nbd(const std::string& nbd_socket, const std::string& export_name, const NbdTls& tls);
 
   // Through the mailbox: the node serving this volume copies snapshot
   // `name` into the new volume at target_url (closed here, made by the

@@ -36,27 +36,40 @@ struct Kdf {
   uint64_t n = 0, r = 0, p = 0;
 };
 
+// Names the key or passphrase `source` gives, for an error: its file, or
+// where the in-memory one came from.
+std::string describe(const EncryptionKeySource& source) {
+  if (!source.key_file.empty()) return "encryption key file " + source.key_file;
+  if (!source.passphrase_file.empty()) return "encryption passphrase file " + source.passphrase_file;
+  return source.key.empty() ? source.passphrase_option : source.key_option;
+}
+
 Result<aead::Key> master_key(const EncryptionKeySource& source, const Kdf& kdf, const std::vector<unsigned char>& salt) {
-  if (!source.key_file.empty()) {
-    auto text = read_small_file(source.key_file, "encryption key file");
-    if (!text.ok()) return text.status();
-    if (text->size() != aead::kKeyBytes) {
-      return Status::InvalidArgument("encryption key file " + source.key_file + " holds " +
-                                     std::to_string(text->size()) + " bytes; it must hold exactly 32 random bytes "
+  if (source.is_key()) {
+    std::string bytes = source.key;
+    if (!source.key_file.empty()) {
+      auto text = read_small_file(source.key_file, "encryption key file");
+      if (!text.ok()) return text.status();
+      bytes = std::move(*text);
+    }
+    if (bytes.size() != aead::kKeyBytes) {
+      return Status::InvalidArgument(describe(source) + " holds " + std::to_string(bytes.size()) +
+                                     " bytes; it must hold exactly 32 random bytes "
                                      "(make one with: head -c 32 /dev/urandom > FILE)");
     }
     aead::Key key;
-    std::copy(text->begin(), text->end(), key.begin());
+    std::copy(bytes.begin(), bytes.end(), key.begin());
     return key;
   }
-  auto text = read_small_file(source.passphrase_file, "encryption passphrase file");
-  if (!text.ok()) return text.status();
-  std::string passphrase = *text;
+  std::string passphrase = source.passphrase;
+  if (!source.passphrase_file.empty()) {
+    auto text = read_small_file(source.passphrase_file, "encryption passphrase file");
+    if (!text.ok()) return text.status();
+    passphrase = *text;
+  }
   if (passphrase.ends_with("\n")) passphrase.pop_back();
   if (passphrase.ends_with("\r")) passphrase.pop_back();
-  if (passphrase.empty()) {
-    return Status::InvalidArgument("encryption passphrase file " + source.passphrase_file + " is empty");
-  }
+  if (passphrase.empty()) return Status::InvalidArgument(describe(source) + " is empty");
   return aead::scrypt(passphrase, salt, kdf.n, kdf.r, kdf.p);
 }
 
@@ -73,9 +86,8 @@ Result<Derived> derive(const aead::Key& master, const std::vector<unsigned char>
   return Derived{*data, *check};
 }
 
-const char* option_for(const std::string& kdf_name) {
-  return kdf_name == "scrypt" ? "--encryption-passphrase-file (encryption.passphrase_file)"
-                              : "--encryption-key-file (encryption.key_file)";
+const std::string& option_for(const std::string& kdf_name, const EncryptionKeySource& source) {
+  return kdf_name == "scrypt" ? source.passphrase_option : source.key_option;
 }
 
 // A new volume's member, for `source`.
@@ -83,7 +95,7 @@ Result<VolumeKeys> new_volume_keys(const EncryptionKeySource& source) {
   std::vector<unsigned char> salt(kKeySaltBytes);
   PBD_RETURN_IF_ERROR(aead::random_bytes(salt));
   Kdf kdf;
-  if (source.key_file.empty()) kdf = Kdf{"scrypt", kScryptN, kScryptR, kScryptP};
+  if (!source.is_key()) kdf = Kdf{"scrypt", kScryptN, kScryptR, kScryptP};
   auto master = master_key(source, kdf, salt);
   if (!master.ok()) return master.status();
   auto derived = derive(*master, salt);
@@ -130,18 +142,17 @@ Result<VolumeKeys> existing_volume_keys(const std::string& url, const nlohmann::
     return Status::Corruption("volume.json in " + url + ": unreadable encryption member: " + e.what());
   }
   const bool passphrase_volume = kdf.name == "scrypt";
-  if (passphrase_volume != source.key_file.empty()) {
+  if (passphrase_volume == source.is_key()) {
     return Status::InvalidArgument("volume in " + url + " is encrypted with a " +
                                    (passphrase_volume ? "passphrase" : "key file") + "; pass " +
-                                   option_for(kdf.name) + " instead");
+                                   option_for(kdf.name, source) + " instead");
   }
   auto master = master_key(source, kdf, salt);
   if (!master.ok()) return master.status();
   auto derived = derive(*master, salt);
   if (!derived.ok()) return derived.status();
   if (!aead::equal_secret(derived->key_check, check)) {
-    return Status::InvalidArgument("wrong encryption key for the volume in " + url + ": " +
-                                   (passphrase_volume ? source.passphrase_file : source.key_file) +
+    return Status::InvalidArgument("wrong encryption key for the volume in " + url + ": " + describe(source) +
                                    " does not match the key check value in volume.json; nothing was written");
   }
   return VolumeKeys{derived->data_key, member.dump()};
@@ -150,8 +161,10 @@ Result<VolumeKeys> existing_volume_keys(const std::string& url, const nlohmann::
 }  // namespace
 
 Result<std::optional<VolumeKeys>> unlock_volume(ObjectStore& raw, const EncryptionKeySource& source) {
-  if (!source.key_file.empty() && !source.passphrase_file.empty()) {
-    return Status::InvalidArgument("encryption.key_file and encryption.passphrase_file are both set; choose one");
+  const int given = !source.key_file.empty() + !source.passphrase_file.empty() + !source.key.empty() +
+                    !source.passphrase.empty();
+  if (given > 1) {
+    return Status::InvalidArgument(source.key_option + " and " + source.passphrase_option + " are both set; choose one");
   }
   std::vector<std::byte> bytes;
   Status st = raw.get(kManifestKey, &bytes);
@@ -182,7 +195,7 @@ Result<std::optional<VolumeKeys>> unlock_volume(ObjectStore& raw, const Encrypti
       kdf_name = member.at("kdf").at("name").get<std::string>();
     } catch (const std::exception&) {
     }
-    return Status::InvalidArgument("volume in " + raw.url() + " is encrypted; pass " + option_for(kdf_name));
+    return Status::InvalidArgument("volume in " + raw.url() + " is encrypted; pass " + option_for(kdf_name, source));
   }
   auto keys = existing_volume_keys(raw.url(), member, source);
   if (!keys.ok()) return keys.status();

@@ -31,11 +31,23 @@
 
 namespace portalbd {
 
-// Where the key comes from; at most one of the two is set.
+// Where the key comes from; at most one of the four is set. The daemon
+// reads files; a caller that got the secret elsewhere (the CSI controller,
+// from a Kubernetes Secret) passes it in memory, and names where it came
+// from in key_option/passphrase_option, which errors use to say what to
+// give instead. Errors never quote a key or passphrase.
 struct EncryptionKeySource {
   std::string key_file;         // exactly 32 raw bytes
   std::string passphrase_file;  // the passphrase; one trailing newline is not part of it
-  bool configured() const { return !key_file.empty() || !passphrase_file.empty(); }
+  std::string key;              // in memory: exactly 32 raw bytes
+  std::string passphrase;       // in memory: as a passphrase file would hold it
+  std::string key_option = "--encryption-key-file (encryption.key_file)";
+  std::string passphrase_option = "--encryption-passphrase-file (encryption.passphrase_file)";
+  bool configured() const {
+    return !key_file.empty() || !passphrase_file.empty() || !key.empty() || !passphrase.empty();
+  }
+  // A 32-byte key rather than a passphrase (through scrypt).
+  bool is_key() const { return !key_file.empty() || !key.empty(); }
 };
 
 // scrypt's cost for new volumes: 32 MiB and about 0.1 s per start.

@@ -3,6 +3,7 @@
 
   csi_store.py count URL_PREFIX   prints how many objects start with the prefix
   csi_store.py exists URL         exit 0 when the object exists, 1 when not
+  csi_store.py cat URL            prints the object
 
 s3:// goes through botocore with AWS_ENDPOINT_URL and the AWS_* keys of the
 environment (tests/integration/s3_lib.sh sets them for s3rver).
@@ -40,8 +41,18 @@ def exists(url):
         return False
 
 
+def cat(url):
+    if url.startswith("file://"):
+        with open(url[len("file://"):], "rb") as f:
+            return f.read()
+    bucket, _, key = url[len("s3://"):].partition("/")
+    return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "count":
         print(count(sys.argv[2]))
+    elif sys.argv[1] == "cat":
+        sys.stdout.buffer.write(cat(sys.argv[2]))
     else:
         sys.exit(0 if exists(sys.argv[2]) else 1)
