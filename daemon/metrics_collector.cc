@@ -105,6 +105,7 @@ void volume_metrics(PrometheusText& w, Volume& volume, uint64_t memory_cache_cap
     counter("portalbd_disk_cache_crc_drops_total", "cached frames that failed their checksum (fetched again)",
             v.disk.crc_drops);
     counter("portalbd_disk_cache_io_errors_total", "disk cache reads or writes that failed", v.disk.io_errors);
+    counter("portalbd_disk_cache_dropped_total", "cached frames of segments GC deleted, dropped", v.disk.dropped);
   }
 
   counter("portalbd_fetch_gets_total", "ranged GETs issued for frames no cache held", v.fetch.gets);

@@ -293,6 +293,29 @@ void DiskFrameCache::put(uint64_t seq, const FrameRef& ref, std::span<const std:
   ++stats_.inserts;
 }
 
+uint64_t DiskFrameCache::drop_segments(const std::unordered_set<uint64_t>& seqs) {
+  if (seqs.empty()) return 0;
+  std::vector<uint32_t> slots;
+  {
+    MutexLock lock(&mu_);
+    for (auto it = map_.begin(); it != map_.end();) {
+      auto next = std::next(it);
+      if (seqs.contains(it->first.seq)) {
+        slots.push_back(it->second.slot);
+        unlink_locked(it->first, it->second);  // erases `it` only
+      }
+      it = next;
+    }
+    stats_.dropped += slots.size();
+  }
+  // Out of every list and not free yet: no one writes these slots while their
+  // records are cleared, so a restart cannot bring the frames back.
+  for (uint32_t slot : slots) clear_record(slot);
+  MutexLock lock(&mu_);
+  free_.insert(free_.end(), slots.begin(), slots.end());
+  return slots.size();
+}
+
 DiskFrameCacheStats DiskFrameCache::stats() const {
   MutexLock lock(&mu_);
   return stats_;

@@ -72,6 +72,7 @@ struct DiskFrameCacheStats {
   uint64_t frames = 0;
   uint64_t hits = 0, misses = 0;
   uint64_t inserts = 0, evictions = 0;
+  uint64_t dropped = 0;    // frames of segments GC deleted (drop_segments)
   uint64_t crc_drops = 0;  // cached frames that failed their crc: dropped, refetched
   uint64_t io_errors = 0;  // a pread or pwrite of the cache failed (a miss, or nothing cached)
 };
@@ -103,6 +104,12 @@ class DiskFrameCache {
   // `seq`, evicting as needed. Does nothing when it is already cached or
   // being inserted, too large for a slot, or does not match ref.crc.
   void put(uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored) EXCLUDES(mu_);
+
+  // Drops every frame of the segments in `seqs` (GC deleted them), records
+  // included, so their slots are free at once instead of holding dead data
+  // until eviction reaches them (also across a restart). Returns how many
+  // frames it dropped. One pass over the index, however many segments.
+  uint64_t drop_segments(const std::unordered_set<uint64_t>& seqs) EXCLUDES(mu_);
 
   DiskFrameCacheStats stats() const EXCLUDES(mu_);
   const std::string& dir() const { return dir_; }

@@ -153,6 +153,48 @@ TEST_SUITE("engine.disk_cache") {
     }
   }
 
+  TEST_CASE("drop_segments frees the slots of deleted segments at once, also across a restart") {
+    testing::TempDir dir;
+    std::vector<StoredFrame> doomed, kept;
+    {
+      auto c = open_cache(dir.path, 8);
+      for (uint64_t i = 0; i < 4; ++i) {
+        doomed.push_back(frame(7, i * kSlot));
+        c->put(7, doomed.back().ref, doomed.back().bytes);
+        kept.push_back(frame(8, i * kSlot));
+        c->put(8, kept.back().ref, kept.back().bytes);
+      }
+      REQUIRE(c->stats().frames == 8);
+      for (const auto& f : kept) CHECK(has(*c, 8, f));  // read twice: protected
+      CHECK(c->drop_segments({7, 99}) == 4);
+      const DiskFrameCacheStats s = c->stats();
+      CHECK(s.frames == 4);
+      CHECK(s.dropped == 4);
+      for (const auto& f : doomed) CHECK_FALSE(has(*c, 7, f));
+      // Four new frames take the freed slots: nothing kept is evicted.
+      for (uint64_t i = 0; i < 4; ++i) {
+        auto f = frame(9, i * kSlot);
+        c->put(9, f.ref, f.bytes);
+      }
+      CHECK(c->stats().evictions == 0);
+      for (const auto& f : kept) CHECK(has(*c, 8, f));
+    }
+    auto c = open_cache(dir.path, 8);
+    CHECK(c->stats().frames == 8);
+    for (const auto& f : doomed) CHECK_FALSE(has(*c, 7, f));
+    for (const auto& f : kept) CHECK(has(*c, 8, f));
+  }
+
+  TEST_CASE("drop_segments of a segment never cached drops nothing") {
+    testing::TempDir dir;
+    auto c = open_cache(dir.path, 4);
+    auto f = frame(3, 0);
+    c->put(3, f.ref, f.bytes);
+    CHECK(c->drop_segments({}) == 0);
+    CHECK(c->drop_segments({4}) == 0);
+    CHECK(has(*c, 3, f));
+  }
+
   TEST_CASE("a smaller cache after a restart keeps only what fits") {
     testing::TempDir dir;
     std::vector<StoredFrame> frames;

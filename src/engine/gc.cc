@@ -2,6 +2,7 @@
 #include "src/engine/gc.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "src/engine/checkpoint.h"
 #include "src/log/log.h"
@@ -39,10 +40,11 @@ Result<GcReport> GarbageCollector::run() {
   }
   log::get("engine")->info(
       "gc pass layers_dropped={} layers_merged={} segments_rewritten={} buffers_compacted={} bytes_rewritten={} "
-      "segments_deleted={} bytes_deleted={} segments_waiting={} bytes_stored={} bytes_live={}",
+      "segments_deleted={} bytes_deleted={} cached_frames_dropped={} segments_waiting={} bytes_stored={} "
+      "bytes_live={}",
       report_.layers_dropped, report_.layers_merged, report_.segments_rewritten, report_.buffers_compacted,
-      report_.bytes_rewritten, report_.segments_deleted, report_.bytes_deleted, report_.segments_waiting,
-      report_.bytes_stored, report_.bytes_live);
+      report_.bytes_rewritten, report_.segments_deleted, report_.bytes_deleted, report_.cached_frames_dropped,
+      report_.segments_waiting, report_.bytes_stored, report_.bytes_live);
   return report_;
 }
 
@@ -342,18 +344,26 @@ Status GarbageCollector::delete_expired_segments() {
   // Nothing is deleted that a roots record this index has not seen could
   // reach (another writer moved the volume on).
   if (!deletable_.empty()) PBD_RETURN_IF_ERROR(v_.storage_roots_current().With("gc"));
-  for (uint64_t seq : deletable_) {
-    const std::string key = segment_key(seq);
-    // Each deletion, however long the list: a writer that lost the volume
-    // meanwhile deletes nothing more.
-    PBD_RETURN_IF_ERROR(v_.pipeline_.confirm_writer("gc delete " + key));
-    auto info = v_.store_->head(key);
-    PBD_RETURN_IF_ERROR(v_.store_->remove(key).With("gc delete " + key));
-    PBD_RETURN_IF_ERROR(v_.index_->forget_segment(seq));
-    report_.segments_deleted++;
-    if (info.ok()) report_.bytes_deleted += info->size;
-  }
-  return Status::OK();
+  std::unordered_set<uint64_t> deleted;
+  auto delete_all = [&]() -> Status {
+    for (uint64_t seq : deletable_) {
+      const std::string key = segment_key(seq);
+      // Each deletion, however long the list: a writer that lost the volume
+      // meanwhile deletes nothing more.
+      PBD_RETURN_IF_ERROR(v_.pipeline_.confirm_writer("gc delete " + key));
+      auto info = v_.store_->head(key);
+      PBD_RETURN_IF_ERROR(v_.store_->remove(key).With("gc delete " + key));
+      deleted.insert(seq);
+      PBD_RETURN_IF_ERROR(v_.index_->forget_segment(seq));
+      report_.segments_deleted++;
+      if (info.ok()) report_.bytes_deleted += info->size;
+    }
+    return Status::OK();
+  };
+  const Status st = delete_all();
+  // Also when a deletion failed: the segments already gone leave the disk cache.
+  if (v_.disk_cache_ != nullptr) report_.cached_frames_dropped = v_.disk_cache_->drop_segments(deleted);
+  return st;
 }
 
 // 9.

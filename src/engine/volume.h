@@ -145,6 +145,7 @@ struct GcReport {
   uint64_t buffers_compacted = 0;  // ephemeral volumes: see Volume::compact_buffers
   uint64_t segments_doomed = 0;   // newly found unreferenced (deleted after the grace period)
   uint64_t segments_deleted = 0, bytes_deleted = 0;
+  uint64_t cached_frames_dropped = 0;  // the deleted segments' frames the disk cache held
   uint64_t segments_waiting = 0;  // unreferenced, still in their grace period
   int64_t next_delete_unix_ms = 0;  // when the next waiting one may go (0: none)
   uint64_t checkpoint_seq = 0;      // written by this pass (0: none needed)

@@ -119,6 +119,35 @@ TEST_SUITE("engine.disk_cache") {
     CHECK(v->close().ok());
   }
 
+  TEST_CASE("GC deleting an overwritten segment drops its frames from the disk cache") {
+    Fixture f;
+    const auto old_data = pattern(kDataBytes, 5), new_data = pattern(kDataBytes, 6);
+    auto v = f.open();
+    REQUIRE(v->write(0, old_data, false).ok());
+    REQUIRE(v->flush().ok());
+    const uint64_t frames = kDataBytes / (64 << 10);
+    REQUIRE(v->stats().disk.frames == frames);
+    REQUIRE(v->write(0, new_data, false).ok());  // every old frame is dead now
+    REQUIRE(v->flush().ok());
+    CHECK(v->stats().disk.frames == 2 * frames);
+    GcOptions gc;
+    gc.grace_ms = 0;
+    auto first = v->gc(gc);  // dooms the old segments
+    REQUIRE(first.ok());
+    auto second = v->gc(gc);  // deletes them
+    REQUIRE(second.ok());
+    const uint64_t deleted = first->segments_deleted + second->segments_deleted;
+    CHECK(deleted > 0);
+    const uint64_t dropped = first->cached_frames_dropped + second->cached_frames_dropped;
+    MESSAGE("segments deleted " << deleted << ", cached frames dropped " << dropped);
+    CHECK(dropped == frames);
+    const VolumeStats s = v->stats();
+    CHECK(s.disk.frames == frames);
+    CHECK(s.disk.dropped == frames);
+    read_all_and_check(*v, new_data);
+    CHECK(v->close().ok());
+  }
+
   TEST_CASE("a cached frame gone bad on disk is fetched again, and the read is right") {
     Fixture f;
     const auto data = pattern(kDataBytes, 2);
