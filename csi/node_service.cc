@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -268,10 +269,16 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
           why.find("in use") != std::string::npos) {
         return Status::Busy("portalbd for volume " + id + " refused to start: " + why);
       }
-      // An encrypted volume staged without its key, or with a wrong one.
-      if (why.find("encrypt") != std::string::npos) {
-        return Status::InvalidArgument("portalbd for volume " + id + " refused its encryption key (give the " +
-                                       "volume's key in the encryptionKey or encryptionPassphrase secret): " + why);
+      // An encrypted volume staged without its key, or with a wrong one:
+      // the daemon's own sentence says which.
+      const size_t at = why.rfind("encrypt");
+      if (at != std::string::npos) {
+        const size_t newline = why.rfind('\n', at);
+        const size_t begin = newline == std::string::npos ? 0 : newline + 1;
+        const size_t end = std::min(why.find('\n', at), why.size());
+        return Status::InvalidArgument("portalbd cannot open volume " + id +
+                                       " (give its key in the encryptionKey or encryptionPassphrase secret): " +
+                                       why.substr(begin, end - begin));
       }
       return Status::IOError("portalbd for volume " + id + " exited at start: " + why);
     }

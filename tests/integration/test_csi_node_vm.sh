@@ -23,10 +23,17 @@
 #      bind-mounts the device file.
 #   6. xfs: NodeStage formats and mounts it; after ControllerExpandVolume the
 #      next stage runs xfs_growfs.
+#   7. Encryption and TLS (issue 25): node-b restarted with --tls-certificates
+#      (test certificates made here); an encrypted volume (encryptionKey
+#      secret) staged there: the daemon gets the key as a 0600 file, never in
+#      its argv or environment, and serves nbd-client over TLS on its unix
+#      socket; staging without the key is refused; NodeUnstage removes the key
+#      file; a marker written through the filesystem is in no stored object.
 source "$(dirname "$0")/lib.sh"
 source "$TOP/tests/vm/vm_lib.sh"
+source "$(dirname "$0")/tls_lib.sh"
 
-requires protoc grpc_python_plugin
+requires protoc grpc_python_plugin openssl
 CSI=${PORTALBD_CSI:-$BUILD/bin/portalbd-csi}
 [ -x "$CSI" ] || fail "driver binary $CSI is missing (run make)"
 requires_portalbd
@@ -215,5 +222,70 @@ guest 30 "df -k $STAGE4 | tail -1 | awk '{print \$2}'; cat $STAGE4/f"
 [ "$(sed -n 1p <<<"$GUEST_OUT")" -gt $((XFS_BEFORE + 250000)) ] || fail "xfs did not grow by 300 MiB: $XFS_BEFORE KiB, then $GUEST_OUT"
 assert_eq "$(sed -n 2p <<<"$GUEST_OUT")" xfs-data "xfs grew from $XFS_BEFORE to $(sed -n 1p <<<"$GUEST_OUT") KiB and the file is there"
 csi_ok "NodeUnstageVolume" "$PORT_A" Node NodeUnstageVolume "{\"volume_id\": \"$VOL4\", \"staging_target_path\": \"$STAGE4\"}"
+
+# ---------------------------------------------------------------- 7. encryption, TLS
+PKI=$TMP/pki
+make_test_pki "$PKI"
+mkdir -p "$TMP/csi-tls"
+cp "$PKI/server/"*.pem "$PKI/client/client-"*.pem "$TMP/csi-tls/"
+guest_check "the guest's clock is the host's (certificates are valid from now)" "date -s @$(date +%s) >/dev/null"
+guest_check "make the TLS directory" "mkdir -p /etc/csi-tls"
+for f in ca-cert.pem server-cert.pem server-key.pem client-cert.pem client-key.pem; do
+  guest_check "copy $f into the guest" "echo $(base64 -w0 "$TMP/csi-tls/$f") | base64 -d >/etc/csi-tls/$f"
+done
+guest_check "stop node-b" \
+  "for p in \$(pidof portalbd-csi); do grep -q node-b /proc/\$p/cmdline && kill \$p; done; sleep 1"
+guest_check "start node-b again with --tls-certificates" \
+  "PORTALBD_CONFIG=/etc/portalbd.toml /usr/local/bin/portalbd-csi --endpoint tcp://0.0.0.0:7002 --mode node --node-id node-b --state-dir /tmp/b --portalbd /usr/local/bin/portalbd --tls-certificates /etc/csi-tls --tls-hostname localhost >/tmp/b.log 2>&1 &"
+for i in $(seq 30); do csi "$PORT_B" Identity Probe; [ "$CSI_RC" -eq 0 ] && break; sleep 1; done
+[ "$CSI_RC" -eq 0 ] || { guest 10 "cat /tmp/b.log"; echo "$GUEST_OUT"; fail "node-b did not answer after its restart with TLS"; }
+ok "node-b answers again, with TLS to its daemons"
+
+head -c 32 /dev/urandom >"$TMP/vm.key"
+KEY_B64=$(base64 -w0 "$TMP/vm.key")
+KEY_SECRET="\"secrets\": {\"encryptionKey\": \"$KEY_B64\"}"
+csi_ok "CreateVolume of an encrypted volume (encryptionKey secret)" "$PORT_A" Controller CreateVolume \
+  "{\"name\": \"pvc-vm-encrypted\", \"capacity_range\": {\"required_bytes\": 134217728}, \"volume_capabilities\": [{\"mount\": {\"fs_type\": \"ext4\"}, \"access_mode\": {\"mode\": \"SINGLE_NODE_WRITER\"}}], $KEY_SECRET}"
+VOL5=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+URL5=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+STAGE5=/tmp/k/staging-b/$VOL5
+STAGE5_BASE="\"volume_id\": \"$VOL5\", \"staging_target_path\": \"$STAGE5\", $MOUNT_CAP, \"volume_context\": {\"storageUrl\": \"$URL5\"}"
+csi "$PORT_B" Node NodeStageVolume "{$STAGE5_BASE}"
+assert_eq "$CSI_RC" 3 "NodeStageVolume of the encrypted volume without its key fails"
+assert_match "$CSI_OUT" "^INVALID_ARGUMENT: .*$VOL5.*encrypt" "... INVALID_ARGUMENT naming the volume and its encryption ($CSI_OUT)"
+guest_check "... no key file is left behind" "! ls /tmp/b/volumes/$VOL5/encryption.* 2>/dev/null"
+csi_ok "NodeStageVolume with the key: daemon with a key file, nbd-client over TLS, mkfs, mount" \
+  "$PORT_B" Node NodeStageVolume "{$STAGE5_BASE, $KEY_SECRET}"
+guest 30 "stat -c %a /tmp/b/volumes/$VOL5/encryption.key"
+assert_eq "$GUEST_OUT" 600 "the daemon's key file is mode 0600"
+guest_check "the key file holds the 32 key bytes" "echo $KEY_B64 | base64 -d | cmp - /tmp/b/volumes/$VOL5/encryption.key"
+PID_OF_DAEMON="\$(sed -n 's/.*\"daemon_pid\": \\([0-9]*\\).*/\\1/p' /tmp/b/volumes/$VOL5/stage.json)"
+guest 30 "tr '\\0' ' ' </proc/$PID_OF_DAEMON/cmdline"
+DAEMON_ARGV=$GUEST_OUT
+log "the daemon's argv: $DAEMON_ARGV"
+assert_match "$DAEMON_ARGV" "--encryption-key-file /tmp/b/volumes/$VOL5/encryption.key" "the daemon is started with --encryption-key-file"
+assert_match "$DAEMON_ARGV" "--tls require --tls-certificates /etc/csi-tls --tls-verify-peer" "... and --tls require --tls-verify-peer"
+assert_no_match "$DAEMON_ARGV" "$KEY_B64" "... its argv does not hold the key"
+guest 30 "tr '\\0' '\\n' </proc/$PID_OF_DAEMON/environ | grep -c '$KEY_B64'"
+assert_eq "$GUEST_OUT" 0 "... nor does its environment"
+guest 30 "grep -c 'NBD TLS established' /tmp/b/volumes/$VOL5/portalbd.log"
+[ "${GUEST_OUT:-0}" -ge 1 ] 2>/dev/null ||
+  { guest 30 "tail -20 /tmp/b/volumes/$VOL5/portalbd.log /tmp/b.log"; echo "$GUEST_OUT"; fail "nbd-client did not connect over TLS"; }
+ok "nbd-client attached over TLS on the unix socket (the daemon logged the TLS session)"
+MARKER=csi-vm-encryption-marker-5d1c
+guest_check "write a marker file through the encrypted volume and sync" \
+  "for i in \$(seq 256); do echo $MARKER; done >$STAGE5/marker && sync"
+csi_ok "NodeUnstageVolume of the encrypted volume" "$PORT_B" Node NodeUnstageVolume \
+  "{\"volume_id\": \"$VOL5\", \"staging_target_path\": \"$STAGE5\"}"
+guest_check "the key file is removed with the daemon stopped" "! ls /tmp/b/volumes/$VOL5/encryption.* 2>/dev/null"
+guest 30 "grep -rl $MARKER /tmp/store | head -3; echo end"
+assert_eq "$GUEST_OUT" "end" "the marker appears in no stored object"
+csi_ok "NodeStageVolume again with the key" "$PORT_B" Node NodeStageVolume "{$STAGE5_BASE, $KEY_SECRET}"
+guest 30 "grep -c $MARKER $STAGE5/marker"
+assert_eq "$GUEST_OUT" 256 "the marker file reads back after a new stage"
+csi_ok "NodeUnstageVolume" "$PORT_B" Node NodeUnstageVolume "{\"volume_id\": \"$VOL5\", \"staging_target_path\": \"$STAGE5\"}"
+csi "$PORT_A" Controller DeleteVolume "{\"volume_id\": \"$VOL5\"}"
+assert_match "$CSI_OUT" "^INVALID_ARGUMENT: .*$VOL5.*encrypted" "DeleteVolume without the key is refused ($CSI_OUT)"
+csi_ok "DeleteVolume with the key" "$PORT_A" Controller DeleteVolume "{\"volume_id\": \"$VOL5\", $KEY_SECRET}"
 
 vm_stop
