@@ -294,11 +294,12 @@ print(h.pread(4096, 1 << 20) == (sys.argv[3] * 512).encode()[:4096]); h.shutdown
   assert_eq "$got" "True" "the restored volume, opened with the key, holds the marker"
   kill -TERM "$ERPID"; wait "$ERPID" || true
 fi
-if [ "${CSI_STORE:-file}" = file ]; then
-  if [ "$HAVE_NBD" = 1 ]; then
-    grep -rqa "$MARKER" "$TMP/store" && fail "the marker is in the clear in $TMP/store: $(grep -rla "$MARKER" "$TMP/store" | head -3)"
-    ok "the marker appears in no stored object of the encrypted volume or its restore"
-  fi
+# Where the stored objects are, as files: the file:// store, or s3rver's.
+STORED=$TMP/store
+[ "${CSI_STORE:-file}" = file ] || STORED=$TMP/s3rver
+if [ "$HAVE_NBD" = 1 ]; then
+  grep -rqa "$MARKER" "$STORED" && fail "the marker is in the clear in $STORED: $(grep -rla "$MARKER" "$STORED" | head -3)"
+  ok "the marker appears in no stored object of the encrypted volume or its restore ($STORED)"
 fi
 
 csi Controller DeleteSnapshot "{\"snapshot_id\": \"$ESNAP\"}"
@@ -344,6 +345,25 @@ csi Controller CreateVolume "{\"name\": \"pvc-plain\", $CAPS}"
 PLVOL=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
 csi Controller CreateSnapshot "{\"name\": \"snap-plain\", \"source_volume_id\": \"$PLVOL\", $KEY_SECRET}"
 assert_match "$CSI_OUT" "^INVALID_ARGUMENT: .*volume $PLVOL.*is not encrypted" "a key for a plain volume is refused ($CSI_OUT)"
+if [ "$HAVE_NBD" = 1 ]; then
+  # The control for the marker check above: written to a plain volume, the
+  # marker is found in the stored objects.
+  PLURL=$(field "$(csi Controller ControllerGetVolume "{\"volume_id\": \"$PLVOL\"}"; echo "$CSI_OUT")" 'd["volume"]["volume_context"]["storageUrl"]')
+  PLDIR=$TMP/plain-daemon
+  mkdir -p "$PLDIR"
+  "$PORTALBD" --storage "$PLURL" --state-dir "$PLDIR" --socket "$PLDIR/ctl.sock" --nbd-address "" \
+    --nbd-unix "$PLDIR/nbd.sock" --export-name "$PLVOL" >"$PLDIR/portalbd.log" 2>&1 &
+  PLPID=$!
+  cleanup_fn kill -9 "$PLPID"
+  for _ in $(seq 100); do [ -S "$PLDIR/nbd.sock" ] && break; sleep 0.1; done
+  "$SYSPYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.set_export_name(sys.argv[2]); h.connect_unix(sys.argv[1])
+h.pwrite((sys.argv[3] * 512).encode()[:4096], 1 << 20); h.flush(); h.shutdown()' "$PLDIR/nbd.sock" "$PLVOL" "$MARKER"
+  kill -TERM "$PLPID"; wait "$PLPID" || true
+  grep -rqa "$MARKER" "$STORED" || fail "the marker written to a plain volume is not found in $STORED: the check above tells nothing"
+  ok "written to a plain volume, the marker is found in $STORED: the check above can fail"
+fi
 csi Controller DeleteVolume "{\"volume_id\": \"$PLVOL\"}"
 assert_eq "$CSI_RC" 0 "DeleteVolume of the plain volume"
 
