@@ -144,6 +144,70 @@ assert_eq "$CSI_RC" 0 "DeleteSnapshot through the mailbox ($CSI_OUT)"
 out=$("$PORTALCTL" --socket "$VDIR/control.sock" snapshot list)
 assert_no_match "$out" "${SNAP#*@}" "... node-b's daemon deleted it"
 
+# An encrypted volume staged on node-b: the snapshot goes through the
+# mailbox with the call's key checked first, and node-b copies a restore
+# into the new volume with the key file its NodeStage wrote (the one the
+# daemon was started with).
+head -c 32 /dev/urandom >"$TMP/mailbox.key"
+MB_SECRET="\"secrets\": {\"encryptionKey\": \"$(base64 -w0 "$TMP/mailbox.key")\"}"
+csi Controller CreateVolume "{\"name\": \"pvc-elsewhere-encrypted\", \"capacity_range\": {\"required_bytes\": 67108864}, \"volume_capabilities\": [{\"mount\": {}, \"access_mode\": {\"mode\": \"SINGLE_NODE_WRITER\"}}], $MB_SECRET}"
+assert_eq "$CSI_RC" 0 "CreateVolume pvc-elsewhere-encrypted ($CSI_OUT)"
+EMVOL=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+EMURL=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+EMDIR=$NODE_B/volumes/$EMVOL
+mkdir -p "$EMDIR/state"
+install -m 600 "$TMP/mailbox.key" "$EMDIR/encryption.key"
+"$PORTALBD" --storage "$EMURL" --state-dir "$EMDIR/state" --socket "$EMDIR/control.sock" --nbd-address "" \
+  --nbd-unix "$EMDIR/nbd.sock" --export-name "$EMVOL" --encryption-key-file "$EMDIR/encryption.key" \
+  >"$EMDIR/portalbd.log" 2>&1 &
+EMPID=$!
+cleanup_fn kill -9 "$EMPID"
+for _ in $(seq 100); do [ -S "$EMDIR/control.sock" ] && break; sleep 0.1; done
+[ -S "$EMDIR/control.sock" ] || { cat "$EMDIR/portalbd.log"; fail "the daemon of $EMVOL did not start"; }
+printf '{"daemon_pid": %d, "device": "", "staging_path": "/staged/encrypted", "fs_type": "ext4", "storage_url": "%s"}\n' \
+  "$EMPID" "$EMURL" >"$EMDIR/stage.json"
+if [ "$HAVE_NBD" = 1 ]; then
+  "$SYSPYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.set_export_name(sys.argv[2]); h.connect_unix(sys.argv[1])
+h.pwrite(b"sealed on node-b " * 240 + b"!!!!!!!!!!!!!!!!", 4 << 20); h.flush(); h.shutdown()' "$EMDIR/nbd.sock" "$EMVOL"
+fi
+csi Controller CreateSnapshot "{\"name\": \"snap-elsewhere-encrypted\", \"source_volume_id\": \"$EMVOL\"}"
+assert_match "$CSI_OUT" "^INVALID_ARGUMENT: .*$EMVOL.*is encrypted" \
+  "CreateSnapshot of an encrypted volume staged elsewhere without the key is refused ($CSI_OUT)"
+csi Controller CreateSnapshot "{\"name\": \"snap-elsewhere-encrypted\", \"source_volume_id\": \"$EMVOL\", $MB_SECRET}"
+assert_eq "$CSI_RC" 0 "CreateSnapshot of it with the key, through the mailbox ($CSI_OUT)"
+EMSNAP=$(field "$CSI_OUT" 'd["snapshot"]["snapshot_id"]')
+csi Controller CreateVolume "{\"name\": \"pvc-from-elsewhere-encrypted\", \"volume_capabilities\": [{\"mount\": {}, \"access_mode\": {\"mode\": \"SINGLE_NODE_WRITER\"}}], \"volume_content_source\": {\"snapshot\": {\"snapshot_id\": \"$EMSNAP\"}}, $MB_SECRET}"
+assert_eq "$CSI_RC" 0 "a restore of it: node-b copies into the new encrypted volume with its key file ($CSI_OUT)"
+EMRVOL=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+assert_eq "$(grep "ran snapshot.copy" "$TMP/node-b.log" | grep -c "ok=true")" 2 "... node-b ran that copy (its log)"
+EMRURL=$(field "$CSI_OUT" 'd["volume"]["volume_context"]["storageUrl"]')
+if [ "$HAVE_NBD" = 1 ]; then
+  EMRDIR=$TMP/check-restored-encrypted
+  mkdir -p "$EMRDIR"
+  "$PORTALBD" --storage "$EMRURL" --state-dir "$EMRDIR" --socket "$EMRDIR/ctl.sock" --nbd-address "" \
+    --nbd-unix "$EMRDIR/nbd.sock" --export-name "$EMRVOL" --encryption-key-file "$TMP/mailbox.key" \
+    >"$EMRDIR/portalbd.log" 2>&1 &
+  EMRPID=$!
+  cleanup_fn kill -9 "$EMRPID"
+  for _ in $(seq 100); do [ -S "$EMRDIR/nbd.sock" ] && break; sleep 0.1; done
+  got=$("$SYSPYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.set_export_name(sys.argv[2]); h.connect_unix(sys.argv[1])
+print(h.pread(4096, 4 << 20) == b"sealed on node-b " * 240 + b"!!!!!!!!!!!!!!!!"); h.shutdown()' "$EMRDIR/nbd.sock" "$EMRVOL")
+  assert_eq "$got" "True" "the encrypted restore, opened with the key, holds the block written on node-b"
+  kill -TERM "$EMRPID"; wait "$EMRPID" || true
+fi
+csi Controller DeleteVolume "{\"volume_id\": \"$EMRVOL\", $MB_SECRET}"
+assert_eq "$CSI_RC" 0 "DeleteVolume of the encrypted restore ($CSI_OUT)"
+csi Controller DeleteSnapshot "{\"snapshot_id\": \"$EMSNAP\", $MB_SECRET}"
+assert_eq "$CSI_RC" 0 "DeleteSnapshot of it through the mailbox ($CSI_OUT)"
+kill -TERM "$EMPID"; wait "$EMPID" || true
+rm -f "$EMDIR/stage.json"
+csi Controller DeleteVolume "{\"volume_id\": \"$EMVOL\", $MB_SECRET}"
+assert_eq "$CSI_RC" 0 "DeleteVolume of it once detached ($CSI_OUT)"
+
 kill -TERM "$NODE_B_PID"; wait "$NODE_B_PID" || true
 # While this call waits (5 s) for a node that is gone, calls on the same
 # volume are ABORTED at once and calls on others go ahead.
