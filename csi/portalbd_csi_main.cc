@@ -165,8 +165,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "portalbd-csi: cannot listen on %s\n", endpoint.c_str());
     return 1;
   }
-  logger->info("portalbd-csi {} serving endpoint={} mode={} node_id={} storage={} state_dir={}", kVersion,
-               log::quote(endpoint), mode, log::quote(node_id), log::quote(storage_url), log::quote(state_dir));
+  logger->info("portalbd-csi {} serving endpoint={} mode={} node_id={} storage={} state_dir={} nbd_tls={}", kVersion,
+               log::quote(endpoint), mode, log::quote(node_id), log::quote(storage_url), log::quote(state_dir),
+               tls.certificates.empty() ? "off" : log::quote(tls.certificates));
 
   std::thread waiter([&] {
     int sig = 0;

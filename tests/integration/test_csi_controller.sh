@@ -294,6 +294,10 @@ csi Controller CreateVolume "{\"name\": \"pvc-bad-key\", $CAPS, \"secrets\": {\"
 assert_match "$CSI_OUT" "^INVALID_ARGUMENT: the encryptionKey secret decodes to 31 bytes" "a 31-byte encryptionKey is refused ($CSI_OUT)"
 csi Controller CreateVolume "{\"name\": \"pvc-bad-key\", $CAPS, \"secrets\": {\"encryptionKey\": \"$(base64 -w0 "$TMP/csi.key")\", \"encryptionPassphrase\": \"x\"}}"
 assert_match "$CSI_OUT" "^INVALID_ARGUMENT: .*both encryptionKey and encryptionPassphrase" "both secrets at once are refused ($CSI_OUT)"
+csi Node NodeStageVolume "{\"volume_id\": \"pvc-bad-key-00000000\", \"staging_target_path\": \"$TMP/staging-bad-key\", \"volume_capability\": {\"mount\": {}, \"access_mode\": {\"mode\": \"SINGLE_NODE_WRITER\"}}, \"volume_context\": {\"storageUrl\": \"$STORE_URL/pvc-bad-key-00000000\"}, \"secrets\": {\"encryptionKey\": \"$(head -c 16 /dev/urandom | base64 -w0)\"}}"
+assert_match "$CSI_OUT" "^INVALID_ARGUMENT: volume pvc-bad-key-00000000: the encryptionKey secret decodes to 16 bytes" \
+  "NodeStageVolume with a 16-byte encryptionKey is refused before any daemon starts ($CSI_OUT)"
+[ ! -e "$CSI_STATE/volumes/pvc-bad-key-00000000/encryption.key" ] || fail "a key file was written for a refused key"
 
 csi Controller CreateVolume "{\"name\": \"pvc-encrypted\", \"capacity_range\": {\"required_bytes\": 67108864}, $CAPS, $KEY_SECRET}"
 assert_eq "$CSI_RC" 0 "CreateVolume with an encryptionKey secret ($CSI_OUT)"
