@@ -370,6 +370,10 @@ if [ "$HAVE_NBD" = 1 ]; then
   ok "the marker appears in no stored object of the encrypted volume or its restore ($STORED)"
 fi
 
+csi Controller ControllerExpandVolume "{\"volume_id\": \"$EVOL\", \"capacity_range\": {\"required_bytes\": 134217728}}"
+assert_match "$CSI_OUT" "^INVALID_ARGUMENT: .*volume $EVOL.*is encrypted" "ControllerExpandVolume without the key is refused ($CSI_OUT)"
+csi Controller ControllerExpandVolume "{\"volume_id\": \"$EVOL\", \"capacity_range\": {\"required_bytes\": 134217728}, $KEY_SECRET}"
+assert_eq "$(field "$CSI_OUT" 'd["capacity_bytes"]')" 134217728 "ControllerExpandVolume with the key grows it to 128 MiB ($CSI_OUT)"
 csi Controller DeleteSnapshot "{\"snapshot_id\": \"$ESNAP\"}"
 assert_match "$CSI_OUT" "^INVALID_ARGUMENT: .*is encrypted" "DeleteSnapshot without the key is refused ($CSI_OUT)"
 csi Controller DeleteSnapshot "{\"snapshot_id\": \"$ESNAP\", $KEY_SECRET}"
