@@ -165,7 +165,7 @@ Status ControlServer::bind_listener() {
     auto gid = lookup_group(options_.group);
     if (!gid.ok()) {
       ::unlink(bind_path.c_str());
-      return gid.status();
+      return gid.status().With("control socket " + path_);
     }
     if (::chown(bind_path.c_str(), static_cast<uid_t>(-1), *gid) != 0) return fail("cannot set group of");
   }

@@ -190,6 +190,10 @@ Status Daemon::start() {
 
   ctl::ControlServerOptions co;
   co.idle_timeout_ms = static_cast<int>(config_.control_idle_timeout_ms);  // at most an hour (config_rules)
+  if (!config_.control_socket_group.empty()) {
+    co.group = config_.control_socket_group;  // an unknown group fails the start, naming it
+    co.mode = 0660;
+  }
   control_ = std::make_unique<ctl::ControlServer>(config_.control_socket, co);
   register_control_handlers(control_.get(),
                             {&config_, volume_.get(), &requests_->inner(), requests_.get(), nbd_.get(), started_});

@@ -36,6 +36,7 @@ constexpr FlagSpec kFlags[] = {
     {"--nbd-address", "nbd.address", "HOST:PORT", "NBD TCP listen address; \"\" turns TCP off", false},
     {"--nbd-unix", "nbd.unix", "PATH", "also serve NBD on this unix socket", true},
     {"--socket", "nbd.socket", "PATH", "control socket that portalctl talks to", true},
+    {"--socket-group", "nbd.socket_group", "GROUP", "let this group use portalctl (the socket becomes 0660)", false},
     {"--state-dir", "daemon.state_dir", "DIR", "index and local cache directory", true},
     {"--export-name", "nbd.export_name", "NAME", "NBD export name (snapshots are NAME@SNAPSHOT)", false},
     {"--trace", "nbd.trace_file", "FILE", "record every NBD request (no data) to FILE, for bench/nbd_replay", true},

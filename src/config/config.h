@@ -47,6 +47,7 @@ struct Config {
   std::string nbd_address = "127.0.0.1:10809";  // "host:port"; "" disables TCP
   std::string nbd_unix;                          // NBD unix socket path, "" = none
   std::string control_socket;                    // [nbd] socket (the seed's name for it)
+  std::string control_socket_group;              // [nbd] socket_group: that group may use it (0660); "" = 0600
   std::string export_name = "portalbd";
   std::string trace_file;  // record every NBD request answered here (nbd/trace.h), "" = off
   uint64_t max_connections = 128;                  // NBD clients at once; one more is refused and logged

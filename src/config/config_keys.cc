@@ -70,6 +70,9 @@ std::vector<ConfigKey> build_table() {
                             "NBD TCP listen address host:port, \"\" disables TCP"));
   keys.push_back(string_key("nbd.socket", &Config::control_socket, r::check_unix_socket_path,
                             "control socket path used by portalctl"));
+  keys.push_back(string_key("nbd.socket_group", &Config::control_socket_group, r::check_any_string,
+                            "a group whose members may use portalctl: the control socket gets that group and "
+                            "mode 0660 (\"\": the daemon's user only, 0600)"));
   keys.push_back(string_key("nbd.unix", &Config::nbd_unix, r::check_unix_socket_path,
                             "NBD unix socket path, \"\" for none"));
   keys.push_back(string_key("nbd.export_name", &Config::export_name, r::check_export_name,

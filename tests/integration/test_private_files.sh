@@ -4,6 +4,9 @@
 # objects (in the state dir and in a store of their own) and the directories
 # holding them have no group or other bits; the control socket is 0600. A
 # state dir left open to others is made private at start, with a log line.
+# With --socket-group GROUP the socket is GROUP's too (0660): a member of the
+# group runs portalctl, anyone else is still refused; an unknown group fails
+# the start, naming it.
 source "$(dirname "$0")/lib.sh"
 requires nbdinfo qemu-io
 requires_portalctl
@@ -59,3 +62,30 @@ assert_match "$(cat "$PORTALBD_LOG")" "state directory was open to other users; 
   "the log says the state dir was made private"
 stop_portalbd
 umask 022
+
+# ---- --socket-group: one group may use portalctl, nobody else
+SG=$TMP/sg
+mkdir -p "$SG"
+chmod 0755 "$TMP" "$SG"  # the group reaches the socket through these
+cp "$PORTALCTL" "$SG/portalctl"  # where user nobody may run it, wherever the build is
+chmod 0755 "$SG/portalctl"
+CTL_SOCK=$SG/ctl.sock
+STATE_DIR=$SG/state
+start_portalbd --disk-size-gb 1 --socket-group nogroup
+assert_eq "$(stat -c '%a %G' "$CTL_SOCK")" "660 nogroup" "with --socket-group nogroup the socket is 0660 and nogroup's"
+# as UID GID CMD...: CMD as that user and group, with no supplementary groups.
+as() { local uid=$1 gid=$2; shift 2; setpriv --reuid="$uid" --regid="$gid" --clear-groups "$@"; }
+out=$(as 65534 65534 "$SG/portalctl" --socket "$CTL_SOCK" status 2>&1) ||
+  fail "user nobody in group nogroup cannot run portalctl status: $out"
+assert_match "$out" "portalbd" "a member of the socket's group runs portalctl status"
+rc=0
+out=$(as 65534 4242 "$SG/portalctl" --socket "$CTL_SOCK" status 2>&1) || rc=$?
+[ "$rc" != 0 ] || fail "a user outside the socket's group ran portalctl status: $out"
+assert_match "$out" "[Pp]ermission denied" "a user outside the group is refused (exit $rc)"
+stop_portalbd
+rc=0
+out=$(timeout 30 "$PORTALBD" --storage memory:// --state-dir "$SG/state2" --socket "$SG/ctl2.sock" --nbd-address "" --nbd-unix "$SG/nbd2.sock" \
+  --socket-group no-such-group-portalbd 2>&1) || rc=$?
+[ "$rc" != 0 ] || fail "the daemon started with an unknown --socket-group"
+assert_match "$out" "unknown group 'no-such-group-portalbd'" "an unknown group fails the start, naming it (exit $rc)"
+[ ! -e "$SG/ctl2.sock" ] || fail "the failed start left its socket behind"
