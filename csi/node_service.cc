@@ -269,9 +269,12 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
           why.find("in use") != std::string::npos) {
         return Status::Busy("portalbd for volume " + id + " refused to start: " + why);
       }
-      // An encrypted volume staged without its key, or with a wrong one:
-      // the daemon's own sentence says which.
-      const size_t at = why.rfind("encrypt");
+      // An encrypted volume staged without its key, or with a wrong one, or
+      // a plain one with a key: the daemon's own sentence says which.
+      size_t at = std::string::npos;
+      for (const char* refusal : {"is encrypted", "wrong encryption key", "is not encrypted"}) {
+        if (size_t found = why.rfind(refusal); found != std::string::npos) at = found;
+      }
       if (at != std::string::npos) {
         const size_t newline = why.rfind('\n', at);
         const size_t begin = newline == std::string::npos ? 0 : newline + 1;
