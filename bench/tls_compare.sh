@@ -7,6 +7,9 @@
 #   pk  portalbd memory://, --tls require, PSK
 #   kx  nbdkit memory, --tls=require, the same X.509 credentials
 #   qx  qemu-nbd on a qcow2 in /dev/shm, --tls-creds (x509), the same credentials
+#   fp  portalbd file:// (on the disk under /tmp), plaintext
+#   fx  portalbd file://, --tls require, X.509: where users run it, the store
+#       and not the memory copy sets the pace
 # Jobs: seqwrite: nbdcopy of SIZE_MIB random bytes (from /dev/shm) onto the
 # export, after an untimed first pass (so it overwrites: memory-backed servers
 # allocate on first touch, which is not what TLS costs); seqread: the export
@@ -26,16 +29,18 @@ OUT=${OUT:-}
 EXPORT=portalbd
 DISK_GB=4
 BENCH=tls_compare
-SERVERS="pp px pk kx qx"
+SERVERS="pp px pk kx qx fp fx"
 # shellcheck source=bench/servers.sh
 source "$TOP/bench/servers.sh"  # need, stop_servers, PID, sock, wait_socket
 need nbdkit nbdkit
 need qemu-nbd qemu-utils
 need nbdcopy libnbd-bin
 need openssl openssl
+need jq jq
 
 TMP=$(mktemp -d /dev/shm/tls_compare.XXXXXX)
-trap 'stop_servers; rm -rf --one-file-system "$TMP"' EXIT
+FILES=$(mktemp -d /var/tmp/tls_compare.XXXXXX)  # the file:// stores, on disk
+trap 'stop_servers; rm -rf --one-file-system "$TMP" "$FILES"' EXIT
 
 # Credentials: a CA and a server certificate for localhost; PSK user bench.
 PKI=$TMP/pki
@@ -52,22 +57,26 @@ echo "bench:$(openssl rand -hex 32)" >"$PKI/keys.psk"  # qemu's tls-creds-psk wo
 
 uri() {  # SERVER
   case $1 in
-    pp) echo "nbd+unix:///$EXPORT?socket=$(sock pp)" ;;
+    pp | fp) echo "nbd+unix:///$EXPORT?socket=$(sock "$1")" ;;
     pk) echo "nbds+unix://bench@/$EXPORT?socket=$(sock pk)&tls-psk-file=$PKI/keys.psk" ;;
     *) echo "nbds+unix:///$EXPORT?socket=$(sock "$1")&tls-certificates=$PKI" ;;
   esac
 }
 
 start_pb() {  # SERVER ARGS...
-  local s=$1; shift
-  "$BUILD/bin/portalbd" --storage memory:// --disk-size-gb "$DISK_GB" --nbd-address "" --nbd-unix "$(sock "$s")" \
-    --socket "$TMP/$s.ctl" --state-dir "$TMP/$s.state" --gc-interval-s 0 --log-level warn "$@" >"$TMP/$s.log" 2>&1 &
+  local s=$1 storage=memory:// state=$TMP/$1.state; shift
+  # file://: the store and the state dir (with the journal) on disk.
+  case $s in f?) storage=file://$FILES/$s.data state=$FILES/$s.state && mkdir -p "$FILES/$s.data" ;; esac
+  "$BUILD/bin/portalbd" --storage "$storage" --disk-size-gb "$DISK_GB" --nbd-address "" --nbd-unix "$(sock "$s")" \
+    --socket "$TMP/$s.ctl" --state-dir "$state" --gc-interval-s 0 --log-level warn "$@" >"$TMP/$s.log" 2>&1 &
   PID[$s]=$!
 }
 
 start_all() {
-  rm -rf --one-file-system "$TMP"/*.state "$TMP"/*.sock "$TMP"/*.ctl "$TMP"/qx.qcow2
+  rm -rf --one-file-system "$TMP"/*.state "$TMP"/*.sock "$TMP"/*.ctl "$TMP"/qx.qcow2 "$FILES"/*.data "$FILES"/*.state
   start_pb pp
+  start_pb fp
+  start_pb fx --tls require --tls-certificates "$PKI"
   start_pb px --tls require --tls-certificates "$PKI"
   start_pb pk --tls require --tls-psk "$PKI/keys.psk"
   nbdkit -f -U "$(sock kx)" -e "$EXPORT" --tls=require --tls-certificates="$PKI" memory "${DISK_GB}G" \
@@ -88,6 +97,17 @@ start_all() {
   done
 }
 
+# Waits until a portalbd server has nothing left to upload.
+settle() {  # SERVER
+  case $1 in p? | f?) ;; *) return 0 ;; esac
+  local i
+  for i in $(seq 1 600); do
+    [ "$("$BUILD/bin/portalctl" --socket "$TMP/$1.ctl" --json status | jq -r .dirty_bytes)" = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "$BENCH: $1 still uploading after 60 s" >&2
+}
+
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$TMP/data.bin"
 copy() { nbdcopy -C 1 --request-size=1048576 -R 8 "$@"; }
 declare -A results=()
@@ -98,7 +118,9 @@ for rep in $(seq 1 "$REPS"); do
     # write is an overwrite, so it measures the transport, not first touch.
     copy "$TMP/data.bin" "$(uri "$s")"
     t0=$(date +%s%N); copy --flush "$TMP/data.bin" "$(uri "$s")"; t1=$(date +%s%N)
-    copy "$(uri "$s")" null: ; t2=$(date +%s%N)
+    # The read does not share the CPU with the write's background upload.
+    settle "$s"
+    t1=$(date +%s%N); copy "$(uri "$s")" null: ; t2=$(date +%s%N)
     # The read covers the whole 4 GiB device; only SIZE_MIB of it is data, the
     # rest holes that nbdcopy skips (extents): the time is the data's.
     results[$s.seqwrite]+="$(( SIZE_MIB * 1000000000 / (t1 - t0) )) "
@@ -110,12 +132,15 @@ done
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 {
-  echo "| job (MiB/s, median of $REPS) | portalbd plain | portalbd TLS X.509 | portalbd TLS PSK | nbdkit TLS | qemu-nbd TLS | portalbd TLS / plain | portalbd TLS / qemu-nbd TLS |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), SIZE_MIB=$SIZE_MIB"
+  echo
+  echo "| job (MiB/s, median of $REPS) | portalbd plain | portalbd TLS X.509 | portalbd TLS PSK | nbdkit TLS | qemu-nbd TLS | portalbd TLS / plain | portalbd TLS / qemu-nbd TLS | file:// plain | file:// TLS | file:// TLS / plain |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for job in seqwrite seqread; do
     declare -A m=()
     for s in $SERVERS; do m[$s]=$(median <<<"${results[$s.$job]}"); done
-    printf '| %s | %s | %s | %s | %s | %s | %.2fx | %.2fx |\n' "$job" "${m[pp]}" "${m[px]}" "${m[pk]}" "${m[kx]}" \
-      "${m[qx]}" "$(echo "${m[px]} / ${m[pp]}" | bc -l)" "$(echo "${m[px]} / ${m[qx]}" | bc -l)"
+    printf '| %s | %s | %s | %s | %s | %s | %.2fx | %.2fx | %s | %s | %.2fx |\n' "$job" "${m[pp]}" "${m[px]}" "${m[pk]}" \
+      "${m[kx]}" "${m[qx]}" "$(echo "${m[px]} / ${m[pp]}" | bc -l)" "$(echo "${m[px]} / ${m[qx]}" | bc -l)" \
+      "${m[fp]}" "${m[fx]}" "$(echo "${m[fx]} / ${m[fp]}" | bc -l)"
   done
 } | tee ${OUT:+"$OUT"}
