@@ -30,6 +30,18 @@ class ExtentMap {
     map_.emplace(start, Node{length, std::move(value)});
   }
 
+  // assign() in O(1) when the range starts at or past the end of every
+  // mapped one, as when a map is loaded in ascending order (Volume open
+  // reads each layer's extents from the index sorted by lba); any other
+  // range takes assign()'s way, so the result is always assign()'s.
+  void append(uint64_t start, uint64_t length, V value) {
+    if (!map_.empty()) {
+      const auto& [last_start, last] = *map_.rbegin();
+      if (last_start + last.length > start) return assign(start, length, std::move(value));
+    }
+    map_.emplace_hint(map_.end(), start, Node{length, std::move(value)});
+  }
+
   // Removes [start, start+length): afterwards nothing maps there.
   void erase(uint64_t start, uint64_t length) {
     const uint64_t end = start + length;

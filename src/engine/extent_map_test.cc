@@ -69,6 +69,25 @@ TEST_SUITE("engine.extent_map") {
     }
   }
 
+  TEST_CASE("append is assign: in order in O(1), out of order or overlapping the assign way") {
+    std::mt19937_64 rng(23);
+    for (int round = 0; round < 200; ++round) {
+      Map appended, assigned;
+      uint64_t at = 0;
+      for (int i = 0; i < 40; ++i) {
+        // Mostly ascending (as a load from the index), sometimes back or overlapping.
+        const uint64_t start = rng() % 4 == 0 ? rng() % 200 : at + rng() % 3;
+        const uint64_t len = 1 + rng() % 6;
+        appended.append(start, len, {i, 0});
+        assigned.assign(start, len, {i, 0});
+        at = start + len;
+      }
+      CAPTURE(round);
+      CHECK(expand(appended, 260) == expand(assigned, 260));
+      CHECK(appended.size() == assigned.size());
+    }
+  }
+
   TEST_CASE("visit clips to the asked range") {
     Map m;
     m.assign(100, 50, {7, 0});

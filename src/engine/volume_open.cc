@@ -417,7 +417,7 @@ Status Volume::load_layers() {
       src.seq = x.seq;
       src.frame = x.frame;
       src.block_in_frame = x.block_in_frame;
-      layer.map.assign(x.lba, x.nblocks, src);
+      layer.map.append(x.lba, x.nblocks, src);  // the index returns them by lba
     });
   });
 }
