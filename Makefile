@@ -3,7 +3,7 @@
 #
 # Layout: every folder is a library; files ending in _main.cc are program entry
 # points, files ending in _test.cc are doctest unit tests linked into
-# build/bin/unit_tests. Objects are built in parallel and incrementally (-MMD).
+# build/bin/unit_tests (csi/'s into build/bin/csi_unit_tests). Objects are built in parallel and incrementally (-MMD).
 
 CXX      ?= g++
 BUILD    ?= build
@@ -43,7 +43,7 @@ SAN_LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/asan/%.o)
 SAN_TEST_OBJS := $(TEST_SRCS:%.cc=$(BUILD)/asan/%.o)
 
 .PHONY: all deps run test unit asan-unit integration clean format bench bench-traces bench-s3
-all: $(BINS) $(BUILD)/bin/unit_tests $(BENCH_BINS)
+all: $(BINS) $(BUILD)/bin/unit_tests $(BUILD)/bin/csi_unit_tests $(BENCH_BINS)
 
 deps:
 	@bash packaging/deps.sh
@@ -104,6 +104,21 @@ $(BUILD)/bin/portalbd-csi: $(CSI_MAIN_OBJ) $(BUILD)/lib/libportalbd_csi.a $(BUIL
 
 -include $(CSI_OBJS:.o=.d) $(CSI_PB_OBJS:.o=.d) $(CSI_MAIN_OBJ:.o=.d)
 
+# The CSI driver's unit tests (csi/*_test.cc): a binary of their own, since
+# they need gRPC and protobuf, which unit_tests stays free of. They call the
+# services' methods directly, on file:// storage in a temporary directory.
+# `make test` builds and runs them beside unit_tests.
+CSI_TEST_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(wildcard csi/*_test.cc))
+$(CSI_TEST_OBJS): ALL_CXXFLAGS += $(CSI_CFLAGS)
+$(CSI_TEST_OBJS): | $(CSI_GEN)/csi.pb.h $(CSI_GEN)/csi.grpc.pb.h
+
+$(BUILD)/bin/csi_unit_tests: $(CSI_TEST_OBJS) $(BUILD)/obj/tests/unit/doctest_main.o \
+                             $(BUILD)/lib/libportalbd_csi.a $(BUILD)/lib/libportalbd.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(CSI_LIBS) $(LDLIBS)
+
+-include $(CSI_TEST_OBJS:.o=.d)
+
 $(BUILD)/bin/nbd_replay: $(BUILD)/obj/bench/nbd_replay.o $(BUILD)/lib/libportalbd.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -o $@ $^ $(LDLIBS)
@@ -130,11 +145,12 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) $(BINS) $(BENCH_BINS)
 	-@$(MAKE) --no-print-directory -j$(NPROC) thread-safety
-	@UNIT_BUILD='$(MAKE) --no-print-directory -j$(NPROC) $(BUILD)/bin/unit_tests $(BUILD)/bin/unit_tests_asan' \
+	@UNIT_BUILD='$(MAKE) --no-print-directory -j$(NPROC) $(BUILD)/bin/unit_tests $(BUILD)/bin/unit_tests_asan $(BUILD)/bin/csi_unit_tests' \
 	  bash tests/run_all.sh
 
-unit: $(BUILD)/bin/unit_tests
+unit: $(BUILD)/bin/unit_tests $(BUILD)/bin/csi_unit_tests
 	$(BUILD)/bin/unit_tests
+	$(BUILD)/bin/csi_unit_tests
 
 clean:
 	rm -rf $(BUILD)

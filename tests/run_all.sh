@@ -5,6 +5,8 @@
 #                 exit 0 = pass, 77 = skipped (the script says why), else fail
 #   unit          build/bin/unit_tests (doctest): each test case counts
 #   unit-asan     the same cases under ASan+UBSan: each counts again
+#   csi-unit      build/bin/csi_unit_tests (doctest, the CSI driver): each
+#                 test case counts
 #
 # Environment: TESTS=glob limits integration scripts (e.g. TESTS='test_nbd*').
 # UNIT_BUILD=command builds the unit test binaries while the integration tests
@@ -108,6 +110,11 @@ if [ -x "$BUILD/bin/unit_tests_asan" ]; then
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_doctest unit-asan "$BUILD/bin/unit_tests_asan"
 else
   echo "== unit-asan: MISSING $BUILD/bin/unit_tests_asan"; failed=$((failed + 1)); failures+=("unit-asan missing")
+fi
+if [ -x "$BUILD/bin/csi_unit_tests" ]; then
+  run_doctest csi-unit "$BUILD/bin/csi_unit_tests"
+else
+  echo "== csi-unit: MISSING $BUILD/bin/csi_unit_tests"; failed=$((failed + 1)); failures+=("csi-unit missing")
 fi
 
 echo
