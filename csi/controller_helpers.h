@@ -15,14 +15,15 @@
 namespace portalbd::csi::controller_detail {
 
 // The paging token of List*: the index of the next entry, in decimal.
-// kCancelled for one this driver did not issue (the RPC answers ABORTED).
+// kCancelled for one this driver did not issue (the RPC answers ABORTED):
+// only digits, as std::to_string writes them (stoul alone would take " 1",
+// "+1" and "-1").
 inline Result<size_t> parse_token(const std::string& token, size_t total) {
   if (token.empty()) return size_t{0};
   size_t pos = 0;
   try {
-    size_t used = 0;
-    pos = std::stoul(token, &used);
-    if (used != token.size()) throw std::invalid_argument("trailing");
+    if (token.find_first_not_of("0123456789") != std::string::npos) throw std::invalid_argument("not digits");
+    pos = std::stoul(token);
   } catch (const std::exception&) {
     return Status::Cancelled("starting_token '" + token + "' was not issued by this driver");
   }

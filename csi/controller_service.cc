@@ -1,5 +1,6 @@
 #include "csi/controller_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -30,8 +31,8 @@ int64_t now_unix_ms() {
 uint64_t round_up_to_block(uint64_t bytes) { return (bytes + kCsiBlockBytes - 1) / kCsiBlockBytes * kCsiBlockBytes; }
 
 // The size a CapacityRange asks for: the required bytes rounded up to the
-// block size (never down), the default when nothing is required. Out of
-// range when the limit leaves no room for it.
+// block size (never down), the default when nothing is required (cut to the
+// limit, in whole blocks). Out of range when the limit leaves no room for it.
 Result<uint64_t> size_for(const CapacityRange* range, uint64_t minimum) {
   int64_t required = range != nullptr ? range->required_bytes() : 0;
   int64_t limit = range != nullptr ? range->limit_bytes() : 0;
@@ -43,7 +44,11 @@ Result<uint64_t> size_for(const CapacityRange* range, uint64_t minimum) {
   // Nothing asked for: the source's size (a restore or clone), else the default.
   uint64_t want = required != 0 ? static_cast<uint64_t>(required) : (minimum != 0 ? minimum : kDefaultCapacityBytes);
   if (want < minimum) want = minimum;
-  if (required == 0 && limit != 0 && want > static_cast<uint64_t>(limit)) want = static_cast<uint64_t>(limit);
+  if (required == 0 && limit != 0 && want > static_cast<uint64_t>(limit)) {
+    // Any size up to the limit will do: the most whole blocks under it (limit
+    // 5000 is 4096, not 8192 over it), never less than the source.
+    want = std::max(minimum, static_cast<uint64_t>(limit) / kCsiBlockBytes * kCsiBlockBytes);
+  }
   uint64_t size = round_up_to_block(want);
   if (size == 0) size = kCsiBlockBytes;
   if (limit != 0 && size > static_cast<uint64_t>(limit)) {
@@ -183,6 +188,18 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   uint64_t minimum = 0;
   std::string source_volume;  // held too: a copy reads it
   const VolumeContentSource& source = req->volume_content_source();
+  // Source ids this driver could not have made are looked up nowhere: as
+  // registry keys they could name another record (or an invalid key).
+  if (source.has_snapshot()) {
+    const std::string& id = source.snapshot().snapshot_id();
+    std::string volume_id, engine_name;
+    if (id.empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_content_source has an empty snapshot_id");
+    if (!split_snapshot_id(id, &volume_id, &engine_name)) return grpc_error(StatusCode::NOT_FOUND, "no snapshot " + id);
+  } else if (source.has_volume()) {
+    const std::string& id = source.volume().volume_id();
+    if (id.empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_content_source has an empty volume_id");
+    if (!plausible_volume_id(id)) return grpc_error(StatusCode::NOT_FOUND, "no volume " + id);
+  }
   if (source.has_snapshot()) {
     auto snap = registry_.snapshot(source.snapshot().snapshot_id());
     if (!snap.ok()) return to_grpc(snap.status());
