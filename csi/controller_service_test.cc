@@ -488,5 +488,57 @@ TEST_CASE("csi ControllerExpandVolume: grows in whole blocks, never shrinks; blo
   CHECK(c.service->ControllerExpandVolume(nullptr, &req, &out).error_code() == G::INVALID_ARGUMENT);
 }
 
+TEST_CASE("csi encrypted volumes: calls without the key are refused naming the secret, never quoting it") {
+  Controller c;
+  const std::string key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  // bytes 0..31
+  const std::string other = "HxwdHhscGRoXGBUWExQREg8QDQ4LDAkKBwgFBgMEAQI=";
+  CreateVolumeRequest req = Controller::create_request("secret", 4096);
+  (*req.mutable_secrets())[kEncryptionKeySecret] = key;
+  CreateVolumeResponse made;
+  grpc::Status st = c.create(req, &made);
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  const std::string vol = made.volume().volume_id();
+
+  for (const std::string& given : {std::string(), other}) {
+    CAPTURE(given);
+    CreateSnapshotRequest snap;
+    snap.set_name("secret-snap");
+    snap.set_source_volume_id(vol);
+    if (!given.empty()) (*snap.mutable_secrets())[kEncryptionKeySecret] = given;
+    CreateSnapshotResponse out;
+    st = c.service->CreateSnapshot(nullptr, &snap, &out);
+    CHECK(st.error_code() == G::INVALID_ARGUMENT);
+    CHECK(st.error_message().find(kEncryptionKeySecret) != std::string::npos);
+    CHECK(st.error_message().find(key) == std::string::npos);
+    CHECK(st.error_message().find(other) == std::string::npos);
+  }
+  CreateSnapshotRequest snap;
+  snap.set_name("secret-snap");
+  snap.set_source_volume_id(vol);
+  (*snap.mutable_secrets())[kEncryptionKeySecret] = key;
+  CreateSnapshotResponse out;
+  st = c.service->CreateSnapshot(nullptr, &snap, &out);
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  // A restore is encrypted with the same key: it needs it too.
+  CreateVolumeRequest restore = Controller::create_request("secret-restore");
+  restore.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(out.snapshot().snapshot_id());
+  CreateVolumeResponse restored;
+  CHECK(c.create(restore, &restored).error_code() == G::INVALID_ARGUMENT);
+  (*restore.mutable_secrets())[kEncryptionKeySecret] = key;
+  st = c.create(restore, &restored);
+  CHECK_MESSAGE(st.ok(), st.error_message());
+  // DeleteVolume opens the volume to remove it: without the key (the
+  // StorageClass's provisioner secret) it is refused and nothing goes.
+  const std::string restored_id = restored.volume().volume_id();
+  CHECK(c.remove(restored_id).error_code() == G::INVALID_ARGUMENT);
+  CHECK(c.storage_exists(restored_id));
+  DeleteVolumeRequest del;
+  del.set_volume_id(restored_id);
+  (*del.mutable_secrets())[kEncryptionKeySecret] = key;
+  DeleteVolumeResponse deleted;
+  REQUIRE(c.service->DeleteVolume(nullptr, &del, &deleted).ok());
+  CHECK_FALSE(c.storage_exists(restored_id));
+}
+
 }  // namespace
 }  // namespace portalbd::csi
