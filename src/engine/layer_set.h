@@ -56,9 +56,10 @@
 namespace portalbd {
 
 // Where the bytes of a run of blocks are: buffered in memory, stored in a
-// segment frame, or nowhere (zeroed / trimmed).
+// segment frame, or nowhere (zeroed / trimmed). One per extent of every
+// layer's map: `state` sits after `block_in_frame`, in bytes that are padding
+// anyway (72 bytes, not 80: a map node fits malloc's 128-byte size class).
 struct BlockSource {
-  ExtentState state = ExtentState::kHole;
   std::shared_ptr<const std::vector<std::byte>> bytes;  // buffered data
   uint64_t byte_offset = 0;                             // into *bytes
   // Ephemeral volumes: the live layer whose own writes made `bytes` (never a
@@ -69,6 +70,7 @@ struct BlockSource {
   uint64_t seq = 0;  // stored data: segment
   FrameRef frame;    // ... and frame
   uint32_t block_in_frame = 0;
+  ExtentState state = ExtentState::kHole;
 
   bool buffered() const { return bytes != nullptr; }
   BlockSource sliced(uint64_t skip_blocks) const;
