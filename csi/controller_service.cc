@@ -116,23 +116,13 @@ Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeCont
     }
     CSI_ASSIGN_OR_RETURN(auto src_rec, registry_.volume(src_volume_id));
     if (!src_rec) return Status::NotFound("no volume " + src_volume_id);
-    VolumeAccess::OpenOptions so;
-    so.url = src_rec->storage_url;
-    so.volume_id = src_rec->id;
-    so.state_dir = options_.state_dir;
-    so.settings = secrets.settings;
-    so.encryption = secrets.encryption;  // a clone is encrypted with its source's key
+    VolumeAccess::OpenOptions so = open_options(*src_rec, secrets);  // a clone is encrypted with its source's key
     so.mailbox_timeout_ms = options_.mailbox_timeout_ms;
     auto opened = VolumeAccess::Open(so);
     if (!opened.ok()) return opened.status().With("open source volume " + src_volume_id);
     src = std::move(*opened);
   }
-  VolumeAccess::OpenOptions o;
-  o.url = rec.storage_url;
-  o.volume_id = rec.id;
-  o.state_dir = options_.state_dir;
-  o.settings = secrets.settings;
-  o.encryption = secrets.encryption;
+  VolumeAccess::OpenOptions o = open_options(rec, secrets);
   o.create_bytes = rec.capacity_bytes;
   o.allow_daemon = false;
   CSI_ASSIGN_OR_RETURN(auto target, VolumeAccess::Open(o));
@@ -270,14 +260,18 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   return grpc::Status::OK;
 }
 
-Status ControllerService::destroy_volume(const VolumeRecord& rec, const CallSecrets& secrets) {
+VolumeAccess::OpenOptions ControllerService::open_options(const VolumeRecord& rec, const CallSecrets& secrets) const {
   VolumeAccess::OpenOptions o;
   o.url = rec.storage_url;
   o.volume_id = rec.id;
   o.state_dir = options_.state_dir;
   o.settings = secrets.settings;
   o.encryption = secrets.encryption;
-  auto va = VolumeAccess::Open(o);
+  return o;
+}
+
+Status ControllerService::destroy_volume(const VolumeRecord& rec, const CallSecrets& secrets) {
+  auto va = VolumeAccess::Open(open_options(rec, secrets));
   if (va.ok()) {
     if ((*va)->via_daemon()) {
       return Status::Busy("volume " + rec.id + " is staged on this node (its daemon answers on " +
@@ -318,13 +312,7 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
   if (has_snapshots) {
     // Snapshots outlive their volume (CSI): keep the storage, hidden, until
     // the last one is deleted. Refused while it is staged all the same.
-    VolumeAccess::OpenOptions o;
-    o.url = v.storage_url;
-    o.volume_id = v.id;
-    o.state_dir = options_.state_dir;
-    o.settings = secrets->settings;
-    o.encryption = secrets->encryption;
-    auto va = VolumeAccess::Open(o);
+    auto va = VolumeAccess::Open(open_options(v, *secrets));
     if (!va.ok() && !va.status().is(Status::Code::kNotFound)) return to_grpc(va.status());
     if (va.ok() && (*va)->via_daemon()) {
       return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + v.id + " is staged on this node");
@@ -438,12 +426,7 @@ grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, con
   if (!size.ok()) return to_grpc(size.status());
   const bool block = req->has_volume_capability() && req->volume_capability().has_block();
   if (*size > v.capacity_bytes) {
-    VolumeAccess::OpenOptions o;
-    o.url = v.storage_url;
-    o.volume_id = v.id;
-    o.state_dir = options_.state_dir;
-    o.settings = secrets->settings;
-    o.encryption = secrets->encryption;
+    VolumeAccess::OpenOptions o = open_options(v, *secrets);
     o.grow_to_bytes = *size;
     o.allow_daemon = false;
     auto va = VolumeAccess::Open(o);

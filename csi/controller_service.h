@@ -79,6 +79,9 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   // Removes a volume's storage and record; the caller checked nothing holds it.
   Status destroy_volume(const VolumeRecord& rec, const CallSecrets& secrets);
   void fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* out);
+  // How to open volume `rec` with the call's secrets from this driver's state
+  // dir; callers add what is particular to them (create, grow, mailbox).
+  VolumeAccess::OpenOptions open_options(const VolumeRecord& rec, const CallSecrets& secrets) const;
 
   const ControllerOptions options_;
   Registry registry_;

@@ -70,12 +70,7 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
   rec.name = req->name();
   rec.volume_id = (*vol)->id;
 
-  VolumeAccess::OpenOptions o;
-  o.url = (*vol)->storage_url;
-  o.volume_id = (*vol)->id;
-  o.state_dir = options_.state_dir;
-  o.settings = secrets->settings;
-  o.encryption = secrets->encryption;
+  VolumeAccess::OpenOptions o = open_options(**vol, *secrets);
   o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
   auto va = VolumeAccess::Open(o);
   if (!va.ok()) return to_grpc(va.status().With("snapshot volume " + rec.volume_id));
@@ -107,12 +102,7 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const Delet
   auto vol = registry_.volume(vol_id);
   if (!vol.ok()) return to_grpc(vol.status());
   if (*vol) {
-    VolumeAccess::OpenOptions o;
-    o.url = (*vol)->storage_url;
-    o.volume_id = (*vol)->id;
-    o.state_dir = options_.state_dir;
-    o.settings = secrets->settings;
-    o.encryption = secrets->encryption;
+    VolumeAccess::OpenOptions o = open_options(**vol, *secrets);
     o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
     auto va = VolumeAccess::Open(o);
     if (va.ok()) {
