@@ -31,7 +31,7 @@ DISK_GB=4
 BENCH=tls_compare
 SERVERS="pp px pk kx qx fp fx"
 # shellcheck source=bench/servers.sh
-source "$TOP/bench/servers.sh"  # need, stop_servers, PID, sock, wait_socket
+source "$TOP/bench/servers.sh"  # need, stop_servers, PID, sock, wait_socket, drain
 need nbdkit nbdkit
 need qemu-nbd qemu-utils
 need nbdcopy libnbd-bin
@@ -97,17 +97,6 @@ start_all() {
   done
 }
 
-# Waits until a portalbd server has nothing left to upload.
-settle() {  # SERVER
-  case $1 in p? | f?) ;; *) return 0 ;; esac
-  local i
-  for i in $(seq 1 600); do
-    [ "$("$BUILD/bin/portalctl" --socket "$TMP/$1.ctl" --json status | jq -r .dirty_bytes)" = 0 ] && return 0
-    sleep 0.1
-  done
-  echo "$BENCH: $1 still uploading after 60 s" >&2
-}
-
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$TMP/data.bin"
 copy() { nbdcopy -C 1 --request-size=1048576 -R 8 "$@"; }
 declare -A results=()
@@ -119,7 +108,7 @@ for rep in $(seq 1 "$REPS"); do
     copy "$TMP/data.bin" "$(uri "$s")"
     t0=$(date +%s%N); copy --flush "$TMP/data.bin" "$(uri "$s")"; t1=$(date +%s%N)
     # The read does not share the CPU with the write's background upload.
-    settle "$s"
+    drain "$s"
     t1=$(date +%s%N); copy "$(uri "$s")" null: ; t2=$(date +%s%N)
     # The read covers the whole 4 GiB device; only SIZE_MIB of it is data, the
     # rest holes that nbdcopy skips (extents): the time is the data's.
