@@ -24,6 +24,9 @@ Volume::Volume(std::shared_ptr<ObjectStore> store, VolumeOptions opts)
 }
 
 Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store, VolumeOptions opts) {
+  if (opts.read_only && (opts.lease || opts.repair || !opts.journal_dir.empty() || opts.ephemeral)) {
+    return Status::InvalidArgument("a read-only volume takes no lease, repair, journal or ephemeral store");
+  }
   std::shared_ptr<Volume> v(new Volume(std::move(store), std::move(opts)));
   PBD_RETURN_IF_ERROR(v->open_manifest());
   v->open_read_path();
@@ -216,13 +219,22 @@ VolumeStats Volume::stats() {
   return s;
 }
 
+Status Volume::read_only_refusal(const std::string& what) const {
+  return Status::ReadOnly(what + " refused: " + store_->url() +
+                          " is open read-only here (a snapshot reader holds no writer lease)");
+}
+
 Result<GcReport> Volume::gc(const GcOptions& options) {
+  if (opts_.read_only) return read_only_refusal("gc");
   auto report = GarbageCollector(*this, options).run();
   if (flattener_) flattener_->kick();  // merges and rewrites may leave the base to rebuild
   return report;
 }
 
-Result<uint64_t> Volume::checkpoint() { return checkpointer_.take(); }
+Result<uint64_t> Volume::checkpoint() {
+  if (opts_.read_only) return read_only_refusal("checkpoint");
+  return checkpointer_.take();
+}
 
 std::optional<Volume::ChangeMark> Volume::change_mark() {
   if (opts_.ephemeral) return std::nullopt;

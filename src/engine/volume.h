@@ -179,7 +179,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status close();
 
   uint64_t size_bytes() const override { return size_bytes_; }
-  bool read_only() const override { return false; }
+  bool read_only() const override { return opts_.read_only; }
   uint32_t preferred_block_size() const override { return kBlockSize; }
   Status read(uint64_t offset, std::span<std::byte> out) override;
   Status read_described(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) override;
@@ -374,6 +374,8 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // Zeroes [offset, offset+length): whole blocks as `whole_state`, edges as data.
   Status zero_range(uint64_t offset, uint64_t length, ExtentState whole_state, bool fua);
   Status check_range(uint64_t offset, uint64_t length, bool for_write) const;
+  // kReadOnly for `what` on a read-only volume (VolumeOptions::read_only).
+  Status read_only_refusal(const std::string& what) const;
 
   // Open, after a take-over (WriterLease L5): stores an empty segment under
   // every sequence number the previous holder may still be uploading to, so

@@ -39,6 +39,12 @@ std::string describe_ranges(const std::map<uint64_t, std::vector<std::pair<uint6
 }  // namespace
 
 Status Volume::quarantine_object(const std::string& key, const std::string& why) {
+  if (opts_.read_only) {
+    // A reader never changes storage: what open() would set aside (the
+    // writer's upload in flight, an old checkpoint) is left to the writer.
+    log::get("engine")->info("read-only: not using an object, left in place object={} reason={}", key, log::quote(why));
+    return Status::OK();
+  }
   std::vector<std::byte> raw;
   Status st = store_->get_as_stored(key, &raw);  // unread: an object that fails decryption is kept too
   if (st.is(Status::Code::kNotFound)) return Status::OK();  // nothing left to keep

@@ -10,6 +10,7 @@
 namespace portalbd {
 
 Status Volume::check_range(uint64_t offset, uint64_t length, bool for_write) const {
+  if (for_write && opts_.read_only) return read_only_refusal("write");
   if (length == 0 || offset > size_bytes_ || length > size_bytes_ - offset) {
     std::string what = "range offset=" + std::to_string(offset) + " length=" + std::to_string(length) +
                        " is past the end of the device (" + std::to_string(size_bytes_) + " bytes)";

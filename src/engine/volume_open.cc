@@ -51,6 +51,10 @@ Status Volume::open_manifest() {
   auto logger = log::get("engine");
   std::vector<std::byte> raw;
   Status st = store_->get(kManifestKey, &raw);
+  if (st.is(Status::Code::kNotFound) && opts_.read_only) {
+    return Status::NotFound("no " + std::string(kManifestKey) + " in " + store_->url() +
+                            ": there is no volume to read (a read-only reader never creates one)");
+  }
   if (st.is(Status::Code::kNotFound)) {
     PBD_RETURN_IF_ERROR(check_prefix_is_empty());
     size_bytes_ = opts_.size_bytes != 0 ? opts_.size_bytes : kDefaultVolumeSize;
@@ -71,7 +75,7 @@ Status Volume::open_manifest() {
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("volume.json in ") + store_->url() + " is unreadable: " + e.what());
   }
-  if (opts_.size_bytes != 0 && opts_.size_bytes != size_bytes_) {
+  if (opts_.size_bytes != 0 && opts_.size_bytes != size_bytes_ && !opts_.read_only) {
     if (opts_.size_bytes < size_bytes_) {
       return Status::InvalidArgument("volume in " + store_->url() + " is " + human_size(size_bytes_) + " (" +
                                      std::to_string(size_bytes_) + " bytes); refusing to shrink it to " +
@@ -166,7 +170,12 @@ Status Volume::open_index() {
   auto owner = index_->get_meta("volume_uuid");
   if (!owner.ok()) return owner.status();
   bool fresh = !owner->has_value();
-  if (owner->has_value() && **owner != uuid_) {
+  if (owner->has_value() && opts_.read_only) {
+    // A reader's index is a private cache of storage another daemon
+    // changes: rebuilt from storage at every open, never trusted.
+    PBD_RETURN_IF_ERROR(index_->reset());
+    fresh = true;
+  } else if (owner->has_value() && **owner != uuid_) {
     // The index belongs to another volume: it is only a cache, so rebuild.
     log::get("engine")->warn("index belongs to another volume, rebuilding index={} index_volume={} volume={}",
                              opts_.index_path, **owner, uuid_);

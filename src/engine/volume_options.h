@@ -67,6 +67,13 @@ struct VolumeOptions {
   // read to quarantine/, logs every sequence number, layer and byte range
   // lost, and opens.
   bool repair = false;
+  // A reader of storage another daemon writes (snapshot_reader.h): open
+  // never PUTs or DELETEs (no manifest is created, nothing is quarantined:
+  // an object open() would set aside is skipped or refused instead), the
+  // index is rebuilt from storage whatever it held (a private cache), and
+  // writes, snapshot changes, GC and checkpoints are refused with
+  // kReadOnly. Takes no lease; repair and the journal must be off.
+  bool read_only = false;
   // The local write-ahead journal (journal.h; docs/design.md, "The local
   // journal"). With a directory, every write is also appended there, and
   // FLUSH and FUA return after one fdatasync of it (group commit); segments

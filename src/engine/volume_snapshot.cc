@@ -302,6 +302,7 @@ Status Volume::checkpoint_if_needed() {
 }
 
 Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
+  if (opts_.read_only) return read_only_refusal("snapshot create");
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
   if (find_snapshot(name).ok()) return Status::AlreadyExists("a snapshot named '" + name + "' already exists");
   // A checkpoint GC owes storage runs before the cut, not while writers wait.
@@ -349,6 +350,7 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
 }
 
 Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool discard_current) {
+  if (opts_.read_only) return read_only_refusal("snapshot restore");
   auto target = find_snapshot(name);
   if (!target.ok()) return target.status();
   PBD_RETURN_IF_ERROR(checkpoint_if_needed());
@@ -404,6 +406,7 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
 }
 
 Status Volume::delete_snapshot(const std::string& name) {
+  if (opts_.read_only) return read_only_refusal("snapshot delete");
   PBD_RETURN_IF_ERROR(validate_snapshot_name(name));
   FlushPipeline::UploadLock flush_lock(pipeline_);
   auto root = index_->find_root(name);
