@@ -446,10 +446,10 @@ cleanup_fn() {
   _cleanup_fns+=("$q")
 }
 
-_cleanup() {
-  local rc=$1 i m
-  set +e
-  trap - EXIT INT TERM ERR
+# _teardown: runs the cleanup_fns, undoes the mounts, loops and nbdfuses, and
+# kills the daemon (set +e first).
+_teardown() {
+  local i m
   for (( i=${#_cleanup_fns[@]}-1; i>=0; i-- )); do
     eval "${_cleanup_fns[$i]}" >/dev/null 2>&1
   done
@@ -466,6 +466,13 @@ _cleanup() {
     kill -9 "$PORTALBD_PID" 2>/dev/null
     wait "$PORTALBD_PID" 2>/dev/null
   fi
+}
+
+_cleanup() {
+  local rc=$1
+  set +e
+  trap - EXIT INT TERM ERR
+  _teardown
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
     if [ -s "$PORTALBD_LOG" ]; then
       echo "---- last 40 lines of the daemon log ($PORTALBD_LOG) ----"
@@ -483,6 +490,81 @@ _cleanup() {
     rm -rf --one-file-system "$TMP"
   fi
   exit "$rc"
+}
+
+# ---------------------------------------------------------------- concurrent scenarios
+
+# in_parallel NAME CMD [ARGS...]: runs CMD in the background, in a subshell
+# with a daemon of its own: TMP is $TMP/NAME, and PORT, NBD_SOCK, CTL_SOCK,
+# STATE_DIR and PORTALBD_LOG are fresh ones in it. Its cleanup_fns, mounts and
+# daemon are torn down when it exits. For a script's independent scenarios
+# (its file:// and s3:// halves, say) that mostly wait on timers: they overlap
+# instead of adding up. Output goes to $TMP/NAME.out until wait_parallel.
+_parallel_pids=()
+_parallel_names=()
+_parallel_ports=()
+in_parallel() {
+  local name=$1; shift
+  local port; port=$(pick_unused_port)
+  while [[ " $PORT ${_parallel_ports[*]} " == *" $port "* ]]; do port=$(pick_unused_port); done
+  _parallel_ports+=("$port")
+  mkdir "$TMP/$name"
+  # Its own process group (set -m), so that _parallel_stop ends whatever it
+  # is waiting for too, and its EXIT trap runs at once.
+  set -m
+  (
+    set +m
+    _cleanup_fns=(); _mounts=(); _loops=(); _fuse_mounts=(); _fuse_pids=()
+    _checks=0
+    TMP=$TMP/$name
+    PORT=$port STATE_DIR=$TMP/state NBD_SOCK=$TMP/nbd.sock CTL_SOCK=$TMP/ctl.sock
+    PORTALBD_LOG=$TMP/portalbd.log PORTALBD_PID=
+    trap '_parallel_exit $?' EXIT
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
+    "$@"
+  ) >"$TMP/$name.out" 2>&1 &
+  set +m
+  _parallel_pids+=("$!")
+  _parallel_names+=("$name")
+  cleanup_fn _parallel_stop "$!"
+}
+
+_parallel_exit() {  # RC: the EXIT trap of an in_parallel subshell
+  local rc=$1
+  set +e
+  trap - EXIT INT TERM ERR
+  _teardown
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -s "$PORTALBD_LOG" ]; then
+    echo "---- last 40 lines of the daemon log ($PORTALBD_LOG) ----"
+    tail -40 "$PORTALBD_LOG"
+    echo "----"
+  fi
+  exit "$rc"
+}
+
+_parallel_stop() {  # PID: at exit, ends an in_parallel subshell still running
+  kill -- "-$1" 2>/dev/null && wait "$1" 2>/dev/null
+}
+
+# wait_parallel: waits for every in_parallel scenario, shows each one's output
+# in the order they were started (its checks numbered on from this script's),
+# and fails naming those that failed. A scenario that skips (exit 77) says
+# why in its output and fails nothing.
+wait_parallel() {
+  local i rc name line failed=()
+  for i in "${!_parallel_pids[@]}"; do
+    rc=0
+    wait "${_parallel_pids[$i]}" || rc=$?
+    name=${_parallel_names[$i]}
+    log "---- $name (exit $rc) ----"
+    while IFS= read -r line; do
+      if [[ "$line" =~ ^ok\ [0-9]+\ -\ (.*)$ ]]; then ok "${BASH_REMATCH[1]}"; else echo "$line"; fi
+    done <"$TMP/$name.out"
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || failed+=("$name (exit $rc)")
+  done
+  _parallel_pids=(); _parallel_names=()
+  [ ${#failed[@]} -eq 0 ] || fail "concurrent scenario failed: ${failed[*]}"
 }
 
 # ---------------------------------------------------------------- setup

@@ -9,7 +9,8 @@
 # lease's requests (keys under lock/) are counted apart; an idle volume's
 # lease is renewed once per 20 minutes (writer_lease.h), so once its idle
 # renewal is made, an IDLE_S stretch passes with no request at all.
-# Runs on file://, then on s3:// (s3rver) when s3rver is installed.
+# Runs on file:// and, at the same time, on s3:// (s3rver) when s3rver is
+# installed.
 # Also checks that `portalctl status` shows the request counts.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/s3_lib.sh"
@@ -103,17 +104,23 @@ idle_check() {
   stop_portalbd
 }
 
-idle_check "file://$TMP/store"
+idle_check_s3() {
+  start_s3rver
+  export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
+  idle_check "s3://$S3_BUCKET/volumes/idle"
+}
+
+# The two halves mostly wait out the lease's renewals and the idle stretch:
+# they run at once, each with its own daemon (in_parallel).
+in_parallel file idle_check "file://$TMP/store"
 
 # s3:// as well, when s3rver is there (another build dir may have it).
 if [ ! -x "$S3RVER" ] && [ -x "$TOP/build/node/node_modules/.bin/s3rver" ]; then
   S3RVER=$TOP/build/node/node_modules/.bin/s3rver
 fi
 if [ -x "$S3RVER" ] && command -v node >/dev/null; then
-  start_s3rver
-  export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
-  STATE_DIR=$TMP/state-s3
-  idle_check "s3://$S3_BUCKET/volumes/idle"
+  in_parallel s3 idle_check_s3
 else
   log "SKIPPED the s3:// half: s3rver is not installed at $S3RVER (make deps)"
 fi
+wait_parallel
