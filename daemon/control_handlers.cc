@@ -12,6 +12,7 @@
 #include "daemon/prune.h"
 #include "nbd/server.h"
 #include "src/config/version.h"
+#include "src/engine/snapshot_reader.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 #include "src/store/counting_store.h"
@@ -153,6 +154,23 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
     (*out)["lease_requests"] = requests_json(ctx.requests->counts(CountingStore::kLease));
   }
   (*out)["counters"]["dirty_bytes"] = vs.dirty_bytes;  // the upload queue depth, in bytes
+  if (ctx.reader != nullptr) {
+    // A read-only snapshot reader (--serve-snapshot): no writer lease, and
+    // nothing it does writes to storage.
+    const SnapshotReaderStats rs = ctx.reader->stats();
+    (*out)["mode"] = "snapshot-reader";
+    (*out)["read_only"] = true;
+    (*out)["writer_lease"] = "none (read-only snapshot reader)";
+    (*out)["serving_snapshot"] = {{"name", rs.snapshot.name},
+                                  {"id", rs.snapshot.uuid},
+                                  {"created", rfc3339_utc(rs.snapshot.created_unix_ms)},
+                                  {"loads", rs.loads},
+                                  {"load_failures", rs.load_failures},
+                                  {"deleted_from_storage", rs.deleted}};
+  } else {
+    (*out)["mode"] = "writer";
+    (*out)["read_only"] = false;
+  }
   if (vs.journal) {
     // What losing this host's disk would cost now: the writes not yet in
     // storage (upload lag), and how full the journal is.
@@ -363,25 +381,42 @@ Status run_snapshot_prune(const ControlContext& ctx, const json& args, json* out
 struct Command {
   const char* name;
   Status (*run)(const ControlContext& ctx, const json& args, json* out, ctl::Progress& progress);
+  bool changes_volume;  // refused by a read-only snapshot reader
 };
 constexpr Command kCommands[] = {
-    {"status", run_status},
-    {"snapshot.create", run_snapshot_create},
-    {"snapshot.list", run_snapshot_list},
-    {"snapshot.show", run_snapshot_show},
-    {"snapshot.delete", run_snapshot_delete},
-    {"snapshot.restore", run_snapshot_restore},
-    {"gc", run_gc},
-    {"checkpoint", run_checkpoint},
-    {"snapshot.prune", run_snapshot_prune},
+    {"status", run_status, false},
+    {"snapshot.create", run_snapshot_create, true},
+    {"snapshot.list", run_snapshot_list, false},
+    {"snapshot.show", run_snapshot_show, false},
+    {"snapshot.delete", run_snapshot_delete, true},
+    {"snapshot.restore", run_snapshot_restore, true},
+    {"gc", run_gc, true},
+    {"checkpoint", run_checkpoint, true},
+    {"snapshot.prune", run_snapshot_prune, true},
 };
+
+// A snapshot reader runs a command on the volume of its current load,
+// held for the call (a reload may replace it meanwhile).
+Status run_on_reader(const Command& command, ControlContext ctx, const json& args, json* out, ctl::Progress& p) {
+  if (command.changes_volume) {
+    return Status::ReadOnly(std::string(command.name) + " refused: this portalbd serves snapshot '" +
+                            ctx.reader->snapshot_name() + "' of " + ctx.store->url() +
+                            " read-only (--serve-snapshot) and holds no writer lease; run it on the daemon that "
+                            "writes the volume");
+  }
+  const std::shared_ptr<Volume> volume = ctx.reader->volume();
+  if (!volume) return Status::Cancelled("the snapshot reader is closed");
+  ctx.volume = volume.get();
+  return command.run(ctx, args, out, p);
+}
 
 }  // namespace
 
 void register_control_handlers(ctl::ControlServer* server, ControlContext ctx) {
   for (const Command& command : kCommands) {
-    server->on_with_progress(command.name, [ctx, run = command.run](const json& args, json* out, ctl::Progress& p) {
-      return run(ctx, args, out, p);
+    server->on_with_progress(command.name, [ctx, command](const json& args, json* out, ctl::Progress& p) {
+      if (ctx.reader != nullptr) return run_on_reader(command, ctx, args, out, p);
+      return command.run(ctx, args, out, p);
     });
   }
 }

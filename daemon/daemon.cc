@@ -104,6 +104,7 @@ Status Daemon::start() {
   if (!sealed.ok()) return sealed.status();
   store_ = *sealed;
   if (store_ != requests_) logger->info("volume encryption on cipher=aes-256-gcm storage={}", log::quote(url));
+  if (!config_.serve_snapshot.empty()) return start_snapshot_reader();  // no lease, nothing written (daemon_reader.cc)
 
   // The lease comes before Volume::Open, and must: the new writer lists
   // storage only once it holds the volume, so any segment the previous
@@ -169,32 +170,8 @@ Status Daemon::start() {
   volume_ = *volume;
   exports_ = std::make_unique<VolumeExports>(config_.export_name, volume_);
 
-  nbd::ServerOptions so;
-  so.tcp_address = config_.nbd_address;
-  so.unix_path = config_.nbd_unix;
-  so.max_connections = static_cast<uint32_t>(config_.max_connections);  // at most 65536 (config_rules)
-  so.max_write_payload_bytes = config_.max_write_payload_bytes;
-  so.tls.mode = nbd::parse_tls_mode(config_.tls).value();  // checked by validate_config
-  so.tls.certificates_dir = config_.tls_certificates;
-  so.tls.verify_peer = config_.tls_verify_peer;
-  so.tls.psk_file = config_.tls_psk_file;
-  if (!config_.trace_file.empty()) {
-    auto trace = nbd::TraceRecorder::Open(config_.trace_file);
-    if (!trace.ok()) return trace.status();
-    trace_ = *trace;
-    so.trace = trace_;
-    logger->info("recording NBD requests to {}", config_.trace_file);
-  }
-  nbd_ = std::make_unique<nbd::Server>(*exports_, so);
-  PBD_RETURN_IF_ERROR(nbd_->start());
-
-  ctl::ControlServerOptions co;
-  co.idle_timeout_ms = static_cast<int>(config_.control_idle_timeout_ms);  // at most an hour (config_rules)
-  if (!config_.control_socket_group.empty()) {
-    co.group = config_.control_socket_group;  // an unknown group fails the start, naming it
-    co.mode = 0660;
-  }
-  control_ = std::make_unique<ctl::ControlServer>(config_.control_socket, co);
+  PBD_RETURN_IF_ERROR(start_nbd_server());
+  PBD_RETURN_IF_ERROR(make_control_server());
   register_control_handlers(control_.get(),
                             {&config_, volume_.get(), &requests_->inner(), requests_.get(), nbd_.get(), started_});
   PBD_RETURN_IF_ERROR(control_->start());
@@ -242,6 +219,39 @@ Status Daemon::start() {
   return Status::OK();
 }
 
+Status Daemon::start_nbd_server() {
+  nbd::ServerOptions so;
+  so.tcp_address = config_.nbd_address;
+  so.unix_path = config_.nbd_unix;
+  so.max_connections = static_cast<uint32_t>(config_.max_connections);  // at most 65536 (config_rules)
+  so.max_write_payload_bytes = config_.max_write_payload_bytes;
+  so.tls.mode = nbd::parse_tls_mode(config_.tls).value();  // checked by validate_config
+  so.tls.certificates_dir = config_.tls_certificates;
+  so.tls.verify_peer = config_.tls_verify_peer;
+  so.tls.psk_file = config_.tls_psk_file;
+  if (!config_.trace_file.empty()) {
+    auto trace = nbd::TraceRecorder::Open(config_.trace_file);
+    if (!trace.ok()) return trace.status();
+    trace_ = *trace;
+    so.trace = trace_;
+    log::get("portalbd")->info("recording NBD requests to {}", config_.trace_file);
+  }
+  nbd_ = std::make_unique<nbd::Server>(*exports_, so);
+  return nbd_->start();
+}
+
+// Made, not started: the caller registers its handlers first.
+Status Daemon::make_control_server() {
+  ctl::ControlServerOptions co;
+  co.idle_timeout_ms = static_cast<int>(config_.control_idle_timeout_ms);  // at most an hour (config_rules)
+  if (!config_.control_socket_group.empty()) {
+    co.group = config_.control_socket_group;  // an unknown group fails the start, naming it
+    co.mode = 0660;
+  }
+  control_ = std::make_unique<ctl::ControlServer>(config_.control_socket, co);
+  return Status::OK();
+}
+
 void Daemon::abandon() {
   if (metrics_) metrics_->stop();
   if (fuse_) fuse_->stop();
@@ -250,6 +260,7 @@ void Daemon::abandon() {
   if (nbd_) nbd_->stop();
   if (trace_) (void)trace_->close();
   if (volume_) (void)volume_->close();
+  if (reader_) reader_->close();
   release_lease();  // close() released it if its flush worked; once is enough
 }
 
@@ -278,6 +289,7 @@ Status Daemon::stop() {
   if (gc_) gc_->stop();
   Status st;
   if (volume_) st = volume_->close();
+  if (reader_) reader_->close();
   if (st.ok()) {
     logger->info("portalbd stopped cleanly");
   }

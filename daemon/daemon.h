@@ -4,6 +4,8 @@
 //
 // Start: state dir (made private, locked) -> store -> volume (replay) -> NBD
 //        listeners -> control socket -> GC -> metrics listener -> "portalbd started".
+//        With --serve-snapshot: store -> snapshot reader (no lease, nothing
+//        written) -> NBD listeners -> control socket (read-only commands).
 // Stop:  metrics listener -> control socket -> NBD server (stop accepting, finish in-flight
 //        requests) -> request trace closed -> volume close (final flush) -> exit status.
 //
@@ -22,10 +24,11 @@
 namespace portalbd {
 
 class Volume;
+class SnapshotReader;
 class ObjectStore;
 class CountingStore;
 class WriterLease;
-class VolumeExports;
+namespace nbd { class ExportProvider; }
 class BackgroundGc;
 class FuseMount;
 class MetricsServer;
@@ -47,6 +50,11 @@ class Daemon {
  private:
   Status lock_state_dir();
   void release_lease();
+  // --serve-snapshot: the rest of start() for a read-only snapshot reader
+  // (daemon_reader.cc): no lease, no GC, nothing written to storage.
+  Status start_snapshot_reader();
+  Status start_nbd_server();      // over exports_
+  Status make_control_server();  // makes control_; handlers, then start(), are the caller's
 
   const Config config_;
   UniqueFd state_lock_;
@@ -57,7 +65,8 @@ class Daemon {
   // a start that fails after the claim releases it (abandon()).
   std::shared_ptr<WriterLease> lease_;
   std::shared_ptr<Volume> volume_;
-  std::unique_ptr<VolumeExports> exports_;
+  std::shared_ptr<SnapshotReader> reader_;  // with --serve-snapshot, instead of volume_ and lease_
+  std::unique_ptr<nbd::ExportProvider> exports_;
   std::unique_ptr<nbd::Server> nbd_;
   std::shared_ptr<nbd::TraceRecorder> trace_;  // null unless nbd.trace_file is set
   std::unique_ptr<ctl::ControlServer> control_;

@@ -37,4 +37,16 @@ std::string VolumeExports::describe_export(const std::string& name) {
   return "read-only snapshot '" + snap + "' taken " + rfc3339_utc(info->created_unix_ms);
 }
 
+Result<std::shared_ptr<BlockDevice>> SnapshotReaderExports::open_export(const std::string& name) {
+  if (name == name_ || name == name_ + "@" + reader_->snapshot_name()) return std::shared_ptr<BlockDevice>(reader_);
+  return Status::NotFound("no export named '" + name + "' (this portalbd serves only snapshot '" +
+                          reader_->snapshot_name() + "', as '" + name_ + "')");
+}
+
+std::string SnapshotReaderExports::describe_export(const std::string& name) {
+  if (name != name_ && name != name_ + "@" + reader_->snapshot_name()) return {};
+  const SnapshotInfo info = reader_->stats().snapshot;
+  return "read-only snapshot '" + info.name + "' taken " + rfc3339_utc(info.created_unix_ms) + " (snapshot reader)";
+}
+
 }  // namespace portalbd

@@ -1,4 +1,5 @@
-// VolumeExports: the ExportProvider over one volume. The live volume is the
+// VolumeExports: the ExportProvider over one volume (SnapshotReaderExports:
+// over one snapshot a reader serves). The live volume is the
 // configured export name; every snapshot is also a read-only export named
 // "<export>@<snapshot>", listed by NBD_OPT_LIST with a description.
 // Thread-safety: safe from every connection thread (the Volume is).
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "nbd/export_provider.h"
+#include "src/engine/snapshot_reader.h"
 #include "src/engine/volume.h"
 
 namespace portalbd {
@@ -28,6 +30,24 @@ class VolumeExports final : public nbd::ExportProvider {
 
   const std::string name_;
   const std::shared_ptr<Volume> volume_;
+};
+
+// The ExportProvider of a snapshot reader (--serve-snapshot): the one
+// snapshot, read-only, under the configured export name and under
+// "<export>@<snapshot>" as a writer's daemon names it.
+class SnapshotReaderExports final : public nbd::ExportProvider {
+ public:
+  SnapshotReaderExports(std::string export_name, std::shared_ptr<SnapshotReader> reader)
+      : name_(std::move(export_name)), reader_(std::move(reader)) {}
+
+  std::vector<nbd::ExportInfo> list_exports() override { return {{name_, describe_export(name_)}}; }
+  std::string default_export() override { return name_; }
+  Result<std::shared_ptr<BlockDevice>> open_export(const std::string& name) override;
+  std::string describe_export(const std::string& name) override;
+
+ private:
+  const std::string name_;
+  const std::shared_ptr<SnapshotReader> reader_;
 };
 
 }  // namespace portalbd

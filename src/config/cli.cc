@@ -39,6 +39,8 @@ constexpr FlagSpec kFlags[] = {
     {"--socket-group", "nbd.socket_group", "GROUP", "let this group use portalctl (the socket becomes 0660)", false},
     {"--state-dir", "daemon.state_dir", "DIR", "index and local cache directory", true},
     {"--export-name", "nbd.export_name", "NAME", "NBD export name (snapshots are NAME@SNAPSHOT)", false},
+    {"--serve-snapshot", "nbd.serve_snapshot", "SNAPSHOT",
+     "serve only this snapshot, read-only, with no writer lease, beside the volume's writer", false},
     {"--trace", "nbd.trace_file", "FILE", "record every NBD request (no data) to FILE, for bench/nbd_replay", true},
     {"--metrics-address", "metrics.address", "HOST:PORT",
      "serve Prometheus metrics at http://HOST:PORT/metrics (loopback only; default off)", false},

@@ -105,6 +105,27 @@ TEST_SUITE("config.cli") {
     CHECK(cfg.max_connections == 7);
   }
 
+  TEST_CASE("--serve-snapshot: a snapshot name, and none of the options that would write to storage") {
+    Run r = run({"--serve-snapshot", "nightly-1"});
+    REQUIRE_MESSAGE(r.outcome.exit_code == -1, r.err);
+    CHECK(r.outcome.config.serve_snapshot == "nightly-1");
+    TempFile file("[nbd]\nserve_snapshot = \"fromfile\"\n");
+    CHECK(run({"-c", file.path()}).outcome.config.serve_snapshot == "fromfile");
+    for (const char* bad : {"a/b", "live", "x y"}) {
+      Run b = run({"--serve-snapshot", bad});
+      CHECK(b.outcome.exit_code == 2);
+      CHECK(b.err.find("--serve-snapshot") != std::string::npos);
+    }
+    for (std::vector<std::string> extra :
+         {std::vector<std::string>{"--take-over"}, {"--repair"}, {"--disk-size-gb", "2", "--grow"}}) {
+      std::vector<std::string> args{"--serve-snapshot", "s1"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      Run b = run(args);
+      CHECK(b.outcome.exit_code == 2);
+      CHECK(b.err.find("read-only") != std::string::npos);
+    }
+  }
+
   TEST_CASE("relative paths in flags become absolute") {
     Run r = run({"--state-dir", "rel/dir"});
     REQUIRE(r.outcome.exit_code == -1);

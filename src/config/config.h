@@ -49,6 +49,11 @@ struct Config {
   std::string control_socket;                    // [nbd] socket (the seed's name for it)
   std::string control_socket_group;              // [nbd] socket_group: that group may use it (0660); "" = 0600
   std::string export_name = "portalbd";
+  // [nbd] serve_snapshot / --serve-snapshot: serve this one snapshot of the
+  // volume read-only, without the writer lease and without writing to
+  // storage, beside the volume's writer (src/engine/snapshot_reader.h);
+  // "" = serve the volume itself, as its one writer.
+  std::string serve_snapshot;
   std::string trace_file;  // record every NBD request answered here (nbd/trace.h), "" = off
   uint64_t max_connections = 128;                  // NBD clients at once; one more is refused and logged
   uint64_t max_write_payload_bytes = 256ull << 20;  // WRITE data held in memory, all connections together

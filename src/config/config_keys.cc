@@ -77,6 +77,9 @@ std::vector<ConfigKey> build_table() {
                             "NBD unix socket path, \"\" for none"));
   keys.push_back(string_key("nbd.export_name", &Config::export_name, r::check_export_name,
                             "NBD export name; snapshots are <export>@<snapshot>"));
+  keys.push_back(string_key("nbd.serve_snapshot", &Config::serve_snapshot, r::check_serve_snapshot,
+                            "serve this snapshot of the volume read-only, without the writer lease and writing "
+                            "nothing to storage, beside the volume's writer; \"\": serve the volume itself"));
   keys.push_back(string_key("nbd.trace_file", &Config::trace_file, r::check_file_path,
                             "record every NBD request (no data) to this file, \"\" for none"));
   keys.push_back(uint_key("nbd.max_connections", &Config::max_connections, r::check_max_connections,

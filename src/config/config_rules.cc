@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <cctype>
+
 #include "src/config/config.h"
 
 namespace portalbd::config_rules {
@@ -90,6 +92,18 @@ Status check_export_name(const std::string& name) {
     // '@' separates the export from a snapshot in "<export>@<snapshot>".
     if (c == '@') return invalid("must not contain '@' (it names snapshots: <export>@<snapshot>)");
     if (c < 0x20 || c > 0x7e) return invalid("must be printable ASCII");
+  }
+  return Status::OK();
+}
+
+Status check_serve_snapshot(const std::string& name) {
+  if (name.empty()) return Status::OK();
+  if (name.size() > 128) return invalid("a snapshot name is at most 128 characters");
+  if (name == "live") return invalid("'live' is the volume itself, not a snapshot");
+  for (unsigned char c : name) {
+    if (!std::isalnum(c) && c != '.' && c != '_' && c != '-') {
+      return invalid("a snapshot name is made of [A-Za-z0-9._-]");
+    }
   }
   return Status::OK();
 }

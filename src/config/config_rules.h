@@ -42,6 +42,9 @@ Status check_metrics_address(const std::string& address);
 bool is_loopback_host(const std::string& host);
 Status check_unix_socket_path(const std::string& path);  // "" accepted
 Status check_export_name(const std::string& name);
+// "" or a snapshot name: 1-128 of [A-Za-z0-9._-], not "live" (the engine
+// checks it again when it opens the snapshot).
+Status check_serve_snapshot(const std::string& name);
 Status check_max_connections(uint64_t n);
 Status check_max_write_payload_bytes(uint64_t bytes);
 Status check_log_level(const std::string& level);

@@ -62,6 +62,19 @@ Status validate_config(const Config& cfg) {
   if (!cfg.encryption_key_file.empty() && !cfg.encryption_passphrase_file.empty()) {
     return Status::InvalidArgument("encryption.key_file and encryption.passphrase_file are both set: choose one");
   }
+  if (!cfg.serve_snapshot.empty()) {
+    // A snapshot reader never writes to storage (src/engine/snapshot_reader.h).
+    const char* conflict = cfg.take_over       ? "--take-over"
+                           : cfg.repair        ? "storage.repair (--repair)"
+                           : cfg.grow          ? "--grow"
+                           : cfg.disk_size_set ? "device.disk_size_gb (--disk-size-gb)"
+                                               : nullptr;
+    if (conflict != nullptr) {
+      return Status::InvalidArgument(std::string("nbd.serve_snapshot serves a snapshot read-only and writes nothing "
+                                                 "to storage: ") +
+                                     conflict + " does not go with it");
+    }
+  }
   if (cfg.control_socket.empty()) return Status::InvalidArgument("nbd.socket: the control socket path is empty");
   if (cfg.state_dir.empty()) return Status::InvalidArgument("daemon.state_dir is empty");
   if (!cfg.nbd_unix.empty() && cfg.nbd_unix == cfg.control_socket) {

@@ -9,6 +9,9 @@
 //   GarbageCollector (gc.h)        one GC pass, one method per step
 //   Checkpointer (checkpoint.h)    index checkpoints in storage, and restoring one
 //   LeaseKeeper (lease_keeper.h)   renews the writer lease on its own timer
+//   SnapshotReader (snapshot_reader.h)  one snapshot served read-only through
+//                                  a VolumeOptions::read_only volume, beside
+//                                  another process's writer
 //   Volume (this file)             the BlockDevice methods, open (volume_open.cc,
 //                                  volume_reconcile.cc, volume_damage.cc,
 //                                  volume_takeover.cc), snapshot create/restore/
