@@ -549,10 +549,10 @@ _parallel_stop() {  # PID: at exit, ends an in_parallel subshell still running
 
 # wait_parallel: waits for every in_parallel scenario, shows each one's output
 # in the order they were started (its checks numbered on from this script's),
-# and fails naming those that failed. A scenario that skips (exit 77) says
-# why in its output and fails nothing.
+# and fails naming those that failed. When none failed but one skipped (exit
+# 77, saying why in its output), the script skips.
 wait_parallel() {
-  local i rc name line failed=()
+  local i rc name line failed=() skipped=()
   for i in "${!_parallel_pids[@]}"; do
     rc=0
     wait "${_parallel_pids[$i]}" || rc=$?
@@ -561,10 +561,15 @@ wait_parallel() {
     while IFS= read -r line; do
       if [[ "$line" =~ ^ok\ [0-9]+\ -\ (.*)$ ]]; then ok "${BASH_REMATCH[1]}"; else echo "$line"; fi
     done <"$TMP/$name.out"
-    [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || failed+=("$name (exit $rc)")
+    case "$rc" in
+      0) ;;
+      77) skipped+=("$name") ;;
+      *) failed+=("$name (exit $rc)") ;;
+    esac
   done
   _parallel_pids=(); _parallel_names=()
   [ ${#failed[@]} -eq 0 ] || fail "concurrent scenario failed: ${failed[*]}"
+  [ ${#skipped[@]} -eq 0 ] || skip "concurrent scenario skipped: ${skipped[*]}"
 }
 
 # ---------------------------------------------------------------- setup

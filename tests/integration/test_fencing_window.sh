@@ -8,7 +8,7 @@
 # but never made durable), and it is never counted as acknowledged.
 #
 # Runs on s3rver (ignores conditional PUTs: fencing by the lease alone) and on
-# moto_server (enforces If-None-Match, as AWS S3 does).
+# moto_server (enforces If-None-Match, as AWS S3 does), both at once.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/s3_lib.sh"
 requires qemu-io nbdinfo curl
@@ -134,8 +134,16 @@ run_window() {  # NAME BACKEND_ENDPOINT
   unset AWS_ENDPOINT_URL
 }
 
+# The two stores' windows run at once, each with its own daemons (in_parallel).
+window_s3rver() {
+  start_s3rver
+  run_window s3rver "$S3_ENDPOINT"
+}
+window_moto() {
+  start_moto_server
+  run_window moto "$MOTO_ENDPOINT"
+}
 export AWS_REGION=us-east-1
-start_s3rver
-run_window s3rver "$S3_ENDPOINT"
-start_moto_server
-run_window moto "$MOTO_ENDPOINT"
+in_parallel s3rver window_s3rver
+in_parallel moto window_moto
+wait_parallel
