@@ -114,7 +114,9 @@ Result<std::shared_ptr<SnapshotReader::Load>> SnapshotReader::load() {
       std::this_thread::sleep_for(std::chrono::milliseconds(opts_.retry_delay_ms * attempt));
     }
   }
-  return Status(last.code(), "could not load snapshot '" + opts_.snapshot + "' from " + store_->url() + " in " +
+  // Not kNotFound, which says the snapshot (or the volume) is not there.
+  const Status::Code code = last.is(Status::Code::kNotFound) ? Status::Code::kIOError : last.code();
+  return Status(code, "could not load snapshot '" + opts_.snapshot + "' from " + store_->url() + " in " +
                                  std::to_string(opts_.open_attempts) + " attempts (storage kept changing under it, "
                                  "or is damaged): " + last.message());
 }

@@ -235,6 +235,7 @@ TEST_SUITE("engine.snapshot_reader") {
     auto always = SnapshotReader::Open(std::make_shared<VanishingCheckpoints>(store, 1000), opts);
     REQUIRE_FALSE(always.ok());
     CHECK(always.status().message().find("in 3 attempts") != std::string::npos);
+    CHECK_FALSE(always.status().is(Status::Code::kNotFound));  // kNotFound would say the snapshot is not there
     CHECK(always.status().message().find("checkpoints/") != std::string::npos);
     REQUIRE((*writer)->close().ok());
   }

@@ -306,7 +306,10 @@ Status Volume::replay_storage() {
       break;
     }
     if (!st.is(Status::Code::kCorruption)) return st.With(it->key);
-    if (it == records.rbegin()) {
+    // A reader (read_only) cannot tell a writer's cut-short PUT from a record
+    // whose chain the writer pruned while it read it: it refuses, and its
+    // caller loads again from a fresh listing (snapshot_reader.h).
+    if (it == records.rbegin() && !opts_.read_only) {
       // A root change PUTs its record before anything else happens to the
       // volume (R1 in volume_snapshot.cc): a torn record that is the newest
       // object in storage is the PUT a crash cut short (s3rver keeps the part
