@@ -18,6 +18,8 @@
 # The daemon runs with 1 MiB segments, a 200 ms flush interval, four uploads
 # at once and the smallest journal (two 64 MiB chunks, so the ring wraps).
 #
+# The stores run at once, each with its own daemon.
+#
 # Environment: SEED=N replays the writer's choices and kill times (printed at
 # the start and on failure); CRASHES=N, DISK_LOSSES=N per store (default 6
 # and 3); STORES="file s3".
@@ -116,24 +118,32 @@ run_loop() {  # NAME STORAGE_URL
   ok "$name: $CRASHES kill -9 restarts kept every answered FLUSH, $DISK_LOSSES starts from storage alone were prefixes (SEED=$SEED)"
 }
 
+run_file() {
+  check_status file "file://$TMP/file/status"
+  run_loop file "file://$TMP/file/loop"
+}
+
+run_s3() {
+  start_s3rver
+  export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
+  check_status s3 "s3://$S3_BUCKET/volumes/journal-status"
+  run_loop s3 "s3://$S3_BUCKET/volumes/journal-loop"
+}
+
+# The stores run at once, each with its own daemon (in_parallel).
 for store in $STORES; do
   case "$store" in
-    file)
-      check_status file "file://$TMP/file/status"
-      run_loop file "file://$TMP/file/loop"
-      ;;
+    file) in_parallel file run_file ;;
     s3)
       source "$(dirname "$0")/s3_lib.sh"
       if ! command -v node >/dev/null 2>&1 || ! [ -x "$S3RVER" ]; then
         echo "SKIP (s3:// half only): s3rver is not installed at $S3RVER (make deps with npm)"
         continue
       fi
-      start_s3rver
-      export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
-      check_status s3 "s3://$S3_BUCKET/volumes/journal-status"
-      run_loop s3 "s3://$S3_BUCKET/volumes/journal-loop"
+      in_parallel s3 run_s3
       ;;
     *) fail "unknown store '$store' in STORES" ;;
   esac
 done
+wait_parallel
 [ "$_checks" -gt 0 ] || skip "no store was tested (STORES='$STORES')"
