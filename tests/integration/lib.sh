@@ -535,6 +535,7 @@ _parallel_exit() {  # RC: the EXIT trap of an in_parallel subshell
   set +e
   trap - EXIT INT TERM ERR
   _teardown
+  echo "$_checks" >"$TMP/.checks"
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -s "$PORTALBD_LOG" ]; then
     echo "---- last 40 lines of the daemon log ($PORTALBD_LOG) ----"
     tail -40 "$PORTALBD_LOG"
@@ -548,19 +549,19 @@ _parallel_stop() {  # PID: at exit, ends an in_parallel subshell still running
 }
 
 # wait_parallel: waits for every in_parallel scenario, shows each one's output
-# in the order they were started (its checks numbered on from this script's),
-# and fails naming those that failed. When none failed but one skipped (exit
-# 77, saying why in its output), the script skips.
+# in the order they were started (each numbers its checks from 1; they count
+# toward the script's), and fails naming those that failed. When none failed
+# but one skipped (exit 77, saying why in its output), the script skips.
 wait_parallel() {
-  local i rc name line failed=() skipped=()
+  local i rc name n failed=() skipped=()
   for i in "${!_parallel_pids[@]}"; do
     rc=0
     wait "${_parallel_pids[$i]}" || rc=$?
     name=${_parallel_names[$i]}
     log "---- $name (exit $rc) ----"
-    while IFS= read -r line; do
-      if [[ "$line" =~ ^ok\ [0-9]+\ -\ (.*)$ ]]; then ok "${BASH_REMATCH[1]}"; else echo "$line"; fi
-    done <"$TMP/$name.out"
+    cat "$TMP/$name.out"
+    n=$(cat "$TMP/$name/.checks" 2>/dev/null || echo 0)
+    _checks=$((_checks + n))
     case "$rc" in
       0) ;;
       77) skipped+=("$name") ;;

@@ -9,7 +9,8 @@
 # Both run without the local journal (every answered FLUSH in storage, so the
 # fresh-state restarts must find it); "file-journal" runs file:// with it
 # (file://'s default): every answered FLUSH survives the kill -9 through the
-# journal, and clean stops are rebuilt from storage alone.
+# journal, and clean stops are rebuilt from storage alone. The s3:// loop
+# runs beside the file:// ones, each with its own daemon.
 #
 # Environment:
 #   SEED=N           replay a run (printed at the start and on failure)
@@ -62,20 +63,40 @@ run_loop() {  # NAME STORAGE_URL ITERATIONS [JOURNAL]
   ok "crash loop on $name: every restart consistent (SEED=$SEED)"
 }
 
+run_s3() {
+  start_s3rver
+  export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
+  run_loop s3 "s3://$S3_BUCKET/volumes/crash-loop" "$S3_ITERATIONS"
+}
+
+run_local() {  # STORE...: the file:// loops, one after the other
+  local store
+  for store in "$@"; do
+    case "$store" in
+      file) run_loop file "file://$TMP/file/data" "$ITERATIONS" off ;;
+      file-journal) run_loop file-journal "file://$TMP/file-journal/data" "$JOURNAL_ITERATIONS" on ;;
+    esac
+  done
+}
+
+# The s3:// loop, which mostly waits on s3rver, runs beside the file:// ones
+# (in_parallel: its own daemon and work dir). The file:// loops keep to one
+# at a time: each wants a core for its writers and daemon, and sharing one
+# would thin out the writes each iteration's kill interrupts.
+local_stores=()
 for store in $STORES; do
   case "$store" in
-    file) run_loop file "file://$TMP/file/data" "$ITERATIONS" off ;;
-    file-journal) run_loop file-journal "file://$TMP/file-journal/data" "$JOURNAL_ITERATIONS" on ;;
+    file | file-journal) local_stores+=("$store") ;;
     s3)
       source "$(dirname "$0")/s3_lib.sh"
       if ! command -v node >/dev/null 2>&1 || ! [ -x "$S3RVER" ]; then
         echo "SKIP (s3:// half only): s3rver is not installed at $S3RVER (make deps with npm); file:// ran"
         continue
       fi
-      start_s3rver
-      export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
-      run_loop s3 "s3://$S3_BUCKET/volumes/crash-loop" "$S3_ITERATIONS"
+      in_parallel s3 run_s3
       ;;
     *) fail "unknown store '$store' in STORES" ;;
   esac
 done
+[ ${#local_stores[@]} -eq 0 ] || in_parallel local run_local "${local_stores[@]}"
+wait_parallel
