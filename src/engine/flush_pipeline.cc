@@ -207,16 +207,24 @@ Status FlushPipeline::put_segment(Sealed& sealed) {
   PBD_RETURN_IF_ERROR(store_segment(segment_key(sealed.seq), sealed.object));
   if (stored_hook_) stored_hook_(sealed.seq, *sealed.object, sealed.footer->frames);
   // Stored: this buffer needs the bytes no more (U3, U5). Their memory goes
-  // to the next segment to encode, if one waits and no store kept the object
-  // (a memory:// store shares it, put_shared).
+  // to the next segment to encode, if one is coming and no store kept the
+  // object (a memory:// store shares it, put_shared).
+  // Kept while another segment waits to upload or is half full in the
+  // active buffer (a sequential writer fills the next one as this one
+  // uploads); else freed. The store's own spares (an encrypting store's
+  // sealed copies) follow the same rule.
   std::shared_ptr<std::vector<std::byte>> object = std::move(sealed.object);
-  if (object.use_count() == 1) {
+  bool more_coming;
+  {
     MutexLock lock(&layers_.mu());
-    const bool more_waiting = std::any_of(sealing_.begin(), sealing_.end(), [](const std::shared_ptr<Sealed>& s) {
-      return s->stage == Stage::kSealed;
-    });
-    if (more_waiting && object->capacity() > spare_object_.capacity()) spare_object_ = std::move(*object);
+    more_coming = active_bytes_ >= opts_.segment_bytes / 2 ||
+                  std::any_of(sealing_.begin(), sealing_.end(),
+                              [](const std::shared_ptr<Sealed>& s) { return s->stage == Stage::kSealed; });
+    if (more_coming && object.use_count() == 1 && object->capacity() > spare_object_.capacity()) {
+      spare_object_ = std::move(*object);
+    }
   }
+  if (!more_coming) store_->release_spare_memory();
   return Status::OK();
 }
 

@@ -25,6 +25,18 @@ Status failed(const char* what) { return Status::IOError(std::string("OpenSSL ")
 const unsigned char* u8(const std::byte* p) { return reinterpret_cast<const unsigned char*>(p); }
 unsigned char* u8(std::byte* p) { return reinterpret_cast<unsigned char*>(p); }
 
+// The cipher, fetched from the default provider once: OpenSSL 3 looks it up
+// again at every init given EVP_aes_256_gcm(), and a 64 MiB object is 1024
+// chunks, each its own init. Falls back to the built-in table where the
+// fetch fails.
+const EVP_CIPHER* aes_256_gcm() {
+  static const EVP_CIPHER* const cipher = [] {
+    const EVP_CIPHER* fetched = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+    return fetched != nullptr ? fetched : EVP_aes_256_gcm();
+  }();
+  return cipher;
+}
+
 }  // namespace
 
 Result<Key> hkdf(std::span<const unsigned char> ikm, std::span<const unsigned char> salt, const std::string& info) {
@@ -61,30 +73,38 @@ Status random_bytes(std::span<unsigned char> out) {
   return Status::OK();
 }
 
-Status seal(const Key& key, const Nonce& nonce, std::span<const unsigned char> aad,
-            std::span<const std::byte> plaintext, std::vector<std::byte>* out) {
+Status seal_into(const Key& key, const Nonce& nonce, std::span<const unsigned char> aad,
+                 std::span<const std::byte> plaintext, std::span<std::byte> out) {
+  if (out.size() != plaintext.size() + kTagBytes) return Status::InvalidArgument("AES-GCM seal: wrong output size");
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   int len = 0;
-  if (ctx == nullptr || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1 ||
+  if (ctx == nullptr || EVP_EncryptInit_ex(ctx.get(), aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1) {
     return failed("AES-GCM seal");
   }
-  const size_t at = out->size();
-  out->resize(at + plaintext.size() + kTagBytes);
   int total = 0;
   if (!plaintext.empty()) {
-    if (EVP_EncryptUpdate(ctx.get(), u8(out->data() + at), &len, u8(plaintext.data()),
-                          static_cast<int>(plaintext.size())) != 1) {
+    if (EVP_EncryptUpdate(ctx.get(), u8(out.data()), &len, u8(plaintext.data()), static_cast<int>(plaintext.size())) !=
+        1) {
       return failed("AES-GCM seal");
     }
     total = len;
   }
-  if (EVP_EncryptFinal_ex(ctx.get(), u8(out->data() + at + total), &len) != 1 ||
+  if (EVP_EncryptFinal_ex(ctx.get(), u8(out.data() + total), &len) != 1 ||
       static_cast<size_t>(total + len) != plaintext.size() ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, out->data() + at + plaintext.size()) != 1) {
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, out.data() + plaintext.size()) != 1) {
     return failed("AES-GCM seal");
   }
   return Status::OK();
+}
+
+Status seal(const Key& key, const Nonce& nonce, std::span<const unsigned char> aad,
+            std::span<const std::byte> plaintext, std::vector<std::byte>* out) {
+  const size_t at = out->size();
+  out->resize(at + plaintext.size() + kTagBytes);
+  Status st = seal_into(key, nonce, aad, plaintext, std::span<std::byte>(*out).subspan(at));
+  if (!st.ok()) out->resize(at);
+  return st;
 }
 
 Status open(const Key& key, const Nonce& nonce, std::span<const unsigned char> aad, std::span<const std::byte> sealed,
@@ -93,7 +113,7 @@ Status open(const Key& key, const Nonce& nonce, std::span<const unsigned char> a
   const size_t text_bytes = sealed.size() - kTagBytes;
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   int len = 0;
-  if (ctx == nullptr || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1 ||
+  if (ctx == nullptr || EVP_DecryptInit_ex(ctx.get(), aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1 ||
       EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1) {
     return failed("AES-GCM open");
   }

@@ -41,6 +41,10 @@ Status random_bytes(std::span<unsigned char> out);
 // REQUIRES: a (key, nonce) pair is never used twice.
 Status seal(const Key& key, const Nonce& nonce, std::span<const unsigned char> aad,
             std::span<const std::byte> plaintext, std::vector<std::byte>* out);
+// The same into `out`, which is exactly plaintext.size() + kTagBytes long
+// (kInvalidArgument otherwise): no allocation, nothing zero-filled first.
+Status seal_into(const Key& key, const Nonce& nonce, std::span<const unsigned char> aad,
+                 std::span<const std::byte> plaintext, std::span<std::byte> out);
 
 // Opens ciphertext-and-tag `sealed` (at least kTagBytes): appends the
 // plaintext to *out, or returns kCorruption (nothing appended) when the tag

@@ -78,6 +78,7 @@ class CountingStore final : public ObjectStore {
   std::string url() const override { return inner_->url(); }
   bool persistent() const override { return inner_->persistent(); }
   std::optional<StoreMetrics> metrics() const override { return inner_->metrics(); }
+  void release_spare_memory() override { inner_->release_spare_memory(); }
 
   ObjectStore& inner() { return *inner_; }
 

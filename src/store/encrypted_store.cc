@@ -64,8 +64,8 @@ uint64_t EncryptedStore::stored_size(uint64_t plaintext_bytes) {
   return plaintext_bytes + chunks * kChunkOverhead;
 }
 
-Result<std::vector<std::byte>> EncryptedStore::seal_object(const std::string& key,
-                                                           std::span<const std::byte> plaintext) const {
+Status EncryptedStore::seal_object(const std::string& key, std::span<const std::byte> plaintext,
+                                   std::vector<std::byte>* out) const {
   // A fresh random salt gives every object (every put, even of the same key)
   // its own key, so the chunk index alone is a unique nonce under it.
   std::array<unsigned char, kSaltBytes> salt;
@@ -73,16 +73,53 @@ Result<std::vector<std::byte>> EncryptedStore::seal_object(const std::string& ke
   auto object_key = aead::hkdf(data_key_, salt, kObjectKeyInfo);
   if (!object_key.ok()) return object_key.status();
   const uint64_t chunks = std::max<uint64_t>(1, (plaintext.size() + kChunkBytes - 1) / kChunkBytes);
-  std::vector<std::byte> out;
-  out.reserve(stored_size(plaintext.size()));
+  out->resize(stored_size(plaintext.size()));  // a reused buffer: no fresh pages, nothing zero-filled
+  const auto* s = reinterpret_cast<const std::byte*>(salt.data());
   for (uint64_t i = 0; i < chunks; ++i) {
     const uint64_t at = i * kChunkBytes;
     const auto piece = plaintext.subspan(at, std::min<uint64_t>(kChunkBytes, plaintext.size() - at));
-    const auto* s = reinterpret_cast<const std::byte*>(salt.data());
-    out.insert(out.end(), s, s + salt.size());
-    PBD_RETURN_IF_ERROR(aead::seal(*object_key, nonce_for(i), aad_for(key, i, i + 1 == chunks), piece, &out));
+    std::byte* chunk = out->data() + i * kStoredChunk;
+    std::memcpy(chunk, s, kSaltBytes);
+    PBD_RETURN_IF_ERROR(aead::seal_into(*object_key, nonce_for(i), aad_for(key, i, i + 1 == chunks), piece,
+                                        {chunk + kSaltBytes, piece.size() + aead::kTagBytes}));
   }
-  return out;
+  return Status::OK();
+}
+
+std::vector<std::byte> EncryptedStore::take_buffer() {
+  MutexLock lock(&spare_mu_);
+  if (spare_.empty()) return {};
+  std::vector<std::byte> buffer = std::move(spare_.back());
+  spare_.pop_back();
+  return buffer;
+}
+
+void EncryptedStore::give_back(std::vector<std::byte> buffer) {
+  if (buffer.capacity() < kMinSpareBytes) return;
+  MutexLock lock(&spare_mu_);
+  if (spare_.size() < kMaxSpareBuffers) spare_.push_back(std::move(buffer));
+}
+
+void EncryptedStore::release_spare_memory() {
+  std::vector<std::vector<std::byte>> dropped;
+  {
+    MutexLock lock(&spare_mu_);
+    dropped.swap(spare_);
+  }
+  inner_->release_spare_memory();
+}
+
+size_t EncryptedStore::spare_buffers() const {
+  MutexLock lock(&spare_mu_);
+  return spare_.size();
+}
+
+Status EncryptedStore::put_sealed(const std::string& key, std::span<const std::byte> plaintext, bool if_absent) {
+  std::vector<std::byte> sealed = take_buffer();
+  Status st = seal_object(key, plaintext, &sealed);
+  if (st.ok()) st = if_absent ? inner_->put_if_absent(key, sealed) : inner_->put(key, sealed);
+  give_back(std::move(sealed));
+  return st;
 }
 
 // Stored chunks are kStoredChunk bytes each but the object's last, which is
@@ -137,9 +174,7 @@ Status EncryptedStore::put(const std::string& key, std::span<const std::byte> da
     return inner_->put(key, *stamped);
   }
   if (passes_through(key)) return inner_->put(key, data);
-  auto sealed = seal_object(key, data);
-  if (!sealed.ok()) return sealed.status();
-  return inner_->put(key, *sealed);
+  return put_sealed(key, data, /*if_absent=*/false);
 }
 
 Status EncryptedStore::put_if_absent(const std::string& key, std::span<const std::byte> data) {
@@ -149,16 +184,16 @@ Status EncryptedStore::put_if_absent(const std::string& key, std::span<const std
     return inner_->put_if_absent(key, *stamped);
   }
   if (passes_through(key)) return inner_->put_if_absent(key, data);
-  auto sealed = seal_object(key, data);
-  if (!sealed.ok()) return sealed.status();
-  return inner_->put_if_absent(key, *sealed);
+  return put_sealed(key, data, /*if_absent=*/true);
 }
 
 Status EncryptedStore::put_shared(const std::string& key, std::shared_ptr<const std::vector<std::byte>> data) {
   if (passes_through(key)) return put(key, *data);
-  auto sealed = seal_object(key, *data);
-  if (!sealed.ok()) return sealed.status();
-  return inner_->put_shared(key, std::make_shared<const std::vector<std::byte>>(std::move(*sealed)));
+  // The inner store may keep what it is given (memory://): a buffer of its
+  // own, never one from the spares.
+  std::vector<std::byte> sealed;
+  PBD_RETURN_IF_ERROR(seal_object(key, *data, &sealed));
+  return inner_->put_shared(key, std::make_shared<const std::vector<std::byte>>(std::move(sealed)));
 }
 
 Status EncryptedStore::get_range(const std::string& key, uint64_t offset, uint64_t length,

@@ -33,15 +33,25 @@
 // A chunk that fails authentication, or an object cut short, is kCorruption
 // naming the object's key, like a checksum failure.
 //
-// Ownership: holds a shared_ptr to the inner store and a copy of the key.
-// Thread-safety: every method is safe to call concurrently (no mutable state).
+// Memory: sealing needs a second buffer the size of the object (64 MiB for a
+// segment). Fresh buffers that size come from the kernel page by page, each
+// page zeroed first, which cost more than the AES itself, so up to
+// kMaxSpareBuffers sealed buffers are kept for the next put until the write
+// path says its uploads have run out of work (release_spare_memory()).
+//
+// Ownership: holds a shared_ptr to the inner store, a copy of the key and the
+// spare buffers.
+// Thread-safety: every method is safe to call concurrently (the spares are
+// under spare_mu_).
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "src/store/aead.h"
 #include "src/store/object_store.h"
+#include "src/util/mutex.h"
 
 namespace portalbd {
 
@@ -82,10 +92,24 @@ class EncryptedStore final : public ObjectStore {
   std::string url() const override { return inner_->url(); }
   bool persistent() const override { return inner_->persistent(); }
   std::optional<StoreMetrics> metrics() const override { return inner_->metrics(); }
+  void release_spare_memory() override EXCLUDES(spare_mu_);
+  // How many sealed buffers are kept for the next put (tests).
+  size_t spare_buffers() const EXCLUDES(spare_mu_);
 
  private:
-  // The stored form of `plaintext` under `key`.
-  Result<std::vector<std::byte>> seal_object(const std::string& key, std::span<const std::byte> plaintext) const;
+  // Spares: as many as uploads run at once on s3:// by default; only
+  // buffers worth keeping (segments, not roots records).
+  static constexpr size_t kMaxSpareBuffers = 4;
+  static constexpr size_t kMinSpareBytes = 1 << 20;
+
+  // The stored form of `plaintext` under `key`, into *out (resized; its
+  // capacity is reused).
+  Status seal_object(const std::string& key, std::span<const std::byte> plaintext, std::vector<std::byte>* out) const;
+  // Seals into a spare buffer (or a new one), puts it, keeps the buffer.
+  Status put_sealed(const std::string& key, std::span<const std::byte> plaintext, bool if_absent)
+      EXCLUDES(spare_mu_);
+  std::vector<std::byte> take_buffer() EXCLUDES(spare_mu_);
+  void give_back(std::vector<std::byte> buffer) EXCLUDES(spare_mu_);
   // Opens at most `max_chunks` of the stored chunks in `stored`, the first
   // being chunk `first_chunk` of `key`, and appends their plaintext. A chunk
   // that ends `stored` is opened as the object's last.
@@ -97,6 +121,8 @@ class EncryptedStore final : public ObjectStore {
   const std::shared_ptr<ObjectStore> inner_;
   const aead::Key data_key_;
   const std::string manifest_member_;
+  mutable Mutex spare_mu_;
+  std::vector<std::vector<std::byte>> spare_ GUARDED_BY(spare_mu_);
 };
 
 }  // namespace portalbd

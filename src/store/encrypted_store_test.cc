@@ -106,6 +106,33 @@ TEST_CASE("store: EncryptedStore stores no plaintext, and a second put of the sa
   CHECK(f.enc.get_shared("segments/a") == nullptr);
 }
 
+TEST_CASE("store: EncryptedStore reuses its sealed buffers across puts of any size, and frees them when told") {
+  Fixture f;
+  // Large, small, large again, each into a reused buffer: every stored
+  // object must be exactly its own sealed size (no tail of the previous one)
+  // and open to its own bytes.
+  const std::vector<uint64_t> sizes = {24 * C + 5, 17 * C + 1, 24 * C, 18 * C + 17};  // each above 1 MiB
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const auto data = pattern(sizes[i], static_cast<uint32_t>(40 + i));
+    const std::string key = "segments/" + std::to_string(i);
+    const Status st = i % 2 == 0 ? f.enc.put(key, data) : f.enc.put_if_absent(key, data);
+    REQUIRE(st.ok());
+    CHECK(f.raw(key).size() == EncryptedStore::stored_size(sizes[i]));
+    CHECK(f.enc.spare_buffers() == 1);  // the one buffer, back after each put
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::vector<std::byte> back;
+    REQUIRE(f.enc.get("segments/" + std::to_string(i), &back).ok());
+    CHECK(back == pattern(sizes[i], static_cast<uint32_t>(40 + i)));
+  }
+  // Small objects (roots records, checkpoints of a small volume) keep nothing.
+  EncryptedStore fresh{f.mem, key_of(7), R"({"format":1})"};
+  REQUIRE(fresh.put("roots/1", bytes("small")).ok());
+  CHECK(fresh.spare_buffers() == 0);
+  f.enc.release_spare_memory();
+  CHECK(f.enc.spare_buffers() == 0);
+}
+
 TEST_CASE("store: EncryptedStore reports a flipped bit in any chunk as corruption naming the object") {
   Fixture f;
   const auto data = pattern(3 * C + 100, 1);

@@ -97,6 +97,10 @@ class ObjectStore {
   // Decorators forward their inner store's, so callers need not know which
   // store they hold.
   virtual std::optional<StoreMetrics> metrics() const { return std::nullopt; }
+  // Frees memory the store keeps between puts for the next one (a sealing
+  // store's buffers). The write path calls it when its uploads run out of
+  // work, as it drops its own spare. Decorators forward it.
+  virtual void release_spare_memory() {}
 };
 
 // Opens the store a URL names: memory://, file:///abs/path (or file://rel/path),
