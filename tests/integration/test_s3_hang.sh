@@ -2,7 +2,7 @@
 # Timeouts that hold (issue 21): the daemon on s3:// (s3rver) with the store
 # hung, not down: s3rver is SIGSTOPped, so connections are accepted by the
 # kernel and nothing is ever answered. Without the local journal a FLUSH goes
-# to storage, and it must get EIO within lsm.flush_timeout_ms (5 s here) plus
+# to storage, and it must get EIO within lsm.flush_timeout_ms (3 s here) plus
 # a few seconds, however the S3 retry loop is doing (before: 8 attempts of
 # curl's 30 s low-speed limit, about 11.5 minutes). Meanwhile status says
 # storage is failing, buffered writes still read back, and a read of data
@@ -22,7 +22,7 @@ cleanup_fn kill -CONT "$S3RVER_PID"
 export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
 unset PORTALBD_S3_MAX_ATTEMPTS
 STORAGE="s3://$S3_BUCKET/volumes/hang"
-TIMEOUT_MS=5000
+TIMEOUT_MS=3000
 DAEMON_ARGS=(--storage "$STORAGE" --disk-size-gb 1 --journal off --flush-timeout-ms "$TIMEOUT_MS" --gc-interval-s 0)
 start_portalbd "${DAEMON_ARGS[@]}"
 
