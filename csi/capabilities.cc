@@ -16,12 +16,29 @@ std::string unsupported_reason(const VolumeCapability& cap) {
   switch (cap.access_mode().mode()) {
     case VolumeCapability::AccessMode::SINGLE_NODE_WRITER:
     case VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY:
+    case VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY:
       return "";
     default:
       return "access mode " + VolumeCapability::AccessMode::Mode_Name(cap.access_mode().mode()) +
-             " is not supported: a portalbd volume is served by one daemon on one node "
-             "(SINGLE_NODE_WRITER or SINGLE_NODE_READER_ONLY)";
+             " is not supported: a portalbd volume is written by one daemon on one node "
+             "(SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY, or MULTI_NODE_READER_ONLY for a volume "
+             "made from a snapshot)";
   }
+}
+
+std::string unsupported_reason_for(const VolumeCapability& cap, bool snapshot_reader, const std::string& volume_id) {
+  if (std::string why = unsupported_reason(cap); !why.empty()) return why;
+  const auto mode = cap.access_mode().mode();
+  if (snapshot_reader && !is_read_only_mode(cap)) {
+    return "volume " + volume_id + " is a read-only view of a snapshot: access mode " +
+           VolumeCapability::AccessMode::Mode_Name(mode) +
+           " would write it (SINGLE_NODE_READER_ONLY or MULTI_NODE_READER_ONLY only)";
+  }
+  if (!snapshot_reader && mode == VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY) {
+    return "volume " + volume_id + " is writable: " + kMultiReaderNeedsSnapshot +
+           " (CreateVolume with MULTI_NODE_READER_ONLY and a snapshot as volume_content_source)";
+  }
+  return "";
 }
 
 std::string fs_type_of(const VolumeCapability& cap) {
@@ -30,7 +47,8 @@ std::string fs_type_of(const VolumeCapability& cap) {
 }
 
 bool is_read_only_mode(const VolumeCapability& cap) {
-  return cap.access_mode().mode() == VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY;
+  return cap.access_mode().mode() == VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY ||
+         cap.access_mode().mode() == VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY;
 }
 
 std::map<std::string, std::string> store_settings(const google::protobuf::Map<std::string, std::string>& secrets) {

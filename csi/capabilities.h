@@ -2,8 +2,11 @@
 // status codes. Shared by the controller and node services.
 //
 // Access modes: SINGLE_NODE_WRITER and SINGLE_NODE_READER_ONLY (one daemon,
-// on one node, is the volume's only writer: DESIGN invariant 6). Access
-// types: mount (fs_type ext4, the default, or xfs) and raw block.
+// on one node, is the volume's only writer: DESIGN invariant 6), and
+// MULTI_NODE_READER_ONLY for a snapshot reader volume only (CreateVolume
+// from a snapshot, no copy: every node runs `portalbd --serve-snapshot`,
+// which takes no lease and writes nothing). Access types: mount (fs_type
+// ext4, the default, or xfs) and raw block.
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -24,10 +27,24 @@ inline constexpr uint64_t kCsiBlockBytes = 4096;
 inline constexpr uint64_t kDefaultCapacityBytes = 1ull << 30;
 inline constexpr uint64_t kMaxCapacityBytes = 1ull << 60;  // 1 EiB, the daemon's limit
 
-// "" when the capability is one this driver serves, else why not.
+// "" when the capability is one this driver serves for some volume, else why
+// not. MULTI_NODE_READER_ONLY passes: only a snapshot reader volume serves
+// it, which unsupported_reason_for() checks once the volume is known.
 std::string unsupported_reason(const ::csi::v1::VolumeCapability& cap);
+// "" when volume `volume_id` serves the capability: a snapshot reader volume
+// (VolumeRecord::snapshot_reader) no writer access mode, any other volume
+// not MULTI_NODE_READER_ONLY. Else why not, naming the volume.
+std::string unsupported_reason_for(const ::csi::v1::VolumeCapability& cap, bool snapshot_reader,
+                                   const std::string& volume_id);
+// volume_context keys CreateVolume hands the node: where the volume's
+// storage is, and for a snapshot reader volume the engine snapshot it serves.
+inline constexpr const char* kStorageUrlContext = "storageUrl";
+inline constexpr const char* kReaderSnapshotContext = "readerSnapshot";
+inline constexpr const char* kMultiReaderNeedsSnapshot =
+    "a read-only volume many nodes share must come from a snapshot";
 // The filesystem a mount capability asks for ("ext4" when unset).
 std::string fs_type_of(const ::csi::v1::VolumeCapability& cap);
+// SINGLE_NODE_READER_ONLY or MULTI_NODE_READER_ONLY.
 bool is_read_only_mode(const ::csi::v1::VolumeCapability& cap);
 
 // The storage settings a call's CSI secrets carry: the AWS_* names the S3

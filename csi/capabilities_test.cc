@@ -42,7 +42,7 @@ TEST_CASE("csi capabilities: mount ext4/xfs and raw block, single-node modes, ar
 TEST_CASE("csi capabilities: other filesystems, multi-node modes and incomplete capabilities are refused") {
   const std::string btrfs = unsupported_reason(mount_cap("btrfs", Mode::SINGLE_NODE_WRITER));
   CHECK(btrfs.find("'btrfs'") != std::string::npos);
-  for (auto mode : {Mode::MULTI_NODE_MULTI_WRITER, Mode::MULTI_NODE_READER_ONLY, Mode::MULTI_NODE_SINGLE_WRITER,
+  for (auto mode : {Mode::MULTI_NODE_MULTI_WRITER, Mode::MULTI_NODE_SINGLE_WRITER, Mode::SINGLE_NODE_MULTI_WRITER,
                     Mode::UNKNOWN}) {
     CAPTURE(Mode::Mode_Name(mode));
     const std::string why = unsupported_reason(block_cap(mode));
@@ -57,12 +57,37 @@ TEST_CASE("csi capabilities: other filesystems, multi-node modes and incomplete 
   CHECK(unsupported_reason(no_mode).find("no access mode") != std::string::npos);
 }
 
-TEST_CASE("csi capabilities: fs_type defaults to ext4; read-only is SINGLE_NODE_READER_ONLY only") {
+TEST_CASE("csi capabilities: MULTI_NODE_READER_ONLY only for snapshot reader volumes, which refuse writers") {
+  CHECK(unsupported_reason(mount_cap("ext4", Mode::MULTI_NODE_READER_ONLY)) == "");
+  CHECK(unsupported_reason(block_cap(Mode::MULTI_NODE_READER_ONLY)) == "");
+  // A writable volume: its writer is one daemon, so no node may share it.
+  const std::string writable = unsupported_reason_for(mount_cap("ext4", Mode::MULTI_NODE_READER_ONLY), false, "v-1");
+  CHECK(writable.find(kMultiReaderNeedsSnapshot) != std::string::npos);
+  CHECK(writable.find("v-1") != std::string::npos);
+  CHECK(unsupported_reason_for(mount_cap("ext4", Mode::SINGLE_NODE_WRITER), false, "v-1") == "");
+  CHECK(unsupported_reason_for(mount_cap("ext4", Mode::SINGLE_NODE_READER_ONLY), false, "v-1") == "");
+  // A snapshot reader: read-only modes only, whatever the access type.
+  CHECK(unsupported_reason_for(mount_cap("xfs", Mode::MULTI_NODE_READER_ONLY), true, "r-1") == "");
+  CHECK(unsupported_reason_for(block_cap(Mode::SINGLE_NODE_READER_ONLY), true, "r-1") == "");
+  for (auto cap : {mount_cap("ext4", Mode::SINGLE_NODE_WRITER), block_cap(Mode::SINGLE_NODE_WRITER)}) {
+    const std::string why = unsupported_reason_for(cap, true, "r-1");
+    CHECK(why.find("r-1 is a read-only view of a snapshot") != std::string::npos);
+    CHECK(why.find("SINGLE_NODE_WRITER") != std::string::npos);
+  }
+  // What any volume refuses stays refused, with the general reason.
+  CHECK(unsupported_reason_for(mount_cap("btrfs", Mode::MULTI_NODE_READER_ONLY), true, "r-1").find("'btrfs'") !=
+        std::string::npos);
+  CHECK(unsupported_reason_for(block_cap(Mode::MULTI_NODE_MULTI_WRITER), true, "r-1").find("MULTI_NODE_MULTI_WRITER") !=
+        std::string::npos);
+}
+
+TEST_CASE("csi capabilities: fs_type defaults to ext4; read-only is the two READER_ONLY modes") {
   CHECK(fs_type_of(mount_cap("", Mode::SINGLE_NODE_WRITER)) == "ext4");
   CHECK(fs_type_of(mount_cap("xfs", Mode::SINGLE_NODE_WRITER)) == "xfs");
   CHECK(fs_type_of(block_cap(Mode::SINGLE_NODE_WRITER)) == "ext4");
   CHECK(is_read_only_mode(mount_cap("ext4", Mode::SINGLE_NODE_READER_ONLY)));
   CHECK(is_read_only_mode(block_cap(Mode::SINGLE_NODE_READER_ONLY)));
+  CHECK(is_read_only_mode(mount_cap("ext4", Mode::MULTI_NODE_READER_ONLY)));
   CHECK_FALSE(is_read_only_mode(mount_cap("ext4", Mode::SINGLE_NODE_WRITER)));
   CHECK_FALSE(is_read_only_mode(VolumeCapability()));
 }

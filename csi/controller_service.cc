@@ -21,7 +21,6 @@ using grpc::StatusCode;
 namespace {
 
 constexpr const char* kStorageUrlParam = "storageUrl";
-constexpr const char* kStorageUrlContext = "storageUrl";
 
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -89,6 +88,10 @@ void ControllerService::fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* 
   out->set_volume_id(rec.id);
   out->set_capacity_bytes(static_cast<int64_t>(rec.capacity_bytes));
   (*out->mutable_volume_context())[kStorageUrlContext] = rec.storage_url;
+  std::string snap_volume, engine_name;
+  if (rec.snapshot_reader && split_snapshot_id(rec.source_snapshot_id, &snap_volume, &engine_name)) {
+    (*out->mutable_volume_context())[kReaderSnapshotContext] = engine_name;
+  }
   if (!rec.source_snapshot_id.empty()) {
     out->mutable_content_source()->mutable_snapshot()->set_snapshot_id(rec.source_snapshot_id);
   } else if (!rec.source_volume_id.empty()) {
@@ -116,6 +119,14 @@ Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeCont
     }
     CSI_ASSIGN_OR_RETURN(auto src_rec, registry_.volume(src_volume_id));
     if (!src_rec) return Status::NotFound("no volume " + src_volume_id);
+    if (src_rec->snapshot_reader) {  // a clone of a snapshot reader volume: a copy of its snapshot
+      if (!split_snapshot_id(src_rec->source_snapshot_id, &src_volume_id, &engine_name)) {
+        return Status::Corruption("snapshot reader volume " + src_rec->id + " names no snapshot");
+      }
+      temporary = false;
+      CSI_ASSIGN_OR_RETURN(src_rec, registry_.volume(src_volume_id));
+      if (!src_rec) return Status::NotFound("no volume " + src_volume_id);
+    }
     VolumeAccess::OpenOptions so = open_options(*src_rec, secrets);  // a clone is encrypted with its source's key
     so.mailbox_timeout_ms = options_.mailbox_timeout_ms;
     auto opened = VolumeAccess::Open(so);
@@ -178,6 +189,25 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   uint64_t minimum = 0;
   std::string source_volume;  // held too: a copy reads it
   const VolumeContentSource& source = req->volume_content_source();
+  // Read-only access modes only, from a snapshot: a snapshot reader volume,
+  // no copy (MULTI_NODE_READER_ONLY needs one: nodes serve it at once).
+  bool multi_reader = false, all_read_only = true;
+  for (const auto& c : req->volume_capabilities()) {
+    multi_reader |= c.access_mode().mode() == VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY;
+    all_read_only &= is_read_only_mode(c);
+  }
+  if (multi_reader && !source.has_snapshot()) {
+    return grpc_error(StatusCode::INVALID_ARGUMENT,
+                      std::string(kMultiReaderNeedsSnapshot) + ": MULTI_NODE_READER_ONLY needs a snapshot as "
+                      "volume_content_source (portalbd serves a snapshot to many nodes read-only, never a "
+                      "volume a writer changes)");
+  }
+  if (multi_reader && !all_read_only) {
+    return grpc_error(StatusCode::INVALID_ARGUMENT,
+                      "MULTI_NODE_READER_ONLY asks for a read-only view of a snapshot, which no writer access "
+                      "mode of the same request can write");
+  }
+  const bool reader = source.has_snapshot() && all_read_only;
   // Source ids this driver could not have made are looked up nowhere: as
   // registry keys they could name another record (or an invalid key).
   if (source.has_snapshot()) {
@@ -193,7 +223,9 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   if (source.has_snapshot()) {
     auto snap = registry_.snapshot(source.snapshot().snapshot_id());
     if (!snap.ok()) return to_grpc(snap.status());
-    if (!*snap) return grpc_error(StatusCode::NOT_FOUND, "no snapshot " + source.snapshot().snapshot_id());
+    if (!*snap || (*snap)->deleted) {  // deleted: hidden, kept only for the reader volumes serving it
+      return grpc_error(StatusCode::NOT_FOUND, "no snapshot " + source.snapshot().snapshot_id());
+    }
     minimum = (*snap)->size_bytes;
     source_volume = (*snap)->volume_id;
   } else if (source.has_volume()) {
@@ -202,6 +234,8 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
     if (!*vol || (*vol)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + source.volume().volume_id());
     minimum = (*vol)->capacity_bytes;
     source_volume = (*vol)->id;
+    std::string engine_name;  // a snapshot reader's data is its source volume's snapshot
+    if ((*vol)->snapshot_reader) split_snapshot_id((*vol)->source_snapshot_id, &source_volume, &engine_name);
   }
   const CapacityRange* range = req->has_capacity_range() ? &req->capacity_range() : nullptr;
   if (range != nullptr && minimum != 0 && range->limit_bytes() != 0 &&
@@ -212,6 +246,16 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   }
   auto size = size_for(range, minimum);
   if (!size.ok()) return to_grpc(size.status());
+  if (reader) {  // exactly the snapshot's size: nothing is written, so nothing can grow
+    if (range != nullptr && static_cast<uint64_t>(range->required_bytes()) > minimum) {
+      return grpc_error(StatusCode::OUT_OF_RANGE,
+                        "a read-only volume from snapshot " + source.snapshot().snapshot_id() + " has its size, " +
+                            std::to_string(minimum) + " bytes, less than required_bytes " +
+                            std::to_string(range->required_bytes()) +
+                            " (a larger volume from it needs a writer access mode: a copy)");
+    }
+    *size = minimum;
+  }
   std::string busy;
   auto hold = locks_.try_hold({"name:" + req->name(), "vol:" + source_volume}, &busy);
   if (!hold) return pending(busy);
@@ -226,7 +270,8 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
       const VolumeRecord& e = **existing;
       const bool same_source = e.source_snapshot_id == (source.has_snapshot() ? source.snapshot().snapshot_id() : "") &&
                                e.source_volume_id == (source.has_volume() ? source.volume().volume_id() : "");
-      if (!fits(e.capacity_bytes, range) || !same_source || e.storage_url != join_url(base, e.id)) {
+      const bool same_place = e.snapshot_reader || e.storage_url == join_url(base, e.id);
+      if (!fits(e.capacity_bytes, range) || !same_source || e.snapshot_reader != reader || !same_place) {
         return grpc_error(StatusCode::ALREADY_EXISTS,
                           "volume '" + req->name() + "' exists as " + e.id + " with " +
                               std::to_string(e.capacity_bytes) + " bytes in " + e.storage_url +
@@ -249,6 +294,19 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   if (source.has_volume()) rec.source_volume_id = source.volume().volume_id();
 
   auto logger = log::get("csi");
+  if (reader) {  // no storage of its own: the source volume's, which serves the snapshot
+    auto src = registry_.volume(source_volume);
+    if (!src.ok()) return to_grpc(src.status());
+    if (!*src) return grpc_error(StatusCode::NOT_FOUND, "no volume " + source_volume + " holds snapshot " +
+                                                            rec.source_snapshot_id);
+    rec.storage_url = (*src)->storage_url;
+    rec.snapshot_reader = true;
+    if (Status st = registry_.put_volume(rec); !st.ok()) return to_grpc(st);
+    logger->info("created snapshot reader volume name={} id={} snapshot={} bytes={}", log::quote(rec.name), rec.id,
+                 rec.source_snapshot_id, rec.capacity_bytes);
+    fill_volume(rec, out->mutable_volume());
+    return grpc::Status::OK;
+  }
   if (Status st = build_volume(rec, source, *secrets); !st.ok()) {
     logger->error("CreateVolume name={} id={} failed: {}", log::quote(rec.name), rec.id, st.ToString());
     return to_grpc(st.With("create volume " + rec.id + " in " + rec.storage_url));
@@ -286,6 +344,29 @@ Status ControllerService::destroy_volume(const VolumeRecord& rec, const CallSecr
   return registry_.remove_volume(rec.id);
 }
 
+Status ControllerService::delete_reader_volume(const VolumeRecord& rec, const CallSecrets& secrets) {
+  if (daemon_answers(control_socket_path(options_.state_dir, rec.id))) {
+    return Status::Busy("volume " + rec.id + " is staged on this node (its reader daemon answers on " +
+                        control_socket_path(options_.state_dir, rec.id) + ")");
+  }
+  CSI_ASSIGN_OR_RETURN(auto snap, registry_.snapshot(rec.source_snapshot_id));
+  if (snap && snap->deleted) {  // the user deleted it while readers served it: the last one takes it along
+    CSI_ASSIGN_OR_RETURN(auto others, readers_of(snap->id, rec.id));
+    if (others.empty()) PBD_RETURN_IF_ERROR(drop_snapshot(*snap, secrets));
+  }
+  return registry_.remove_volume(rec.id);
+}
+
+Result<std::vector<std::string>> ControllerService::readers_of(const std::string& snapshot_id,
+                                                               const std::string& except) {
+  CSI_ASSIGN_OR_RETURN(auto all, registry_.volumes());
+  std::vector<std::string> out;
+  for (const auto& v : all) {
+    if (v.snapshot_reader && v.source_snapshot_id == snapshot_id && v.id != except) out.push_back(v.id);
+  }
+  return out;
+}
+
 grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteVolumeRequest* req,
                                              DeleteVolumeResponse*) {
   const auto secrets = call_secrets(req->secrets());
@@ -297,7 +378,12 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
   if (!*rec || (*rec)->deleted) return grpc::Status::OK;
   VolumeRecord v = **rec;
   std::string busy;
-  auto hold = locks_.try_hold({"vol:" + v.id, "name:" + v.name}, &busy);
+  std::vector<std::string> keys = {"vol:" + v.id, "name:" + v.name};
+  std::string snap_volume, engine_name;  // a reader may delete its snapshot: that volume's key too
+  if (v.snapshot_reader && split_snapshot_id(v.source_snapshot_id, &snap_volume, &engine_name)) {
+    keys.push_back("vol:" + snap_volume);
+  }
+  auto hold = locks_.try_hold(keys, &busy);
   if (!hold) return pending(busy);
   rec = registry_.volume(v.id);  // again, now that nothing else changes it
   if (!rec.ok()) return to_grpc(rec.status());
@@ -309,7 +395,9 @@ grpc::Status ControllerService::DeleteVolume(grpc::ServerContext*, const DeleteV
   bool has_snapshots = false;
   for (const auto& s : *snaps) has_snapshots |= s.volume_id == v.id;
 
-  if (has_snapshots) {
+  if (v.snapshot_reader) {
+    if (Status st = delete_reader_volume(v, *secrets); !st.ok()) return to_grpc(st.With("delete volume " + v.id));
+  } else if (has_snapshots) {
     // Snapshots outlive their volume (CSI): keep the storage, hidden, until
     // the last one is deleted. Refused while it is staged all the same.
     auto va = VolumeAccess::Open(open_options(v, *secrets));
@@ -342,7 +430,7 @@ grpc::Status ControllerService::ValidateVolumeCapabilities(grpc::ServerContext*,
   if (!rec.ok()) return to_grpc(rec.status());
   if (!*rec || (*rec)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->volume_id());
   for (const auto& c : req->volume_capabilities()) {
-    std::string why = unsupported_reason(c);
+    std::string why = unsupported_reason_for(c, (*rec)->snapshot_reader, (*rec)->id);
     if (!why.empty()) {
       out->set_message(why);
       return grpc::Status::OK;  // not confirmed, with the reason
@@ -425,6 +513,17 @@ grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*, con
   auto size = size_for(&req->capacity_range(), 0);
   if (!size.ok()) return to_grpc(size.status());
   const bool block = req->has_volume_capability() && req->volume_capability().has_block();
+  if (v.snapshot_reader) {
+    if (*size > v.capacity_bytes) {
+      return grpc_error(StatusCode::FAILED_PRECONDITION,
+                        "volume " + v.id + " is a read-only view of snapshot " + v.source_snapshot_id + " (" +
+                            std::to_string(v.capacity_bytes) +
+                            " bytes) and cannot grow; a larger volume from it needs a writer access mode (a copy)");
+    }
+    out->set_capacity_bytes(static_cast<int64_t>(v.capacity_bytes));
+    out->set_node_expansion_required(false);
+    return grpc::Status::OK;
+  }
   if (*size > v.capacity_bytes) {
     VolumeAccess::OpenOptions o = open_options(v, *secrets);
     o.grow_to_bytes = *size;

@@ -78,6 +78,16 @@ class ControllerService final : public ::csi::v1::Controller::Service {
                       const CallSecrets& secrets);
   // Removes a volume's storage and record; the caller checked nothing holds it.
   Status destroy_volume(const VolumeRecord& rec, const CallSecrets& secrets);
+  // Deletes snapshot `snap` for real: the engine snapshot, its name and
+  // record, and the storage of its volume when that was deleted and this
+  // was its last snapshot. REQUIRES: the caller holds "vol:<snap.volume_id>"
+  // and no snapshot reader volume uses it.
+  Status drop_snapshot(const SnapshotRecord& snap, const CallSecrets& secrets);
+  // The snapshot reader volumes serving snapshot `snapshot_id`, but `except`.
+  Result<std::vector<std::string>> readers_of(const std::string& snapshot_id, const std::string& except = "");
+  // DeleteVolume of a snapshot reader volume: its record, and its snapshot
+  // when the user deleted that already and this was its last reader.
+  Status delete_reader_volume(const VolumeRecord& rec, const CallSecrets& secrets);
   void fill_volume(const VolumeRecord& rec, ::csi::v1::Volume* out);
   // How to open volume `rec` with the call's secrets from this driver's state
   // dir; callers add what is particular to them (create, grow, mailbox).

@@ -349,6 +349,185 @@ TEST_CASE("csi DeleteVolume of a volume with snapshots hides it and keeps its st
   CHECK(c.storage_exists(restored.volume().volume_id()));
 }
 
+// A MULTI_NODE_READER_ONLY request for `name` from `snapshot_id` (none: "").
+CreateVolumeRequest reader_request(const std::string& name, const std::string& snapshot_id, bool block = false) {
+  CreateVolumeRequest req = Controller::create_request(name);
+  auto* cap = req.mutable_volume_capabilities(0);
+  if (block) cap->mutable_block();
+  cap->mutable_access_mode()->set_mode(Mode::MULTI_NODE_READER_ONLY);
+  if (!snapshot_id.empty()) req.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(snapshot_id);
+  return req;
+}
+
+// The entries of <store>: one per volume prefix, plus _csi.
+std::set<std::string> store_entries(const Controller& c) {
+  std::set<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(c.dir.path + "/store")) {
+    out.insert(e.path().filename().string());
+  }
+  return out;
+}
+
+TEST_CASE("csi snapshot reader volumes: MULTI_NODE_READER_ONLY from a snapshot is a record, no copy") {
+  Controller c;
+  const std::string vol = c.create_ok("src", 3 * 4096);
+  CreateSnapshotResponse snap;
+  REQUIRE(c.snapshot("src-snap", vol, &snap).ok());
+  const std::string snap_id = snap.snapshot().snapshot_id();
+  const auto before = store_entries(c);
+  CreateVolumeResponse out;
+
+  // Without a snapshot source: refused with the reason, nothing made.
+  grpc::Status st = c.create(reader_request("rox-empty", ""), &out);
+  CHECK(st.error_code() == G::INVALID_ARGUMENT);
+  CHECK(st.error_message().find(kMultiReaderNeedsSnapshot) != std::string::npos);
+  CreateVolumeRequest from_volume = reader_request("rox-clone", "");
+  from_volume.mutable_volume_content_source()->mutable_volume()->set_volume_id(vol);
+  CHECK(c.create(from_volume, &out).error_code() == G::INVALID_ARGUMENT);
+  // Mixed with a writer mode: refused.
+  CreateVolumeRequest mixed = reader_request("rox-mixed", snap_id);
+  auto* writer = mixed.add_volume_capabilities();
+  writer->mutable_mount();
+  writer->mutable_access_mode()->set_mode(Mode::SINGLE_NODE_WRITER);
+  CHECK(c.create(mixed, &out).error_code() == G::INVALID_ARGUMENT);
+  // Larger than the snapshot: a reader cannot grow.
+  CreateVolumeRequest larger = reader_request("rox-larger", snap_id);
+  larger.mutable_capacity_range()->set_required_bytes(4 * 4096);
+  st = c.create(larger, &out);
+  CHECK(st.error_code() == G::OUT_OF_RANGE);
+  CHECK(st.error_message().find(std::to_string(3 * 4096)) != std::string::npos);
+
+  st = c.create(reader_request("rox", snap_id), &out);
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  const std::string rox = out.volume().volume_id();
+  CHECK(out.volume().capacity_bytes() == 3 * 4096);
+  CHECK(out.volume().content_source().snapshot().snapshot_id() == snap_id);
+  CHECK(out.volume().volume_context().at(kStorageUrlContext) == "file://" + c.dir.path + "/store/" + vol);
+  CHECK(out.volume().volume_context().at(kReaderSnapshotContext) == snap_id.substr(snap_id.find('@') + 1));
+  CHECK(store_entries(c) == before);  // no storage of its own
+  CHECK_FALSE(c.storage_exists(rox));
+
+  // Idempotent by name; the same name as a writable copy is a conflict.
+  CreateVolumeResponse again;
+  REQUIRE(c.create(reader_request("rox", snap_id), &again).ok());
+  CHECK(again.volume().volume_id() == rox);
+  CreateVolumeRequest as_copy = Controller::create_request("rox");
+  as_copy.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(snap_id);
+  CHECK(c.create(as_copy, &again).error_code() == G::ALREADY_EXISTS);
+
+  // SINGLE_NODE_READER_ONLY alone from a snapshot is a reader too; with a
+  // writer mode it stays a copy.
+  CreateVolumeRequest single = reader_request("ro-single", snap_id, true);
+  single.mutable_volume_capabilities(0)->mutable_access_mode()->set_mode(Mode::SINGLE_NODE_READER_ONLY);
+  REQUIRE(c.create(single, &out).ok());
+  CHECK(out.volume().volume_context().count(kReaderSnapshotContext) == 1);
+  CHECK(store_entries(c) == before);
+
+  // Validate / Get: read-only modes confirmed, writer modes not.
+  ValidateVolumeCapabilitiesRequest val;
+  val.set_volume_id(rox);
+  *val.add_volume_capabilities() = reader_request("x", "").volume_capabilities(0);
+  ValidateVolumeCapabilitiesResponse vout;
+  REQUIRE(c.service->ValidateVolumeCapabilities(nullptr, &val, &vout).ok());
+  CHECK(vout.has_confirmed());
+  val.mutable_volume_capabilities(0)->mutable_access_mode()->set_mode(Mode::SINGLE_NODE_WRITER);
+  vout.Clear();
+  REQUIRE(c.service->ValidateVolumeCapabilities(nullptr, &val, &vout).ok());
+  CHECK_FALSE(vout.has_confirmed());
+  CHECK(vout.message().find("read-only view of a snapshot") != std::string::npos);
+  val.set_volume_id(vol);  // and a writable volume does not confirm MULTI_NODE_READER_ONLY
+  val.mutable_volume_capabilities(0)->mutable_access_mode()->set_mode(Mode::MULTI_NODE_READER_ONLY);
+  vout.Clear();
+  REQUIRE(c.service->ValidateVolumeCapabilities(nullptr, &val, &vout).ok());
+  CHECK_FALSE(vout.has_confirmed());
+  CHECK(vout.message().find(kMultiReaderNeedsSnapshot) != std::string::npos);
+  ControllerGetVolumeRequest get;
+  get.set_volume_id(rox);
+  ControllerGetVolumeResponse got;
+  REQUIRE(c.service->ControllerGetVolume(nullptr, &get, &got).ok());
+  CHECK(got.volume().volume_context().count(kReaderSnapshotContext) == 1);
+
+  // Expansion past the snapshot's size and snapshots of it are refused.
+  ControllerExpandVolumeRequest grow;
+  grow.set_volume_id(rox);
+  grow.mutable_capacity_range()->set_required_bytes(8 * 4096);
+  ControllerExpandVolumeResponse grown;
+  st = c.service->ControllerExpandVolume(nullptr, &grow, &grown);
+  CHECK(st.error_code() == G::FAILED_PRECONDITION);
+  CHECK(st.error_message().find("cannot grow") != std::string::npos);
+  CreateSnapshotResponse of_reader;
+  st = c.snapshot("of-reader", rox, &of_reader);
+  CHECK(st.error_code() == G::INVALID_ARGUMENT);
+  CHECK(st.error_message().find(snap_id) != std::string::npos);
+
+  // A clone of a reader is a writable copy of its snapshot.
+  CreateVolumeRequest clone = Controller::create_request("reader-clone");
+  clone.mutable_volume_content_source()->mutable_volume()->set_volume_id(rox);
+  st = c.create(clone, &out);
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  CHECK(out.volume().capacity_bytes() == 3 * 4096);
+  CHECK(c.storage_exists(out.volume().volume_id()));
+}
+
+TEST_CASE("csi snapshot reader volumes: a snapshot they serve is hidden on delete, dropped with the last reader") {
+  Controller c;
+  const std::string vol = c.create_ok("src", 4096);
+  CreateSnapshotResponse snap;
+  REQUIRE(c.snapshot("src-snap", vol, &snap).ok());
+  const std::string snap_id = snap.snapshot().snapshot_id();
+  CreateVolumeResponse a, b;
+  REQUIRE(c.create(reader_request("rox-a", snap_id), &a).ok());
+  REQUIRE(c.create(reader_request("rox-b", snap_id), &b).ok());
+  REQUIRE(c.remove(vol).ok());  // the source volume: hidden, its storage kept for the snapshot
+  CHECK(c.storage_exists(vol));
+
+  REQUIRE(c.remove_snapshot(snap_id).ok());
+  CHECK(c.remove_snapshot(snap_id).ok());  // idempotent
+  ListSnapshotsRequest lreq;
+  ListSnapshotsResponse listed;
+  REQUIRE(c.service->ListSnapshots(nullptr, &lreq, &listed).ok());
+  CHECK(listed.entries_size() == 0);
+  lreq.set_snapshot_id(snap_id);
+  REQUIRE(c.service->ListSnapshots(nullptr, &lreq, &listed).ok());
+  CHECK(listed.entries_size() == 0);
+  CreateVolumeResponse out;
+  CHECK(c.create(reader_request("rox-c", snap_id), &out).error_code() == G::NOT_FOUND);
+  CHECK(c.storage_exists(vol));
+  // The engine snapshot is still there: a copy from a reader reads it.
+  CreateVolumeRequest clone = Controller::create_request("copy-a");
+  clone.mutable_volume_content_source()->mutable_volume()->set_volume_id(a.volume().volume_id());
+  grpc::Status st = c.create(clone, &out);
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  REQUIRE(c.remove(out.volume().volume_id()).ok());
+
+  REQUIRE(c.remove(a.volume().volume_id()).ok());
+  CHECK(c.storage_exists(vol));  // rox-b still reads it
+  REQUIRE(c.remove(b.volume().volume_id()).ok());
+  CHECK_FALSE(c.storage_exists(vol));  // the last reader took the snapshot, and with it the volume's storage
+  CHECK(c.remove(b.volume().volume_id()).ok());
+  ListVolumesResponse volumes;
+  REQUIRE(c.list(0, "", &volumes).ok());
+  CHECK(volumes.entries_size() == 0);
+}
+
+TEST_CASE("csi snapshot reader volumes: deleting a reader of a live snapshot keeps the snapshot") {
+  Controller c;
+  const std::string vol = c.create_ok("src", 4096);
+  CreateSnapshotResponse snap;
+  REQUIRE(c.snapshot("src-snap", vol, &snap).ok());
+  CreateVolumeResponse a;
+  REQUIRE(c.create(reader_request("rox-a", snap.snapshot().snapshot_id()), &a).ok());
+  REQUIRE(c.remove(a.volume().volume_id()).ok());
+  ListSnapshotsRequest lreq;
+  ListSnapshotsResponse listed;
+  REQUIRE(c.service->ListSnapshots(nullptr, &lreq, &listed).ok());
+  CHECK(listed.entries_size() == 1);
+  // With no reader left, DeleteSnapshot deletes for real, as before.
+  REQUIRE(c.remove(vol).ok());
+  REQUIRE(c.remove_snapshot(snap.snapshot().snapshot_id()).ok());
+  CHECK_FALSE(c.storage_exists(vol));
+}
+
 TEST_CASE("csi CreateVolume from a source: the source's size is the minimum; a missing source is NOT_FOUND") {
   Controller c;
   const std::string vol = c.create_ok("base", 3 * 4096);

@@ -62,6 +62,13 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
   auto vol = registry_.volume(req->source_volume_id());
   if (!vol.ok()) return to_grpc(vol.status());
   if (!*vol || (*vol)->deleted) return grpc_error(StatusCode::NOT_FOUND, "no volume " + req->source_volume_id());
+  if ((*vol)->snapshot_reader) {
+    // Its content is a snapshot already; a second record of the same engine
+    // snapshot would need counting who deletes it last.
+    return grpc_error(StatusCode::INVALID_ARGUMENT,
+                      "volume " + (*vol)->id + " is a read-only view of snapshot " + (*vol)->source_snapshot_id +
+                          ", which already holds its content: make volumes from that snapshot instead");
+  }
   if (rec.id.empty()) {
     rec.engine_name = new_engine_snapshot_name();
     rec.id = (*vol)->id + "@" + rec.engine_name;
@@ -98,37 +105,54 @@ grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*, const Delet
   if (!hold) return pending(busy);
   auto rec = registry_.snapshot(req->snapshot_id());
   if (!rec.ok()) return to_grpc(rec.status());
-  if (!*rec) return grpc::Status::OK;
-  auto vol = registry_.volume(vol_id);
-  if (!vol.ok()) return to_grpc(vol.status());
-  if (*vol) {
-    VolumeAccess::OpenOptions o = open_options(**vol, *secrets);
+  if (!*rec || (*rec)->deleted) return grpc::Status::OK;  // deleted: kept only for its readers
+  SnapshotRecord snap = **rec;
+  auto readers = readers_of(snap.id);
+  if (!readers.ok()) return to_grpc(readers.status());
+  if (!readers->empty()) {
+    // Snapshot reader volumes serve it: hide it (name freed, not listed,
+    // no new volume from it) and keep the engine snapshot until the last
+    // of them is deleted (delete_reader_volume). The name goes first, so a
+    // crash in between leaves a listed snapshot, never a hidden one named.
+    auto named = registry_.snapshot_id_by_name(snap.name);
+    if (named.ok() && *named && **named == snap.id) {
+      if (Status st = registry_.remove_snapshot_name(snap.name); !st.ok()) return to_grpc(st);
+    }
+    snap.deleted = true;
+    if (Status st = registry_.put_snapshot(snap); !st.ok()) return to_grpc(st);
+    log::get("csi")->info("deleted snapshot id={} (kept for {} reader volume(s), first {})", snap.id, readers->size(),
+                          readers->front());
+    return grpc::Status::OK;
+  }
+  if (Status st = drop_snapshot(snap, *secrets); !st.ok()) return to_grpc(st);
+  log::get("csi")->info("deleted snapshot id={}", req->snapshot_id());
+  return grpc::Status::OK;
+}
+
+Status ControllerService::drop_snapshot(const SnapshotRecord& snap, const CallSecrets& secrets) {
+  CSI_ASSIGN_OR_RETURN(auto vol, registry_.volume(snap.volume_id));
+  if (vol) {
+    VolumeAccess::OpenOptions o = open_options(*vol, secrets);
     o.mailbox_timeout_ms = options_.mailbox_timeout_ms;
     auto va = VolumeAccess::Open(o);
     if (va.ok()) {
-      if (Status st = (*va)->delete_snapshot(engine); !st.ok()) return to_grpc(st);
-      if (Status st = (*va)->close(); !st.ok()) return to_grpc(st);
+      PBD_RETURN_IF_ERROR((*va)->delete_snapshot(snap.engine_name));
+      PBD_RETURN_IF_ERROR((*va)->close());
     } else if (!va.status().is(Status::Code::kNotFound)) {
-      return to_grpc(va.status().With("delete snapshot " + req->snapshot_id()));
+      return va.status().With("delete snapshot " + snap.id);
     }
   }
-  auto named = registry_.snapshot_id_by_name((*rec)->name);
-  if (named.ok() && *named && **named == req->snapshot_id()) {
-    if (Status st = registry_.remove_snapshot_name((*rec)->name); !st.ok()) return to_grpc(st);
-  }
-  if (Status st = registry_.remove_snapshot(req->snapshot_id()); !st.ok()) return to_grpc(st);
+  CSI_ASSIGN_OR_RETURN(auto named, registry_.snapshot_id_by_name(snap.name));
+  if (named && *named == snap.id) PBD_RETURN_IF_ERROR(registry_.remove_snapshot_name(snap.name));
+  PBD_RETURN_IF_ERROR(registry_.remove_snapshot(snap.id));
   // The last snapshot of a deleted volume takes the volume's storage with it.
-  if (*vol && (*vol)->deleted) {
-    auto snaps = registry_.snapshots();
-    if (!snaps.ok()) return to_grpc(snaps.status());
+  if (vol && vol->deleted) {
+    CSI_ASSIGN_OR_RETURN(auto snaps, registry_.snapshots());
     bool more = false;
-    for (const auto& s : *snaps) more |= s.volume_id == vol_id;
-    if (!more) {
-      if (Status st = destroy_volume(**vol, *secrets); !st.ok()) return to_grpc(st);
-    }
+    for (const auto& s : snaps) more |= s.volume_id == snap.volume_id;
+    if (!more) PBD_RETURN_IF_ERROR(destroy_volume(*vol, secrets));
   }
-  log::get("csi")->info("deleted snapshot id={}", req->snapshot_id());
-  return grpc::Status::OK;
+  return Status::OK();
 }
 
 grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*, const ListSnapshotsRequest* req,
@@ -140,7 +164,8 @@ grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*, const ListSn
     if (split_snapshot_id(req->snapshot_id(), &v, &e)) {
       auto rec = registry_.snapshot(req->snapshot_id());
       if (!rec.ok()) return to_grpc(rec.status());
-      if (*rec && (req->source_volume_id().empty() || (*rec)->volume_id == req->source_volume_id())) {
+      if (*rec && !(*rec)->deleted &&
+          (req->source_volume_id().empty() || (*rec)->volume_id == req->source_volume_id())) {
         picked.push_back(**rec);
       }
     }
@@ -148,6 +173,7 @@ grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*, const ListSn
     auto all = registry_.snapshots();
     if (!all.ok()) return to_grpc(all.status());
     for (auto& s : *all) {
+      if (s.deleted) continue;  // kept only for its reader volumes
       if (req->source_volume_id().empty() || s.volume_id == req->source_volume_id()) picked.push_back(std::move(s));
     }
   }

@@ -21,7 +21,6 @@
 #include "csi/command.h"
 #include "csi/registry.h"
 #include "csi/volume_access.h"
-#include "ctl/control_client.h"
 #include "src/log/log.h"
 #include "src/util/fd.h"
 
@@ -36,11 +35,6 @@ namespace {
 
 constexpr int kDaemonStartTimeoutMs = 60000;
 constexpr int kDaemonStopTimeoutMs = 120000;
-
-bool daemon_answers(const std::string& socket) {
-  std::error_code ec;
-  return fs::exists(socket, ec) && ctl::call(socket, "ping", json::object(), 2000).ok();
-}
 
 bool pid_alive(int pid) {
   if (pid <= 0) return false;
@@ -121,6 +115,7 @@ std::vector<MailboxServer::StagedVolume> NodeService::staged_volumes() {
     const std::string id = entry.path().filename().string();
     Staged s;
     if (!load_staged(id, &s).ok() || s.storage_url.empty()) continue;
+    if (!s.snapshot.empty()) continue;  // a snapshot reader: no snapshot of it is taken, nothing to answer
     std::map<std::string, std::string> settings;
     {
       std::lock_guard lock(children_mu_);
@@ -172,6 +167,7 @@ Status NodeService::load_staged(const std::string& id, Staged* out) {
     out->staging_path = j.value("staging_path", "");
     out->fs_type = j.value("fs_type", "");
     out->storage_url = j.value("storage_url", "");
+    out->snapshot = j.value("snapshot", "");
   } catch (const std::exception& e) {
     return Status::Corruption(path + " is unreadable: " + e.what());
   }
@@ -184,7 +180,7 @@ Status NodeService::save_staged(const std::string& id, const Staged& s) {
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << json{{"daemon_pid", s.daemon_pid}, {"device", s.device}, {"staging_path", s.staging_path},
-                {"fs_type", s.fs_type}, {"storage_url", s.storage_url}}
+                {"fs_type", s.fs_type}, {"storage_url", s.storage_url}, {"snapshot", s.snapshot}}
                .dump(2)
         << "\n";
     if (!out.flush()) return Status::IOError("write " + tmp);
@@ -226,7 +222,8 @@ void NodeService::remove_key_files(const std::string& id) {
   fs::remove(passphrase_file_path(dir), ec);
 }
 
-Result<int> NodeService::ensure_daemon(const std::string& id, const std::string& url, int known_pid,
+Result<int> NodeService::ensure_daemon(const std::string& id, const std::string& url, const std::string& snapshot,
+                                       int known_pid,
                                        const std::map<std::string, std::string>& settings,
                                        const EncryptionKeySource& key) {
   const std::string dir = node_volume_dir(options_.state_dir, id);
@@ -245,6 +242,8 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
                                    "--nbd-address", "",
                                    "--nbd-unix", nbd_socket_path(options_.state_dir, id),
                                    "--export-name", id};
+  // A reader: no lease, no writes, its index a private cache in its own state dir.
+  if (!snapshot.empty()) argv.insert(argv.end(), {"--serve-snapshot", snapshot});
   if (!key.key_file.empty()) argv.insert(argv.end(), {"--encryption-key-file", key.key_file});
   if (!key.passphrase_file.empty()) argv.insert(argv.end(), {"--encryption-passphrase-file", key.passphrase_file});
   if (!options_.tls_certificates.empty()) {
@@ -258,7 +257,8 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
     children_.push_back(*pid);
   }
   auto logger = log::get("csi");
-  logger->info("started portalbd for volume id={} pid={} storage={}", id, *pid, log::quote(url));
+  logger->info("started portalbd for volume id={} pid={} storage={}{}", id, *pid, log::quote(url),
+               snapshot.empty() ? "" : " serving snapshot " + snapshot + " read-only");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDaemonStartTimeoutMs);
   while (std::chrono::steady_clock::now() < deadline) {
     if (daemon_answers(socket)) return *pid;
@@ -313,7 +313,8 @@ Status NodeService::stop_daemon(const std::string& id, int pid) {
 
 // ---- the NBD device
 
-Result<std::string> NodeService::ensure_attached(const std::string& id, const std::string& known_device) {
+Result<std::string> NodeService::ensure_attached(const std::string& id, const std::string& known_device,
+                                                 bool read_only) {
   if (device_connected(known_device)) return known_device;
   std::error_code ec;
   if (!fs::exists("/sys/module/nbd", ec)) (void)run_command({"modprobe", "nbd"});
@@ -323,6 +324,7 @@ Result<std::string> NodeService::ensure_attached(const std::string& id, const st
     if (device_connected(dev)) continue;
     std::vector<std::string> argv = {"nbd-client", "-unix", nbd_socket_path(options_.state_dir, id), dev,
                                      "-name",      id,    "-block-size",                           "4096"};
+    if (read_only) argv.push_back("-readonly");
     if (!options_.tls_certificates.empty()) {
       const std::string& d = options_.tls_certificates;
       argv.insert(argv.end(), {"-enable-tls", "-cacertfile", d + "/ca-cert.pem", "-certfile", d + "/client-cert.pem",
@@ -347,10 +349,15 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
   if (auto st = check_volume_id(req->volume_id()); !st.ok()) return st;
   if (req->staging_target_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "staging_target_path is empty");
   if (!req->has_volume_capability()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_capability is missing");
-  if (std::string why = unsupported_reason(req->volume_capability()); !why.empty()) {
+  std::string reader_snapshot;
+  if (auto r = req->volume_context().find(kReaderSnapshotContext); r != req->volume_context().end()) {
+    reader_snapshot = r->second;
+  }
+  if (std::string why = unsupported_reason_for(req->volume_capability(), !reader_snapshot.empty(), req->volume_id());
+      !why.empty()) {
     return grpc_error(StatusCode::INVALID_ARGUMENT, why);
   }
-  auto it = req->volume_context().find("storageUrl");
+  auto it = req->volume_context().find(kStorageUrlContext);
   if (it == req->volume_context().end() || it->second.empty()) {
     return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_context has no storageUrl (was the volume made by "
                                                     "portalbd-csi's CreateVolume?)");
@@ -370,6 +377,7 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
   s.staging_path = staging;
   s.fs_type = block ? "" : fs_type_of(req->volume_capability());
   s.storage_url = it->second;
+  s.snapshot = reader_snapshot;
 
   const auto settings = store_settings(req->secrets());
   {
@@ -378,14 +386,14 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
   }
   auto key = write_key_file(id, req->secrets());
   if (!key.ok()) return to_grpc(key.status());
-  auto pid = ensure_daemon(id, it->second, s.daemon_pid, settings, *key);
+  auto pid = ensure_daemon(id, it->second, s.snapshot, s.daemon_pid, settings, *key);
   if (!pid.ok()) {
     remove_key_files(id);  // no daemon runs for it: the key need not stay here
     return to_grpc(pid.status());
   }
   s.daemon_pid = *pid;
   if (Status st = save_staged(id, s); !st.ok()) return to_grpc(st);
-  auto dev = ensure_attached(id, s.device);
+  auto dev = ensure_attached(id, s.device, !s.snapshot.empty());
   if (!dev.ok()) return to_grpc(dev.status());
   s.device = *dev;
   if (Status st = save_staged(id, s); !st.ok()) return to_grpc(st);
@@ -397,6 +405,11 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
     CommandResult probe = run_command({"blkid", "-p", "-o", "value", "-s", "TYPE", s.device});
     std::string found = probe.output;
     while (!found.empty() && (found.back() == '\n' || found.back() == ' ')) found.pop_back();
+    if ((probe.exit_code == 2 || found.empty()) && !s.snapshot.empty()) {
+      return grpc_error(StatusCode::FAILED_PRECONDITION,
+                        "volume " + id + " serves snapshot " + s.snapshot +
+                            ", which holds no filesystem; a read-only volume is never formatted");
+    }
     if (probe.exit_code == 2 || found.empty()) {  // 2: nothing found
       const bool xfs = s.fs_type == "xfs";
       Status st = xfs ? run_checked({"mkfs.xfs", "-q", s.device})
@@ -410,11 +423,14 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
     std::vector<std::string> mount = {"mount", "-t", s.fs_type};
     for (const auto& f : req->volume_capability().mount().mount_flags()) mount.insert(mount.end(), {"-o", f});
     if (is_read_only_mode(req->volume_capability())) mount.insert(mount.end(), {"-o", "ro"});
+    // A snapshot's filesystem may need its journal replayed; the device is
+    // read-only, so that must not be tried.
+    if (!s.snapshot.empty()) mount.insert(mount.end(), {"-o", s.fs_type == "xfs" ? "norecovery" : "noload"});
     mount.insert(mount.end(), {s.device, staging});
     if (Status st = run_checked(mount); !st.ok()) return to_grpc(st);
   }
   // A volume expanded while it was detached: grow the filesystem to the device.
-  if (!is_read_only_mode(req->volume_capability())) {
+  if (!is_read_only_mode(req->volume_capability()) && s.snapshot.empty()) {
     Status st = s.fs_type == "xfs" ? run_checked({"xfs_growfs", staging}) : run_checked({"resize2fs", s.device});
     if (!st.ok()) log::get("csi")->warn("growing the filesystem of volume id={} failed: {}", id, st.message());
   }
@@ -479,6 +495,11 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*, const NodePubl
   if (Status st = load_staged(req->volume_id(), &s); !st.ok()) {
     return grpc_error(StatusCode::FAILED_PRECONDITION, st.message());
   }
+  if (std::string why = unsupported_reason_for(req->volume_capability(), !s.snapshot.empty(), req->volume_id());
+      !why.empty()) {
+    return grpc_error(StatusCode::INVALID_ARGUMENT, why);
+  }
+  const bool read_only = req->readonly() || !s.snapshot.empty();  // a snapshot reader: always
   const std::string& target = req->target_path();
   if (is_mount_point(target)) return grpc::Status::OK;
   const bool block = req->volume_capability().has_block();
@@ -498,7 +519,7 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*, const NodePubl
     source = req->staging_target_path();
   }
   if (Status st = run_checked({"mount", "-o", "bind", source, target}); !st.ok()) return to_grpc(st);
-  if (req->readonly()) {
+  if (read_only) {
     if (Status st = run_checked({"mount", "-o", "remount,bind,ro", target}); !st.ok()) {
       (void)run_command({"umount", target});
       return to_grpc(st);
@@ -562,7 +583,7 @@ grpc::Status NodeService::NodeExpandVolume(grpc::ServerContext*, const NodeExpan
   Staged s;
   if (Status st = load_staged(req->volume_id(), &s); !st.ok()) return to_grpc(st);
   if (s.device.empty()) return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not attached");
-  if (!s.fs_type.empty()) {
+  if (!s.fs_type.empty() && s.snapshot.empty()) {  // a snapshot reader never grows
     Status st = s.fs_type == "xfs" ? run_checked({"xfs_growfs", s.staging_path}) : run_checked({"resize2fs", s.device});
     if (!st.ok()) return to_grpc(st);
   }

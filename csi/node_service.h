@@ -31,6 +31,15 @@
 // reverse order, stopping the daemon with SIGTERM (it flushes). Every step
 // first checks whether it is done already: kubelet retries every call.
 //
+// A snapshot reader volume (volume_context readerSnapshot, made by
+// CreateVolume with MULTI_NODE_READER_ONLY from a snapshot) runs
+// `portalbd --serve-snapshot <engine snapshot>` on the source volume's
+// storage instead, in the same per-volume directory (its own state dir):
+// no writer lease, nothing written to storage, so any number of nodes stage
+// it at once. It is attached with nbd-client -readonly, mounted ro (ext4
+// also noload, xfs norecovery: no journal replay), never formatted or
+// grown, published read-only, and never answers the mailbox.
+//
 // Thread-safety: one mutex serializes every call (they are short but for
 // mkfs and the daemon's start).
 #pragma once
@@ -95,12 +104,15 @@ class NodeService final : public ::csi::v1::Node::Service {
     std::string staging_path;
     std::string fs_type;       // "" for a block volume
     std::string storage_url;   // the volume's, for the mailbox
+    std::string snapshot;      // a snapshot reader volume's engine snapshot, else ""
   };
   Status load_staged(const std::string& id, Staged* out);
   Status save_staged(const std::string& id, const Staged& s);
   // Step 1: a daemon answering for the volume; its pid.
   // `key`: the key or passphrase file to start it with, if any.
-  Result<int> ensure_daemon(const std::string& id, const std::string& url, int known_pid,
+  // `snapshot`: serve that snapshot read-only (--serve-snapshot), "" the
+  // volume as its writer.
+  Result<int> ensure_daemon(const std::string& id, const std::string& url, const std::string& snapshot, int known_pid,
                             const std::map<std::string, std::string>& settings, const EncryptionKeySource& key);
   // Writes the key NodeStage's secrets carry (encryption_secret()) to its
   // 0600 file in the volume's directory, removing a file of the other kind;
@@ -110,7 +122,7 @@ class NodeService final : public ::csi::v1::Node::Service {
   // Removes the volume's key files (its daemon has stopped).
   void remove_key_files(const std::string& id);
   // Step 2: the /dev/nbdN the daemon's export is attached to.
-  Result<std::string> ensure_attached(const std::string& id, const std::string& known_device);
+  Result<std::string> ensure_attached(const std::string& id, const std::string& known_device, bool read_only);
   Status stop_daemon(const std::string& id, int pid);
   // Every volume with a stage.json here (the mailbox's callback).
   std::vector<MailboxServer::StagedVolume> staged_volumes();

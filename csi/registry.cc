@@ -34,7 +34,8 @@ json to_json(const VolumeRecord& v) {
           {"source_snapshot_id", v.source_snapshot_id},
           {"source_volume_id", v.source_volume_id},
           {"created_unix_ms", v.created_unix_ms},
-          {"deleted", v.deleted}};
+          {"deleted", v.deleted},
+          {"snapshot_reader", v.snapshot_reader}};
 }
 
 VolumeRecord volume_from_json(const json& j) {
@@ -47,6 +48,7 @@ VolumeRecord volume_from_json(const json& j) {
   v.source_volume_id = j.value("source_volume_id", "");
   v.created_unix_ms = j.value("created_unix_ms", int64_t{0});
   v.deleted = j.value("deleted", false);
+  v.snapshot_reader = j.value("snapshot_reader", false);
   return v;
 }
 
@@ -56,7 +58,8 @@ json to_json(const SnapshotRecord& s) {
           {"volume_id", s.volume_id},
           {"engine_name", s.engine_name},
           {"size_bytes", s.size_bytes},
-          {"created_unix_ms", s.created_unix_ms}};
+          {"created_unix_ms", s.created_unix_ms},
+          {"deleted", s.deleted}};
 }
 
 SnapshotRecord snapshot_from_json(const json& j) {
@@ -67,6 +70,7 @@ SnapshotRecord snapshot_from_json(const json& j) {
   s.engine_name = j.at("engine_name").get<std::string>();
   s.size_bytes = j.value("size_bytes", uint64_t{0});
   s.created_unix_ms = j.value("created_unix_ms", int64_t{0});
+  s.deleted = j.value("deleted", false);
   return s;
 }
 

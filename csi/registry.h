@@ -15,6 +15,11 @@
 // `<volume id>@<engine snapshot name>`. Ids never start with `_`, so no
 // volume's prefix can be `_csi`.
 //
+// A snapshot reader volume (MULTI_NODE_READER_ONLY) has a VolumeRecord and
+// no storage: it names its source volume's storage and the snapshot. A
+// snapshot such volumes use is not deleted by DeleteSnapshot but marked
+// `deleted` (name record removed), and goes with its last reader volume.
+//
 // Record order (what is durable before what): CreateVolume writes the
 // volume's storage, then its VolumeRecord (state "ready"), then the name
 // record; a name record therefore always names a complete volume. Deletes
@@ -47,6 +52,12 @@ struct VolumeRecord {
   // DeleteVolume ran while snapshots of it remained: hidden from
   // ListVolumes, storage kept for the snapshots.
   bool deleted = false;
+  // A snapshot reader volume (MULTI_NODE_READER_ONLY): no storage of its
+  // own. storage_url is the source volume's, source_snapshot_id the snapshot
+  // it serves read-only (`portalbd --serve-snapshot`); deleting it removes
+  // only this record (and the snapshot, when the user deleted it already
+  // and this was its last reader).
+  bool snapshot_reader = false;
 };
 
 struct SnapshotRecord {
@@ -56,6 +67,10 @@ struct SnapshotRecord {
   std::string engine_name;  // the snapshot's name inside the volume
   uint64_t size_bytes = 0;  // the volume's size when taken
   int64_t created_unix_ms = 0;
+  // DeleteSnapshot ran while snapshot reader volumes still served it:
+  // hidden (name freed, not listed, no new volume from it), the engine
+  // snapshot kept until its last reader volume is deleted.
+  bool deleted = false;
 };
 
 class Registry {

@@ -32,15 +32,14 @@ int64_t now_unix_ms() {
       .count();
 }
 
-// True when a daemon answers a ping on `path`.
+}  // namespace
+
 bool daemon_answers(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return false;
   auto r = ctl::call(path, "ping", json::object(), 5000);
   return r.ok();
 }
-
-}  // namespace
 
 std::string node_volume_dir(const std::string& state_dir, const std::string& volume_id) {
   return state_dir + "/volumes/" + volume_id;

@@ -44,6 +44,9 @@ namespace portalbd::csi {
 std::string node_volume_dir(const std::string& state_dir, const std::string& volume_id);
 std::string control_socket_path(const std::string& state_dir, const std::string& volume_id);
 std::string nbd_socket_path(const std::string& state_dir, const std::string& volume_id);
+// True when a daemon (writer or snapshot reader) answers a ping on the
+// control socket `path`.
+bool daemon_answers(const std::string& path);
 
 // Checks a storage URL the driver can keep volumes in: file:// or s3://
 // (memory:// dies with each open, so no volume could outlive one call).

@@ -198,19 +198,24 @@ expect_code(ctrl.ListVolumes, csi.ListVolumesRequest(max_entries=-1), grpc.Statu
 
 
 # ---------------------------------------------------------------- an attached volume: its daemon
-def start_daemon(volume):
-    vdir = os.path.join(STATE_DIR, "volumes", volume.volume_id)
+def start_daemon(volume, vdir=None, must_start=True):
+    """The daemon the node would run: a snapshot reader (--serve-snapshot) for a
+    volume whose context names readerSnapshot. must_start=False: None when it exits."""
+    vdir = vdir or os.path.join(STATE_DIR, "volumes", volume.volume_id)
     os.makedirs(vdir + "/state", exist_ok=True)
     log = open(vdir + "/portalbd.log", "ab")
+    reader = ["--serve-snapshot", volume.volume_context["readerSnapshot"]] if "readerSnapshot" in volume.volume_context else []
     p = subprocess.Popen([PORTALBD, "--storage", volume.volume_context["storageUrl"], "--state-dir", vdir + "/state",
                           "--socket", vdir + "/control.sock", "--nbd-address", "", "--nbd-unix", vdir + "/nbd.sock",
-                          "--export-name", volume.volume_id], stdout=log, stderr=log)
+                          "--export-name", volume.volume_id] + reader, stdout=log, stderr=log)
     for _ in range(300):
         if os.path.exists(vdir + "/control.sock") and os.path.exists(vdir + "/nbd.sock"):
             return p, vdir + "/nbd.sock"
         if p.poll() is not None:
             break
         time.sleep(0.1)
+    if not must_start:
+        return None, None
     raise SystemExit(f"portalbd for {volume.volume_id} did not start; see {vdir}/portalbd.log")
 
 
@@ -398,6 +403,101 @@ if nbd is not None:
     h.shutdown()
     ok(size == grown.capacity_bytes, f"the daemon serves the grown size: {size}")
     stop_daemon(dg)
+
+# ---------------------------------------------------------------- MULTI_NODE_READER_ONLY: snapshot reader volumes
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import csi_store  # noqa: E402
+ROX = csi.VolumeCapability.AccessMode.MULTI_NODE_READER_ONLY
+base_url = v1.volume_context["storageUrl"].rsplit("/", 1)[0]
+expect_code(ctrl.CreateVolume, csi.CreateVolumeRequest(name="pvc-rox-nosrc", volume_capabilities=[mount_cap(ROX)]),
+            grpc.StatusCode.INVALID_ARGUMENT, "CreateVolume MULTI_NODE_READER_ONLY without a snapshot source")
+d = expect_code(ctrl.CreateVolume, csi.CreateVolumeRequest(
+    name="pvc-rox-clone", volume_capabilities=[mount_cap(ROX)],
+    volume_content_source=csi.VolumeContentSource(volume=csi.VolumeContentSource.VolumeSource(volume_id=v1.volume_id))),
+    grpc.StatusCode.INVALID_ARGUMENT, "CreateVolume MULTI_NODE_READER_ONLY cloned from a volume")
+ok("must come from a snapshot" in str(d), "... and the message says why")
+s4 = ctrl.CreateSnapshot(csi.CreateSnapshotRequest(name="snapshot-rox", source_volume_id=v1.volume_id)).snapshot
+src_objects = csi_store.count(v1.volume_context["storageUrl"])
+snap_record = base_url + "/_csi/snapshots/" + s4.snapshot_id + ".json"
+rox_src = csi.VolumeContentSource(snapshot=csi.VolumeContentSource.SnapshotSource(snapshot_id=s4.snapshot_id))
+expect_code(ctrl.CreateVolume, csi.CreateVolumeRequest(name="pvc-rox-big", volume_capabilities=[mount_cap(ROX)],
+                                                       capacity_range=csi.CapacityRange(required_bytes=s4.size_bytes + 4096),
+                                                       volume_content_source=rox_src),
+            grpc.StatusCode.OUT_OF_RANGE, "CreateVolume MULTI_NODE_READER_ONLY larger than its snapshot")
+expect_code(ctrl.CreateVolume, csi.CreateVolumeRequest(name="pvc-rox-mixed", volume_capabilities=[mount_cap(ROX), mount_cap()],
+                                                       volume_content_source=rox_src),
+            grpc.StatusCode.INVALID_ARGUMENT, "CreateVolume MULTI_NODE_READER_ONLY together with SINGLE_NODE_WRITER")
+rox_req = csi.CreateVolumeRequest(name="pvc-rox-a", volume_capabilities=[mount_cap(ROX)], volume_content_source=rox_src)
+rox_a = ctrl.CreateVolume(rox_req).volume
+rox_b = ctrl.CreateVolume(csi.CreateVolumeRequest(name="pvc-rox-b", volume_capabilities=[block_cap(ROX)],
+                                                  volume_content_source=rox_src)).volume
+ok(rox_a.capacity_bytes == s4.size_bytes and rox_a.content_source.snapshot.snapshot_id == s4.snapshot_id,
+   "CreateVolume MULTI_NODE_READER_ONLY from a snapshot: the snapshot's size, content_source set")
+ok(rox_a.volume_context["storageUrl"] == v1.volume_context["storageUrl"] and
+   rox_a.volume_context["readerSnapshot"] == s4.snapshot_id.split("@", 1)[1],
+   "... its context names the source volume's storage and the snapshot")
+ok(csi_store.count(base_url + "/" + rox_a.volume_id) == 0 and csi_store.count(base_url + "/" + rox_b.volume_id) == 0
+   and csi_store.count(v1.volume_context["storageUrl"]) == src_objects,
+   f"... no copy: nothing under the new ids, the source's {src_objects} objects unchanged")
+ok(ctrl.CreateVolume(rox_req).volume.volume_id == rox_a.volume_id, "... idempotent by name")
+expect_code(ctrl.CreateVolume, csi.CreateVolumeRequest(name="pvc-rox-a", volume_capabilities=[mount_cap()],
+                                                       volume_content_source=rox_src),
+            grpc.StatusCode.ALREADY_EXISTS, "... the same name as a writable volume is ALREADY_EXISTS")
+val = ctrl.ValidateVolumeCapabilities(csi.ValidateVolumeCapabilitiesRequest(volume_id=rox_a.volume_id,
+                                                                            volume_capabilities=[mount_cap(ROX)]))
+ok(val.HasField("confirmed"), "ValidateVolumeCapabilities confirms MULTI_NODE_READER_ONLY of a reader volume")
+val = ctrl.ValidateVolumeCapabilities(csi.ValidateVolumeCapabilitiesRequest(volume_id=rox_a.volume_id,
+                                                                            volume_capabilities=[mount_cap()]))
+ok(not val.HasField("confirmed") and "read-only" in val.message, f"... and not SINGLE_NODE_WRITER: {val.message[:70]!r}")
+val = ctrl.ValidateVolumeCapabilities(csi.ValidateVolumeCapabilitiesRequest(volume_id=v1.volume_id,
+                                                                            volume_capabilities=[mount_cap(ROX)]))
+ok(not val.HasField("confirmed"), "ValidateVolumeCapabilities does not confirm MULTI_NODE_READER_ONLY of a writable volume")
+ok("readerSnapshot" in ctrl.ControllerGetVolume(csi.ControllerGetVolumeRequest(volume_id=rox_a.volume_id)).volume.volume_context,
+   "ControllerGetVolume of a reader volume")
+expect_code(ctrl.ControllerExpandVolume, csi.ControllerExpandVolumeRequest(
+    volume_id=rox_a.volume_id, capacity_range=csi.CapacityRange(required_bytes=s4.size_bytes + GiB)),
+    grpc.StatusCode.FAILED_PRECONDITION, "ControllerExpandVolume of a reader volume")
+expect_code(ctrl.CreateSnapshot, csi.CreateSnapshotRequest(name="snapshot-of-rox", source_volume_id=rox_a.volume_id),
+            grpc.StatusCode.INVALID_ARGUMENT, "CreateSnapshot of a reader volume (its snapshot already is its content)")
+if nbd is not None:  # two readers at once, as two nodes would run them, with no lease between them
+    ra, sock_a = start_daemon(rox_a)
+    rb, sock_b = start_daemon(rox_b)
+    (a,) = nbd_io(sock_a, rox_a.volume_id, reads=[(0, len(PATTERN_B))])
+    (b,) = nbd_io(sock_b, rox_b.volume_id, reads=[(0, len(PATTERN_B))])
+    ok(a == PATTERN_B and b == PATTERN_B, "two reader daemons serve the snapshot's data at once")
+    try:
+        nbd_io(sock_a, rox_a.volume_id, writes=[(0, b"x" * 4096)])
+        ok(False, "a write to a reader volume's export fails")
+    except Exception as e:  # nbd.Error: read-only export
+        ok(True, f"a write to a reader volume's export fails: {str(e)[:60]!r}")
+    stop_daemon(ra)
+    stop_daemon(rb)
+    ok(csi_store.count(v1.volume_context["storageUrl"]) == src_objects, "... and the readers wrote nothing to storage")
+# DeleteSnapshot while readers use it: hidden, kept until the last reader goes.
+expect_code(ctrl.DeleteSnapshot, csi.DeleteSnapshotRequest(snapshot_id=s4.snapshot_id), grpc.StatusCode.OK,
+            "DeleteSnapshot of a snapshot two reader volumes use")
+ok(s4.snapshot_id not in [e.snapshot.snapshot_id for e in ctrl.ListSnapshots(csi.ListSnapshotsRequest()).entries],
+   "... it is gone from ListSnapshots")
+expect_code(ctrl.CreateVolume, csi.CreateVolumeRequest(name="pvc-rox-c", volume_capabilities=[mount_cap(ROX)],
+                                                       volume_content_source=rox_src),
+            grpc.StatusCode.NOT_FOUND, "... no new volume from it")
+ok(csi_store.exists(snap_record), "... its record is kept")
+p, _ = start_daemon(rox_a, vdir=os.path.join(STATE_DIR, "rox-after-delete"), must_start=False)
+ok(p is not None, "... and the engine snapshot still serves (a reader daemon starts)")
+if p is not None:
+    stop_daemon(p)
+expect_code(ctrl.DeleteVolume, csi.DeleteVolumeRequest(volume_id=rox_a.volume_id), grpc.StatusCode.OK,
+            "DeleteVolume of one reader volume")
+ok(csi_store.exists(snap_record), "... the snapshot stays for the other")
+expect_code(ctrl.DeleteVolume, csi.DeleteVolumeRequest(volume_id=rox_b.volume_id), grpc.StatusCode.OK,
+            "DeleteVolume of the last reader volume")
+ok(not csi_store.exists(snap_record), "... takes the deleted snapshot along")
+p, _ = start_daemon(rox_a, vdir=os.path.join(STATE_DIR, "rox-after-last"), must_start=False)
+ok(p is None, "... from storage too (a reader daemon of it exits)")
+if p is not None:
+    stop_daemon(p)
+expect_code(ctrl.DeleteVolume, csi.DeleteVolumeRequest(volume_id=rox_b.volume_id), grpc.StatusCode.OK,
+            "DeleteVolume of a reader volume again (idempotent)")
 
 # ---------------------------------------------------------------- deletes
 expect_code(ctrl.DeleteSnapshot, csi.DeleteSnapshotRequest(), grpc.StatusCode.INVALID_ARGUMENT,

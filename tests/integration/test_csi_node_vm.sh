@@ -12,7 +12,9 @@
 #      through the pod's path; NodeGetVolumeStats; a read-only publish refuses
 #      writes; NodeUnpublish / NodeUnstage, each twice; the daemon is gone.
 #   2. CreateSnapshot; CreateVolume from it; NodeStage of the new volume: the
-#      file is there.
+#      file is there. A MULTI_NODE_READER_ONLY volume from the snapshot (no
+#      copy) staged on node-a and node-b at once (portalbd --serve-snapshot,
+#      read-only mounts): both read the file; a writer mode is refused.
 #   3. ControllerExpandVolume of the detached volume; NodeStage grows ext4 to
 #      the new size; NodeExpandVolume reports it.
 #   4. Failover: the volume staged on node-a; node-b's NodeStage is refused
@@ -142,6 +144,46 @@ guest 30 "cat $STAGE2/hello"
 assert_eq "$GUEST_OUT" "csi data" "the restored volume holds the file written before the snapshot"
 csi_ok "NodeUnstageVolume of the restored volume" "$PORT_A" Node NodeUnstageVolume \
   "{\"volume_id\": \"$VOL2\", \"staging_target_path\": \"$STAGE2\"}"
+
+# ---------------------------------------------------------------- 2b. MULTI_NODE_READER_ONLY on both nodes at once
+ROX_CAP='"volume_capability": {"mount": {"fs_type": "ext4"}, "access_mode": {"mode": "MULTI_NODE_READER_ONLY"}}'
+csi_ok "CreateVolume MULTI_NODE_READER_ONLY from the snapshot (no copy)" "$PORT_A" Controller CreateVolume \
+  "{\"name\": \"pvc-vm-rox\", \"volume_capabilities\": [{\"mount\": {}, \"access_mode\": {\"mode\": \"MULTI_NODE_READER_ONLY\"}}], \"volume_content_source\": {\"snapshot\": {\"snapshot_id\": \"$SNAP\"}}}"
+ROX=$(field "$CSI_OUT" 'd["volume"]["volume_id"]')
+ROX_CTX=$(field "$CSI_OUT" 'json.dumps(d["volume"]["volume_context"])')
+guest_check "... nothing stored under its id" "! ls /tmp/store/$ROX 2>/dev/null"
+ROX_A=/tmp/k/staging/$ROX
+ROX_B=/tmp/k/staging-b/$ROX
+for n in a b; do
+  port=$PORT_A; stage=$ROX_A
+  [ "$n" = b ] && { port=$PORT_B; stage=$ROX_B; }
+  csi_ok "NodeStageVolume of the reader volume on node-$n" "$port" Node NodeStageVolume \
+    "{\"volume_id\": \"$ROX\", \"staging_target_path\": \"$stage\", $ROX_CAP, \"volume_context\": $ROX_CTX}"
+done
+csi_ok "NodeStageVolume of the reader volume on node-a again (idempotent)" "$PORT_A" Node NodeStageVolume \
+  "{\"volume_id\": \"$ROX\", \"staging_target_path\": \"$ROX_A\", $ROX_CAP, \"volume_context\": $ROX_CTX}"
+guest 30 "cat $ROX_A/hello $ROX_B/hello"
+assert_eq "$GUEST_OUT" "csi data
+csi data" "both nodes read the snapshot's file at once"
+guest_check "both are read-only ext4 mounts" "grep -q \" $ROX_A ext4 ro\" /proc/mounts && grep -q \" $ROX_B ext4 ro\" /proc/mounts"
+guest 30 "tr '\\0' ' ' </proc/\$(sed -n 's/.*\"daemon_pid\": \\([0-9]*\\).*/\\1/p' /tmp/b/volumes/$ROX/stage.json)/cmdline"
+assert_match "$GUEST_OUT" "--serve-snapshot csi-" "node-b's daemon serves the snapshot (--serve-snapshot, no lease)"
+ROX_PUB=/tmp/k/pods/p4/vol
+csi_ok "NodePublishVolume of the reader volume on node-b (readonly not asked)" "$PORT_B" Node NodePublishVolume \
+  "{\"volume_id\": \"$ROX\", \"staging_target_path\": \"$ROX_B\", \"target_path\": \"$ROX_PUB\", $ROX_CAP}"
+guest_check "... the pod's path reads the file and refuses writes" "grep -q 'csi data' $ROX_PUB/hello && ! touch $ROX_PUB/x 2>/dev/null"
+csi "$PORT_B" Node NodeStageVolume \
+  "{\"volume_id\": \"$ROX\", \"staging_target_path\": \"$ROX_B\", $MOUNT_CAP, \"volume_context\": $ROX_CTX}"
+assert_match "$CSI_OUT" "^INVALID_ARGUMENT: .*read-only view" "NodeStageVolume of the reader volume as SINGLE_NODE_WRITER is refused ($CSI_OUT)"
+csi_ok "NodeUnpublishVolume of the reader volume" "$PORT_B" Node NodeUnpublishVolume "{\"volume_id\": \"$ROX\", \"target_path\": \"$ROX_PUB\"}"
+for n in 1 2; do
+  csi_ok "NodeUnstageVolume of the reader volume on node-a ($n)" "$PORT_A" Node NodeUnstageVolume \
+    "{\"volume_id\": \"$ROX\", \"staging_target_path\": \"$ROX_A\"}"
+  csi_ok "NodeUnstageVolume of the reader volume on node-b ($n)" "$PORT_B" Node NodeUnstageVolume \
+    "{\"volume_id\": \"$ROX\", \"staging_target_path\": \"$ROX_B\"}"
+done
+guest_check "no reader mount or daemon left" "! grep -q \"$ROX\" /proc/mounts && ! pidof portalbd"
+csi_ok "DeleteVolume of the reader volume" "$PORT_A" Controller DeleteVolume "{\"volume_id\": \"$ROX\"}"
 
 # ---------------------------------------------------------------- 3. expansion
 csi_ok "ControllerExpandVolume to 512 MiB (detached)" "$PORT_A" Controller ControllerExpandVolume \
