@@ -8,7 +8,8 @@
 #     closes them after its idle timeout (default 10 s) and portalctl works
 #     again without anyone closing them;
 #  3. a command that runs longer than the idle timeout (gc --wait with a
-#     grace period) keeps its connection.
+#     grace period) keeps its connection (with its own daemon, at the same
+#     time as 1 and 2).
 source "$(dirname "$0")/lib.sh"
 requires nbdinfo qemu-io
 requires_portalctl
@@ -40,6 +41,28 @@ except socket.timeout:
     sys.exit(0)
 print(buf.split(b"\n")[0].decode(errors="replace") if buf else "EOF")
 '
+
+# ---- 3. a long command keeps its connection past the idle timeout
+# (its own daemon, beside parts 1 and 2: in_parallel)
+long_command() {
+  printf '[daemon]\ncontrol_idle_timeout_ms = 500\n' >"$TMP/short-idle.toml"
+  # --journal off: each FLUSH writes a segment, so the second one makes the first garbage.
+  start_portalbd --disk-size-gb 1 -c "$TMP/short-idle.toml" --gc-grace-ms 2000 --journal off
+  qio "$(nbd_uri)" 'write -P 0x11 0 1M' 'flush'
+  qio "$(nbd_uri)" 'write -P 0x22 0 1M' 'flush'  # the first segment becomes garbage
+  out=$(ctl_raw "$SEND_ONE" 'b""')
+  assert_match "$out" 'no complete request within 500 ms' "the configured idle timeout (500 ms) closes an idle connection"
+  t0=$(now_ms)
+  out=$(portalctl --json gc --wait 2>&1) || fail "portalctl gc --wait failed with a 500 ms idle timeout: $out"
+  elapsed=$(( $(now_ms) - t0 ))
+  log "gc --wait: ${elapsed} ms: $out"
+  # It waits out the 2 s grace of the overwritten segment; quicker means this
+  # check proved nothing.
+  [ "$elapsed" -ge 1000 ] || fail "gc --wait returned in ${elapsed} ms, within the idle timeout: nothing was tested"
+  ok "gc --wait (${elapsed} ms) kept its connection past the 500 ms idle timeout"
+  stop_portalbd
+}
+in_parallel long-command long_command
 
 start_portalbd --disk-size-gb 1
 
@@ -140,20 +163,4 @@ assert_match "$summary" '"other": 0, "still_open": 0' "every idle connection was
 portalbd_running || fail "portalbd died"
 stop_portalbd
 
-# ---- 3. a long command keeps its connection past the idle timeout
-printf '[daemon]\ncontrol_idle_timeout_ms = 500\n' >"$TMP/short-idle.toml"
-# --journal off: each FLUSH writes a segment, so the second one makes the first garbage.
-start_portalbd --disk-size-gb 1 -c "$TMP/short-idle.toml" --gc-grace-ms 2000 --journal off
-qio "$(nbd_uri)" 'write -P 0x11 0 1M' 'flush'
-qio "$(nbd_uri)" 'write -P 0x22 0 1M' 'flush'  # the first segment becomes garbage
-out=$(ctl_raw "$SEND_ONE" 'b""')
-assert_match "$out" 'no complete request within 500 ms' "the configured idle timeout (500 ms) closes an idle connection"
-t0=$(now_ms)
-out=$(portalctl --json gc --wait 2>&1) || fail "portalctl gc --wait failed with a 500 ms idle timeout: $out"
-elapsed=$(( $(now_ms) - t0 ))
-log "gc --wait: ${elapsed} ms: $out"
-# It waits out the 2 s grace of the overwritten segment; quicker means this
-# check proved nothing.
-[ "$elapsed" -ge 1000 ] || fail "gc --wait returned in ${elapsed} ms, within the idle timeout: nothing was tested"
-ok "gc --wait (${elapsed} ms) kept its connection past the 500 ms idle timeout"
-stop_portalbd
+wait_parallel
