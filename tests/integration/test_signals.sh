@@ -3,6 +3,7 @@
 # and a client still connected: the daemon exits 0, its log says what it
 # flushed, and after a restart on the same state dir every write is there.
 # Also SIGTERM under a running bulk copy: exit 0 and a usable volume after.
+# The three rounds run at once, each with its own daemon.
 source "$(dirname "$0")/lib.sh"
 requires qemu-io nbdcopy nbdinfo truncate
 requires_python_nbd
@@ -28,7 +29,9 @@ r = find(json.loads(sys.argv[1]), sys.argv[2])
 print("" if r is None else r)' "$1" "$2"
 }
 
-for sig in TERM INT; do
+# signal_round SIG: unflushed writes, SIG, restart, verify.
+signal_round() {
+  local sig=$1
   STATE_DIR=$TMP/state-$sig
   model=$TMP/model-$sig.img
   truncate -s "$GiB" "$model"
@@ -68,26 +71,34 @@ for sig in TERM INT; do
   echo "$out" | sed 's/^/    /'
   ok "SIG$sig: after restart every write made before the signal is there"
   stop_portalbd
-done
+}
 
 # ---- SIGTERM in the middle of a bulk copy
-STATE_DIR=$TMP/state-load
-start_portalbd --disk-size-gb 1
-head -c 128M /dev/urandom >"$TMP/in.bin"
-nbdcopy "$TMP/in.bin" "$(nbd_uri)" >"$TMP/nbdcopy.out" 2>&1 &
-copier=$!
-cleanup_fn kill -9 "$copier"
-sleep 0.5
-kill -0 "$copier" 2>/dev/null && log "SIGTERM while nbdcopy is running" || log "nbdcopy already finished before SIGTERM"
-stop_portalbd TERM
-rc=0
-for _ in $(seq 1 300); do kill -0 "$copier" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$copier" 2>/dev/null && fail "nbdcopy still hangs 30 s after the daemon exited"
-wait "$copier" || rc=$?
-log "nbdcopy exited $rc"
-start_portalbd --disk-size-gb 1
-qio "$(nbd_uri)" "write -P 0x5e $((200 * MiB)) 65536" "flush" "read -P 0x5e $((200 * MiB)) 65536"
-ok "after SIGTERM under load the volume restarts and takes writes"
-nbdcopy "$(nbd_uri)" null: || fail "reading the whole device after SIGTERM under load failed"
-ok "the whole device reads without error after SIGTERM under load"
-stop_portalbd
+load_round() {
+  STATE_DIR=$TMP/state-load
+  start_portalbd --disk-size-gb 1
+  head -c 128M /dev/urandom >"$TMP/in.bin"
+  nbdcopy "$TMP/in.bin" "$(nbd_uri)" >"$TMP/nbdcopy.out" 2>&1 &
+  copier=$!
+  cleanup_fn kill -9 "$copier"
+  sleep 0.5
+  kill -0 "$copier" 2>/dev/null && log "SIGTERM while nbdcopy is running" || log "nbdcopy already finished before SIGTERM"
+  stop_portalbd TERM
+  rc=0
+  for _ in $(seq 1 300); do kill -0 "$copier" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$copier" 2>/dev/null && fail "nbdcopy still hangs 30 s after the daemon exited"
+  wait "$copier" || rc=$?
+  log "nbdcopy exited $rc"
+  start_portalbd --disk-size-gb 1
+  qio "$(nbd_uri)" "write -P 0x5e $((200 * MiB)) 65536" "flush" "read -P 0x5e $((200 * MiB)) 65536"
+  ok "after SIGTERM under load the volume restarts and takes writes"
+  nbdcopy "$(nbd_uri)" null: || fail "reading the whole device after SIGTERM under load failed"
+  ok "the whole device reads without error after SIGTERM under load"
+  stop_portalbd
+}
+
+# The three rounds run at once, each with its own daemon (in_parallel).
+in_parallel term signal_round TERM
+in_parallel int signal_round INT
+in_parallel load load_round
+wait_parallel
