@@ -77,12 +77,22 @@ signal_round() {
 load_round() {
   STATE_DIR=$TMP/state-load
   start_portalbd --disk-size-gb 1
-  head -c 128M /dev/urandom >"$TMP/in.bin"
-  nbdcopy "$TMP/in.bin" "$(nbd_uri)" >"$TMP/nbdcopy.out" 2>&1 &
+  # nbdcopy reads its source from a pipe this round feeds, so at the SIGTERM
+  # it is provably mid-copy: 32 MiB sent and more flowing. (A fixed sleep
+  # before the signal let a fast copy finish first, and the round then
+  # tested an idle daemon.)
+  mkfifo "$TMP/feed"
+  nbdcopy - "$(nbd_uri)" <"$TMP/feed" >"$TMP/nbdcopy.out" 2>&1 &
   copier=$!
   cleanup_fn kill -9 "$copier"
-  sleep 0.5
-  kill -0 "$copier" 2>/dev/null && log "SIGTERM while nbdcopy is running" || log "nbdcopy already finished before SIGTERM"
+  exec {feed}>"$TMP/feed"
+  head -c 32M /dev/urandom >&"$feed"
+  head -c 224M /dev/urandom >&"$feed" 2>/dev/null &  # still writing at the signal; EPIPE once nbdcopy is gone
+  feeder=$!
+  cleanup_fn kill -9 "$feeder"
+  exec {feed}>&-
+  kill -0 "$copier" 2>/dev/null || fail "nbdcopy ended before the SIGTERM: $(cat "$TMP/nbdcopy.out")"
+  log "SIGTERM while nbdcopy is running (32 MiB sent, more flowing)"
   stop_portalbd TERM
   rc=0
   for _ in $(seq 1 300); do kill -0 "$copier" 2>/dev/null || break; sleep 0.1; done
