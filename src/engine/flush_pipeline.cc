@@ -381,6 +381,36 @@ void FlushPipeline::UploadLock::unlock() NO_THREAD_SAFETY_ANALYSIS {
   p_.upload_mu_.unlock();
 }
 
+// Starts a PUT for each SEALED buffer in the window (U1) up to sequence
+// `through`; true when it started any (the engine mutex was let go meanwhile).
+// (The analysis cannot follow `lock` let go and taken back through a
+// reference; it is held again on every return.)
+bool FlushPipeline::start_window_puts_locked(MutexLock& lock, uint64_t through) NO_THREAD_SAFETY_ANALYSIS {
+  std::vector<std::shared_ptr<Sealed>> start;
+  for (size_t i = 0; i < sealing_.size() && i < upload_window_ && sealing_[i]->seq <= through; ++i) {
+    if (sealing_[i]->stage == Stage::kSealed) {
+      transition(*sealing_[i], Stage::kPutting);
+      ++puts_running_;
+      start.push_back(sealing_[i]);
+    }
+  }
+  if (start.empty()) return false;
+  lock.unlock();  // with a window of 1 the PUT runs inline, in submit()
+  for (auto& sealed : start) {
+    upload_pool_->submit([this, sealed = std::move(sealed)] {
+      Status st = put_segment(*sealed);
+      MutexLock done(&layers_.mu());
+      if (st.ok()) sealed->stored_tick = ++puts_stored_;
+      transition(*sealed, st.ok() ? Stage::kStored : Stage::kFailed);
+      sealed->put_error = std::move(st);
+      --puts_running_;
+      upload_cv_.notify_all();
+    });
+  }
+  lock.lock();
+  return true;
+}
+
 // The driver of the state machine (rules U1-U4): keeps the window's PUTs
 // running and commits the head of sealing_ whenever it is STORED, until
 // everything up to last_seq is committed or the head failed.
@@ -400,6 +430,11 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window, std::o
   for (const auto& sealed : sealing_) {
     if (sealed->stage == Stage::kFailed) transition(*sealed, Stage::kSealed);
   }
+  // Past the round, the window keeps filling with the buffers sealed by the
+  // time the round went past (fill_through), so that the PUTs it waits for
+  // do not leave the window empty behind them; later ones wait for the next
+  // round, which keeps a round finite under sustained writes.
+  std::optional<uint64_t> fill_through;
   for (;;) {
     if (sealing_.empty()) break;
     const bool in_round = sealing_.front()->seq <= last_seq;
@@ -409,6 +444,8 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window, std::o
       // rather than held for the next round: a commit never waits for a
       // later segment's PUT.
       if (puts_running_ == 0 || stop_past_round) break;
+      if (!fill_through) fill_through = sealing_.back()->seq;
+      if (fill_window && start_window_puts_locked(lock, *fill_through)) continue;
       if (sealing_.front()->stage != Stage::kStored) {
         if (!wait_for_uploads_locked(lock, give_up_from)) {
           out_of_time = true;  // this round's buffers are committed: that is what was asked
@@ -417,32 +454,9 @@ Status FlushPipeline::upload_through(uint64_t last_seq, bool fill_window, std::o
         continue;
       }
     }
-    // Start a PUT for every buffer in the window that needs one (none past
-    // the round: it ends once its PUTs are done).
-    std::vector<std::shared_ptr<Sealed>> start;
-    for (size_t i = 0; in_round && i < sealing_.size() && i < upload_window_ &&
-                       (fill_window || sealing_[i]->seq <= last_seq);
-         ++i) {
-      if (sealing_[i]->stage == Stage::kSealed) {
-        transition(*sealing_[i], Stage::kPutting);
-        ++puts_running_;
-        start.push_back(sealing_[i]);
-      }
-    }
-    if (!start.empty()) {
-      lock.unlock();  // with a window of 1 the PUT runs inline, in submit()
-      for (auto& sealed : start) {
-        upload_pool_->submit([this, sealed = std::move(sealed)] {
-          Status st = put_segment(*sealed);
-          MutexLock done(&layers_.mu());
-          if (st.ok()) sealed->stored_tick = ++puts_stored_;
-          transition(*sealed, st.ok() ? Stage::kStored : Stage::kFailed);
-          sealed->put_error = std::move(st);
-          --puts_running_;
-          upload_cv_.notify_all();
-        });
-      }
-      lock.lock();
+    // In the round, start a PUT for every buffer in the window that needs
+    // one: with fill_window any, else those of the round.
+    if (in_round && start_window_puts_locked(lock, fill_window ? UINT64_MAX : last_seq)) {
       continue;  // the head may have finished meanwhile
     }
     const std::shared_ptr<Sealed> head = sealing_.front();

@@ -44,7 +44,8 @@
 //       deadline (U8). While it waits for
 //       PUTs past the buffers it was asked for, it commits the heads they
 //       leave STORED (in order, U2, U7): a commit never waits for a later
-//       segment's PUT.
+//       segment's PUT; and it keeps the window full with the buffers sealed
+//       by the time it went past them (no later ones, so it ends).
 //   U5. Memory: sealed buffers are bounded by write_buffer_bytes (writers
 //       wait for space); encoded objects exist only inside the window, so at
 //       most W of them (each about segment_bytes) are held on top.
@@ -308,6 +309,7 @@ class FlushPipeline {
       REQUIRES(layers_.mu());
   // Takes the upload lock as UploadLock does (a claim while waiting), but
   // gives up at give_up_at_locked(since): false, and the lock is not held.
+  bool start_window_puts_locked(MutexLock& lock, uint64_t through) REQUIRES(layers_.mu());
   bool try_lock_uploads(TimePoint since) TRY_ACQUIRE(true, upload_mu_) EXCLUDES(layers_.mu());
   // An upload failed or storage did not answer: counts it, and marks storage
   // failing (status, the log) unless fenced, which is no outage.
