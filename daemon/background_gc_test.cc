@@ -3,13 +3,12 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
-#include <cstring>
 #include <functional>
-#include <random>
 #include <thread>
 
 #include "src/store/counting_store.h"
 #include "src/store/file_store.h"
+#include "tests/unit/noise.h"
 #include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
@@ -28,15 +27,7 @@ VolumeOptions options(const std::string& dir) {
   return o;
 }
 
-std::vector<std::byte> noise(uint64_t n, uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, 8);
-  }
-  return v;
-}
+using portalbd::testing::noise;
 
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
   const auto deadline = std::chrono::steady_clock::now() + limit;

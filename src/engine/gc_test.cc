@@ -2,16 +2,15 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <future>
-#include <random>
 
 #include "src/engine/volume.h"
 #include "src/store/counting_store.h"
 #include "src/store/file_store.h"
 #include "src/store/memory_store.h"
 #include "tests/unit/gate_store.h"
+#include "tests/unit/noise.h"
 #include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
@@ -34,16 +33,7 @@ VolumeOptions options(const std::string& dir) {
   return o;
 }
 
-// Random (incompressible) bytes, so stored bytes track written bytes.
-std::vector<std::byte> noise(uint64_t n, uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, 8);
-  }
-  return v;
-}
+using portalbd::testing::noise;
 
 std::vector<std::byte> read_all(BlockDevice& d, uint64_t len) {
   std::vector<std::byte> out(len);
