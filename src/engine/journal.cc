@@ -31,11 +31,12 @@ using journal_format::record_bytes;
 
 }  // namespace
 
-Journal::Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, uint64_t journal_id,
-                 bool claim_pending, std::vector<bool> unwritten)
+Journal::Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, UniqueFd start_fd,
+                 uint64_t journal_id, bool claim_pending, std::vector<bool> unwritten)
     : opts_(std::move(opts)),
       dir_fd_(std::move(dir_fd)),
       chunk_fds_(std::move(chunk_fds)),
+      start_fd_(std::move(start_fd)),
       journal_id_(journal_id),
       max_payload_bytes_((opts_.chunk_bytes - kAlign - kHeaderBytes) / kBlockBytes * kBlockBytes),
       claim_pending_(claim_pending),
@@ -106,7 +107,8 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
   }
   const bool claim = meta.writer_id != opts.writer_id;
   std::unique_ptr<Journal> j(new Journal(std::move(opts), std::move(files.dir_fd), std::move(files.chunk_fds),
-                                         meta.journal_id, claim, std::move(files.unwritten)));
+                                         std::move(files.start_fd), meta.journal_id, claim,
+                                         std::move(files.unwritten)));
   const JournalRecovery& report = files.report;
   {
     MutexLock lock(&j->mu_);
@@ -121,7 +123,12 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
     j->synced_wseq_ = newest;
     j->released_wseq_ = report.released_wseq;
     j->next_wseq_ = std::max(newest, report.released_wseq) + 1;
-    for (const JournalRecord& r : report.records) j->live_.push_back(LiveRecord{r.wseq, now});
+    j->disk_released_ = report.released_wseq;
+    for (size_t i = 0; i < report.records.size(); ++i) {
+      j->live_.push_back(LiveRecord{report.records[i].wseq, now});
+      j->disk_positions_.push_back(
+          RecordPosition{report.records[i].wseq, files.record_at[i].chunk, files.record_at[i].offset});
+    }
     j->free_released_chunks();
   }
   {
@@ -129,9 +136,11 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
     j->zero_pending_ = std::any_of(j->unwritten_.begin(), j->unwritten_.end(), [](bool b) { return b; });
     if (j->zero_pending_) j->zeroer_ = std::thread([p = j.get()] { p->zero_ahead(); });
   }
-  log::get("journal")->info("journal opened dir={} live_records={} newest_wseq={} released_wseq={} previous_writer={}",
-                            log::quote(j->opts_.dir), report.records.size(), report.newest_wseq, report.released_wseq,
-                            log::quote(report.previous_writer_id));
+  log::get("journal")->info(
+      "journal opened dir={} live_records={} newest_wseq={} released_wseq={} previous_writer={} bytes_read={} "
+      "read_whole_ring={}",
+      log::quote(j->opts_.dir), report.records.size(), report.newest_wseq, report.released_wseq,
+      log::quote(report.previous_writer_id), report.chunk_bytes_read, report.read_whole_ring);
   OpenedJournal opened;
   opened.journal = std::move(j);
   opened.recovery = std::move(files.report);
@@ -227,6 +236,7 @@ Status Journal::switch_chunk(MutexLock& lock, Clock::time_point deadline) {
     if (!st.ok()) return fail(st);
     chunks_[chunk].write_offset = offset + kAlign;
   }
+  chunks_[head_].padded = true;
   const uint64_t next = chunk_index_after(head_);
   while (zeroing_ == next) zero_cv_.wait(lock);
   unwritten_[next] = false;  // taken as it is when the zeroer has not come to it
@@ -341,6 +351,14 @@ Status Journal::append_record(uint8_t kind, uint8_t state, uint64_t wseq, uint64
   appended_wseq_ = wseq;
   next_wseq_ = wseq + 1;
   live_.push_back(LiveRecord{wseq, Clock::now()});
+  disk_positions_.push_back(RecordPosition{wseq, chunk, offset});
+  if (note_disk_released(h.released_wseq)) {
+    uint64_t start_chunk = 0, start_offset = 0, prev_wseq = 0;
+    start_locked(&start_chunk, &start_offset, &prev_wseq);
+    const uint64_t released = disk_released_;
+    lock.unlock();
+    write_start(start_chunk, start_offset, prev_wseq, released);
+  }
   return Status::OK();
 }
 
@@ -403,6 +421,44 @@ void Journal::release(uint64_t upto) {
   free_released_chunks();
 }
 
+bool Journal::note_disk_released(uint64_t released) {
+  if (released <= disk_released_) return false;
+  disk_released_ = released;
+  while (!disk_positions_.empty() && disk_positions_.front().wseq <= released) disk_positions_.pop_front();
+  return true;
+}
+
+void Journal::start_locked(uint64_t* chunk, uint64_t* offset, uint64_t* prev_wseq) const {
+  if (!disk_positions_.empty()) {
+    *chunk = disk_positions_.front().chunk;
+    *offset = disk_positions_.front().offset;
+    *prev_wseq = disk_positions_.front().wseq - 1;
+    return;
+  }
+  // Nothing live: the next append goes at the head's write offset, or, after
+  // a pad there, at the start of the next chunk (which the chain then reaches).
+  *chunk = chunks_[head_].padded ? chunk_index_after(head_) : head_;
+  *offset = chunks_[head_].padded ? 0 : chunks_[head_].write_offset;
+  *prev_wseq = appended_wseq_;
+}
+
+void Journal::write_start(uint64_t chunk, uint64_t offset, uint64_t prev_wseq, uint64_t released_wseq) {
+  MutexLock lock(&start_mu_);
+  if (released_wseq <= start_written_released_) return;
+  // No fsync: a start that a crash loses leaves an older one, which only
+  // makes the next Open read more (see "Opening" in journal.h).
+  const Status st = journal_format::write_start(start_fd_.get(), journal_id_,
+                                                journal_format::LiveStart{chunk, offset, prev_wseq, released_wseq});
+  if (st.ok()) {
+    start_written_released_ = released_wseq;
+  } else if (!start_write_failed_) {
+    start_write_failed_ = true;
+    log::get("journal")->warn("journal could not write its start file; the next open may read the whole ring dir={} "
+                              "error={}",
+                              log::quote(opts_.dir), log::quote(st.ToString()));
+  }
+}
+
 Status Journal::close() {
   MutexLock lock(&mu_);
   if (closed_) return Status::OK();
@@ -420,6 +476,13 @@ Status Journal::close() {
   const int fd = chunk_fds_[head_].get();
   Status st = pwrite_all(fd, bytes, h.write_offset);
   if (!st.ok()) return st.With("journal close: " + chunk_name(head_));
+  if (note_disk_released(released_wseq_)) {
+    uint64_t start_chunk = 0, start_offset = 0, prev_wseq = 0;
+    start_locked(&start_chunk, &start_offset, &prev_wseq);
+    const uint64_t released = disk_released_;
+    lock.unlock();
+    write_start(start_chunk, start_offset, prev_wseq, released);
+  }
   return Status::OK();
 }
 

@@ -26,6 +26,10 @@
 //                 once the chunk before it is the head and a quarter full,
 //                 so creating a 1 GiB journal costs one chunk's write, not
 //                 the ring's, and a journal of markers writes no more.
+//   start         56 bytes, a hint for Open (see "Opening"): where the chain
+//                 of records above the on-disk release watermark begins.
+//                 Written (pwrite, no fsync) when that watermark moves: by
+//                 the append whose record carries a new one, and by close().
 //
 // A chunk holds records back to back from offset 0, each starting on a
 // kAlign (512) byte boundary. A record is an 80-byte header, then the payload
@@ -62,9 +66,10 @@
 //       when it was written; the largest one on disk, R, is at least every
 //       wseq that was overwritten (the pad of J2 makes that durable first).
 //       So every record with wseq in (R, newest] is still on disk.
-// Recovery (Open) reads every chunk, follows each chunk's chain of J1 from
-// offset 0, and links chains backwards from the head by J2. Live records are
-// those of the linked run above R, oldest first. It then checks:
+// Recovery, the ring scan (Open without a usable start file) reads every
+// chunk, follows each chunk's chain of J1 from offset 0, and links chains
+// backwards from the head by J2. Live records are those of the linked run
+// above R, oldest first. It then checks:
 //   - the run reaches down to R + 1; otherwise live records are missing:
 //     kCorruption naming the chunk and offset where its chain broke;
 //   - no whole record (found by scanning every kAlign boundary past a break)
@@ -75,6 +80,37 @@
 // Released records are not tracked on disk except through J3: records
 // released after the last append may be returned again; the caller filters
 // them by wseq (it knows what storage holds).
+//
+// Opening (issue 20): the ring scan reads capacity_bytes (0.3 s for 1 GiB), so
+// Open first follows the start file instead. Start = (chunk, offset,
+// prev_wseq, released_wseq): the position of the oldest record above the
+// watermark the newest record on disk carries (or where the next append
+// goes), the wseq it follows, and that watermark. It may be stale (a crash
+// before its pwrite reached disk) but is never ahead: it is written after the
+// record carrying its watermark. Open reads the kHeaderBytes at offset 0 of
+// every chunk, then follows the chain from the start forward (J1 within a
+// chunk; J2 into the next chunk when its first record carries on, also
+// across a gap the watermark covers, as after release() moved the sequence),
+// reading each record's header and payload, to the first thing that does not
+// carry on. It then looks for anything newer than the chain's end in the
+// kScanPastEndBytes (1 MiB) after it and at the start of the next chunk, and
+// at every other chunk's first header. It falls back to the ring scan, whose
+// verdicts (kCorruption, torn tail) then stand exactly as above, when:
+//   - the start file is missing (a journal of an older portalbd), torn, of
+//     another journal_id, or its chunk was rewritten since (first header
+//     newer than prev_wseq: the ring went round);
+//   - the chain ends at a header that fails its checks but was ours (magic
+//     or journal_id in place), a record out of sequence, or a payload that
+//     fails its checksum: damage or a torn tail, which the scan tells apart;
+//   - a record newer than the chain's end is found where it looked.
+// So Open reads what lies above the watermark, 1-2 MiB past its end and one
+// header per chunk, not capacity_bytes. What it does not look at: a newer
+// record more than kScanPastEndBytes past the end of the chain in its chunk
+// (out-of-order power loss of unsynced writes across more than that; those
+// writes were never acknowledged, so cutting there loses nothing answered),
+// and damage that wipes both the magic and the journal_id of a record whose
+// successor starts more than kScanPastEndBytes after it (a record of 1 MiB
+// or more); such a record is cut like a torn one.
 //
 // What a crash can cost: records not yet covered by a successful sync(). A
 // damaged last record cannot be told from a torn one, so it is cut (logged).
@@ -94,7 +130,7 @@
 // append rewrites meta with its own id, adopting the records it recovered.
 // So a caller that will not replay another writer's records Discards the
 // journal before appending, and a crash in between still names the old
-// writer. Open reads the whole ring (capacity_bytes) once.
+// writer.
 //
 // Failure: once a record write or an fdatasync fails, the journal stays failed
 // (append and sync return that error): after a failed fdatasync the kernel
@@ -112,7 +148,9 @@
 // the turn (turn_taken_, for wseq next_wseq_), fdatasyncs of sync() by the one
 // leader (sync_running_). Order: the turn, then mu_ (a turn holder takes and
 // drops mu_ around its I/O; nobody waits for the turn while holding mu_
-// except on turn_cv_). Two Journals never share a directory: Open takes an
+// except on turn_cv_). start_mu_ orders the start file's writes (by the
+// append or close that moved the watermark, after it drops mu_); it is never
+// held with mu_. Two Journals never share a directory: Open takes an
 // flock on it (kBusy), so neither do two processes.
 #pragma once
 
@@ -168,6 +206,8 @@ struct JournalRecovery {
   uint64_t released_wseq = 0;          // R of J3
   std::string torn_tail;               // "" or "chunk-0002 offset 4096: payload checksum mismatch"
   bool created = false;                // a new journal (none, or its meta was missing)
+  uint64_t chunk_bytes_read = 0;       // what Open read of the chunk files (see "Opening")
+  bool read_whole_ring = false;        // the start file did not settle recovery: Open read every chunk
 };
 
 struct JournalStats {
@@ -275,10 +315,17 @@ class Journal {
     uint64_t first_wseq = 0;  // of the current lap (0: none yet)
     uint64_t last_wseq = 0;
     uint64_t write_offset = 0;  // end of the lap's last record
+    bool padded = false;        // its lap ended with a chunk switch's pad (appends go on in the next)
   };
   struct LiveRecord {
     uint64_t wseq;
     std::chrono::steady_clock::time_point appended;
+  };
+  // Where a record (or marker) is, for the start file.
+  struct RecordPosition {
+    uint64_t wseq;
+    uint64_t chunk;
+    uint64_t offset;
   };
 
   static constexpr uint64_t kNoChunk = UINT64_MAX;
@@ -289,8 +336,8 @@ class Journal {
                        std::span<const std::byte> data, std::chrono::steady_clock::time_point deadline)
       EXCLUDES(mu_);
 
-  Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, uint64_t journal_id,
-          bool claim_pending, std::vector<bool> unwritten);
+  Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, UniqueFd start_fd,
+          uint64_t journal_id, bool claim_pending, std::vector<bool> unwritten);
   // The zeroer's body: while chunks of a new journal are unwritten, writes
   // zeros over the one after the head once it is free, then waits for the
   // head to move. Ends at close(), at failure, or when none is left.
@@ -308,6 +355,16 @@ class Journal {
   std::vector<std::byte> pad_locked() const REQUIRES(mu_);
   Status write_pad(uint64_t chunk, uint64_t offset, std::span<const std::byte> pad) const;
   void free_released_chunks() REQUIRES(mu_);
+  // A record or pad carrying release watermark `released` was written: the
+  // records it covers leave disk_positions_. Returns whether the start moved.
+  bool note_disk_released(uint64_t released) REQUIRES(mu_);
+  // The start (see "Opening"): the oldest record above disk_released_, or
+  // where the next append goes when none is.
+  void start_locked(uint64_t* chunk, uint64_t* offset, uint64_t* prev_wseq) const REQUIRES(mu_);
+  // Writes the start file, unless a later one was written already. Outside
+  // mu_ (start_mu_ is never held with it).
+  void write_start(uint64_t chunk, uint64_t offset, uint64_t prev_wseq, uint64_t released_wseq)
+      EXCLUDES(mu_, start_mu_);
   Status fail(Status st) REQUIRES(mu_);
   int inject(const char* op) const;
   Status write_meta_claim();  // runs in the append turn, outside mu_
@@ -316,6 +373,7 @@ class Journal {
   const JournalOptions opts_;
   const UniqueFd dir_fd_;                   // holds the flock; fsync of directory entries
   const std::vector<UniqueFd> chunk_fds_;   // open for the Journal's life
+  const UniqueFd start_fd_;                 // the start file
   const uint64_t journal_id_;
   const uint64_t max_payload_bytes_;
 
@@ -334,6 +392,10 @@ class Journal {
   uint64_t synced_wseq_ GUARDED_BY(mu_) = 0;
   uint64_t released_wseq_ GUARDED_BY(mu_) = 0;
   std::deque<LiveRecord> live_ GUARDED_BY(mu_);
+  // The release watermark the newest record or pad on disk carries (J3's R
+  // as Open will find it), and where the records above it are, oldest first.
+  uint64_t disk_released_ GUARDED_BY(mu_) = 0;
+  std::deque<RecordPosition> disk_positions_ GUARDED_BY(mu_);
   std::vector<bool> dirty_ GUARDED_BY(mu_);  // chunk written since the last sync round took it
   bool sync_running_ GUARDED_BY(mu_) = false;
   uint64_t syncs_ GUARDED_BY(mu_) = 0;
@@ -351,6 +413,11 @@ class Journal {
   bool stop_zeroer_ GUARDED_BY(mu_) = false;
   CondVar zero_cv_;  // the head moved, a chunk was zeroed, or stop
   std::thread zeroer_;
+
+  // The start file's writes (release(), outside mu_; never held with mu_).
+  Mutex start_mu_;
+  uint64_t start_written_released_ GUARDED_BY(start_mu_) = 0;  // released_wseq of the last start written
+  bool start_write_failed_ GUARDED_BY(start_mu_) = false;     // logged once
 };
 
 }  // namespace portalbd

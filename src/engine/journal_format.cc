@@ -1,8 +1,9 @@
 // The journal's files (journal.h draws the format and J1-J3): encoding and
-// checking record headers and the meta file, laying out a new ring of
-// zero-filled chunks, the recovery scan that Open runs (follow each chunk's
-// chain, link the chains across chunks, find damage and a torn tail, read the
-// live records back), and Discard. The writer that appends to the ring is
+// checking record headers, the meta and start files, laying out a new ring of
+// zero-filled chunks, recovery (from the start file when it settles it, see
+// "Opening"; else the ring scan: follow each chunk's chain, link the chains
+// across chunks, find damage and a torn tail, read the live records back),
+// and Discard. The writer that appends to the ring is
 // journal.cc; it shares only what journal_format.h declares.
 #include "src/engine/journal_format.h"
 
@@ -79,9 +80,10 @@ std::vector<std::byte> encode_header(const Header& h) {
 
 namespace {
 
-// Parses the record at p (`avail` bytes to the end of its chunk). Returns ""
-// and fills *h for a whole record of this journal, else why not.
-std::string parse_record(const std::byte* p, uint64_t avail, uint64_t journal_id, Header* h, bool* has_magic) {
+// Parses the record header at p (`avail` bytes to the end of its chunk;
+// only the header's kHeaderBytes need be at p). Returns "" and fills *h for
+// a well-formed header of this journal, else why not.
+std::string parse_header(const std::byte* p, uint64_t avail, uint64_t journal_id, Header* h, bool* has_magic) {
   *has_magic = avail >= kHeaderBytes && std::memcmp(p, kMagic, sizeof kMagic) == 0;
   if (!*has_magic) return "no record header";
   const unsigned version = static_cast<uint8_t>(p[8]) | (static_cast<unsigned>(static_cast<uint8_t>(p[9])) << 8);
@@ -117,10 +119,24 @@ std::string parse_record(const std::byte* p, uint64_t avail, uint64_t journal_id
     return "malformed record header";
   }
   if (h->payload_bytes > avail - kHeaderBytes) return "payload runs past the end of the chunk";
-  if (crc32c(std::span<const std::byte>(p + kHeaderBytes, h->payload_bytes)) != h->payload_crc) {
-    return "payload checksum mismatch";
-  }
   return "";
+}
+
+std::string check_payload(const Header& h, std::span<const std::byte> payload) {
+  return crc32c(payload) == h.payload_crc ? "" : "payload checksum mismatch";
+}
+
+// parse_header, then the payload's checksum: "" for a whole record.
+std::string parse_record(const std::byte* p, uint64_t avail, uint64_t journal_id, Header* h, bool* has_magic) {
+  std::string why = parse_header(p, avail, journal_id, h, has_magic);
+  if (!why.empty()) return why;
+  return check_payload(*h, std::span<const std::byte>(p + kHeaderBytes, h->payload_bytes));
+}
+
+// A header that fails to parse but was one once (its magic or its
+// journal_id is there): damage, or a record torn mid-write.
+bool looks_like_ours(const std::byte* p, uint64_t journal_id) {
+  return std::memcmp(p, kMagic, sizeof kMagic) == 0 || get_u64(p + 16) == journal_id;
 }
 
 // ---- Files -----------------------------------------------------------------
@@ -196,6 +212,43 @@ Status write_meta(const std::string& dir, int dir_fd, const Meta& m) {
   return fsync_fd(dir_fd, dir);
 }
 
+// ---- The start file --------------------------------------------------------
+// 56 bytes at offset 0 (little endian): magic "PBDJSTA1", u64 journal_id,
+// chunk, offset, prev_wseq, released_wseq, u32 CRC32C of the bytes before it,
+// u32 0. One sector: a torn write fails the checksum and is ignored.
+
+namespace {
+
+constexpr char kStartMagic[8] = {'P', 'B', 'D', 'J', 'S', 'T', 'A', '1'};
+constexpr uint64_t kStartBytes = 56;
+
+std::optional<LiveStart> decode_start(std::span<const std::byte> b, uint64_t journal_id) {
+  if (b.size() < kStartBytes || std::memcmp(b.data(), kStartMagic, sizeof kStartMagic) != 0) return std::nullopt;
+  if (crc32c(b.subspan(0, 48)) != get_u32(b.data() + 48) || get_u64(b.data() + 8) != journal_id) return std::nullopt;
+  LiveStart st;
+  st.chunk = get_u64(b.data() + 16);
+  st.offset = get_u64(b.data() + 24);
+  st.prev_wseq = get_u64(b.data() + 32);
+  st.released_wseq = get_u64(b.data() + 40);
+  return st;
+}
+
+}  // namespace
+
+Status write_start(int fd, uint64_t journal_id, const LiveStart& start) {
+  std::vector<std::byte> b;
+  b.reserve(kStartBytes);
+  for (char c : kStartMagic) b.push_back(static_cast<std::byte>(c));
+  put_u64(&b, journal_id);
+  put_u64(&b, start.chunk);
+  put_u64(&b, start.offset);
+  put_u64(&b, start.prev_wseq);
+  put_u64(&b, start.released_wseq);
+  put_u32(&b, crc32c(b));
+  put_u32(&b, 0);
+  return pwrite_all(fd, b, 0);
+}
+
 namespace {
 
 // The chunk files and leftovers of ours in dir (not meta).
@@ -204,7 +257,7 @@ std::vector<std::string> our_files(const std::string& dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("chunk-", 0) == 0 || name == "meta.tmp") out.push_back(e.path().string());
+    if (name.rfind("chunk-", 0) == 0 || name == "meta.tmp" || name == "start") out.push_back(e.path().string());
   }
   return out;
 }
@@ -359,7 +412,10 @@ struct Recovered {
   JournalRecovery report;
   uint64_t head = 0;
   std::vector<uint64_t> run;  // chunks holding the linked run, oldest first (ends at head)
-  std::vector<ChunkScan> scans;
+  std::vector<ChunkScan> scans;       // the ring scan's (analyse); empty from the start file
+  std::vector<RecoveredChunk> chunks;  // the run's chunks, by either way
+  std::vector<RecordAt> record_at;     // parallel to report.records
+  LiveStart start;                     // for the start file: the first live record, or where appends go on
 };
 
 Status analyse(const std::string& dir, std::vector<ChunkScan> scans, Recovered* out) {
@@ -505,33 +561,229 @@ Result<std::vector<UniqueFd>> open_chunks(const std::string& dir, const Meta& me
   return fds;
 }
 
-// Reads and checks every chunk (see "Recovery" in journal.h), then the live
+// The record Open returns for a write record's header and payload.
+JournalRecord replayed(const Header& h, std::vector<std::byte> data) {
+  JournalRecord r;
+  r.wseq = h.wseq;
+  r.lba = h.lba;
+  r.nblocks = h.nblocks;
+  r.state = static_cast<ExtentState>(h.state);
+  r.data = std::move(data);
+  return r;
+}
+
+// Reads of the chunk files, counted (JournalRecovery::chunk_bytes_read).
+struct ChunkReader {
+  const std::string& dir;
+  const std::vector<UniqueFd>& fds;
+  uint64_t bytes = 0;
+  Status read(uint64_t c, uint64_t offset, std::span<std::byte> out) {
+    bytes += out.size();
+    return pread_all(fds[c].get(), out, offset).With("read " + dir + "/" + chunk_name(c));
+  }
+};
+
+// The start file in dir, when it is there, whole and of this journal.
+std::optional<LiveStart> read_start(const std::string& dir, uint64_t journal_id) {
+  UniqueFd fd(::open((dir + "/start").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  std::vector<std::byte> b(kStartBytes);
+  if (!pread_all(fd.get(), b, 0).ok()) return std::nullopt;
+  return decode_start(b, journal_id);
+}
+
+// Whether a record carries on a chain whose last record is `last`: J1 within
+// a chunk; at a chunk's start also across a gap that the release watermark
+// covers (release() moved the sequence, so the writer began a new chunk).
+bool carries_on(const Header& h, uint64_t last, uint64_t released, bool chunk_start) {
+  if (h.wseq == last + 1) return true;
+  return chunk_start && h.wseq > last + 1 && h.wseq - 1 <= std::max(released, h.released_wseq);
+}
+
+// Bytes past the end of the live chain (in its last chunk, and at the start
+// of the next) that Open reads for a record newer than the chain: one that an
+// out-of-order power loss kept while losing one before it.
+constexpr uint64_t kScanPastEndBytes = 1 << 20;
+
+// Recovery from the start file ("Opening" in journal.h): follows the chain
+// from `start` to its end, reading only that and each chunk's first header,
+// plus kScanPastEndBytes past the end. nullopt, with *why_not, when the start
+// does not check against the chunks or something there calls for the ring
+// scan to decide (damage, a torn tail, a newer record past the end): then
+// recover() reads everything as before, so every verdict stays the ring
+// scan's.
+Result<std::optional<Recovered>> recover_from_start(ChunkReader& rd, const Meta& meta, const LiveStart& start,
+                                                    std::string* why_not) {
+  const uint64_t n = meta.chunk_count, size = meta.chunk_bytes, id = meta.journal_id;
+  auto scan_ring = [&](const std::string& why) {
+    *why_not = why;
+    return std::optional<Recovered>();
+  };
+  if (start.chunk >= n || start.offset % kAlign != 0 || start.offset + kAlign > size) return scan_ring("bad start");
+  struct FirstHeader {
+    bool record = false;  // a well-formed record header (not a pad)
+    bool damaged = false;  // one that does not parse but was ours (looks_like_ours)
+    Header h;
+  };
+  std::vector<FirstHeader> first(n);
+  std::vector<std::byte> hbuf(kHeaderBytes);
+  for (uint64_t c = 0; c < n; ++c) {
+    PBD_RETURN_IF_ERROR(rd.read(c, 0, hbuf));
+    bool magic = false;
+    if (parse_header(hbuf.data(), size, id, &first[c].h, &magic).empty()) {
+      first[c].record = first[c].h.kind != kKindPad;
+    } else {
+      first[c].damaged = looks_like_ours(hbuf.data(), id);
+    }
+  }
+  // A start chunk rewritten since (the ring went round): a stale start.
+  if (start.offset > 0 && first[start.chunk].record && first[start.chunk].h.wseq > start.prev_wseq) {
+    return scan_ring("start chunk rewritten since");
+  }
+
+  struct Walked {
+    RecordAt at;
+    Header h;
+    std::vector<std::byte> payload;
+  };
+  std::vector<Walked> walked;
+  Recovered r;
+  std::vector<bool> in_run(n, false);
+  uint64_t last = start.prev_wseq, released = start.released_wseq;
+  uint64_t c = start.chunk, off = start.offset;
+  for (;;) {
+    in_run[c] = true;
+    RecoveredChunk rc{c, 0, 0, off};
+    if (off > 0) {  // entered mid-lap: the records before are released
+      rc.first_wseq = first[c].record ? first[c].h.wseq : 0;
+      rc.last_wseq = last;
+    }
+    while (off + kAlign <= size) {
+      PBD_RETURN_IF_ERROR(rd.read(c, off, hbuf));
+      Header h;
+      bool magic = false;
+      if (!parse_header(hbuf.data(), size - off, id, &h, &magic).empty()) {
+        if (looks_like_ours(hbuf.data(), id)) return scan_ring("damaged or torn header at the end");
+        break;  // zeros, or the middle of an older lap's record
+      }
+      if (h.kind == kKindPad) {
+        if (h.wseq == last) released = std::max(released, h.released_wseq);
+        break;
+      }
+      if (!carries_on(h, last, released, off == 0)) {
+        if (h.wseq > last) return scan_ring("record out of sequence");
+        break;  // an older lap's record
+      }
+      Walked w{RecordAt{c, off}, h, std::vector<std::byte>(h.payload_bytes)};
+      if (h.payload_bytes > 0) PBD_RETURN_IF_ERROR(rd.read(c, off + kHeaderBytes, w.payload));
+      if (!check_payload(h, w.payload).empty()) return scan_ring("payload checksum mismatch");
+      released = std::max(released, h.released_wseq);
+      if (rc.first_wseq == 0) rc.first_wseq = h.wseq;
+      rc.last_wseq = last = h.wseq;
+      off += record_bytes(h);
+      walked.push_back(std::move(w));
+    }
+    rc.end_offset = off;
+    r.chunks.push_back(rc);
+    const uint64_t next = (c + 1) % n;
+    if (next == start.chunk || !first[next].record || !carries_on(first[next].h, last, released, true)) break;
+    c = next;
+    off = 0;
+  }
+  // Past the end: nothing newer in the window, nor at any other chunk's start
+  // (a chunk is entered only once the one before is synced, so nothing newer
+  // lies further), nor a torn first record in the next chunk.
+  const uint64_t end_chunk = c, end_offset = off, after = (c + 1) % n;
+  for (const auto& [chunk, from] : {std::pair{end_chunk, end_offset}, std::pair{after, uint64_t{0}}}) {
+    const uint64_t len = std::min(kScanPastEndBytes, (size - from) / kAlign * kAlign);
+    std::vector<std::byte> window(len);
+    PBD_RETURN_IF_ERROR(rd.read(chunk, from, window));
+    for (uint64_t o = 0; o + kAlign <= len; o += kAlign) {
+      Header h;
+      bool magic = false;
+      if (parse_header(window.data() + o, size - from - o, id, &h, &magic).empty() && h.wseq > last) {
+        return scan_ring("a newer record past the end");
+      }
+    }
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    if (in_run[i]) continue;
+    if (first[i].record && first[i].h.wseq > start.prev_wseq) return scan_ring("a newer chunk outside the run");
+    if (i == after && first[i].damaged) return scan_ring("torn start of the next chunk");
+  }
+
+  r.report.newest_wseq = last;
+  r.report.released_wseq = released;
+  r.head = end_chunk;
+  r.start = LiveStart{end_chunk, end_offset, last, released};
+  bool start_found = false;
+  for (Walked& w : walked) {
+    if (w.h.wseq <= released) continue;
+    if (!start_found) {
+      r.start = LiveStart{w.at.chunk, w.at.offset, w.h.wseq - 1, released};
+      start_found = true;
+    }
+    if (w.h.kind == kKindMarker) continue;  // its data is not here: nothing to replay
+    r.report.records.push_back(replayed(w.h, std::move(w.payload)));
+    r.record_at.push_back(w.at);
+  }
+  return std::optional<Recovered>(std::move(r));
+}
+
+// Recovers the journal: from the start file when it checks, else by reading
+// and checking every chunk (see "Recovery" in journal.h), then the live
 // records' payloads.
-Result<Recovered> recover(const std::string& dir, const Meta& meta, const std::vector<UniqueFd>& fds) {
+Result<Recovered> recover(ChunkReader& rd, const Meta& meta) {
+  auto logger = log::get("journal");
+  if (const std::optional<LiveStart> start = read_start(rd.dir, meta.journal_id)) {
+    std::string why_not;
+    auto fast = recover_from_start(rd, meta, *start, &why_not);
+    if (!fast.ok()) return fast.status();
+    if (*fast) {
+      Recovered rec = std::move(**fast);
+      rec.report.previous_writer_id = meta.writer_id;
+      return rec;
+    }
+    logger->info("journal reads its whole ring: its start does not settle recovery dir={} why={}",
+                 log::quote(rd.dir), log::quote(why_not));
+  } else {
+    logger->info("journal reads its whole ring: no start file of this journal dir={}", log::quote(rd.dir));
+  }
+  const std::string& dir = rd.dir;
   std::vector<ChunkScan> scans;
   std::vector<std::byte> buf(meta.chunk_bytes);
-  for (uint64_t i = 0; i < fds.size(); ++i) {
-    PBD_RETURN_IF_ERROR(pread_all(fds[i].get(), buf, 0).With("read " + dir + "/" + chunk_name(i)));
+  for (uint64_t i = 0; i < rd.fds.size(); ++i) {
+    PBD_RETURN_IF_ERROR(rd.read(i, 0, buf));
     scans.push_back(scan_chunk(buf, meta.journal_id));
   }
   Recovered rec;
+  rec.report.read_whole_ring = true;
   PBD_RETURN_IF_ERROR(analyse(dir, std::move(scans), &rec));
+  const uint64_t released = rec.report.released_wseq;
+  rec.start = LiveStart{0, 0, 0, released};
+  if (!rec.run.empty()) {
+    const ChunkScan& hs = rec.scans[rec.head];
+    rec.start = LiveStart{rec.head, hs.end_offset, hs.last(), released};
+  }
+  bool start_found = false;
   for (uint64_t c : rec.run) {
-    for (const Found& f : rec.scans[c].chain) {
-      if (f.h.wseq <= rec.report.released_wseq) continue;
+    const ChunkScan& s = rec.scans[c];
+    rec.chunks.push_back(RecoveredChunk{c, s.first(), s.last(), s.end_offset});
+    for (const Found& f : s.chain) {
+      if (f.h.wseq <= released) continue;
+      if (!start_found) {
+        rec.start = LiveStart{c, f.offset, f.h.wseq - 1, released};
+        start_found = true;
+      }
       if (f.h.kind == kKindMarker) continue;  // its data is not here: nothing to replay
-      JournalRecord r;
-      r.wseq = f.h.wseq;
-      r.lba = f.h.lba;
-      r.nblocks = f.h.nblocks;
-      r.state = static_cast<ExtentState>(f.h.state);
-      r.data.resize(f.h.payload_bytes);
-      PBD_RETURN_IF_ERROR(pread_all(fds[c].get(), r.data, f.offset + kHeaderBytes).With("read " + chunk_name(c)));
-      if (crc32c(r.data) != f.h.payload_crc) {
+      std::vector<std::byte> data(f.h.payload_bytes);
+      PBD_RETURN_IF_ERROR(rd.read(c, f.offset + kHeaderBytes, data));
+      if (crc32c(data) != f.h.payload_crc) {
         return Status::Corruption("journal record at " + dir + "/" + chunk_name(c) + " offset " +
                                   std::to_string(f.offset) + " changed while being recovered");
       }
-      rec.report.records.push_back(std::move(r));
+      rec.report.records.push_back(replayed(f.h, std::move(data)));
+      rec.record_at.push_back(RecordAt{c, f.offset});
     }
   }
   rec.report.previous_writer_id = meta.writer_id;
@@ -567,9 +819,11 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
     auto opened_fds = open_chunks(dir, meta);
     if (!opened_fds.ok()) return opened_fds.status();
     fds = std::move(opened_fds).value();
-    auto recovered = recover(dir, meta, fds);
+    ChunkReader reader{dir, fds};
+    auto recovered = recover(reader, meta);
     if (!recovered.ok()) return recovered.status();
     rec = std::move(recovered).value();
+    rec.report.chunk_bytes_read = reader.bytes;
     if (!rec.report.torn_tail.empty()) {
       logger->warn("journal torn tail cut at the last whole record dir={} at={} newest_wseq={}", log::quote(dir),
                    log::quote(rec.report.torn_tail), rec.report.newest_wseq);
@@ -601,6 +855,7 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
         fds.clear();
         PBD_RETURN_IF_ERROR(remove_journal_files(dir, dir_fd->get()));
         rec.run.clear();
+        rec.chunks.clear();
         create = true;
       } else {
         logger->warn("journal keeps its geometry while it holds live records dir={} chunk_bytes={} chunks={} "
@@ -632,7 +887,13 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
     }
     logger->info("journal created dir={} chunk_bytes={} chunks={}", log::quote(dir), meta.chunk_bytes,
                  meta.chunk_count);
+    rec.start = LiveStart{0, 0, rec.report.newest_wseq, rec.report.released_wseq};
   }
+  // The start file, for the next Open: where the live records begin now.
+  const std::string start_path = dir + "/start";
+  UniqueFd start_fd(::open(start_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!start_fd) return Status::IOError(errno_text("open " + start_path));
+  PBD_RETURN_IF_ERROR(write_start(start_fd.get(), meta.journal_id, rec.start).With("write " + start_path));
   OpenedFiles out;
   out.dir_fd = std::move(*dir_fd);
   out.chunk_fds = std::move(fds);
@@ -640,10 +901,9 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
   out.report = std::move(rec.report);
   out.unwritten = std::move(unwritten);
   out.head = rec.head;
-  for (uint64_t c : rec.run) {
-    const ChunkScan& s = rec.scans[c];
-    out.run.push_back(RecoveredChunk{c, s.first(), s.last(), s.end_offset});
-  }
+  out.run = std::move(rec.chunks);
+  out.record_at = std::move(rec.record_at);
+  out.start_fd = std::move(start_fd);
   return out;
 }
 

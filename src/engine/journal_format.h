@@ -1,9 +1,9 @@
 // The on-disk side of the Journal (journal.h): record headers and their
-// checksums, the meta file, the ring of chunk files, and what Open reads back
-// from them (the scan for live records under J1-J3). The format and the
-// invariants are drawn in journal.h; this header is private to journal.cc (the
-// writer) and journal_format.cc (encoding, creating, recovering, discarding):
-// nothing else includes it.
+// checksums, the meta and start files, the ring of chunk files, and what Open
+// reads back from them (the live records under J1-J3, see "Opening"). The
+// format and the invariants are drawn in journal.h; this header is private
+// to journal.cc (the writer) and journal_format.cc (encoding, creating,
+// recovering, discarding): nothing else includes it.
 // Thread-safety: plain functions over the files they are given; the Journal
 // serialises its own calls (see journal.h).
 #pragma once
@@ -67,6 +67,26 @@ struct RecoveredChunk {
   uint64_t end_offset = 0;  // where the lap's last record ends
 };
 
+// The "start" file (see "Opening" in journal.h): where the chain of records
+// above the release watermark on disk (J3's R) begins. A hint: written
+// without fsync, it may be stale (behind) but is never ahead, and Open checks
+// it against the chunks before trusting it.
+struct LiveStart {
+  uint64_t chunk = 0;
+  uint64_t offset = 0;         // of the oldest record above R, or where the next append goes
+  uint64_t prev_wseq = 0;      // the wseq the record there follows (J1/J2)
+  uint64_t released_wseq = 0;  // R, as the newest record (or pad) on disk carries it
+};
+
+// Writes `start` over the start file (pwrite, no fsync: see LiveStart).
+Status write_start(int fd, uint64_t journal_id, const LiveStart& start);
+
+// Where a live record Open returned sits (parallel to JournalRecovery::records).
+struct RecordAt {
+  uint64_t chunk = 0;
+  uint64_t offset = 0;
+};
+
 // What open_files found in JournalOptions::dir, or made there.
 struct OpenedFiles {
   UniqueFd dir_fd;                   // holds the flock on the dir
@@ -75,6 +95,8 @@ struct OpenedFiles {
   JournalRecovery report;
   uint64_t head = 0;                 // the chunk ending the run (meaningful when run is not empty)
   std::vector<RecoveredChunk> run;   // chunks holding the linked run, oldest first, ending at head
+  std::vector<RecordAt> record_at;   // where each of report.records is
+  UniqueFd start_fd;                 // the start file, written with the run's start already
   // Chunks of a journal created now whose blocks are reserved but not yet
   // written (they read as zeros): the writer zeroes them ahead of the head.
   // Empty for a journal that existed.

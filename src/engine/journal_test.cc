@@ -99,6 +99,29 @@ void flip(const std::string& path, uint64_t offset) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// What this process has read through read(2) and pread(2) so far
+// (/proc/self/io rchar): every byte Open reads, whichever way it reads it.
+uint64_t process_bytes_read() {
+  std::ifstream io("/proc/self/io");
+  std::string key;
+  uint64_t value = 0;
+  while (io >> key >> value) {
+    if (key == "rchar:") return value;
+  }
+  FAIL("no rchar in /proc/self/io");
+  return 0;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void spit(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
 }  // namespace
 
 TEST_SUITE("engine.journal") {
@@ -264,6 +287,9 @@ TEST_SUITE("engine.journal") {
     const uint64_t second = kOneBlockRecord;
     SUBCASE("payload byte flipped") { flip(chunk_path(o, 0), second + 80 + 100); }
     SUBCASE("header byte flipped") { flip(chunk_path(o, 0), second + 40); }
+    // No magic left: only a look past the end of the chain finds the
+    // records that follow it (see "Opening" in journal.h).
+    SUBCASE("first sector zeroed") { poke(chunk_path(o, 0), second, std::vector<uint8_t>(512, 0)); }
     auto r = Journal::Open(o);
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().is(Status::Code::kCorruption));
@@ -272,6 +298,119 @@ TEST_SUITE("engine.journal") {
     MESSAGE(r.status().ToString());
     // Refused every time, never skipped.
     CHECK(Journal::Open(o).status().is(Status::Code::kCorruption));
+  }
+
+  TEST_CASE("Open reads what the journal holds, not its capacity") {
+    TempDir tmp;
+    auto o = options(tmp.path, 4 << 20, 64);  // 256 MiB
+    const uint64_t capacity = o.capacity_bytes;
+    auto open_counted = [&](uint64_t* read) {
+      const uint64_t before = process_bytes_read();
+      auto opened = open_ok(o);
+      *read = process_bytes_read() - before;
+      MESSAGE("read " << *read << " bytes (Open counted " << opened.recovery.chunk_bytes_read << " of chunks; whole ring "
+                      << opened.recovery.read_whole_ring << ")");
+      CHECK(opened.recovery.chunk_bytes_read <= *read);
+      return opened;
+    };
+    uint64_t read = 0;
+    { auto created = open_ok(o); }
+    {
+      auto empty = open_counted(&read);  // a journal that holds nothing
+      CHECK(empty.recovery.records.empty());
+      CHECK_FALSE(empty.recovery.read_whole_ring);
+      CHECK(read < (3 << 20));  // the look past the end (1 MiB in two places) and 64 chunk headers
+    }
+    uint64_t w = 0;
+    {
+      auto opened = open_ok(o);
+      Journal& j = *opened.journal;
+      // Three chunks' worth, nearly all released: four records stay live.
+      while (w < 2000) {
+        ++w;
+        REQUIRE(append_data(j, w).ok());
+        if (w > 3) j.release(w - 3);
+      }
+      REQUIRE(j.sync(w).ok());
+    }
+    for (int round = 0; round < 2; ++round) {  // after a crash; then after the Open that recovered it
+      auto opened = open_counted(&read);
+      check_records(opened.recovery.records, w - 3, w);
+      CHECK(opened.recovery.released_wseq == w - 4);  // the newest record's watermark, as before
+      CHECK_FALSE(opened.recovery.read_whole_ring);
+      CHECK(read < (3 << 20) + 4 * kOneBlockRecord);
+    }
+    // A journal without the start file (one of an older portalbd) is read
+    // whole, with the same result, and has one from then on.
+    std::filesystem::remove(o.dir + "/start");
+    {
+      auto opened = open_counted(&read);
+      check_records(opened.recovery.records, w - 3, w);
+      CHECK(opened.recovery.read_whole_ring);
+      CHECK(read >= capacity);
+    }
+    auto opened = open_counted(&read);
+    check_records(opened.recovery.records, w - 3, w);
+    CHECK_FALSE(opened.recovery.read_whole_ring);
+    CHECK(read < (3 << 20) + 4 * kOneBlockRecord);
+  }
+
+  TEST_CASE("after the ring wraps and frees part of it, Open replays exactly the live records, from any start") {
+    TempDir tmp;
+    auto o = small_ring(tmp.path, 8);  // 8 chunks of 3 one-block records
+    uint64_t w = 0;
+    std::string early, recent, torn;  // start files: laps old, a few records old
+    {
+      auto opened = open_ok(o);
+      Journal& j = *opened.journal;
+      for (int i = 0; i < 100; ++i) {
+        ++w;
+        REQUIRE(append_data(j, w).ok());
+        if (w > 7) j.release(w - 7);  // live records span three chunks
+        if (w == 30) early = slurp(o.dir + "/start");
+        if (w == 95) recent = slurp(o.dir + "/start");
+        if (i % 5 == 0) REQUIRE(j.sync(w).ok());
+      }
+      REQUIRE(j.sync(w).ok());
+      CHECK(j.stats().live_records == 7);
+    }
+    torn = slurp(o.dir + "/start");
+    torn[20] = static_cast<char>(torn[20] ^ 0x40);
+    const std::string current = slurp(o.dir + "/start");
+    struct Case {
+      const char* name;
+      std::string start;
+      bool whole_ring;
+    };
+    for (const Case& c : {Case{"current", current, false}, Case{"a few records old", recent, false},
+                          Case{"laps old (its chunk rewritten since)", early, true},
+                          Case{"damaged", torn, true}}) {
+      CAPTURE(c.name);
+      spit(o.dir + "/start", c.start);
+      auto opened = open_ok(o);
+      // The newest record carries the watermark from before its append.
+      CHECK(opened.recovery.released_wseq == w - 8);
+      check_records(opened.recovery.records, w - 7, w);
+      CHECK(opened.recovery.newest_wseq == w);
+      CHECK(opened.recovery.read_whole_ring == c.whole_ring);
+      CHECK(opened.recovery.torn_tail.empty());
+    }
+    // Going on from there wraps on, and a clean close leaves only the live.
+    {
+      auto opened = open_ok(o);
+      Journal& j = *opened.journal;
+      j.release(w - 7);
+      for (int i = 0; i < 50; ++i) {
+        ++w;
+        REQUIRE(append_data(j, w).ok());
+        j.release(w - 4);
+      }
+      REQUIRE(j.sync(w).ok());
+      REQUIRE(j.close().ok());
+    }
+    auto opened = open_ok(o);
+    CHECK_FALSE(opened.recovery.read_whole_ring);
+    check_records(opened.recovery.records, w - 3, w);
   }
 
   TEST_CASE("the ring wraps: only live records come back, in order, none from earlier laps") {
