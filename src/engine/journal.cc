@@ -236,7 +236,6 @@ Status Journal::switch_chunk(MutexLock& lock, Clock::time_point deadline) {
     if (!st.ok()) return fail(st);
     chunks_[chunk].write_offset = offset + kAlign;
   }
-  chunks_[head_].padded = true;
   const uint64_t next = chunk_index_after(head_);
   while (zeroing_ == next) zero_cv_.wait(lock);
   unwritten_[next] = false;  // taken as it is when the zeroer has not come to it
@@ -435,10 +434,8 @@ void Journal::start_locked(uint64_t* chunk, uint64_t* offset, uint64_t* prev_wse
     *prev_wseq = disk_positions_.front().wseq - 1;
     return;
   }
-  // Nothing live: the next append goes at the head's write offset, or, after
-  // a pad there, at the start of the next chunk (which the chain then reaches).
-  *chunk = chunks_[head_].padded ? chunk_index_after(head_) : head_;
-  *offset = chunks_[head_].padded ? 0 : chunks_[head_].write_offset;
+  *chunk = head_;
+  *offset = chunks_[head_].write_offset;
   *prev_wseq = appended_wseq_;
 }
 

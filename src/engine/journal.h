@@ -315,7 +315,6 @@ class Journal {
     uint64_t first_wseq = 0;  // of the current lap (0: none yet)
     uint64_t last_wseq = 0;
     uint64_t write_offset = 0;  // end of the lap's last record
-    bool padded = false;        // its lap ended with a chunk switch's pad (appends go on in the next)
   };
   struct LiveRecord {
     uint64_t wseq;
@@ -358,8 +357,9 @@ class Journal {
   // A record or pad carrying release watermark `released` was written: the
   // records it covers leave disk_positions_. Returns whether the start moved.
   bool note_disk_released(uint64_t released) REQUIRES(mu_);
-  // The start (see "Opening"): the oldest record above disk_released_, or
-  // where the next append goes when none is.
+  // The start (see "Opening"): the oldest record above disk_released_, or,
+  // when none is, the end of the head's chain, where the next append goes.
+  // Called by append and close only, when no chunk switch is under way.
   void start_locked(uint64_t* chunk, uint64_t* offset, uint64_t* prev_wseq) const REQUIRES(mu_);
   // Writes the start file, unless a later one was written already. Outside
   // mu_ (start_mu_ is never held with it).
