@@ -194,7 +194,17 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
   (*out)["index"] = {{"chain_depth", vs.chain_depth},     {"flat_layer", vs.flat.top_layer},
                      {"flat_extents", vs.flat.extents},   {"flat_folds", vs.flat.folds},
                      {"flat_rebuilds", vs.flat.rebuilds}, {"flat_min_depth", vs.flat.min_depth},
-                     {"resolves", vs.resolves},           {"resolve_maps", vs.resolve_maps}};
+                     {"resolves", vs.resolves},           {"resolve_maps", vs.resolve_maps},
+                     // The extents in memory: the index stays on disk, and reads
+                     // load chunks of it (1 MiB of the device each) into a
+                     // cache of cache_budget_bytes ([cache] index_bytes).
+                     {"cache_budget_bytes", vs.index_cache.budget_bytes},
+                     {"cached_extents", vs.index_cache.resident_extents},
+                     {"cached_chunks", vs.index_cache.chunks_loaded},
+                     {"chunk_loads", vs.index_cache.chunk_loads},
+                     {"rows_loaded", vs.index_cache.rows_loaded},
+                     {"chunks_dropped", vs.index_cache.chunks_dropped},
+                     {"resident_layers", vs.index_cache.resident_layers}};
   // Fetches of frames the memory cache missed: GETs, disk-cache reads, and
   // read-ahead (prefetched: frames it brought in; joined: a read waited for
   // a fetch already running instead of fetching again).

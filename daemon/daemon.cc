@@ -140,6 +140,7 @@ Status Daemon::start() {
   vo.fetch_concurrency = static_cast<uint32_t>(config_.fetch_concurrency);
   vo.read_ahead_bytes = config_.read_ahead_bytes;
   vo.flatten_min_depth = static_cast<uint32_t>(std::min<uint64_t>(config_.flatten_depth, UINT32_MAX));
+  vo.index_cache_bytes = config_.index_bytes;
   auto codec = codec_from_name(compression);
   if (!codec.ok()) return codec.status();
   vo.codec = *codec;

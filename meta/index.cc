@@ -24,7 +24,17 @@ const char* const kMigrations[] = {
                             PRIMARY KEY(layer, lba)) WITHOUT ROWID;)",
     // 1 -> 2: garbage collection marks segments it will delete after a grace period.
     R"(ALTER TABLE segments ADD COLUMN doomed_ms INTEGER NOT NULL DEFAULT 0;)",
+    // 2 -> 3: each layer's count of data blocks, so that a volume opens
+    // without reading every extent (issue 23: the extents stay on disk).
+    R"(ALTER TABLE layers ADD COLUMN data_blocks INTEGER NOT NULL DEFAULT 0;
+       UPDATE layers SET data_blocks=(SELECT COALESCE(SUM(nblocks), 0) FROM extents
+                                      WHERE extents.layer=layers.id AND extents.state=0);)",
 };
+
+// Every layer's data_blocks counted again from its extents.
+constexpr const char* kRecountDataBlocks =
+    "UPDATE layers SET data_blocks=(SELECT COALESCE(SUM(nblocks), 0) FROM extents "
+    "WHERE extents.layer=layers.id AND extents.state=0)";
 
 constexpr const char* kExtentColumns =
     "lba, nblocks, state, seq, frame_off, frame_len, raw_len, codec, crc, block_in_frame";
@@ -88,7 +98,78 @@ Result<std::unique_ptr<Index>> Index::Open(const std::string& path) {
   PBD_RETURN_IF_ERROR(index->db_->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
   PBD_RETURN_IF_ERROR(index->migrate().With("migrate index " + path));
   PBD_RETURN_IF_ERROR(index->prepare_statements());
+  if (path != ":memory:" && path.rfind("file::memory:", 0) != 0) {
+    auto reader = Db::Open(path);
+    if (!reader.ok()) return reader.status();
+    PBD_RETURN_IF_ERROR((*reader)->exec("PRAGMA query_only=1"));
+    MutexLock reader_lock(&index->reader_mu_);  // not shared yet: for the analysis only
+    index->reader_ = std::move(*reader);
+  }
   return index;
+}
+
+Status Index::with_reader(const std::function<Status(Db&)>& fn) {
+  {
+    MutexLock lock(&reader_mu_);
+    if (reader_) return fn(*reader_);
+  }
+  MutexLock lock(&mu_);
+  return fn(*db_);
+}
+
+Status Index::load_range(uint64_t layer, uint64_t start, uint64_t end,
+                         const std::function<void(const MappedExtent&)>& fn) {
+  return with_reader([&](Db& db) {
+    // The extent that starts before `start` and may reach into the range,
+    // then those starting inside it: both walk the (layer, lba) key.
+    auto s = db.prepare(std::string("SELECT ") + kExtentColumns +
+                        " FROM (SELECT * FROM extents WHERE layer=?1 AND lba<?2 ORDER BY lba DESC LIMIT 1)"
+                        " UNION ALL SELECT " + kExtentColumns +
+                        " FROM extents WHERE layer=?1 AND lba>=?2 AND lba<?3");
+    if (!s.ok()) return s.status();
+    s->bind(1, static_cast<int64_t>(layer)).bind(2, static_cast<int64_t>(start)).bind(3, static_cast<int64_t>(end));
+    Status err;
+    while (s->step(&err)) {
+      const MappedExtent x = read_extent(*s);
+      if (x.lba + x.nblocks > start) fn(x);
+    }
+    return err;
+  });
+}
+
+Status Index::scan_from(uint64_t layer, uint64_t from, size_t limit,
+                        const std::function<void(const MappedExtent&)>& fn, bool* more) {
+  *more = false;
+  return with_reader([&](Db& db) {
+    auto s = db.prepare(std::string("SELECT ") + kExtentColumns +
+                        " FROM extents WHERE layer=?1 AND lba>=?2 ORDER BY lba LIMIT ?3");
+    if (!s.ok()) return s.status();
+    s->bind(1, static_cast<int64_t>(layer)).bind(2, static_cast<int64_t>(from)).bind(3, static_cast<int64_t>(limit) + 1);
+    Status err;
+    size_t n = 0;
+    while (s->step(&err)) {
+      if (n++ == limit) {
+        *more = true;
+        break;
+      }
+      fn(read_extent(*s));
+    }
+    return err;
+  });
+}
+
+Result<uint64_t> Index::last_data_end(uint64_t layer) {
+  uint64_t end = 0;
+  Status st = with_reader([&](Db& db) {
+    auto s = db.prepare("SELECT lba + nblocks FROM extents WHERE layer=?1 AND state=0 ORDER BY lba DESC LIMIT 1");
+    if (!s.ok()) return s.status();
+    s->bind(1, static_cast<int64_t>(layer));
+    Status err;
+    if (s->step(&err)) end = static_cast<uint64_t>(s->col_int(0));
+    return err;
+  });
+  if (!st.ok()) return st;
+  return end;
 }
 
 Status Index::migrate() {
@@ -123,6 +204,7 @@ Status Index::prepare_statements() {
       {&delete_extent_, "DELETE FROM extents WHERE layer=?1 AND lba=?2"},
       {&insert_extent_, "INSERT OR REPLACE INTO extents(layer, " + cols + ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
       {&shrink_extent_, "UPDATE extents SET nblocks=?3 WHERE layer=?1 AND lba=?2"},
+      {&add_data_blocks_, "UPDATE layers SET data_blocks=data_blocks+?2 WHERE id=?1"},
       {&insert_segment_,
        "INSERT OR REPLACE INTO segments(seq, layer, bytes, data_bytes, entries, created_ms) VALUES(?1,?2,?3,?4,?5,?6)"},
       {&raise_applied_seq_,
@@ -230,8 +312,12 @@ Status Index::insert_extent(uint64_t layer, const MappedExtent& x) {
   return insert_extent_.exec();
 }
 
-Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames) {
+Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames,
+                          int64_t* data_delta) {
   const uint64_t start = e.lba, end = e.lba + e.nblocks;
+  auto lose = [&](const MappedExtent& x, uint64_t from, uint64_t to) {  // blocks [from, to) of x go
+    if (x.state == ExtentState::kData) *data_delta -= static_cast<int64_t>(to - from);
+  };
   const auto L = static_cast<int64_t>(layer);
   std::vector<MappedExtent> remnants;  // right-hand parts of cut extents
 
@@ -243,6 +329,7 @@ Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, c
     left_overlap_.reset();
     const uint64_t left_end = left.lba + left.nblocks;
     if (left_end > start) {
+      lose(left, start, std::min(left_end, end));
       if (left_end > end) remnants.push_back(tail_of(left, end));
       shrink_extent_.bind(1, L).bind(2, static_cast<int64_t>(left.lba)).bind(3, static_cast<int64_t>(start - left.lba));
       PBD_RETURN_IF_ERROR(shrink_extent_.exec());
@@ -259,6 +346,7 @@ Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, c
   inner_overlap_.reset();
   PBD_RETURN_IF_ERROR(err);
   for (const auto& x : inner) {
+    lose(x, x.lba, std::min(x.lba + x.nblocks, end));
     if (x.lba + x.nblocks > end) remnants.push_back(tail_of(x, end));
     delete_extent_.bind(1, L).bind(2, static_cast<int64_t>(x.lba));
     PBD_RETURN_IF_ERROR(delete_extent_.exec());
@@ -273,11 +361,12 @@ Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, c
     x.seq = seq;
     x.frame = frames.at(e.frame);
     x.block_in_frame = e.block_in_frame;
+    *data_delta += static_cast<int64_t>(e.nblocks);
   }
   return insert_extent(layer, x);
 }
 
-Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) {
+Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes, uint64_t* data_blocks) {
   MutexLock lock(&mu_);
   // No fsync for this commit (see index.h); FULL again for everyone else.
   PBD_RETURN_IF_ERROR(db_->exec("PRAGMA synchronous=NORMAL"));
@@ -287,7 +376,11 @@ Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) 
   } restore_full{db_.get()};
   Txn txn(db_.get());
   PBD_RETURN_IF_ERROR(txn.begin());
-  for (const auto& e : footer.entries) PBD_RETURN_IF_ERROR(apply_entry(footer.layer, footer.seq, e, footer.frames));
+  int64_t data_delta = 0;
+  for (const auto& e : footer.entries) {
+    PBD_RETURN_IF_ERROR(apply_entry(footer.layer, footer.seq, e, footer.frames, &data_delta));
+  }
+  PBD_RETURN_IF_ERROR(add_data_blocks_.bind(1, static_cast<int64_t>(footer.layer)).bind(2, data_delta).exec());
   insert_segment_.bind(1, static_cast<int64_t>(footer.seq))
       .bind(2, static_cast<int64_t>(footer.layer))
       .bind(3, static_cast<int64_t>(object_bytes))
@@ -297,6 +390,14 @@ Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes) 
   PBD_RETURN_IF_ERROR(insert_segment_.exec());
   PBD_RETURN_IF_ERROR(raise_applied_seq_.bind(1, static_cast<int64_t>(footer.seq)).exec());
   if (footer.max_wseq > 0) PBD_RETURN_IF_ERROR(raise_max_wseq_.bind(1, static_cast<int64_t>(footer.max_wseq)).exec());
+  if (data_blocks != nullptr) {
+    auto s = db_->prepare("SELECT data_blocks FROM layers WHERE id=?1");
+    if (!s.ok()) return s.status();
+    s->bind(1, static_cast<int64_t>(footer.layer));
+    Status err;
+    *data_blocks = s->step(&err) ? static_cast<uint64_t>(s->col_int(0)) : 0;
+    PBD_RETURN_IF_ERROR(err);
+  }
   return txn.commit().With("commit segment " + std::to_string(footer.seq));
 }
 
@@ -312,12 +413,13 @@ Status Index::scan_layer(uint64_t layer, const std::function<void(const MappedEx
 
 Result<std::vector<LayerRecord>> Index::list_layers() {
   MutexLock lock(&mu_);
-  auto s = db_->prepare("SELECT id, COALESCE(parent, 0), created_ms FROM layers ORDER BY id");
+  auto s = db_->prepare("SELECT id, COALESCE(parent, 0), created_ms, data_blocks FROM layers ORDER BY id");
   if (!s.ok()) return s.status();
   std::vector<LayerRecord> out;
   Status err;
   while (s->step(&err)) {
-    out.push_back({static_cast<uint64_t>(s->col_int(0)), static_cast<uint64_t>(s->col_int(1)), s->col_int(2)});
+    out.push_back({static_cast<uint64_t>(s->col_int(0)), static_cast<uint64_t>(s->col_int(1)), s->col_int(2),
+                   static_cast<uint64_t>(s->col_int(3))});
   }
   if (!err.ok()) return err;
   return out;
@@ -435,6 +537,7 @@ Status Index::replace_roots(const std::vector<LayerRecord>& layers, const std::v
   PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM roots; DELETE FROM layers;"));
   for (const auto& l : layers) PBD_RETURN_IF_ERROR(insert_layer(db_.get(), l.id, l.parent, l.created_unix_ms));
   for (const auto& r : roots) PBD_RETURN_IF_ERROR(insert_root(db_.get(), r));
+  PBD_RETURN_IF_ERROR(db_->exec(kRecountDataBlocks));
   return txn.commit();
 }
 
@@ -483,9 +586,13 @@ Status Index::replace_layer(uint64_t layer, uint64_t parent, const std::vector<M
   PBD_RETURN_IF_ERROR(txn.begin());
   const std::string id = std::to_string(layer);
   PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM extents WHERE layer=" + id));
-  for (const auto& x : extents) PBD_RETURN_IF_ERROR(insert_extent(layer, x));
+  uint64_t data_blocks = 0;
+  for (const auto& x : extents) {
+    PBD_RETURN_IF_ERROR(insert_extent(layer, x));
+    if (x.state == ExtentState::kData) data_blocks += x.nblocks;
+  }
   PBD_RETURN_IF_ERROR(db_->exec("UPDATE layers SET parent=" + (parent == 0 ? std::string("NULL") : std::to_string(parent)) +
-                                " WHERE id=" + id));
+                                ", data_blocks=" + std::to_string(data_blocks) + " WHERE id=" + id));
   for (uint64_t drop : drop_layers) {
     const std::string gone = std::to_string(drop);
     PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM extents WHERE layer=" + gone + "; DELETE FROM layers WHERE id=" + gone));

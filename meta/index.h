@@ -9,13 +9,16 @@
 // This keeps snapshot create/restore O(1): freeze a layer and start a
 // child, or start a child of a snapshot's layer and point "live" at it.
 //
-// Schema, version 2 (kSchemaVersion, kept in PRAGMA user_version; the
-// migrations in index.cc: 0 -> 1 creates the tables, 1 -> 2 adds doomed_ms):
+// Schema, version 3 (kSchemaVersion, kept in PRAGMA user_version; the
+// migrations in index.cc: 0 -> 1 creates the tables, 1 -> 2 adds doomed_ms,
+// 2 -> 3 adds data_blocks):
 //   meta(key PRIMARY KEY, value)           volume_uuid, applied_seq, roots_seq,
 //                                          checkpoint_seq, checkpoint_unix_ms,
 //                                          needs_checkpoint, max_wseq (the newest
 //                                          write sequence number a segment holds)
-//   layers(id PRIMARY KEY, parent, created_ms)
+//   layers(id PRIMARY KEY, parent, created_ms, data_blocks)
+//                                          data_blocks: blocks of its kData
+//                                          extents, kept by every change
 //   roots(name PRIMARY KEY, layer, kind, uuid, created_ms)   kind: live|snapshot
 //   segments(seq PRIMARY KEY, layer, bytes, data_bytes, entries, created_ms,
 //            doomed_ms)                    doomed_ms: when GC found it
@@ -33,6 +36,14 @@
 // transaction (roots, layers, GC) commits with synchronous=FULL, which also
 // makes every earlier apply durable: the index never loses a root change, and
 // GC never deletes an object that a durable row still names.
+//
+// Reading without waiting for writers. The engine keeps only part of the
+// extents in memory and reads the rest from here on demand (LayerSet), with
+// its own mutex held: those reads (load_range, scan_from, last_data_end) go
+// through a second, read-only connection with a mutex of its own, so they
+// never queue behind a commit's fsync or a checkpoint copy. WAL gives that
+// connection the state of the last commit when each read starts. An
+// in-memory index has no second connection; its reads share the first.
 //
 // Thread-safety: all methods are safe concurrently; a mutex serializes them.
 #pragma once
@@ -52,7 +63,7 @@
 
 namespace portalbd::meta {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // One mapped range of a layer, as stored.
 struct MappedExtent {
@@ -77,6 +88,7 @@ struct LayerRecord {
   uint64_t id = 0;
   uint64_t parent = 0;  // 0: none
   int64_t created_unix_ms = 0;
+  uint64_t data_blocks = 0;  // blocks its kData extents map (list_layers only)
 };
 
 struct SegmentRecord {
@@ -111,11 +123,25 @@ class Index {
   Result<std::vector<uint64_t>> layer_chain(uint64_t layer) EXCLUDES(mu_);
 
   // Records one segment and applies its entries to footer.layer, trimming or
-  // splitting older extents of that layer, in one transaction.
-  Status apply_segment(const SegmentFooter& footer, uint64_t object_bytes) EXCLUDES(mu_);
+  // splitting older extents of that layer, in one transaction. With
+  // `data_blocks`, sets it to the layer's data blocks after the change.
+  Status apply_segment(const SegmentFooter& footer, uint64_t object_bytes, uint64_t* data_blocks = nullptr)
+      EXCLUDES(mu_);
 
   // Calls fn for every extent of `layer`, in ascending lba order.
   Status scan_layer(uint64_t layer, const std::function<void(const MappedExtent&)>& fn) EXCLUDES(mu_);
+
+  // ---- reads on the second connection (see the top of this file)
+  // Calls fn, in ascending order, for every extent of `layer` overlapping
+  // blocks [start, end), whole (not clipped).
+  Status load_range(uint64_t layer, uint64_t start, uint64_t end, const std::function<void(const MappedExtent&)>& fn)
+      EXCLUDES(reader_mu_, mu_);
+  // Calls fn for at most `limit` extents of `layer` starting at or after
+  // block `from`, in ascending order; *more says whether any is left.
+  Status scan_from(uint64_t layer, uint64_t from, size_t limit, const std::function<void(const MappedExtent&)>& fn,
+                   bool* more) EXCLUDES(reader_mu_, mu_);
+  // The block past `layer`'s last kData extent (0: none).
+  Result<uint64_t> last_data_end(uint64_t layer) EXCLUDES(reader_mu_, mu_);
 
   // Every layer and root, for loading the in-memory maps and for the roots
   // record kept in object storage.
@@ -160,19 +186,27 @@ class Index {
   explicit Index(std::unique_ptr<Db> db) : db_(std::move(db)) {}
   Status migrate() REQUIRES(mu_);
   Status prepare_statements() REQUIRES(mu_);
-  Status apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames)
-      REQUIRES(mu_);
+  // Applies one entry; adds to *data_delta the change in data blocks.
+  Status apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames,
+                     int64_t* data_delta) REQUIRES(mu_);
   Status insert_extent(uint64_t layer, const MappedExtent& x) REQUIRES(mu_);
   Status set_meta_locked(const std::string& key, const std::string& value) REQUIRES(mu_);
 
+  // Runs fn(db) on the read-only connection, or on the main one for an
+  // in-memory index.
+  Status with_reader(const std::function<Status(Db&)>& fn) EXCLUDES(reader_mu_, mu_);
+
   Mutex mu_;
   std::unique_ptr<Db> db_ GUARDED_BY(mu_);
+  Mutex reader_mu_;
+  std::unique_ptr<Db> reader_ GUARDED_BY(reader_mu_);  // null for an in-memory index
   // Prepared statements.
   Stmt left_overlap_ GUARDED_BY(mu_);
   Stmt inner_overlap_ GUARDED_BY(mu_);
   Stmt delete_extent_ GUARDED_BY(mu_);
   Stmt insert_extent_ GUARDED_BY(mu_);
   Stmt shrink_extent_ GUARDED_BY(mu_);
+  Stmt add_data_blocks_ GUARDED_BY(mu_);
   Stmt insert_segment_ GUARDED_BY(mu_);
   Stmt raise_applied_seq_ GUARDED_BY(mu_);
   Stmt raise_max_wseq_ GUARDED_BY(mu_);

@@ -84,6 +84,9 @@ struct Config {
   // stream_detector.h).
   uint64_t fetch_concurrency = 32;
   uint64_t read_ahead_bytes = 64ull << 20;
+  // [cache] index_bytes: the extents of the index kept in memory, at most
+  // about this many bytes (src/engine/layer_set.h); 0: no limit.
+  uint64_t index_bytes = 64ull << 20;
   // [cache] flatten_depth: chains of at least this many frozen layers get a
   // flattened base (src/engine/layer_set.h); 0: never.
   uint64_t flatten_depth = 16;

@@ -119,6 +119,9 @@ std::vector<ConfigKey> build_table() {
                           "frames fetched from storage (GETs) or the disk cache at once, 1-256"));
   keys.push_back(uint_key("cache.read_ahead_bytes", &Config::read_ahead_bytes, r::check_any_uint,
                           "how far ahead of a sequential reader frames are fetched, 0 disables read-ahead"));
+  keys.push_back(uint_key("cache.index_bytes", &Config::index_bytes, r::check_any_uint,
+                          "memory for the extents of the index: it stays on disk and reads keep the parts they "
+                          "used last in memory, up to about this many bytes; 0: no limit"));
   keys.push_back(uint_key("cache.flatten_depth", &Config::flatten_depth, r::check_any_uint,
                           "with this many snapshots or more under the live volume, reads use a flattened "
                           "map of them instead of walking each (memory: one more entry per extent); 0: never"));

@@ -53,7 +53,7 @@ std::map<uint64_t, std::string> through_base(LayerSet& set, const Layer* top, ui
   if (base != nullptr) {
     base->visit(lba, n, [&](uint64_t s, uint64_t len, const BlockSource& src) { view.assign(s, len, src); });
   }
-  LayerSet::overlay_chain(above, lba, n, &view);
+  REQUIRE(LayerSet::overlay_chain(above, lba, n, &view).ok());
   if (maps != nullptr) *maps = above.size() + (base != nullptr ? 1 : 0);
   return blocks(view);
 }
@@ -62,7 +62,7 @@ std::map<uint64_t, std::string> through_base(LayerSet& set, const Layer* top, ui
 std::map<uint64_t, std::string> by_walk(LayerSet& set, const Layer* top, uint64_t lba, uint64_t n) {
   MutexLock lock(&set.mu());
   ExtentMap<BlockSource> view;
-  LayerSet::overlay_chain(set.chain_locked(top), lba, n, &view);
+  REQUIRE(LayerSet::overlay_chain(set.chain_locked(top), lba, n, &view).ok());
   return blocks(view);
 }
 

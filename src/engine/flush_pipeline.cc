@@ -257,7 +257,8 @@ Status FlushPipeline::confirm_writer(const std::string& what) {
 // STORED -> COMMITTED.
 Status FlushPipeline::commit_segment(const std::shared_ptr<Sealed>& sealed) {
   const std::string key = segment_key(sealed->seq);
-  PBD_RETURN_IF_ERROR(index_->apply_segment(*sealed->footer, sealed->object_bytes).With("index " + key));
+  uint64_t data_blocks = 0;
+  PBD_RETURN_IF_ERROR(index_->apply_segment(*sealed->footer, sealed->object_bytes, &data_blocks).With("index " + key));
   segments_written_++;
   bytes_uploaded_ += sealed->object_bytes;
 
@@ -275,6 +276,7 @@ Status FlushPipeline::commit_segment(const std::shared_ptr<Sealed>& sealed) {
     }
     sealed->layer->assign(e.lba, e.nblocks, src);
   }
+  if (sealed->layer->paged()) sealed->layer->data_bytes = data_blocks * kBlockSize;
   // The buffer is now redundant with its layer's map: drop it in the same
   // critical section so no reader sees neither.
   sealing_.pop_front();

@@ -20,7 +20,7 @@ Result<GcReport> GarbageCollector::run() {
     PBD_RETURN_IF_ERROR(upload_pending());
     PBD_RETURN_IF_ERROR(drop_unreachable_layers());
     PBD_RETURN_IF_ERROR(merge_rootless_layers());
-    count_live_bytes();
+    PBD_RETURN_IF_ERROR(count_live_bytes());
     PBD_RETURN_IF_ERROR(classify_segments());
   }
   // From here on the upload lock is held one step at a time. What was decided
@@ -73,6 +73,13 @@ Status GarbageCollector::drop_unreachable_layers() {
   }
   for (uint64_t id : unneeded) {
     PBD_RETURN_IF_ERROR(owe_checkpoint());
+    {
+      // Held by more than the set and this loop (a reader, a layer above):
+      // it may still be read once the index has forgotten it, so whole.
+      MutexLock lock(&v_.layers_.mu());
+      auto layer = v_.layers_.find_locked(id);
+      if (layer && layer.use_count() > 2) PBD_RETURN_IF_ERROR(v_.layers_.make_resident_locked(*layer));
+    }
     PBD_RETURN_IF_ERROR(v_.index_->drop_layer(id));
     MutexLock lock(&v_.layers_.mu());
     v_.layers_.forget_locked(id);
@@ -113,30 +120,52 @@ Status GarbageCollector::merge_rootless_layers() {
       }
     }
     if (run.empty()) return Status::OK();
-    ExtentMap<BlockSource> merged;
-    std::vector<meta::MappedExtent> rows;
-    {
-      MutexLock lock(&v_.layers_.mu());
-      merged = run.front()->map;
-      for (size_t i = 1; i <= run.size(); i++) {
-        const Layer& above = i < run.size() ? *run[i] : *child;
-        for (const auto& [lba, node] : above.map.entries()) merged.assign(lba, node.length, node.value);
+    // Every extent of the run and the child: the maps of resident layers,
+    // the index rows of paged ones (which hold still: only commits and GC
+    // change rows, and this runs under the upload lock).
+    std::vector<ExtentMap<BlockSource>> whole(run.size() + 1);
+    for (size_t i = 0; i <= run.size(); i++) {
+      const std::shared_ptr<Layer>& layer = i < run.size() ? run[i] : child;
+      bool paged;
+      {
+        MutexLock lock(&v_.layers_.mu());
+        paged = layer->paged();
+        if (!paged) whole[i] = layer->map;
+      }
+      if (paged) {
+        PBD_RETURN_IF_ERROR(v_.index_->scan_layer(layer->id, [&](const meta::MappedExtent& x) {
+          whole[i].append(x.lba, x.nblocks, source_of(x));
+        }));
       }
     }
+    ExtentMap<BlockSource> merged = whole[0];
+    for (size_t i = 1; i <= run.size(); i++) {
+      for (const auto& [lba, node] : whole[i].entries()) merged.assign(lba, node.length, node.value);
+    }
     // Blocks held in memory (ephemeral volumes) have no index rows.
+    std::vector<meta::MappedExtent> rows;
     if (!v_.opts_.ephemeral) rows = index_rows(merged);
     const std::shared_ptr<Layer> grandparent = run.front()->parent;
     std::vector<uint64_t> gone;
     for (const auto& l : run) gone.push_back(l->id);
     PBD_RETURN_IF_ERROR(owe_checkpoint());
+    {
+      MutexLock lock(&v_.layers_.mu());
+      // Readers of `child` see the same blocks before and after: the merged
+      // map over the grandparent equals child over the run over the
+      // grandparent. In memory first, resident, and the index after: a chunk
+      // loaded from the index while it changes could see either half. The
+      // run's layers stay whole for whatever reader still holds one.
+      for (size_t i = 0; i < run.size(); i++) v_.layers_.make_resident_locked(*run[i], std::move(whole[i]));
+      v_.layers_.make_resident_locked(*child, std::move(merged));
+      child->parent = grandparent;
+      for (uint64_t id : gone) v_.layers_.forget_locked(id);
+    }
     PBD_RETURN_IF_ERROR(v_.index_->replace_layer(child->id, grandparent ? grandparent->id : 0, rows, gone));
-    MutexLock lock(&v_.layers_.mu());
-    // Readers of `child` see the same blocks before and after: the merged map
-    // over the grandparent equals child over the run over the grandparent.
-    child->map = std::move(merged);
-    child->recount();
-    child->parent = grandparent;
-    for (uint64_t id : gone) v_.layers_.forget_locked(id);
+    {
+      MutexLock lock(&v_.layers_.mu());
+      v_.layers_.page_out_locked(*child);  // the index holds the merge now
+    }
     report_.layers_merged += gone.size();
     changed_ = true;
   }
@@ -145,16 +174,31 @@ Status GarbageCollector::merge_rootless_layers() {
 }
 
 // 4.
-void GarbageCollector::count_live_bytes() {
-  MutexLock lock(&v_.layers_.mu());
-  v_.layers_.for_each_held_locked([&](const std::shared_ptr<Layer>& layer) {
-    for (const auto& [lba, node] : layer->map.entries()) {
-      const BlockSource& src = node.value;
-      if (src.state != ExtentState::kData || src.buffered()) continue;
-      live_[src.seq] += node.length * kBlockSize;
-      refs_[src.seq].push_back({layer->id, lba, node.length});
-    }
-  });
+Status GarbageCollector::count_live_bytes() {
+  std::vector<uint64_t> paged;  // counted from their index rows, which hold still under the upload lock
+  {
+    MutexLock lock(&v_.layers_.mu());
+    v_.layers_.for_each_held_locked([&](const std::shared_ptr<Layer>& layer) {
+      if (layer->paged()) {
+        paged.push_back(layer->id);
+        return;
+      }
+      for (const auto& [lba, node] : layer->map.entries()) {
+        const BlockSource& src = node.value;
+        if (src.state != ExtentState::kData || src.buffered()) continue;
+        live_[src.seq] += node.length * kBlockSize;
+        refs_[src.seq].push_back({layer->id, lba, node.length});
+      }
+    });
+  }
+  for (uint64_t id : paged) {
+    PBD_RETURN_IF_ERROR(v_.index_->scan_layer(id, [&](const meta::MappedExtent& x) {
+      if (x.state != ExtentState::kData) return;
+      live_[x.seq] += x.nblocks * kBlockSize;
+      refs_[x.seq].push_back({id, x.lba, x.nblocks});
+    }));
+  }
+  return Status::OK();
 }
 
 // 5.
@@ -224,6 +268,7 @@ Status GarbageCollector::rewrite_segment(uint64_t seq, const std::vector<Segment
     std::vector<Piece> pieces;
   };
   std::map<uint64_t, Move> moves;  // by layer id
+  Status read_index;
   // Re-check under the engine mutex at a quiet moment: only ranges still
   // mapped to `seq` move, and the new sequence numbers are above every
   // pending write.
@@ -231,17 +276,19 @@ Status GarbageCollector::rewrite_segment(uint64_t seq, const std::vector<Segment
     v_.layers_.mu().assert_held();  // quiet_seqs runs this under the engine mutex
     for (const auto& ref : refs) {
       auto layer = v_.layers_.find_locked(ref.layer);
-      if (!layer) continue;
-      layer->map.visit(ref.lba, ref.nblocks, [&](uint64_t lba, uint64_t n, const BlockSource& src) {
+      if (!layer || !read_index.ok()) continue;
+      read_index = layer->visit(ref.lba, ref.nblocks, [&](uint64_t lba, uint64_t n, const BlockSource& src) {
         if (src.state != ExtentState::kData || src.buffered() || src.seq != seq) return;
         Move& m = moves[ref.layer];
         m.layer = layer;
         m.pieces.emplace_back(lba, n, src);
       });
     }
+    if (!read_index.ok()) return;
     for (auto& [id, m] : moves) m.new_seq = v_.pipeline_.take_seqs_locked(1);
   });
   if (!quiet.ok()) return quiet.status();
+  PBD_RETURN_IF_ERROR(read_index.With("gc rewrite of segment " + std::to_string(seq)));
 
   for (auto& [id, m] : moves) {
     SegmentBuilder builder(m.new_seq, id, v_.opts_.codec, now_unix_ms());

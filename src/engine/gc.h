@@ -59,7 +59,7 @@ class GarbageCollector {
   Status upload_pending() REQUIRES(v_.pipeline_.upload_mu());           // 1
   Status drop_unreachable_layers() REQUIRES(v_.pipeline_.upload_mu());  // 2
   Status merge_rootless_layers() REQUIRES(v_.pipeline_.upload_mu());    // 3
-  void count_live_bytes() REQUIRES(v_.pipeline_.upload_mu());           // 4
+  Status count_live_bytes() REQUIRES(v_.pipeline_.upload_mu());         // 4
   Status classify_segments() REQUIRES(v_.pipeline_.upload_mu());        // 5
   Status rewrite_sparse_segments() EXCLUDES(v_.pipeline_.upload_mu());     // 6
   Status checkpoint_before_deleting() EXCLUDES(v_.pipeline_.upload_mu());  // 7

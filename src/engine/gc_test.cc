@@ -24,6 +24,7 @@ using portalbd::testing::TempDir;
 VolumeOptions options(const std::string& dir) {
   VolumeOptions o;
   o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
+  o.index_cache_bytes = 16 * kResidentExtentBytes;  // the index cache drops chunks all the time
   o.size_bytes = 64 << 20;
   o.segment_bytes = 1 << 20;
   o.write_buffer_bytes = 4 << 20;

@@ -5,6 +5,8 @@
 #include <set>
 #include <string>
 
+#include "src/log/log.h"
+
 namespace portalbd {
 
 BlockSource BlockSource::sliced(uint64_t skip) const {
@@ -19,7 +21,28 @@ BlockSource BlockSource::sliced(uint64_t skip) const {
   return s;
 }
 
+// Called under LayerSet::mu(), which the analysis cannot name from here.
+Status Layer::visit(uint64_t lba, uint64_t nblocks,
+                    const std::function<void(uint64_t, uint64_t, const BlockSource&)>& fn) const
+    NO_THREAD_SAFETY_ANALYSIS {
+  if (pager != nullptr) PBD_RETURN_IF_ERROR(pager->load_chunks_locked(*this, lba, nblocks));
+  map.visit(lba, nblocks, fn);
+  return Status::OK();
+}
+
 void Layer::assign(uint64_t lba, uint64_t nblocks, const BlockSource& src) {
+  if (pager != nullptr) {
+    // Only the loaded chunks take the change; the others read it from the
+    // index when loaded. Each piece stays inside its chunk, as loads leave them.
+    const uint64_t end = lba + nblocks;
+    for (uint64_t at = lba; at < end;) {
+      const uint64_t chunk = at / kIndexChunkBlocks;
+      const uint64_t stop = std::min(end, (chunk + 1) * kIndexChunkBlocks);
+      if (loaded.count(chunk)) map.assign(at, stop - at, at == lba ? src : src.sliced(at - lba));
+      at = stop;
+    }
+    return;
+  }
   map.visit(lba, nblocks, [&](uint64_t, uint64_t n, const BlockSource& old) {
     if (old.state == ExtentState::kData) data_bytes -= n * kBlockSize;
   });
@@ -32,6 +55,15 @@ void Layer::recount() {
   for (const auto& [lba, node] : map.entries()) {
     if (node.value.state == ExtentState::kData) data_bytes += node.length * kBlockSize;
   }
+}
+
+BlockSource source_of(const meta::MappedExtent& row) {
+  BlockSource src;
+  src.state = row.state;
+  src.seq = row.seq;
+  src.frame = row.frame;
+  src.block_in_frame = row.block_in_frame;
+  return src;
 }
 
 std::vector<meta::MappedExtent> index_rows(const ExtentMap<BlockSource>& map) {
@@ -60,6 +92,7 @@ Status LayerSet::load_locked(const std::vector<meta::LayerRecord>& layers, uint6
   layers_.clear();
   live_.reset();
   drop_base_locked();
+  resident_extents_ = 0;
   for (const auto& rec : layers) {  // ascending ids: parents come first
     auto layer = std::make_shared<Layer>();
     layer->id = rec.id;
@@ -67,8 +100,13 @@ Status LayerSet::load_locked(const std::vector<meta::LayerRecord>& layers, uint6
       layer->parent = find_locked(rec.parent);
       if (!layer->parent) return Status::Corruption("layer " + std::to_string(rec.id) + " has a missing parent");
     }
-    PBD_RETURN_IF_ERROR(fill(*layer));
-    layer->recount();
+    if (index_ != nullptr) {  // nothing loaded: reads load what they need
+      layer->pager = this;
+      layer->data_bytes = rec.data_blocks * kBlockSize;
+    } else {
+      PBD_RETURN_IF_ERROR(fill(*layer));
+      layer->recount();
+    }
     layers_[rec.id] = layer;
     track_locked(layer);
   }
@@ -81,6 +119,7 @@ std::shared_ptr<Layer> LayerSet::start_live_locked(uint64_t id, std::shared_ptr<
   auto layer = std::make_shared<Layer>();
   layer->id = id;
   layer->parent = std::move(parent);
+  if (index_ != nullptr) layer->pager = this;
   layers_[id] = layer;
   track_locked(layer);
   live_ = layer;
@@ -122,11 +161,125 @@ std::vector<const Layer*> LayerSet::chain_locked(const Layer* top) const {
   return chain;
 }
 
-void LayerSet::overlay_chain(const std::vector<const Layer*>& chain, uint64_t lba, uint64_t nblocks,
-                             ExtentMap<BlockSource>* view) {
+Status LayerSet::overlay_chain(const std::vector<const Layer*>& chain, uint64_t lba, uint64_t nblocks,
+                               ExtentMap<BlockSource>* view) {
   for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-    (*it)->map.visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view->assign(s, n, src); });
+    PBD_RETURN_IF_ERROR(
+        (*it)->visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view->assign(s, n, src); }));
   }
+  return Status::OK();
+}
+
+void LayerSet::set_index_locked(meta::Index* index, uint64_t budget_bytes) {
+  index_ = index;
+  budget_bytes_ = budget_bytes;
+  budget_extents_ = budget_bytes == 0 ? UINT64_MAX : std::max<uint64_t>(budget_bytes / kResidentExtentBytes, 1);
+}
+
+Status LayerSet::load_chunks_locked(const Layer& layer, uint64_t lba, uint64_t nblocks) {
+  if (nblocks == 0) return Status::OK();
+  const uint64_t first = lba / kIndexChunkBlocks, last = (lba + nblocks - 1) / kIndexChunkBlocks;
+  // Room first: what this read loads stays until it has been read.
+  if (resident_extents_ > budget_extents_) shrink_cache_locked();
+  for (uint64_t chunk = first; chunk <= last; ++chunk) {
+    auto [it, fresh] = layer.loaded.try_emplace(chunk, 0);
+    it->second = ++tick_;
+    if (!fresh) continue;
+    const uint64_t start = chunk * kIndexChunkBlocks, end = start + kIndexChunkBlocks;
+    const size_t before = layer.map.size();
+    uint64_t rows = 0;
+    Status st = index_->load_range(layer.id, start, end, [&](const meta::MappedExtent& x) {
+      const uint64_t s = std::max(start, x.lba), e = std::min(end, x.lba + x.nblocks);
+      const BlockSource src = source_of(x);
+      layer.map.assign(s, e - s, s == x.lba ? src : src.sliced(s - x.lba));
+      rows++;
+    });
+    rows_loaded_ += rows;
+    if (!st.ok()) {
+      layer.map.erase(start, kIndexChunkBlocks);
+      layer.loaded.erase(chunk);
+      return st.With("load the index of layer " + std::to_string(layer.id) + " blocks " + std::to_string(start) + "-" +
+                     std::to_string(end - 1));
+    }
+    resident_extents_ += layer.map.size() - before;
+    chunk_loads_++;
+  }
+  return Status::OK();
+}
+
+void LayerSet::shrink_cache_locked() {
+  struct Loaded {
+    uint64_t tick;
+    Layer* layer;
+    uint64_t chunk;
+  };
+  std::vector<Loaded> all;
+  std::vector<std::shared_ptr<Layer>> alive;  // kept alive while their maps shrink
+  uint64_t total = 0;
+  for (const auto& weak : all_) {
+    auto layer = weak.lock();
+    if (!layer || !layer->paged()) continue;
+    total += layer->map.size();
+    for (const auto& [chunk, tick] : layer->loaded) all.push_back({tick, layer.get(), chunk});
+    alive.push_back(std::move(layer));
+  }
+  const uint64_t target = budget_extents_ / 4 * 3;
+  if (total > target) {
+    std::sort(all.begin(), all.end(), [](const Loaded& a, const Loaded& b) { return a.tick < b.tick; });
+    for (const Loaded& l : all) {
+      if (total <= target) break;
+      const size_t before = l.layer->map.size();
+      l.layer->map.erase(l.chunk * kIndexChunkBlocks, kIndexChunkBlocks);
+      l.layer->loaded.erase(l.chunk);
+      total -= before - l.layer->map.size();
+      chunks_dropped_++;
+    }
+  }
+  resident_extents_ = total;
+}
+
+Status LayerSet::make_resident_locked(Layer& layer) {
+  if (!layer.paged()) return Status::OK();
+  ExtentMap<BlockSource> map;
+  PBD_RETURN_IF_ERROR(index_->load_range(layer.id, 0, UINT64_MAX / 2, [&](const meta::MappedExtent& x) {
+    map.append(x.lba, x.nblocks, source_of(x));
+  }).With("load layer " + std::to_string(layer.id) + " whole"));
+  make_resident_locked(layer, std::move(map));
+  return Status::OK();
+}
+
+void LayerSet::make_resident_locked(Layer& layer, ExtentMap<BlockSource> map) {
+  if (layer.paged()) resident_extents_ -= std::min<uint64_t>(resident_extents_, layer.map.size());
+  layer.map = std::move(map);
+  layer.loaded.clear();
+  layer.pager = nullptr;
+  layer.recount();
+}
+
+void LayerSet::page_out_locked(Layer& layer) {
+  if (index_ == nullptr || layer.paged()) return;
+  layer.map.clear();
+  layer.loaded.clear();
+  layer.pager = this;  // data_bytes stays: the rows hold what the map held
+}
+
+IndexCacheStats LayerSet::index_cache_stats_locked() const {
+  IndexCacheStats s;
+  s.budget_bytes = budget_bytes_;
+  s.resident_extents = resident_extents_;
+  s.chunk_loads = chunk_loads_;
+  s.rows_loaded = rows_loaded_;
+  s.chunks_dropped = chunks_dropped_;
+  for (const auto& weak : all_) {
+    auto layer = weak.lock();
+    if (!layer) continue;
+    if (layer->paged()) {
+      s.chunks_loaded += layer->loaded.size();
+    } else {
+      s.resident_layers++;
+    }
+  }
+  return s;
 }
 
 const ExtentMap<BlockSource>* LayerSet::read_path_locked(const Layer* top, std::vector<const Layer*>* above) const {
@@ -167,14 +320,34 @@ bool LayerSet::flatten_step_locked(size_t max_extents, const std::function<bool(
       drop_base_locked();
       return true;
     }
-    const auto& entries = layer->map.entries();
-    size_t n = 0;
-    for (auto it = entries.lower_bound(fold_cursor_); it != entries.end(); ++it) {
-      if (n++ == max_extents) {
-        fold_cursor_ = it->first;
+    if (layer->paged()) {  // its rows, from the index, a bounded batch at a time
+      bool more = false;
+      uint64_t next = fold_cursor_;
+      ExtentMap<BlockSource>* base = &base_;  // held: the lambda runs within this call
+      Status st = index_->scan_from(layer->id, fold_cursor_, max_extents, [&](const meta::MappedExtent& x) {
+        base->assign(x.lba, x.nblocks, source_of(x));
+        next = x.lba + x.nblocks;
+      }, &more);
+      if (!st.ok()) {  // reads walk their chains meanwhile; the next step starts again
+        log::get("engine")->warn("flattened base: cannot read layer {} from the index, starting again error={}",
+                                 layer->id, log::quote(st.message()));
+        drop_base_locked();
+        return false;
+      }
+      if (more) {
+        fold_cursor_ = next;
         return true;
       }
-      base_.assign(it->first, it->second.length, it->second.value);
+    } else {
+      const auto& entries = layer->map.entries();
+      size_t n = 0;
+      for (auto it = entries.lower_bound(fold_cursor_); it != entries.end(); ++it) {
+        if (n++ == max_extents) {
+          fold_cursor_ = it->first;
+          return true;
+        }
+        base_.assign(it->first, it->second.length, it->second.value);
+      }
     }
     base_top_ = layer;
     base_folding_.reset();

@@ -34,6 +34,22 @@
 // The base is built only for chains of at least `min_depth` frozen layers;
 // it costs a second map entry for every extent it holds (docs/design.md).
 //
+// The index stays on disk (issue 23). Unless the volume is ephemeral, a
+// layer's extents are rows of the index (meta::Index), and its map holds
+// only the chunks (kIndexChunkBlocks blocks of the device each) that reads
+// needed lately: a read loads the chunks it touches from the index (one
+// range query each, on the index's read-only connection), and once the
+// loaded chunks of all layers exceed the cache budget ([cache] index_bytes)
+// the least recently used are dropped. Opening a volume loads none, so it
+// costs the same with millions of extents as with none. The map is a cache
+// of the rows: a change to the rows (a commit, a GC move) is applied to the
+// loaded chunks it touches and skipped for the others. A layer can be made
+// resident (every extent in its map, never dropped): GC does so for the
+// layers a merge rewrites until the index holds the merge, since a chunk
+// loaded in between could see half of it; a layer the index forgets while
+// a reader still holds it stays resident for good. Ephemeral volumes keep
+// every layer resident (their maps hold buffers, which have no rows).
+//
 // The mutex. mu() guards every Layer's map and this set, and the flush
 // pipeline's write buffers too (FlushPipeline): a segment's commit moves its
 // blocks from a sealed buffer to its layer's map in one critical section, so
@@ -46,6 +62,7 @@
 #include <map>
 #include <memory>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "meta/index.h"
@@ -79,24 +96,60 @@ struct BlockSource {
 // A run of blocks and where they are: (lba, nblocks, source).
 using Piece = std::tuple<uint64_t, uint64_t, BlockSource>;
 
-// One layer of the volume's history. Its map and data_bytes are guarded by
-// the LayerSet's mutex (the set hands out shared pointers to layers, so the
-// annotation cannot name it here).
+// Blocks of the device per chunk of a paged layer's map (1 MiB): a read
+// loads whole chunks, the cache drops whole chunks.
+inline constexpr uint64_t kIndexChunkBlocks = 256;
+// What a loaded extent costs in memory, for the cache budget: a map node
+// (128 bytes) and a share of its chunk's bookkeeping.
+inline constexpr uint64_t kResidentExtentBytes = 160;
+
+class LayerSet;
+
+// One layer of the volume's history. Its map, data_bytes and paging state
+// are guarded by the LayerSet's mutex (the set hands out shared pointers to
+// layers, so the annotation cannot name it here).
 struct Layer {
   uint64_t id = 0;
   std::shared_ptr<Layer> parent;
-  ExtentMap<BlockSource> map;  // guarded by LayerSet::mu()
-  uint64_t data_bytes = 0;     // data bytes `map` holds; guarded by LayerSet::mu()
-  uint64_t base_gen = 0;       // == LayerSet's base generation: folded (or being folded) into the base
+  // Every extent (resident), or those of the loaded chunks (paged). Mutable:
+  // a read of a const layer loads chunks into it.
+  mutable ExtentMap<BlockSource> map;
+  uint64_t data_bytes = 0;  // data bytes the layer maps (all of them, loaded or not)
+  uint64_t base_gen = 0;    // == LayerSet's base generation: folded (or being folded) into the base
+  // Paged: the set that loads its chunks from the index; null: resident.
+  LayerSet* pager = nullptr;
+  // Paged: the loaded chunks (chunk number -> the tick of its last use).
+  mutable std::unordered_map<uint64_t, uint64_t> loaded;
 
-  // Sets a range of `map`, keeping data_bytes right in O(overlap).
+  bool paged() const { return pager != nullptr; }
+  // Calls fn(lba, n, source) for each mapped piece of [lba, lba+nblocks),
+  // loading the chunks a paged layer has not loaded. Errors: the index
+  // cannot be read.
+  Status visit(uint64_t lba, uint64_t nblocks, const std::function<void(uint64_t, uint64_t, const BlockSource&)>& fn) const;
+  // Sets a range: in `map` for a resident layer, keeping data_bytes right in
+  // O(overlap); for a paged one only in the chunks it has loaded (the index
+  // holds the change, and the caller sets data_bytes from it).
   void assign(uint64_t lba, uint64_t nblocks, const BlockSource& src);
-  // Recounts data_bytes from scratch (after wholesale changes).
+  // Recounts data_bytes from scratch (a resident layer, after wholesale changes).
   void recount();
 };
 
+// Where an index row's blocks are.
+BlockSource source_of(const meta::MappedExtent& row);
+
 // The index rows of a layer map (extents held in buffers have none).
 std::vector<meta::MappedExtent> index_rows(const ExtentMap<BlockSource>& map);
+
+// What the index cache holds and has done (status, tests).
+struct IndexCacheStats {
+  uint64_t budget_bytes = 0;     // [cache] index_bytes; 0: every layer resident
+  uint64_t resident_extents = 0; // extents in the maps of paged layers (at the last count)
+  uint64_t chunks_loaded = 0;    // chunks in memory now
+  uint64_t chunk_loads = 0;      // since open
+  uint64_t rows_loaded = 0;      // index rows those loads read
+  uint64_t chunks_dropped = 0;   // by the budget, since open
+  uint64_t resident_layers = 0;  // layers kept whole (ephemeral, or pinned by GC / a reader)
+};
 
 // What the flattened base holds now (status, tests).
 struct FlatBaseStats {
@@ -119,9 +172,10 @@ class LayerSet {
   // The layers the index names, by id.
   const std::map<uint64_t, std::shared_ptr<Layer>>& by_id_locked() const REQUIRES(mu_) { return layers_; }
 
-  // Replaces the whole set with `layers` (ascending ids, parents first),
-  // each filled by `fill`, and makes `live_id` live. kCorruption when a
-  // parent or the live layer is missing.
+  // Replaces the whole set with `layers` (ascending ids, parents first) and
+  // makes `live_id` live. With an index (set_index_locked), each layer is
+  // paged, nothing loaded; without, each is filled by `fill`. kCorruption
+  // when a parent or the live layer is missing.
   Status load_locked(const std::vector<meta::LayerRecord>& layers, uint64_t live_id,
                      const std::function<Status(Layer&)>& fill) REQUIRES(mu_);
   // Adds an empty layer `id` on top of `parent` and makes it live.
@@ -142,8 +196,24 @@ class LayerSet {
   std::vector<const Layer*> chain_locked(const Layer* top) const REQUIRES(mu_);
   // Assigns into *view every extent of [lba, lba+nblocks) the chain maps,
   // older layers first so newer ones win.
-  static void overlay_chain(const std::vector<const Layer*>& chain, uint64_t lba, uint64_t nblocks,
-                            ExtentMap<BlockSource>* view);
+  static Status overlay_chain(const std::vector<const Layer*>& chain, uint64_t lba, uint64_t nblocks,
+                              ExtentMap<BlockSource>* view);
+
+  // ---- the index cache (see the top of this file)
+  // Layers loaded or started from now on are paged from `index` with a
+  // budget of `budget_bytes` (0: no limit); nullptr: resident.
+  void set_index_locked(meta::Index* index, uint64_t budget_bytes) REQUIRES(mu_);
+  // Loads the chunks of [lba, lba+nblocks) that paged `layer` lacks.
+  Status load_chunks_locked(const Layer& layer, uint64_t lba, uint64_t nblocks) REQUIRES(mu_);
+  // Every extent of `layer` in its map, for good or until page_out_locked.
+  Status make_resident_locked(Layer& layer) REQUIRES(mu_);
+  // Makes `layer` resident with `map` (its every extent, read by the caller).
+  void make_resident_locked(Layer& layer, ExtentMap<BlockSource> map) REQUIRES(mu_);
+  // A resident layer whose rows in the index equal its map is paged again,
+  // nothing loaded (no-op without an index).
+  void page_out_locked(Layer& layer) REQUIRES(mu_);
+  IndexCacheStats index_cache_stats_locked() const REQUIRES(mu_);
+  meta::Index* index_locked() const REQUIRES(mu_) { return index_; }
 
   // ---- the flattened base (see the top of this file)
   // What a read of `top` (nullptr: the live layer) overlays: the returned
@@ -167,6 +237,9 @@ class LayerSet {
  private:
   void track_locked(const std::shared_ptr<Layer>& layer) REQUIRES(mu_);
   void drop_base_locked() REQUIRES(mu_);
+  // Drops the least recently used chunks until the loaded ones fit 3/4 of
+  // the budget (counting them exactly first).
+  void shrink_cache_locked() REQUIRES(mu_);
 
   Mutex mu_;
   std::map<uint64_t, std::shared_ptr<Layer>> layers_ GUARDED_BY(mu_);  // the index's, by id
@@ -195,6 +268,16 @@ class LayerSet {
   size_t min_depth_ GUARDED_BY(mu_) = 16;
   uint64_t folds_ GUARDED_BY(mu_) = 0;
   uint64_t rebuilds_ GUARDED_BY(mu_) = 0;
+
+  // The index cache.
+  meta::Index* index_ GUARDED_BY(mu_) = nullptr;
+  uint64_t budget_bytes_ GUARDED_BY(mu_) = 0;
+  uint64_t budget_extents_ GUARDED_BY(mu_) = UINT64_MAX;
+  uint64_t tick_ GUARDED_BY(mu_) = 0;
+  uint64_t resident_extents_ GUARDED_BY(mu_) = 0;  // exact after each shrink, counted up by loads between
+  uint64_t chunk_loads_ GUARDED_BY(mu_) = 0;
+  uint64_t rows_loaded_ GUARDED_BY(mu_) = 0;
+  uint64_t chunks_dropped_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace portalbd

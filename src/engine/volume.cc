@@ -183,6 +183,7 @@ VolumeStats Volume::stats() {
     MutexLock lock(&layers_.mu());
     s.bytes_live = layers_.data_bytes_locked();
     s.flat = layers_.flat_stats_locked();
+    s.index_cache = layers_.index_cache_stats_locked();
     s.resolves = resolves_;
     s.resolve_maps = resolve_maps_;
     for (const Layer* l = layers_.live_locked()->parent.get(); l != nullptr; l = l->parent.get()) s.chain_depth++;

@@ -127,6 +127,7 @@ struct VolumeStats {
   uint64_t upload_lag_ms = 0;
   // Index lookups: the flattened base, and what reads cost in layer maps.
   FlatBaseStats flat;
+  IndexCacheStats index_cache;  // the extents in memory (the index stays on disk)
   uint64_t resolves = 0, resolve_maps = 0;
   uint64_t chain_depth = 0;  // frozen layers under the live one
 };
@@ -340,8 +341,8 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
 
   // The sources of [lba, lba+nblocks) by precedence, seen from `top`
   // (nullptr: live, including the write buffer); gaps are unmapped.
-  std::vector<Piece> resolve(const Layer* top, uint64_t lba, uint64_t nblocks);
-  std::vector<Piece> resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks) REQUIRES(layers_.mu());
+  Result<std::vector<Piece>> resolve(const Layer* top, uint64_t lba, uint64_t nblocks);
+  Result<std::vector<Piece>> resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks) REQUIRES(layers_.mu());
   // Ephemeral volumes: copies `data` over [lba, lba+nblocks) when one extent
   // of the live layer maps all of it to bytes the live layer's own writes
   // made (BlockSource::private_to); false when it did not. Readers copy such

@@ -34,6 +34,7 @@ struct Damaged {
   VolumeOptions options(bool repair) const {
     VolumeOptions o;
     o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
+    o.index_cache_bytes = 16 * kResidentExtentBytes;  // the index cache drops chunks all the time
     o.segment_bytes = kSegmentBytes;
     o.flush_interval_ms = 0;
     o.index_path = index();

@@ -19,12 +19,12 @@ Status Volume::check_range(uint64_t offset, uint64_t length, bool for_write) con
   return Status::OK();
 }
 
-std::vector<Piece> Volume::resolve(const Layer* top, uint64_t lba, uint64_t nblocks) {
+Result<std::vector<Piece>> Volume::resolve(const Layer* top, uint64_t lba, uint64_t nblocks) {
   MutexLock lock(&layers_.mu());
   return resolve_locked(top, lba, nblocks);
 }
 
-std::vector<Piece> Volume::resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks) {
+Result<std::vector<Piece>> Volume::resolve_locked(const Layer* top, uint64_t lba, uint64_t nblocks) {
   ExtentMap<BlockSource> view;
   // The flattened base when the chain passes through it, then the layers
   // above it, oldest first: a few maps, however many snapshots are behind.
@@ -33,7 +33,7 @@ std::vector<Piece> Volume::resolve_locked(const Layer* top, uint64_t lba, uint64
     base->visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view.assign(s, n, src); });
     resolve_maps_++;
   }
-  LayerSet::overlay_chain(above, lba, nblocks, &view);
+  PBD_RETURN_IF_ERROR(LayerSet::overlay_chain(above, lba, nblocks, &view));
   resolves_++;
   resolve_maps_ += above.size();
   // Buffers not yet committed to a layer of this chain are newer than its
@@ -127,7 +127,9 @@ void Volume::read_ahead(const Layer* top, uint64_t offset, uint64_t length) {
   const uint64_t first = r.offset / kBlockSize;
   const uint64_t last = (std::min(size_bytes_, r.offset + r.length) + kBlockSize - 1) / kBlockSize;
   std::vector<FrameWant> wants;
-  for (const auto& [lba, nblocks, src] : resolve(top, first, last - first)) {
+  auto pieces = resolve(top, first, last - first);
+  if (!pieces.ok()) return;  // only a hint: the read itself reports the error
+  for (const auto& [lba, nblocks, src] : *pieces) {
     if (src.state != ExtentState::kData || src.buffered()) continue;
     // Pieces of one frame are usually neighbours: skip the repeats cheaply.
     if (!wants.empty() && wants.back().seq == src.seq && wants.back().ref.offset == src.frame.offset) continue;
@@ -181,11 +183,15 @@ Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte>
   // segments at all, is memory too.)
   if (opts_.ephemeral) {
     MutexLock lock(&layers_.mu());
-    return read_pieces(resolve_locked(top, first, last - first), offset, out, extents);
+    auto pieces = resolve_locked(top, first, last - first);
+    if (!pieces.ok()) return pieces.status();
+    return read_pieces(*pieces, offset, out, extents);
   }
   // Read-ahead first, so its GETs start beside this read's own.
   if (streams_) read_ahead(top, offset, out.size());
-  return read_pieces(resolve(top, first, last - first), offset, out, extents);
+  auto pieces = resolve(top, first, last - first);
+  if (!pieces.ok()) return pieces.status();
+  return read_pieces(*pieces, offset, out, extents);
 }
 
 Status Volume::read_pieces(const std::vector<Piece>& pieces, uint64_t offset, std::span<std::byte> out,
@@ -280,7 +286,7 @@ bool Volume::overwrite_in_place_locked(uint64_t lba, uint64_t nblocks, const std
   const Layer& live = *layers_.live_locked();
   std::optional<BlockSource> target;
   int pieces = 0;
-  live.map.visit(lba, nblocks, [&](uint64_t start, uint64_t n, const BlockSource& src) {
+  live.map.visit(lba, nblocks, [&](uint64_t start, uint64_t n, const BlockSource& src) {  // resident: ephemeral
     if (++pieces == 1 && start == lba && n == nblocks) target = src;
   });
   if (pieces != 1 || !target || target->state != ExtentState::kData || !target->buffered() ||
@@ -377,7 +383,9 @@ Status Volume::block_status_view(const Layer* top, uint64_t offset, uint64_t len
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
   ExtentRun run(out, offset);
-  for (const auto& [lba, nblocks, src] : resolve(top, first, last - first)) {
+  auto pieces = resolve(top, first, last - first);
+  if (!pieces.ok()) return pieces.status();
+  for (const auto& [lba, nblocks, src] : *pieces) {
     run.emit(std::max(offset, lba * kBlockSize), ExtentState::kHole);
     run.emit(std::min(end, (lba + nblocks) * kBlockSize), src.state);
     if (run.size() > max_extents) break;
@@ -392,7 +400,9 @@ Status Volume::prefetch(uint64_t offset, uint64_t length) {
   const uint64_t first = offset / kBlockSize;
   const uint64_t last = (offset + length + kBlockSize - 1) / kBlockSize;
   FrameBatch batch;  // fetch_frames() also leaves what it fetched in the cache
-  return fetch_frames(resolve(nullptr, first, last - first), &batch);
+  auto pieces = resolve(nullptr, first, last - first);
+  if (!pieces.ok()) return pieces.status();
+  return fetch_frames(*pieces, &batch);
 }
 
 }  // namespace portalbd

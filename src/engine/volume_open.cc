@@ -411,7 +411,8 @@ Status Volume::replay_storage() {
   return Status::OK();
 }
 
-// Mirrors every layer of the index in memory, each with its committed extents.
+// Mirrors every layer of the index in memory: paged (nothing loaded yet), or
+// for an ephemeral volume with its committed extents.
 Status Volume::load_layers() {
   auto layers = index_->list_layers();
   if (!layers.ok()) return layers.status();
@@ -422,14 +423,11 @@ Status Volume::load_layers() {
     for (const auto& rec : *layers) next_layer_id_ = std::max(next_layer_id_, rec.id + 1);
   }
   MutexLock lock(&layers_.mu());
+  // Paged from the index, but for an ephemeral volume: its maps hold buffers.
+  layers_.set_index_locked(opts_.ephemeral ? nullptr : index_.get(), opts_.index_cache_bytes);
   return layers_.load_locked(*layers, *live, [&](Layer& layer) {
     return index_->scan_layer(layer.id, [&](const meta::MappedExtent& x) {
-      BlockSource src;
-      src.state = x.state;
-      src.seq = x.seq;
-      src.frame = x.frame;
-      src.block_in_frame = x.block_in_frame;
-      layer.map.append(x.lba, x.nblocks, src);  // the index returns them by lba
+      layer.map.append(x.lba, x.nblocks, source_of(x));  // the index returns them by lba
     });
   });
 }

@@ -16,6 +16,10 @@ struct VolumeOptions {
   // Chains of at least this many frozen layers (snapshots) get a flattened
   // base, so reads stop walking them (layer_set.h); 0: never.
   uint32_t flatten_min_depth = 16;
+  // The extents of the index kept in memory (layer_set.h: the index stays on
+  // disk, reads load the chunks they need): at most about this many bytes of
+  // them. 0: no limit (still loaded on demand, never dropped).
+  uint64_t index_cache_bytes = 64ull << 20;
   bool grow = false;        // allow size_bytes larger than the existing volume
   uint64_t segment_bytes = 64ull << 20;
   uint64_t write_buffer_bytes = 256ull << 20;

@@ -60,6 +60,7 @@ struct TempDir {
 VolumeOptions sweep_options(const std::string& index_path) {
   VolumeOptions o;
   o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
+  o.index_cache_bytes = 16 * kResidentExtentBytes;  // the index cache drops chunks all the time
   o.size_bytes = kVolumeBlocks * kBlockSize;
   o.segment_bytes = 1 << 20;  // no sealing by size: the op thread makes every call
   o.write_buffer_bytes = 4 << 20;
