@@ -175,12 +175,13 @@ Status GarbageCollector::merge_rootless_layers() {
 
 // 4.
 Status GarbageCollector::count_live_bytes() {
-  std::vector<uint64_t> paged;  // counted from their index rows, which hold still under the upload lock
+  // Paged layers are counted from their index rows, which hold still under
+  // the upload lock.
   {
     MutexLock lock(&v_.layers_.mu());
     v_.layers_.for_each_held_locked([&](const std::shared_ptr<Layer>& layer) {
       if (layer->paged()) {
-        paged.push_back(layer->id);
+        paged_.push_back(layer->id);
         return;
       }
       for (const auto& [lba, node] : layer->map.entries()) {
@@ -191,11 +192,9 @@ Status GarbageCollector::count_live_bytes() {
       }
     });
   }
-  for (uint64_t id : paged) {
+  for (uint64_t id : paged_) {
     PBD_RETURN_IF_ERROR(v_.index_->scan_layer(id, [&](const meta::MappedExtent& x) {
-      if (x.state != ExtentState::kData) return;
-      live_[x.seq] += x.nblocks * kBlockSize;
-      refs_[x.seq].push_back({id, x.lba, x.nblocks});
+      if (x.state == ExtentState::kData) live_[x.seq] += x.nblocks * kBlockSize;
     }));
   }
   return Status::OK();
@@ -239,6 +238,21 @@ Status GarbageCollector::classify_segments() {
   PBD_RETURN_IF_ERROR(v_.index_->set_doomed(marks));
   std::sort(sparse_.begin(), sparse_.end(),
             [&](auto* a, auto* b) { return live_[a->seq] * b->data_bytes < live_[b->seq] * a->data_bytes; });
+  // The references of the segments step 6 will rewrite (the same budget
+  // walk), from the rows of paged layers.
+  std::set<uint64_t> chosen;
+  uint64_t budget = options_.max_rewrite_bytes;
+  for (const auto* seg : sparse_) {
+    if (live_[seg->seq] > budget) break;
+    budget -= live_[seg->seq];
+    chosen.insert(seg->seq);
+  }
+  if (chosen.empty()) return Status::OK();
+  for (uint64_t id : paged_) {
+    PBD_RETURN_IF_ERROR(v_.index_->scan_layer(id, [&](const meta::MappedExtent& x) {
+      if (x.state == ExtentState::kData && chosen.count(x.seq)) refs_[x.seq].push_back({id, x.lba, x.nblocks});
+    }));
+  }
   return Status::OK();
 }
 

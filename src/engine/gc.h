@@ -83,7 +83,12 @@ class GarbageCollector {
   bool changed_ = false;
   std::set<uint64_t> named_;                           // layers a root names (step 2)
   std::map<uint64_t, uint64_t> live_;                  // segment -> live data bytes (step 4)
-  std::map<uint64_t, std::vector<SegmentRef>> refs_;   // segment -> extents mapping it (step 4)
+  // segment -> extents mapping it: from resident layers in step 4, from paged
+  // layers' rows in step 5 and only for the segments step 6 will rewrite
+  // (so a pass holds references for at most max_rewrite_bytes, not one per
+  // extent of the volume).
+  std::map<uint64_t, std::vector<SegmentRef>> refs_;
+  std::vector<uint64_t> paged_;                        // held layers counted from their rows (step 4)
   std::vector<meta::SegmentRecord> segments_;          // the index's (step 5)
   std::vector<const meta::SegmentRecord*> sparse_;     // to rewrite, sparsest first (step 5)
   std::vector<uint64_t> deletable_;                    // grace ended (step 5)
