@@ -6,7 +6,11 @@
 # (so no two neighbours land in one write: COUNT extents in the index), a
 # clean stop, then a restart on the same state dir, timed until the export
 # answers; then 10,000 random 4 KiB reads. Reported: start time, RSS after
-# start and after the reads, and RSS per extent above an empty volume's.
+# start and after the reads, RSS per extent above an empty volume's, the
+# extents the index cache holds after the reads (status: index.cached_extents;
+# the rest of the RSS growth is the frame cache), and the time a start with a
+# fresh state dir takes to open (rebuild from storage: a checkpoint stored
+# first with `portalctl checkpoint`, then the index restored from it).
 #
 # The data is 90% compressible so that 4M extents (16 GiB of writes) take
 # little disk; the index does not care what the blocks hold.
@@ -71,9 +75,17 @@ for count in $COUNTS; do
   fio --name=read --ioengine=nbd --uri="$(uri)" --rw=randread --bs=4k --iodepth=8 --size="$size" \
     --number_ios=10000 --output-format=json >"$TMP/read.json"
   rss_read=$(rss_kib)
+  cached=$("$TMP/bin/portalctl" --socket "$TMP/ctl.sock" --json status |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["index"].get("cached_extents", "-"))')
+  "$TMP/bin/portalctl" --socket "$TMP/ctl.sock" checkpoint >/dev/null
   stop
-  rows+=("$count $start_s $rss_start $rss_read")
-  echo "$BENCH: $count blocks: start ${start_s} s, RSS ${rss_start} KiB after start, ${rss_read} KiB after reads" >&2
+  rm -rf --one-file-system "$TMP/state"
+  start "$size"
+  rebuild_s=$START_S
+  stop
+  rows+=("$count $start_s $rss_start $rss_read $cached $rebuild_s")
+  echo "$BENCH: $count blocks: start ${start_s} s, RSS ${rss_start} KiB after start, ${rss_read} KiB after reads" \
+    "(${cached} extents cached), start with a fresh state dir ${rebuild_s} s" >&2
 done
 
 # An empty volume of the largest size, for the baseline.
@@ -87,12 +99,12 @@ stop
 {
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), portalbd $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
   echo
-  echo "| extents written | start s | RSS after start MiB | RSS after 10k random reads MiB | bytes of RSS per extent (after start, above empty) |"
-  echo "|---:|---:|---:|---:|---:|"
-  echo "| 0 (empty) | $empty_s | $((empty_rss / 1024)) | - | - |"
+  echo "| extents written | start s | RSS after start MiB | RSS after 10k random reads MiB | bytes of RSS per extent (after start, above empty) | extents cached after the reads | start from storage (checkpoint) s |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| 0 (empty) | $empty_s | $((empty_rss / 1024)) | - | - | - | - |"
   for r in "${rows[@]}"; do
-    read -r count s rs rr <<<"$r"
-    printf '| %s | %s | %s | %s | %.0f |\n' "$count" "$s" "$((rs / 1024))" "$((rr / 1024))" \
-      "$(echo "($rs - $empty_rss) * 1024 / $count" | bc -l)"
+    read -r count s rs rr cached rebuild <<<"$r"
+    printf '| %s | %s | %s | %s | %.0f | %s | %s |\n' "$count" "$s" "$((rs / 1024))" "$((rr / 1024))" \
+      "$(echo "($rs - $empty_rss) * 1024 / $count" | bc -l)" "$cached" "$rebuild"
   done
 } | tee ${OUT:+"$OUT"}
