@@ -92,10 +92,17 @@
 // chunk; J2 into the next chunk when its first record carries on, also
 // across a gap the watermark covers, as after release() moved the sequence),
 // reading each record's header and payload, to the first thing that does not
-// carry on. It then looks for anything newer than the chain's end in the
-// kScanPastEndBytes (1 MiB) after it and at the start of the next chunk, and
-// at every other chunk's first header. It falls back to the ring scan, whose
-// verdicts (kCorruption, torn tail) then stand exactly as above, when:
+// carry on. Records never straddle chunks (J1, J2), so what comes after the
+// chain's last record in this lap lies in the rest of its chunk or, once the
+// writer padded that chunk (and synced it) and went on, in the next chunk.
+// Open looks there for a header of this journal newer than the chain's end:
+// in the rest of the chunk the chain ends in, however far (at most
+// chunk_bytes); in the next chunk, all of it when the chain ends in its pad
+// and the next chunk's first header, where the writer's first record there
+// would be, is none (never written, or wiped), else its first
+// kScanPastEndBytes (1 MiB); and at every other chunk's first header. It
+// falls back to the ring scan, whose verdicts (kCorruption, torn tail) then
+// stand exactly as above, when:
 //   - the start file is missing (a journal of an older portalbd), torn, of
 //     another journal_id, or its chunk was rewritten since (first header
 //     newer than prev_wseq: the ring went round);
@@ -103,14 +110,23 @@
 //     or journal_id in place), a record out of sequence, or a payload that
 //     fails its checksum: damage or a torn tail, which the scan tells apart;
 //   - a record newer than the chain's end is found where it looked.
-// So Open reads what lies above the watermark, 1-2 MiB past its end and one
-// header per chunk, not capacity_bytes. What it does not look at: a newer
-// record more than kScanPastEndBytes past the end of the chain in its chunk
-// (out-of-order power loss of unsynced writes across more than that; those
-// writes were never acknowledged, so cutting there loses nothing answered),
-// and damage that wipes both the magic and the journal_id of a record whose
-// successor starts more than kScanPastEndBytes after it (a record of 1 MiB
-// or more); such a record is cut like a torn one.
+// So a damaged record after the chain's end is kCorruption, as in the ring
+// scan, whatever the damage wiped and however large the record, when a newer
+// record follows it in its chunk or the next (a record that fills its chunk
+// has the next chunk's first record, or its own pad, after it); so is a newer
+// record an out-of-order power loss kept anywhere in the chunk the chain
+// ends in. Open reads what lies above the watermark, the rest of the chunk
+// it ends in, 1 MiB of the next (all of it, zeros, after a clean close of a
+// journal whose ring has not gone round) and one header per chunk: at most
+// about two chunks past the live records, not capacity_bytes. What it does
+// not look at, where the ring scan would say kCorruption: a newer record
+// more than kScanPastEndBytes into the next chunk while that chunk's first
+// header is still an older lap's (an out-of-order power loss kept writes of
+// the chunk's new lap but not its first record: none of them was synced, a
+// sync would have kept the first, so none was acknowledged and cutting
+// there loses nothing answered); and newer records behind two damaged ones
+// (the first record and the pad of the next chunk, or the pad ending the
+// chain and the next chunk's first record).
 //
 // What a crash can cost: records not yet covered by a successful sync(). A
 // damaged last record cannot be told from a torn one, so it is cut (logged).

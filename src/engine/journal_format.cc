@@ -20,6 +20,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <tuple>
 
 #include "src/log/log.h"
 #include "src/util/crc32c.h"
@@ -600,17 +601,18 @@ bool carries_on(const Header& h, uint64_t last, uint64_t released, bool chunk_st
   return chunk_start && h.wseq > last + 1 && h.wseq - 1 <= std::max(released, h.released_wseq);
 }
 
-// Bytes past the end of the live chain (in its last chunk, and at the start
-// of the next) that Open reads for a record newer than the chain: one that an
-// out-of-order power loss kept while losing one before it.
+// Bytes at the start of the chunk after the chain's that Open reads for a
+// record newer than the chain when it does not read that chunk whole (see
+// "Opening" in journal.h); also the size of each read past the end.
 constexpr uint64_t kScanPastEndBytes = 1 << 20;
 
 // Recovery from the start file ("Opening" in journal.h): follows the chain
 // from `start` to its end, reading only that and each chunk's first header,
-// plus kScanPastEndBytes past the end. nullopt, with *why_not, when the start
-// does not check against the chunks or something there calls for the ring
-// scan to decide (damage, a torn tail, a newer record past the end): then
-// recover() reads everything as before, so every verdict stays the ring
+// plus the rest of the chunk it ends in and the start of the next (all of it
+// when the writer may have gone on into it). nullopt, with *why_not, when the
+// start does not check against the chunks or something there calls for the
+// ring scan to decide (damage, a torn tail, a newer record past the end):
+// then recover() reads everything as before, so every verdict stays the ring
 // scan's.
 Result<std::optional<Recovered>> recover_from_start(ChunkReader& rd, const Meta& meta, const LiveStart& start,
                                                     std::string* why_not) {
@@ -621,6 +623,7 @@ Result<std::optional<Recovered>> recover_from_start(ChunkReader& rd, const Meta&
   };
   if (start.chunk >= n || start.offset % kAlign != 0 || start.offset + kAlign > size) return scan_ring("bad start");
   struct FirstHeader {
+    bool parsed = false;  // a well-formed header of this journal (a record or a pad)
     bool record = false;  // a well-formed record header (not a pad)
     bool damaged = false;  // one that does not parse but was ours (looks_like_ours)
     Header h;
@@ -631,6 +634,7 @@ Result<std::optional<Recovered>> recover_from_start(ChunkReader& rd, const Meta&
     PBD_RETURN_IF_ERROR(rd.read(c, 0, hbuf));
     bool magic = false;
     if (parse_header(hbuf.data(), size, id, &first[c].h, &magic).empty()) {
+      first[c].parsed = true;
       first[c].record = first[c].h.kind != kKindPad;
     } else {
       first[c].damaged = looks_like_ours(hbuf.data(), id);
@@ -651,8 +655,10 @@ Result<std::optional<Recovered>> recover_from_start(ChunkReader& rd, const Meta&
   std::vector<bool> in_run(n, false);
   uint64_t last = start.prev_wseq, released = start.released_wseq;
   uint64_t c = start.chunk, off = start.offset;
+  bool ended_in_pad = false;  // the chain's last chunk ends in the pad of its last record
   for (;;) {
     in_run[c] = true;
+    ended_in_pad = false;
     RecoveredChunk rc{c, 0, 0, off};
     if (off > 0) {  // entered mid-lap: the records before are released
       rc.first_wseq = first[c].record ? first[c].h.wseq : 0;
@@ -667,7 +673,10 @@ Result<std::optional<Recovered>> recover_from_start(ChunkReader& rd, const Meta&
         break;  // zeros, or the middle of an older lap's record
       }
       if (h.kind == kKindPad) {
-        if (h.wseq == last) released = std::max(released, h.released_wseq);
+        if (h.wseq == last) {
+          released = std::max(released, h.released_wseq);
+          ended_in_pad = true;
+        }
         break;
       }
       if (!carries_on(h, last, released, off == 0)) {
@@ -690,19 +699,30 @@ Result<std::optional<Recovered>> recover_from_start(ChunkReader& rd, const Meta&
     c = next;
     off = 0;
   }
-  // Past the end: nothing newer in the window, nor at any other chunk's start
-  // (a chunk is entered only once the one before is synced, so nothing newer
-  // lies further), nor a torn first record in the next chunk.
+  // Past the end (J1, J2: records never straddle chunks): the record after
+  // the chain's last one, and anything an out-of-order power loss kept after
+  // losing it, is in the rest of its chunk, or in the next chunk once the
+  // writer padded this one (synced) and went on. So Open reads the rest of
+  // the chunk; and the next chunk whole when the chain ends in its pad and
+  // the next chunk's first header, where the writer's first record there
+  // would be, is none (never written, or wiped): else its first
+  // kScanPastEndBytes. Nothing newer may be found there, nor at any other
+  // chunk's start (a chunk is entered only once the one before is synced,
+  // so nothing newer lies further), nor a torn first record in the next chunk.
   const uint64_t end_chunk = c, end_offset = off, after = (c + 1) % n;
-  for (const auto& [chunk, from] : {std::pair{end_chunk, end_offset}, std::pair{after, uint64_t{0}}}) {
-    const uint64_t len = std::min(kScanPastEndBytes, (size - from) / kAlign * kAlign);
-    std::vector<std::byte> window(len);
-    PBD_RETURN_IF_ERROR(rd.read(chunk, from, window));
-    for (uint64_t o = 0; o + kAlign <= len; o += kAlign) {
-      Header h;
-      bool magic = false;
-      if (parse_header(window.data() + o, size - from - o, id, &h, &magic).empty() && h.wseq > last) {
-        return scan_ring("a newer record past the end");
+  const uint64_t after_bytes = ended_in_pad && !first[after].parsed ? size : std::min(kScanPastEndBytes, size);
+  std::vector<std::byte> window;
+  for (const auto& [chunk, from, to] :
+       {std::tuple{end_chunk, end_offset, size}, std::tuple{after, uint64_t{0}, after_bytes}}) {
+    for (uint64_t at = from; at + kAlign <= to; at += window.size()) {
+      window.resize(std::min(kScanPastEndBytes, (to - at) / kAlign * kAlign));
+      PBD_RETURN_IF_ERROR(rd.read(chunk, at, window));
+      for (uint64_t o = 0; o + kAlign <= window.size(); o += kAlign) {
+        Header h;
+        bool magic = false;
+        if (parse_header(window.data() + o, size - at - o, id, &h, &magic).empty() && h.wseq > last) {
+          return scan_ring("a newer record past the end");
+        }
       }
     }
   }

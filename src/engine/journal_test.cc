@@ -300,6 +300,49 @@ TEST_SUITE("engine.journal") {
     CHECK(Journal::Open(o).status().is(Status::Code::kCorruption));
   }
 
+  TEST_CASE("a large record whose magic and journal_id are wiped, with a newer record after it, is kCorruption") {
+    // The wiped header reads as nothing of ours, so only a look at the rest
+    // of the chunk (past the 2.5 MiB payload) finds the newer record that
+    // proves it was not the tail (see "Opening" in journal.h).
+    TempDir tmp;
+    auto o = options(tmp.path, 8 << 20, 4);
+    const uint64_t big = 640;  // blocks: 2.5 MiB
+    int chunk = 0;
+    uint64_t at = 0;
+    SUBCASE("in the chunk the chain ends in") {
+      {
+        auto opened = open_ok(o);
+        Journal& j = *opened.journal;
+        REQUIRE(big * kBlock <= j.max_payload_bytes());
+        REQUIRE(append_data(j, 1).ok());
+        REQUIRE(append_data(j, 2, big).ok());
+        REQUIRE(append_data(j, 3).ok());
+        REQUIRE(j.sync(3).ok());
+      }
+      at = kOneBlockRecord;
+    }
+    SUBCASE("first in the next chunk") {
+      {
+        auto opened = open_ok(o);
+        Journal& j = *opened.journal;
+        REQUIRE(append_data(j, 1, 1536).ok());  // 6 MiB: wseq 2 does not fit after it
+        REQUIRE(append_data(j, 2, big).ok());   // chunk 1, offset 0, behind chunk 0's pad
+        REQUIRE(append_data(j, 3).ok());
+        REQUIRE(j.sync(3).ok());
+      }
+      chunk = 1;
+    }
+    poke(chunk_path(o, chunk), at, std::vector<uint8_t>(8, 0));       // magic
+    poke(chunk_path(o, chunk), at + 16, std::vector<uint8_t>(8, 0));  // journal_id
+    auto r = Journal::Open(o);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().is(Status::Code::kCorruption));
+    CHECK(contains(r.status().message(), chunk_path(o, chunk) + " offset " + std::to_string(at)));
+    CHECK(contains(r.status().message(), "wseq 2"));
+    MESSAGE(r.status().ToString());
+    CHECK(Journal::Open(o).status().is(Status::Code::kCorruption));
+  }
+
   TEST_CASE("Open reads what the journal holds, not its capacity") {
     TempDir tmp;
     auto o = options(tmp.path, 4 << 20, 64);  // 256 MiB
@@ -319,7 +362,9 @@ TEST_SUITE("engine.journal") {
       auto empty = open_counted(&read);  // a journal that holds nothing
       CHECK(empty.recovery.records.empty());
       CHECK_FALSE(empty.recovery.read_whole_ring);
-      CHECK(read < (3 << 20));  // the look past the end (1 MiB in two places) and 64 chunk headers
+      // The rest of the chunk the chain ends in (all of chunk 0 here), 1 MiB
+      // of the next, and 64 chunk headers.
+      CHECK(read < o.chunk_bytes + (2 << 20));
     }
     uint64_t w = 0;
     {
@@ -338,7 +383,7 @@ TEST_SUITE("engine.journal") {
       check_records(opened.recovery.records, w - 3, w);
       CHECK(opened.recovery.released_wseq == w - 4);  // the newest record's watermark, as before
       CHECK_FALSE(opened.recovery.read_whole_ring);
-      CHECK(read < (3 << 20) + 4 * kOneBlockRecord);
+      CHECK(read < o.chunk_bytes + (2 << 20) + 4 * kOneBlockRecord);
     }
     // A journal without the start file (one of an older portalbd) is read
     // whole, with the same result, and has one from then on.
@@ -352,7 +397,7 @@ TEST_SUITE("engine.journal") {
     auto opened = open_counted(&read);
     check_records(opened.recovery.records, w - 3, w);
     CHECK_FALSE(opened.recovery.read_whole_ring);
-    CHECK(read < (3 << 20) + 4 * kOneBlockRecord);
+    CHECK(read < o.chunk_bytes + (2 << 20) + 4 * kOneBlockRecord);
   }
 
   TEST_CASE("after the ring wraps and frees part of it, Open replays exactly the live records, from any start") {
