@@ -102,6 +102,14 @@ def prune_and_gc(c, h, data_bytes, seconds):
                                                   after["chain_depth"], iops), file=sys.stderr, flush=True)
 
 
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--snapshots", type=int, default=10000)
@@ -164,19 +172,22 @@ def main():
                 deletes.append(c.timed("snapshot.delete", name="probe%d" % i))
             roots = sorted(os.listdir(os.path.join(store, "roots"))) if os.path.isdir(os.path.join(store, "roots")) else []
             newest = os.path.getsize(os.path.join(store, "roots", roots[-1])) if roots else 0
-            rows.append((target, iops, median(creates), median(lists), median(deletes), len(roots), newest, maps))
+            rss = rss_mib(daemon.pid)
+            rows.append((target, iops, median(creates), median(lists), median(deletes), len(roots), newest, maps, rss,
+                         after["flat_extents"], after.get("cached_extents", 0)))
             print("snapshots=%d read_iops=%.0f create_ms=%.1f list_ms=%.1f delete_ms=%.1f roots_records=%d "
-                  "newest_roots_bytes=%d maps_per_read=%.1f" % rows[-1], file=sys.stderr, flush=True)
+                  "newest_roots_bytes=%d maps_per_read=%.1f rss_mib=%d flat_extents=%d cached_extents=%d" % rows[-1],
+                  file=sys.stderr, flush=True)
         # Prune all but the last 10, then one GC pass merges their layers.
         if args.prune:
             prune_and_gc(c, h, data_bytes, args.read_seconds)
         base = rows[0][1] if rows else 1
         print("| snapshots in the chain | random 4 KiB read IOPS (x of none) | maps per read | create ms | list ms "
-              "| delete ms | roots records kept | newest roots record |")
-        print("|---|---|---|---|---|---|---|---|")
+              "| delete ms | roots records kept | newest roots record | RSS MiB | base rows | extents cached |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print("| %d | %.0f (%.2fx) | %.1f | %.1f | %.1f | %.1f | %d | %d B |" % (
-                r[0], r[1], r[1] / base, r[7], r[2], r[3], r[4], r[5], r[6]))
+            print("| %d | %.0f (%.2fx) | %.1f | %.1f | %.1f | %.1f | %d | %d B | %d | %d | %d |" % (
+                r[0], r[1], r[1] / base, r[7], r[2], r[3], r[4], r[5], r[6], r[8], r[9], r[10]))
         h.shutdown()
     finally:
         daemon.terminate()

@@ -98,7 +98,7 @@ Result<std::unique_ptr<Index>> Index::Open(const std::string& path) {
   PBD_RETURN_IF_ERROR(index->db_->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
   PBD_RETURN_IF_ERROR(index->migrate().With("migrate index " + path));
   PBD_RETURN_IF_ERROR(index->prepare_statements());
-  if (path != ":memory:" && path.rfind("file::memory:", 0) != 0) {
+  if (!path.empty() && path != ":memory:" && path.rfind("file::memory:", 0) != 0) {
     auto reader = Db::Open(path);
     if (!reader.ok()) return reader.status();
     PBD_RETURN_IF_ERROR((*reader)->exec("PRAGMA query_only=1"));
@@ -314,7 +314,20 @@ Status Index::insert_extent(uint64_t layer, const MappedExtent& x) {
 
 Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames,
                           int64_t* data_delta) {
-  const uint64_t start = e.lba, end = e.lba + e.nblocks;
+  MappedExtent x;
+  x.lba = e.lba;
+  x.nblocks = e.nblocks;
+  x.state = e.state;
+  if (e.state == ExtentState::kData) {
+    x.seq = seq;
+    x.frame = frames.at(e.frame);
+    x.block_in_frame = e.block_in_frame;
+  }
+  return put_extent(layer, x, data_delta);
+}
+
+Status Index::put_extent(uint64_t layer, const MappedExtent& put, int64_t* data_delta) {
+  const uint64_t start = put.lba, end = put.lba + put.nblocks;
   auto lose = [&](const MappedExtent& x, uint64_t from, uint64_t to) {  // blocks [from, to) of x go
     if (x.state == ExtentState::kData) *data_delta -= static_cast<int64_t>(to - from);
   };
@@ -352,18 +365,17 @@ Status Index::apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, c
     PBD_RETURN_IF_ERROR(delete_extent_.exec());
   }
   for (const auto& r : remnants) PBD_RETURN_IF_ERROR(insert_extent(layer, r));
+  if (put.state == ExtentState::kData) *data_delta += static_cast<int64_t>(put.nblocks);
+  return insert_extent(layer, put);
+}
 
-  MappedExtent x;
-  x.lba = e.lba;
-  x.nblocks = e.nblocks;
-  x.state = e.state;
-  if (e.state == ExtentState::kData) {
-    x.seq = seq;
-    x.frame = frames.at(e.frame);
-    x.block_in_frame = e.block_in_frame;
-    *data_delta += static_cast<int64_t>(e.nblocks);
-  }
-  return insert_extent(layer, x);
+Status Index::overlay_rows(uint64_t layer, const std::vector<MappedExtent>& rows) {
+  MutexLock lock(&mu_);
+  Txn txn(db_.get());
+  PBD_RETURN_IF_ERROR(txn.begin());
+  int64_t data_delta = 0;
+  for (const auto& x : rows) PBD_RETURN_IF_ERROR(put_extent(layer, x, &data_delta));
+  return txn.commit();
 }
 
 Status Index::apply_segment(const SegmentFooter& footer, uint64_t object_bytes, uint64_t* data_blocks) {

@@ -108,7 +108,9 @@ struct IndexStats {
 
 class Index {
  public:
-  // Opens (creating and migrating as needed) the index at `path`.
+  // Opens (creating and migrating as needed) the index at `path`; ":memory:"
+  // for one in memory, "" for a private temporary file SQLite deletes when
+  // the index is closed (neither has the second connection).
   static Result<std::unique_ptr<Index>> Open(const std::string& path);
 
   // Key/value facts about the volume (uuid, size_bytes, ...).
@@ -175,6 +177,9 @@ class Index {
   Status replace_layer(uint64_t layer, uint64_t parent, const std::vector<MappedExtent>& extents,
                        const std::vector<uint64_t>& drop_layers) EXCLUDES(mu_);
   Status drop_layer(uint64_t layer) EXCLUDES(mu_);
+  // Sets the rows of `layer` over what it has, trimming or splitting older
+  // ones as apply_segment does, in one transaction (the flattened base).
+  Status overlay_rows(uint64_t layer, const std::vector<MappedExtent>& rows) EXCLUDES(mu_);
   // A consistent copy of the whole index in a new SQLite file (checkpoints).
   Status copy_to(const std::string& path) EXCLUDES(mu_);
 
@@ -190,6 +195,8 @@ class Index {
   Status apply_entry(uint64_t layer, uint64_t seq, const SegmentEntry& e, const std::vector<FrameRef>& frames,
                      int64_t* data_delta) REQUIRES(mu_);
   Status insert_extent(uint64_t layer, const MappedExtent& x) REQUIRES(mu_);
+  // Sets `x` in `layer`, trimming or splitting what it overlaps.
+  Status put_extent(uint64_t layer, const MappedExtent& x, int64_t* data_delta) REQUIRES(mu_);
   Status set_meta_locked(const std::string& key, const std::string& value) REQUIRES(mu_);
 
   // Runs fn(db) on the read-only connection, or on the main one for an

@@ -49,9 +49,10 @@ std::map<uint64_t, std::string> through_base(LayerSet& set, const Layer* top, ui
   MutexLock lock(&set.mu());
   ExtentMap<BlockSource> view;
   std::vector<const Layer*> above;
-  const ExtentMap<BlockSource>* base = set.read_path_locked(top, &above);
+  const Layer* base = set.read_path_locked(top, &above);
   if (base != nullptr) {
-    base->visit(lba, n, [&](uint64_t s, uint64_t len, const BlockSource& src) { view.assign(s, len, src); });
+    REQUIRE(base->visit(lba, n, [&](uint64_t s, uint64_t len, const BlockSource& src) { view.assign(s, len, src); })
+                .ok());
   }
   REQUIRE(LayerSet::overlay_chain(above, lba, n, &view).ok());
   if (maps != nullptr) *maps = above.size() + (base != nullptr ? 1 : 0);

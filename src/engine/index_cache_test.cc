@@ -55,7 +55,7 @@ TEST_SUITE("engine.index_cache") {
     LayerSet set;
     constexpr uint64_t kBudgetExtents = 20'000;
     MutexLock lock(&set.mu());
-    set.set_index_locked(index->get(), kBudgetExtents * kResidentExtentBytes);
+    REQUIRE(set.set_index_locked(index->get(), kBudgetExtents * kResidentExtentBytes).ok());
     REQUIRE(set.load_locked(*layers, 2, [](Layer&) { return Status::Corruption("paged layers are not filled"); }).ok());
 
     IndexCacheStats s = set.index_cache_stats_locked();
@@ -120,7 +120,7 @@ TEST_SUITE("engine.index_cache") {
     REQUIRE(layers.ok());
     LayerSet set;
     MutexLock lock(&set.mu());
-    set.set_index_locked(index->get(), 0);
+    REQUIRE(set.set_index_locked(index->get(), 0).ok());
     REQUIRE(set.load_locked(*layers, 1, [](Layer&) { return Status::OK(); }).ok());
     const std::shared_ptr<Layer> live = set.live_locked();
     auto read = [&](uint64_t lba) {
@@ -143,5 +143,79 @@ TEST_SUITE("engine.index_cache") {
       const bool in = b >= from && b < from + n;
       CHECK(read(b) == (in ? 100000 + b : b));
     }
+  }
+}
+
+TEST_SUITE("engine.index_cache") {
+  TEST_CASE("the flattened base is paged too: folded into rows on disk, read back by chunks") {
+    TempDir dir;
+    auto index = meta::Index::Open(dir.path + "/index.sqlite");
+    REQUIRE(index.ok());
+    REQUIRE((*index)->live_layer().ok());
+    // Layers 1..20 in one chain (20 live): layer k maps every block whose
+    // lba % 20 == k - 1 among the first 20 * kPerLayer, and overwrites every
+    // 7th block of layer k - 1's.
+    constexpr uint64_t kLayers = 20, kPerLayer = 20'000;
+    uint64_t rows_below_live = 0;
+    for (uint64_t k = 1; k <= kLayers; k++) {
+      if (k > 1) REQUIRE((*index)->create_snapshot({"s" + std::to_string(k - 1), k - 1, "snapshot", "u", 1}, k, 1).ok());
+      std::map<uint64_t, meta::MappedExtent> rows;
+      for (uint64_t i = 0; i < kPerLayer; i++) rows[i * kLayers + k - 1] = row(i * kLayers + k - 1, k * 1'000'000 + i);
+      if (k > 1) {
+        for (uint64_t i = 0; i < kPerLayer; i += 7) rows[i * kLayers + k - 2] = row(i * kLayers + k - 2, k * 1'000'000 + 500'000 + i);
+      }
+      std::vector<meta::MappedExtent> list;
+      for (const auto& [lba, x] : rows) list.push_back(x);
+      REQUIRE((*index)->replace_layer(k, k - 1, list, {}).ok());
+      if (k < kLayers) rows_below_live += list.size();
+    }
+    auto layers = (*index)->list_layers();
+    REQUIRE(layers.ok());
+    LayerSet set;
+    constexpr uint64_t kBudgetExtents = 10'000;
+    {
+      MutexLock lock(&set.mu());
+      REQUIRE(set.set_index_locked(index->get(), kBudgetExtents * kResidentExtentBytes).ok());
+      REQUIRE(set.load_locked(*layers, kLayers, [](Layer&) { return Status::OK(); }).ok());
+    }
+    int steps = 0;
+    while (set.flatten_step(4096, [](const Layer&) { return false; })) REQUIRE(++steps < 10'000);
+
+    MutexLock lock(&set.mu());
+    const FlatBaseStats flat = set.flat_stats_locked();
+    CHECK(flat.top_layer == kLayers - 1);
+    CHECK(flat.folds == kLayers - 1);
+    CHECK(flat.extents >= rows_below_live);  // rows written into the base's file, batch by batch
+    IndexCacheStats s = set.index_cache_stats_locked();
+    CHECK(s.resident_extents == 0);  // folding loaded nothing into memory
+    std::mt19937_64 rng(3);
+    uint64_t mismatches = 0;
+    size_t maps_most = 0;
+    for (int r = 0; r < 2000; r++) {
+      const uint64_t lba = rng() % (kLayers * kPerLayer - 16);
+      ExtentMap<BlockSource> through, walk;
+      std::vector<const Layer*> above;
+      const Layer* base = set.read_path_locked(nullptr, &above);
+      REQUIRE(base != nullptr);
+      REQUIRE(base->visit(lba, 16, [&](uint64_t st, uint64_t n, const BlockSource& src) { through.assign(st, n, src); })
+                  .ok());
+      REQUIRE(LayerSet::overlay_chain(above, lba, 16, &through).ok());
+      maps_most = std::max(maps_most, above.size() + 1);
+      REQUIRE(LayerSet::overlay_chain(set.chain_locked(nullptr), lba, 16, &walk).ok());
+      for (uint64_t b = lba; b < lba + 16; b++) {
+        uint64_t t = UINT64_MAX, w = UINT64_MAX;
+        through.visit(b, 1, [&](uint64_t, uint64_t, const BlockSource& src) { t = src.frame.offset; });
+        walk.visit(b, 1, [&](uint64_t, uint64_t, const BlockSource& src) { w = src.frame.offset; });
+        if (t != w || t == UINT64_MAX) mismatches++;
+      }
+      s = set.index_cache_stats_locked();
+      REQUIRE(s.resident_extents <= kBudgetExtents + 4 * 2 * kIndexChunkBlocks);
+    }
+    CHECK(mismatches == 0);
+    CHECK(maps_most == 2);  // the base and the live layer, with 19 snapshots behind
+    s = set.index_cache_stats_locked();
+    MESSAGE("paged base: ", flat.extents, " rows folded, ", s.chunk_loads, " chunk loads, ", s.chunks_dropped,
+            " dropped, ", s.resident_extents, " extents in memory");
+    CHECK(s.chunks_dropped > 0);
   }
 }

@@ -170,10 +170,23 @@ Status LayerSet::overlay_chain(const std::vector<const Layer*>& chain, uint64_t 
   return Status::OK();
 }
 
-void LayerSet::set_index_locked(meta::Index* index, uint64_t budget_bytes) {
+Status LayerSet::set_index_locked(meta::Index* index, uint64_t budget_bytes) {
+  drop_base_locked();
+  flat_.reset();
+  flat_dirty_ = false;
+  base_->pager = nullptr;
+  if (index != nullptr) {
+    // The base's rows: derived, rebuilt after every start, so a private
+    // temporary file that SQLite deletes when it is closed.
+    auto flat = meta::Index::Open("");
+    if (!flat.ok()) return flat.status().With("open the flattened base's rows");
+    flat_ = std::move(*flat);
+    base_->pager = this;
+  }
   index_ = index;
   budget_bytes_ = budget_bytes;
   budget_extents_ = budget_bytes == 0 ? UINT64_MAX : std::max<uint64_t>(budget_bytes / kResidentExtentBytes, 1);
+  return Status::OK();
 }
 
 Status LayerSet::load_chunks_locked(const Layer& layer, uint64_t lba, uint64_t nblocks) {
@@ -188,7 +201,9 @@ Status LayerSet::load_chunks_locked(const Layer& layer, uint64_t lba, uint64_t n
     const uint64_t start = chunk * kIndexChunkBlocks, end = start + kIndexChunkBlocks;
     const size_t before = layer.map.size();
     uint64_t rows = 0;
-    Status st = index_->load_range(layer.id, start, end, [&](const meta::MappedExtent& x) {
+    const bool base = &layer == base_.get();
+    meta::Index* from = base ? flat_.get() : index_;
+    Status st = from->load_range(base ? kBaseRows : layer.id, start, end, [&](const meta::MappedExtent& x) {
       const uint64_t s = std::max(start, x.lba), e = std::min(end, x.lba + x.nblocks);
       const BlockSource src = source_of(x);
       layer.map.assign(s, e - s, s == x.lba ? src : src.sliced(s - x.lba));
@@ -216,13 +231,14 @@ void LayerSet::shrink_cache_locked() {
   std::vector<Loaded> all;
   std::vector<std::shared_ptr<Layer>> alive;  // kept alive while their maps shrink
   uint64_t total = 0;
-  for (const auto& weak : all_) {
-    auto layer = weak.lock();
-    if (!layer || !layer->paged()) continue;
+  auto count = [&](std::shared_ptr<Layer> layer) {
+    if (!layer || !layer->paged()) return;
     total += layer->map.size();
     for (const auto& [chunk, tick] : layer->loaded) all.push_back({tick, layer.get(), chunk});
     alive.push_back(std::move(layer));
-  }
+  };
+  for (const auto& weak : all_) count(weak.lock());
+  count(base_);
   const uint64_t target = budget_extents_ / 4 * 3;
   if (total > target) {
     std::sort(all.begin(), all.end(), [](const Loaded& a, const Loaded& b) { return a.tick < b.tick; });
@@ -279,10 +295,11 @@ IndexCacheStats LayerSet::index_cache_stats_locked() const {
       s.resident_layers++;
     }
   }
+  s.chunks_loaded += base_->loaded.size();
   return s;
 }
 
-const ExtentMap<BlockSource>* LayerSet::read_path_locked(const Layer* top, std::vector<const Layer*>* above) const {
+const Layer* LayerSet::read_path_locked(const Layer* top, std::vector<const Layer*>* above) const {
   if (top == nullptr) top = live_.get();
   // Half folded, the base is no layer's view but right under the layer
   // being folded (whose whole map then goes over it). A stop that is gone
@@ -291,7 +308,7 @@ const ExtentMap<BlockSource>* LayerSet::read_path_locked(const Layer* top, std::
   for (const Layer* l = top; l != nullptr; l = l->parent.get()) {
     if (l == stop.get()) {
       if (folding_) above->push_back(l);
-      return &base_;
+      return base_.get();
     }
     above->push_back(l);
   }
@@ -303,8 +320,15 @@ void LayerSet::layer_changed_locked(const Layer& layer) {
 }
 
 void LayerSet::drop_base_locked() {
-  if (folding_ || !base_top_.expired() || !base_.empty()) rebuilds_++;
-  base_.clear();
+  if (folding_ || !base_top_.expired() || base_filled_) rebuilds_++;
+  base_->map.clear();
+  base_->loaded.clear();
+  base_filled_ = false;
+  base_rows_ = 0;
+  if (flat_) {  // its rows go before a new base starts (flatten_step)
+    flat_dirty_ = true;
+    drops_++;
+  }
   base_top_.reset();
   base_folding_.reset();
   folding_ = false;
@@ -313,52 +337,127 @@ void LayerSet::drop_base_locked() {
   base_gen_++;  // no layer is in the base any more
 }
 
+void LayerSet::finish_fold_locked(const std::shared_ptr<Layer>& layer) {
+  base_top_ = layer;
+  base_folding_.reset();
+  folding_ = false;
+  fold_cursor_ = 0;
+  folds_++;
+}
+
 bool LayerSet::flatten_step_locked(size_t max_extents, const std::function<bool(const Layer&)>& pending) {
-  if (folding_) {
-    const std::shared_ptr<Layer> layer = base_folding_.lock();
-    if (!layer) {  // gone (GC merged it away and nobody reads it): start again
-      drop_base_locked();
-      return true;
-    }
-    if (layer->paged()) {  // its rows, from the index, a bounded batch at a time
-      bool more = false;
-      uint64_t next = fold_cursor_;
-      ExtentMap<BlockSource>* base = &base_;  // held: the lambda runs within this call
-      Status st = index_->scan_from(layer->id, fold_cursor_, max_extents, [&](const meta::MappedExtent& x) {
-        base->assign(x.lba, x.nblocks, source_of(x));
-        next = x.lba + x.nblocks;
-      }, &more);
-      if (!st.ok()) {  // reads walk their chains meanwhile; the next step starts again
-        log::get("engine")->warn("flattened base: cannot read layer {} from the index, starting again error={}",
-                                 layer->id, log::quote(st.message()));
-        drop_base_locked();
-        return false;
-      }
-      if (more) {
-        fold_cursor_ = next;
-        return true;
-      }
-    } else {
-      const auto& entries = layer->map.entries();
-      size_t n = 0;
-      for (auto it = entries.lower_bound(fold_cursor_); it != entries.end(); ++it) {
-        if (n++ == max_extents) {
-          fold_cursor_ = it->first;
-          return true;
-        }
-        base_.assign(it->first, it->second.length, it->second.value);
-      }
-    }
-    base_top_ = layer;
-    base_folding_.reset();
-    folding_ = false;
-    fold_cursor_ = 0;
-    folds_++;
+  if (!folding_) return plan_fold_locked(pending);
+  const std::shared_ptr<Layer> layer = base_folding_.lock();
+  if (!layer) {  // gone (GC merged it away and nobody reads it): start again
+    drop_base_locked();
     return true;
   }
+  const auto& entries = layer->map.entries();
+  size_t n = 0;
+  for (auto it = entries.lower_bound(fold_cursor_); it != entries.end(); ++it) {
+    if (n++ == max_extents) {
+      fold_cursor_ = it->first;
+      return true;
+    }
+    base_->map.assign(it->first, it->second.length, it->second.value);
+  }
+  finish_fold_locked(layer);
+  return true;
+}
+
+bool LayerSet::flatten_step(size_t max_extents, const std::function<bool(const Layer&)>& pending) {
+  // With an index the base is rows too, of a private SQLite file (flat_):
+  // a batch is read from the folding layer's rows and written into the
+  // base's outside the lock, then the chunks of the base in memory take it
+  // (the rule of every paged layer: the rows first, then what is loaded).
+  struct Batch {
+    bool clear = false;
+    uint64_t gen = 0;
+    std::shared_ptr<Layer> layer;
+    uint64_t cursor = 0;
+    std::vector<meta::MappedExtent> rows;  // read under the lock (a resident layer), or from the index
+    bool from_index = false;
+    bool more = false;
+  } b;
+  meta::Index* flat;
+  meta::Index* index;
+  {
+    MutexLock lock(&mu_);
+    if (!flat_) return flatten_step_locked(max_extents, pending);
+    flat = flat_.get();
+    index = index_;
+    if (flat_dirty_) {
+      b.clear = true;
+      b.gen = drops_;
+    } else if (!folding_) {
+      return plan_fold_locked(pending);
+    } else {
+      b.layer = base_folding_.lock();
+      if (!b.layer) {  // gone (GC merged it away and nobody reads it): start again
+        drop_base_locked();
+        return true;
+      }
+      b.gen = base_gen_;
+      b.cursor = fold_cursor_;
+      b.from_index = b.layer->paged();
+      if (!b.from_index) {  // resident (GC is changing its rows): its map is the truth
+        const auto& entries = b.layer->map.entries();
+        for (auto it = entries.lower_bound(fold_cursor_); it != entries.end(); ++it) {
+          if (b.rows.size() == max_extents) {
+            b.more = true;
+            break;
+          }
+          meta::MappedExtent x;
+          x.lba = it->first;
+          x.nblocks = it->second.length;
+          x.state = it->second.value.state;
+          x.seq = it->second.value.seq;
+          x.frame = it->second.value.frame;
+          x.block_in_frame = it->second.value.block_in_frame;
+          b.rows.push_back(x);
+        }
+      }
+    }
+  }
+  if (b.clear) {
+    const Status st = flat->drop_layer(kBaseRows);
+    MutexLock lock(&mu_);
+    if (!st.ok()) {
+      log::get("engine")->warn("flattened base: cannot clear its rows error={}", log::quote(st.message()));
+      return false;
+    }
+    if (drops_ == b.gen) flat_dirty_ = false;  // else dropped again meanwhile: clear again
+    return true;
+  }
+  Status st;
+  if (b.from_index) {
+    st = index->scan_from(b.layer->id, b.cursor, max_extents,
+                          [&](const meta::MappedExtent& x) { b.rows.push_back(x); }, &b.more);
+  }
+  if (st.ok()) st = flat->overlay_rows(kBaseRows, b.rows);
+  MutexLock lock(&mu_);
+  if (base_gen_ != b.gen || !folding_ || base_folding_.lock() != b.layer || fold_cursor_ != b.cursor) {
+    return true;  // the base was dropped meanwhile (its rows are cleared before the next)
+  }
+  if (!st.ok()) {  // reads walk their chains meanwhile; the next step starts again
+    log::get("engine")->warn("flattened base: cannot fold layer {} error={}", b.layer->id, log::quote(st.message()));
+    drop_base_locked();
+    return false;
+  }
+  for (const auto& x : b.rows) base_->assign(x.lba, x.nblocks, source_of(x));  // its loaded chunks
+  base_rows_ += b.rows.size();
+  if (b.more && !b.rows.empty()) {
+    fold_cursor_ = b.rows.back().lba + b.rows.back().nblocks;
+    return true;
+  }
+  finish_fold_locked(b.layer);
+  return true;
+}
+
+bool LayerSet::plan_fold_locked(const std::function<bool(const Layer&)>& pending) {
   const std::shared_ptr<Layer> target = live_ ? live_->parent : nullptr;
   const std::shared_ptr<Layer> top = base_top_.lock();
-  if (!top && !base_.empty()) drop_base_locked();  // its top is gone: the base serves no read
+  if (!top && base_filled_) drop_base_locked();  // its top is gone: the base serves no read
   if (target == top) return false;
   if (target != checked_target_.lock()) {
     checked_target_ = target;
@@ -370,7 +469,7 @@ bool LayerSet::flatten_step_locked(size_t max_extents, const std::function<bool(
     fold_plan_.clear();
   }
   if (!target_deep_) {
-    drop_base_locked();  // a shallow chain reads fast without: spare the memory
+    if (base_filled_ || folding_ || !base_top_.expired()) drop_base_locked();  // a shallow chain reads fast without
     return false;
   }
   // The next layer to fold sits right on top of the base's top; a plan that
@@ -392,10 +491,12 @@ bool LayerSet::flatten_step_locked(size_t max_extents, const std::function<bool(
     }
     next = fold_plan_.back().lock();
   }
-  if (pending(*next)) return false;  // its last writes are still on their way to its map
+  if (flat_dirty_) return true;           // the old base's rows go first (flatten_step)
+  if (pending(*next)) return false;       // its last writes are still on their way to its map
   next->base_gen = base_gen_;
   base_folding_ = next;
   folding_ = true;
+  base_filled_ = true;
   fold_cursor_ = 0;
   fold_plan_.pop_back();
   return true;
@@ -409,7 +510,7 @@ void LayerSet::set_flatten_min_depth(size_t depth) {
 
 FlatBaseStats LayerSet::flat_stats_locked() const {
   FlatBaseStats s;
-  s.extents = base_.size();
+  s.extents = flat_ ? base_rows_ : base_->map.size();
   if (auto top = base_top_.lock()) s.top_layer = top->id;
   s.folds = folds_;
   s.rebuilds = rebuilds_;

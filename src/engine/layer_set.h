@@ -201,8 +201,9 @@ class LayerSet {
 
   // ---- the index cache (see the top of this file)
   // Layers loaded or started from now on are paged from `index` with a
-  // budget of `budget_bytes` (0: no limit); nullptr: resident.
-  void set_index_locked(meta::Index* index, uint64_t budget_bytes) REQUIRES(mu_);
+  // budget of `budget_bytes` (0: no limit), and so is the flattened base
+  // (from rows of its own); nullptr: resident. Drops the base.
+  Status set_index_locked(meta::Index* index, uint64_t budget_bytes) REQUIRES(mu_);
   // Loads the chunks of [lba, lba+nblocks) that paged `layer` lacks.
   Status load_chunks_locked(const Layer& layer, uint64_t lba, uint64_t nblocks) REQUIRES(mu_);
   // Every extent of `layer` in its map, for good or until page_out_locked.
@@ -217,10 +218,9 @@ class LayerSet {
 
   // ---- the flattened base (see the top of this file)
   // What a read of `top` (nullptr: the live layer) overlays: the returned
-  // map first (the base, or nullptr when the chain does not pass through
+  // layer first (the base, or nullptr when the chain does not pass through
   // it), then *above (newest first) from its back to its front.
-  const ExtentMap<BlockSource>* read_path_locked(const Layer* top, std::vector<const Layer*>* above) const
-      REQUIRES(mu_);
+  const Layer* read_path_locked(const Layer* top, std::vector<const Layer*>* above) const REQUIRES(mu_);
   // The map of `layer`, frozen, was changed (GC, repair): a base holding it
   // is dropped, to be rebuilt.
   void layer_changed_locked(const Layer& layer) REQUIRES(mu_);
@@ -229,6 +229,9 @@ class LayerSet {
   // one `pending` says still has uncommitted writes). True when it did
   // something and more may follow at once; false when idle.
   bool flatten_step_locked(size_t max_extents, const std::function<bool(const Layer&)>& pending) REQUIRES(mu_);
+  // The same for any set (the flattener thread's): with an index, the base's
+  // rows are read and written outside the lock, which it takes as needed.
+  bool flatten_step(size_t max_extents, const std::function<bool(const Layer&)>& pending) EXCLUDES(mu_);
   // Chains with fewer frozen layers than this get no base (default 16; 0:
   // none ever).
   void set_flatten_min_depth(size_t depth) EXCLUDES(mu_);
@@ -237,6 +240,10 @@ class LayerSet {
  private:
   void track_locked(const std::shared_ptr<Layer>& layer) REQUIRES(mu_);
   void drop_base_locked() REQUIRES(mu_);
+  // Not folding: picks the next layer to fold towards the target (or drops
+  // a base no read needs). What flatten_step_locked returns.
+  bool plan_fold_locked(const std::function<bool(const Layer&)>& pending) REQUIRES(mu_);
+  void finish_fold_locked(const std::shared_ptr<Layer>& layer) REQUIRES(mu_);
   // Drops the least recently used chunks until the loaded ones fit 3/4 of
   // the budget (counting them exactly first).
   void shrink_cache_locked() REQUIRES(mu_);
@@ -254,7 +261,16 @@ class LayerSet {
   // it. Weak pointers: the base keeps no layer alive (a layer only it held
   // would look held by a reader to GC), and one that is gone is not met by
   // any read, which then walks its chain.
-  ExtentMap<BlockSource> base_ GUARDED_BY(mu_);
+  // The base: resident without an index; with one, paged from the rows of
+  // layer kBaseRows in flat_, a private temporary SQLite file. Not in all_:
+  // GC never counts it (its rows name the same segments the layers do).
+  const std::shared_ptr<Layer> base_ = std::make_shared<Layer>();
+  std::unique_ptr<meta::Index> flat_ GUARDED_BY(mu_);
+  static constexpr uint64_t kBaseRows = 1;
+  bool flat_dirty_ GUARDED_BY(mu_) = false;  // flat_ holds a dropped base's rows
+  uint64_t drops_ GUARDED_BY(mu_) = 0;       // of a base with rows in flat_
+  bool base_filled_ GUARDED_BY(mu_) = false; // a fold started since the last drop
+  uint64_t base_rows_ GUARDED_BY(mu_) = 0;   // rows written into flat_ since then
   std::weak_ptr<Layer> base_top_ GUARDED_BY(mu_);
   std::weak_ptr<Layer> base_folding_ GUARDED_BY(mu_);
   bool folding_ GUARDED_BY(mu_) = false;

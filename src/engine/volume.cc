@@ -47,12 +47,10 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   }
   v->layers_.set_flatten_min_depth(v->opts_.flatten_min_depth);
   v->flattener_ = std::make_unique<Flattener>([raw = v.get()] {
-    MutexLock lock(&raw->layers_.mu());
-    return raw->layers_.flatten_step_locked(
-        4096, [raw](const Layer& l) {
-          raw->layers_.mu().assert_held();  // flatten_step_locked calls it under the engine mutex
-          return raw->pipeline_.has_uncommitted_locked(l);
-        });
+    return raw->layers_.flatten_step(4096, [raw](const Layer& l) {
+      raw->layers_.mu().assert_held();  // flatten_step calls it under the engine mutex
+      return raw->pipeline_.has_uncommitted_locked(l);
+    });
   });
   if (v->repaired_) PBD_RETURN_IF_ERROR(v->settle_repair());
   if (v->journal_ && v->opts_.journal_drain) PBD_RETURN_IF_ERROR(v->drain_journal());

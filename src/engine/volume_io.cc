@@ -29,8 +29,9 @@ Result<std::vector<Piece>> Volume::resolve_locked(const Layer* top, uint64_t lba
   // The flattened base when the chain passes through it, then the layers
   // above it, oldest first: a few maps, however many snapshots are behind.
   std::vector<const Layer*> above;  // newest first
-  if (const ExtentMap<BlockSource>* base = layers_.read_path_locked(top, &above)) {
-    base->visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view.assign(s, n, src); });
+  if (const Layer* base = layers_.read_path_locked(top, &above)) {
+    PBD_RETURN_IF_ERROR(
+        base->visit(lba, nblocks, [&](uint64_t s, uint64_t n, const BlockSource& src) { view.assign(s, n, src); }));
     resolve_maps_++;
   }
   PBD_RETURN_IF_ERROR(LayerSet::overlay_chain(above, lba, nblocks, &view));

@@ -424,7 +424,7 @@ Status Volume::load_layers() {
   }
   MutexLock lock(&layers_.mu());
   // Paged from the index, but for an ephemeral volume: its maps hold buffers.
-  layers_.set_index_locked(opts_.ephemeral ? nullptr : index_.get(), opts_.index_cache_bytes);
+  PBD_RETURN_IF_ERROR(layers_.set_index_locked(opts_.ephemeral ? nullptr : index_.get(), opts_.index_cache_bytes));
   return layers_.load_locked(*layers, *live, [&](Layer& layer) {
     return index_->scan_layer(layer.id, [&](const meta::MappedExtent& x) {
       layer.map.append(x.lba, x.nblocks, source_of(x));  // the index returns them by lba
