@@ -19,7 +19,7 @@ refused() {
   case " $* " in *" --nbd-address "*) ;; *) base+=(--nbd-address "127.0.0.1:$PORT") ;; esac
   run_portalbd_expect_failure 10 "${base[@]}" "$@"
   echo "  \$ portalbd ... $*  -> exit $RUN_RC in ${RUN_MS} ms"
-  echo "$RUN_OUT" | head -8 | sed 's/^/    | /'
+  head -8 <<<"$RUN_OUT" | sed 's/^/    | /'
   if [ "$RUN_RC" -eq 0 ]; then soft_fail "$name: exit status 0"; return; fi
   if [ "$RUN_RC" -eq 124 ] || [ "$RUN_RC" -eq 137 ]; then soft_fail "$name: still running after 10 s"; return; fi
   if [ "$RUN_RC" -gt 128 ]; then soft_fail "$name: killed by signal $((RUN_RC - 128))"; return; fi

@@ -67,11 +67,13 @@ portalctl snapshot delete ro-check >/dev/null
 
 out=$(portalctl status) || fail "portalctl status exited non-zero: $out"
 ok "portalctl status answers"
-echo "$out" | head -8 | sed "s/^/    /"
+# A here-string, not echo into head: head quits after 8 lines, and with
+# pipefail the echo still writing would die of SIGPIPE and end the script.
+head -8 <<<"$out" | sed "s/^/    /"
 assert_match "$out" '(^|[^0-9])1073741824([^0-9]|$)|(^|[^0-9.])1(\.0+)? ?(GiB|GB|G)([^a-zA-Z]|$)|size_gb[=: "]+1([^0-9]|$)' \
   "portalctl status shows the size (1 GiB)"
 out=$(portalctl status --json) || fail "portalctl status --json exited non-zero: $out"
-echo "$out" | head -c 2000 | sed 's/^/    /'; echo
+head -c 2000 <<<"$out" | sed 's/^/    /'; echo
 check "portalctl status --json is JSON" "$SYSPYTHON" -c 'import json,sys; json.loads(sys.argv[1])' "$out"
 status_json_has_size "$out" "$GiB" 1 || fail "portalctl status --json has no size field equal to $GiB bytes or 1 GB"
 ok "portalctl status --json has the size"
