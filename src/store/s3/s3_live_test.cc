@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -200,6 +201,13 @@ TEST_SUITE("s3.live" * doctest::skip()) {
     auto store = open_live(live_options("parallel"));
     constexpr int kThreads = 8, kOps = 20;
     std::atomic<int> failures{0};
+    std::mutex what_mu;
+    std::vector<std::string> what;  // each failure: which step, and how
+    auto failed = [&](std::string why) {
+      ++failures;
+      std::lock_guard<std::mutex> lock(what_mu);
+      what.push_back(std::move(why));
+    };
     {
       std::vector<std::jthread> threads;
       for (int t = 0; t < kThreads; ++t) {
@@ -208,13 +216,21 @@ TEST_SUITE("s3.live" * doctest::skip()) {
             std::string key = "t" + std::to_string(t) + "/" + std::to_string(i);
             auto data = pattern(4096 + i, static_cast<uint32_t>(t * 100 + i));
             std::vector<std::byte> back;
-            if (!store->put(key, data).ok() || !store->get_range(key, 0, data.size(), &back).ok() || back != data) {
-              ++failures;
+            if (Status st = store->put(key, data); !st.ok()) {
+              failed("put " + key + ": " + st.ToString());
+            } else if (Status got = store->get_range(key, 0, data.size(), &back); !got.ok()) {
+              failed("get " + key + ": " + got.ToString());
+            } else if (back != data) {
+              size_t at = 0;
+              while (at < std::min(back.size(), data.size()) && back[at] == data[at]) at++;
+              failed("get " + key + ": " + std::to_string(back.size()) + " bytes back for " +
+                     std::to_string(data.size()) + " put, first difference at byte " + std::to_string(at));
             }
           }
         });
       }
     }
+    for (const auto& w : what) MESSAGE("failed: " << w);
     CHECK(failures.load() == 0);
     CHECK(store->connections_created() <= kThreads + 1);  // one per concurrent request, reused after
     std::vector<ObjectInfo> listed;
