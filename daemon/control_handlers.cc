@@ -207,13 +207,14 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
                      {"resident_layers", vs.index_cache.resident_layers}};
   // Fetches of frames the memory cache missed: GETs, disk-cache reads, and
   // read-ahead (prefetched: frames it brought in; joined: a read waited for
-  // a fetch already running instead of fetching again).
+  // a fetch already running instead of fetching again; cached_reads: frames
+  // read from file pages the kernel held, without a hand-off).
   (*out)["fetch"] = {{"concurrency", vs.fetch_concurrency},   {"read_ahead_bytes", vs.read_ahead_bytes},
                      {"gets", vs.fetch.gets},                 {"bytes_fetched", vs.fetch.bytes_fetched},
                      {"disk_hits", vs.fetch.disk_hits},       {"joined", vs.fetch.joined},
                      {"prefetched", vs.fetch.prefetched},     {"prefetch_dropped", vs.fetch.prefetch_dropped},
                      {"in_flight", vs.fetch.in_flight},       {"threads", vs.fetch.threads},
-                     {"timeouts", vs.fetch.timeouts}};
+                     {"timeouts", vs.fetch.timeouts},         {"cached_reads", vs.fetch.cached_reads}};
   if (vs.disk_cache) {
     // The local disk cache of fetched frames (s3://): hits are reads that
     // cost no GET, crc_drops cached frames that failed their check (fetched again),

@@ -115,6 +115,8 @@ void volume_metrics(PrometheusText& w, Volume& volume, uint64_t memory_cache_cap
   counter("portalbd_fetch_prefetched_total", "frames read-ahead brought in", v.fetch.prefetched);
   counter("portalbd_fetch_prefetch_dropped_total", "read-ahead frames over the budget, not fetched",
           v.fetch.prefetch_dropped);
+  counter("portalbd_fetch_cached_reads_total", "frames read from cached file pages without a hand-off",
+          v.fetch.cached_reads);
   counter("portalbd_fetch_timeouts_total", "reads that gave up waiting for their frames (EIO)", v.fetch.timeouts);
   gauge("portalbd_fetch_in_flight", "fetch jobs running now", static_cast<double>(v.fetch.in_flight));
 

@@ -16,6 +16,13 @@
 
 namespace portalbd::nbd {
 
+namespace {
+// The largest READ the reader thread may run itself (runs_inline, and reads
+// the device serves from cache); bigger ones are copied and sent by workers,
+// several side by side.
+constexpr uint32_t kMaxInlineReadBytes = 64 << 10;
+}  // namespace
+
 Connection::Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
                        StatsCounters& stats, PayloadBudget& payload_budget, const TlsServer* tls)
     : fd_(std::move(fd)),
@@ -154,6 +161,16 @@ void Connection::request_loop(const Session& session, Transport& io) {
       trace_request(r, t_recv_us, note);
       continue;
     }
+    if (r.type == proto::kCmdRead && r.length <= kMaxInlineReadBytes) {
+      // Small reads the device serves from memory (or cached pages) cost less
+      // than a hand-off too; the others go to a worker below.
+      const CachedRead cached = execute_read_if_cached(inline_ctx, r);
+      if (cached == CachedRead::kBroken) break;
+      if (cached == CachedRead::kSent) {
+        trace_request(r, t_recv_us, note);
+        continue;
+      }
+    }
     const BlockDevice::FlushTicket ticket =
         r.type == proto::kCmdFlush ? session.device->flush_ticket() : BlockDevice::kFlushEverything;
     {
@@ -263,8 +280,8 @@ bool Connection::runs_inline(const Request& r, const BlockDevice& device) {
   // request: the back-pressure a full buffer should give anyway. FLUSH and
   // FUA join them when the device has nothing to wait for (memory://), and
   // so do small reads when they are memory copies. Big reads still go to the
-  // workers, which copy and send several of them side by side.
-  constexpr uint32_t kMaxInlineReadBytes = 64 << 10;
+  // workers, which copy and send several of them side by side. (Small reads
+  // on other devices are offered to read_if_cached() before the hand-off.)
   if (r.type == proto::kCmdRead) return device.reads_from_memory() && r.length <= kMaxInlineReadBytes;
   const bool buffered = r.type == proto::kCmdWrite || r.type == proto::kCmdTrim || r.type == proto::kCmdWriteZeroes;
   if (device.flush_is_free()) return buffered || r.type == proto::kCmdFlush;

@@ -62,14 +62,10 @@ struct ReadBuffer {
   std::span<std::byte> bytes;
 };
 
-bool structured_read(const DispatchContext& ctx, const Request& r) {
-  BlockDevice& device = *ctx.session.device;
-  ReadBuffer buf(r.length);
-  // Don't-fragment: exactly one data chunk, zeros spelled out; otherwise zero
-  // ranges go as hole chunks, from the extents the read itself found.
-  const bool df = r.flags & proto::kCmdFlagDf;
-  std::vector<StatusExtent> extents;
-  Status st = device.read_described(r.offset, buf.bytes, df ? nullptr : &extents);
+// The reply to a READ whose bytes are in `buf` (when `st` is OK); `extents`
+// describe them unless the client asked not to fragment (`df`).
+bool reply_structured_read(const DispatchContext& ctx, const Request& r, const ReadBuffer& buf, const Status& st,
+                           const std::vector<StatusExtent>& extents, bool df) {
   std::vector<Chunk> chunks;
   if (!st.ok()) {
     StatsCounters::add(ctx.stats.errors);
@@ -98,12 +94,25 @@ bool structured_read(const DispatchContext& ctx, const Request& r) {
   return send_structured(ctx, r.cookie, chunks);
 }
 
-bool simple_read(const DispatchContext& ctx, const Request& r) {
-  ReadBuffer buf(r.length);
-  Status st = ctx.session.device->read(r.offset, buf.bytes);
+bool reply_simple_read(const DispatchContext& ctx, const Request& r, const ReadBuffer& buf, const Status& st) {
   if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
   StatsCounters::add(ctx.stats.bytes_read, r.length);
   return send_simple(ctx, r.cookie, 0, buf.bytes);
+}
+
+bool structured_read(const DispatchContext& ctx, const Request& r) {
+  ReadBuffer buf(r.length);
+  // Don't-fragment: exactly one data chunk, zeros spelled out; otherwise zero
+  // ranges go as hole chunks, from the extents the read itself found.
+  const bool df = r.flags & proto::kCmdFlagDf;
+  std::vector<StatusExtent> extents;
+  const Status st = ctx.session.device->read_described(r.offset, buf.bytes, df ? nullptr : &extents);
+  return reply_structured_read(ctx, r, buf, st, extents, df);
+}
+
+bool simple_read(const DispatchContext& ctx, const Request& r) {
+  ReadBuffer buf(r.length);
+  return reply_simple_read(ctx, r, buf, ctx.session.device->read(r.offset, buf.bytes));
 }
 
 bool block_status(const DispatchContext& ctx, const Request& r) {
@@ -199,6 +208,16 @@ bool run_request(const DispatchContext& ctx, const Request& r, std::vector<std::
 
 }  // namespace
 
+namespace {
+
+void record_latency(const DispatchContext& ctx, const Request& r, std::chrono::steady_clock::time_point start) {
+  if (const int slot = StatsCounters::timed_slot(r.type); slot >= 0) {
+    ctx.stats.latency[static_cast<size_t>(slot)].record(std::chrono::steady_clock::now() - start);
+  }
+}
+
+}  // namespace
+
 // Times the request from here to its reply written (held replies: to when
 // they were queued), and counts it in flight meanwhile.
 bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<std::byte> payload,
@@ -207,10 +226,24 @@ bool execute_request(const DispatchContext& ctx, const Request& r, std::vector<s
   StatsCounters::add(ctx.stats.in_flight);
   const bool sent = run_request(ctx, r, std::move(payload), flush_ticket);
   ctx.stats.in_flight.fetch_sub(1, std::memory_order_relaxed);
-  if (const int slot = StatsCounters::timed_slot(r.type); slot >= 0) {
-    ctx.stats.latency[static_cast<size_t>(slot)].record(std::chrono::steady_clock::now() - start);
-  }
+  record_latency(ctx, r, start);
   return sent;
+}
+
+CachedRead execute_read_if_cached(const DispatchContext& ctx, const Request& r) {
+  const auto start = std::chrono::steady_clock::now();
+  ReadBuffer buf(r.length);
+  const bool structured = ctx.session.structured_replies;
+  const bool df = r.flags & proto::kCmdFlagDf;
+  std::vector<StatusExtent> extents;
+  if (!ctx.session.device->read_if_cached(r.offset, buf.bytes, structured && !df ? &extents : nullptr)) {
+    return CachedRead::kNotCached;
+  }
+  StatsCounters::add(ctx.stats.reads);
+  const bool sent = structured ? reply_structured_read(ctx, r, buf, Status::OK(), extents, df)
+                               : reply_simple_read(ctx, r, buf, Status::OK());
+  record_latency(ctx, r, start);
+  return sent ? CachedRead::kSent : CachedRead::kBroken;
 }
 
 }  // namespace portalbd::nbd

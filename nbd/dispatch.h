@@ -52,6 +52,17 @@ struct DispatchContext {
 bool execute_request(const DispatchContext& ctx, const Request& request, std::vector<std::byte> payload,
                      BlockDevice::FlushTicket flush_ticket = BlockDevice::kFlushEverything);
 
+// How a READ offered to the device's cached reads went.
+enum class CachedRead {
+  kNotCached,  // the device would have to wait: nothing was sent or counted
+  kSent,       // served and answered
+  kBroken,     // served, but the reply could not be written
+};
+// Runs a READ only if the device serves it without waiting
+// (BlockDevice::read_if_cached), and replies as execute_request() would.
+// REQUIRES: validate_request(request, session) == 0, request.type == READ.
+CachedRead execute_read_if_cached(const DispatchContext& ctx, const Request& request);
+
 // Answers `request` with `error`, using a structured error chunk (with
 // `message`) when structured replies were negotiated.
 bool reply_error(const DispatchContext& ctx, const Request& request, uint32_t error, const std::string& message);

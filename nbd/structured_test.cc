@@ -193,11 +193,12 @@ TEST_SUITE("nbd.pipeline") {
 
   // With the only worker held by a 128 KiB READ, sends a 4 KiB READ; true
   // when it is answered while the big one still waits (it ran on the reader).
-  bool small_read_overtakes_big_one(bool memory_reads) {
+  bool small_read_overtakes_big_one(bool memory_reads, int cached_reads_every = 0) {
     ServerOptions o = ServerFixture::default_options();
     o.workers_per_connection = 1;
     ServerFixture f(o);
     f.disk->memory_reads = memory_reads;
+    f.disk->cached_reads_every = cached_reads_every;
     NbdHandle h = f.connect("disk");
     REQUIRE(h);
     auto data = pattern(256 * 1024, 3);
@@ -229,13 +230,24 @@ TEST_SUITE("nbd.pipeline") {
     CHECK_FALSE(small_read_overtakes_big_one(false));
   }
 
+  TEST_CASE("small READs a device serves from its cache run on the reader thread; the others go to a worker") {
+    CHECK(small_read_overtakes_big_one(false, /*cached_reads_every=*/1));
+    CHECK_FALSE(small_read_overtakes_big_one(false, /*cached_reads_every=*/1000));
+  }
+
   TEST_CASE("replies held by the reader thread arrive whole: data, holes, errors, simple and structured") {
     // Reads and writes all run on the reader when the device serves reads
     // from memory, and their replies go out in batches (ReplyWriter::*_held).
-    for (bool structured : {true, false}) {
+    // The same when reads are served from the device's cache (every one, or
+    // one in three: the others go to a worker).
+    for (int mode = 0; mode < 6; ++mode) {
+      const bool structured = mode % 2 == 0;
+      const int cached_every = mode / 2;  // 0: memory_reads instead
       CAPTURE(structured);
+      CAPTURE(cached_every);
       ServerFixture f;
-      f.disk->memory_reads = true;
+      f.disk->memory_reads = cached_every == 0;
+      f.disk->cached_reads_every = cached_every == 2 ? 3 : cached_every;
       NbdHandle h = f.connect("disk", structured);
       REQUIRE(h);
       constexpr int kBlocks = 256;
@@ -262,6 +274,8 @@ TEST_SUITE("nbd.pipeline") {
           CHECK(std::memcmp(got[i].data() + b * 4096, want.data(), 4096) == 0);
         }
       }
+      if (cached_every != 0) CHECK(f.disk->cached_reads_served > 0);
+      if (cached_every == 2) CHECK(f.disk->cached_reads_served < f.disk->cached_read_offers);
       // A failed read is answered as an error, and the next one works.
       std::vector<std::byte> buf(4096);
       f.disk->fail_next(Status::Corruption("checksum mismatch"));

@@ -78,6 +78,24 @@ class MemoryDevice : public BlockDevice {
   }
   bool flush_is_free() const override { return free_flush.load(); }
   bool reads_from_memory() const override { return memory_reads.load(); }
+  // With cached_reads_every = n > 0, every n-th offer is served (the bytes
+  // read() gives, the extents block_status() gives; never when a failure is
+  // pending, which the read that follows then reports), the others are
+  // declined; 0 declines every one.
+  bool read_if_cached(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) override {
+    const int every = cached_reads_every.load();
+    if (every <= 0 || ++cached_read_offers % every != 0) return false;
+    if (extents != nullptr) {
+      std::vector<StatusExtent> described;
+      if (!block_status(offset, out.size(), SIZE_MAX, &described).ok()) return false;
+      *extents = std::move(described);
+    }
+    MutexLock lock(&mu_);
+    if (failures_left_ > 0 || !check(offset, out.size()).ok()) return false;
+    std::memcpy(out.data(), data_.data() + offset, out.size());
+    ++cached_reads_served;
+    return true;
+  }
   Status flush() override {
     MutexLock lock(&mu_);
     if (take_failure()) return fail_with_;
@@ -155,6 +173,8 @@ class MemoryDevice : public BlockDevice {
   }
   std::atomic<bool> free_flush{false};  // what flush_is_free() answers
   std::atomic<bool> memory_reads{false};  // what reads_from_memory() answers
+  std::atomic<int> cached_reads_every{0};  // see read_if_cached()
+  std::atomic<int> cached_read_offers{0}, cached_reads_served{0};
 
  private:
   Status check(uint64_t offset, uint64_t length) const {

@@ -109,6 +109,18 @@ class BlockDevice {
   // holds is in this process's memory: a server may then run small reads
   // where it runs plain writes, without a hand-off to another thread.
   virtual bool reads_from_memory() const { return false; }
+  // read_described(), only if it can be served without waiting for storage or
+  // a disk: from memory, or from file pages the kernel holds. true: served,
+  // `out` and *extents filled. false: nothing was served (a read that would
+  // wait, or any error) and *extents may hold anything; the caller then calls
+  // read_described() where waiting is fine. A server's reader thread runs such
+  // reads itself instead of handing them to a worker thread.
+  virtual bool read_if_cached(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) {
+    (void)offset;
+    (void)out;
+    (void)extents;
+    return false;
+  }
   // Describes [offset, offset+length) as a run of extents, in order, covering
   // at least the first byte. May stop early (after max_extents).
   virtual Status block_status(uint64_t offset, uint64_t length, size_t max_extents,

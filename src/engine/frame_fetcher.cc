@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <unordered_set>
 
 #include "src/log/log.h"
@@ -16,7 +17,7 @@ FrameFetcher::FrameFetcher(ObjectStore* store, FrameCache* cache, DiskFrameCache
       disk_(disk),
       decode_(std::move(decode)),
       opts_{std::max<size_t>(1, options.concurrency), std::max<uint64_t>(1, options.run_bytes),
-            options.prefetch_budget_bytes, options.read_timeout_ms},
+            options.prefetch_budget_bytes, options.read_timeout_ms, options.local_store},
       max_ahead_running_(std::max<size_t>(1, opts_.concurrency * 3 / 4)) {}
 
 FrameFetcher::~FrameFetcher() {
@@ -114,15 +115,28 @@ Status FrameFetcher::fetch(const std::vector<FrameWant>& wants, FrameBatch* batc
   for (const auto& [key, slot] : waits) {
     if (!slot->done) promote_locked(slot.get());
   }
+  // On a local store the reader fetches its first run itself; the others go to the pool.
+  std::optional<Job> mine;
+  if (opts_.local_store && !jobs.empty()) {
+    mine = std::move(jobs.front());
+    jobs.erase(jobs.begin());
+  }
   enqueue_locked(std::move(jobs));
   if (!readers_.empty()) work_ready_.notify_all();
+  if (mine) {
+    ++stats_.in_flight;
+    lock.unlock();
+    run(*mine);
+    lock.lock();
+    finish_locked(*mine);
+  }
   Status first_error;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.read_timeout_ms);
   for (const auto& [key, slot] : waits) {
     while (!slot->done) {
       if (opts_.read_timeout_ms == 0) {
-        job_done_.wait(lock);
-      } else if (job_done_.wait_until(lock, deadline) == std::cv_status::timeout && !slot->done) {
+        slot->done_cv.wait(lock);
+      } else if (slot->done_cv.wait_until(lock, deadline) == std::cv_status::timeout && !slot->done) {
         ++stats_.timeouts;
         return Status::Unavailable("storage did not answer a read of " + segment_key(key.first) + " within " +
                                    std::to_string(opts_.read_timeout_ms) + " ms");
@@ -135,6 +149,44 @@ Status FrameFetcher::fetch(const std::vector<FrameWant>& wants, FrameBatch* batc
     (*batch)[key] = slot->frame;
   }
   return first_error;
+}
+
+bool FrameFetcher::fetch_cached(const std::vector<FrameWant>& wants, FrameBatch* batch) {
+  std::vector<std::byte> stored;
+  uint64_t read = 0;
+  bool all = true;
+  for (const FrameWant& w : wants) {
+    const Key key{w.seq, w.ref.offset};
+    if (batch->count(key)) continue;
+    if (auto hit = cache_->recheck(w.seq, w.ref.offset)) {
+      (*batch)[key] = std::move(hit);
+      continue;
+    }
+    {
+      MutexLock lock(&mu_);
+      if (in_flight_.count(key)) {  // someone is fetching it: that is a wait
+        all = false;
+        break;
+      }
+    }
+    // Not claimed: a fetch() of the same frame meanwhile only does the work twice.
+    if (!store_->get_range_cached(segment_key(w.seq), w.ref.offset, w.ref.stored_len, &stored).ok()) {
+      all = false;
+      break;
+    }
+    auto frame = decode_(w.seq, w.ref, stored);
+    if (!frame.ok()) {  // fetch() reports it
+      all = false;
+      break;
+    }
+    (*batch)[key] = std::move(*frame);
+    ++read;
+  }
+  if (read > 0) {
+    MutexLock lock(&mu_);
+    stats_.cached_reads += read;
+  }
+  return all;
 }
 
 void FrameFetcher::prefetch(const std::vector<FrameWant>& wants) {
@@ -176,21 +228,25 @@ void FrameFetcher::work() {
     lock.unlock();
     run(job);
     lock.lock();
-    --stats_.in_flight;
-    stats_.gets += job.gets;
-    stats_.bytes_fetched += job.bytes_fetched;
-    stats_.disk_hits += job.disk_hits;
-    if (job.ahead) {
-      --ahead_running_;
-      ahead_bytes_ -= job.stored_bytes;
-    }
-    for (auto& [ref, slot] : job.frames) {
-      slot->done = true;
-      if (job.ahead && slot->status.ok()) ++stats_.prefetched;
-      in_flight_.erase({job.seq, ref.offset});
-    }
-    job_done_.notify_all();
+    finish_locked(job);
     if (job.ahead) work_ready_.notify_all();  // room for another read-ahead job
+  }
+}
+
+void FrameFetcher::finish_locked(Job& job) {
+  --stats_.in_flight;
+  stats_.gets += job.gets;
+  stats_.bytes_fetched += job.bytes_fetched;
+  stats_.disk_hits += job.disk_hits;
+  if (job.ahead) {
+    --ahead_running_;
+    ahead_bytes_ -= job.stored_bytes;
+  }
+  for (auto& [ref, slot] : job.frames) {
+    slot->done = true;
+    slot->done_cv.notify_all();
+    if (job.ahead && slot->status.ok()) ++stats_.prefetched;
+    in_flight_.erase({job.seq, ref.offset});
   }
 }
 

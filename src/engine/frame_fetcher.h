@@ -38,6 +38,9 @@
 // failed read-ahead with no reader waiting is logged at debug and costs
 // nothing else (its frames may belong to a segment GC deleted since).
 //
+// Each frame in flight has its own condition variable: a finished job wakes
+// the readers of its frames, not every reader waiting.
+//
 // Threads are started on demand, one per queued job while none is idle, up
 // to `concurrency`, and live until the fetcher is destroyed; a volume whose
 // reads never miss the memory cache starts none. The destructor drops
@@ -88,6 +91,11 @@ struct FrameFetcherOptions {
   // (EIO to an NBD client) while the fetch goes on in the background and
   // lands in the cache if it ever finishes. 0: no limit but the store's own.
   uint64_t read_timeout_ms = 0;
+  // The store answers from the local disk (file://): a reader runs its first
+  // job in its own thread (read_timeout_ms does not bound that job; a local
+  // disk that hangs hangs the reader as it would any pread). Read-ahead and the
+  // reader's other jobs still go to the pool.
+  bool local_store = false;
 };
 
 struct FrameFetcherStats {
@@ -98,6 +106,7 @@ struct FrameFetcherStats {
   uint64_t prefetched = 0;        // frames read-ahead brought in
   uint64_t prefetch_dropped = 0;  // read-ahead frames over the budget, not fetched
   uint64_t timeouts = 0;          // reads that gave up after read_timeout_ms
+  uint64_t cached_reads = 0;      // frames fetch_cached() read from the store's cached pages
   uint64_t in_flight = 0;         // jobs running now
   uint64_t threads = 0;
 };
@@ -120,6 +129,11 @@ class FrameFetcher {
   // skipped). Returns the first error of a frame it needed; *batch then
   // holds some of them.
   Status fetch(const std::vector<FrameWant>& wants, FrameBatch* batch) EXCLUDES(mu_);
+  // fetch(), only if every frame can be had without waiting: from the memory
+  // cache, or from the store's cached pages (ObjectStore::get_range_cached).
+  // Returns false as soon as one cannot (in flight, not cached, any error);
+  // *batch then holds some of them and the caller fetch()es the rest.
+  bool fetch_cached(const std::vector<FrameWant>& wants, FrameBatch* batch) EXCLUDES(mu_);
   // Starts fetching `wants` into the memory cache and returns at once.
   void prefetch(const std::vector<FrameWant>& wants) EXCLUDES(mu_);
   FrameFetcherStats stats() const EXCLUDES(mu_);
@@ -129,8 +143,9 @@ class FrameFetcher {
   struct KeyHash {
     size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.first * 0x9E3779B97F4A7C15ull ^ k.second); }
   };
-  // One frame being fetched; readers wait on done_.
+  // One frame being fetched; readers wait on done_cv until done.
   struct Slot {
+    CondVar done_cv;
     bool done = false;
     Status status;
     FrameCache::Frame frame;
@@ -157,6 +172,8 @@ class FrameFetcher {
   // A worker may take a job now (read-ahead only below its share of threads).
   bool can_take_locked() const REQUIRES(mu_);
   void work() EXCLUDES(mu_);
+  // After run(job): counts it, marks its slots done and wakes their readers.
+  void finish_locked(Job& job) REQUIRES(mu_);
   // Fills every slot of `job` (status and frame); called unlocked.
   void run(Job& job);
 
@@ -169,7 +186,6 @@ class FrameFetcher {
 
   mutable Mutex mu_;
   CondVar work_ready_;  // a job was queued, room for read-ahead, or stopping_
-  CondVar job_done_;    // some job finished: its slots are done
   std::unordered_map<Key, std::shared_ptr<Slot>, KeyHash> in_flight_ GUARDED_BY(mu_);
   std::deque<Job> readers_ GUARDED_BY(mu_);  // fetch() jobs, first
   std::deque<Job> ahead_ GUARDED_BY(mu_);    // prefetch() jobs

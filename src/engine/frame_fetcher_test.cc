@@ -94,6 +94,50 @@ TEST_SUITE("engine.frame_fetcher") {
     CHECK(fetcher->stats().gets == 8);
   }
 
+  TEST_CASE("on a local store a reader fetches its first run itself, the others in the pool") {
+    Fixture f;
+    FrameFetcherOptions o;
+    o.local_store = true;
+    auto fetcher = f.fetcher(o);
+    // One run: the reader's own thread, no pool thread started.
+    FrameBatch one;
+    REQUIRE(fetcher->fetch({f.want(3), f.want(4)}, &one).ok());
+    CHECK(f.holds(one, 3));
+    CHECK(f.holds(one, 4));
+    CHECK(fetcher->stats().threads == 0);
+    CHECK(fetcher->stats().gets == 1);
+    // Four runs: the reader takes one, three go to the pool, side by side.
+    std::vector<FrameWant> wants;
+    for (uint64_t i = 10; i < 18; i += 2) wants.push_back(f.want(i));
+    f.store->hang(1u << FaultStore::kGetRange);
+    FrameBatch batch;
+    Status st;
+    std::thread reader([&] { st = fetcher->fetch(wants, &batch); });
+    CHECK(eventually([&] { return f.store->hanging() == 4; }));
+    CHECK(fetcher->stats().threads == 3);
+    f.store->release();
+    reader.join();
+    REQUIRE(st.ok());
+    for (uint64_t i = 10; i < 18; i += 2) CHECK(f.holds(batch, i));
+    CHECK(fetcher->stats().in_flight == 0);
+    // A second reader of a frame the first is fetching inline waits for it.
+    f.store->hang(1u << FaultStore::kGetRange);
+    FrameBatch a, b;
+    Status sa, sb;
+    std::thread ra([&] { sa = fetcher->fetch({f.want(30)}, &a); });
+    CHECK(eventually([&] { return f.store->hanging() == 1; }));
+    std::thread rb([&] { sb = fetcher->fetch({f.want(30)}, &b); });
+    CHECK(eventually([&] { return fetcher->stats().joined == 1; }));
+    f.store->release();
+    ra.join();
+    rb.join();
+    REQUIRE(sa.ok());
+    REQUIRE(sb.ok());
+    CHECK(f.holds(a, 30));
+    CHECK(f.holds(b, 30));
+    CHECK(f.store->calls(FaultStore::kGetRange) == 6);
+  }
+
   TEST_CASE("frames back to back are one GET per run_bytes") {
     Fixture f;
     FrameFetcherOptions o;

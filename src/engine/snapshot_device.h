@@ -28,6 +28,9 @@ class SnapshotDevice final : public BlockDevice {
   Status flush() override { return Status::OK(); }  // nothing to make durable
   bool flush_is_free() const override { return true; }
   bool reads_from_memory() const override { return volume_->reads_from_memory(); }
+  bool read_if_cached(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) override {
+    return volume_->read_view_if_cached(top_.get(), offset, out, extents);
+  }
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override {
     return volume_->block_status_view(top_.get(), offset, length, max_extents, out);
   }

@@ -81,6 +81,7 @@ void Volume::open_read_path() {
   FrameFetcherOptions fo;
   fo.concurrency = opts_.fetch_concurrency;
   fo.read_timeout_ms = opts_.flush_timeout_ms;
+  fo.local_store = store_->url().rfind("file://", 0) == 0;
   // Room for two windows of every stream's read-ahead at its largest, within reason.
   fo.prefetch_budget_bytes = std::clamp<uint64_t>(2 * opts_.read_ahead_bytes, 8ull << 20, 256ull << 20);
   fetcher_ = std::make_unique<FrameFetcher>(

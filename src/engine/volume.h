@@ -198,6 +198,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   Status flush_through(FlushTicket ticket) override;
   bool flush_is_free() const override { return opts_.ephemeral; }
   bool reads_from_memory() const override { return opts_.ephemeral; }
+  bool read_if_cached(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) override;
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override;
   Status prefetch(uint64_t offset, uint64_t length) override;
 
@@ -240,6 +241,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // (nullptr: the live volume). Used by snapshot devices.
   Status read_view(const Layer* top, uint64_t offset, std::span<std::byte> out,
                    std::vector<StatusExtent>* extents = nullptr);
+  // read_if_cached() of the same. It may still load a chunk of the index from
+  // the local SQLite file; it never waits for a frame.
+  bool read_view_if_cached(const Layer* top, uint64_t offset, std::span<std::byte> out,
+                           std::vector<StatusExtent>* extents);
   Status block_status_view(const Layer* top, uint64_t offset, uint64_t length, size_t max_extents,
                            std::vector<StatusExtent>* out);
 
@@ -351,14 +356,16 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // Puts into *batch every stored frame `pieces` need: from the cache, from
   // an object the store holds in memory, or through the fetcher (disk cache,
   // then one ranged GET per run of frames stored back to back, many at once).
-  Status fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch);
+  // `cached_only`: no waiting (FrameFetcher::fetch_cached); kUnavailable when
+  // a frame would need it.
+  Status fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch, bool cached_only = false);
   // Tells the stream detector about a read of `view` (a layer, or nullptr:
   // live) and starts the read-ahead it asks for.
   void read_ahead(const Layer* top, uint64_t offset, uint64_t length);
   // Copies what `pieces` (a resolve() of the blocks) hold for
   // [offset, offset+out.size()) into `out`, describing it in *extents.
   Status read_pieces(const std::vector<Piece>& pieces, uint64_t offset, std::span<std::byte> out,
-                     std::vector<StatusExtent>* extents);
+                     std::vector<StatusExtent>* extents, bool cached_only = false);
   Status read_blocks_into(const Piece& piece, uint64_t lba_base, uint64_t byte_offset, std::span<std::byte> out,
                           const FrameBatch* batch = nullptr);
   // One stored frame, from wherever fetch_frames() would take it.

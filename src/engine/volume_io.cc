@@ -93,7 +93,7 @@ Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) 
   return batch.begin()->second;
 }
 
-Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch) {
+Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch, bool cached_only) {
   std::map<uint64_t, std::vector<FrameRef>> missing;  // seq -> frames the memory cache lacks
   for (const auto& [lba, nblocks, src] : pieces) {
     if (src.state != ExtentState::kData || src.buffered()) continue;
@@ -119,6 +119,7 @@ Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch)
     for (const FrameRef& ref : frames) wants.push_back({seq, ref});
   }
   if (wants.empty()) return Status::OK();
+  if (cached_only) return fetcher_->fetch_cached(wants, batch) ? Status::OK() : Status::Unavailable("would wait");
   return fetcher_->fetch(wants, batch);
 }
 
@@ -195,11 +196,28 @@ Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte>
   return read_pieces(*pieces, offset, out, extents);
 }
 
+bool Volume::read_if_cached(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) {
+  return read_view_if_cached(nullptr, offset, out, extents);
+}
+
+bool Volume::read_view_if_cached(const Layer* top, uint64_t offset, std::span<std::byte> out,
+                                 std::vector<StatusExtent>* extents) {
+  // Ephemeral reads copy under the engine mutex (read_view); their server runs them inline anyway.
+  if (opts_.ephemeral || !check_range(offset, out.size(), false).ok()) return false;
+  const uint64_t first = offset / kBlockSize;
+  const uint64_t last = (offset + out.size() + kBlockSize - 1) / kBlockSize;
+  auto pieces = resolve(top, first, last - first);
+  if (!pieces.ok() || !read_pieces(*pieces, offset, out, extents, true).ok()) return false;
+  // Told only once served: a read handed on to read_view() is told there, once.
+  if (streams_) read_ahead(top, offset, out.size());
+  return true;
+}
+
 Status Volume::read_pieces(const std::vector<Piece>& pieces, uint64_t offset, std::span<std::byte> out,
-                           std::vector<StatusExtent>* extents) {
+                           std::vector<StatusExtent>* extents, bool cached_only) {
   const uint64_t end = offset + out.size();
   FrameBatch batch;
-  PBD_RETURN_IF_ERROR(fetch_frames(pieces, &batch));
+  PBD_RETURN_IF_ERROR(fetch_frames(pieces, &batch, cached_only));
   ExtentRun run(extents, offset);  // its cursor: device byte filled up to here
   for (const auto& piece : pieces) {
     const auto& [lba, nblocks, src] = piece;

@@ -71,6 +71,11 @@ class CountingStore final : public ObjectStore {
   bool supports_conditional_put() const override { return inner_->supports_conditional_put(); }
   Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override;
   Status get(const std::string& key, std::vector<std::byte>* out) override;
+  // Not counted: like get_shared(), it never reaches a remote store.
+  Status get_range_cached(const std::string& key, uint64_t offset, uint64_t length,
+                          std::vector<std::byte>* out) override {
+    return inner_->get_range_cached(key, offset, length, out);
+  }
   std::shared_ptr<const std::vector<std::byte>> get_shared(const std::string& key) override;
   Result<ObjectInfo> head(const std::string& key) override;
   Status list(const std::string& prefix, std::vector<ObjectInfo>* out) override;

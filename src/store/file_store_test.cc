@@ -1,13 +1,19 @@
-// Tests for FileStore's file modes: objects are the volume's bytes and must
-// not be readable by other users, whatever umask the process has.
+// Tests for FileStore: its file modes (objects are the volume's bytes and must
+// not be readable by other users, whatever umask the process has) and its
+// cached reads.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <filesystem>
 #include <vector>
 
 #include "src/store/file_store.h"
+#include "src/util/fd.h"
 #include "tests/unit/temp_dir.h"
 
 namespace portalbd {
@@ -32,6 +38,50 @@ class ScopedUmask {
 }  // namespace
 
 TEST_SUITE("store.file") {
+  TEST_CASE("cached reads give what get_range gives from cached pages, and decline pages not cached") {
+    testing::TempDir tmp;
+    auto store = FileStore::Open(tmp.path + "/data");
+    REQUIRE(store.ok());
+    std::vector<std::byte> bytes(1 << 20);
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = std::byte(static_cast<uint8_t>(i * 31 + i / 4096));
+    REQUIRE((*store)->put("segments/1", bytes).ok());
+    // Just written: every page is in the page cache.
+    for (uint64_t off : {uint64_t{0}, uint64_t{4095}, uint64_t{65536}, uint64_t{(1 << 20) - 10}, uint64_t{1 << 20},
+                         uint64_t{5 << 20}}) {
+      for (uint64_t len : {uint64_t{0}, uint64_t{1}, uint64_t{70000}, ~uint64_t{0}}) {
+        CAPTURE(off);
+        CAPTURE(len);
+        std::vector<std::byte> want, got;
+        REQUIRE((*store)->get_range("segments/1", off, len, &want).ok());
+        REQUIRE((*store)->get_range_cached("segments/1", off, len, &got).ok());
+        CHECK(got == want);
+      }
+    }
+    std::vector<std::byte> out;
+    CHECK((*store)->get_range_cached("segments/2", 0, 10, &out).is(Status::Code::kUnavailable));
+    // Pages dropped from the cache: declined, and get_range still reads them.
+    const std::string path = tmp.path + "/data/segments/1";
+    {
+      UniqueFd fd(::open(path.c_str(), O_RDONLY));
+      REQUIRE(fd);
+      REQUIRE(::fdatasync(fd.get()) == 0);
+      REQUIRE(::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED) == 0);
+      void* map = ::mmap(nullptr, bytes.size(), PROT_READ, MAP_SHARED, fd.get(), 0);
+      REQUIRE(map != MAP_FAILED);
+      std::vector<unsigned char> resident(bytes.size() / 4096);
+      REQUIRE(::mincore(map, bytes.size(), resident.data()) == 0);
+      ::munmap(map, bytes.size());
+      if (resident[100] & 1) {
+        MESSAGE("NOT CHECKED: the kernel kept the dropped pages cached, so the decline cannot be seen here");
+        return;
+      }
+    }
+    CHECK((*store)->get_range_cached("segments/1", 100 * 4096, 4096, &out).is(Status::Code::kUnavailable));
+    CHECK(out.empty());
+    REQUIRE((*store)->get_range("segments/1", 100 * 4096, 4096, &out).ok());
+    CHECK(std::equal(out.begin(), out.end(), bytes.begin() + 100 * 4096));
+  }
+
   TEST_CASE("objects are 0600 and the directories it makes 0700 under umask 000") {
     testing::TempDir tmp;
     ScopedUmask umask_000(0);
