@@ -1,6 +1,7 @@
 #include "src/engine/disk_frame_cache.h"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 
@@ -202,7 +203,7 @@ void DiskFrameCache::clear_record(uint32_t slot) {
   (void)pwrite_all(records_fd_.get(), zeros, kHeaderBytes + uint64_t{slot} * kRecordBytes);
 }
 
-bool DiskFrameCache::get(uint64_t seq, const FrameRef& ref, std::vector<std::byte>* out) {
+bool DiskFrameCache::get(uint64_t seq, const FrameRef& ref, std::vector<std::byte>* out, bool cached_only) {
   const Key key = key_of(seq, ref);
   uint32_t slot = 0;
   uint64_t generation = 0;
@@ -218,7 +219,12 @@ bool DiskFrameCache::get(uint64_t seq, const FrameRef& ref, std::vector<std::byt
     touch_locked(it->first, it->second);
   }
   out->resize(ref.stored_len);
-  const Status read = pread_all(frames_fd_.get(), *out, uint64_t{slot} * kSlotBytes);
+  if (cached_only) {
+    struct iovec iov {out->data(), out->size()};
+    const ssize_t n = ::preadv2(frames_fd_.get(), &iov, 1, static_cast<off_t>(uint64_t{slot} * kSlotBytes), RWF_NOWAIT);
+    if (n != static_cast<ssize_t>(out->size())) return false;  // not cached (or short): the fetcher reads it
+  }
+  const Status read = cached_only ? Status::OK() : pread_all(frames_fd_.get(), *out, uint64_t{slot} * kSlotBytes);
   const bool good = read.ok() && crc32c(*out) == ref.crc;
   MutexLock lock(&mu_);
   if (generation_[slot] != generation) {  // evicted or dropped while we read: not ours any more

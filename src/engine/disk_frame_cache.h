@@ -98,8 +98,11 @@ class DiskFrameCache {
 
   // The stored bytes of frame `ref` of segment `seq`, read from disk and
   // verified against ref.crc, in *out; false when not cached (or dropped now
-  // for a bad crc, or the read failed).
-  bool get(uint64_t seq, const FrameRef& ref, std::vector<std::byte>* out) EXCLUDES(mu_);
+  // for a bad crc, or the read failed). `cached_only`: only if the kernel
+  // holds the slot's pages (preadv2 RWF_NOWAIT); false, counted as nothing,
+  // when it would have to read the disk.
+  bool get(uint64_t seq, const FrameRef& ref, std::vector<std::byte>* out, bool cached_only = false)
+      EXCLUDES(mu_);
   // Keeps `stored` (the frame's bytes as fetched) for frame `ref` of segment
   // `seq`, evicting as needed. Does nothing when it is already cached or
   // being inserted, too large for a slot, or does not match ref.crc.

@@ -153,7 +153,7 @@ Status FrameFetcher::fetch(const std::vector<FrameWant>& wants, FrameBatch* batc
 
 bool FrameFetcher::fetch_cached(const std::vector<FrameWant>& wants, FrameBatch* batch) {
   std::vector<std::byte> stored;
-  uint64_t read = 0;
+  uint64_t read = 0, disk_hits = 0;
   bool all = true;
   for (const FrameWant& w : wants) {
     const Key key{w.seq, w.ref.offset};
@@ -170,7 +170,8 @@ bool FrameFetcher::fetch_cached(const std::vector<FrameWant>& wants, FrameBatch*
       }
     }
     // Not claimed: a fetch() of the same frame meanwhile only does the work twice.
-    if (!store_->get_range_cached(segment_key(w.seq), w.ref.offset, w.ref.stored_len, &stored).ok()) {
+    const bool from_disk = disk_ != nullptr && disk_->get(w.seq, w.ref, &stored, /*cached_only=*/true);
+    if (!from_disk && !store_->get_range_cached(segment_key(w.seq), w.ref.offset, w.ref.stored_len, &stored).ok()) {
       all = false;
       break;
     }
@@ -180,11 +181,12 @@ bool FrameFetcher::fetch_cached(const std::vector<FrameWant>& wants, FrameBatch*
       break;
     }
     (*batch)[key] = std::move(*frame);
-    ++read;
+    ++(from_disk ? disk_hits : read);
   }
-  if (read > 0) {
+  if (read > 0 || disk_hits > 0) {
     MutexLock lock(&mu_);
     stats_.cached_reads += read;
+    stats_.disk_hits += disk_hits;
   }
   return all;
 }

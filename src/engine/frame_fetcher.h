@@ -107,6 +107,7 @@ struct FrameFetcherStats {
   uint64_t prefetch_dropped = 0;  // read-ahead frames over the budget, not fetched
   uint64_t timeouts = 0;          // reads that gave up after read_timeout_ms
   uint64_t cached_reads = 0;      // frames fetch_cached() read from the store's cached pages
+                                  // (those from the disk cache's are disk_hits)
   uint64_t in_flight = 0;         // jobs running now
   uint64_t threads = 0;
 };
@@ -130,7 +131,8 @@ class FrameFetcher {
   // holds some of them.
   Status fetch(const std::vector<FrameWant>& wants, FrameBatch* batch) EXCLUDES(mu_);
   // fetch(), only if every frame can be had without waiting: from the memory
-  // cache, or from the store's cached pages (ObjectStore::get_range_cached).
+  // cache, or the cached pages of the disk cache or of the store
+  // (DiskFrameCache::get cached_only, ObjectStore::get_range_cached).
   // Returns false as soon as one cannot (in flight, not cached, any error);
   // *batch then holds some of them and the caller fetch()es the rest.
   bool fetch_cached(const std::vector<FrameWant>& wants, FrameBatch* batch) EXCLUDES(mu_);

@@ -123,4 +123,28 @@ TEST_SUITE("engine.cached_read") {
     CHECK(from_snap == fresh);
     check_same(**snap, 1ull << 20, 8192);
   }
+
+  TEST_CASE("s3-like store with a disk cache: a restart reads cached frames from the disk cache's cached pages") {
+    testing::TempDir dir;
+    auto mem = std::make_shared<MemoryStore>();
+    auto store = std::make_shared<FaultStore>(mem);
+    VolumeOptions o = options(dir.path);
+    o.disk_cache_bytes = 16ull << 20;
+    o.disk_cache_dir = dir.path + "/cache";
+    const auto data = pattern(2ull << 20, 5);
+    {
+      auto v = Volume::Open(store, o);
+      REQUIRE(v.ok());
+      REQUIRE((*v)->write(0, data, false).ok());
+      REQUIRE((*v)->close().ok());  // the upload writes its frames through to the disk cache
+    }
+    auto v = Volume::Open(store, o);
+    REQUIRE(v.ok());
+    const uint64_t gets_before = store->calls(FaultStore::kGetRange);
+    for (uint64_t off : {uint64_t{0}, uint64_t{300 << 10}, uint64_t{(2 << 20) - 4096}}) check_same(**v, off, 4096);
+    CHECK(store->calls(FaultStore::kGetRange) == gets_before);
+    const VolumeStats s = (*v)->stats();
+    CHECK(s.fetch.disk_hits >= 3);
+    CHECK(s.fetch.gets == 0);
+  }
 }
