@@ -203,7 +203,16 @@ void DiskFrameCache::clear_record(uint32_t slot) {
   (void)pwrite_all(records_fd_.get(), zeros, kHeaderBytes + uint64_t{slot} * kRecordBytes);
 }
 
-bool DiskFrameCache::get(uint64_t seq, const FrameRef& ref, std::vector<std::byte>* out, bool cached_only) {
+bool DiskFrameCache::get(uint64_t seq, const FrameRef& ref, std::vector<std::byte>* out) {
+  out->resize(ref.stored_len);
+  return read(seq, ref, *out, false);
+}
+
+bool DiskFrameCache::get_cached(uint64_t seq, const FrameRef& ref, std::span<std::byte> out) {
+  return out.size() == ref.stored_len && read(seq, ref, out, true);
+}
+
+bool DiskFrameCache::read(uint64_t seq, const FrameRef& ref, std::span<std::byte> out, bool cached_only) {
   const Key key = key_of(seq, ref);
   uint32_t slot = 0;
   uint64_t generation = 0;
@@ -218,14 +227,13 @@ bool DiskFrameCache::get(uint64_t seq, const FrameRef& ref, std::vector<std::byt
     generation = generation_[slot];
     touch_locked(it->first, it->second);
   }
-  out->resize(ref.stored_len);
   if (cached_only) {
-    struct iovec iov {out->data(), out->size()};
+    struct iovec iov {out.data(), out.size()};
     const ssize_t n = ::preadv2(frames_fd_.get(), &iov, 1, static_cast<off_t>(uint64_t{slot} * kSlotBytes), RWF_NOWAIT);
-    if (n != static_cast<ssize_t>(out->size())) return false;  // not cached (or short): the fetcher reads it
+    if (n != static_cast<ssize_t>(out.size())) return false;  // not cached (or short): the fetcher reads it
   }
-  const Status read = cached_only ? Status::OK() : pread_all(frames_fd_.get(), *out, uint64_t{slot} * kSlotBytes);
-  const bool good = read.ok() && crc32c(*out) == ref.crc;
+  const Status read = cached_only ? Status::OK() : pread_all(frames_fd_.get(), out, uint64_t{slot} * kSlotBytes);
+  const bool good = read.ok() && crc32c(out) == ref.crc;
   MutexLock lock(&mu_);
   if (generation_[slot] != generation) {  // evicted or dropped while we read: not ours any more
     ++stats_.misses;

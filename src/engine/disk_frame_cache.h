@@ -98,11 +98,12 @@ class DiskFrameCache {
 
   // The stored bytes of frame `ref` of segment `seq`, read from disk and
   // verified against ref.crc, in *out; false when not cached (or dropped now
-  // for a bad crc, or the read failed). `cached_only`: only if the kernel
-  // holds the slot's pages (preadv2 RWF_NOWAIT); false, counted as nothing,
-  // when it would have to read the disk.
-  bool get(uint64_t seq, const FrameRef& ref, std::vector<std::byte>* out, bool cached_only = false)
-      EXCLUDES(mu_);
+  // for a bad crc, or the read failed).
+  bool get(uint64_t seq, const FrameRef& ref, std::vector<std::byte>* out) EXCLUDES(mu_);
+  // get() into `out` (ref.stored_len bytes), only if the kernel holds the
+  // slot's pages (preadv2 RWF_NOWAIT); false, counted as nothing, when it
+  // would have to read the disk.
+  bool get_cached(uint64_t seq, const FrameRef& ref, std::span<std::byte> out) EXCLUDES(mu_);
   // Keeps `stored` (the frame's bytes as fetched) for frame `ref` of segment
   // `seq`, evicting as needed. Does nothing when it is already cached or
   // being inserted, too large for a slot, or does not match ref.crc.
@@ -118,6 +119,8 @@ class DiskFrameCache {
   const std::string& dir() const { return dir_; }
 
  private:
+  // get() and get_cached(): `out` is ref.stored_len bytes.
+  bool read(uint64_t seq, const FrameRef& ref, std::span<std::byte> out, bool cached_only) EXCLUDES(mu_);
   struct Key {
     uint64_t seq = 0, offset = 0;
     uint32_t stored_len = 0, crc = 0;

@@ -152,7 +152,6 @@ Status FrameFetcher::fetch(const std::vector<FrameWant>& wants, FrameBatch* batc
 }
 
 bool FrameFetcher::fetch_cached(const std::vector<FrameWant>& wants, FrameBatch* batch) {
-  std::vector<std::byte> stored;
   uint64_t read = 0, disk_hits = 0;
   bool all = true;
   for (const FrameWant& w : wants) {
@@ -170,12 +169,20 @@ bool FrameFetcher::fetch_cached(const std::vector<FrameWant>& wants, FrameBatch*
       }
     }
     // Not claimed: a fetch() of the same frame meanwhile only does the work twice.
-    const bool from_disk = disk_ != nullptr && disk_->get(w.seq, w.ref, &stored, /*cached_only=*/true);
-    if (!from_disk && !store_->get_range_cached(segment_key(w.seq), w.ref.offset, w.ref.stored_len, &stored).ok()) {
-      all = false;
-      break;
+    // One buffer per frame, not zero-filled, handed to the decoder: a raw
+    // frame is cached in it, not copied.
+    std::shared_ptr<std::byte[]> buf(new std::byte[w.ref.stored_len]);
+    std::span<std::byte> stored(buf.get(), w.ref.stored_len);
+    const bool from_disk = disk_ != nullptr && disk_->get_cached(w.seq, w.ref, stored);
+    if (!from_disk) {
+      auto n = store_->get_range_cached(segment_key(w.seq), w.ref.offset, stored);
+      if (!n.ok()) {
+        all = false;
+        break;
+      }
+      stored = stored.first(*n);  // short: the decoder calls it truncated
     }
-    auto frame = decode_(w.seq, w.ref, stored);
+    auto frame = decode_(w.seq, w.ref, stored, buf);
     if (!frame.ok()) {  // fetch() reports it
       all = false;
       break;
@@ -260,7 +267,7 @@ void FrameFetcher::run(Job& job) {
   for (auto& [ref, slot] : job.frames) {
     if (disk_ != nullptr && disk_->get(job.seq, ref, &stored)) {
       ++job.disk_hits;
-      auto frame = decode_(job.seq, ref, stored);
+      auto frame = decode_(job.seq, ref, stored, nullptr);
       slot->status = frame.status();
       if (frame.ok()) slot->frame = std::move(*frame);
       continue;
@@ -294,7 +301,7 @@ void FrameFetcher::run(Job& job) {
       const uint64_t at = std::min<uint64_t>(ref.offset - start, stored.size());
       const uint64_t len = std::min<uint64_t>(ref.stored_len, stored.size() - at);
       const std::span<const std::byte> bytes = std::span<const std::byte>(stored).subspan(at, len);
-      auto frame = decode_(job.seq, ref, bytes);
+      auto frame = decode_(job.seq, ref, bytes, nullptr);
       missing[i].second->status = frame.status();
       if (!frame.ok()) continue;
       missing[i].second->frame = std::move(*frame);

@@ -115,9 +115,11 @@ struct FrameFetcherStats {
 class FrameFetcher {
  public:
   // Verifies and decodes a frame's stored bytes and puts it into the memory
-  // cache. `stored` lives only for the call.
-  using Decoder = std::function<Result<FrameCache::Frame>(uint64_t seq, const FrameRef& ref,
-                                                          std::span<const std::byte> stored)>;
+  // cache. `stored` lives only for the call, unless `owner` (may be null)
+  // keeps it: it then holds exactly this frame's stored bytes, and a frame
+  // stored raw may be cached where it is instead of copied.
+  using Decoder = std::function<Result<FrameCache::Frame>(
+      uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored, std::shared_ptr<const void> owner)>;
 
   // `disk` may be null (no disk cache). Every pointer must outlive the fetcher.
   FrameFetcher(ObjectStore* store, FrameCache* cache, DiskFrameCache* disk, Decoder decode,
@@ -132,7 +134,7 @@ class FrameFetcher {
   Status fetch(const std::vector<FrameWant>& wants, FrameBatch* batch) EXCLUDES(mu_);
   // fetch(), only if every frame can be had without waiting: from the memory
   // cache, or the cached pages of the disk cache or of the store
-  // (DiskFrameCache::get cached_only, ObjectStore::get_range_cached).
+  // (DiskFrameCache::get_cached, ObjectStore::get_range_cached).
   // Returns false as soon as one cannot (in flight, not cached, any error);
   // *batch then holds some of them and the caller fetch()es the rest.
   bool fetch_cached(const std::vector<FrameWant>& wants, FrameBatch* batch) EXCLUDES(mu_);

@@ -45,7 +45,8 @@ struct Fixture {
   FrameWant want(uint64_t i) const { return {kSeq, ref(i)}; }
   // Checks the crc, "decodes" by copying, caches: what Volume::decode_and_cache does.
   FrameFetcher::Decoder decoder() {
-    return [this](uint64_t seq, const FrameRef& r, std::span<const std::byte> stored) -> Result<FrameCache::Frame> {
+    return [this](uint64_t seq, const FrameRef& r, std::span<const std::byte> stored,
+                  std::shared_ptr<const void>) -> Result<FrameCache::Frame> {
       ++decodes;
       if (stored.size() != r.stored_len || crc32c(stored) != r.crc) return Status::Corruption("bad frame");
       auto buf = std::make_shared<std::vector<std::byte>>(stored.begin(), stored.end());

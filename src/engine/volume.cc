@@ -86,9 +86,8 @@ void Volume::open_read_path() {
   fo.prefetch_budget_bytes = std::clamp<uint64_t>(2 * opts_.read_ahead_bytes, 8ull << 20, 256ull << 20);
   fetcher_ = std::make_unique<FrameFetcher>(
       store_.get(), &cache_, disk_cache_.get(),
-      [this](uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored) {
-        return decode_and_cache(seq, ref, stored);
-      },
+      [this](uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored,
+             std::shared_ptr<const void> owner) { return decode_and_cache(seq, ref, stored, std::move(owner)); },
       fo);
   // An ephemeral volume's reads are memory copies: nothing to read ahead.
   if (opts_.read_ahead_bytes > 0 && !opts_.ephemeral) {

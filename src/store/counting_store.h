@@ -72,9 +72,8 @@ class CountingStore final : public ObjectStore {
   Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override;
   Status get(const std::string& key, std::vector<std::byte>* out) override;
   // Not counted: like get_shared(), it never reaches a remote store.
-  Status get_range_cached(const std::string& key, uint64_t offset, uint64_t length,
-                          std::vector<std::byte>* out) override {
-    return inner_->get_range_cached(key, offset, length, out);
+  Result<uint64_t> get_range_cached(const std::string& key, uint64_t offset, std::span<std::byte> out) override {
+    return inner_->get_range_cached(key, offset, out);
   }
   std::shared_ptr<const std::vector<std::byte>> get_shared(const std::string& key) override;
   Result<ObjectInfo> head(const std::string& key) override;

@@ -198,20 +198,33 @@ Status EncryptedStore::put_shared(const std::string& key, std::shared_ptr<const 
 
 Status EncryptedStore::get_range(const std::string& key, uint64_t offset, uint64_t length,
                                  std::vector<std::byte>* out) {
-  return get_range_via(&ObjectStore::get_range, key, offset, length, out);
+  ObjectStore* inner = inner_.get();
+  return get_range_via([inner](const std::string& k, uint64_t off, uint64_t len,
+                               std::vector<std::byte>* o) { return inner->get_range(k, off, len, o); },
+                       key, offset, length, out);
 }
 
-Status EncryptedStore::get_range_cached(const std::string& key, uint64_t offset, uint64_t length,
-                                        std::vector<std::byte>* out) {
-  return get_range_via(&ObjectStore::get_range_cached, key, offset, length, out);
+Result<uint64_t> EncryptedStore::get_range_cached(const std::string& key, uint64_t offset, std::span<std::byte> out) {
+  ObjectStore* inner = inner_.get();
+  if (passes_through(key)) return inner->get_range_cached(key, offset, out);
+  const auto cached = [inner](const std::string& k, uint64_t off, uint64_t len, std::vector<std::byte>* o) {
+    o->resize(len);
+    auto n = inner->get_range_cached(k, off, std::span<std::byte>(*o));
+    if (!n.ok()) return n.status();
+    o->resize(*n);
+    return Status::OK();
+  };
+  std::vector<std::byte> plain;
+  PBD_RETURN_IF_ERROR(get_range_via(cached, key, offset, out.size(), &plain));
+  std::copy(plain.begin(), plain.end(), out.begin());
+  return plain.size();
 }
 
 Status EncryptedStore::get_range_via(InnerGet inner_get, const std::string& key, uint64_t offset, uint64_t length,
                                      std::vector<std::byte>* out) {
-  ObjectStore& inner = *inner_;
-  if (passes_through(key)) return (inner.*inner_get)(key, offset, length, out);
+  if (passes_through(key)) return inner_get(key, offset, length, out);
   out->clear();
-  if (length == 0) return (inner.*inner_get)(key, 0, 0, out);  // still kNotFound when missing
+  if (length == 0) return inner_get(key, 0, 0, out);  // still kNotFound when missing
   const uint64_t end = saturating_add(offset, length);  // plaintext, exclusive
   const uint64_t first = offset / kChunkBytes;
   const uint64_t chunks = (end - 1) / kChunkBytes - first + 1;
@@ -220,13 +233,13 @@ Status EncryptedStore::get_range_via(InnerGet inner_get, const std::string& key,
   const uint64_t stored_at = saturating_mul(first, kStoredChunk);
   const uint64_t stored_len = saturating_add(saturating_mul(chunks, kStoredChunk), 1);
   std::vector<std::byte> stored;
-  PBD_RETURN_IF_ERROR((inner.*inner_get)(key, stored_at, stored_len, &stored));
+  PBD_RETURN_IF_ERROR(inner_get(key, stored_at, stored_len, &stored));
   if (stored.empty()) {
     // Past the end, or cut at a chunk boundary: the chunk before must be
     // the object's last.
     if (first == 0) return damaged(key, "the object is empty");
     std::vector<std::byte> previous;
-    PBD_RETURN_IF_ERROR((inner.*inner_get)(key, stored_at - kStoredChunk, kStoredChunk + 1, &previous));
+    PBD_RETURN_IF_ERROR(inner_get(key, stored_at - kStoredChunk, kStoredChunk + 1, &previous));
     std::vector<std::byte> ignored;
     return open_chunks(key, first - 1, 1, previous, &ignored);
   }

@@ -45,6 +45,7 @@
 // under spare_mu_).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,8 +79,7 @@ class EncryptedStore final : public ObjectStore {
   bool supports_conditional_put() const override { return inner_->supports_conditional_put(); }
   Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override;
   // The inner store's cached read of the covering chunks, opened as get_range() does.
-  Status get_range_cached(const std::string& key, uint64_t offset, uint64_t length,
-                          std::vector<std::byte>* out) override;
+  Result<uint64_t> get_range_cached(const std::string& key, uint64_t offset, std::span<std::byte> out) override;
   Status get(const std::string& key, std::vector<std::byte>* out) override;
   // nullptr: the bytes it keeps are sealed (callers use get_range).
   std::shared_ptr<const std::vector<std::byte>> get_shared(const std::string& key) override;
@@ -118,8 +118,9 @@ class EncryptedStore final : public ObjectStore {
   // that ends `stored` is opened as the object's last.
   Status open_chunks(const std::string& key, uint64_t first_chunk, uint64_t max_chunks,
                      std::span<const std::byte> stored, std::vector<std::byte>* out) const;
-  // get_range() through `inner_get` (the inner store's get_range or get_range_cached).
-  using InnerGet = Status (ObjectStore::*)(const std::string&, uint64_t, uint64_t, std::vector<std::byte>*);
+  // get_range() through `inner_get` (the inner store's get_range, or its cached read).
+  using InnerGet = std::function<Status(const std::string& key, uint64_t offset, uint64_t length,
+                                        std::vector<std::byte>* out)>;
   Status get_range_via(InnerGet inner_get, const std::string& key, uint64_t offset, uint64_t length,
                        std::vector<std::byte>* out);
   // volume.json with the "encryption" member set.

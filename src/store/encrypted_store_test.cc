@@ -100,20 +100,22 @@ TEST_CASE("store: EncryptedStore's cached reads open what the inner store's cach
   const auto data = pattern(size, 5);
   REQUIRE(enc.put("segments/1", data).ok());
   for (uint64_t off : {uint64_t{0}, C - 1, C, 2 * C + 1, size - 1, size, size + 1}) {
-    for (uint64_t len : {uint64_t{1}, C + 1, ~uint64_t{0}}) {
+    for (uint64_t len : {uint64_t{1}, C + 1, size}) {
       CAPTURE(off);
       CAPTURE(len);
-      std::vector<std::byte> want, got;
+      std::vector<std::byte> want, got(len);
       REQUIRE(enc.get_range("segments/1", off, len, &want).ok());
-      REQUIRE(enc.get_range_cached("segments/1", off, len, &got).ok());
+      auto n = enc.get_range_cached("segments/1", off, got);
+      REQUIRE(n.ok());
+      got.resize(*n);
       CHECK(got == want);
     }
   }
   // A store without cached reads: declined, never guessed.
   Fixture f;
   REQUIRE(f.enc.put("segments/1", data).ok());
-  std::vector<std::byte> out;
-  CHECK(f.enc.get_range_cached("segments/1", 0, 10, &out).is(Status::Code::kUnavailable));
+  std::vector<std::byte> out(10);
+  CHECK(f.enc.get_range_cached("segments/1", 0, out).status().is(Status::Code::kUnavailable));
 }
 
 TEST_CASE("store: EncryptedStore stores no plaintext, and a second put of the same bytes differs") {

@@ -125,19 +125,6 @@ Status FileStore::put_if_absent(const std::string& key, std::span<const std::byt
 
 Status FileStore::get_range(const std::string& key, uint64_t offset, uint64_t length,
                             std::vector<std::byte>* out) {
-  return read_range(key, offset, length, false, out);
-}
-
-Status FileStore::get_range_cached(const std::string& key, uint64_t offset, uint64_t length,
-                                   std::vector<std::byte>* out) {
-  Status st = read_range(key, offset, length, true, out);
-  // Whatever went wrong, a get_range() will say it; here it only declines.
-  if (!st.ok() && !st.is(Status::Code::kUnavailable)) return Status::Unavailable(st.ToString());
-  return st;
-}
-
-Status FileStore::read_range(const std::string& key, uint64_t offset, uint64_t length, bool cached_only,
-                             std::vector<std::byte>* out) {
   out->clear();
   auto path = path_for(key);
   if (!path.ok()) return path.status();
@@ -151,14 +138,26 @@ Status FileStore::read_range(const std::string& key, uint64_t offset, uint64_t l
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (offset >= size) return Status::OK();
   out->resize(std::min(length, size - offset));
-  if (!cached_only) return pread_all(fd.get(), std::span<std::byte>(*out), offset).With("read " + *path);
-  struct iovec iov {out->data(), out->size()};
+  return pread_all(fd.get(), std::span<std::byte>(*out), offset).With("read " + *path);
+}
+
+Result<uint64_t> FileStore::get_range_cached(const std::string& key, uint64_t offset, std::span<std::byte> out) {
+  // Every failure only declines: a get_range() will say what is wrong.
+  auto path = path_for(key);
+  if (!path.ok()) return Status::Unavailable(path.status().ToString());
+  UniqueFd fd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Status::Unavailable(errno_text("open", *path));
+  struct iovec iov {out.data(), out.size()};
   const ssize_t n = ::preadv2(fd.get(), &iov, 1, static_cast<off_t>(offset), RWF_NOWAIT);
-  if (n < 0 || static_cast<uint64_t>(n) != out->size()) {  // EAGAIN, or only some pages cached
-    out->clear();
-    return Status::Unavailable(n < 0 ? errno_text("preadv2", *path) : "not all of it is cached: " + *path);
+  if (n < 0) return Status::Unavailable(errno_text("preadv2", *path));  // EAGAIN: not cached
+  if (static_cast<uint64_t>(n) < out.size()) {
+    // Short: the end of the file, or of the pages the kernel holds.
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0 || offset + static_cast<uint64_t>(n) < static_cast<uint64_t>(st.st_size)) {
+      return Status::Unavailable("not all of it is cached: " + *path);
+    }
   }
-  return Status::OK();
+  return static_cast<uint64_t>(n);
 }
 
 Status FileStore::get(const std::string& key, std::vector<std::byte>* out) {

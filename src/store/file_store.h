@@ -28,8 +28,7 @@ class FileStore final : public ObjectStore {
   Status get_range(const std::string& key, uint64_t offset, uint64_t length,
                    std::vector<std::byte>* out) override;
   // One preadv2(RWF_NOWAIT): the kernel answers from its page cache or not at all.
-  Status get_range_cached(const std::string& key, uint64_t offset, uint64_t length,
-                          std::vector<std::byte>* out) override;
+  Result<uint64_t> get_range_cached(const std::string& key, uint64_t offset, std::span<std::byte> out) override;
   Status get(const std::string& key, std::vector<std::byte>* out) override;
   Result<ObjectInfo> head(const std::string& key) override;
   Status list(const std::string& prefix, std::vector<ObjectInfo>* out) override;
@@ -41,9 +40,6 @@ class FileStore final : public ObjectStore {
   explicit FileStore(std::string root) : root_(std::move(root)) {}
   // Validates `key` and returns its path; rejects "..", empty parts, leading '/'.
   Result<std::string> path_for(const std::string& key) const;
-  // get_range(), or with `cached_only` get_range_cached() but for its errors.
-  Status read_range(const std::string& key, uint64_t offset, uint64_t length, bool cached_only,
-                    std::vector<std::byte>* out);
   // Writes data to a fresh temp file beside `path`, fsynced; returns its name.
   Result<std::string> write_temp(const std::string& path, std::span<const std::byte> data);
 

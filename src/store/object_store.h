@@ -71,13 +71,15 @@ class ObjectStore {
   // Reads up to `length` bytes at `offset` into *out (resized to what was read).
   virtual Status get_range(const std::string& key, uint64_t offset, uint64_t length,
                            std::vector<std::byte>* out) = 0;
-  // get_range(), only if it can answer without waiting for a disk or the
-  // network: a local file whose pages the kernel holds. Anything else (pages
-  // not cached, an error, a store that cannot tell) is kUnavailable, and the
-  // caller does a get_range() where waiting is fine. For a reader that must
-  // not block (an NBD connection's reader thread).
-  virtual Status get_range_cached(const std::string& /*key*/, uint64_t /*offset*/, uint64_t /*length*/,
-                                  std::vector<std::byte>* /*out*/) {
+  // get_range() into `out` (up to out.size() bytes; fewer only where the
+  // object ends), only if it can answer without waiting for a disk or the
+  // network: a local file whose pages the kernel holds. Returns the bytes
+  // read. Anything else (pages not cached, an error, a store that cannot
+  // tell) is kUnavailable, and the caller does a get_range() where waiting is
+  // fine. For a reader that must not block (an NBD connection's reader
+  // thread); `out` is the caller's, so nothing is allocated or zeroed here.
+  virtual Result<uint64_t> get_range_cached(const std::string& /*key*/, uint64_t /*offset*/,
+                                            std::span<std::byte> /*out*/) {
     return Status::Unavailable("this store has no cached reads");
   }
   // Reads the whole object.
