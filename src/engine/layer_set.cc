@@ -66,18 +66,21 @@ BlockSource source_of(const meta::MappedExtent& row) {
   return src;
 }
 
+meta::MappedExtent row_of(uint64_t lba, uint64_t nblocks, const BlockSource& src) {
+  meta::MappedExtent x;
+  x.lba = lba;
+  x.nblocks = nblocks;
+  x.state = src.state;
+  x.seq = src.seq;
+  x.frame = src.frame;
+  x.block_in_frame = src.block_in_frame;
+  return x;
+}
+
 std::vector<meta::MappedExtent> index_rows(const ExtentMap<BlockSource>& map) {
   std::vector<meta::MappedExtent> rows;
   for (const auto& [lba, node] : map.entries()) {
-    if (node.value.buffered()) continue;
-    meta::MappedExtent x;
-    x.lba = lba;
-    x.nblocks = node.length;
-    x.state = node.value.state;
-    x.seq = node.value.seq;
-    x.frame = node.value.frame;
-    x.block_in_frame = node.value.block_in_frame;
-    rows.push_back(x);
+    if (!node.value.buffered()) rows.push_back(row_of(lba, node.length, node.value));
   }
   return rows;
 }
@@ -407,14 +410,7 @@ bool LayerSet::flatten_step(size_t max_extents, const std::function<bool(const L
             b.more = true;
             break;
           }
-          meta::MappedExtent x;
-          x.lba = it->first;
-          x.nblocks = it->second.length;
-          x.state = it->second.value.state;
-          x.seq = it->second.value.seq;
-          x.frame = it->second.value.frame;
-          x.block_in_frame = it->second.value.block_in_frame;
-          b.rows.push_back(x);
+          b.rows.push_back(row_of(it->first, it->second.length, it->second.value));
         }
       }
     }

@@ -139,6 +139,8 @@ BlockSource source_of(const meta::MappedExtent& row);
 
 // The index rows of a layer map (extents held in buffers have none).
 std::vector<meta::MappedExtent> index_rows(const ExtentMap<BlockSource>& map);
+// The index row of one extent [lba, lba+nblocks) mapped to `src` (not buffered).
+meta::MappedExtent row_of(uint64_t lba, uint64_t nblocks, const BlockSource& src);
 
 // What the index cache holds and has done (status, tests).
 struct IndexCacheStats {
