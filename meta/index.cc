@@ -158,18 +158,19 @@ Status Index::scan_from(uint64_t layer, uint64_t from, size_t limit,
   });
 }
 
-Result<uint64_t> Index::last_data_end(uint64_t layer) {
-  uint64_t end = 0;
+Result<std::map<uint64_t, uint64_t>> Index::last_data_ends() {
+  std::map<uint64_t, uint64_t> ends;
   Status st = with_reader([&](Db& db) {
-    auto s = db.prepare("SELECT lba + nblocks FROM extents WHERE layer=?1 AND state=0 ORDER BY lba DESC LIMIT 1");
+    auto s = db.prepare(
+        "SELECT id, COALESCE((SELECT lba + nblocks FROM extents WHERE layer=layers.id AND state=0"
+        " ORDER BY lba DESC LIMIT 1), 0) FROM layers");
     if (!s.ok()) return s.status();
-    s->bind(1, static_cast<int64_t>(layer));
     Status err;
-    if (s->step(&err)) end = static_cast<uint64_t>(s->col_int(0));
+    while (s->step(&err)) ends[static_cast<uint64_t>(s->col_int(0))] = static_cast<uint64_t>(s->col_int(1));
     return err;
   });
   if (!st.ok()) return st;
-  return end;
+  return ends;
 }
 
 Status Index::migrate() {

@@ -39,7 +39,7 @@
 //
 // Reading without waiting for writers. The engine keeps only part of the
 // extents in memory and reads the rest from here on demand (LayerSet), with
-// its own mutex held: those reads (load_range, scan_from, last_data_end) go
+// its own mutex held: those reads (load_range, scan_from, last_data_ends) go
 // through a second, read-only connection with a mutex of its own, so they
 // never queue behind a commit's fsync or a checkpoint copy. WAL gives that
 // connection the state of the last commit when each read starts. An
@@ -50,6 +50,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -142,8 +143,9 @@ class Index {
   // block `from`, in ascending order; *more says whether any is left.
   Status scan_from(uint64_t layer, uint64_t from, size_t limit, const std::function<void(const MappedExtent&)>& fn,
                    bool* more) EXCLUDES(reader_mu_, mu_);
-  // The block past `layer`'s last kData extent (0: none).
-  Result<uint64_t> last_data_end(uint64_t layer) EXCLUDES(reader_mu_, mu_);
+  // For every layer, the block past its last kData extent (0: none): one
+  // statement, one walk down the (layer, lba) key per layer.
+  Result<std::map<uint64_t, uint64_t>> last_data_ends() EXCLUDES(reader_mu_, mu_);
 
   // Every layer and root, for loading the in-memory maps and for the roots
   // record kept in object storage.

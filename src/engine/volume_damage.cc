@@ -185,14 +185,20 @@ Status Volume::settle_repair() {
 
 Status Volume::check_size_covers_data() {
   uint64_t end = 0, layer_id = 0;
+  // Paged layers: their rows' last data extents, all in one statement.
+  std::map<uint64_t, uint64_t> row_ends;
+  if (!opts_.ephemeral) {
+    auto ends = index_->last_data_ends();
+    if (!ends.ok()) return ends.status();
+    row_ends = std::move(*ends);
+  }
   {
     MutexLock lock(&layers_.mu());
     for (const auto& [id, layer] : layers_.by_id_locked()) {
-      if (layer->paged()) {  // one lookup from the top of the layer's rows
-        auto last = index_->last_data_end(id);
-        if (!last.ok()) return last.status();
-        if (*last * kBlockSize > end) {
-          end = *last * kBlockSize;
+      if (layer->paged()) {
+        auto last = row_ends.find(id);
+        if (last != row_ends.end() && last->second * kBlockSize > end) {
+          end = last->second * kBlockSize;
           layer_id = id;
         }
         continue;
