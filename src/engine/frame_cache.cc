@@ -22,6 +22,12 @@ FrameCache::Frame FrameCache::recheck(uint64_t seq, uint64_t offset) {
   return it->second->frame;
 }
 
+void FrameCache::count(uint64_t hits, uint64_t misses) {
+  MutexLock lock(&mu_);
+  hits_ += hits;
+  misses_ += misses;
+}
+
 void FrameCache::put(uint64_t seq, uint64_t offset, Frame frame) {
   if (capacity_ == 0 || !frame) return;
   MutexLock lock(&mu_);

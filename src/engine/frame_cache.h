@@ -34,6 +34,9 @@ class FrameCache {
   Frame get(uint64_t seq, uint64_t offset);
   // get() for a second look after a miss was counted (FrameFetcher): counts nothing.
   Frame recheck(uint64_t seq, uint64_t offset);
+  // Counts lookups made with recheck() that are to count after all (a read
+  // offered without waiting counts its lookups only once it is served).
+  void count(uint64_t hits, uint64_t misses);
   void put(uint64_t seq, uint64_t offset, Frame frame);
   uint64_t bytes() const;
   uint64_t hits() const;

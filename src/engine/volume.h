@@ -359,6 +359,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // `cached_only`: no waiting (FrameFetcher::fetch_cached); kUnavailable when
   // a frame would need it.
   Status fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch, bool cached_only = false);
+  // fetch_frames() of the frames the memory cache lacked, by segment.
+  Status fetch_missing(const std::map<uint64_t, std::vector<FrameRef>>& missing, FrameBatch* batch,
+                       bool cached_only);
   // Tells the stream detector about a read of `view` (a layer, or nullptr:
   // live) and starts the read-ahead it asks for.
   void read_ahead(const Layer* top, uint64_t offset, uint64_t length);

@@ -104,9 +104,15 @@ TEST_SUITE("engine.cached_read") {
     REQUIRE(v.ok());
     std::vector<std::byte> got(4096);
     const uint64_t gets_before = store->calls(FaultStore::kGetRange);
+    const VolumeStats before = (*v)->stats();
     CHECK_FALSE((*v)->read_if_cached(8192, got, nullptr));
     CHECK(store->calls(FaultStore::kGetRange) == gets_before);  // declining fetched nothing
     REQUIRE((*v)->read(8192, got).ok());
+    // The frame cache counts the read once: the declined offer counted nothing.
+    CHECK((*v)->stats().cache_misses == before.cache_misses + 1);
+    CHECK((*v)->stats().cache_hits == before.cache_hits);
+    REQUIRE((*v)->read_if_cached(8192, got, nullptr));
+    CHECK((*v)->stats().cache_hits == before.cache_hits + 1);
     check_same(**v, 8192, 4096);  // the frame is in the memory cache now
     // Writes not yet uploaded are in memory too; a hole needs nothing.
     const auto fresh = pattern(8192, 77);

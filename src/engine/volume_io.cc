@@ -95,16 +95,28 @@ Result<FrameCache::Frame> Volume::load_frame(uint64_t seq, const FrameRef& ref) 
 
 Status Volume::fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch, bool cached_only) {
   std::map<uint64_t, std::vector<FrameRef>> missing;  // seq -> frames the memory cache lacks
+  uint64_t hits = 0, misses = 0;
   for (const auto& [lba, nblocks, src] : pieces) {
     if (src.state != ExtentState::kData || src.buffered()) continue;
     const std::pair<uint64_t, uint64_t> id{src.seq, src.frame.offset};
     if (batch->count(id)) continue;
-    if (auto hit = cache_.get(src.seq, src.frame.offset)) {
+    // A read offered without waiting counts its lookups once it is served
+    // (below): one handed on to a worker is counted there, once.
+    if (auto hit = cached_only ? cache_.recheck(src.seq, src.frame.offset) : cache_.get(src.seq, src.frame.offset)) {
       (*batch)[id] = std::move(hit);
+      ++hits;
       continue;
     }
+    ++misses;
     missing[src.seq].push_back(src.frame);
   }
+  Status st = fetch_missing(missing, batch, cached_only);
+  if (cached_only && st.ok()) cache_.count(hits, misses);
+  return st;
+}
+
+Status Volume::fetch_missing(const std::map<uint64_t, std::vector<FrameRef>>& missing, FrameBatch* batch,
+                             bool cached_only) {
   std::vector<FrameWant> wants;
   for (auto& [seq, frames] : missing) {
     if (auto whole = store_->get_shared(segment_key(seq))) {  // the object is in memory: no GET, no copy
