@@ -130,6 +130,11 @@ h.shutdown()
 PYEOF
 
 mkfifo "$TMP/to_client"
+# The answers' file exists before the client starts: the client's shell opens
+# the FIFO first, and creates this file only once the `exec 7>` below has
+# opened the FIFO's other end, which may be after the first step's `wc -l`
+# has looked for it (seen once in CI on a loaded machine).
+: >"$TMP/from_client"
 "$SYSPYTHON" "$TMP/client.py" "$(nbd_uri)" <"$TMP/to_client" >"$TMP/from_client" 2>"$TMP/client.err" &
 CLIENT_PID=$!
 cleanup_fn kill "$CLIENT_PID"
