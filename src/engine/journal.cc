@@ -2,9 +2,9 @@
 // of chunks in wseq order (one append holds the turn at a time), moves to the
 // next chunk behind a pad when the head is full, makes appends durable with
 // group-commit fdatasyncs, frees chunks as release() says their records are in
-// object storage, and reports stats. Open recovers through journal_format.cc,
-// which holds everything about the files' format, and builds the writer's
-// state from what it found.
+// object storage, and reports stats. Open recovers through journal_format.cc
+// (the files' format; journal_recovery.cc reads the ring back) and builds the
+// writer's state from what it found.
 #include "src/engine/journal.h"
 
 #include <sys/uio.h>

@@ -2,14 +2,17 @@
 // checksums, the meta and start files, the ring of chunk files, and what Open
 // reads back from them (the live records under J1-J3, see "Opening"). The
 // format and the invariants are drawn in journal.h; this header is private
-// to journal.cc (the writer) and journal_format.cc (encoding, creating,
-// recovering, discarding): nothing else includes it.
+// to journal.cc (the writer), journal_format.cc (encoding, creating,
+// discarding) and journal_recovery.cc (reading the ring back at Open):
+// nothing else includes it.
 // Thread-safety: plain functions over the files they are given; the Journal
 // serialises its own calls (see journal.h).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,19 @@ struct Header {
 uint64_t record_bytes(const Header& h);
 // The header's kHeaderBytes bytes, its CRC32C filled in.
 std::vector<std::byte> encode_header(const Header& h);
+
+// Parses the record header at p (`avail` bytes to the end of its chunk;
+// only the header's kHeaderBytes need be at p). Returns "" and fills *h for
+// a well-formed header of this journal, else why not. *has_magic: whether
+// it at least starts with the record magic.
+std::string parse_header(const std::byte* p, uint64_t avail, uint64_t journal_id, Header* h, bool* has_magic);
+// "" when the payload matches the header's checksum, else why not.
+std::string check_payload(const Header& h, std::span<const std::byte> payload);
+// parse_header, then the payload's checksum: "" for a whole record.
+std::string parse_record(const std::byte* p, uint64_t avail, uint64_t journal_id, Header* h, bool* has_magic);
+// A header that fails to parse but was one once (its magic or its
+// journal_id is there): damage, or a record torn mid-write.
+bool looks_like_ours(const std::byte* p, uint64_t journal_id);
 
 // The meta file's fields.
 struct Meta {
@@ -80,6 +96,8 @@ struct LiveStart {
 
 // Writes `start` over the start file (pwrite, no fsync: see LiveStart).
 Status write_start(int fd, uint64_t journal_id, const LiveStart& start);
+// The start file in dir, when it is there, whole and of this journal.
+std::optional<LiveStart> read_start(const std::string& dir, uint64_t journal_id);
 
 // Where a live record Open returned sits (parallel to JournalRecovery::records).
 struct RecordAt {
