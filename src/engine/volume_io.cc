@@ -9,6 +9,21 @@
 
 namespace portalbd {
 
+namespace {
+
+// The blocks that bytes [offset, offset + length) touch, as resolve() takes them.
+struct BlockSpan {
+  uint64_t first = 0;
+  uint64_t count = 0;
+};
+
+BlockSpan blocks_of(uint64_t offset, uint64_t length) {
+  const uint64_t first = offset / kBlockSize;
+  return BlockSpan{first, (offset + length + kBlockSize - 1) / kBlockSize - first};
+}
+
+}  // namespace
+
 Status Volume::check_range(uint64_t offset, uint64_t length, bool for_write) const {
   if (for_write && opts_.read_only) return read_only_refusal("write");
   if (length == 0 || offset > size_bytes_ || length > size_bytes_ - offset) {
@@ -138,10 +153,9 @@ Status Volume::fetch_missing(const std::map<uint64_t, std::vector<FrameRef>>& mi
 void Volume::read_ahead(const Layer* top, uint64_t offset, uint64_t length) {
   const StreamDetector::Range r = streams_->observe(reinterpret_cast<uintptr_t>(top), offset, length);
   if (r.length == 0 || r.offset >= size_bytes_) return;
-  const uint64_t first = r.offset / kBlockSize;
-  const uint64_t last = (std::min(size_bytes_, r.offset + r.length) + kBlockSize - 1) / kBlockSize;
+  const BlockSpan b = blocks_of(r.offset, std::min(size_bytes_ - r.offset, r.length));
   std::vector<FrameWant> wants;
-  auto pieces = resolve(top, first, last - first);
+  auto pieces = resolve(top, b.first, b.count);
   if (!pieces.ok()) return;  // only a hint: the read itself reports the error
   for (const auto& [lba, nblocks, src] : *pieces) {
     if (src.state != ExtentState::kData || src.buffered()) continue;
@@ -190,20 +204,19 @@ Status Volume::read_described(uint64_t offset, std::span<std::byte> out, std::ve
 Status Volume::read_view(const Layer* top, uint64_t offset, std::span<std::byte> out,
                          std::vector<StatusExtent>* extents) {
   PBD_RETURN_IF_ERROR(check_range(offset, out.size(), false));
-  const uint64_t first = offset / kBlockSize;
-  const uint64_t last = (offset + out.size() + kBlockSize - 1) / kBlockSize;
+  const BlockSpan b = blocks_of(offset, out.size());
   // An ephemeral volume may overwrite buffered bytes in place: copy them out
   // under the same lock. (Its reads are memory copies; the store, if it holds
   // segments at all, is memory too.)
   if (opts_.ephemeral) {
     MutexLock lock(&layers_.mu());
-    auto pieces = resolve_locked(top, first, last - first);
+    auto pieces = resolve_locked(top, b.first, b.count);
     if (!pieces.ok()) return pieces.status();
     return read_pieces(*pieces, offset, out, extents);
   }
   // Read-ahead first, so its GETs start beside this read's own.
   if (streams_) read_ahead(top, offset, out.size());
-  auto pieces = resolve(top, first, last - first);
+  auto pieces = resolve(top, b.first, b.count);
   if (!pieces.ok()) return pieces.status();
   return read_pieces(*pieces, offset, out, extents);
 }
@@ -216,9 +229,8 @@ bool Volume::read_view_if_cached(const Layer* top, uint64_t offset, std::span<st
                                  std::vector<StatusExtent>* extents) {
   // Ephemeral reads copy under the engine mutex (read_view); their server runs them inline anyway.
   if (opts_.ephemeral || !check_range(offset, out.size(), false).ok()) return false;
-  const uint64_t first = offset / kBlockSize;
-  const uint64_t last = (offset + out.size() + kBlockSize - 1) / kBlockSize;
-  auto pieces = resolve(top, first, last - first);
+  const BlockSpan b = blocks_of(offset, out.size());
+  auto pieces = resolve(top, b.first, b.count);
   if (!pieces.ok() || !read_pieces(*pieces, offset, out, extents, true).ok()) return false;
   // Told only once served: a read handed on to read_view() is told there, once.
   if (streams_) read_ahead(top, offset, out.size());
@@ -411,10 +423,9 @@ Status Volume::block_status_view(const Layer* top, uint64_t offset, uint64_t len
   out->clear();
   PBD_RETURN_IF_ERROR(check_range(offset, length, false));
   const uint64_t end = offset + length;
-  const uint64_t first = offset / kBlockSize;
-  const uint64_t last = (end + kBlockSize - 1) / kBlockSize;
+  const BlockSpan b = blocks_of(offset, length);
   ExtentRun run(out, offset);
-  auto pieces = resolve(top, first, last - first);
+  auto pieces = resolve(top, b.first, b.count);
   if (!pieces.ok()) return pieces.status();
   for (const auto& [lba, nblocks, src] : *pieces) {
     run.emit(std::max(offset, lba * kBlockSize), ExtentState::kHole);
@@ -428,10 +439,9 @@ Status Volume::block_status_view(const Layer* top, uint64_t offset, uint64_t len
 
 Status Volume::prefetch(uint64_t offset, uint64_t length) {
   PBD_RETURN_IF_ERROR(check_range(offset, length, false));
-  const uint64_t first = offset / kBlockSize;
-  const uint64_t last = (offset + length + kBlockSize - 1) / kBlockSize;
+  const BlockSpan b = blocks_of(offset, length);
   FrameBatch batch;  // fetch_frames() also leaves what it fetched in the cache
-  auto pieces = resolve(nullptr, first, last - first);
+  auto pieces = resolve(nullptr, b.first, b.count);
   if (!pieces.ok()) return pieces.status();
   return fetch_frames(*pieces, &batch);
 }
