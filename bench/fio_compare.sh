@@ -5,7 +5,8 @@
 #   pf  portalbd file:// (temp dir)  qn  qemu-nbd on a fresh qcow2, --cache=writeback
 # Jobs: seq 1 MiB write / read (iodepth 8), 4 KiB randwrite / randread
 # (iodepth 32), 4 KiB randwrite with fsync every 32 writes, 70/30 4 KiB randrw;
-# on request (JOBS), randread_qd1: 4 KiB random reads one at a time (latency).
+# on request (JOBS), randread_qd1 and randwrite_qd1: 4 KiB random reads or
+# writes one at a time (latency).
 # seqwrite writes the first SIZE_MIB of the device once (so later reads find
 # data, not holes); every other job is time-bounded (RUNTIME s) over that range.
 #
@@ -64,6 +65,7 @@ job_args() {  # JOB
     randwrite) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
     randread) echo "--rw=randread --bs=4k --iodepth=32" ;;
     randread_qd1) echo "--rw=randread --bs=4k --iodepth=1" ;;
+    randwrite_qd1) echo "--rw=randwrite --bs=4k --iodepth=1" ;;
     randwrite_fsync32) echo "--rw=randwrite --bs=4k --iodepth=32 --fsync=32" ;;
     randrw_70_30) echo "--rw=randrw --rwmixread=70 --bs=4k --iodepth=32" ;;
     *) echo "fio_compare: unknown job $1" >&2; exit 2 ;;

@@ -28,6 +28,8 @@
 #           zeroing runs during the test), initdb --no-sync (setup, not
 #           measured), pgbench -i -s 10, then pgbench -c 4 -j 2 -T PGBENCH_S.
 #           PGBENCH=0 skips it (the run is then ~3 minutes instead of ~9).
+#           Also shown: the server's and nbdfuse's CPU time per transaction
+#           and how idle the machine was during the timed run.
 #
 # One repetition: ratios against qemu-nbd are from minutes apart on one
 # machine; quote them with the load average printed in the header.
@@ -37,7 +39,8 @@
 #        needs s3rver from `make deps`)
 # Env: BUILD (default build), RUNTIME (15), FILL_MIB (512), PGBENCH (1),
 #      PGBENCH_S (30), LATENCY_MS (25), BANDWIDTH_MIB_S (80), TARGETS (subset of
-#      "qn s3j s3 fj f", in order), OUT (write the markdown tables there too).
+#      "qn s3j s3 fj f", in order), PHASES (subset of "fsync fill pgbench"),
+#      OUT (write the markdown tables there too).
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$TOP/build}
@@ -48,6 +51,7 @@ PGBENCH_S=${PGBENCH_S:-30}
 LATENCY_MS=${LATENCY_MS:-25}
 BANDWIDTH_MIB_S=${BANDWIDTH_MIB_S:-80}
 TARGETS=${TARGETS:-"qn s3j s3 fj f"}
+PHASES=${PHASES:-"fsync fill pgbench"}
 OUT=${OUT:-}
 S3RVER=${S3RVER:-$TOP/build/node/node_modules/.bin/s3rver}
 [ -x "$S3RVER" ] || S3RVER=$BUILD/node/node_modules/.bin/s3rver
@@ -186,6 +190,9 @@ start_target() {  # TARGET PHASE
   fi
 }
 stop_target() { stop_servers; }
+# CPU ticks (user + system) a process has used so far; idle ticks of the machine.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+idle_ticks() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }
 
 # Seconds until portalbd TARGET has nothing dirty (0 for qemu-nbd).
 drain_s() {  # TARGET
@@ -267,11 +274,16 @@ phase_pgbench() {
     as_pg "$PGBIN/pgbench -h $sock -q -i -s 10 postgres" >>"$TMP/pg.$t.out" 2>&1 ||
       { cat "$TMP/pg.$t.out" >&2; exit 1; }
     init_s=$(python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$t0")
+    local srv0 fuse0 idle0 srv1 fuse1 idle1
+    srv0=$(cpu_ticks "${PID[$t]}"); fuse0=$(cpu_ticks "$(cat "$TMP/nbdfuse.pid")"); idle0=$(idle_ticks)
     as_pg "$PGBIN/pgbench -h $sock -c 4 -j 2 -T $PGBENCH_S postgres" >"$TMP/pgbench.$t.out" 2>&1 ||
       { cat "$TMP/pgbench.$t.out" >&2; exit 1; }
-    awk -v t="$t" -v i="$init_s" -v l="$(loadavg | cut -d' ' -f1)" '
+    srv1=$(cpu_ticks "${PID[$t]}"); fuse1=$(cpu_ticks "$(cat "$TMP/nbdfuse.pid")"); idle1=$(idle_ticks)
+    awk -v t="$t" -v i="$init_s" -v l="$(loadavg | cut -d' ' -f1)" -v hz="$(getconf CLK_TCK)" -v ncpu="$(nproc)" \
+      -v srv=$((srv1 - srv0)) -v fuse=$((fuse1 - fuse0)) -v idle=$((idle1 - idle0)) -v secs="$PGBENCH_S" '
       /^tps = / { tps = $3 } /^latency average/ { lat = $4 } /^number of transactions actually processed/ { n = $NF }
-      END { printf "pgbench %s tps=%s lat=%s txns=%s init=%s load=%s\n", t, tps, lat, n, i, l }' \
+      END { printf "pgbench %s tps=%s lat=%s txns=%s init=%s load=%s srv_us=%.0f fuse_us=%.0f idle=%.0f\n", t, tps, lat, n, i, l,
+            srv / hz * 1e6 / n, fuse / hz * 1e6 / n, 100 * idle / hz / (secs * ncpu) }' \
       "$TMP/pgbench.$t.out" >>"$TMP/results"
     echo "  $(tail -1 "$TMP/results")" >&2
     unmount_all
@@ -281,11 +293,16 @@ phase_pgbench() {
 
 started=$(date +%s)
 load_start=$(loadavg)
-echo "$BENCH: fsync phase ($RUNTIME s per target)" >&2
-phase_fsync
-echo "$BENCH: fill phase ($FILL_MIB MiB)" >&2
-phase_fill
-if [ "$PGBENCH" = 1 ]; then
+has_phase() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
+if has_phase fsync; then
+  echo "$BENCH: fsync phase ($RUNTIME s per target)" >&2
+  phase_fsync
+fi
+if has_phase fill; then
+  echo "$BENCH: fill phase ($FILL_MIB MiB)" >&2
+  phase_fill
+fi
+if [ "$PGBENCH" = 1 ] && has_phase pgbench; then
   echo "$BENCH: pgbench phase ($PGBENCH_S s per target)" >&2
   phase_pgbench
 fi
@@ -353,12 +370,14 @@ if pg:
     print()
     print("**pgbench, scale 10, 4 clients, PostgreSQL 15 on ext4 over nbdfuse + loop**")
     print()
-    print("| target | TPS | latency avg ms | TPS / qemu-nbd | pgbench -i s | load |")
-    print("|---|---|---|---|---|---|")
+    print("| target | TPS | latency avg ms | TPS / qemu-nbd | server CPU µs / txn | nbdfuse CPU µs / txn | CPU idle % | pgbench -i s | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
     qt = val("pgbench", "qn", "tps")
     for t in pg:
+        r = rows[('pgbench', t)]
         print(f"| {names[t]} | {val('pgbench', t, 'tps'):.1f} | {val('pgbench', t, 'lat'):.2f} | "
-              f"{ratio(val('pgbench', t, 'tps'), qt)} | {rows[('pgbench', t)]['init']} | {rows[('pgbench', t)]['load']} |")
+              f"{ratio(val('pgbench', t, 'tps'), qt)} | {r.get('srv_us', '-')} | {r.get('fuse_us', '-')} | {r.get('idle', '-')} | "
+              f"{r['init']} | {r['load']} |")
     if ("pgbench", "s3j") in rows and ("pgbench", "qn") in rows:
         r = val("pgbench", "s3j", "tps") / qt
         target(f"pgbench: s3:// + journal >= 0.8x qemu-nbd ({r:.2f}x)", r >= 0.8)
