@@ -155,6 +155,12 @@ void Connection::request_loop(const Session& session, Transport& io) {
     }
 
     if (runs_inline(r, *session.device)) {
+      // A sync of the local journal waits a little. Held answers to reads go
+      // out first; answers to writes ride with the FLUSH's, in one send: their
+      // client is most likely waiting for the FLUSH too (a filesystem's
+      // fsync), and one wake-up of it costs less than two.
+      const bool syncs = r.type == proto::kCmdFlush || (r.flags & proto::kCmdFlagFua) != 0;
+      if (syncs && !session.device->flush_is_free() && out.holds_read_data() && !out.flush_held()) break;
       const bool sent = execute_request(inline_ctx, r, std::move(payload));
       payload_claim.reset();
       if (!sent) break;
@@ -282,10 +288,15 @@ bool Connection::runs_inline(const Request& r, const BlockDevice& device) {
   // so do small reads when they are memory copies. Big reads still go to the
   // workers, which copy and send several of them side by side. (Small reads
   // on other devices are offered to read_if_cached() before the hand-off.)
+  // A FLUSH, and FUA on small requests, that cost one fdatasync of the local
+  // journal run here too: the sync is shorter than a worker's wake-up and
+  // the answer's trip back, and a database waits for each one.
   if (r.type == proto::kCmdRead) return device.reads_from_memory() && r.length <= kMaxInlineReadBytes;
   const bool buffered = r.type == proto::kCmdWrite || r.type == proto::kCmdTrim || r.type == proto::kCmdWriteZeroes;
   if (device.flush_is_free()) return buffered || r.type == proto::kCmdFlush;
-  return buffered && (r.flags & proto::kCmdFlagFua) == 0;
+  if (r.type == proto::kCmdFlush) return device.flush_is_local();
+  if ((r.flags & proto::kCmdFlagFua) == 0) return buffered;
+  return buffered && r.length <= kMaxInlineReadBytes && device.flush_is_local();
 }
 
 uint64_t Connection::cost_bytes(const Request& r) {

@@ -14,9 +14,9 @@
 // thus in roughly the order of answers, not of arrival.
 //
 // Pipelining: the reader thread parses and runs the requests that cost less
-// than a hand-off (runs_inline: buffered writes, and small reads and FLUSH on
-// a device that serves them from memory), holding their replies to send in
-// one batch; up to `workers_per_connection` worker threads (started as the
+// than a hand-off (runs_inline: buffered writes, small reads and FLUSH on a
+// device that serves them from memory, FLUSH and small FUA requests that
+// sync a local journal), holding their replies to send in one batch; up to `workers_per_connection` worker threads (started as the
 // queue outgrows the idle ones) execute the rest in
 // parallel and reply out of order through the ReplyWriter. Back-pressure:
 // the reader stops taking new requests while the in-flight READ/WRITE bytes

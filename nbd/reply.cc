@@ -48,6 +48,7 @@ bool ReplyWriter::simple_held(uint64_t cookie, uint32_t error, std::span<const s
   store_be64(header + 8, cookie);
   append(&held_, header);
   if (error == 0) append(&held_, data);
+  held_read_data_ |= error == 0 && !data.empty();
   ++held_count_;
   return true;
 }
@@ -60,6 +61,7 @@ bool ReplyWriter::structured_held(uint64_t cookie, const std::vector<Chunk>& chu
     append(&held_, chunk_header(cookie, c.type, i + 1 == chunks.size(), c.fields.size() + c.data.size()));
     append(&held_, c.fields);
     append(&held_, c.data);
+    held_read_data_ |= c.type == proto::kReplyTypeOffsetData || c.type == proto::kReplyTypeOffsetHole;
   }
   ++held_count_;
   return true;
@@ -71,6 +73,7 @@ bool ReplyWriter::flush_held() {
   const bool ok = send(iov);
   held_.clear();
   held_count_ = 0;
+  held_read_data_ = false;
   return ok;
 }
 

@@ -53,6 +53,9 @@ class ReplyWriter {
   bool flush_held();
   size_t held() const { return held_count_; }            // replies
   size_t held_bytes() const { return held_.size(); }     // their encoded size
+  // Whether a held reply answers a READ with data (or a hole): one another
+  // reader may be waiting for, unlike the replies to writes.
+  bool holds_read_data() const { return held_read_data_; }
 
   bool broken() const { return broken_.load(std::memory_order_relaxed); }
 
@@ -71,6 +74,7 @@ class ReplyWriter {
   // Encoded replies not sent yet, and how many; the holding thread's.
   std::vector<std::byte> held_;
   size_t held_count_ = 0;
+  bool held_read_data_ = false;
 };
 
 }  // namespace portalbd::nbd

@@ -286,6 +286,70 @@ TEST_SUITE("nbd.pipeline") {
     }
   }
 
+  TEST_CASE("FLUSH and small FUA writes that sync a local journal run on the reader thread; others on a worker") {
+    for (const bool local : {true, false}) {
+      CAPTURE(local);
+      ServerFixture f;
+      f.disk->local_flush = local;
+      NbdHandle h = f.connect("disk");
+      REQUIRE(h);
+      std::vector<std::byte> small(4096), big(128 * 1024);
+      // Plain writes always run on the reader: the thread to compare with.
+      REQUIRE(nbd_pwrite(h.get(), small.data(), small.size(), 0, 0) == 0);
+      REQUIRE(nbd_flush(h.get(), 0) == 0);
+      auto t = f.disk->last_threads();
+      CHECK((t.flush == t.write) == local);
+      REQUIRE(nbd_pwrite(h.get(), small.data(), small.size(), 0, LIBNBD_CMD_FLAG_FUA) == 0);
+      t = f.disk->last_threads();
+      CHECK((t.fua_write == t.write) == local);
+      // A big FUA write could go to storage directly: always a worker's.
+      REQUIRE(nbd_pwrite(h.get(), big.data(), big.size(), 0, LIBNBD_CMD_FLAG_FUA) == 0);
+      t = f.disk->last_threads();
+      CHECK(t.fua_write != t.write);
+      CHECK(f.disk->flushes == 1);
+      CHECK(f.disk->fua_count == 2);
+    }
+  }
+
+  TEST_CASE("replies the reader holds go out before a FLUSH it runs waits for its sync") {
+    // The reader is held in a 64 KiB write while a small READ (served from
+    // cache, its reply held) and a FLUSH arrive; the FLUSH then waits, on the
+    // reader, until the client has the READ's answer (or 5 s pass).
+    ServerFixture f;
+    f.disk->local_flush = true;
+    f.disk->cached_reads_every = 1;
+    std::atomic<bool> read_answered{false}, flush_waited_out{false};
+    f.disk->on_flush = [&] {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (!read_answered.load()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          flush_waited_out = true;
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    };
+    NbdHandle h = f.connect("disk");
+    REQUIRE(h);
+    auto data = pattern(64 * 1024, 7);
+    f.disk->close_gate(/*min_bytes=*/64 * 1024);
+    REQUIRE(nbd_aio_pwrite(h.get(), data.data(), data.size(), 0, NBD_NULL_COMPLETION, 0) > 0);
+    for (int i = 0; i < 400 && f.disk->waiting_at_gate() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(f.disk->waiting_at_gate() == 1);
+    std::vector<std::byte> buf(4096);
+    const int64_t read = nbd_aio_pread(h.get(), buf.data(), buf.size(), 0, NBD_NULL_COMPLETION, 0);
+    REQUIRE(read > 0);
+    const int64_t flush = nbd_aio_flush(h.get(), NBD_NULL_COMPLETION, 0);
+    REQUIRE(flush > 0);
+    f.disk->open_gate();
+    while (nbd_aio_command_completed(h.get(), read) == 0) REQUIRE(nbd_poll(h.get(), -1) != -1);
+    read_answered = true;
+    while (nbd_aio_command_completed(h.get(), flush) == 0) REQUIRE(nbd_poll(h.get(), -1) != -1);
+    CHECK_FALSE(flush_waited_out.load());
+    CHECK(std::memcmp(buf.data(), data.data(), buf.size()) == 0);
+    CHECK(f.disk->cached_reads_served == 1);
+  }
+
   TEST_CASE("replies may overtake: a fast FLUSH answers before a slow READ") {
     ServerFixture f;
     NbdHandle h = f.connect("disk");

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -52,6 +53,7 @@ class MemoryDevice : public BlockDevice {
     mark(offset, in.size(), ExtentState::kData, false);
     ++mutations;
     fua_count += fua;
+    (fua ? last_fua_write_thread_ : last_write_thread_) = std::this_thread::get_id();
     return Status::OK();
   }
   Status trim(uint64_t offset, uint64_t length, bool fua) override {
@@ -77,6 +79,7 @@ class MemoryDevice : public BlockDevice {
     return Status::OK();
   }
   bool flush_is_free() const override { return free_flush.load(); }
+  bool flush_is_local() const override { return local_flush.load(); }
   bool reads_from_memory() const override { return memory_reads.load(); }
   // With cached_reads_every = n > 0, every n-th offer is served (the bytes
   // read() gives, the extents block_status() gives; never when a failure is
@@ -97,9 +100,11 @@ class MemoryDevice : public BlockDevice {
     return true;
   }
   Status flush() override {
+    if (on_flush) on_flush();
     MutexLock lock(&mu_);
     if (take_failure()) return fail_with_;
     ++flushes;
+    last_flush_thread_ = std::this_thread::get_id();
     return Status::OK();
   }
   // The ticket: how many writes, trims and zeroes were done when it was taken.
@@ -172,6 +177,18 @@ class MemoryDevice : public BlockDevice {
     return flush_tickets;
   }
   std::atomic<bool> free_flush{false};  // what flush_is_free() answers
+  std::atomic<bool> local_flush{false};  // what flush_is_local() answers
+  // Called at the start of every flush(), outside the device's lock; set
+  // before the device serves.
+  std::function<void()> on_flush;
+  // The threads that ran the last plain write, FUA write and flush.
+  struct Threads {
+    std::thread::id write, fua_write, flush;
+  };
+  Threads last_threads() {
+    MutexLock lock(&mu_);
+    return Threads{last_write_thread_, last_fua_write_thread_, last_flush_thread_};
+  }
   std::atomic<bool> memory_reads{false};  // what reads_from_memory() answers
   std::atomic<int> cached_reads_every{0};  // see read_if_cached()
   std::atomic<int> cached_read_offers{0}, cached_reads_served{0};
@@ -213,6 +230,8 @@ class MemoryDevice : public BlockDevice {
   std::vector<ExtentState> state_ GUARDED_BY(mu_);
   Status fail_with_ GUARDED_BY(mu_);
   int failures_left_ GUARDED_BY(mu_) = 0;
+  std::thread::id last_write_thread_ GUARDED_BY(mu_), last_fua_write_thread_ GUARDED_BY(mu_),
+      last_flush_thread_ GUARDED_BY(mu_);
   std::atomic<int64_t> delay_ms_{0};
   Mutex gate_mu_;
   CondVar gate_cv_;

@@ -105,6 +105,12 @@ class BlockDevice {
   // with the process): a server may then run them where it runs plain
   // writes, without a hand-off to another thread.
   virtual bool flush_is_free() const { return false; }
+  // True when flush() and FUA, as things stand, cost one local fdatasync and
+  // wait for no upload (a volume with a local journal): a server may run them
+  // on its reader thread, as a short wait beats a hand-off to another thread.
+  // A hint: it may turn false just after, and such a flush then takes longer,
+  // never less care.
+  virtual bool flush_is_local() const { return false; }
   // True when a read never waits for storage, because everything the device
   // holds is in this process's memory: a server may then run small reads
   // where it runs plain writes, without a hand-off to another thread.

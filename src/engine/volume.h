@@ -197,6 +197,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   FlushTicket flush_ticket() override;
   Status flush_through(FlushTicket ticket) override;
   bool flush_is_free() const override { return opts_.ephemeral; }
+  bool flush_is_local() const override;
   bool reads_from_memory() const override { return opts_.ephemeral; }
   bool read_if_cached(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) override;
   Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) override;

@@ -222,6 +222,12 @@ uint64_t Volume::journal_ticket() {
   return pipeline_.last_wseq_locked();
 }
 
+bool Volume::flush_is_local() const {
+  // journal_sync() uploads first only while a write that skipped the journal
+  // is not committed.
+  return journal_ != nullptr && journal_direct_wseq_.load() <= journal_->released_wseq();
+}
+
 Status Volume::journal_sync(FlushTicket ticket) {
   // Every write answered before the FLUSH has appended (a write is answered
   // only after), and appends go in wseq order: so the newest appended covers

@@ -71,6 +71,7 @@ TEST_SUITE("engine.journal_volume") {
     from_storage.journal_dir = "";
     auto s = Volume::Open(store, from_storage);
     REQUIRE(s.ok());
+    CHECK_FALSE((*s)->flush_is_local());  // without a journal a FLUSH uploads
     CHECK(first_byte(**s, 9 * 4096) == 10);
     CHECK(first_byte(**s, 3 * 4096) == 0);
     CHECK(first_byte(**s, 20 * 4096) == 42);
@@ -86,12 +87,15 @@ TEST_SUITE("engine.journal_volume") {
       auto v = Volume::Open(store, o);
       REQUIRE(v.ok());
       REQUIRE((*v)->write(0, block(1), false).ok());
+      CHECK((*v)->flush_is_local());  // a FLUSH now is a journal sync
       REQUIRE((*v)->flush().ok());
       CHECK(segments_in(*store) == 0);  // a small write: durable in the journal
       REQUIRE((*v)->write(1 << 20, large, false).ok());
+      CHECK_FALSE((*v)->flush_is_local());  // ... until the large one is uploaded
       REQUIRE((*v)->write(4096, block(2), false).ok());
       REQUIRE((*v)->flush().ok());
       CHECK(segments_in(*store) >= 1);  // the large one is durable in storage
+      CHECK((*v)->flush_is_local());
       CHECK((*v)->stats().journal_direct_writes == 1);
       REQUIRE((*v)->write(8192, block(3), false).ok());
       REQUIRE((*v)->flush().ok());
@@ -154,6 +158,7 @@ TEST_SUITE("engine.journal_volume") {
     from_storage.journal_dir = "";
     auto s = Volume::Open(store, from_storage);
     REQUIRE(s.ok());
+    CHECK_FALSE((*s)->flush_is_local());  // without a journal a FLUSH uploads
     for (uint8_t i = 0; i < 6; ++i) CHECK(first_byte(**s, i * 4096ull) == i + 1);
     CHECK(first_byte(**s, 7 * 4096) == 77);
   }
