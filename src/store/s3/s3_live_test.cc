@@ -232,7 +232,14 @@ TEST_SUITE("s3.live" * doctest::skip()) {
     }
     for (const auto& w : what) MESSAGE("failed: " << w);
     CHECK(failures.load() == 0);
-    CHECK(store->connections_created() <= kThreads + 1);  // one per concurrent request, reused after
+    // One connection per concurrent request, reused after; but a transport
+    // error drops its connection (it may be half-dead) and the retry opens
+    // another, so each retry may add one (a server may close a keep-alive
+    // connection as it is reused: Node's, under s3rver, after 5 s idle).
+    const S3MetricsSnapshot m = store->s3_metrics();
+    INFO("connections_created=" << store->connections_created() << " retries=" << m.retries
+                                << " requests=" << m.requests_total());
+    CHECK(store->connections_created() <= kThreads + 1 + m.retries);
     std::vector<ObjectInfo> listed;
     REQUIRE(store->list("", &listed).ok());
     CHECK(listed.size() == kThreads * kOps);
