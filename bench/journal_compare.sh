@@ -327,11 +327,12 @@ checks = []
 def target(text, ok):
     checks.append(f"- {text}: {'met' if ok else 'MISSED'}")
 
-print("**4 KiB random write, fsync=1, iodepth 1** (fio ioengine=nbd)")
-print()
-print("| target | IOPS | fsync p50 ms | fsync p99 ms | IOPS / qemu-nbd | p50 / qemu-nbd | p99 / qemu-nbd | store PUTs | load |")
-print("|---|---|---|---|---|---|---|---|---|")
 q = {k: val("fsync", "qn", k) for k in ("iops", "p50", "p99")}
+if any(("fsync", t) in rows for t in targets):
+    print("**4 KiB random write, fsync=1, iodepth 1** (fio ioengine=nbd)")
+    print()
+    print("| target | IOPS | fsync p50 ms | fsync p99 ms | IOPS / qemu-nbd | p50 / qemu-nbd | p99 / qemu-nbd | store PUTs | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
 for t in targets:
     if ("fsync", t) not in rows:
         continue
@@ -348,7 +349,8 @@ if ("fsync", "fj") in rows and ("fsync", "qn") in rows:
 
 fill = [t for t in targets if ("fill", t) in rows]
 if fill:
-    print()
+    if any(("fsync", t) in rows for t in targets):
+        print()
     print("**Fresh sequential fill, 1 MiB writes, iodepth 8, no fsync** (fio ioengine=nbd)")
     print()
     print("| target | MiB/s | / qemu-nbd | fio s | s until uploaded after fio | load |")
