@@ -28,8 +28,10 @@
 #           zeroing runs during the test), initdb --no-sync (setup, not
 #           measured), pgbench -i -s 10, then pgbench -c 4 -j 2 -T PGBENCH_S.
 #           PGBENCH=0 skips it (the run is then ~3 minutes instead of ~9).
-#           Also shown: the server's and nbdfuse's CPU time per transaction
-#           and how idle the machine was during the timed run.
+#           Also shown: the server's and nbdfuse's CPU time per transaction,
+#           how idle the machine was during the timed run, and (portalbd only,
+#           from its metrics) the time the server spent on requests per
+#           transaction, FLUSH alone in brackets: its share of the latency.
 #
 # One repetition: ratios against qemu-nbd are from minutes apart on one
 # machine; quote them with the load average printed in the header.
@@ -165,13 +167,13 @@ start_target() {  # TARGET PHASE
     s3j | s3)
       local j=off
       [ "$t" = s3j ] && j=on
-      PB_EXTRA="--journal $j" start_portalbd "$t" "s3://$BUCKET/$t-$2"
+      PB_EXTRA="--journal $j --metrics-address 127.0.0.1:$METRICS_PORT" start_portalbd "$t" "s3://$BUCKET/$t-$2"
       ;;
     fj | f)
       local j=off
       [ "$t" = fj ] && j=on
       mkdir -p "$TMP/$t.data"
-      PB_EXTRA="--journal $j" start_portalbd "$t" "file://$TMP/$t.data"
+      PB_EXTRA="--journal $j --metrics-address 127.0.0.1:$METRICS_PORT" start_portalbd "$t" "file://$TMP/$t.data"
       ;;
   esac
   local i
@@ -190,6 +192,17 @@ start_target() {  # TARGET PHASE
   fi
 }
 stop_target() { stop_servers; }
+# portalbd serves Prometheus metrics here: the pgbench phase reads how long
+# the server spent on requests, by command.
+METRICS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Seconds portalbd spent on NBD requests so far (dispatch to reply), all
+# commands and FLUSH alone; "- -" for qemu-nbd.
+server_seconds() {  # TARGET
+  [ "$1" != qn ] || { echo "- -"; return; }
+  curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | awk '
+    /^portalbd_nbd_request_duration_seconds_sum/ { all += $2; if ($0 ~ /command="flush"/) flush += $2 }
+    END { printf "%.6f %.6f\n", all, flush }'
+}
 # CPU ticks (user + system) a process has used so far; idle ticks of the machine.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 idle_ticks() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }
@@ -275,15 +288,23 @@ phase_pgbench() {
       { cat "$TMP/pg.$t.out" >&2; exit 1; }
     init_s=$(python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$t0")
     local srv0 fuse0 idle0 srv1 fuse1 idle1
+    local busy0 busy1
     srv0=$(cpu_ticks "${PID[$t]}"); fuse0=$(cpu_ticks "$(cat "$TMP/nbdfuse.pid")"); idle0=$(idle_ticks)
+    busy0=$(server_seconds "$t")
     as_pg "$PGBIN/pgbench -h $sock -c 4 -j 2 -T $PGBENCH_S postgres" >"$TMP/pgbench.$t.out" 2>&1 ||
       { cat "$TMP/pgbench.$t.out" >&2; exit 1; }
     srv1=$(cpu_ticks "${PID[$t]}"); fuse1=$(cpu_ticks "$(cat "$TMP/nbdfuse.pid")"); idle1=$(idle_ticks)
+    busy1=$(server_seconds "$t")
     awk -v t="$t" -v i="$init_s" -v l="$(loadavg | cut -d' ' -f1)" -v hz="$(getconf CLK_TCK)" -v ncpu="$(nproc)" \
-      -v srv=$((srv1 - srv0)) -v fuse=$((fuse1 - fuse0)) -v idle=$((idle1 - idle0)) -v secs="$PGBENCH_S" '
+      -v srv=$((srv1 - srv0)) -v fuse=$((fuse1 - fuse0)) -v idle=$((idle1 - idle0)) -v secs="$PGBENCH_S" \
+      -v busy0="$busy0" -v busy1="$busy1" '
       /^tps = / { tps = $3 } /^latency average/ { lat = $4 } /^number of transactions actually processed/ { n = $NF }
-      END { printf "pgbench %s tps=%s lat=%s txns=%s init=%s load=%s srv_us=%.0f fuse_us=%.0f idle=%.0f\n", t, tps, lat, n, i, l,
-            srv / hz * 1e6 / n, fuse / hz * 1e6 / n, 100 * idle / hz / (secs * ncpu) }' \
+      END {
+        split(busy0, b0, " "); split(busy1, b1, " ")
+        busy = b0[1] == "-" ? "-" : sprintf("%.0f", (b1[1] - b0[1]) * 1e6 / n)
+        fl = b0[2] == "-" ? "-" : sprintf("%.0f", (b1[2] - b0[2]) * 1e6 / n)
+        printf "pgbench %s tps=%s lat=%s txns=%s init=%s load=%s srv_us=%.0f fuse_us=%.0f idle=%.0f busy_us=%s flush_us=%s\n",
+               t, tps, lat, n, i, l, srv / hz * 1e6 / n, fuse / hz * 1e6 / n, 100 * idle / hz / (secs * ncpu), busy, fl }' \
       "$TMP/pgbench.$t.out" >>"$TMP/results"
     echo "  $(tail -1 "$TMP/results")" >&2
     unmount_all
@@ -372,14 +393,15 @@ if pg:
     print()
     print("**pgbench, scale 10, 4 clients, PostgreSQL 15 on ext4 over nbdfuse + loop**")
     print()
-    print("| target | TPS | latency avg ms | TPS / qemu-nbd | server CPU µs / txn | nbdfuse CPU µs / txn | CPU idle % | pgbench -i s | load |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| target | TPS | latency avg ms | TPS / qemu-nbd | server CPU µs / txn | nbdfuse CPU µs / txn | CPU idle % | "
+          "server time µs / txn (FLUSH) | pgbench -i s | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     qt = val("pgbench", "qn", "tps")
     for t in pg:
         r = rows[('pgbench', t)]
         print(f"| {names[t]} | {val('pgbench', t, 'tps'):.1f} | {val('pgbench', t, 'lat'):.2f} | "
               f"{ratio(val('pgbench', t, 'tps'), qt)} | {r.get('srv_us', '-')} | {r.get('fuse_us', '-')} | {r.get('idle', '-')} | "
-              f"{r['init']} | {r['load']} |")
+              f"{r.get('busy_us', '-')} ({r.get('flush_us', '-')}) | {r['init']} | {r['load']} |")
     if ("pgbench", "s3j") in rows and ("pgbench", "qn") in rows:
         r = val("pgbench", "s3j", "tps") / qt
         target(f"pgbench: s3:// + journal >= 0.8x qemu-nbd ({r:.2f}x)", r >= 0.8)
