@@ -289,8 +289,8 @@ bool Connection::runs_inline(const Request& r, const BlockDevice& device) {
   // workers, which copy and send several of them side by side. (Small reads
   // on other devices are offered to read_if_cached() before the hand-off.)
   // A FLUSH, and FUA on small requests, that cost one fdatasync of the local
-  // journal run here too: the sync is shorter than a worker's wake-up and
-  // the answer's trip back, and a database waits for each one.
+  // journal run here too: a database waits for each one, and a hand-off to a
+  // worker and back would add two thread wake-ups to the sync.
   if (r.type == proto::kCmdRead) return device.reads_from_memory() && r.length <= kMaxInlineReadBytes;
   const bool buffered = r.type == proto::kCmdWrite || r.type == proto::kCmdTrim || r.type == proto::kCmdWriteZeroes;
   if (device.flush_is_free()) return buffered || r.type == proto::kCmdFlush;
