@@ -424,6 +424,9 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // record is replayed across a layer change.
   Status upload_everything_locked() REQUIRES(pipeline_.upload_mu());
   Status journal_sync(FlushTicket ticket);
+  // Whether a write that went to storage only is not committed yet: a FLUSH
+  // on the journal must then upload first (journal_sync, flush_is_local).
+  bool direct_write_pending() const;
 
   const std::shared_ptr<ObjectStore> store_;
   const VolumeOptions opts_;

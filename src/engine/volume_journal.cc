@@ -222,11 +222,9 @@ uint64_t Volume::journal_ticket() {
   return pipeline_.last_wseq_locked();
 }
 
-bool Volume::flush_is_local() const {
-  // journal_sync() uploads first only while a write that skipped the journal
-  // is not committed.
-  return journal_ != nullptr && journal_direct_wseq_.load() <= journal_->released_wseq();
-}
+bool Volume::direct_write_pending() const { return journal_direct_wseq_.load() > journal_->released_wseq(); }
+
+bool Volume::flush_is_local() const { return journal_ != nullptr && !direct_write_pending(); }
 
 Status Volume::journal_sync(FlushTicket ticket) {
   // Every write answered before the FLUSH has appended (a write is answered
@@ -244,9 +242,7 @@ Status Volume::journal_sync(FlushTicket ticket) {
   // A write that went to storage only is durable once its segment commits,
   // which also releases the journal up to it: upload first (everything
   // buffered, as a FLUSH without the journal does).
-  if (journal_direct_wseq_.load() > journal_->released_wseq()) {
-    PBD_RETURN_IF_ERROR(pipeline_.make_durable());
-  }
+  if (direct_write_pending()) PBD_RETURN_IF_ERROR(pipeline_.make_durable());
   Status st = journal_->sync(upto);
   if (!st.ok()) {
     log::get("engine")->error("journal sync failed, FLUSH answered with EIO error={}", log::quote(st.ToString()));
