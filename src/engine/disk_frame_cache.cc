@@ -91,7 +91,8 @@ Result<std::unique_ptr<DiskFrameCache>> DiskFrameCache::Open(const Options& opti
     return Status::IOError(errno_text("size " + options.dir));
   }
   std::unique_ptr<DiskFrameCache> cache(
-      new DiskFrameCache(options.dir, static_cast<uint32_t>(slots), std::move(frames), std::move(records)));
+      new DiskFrameCache(options.dir, static_cast<uint32_t>(slots), options.pending_bytes, std::move(frames),
+                         std::move(records)));
   PBD_RETURN_IF_ERROR(cache->reload());
   const DiskFrameCacheStats s = cache->stats();
   logger->info("disk cache open dir={} capacity_bytes={} frames={} bytes={}", options.dir, s.capacity_bytes, s.frames,
@@ -99,15 +100,28 @@ Result<std::unique_ptr<DiskFrameCache>> DiskFrameCache::Open(const Options& opti
   return cache;
 }
 
-DiskFrameCache::DiskFrameCache(std::string dir, uint32_t slots, UniqueFd frames, UniqueFd records)
+DiskFrameCache::DiskFrameCache(std::string dir, uint32_t slots, uint64_t pending_max, UniqueFd frames,
+                               UniqueFd records)
     : dir_(std::move(dir)),
       slots_(slots),
       protected_max_(static_cast<uint32_t>(uint64_t{slots} * 4 / 5)),
+      pending_max_(pending_max),
       frames_fd_(std::move(frames)),
       records_fd_(std::move(records)) {
   MutexLock lock(&mu_);
   generation_.assign(slots_, 0);
   stats_.capacity_bytes = uint64_t{slots_} * kSlotBytes;
+}
+
+DiskFrameCache::~DiskFrameCache() {
+  std::thread writer;
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;
+    writer = std::move(writer_);
+  }
+  pending_cv_.notify_all();
+  if (writer.joinable()) writer.join();  // it empties pending_ first
 }
 
 Status DiskFrameCache::reload() {
@@ -212,21 +226,45 @@ bool DiskFrameCache::get_cached(uint64_t seq, const FrameRef& ref, std::span<std
   return out.size() == ref.stored_len && read(seq, ref, out, true);
 }
 
+bool DiskFrameCache::read_pending(const std::vector<std::byte>& object, const FrameRef& ref,
+                                  std::span<std::byte> out) {
+  // The object is the segment as stored; a frame that does not match its
+  // crc (a FrameRef of another object under this seq) is a miss.
+  const bool good = out.size() == ref.stored_len && ref.offset + ref.stored_len <= object.size() &&
+                    crc32c(std::span<const std::byte>(object).subspan(ref.offset, ref.stored_len)) == ref.crc;
+  if (good) std::memcpy(out.data(), object.data() + ref.offset, out.size());
+  MutexLock lock(&mu_);
+  if (good) {
+    ++stats_.hits;
+  } else {
+    ++stats_.misses;
+  }
+  return good;
+}
+
 bool DiskFrameCache::read(uint64_t seq, const FrameRef& ref, std::span<std::byte> out, bool cached_only) {
   const Key key = key_of(seq, ref);
   uint32_t slot = 0;
   uint64_t generation = 0;
+  std::shared_ptr<const std::vector<std::byte>> queued;
   {
     MutexLock lock(&mu_);
     auto it = map_.find(key);
     if (it == map_.end()) {
-      ++stats_.misses;
-      return false;
+      for (const PendingObject& p : pending_) {
+        if (p.seq == seq) queued = p.object;
+      }
+      if (queued == nullptr) {
+        ++stats_.misses;
+        return false;
+      }
+    } else {
+      slot = it->second.slot;
+      generation = generation_[slot];
+      touch_locked(it->first, it->second);
     }
-    slot = it->second.slot;
-    generation = generation_[slot];
-    touch_locked(it->first, it->second);
   }
+  if (queued != nullptr) return read_pending(*queued, ref, out);
   if (cached_only) {
     struct iovec iov {out.data(), out.size()};
     const ssize_t n = ::preadv2(frames_fd_.get(), &iov, 1, static_cast<off_t>(uint64_t{slot} * kSlotBytes), RWF_NOWAIT);
@@ -307,11 +345,76 @@ void DiskFrameCache::put(uint64_t seq, const FrameRef& ref, std::span<const std:
   ++stats_.inserts;
 }
 
+void DiskFrameCache::put_object(uint64_t seq, std::shared_ptr<const std::vector<std::byte>> object,
+                                std::vector<FrameRef> frames) {
+  if (object == nullptr || frames.empty()) return;
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) return;
+    if (!pending_.empty() && pending_bytes_ + object->size() > pending_max_) {
+      stats_.skipped += frames.size();
+      return;
+    }
+    pending_bytes_ += object->size();
+    pending_.push_back(PendingObject{seq, std::move(object), std::move(frames)});
+    if (!writer_.joinable()) writer_ = std::thread([this] { write_pending(); });
+  }
+  pending_cv_.notify_one();
+}
+
+void DiskFrameCache::write_pending() {
+  for (;;) {
+    PendingObject job;
+    {
+      MutexLock lock(&mu_);
+      while (pending_.empty() && !stopping_) pending_cv_.wait(lock);
+      if (pending_.empty()) return;  // stopping, and everything queued is written
+      job = pending_.front();        // stays queued (readers use it) until written
+      writing_ = true;
+      writing_dropped_ = false;
+    }
+    for (const FrameRef& ref : job.frames) {
+      if (ref.offset + ref.stored_len > job.object->size()) break;
+      put(job.seq, ref, std::span<const std::byte>(*job.object).subspan(ref.offset, ref.stored_len));
+    }
+    bool dropped;
+    {
+      MutexLock lock(&mu_);
+      dropped = writing_dropped_;
+      writing_ = false;
+      pending_bytes_ -= job.object->size();
+      pending_.pop_front();
+    }
+    // GC deleted the segment while its frames were being written: the ones
+    // written before the drop are gone, these go now.
+    if (dropped) drop_segments({job.seq});
+    settled_cv_.notify_all();
+  }
+}
+
+void DiskFrameCache::settle() {
+  MutexLock lock(&mu_);
+  while (!pending_.empty()) settled_cv_.wait(lock);
+}
+
 uint64_t DiskFrameCache::drop_segments(const std::unordered_set<uint64_t>& seqs) {
   if (seqs.empty()) return 0;
   std::vector<uint32_t> slots;
   {
     MutexLock lock(&mu_);
+    // Queued objects of these segments are not written at all; the one being
+    // written is dropped by the writer once it is done.
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (!seqs.contains(it->seq)) {
+        ++it;
+      } else if (writing_ && it == pending_.begin()) {
+        writing_dropped_ = true;
+        ++it;
+      } else {
+        pending_bytes_ -= it->object->size();
+        it = pending_.erase(it);
+      }
+    }
     for (auto it = map_.begin(); it != map_.end();) {
       auto next = std::next(it);
       if (seqs.contains(it->first.seq)) {
@@ -322,6 +425,7 @@ uint64_t DiskFrameCache::drop_segments(const std::unordered_set<uint64_t>& seqs)
     }
     stats_.dropped += slots.size();
   }
+  settled_cv_.notify_all();  // settle() may have waited for an object dropped here
   // Out of every list and not free yet: no one writes these slots while their
   // records are cleared, so a restart cannot bring the frames back.
   for (uint32_t slot : slots) clear_record(slot);

@@ -42,6 +42,16 @@
 // probation and leaves the frames read twice alone. After a restart every
 // reloaded frame starts in probation.
 //
+// Uploaded segments (put_object) are written by one background thread of
+// the cache's own, not by the upload that stored them: a 64 MiB segment is
+// 1024 frames, and writing them on each upload thread made the segment's
+// commit (so the FLUSH waiting on it) wait for them, with the uploads of
+// other segments fighting over the file's lock. Until the writer reaches a
+// frame, get() serves it from the object itself, so a read soon after a
+// write still costs no GET. At most Options::pending_bytes of objects wait;
+// beyond that an object is not kept (counted in skipped). The destructor writes
+// what is queued before it returns, so a clean stop keeps every frame.
+//
 // Thread-safety: every method is safe to call concurrently. One mutex (a
 // leaf lock) guards the in-memory index and is never held across disk I/O: a
 // get() notes the slot's generation, reads unlocked, and discards what it
@@ -52,9 +62,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -75,11 +87,15 @@ struct DiskFrameCacheStats {
   uint64_t dropped = 0;    // frames of segments GC deleted (drop_segments)
   uint64_t crc_drops = 0;  // cached frames that failed their crc: dropped, refetched
   uint64_t io_errors = 0;  // a pread or pwrite of the cache failed (a miss, or nothing cached)
+  uint64_t skipped = 0;    // uploaded frames not kept: the writer was Options::pending_bytes behind
 };
 
 class DiskFrameCache {
  public:
   static constexpr uint64_t kSlotBytes = uint64_t{kFrameBlocks} * kBlockSize;
+  // Uploaded objects waiting for the writer thread, at most (put_object),
+  // by default: two segments of the default size.
+  static constexpr uint64_t kPendingBytes = 128ull << 20;
 
   struct Options {
     std::string dir;              // created if missing
@@ -87,12 +103,17 @@ class DiskFrameCache {
     // Names the volume (storage URL and uuid): a cache left by another one
     // is emptied at open.
     std::string identity;
+    // put_object() keeps no more object bytes than this waiting for the
+    // writer thread (one object always may wait, whatever its size).
+    uint64_t pending_bytes = kPendingBytes;
   };
 
   // Opens the cache in options.dir, reloading the frames a previous run
   // left. kInvalidArgument for a capacity below one slot; kIOError when the
   // directory or files cannot be made, or another process holds them.
   static Result<std::unique_ptr<DiskFrameCache>> Open(const Options& options);
+  // Writes what put_object() queued, then stops the writer thread.
+  ~DiskFrameCache();
   DiskFrameCache(const DiskFrameCache&) = delete;
   DiskFrameCache& operator=(const DiskFrameCache&) = delete;
 
@@ -108,6 +129,17 @@ class DiskFrameCache {
   // `seq`, evicting as needed. Does nothing when it is already cached or
   // being inserted, too large for a slot, or does not match ref.crc.
   void put(uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored) EXCLUDES(mu_);
+
+  // Keeps the frames of segment `seq`, whose stored bytes are `object`
+  // (`frames` locate them in it), as put() would, but on the writer thread:
+  // returns at once. Until then get() and get_cached() serve them from
+  // `object`. Nothing is kept when Options::pending_bytes of objects wait
+  // already.
+  void put_object(uint64_t seq, std::shared_ptr<const std::vector<std::byte>> object, std::vector<FrameRef> frames)
+      EXCLUDES(mu_);
+  // Returns once every object put_object() was given so far is written (or
+  // dropped).
+  void settle() EXCLUDES(mu_);
 
   // Drops every frame of the segments in `seqs` (GC deleted them), records
   // included, so their slots are free at once instead of holding dead data
@@ -137,7 +169,7 @@ class DiskFrameCache {
     std::list<Key>::iterator pos;  // in probation_ or protected_
   };
 
-  DiskFrameCache(std::string dir, uint32_t slots, UniqueFd frames, UniqueFd records);
+  DiskFrameCache(std::string dir, uint32_t slots, uint64_t pending_max, UniqueFd frames, UniqueFd records);
   static Key key_of(uint64_t seq, const FrameRef& ref) { return {seq, ref.offset, ref.stored_len, ref.crc}; }
   // Loads the records a previous run left; slots without one become free.
   Status reload() EXCLUDES(mu_);
@@ -151,10 +183,23 @@ class DiskFrameCache {
   uint32_t claim_slot_locked() REQUIRES(mu_);
   // Overwrites slot's record with zeros (unlocked; the slot is claimed).
   void clear_record(uint32_t slot);
+  // read() of a frame of `object`, which put_object() queued: checks the
+  // frame's crc and copies it into `out`; false (a miss) when it fails.
+  bool read_pending(const std::vector<std::byte>& object, const FrameRef& ref, std::span<std::byte> out)
+      EXCLUDES(mu_);
+  // The writer thread: put()s the frames of each queued object in turn.
+  void write_pending() EXCLUDES(mu_);
+
+  struct PendingObject {
+    uint64_t seq = 0;
+    std::shared_ptr<const std::vector<std::byte>> object;
+    std::vector<FrameRef> frames;
+  };
 
   const std::string dir_;
   const uint32_t slots_;
   const uint32_t protected_max_;
+  const uint64_t pending_max_;  // Options::pending_bytes
   const UniqueFd frames_fd_;
   const UniqueFd records_fd_;
 
@@ -170,6 +215,17 @@ class DiskFrameCache {
   std::unordered_set<Key, KeyHash> inserting_ GUARDED_BY(mu_);
   DiskFrameCacheStats stats_ GUARDED_BY(mu_);
   bool write_warned_ GUARDED_BY(mu_) = false;
+  // Objects for the writer thread, oldest first; the front is being written
+  // while writing_. A drop_segments() of the front's seq meanwhile sets
+  // writing_dropped_: the writer drops what it wrote once done.
+  std::deque<PendingObject> pending_ GUARDED_BY(mu_);
+  uint64_t pending_bytes_ GUARDED_BY(mu_) = 0;
+  bool writing_ GUARDED_BY(mu_) = false;
+  bool writing_dropped_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  CondVar pending_cv_;  // with mu_: an object was queued, or stopping_ set
+  CondVar settled_cv_;  // with mu_: an object was written or dropped
+  std::thread writer_ GUARDED_BY(mu_);  // started by the first put_object()
 };
 
 }  // namespace portalbd

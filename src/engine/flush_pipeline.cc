@@ -205,7 +205,7 @@ Status FlushPipeline::put_segment(Sealed& sealed) {
     sealed.footer = builder.footer();
   }
   PBD_RETURN_IF_ERROR(store_segment(segment_key(sealed.seq), sealed.object));
-  if (stored_hook_) stored_hook_(sealed.seq, *sealed.object, sealed.footer->frames);
+  if (stored_hook_) stored_hook_(sealed.seq, sealed.object, sealed.footer->frames);
   // Stored: this buffer needs the bytes no more (U3, U5). Their memory goes
   // to the next segment to encode, if one is coming and no store kept the
   // object (a memory:// store shares it, put_shared).

@@ -235,8 +235,9 @@ class FlushPipeline {
   // Called on the upload's worker with each segment object storage accepted
   // and its frames, before the buffer is committed: the volume keeps the
   // frames in its disk cache (issue 21), so data read soon after it was
-  // written costs no GET. Set before start(); optional.
-  using StoredHook = std::function<void(uint64_t seq, const std::vector<std::byte>& object,
+  // written costs no GET. It must return soon (the commit waits for it);
+  // holding on to `object` is allowed. Set before start(); optional.
+  using StoredHook = std::function<void(uint64_t seq, const std::shared_ptr<const std::vector<std::byte>>& object,
                                         const std::vector<FrameRef>& frames)>;
   void set_stored_hook(StoredHook hook) { stored_hook_ = std::move(hook); }
 

@@ -69,13 +69,12 @@ void Volume::open_read_path() {
     }
   }
   if (disk_cache_) {
-    // Written data is often read back soon: keep uploaded frames too, as stored.
-    pipeline_.set_stored_hook([cache = disk_cache_.get()](uint64_t seq, const std::vector<std::byte>& object,
+    // Written data is often read back soon: keep uploaded frames too, as
+    // stored, written by the cache's own thread (the commit does not wait).
+    pipeline_.set_stored_hook([cache = disk_cache_.get()](uint64_t seq,
+                                                          const std::shared_ptr<const std::vector<std::byte>>& object,
                                                           const std::vector<FrameRef>& frames) {
-      for (const FrameRef& ref : frames) {
-        if (ref.offset + ref.stored_len > object.size()) break;
-        cache->put(seq, ref, std::span<const std::byte>(object).subspan(ref.offset, ref.stored_len));
-      }
+      cache->put_object(seq, object, frames);
     });
   }
   FrameFetcherOptions fo;
@@ -106,6 +105,7 @@ Status Volume::close() {
     st = pipeline_.close(&dirty);
   }
   if (flattener_) flattener_->stop();
+  settle_disk_cache();  // uploaded frames on their way into the disk cache: a restart finds them
   // Everything is in storage now (or the close failed and the journal keeps
   // it for the next start): a clean journal close marks it so.
   if (journal_ && st.ok()) {
@@ -133,6 +133,10 @@ Status Volume::close() {
 Volume::~Volume() {
   if (flattener_) flattener_->stop();
   if (lease_keeper_) lease_keeper_->stop();
+}
+
+void Volume::settle_disk_cache() {
+  if (disk_cache_) disk_cache_->settle();
 }
 
 Status Volume::flush() { return flush_through(kFlushEverything); }

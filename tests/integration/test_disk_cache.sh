@@ -48,7 +48,12 @@ for _ in $(seq 1 300); do  # the flusher uploads within flush_interval_ms
   [ "$(status_field 's["dirty_bytes"]')" = 0 ] && break
   sleep 0.1
 done
-inserted=$(status_field 's["disk_cache"]["inserts"]')
+# The cache's own thread writes uploaded frames after their upload: give it a moment.
+for _ in $(seq 1 100); do
+  inserted=$(status_field 's["disk_cache"]["inserts"]')
+  [ "$inserted" -ge $(( DATA_MiB * 16 )) ] && break
+  sleep 0.1
+done
 [ "$inserted" -ge $(( DATA_MiB * 16 )) ] ||
   fail "uploading $DATA_MiB MiB put only $inserted frames into the disk cache (expected $(( DATA_MiB * 16 )))"
 ok "uploaded frames are kept in the disk cache: $inserted frames"
