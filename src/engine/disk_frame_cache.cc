@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "src/log/log.h"
 #include "src/util/crc32c.h"
@@ -226,13 +227,17 @@ bool DiskFrameCache::get_cached(uint64_t seq, const FrameRef& ref, std::span<std
   return out.size() == ref.stored_len && read(seq, ref, out, true);
 }
 
-bool DiskFrameCache::read_pending(const std::vector<std::byte>& object, const FrameRef& ref,
-                                  std::span<std::byte> out) {
+std::span<const std::byte> DiskFrameCache::PendingObject::bytes_of(const FrameRef& ref) const {
+  if (ref.offset < base || ref.offset - base + ref.stored_len > object->size()) return {};
+  return std::span<const std::byte>(*object).subspan(ref.offset - base, ref.stored_len);
+}
+
+bool DiskFrameCache::read_pending(const PendingObject& pending, const FrameRef& ref, std::span<std::byte> out) {
   // The object is the segment as stored; a frame that does not match its
   // crc (a FrameRef of another object under this seq) is a miss.
-  const bool good = out.size() == ref.stored_len && ref.offset + ref.stored_len <= object.size() &&
-                    crc32c(std::span<const std::byte>(object).subspan(ref.offset, ref.stored_len)) == ref.crc;
-  if (good) std::memcpy(out.data(), object.data() + ref.offset, out.size());
+  const std::span<const std::byte> bytes = pending.bytes_of(ref);
+  const bool good = !bytes.empty() && out.size() == bytes.size() && crc32c(bytes) == ref.crc;
+  if (good) std::memcpy(out.data(), bytes.data(), out.size());
   MutexLock lock(&mu_);
   if (good) {
     ++stats_.hits;
@@ -246,15 +251,15 @@ bool DiskFrameCache::read(uint64_t seq, const FrameRef& ref, std::span<std::byte
   const Key key = key_of(seq, ref);
   uint32_t slot = 0;
   uint64_t generation = 0;
-  std::shared_ptr<const std::vector<std::byte>> queued;
+  std::optional<PendingObject> queued;
   {
     MutexLock lock(&mu_);
     auto it = map_.find(key);
     if (it == map_.end()) {
       for (const PendingObject& p : pending_) {
-        if (p.seq == seq) queued = p.object;
+        if (p.seq == seq && !p.bytes_of(ref).empty()) queued = PendingObject{p.seq, p.object, {}, p.base};
       }
-      if (queued == nullptr) {
+      if (!queued) {
         ++stats_.misses;
         return false;
       }
@@ -264,7 +269,7 @@ bool DiskFrameCache::read(uint64_t seq, const FrameRef& ref, std::span<std::byte
       touch_locked(it->first, it->second);
     }
   }
-  if (queued != nullptr) return read_pending(*queued, ref, out);
+  if (queued) return read_pending(*queued, ref, out);
   if (cached_only) {
     struct iovec iov {out.data(), out.size()};
     const ssize_t n = ::preadv2(frames_fd_.get(), &iov, 1, static_cast<off_t>(uint64_t{slot} * kSlotBytes), RWF_NOWAIT);
@@ -346,7 +351,7 @@ void DiskFrameCache::put(uint64_t seq, const FrameRef& ref, std::span<const std:
 }
 
 void DiskFrameCache::put_object(uint64_t seq, std::shared_ptr<const std::vector<std::byte>> object,
-                                std::vector<FrameRef> frames) {
+                                std::vector<FrameRef> frames, uint64_t base) {
   if (object == nullptr || frames.empty()) return;
   {
     MutexLock lock(&mu_);
@@ -356,7 +361,7 @@ void DiskFrameCache::put_object(uint64_t seq, std::shared_ptr<const std::vector<
       return;
     }
     pending_bytes_ += object->size();
-    pending_.push_back(PendingObject{seq, std::move(object), std::move(frames)});
+    pending_.push_back(PendingObject{seq, std::move(object), std::move(frames), base});
     if (!writer_.joinable()) writer_ = std::thread([this] { write_pending(); });
   }
   pending_cv_.notify_one();
@@ -374,8 +379,8 @@ void DiskFrameCache::write_pending() {
       writing_dropped_ = false;
     }
     for (const FrameRef& ref : job.frames) {
-      if (ref.offset + ref.stored_len > job.object->size()) break;
-      put(job.seq, ref, std::span<const std::byte>(*job.object).subspan(ref.offset, ref.stored_len));
+      const std::span<const std::byte> bytes = job.bytes_of(ref);
+      if (!bytes.empty()) put(job.seq, ref, bytes);
     }
     bool dropped;
     {

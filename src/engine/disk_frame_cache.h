@@ -130,13 +130,14 @@ class DiskFrameCache {
   // being inserted, too large for a slot, or does not match ref.crc.
   void put(uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored) EXCLUDES(mu_);
 
-  // Keeps the frames of segment `seq`, whose stored bytes are `object`
-  // (`frames` locate them in it), as put() would, but on the writer thread:
-  // returns at once. Until then get() and get_cached() serve them from
-  // `object`. Nothing is kept when Options::pending_bytes of objects wait
-  // already.
-  void put_object(uint64_t seq, std::shared_ptr<const std::vector<std::byte>> object, std::vector<FrameRef> frames)
-      EXCLUDES(mu_);
+  // Keeps `frames` of segment `seq`, as put() would, but on the writer
+  // thread: returns at once. `object` holds the segment's stored bytes from
+  // offset `base` on (the whole segment as uploaded: 0; a ranged GET: where
+  // it began). Until they are written, get() and get_cached() serve the
+  // frames from `object`. Nothing is kept when Options::pending_bytes of
+  // objects wait already.
+  void put_object(uint64_t seq, std::shared_ptr<const std::vector<std::byte>> object, std::vector<FrameRef> frames,
+                  uint64_t base = 0) EXCLUDES(mu_);
   // Returns once every object put_object() was given so far is written (or
   // dropped).
   void settle() EXCLUDES(mu_);
@@ -183,18 +184,20 @@ class DiskFrameCache {
   uint32_t claim_slot_locked() REQUIRES(mu_);
   // Overwrites slot's record with zeros (unlocked; the slot is claimed).
   void clear_record(uint32_t slot);
-  // read() of a frame of `object`, which put_object() queued: checks the
-  // frame's crc and copies it into `out`; false (a miss) when it fails.
-  bool read_pending(const std::vector<std::byte>& object, const FrameRef& ref, std::span<std::byte> out)
-      EXCLUDES(mu_);
-  // The writer thread: put()s the frames of each queued object in turn.
-  void write_pending() EXCLUDES(mu_);
-
   struct PendingObject {
     uint64_t seq = 0;
     std::shared_ptr<const std::vector<std::byte>> object;
     std::vector<FrameRef> frames;
+    uint64_t base = 0;  // the segment offset of object's first byte
+    // Frame `ref`'s bytes in object; empty when it does not hold them all.
+    std::span<const std::byte> bytes_of(const FrameRef& ref) const;
   };
+  // read() of a frame of `pending`, which put_object() queued: checks the
+  // frame's crc and copies it into `out`; false (a miss) when it fails.
+  bool read_pending(const PendingObject& pending, const FrameRef& ref, std::span<std::byte> out) EXCLUDES(mu_);
+  // The writer thread: put()s the frames of each queued object in turn.
+  void write_pending() EXCLUDES(mu_);
+
 
   const std::string dir_;
   const uint32_t slots_;

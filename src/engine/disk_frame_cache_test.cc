@@ -319,6 +319,24 @@ TEST_SUITE("engine.disk_cache") {
     for (const auto& f : b.frames) CHECK(has(*c, 12, f));
   }
 
+  TEST_CASE("put_object of a ranged read: the object holds the segment from `base` on") {
+    testing::TempDir dir;
+    auto c = open_cache(dir.path, 16);
+    StoredObject o = object_of(14, 4);
+    constexpr uint64_t kBase = 8ull << 20;  // the GET began 8 MiB into the segment
+    for (auto& r : o.refs) r.offset += kBase;
+    for (auto& f : o.frames) f.ref.offset += kBase;
+    FrameRef before_base = o.refs[0];
+    before_base.offset = 0;  // not in the object: never served from it
+    c->put_object(14, o.bytes, o.refs, kBase);
+    std::vector<std::byte> out;
+    CHECK_FALSE(c->get(14, before_base, &out));
+    for (const auto& f : o.frames) CHECK(has(*c, 14, f));
+    c->settle();
+    CHECK(c->stats().frames == 4);
+    for (const auto& f : o.frames) CHECK(has(*c, 14, f));
+  }
+
   TEST_CASE("put_object: a frame whose bytes do not match its ref is neither served nor kept") {
     testing::TempDir dir;
     auto c = open_cache(dir.path, 16);

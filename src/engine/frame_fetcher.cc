@@ -280,7 +280,9 @@ void FrameFetcher::run(Job& job) {
     uint64_t end = start + missing[first].first.stored_len;
     size_t last = first + 1;
     while (last < missing.size() && missing[last].first.offset == end) end += missing[last++].first.stored_len;
-    Status st = store_->get_range(key, start, end - start, &stored);
+    // Its own buffer: the disk cache keeps it until its writer has the frames.
+    auto fetched = std::make_shared<std::vector<std::byte>>();
+    Status st = store_->get_range(key, start, end - start, fetched.get());
     ++job.gets;
     if (!st.ok()) {
       if (job.ahead) {
@@ -294,20 +296,25 @@ void FrameFetcher::run(Job& job) {
       first = last;
       continue;
     }
-    job.bytes_fetched += stored.size();
+    const std::vector<std::byte>& got = *fetched;
+    job.bytes_fetched += got.size();
+    std::vector<FrameRef> decoded;
     for (size_t i = first; i < last; ++i) {
       const FrameRef& ref = missing[i].first;
       // A short answer leaves later frames short; decoding calls that truncation.
-      const uint64_t at = std::min<uint64_t>(ref.offset - start, stored.size());
-      const uint64_t len = std::min<uint64_t>(ref.stored_len, stored.size() - at);
-      const std::span<const std::byte> bytes = std::span<const std::byte>(stored).subspan(at, len);
+      const uint64_t at = std::min<uint64_t>(ref.offset - start, got.size());
+      const uint64_t len = std::min<uint64_t>(ref.stored_len, got.size() - at);
+      const std::span<const std::byte> bytes = std::span<const std::byte>(got).subspan(at, len);
       auto frame = decode_(job.seq, ref, bytes, nullptr);
       missing[i].second->status = frame.status();
       if (!frame.ok()) continue;
       missing[i].second->frame = std::move(*frame);
-      // Verified by decoding: kept on disk for the next miss, and the next start.
-      if (disk_ != nullptr) disk_->put(job.seq, ref, bytes);
+      decoded.push_back(ref);
     }
+    // Verified by decoding: kept on disk for the next miss and the next
+    // start, written by the cache's own thread (the readers waiting for this
+    // job do not wait for that).
+    if (disk_ != nullptr && !decoded.empty()) disk_->put_object(job.seq, std::move(fetched), std::move(decoded), start);
     first = last;
   }
 }

@@ -301,5 +301,9 @@ TEST_SUITE("engine.frame_fetcher") {
     CHECK(f.store->calls(FaultStore::kGetRange) == gets);
     CHECK(again.stats().disk_hits == 8);
     for (uint64_t i = 0; i < 8; ++i) CHECK(f.holds(batch, i));
+    // Served from the fetched bytes or from disk: once settled, on disk.
+    (*disk)->settle();
+    CHECK((*disk)->stats().frames == 8);
+    CHECK((*disk)->stats().inserts == 8);
   }
 }

@@ -84,6 +84,7 @@ TEST_SUITE("engine.disk_cache") {
       read_all_and_check(*v, data);
       cold = f.gets() - before;
       CHECK(cold > 0);
+      v->settle_disk_cache();  // fetched frames are written by the cache's own thread
       const VolumeStats s = v->stats();
       CHECK(s.disk_cache);
       CHECK(s.disk.frames == kDataBytes / (64 << 10));
@@ -183,6 +184,7 @@ TEST_SUITE("engine.disk_cache") {
     auto v = f.open();
     const uint64_t before = f.gets();
     read_all_and_check(*v, data);
+    v->settle_disk_cache();
     const VolumeStats s = v->stats();
     CHECK(s.disk.crc_drops == 4);
     CHECK(f.gets() - before >= 1);
@@ -206,6 +208,7 @@ TEST_SUITE("engine.disk_cache") {
     std::vector<std::byte> got(kDataBytes);
     REQUIRE((*snap)->read(0, got).ok());
     CHECK(got == data);
+    v->settle_disk_cache();
     const VolumeStats s = v->stats();
     CHECK(s.disk.capacity_bytes == 2ull << 20);
     CHECK(s.disk.frames == 32);
