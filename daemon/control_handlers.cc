@@ -218,14 +218,15 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
   if (vs.disk_cache) {
     // The local disk cache of fetched frames (s3://): hits are reads that
     // cost no GET, crc_drops cached frames that failed their check (fetched again),
-    // dropped the frames of segments GC deleted, skipped uploaded frames not
-    // kept because the cache's writer was behind.
+    // dropped the frames of segments GC deleted, skipped frames not kept
+    // because the cache's writer was behind, pending_bytes what it has yet to write.
     (*out)["disk_cache"] = {{"dir", vs.disk_cache_dir},       {"capacity_bytes", vs.disk.capacity_bytes},
                             {"bytes", vs.disk.bytes},         {"frames", vs.disk.frames},
                             {"hits", vs.disk.hits},           {"misses", vs.disk.misses},
                             {"inserts", vs.disk.inserts},     {"evictions", vs.disk.evictions},
                             {"crc_drops", vs.disk.crc_drops}, {"io_errors", vs.disk.io_errors},
-                            {"dropped", vs.disk.dropped},     {"skipped", vs.disk.skipped}};
+                            {"dropped", vs.disk.dropped},     {"skipped", vs.disk.skipped},
+                            {"pending_bytes", vs.disk.pending_bytes}};
   } else {
     (*out)["disk_cache"] = nullptr;
   }

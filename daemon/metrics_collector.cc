@@ -106,8 +106,7 @@ void volume_metrics(PrometheusText& w, Volume& volume, uint64_t memory_cache_cap
             v.disk.crc_drops);
     counter("portalbd_disk_cache_io_errors_total", "disk cache reads or writes that failed", v.disk.io_errors);
     counter("portalbd_disk_cache_dropped_total", "cached frames of segments GC deleted, dropped", v.disk.dropped);
-    counter("portalbd_disk_cache_skipped_total", "uploaded frames not kept: the disk cache's writer was behind",
-            v.disk.skipped);
+    counter("portalbd_disk_cache_skipped_total", "frames not kept: the disk cache's writer was behind", v.disk.skipped);
   }
 
   counter("portalbd_fetch_gets_total", "ranged GETs issued for frames no cache held", v.fetch.gets);

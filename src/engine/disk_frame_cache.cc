@@ -441,7 +441,9 @@ uint64_t DiskFrameCache::drop_segments(const std::unordered_set<uint64_t>& seqs)
 
 DiskFrameCacheStats DiskFrameCache::stats() const {
   MutexLock lock(&mu_);
-  return stats_;
+  DiskFrameCacheStats s = stats_;
+  s.pending_bytes = pending_bytes_;
+  return s;
 }
 
 }  // namespace portalbd

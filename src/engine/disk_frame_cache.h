@@ -87,7 +87,8 @@ struct DiskFrameCacheStats {
   uint64_t dropped = 0;    // frames of segments GC deleted (drop_segments)
   uint64_t crc_drops = 0;  // cached frames that failed their crc: dropped, refetched
   uint64_t io_errors = 0;  // a pread or pwrite of the cache failed (a miss, or nothing cached)
-  uint64_t skipped = 0;    // uploaded frames not kept: the writer was Options::pending_bytes behind
+  uint64_t skipped = 0;    // frames not kept: the writer was Options::pending_bytes behind
+  uint64_t pending_bytes = 0;  // bytes of objects queued for the writer thread now (put_object)
 };
 
 class DiskFrameCache {

@@ -310,6 +310,7 @@ TEST_SUITE("engine.disk_cache") {
       CHECK(s.hits == 40);
       CHECK(s.misses == 0);
       CHECK(s.skipped == 0);
+      CHECK(s.pending_bytes == 0);
       // Destroyed with b perhaps still queued: the destructor writes it.
       c->put_object(12, b.bytes, b.refs);
     }

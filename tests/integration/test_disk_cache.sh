@@ -32,6 +32,15 @@ status_field() {
   portalctl --json status | "$SYSPYTHON" -c "import json,sys; s=json.load(sys.stdin); print($1)"
 }
 gets() { status_field 's["store_requests"]["get"] + s["store_requests"]["get_range"]'; }
+# The cache's own thread writes uploaded and fetched frames after the upload
+# or GET (their readers do not wait for it): wait until it has nothing queued.
+wait_cache_written() {
+  for _ in $(seq 1 100); do
+    [ "$(status_field 's["disk_cache"]["pending_bytes"]')" = 0 ] && return 0
+    sleep 0.1
+  done
+  fail "the disk cache still has $(status_field 's["disk_cache"]["pending_bytes"]') bytes to write after 10 s"
+}
 
 # read_all WHAT: reads the first DATA_MiB MiB of the device and compares.
 read_all() {
@@ -48,12 +57,8 @@ for _ in $(seq 1 300); do  # the flusher uploads within flush_interval_ms
   [ "$(status_field 's["dirty_bytes"]')" = 0 ] && break
   sleep 0.1
 done
-# The cache's own thread writes uploaded frames after their upload: give it a moment.
-for _ in $(seq 1 100); do
-  inserted=$(status_field 's["disk_cache"]["inserts"]')
-  [ "$inserted" -ge $(( DATA_MiB * 16 )) ] && break
-  sleep 0.1
-done
+wait_cache_written
+inserted=$(status_field 's["disk_cache"]["inserts"]')
 [ "$inserted" -ge $(( DATA_MiB * 16 )) ] ||
   fail "uploading $DATA_MiB MiB put only $inserted frames into the disk cache (expected $(( DATA_MiB * 16 )))"
 ok "uploaded frames are kept in the disk cache: $inserted frames"
@@ -66,6 +71,7 @@ start_portalbd --storage "$STORAGE" --config "$TMP/cache.toml"
 before=$(gets)
 read_all "cold read after a restart"
 cold=$(( $(gets) - before ))
+wait_cache_written  # before the kill -9 below: what is still queued would be lost, and fetched again
 cold_misses=$(status_field 's["disk_cache"]["misses"]')
 cold_bytes=$(status_field 's["disk_cache"]["bytes"]')
 [ "$cold" -gt 10 ] || fail "the cold read made only $cold GETs: it did not read from storage"
