@@ -107,6 +107,8 @@ void volume_metrics(PrometheusText& w, Volume& volume, uint64_t memory_cache_cap
     counter("portalbd_disk_cache_io_errors_total", "disk cache reads or writes that failed", v.disk.io_errors);
     counter("portalbd_disk_cache_dropped_total", "cached frames of segments GC deleted, dropped", v.disk.dropped);
     counter("portalbd_disk_cache_skipped_total", "frames not kept: the disk cache's writer was behind", v.disk.skipped);
+    gauge("portalbd_disk_cache_pending_bytes", "fetched or uploaded bytes the disk cache has yet to write",
+          static_cast<double>(v.disk.pending_bytes));
   }
 
   counter("portalbd_fetch_gets_total", "ranged GETs issued for frames no cache held", v.fetch.gets);
