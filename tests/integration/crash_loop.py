@@ -230,7 +230,14 @@ class Loop:
             evs = [[target[b], t0, None, True] for b in range(NBLOCKS)]
             for b in range(NBLOCKS):
                 self.events[b].append(evs[b])
+            # The snapshot a restore keeps of the state it replaces is named
+            # pre-restore-<UTC second>; a pre-restore snapshot of this second
+            # that was deleted OK frees the name, and this restore may take it
+            # again: a new snapshot, not the deleted one back.
+            issued = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
             res = self.d.ctl("snapshot", "restore", name)
+            self.deleted_ok = {n for n in self.deleted_ok
+                               if not (n.startswith("pre-restore-") and n[len("pre-restore-"):][:15] >= issued)}
             if res.returncode == 0:
                 t = now()
                 for e in evs:
