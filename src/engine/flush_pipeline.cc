@@ -207,8 +207,9 @@ Status FlushPipeline::put_segment(Sealed& sealed) {
   PBD_RETURN_IF_ERROR(store_segment(segment_key(sealed.seq), sealed.object));
   if (stored_hook_) stored_hook_(sealed.seq, sealed.object, sealed.footer->frames);
   // Stored: this buffer needs the bytes no more (U3, U5). Their memory goes
-  // to the next segment to encode, if one is coming and no store kept the
-  // object (a memory:// store shares it, put_shared).
+  // to the next segment to encode, if one is coming and nothing else kept the
+  // object (a memory:// store shares it, put_shared; the disk cache holds it
+  // until its thread has written the frames).
   // Kept while another segment waits to upload or is half full in the
   // active buffer (a sequential writer fills the next one as this one
   // uploads); else freed. The store's own spares (an encrypting store's

@@ -250,9 +250,10 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
                            std::vector<StatusExtent>* out);
 
   VolumeStats stats();
-  // Returns once the frames of every segment uploaded so far are in the disk
-  // cache, which keeps them on a thread of its own (DiskFrameCache::put_object);
-  // close() does this too. At once without a disk cache.
+  // Returns once every frame handed to the disk cache so far (uploaded or
+  // fetched) is written there: it writes them on a thread of its own
+  // (DiskFrameCache::put_object). close() does this too. At once without a
+  // disk cache.
   void settle_disk_cache();
   const std::string& uuid() const { return uuid_; }
   std::string storage_url() const { return store_->url(); }
