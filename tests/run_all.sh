@@ -70,7 +70,11 @@ run_integration() {  # script
     skipped=$((skipped + 1)); echo "SKIP $name (${dt}s): $(grep -m1 'SKIP' "$log")"
   else
     failed=$((failed + 1)); failures+=("$name (exit $rc, see $log)")
-    echo "FAIL $name (exit $rc, ${dt}s); last lines of $log:"; tail -30 "$log" | sed 's/^/    /'
+    # The lines that say what failed first (a concurrent scenario's failure
+    # may sit far above the log's tail), then the tail.
+    echo "FAIL $name (exit $rc, ${dt}s); failure lines of $log:"
+    grep -n -m 12 -E '^ *not ok|Failure|FAIL|# error|failed' "$log" | cut -c1-400 | sed 's/^/    /'
+    echo "    last lines of $log:"; tail -30 "$log" | sed 's/^/    /'
   fi
 }
 
