@@ -17,9 +17,6 @@
 
 int main(int argc, char** argv) {
   using namespace portalbd;
-  // Before anything else: the heap on huge pages needs a glibc tunable that
-  // is read only at start, so this may execute the daemon again (huge_pages.h).
-  reexec_for_heap_huge_pages(argv);
   // Everything the daemon creates (state dir, index, file:// objects, trace,
   // sockets before their chmod) is its owner's alone, whatever umask it was
   // started with; the control socket's mode is set explicitly.
@@ -29,8 +26,8 @@ int main(int argc, char** argv) {
   // memory back to the kernel eagerly and take it again page fault by page
   // fault; keep up to 64 MiB of freed memory for reuse instead, and serve
   // everything under 32 MiB from the heap (segment objects above that are
-  // mmap'ed, with huge pages: see huge_pages.h). glibc puts only its main
-  // arena on huge pages, so with them, every thread allocates from it.
+  // mmap'ed). A user who asked for a heap on huge pages (huge_pages.h) gets
+  // it from glibc's main arena only, so then every thread allocates from it.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
   const bool huge_heap = heap_on_huge_pages();
