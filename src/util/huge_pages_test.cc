@@ -38,8 +38,8 @@ long anon_huge_kib_at(const void* p) {
   bool in = false;
   while (std::getline(smaps, line)) {
     unsigned long start = 0, end = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 && line.find(' ') != std::string::npos &&
-        line.find(':') > line.find(' ')) {
+    // A mapping's first line is "start-end perms ..."; the lines after it are "Key: value".
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2) {
       in = reinterpret_cast<uintptr_t>(p) >= start && reinterpret_cast<uintptr_t>(p) < end;
       continue;
     }
