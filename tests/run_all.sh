@@ -74,6 +74,9 @@ run_integration() {  # script
     # may sit far above the log's tail), then the tail.
     echo "FAIL $name (exit $rc, ${dt}s); failure lines of $log:"
     grep -n -m 12 -E '^ *not ok|Failure|FAIL|# error|failed' "$log" | cut -c1-400 | sed 's/^/    /'
+    # What the test's helpers said about themselves (lib.sh on_failure: a
+    # store server that died, its own log).
+    grep -n -m 40 '^# helper: ' "$log" | cut -c1-400 | sed 's/^/    /'
     echo "    last lines of $log:"; tail -30 "$log" | sed 's/^/    /'
   fi
 }

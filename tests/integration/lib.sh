@@ -44,6 +44,7 @@ PORT=
 
 _checks=0
 _cleanup_fns=()
+_failure_fns=()
 _mounts=()
 _loops=()
 _fuse_mounts=()
@@ -446,6 +447,30 @@ cleanup_fn() {
   _cleanup_fns+=("$q")
 }
 
+# on_failure CMD ARGS...: run when the test fails, before the teardown (so the
+# helpers it looks at are still there); its output goes to the test's output.
+# For helpers whose own state explains a failure: a server that died, say.
+on_failure() {
+  local q
+  q=$(printf '%q ' "$@")
+  _failure_fns+=("$q")
+}
+
+_run_failure_fns() {
+  local i
+  for (( i=${#_failure_fns[@]}-1; i>=0; i-- )); do
+    eval "${_failure_fns[$i]}" 2>&1
+  done
+}
+
+# process_alive PID: true while PID runs (a zombie, dead but not yet reaped by
+# this shell, is not alive).
+process_alive() {
+  local state
+  state=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # _teardown: runs the cleanup_fns, undoes the mounts, loops and nbdfuses, and
 # kills the daemon (set +e first).
 _teardown() {
@@ -472,6 +497,7 @@ _cleanup() {
   local rc=$1
   set +e
   trap - EXIT INT TERM ERR
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then _run_failure_fns; fi
   _teardown
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
     if [ -s "$PORTALBD_LOG" ]; then
@@ -514,7 +540,7 @@ in_parallel() {
   set -m
   (
     set +m
-    _cleanup_fns=(); _mounts=(); _loops=(); _fuse_mounts=(); _fuse_pids=()
+    _cleanup_fns=(); _failure_fns=(); _mounts=(); _loops=(); _fuse_mounts=(); _fuse_pids=()
     _checks=0
     TMP=$TMP/$name
     PORT=$port STATE_DIR=$TMP/state NBD_SOCK=$TMP/nbd.sock CTL_SOCK=$TMP/ctl.sock
@@ -534,6 +560,7 @@ _parallel_exit() {  # RC: the EXIT trap of an in_parallel subshell
   local rc=$1
   set +e
   trap - EXIT INT TERM ERR
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then _run_failure_fns; fi
   _teardown
   echo "$_checks" >"$TMP/.checks"
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -s "$PORTALBD_LOG" ]; then

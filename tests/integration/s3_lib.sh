@@ -46,7 +46,9 @@ start_s3rver() {
   NODE_OPTIONS=--openssl-legacy-provider "$S3RVER" -d "$TMP/s3rver" -a 127.0.0.1 -p "$S3_PORT" --silent \
     --configure-bucket "$S3_BUCKET" >"$TMP/s3rver.log" 2>&1 &
   S3RVER_PID=$!
+  S3RVER_LOG=$TMP/s3rver.log
   cleanup_fn kill "$S3RVER_PID"
+  on_failure s3rver_report "$S3RVER_PID" "$S3RVER_LOG"
   local deadline=$(( $(date +%s) + 30 ))
   until _port_open "$S3_PORT"; do
     kill -0 "$S3RVER_PID" 2>/dev/null || { cat "$TMP/s3rver.log"; fail "s3rver exited during startup"; }
@@ -55,6 +57,24 @@ start_s3rver() {
   done
   S3_ENDPOINT=http://127.0.0.1:$S3_PORT
   log "s3rver $("$S3RVER" --version 2>/dev/null) listening at $S3_ENDPOINT (pid $S3RVER_PID), bucket $S3_BUCKET"
+}
+
+# s3rver_report PID LOG: on a failed test, says whether s3rver still runs and
+# shows what it logged (it runs --silent: only its errors are there). A test
+# whose store died must say so, not only that its reads failed.
+s3rver_report() {
+  local pid=$1 log=$2 rc=0
+  if process_alive "$pid"; then
+    echo "# helper: s3rver (pid $pid) is still running"
+  else
+    wait "$pid" 2>/dev/null || rc=$?
+    echo "# helper: s3rver (pid $pid) is NOT running any more (exit status $rc; 137 = SIGKILL, e.g. the OOM killer)"
+    dmesg 2>/dev/null | grep -iE "oom|killed process" | tail -5 | sed 's/^/# helper:   dmesg: /'
+  fi
+  if grep -qvE '^\s*$|S3rver listening' "$log" 2>/dev/null; then
+    echo "# helper: ---- last 30 lines of s3rver's log ($log) ----"
+    grep -vE '^\s*$' "$log" | tail -30 | sed 's/^/# helper:   /'
+  fi
 }
 
 # start_moto_server: moto's S3 server (Python's moto, `moto_server`) on
