@@ -63,7 +63,9 @@
 # Env: BUILD (default build), REPS (3), REMOTE (1), SB_CACHE_BLOCKS (512), SB_CACHE_FILE (0), PB_SEGMENT_BYTES
 #      (portalbd's [lsm] l0_sst_size_bytes; default: the daemon's), PB_UPLOAD_CONCURRENCY
 #      ([lsm] upload_concurrency; default: the daemon's), OUT (write the markdown table to this
-#      file as well), JOBS (subset, in order, e.g. "seqwrite seqread").
+#      file as well), JOBS (subset, in order, e.g. "seqwrite seqread"), PB_CONFIG (a
+#      portalbd TOML file used for the run in place of the generated one, e.g.
+#      [cache] read_ahead_bytes; not with PB_SEGMENT_BYTES / PB_UPLOAD_CONCURRENCY).
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$TOP/build}
@@ -75,6 +77,11 @@ SB_CACHE_FILE=${SB_CACHE_FILE:-0}
 SB_CACHE_BLOCKS=${SB_CACHE_BLOCKS:-512}
 PB_SEGMENT_BYTES=${PB_SEGMENT_BYTES:-}
 PB_UPLOAD_CONCURRENCY=${PB_UPLOAD_CONCURRENCY:-}
+PB_CONFIG=${PB_CONFIG:-}
+if [ -n "$PB_CONFIG" ]; then
+  [ -z "$PB_SEGMENT_BYTES$PB_UPLOAD_CONCURRENCY" ] || { echo "PB_CONFIG replaces the generated config: set PB_SEGMENT_BYTES / PB_UPLOAD_CONCURRENCY in it" >&2; exit 2; }
+  [ -r "$PB_CONFIG" ] || { echo "PB_CONFIG=$PB_CONFIG is not a readable file" >&2; exit 2; }
+fi
 BUCKET=bench-s3
 EXPORT=portalbd
 S3RVER=${S3RVER:-$BUILD/node/node_modules/.bin/s3rver}
@@ -99,9 +106,13 @@ TMP=$(mktemp -d /tmp/portalbd-bench-s3.XXXXXX)
 mkdir -p "$TMP/bin" && cp "$BUILD/bin/portalbd" "$BUILD/bin/portalctl" "$TMP/bin/" && BUILD=$TMP
 MNT=$TMP/sb.mnt
 : >"$TMP/pb.toml"
-{ [ -z "$PB_SEGMENT_BYTES$PB_UPLOAD_CONCURRENCY" ] || echo '[lsm]'
-  [ -z "$PB_SEGMENT_BYTES" ] || echo "l0_sst_size_bytes = $PB_SEGMENT_BYTES"
-  [ -z "$PB_UPLOAD_CONCURRENCY" ] || echo "upload_concurrency = $PB_UPLOAD_CONCURRENCY"; } >"$TMP/pb.toml"
+if [ -n "$PB_CONFIG" ]; then
+  cp "$PB_CONFIG" "$TMP/pb.toml"
+else
+  { [ -z "$PB_SEGMENT_BYTES$PB_UPLOAD_CONCURRENCY" ] || echo '[lsm]'
+    [ -z "$PB_SEGMENT_BYTES" ] || echo "l0_sst_size_bytes = $PB_SEGMENT_BYTES"
+    [ -z "$PB_UPLOAD_CONCURRENCY" ] || echo "upload_concurrency = $PB_UPLOAD_CONCURRENCY"; } >"$TMP/pb.toml"
+fi
 mkdir -p "$MNT"
 declare -A PID=()
 
@@ -430,7 +441,7 @@ if "warmread" in jobs and "seqread" in jobs:
 EOF
 }
 {
-  echo "portalbd vs s3backer $(s3backer --version 2>&1 | head -1 | awk '{print $3}'), both on one s3rver $("$S3RVER" --version 2>/dev/null) through one counting proxy ($([ "$REMOTE" = 1 ] && echo "remote-store model: 25 ms a request, 80 MiB/s a connection" || echo "loopback, no delay")); fio $(fio --version | sed 's/^fio-//') (portalbd: ioengine=nbd, unix socket; s3backer: libaio direct=1 on its FUSE file); median of $REPS (A B, B A), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd segments ${PB_SEGMENT_BYTES:-default}, upload concurrency ${PB_UPLOAD_CONCURRENCY:-default}, s3backer cache ${SB_CACHE_BLOCKS} blocks$([ "$SB_CACHE_FILE" = 1 ] && echo " in a file"), portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
+  echo "portalbd vs s3backer $(s3backer --version 2>&1 | head -1 | awk '{print $3}'), both on one s3rver $("$S3RVER" --version 2>/dev/null) through one counting proxy ($([ "$REMOTE" = 1 ] && echo "remote-store model: 25 ms a request, 80 MiB/s a connection" || echo "loopback, no delay")); fio $(fio --version | sed 's/^fio-//') (portalbd: ioengine=nbd, unix socket; s3backer: libaio direct=1 on its FUSE file); median of $REPS (A B, B A), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average at end: $(cut -d' ' -f1-3 /proc/loadavg), run took ${elapsed} s, portalbd segments ${PB_SEGMENT_BYTES:-default}, upload concurrency ${PB_UPLOAD_CONCURRENCY:-default}$([ -z "$PB_CONFIG" ] || echo ", portalbd config $(grep -vE '^\s*(#|$)' "$TMP/pb.toml" | tr '\n' ' ' | sed 's/ $//')"), s3backer cache ${SB_CACHE_BLOCKS} blocks$([ "$SB_CACHE_FILE" = 1 ] && echo " in a file"), portalbd binary $(sha256sum "$BUILD/bin/portalbd" | cut -c1-12) from $(git -C "$TOP" describe --always --dirty 2>/dev/null)"
   echo
   table
 } | tee "$TMP/table.md"

@@ -138,7 +138,7 @@ Status Daemon::start() {
   vo.disk_cache_bytes = effective_disk_cache_bytes(config_, url);  // 0 but on s3://
   vo.disk_cache_dir = effective_disk_cache_dir(config_);
   vo.fetch_concurrency = static_cast<uint32_t>(config_.fetch_concurrency);
-  vo.read_ahead_bytes = config_.read_ahead_bytes;
+  vo.read_ahead_bytes = effective_read_ahead_bytes(config_, url);
   vo.flatten_min_depth = static_cast<uint32_t>(std::min<uint64_t>(config_.flatten_depth, UINT32_MAX));
   vo.index_cache_bytes = config_.index_bytes;
   auto codec = codec_from_name(compression);

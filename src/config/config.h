@@ -81,9 +81,10 @@ struct Config {
   std::string disk_cache_dir;  // "" = <state_dir>/cache
   // [cache] fetch_concurrency / read_ahead_bytes: frames fetched at once, and
   // how far a sequential reader is read ahead (src/engine/frame_fetcher.h,
-  // stream_detector.h).
+  // stream_detector.h). Unset: effective_read_ahead_bytes().
   uint64_t fetch_concurrency = 32;
   uint64_t read_ahead_bytes = 64ull << 20;
+  bool read_ahead_bytes_set = false;
   // [cache] index_bytes: the extents of the index kept in memory, at most
   // about this many bytes (src/engine/layer_set.h); 0: no limit.
   uint64_t index_bytes = 64ull << 20;
@@ -181,6 +182,13 @@ uint64_t effective_disk_cache_bytes(const Config& cfg, const std::string& storag
 // large write would wait for the remote store, which the journal is there to
 // avoid; the local disk is not the store).
 uint64_t effective_journal_direct_write_bytes(const Config& cfg, const std::string& storage_url);
+// [cache] read_ahead_bytes unless set: kRemoteReadAheadBytes on s3://, where a
+// GET's 25 ms or more before its first byte is paid by every fetch and only
+// many at once fill the link (docs/performance.md, "Cold sequential read");
+// 64 MiB (the key's default) on local stores. The memory read-ahead may hold
+// stays twice the window, at most 256 MiB, either way.
+inline constexpr uint64_t kRemoteReadAheadBytes = 256ull << 20;
+uint64_t effective_read_ahead_bytes(const Config& cfg, const std::string& storage_url);
 // [cache] disk_dir, or <state_dir>/cache.
 std::string effective_disk_cache_dir(const Config& cfg);
 

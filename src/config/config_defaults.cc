@@ -113,6 +113,11 @@ uint64_t effective_disk_cache_bytes(const Config& cfg, const std::string& storag
   return std::min(total / 10, kMaxDefaultDiskCacheBytes);
 }
 
+uint64_t effective_read_ahead_bytes(const Config& cfg, const std::string& storage_url) {
+  if (cfg.read_ahead_bytes_set) return cfg.read_ahead_bytes;
+  return storage_url.rfind("s3://", 0) == 0 ? kRemoteReadAheadBytes : cfg.read_ahead_bytes;
+}
+
 std::string effective_disk_cache_dir(const Config& cfg) {
   return cfg.disk_cache_dir.empty() ? cfg.state_dir + "/cache" : cfg.disk_cache_dir;
 }

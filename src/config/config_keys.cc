@@ -117,8 +117,11 @@ std::vector<ConfigKey> build_table() {
                             "disk cache directory (default <state_dir>/cache); keep it on a local disk"));
   keys.push_back(uint_key("cache.fetch_concurrency", &Config::fetch_concurrency, r::check_fetch_concurrency,
                           "frames fetched from storage (GETs) or the disk cache at once, 1-256"));
-  keys.push_back(uint_key("cache.read_ahead_bytes", &Config::read_ahead_bytes, r::check_any_uint,
-                          "how far ahead of a sequential reader frames are fetched, 0 disables read-ahead"));
+  ConfigKey read_ahead = uint_key("cache.read_ahead_bytes", &Config::read_ahead_bytes, r::check_any_uint,
+                                  "how far ahead of a sequential reader frames are fetched (default 256 MiB on "
+                                  "s3://, 64 MiB on local stores), 0 disables read-ahead");
+  read_ahead.set_marker = &Config::read_ahead_bytes_set;
+  keys.push_back(read_ahead);
   keys.push_back(uint_key("cache.index_bytes", &Config::index_bytes, r::check_any_uint,
                           "memory for the extents of the index: it stays on disk and reads keep the parts they "
                           "used last in memory, up to about this many bytes; 0: no limit"));

@@ -300,6 +300,26 @@ TEST_SUITE("config.defaults") {
     CHECK(validate_config(cfg).ok());
   }
 
+  TEST_CASE("read-ahead: 256 MiB on s3://, 64 MiB on local stores, unless set") {
+    Config cfg = default_config();
+    CHECK(effective_read_ahead_bytes(cfg, "s3://bucket/prefix") == 256ull << 20);
+    CHECK(effective_read_ahead_bytes(cfg, "file:///srv/portalbd") == 64ull << 20);
+    CHECK(effective_read_ahead_bytes(cfg, "memory://") == 64ull << 20);
+    cfg.read_ahead_bytes = 0;
+    cfg.read_ahead_bytes_set = true;
+    CHECK(effective_read_ahead_bytes(cfg, "s3://bucket/prefix") == 0);  // off stays off
+    cfg.read_ahead_bytes = 32ull << 20;
+    CHECK(effective_read_ahead_bytes(cfg, "s3://bucket/prefix") == 32ull << 20);
+    CHECK(effective_read_ahead_bytes(cfg, "file:///srv/portalbd") == 32ull << 20);
+  }
+
+  TEST_CASE("read-ahead set in a config file counts as set, also at the local stores' value") {
+    Config cfg = default_config();
+    CHECK(load_error("[cache]\nread_ahead_bytes = 67108864\n", &cfg) == "");
+    CHECK(cfg.read_ahead_bytes_set);
+    CHECK(effective_read_ahead_bytes(cfg, "s3://bucket/prefix") == 64ull << 20);
+  }
+
   TEST_CASE("the journal: on for file://, off for s3://, never on memory://, unless set") {
     Config cfg = default_config();
     CHECK(effective_journal_enabled(cfg, "file:///srv/portalbd"));

@@ -53,6 +53,7 @@ read_all() {
 start_portalbd --storage "$STORAGE" --disk-size-gb 1 --config "$TMP/cache.toml"
 nbdcopy "$TMP/in.bin" "$(nbd_uri)" || fail "nbdcopy into the s3:// export failed"
 assert_eq "$(status_field 's["disk_cache"]["capacity_bytes"]')" 536870912 "status shows the disk cache and its size"
+assert_eq "$(status_field 's["fetch"]["read_ahead_bytes"]')" 268435456 "s3:// reads ahead 256 MiB by default (status fetch.read_ahead_bytes)"
 for _ in $(seq 1 300); do  # the flusher uploads within flush_interval_ms
   [ "$(status_field 's["dirty_bytes"]')" = 0 ] && break
   sleep 0.1
