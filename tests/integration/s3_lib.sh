@@ -70,6 +70,8 @@ s3rver_report() {
     wait "$pid" 2>/dev/null || rc=$?
     echo "# helper: s3rver (pid $pid) is NOT running any more (exit status $rc; 137 = SIGKILL, e.g. the OOM killer)"
     dmesg 2>/dev/null | grep -iE "oom|killed process" | tail -5 | sed 's/^/# helper:   dmesg: /'
+    # A full disk (seen on these machines) fails its PUTs, if not itself.
+    df -h "$(dirname "$log")" 2>/dev/null | tail -1 | sed 's/^/# helper:   df: /'
   fi
   if grep -qvE '^\s*$|S3rver listening' "$log" 2>/dev/null; then
     echo "# helper: ---- last 30 lines of s3rver's log ($log) ----"
