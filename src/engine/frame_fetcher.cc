@@ -17,7 +17,8 @@ FrameFetcher::FrameFetcher(ObjectStore* store, FrameCache* cache, DiskFrameCache
       disk_(disk),
       decode_(std::move(decode)),
       opts_{std::max<size_t>(1, options.concurrency), std::max<uint64_t>(1, options.run_bytes),
-            options.prefetch_budget_bytes, options.read_timeout_ms, options.local_store},
+            std::max<uint64_t>(1, options.ahead_min_run_bytes), options.prefetch_budget_bytes,
+            options.read_timeout_ms, options.local_store},
       max_ahead_running_(std::max<size_t>(1, opts_.concurrency * 3 / 4)) {}
 
 FrameFetcher::~FrameFetcher() {
@@ -64,6 +65,12 @@ std::vector<FrameFetcher::Job> FrameFetcher::claim_locked(
     claimed_bytes += w.ref.stored_len;
     if (waits != nullptr) waits->emplace_back(key, slot);
   }
+  // Read-ahead on a remote store: several GETs at once (ahead_min_run_bytes).
+  uint64_t run_bytes = opts_.run_bytes;
+  if (ahead && !opts_.local_store) {
+    run_bytes = std::clamp<uint64_t>(claimed_bytes / kAheadSplit, std::min(opts_.ahead_min_run_bytes, run_bytes),
+                                     run_bytes);
+  }
   std::vector<Job> jobs;
   for (auto& [seq, frames] : claimed) {
     for (auto& [offset, frame] : frames) {
@@ -71,7 +78,7 @@ std::vector<FrameFetcher::Job> FrameFetcher::claim_locked(
       const bool extends = !jobs.empty() && jobs.back().seq == seq && !jobs.back().frames.empty() &&
                            jobs.back().frames.back().first.offset + jobs.back().frames.back().first.stored_len ==
                                offset &&
-                           jobs.back().stored_bytes + frame.first.stored_len <= opts_.run_bytes;
+                           jobs.back().stored_bytes + frame.first.stored_len <= run_bytes;
       if (!extends) jobs.push_back(Job{seq, {}, 0, ahead});
       jobs.back().stored_bytes += frame.first.stored_len;
       jobs.back().frames.push_back(std::move(frame));

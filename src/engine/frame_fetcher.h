@@ -86,6 +86,12 @@ struct FrameFetcherOptions {
   // 8 MiB, the ranged GET size object stores serve best (per-request costs
   // fade, and one slow answer delays little).
   uint64_t run_bytes = 8ull << 20;
+  // A remote store's GET waits its round trip, then streams at one
+  // connection's rate: a read-ahead range is split into kAheadSplit jobs or
+  // more, each at least this long (and at most run_bytes), so that a stream
+  // starting with a small window still has several GETs in flight. Local
+  // stores keep run_bytes.
+  uint64_t ahead_min_run_bytes = 1ull << 20;
   uint64_t prefetch_budget_bytes = 64ull << 20;  // read-ahead queued or running, stored bytes
   // A reader waits at most this long for its frames, then gets kUnavailable
   // (EIO to an NBD client) while the fetch goes on in the background and
@@ -167,6 +173,8 @@ class FrameFetcher {
   // cuts the claimed ones into jobs. For fetch(), frames already in flight
   // or cached go to *waits / *batch; for prefetch(), claiming stops at
   // `budget` stored bytes.
+  // A read-ahead range is fetched as at least this many jobs on a remote store.
+  static constexpr uint64_t kAheadSplit = 8;
   std::vector<Job> claim_locked(const std::vector<FrameWant>& wants, bool ahead, uint64_t budget,
                                 std::vector<std::pair<Key, std::shared_ptr<Slot>>>* waits, FrameBatch* batch)
       REQUIRES(mu_);

@@ -160,6 +160,32 @@ TEST_SUITE("engine.frame_fetcher") {
     CHECK(again.size() == 10);
   }
 
+  TEST_CASE("read-ahead on a remote store is several GETs at once, on a local store runs of run_bytes") {
+    for (const bool local : {false, true}) {
+      CAPTURE(local);
+      Fixture f;
+      FrameFetcherOptions o;
+      o.run_bytes = 16 * kFrame;
+      o.ahead_min_run_bytes = 2 * kFrame;
+      o.prefetch_budget_bytes = 64 * kFrame;
+      o.local_store = local;
+      auto fetcher = f.fetcher(o);
+      std::vector<FrameWant> ahead;
+      for (uint64_t i = 0; i < 32; ++i) ahead.push_back(f.want(i));  // 32 frames back to back
+      fetcher->prefetch(ahead);
+      REQUIRE(eventually([&] { return fetcher->stats().prefetched == 32; }));
+      // Remote: 32 / kAheadSplit = 4 frames a GET. Local: 16 frames a GET.
+      CHECK(f.store->calls(FaultStore::kGetRange) == (local ? 2 : 8));
+      // A small range is not cut below ahead_min_run_bytes: 4 frames, 2 GETs.
+      std::vector<FrameWant> small;
+      for (uint64_t i = 40; i < 44; ++i) small.push_back(f.want(i));
+      fetcher->prefetch(small);
+      REQUIRE(eventually([&] { return fetcher->stats().prefetched == 36; }));
+      CHECK(f.store->calls(FaultStore::kGetRange) == (local ? 3 : 10));
+      for (uint64_t i = 0; i < 32; ++i) CHECK(f.cache.get(kSeq, i * kFrame));
+    }
+  }
+
   TEST_CASE("a frame two readers want is fetched once") {
     Fixture f;
     auto fetcher = f.fetcher();
