@@ -48,7 +48,9 @@
 # Store ceiling: each repetition also PUTs 256 MiB of random bytes with curl, as
 # 4 objects of 64 MiB at once, through the same proxy: the most this s3rver
 # and proxy take on this machine, whatever the client. The table reports it
-# next to the seqwrite target, which cannot be met above that ceiling.
+# next to the seqwrite target, which cannot be met above that ceiling. And it
+# reads them back as 32 ranged 8 MiB GETs, 8 at once and then 16 at once: the
+# read ceilings shown next to the cold seqread target.
 #
 # Drift: each repetition starts both systems on fresh prefixes; each job runs
 # on one and then the other (pb sb; even repetitions sb pb). The table shows
@@ -322,25 +324,31 @@ ceiling() {  # REP
   t1=$(date +%s.%N)
   python3 -c "import sys; print(f'{256 / (float(sys.argv[2]) - float(sys.argv[1])):.2f}')" "$t0" "$t1" >>"$TMP/ceiling"
   echo "  rep $1 store ceiling: 4 x 64 MiB PUTs at once with curl, $(tail -1 "$TMP/ceiling") MiB/s" >&2
-  # And reading: the same objects as 32 ranged GETs of 8 MiB, 8 at once (what
-  # a reader with parallel fetches can get at most).
-  pids=()
+  # And reading: the same objects as 32 ranged GETs of 8 MiB, 8 at once, then
+  # 16 at once (what a reader with parallel fetches can get at most; portalbd's
+  # read-ahead keeps up to 24 in flight).
+  get_ceiling "$1" 8 "$TMP/get_ceiling"
+  get_ceiling "$1" 16 "$TMP/get_ceiling16"
+}
+
+get_ceiling() {  # REP STREAMS OUT: 32 ranged 8 MiB GETs by STREAMS curl loops; MiB/s appended to OUT
+  local t0 t1 i k off pids=() per=$(( 32 / $2 ))
   t0=$(date +%s.%N)
-  for i in 1 2 3 4 5 6 7 8; do
-    ( for k in 0 1 2 3; do
-        local off=$(( (((i - 1) * 4 + k) % 8) * 8388608 ))
-        curl -sf -o /dev/null -r "$off-$((off + 8388607))" "$ENDPOINT/$BUCKET/ceiling-$1/$(( (i - 1) % 4 + 1 ))" || exit 1
+  for (( i = 0; i < $2; i++ )); do
+    ( for (( k = 0; k < per; k++ )); do
+        off=$(( ((i * per + k) % 8) * 8388608 ))
+        curl -sf -o /dev/null -r "$off-$((off + 8388607))" "$ENDPOINT/$BUCKET/ceiling-$1/$(( i % 4 + 1 ))" || exit 1
       done ) & pids+=($!)
   done
   for i in "${pids[@]}"; do wait "$i" || { echo "s3_compare: ceiling GET failed" >&2; exit 1; }; done
   t1=$(date +%s.%N)
-  python3 -c "import sys; print(f'{256 / (float(sys.argv[2]) - float(sys.argv[1])):.2f}')" "$t0" "$t1" >>"$TMP/get_ceiling"
-  echo "  rep $1 store read ceiling: 8 streams of ranged 8 MiB GETs with curl, $(tail -1 "$TMP/get_ceiling") MiB/s" >&2
+  python3 -c "import sys; print(f'{256 / (float(sys.argv[2]) - float(sys.argv[1])):.2f}')" "$t0" "$t1" >>"$3"
+  echo "  rep $1 store read ceiling: $2 streams of ranged 8 MiB GETs with curl, $(tail -1 "$3") MiB/s" >&2
 }
 
 : >"$TMP/results"
 : >"$TMP/ceiling"
-: >"$TMP/get_ceiling"
+: >"$TMP/get_ceiling"; : >"$TMP/get_ceiling16"
 started=$(date +%s)
 for rep in $(seq 1 "$REPS"); do
   ceiling "$rep"
@@ -356,12 +364,13 @@ done
 elapsed=$(($(date +%s) - started))
 
 table() {
-  python3 - "$TMP/results" "$JOBS" "$TMP/ceiling" "$TMP/get_ceiling" <<'EOF'
+  python3 - "$TMP/results" "$JOBS" "$TMP/ceiling" "$TMP/get_ceiling" "$TMP/get_ceiling16" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 jobs = sys.argv[2].split()
 ceiling = statistics.median(float(l) for l in open(sys.argv[3]))
 get_ceiling = statistics.median(float(l) for l in open(sys.argv[4]))
+get_ceiling16 = statistics.median(float(l) for l in open(sys.argv[5]))
 def med(s, j, f):
     v = [f(r) for r in rows if r[0] == s and r[1] == j]
     return statistics.median(v) if v else float("nan")
@@ -431,6 +440,8 @@ if "seqread" in jobs:
           f"{get_ceiling:.1f} MiB/s; 3x s3backer's cold seqread needs {3 * sb:.1f} MiB/s, "
           f"{'within' if 3 * sb <= get_ceiling else 'ABOVE'} what the store gives; portalbd's cold seqread is "
           f"{pb / get_ceiling:.0%} of the ceiling, s3backer's {sb / get_ceiling:.0%}")
+    print(f"- store read ceiling with 16 streams (median): {get_ceiling16:.1f} MiB/s; portalbd's cold seqread is "
+          f"{pb / get_ceiling16:.0%} of it, s3backer's {sb / get_ceiling16:.0%}")
 if "randread" in jobs:
     target(f"cold randread IOPS >= 3x s3backer ({ratio('randread', 'fio IOPS'):.2f}x)",
            ratio("randread", "fio IOPS") >= 3)
