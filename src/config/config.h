@@ -182,10 +182,10 @@ uint64_t effective_disk_cache_bytes(const Config& cfg, const std::string& storag
 // large write would wait for the remote store, which the journal is there to
 // avoid; the local disk is not the store).
 uint64_t effective_journal_direct_write_bytes(const Config& cfg, const std::string& storage_url);
-// [cache] read_ahead_bytes unless set: kRemoteReadAheadBytes on s3://, where a
-// GET's 25 ms or more before its first byte is paid by every fetch and only
-// many at once fill the link (docs/performance.md, "Cold sequential read");
-// 64 MiB (the key's default) on local stores. The memory read-ahead may hold
+// [cache] read_ahead_bytes unless set: kRemoteReadAheadBytes on s3://, where
+// every GET waits 25 ms or more for its first byte and only many at once fill
+// the link (docs/performance.md, "a 256 MiB read-ahead window on s3://"); 64
+// MiB (the key's default) on local stores. The memory read-ahead may hold
 // stays twice the window, at most 256 MiB, either way.
 inline constexpr uint64_t kRemoteReadAheadBytes = 256ull << 20;
 uint64_t effective_read_ahead_bytes(const Config& cfg, const std::string& storage_url);
