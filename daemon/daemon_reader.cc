@@ -28,14 +28,15 @@ Status Daemon::start_snapshot_reader() {
                            std::pair{!config_.metrics_address.empty(), "the metrics endpoint"}}) {
     if (set) logger->warn("a snapshot reader does not serve {}; it is off", what);
   }
+  const std::string url = effective_storage_url(config_);
   SnapshotReaderOptions ro;
   ro.snapshot = config_.serve_snapshot;
   ro.index_dir = config_.state_dir + "/snapshot-reader";
   ro.volume.cache_bytes = config_.cache_bytes;
-  ro.volume.disk_cache_bytes = effective_disk_cache_bytes(config_, effective_storage_url(config_));
+  ro.volume.disk_cache_bytes = effective_disk_cache_bytes(config_, url);
   ro.volume.disk_cache_dir = effective_disk_cache_dir(config_);
   ro.volume.fetch_concurrency = static_cast<uint32_t>(config_.fetch_concurrency);
-  ro.volume.read_ahead_bytes = effective_read_ahead_bytes(config_, effective_storage_url(config_));
+  ro.volume.read_ahead_bytes = effective_read_ahead_bytes(config_, url);
   ro.volume.flatten_min_depth = static_cast<uint32_t>(std::min<uint64_t>(config_.flatten_depth, UINT32_MAX));
   ro.volume.index_cache_bytes = config_.index_bytes;
   auto reader = SnapshotReader::Open(store_, ro);
