@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -27,7 +28,7 @@ struct Fixture {
   std::shared_ptr<FaultStore> store = std::make_shared<FaultStore>(mem);
   FrameCache cache{64ull << 20};
   std::vector<std::byte> object;  // segment kSeq: 64 frames back to back
-  uint64_t decodes = 0;
+  std::atomic<uint64_t> decodes{0};  // bumped by the fetcher's threads
 
   Fixture() {
     object.resize(64 * kFrame);

@@ -103,13 +103,18 @@ std::string parse_header(const std::byte* p, uint64_t avail, uint64_t journal_id
     if (h->payload_bytes != 0) return "malformed pad";
     return "";
   }
+  // Blocks past 2^64 bytes cannot be addressed; checked without overflow, so
+  // a huge nblocks cannot wrap into a plausible payload size.
+  constexpr uint64_t kMaxBlocks = UINT64_MAX / kBlockBytes;
+  if (h->lba > kMaxBlocks || h->nblocks > kMaxBlocks - h->lba) return "record beyond any volume's end";
   if (h->kind == kKindMarker) {
     if (h->wseq == 0 || h->nblocks == 0 || h->payload_bytes != 0) return "malformed marker";
     return "";
   }
   const bool data = h->state == static_cast<uint8_t>(ExtentState::kData);
   if (h->kind != kKindWrite || h->state > static_cast<uint8_t>(ExtentState::kHole) || h->wseq == 0 ||
-      h->nblocks == 0 || (data && h->nblocks * kBlockBytes != h->payload_bytes) || (!data && h->payload_bytes != 0)) {
+      h->nblocks == 0 || (data && h->nblocks != h->payload_bytes / kBlockBytes) ||
+      (data && h->payload_bytes % kBlockBytes != 0) || (!data && h->payload_bytes != 0)) {
     return "malformed record header";
   }
   if (h->payload_bytes > avail - kHeaderBytes) return "payload runs past the end of the chunk";

@@ -10,11 +10,13 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <thread>
 
+#include "src/util/crc32c.h"
 #include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
@@ -298,6 +300,39 @@ TEST_SUITE("engine.journal") {
     MESSAGE(r.status().ToString());
     // Refused every time, never skipped.
     CHECK(Journal::Open(o).status().is(Status::Code::kCorruption));
+  }
+
+  TEST_CASE("a header with a valid checksum but a block count past 2^64 bytes is damage, not a record") {
+    // nblocks = 2^52 + 1: times 4096 it wraps to 4096, the one block the
+    // payload holds, so a product check would take it for a whole record.
+    TempDir tmp;
+    auto o = options(tmp.path);
+    {
+      auto opened = open_ok(o);
+      for (uint64_t w = 1; w <= 3; ++w) REQUIRE(append_data(*opened.journal, w).ok());
+      REQUIRE(opened.journal->sync(3).ok());
+    }
+    const uint64_t second = kOneBlockRecord;
+    std::vector<std::byte> header(80);
+    {
+      int fd = ::open(chunk_path(o, 0).c_str(), O_RDONLY);
+      REQUIRE(fd >= 0);
+      REQUIRE(::pread(fd, header.data(), header.size(), static_cast<off_t>(second)) == 80);
+      ::close(fd);
+    }
+    const uint64_t huge = (uint64_t{1} << 52) + 1;
+    for (int i = 0; i < 8; ++i) header[40 + i] = std::byte(static_cast<uint8_t>(huge >> (8 * i)));  // nblocks
+    for (int i = 0; i < 4; ++i) header[12 + i] = std::byte{0};                                       // its crc
+    const uint32_t crc = crc32c(std::span<const std::byte>(header));
+    for (int i = 0; i < 4; ++i) header[12 + i] = std::byte(static_cast<uint8_t>(crc >> (8 * i)));
+    std::vector<uint8_t> raw(80);
+    std::memcpy(raw.data(), header.data(), 80);
+    poke(chunk_path(o, 0), second, raw);
+    auto r = Journal::Open(o);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().is(Status::Code::kCorruption));
+    CHECK(contains(r.status().message(), chunk_path(o, 0) + " offset " + std::to_string(second)));
+    MESSAGE(r.status().ToString());
   }
 
   TEST_CASE("a large record whose magic and journal_id are wiped, with a newer record after it, is kCorruption") {

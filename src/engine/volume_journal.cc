@@ -118,6 +118,15 @@ Status Volume::replay_journal() {
         ++skipped;
         continue;
       }
+      // A volume never shrinks, so a record past its end was not written
+      // by this volume's writers: refuse it rather than apply it.
+      if (r.lba > size_bytes_ / kBlockSize || r.nblocks > size_bytes_ / kBlockSize - r.lba) {
+        return Status::Corruption("journal " + opts_.journal_dir + ": record wseq " + std::to_string(r.wseq) +
+                                  " writes blocks " + std::to_string(r.lba) + "+" + std::to_string(r.nblocks) +
+                                  ", past the volume's end (" + std::to_string(size_bytes_) +
+                                  " bytes; a volume never shrinks, so the journal or volume.json was changed. Moving the "
+                                  "journal dir away starts from storage alone and loses what only the journal holds)");
+      }
       BlockSource src;
       src.state = r.state;
       uint64_t charged = 0;

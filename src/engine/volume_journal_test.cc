@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "src/engine/volume.h"
 #include "src/store/memory_store.h"
 #include "tests/unit/temp_dir.h"
@@ -75,6 +77,37 @@ TEST_SUITE("engine.journal_volume") {
     CHECK(first_byte(**s, 9 * 4096) == 10);
     CHECK(first_byte(**s, 3 * 4096) == 0);
     CHECK(first_byte(**s, 20 * 4096) == 42);
+  }
+
+  TEST_CASE("a journal record past the volume's end is refused at open, not replayed") {
+    // A volume never shrinks, so such a record was not written by this
+    // volume's writers. Here volume.json is edited down under a journal
+    // that holds a write at 12 MiB.
+    portalbd::testing::TempDir dir;
+    auto store = std::make_shared<MemoryStore>();
+    VolumeOptions big = journaled(dir.path);
+    big.size_bytes = 16ull << 20;
+    {
+      auto v = Volume::Open(store, big);
+      REQUIRE(v.ok());
+      REQUIRE((*v)->write(12ull << 20, block(7), false).ok());
+      REQUIRE((*v)->flush().ok());
+      // No close(): the process dies here.
+    }
+    std::vector<std::byte> manifest;
+    REQUIRE(store->get("volume.json", &manifest).ok());
+    auto m = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(manifest.data()), manifest.size()));
+    m["size_bytes"] = 8ull << 20;
+    const std::string text = m.dump();
+    REQUIRE(store->put("volume.json", std::span(reinterpret_cast<const std::byte*>(text.data()), text.size())).ok());
+    VolumeOptions same = journaled(dir.path);
+    same.size_bytes = 0;  // whatever volume.json says
+    auto v = Volume::Open(store, same);
+    REQUIRE_FALSE(v.ok());
+    CHECK(v.status().is(Status::Code::kCorruption));
+    CHECK(v.status().message().find("past the volume's end") != std::string::npos);
+    CHECK(v.status().message().find(dir.path + "/journal") != std::string::npos);
+    MESSAGE(v.status().ToString());
   }
 
   TEST_CASE("a large write goes to storage only: the FLUSH after it uploads, small ones stay in the journal") {
