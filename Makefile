@@ -195,7 +195,8 @@ FUZZ_CXX     ?= clang++
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_LIB_SRCS := $(filter-out %_test.cc %_main.cc,$(wildcard nbd/*.cc src/util/*.cc src/log/*.cc)) \
-                 src/format/segment.cc src/format/codec.cc src/engine/block_device.cc
+                 src/format/segment.cc src/format/codec.cc src/format/checkpoint_codec.cc src/engine/block_device.cc \
+                 src/engine/journal.cc src/engine/journal_format.cc src/engine/journal_recovery.cc src/store/s3/xml.cc
 FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:%.cc=$(BUILD)/fuzz/obj/%.o)
 FUZZ_TARGETS  := $(patsubst tests/fuzz/%_fuzz.cc,$(BUILD)/fuzz/%_fuzz,$(wildcard tests/fuzz/*_fuzz.cc))
 

@@ -1,5 +1,6 @@
 #include "src/format/checkpoint_codec.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -38,10 +39,32 @@ Result<DecodedCheckpoint> decode_checkpoint(std::span<const std::byte> stored) {
   }
   DecodedCheckpoint out;
   out.checksummed = (static_cast<unsigned>(stored[4]) & 0x04) != 0;
-  out.index_file.resize(raw_size);
-  size_t n = ZSTD_decompress(out.index_file.data(), out.index_file.size(), stored.data(), stored.size());
-  if (ZSTD_isError(n)) return Status::Corruption(std::string("does not decompress: ") + ZSTD_getErrorName(n));
-  if (n != raw_size) return Status::Corruption("decompresses to fewer bytes than its frame states");
+  // Streamed into a buffer that grows with what the frame really produces:
+  // the size the header states is only checked, never allocated up front,
+  // so a damaged size field (no checksum covers it) cannot ask for 64 GiB.
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (dctx == nullptr) return Status::IOError("decompress checkpoint: out of memory");
+  // A first size that holds any real index in one go (they compress 3-10x),
+  // then doubling.
+  const uint64_t first = std::max<uint64_t>(16ull << 20, 64 * uint64_t{stored.size()});
+  out.index_file.resize(std::min<uint64_t>(raw_size, first));
+  ZSTD_inBuffer in{stored.data(), stored.size(), 0};
+  uint64_t produced = 0;
+  std::byte spill;  // room for one byte more than stated: finds a frame that holds more
+  for (;;) {
+    if (produced == out.index_file.size() && produced < raw_size) {
+      out.index_file.resize(std::min<uint64_t>(raw_size, 2 * produced));
+    }
+    const bool full = produced == raw_size;
+    ZSTD_outBuffer o{full ? &spill : out.index_file.data() + produced, full ? 1 : out.index_file.size() - produced, 0};
+    const size_t left = ZSTD_decompressStream(dctx.get(), &o, &in);
+    if (ZSTD_isError(left)) return Status::Corruption(std::string("does not decompress: ") + ZSTD_getErrorName(left));
+    if (full && o.pos != 0) return Status::Corruption("decompresses to more bytes than its frame states");
+    produced += o.pos;
+    if (left == 0) break;  // the frame ended, its checksum verified
+    if (in.pos == in.size && o.pos == 0) return Status::Corruption("truncated: the frame does not end");
+  }
+  if (produced != raw_size) return Status::Corruption("decompresses to fewer bytes than its frame states");
   return out;
 }
 

@@ -2,6 +2,9 @@
 // found before a restore; checkpoints written before it are still read.
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
+
+#include <array>
 #include <zstd.h>
 
 #include "src/format/checkpoint_codec.h"
@@ -55,5 +58,38 @@ TEST_SUITE("engine.checkpoint_codec") {
     REQUIRE_MESSAGE(back.ok(), back.status().ToString());
     CHECK_FALSE(back->checksummed);
     CHECK(back->index_file == raw);
+  }
+
+  TEST_CASE("a damaged size field is corruption, found without allocating the size it states") {
+    // Both sizes get a 4-byte content size field, which no checksum covers;
+    // the larger frame is not single-segment, so the decoder's window limit
+    // does not refuse it first: it decodes until the data ends.
+    size_t n = 0;
+    SUBCASE("single segment") { n = 100000; }
+    SUBCASE("windowed") { n = 3u << 20; }
+    CAPTURE(n);
+    const auto raw = index_like(n);
+    auto packed = encode_checkpoint(raw);
+    REQUIRE(packed.ok());
+    const auto fhd = static_cast<unsigned>((*packed)[4]);
+    const bool single_segment = (fhd & 0x20) != 0;
+    REQUIRE((fhd >> 6) == 2);  // a 4-byte field
+    const size_t at = 5 + (single_segment ? 0 : 1) + std::array<size_t, 4>{0, 1, 2, 4}[fhd & 3];
+    auto damaged = *packed;
+    for (int i = 0; i < 4; ++i) damaged[at + i] = std::byte{0xF0};  // ~3.9 GiB
+    REQUIRE(ZSTD_getFrameContentSize(damaged.data(), damaged.size()) == 0xF0F0F0F0ull);
+    struct rusage before {}, after {};
+    REQUIRE(::getrusage(RUSAGE_SELF, &before) == 0);
+    auto r = decode_checkpoint(damaged);
+    REQUIRE(::getrusage(RUSAGE_SELF, &after) == 0);
+    CHECK(r.status().is(Status::Code::kCorruption));
+    MESSAGE(r.status().ToString());
+    // Peak memory (KiB) grew by what the frame holds, not by the 3.9 GiB it states.
+    CHECK(after.ru_maxrss - before.ru_maxrss < 256 * 1024);
+    // A size stated smaller than the frame holds is corruption too.
+    auto smaller = *packed;
+    const uint32_t less = static_cast<uint32_t>(n - 1);
+    for (int i = 0; i < 4; ++i) smaller[at + i] = std::byte(static_cast<uint8_t>(less >> (8 * i)));
+    CHECK(decode_checkpoint(smaller).status().is(Status::Code::kCorruption));
   }
 }

@@ -7,11 +7,18 @@ read-only export), the rest is transmission-phase requests.
 The segment corpus (tests/fuzz/corpus/segment/) holds real segment objects
 from a file:// store (small ones, lz4), copied with --segments DIR.
 
+Also written: S3 answers for s3_xml_fuzz.cc (corpus/s3_xml/), edit lists for
+journal_fuzz.cc (corpus/journal/: none, checksums only, a wseq, a watermark
+and a payload length changed), and checkpoints for checkpoint_fuzz.cc
+(corpus/checkpoint/: zstd frames with content size and checksum, made with
+the zstd command).
+
   make_corpus.py [--segments DIR]
 """
 import argparse
 import os
 import shutil
+import subprocess
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,6 +79,46 @@ def transmissions():
     yield "truncated", b"\x01" + req(WRITE, 0, 4096, payload=data[:100])
 
 
+XML_SEEDS = {
+    "list": b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b'<Name>b</Name><Prefix>v/</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType>'
+            b'<IsTruncated>true</IsTruncated><NextContinuationToken>t1</NextContinuationToken>'
+            b'<Contents><Key>v/segments/0000000000000001.seg</Key><Size>4194304</Size><ETag>&quot;e&quot;</ETag></Contents>'
+            b'<Contents><Key>v/caf%C3%A9&amp;&#233;</Key><Size>0</Size></Contents></ListBucketResult>',
+    "error": b'<?xml version="1.0"?><Error><Code>NoSuchKey</Code><Message>gone</Message><Key>k</Key>'
+             b'<RequestId>r</RequestId><Resource><![CDATA[/b/k]]></Resource></Error>',
+    "initiate": b'<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u-1</UploadId>'
+                b'</InitiateMultipartUploadResult>',
+    "complete": b'<CompleteMultipartUploadResult><Location>l</Location><Bucket>b</Bucket><Key>k</Key>'
+                b'<ETag>"x-2"</ETag></CompleteMultipartUploadResult>',
+    "delete": b'<DeleteResult><Deleted><Key>a</Key></Deleted><Error><Key>b</Key><Code>AccessDenied</Code>'
+              b'<Message>no</Message></Error><!-- c --></DeleteResult>',
+}
+
+
+def journal_seeds():
+    # Byte 0 bit 0: recompute checksums; then edits (file, u16 offset, u8 length, bytes).
+    def edit(f, off, data):
+        return struct.pack("<BHB", f, off, len(data)) + data
+    yield "none", b"\x00"
+    yield "checksums", b"\x01"
+    yield "wseq", b"\x01" + edit(0, 24, struct.pack("<Q", 7))
+    yield "released", b"\x01" + edit(1, 512 * 9 + 56, struct.pack("<Q", 40))
+    yield "payload_len", b"\x01" + edit(2, 64, struct.pack("<I", 8192))
+    yield "start", b"\x00" + edit(4, 8, struct.pack("<Q", 3))
+
+
+def checkpoint_seeds(directory):
+    for n, raw in (("small", b"SQLite format 3\x00" + bytes(range(256)) * 16),
+                   ("pages", (b"\x0d\x00\x00\x00" + b"\x00" * 4092) * 24)):
+        out = os.path.join(directory, n + ".zst")
+        src = out + ".raw"
+        with open(src, "wb") as f:
+            f.write(raw)
+        subprocess.run(["zstd", "-q", "-f", "-3", "--check", src, "-o", out], check=True)
+        os.unlink(src)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--segments", help="a file:// store's segments/ dir to copy small segments from")
@@ -80,6 +127,14 @@ def main():
     for n, blob in list(handshakes()) + list(transmissions()):
         with open(os.path.join(NBD_DIR, n + ".bin"), "wb") as f:
             f.write(blob)
+    for sub, seeds in (("s3_xml", XML_SEEDS.items()), ("journal", journal_seeds())):
+        d = os.path.join(HERE, "corpus", sub)
+        os.makedirs(d, exist_ok=True)
+        for n, blob in seeds:
+            with open(os.path.join(d, n + ".bin"), "wb") as f:
+                f.write(blob)
+    os.makedirs(os.path.join(HERE, "corpus", "checkpoint"), exist_ok=True)
+    checkpoint_seeds(os.path.join(HERE, "corpus", "checkpoint"))
     if a.segments:
         os.makedirs(SEG_DIR, exist_ok=True)
         segs = sorted((os.path.getsize(os.path.join(a.segments, s)), s) for s in os.listdir(a.segments)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A bounded libFuzzer run (FUZZ_SECONDS each, default 10) of every target in
-# tests/fuzz/ — the NBD handshake + request stream and the segment decoder
+# tests/fuzz/ — the NBD handshake + request stream, the segment and checkpoint
+# decoders, journal recovery and the S3 XML reader
 # (DESIGN invariant 7) — from their seed corpora, under ASan+UBSan. Builds
 # the targets with clang first (incremental). Skips, loudly, only when clang
 # or its libFuzzer runtime is genuinely missing.

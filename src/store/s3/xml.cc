@@ -1,5 +1,7 @@
 #include "src/store/s3/xml.h"
 
+#include <charconv>
+
 namespace portalbd::s3 {
 
 namespace {
@@ -72,12 +74,15 @@ class Parser {
     else if (ent == "quot") out->push_back('"');
     else if (ent == "apos") out->push_back('\'');
     else if (!ent.empty() && ent[0] == '#') {
+      // Digits only (no sign, space or tail), and a character XML allows:
+      // not NUL, not a surrogate, within Unicode.
+      const bool hex = ent.size() > 1 && (ent[1] == 'x' || ent[1] == 'X');
+      const std::string_view digits = ent.substr(hex ? 2 : 1);
       unsigned long cp = 0;
-      try {
-        cp = ent.size() > 1 && (ent[1] == 'x' || ent[1] == 'X') ? std::stoul(std::string(ent.substr(2)), nullptr, 16)
-                                                                  : std::stoul(std::string(ent.substr(1)), nullptr, 10);
-      } catch (...) {
-        return error("bad character reference");
+      const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), cp, hex ? 16 : 10);
+      if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || cp == 0 || cp > 0x10FFFF ||
+          (cp >= 0xD800 && cp <= 0xDFFF)) {
+        return error("bad character reference &" + std::string(ent) + ";");
       }
       append_utf8(cp, out);
     } else {

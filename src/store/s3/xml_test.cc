@@ -37,6 +37,14 @@ TEST_SUITE("s3.xml") {
     CHECK_FALSE(parse_xml("").ok());
     CHECK_FALSE(parse_xml("<a><b></a>").ok());
     CHECK_FALSE(parse_xml("<a>&bogus;</a>").ok());
+    // Character references: digits only, of a character XML allows.
+    for (const char* bad : {"&#-1;", "&#12abc;", "&# 65;", "&#+65;", "&#x;", "&#;", "&#0;", "&#x110000;", "&#xD800;",
+                            "&#99999999999999999999;"}) {
+      CHECK_MESSAGE(!parse_xml(std::string("<a>") + bad + "</a>").ok(), bad);
+    }
+    auto good = parse_xml("<a>&#65;&#x42;&#X43;&#x10FFFF;</a>");
+    REQUIRE(good.ok());
+    CHECK(good->text == "ABC\xf4\x8f\xbf\xbf");
     CHECK_FALSE(parse_xml("<a>unterminated").ok());
     CHECK_FALSE(parse_xml("<a></a><b></b>").ok());
     std::string deep;
