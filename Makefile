@@ -243,11 +243,11 @@ bench-rebuild: $(BINS)
 bench-s3: $(BINS)
 	@BUILD=$(BUILD) bash bench/s3_compare.sh
 
-# ---- TSan: the engine's and the NBD server's unit tests under ThreadSanitizer, objects in build/tsan/
+# ---- TSan: every unit test (the same sources as unit_tests) under ThreadSanitizer, objects in build/tsan/
 .PHONY: tsan-unit
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
-TSAN_LIB_SRCS  := $(filter-out %_main.cc %_test.cc,$(foreach d,src/util src/format src/store src/store/s3 src/engine src/log meta nbd,$(wildcard $(d)/*.cc)))
-TSAN_TEST_SRCS := $(wildcard src/engine/*_test.cc nbd/*_test.cc) src/store/fault_store_test.cc tests/unit/doctest_main.cc
+TSAN_LIB_SRCS  := $(LIB_SRCS)
+TSAN_TEST_SRCS := $(TEST_SRCS)
 TSAN_OBJS := $(TSAN_LIB_SRCS:%.cc=$(BUILD)/tsan/%.o) $(TSAN_TEST_SRCS:%.cc=$(BUILD)/tsan/%.o)
 
 $(BUILD)/tsan/%.o: %.cc
@@ -258,7 +258,7 @@ $(BUILD)/tsan/unit_tests_tsan: $(TSAN_OBJS)
 	$(CXX) $(ALL_CXXFLAGS) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS)
 
 tsan-unit: $(BUILD)/tsan/unit_tests_tsan
-	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(BUILD)/tsan/unit_tests_tsan -ts='engine*,nbd*'
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(BUILD)/tsan/unit_tests_tsan
 
 -include $(TSAN_OBJS:.o=.d)
 

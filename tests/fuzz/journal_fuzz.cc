@@ -8,8 +8,9 @@
 // two blocks, zero and hole records, a marker, a wrap of the ring, releases,
 // a sync) and its files kept. Each input then edits a fresh copy of them
 // and opens it. The input is a list of edits, each
-//     u8 file (chunk 0-3, or 4: the start file), u16 offset (LE), u8 length,
-//     that many bytes to write there,
+//     u8 file (chunk 0-3, or 4: the start file), u16 offset (LE, modulo the
+//     file's size), u8 length, that many bytes to write there (cut at the
+//     file's end),
 // and a first byte whose bit 0 asks for every header on a kAlign boundary
 // that starts with the record magic to get its checksums recomputed (and its
 // journal_id set to this journal's), so that edits of wseqs, watermarks,
@@ -17,6 +18,7 @@
 // Built by `make fuzz` with clang -fsanitize=fuzzer,address,undefined.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -159,15 +161,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool fix = size > 0 && (data[0] & 1) != 0;
   size_t i = size > 0 ? 1 : 0;
   while (i + 4 <= size) {
-    const size_t file = data[i] % files.size();
-    const size_t offset = data[i + 1] | (size_t{data[i + 2]} << 8);
-    size_t len = data[i + 3];
-    i += 4;
-    len = std::min(len, size - i);
-    std::vector<char>& f = files[file];
-    if (offset + len > f.size()) f.resize(offset + len);  // may grow a file past its chunk
-    std::memcpy(f.data() + offset, data + i, len);
-    i += len;
+    std::vector<char>& f = files[data[i] % files.size()];
+    const size_t len = std::min<size_t>(data[i + 3], size - (i + 4));
+    if (!f.empty()) {
+      // Within the file: a chunk of another size is refused before recovery
+      // looks at it (the unit tests cover that).
+      const size_t offset = (data[i + 1] | (size_t{data[i + 2]} << 8)) % f.size();
+      std::memcpy(f.data() + offset, data + i + 4, std::min(len, f.size() - offset));
+    }
+    i += 4 + len;
   }
   if (fix) {
     for (int c = 0; c < kChunks; ++c) fix_checksums(&files[c], pristine.journal_id);

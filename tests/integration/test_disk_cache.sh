@@ -54,15 +54,24 @@ start_portalbd --storage "$STORAGE" --disk-size-gb 1 --config "$TMP/cache.toml"
 nbdcopy "$TMP/in.bin" "$(nbd_uri)" || fail "nbdcopy into the s3:// export failed"
 assert_eq "$(status_field 's["disk_cache"]["capacity_bytes"]')" 536870912 "status shows the disk cache and its size"
 assert_eq "$(status_field 's["fetch"]["read_ahead_bytes"]')" 268435456 "s3:// reads ahead 256 MiB by default (status fetch.read_ahead_bytes)"
-for _ in $(seq 1 300); do  # the flusher uploads within flush_interval_ms
+for _ in $(seq 1 600); do  # the flusher uploads within flush_interval_ms
   [ "$(status_field 's["dirty_bytes"]')" = 0 ] && break
   sleep 0.1
 done
+[ "$(status_field 's["dirty_bytes"]')" = 0 ] ||
+  fail "the $DATA_MiB MiB written were not all uploaded after 60 s (dirty_bytes $(status_field 's["dirty_bytes"]'))"
 wait_cache_written
 inserted=$(status_field 's["disk_cache"]["inserts"]')
-[ "$inserted" -ge $(( DATA_MiB * 16 )) ] ||
-  fail "uploading $DATA_MiB MiB put only $inserted frames into the disk cache (expected $(( DATA_MiB * 16 )))"
-ok "uploaded frames are kept in the disk cache: $inserted frames"
+skipped=$(status_field 's["disk_cache"]["skipped"]')
+# The cache's writer queues at most 128 MiB of uploaded segments; one that is
+# stored while it is further behind (a busy machine: two 64 MiB segments are
+# uploaded at once) is not kept, and counted in skipped (the unit tests pin
+# that down). Every uploaded frame is one or the other, and the first segment
+# queued is always kept.
+[ $(( inserted + skipped )) -ge $(( DATA_MiB * 16 )) ] ||
+  fail "uploading $DATA_MiB MiB put $inserted frames into the disk cache and skipped $skipped (expected $(( DATA_MiB * 16 )) in all)"
+[ "$inserted" -gt 0 ] || fail "uploading $DATA_MiB MiB kept no frame in the disk cache ($skipped skipped)"
+ok "uploaded frames are kept in the disk cache: $inserted frames ($skipped skipped while its writer was behind)"
 stop_portalbd
 # What the upload kept is not what this test reads cold: start without it.
 rm -rf "$CACHE_DIR"
