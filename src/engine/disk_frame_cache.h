@@ -95,8 +95,11 @@ class DiskFrameCache {
  public:
   static constexpr uint64_t kSlotBytes = uint64_t{kFrameBlocks} * kBlockSize;
   // Uploaded objects waiting for the writer thread, at most (put_object),
-  // by default: two segments of the default size.
-  static constexpr uint64_t kPendingBytes = 128ull << 20;
+  // by default: two segments of the default size (64 MiB of blocks each),
+  // with room for what their objects add (frame headers, lz4's worst case
+  // on incompressible data, the footer; a last write may also run a segment
+  // past 64 MiB). At exactly 128 MiB a second full segment never fitted.
+  static constexpr uint64_t kPendingBytes = 2 * (68ull << 20);
 
   struct Options {
     std::string dir;              // created if missing
