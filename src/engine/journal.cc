@@ -123,6 +123,7 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
     j->synced_wseq_ = newest;
     j->released_wseq_ = report.released_wseq;
     j->next_wseq_ = std::max(newest, report.released_wseq) + 1;
+    if (report.released_wseq > newest) j->note_skipped(newest + 1, report.released_wseq);
     j->disk_released_ = report.released_wseq;
     for (size_t i = 0; i < report.records.size(); ++i) {
       j->live_.push_back(LiveRecord{report.records[i].wseq, now});
@@ -295,8 +296,9 @@ Status Journal::append_record(uint8_t kind, uint8_t state, uint64_t wseq, uint64
   if (!failed_.ok()) return failed_;
   // Storage may hold a write before its append comes (the caller buffers it,
   // then appends outside its lock, and an upload can commit in between);
-  // release() then moved the sequence past it. Nothing left to journal.
-  if (wseq > appended_wseq_ && wseq < next_wseq_ && wseq <= released_wseq_) return Status::OK();
+  // release() then moved the sequence past it, and appends of later writes
+  // may have gone on meanwhile. Nothing left to journal.
+  if (wseq < next_wseq_ && wseq <= released_wseq_ && was_skipped(wseq)) return Status::OK();
   if (wseq < next_wseq_ || turn_taken_) {
     return Status::InvalidArgument("journal append: wseq " + std::to_string(wseq) +
                                    (turn_taken_ ? " is being appended already" : " was appended already (next is " +
@@ -414,10 +416,23 @@ void Journal::release(uint64_t upto) {
   released_wseq_ = upto;
   while (!live_.empty() && live_.front().wseq <= upto) live_.pop_front();
   if (upto >= next_wseq_ && !turn_taken_) {
+    note_skipped(next_wseq_, upto);
     next_wseq_ = upto + 1;  // the sequence moves on; the next append starts a new chunk (J1)
     turn_cv_.notify_all();
   }
   free_released_chunks();
+}
+
+void Journal::note_skipped(uint64_t first, uint64_t last) {
+  skipped_.push_back(WseqRun{first, last});
+  if (skipped_.size() > kMaxSkippedRuns) skipped_.pop_front();
+}
+
+bool Journal::was_skipped(uint64_t wseq) const {
+  for (auto it = skipped_.rbegin(); it != skipped_.rend(); ++it) {  // late appends are mostly recent
+    if (wseq >= it->first && wseq <= it->last) return true;
+  }
+  return false;
 }
 
 bool Journal::note_disk_released(uint64_t released) {

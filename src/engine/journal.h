@@ -407,6 +407,19 @@ class Journal {
   uint64_t appended_wseq_ GUARDED_BY(mu_) = 0;
   uint64_t synced_wseq_ GUARDED_BY(mu_) = 0;
   uint64_t released_wseq_ GUARDED_BY(mu_) = 0;
+  // Wseqs the sequence moved past without their append (release() beyond the
+  // newest append, and Open's gap up to the watermark), newest last, at most
+  // kMaxSkippedRuns: their appends may still come, late and in any order
+  // with appends of later wseqs, and are no-ops. Any other wseq below
+  // next_wseq_ was appended, and appending it again is refused.
+  struct WseqRun {
+    uint64_t first;
+    uint64_t last;
+  };
+  static constexpr size_t kMaxSkippedRuns = 1024;
+  std::deque<WseqRun> skipped_ GUARDED_BY(mu_);
+  void note_skipped(uint64_t first, uint64_t last) REQUIRES(mu_);
+  bool was_skipped(uint64_t wseq) const REQUIRES(mu_);
   std::deque<LiveRecord> live_ GUARDED_BY(mu_);
   // The release watermark the newest record or pad on disk carries (J3's R
   // as Open will find it), and where the records above it are, oldest first.

@@ -182,8 +182,10 @@ TEST_SUITE("engine.journal") {
     CHECK(append_data(j, 5, 1, Clock::now() + std::chrono::milliseconds(20)).is(Status::Code::kBusy));
     j.release(4);
     REQUIRE(append_data(j, 5).ok());
-    CHECK(append_data(j, 5).is(Status::Code::kInvalidArgument));
-    CHECK(append_data(j, 3).is(Status::Code::kInvalidArgument));
+    CHECK(append_data(j, 5).is(Status::Code::kInvalidArgument));  // appended already
+    // Released and never appended: a late append is a no-op, also after 5
+    // (see "a late append of a committed write ..." below).
+    CHECK(append_data(j, 3).ok());
     CHECK(j.append(6, 0, 1, ExtentState::kData, payload(6, 2), far()).is(Status::Code::kInvalidArgument));
     CHECK(j.append(6, 0, 1, ExtentState::kZero, payload(6), far()).is(Status::Code::kInvalidArgument));
     CHECK(j.max_payload_bytes() == (1 << 20) - kBlock);
@@ -671,6 +673,33 @@ TEST_SUITE("engine.journal") {
     }
     auto opened = open_ok(o);
     check_records(opened.recovery.records, 6, 6);
+  }
+
+  TEST_CASE("a late append of a committed write is a no-op even after later writes were appended") {
+    // Found by the file-journal crash loop (seed 679536098, 60 iterations):
+    // write W is buffered, an upload commits it and release() moves the
+    // sequence past it, later writes are appended, and only then does W's
+    // append come. It used to be refused ("was appended already"), and the
+    // client's WRITE answered EINVAL.
+    TempDir tmp;
+    auto o = small_ring(tmp.path);
+    {
+      auto opened = open_ok(o);
+      Journal& j = *opened.journal;
+      for (uint64_t w = 1; w <= 3; ++w) REQUIRE(append_data(j, w).ok());
+      j.release(6);  // a segment holding 4 to 6 was committed before their appends
+      REQUIRE(append_data(j, 7).ok());
+      REQUIRE(append_data(j, 8).ok());
+      CHECK(append_data(j, 5).ok());  // late, after 7 and 8: nothing to write
+      CHECK(append_data(j, 4).ok());
+      CHECK(append_data(j, 6).ok());
+      CHECK(j.stats().appended_wseq == 8);
+      CHECK(append_data(j, 3).is(Status::Code::kInvalidArgument));  // appended, not skipped
+      CHECK(append_data(j, 8).is(Status::Code::kInvalidArgument));
+      REQUIRE(j.sync(8).ok());
+    }
+    auto opened = open_ok(o);
+    check_records(opened.recovery.records, 7, 8);
   }
 
   TEST_CASE("a journal of another volume is refused while it holds live records; one dir, one Journal; Discard") {
