@@ -180,11 +180,21 @@ requires_portalctl() {
 
 # ---------------------------------------------------------------- ports
 
-# pick_unused_port: print a TCP port on 127.0.0.1 that nothing listens on now.
+# pick_unused_port: print a TCP port on 127.0.0.1 that nothing listens on now,
+# outside the kernel's ephemeral range: outgoing connections (curl to s3rver,
+# TCP NBD clients, of this test or one beside it) take their local ports from
+# there, and one took a port picked there before the daemon bound it (a CI
+# run: "bind 127.0.0.1:45652: Address already in use").
 pick_unused_port() {
-  local p i
+  local p i lo=32768 hi=60999 base span
+  read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  if [ "$lo" -gt 11024 ]; then
+    base=10000 span=$(( lo - 10000 ))
+  else
+    base=$(( hi + 1 )) span=$(( 65535 - hi ))
+  fi
   for i in $(seq 1 50); do
-    p=$(( (RANDOM << 8 | RANDOM) % 20000 + 30000 ))
+    p=$(( (RANDOM << 8 | RANDOM) % span + base ))
     if _port_bindable "$p"; then
       echo "$p"
       return 0

@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from ports import free_port
+
 NBDMAGIC = 0x4E42444D41474943
 IHAVEOPT = 0x49484156454F5054
 OPT_REPLY_MAGIC = 0x3E889045565A9
@@ -300,12 +302,6 @@ def check_truncated_request(port):
         return None if server_closed(c.sock) else "connection stayed open after a truncated request"
     finally:
         c.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_daemon(binary, workdir):

@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+from ports import free_port
+
 NBDMAGIC = 0x4E42444D41474943
 IHAVEOPT = 0x49484156454F5054
 OPT_REPLY_MAGIC = 0x3E889045565A9
@@ -197,12 +199,6 @@ class Checks:
     def log_text(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_daemon(binary, workdir):
