@@ -1,130 +1,24 @@
-// Journal: the on-disk format, group commit, recovery of torn tails and
-// damage, the ring, back-pressure and failing disks.
+// Journal: the on-disk format, group commit, the ring, sequencing,
+// back-pressure and geometry. Damage, torn tails and failing disks are in
+// journal_damage_test.cc.
 #include "src/engine/journal.h"
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <thread>
 
-#include "src/util/crc32c.h"
+#include "tests/unit/journal_helpers.h"
 #include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
+using namespace portalbd::testing::journal;
 using portalbd::testing::TempDir;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-constexpr uint64_t kBlock = Journal::kBlockBytes;
-// A one-block record takes align(80 + 4096) bytes; a record without payload one kAlign.
-constexpr uint64_t kOneBlockRecord = 4608;
-
-JournalOptions options(const std::string& dir, uint64_t chunk_bytes = 1 << 20, uint64_t chunks = 4) {
-  JournalOptions o;
-  o.dir = dir + "/journal";
-  o.chunk_bytes = chunk_bytes;
-  o.capacity_bytes = chunk_bytes * chunks;
-  o.volume_uuid = "vol-1";
-  o.writer_id = "writer-1";
-  return o;
-}
-
-// Chunks of 16 KiB hold three one-block records each (the last 512 bytes are
-// the pad's).
-JournalOptions small_ring(const std::string& dir, uint64_t chunks = 4) { return options(dir, 16 * 1024, chunks); }
-
-Clock::time_point far() { return Clock::now() + std::chrono::seconds(20); }
-Clock::time_point past() { return Clock::now() - std::chrono::seconds(1); }
-
-// Payload bytes that name their record.
-std::vector<std::byte> payload(uint64_t wseq, uint64_t nblocks = 1) {
-  std::vector<std::byte> v(nblocks * kBlock);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = std::byte(static_cast<uint8_t>(wseq * 131 + i / 7));
-  return v;
-}
-
-Status append_data(Journal& j, uint64_t wseq, uint64_t nblocks = 1, Clock::time_point deadline = far()) {
-  return j.append(wseq, wseq * 10, nblocks, ExtentState::kData, payload(wseq, nblocks), deadline);
-}
-
-OpenedJournal open_ok(const JournalOptions& o) {
-  auto r = Journal::Open(o);
-  if (!r.ok()) FAIL_CHECK(r.status().ToString());
-  REQUIRE(r.ok());
-  return std::move(r).value();
-}
-
-// Checks that the records are consecutive data records first..last made by append_data.
-void check_records(const std::vector<JournalRecord>& records, uint64_t first, uint64_t last) {
-  REQUIRE(records.size() == last - first + 1);
-  for (size_t i = 0; i < records.size(); ++i) {
-    const JournalRecord& r = records[i];
-    CHECK(r.wseq == first + i);
-    CHECK(r.lba == r.wseq * 10);
-    CHECK(r.state == ExtentState::kData);
-    CHECK(r.data == payload(r.wseq, r.nblocks));
-  }
-}
-
-std::string chunk_path(const JournalOptions& o, int i) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "chunk-%04d", i);
-  return o.dir + "/" + buf;
-}
-
-void poke(const std::string& path, uint64_t offset, std::vector<uint8_t> bytes) {
-  int fd = ::open(path.c_str(), O_WRONLY);
-  REQUIRE(fd >= 0);
-  REQUIRE(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)) == static_cast<ssize_t>(bytes.size()));
-  ::close(fd);
-}
-
-void flip(const std::string& path, uint64_t offset) {
-  int fd = ::open(path.c_str(), O_RDWR);
-  REQUIRE(fd >= 0);
-  uint8_t b = 0;
-  REQUIRE(::pread(fd, &b, 1, static_cast<off_t>(offset)) == 1);
-  b ^= 0x5a;
-  REQUIRE(::pwrite(fd, &b, 1, static_cast<off_t>(offset)) == 1);
-  ::close(fd);
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-// What this process has read through read(2) and pread(2) so far
-// (/proc/self/io rchar): every byte Open reads, whichever way it reads it.
-uint64_t process_bytes_read() {
-  std::ifstream io("/proc/self/io");
-  std::string key;
-  uint64_t value = 0;
-  while (io >> key >> value) {
-    if (key == "rchar:") return value;
-  }
-  FAIL("no rchar in /proc/self/io");
-  return 0;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void spit(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
-
-}  // namespace
 
 TEST_SUITE("engine.journal") {
   TEST_CASE("append, sync and reopen return the live records in order, with their writer") {
@@ -251,133 +145,6 @@ TEST_SUITE("engine.journal") {
     CHECK(rec.back().wseq == kThreads * kEach);
     CHECK(rec.front().wseq <= released.load() + 1);
     check_records(rec, rec.front().wseq, kThreads * kEach);
-  }
-
-  TEST_CASE("a torn tail is cut at the last whole record, and the journal goes on from there") {
-    TempDir tmp;
-    auto o = options(tmp.path);
-    {
-      auto opened = open_ok(o);
-      for (uint64_t w = 1; w <= 6; ++w) REQUIRE(append_data(*opened.journal, w).ok());
-      REQUIRE(opened.journal->sync(6).ok());
-    }
-    const uint64_t last = 5 * kOneBlockRecord;  // record 6
-    SUBCASE("payload cut short") { poke(chunk_path(o, 0), last + 80 + 2000, std::vector<uint8_t>(2096, 0)); }
-    SUBCASE("header torn") { flip(chunk_path(o, 0), last + 30); }
-    SUBCASE("payload garbled") { flip(chunk_path(o, 0), last + 80 + kBlock - 1); }
-    {
-      auto opened = open_ok(o);
-      check_records(opened.recovery.records, 1, 5);
-      CHECK(contains(opened.recovery.torn_tail, "chunk-0000 offset " + std::to_string(last)));
-      Journal& j = *opened.journal;
-      CHECK(j.stats().appended_wseq == 5);
-      REQUIRE(append_data(j, 6).ok());
-      REQUIRE(append_data(j, 7).ok());
-      REQUIRE(j.sync(7).ok());
-    }
-    auto opened = open_ok(o);
-    check_records(opened.recovery.records, 1, 7);
-    CHECK(opened.recovery.torn_tail.empty());
-  }
-
-  TEST_CASE("damage with whole newer records after it is kCorruption naming file and offset") {
-    TempDir tmp;
-    auto o = options(tmp.path);
-    {
-      auto opened = open_ok(o);
-      for (uint64_t w = 1; w <= 6; ++w) REQUIRE(append_data(*opened.journal, w).ok());
-      REQUIRE(opened.journal->sync(6).ok());
-    }
-    const uint64_t second = kOneBlockRecord;
-    SUBCASE("payload byte flipped") { flip(chunk_path(o, 0), second + 80 + 100); }
-    SUBCASE("header byte flipped") { flip(chunk_path(o, 0), second + 40); }
-    // No magic left: only a look past the end of the chain finds the
-    // records that follow it (see "Opening" in journal.h).
-    SUBCASE("first sector zeroed") { poke(chunk_path(o, 0), second, std::vector<uint8_t>(512, 0)); }
-    auto r = Journal::Open(o);
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.status().is(Status::Code::kCorruption));
-    CHECK(contains(r.status().message(), chunk_path(o, 0) + " offset " + std::to_string(second)));
-    CHECK(contains(r.status().message(), "wseq 3"));
-    MESSAGE(r.status().ToString());
-    // Refused every time, never skipped.
-    CHECK(Journal::Open(o).status().is(Status::Code::kCorruption));
-  }
-
-  TEST_CASE("a header with a valid checksum but a block count past 2^64 bytes is damage, not a record") {
-    // nblocks = 2^52 + 1: times 4096 it wraps to 4096, the one block the
-    // payload holds, so a product check would take it for a whole record.
-    TempDir tmp;
-    auto o = options(tmp.path);
-    {
-      auto opened = open_ok(o);
-      for (uint64_t w = 1; w <= 3; ++w) REQUIRE(append_data(*opened.journal, w).ok());
-      REQUIRE(opened.journal->sync(3).ok());
-    }
-    const uint64_t second = kOneBlockRecord;
-    std::vector<std::byte> header(80);
-    {
-      int fd = ::open(chunk_path(o, 0).c_str(), O_RDONLY);
-      REQUIRE(fd >= 0);
-      REQUIRE(::pread(fd, header.data(), header.size(), static_cast<off_t>(second)) == 80);
-      ::close(fd);
-    }
-    const uint64_t huge = (uint64_t{1} << 52) + 1;
-    for (int i = 0; i < 8; ++i) header[40 + i] = std::byte(static_cast<uint8_t>(huge >> (8 * i)));  // nblocks
-    for (int i = 0; i < 4; ++i) header[12 + i] = std::byte{0};                                       // its crc
-    const uint32_t crc = crc32c(std::span<const std::byte>(header));
-    for (int i = 0; i < 4; ++i) header[12 + i] = std::byte(static_cast<uint8_t>(crc >> (8 * i)));
-    std::vector<uint8_t> raw(80);
-    std::memcpy(raw.data(), header.data(), 80);
-    poke(chunk_path(o, 0), second, raw);
-    auto r = Journal::Open(o);
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.status().is(Status::Code::kCorruption));
-    CHECK(contains(r.status().message(), chunk_path(o, 0) + " offset " + std::to_string(second)));
-    MESSAGE(r.status().ToString());
-  }
-
-  TEST_CASE("a large record whose magic and journal_id are wiped, with a newer record after it, is kCorruption") {
-    // The wiped header reads as nothing of ours, so only a look at the rest
-    // of the chunk (past the 2.5 MiB payload) finds the newer record that
-    // proves it was not the tail (see "Opening" in journal.h).
-    TempDir tmp;
-    auto o = options(tmp.path, 8 << 20, 4);
-    const uint64_t big = 640;  // blocks: 2.5 MiB
-    int chunk = 0;
-    uint64_t at = 0;
-    SUBCASE("in the chunk the chain ends in") {
-      {
-        auto opened = open_ok(o);
-        Journal& j = *opened.journal;
-        REQUIRE(big * kBlock <= j.max_payload_bytes());
-        REQUIRE(append_data(j, 1).ok());
-        REQUIRE(append_data(j, 2, big).ok());
-        REQUIRE(append_data(j, 3).ok());
-        REQUIRE(j.sync(3).ok());
-      }
-      at = kOneBlockRecord;
-    }
-    SUBCASE("first in the next chunk") {
-      {
-        auto opened = open_ok(o);
-        Journal& j = *opened.journal;
-        REQUIRE(append_data(j, 1, 1536).ok());  // 6 MiB: wseq 2 does not fit after it
-        REQUIRE(append_data(j, 2, big).ok());   // chunk 1, offset 0, behind chunk 0's pad
-        REQUIRE(append_data(j, 3).ok());
-        REQUIRE(j.sync(3).ok());
-      }
-      chunk = 1;
-    }
-    poke(chunk_path(o, chunk), at, std::vector<uint8_t>(8, 0));       // magic
-    poke(chunk_path(o, chunk), at + 16, std::vector<uint8_t>(8, 0));  // journal_id
-    auto r = Journal::Open(o);
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.status().is(Status::Code::kCorruption));
-    CHECK(contains(r.status().message(), chunk_path(o, chunk) + " offset " + std::to_string(at)));
-    CHECK(contains(r.status().message(), "wseq 2"));
-    MESSAGE(r.status().ToString());
-    CHECK(Journal::Open(o).status().is(Status::Code::kCorruption));
   }
 
   TEST_CASE("Open reads what the journal holds, not its capacity") {
@@ -587,53 +354,6 @@ TEST_SUITE("engine.journal") {
     check_records(opened.recovery.records, 4, 13);
   }
 
-  TEST_CASE("a crash while starting a freed chunk is a torn tail; damage to a live chunk's start is not") {
-    TempDir tmp;
-    auto o = small_ring(tmp.path);
-    SUBCASE("torn start of a reused chunk") {
-      {
-        auto opened = open_ok(o);
-        Journal& j = *opened.journal;
-        for (uint64_t w = 1; w <= 12; ++w) REQUIRE(append_data(j, w).ok());
-        j.release(3);
-        REQUIRE(append_data(j, 13).ok());  // into chunk 0, after chunk 3's pad (released 3) is synced
-        REQUIRE(j.sync(13).ok());
-      }
-      poke(chunk_path(o, 0), 80 + 1000, std::vector<uint8_t>(500, 0));  // the crash cut record 13 short
-      auto opened = open_ok(o);
-      check_records(opened.recovery.records, 4, 12);
-      CHECK(contains(opened.recovery.torn_tail, "chunk-0000 offset 0"));
-    }
-    SUBCASE("live records lost at a chunk's start") {
-      {
-        auto opened = open_ok(o);
-        Journal& j = *opened.journal;
-        for (uint64_t w = 1; w <= 12; ++w) REQUIRE(append_data(j, w).ok());
-        REQUIRE(j.sync(12).ok());
-      }
-      flip(chunk_path(o, 0), 20);
-      auto r = Journal::Open(o);
-      REQUIRE_FALSE(r.ok());
-      CHECK(r.status().is(Status::Code::kCorruption));
-      CHECK(contains(r.status().message(), "wseq 1 to 3"));
-      CHECK(contains(r.status().message(), chunk_path(o, 0) + " offset 0"));
-      MESSAGE(r.status().ToString());
-    }
-    SUBCASE("a whole middle record lost at a chunk's end") {
-      {
-        auto opened = open_ok(o);
-        Journal& j = *opened.journal;
-        for (uint64_t w = 1; w <= 9; ++w) REQUIRE(append_data(j, w).ok());
-        REQUIRE(j.sync(9).ok());
-      }
-      flip(chunk_path(o, 1), 2 * kOneBlockRecord + 200);  // wseq 6, the last of chunk 1
-      auto r = Journal::Open(o);
-      REQUIRE_FALSE(r.ok());
-      CHECK(r.status().is(Status::Code::kCorruption));
-      CHECK(contains(r.status().message(), chunk_path(o, 1) + " offset " + std::to_string(2 * kOneBlockRecord)));
-    }
-  }
-
   TEST_CASE("release() past the newest record moves the sequence on, across reopen") {
     TempDir tmp;
     auto o = small_ring(tmp.path);
@@ -754,28 +474,6 @@ TEST_SUITE("engine.journal") {
     check_records(open_ok(other).recovery.records, 1, 1);
   }
 
-  TEST_CASE("a damaged meta is kCorruption; a missing meta starts a new journal") {
-    TempDir tmp;
-    auto o = options(tmp.path);
-    { auto opened = open_ok(o); }
-    SUBCASE("damaged") {
-      flip(o.dir + "/meta", 20);
-      auto r = Journal::Open(o);
-      CHECK(r.status().is(Status::Code::kCorruption));
-      CHECK(contains(r.status().message(), o.dir + "/meta"));
-    }
-    SUBCASE("missing") {
-      std::filesystem::remove(o.dir + "/meta");
-      CHECK(open_ok(o).recovery.created);
-    }
-    SUBCASE("a chunk file missing") {
-      std::filesystem::remove(chunk_path(o, 2));
-      auto r = Journal::Open(o);
-      CHECK(r.status().is(Status::Code::kCorruption));
-      CHECK(contains(r.status().message(), "chunk-0002"));
-    }
-  }
-
   TEST_CASE("a new geometry applies when nothing is live, and waits while records are") {
     TempDir tmp;
     auto o = small_ring(tmp.path, 4);
@@ -806,95 +504,6 @@ TEST_SUITE("engine.journal") {
     }
     auto opened = open_ok(bigger);
     check_records(opened.recovery.records, 2, 2);
-  }
-
-  TEST_CASE("a failing disk: write and fdatasync errors are kIOError and sticky; nothing synced is lost") {
-    TempDir tmp;
-    auto o = small_ring(tmp.path);
-    // Fault at the k-th chunk I/O call, for every k until the scenario runs
-    // through: each time, every record whose sync succeeded is recovered.
-    for (int fault_at = 1;; ++fault_at) {
-      CAPTURE(fault_at);
-      REQUIRE(Journal::Discard(o.dir).ok());
-      auto faulty = o;
-      std::atomic<int> calls{0};
-      std::atomic<bool> fired{false};
-      faulty.inject_error = [&](const char* op) {
-        if (++calls != fault_at) return 0;
-        fired = true;
-        return std::string(op) == "pwrite" ? ENOSPC : EIO;
-      };
-      uint64_t synced = 0, released = 0;
-      Status failure;
-      {
-        auto opened = open_ok(faulty);
-        Journal& j = *opened.journal;
-        for (uint64_t w = 1; w <= 20 && failure.ok(); ++w) {
-          Status st = append_data(j, w);
-          if (st.ok() && w % 3 == 0) {
-            st = j.sync(w);
-            if (st.ok()) synced = w;
-          }
-          if (w > 6) j.release(released = w - 6);
-          if (!st.ok()) failure = st;
-        }
-        if (!fired.load()) {
-          CHECK(failure.ok());
-          break;
-        }
-        REQUIRE_FALSE(failure.ok());
-        CHECK(failure.is(Status::Code::kIOError));
-        // Sticky: the journal stays failed even though the disk "recovered".
-        CHECK(j.stats().failed);
-        CHECK(j.sync(j.stats().appended_wseq).is(Status::Code::kIOError));
-        CHECK(append_data(j, j.stats().appended_wseq + 1).is(Status::Code::kIOError));
-      }
-      auto opened = open_ok(o);
-      const auto& rec = opened.recovery.records;
-      if (synced > 0) {
-        REQUIRE(!rec.empty());
-        CHECK(rec.back().wseq >= synced);
-        CHECK(rec.front().wseq <= released + 1);
-        check_records(rec, rec.front().wseq, rec.back().wseq);
-      }
-      REQUIRE(fault_at < 200);
-    }
-  }
-
-  TEST_CASE("a journal dir that cannot be created is kIOError") {
-    TempDir tmp;
-    // Running as root here, a read-only directory would not stop us: a
-    // regular file where the directory should be does.
-    std::ofstream(tmp.path + "/file") << "x";
-    auto o = options(tmp.path + "/file");
-    auto r = Journal::Open(o);
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.status().is(Status::Code::kIOError));
-    CHECK(contains(r.status().message(), tmp.path + "/file/journal"));
-  }
-
-  TEST_CASE("a disk that refuses the chunk files' bytes fails Open with kIOError and leaves nothing behind") {
-    // A real write error from the kernel, without privileges: a file size
-    // limit (RLIMIT_FSIZE) below one chunk makes the zero fill fail with
-    // EFBIG, as a full disk fails it with ENOSPC.
-    TempDir tmp;
-    auto o = small_ring(tmp.path);
-    REQUIRE(std::filesystem::create_directories(o.dir));
-    struct rlimit old {};
-    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
-    auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
-    struct rlimit small = old;
-    small.rlim_cur = 8 * 1024;
-    REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
-    auto r = Journal::Open(o);
-    ::setrlimit(RLIMIT_FSIZE, &old);
-    ::signal(SIGXFSZ, old_handler);
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.status().is(Status::Code::kIOError));
-    CHECK(contains(r.status().message(), "chunk-0000"));
-    MESSAGE(r.status().ToString());
-    CHECK(std::filesystem::is_empty(o.dir));
-    CHECK(open_ok(o).recovery.created);  // with room, it opens
   }
 
   TEST_CASE("a new journal writes chunk 0 at once, each other chunk once the one before it is a quarter full") {
@@ -956,5 +565,5 @@ TEST_SUITE("engine.journal") {
     CHECK(reopened.recovery.torn_tail.empty());
     CHECK(append_data(*reopened.journal, 4).ok());  // the sequence goes on after the marker's record
   }
-}
 
+}
