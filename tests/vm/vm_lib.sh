@@ -12,8 +12,10 @@
 # Everything the guest prints is also in $TMP/serial.log; the qemu log is
 # $TMP/qemu.log.
 #
-# Environment: VM_DIR (default $BUILD/vm), VM_BOOT_TIMEOUT (seconds, default 90),
-# VM_MEM_MB (default 512), QEMU (default qemu-system-x86_64), VM_INITRD (another
+# Environment: VM_DIR (default $BUILD/vm), VM_BOOT_TIMEOUT (seconds the guest
+# may print nothing while it boots, default 90; the kernel logs each step of
+# its boot to the console), VM_BOOT_MAX (seconds a boot may take in all,
+# default 600), VM_MEM_MB (default 512), QEMU (default qemu-system-x86_64), VM_INITRD (another
 # initramfs, e.g. build-csi-initramfs.sh's), VM_HOSTFWD (slirp port forwards,
 # "hostfwd=tcp:127.0.0.1:H-:G[,hostfwd=...]").
 
@@ -40,7 +42,7 @@ vm_start() {
   # other core to the daemon.
   "$QEMU" -accel tcg -smp 1 -m "$VM_MEM_MB" -nodefaults -display none -no-reboot \
     -kernel "$VM_DIR/vmlinuz" -initrd "${VM_INITRD:-$VM_DIR/initramfs.cpio.gz}" \
-    -append "console=ttyS0 panic=-1 quiet" \
+    -append "console=ttyS0 panic=-1" \
     -serial "pipe:$TMP/serial" -monitor none \
     -netdev "user,id=n0${VM_HOSTFWD:+,$VM_HOSTFWD}" -device virtio-net-pci,netdev=n0,romfile= \
     >"$TMP/qemu.log" 2>&1 &
@@ -49,12 +51,36 @@ vm_start() {
   # Read-write opens of a FIFO never block, whether qemu has opened it yet or not.
   exec {VM_IN}<>"$TMP/serial.in" {VM_OUT}<>"$TMP/serial.out"
   local t0; t0=$(now_ms)
-  _vm_read_until '^@@READY' "$VM_BOOT_TIMEOUT" || fail "guest did not boot within ${VM_BOOT_TIMEOUT}s"
+  # A guest under TCG on a busy host boots slowly but keeps printing; one that
+  # printed nothing for VM_BOOT_TIMEOUT seconds is stuck.
+  local boot_deadline=$(( $(date +%s) + ${VM_BOOT_MAX:-600} )) boot_lines=
+  while ! _vm_read_until '^@@READY' "$VM_BOOT_TIMEOUT"; do
+    boot_lines+=$VM_LINES
+    if [ -z "$VM_LINES" ] || [ "$(date +%s)" -ge "$boot_deadline" ] || ! kill -0 "$QEMU_PID" 2>/dev/null; then
+      _vm_boot_report "$t0"
+      fail "guest did not boot: no console output for ${VM_BOOT_TIMEOUT}s or no @@READY within ${VM_BOOT_MAX:-600}s"
+    fi
+  done
+  VM_LINES=$boot_lines$VM_LINES
   if grep -q '^@@ERROR' <<<"$VM_LINES"; then
     grep '^@@ERROR' <<<"$VM_LINES" | sed 's/^/    /'
     fail "guest setup failed"
   fi
   ok "guest booted ($(sed -n 's/^@@READY //p' <<<"$VM_LINES" | tail -1), $(( $(now_ms) - t0 )) ms)"
+}
+
+# _vm_boot_report T0_MS: what a failed boot leaves to go on: the guest's last
+# console lines, qemu's log, and how much CPU qemu got (a starved host gives
+# it seconds in minutes; a stuck guest spins it).
+_vm_boot_report() {
+  local wall=$(( ($(now_ms) - $1) / 1000 )) cpu=
+  [ -n "$QEMU_PID" ] && cpu=$(ps -o times= -p "$QEMU_PID" 2>/dev/null | tr -d ' ')
+  echo "    after ${wall}s: qemu used ${cpu:-?}s of CPU; host load $(cut -d' ' -f1-3 /proc/loadavg)"
+  [ -r /proc/pressure/cpu ] && sed 's/^/    cpu pressure: /' /proc/pressure/cpu
+  echo "    last guest console lines ($TMP/serial.log):"
+  if [ -s "$TMP/serial.log" ]; then tail -15 "$TMP/serial.log" | sed 's/^/      /'; else echo "      (none)"; fi
+  [ -s "$TMP/qemu.log" ] && { echo "    qemu log:"; tail -5 "$TMP/qemu.log" | sed 's/^/      /'; }
+  return 0
 }
 
 # _vm_read_until ERE SECS: read guest lines into VM_LINES until one matches
