@@ -182,13 +182,16 @@ deb: $(BINS)
 .PHONY: crash-test
 # The seeded kill -9 loop for as long as asked: ITERATIONS on file://,
 # S3_ITERATIONS on s3:// (s3rver, installed by `make deps`) and
-# JOURNAL_ITERATIONS on file:// with the journal; SEED=N replays a run. Then
+# JOURNAL_ITERATIONS on file:// and S3_JOURNAL_ITERATIONS on s3:// with the
+# journal; SEED=N replays a run. Then
 # the crash matrix of root changes with more kill points.
 ITERATIONS ?= 500
 S3_ITERATIONS ?= 200
 JOURNAL_ITERATIONS ?= 200
+S3_JOURNAL_ITERATIONS ?= 100
 crash-test: deps $(BINS)
 	@BUILD=$(BUILD) ITERATIONS=$(ITERATIONS) S3_ITERATIONS=$(S3_ITERATIONS) JOURNAL_ITERATIONS=$(JOURNAL_ITERATIONS) \
+	  S3_JOURNAL_ITERATIONS=$(S3_JOURNAL_ITERATIONS) \
 	  bash tests/integration/test_crash_loop.sh
 	@BUILD=$(BUILD) DELAYS_MS="2 5 10 15 20 30 40 50 80" bash tests/integration/test_crash_snapshot_ops.sh
 

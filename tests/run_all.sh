@@ -8,6 +8,16 @@
 #   csi-unit      build/bin/csi_unit_tests (doctest, the CSI driver): each
 #                 test case counts
 #
+# Integration scripts run TEST_JOBS at a time (default 2; 1 runs them one
+# after the other). A script says what it cannot share in a comment line:
+#   "# run_all: alone"       nothing else runs beside it (it wants every core,
+#                            or kills its daemon at timed moments)
+#   "# run_all: group NAME"  never beside another script of group NAME (they
+#                            share files, e.g. the VM guest in build/vm)
+# Each slot gets its own range of TCP ports (PORTALBD_TEST_PORTS, read by
+# lib.sh pick_unused_port and ports.py), so scripts side by side never pick
+# the same port.
+#
 # Environment: TESTS=glob limits integration scripts (e.g. TESTS='test_nbd*').
 # UNIT_BUILD=command builds the unit test binaries while the integration tests
 # run (`make test` sets it): at nice 19 the compiler takes only the CPU the
@@ -55,7 +65,13 @@ if [ -n "${UNIT_BUILD:-}" ]; then
   trap '[ -z "$unit_build_pid" ] || kill -- "-$unit_build_pid" 2>/dev/null' EXIT
 fi
 
-run_integration() {  # script
+TEST_JOBS=${TEST_JOBS:-2}
+RESULTS=$LOGDIR/results
+rm -rf "$RESULTS"; mkdir -p "$RESULTS"
+
+# run_integration SCRIPT: runs one script (in a job of its own) and writes
+# its verdict to $RESULTS/NAME.rc and what to print to $RESULTS/NAME.out.
+run_integration() {
   local t=$1 cmd name log t0 rc dt
   case "$t" in *.sh) cmd=(bash "$t") ;; *.py) cmd=(/usr/bin/python3 "$t") ;; *) return ;; esac
   name=$(basename "$t")
@@ -64,22 +80,83 @@ run_integration() {  # script
   timeout --kill-after=10 600 "${cmd[@]}" >"$log" 2>&1
   rc=$?
   dt=$(( $(date +%s) - t0 ))
-  if [ $rc -eq 0 ]; then
-    passed=$((passed + 1)); echo "PASS $name (${dt}s)"
-  elif [ $rc -eq 77 ]; then
-    skipped=$((skipped + 1)); echo "SKIP $name (${dt}s): $(grep -m1 'SKIP' "$log")"
-  else
-    failed=$((failed + 1)); failures+=("$name (exit $rc, see $log)")
-    # The lines that say what failed first (a concurrent scenario's failure
-    # may sit far above the log's tail), then the tail.
-    echo "FAIL $name (exit $rc, ${dt}s); failure lines of $log:"
-    grep -n -m 12 -E '^ *not ok|Failure|FAIL|# error|failed' "$log" | cut -c1-400 | sed 's/^/    /'
-    # What the test's helpers said about themselves (lib.sh on_failure: a
-    # store server that died, its own log).
-    grep -n -m 40 '^# helper: ' "$log" | cut -c1-400 | sed 's/^/    /'
-    echo "    last lines of $log:"; tail -30 "$log" | sed 's/^/    /'
-  fi
+  {
+    if [ $rc -eq 0 ]; then
+      echo "PASS $name (${dt}s)"
+    elif [ $rc -eq 77 ]; then
+      echo "SKIP $name (${dt}s): $(grep -m1 'SKIP' "$log")"
+    else
+      # The lines that say what failed first (a concurrent scenario's failure
+      # may sit far above the log's tail), then the tail.
+      echo "FAIL $name (exit $rc, ${dt}s); failure lines of $log:"
+      grep -n -m 12 -E '^ *not ok|Failure|FAIL|# error|failed' "$log" | cut -c1-400 | sed 's/^/    /'
+      # What the test's helpers said about themselves (lib.sh on_failure: a
+      # store server that died, its own log).
+      grep -n -m 40 '^# helper: ' "$log" | cut -c1-400 | sed 's/^/    /'
+      echo "    last lines of $log:"; tail -30 "$log" | sed 's/^/    /'
+    fi
+  } >"$RESULTS/$name.out"
+  echo "$rc" >"$RESULTS/$name.rc"
 }
+
+# The scheduler: running jobs by pid, with the slot and the group each holds.
+declare -A job_name=() job_slot=() job_group=()
+slot_busy=()
+for ((i = 0; i < TEST_JOBS; i++)); do slot_busy[i]=0; done
+
+# Ports outside the kernel's ephemeral range, split between the slots.
+port_range_of_slot() {  # SLOT -> "BASE SPAN"
+  local lo=32768 hi=60999 base span
+  read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  if [ "$lo" -gt 11024 ]; then base=10000 span=$(( lo - 10000 )); else base=$(( hi + 1 )) span=$(( 65535 - hi )); fi
+  span=$(( span / TEST_JOBS ))
+  echo "$(( base + $1 * span )) $span"
+}
+
+# reap: waits for one job to end, prints its verdict and counts it.
+reap() {
+  local pid= name rc
+  wait -n -p pid "${!job_name[@]}" 2>/dev/null
+  [ -n "$pid" ] || return 0
+  name=${job_name[$pid]}
+  rc=$(cat "$RESULTS/$name.rc" 2>/dev/null || echo 1)
+  cat "$RESULTS/$name.out" 2>/dev/null || echo "FAIL $name (no verdict)"
+  case "$rc" in
+    0) passed=$((passed + 1)) ;;
+    77) skipped=$((skipped + 1)) ;;
+    *) failed=$((failed + 1)); failures+=("$name (exit $rc, see $LOGDIR/$name.log)") ;;
+  esac
+  slot_busy[${job_slot[$pid]}]=0
+  unset "job_name[$pid]" "job_slot[$pid]" "job_group[$pid]"
+}
+
+group_running() {  # GROUP: true while a job of GROUP runs
+  local pid
+  for pid in "${!job_group[@]}"; do [ "${job_group[$pid]}" = "$1" ] && return 0; done
+  return 1
+}
+
+# schedule SCRIPT: starts it once what it declares allows, in a free slot.
+schedule() {
+  local t=$1 name alone=0 group= slot pid
+  name=$(basename "$t")
+  grep -q '^# run_all: alone' "$t" && alone=1
+  group=$(sed -n 's/^# run_all: group \([A-Za-z0-9_-]*\).*/\1/p' "$t" | head -1)
+  if [ $alone -eq 1 ]; then
+    while [ ${#job_name[@]} -gt 0 ]; do reap; done
+  else
+    while [ ${#job_name[@]} -ge "$TEST_JOBS" ] || { [ -n "$group" ] && group_running "$group"; }; do reap; done
+  fi
+  for ((slot = 0; slot < TEST_JOBS; slot++)); do [ "${slot_busy[slot]}" -eq 0 ] && break; done
+  PORTALBD_TEST_PORTS=$(port_range_of_slot "$slot") run_integration "$t" &
+  pid=$!
+  job_name[$pid]=$name job_slot[$pid]=$slot job_group[$pid]=${group:-}
+  slot_busy[slot]=1
+  # Nothing starts beside a script that wants the machine to itself.
+  if [ $alone -eq 1 ]; then reap; fi
+}
+
+drain() { while [ ${#job_name[@]} -gt 0 ]; do reap; done; }
 
 # wait_unit_build: waits for the background build, if any, and counts a failed
 # build as a failure.
@@ -103,10 +180,12 @@ shopt -s nullglob
 later=()
 for t in tests/integration/${TESTS:-test_*}; do
   if [ -n "$unit_build_pid" ] && grep -q '^requires_unit_tests' "$t"; then later+=("$t"); continue; fi
-  run_integration "$t"
+  schedule "$t"
 done
+drain
 wait_unit_build
-for t in "${later[@]}"; do run_integration "$t"; done
+for t in "${later[@]}"; do schedule "$t"; done
+drain
 
 if [ -x "$BUILD/bin/unit_tests" ]; then
   run_doctest unit "$BUILD/bin/unit_tests"

@@ -10,7 +10,9 @@
 # fresh-state restarts must find it); "file-journal" runs file:// with it
 # (file://'s default): every answered FLUSH survives the kill -9 through the
 # journal, and clean stops are rebuilt from storage alone. The s3:// loop
-# runs beside the file:// ones, each with its own daemon.
+# runs beside the file:// ones, each with its own daemon. "s3-journal" runs
+# s3:// with the journal on (off by default there; users turn it on for
+# local-disk FLUSH latency).
 #
 # Environment:
 #   SEED=N           replay a run (printed at the start and on failure)
@@ -19,10 +21,12 @@
 #   TIME_BUDGET=S    per store, seconds; stop starting iterations after it,
 #                    but never before MIN_ITERATIONS (default: ITERATIONS)
 #   JOURNAL_ITERATIONS=N  on file:// with the journal (default 12)
-#   STORES="file s3 file-journal" which loops to run
+#   S3_JOURNAL_ITERATIONS=N  on s3:// with the journal (default 6)
+#   STORES="file s3 file-journal s3-journal" which loops to run
 #   FLATTEN_DEPTH=N  [cache] flatten_depth of every daemon (default 2)
 #   ENCRYPTION_KEY_FILE=F  every daemon runs with --encryption-key-file F
 #                    (test_encryption.sh runs a short loop this way)
+# run_all: alone (it kills its daemons at timed moments and wants both cores for their writers)
 source "$(dirname "$0")/lib.sh"
 requires_python_nbd
 requires_portalbd
@@ -39,7 +43,8 @@ ITERATIONS=${ITERATIONS:-20}
 S3_ITERATIONS=${S3_ITERATIONS:-8}
 TIME_BUDGET=${TIME_BUDGET:-1000000}
 JOURNAL_ITERATIONS=${JOURNAL_ITERATIONS:-12}
-STORES=${STORES:-file s3 file-journal}
+S3_JOURNAL_ITERATIONS=${S3_JOURNAL_ITERATIONS:-6}
+STORES=${STORES:-file s3 file-journal s3-journal}
 # Reads of the live volume go through the flattened map of the snapshots
 # under it from the second snapshot on (default 16, which a loop's dozen
 # snapshots rarely reach), so its folds and rebuilds are crash-tested too.
@@ -63,10 +68,16 @@ run_loop() {  # NAME STORAGE_URL ITERATIONS [JOURNAL]
   ok "crash loop on $name: every restart consistent (SEED=$SEED)"
 }
 
-run_s3() {
+run_s3() {  # STORE...: the s3:// loops, one after the other, on one s3rver
   start_s3rver
   export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=us-east-1
-  run_loop s3 "s3://$S3_BUCKET/volumes/crash-loop" "$S3_ITERATIONS"
+  local store
+  for store in "$@"; do
+    case "$store" in
+      s3) run_loop s3 "s3://$S3_BUCKET/volumes/crash-loop" "$S3_ITERATIONS" off ;;
+      s3-journal) run_loop s3-journal "s3://$S3_BUCKET/volumes/crash-loop-journal" "$S3_JOURNAL_ITERATIONS" on ;;
+    esac
+  done
 }
 
 run_local() {  # STORE...: the file:// loops, one after the other
@@ -83,20 +94,21 @@ run_local() {  # STORE...: the file:// loops, one after the other
 # (in_parallel: its own daemon and work dir). The file:// loops keep to one
 # at a time: each wants a core for its writers and daemon, and sharing one
 # would thin out the writes each iteration's kill interrupts.
-local_stores=()
+local_stores=() s3_stores=()
 for store in $STORES; do
   case "$store" in
     file | file-journal) local_stores+=("$store") ;;
-    s3)
-      source "$(dirname "$0")/s3_lib.sh"
-      if ! command -v node >/dev/null 2>&1 || ! [ -x "$S3RVER" ]; then
-        echo "SKIP (s3:// half only): s3rver is not installed at $S3RVER (make deps with npm); file:// ran"
-        continue
-      fi
-      in_parallel s3 run_s3
-      ;;
+    s3 | s3-journal) s3_stores+=("$store") ;;
     *) fail "unknown store '$store' in STORES" ;;
   esac
 done
+if [ ${#s3_stores[@]} -gt 0 ]; then
+  source "$(dirname "$0")/s3_lib.sh"
+  if ! command -v node >/dev/null 2>&1 || ! [ -x "$S3RVER" ]; then
+    echo "SKIP (s3:// half only): s3rver is not installed at $S3RVER (make deps with npm); file:// ran"
+  else
+    in_parallel s3 run_s3 "${s3_stores[@]}"
+  fi
+fi
 [ ${#local_stores[@]} -eq 0 ] || in_parallel local run_local "${local_stores[@]}"
 wait_parallel

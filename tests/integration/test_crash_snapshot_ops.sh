@@ -17,6 +17,7 @@
 # write is in storage. With the journal (file://'s default) the old state dir
 # also holds the answered writes not yet uploaded; test_journal.sh checks
 # that mode.
+# run_all: alone (it kills its daemons at timed moments and wants both cores for their writers)
 source "$(dirname "$0")/lib.sh"
 TEST_MODE_ARGS=(--journal off)
 requires_python_nbd
