@@ -9,11 +9,9 @@
 #                 test case counts
 #
 # Integration scripts run TEST_JOBS at a time (default 2; 1 runs them one
-# after the other). A script says what it cannot share in a comment line:
-#   "# run_all: alone"       nothing else runs beside it (it wants every core,
-#                            or kills its daemon at timed moments)
-#   "# run_all: group NAME"  never beside another script of group NAME (they
-#                            share files, e.g. the VM guest in build/vm)
+# after the other). A script with the comment line "# run_all: alone" runs
+# with nothing beside it: it kills its daemons at timed moments, or its qemu
+# guest needs a core of its own.
 # Each slot gets its own range of TCP ports (PORTALBD_TEST_PORTS, read by
 # lib.sh pick_unused_port and ports.py), so scripts side by side never pick
 # the same port.
@@ -99,8 +97,8 @@ run_integration() {
   echo "$rc" >"$RESULTS/$name.rc"
 }
 
-# The scheduler: running jobs by pid, with the slot and the group each holds.
-declare -A job_name=() job_slot=() job_group=()
+# The scheduler: running jobs by pid, with the slot each holds.
+declare -A job_name=() job_slot=()
 slot_busy=()
 for ((i = 0; i < TEST_JOBS; i++)); do slot_busy[i]=0; done
 
@@ -127,30 +125,23 @@ reap() {
     *) failed=$((failed + 1)); failures+=("$name (exit $rc, see $LOGDIR/$name.log)") ;;
   esac
   slot_busy[${job_slot[$pid]}]=0
-  unset "job_name[$pid]" "job_slot[$pid]" "job_group[$pid]"
+  unset "job_name[$pid]" "job_slot[$pid]"
 }
 
-group_running() {  # GROUP: true while a job of GROUP runs
-  local pid
-  for pid in "${!job_group[@]}"; do [ "${job_group[$pid]}" = "$1" ] && return 0; done
-  return 1
-}
-
-# schedule SCRIPT: starts it once what it declares allows, in a free slot.
+# schedule SCRIPT: starts it in a free slot (alone: once nothing else runs).
 schedule() {
-  local t=$1 name alone=0 group= slot pid
+  local t=$1 name alone=0 slot pid
   name=$(basename "$t")
   grep -q '^# run_all: alone' "$t" && alone=1
-  group=$(sed -n 's/^# run_all: group \([A-Za-z0-9_-]*\).*/\1/p' "$t" | head -1)
   if [ $alone -eq 1 ]; then
     while [ ${#job_name[@]} -gt 0 ]; do reap; done
   else
-    while [ ${#job_name[@]} -ge "$TEST_JOBS" ] || { [ -n "$group" ] && group_running "$group"; }; do reap; done
+    while [ ${#job_name[@]} -ge "$TEST_JOBS" ]; do reap; done
   fi
   for ((slot = 0; slot < TEST_JOBS; slot++)); do [ "${slot_busy[slot]}" -eq 0 ] && break; done
   PORTALBD_TEST_PORTS=$(port_range_of_slot "$slot") run_integration "$t" &
   pid=$!
-  job_name[$pid]=$name job_slot[$pid]=$slot job_group[$pid]=${group:-}
+  job_name[$pid]=$name job_slot[$pid]=$slot
   slot_busy[slot]=1
   # Nothing starts beside a script that wants the machine to itself.
   if [ $alone -eq 1 ]; then reap; fi

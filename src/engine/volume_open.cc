@@ -298,8 +298,12 @@ Status Volume::replay_storage() {
     const uint64_t seq = parse_roots_record_key(it->key);
     if (seq <= applied_seq) break;
     std::vector<std::byte> raw;
-    PBD_RETURN_IF_ERROR(store_->get(it->key, &raw).With("read " + it->key));
-    Status st = apply_roots_record(raw);
+    // A damaged object is kCorruption from the store itself when the volume
+    // is encrypted (it fails authentication), from the parse when it is not:
+    // both are judged below alike.
+    Status st = store_->get(it->key, &raw);
+    if (!st.ok() && !st.is(Status::Code::kCorruption)) return st.With("read " + it->key);
+    if (st.ok()) st = apply_roots_record(raw);
     if (st.ok()) {
       PBD_RETURN_IF_ERROR(index_->set_meta("roots_seq", std::to_string(seq)));
       logger->info("restored snapshots from storage record={}", it->key);

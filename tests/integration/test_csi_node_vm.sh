@@ -31,7 +31,7 @@
 #      its argv or environment, and serves nbd-client over TLS on its unix
 #      socket; staging without the key is refused; NodeUnstage removes the key
 #      file; a marker written through the filesystem is in no stored object.
-# run_all: group vm (the guest kernel and initramfs in build/vm)
+# run_all: alone (a TCG guest on one core is slow enough; and the VM tests share build/vm)
 source "$(dirname "$0")/lib.sh"
 source "$TOP/tests/vm/vm_lib.sh"
 source "$(dirname "$0")/tls_lib.sh"

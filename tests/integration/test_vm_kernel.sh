@@ -14,7 +14,7 @@
 #
 # The guest is built by tests/vm/build-initramfs.sh into build/vm (cached) and
 # driven over its serial console by tests/vm/vm_lib.sh.
-# run_all: group vm (the guest kernel and initramfs in build/vm)
+# run_all: alone (a TCG guest on one core is slow enough; and the VM tests share build/vm)
 source "$(dirname "$0")/lib.sh"
 source "$TOP/tests/vm/vm_lib.sh"
 

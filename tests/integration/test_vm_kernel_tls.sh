@@ -4,7 +4,7 @@
 # client certificate, the daemon at --tls require --tls-verify-peer), makes
 # an ext4 filesystem, writes a file and syncs; the host then reads the file's
 # bytes back over nbds://. A plaintext nbd-client is refused.
-# run_all: group vm (the guest kernel and initramfs in build/vm)
+# run_all: alone (a TCG guest on one core is slow enough; and the VM tests share build/vm)
 source "$(dirname "$0")/lib.sh"
 source "$TOP/tests/vm/vm_lib.sh"
 source "$(dirname "$0")/tls_lib.sh"
