@@ -4,7 +4,8 @@
 #   integration   tests/integration/test_*.{sh,py}: each script counts once;
 #                 exit 0 = pass, 77 = skipped (the script says why), else fail
 #   unit          build/bin/unit_tests (doctest): each test case counts
-#   unit-asan     the same cases under ASan+UBSan: each counts again
+#   unit-asan     the same cases under ASan+UBSan: each counts again (beside
+#                 the plain run, one per core)
 #   csi-unit      build/bin/csi_unit_tests (doctest, the CSI driver): each
 #                 test case counts
 #
@@ -31,22 +32,40 @@ passed=0; failed=0; skipped=0
 failures=()
 start_all=$(date +%s)
 
-run_doctest() {  # name binary
-  local name=$1 bin=$2 log="$LOGDIR/$1.log"
-  echo "== $name: $bin"
+# start_doctest NAME BINARY: runs a doctest binary in the background (the
+# unit binaries run side by side, one per core), its log in $LOGDIR/NAME.log.
+declare -A doctest_pid=() doctest_bin=()
+doctest_order=()
+start_doctest() {
+  local name=$1 bin=$2
+  if [ ! -x "$bin" ]; then
+    echo "== $name: MISSING $bin"; failed=$((failed + 1)); failures+=("$name missing")
+    return
+  fi
   # A hang fails the run instead of stalling it: the whole suite takes a minute.
-  timeout --kill-after=10 900 "$bin" --no-intro=true >"$log" 2>&1
-  local rc=$?
-  local line
-  line=$(grep -E '^\[doctest\] test cases:' "$log" | tail -1)
-  echo "   ${line:-no doctest summary (exit $rc)}"
-  local p f
-  p=$(sed -nE 's/.*\| *([0-9]+) passed.*/\1/p' <<<"$line")
-  f=$(sed -nE 's/.*\| *([0-9]+) failed.*/\1/p' <<<"$line")
-  p=${p:-0}; f=${f:-0}
-  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # crashed or sanitizer error
-  passed=$((passed + p)); failed=$((failed + f))
-  if [ "$f" -ne 0 ]; then failures+=("$name (see $log)"); tail -40 "$log"; fi
+  timeout --kill-after=10 900 "$bin" --no-intro=true >"$LOGDIR/$name.log" 2>&1 &
+  doctest_pid[$name]=$! doctest_bin[$name]=$bin
+  doctest_order+=("$name")
+}
+
+# finish_doctests: waits for each started binary, in order, and counts its
+# test cases.
+finish_doctests() {
+  local name log rc line p f
+  for name in "${doctest_order[@]}"; do
+    log="$LOGDIR/$name.log"
+    rc=0
+    wait "${doctest_pid[$name]}" || rc=$?
+    echo "== $name: ${doctest_bin[$name]}"
+    line=$(grep -E '^\[doctest\] test cases:' "$log" | tail -1)
+    echo "   ${line:-no doctest summary (exit $rc)}"
+    p=$(sed -nE 's/.*\| *([0-9]+) passed.*/\1/p' <<<"$line")
+    f=$(sed -nE 's/.*\| *([0-9]+) failed.*/\1/p' <<<"$line")
+    p=${p:-0}; f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # crashed or sanitizer error
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" -ne 0 ]; then failures+=("$name (see $log)"); tail -40 "$log"; fi
+  done
 }
 
 unit_build_pid=
@@ -178,21 +197,12 @@ wait_unit_build
 for t in "${later[@]}"; do schedule "$t"; done
 drain
 
-if [ -x "$BUILD/bin/unit_tests" ]; then
-  run_doctest unit "$BUILD/bin/unit_tests"
-else
-  echo "== unit: MISSING $BUILD/bin/unit_tests"; failed=$((failed + 1)); failures+=("unit missing")
-fi
-if [ -x "$BUILD/bin/unit_tests_asan" ]; then
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_doctest unit-asan "$BUILD/bin/unit_tests_asan"
-else
-  echo "== unit-asan: MISSING $BUILD/bin/unit_tests_asan"; failed=$((failed + 1)); failures+=("unit-asan missing")
-fi
-if [ -x "$BUILD/bin/csi_unit_tests" ]; then
-  run_doctest csi-unit "$BUILD/bin/csi_unit_tests"
-else
-  echo "== csi-unit: MISSING $BUILD/bin/csi_unit_tests"; failed=$((failed + 1)); failures+=("csi-unit missing")
-fi
+start_doctest unit "$BUILD/bin/unit_tests"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 start_doctest unit-asan "$BUILD/bin/unit_tests_asan"
+finish_doctests
+doctest_order=()
+start_doctest csi-unit "$BUILD/bin/csi_unit_tests"
+finish_doctests
 
 echo
 echo "total time: $(( $(date +%s) - start_all ))s"
