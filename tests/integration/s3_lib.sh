@@ -43,7 +43,10 @@ start_s3rver() {
   mkdir -p "$TMP/s3rver"
   # s3rver's continuation tokens use DES, which OpenSSL 3 keeps in its
   # legacy provider; without it every paginated list answers 500.
-  NODE_OPTIONS=--openssl-legacy-provider "$S3RVER" -d "$TMP/s3rver" -a 127.0.0.1 -p "$S3_PORT" --silent \
+  # s3rver_put_order.js: a PUT is answered once its bytes are readable.
+  S3RVER_MODULE_DIR=$(dirname "$(readlink -f "$S3RVER")")/.. \
+    NODE_OPTIONS="--openssl-legacy-provider --require $TOP/tests/integration/s3rver_put_order.js" \
+    "$S3RVER" -d "$TMP/s3rver" -a 127.0.0.1 -p "$S3_PORT" --silent \
     --configure-bucket "$S3_BUCKET" >"$TMP/s3rver.log" 2>&1 &
   S3RVER_PID=$!
   S3RVER_LOG=$TMP/s3rver.log
