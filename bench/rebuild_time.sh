@@ -72,7 +72,9 @@ case "$STORE" in
     [ -x "$S3RVER" ] || { echo "rebuild_time: s3rver missing at $S3RVER (make deps)" >&2; exit 1; }
     port=$(( 20000 + RANDOM % 20000 ))
     mkdir -p "$TMP/s3"
-    NODE_OPTIONS=--openssl-legacy-provider "$S3RVER" -d "$TMP/s3" -a 127.0.0.1 -p "$port" --silent \
+    S3RVER_MODULE_DIR=$(dirname "$(readlink -f "$S3RVER")")/.. \
+      NODE_OPTIONS="--openssl-legacy-provider --require $TOP/tests/integration/s3rver_put_order.js" \
+      "$S3RVER" -d "$TMP/s3" -a 127.0.0.1 -p "$port" --silent \
       --configure-bucket bench >"$TMP/s3rver.log" 2>&1 &
     S3PID=$!
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done

@@ -153,7 +153,9 @@ wait_port() {  # PORT NAME
 S3_PORT=$(pick_port)
 mkdir -p "$TMP/s3rver"
 # s3rver's list continuation tokens need OpenSSL 3's legacy provider.
-NODE_OPTIONS=--openssl-legacy-provider "$S3RVER" -d "$TMP/s3rver" -a 127.0.0.1 -p "$S3_PORT" --silent \
+S3RVER_MODULE_DIR=$(dirname "$(readlink -f "$S3RVER")")/.. \
+  NODE_OPTIONS="--openssl-legacy-provider --require $TOP/tests/integration/s3rver_put_order.js" \
+  "$S3RVER" -d "$TMP/s3rver" -a 127.0.0.1 -p "$S3_PORT" --silent \
   --configure-bucket "$BUCKET" >"$TMP/s3rver.log" 2>&1 &
 PID[s3rver]=$!
 wait_port "$S3_PORT" s3rver
