@@ -205,6 +205,21 @@ Result<std::unique_ptr<TlsTransport>> TlsServer::accept(int fd, uint32_t timeout
 }
 
 TlsTransport::~TlsTransport() {
+  // Whatever was queued goes out first (the replies of a connection that
+  // ends normally); a socket that was shut down fails it at once.
+  std::thread sender;
+  {
+    MutexLock write_lock(&write_mu_);
+    sender = std::move(sender_);
+  }
+  if (sender.joinable()) {
+    {
+      MutexLock queue_lock(&queue_mu_);
+      stopping_ = true;
+    }
+    work_ready_.notify_one();
+    sender.join();
+  }
   MutexLock lock(&ssl_mu_);
   // Best effort close_notify; the socket is non-blocking, so this never waits.
   if (SSL_is_init_finished(ssl_)) {
@@ -307,6 +322,12 @@ ssize_t TlsTransport::read_some(std::span<std::byte> out) {
 // Records are sent once this many bytes of them have gathered (and at the
 // end of each send_all): a 1 MiB reply leaves in four send() calls.
 constexpr size_t kSendBytes = 256 * 1024;
+// A reply of at most this many bytes (128 KiB of data and its header) is
+// sent by its writer when the sender thread has nothing queued.
+constexpr size_t kDirectBytes = 129 * 1024;
+// The sender thread's queue holds at most about this many bytes of records;
+// a writer that would go beyond waits.
+constexpr size_t kQueueBytes = 1024 * 1024;
 
 BIO* TlsTransport::new_output_bio(TlsTransport* transport) {
   static BIO_METHOD* const method = [] {
@@ -345,17 +366,21 @@ void TlsTransport::take_output() {
   pending_.clear();
 }
 
-Status TlsTransport::send_output(int timeout_ms) {
+namespace {
+
+// Sends `data` whole on the non-blocking socket `fd`, waiting for room at
+// most `timeout_ms` each time (-1: forever).
+Status send_bytes(int fd, std::span<const std::byte> data, int timeout_ms) {
   size_t done = 0;
-  while (done < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
+  while (done < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!wait_fd(fd_, POLLOUT, timeout_ms)) {
+      if (!wait_fd(fd, POLLOUT, timeout_ms)) {
         return Status::IOError(errno == ETIMEDOUT ? std::string("TLS send: timed out")
                                                   : std::string("TLS send: poll: ") + std::strerror(errno));
       }
@@ -363,8 +388,74 @@ Status TlsTransport::send_output(int timeout_ms) {
     }
     return Status::IOError(std::string("TLS send: ") + (n < 0 ? std::strerror(errno) : "connection closed"));
   }
-  out_.clear();
   return Status::OK();
+}
+
+}  // namespace
+
+Status TlsTransport::send_output(int timeout_ms) {
+  const Status sent = send_bytes(fd_, out_, timeout_ms);
+  out_.clear();
+  return sent;
+}
+
+Status TlsTransport::flush_output(bool small, int timeout_ms) {
+  if (out_.empty()) return Status::OK();
+  {
+    MutexLock queue_lock(&queue_mu_);
+    if (!send_error_.ok()) {
+      out_.clear();
+      return send_error_;
+    }
+    // Nothing can be queued meanwhile: only a holder of write_mu_ queues.
+    if (!small || sending_ || !queue_.empty()) {
+      queue_lock.unlock();
+      return hand_off();
+    }
+  }
+  return send_output(timeout_ms);
+}
+
+Status TlsTransport::hand_off() {
+  if (out_.empty()) return Status::OK();
+  if (!sender_.joinable()) sender_ = std::thread([this] { sender_loop(); });
+  MutexLock queue_lock(&queue_mu_);
+  while (send_error_.ok() && queued_bytes_ >= kQueueBytes) room_ready_.wait(queue_lock);
+  if (!send_error_.ok()) {
+    out_.clear();
+    return send_error_;
+  }
+  queued_bytes_ += out_.size();
+  queue_.push_back(std::move(out_));
+  out_ = std::vector<std::byte>();
+  if (!spare_.empty()) {
+    out_ = std::move(spare_.back());
+    spare_.pop_back();
+  }
+  work_ready_.notify_one();
+  return Status::OK();
+}
+
+void TlsTransport::sender_loop() {
+  MutexLock queue_lock(&queue_mu_);
+  for (;;) {
+    while (queue_.empty() && !stopping_) work_ready_.wait(queue_lock);
+    if (queue_.empty()) return;  // stopping, and everything was sent
+    std::vector<std::byte> buffer = std::move(queue_.front());
+    queue_.pop_front();
+    const bool failed = !send_error_.ok();
+    sending_ = true;
+    queue_lock.unlock();
+    // After a failure the rest is dropped: the stream is broken anyway.
+    const Status sent = failed ? Status::OK() : send_bytes(fd_, buffer, -1);
+    queue_lock.lock();
+    sending_ = false;
+    queued_bytes_ -= buffer.size();
+    if (!sent.ok() && send_error_.ok()) send_error_ = sent;
+    buffer.clear();
+    if (spare_.size() < 2) spare_.push_back(std::move(buffer));
+    room_ready_.notify_all();
+  }
 }
 
 Status TlsTransport::send_pending(int timeout_ms) {
@@ -373,7 +464,7 @@ Status TlsTransport::send_pending(int timeout_ms) {
     MutexLock lock(&ssl_mu_);
     take_output();
   }
-  return send_output(timeout_ms);
+  return flush_output(/*small=*/true, timeout_ms);
 }
 
 Status TlsTransport::encrypt(const std::byte* data, size_t length) {
@@ -394,7 +485,7 @@ Status TlsTransport::encrypt(const std::byte* data, size_t length) {
     if (rc != 1) return Status::IOError("TLS send: " + (why.empty() ? std::string("connection closed") : why));
     data += n;
     length -= n;
-    if (out_.size() >= kSendBytes) PBD_RETURN_IF_ERROR(send_output(-1));
+    if (out_.size() >= kSendBytes) PBD_RETURN_IF_ERROR(hand_off());
   }
   return Status::OK();
 }
@@ -404,7 +495,13 @@ Status TlsTransport::send_all(std::span<const struct iovec> iov) {
   // and small chunks go out together, topping up the record a large data
   // tail then starts.
   constexpr size_t kRecordBytes = 16 * 1024;
+  size_t total = 0;
+  for (const struct iovec& v : iov) total += v.iov_len;
   MutexLock lock(&write_mu_);
+  {
+    MutexLock queue_lock(&queue_mu_);
+    if (!send_error_.ok()) return send_error_;
+  }
   coalesce_.clear();
   for (const struct iovec& v : iov) {
     const auto* p = static_cast<const std::byte*>(v.iov_base);
@@ -421,7 +518,7 @@ Status TlsTransport::send_all(std::span<const struct iovec> iov) {
   }
   if (!coalesce_.empty()) PBD_RETURN_IF_ERROR(encrypt(coalesce_.data(), coalesce_.size()));
   coalesce_.clear();
-  return send_output(-1);
+  return flush_output(/*small=*/total <= kDirectBytes, -1);
 }
 
 size_t TlsTransport::readable(bool wait) {

@@ -21,12 +21,21 @@
 // made outside ssl_mu_ (one record per syscall, 64 a MiB, each waking the
 // client, cost more than the encryption; and the reader stayed locked out
 // while a record waited for socket space).
+// A large reply is sent by a sender thread of the connection (started on
+// the first one): the writer encrypts the next 256 KiB while the sender
+// copies the last into the socket or waits for the client to make room, so
+// one connection's reads use two cores. Small replies (and everything while
+// nothing is queued) the writer sends itself: no thread hand-off on their
+// latency. Either way the bytes reach the socket in the order OpenSSL made
+// them; a send that fails fails every later send_all().
 // Thread-safety: TlsServer is immutable after Create() and may be used by
 // every connection thread at once. TlsTransport: see nbd/transport.h.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nbd/psk_file.h"
@@ -117,9 +126,18 @@ class TlsTransport final : public Transport {
   // Sends out_ whole (waiting for socket space at most `timeout_ms`, -1
   // forever) and empties it.
   Status send_output(int timeout_ms) REQUIRES(write_mu_) EXCLUDES(ssl_mu_);
+  // Sends out_: itself (as send_output) when `small` and nothing is queued
+  // or being sent, else through the sender thread (hand_off).
+  Status flush_output(bool small, int timeout_ms) REQUIRES(write_mu_) EXCLUDES(ssl_mu_, queue_mu_);
+  // Queues out_ for the sender thread, starting it if need be; waits while
+  // kQueueBytes are queued already. out_ is empty after.
+  Status hand_off() REQUIRES(write_mu_) EXCLUDES(ssl_mu_, queue_mu_);
+  // The sender thread: sends queued buffers in order until stopping_ and
+  // the queue is empty.
+  void sender_loop() EXCLUDES(queue_mu_);
   // After an SSL call outside the write path (handshake, read) made records
   // (handshake messages, alerts, key updates): sends them.
-  Status send_pending(int timeout_ms) EXCLUDES(write_mu_, ssl_mu_);
+  Status send_pending(int timeout_ms) EXCLUDES(write_mu_, ssl_mu_, queue_mu_);
 
   const int fd_;
   Mutex ssl_mu_;  // held for each SSL call on ssl_, never while waiting
@@ -133,6 +151,19 @@ class TlsTransport final : public Transport {
   Mutex write_mu_;
   std::vector<std::byte> coalesce_ GUARDED_BY(write_mu_);  // small iovecs sent as one record
   std::vector<std::byte> out_ GUARDED_BY(write_mu_);       // records not sent yet
+  std::thread sender_ GUARDED_BY(write_mu_);               // not started until a large reply
+
+  // What the writer hands the sender thread (lock order: write_mu_, then
+  // queue_mu_; the sender holds queue_mu_ alone and never while sending).
+  Mutex queue_mu_;
+  CondVar work_ready_;  // the sender waits for buffers or stopping_
+  CondVar room_ready_;  // writers wait for queued_bytes_ to fall
+  std::deque<std::vector<std::byte>> queue_ GUARDED_BY(queue_mu_);
+  std::vector<std::vector<std::byte>> spare_ GUARDED_BY(queue_mu_);  // sent buffers, for reuse
+  size_t queued_bytes_ GUARDED_BY(queue_mu_) = 0;  // queued or being sent
+  bool sending_ GUARDED_BY(queue_mu_) = false;     // the sender holds a buffer
+  bool stopping_ GUARDED_BY(queue_mu_) = false;
+  Status send_error_ GUARDED_BY(queue_mu_);         // the first failed send
 };
 
 }  // namespace portalbd::nbd

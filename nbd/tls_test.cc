@@ -13,6 +13,8 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "nbd/psk_file.h"
@@ -48,6 +50,18 @@ struct TlsFixture {
   testing::TempDir psk_dir;  // before fixture: the key file must exist when the server starts
   ServerFixture fixture;
 };
+
+// A libnbd client of t's server over TLS with alice's PSK; null when it
+// could not connect.
+testing::NbdHandle connect_psk(const TlsFixture& t) {
+  testing::NbdHandle h(nbd_create());
+  nbd_set_export_name(h.get(), "disk");
+  nbd_set_tls(h.get(), LIBNBD_TLS_REQUIRE);
+  nbd_set_tls_psk_file(h.get(), (t.psk_dir.path + "/keys.psk").c_str());
+  nbd_set_tls_username(h.get(), kIdentity);
+  if (nbd_connect_unix(h.get(), t.fixture.socket_path().c_str()) != 0) return nullptr;
+  return h;
+}
 
 struct SslCtxDeleter {
   void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
@@ -286,12 +300,8 @@ TEST_SUITE("nbd.tls") {
     // must come back.
     TlsFixture t(TlsMode::kRequire);
     REQUIRE(t.fixture.start_status.ok());
-    testing::NbdHandle h(nbd_create());
-    REQUIRE(nbd_set_export_name(h.get(), "disk") == 0);
-    REQUIRE(nbd_set_tls(h.get(), LIBNBD_TLS_REQUIRE) == 0);
-    REQUIRE(nbd_set_tls_psk_file(h.get(), (t.psk_dir.path + "/keys.psk").c_str()) == 0);
-    REQUIRE(nbd_set_tls_username(h.get(), kIdentity) == 0);
-    REQUIRE(nbd_connect_unix(h.get(), t.fixture.socket_path().c_str()) == 0);
+    testing::NbdHandle h = connect_psk(t);
+    REQUIRE(h != nullptr);
     CHECK(nbd_get_tls_negotiated(h.get()) == 1);
 
     constexpr size_t kRequests = 64, kBytes = 96 * 1024;  // 6 MiB of the 8 MiB disk
@@ -312,6 +322,83 @@ TEST_SUITE("nbd.tls") {
     CHECK(nbd_shutdown(h.get(), 0) == 0);
   }
 
+  TEST_CASE("tls: small replies sent by their writer never overtake large ones the sender thread holds") {
+    // Replies over 128 KiB go through the connection's sender thread; smaller
+    // ones are sent by the worker itself, but only while nothing is queued.
+    // Reads of 4 KiB and 1 MiB alternate, 32 in flight: a small reply slipped
+    // in between a large one's records would break libnbd's stream.
+    TlsFixture t(TlsMode::kRequire);
+    REQUIRE(t.fixture.start_status.ok());
+    testing::NbdHandle h = connect_psk(t);
+    REQUIRE(h != nullptr);
+    constexpr size_t kDisk = 8 << 20, kLarge = 1 << 20, kSmall = 4096, kRequests = 96;
+    const auto image = testing::pattern(kDisk, 7);
+    for (size_t off = 0; off < kDisk; off += kLarge) {
+      REQUIRE(nbd_pwrite(h.get(), image.data() + off, kLarge, off, 0) == 0);
+    }
+    std::vector<std::vector<std::byte>> read(kRequests);
+    std::vector<uint64_t> offsets(kRequests);
+    for (size_t i = 0; i < kRequests; ++i) {
+      const size_t len = i % 2 == 0 ? kLarge : kSmall;
+      offsets[i] = (i * 777 * kSmall) % (kDisk - len + 1) / kSmall * kSmall;
+      read[i].resize(len);
+      while (nbd_aio_in_flight(h.get()) >= 32) REQUIRE(nbd_poll(h.get(), 5000) > 0);
+      REQUIRE(nbd_aio_pread(h.get(), read[i].data(), len, offsets[i], NBD_NULL_COMPLETION, 0) > 0);
+    }
+    while (nbd_aio_in_flight(h.get()) > 0) REQUIRE(nbd_poll(h.get(), 5000) > 0);
+    for (size_t i = 0; i < kRequests; ++i) {
+      CAPTURE(i);
+      CHECK(std::equal(read[i].begin(), read[i].end(), image.begin() + static_cast<ptrdiff_t>(offsets[i])));
+    }
+    CHECK(nbd_shutdown(h.get(), 0) == 0);
+  }
+
+  TEST_CASE("tls: a client that stops reading with large replies queued costs its connection only") {
+    TlsFixture t(TlsMode::kRequire);
+    REQUIRE(t.fixture.start_status.ok());
+    auto stalled = [&](bool hang_up) {
+      auto c = std::make_unique<RawClient>(t.fixture.socket_path());
+      REQUIRE(starttls(*c));
+      auto tls = std::make_unique<TlsClient>(c->fd());
+      REQUIRE(tls->ok());
+      REQUIRE(tls->final_reply_type(kOptGo, RawClient::go_payload("disk")) == kRepAck);
+      // 16 MiB of replies, far more than the socket and the sender's queue
+      // hold, and none of it read.
+      for (uint64_t i = 0; i < 16; ++i) {
+        WireWriter r;
+        r.u32(kRequestMagic).u16(0).u16(kCmdRead).u64(i).u64((i % 8) << 20).u32(1 << 20);
+        REQUIRE(tls->send(r));
+      }
+      if (hang_up) {
+        tls.reset();
+        c.reset();
+      }
+      return std::make_pair(std::move(c), std::move(tls));
+    };
+    auto served = [&] {
+      testing::NbdHandle h = connect_psk(t);
+      if (h == nullptr) return false;
+      std::vector<std::byte> b(4096);
+      return nbd_pread(h.get(), b.data(), b.size(), 0, 0) == 0 && nbd_shutdown(h.get(), 0) == 0;
+    };
+    // Hung up: its connection ends (the sends fail), the server keeps serving.
+    (void)stalled(/*hang_up=*/true);
+    CHECK(served());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!t.fixture.server->clients().empty() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(t.fixture.server->clients().empty());
+    // Still connected but not reading: others are served meanwhile, and
+    // stopping the server cuts it off after the grace period instead of
+    // waiting on it forever.
+    auto held = stalled(/*hang_up=*/false);
+    CHECK(served());
+    const auto t0 = std::chrono::steady_clock::now();
+    t.fixture.server->stop();
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20));
+  }
+
   TEST_CASE("tls: key updates are answered in order with the replies; a forged record gets the server's alert") {
     // A KeyUpdate is read by the reader thread; OpenSSL answers it (the
     // server's own KeyUpdate) with the next records a worker writes, and the
@@ -328,7 +415,8 @@ TEST_SUITE("nbd.tls") {
     for (uint64_t round = 0; round < 4; ++round) {
       CAPTURE(round);
       REQUIRE(tls.key_update());
-      auto data = testing::pattern(64 * 1024, static_cast<uint8_t>(round));
+      // 64 KiB replies are sent by the worker, 256 KiB ones by the sender thread.
+      auto data = testing::pattern(round % 2 == 0 ? 64 * 1024 : 256 * 1024, static_cast<uint8_t>(round));
       WireWriter w;
       w.u32(kRequestMagic).u16(0).u16(kCmdWrite).u64(100 + round).u64(round * data.size()).u32(
           static_cast<uint32_t>(data.size()));
