@@ -5,6 +5,7 @@
 #include "ctl/control_protocol.h"
 #include "ctl/line_io.h"
 #include "src/log/log.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd::ctl {
 
@@ -14,7 +15,10 @@ ProgressChannel::ProgressChannel(int fd, int heartbeat_ms)
     MutexLock lock(&mu_);
     last_sent_ = started_;
   }
-  heartbeat_thread_ = std::thread([this] { heartbeat_loop(); });
+  heartbeat_thread_ = std::thread([this] {
+    name_this_thread("progress");
+    heartbeat_loop();
+  });
 }
 
 ProgressChannel::~ProgressChannel() { (void)finish(); }

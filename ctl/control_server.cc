@@ -29,6 +29,7 @@
 #include "ctl/line_io.h"
 #include "ctl/unix_socket.h"
 #include "src/log/log.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd::ctl {
 namespace {
@@ -202,7 +203,10 @@ Status ControlServer::start() {
     stopping_ = false;
   }
   started_ = true;
-  accept_thread_ = std::thread([this] { accept_loop(); });
+  accept_thread_ = std::thread([this] {
+    name_this_thread("ctl-accept");
+    accept_loop();
+  });
   log::get("ctl")->info("control socket listening path={}", path_);
   return Status::OK();
 }
@@ -295,7 +299,10 @@ void ControlServer::accept_loop() {
     conn->fd = std::move(client);
     Connection* raw = conn.get();
     connections_.push_back(std::move(conn));
-    raw->thread = std::thread([this, raw] { serve(raw); });
+    raw->thread = std::thread([this, raw] {
+      name_this_thread("ctl-client");
+      serve(raw);
+    });
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include "src/log/log.h"
 #include "src/util/clock.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 namespace {
@@ -17,7 +18,10 @@ bool did_work(const GcReport& r) {
 
 void BackgroundGc::start() {
   if (interval_.count() == 0) return;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("gc");
+    run();
+  });
 }
 
 void BackgroundGc::stop() {

@@ -8,6 +8,7 @@
 
 #include "fuse/view.h"
 #include "src/log/log.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 namespace {
@@ -38,6 +39,7 @@ Status FuseMount::start() {
   }
   options.endpoint.tls = tls_;
   thread_ = std::thread([this, options] {
+    name_this_thread("fuse-view");
     result_ = fuse::run_view(options);
     finished_ = true;
   });

@@ -17,6 +17,7 @@
 
 #include "src/config/config.h"
 #include "src/log/log.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 namespace {
@@ -124,7 +125,10 @@ Status MetricsServer::start() {
   wake_read_.reset(pipe_fds[0]);
   wake_write_.reset(pipe_fds[1]);
   listen_fd_ = std::move(fd);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("metrics");
+    run();
+  });
   log::get("metrics")->info("serving Prometheus metrics url=http://{}/metrics", bound_);
   return Status::OK();
 }

@@ -13,6 +13,7 @@
 #include "nbd/trace.h"
 #include "src/log/log.h"
 #include "src/util/clock.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd::nbd {
 
@@ -185,7 +186,10 @@ void Connection::request_loop(const Session& session, Transport& io) {
       ++inflight_requests_;
       queue_.push_back(Work{r, std::move(payload), std::move(payload_claim), t_recv_us, ticket});
       if (queue_.size() > idle_workers_ && workers.size() < max_workers) {
-        workers.emplace_back([&] { worker_main(session, out); });
+        workers.emplace_back([&] {
+          name_this_thread("nbd-worker");
+          worker_main(session, out);
+        });
       }
     }
     work_ready_.notify_one();

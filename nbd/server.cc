@@ -15,6 +15,7 @@
 #include "nbd/stats.h"
 #include "src/log/log.h"
 #include "src/util/mutex.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -103,7 +104,10 @@ Status Server::start() {
   }
   for (Impl::Listener& l : s.listeners) {
     int fd = l.fd.get();
-    l.accept_thread = std::thread([&s, fd] { s.accept_loop(fd); });
+    l.accept_thread = std::thread([&s, fd] {
+      name_this_thread("nbd-accept");
+      s.accept_loop(fd);
+    });
   }
 
   auto logger = log::get("nbd");
@@ -154,6 +158,7 @@ void Server::Impl::accept_loop(int listen_fd) {
     StatsCounters::add(stats.connections_total);
     StatsCounters::add(stats.connections_active);
     std::thread thread([this, connection] {
+      name_this_thread("nbd-conn");
       connection->run();
       stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
     });

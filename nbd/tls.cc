@@ -1,4 +1,5 @@
 #include "nbd/tls.h"
+#include "src/util/thread_name.h"
 
 #include <fcntl.h>
 #include <openssl/err.h>
@@ -418,7 +419,10 @@ Status TlsTransport::flush_output(bool small, int timeout_ms) {
 
 Status TlsTransport::hand_off() {
   if (out_.empty()) return Status::OK();
-  if (!sender_.joinable()) sender_ = std::thread([this] { sender_loop(); });
+  if (!sender_.joinable()) sender_ = std::thread([this] {
+      name_this_thread("nbd-tls-send");
+      sender_loop();
+    });
   MutexLock queue_lock(&queue_mu_);
   while (send_error_.ok() && queued_bytes_ >= kQueueBytes) room_ready_.wait(queue_lock);
   if (!send_error_.ok()) {

@@ -10,6 +10,7 @@
 
 #include "nbd/protocol.h"
 #include "src/util/clock.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -113,7 +114,10 @@ Result<std::shared_ptr<TraceRecorder>> TraceRecorder::Open(const std::string& pa
 
 TraceRecorder::TraceRecorder(std::string path, UniqueFd fd)
     : path_(std::move(path)), start_steady_ns_(steady_ns()), fd_(std::move(fd)) {
-  writer_ = std::thread([this] { writer_main(); });
+  writer_ = std::thread([this] {
+    name_this_thread("nbd-trace");
+    writer_main();
+  });
 }
 
 TraceRecorder::~TraceRecorder() { (void)close(); }

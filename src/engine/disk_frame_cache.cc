@@ -14,6 +14,7 @@
 #include "src/log/log.h"
 #include "src/util/crc32c.h"
 #include "src/util/endian.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 namespace {
@@ -362,7 +363,10 @@ void DiskFrameCache::put_object(uint64_t seq, std::shared_ptr<const std::vector<
     }
     pending_bytes_ += object->size();
     pending_.push_back(PendingObject{seq, std::move(object), std::move(frames), base});
-    if (!writer_.joinable()) writer_ = std::thread([this] { write_pending(); });
+    if (!writer_.joinable()) writer_ = std::thread([this] {
+      name_this_thread("disk-cache");
+      write_pending();
+    });
   }
   pending_cv_.notify_one();
 }

@@ -1,11 +1,15 @@
 #include "src/engine/flattener.h"
+#include "src/util/thread_name.h"
 
 #include <chrono>
 
 namespace portalbd {
 
 Flattener::Flattener(std::function<bool()> step) : step_(std::move(step)) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("flatten");
+    run();
+  });
 }
 
 void Flattener::kick() {

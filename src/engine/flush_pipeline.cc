@@ -8,6 +8,7 @@
 
 #include "src/log/log.h"
 #include "src/util/clock.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 namespace {
@@ -28,7 +29,7 @@ FlushPipeline::FlushPipeline(std::shared_ptr<ObjectStore> store, LayerSet& layer
       layers_(layers),
       opts_(opts),
       upload_window_(std::clamp<uint32_t>(opts_.upload_concurrency, 1, kMaxUploadWindow)),
-      upload_pool_(std::make_unique<TaskPool>(upload_window_)) {}
+      upload_pool_(std::make_unique<TaskPool>(upload_window_, "upload")) {}
 
 FlushPipeline::~FlushPipeline() {
   {
@@ -51,7 +52,10 @@ void FlushPipeline::set_sequence_locked(uint64_t next_seq, uint64_t last_write_s
 
 void FlushPipeline::start(meta::Index* index) {
   index_ = index;
-  if (!opts_.ephemeral) flusher_ = std::thread([this] { flusher_loop(); });
+  if (!opts_.ephemeral) flusher_ = std::thread([this] {
+    name_this_thread("flusher");
+    flusher_loop();
+  });
 }
 
 void FlushPipeline::transition(Sealed& sealed, Stage to) {

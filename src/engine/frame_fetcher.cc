@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "src/log/log.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 
@@ -105,7 +106,10 @@ void FrameFetcher::enqueue_locked(std::vector<Job> jobs) {
     (job.ahead ? ahead_ : readers_).push_back(std::move(job));
     // One more thread while the queued jobs outnumber the idle ones, up to the limit.
     if (readers_.size() + ahead_.size() > idle_ && threads_.size() < opts_.concurrency) {
-      threads_.emplace_back([this] { work(); });
+      threads_.emplace_back([this] {
+        name_this_thread("fetch");
+        work();
+      });
     }
   }
 }

@@ -16,6 +16,7 @@
 #include "src/engine/journal_format.h"
 #include "src/log/log.h"
 #include "src/util/crc32c.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 
@@ -135,7 +136,10 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
   {
     MutexLock lock(&j->mu_);
     j->zero_pending_ = std::any_of(j->unwritten_.begin(), j->unwritten_.end(), [](bool b) { return b; });
-    if (j->zero_pending_) j->zeroer_ = std::thread([p = j.get()] { p->zero_ahead(); });
+    if (j->zero_pending_) j->zeroer_ = std::thread([p = j.get()] {
+      name_this_thread("journal-zero");
+      p->zero_ahead();
+    });
   }
   log::get("journal")->info(
       "journal opened dir={} live_records={} newest_wseq={} released_wseq={} previous_writer={} bytes_read={} "

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "src/log/log.h"
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 
@@ -12,6 +13,7 @@ LeaseKeeper::LeaseKeeper(std::shared_ptr<WriterLease> lease, std::function<uint6
 void LeaseKeeper::start() {
   last_activity_ = activity_();
   thread_ = std::thread([this] {
+    name_this_thread("lease");
     const auto period = std::chrono::milliseconds(std::max<int64_t>(lease_->ttl_ms() / 4, 1));
     MutexLock lock(&mu_);
     for (;;) {

@@ -23,7 +23,8 @@ namespace portalbd {
 
 class TaskPool {
  public:
-  explicit TaskPool(size_t threads);
+  // `name`: what the threads are called (src/util/thread_name.h).
+  explicit TaskPool(size_t threads, const char* name = "pool");
   ~TaskPool();
   TaskPool(const TaskPool&) = delete;
   TaskPool& operator=(const TaskPool&) = delete;

@@ -1,12 +1,16 @@
 #include "src/util/task_pool.h"
 
 #include <doctest/doctest.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
+
+#include "src/util/thread_name.h"
 
 using namespace portalbd;
 
@@ -42,6 +46,25 @@ TEST_SUITE("util.task_pool") {
     }  // the destructor runs what is queued, then joins
     CHECK(finished == 2 * kThreads);
     CHECK(max_running == kThreads);
+  }
+
+  TEST_CASE("a pool's threads carry its name; a name longer than Linux keeps is cut to 15 bytes") {
+    auto name_of_this_thread = [] {
+      char name[32] = {};
+      REQUIRE(pthread_getname_np(pthread_self(), name, sizeof name) == 0);
+      return std::string(name);
+    };
+    std::string seen;
+    {
+      TaskPool pool(1, "upload");
+      pool.submit([&] { seen = name_of_this_thread(); });
+    }  // joins: the job ran
+    CHECK(seen == "upload");
+    std::thread([&] {
+      name_this_thread("a-name-of-twenty-chars");
+      seen = name_of_this_thread();
+    }).join();
+    CHECK(seen == "a-name-of-twent");
   }
 
   TEST_CASE("a pool of zero threads runs each job inline") {
