@@ -14,7 +14,8 @@
 // handle per recorded connection), driven by one poll() loop over the
 // handles. --connections N folds the recorded connections onto N handles
 // (round-robin by connection), e.g. 1 for a server that takes one client at a
-// time (qemu-nbd without --shared, where a second connect would wait forever). By default requests go out as soon as their dependencies allow
+// time (qemu-nbd without --shared, where a second connect would wait forever). By default requests go out as soon as
+// their dependencies allow
 // (--as-fast-as-possible); --timed also holds each one until its recorded
 // arrival time after the start. --repeat N replays the whole trace N times
 // back to back (each pass starts when the last one has completed), so that a
@@ -87,8 +88,8 @@ class Replayer {
 
   // Connects one handle per recorded connection; false (after a message) on failure.
   bool connect() {
-    const size_t count = opt_.connections > 0 ? std::min<size_t>(opt_.connections, plan_.connections.size())
-                                              : plan_.connections.size();
+    const size_t count =
+        opt_.connections > 0 ? std::min<size_t>(opt_.connections, plan_.connections.size()) : plan_.connections.size();
     for (size_t k = 0; k < plan_.connections.size(); ++k) slot_of_conn_[plan_.connections[k]] = k % count;
     for (size_t k = 0; k < count; ++k) {
       Handle h(nbd_create());
@@ -155,8 +156,7 @@ class Replayer {
           auto due = pass_start + std::chrono::microseconds(plan_.requests[next].t_recv_us - t0);
           auto now = Clock::now();
           if (due > now) {
-            timeout_ms = static_cast<int>(
-                std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count() + 1);
+            timeout_ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count() + 1);
             break;
           }
         }
@@ -230,9 +230,7 @@ class Replayer {
         if (can_df_ && (r.flags & proto::kCmdFlagDf)) flags |= LIBNBD_CMD_FLAG_DF;
         cookie = nbd_aio_pread(h, read_buf_.data(), r.length, r.offset, done, flags);
         break;
-      case proto::kCmdWrite:
-        cookie = nbd_aio_pwrite(h, write_buf_.data(), r.length, r.offset, done, flags);
-        break;
+      case proto::kCmdWrite: cookie = nbd_aio_pwrite(h, write_buf_.data(), r.length, r.offset, done, flags); break;
       case proto::kCmdFlush:
         if (!can_flush_) return skip(i);
         cookie = nbd_aio_flush(h, done, 0);
@@ -256,8 +254,7 @@ class Replayer {
         cookie = nbd_aio_block_status(h, r.length, r.offset, nbd_extent_callback{on_extent, nullptr, nullptr}, done,
                                       (r.flags & proto::kCmdFlagReqOne) ? LIBNBD_CMD_FLAG_REQ_ONE : 0);
         break;
-      default:
-        return skip(i);
+      default: return skip(i);
     }
     if (cookie == -1) return fail_libnbd(("issue " + trace_op_name(r.type)).c_str());
     ++totals_.per_op[trace_op_name(r.type)];
@@ -318,11 +315,12 @@ void report(const Options& opt, const ReplayPlan& plan, const Replayer& rep) {
       plan.requests.empty() ? 0 : (plan.requests.back().t_recv_us - plan.requests.front().t_recv_us) / 1e6;
   if (opt.json) {
     std::printf("{\"trace\": \"%s\", \"mode\": \"%s\", \"repeat\": %" PRIu64 ", \"requests\": %zu, \"ops\": %" PRIu64
-                ", \"errors\": %" PRIu64 ", \"skipped_unsupported\": %" PRIu64 ", \"elapsed_s\": %.6f"
+                ", \"errors\": %" PRIu64 ", \"skipped_unsupported\": %" PRIu64
+                ", \"elapsed_s\": %.6f"
                 ", \"ops_per_s\": %.1f, \"read_mib_s\": %.2f, \"write_mib_s\": %.2f, \"bytes_read\": %" PRIu64
                 ", \"bytes_written\": %" PRIu64 ", \"connections\": %zu, \"traced_s\": %.3f, \"per_op\": {",
-                opt.trace_path.c_str(), opt.timed ? "timed" : "as-fast-as-possible", opt.repeat, plan.requests.size(), t.ops,
-                t.errors, t.skipped_unsupported, s, t.ops / s, t.bytes_read / mib / s, t.bytes_written / mib / s,
+                opt.trace_path.c_str(), opt.timed ? "timed" : "as-fast-as-possible", opt.repeat, plan.requests.size(),
+                t.ops, t.errors, t.skipped_unsupported, s, t.ops / s, t.bytes_read / mib / s, t.bytes_written / mib / s,
                 t.bytes_read, t.bytes_written, plan.connections.size(), traced_s);
     const char* sep = "";
     for (const auto& [op, n] : t.per_op) {
@@ -332,14 +330,15 @@ void report(const Options& opt, const ReplayPlan& plan, const Replayer& rep) {
     std::printf("}}\n");
     return;
   }
-  std::printf("replayed %" PRIu64 " requests (%" PRIu64 " pass(es)) of %zu recorded connection(s) in %.3f s (%s; recorded over %.3f s)\n",
+  std::printf("replayed %" PRIu64 " requests (%" PRIu64
+              " pass(es)) of %zu recorded connection(s) in %.3f s (%s; recorded over %.3f s)\n",
               t.ops, opt.repeat, plan.connections.size(), s, opt.timed ? "timed" : "as fast as possible", traced_s);
   std::printf("  %.1f ops/s, read %.2f MiB/s (%.1f MiB), written %.2f MiB/s (%.1f MiB)\n", t.ops / s,
               t.bytes_read / mib / s, t.bytes_read / mib, t.bytes_written / mib / s, t.bytes_written / mib);
   std::printf("  ops:");
   for (const auto& [op, n] : t.per_op) std::printf(" %s=%" PRIu64, op.c_str(), n);
-  std::printf("\n  errors %" PRIu64 ", skipped (unsupported by the server) %" PRIu64
-              ", left out of the trace: %" PRIu64 " DISC, %" PRIu64 " failed when recorded%s\n",
+  std::printf("\n  errors %" PRIu64 ", skipped (unsupported by the server) %" PRIu64 ", left out of the trace: %" PRIu64
+              " DISC, %" PRIu64 " failed when recorded%s\n",
               t.errors, t.skipped_unsupported, plan.skipped_disc, plan.skipped_failed,
               plan.limit_hit ? ", the rest past --max-requests" : "");
 }

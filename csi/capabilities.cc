@@ -16,8 +16,7 @@ std::string unsupported_reason(const VolumeCapability& cap) {
   switch (cap.access_mode().mode()) {
     case VolumeCapability::AccessMode::SINGLE_NODE_WRITER:
     case VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY:
-    case VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY:
-      return "";
+    case VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY: return "";
     default:
       return "access mode " + VolumeCapability::AccessMode::Mode_Name(cap.access_mode().mode()) +
              " is not supported: a portalbd volume is written by one daemon on one node "
@@ -52,9 +51,9 @@ bool is_read_only_mode(const VolumeCapability& cap) {
 }
 
 std::map<std::string, std::string> store_settings(const google::protobuf::Map<std::string, std::string>& secrets) {
-  static const char* const kNames[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                                       "AWS_ENDPOINT_URL",  "AWS_ENDPOINT_URL_S3",   "AWS_REGION",
-                                       "AWS_DEFAULT_REGION", "AWS_PROFILE",          "AWS_SHARED_CREDENTIALS_FILE"};
+  static const char* const kNames[] = {"AWS_ACCESS_KEY_ID",  "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                       "AWS_ENDPOINT_URL",   "AWS_ENDPOINT_URL_S3",   "AWS_REGION",
+                                       "AWS_DEFAULT_REGION", "AWS_PROFILE",           "AWS_SHARED_CREDENTIALS_FILE"};
   std::map<std::string, std::string> out;
   for (const char* name : kNames) {
     auto it = secrets.find(name);

@@ -11,10 +11,10 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <map>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "csi.pb.h"
 #include "src/store/volume_encryption.h"

@@ -1,9 +1,10 @@
 // Tests for what the CSI driver accepts and how it reports errors
 // (capabilities.h): capability checks, the secrets of a call, the mapping of
 // portalbd codes to gRPC codes; and for OpLocks (op_locks.h).
+#include "csi/capabilities.h"
+
 #include <doctest/doctest.h>
 
-#include "csi/capabilities.h"
 #include "csi/op_locks.h"
 
 namespace portalbd::csi {
@@ -42,8 +43,8 @@ TEST_CASE("csi capabilities: mount ext4/xfs and raw block, single-node modes, ar
 TEST_CASE("csi capabilities: other filesystems, multi-node modes and incomplete capabilities are refused") {
   const std::string btrfs = unsupported_reason(mount_cap("btrfs", Mode::SINGLE_NODE_WRITER));
   CHECK(btrfs.find("'btrfs'") != std::string::npos);
-  for (auto mode : {Mode::MULTI_NODE_MULTI_WRITER, Mode::MULTI_NODE_SINGLE_WRITER, Mode::SINGLE_NODE_MULTI_WRITER,
-                    Mode::UNKNOWN}) {
+  for (auto mode :
+       {Mode::MULTI_NODE_MULTI_WRITER, Mode::MULTI_NODE_SINGLE_WRITER, Mode::SINGLE_NODE_MULTI_WRITER, Mode::UNKNOWN}) {
     CAPTURE(Mode::Mode_Name(mode));
     const std::string why = unsupported_reason(block_cap(mode));
     CHECK(why.find(Mode::Mode_Name(mode)) != std::string::npos);
@@ -142,10 +143,10 @@ TEST_CASE("csi secrets: a bad key, an empty passphrase or both secrets are refus
     const char* value;
     const char* says;
   };
-  for (const Case& c : {Case{kEncryptionKeySecret, kKey31, "decodes to 31 bytes"},
-                        Case{kEncryptionKeySecret, "not*base64*at*all!", "is not base64"},
-                        Case{kEncryptionKeySecret, "", "decodes to 0 bytes"},
-                        Case{kEncryptionPassphraseSecret, "", "is empty"}}) {
+  for (const Case& c :
+       {Case{kEncryptionKeySecret, kKey31, "decodes to 31 bytes"},
+        Case{kEncryptionKeySecret, "not*base64*at*all!", "is not base64"},
+        Case{kEncryptionKeySecret, "", "decodes to 0 bytes"}, Case{kEncryptionPassphraseSecret, "", "is empty"}}) {
     CAPTURE(std::string(c.value));
     Secrets s;
     s[c.name] = c.value;

@@ -3,11 +3,11 @@
 // Include only from those files.
 #pragma once
 
-#include <stdexcept>
-#include <string>
-
 #include <google/protobuf/timestamp.pb.h>
 #include <grpcpp/grpcpp.h>
+
+#include <stdexcept>
+#include <string>
 
 #include "csi/capabilities.h"
 #include "src/util/status.h"

@@ -1,10 +1,10 @@
 #include "csi/controller_service.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-
-#include <google/protobuf/util/time_util.h>
 
 #include "csi/assign_or_return.h"
 #include "csi/capabilities.h"
@@ -73,7 +73,6 @@ grpc::Status check_capabilities(const google::protobuf::RepeatedPtrField<VolumeC
   }
   return grpc::Status::OK;
 }
-
 
 }  // namespace
 
@@ -152,8 +151,8 @@ Status ControllerService::build_volume(const VolumeRecord& rec, const VolumeCont
     if (!src->via_daemon()) {
       copied = target->copy_from_snapshot(*src, engine_name);
     } else if (!src->via_mailbox()) {
-      copied = target->copy_from_nbd(nbd_socket_path(options_.state_dir, src_volume_id), src_volume_id + "@" + engine_name,
-                                     options_.tls);
+      copied = target->copy_from_nbd(nbd_socket_path(options_.state_dir, src_volume_id),
+                                     src_volume_id + "@" + engine_name, options_.tls);
     } else {
       PBD_RETURN_IF_ERROR(target->close());  // the node opens it, under its own claim
       copied = src->copy_snapshot_remotely(engine_name, rec.storage_url, rec.id, 10 * options_.mailbox_timeout_ms);
@@ -198,9 +197,10 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   }
   if (multi_reader && !source.has_snapshot()) {
     return grpc_error(StatusCode::INVALID_ARGUMENT,
-                      std::string(kMultiReaderNeedsSnapshot) + ": MULTI_NODE_READER_ONLY needs a snapshot as "
-                      "volume_content_source (portalbd serves a snapshot to many nodes read-only, never a "
-                      "volume a writer changes)");
+                      std::string(kMultiReaderNeedsSnapshot) +
+                          ": MULTI_NODE_READER_ONLY needs a snapshot as "
+                          "volume_content_source (portalbd serves a snapshot to many nodes read-only, never a "
+                          "volume a writer changes)");
   }
   if (multi_reader && !all_read_only) {
     return grpc_error(StatusCode::INVALID_ARGUMENT,
@@ -248,11 +248,11 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   if (!size.ok()) return to_grpc(size.status());
   if (reader) {  // exactly the snapshot's size: nothing is written, so nothing can grow
     if (range != nullptr && static_cast<uint64_t>(range->required_bytes()) > minimum) {
-      return grpc_error(StatusCode::OUT_OF_RANGE,
-                        "a read-only volume from snapshot " + source.snapshot().snapshot_id() + " has its size, " +
-                            std::to_string(minimum) + " bytes, less than required_bytes " +
-                            std::to_string(range->required_bytes()) +
-                            " (a larger volume from it needs a writer access mode: a copy)");
+      return grpc_error(StatusCode::OUT_OF_RANGE, "a read-only volume from snapshot " +
+                                                      source.snapshot().snapshot_id() + " has its size, " +
+                                                      std::to_string(minimum) + " bytes, less than required_bytes " +
+                                                      std::to_string(range->required_bytes()) +
+                                                      " (a larger volume from it needs a writer access mode: a copy)");
     }
     *size = minimum;
   }
@@ -272,10 +272,9 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
                                e.source_volume_id == (source.has_volume() ? source.volume().volume_id() : "");
       const bool same_place = e.snapshot_reader || e.storage_url == join_url(base, e.id);
       if (!fits(e.capacity_bytes, range) || !same_source || e.snapshot_reader != reader || !same_place) {
-        return grpc_error(StatusCode::ALREADY_EXISTS,
-                          "volume '" + req->name() + "' exists as " + e.id + " with " +
-                              std::to_string(e.capacity_bytes) + " bytes in " + e.storage_url +
-                              ", which this request does not match");
+        return grpc_error(StatusCode::ALREADY_EXISTS, "volume '" + req->name() + "' exists as " + e.id + " with " +
+                                                          std::to_string(e.capacity_bytes) + " bytes in " +
+                                                          e.storage_url + ", which this request does not match");
       }
       fill_volume(e, out->mutable_volume());
       return grpc::Status::OK;
@@ -297,8 +296,9 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   if (reader) {  // no storage of its own: the source volume's, which serves the snapshot
     auto src = registry_.volume(source_volume);
     if (!src.ok()) return to_grpc(src.status());
-    if (!*src) return grpc_error(StatusCode::NOT_FOUND, "no volume " + source_volume + " holds snapshot " +
-                                                            rec.source_snapshot_id);
+    if (!*src)
+      return grpc_error(StatusCode::NOT_FOUND,
+                        "no volume " + source_volume + " holds snapshot " + rec.source_snapshot_id);
     rec.storage_url = (*src)->storage_url;
     rec.snapshot_reader = true;
     if (Status st = registry_.put_volume(rec); !st.ok()) return to_grpc(st);
@@ -483,14 +483,13 @@ grpc::Status ControllerService::GetCapacity(grpc::ServerContext*, const GetCapac
   return grpc::Status::OK;
 }
 
-grpc::Status ControllerService::ControllerGetCapabilities(grpc::ServerContext*,
-                                                          const ControllerGetCapabilitiesRequest*,
+grpc::Status ControllerService::ControllerGetCapabilities(grpc::ServerContext*, const ControllerGetCapabilitiesRequest*,
                                                           ControllerGetCapabilitiesResponse* out) {
-  for (auto t : {ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME, ControllerServiceCapability::RPC::LIST_VOLUMES,
-                 ControllerServiceCapability::RPC::GET_CAPACITY,
-                 ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
-                 ControllerServiceCapability::RPC::LIST_SNAPSHOTS, ControllerServiceCapability::RPC::CLONE_VOLUME,
-                 ControllerServiceCapability::RPC::EXPAND_VOLUME, ControllerServiceCapability::RPC::GET_VOLUME}) {
+  for (auto t :
+       {ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME, ControllerServiceCapability::RPC::LIST_VOLUMES,
+        ControllerServiceCapability::RPC::GET_CAPACITY, ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
+        ControllerServiceCapability::RPC::LIST_SNAPSHOTS, ControllerServiceCapability::RPC::CLONE_VOLUME,
+        ControllerServiceCapability::RPC::EXPAND_VOLUME, ControllerServiceCapability::RPC::GET_VOLUME}) {
     out->add_capabilities()->mutable_rpc()->set_type(t);
   }
   return grpc::Status::OK;

@@ -2,12 +2,13 @@
 // methods called directly (no gRPC server) on volumes in a file:// store and
 // a state dir, both in a temporary directory. Volumes are opened in process:
 // no daemon answers in that state dir.
+#include "csi/controller_service.h"
+
 #include <doctest/doctest.h>
 
 #include <filesystem>
 #include <set>
 
-#include "csi/controller_service.h"
 #include "src/log/log.h"
 #include "tests/unit/temp_dir.h"
 

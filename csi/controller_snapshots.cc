@@ -1,10 +1,9 @@
 // The snapshot RPCs of the Controller service: CreateSnapshot,
 // DeleteSnapshot, ListSnapshots (see controller_service.h).
-#include "csi/controller_service.h"
-
 #include "csi/assign_or_return.h"
 #include "csi/capabilities.h"
 #include "csi/controller_helpers.h"
+#include "csi/controller_service.h"
 #include "csi/volume_access.h"
 #include "src/log/log.h"
 
@@ -46,8 +45,8 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
     std::string vol, engine;
     split_snapshot_id(**existing_id, &vol, &engine);
     if (vol != req->source_volume_id()) {
-      return grpc_error(StatusCode::ALREADY_EXISTS, "snapshot '" + req->name() + "' exists as " + **existing_id +
-                                                        ", of another volume");
+      return grpc_error(StatusCode::ALREADY_EXISTS,
+                        "snapshot '" + req->name() + "' exists as " + **existing_id + ", of another volume");
     }
     if (*existing) {
       fill_snapshot(**existing, out->mutable_snapshot());
@@ -88,7 +87,9 @@ grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*, const Creat
   rec.created_unix_ms = taken->created_unix_ms;
   if (Status st = registry_.put_snapshot(rec); !st.ok()) return to_grpc(st);
   log::get("csi")->info("created snapshot name={} id={} via={}", log::quote(rec.name), rec.id,
-                        (*va)->via_mailbox() ? "mailbox" : (*va)->via_daemon() ? "daemon" : "engine");
+                        (*va)->via_mailbox()  ? "mailbox"
+                        : (*va)->via_daemon() ? "daemon"
+                                              : "engine");
   fill_snapshot(rec, out->mutable_snapshot());
   return grpc::Status::OK;
 }

@@ -1,9 +1,10 @@
 // Tests for the CSI Identity service (identity_service.h): what a node-only
 // and a controller process announce.
+#include "csi/identity_service.h"
+
 #include <doctest/doctest.h>
 
 #include "csi/capabilities.h"
-#include "csi/identity_service.h"
 
 namespace portalbd::csi {
 namespace {

@@ -2,9 +2,8 @@
 
 #include <chrono>
 #include <filesystem>
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "csi/volume_access.h"
 #include "ctl/control_client.h"
@@ -174,8 +173,8 @@ void MailboxServer::serve_base(const std::string& base, const std::map<std::stri
     const std::string op = (*request)->value("op", ""), name = (*request)->value("name", "");
     json reply;
     if (op == "snapshot.copy") {
-      Status st = copy_snapshot(it->second, name, (*request)->value("target_url", ""),
-                                (*request)->value("target_id", ""));
+      Status st =
+          copy_snapshot(it->second, name, (*request)->value("target_url", ""), (*request)->value("target_id", ""));
       reply = st.ok() ? json{{"ok", true}}
                       : json{{"ok", false}, {"code", Status::CodeName(st.code())}, {"message", st.message()}};
     } else if (op != "snapshot.create" && op != "snapshot.delete") {
@@ -189,9 +188,7 @@ void MailboxServer::serve_base(const std::string& base, const std::map<std::stri
       if (done.ok()) {
         reply = {{"ok", true}, {"created_unix_ms", done->value("created_unix_ms", int64_t{0})}};
       } else {
-        reply = {{"ok", false},
-                 {"code", Status::CodeName(done.status().code())},
-                 {"message", done.status().message()}};
+        reply = {{"ok", false}, {"code", Status::CodeName(done.status().code())}, {"message", done.status().message()}};
       }
     }
     const std::string body = reply.dump();

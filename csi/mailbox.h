@@ -22,12 +22,12 @@
 // thread and takes the list of staged volumes from a callback.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <condition_variable>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,9 +56,9 @@ class MailboxServer {
  public:
   struct StagedVolume {
     std::string volume_id;
-    std::string storage_url;     // the volume's own URL
-    std::string control_socket;  // its daemon's
-    std::string nbd_socket;      // its daemon's NBD socket (snapshot exports)
+    std::string storage_url;                      // the volume's own URL
+    std::string control_socket;                   // its daemon's
+    std::string nbd_socket;                       // its daemon's NBD socket (snapshot exports)
     std::map<std::string, std::string> settings;  // storage settings (NodeStage's secrets)
     // Its key file, if it is encrypted: snapshot.copy opens the target with
     // it (a clone is encrypted with its source's key).

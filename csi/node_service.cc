@@ -10,12 +10,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <span>
 #include <filesystem>
 #include <fstream>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <span>
+#include <thread>
 
 #include "csi/capabilities.h"
 #include "csi/command.h"
@@ -179,8 +178,8 @@ Status NodeService::save_staged(const std::string& id, const Staged& s) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << json{{"daemon_pid", s.daemon_pid}, {"device", s.device}, {"staging_path", s.staging_path},
-                {"fs_type", s.fs_type}, {"storage_url", s.storage_url}, {"snapshot", s.snapshot}}
+    out << json{{"daemon_pid", s.daemon_pid}, {"device", s.device},           {"staging_path", s.staging_path},
+                {"fs_type", s.fs_type},       {"storage_url", s.storage_url}, {"snapshot", s.snapshot}}
                .dump(2)
         << "\n";
     if (!out.flush()) return Status::IOError("write " + tmp);
@@ -193,8 +192,8 @@ Status NodeService::save_staged(const std::string& id, const Staged& s) {
 
 // ---- the daemon
 
-Result<EncryptionKeySource> NodeService::write_key_file(const std::string& id,
-                                                        const google::protobuf::Map<std::string, std::string>& secrets) {
+Result<EncryptionKeySource> NodeService::write_key_file(
+    const std::string& id, const google::protobuf::Map<std::string, std::string>& secrets) {
   auto source = encryption_secret(secrets);
   if (!source.ok()) return source.status().With("volume " + id);
   const std::string dir = node_volume_dir(options_.state_dir, id);
@@ -223,8 +222,7 @@ void NodeService::remove_key_files(const std::string& id) {
 }
 
 Result<int> NodeService::ensure_daemon(const std::string& id, const std::string& url, const std::string& snapshot,
-                                       int known_pid,
-                                       const std::map<std::string, std::string>& settings,
+                                       int known_pid, const std::map<std::string, std::string>& settings,
                                        const EncryptionKeySource& key) {
   const std::string dir = node_volume_dir(options_.state_dir, id);
   const std::string socket = control_socket_path(options_.state_dir, id);
@@ -236,19 +234,24 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
   fs::remove(nbd_socket_path(options_.state_dir, id), ec);
   const std::string log_path = dir + "/portalbd.log";
   std::vector<std::string> argv = {options_.portalbd_bin,
-                                   "--storage", url,
-                                   "--state-dir", dir + "/state",
-                                   "--socket", socket,
-                                   "--nbd-address", "",
-                                   "--nbd-unix", nbd_socket_path(options_.state_dir, id),
-                                   "--export-name", id};
+                                   "--storage",
+                                   url,
+                                   "--state-dir",
+                                   dir + "/state",
+                                   "--socket",
+                                   socket,
+                                   "--nbd-address",
+                                   "",
+                                   "--nbd-unix",
+                                   nbd_socket_path(options_.state_dir, id),
+                                   "--export-name",
+                                   id};
   // A reader: no lease, no writes, its index a private cache in its own state dir.
   if (!snapshot.empty()) argv.insert(argv.end(), {"--serve-snapshot", snapshot});
   if (!key.key_file.empty()) argv.insert(argv.end(), {"--encryption-key-file", key.key_file});
   if (!key.passphrase_file.empty()) argv.insert(argv.end(), {"--encryption-passphrase-file", key.passphrase_file});
   if (!options_.tls_certificates.empty()) {
-    argv.insert(argv.end(),
-                {"--tls", "require", "--tls-certificates", options_.tls_certificates, "--tls-verify-peer"});
+    argv.insert(argv.end(), {"--tls", "require", "--tls-certificates", options_.tls_certificates, "--tls-verify-peer"});
   }
   auto pid = spawn_detached(argv, log_path, settings);  // the secrets reach the daemon as its environment
   if (!pid.ok()) return pid.status();
@@ -279,9 +282,9 @@ Result<int> NodeService::ensure_daemon(const std::string& id, const std::string&
         const size_t newline = why.rfind('\n', at);
         const size_t begin = newline == std::string::npos ? 0 : newline + 1;
         const size_t end = std::min(why.find('\n', at), why.size());
-        return Status::InvalidArgument("portalbd cannot open volume " + id +
-                                       " (give its key in the encryptionKey or encryptionPassphrase secret): " +
-                                       why.substr(begin, end - begin));
+        return Status::InvalidArgument(
+            "portalbd cannot open volume " + id +
+            " (give its key in the encryptionKey or encryptionPassphrase secret): " + why.substr(begin, end - begin));
       }
       return Status::IOError("portalbd for volume " + id + " exited at start: " + why);
     }
@@ -302,8 +305,8 @@ Status NodeService::stop_daemon(const std::string& id, int pid) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDaemonStopTimeoutMs);
   while (pid_alive(pid)) {
     if (std::chrono::steady_clock::now() > deadline) {
-      return Status::Unavailable("portalbd pid " + std::to_string(pid) + " of volume " + id +
-                                 " did not stop within " + std::to_string(kDaemonStopTimeoutMs / 1000) + " s");
+      return Status::Unavailable("portalbd pid " + std::to_string(pid) + " of volume " + id + " did not stop within " +
+                                 std::to_string(kDaemonStopTimeoutMs / 1000) + " s");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -322,8 +325,8 @@ Result<std::string> NodeService::ensure_attached(const std::string& id, const st
     const std::string dev = "/dev/nbd" + std::to_string(n);
     if (!fs::exists(dev, ec)) break;
     if (device_connected(dev)) continue;
-    std::vector<std::string> argv = {"nbd-client", "-unix", nbd_socket_path(options_.state_dir, id), dev,
-                                     "-name",      id,    "-block-size",                           "4096"};
+    std::vector<std::string> argv = {"nbd-client",  "-unix", nbd_socket_path(options_.state_dir, id), dev, "-name", id,
+                                     "-block-size", "4096"};
     if (read_only) argv.push_back("-readonly");
     if (!options_.tls_certificates.empty()) {
       const std::string& d = options_.tls_certificates;
@@ -347,7 +350,8 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
                                           NodeStageVolumeResponse*) {
   std::lock_guard lock(mu_);
   if (auto st = check_volume_id(req->volume_id()); !st.ok()) return st;
-  if (req->staging_target_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "staging_target_path is empty");
+  if (req->staging_target_path().empty())
+    return grpc_error(StatusCode::INVALID_ARGUMENT, "staging_target_path is empty");
   if (!req->has_volume_capability()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_capability is missing");
   std::string reader_snapshot;
   if (auto r = req->volume_context().find(kReaderSnapshotContext); r != req->volume_context().end()) {
@@ -359,8 +363,9 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*, const NodeStageV
   }
   auto it = req->volume_context().find(kStorageUrlContext);
   if (it == req->volume_context().end() || it->second.empty()) {
-    return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_context has no storageUrl (was the volume made by "
-                                                    "portalbd-csi's CreateVolume?)");
+    return grpc_error(StatusCode::INVALID_ARGUMENT,
+                      "volume_context has no storageUrl (was the volume made by "
+                      "portalbd-csi's CreateVolume?)");
   }
   if (Status st = check_storage_url(it->second); !st.ok()) return to_grpc(st);
   const std::string& id = req->volume_id();
@@ -441,7 +446,8 @@ grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*, const NodeUnst
                                             NodeUnstageVolumeResponse*) {
   std::lock_guard lock(mu_);
   if (req->volume_id().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_id is empty");
-  if (req->staging_target_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "staging_target_path is empty");
+  if (req->staging_target_path().empty())
+    return grpc_error(StatusCode::INVALID_ARGUMENT, "staging_target_path is empty");
   if (!plausible_volume_id(req->volume_id())) return grpc::Status::OK;
   const std::string& id = req->volume_id();
   Staged s;
@@ -506,14 +512,15 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*, const NodePubl
   std::error_code ec;
   std::string source;
   if (block) {
-    if (s.device.empty()) return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not attached");
+    if (s.device.empty())
+      return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not attached");
     fs::create_directories(fs::path(target).parent_path(), ec);
     if (!fs::exists(target, ec)) std::ofstream(target).close();  // a bind mount of a device needs a file
     source = s.device;
   } else {
     if (!is_mount_point(req->staging_target_path())) {
-      return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not mounted at " +
-                                                             req->staging_target_path());
+      return grpc_error(StatusCode::FAILED_PRECONDITION,
+                        "volume " + req->volume_id() + " is not mounted at " + req->staging_target_path());
     }
     fs::create_directories(target, ec);
     source = req->staging_target_path();
@@ -582,7 +589,8 @@ grpc::Status NodeService::NodeExpandVolume(grpc::ServerContext*, const NodeExpan
   if (req->volume_path().empty()) return grpc_error(StatusCode::INVALID_ARGUMENT, "volume_path is empty");
   Staged s;
   if (Status st = load_staged(req->volume_id(), &s); !st.ok()) return to_grpc(st);
-  if (s.device.empty()) return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not attached");
+  if (s.device.empty())
+    return grpc_error(StatusCode::FAILED_PRECONDITION, "volume " + req->volume_id() + " is not attached");
   if (!s.fs_type.empty() && s.snapshot.empty()) {  // a snapshot reader never grows
     Status st = s.fs_type == "xfs" ? run_checked({"xfs_growfs", s.staging_path}) : run_checked({"resize2fs", s.device});
     if (!st.ok()) return to_grpc(st);

@@ -100,11 +100,11 @@ class NodeService final : public ::csi::v1::Node::Service {
  private:
   struct Staged {
     int daemon_pid = 0;
-    std::string device;        // /dev/nbdN, "" before attaching
+    std::string device;  // /dev/nbdN, "" before attaching
     std::string staging_path;
-    std::string fs_type;       // "" for a block volume
-    std::string storage_url;   // the volume's, for the mailbox
-    std::string snapshot;      // a snapshot reader volume's engine snapshot, else ""
+    std::string fs_type;      // "" for a block volume
+    std::string storage_url;  // the volume's, for the mailbox
+    std::string snapshot;     // a snapshot reader volume's engine snapshot, else ""
   };
   Status load_staged(const std::string& id, Staged* out);
   Status save_staged(const std::string& id, const Staged& s);

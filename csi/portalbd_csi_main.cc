@@ -4,6 +4,9 @@
 // service (a portalbd daemon per staged volume, attached with the kernel's
 // NBD client) on one unix socket. Exit status: 0 after SIGTERM/SIGINT,
 // 1 runtime failure, 2 usage error.
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -11,9 +14,6 @@
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <grpcpp/grpcpp.h>
 
 #include "csi/controller_service.h"
 #include "csi/identity_service.h"
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   CLI::App app("portalbd-csi " + std::string(kVersion) +
                ": Kubernetes CSI driver for portalbd volumes (identity, controller and node services)");
   app.set_version_flag("--version", std::string(kVersion));
-  app.add_option("--endpoint", endpoint, "unix:///path/csi.sock to serve on, or tcp://HOST:PORT for tests (default: $CSI_ENDPOINT)")
+  app.add_option("--endpoint", endpoint,
+                 "unix:///path/csi.sock to serve on, or tcp://HOST:PORT for tests (default: $CSI_ENDPOINT)")
       ->capture_default_str();
   app.add_option("--node-id", node_id, "this node's name (required for the node service)");
   app.add_option("--state-dir", state_dir, "local state: controller indexes, staged volumes' daemons")

@@ -1,12 +1,11 @@
 #include "csi/registry.h"
 
-#include "csi/assign_or_return.h"
-
 #include <algorithm>
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <random>
 
-#include <nlohmann/json.hpp>
+#include "csi/assign_or_return.h"
 
 namespace portalbd::csi {
 namespace {
@@ -127,9 +126,8 @@ std::string new_engine_snapshot_name() { return "csi-" + random_hex(16); }
 
 bool plausible_volume_id(const std::string& id) {
   if (id.empty() || id.size() > 64 || id[0] == '-' || id[0] == '_') return false;
-  return std::all_of(id.begin(), id.end(), [](unsigned char c) {
-    return std::isdigit(c) || (c >= 'a' && c <= 'z') || c == '-';
-  });
+  return std::all_of(id.begin(), id.end(),
+                     [](unsigned char c) { return std::isdigit(c) || (c >= 'a' && c <= 'z') || c == '-'; });
 }
 
 bool split_snapshot_id(const std::string& id, std::string* volume_id, std::string* engine_name) {

@@ -43,8 +43,8 @@ namespace portalbd::csi {
 
 struct VolumeRecord {
   std::string id;
-  std::string name;          // the CSI name CreateVolume was given
-  std::string storage_url;   // where the volume lives: <base>/<id>
+  std::string name;         // the CSI name CreateVolume was given
+  std::string storage_url;  // where the volume lives: <base>/<id>
   uint64_t capacity_bytes = 0;
   std::string source_snapshot_id;  // "" unless made from a snapshot
   std::string source_volume_id;    // "" unless cloned from a volume
@@ -61,8 +61,8 @@ struct VolumeRecord {
 };
 
 struct SnapshotRecord {
-  std::string id;           // <volume id>@<engine name>
-  std::string name;         // the CSI name
+  std::string id;    // <volume id>@<engine name>
+  std::string name;  // the CSI name
   std::string volume_id;
   std::string engine_name;  // the snapshot's name inside the volume
   uint64_t size_bytes = 0;  // the volume's size when taken

@@ -1,10 +1,11 @@
 // Tests for the CSI registry (registry.h): id shapes, and records kept in a
 // file:// store in a temporary directory.
+#include "csi/registry.h"
+
 #include <doctest/doctest.h>
 
 #include <set>
 
-#include "csi/registry.h"
 #include "tests/unit/temp_dir.h"
 
 namespace portalbd::csi {

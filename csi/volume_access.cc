@@ -1,10 +1,10 @@
 #include "csi/volume_access.h"
 
+#include <libnbd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-
-#include <libnbd.h>
 #include <nlohmann/json.hpp>
 
 #include "csi/mailbox.h"
@@ -54,8 +54,8 @@ std::string nbd_socket_path(const std::string& state_dir, const std::string& vol
 Status check_storage_url(const std::string& url) {
   if (url.rfind("file://", 0) == 0 || url.rfind("s3://", 0) == 0) return Status::OK();
   if (url.rfind("memory://", 0) == 0) {
-    return Status::InvalidArgument("storage URL " + url +
-                                   " cannot hold CSI volumes: memory:// starts empty at every open; use file:// or s3://");
+    return Status::InvalidArgument(
+        "storage URL " + url + " cannot hold CSI volumes: memory:// starts empty at every open; use file:// or s3://");
   }
   return Status::InvalidArgument("storage URL '" + url + "' is not file:///DIR or s3://BUCKET/PREFIX");
 }
@@ -98,8 +98,8 @@ Result<std::unique_ptr<VolumeAccess>> VolumeAccess::Open(const OpenOptions& o) {
   va->volume_id_ = o.volume_id;
   auto lease = WriterLease::Acquire(va->store_, LeaseOptions{});
   if (!lease.ok()) {
-    if (lease.status().is(Status::Code::kBusy) && o.allow_daemon && o.mailbox_timeout_ms > 0 &&
-        o.grow_to_bytes == 0 && o.create_bytes == 0) {
+    if (lease.status().is(Status::Code::kBusy) && o.allow_daemon && o.mailbox_timeout_ms > 0 && o.grow_to_bytes == 0 &&
+        o.create_bytes == 0) {
       const std::string base = base_of_volume_url(o.url);
       auto base_store = open_object_store(base, o.settings);
       if (!base_store.ok()) return base_store.status().With("open storage " + base);
@@ -249,14 +249,12 @@ Status VolumeAccess::copy_from_snapshot(VolumeAccess& source, const std::string&
   return volume_->flush();
 }
 
-Status VolumeAccess::copy_from_nbd(const std::string& nbd_socket, const std::string& export_name,
-                                   const NbdTls& tls) {
+Status VolumeAccess::copy_from_nbd(const std::string& nbd_socket, const std::string& export_name, const NbdTls& tls) {
   if (via_daemon()) return Status::Busy("copying needs the target volume in process");
   std::unique_ptr<nbd_handle, decltype(&nbd_close)> h(nbd_create(), &nbd_close);
   if (!h) return Status::IOError(std::string("nbd_create: ") + nbd_get_error());
-  if (!tls.certificates.empty() &&
-      (nbd_set_tls(h.get(), LIBNBD_TLS_REQUIRE) == -1 ||
-       nbd_set_tls_certificates(h.get(), tls.certificates.c_str()) == -1)) {
+  if (!tls.certificates.empty() && (nbd_set_tls(h.get(), LIBNBD_TLS_REQUIRE) == -1 ||
+                                    nbd_set_tls_certificates(h.get(), tls.certificates.c_str()) == -1)) {
     return Status::InvalidArgument("TLS for export " + export_name + ": " + nbd_get_error());
   }
   if (nbd_set_export_name(h.get(), export_name.c_str()) == -1 || nbd_connect_unix(h.get(), nbd_socket.c_str()) == -1) {

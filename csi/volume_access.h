@@ -72,7 +72,7 @@ struct SnapshotTaken {
 class VolumeAccess {
  public:
   struct OpenOptions {
-    std::string url;        // the volume's own storage URL (<base>/<id>)
+    std::string url;  // the volume's own storage URL (<base>/<id>)
     std::string volume_id;
     std::string state_dir;  // the driver's --state-dir
     // Create the volume with this size when storage holds none; 0: it must exist.

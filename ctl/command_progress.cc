@@ -52,8 +52,7 @@ void ProgressChannel::send_locked(const std::string& message) {
     // Gone, or not reading: either way a line may be half-sent, so nothing
     // more goes on this stream. The command itself is not ours to stop.
     broken_ = true;
-    log::get("ctl")->info("control client stopped listening; the command runs on error={}",
-                          log::quote(st.message()));
+    log::get("ctl")->info("control client stopped listening; the command runs on error={}", log::quote(st.message()));
   }
 }
 

@@ -1,19 +1,19 @@
 // Long control commands (issue 24): answers that are ready after the answer
 // timeout, progress lines and heartbeats, and clients that go away while a
 // command runs. Real unix sockets in a temporary directory.
+#include "ctl/command_progress.h"
+
 #include <doctest/doctest.h>
 #include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "ctl/command_progress.h"
 #include "ctl/control_client.h"
 #include "ctl/control_protocol.h"
 #include "ctl/control_server.h"

@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "ctl/control_protocol.h"
@@ -41,9 +40,9 @@ Result<nlohmann::json> call(const std::string& socket_path, const std::string& c
   auto timed_out = [&] {
     where = CallFailure::kTimeout;
     const std::string ms = std::to_string(timeout_ms) + " ms";
-    return Status::Unavailable("portalbd at " + socket_path +
-                               (on_progress ? " sent nothing about '" + cmd + "' for " + ms
-                                            : " did not answer '" + cmd + "' within " + ms));
+    return Status::Unavailable(
+        "portalbd at " + socket_path +
+        (on_progress ? " sent nothing about '" + cmd + "' for " + ms : " did not answer '" + cmd + "' within " + ms));
   };
   Status st = send_with_deadline(fd.get(), encode_request(cmd, args, on_progress != nullptr), deadline);
   if (st.is(Status::Code::kUnavailable)) return timed_out();

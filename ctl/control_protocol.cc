@@ -1,7 +1,6 @@
 #include "ctl/control_protocol.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 namespace portalbd::ctl {
@@ -78,9 +77,7 @@ std::string encode_request(const std::string& cmd, const json& args, bool want_p
 
 std::string encode_progress(const json& progress) { return envelope("\"progress\":" + dump(progress)); }
 
-std::string encode_ok(const json& result) {
-  return envelope("\"ok\":true,\"result\":" + dump(result));
-}
+std::string encode_ok(const json& result) { return envelope("\"ok\":true,\"result\":" + dump(result)); }
 
 std::string encode_error(const Status& status) {
   return envelope("\"ok\":false,\"error\":" +

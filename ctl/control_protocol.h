@@ -11,9 +11,8 @@
 #pragma once
 
 #include <cstddef>
-#include <string>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string>
 
 #include "src/util/status.h"
 
@@ -41,8 +40,7 @@ std::string encode_error(const Status& status);
 // Parses a request line. On success sets *cmd and *args (an object; {} when
 // absent or null) and, if given, *want_progress. InvalidArgument says what
 // is wrong with the line, including nesting deeper than kMaxJsonDepth.
-Status parse_request(const std::string& line, std::string* cmd, nlohmann::json* args,
-                     bool* want_progress = nullptr);
+Status parse_request(const std::string& line, std::string* cmd, nlohmann::json* args, bool* want_progress = nullptr);
 
 // True when `line` is a progress line; then *progress is its object. False
 // for anything else (a response, or a line parse_response() will refuse).

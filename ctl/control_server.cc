@@ -20,9 +20,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "ctl/command_progress.h"
 #include "ctl/control_protocol.h"
@@ -318,20 +317,20 @@ void ControlServer::serve(Connection* conn) {
     auto outcome = reader.next(&line, idle_deadline);
     if (outcome == LineReader::Outcome::kTimeout) {
       log::get("ctl")->debug("closing idle control connection idle_timeout_ms={}", options_.idle_timeout_ms);
-      (void)send_with_deadline(fd,
-                               encode_error(Status::Unavailable("no complete request within " +
-                                                                std::to_string(options_.idle_timeout_ms) +
-                                                                " ms; closing the idle connection")),
-                               deadline_after_ms(100));
+      (void)send_with_deadline(
+          fd,
+          encode_error(Status::Unavailable("no complete request within " + std::to_string(options_.idle_timeout_ms) +
+                                           " ms; closing the idle connection")),
+          deadline_after_ms(100));
       break;
     }
     if (outcome == LineReader::Outcome::kTooLong) {
       // The rest of the stream cannot be split into requests: answer, close.
-      (void)send_with_deadline(fd,
-                               encode_error(Status::InvalidArgument("request line longer than " +
-                                                                    std::to_string(kMaxRequestBytes) +
-                                                                    " bytes; closing the connection")),
-                               deadline_after_ms(options_.answer_timeout_ms));
+      (void)send_with_deadline(
+          fd,
+          encode_error(Status::InvalidArgument("request line longer than " + std::to_string(kMaxRequestBytes) +
+                                               " bytes; closing the connection")),
+          deadline_after_ms(options_.answer_timeout_ms));
       break;
     }
     if (outcome != LineReader::Outcome::kLine) break;

@@ -35,10 +35,9 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "src/util/fd.h"
 #include "src/util/mutex.h"
@@ -69,8 +68,7 @@ class ControlServer {
   // error sent to the client (its code name and message).
   using Handler = std::function<Status(const nlohmann::json& args, nlohmann::json* result)>;
   // The same, for commands that report progress (Progress::note) as they run.
-  using ProgressHandler =
-      std::function<Status(const nlohmann::json& args, nlohmann::json* result, Progress& progress)>;
+  using ProgressHandler = std::function<Status(const nlohmann::json& args, nlohmann::json* result, Progress& progress)>;
 
   // REQUIRES: options.max_connections >= 1, options.idle_timeout_ms > 0,
   // options.heartbeat_ms > 0, options.answer_timeout_ms > 0.

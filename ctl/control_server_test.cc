@@ -1,5 +1,7 @@
 // Tests for the control socket: server, client and wire format together,
 // over real unix sockets in a temporary directory.
+#include "ctl/control_server.h"
+
 #include <doctest/doctest.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -10,15 +12,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "ctl/control_client.h"
 #include "ctl/control_protocol.h"
-#include "ctl/control_server.h"
 #include "ctl/line_io.h"
 #include "ctl/unix_socket.h"
 
@@ -440,7 +440,8 @@ TEST_SUITE("ctl.protocol") {
     CHECK(json_nesting_depth("[[],[],[[]]]", 64) == 3);
     CHECK(json_nesting_depth("{\"a\":\"[[[[{{{{\"}", 64) == 1);
     CHECK(json_nesting_depth("{\"a\":\"\\\"[[[[\"}", 64) == 1);  // an escaped quote does not end the string
-    CHECK(json_nesting_depth("{\"a\":\"\\\\\",\"b\":[[]]}", 64) == 3);  // an escaped backslash does not escape the quote
+    CHECK(json_nesting_depth("{\"a\":\"\\\\\",\"b\":[[]]}", 64) ==
+          3);  // an escaped backslash does not escape the quote
     CHECK(json_nesting_depth("]]]][", 64) == 1);
     CHECK(json_nesting_depth(std::string(1000000, '['), 64) == 65);  // stops counting past the limit
   }
@@ -448,8 +449,8 @@ TEST_SUITE("ctl.protocol") {
   TEST_CASE("a response nested too deep is refused") {
     json result;
     Status answer;
-    const std::string deep = "{\"v\":1,\"ok\":true,\"result\":{\"x\":" + std::string(100000, '[') +
-                             std::string(100000, ']') + "}}";
+    const std::string deep =
+        "{\"v\":1,\"ok\":true,\"result\":{\"x\":" + std::string(100000, '[') + std::string(100000, ']') + "}}";
     Status st = parse_response(deep, &result, &answer);
     CHECK(st.code() == Status::Code::kCorruption);
     CHECK(st.message() == "malformed response (nested deeper than 64 levels)");

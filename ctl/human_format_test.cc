@@ -1,10 +1,11 @@
 // Tests for the human formatting helpers used by portalctl.
+#include "ctl/human_format.h"
+
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "ctl/exit_codes.h"
-#include "ctl/human_format.h"
 #include "ctl/value_format.h"
 
 namespace portalbd::ctl {

@@ -1,12 +1,11 @@
 // run_portalctl(): global options, parse, one call(), print, exit status.
 #include "ctl/portalctl.h"
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
-#include <vector>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "ctl/control_client.h"
 #include "ctl/exit_codes.h"

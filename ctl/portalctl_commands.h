@@ -7,10 +7,9 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <ostream>
 #include <string>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace CLI {
 class App;
@@ -19,7 +18,7 @@ class App;
 namespace portalbd::ctl {
 
 struct DaemonCommand {
-  std::string cmd;  // the control protocol command, e.g. "snapshot.create"
+  std::string cmd;                                      // the control protocol command, e.g. "snapshot.create"
   std::function<void(nlohmann::json* args)> fill_args;  // null: no arguments
   std::function<void(const nlohmann::json& result, std::ostream& out)> render;
   // Set by commands that run locally instead (mount, umount): gets the control

@@ -32,7 +32,8 @@ void add_gc_commands(CLI::App* app, DaemonCommand* chosen) {
   CLI::App* gc = app->add_subcommand(
       "gc", "reclaim space now: overwritten, trimmed and deleted-snapshot data (runs in the background too)");
   auto wait = std::make_shared<bool>(false);
-  gc->add_flag("--wait", *wait, "pass again until unreferenced segments have waited out the grace period and are deleted");
+  gc->add_flag("--wait", *wait,
+               "pass again until unreferenced segments have waited out the grace period and are deleted");
   gc->callback([chosen, wait] {
     chosen->cmd = "gc";
     chosen->fill_args = [wait](json* args) { (*args)["wait"] = *wait; };

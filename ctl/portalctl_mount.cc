@@ -5,10 +5,9 @@
 // (in the background once mounted, unless --foreground). Under TLS the view
 // uses the daemon's own credentials (from `status`), or --tls-certificates /
 // --tls-psk for a server named by --nbd.
+#include <CLI/CLI.hpp>
 #include <filesystem>
 #include <memory>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "ctl/control_client.h"
@@ -109,20 +108,23 @@ int run_mount(const MountOptions& o, const std::string& socket, std::ostream& er
 
 void add_mount_commands(CLI::App* app, DaemonCommand* chosen) {
   auto o = std::make_shared<MountOptions>();
-  CLI::App* mount = app->add_subcommand(
-      "mount", "show every snapshot as a read-only image file under MOUNTPOINT/snapshots (FUSE)");
+  CLI::App* mount =
+      app->add_subcommand("mount", "show every snapshot as a read-only image file under MOUNTPOINT/snapshots (FUSE)");
   mount->add_option("MOUNTPOINT", o->mountpoint, "an existing, empty directory")->required();
-  auto* tcp = mount->add_option("--nbd", o->nbd_tcp, "read from the NBD server at HOST:PORT instead of asking the daemon")
-                  ->option_text("HOST:PORT");
+  auto* tcp =
+      mount->add_option("--nbd", o->nbd_tcp, "read from the NBD server at HOST:PORT instead of asking the daemon")
+          ->option_text("HOST:PORT");
   mount->add_option("--nbd-unix", o->nbd_unix, "read from the NBD server on this unix socket")
       ->option_text("PATH")
       ->excludes(tcp);
-  mount->add_option("--tls-certificates", o->tls_certificates,
-                    "with --nbd/--nbd-unix: connect with TLS, trusting DIR/ca-cert.pem (and presenting "
-                    "DIR/client-cert.pem, client-key.pem if there)")
+  mount
+      ->add_option("--tls-certificates", o->tls_certificates,
+                   "with --nbd/--nbd-unix: connect with TLS, trusting DIR/ca-cert.pem (and presenting "
+                   "DIR/client-cert.pem, client-key.pem if there)")
       ->option_text("DIR");
-  mount->add_option("--tls-psk", o->tls_psk,
-                    "with --nbd/--nbd-unix: connect with TLS-PSK, a key from FILE (identity:hexkey lines)")
+  mount
+      ->add_option("--tls-psk", o->tls_psk,
+                   "with --nbd/--nbd-unix: connect with TLS-PSK, a key from FILE (identity:hexkey lines)")
       ->option_text("FILE");
   mount->add_option("--tls-username", o->tls_username, "the PSK identity to use (default: FILE's first)")
       ->option_text("NAME");

@@ -1,12 +1,11 @@
 // `portalctl snapshot create|list|show|delete|restore|prune`: thin mappings
 // onto the daemon's snapshot.* commands (docs/control-protocol.md). The daemon checks
 // names and does the work; portalctl only checks what it parses itself.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <memory>
-#include <vector>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "ctl/portalctl_commands.h"
 #include "ctl/snapshot_view.h"
@@ -79,8 +78,8 @@ void add_prune(CLI::App* snapshot, DaemonCommand* chosen) {
     bool dry_run = false;
   };
   auto opts = std::make_shared<Options>();
-  CLI::App* sub = snapshot->add_subcommand(
-      "prune", "delete the snapshots that no keep rule retains (retention like restic/borg)");
+  CLI::App* sub =
+      snapshot->add_subcommand("prune", "delete the snapshots that no keep rule retains (retention like restic/borg)");
   std::vector<CLI::Option*> rules = {
       sub->add_option("--keep-last", opts->keep_last, "keep the N newest snapshots")->option_text("N"),
       sub->add_option("--keep-hourly", opts->keep_hourly, "keep the newest snapshot of each of the last N hours")
@@ -105,8 +104,9 @@ void add_prune(CLI::App* snapshot, DaemonCommand* chosen) {
     const bool any_rule = std::any_of(rules.begin(), rules.end(), [](CLI::Option* o) { return o->count() != 0; });
     if (!any_rule) {
       // Without a rule, "prune" would mean "delete everything": refuse.
-      throw CLI::ValidationError("snapshot prune", "give at least one of --keep-last/--keep-hourly/--keep-daily/"
-                                                   "--keep-weekly");
+      throw CLI::ValidationError("snapshot prune",
+                                 "give at least one of --keep-last/--keep-hourly/--keep-daily/"
+                                 "--keep-weekly");
     }
     chosen->cmd = "snapshot.prune";
     chosen->fill_args = [opts](json* args) {

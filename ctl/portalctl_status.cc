@@ -8,8 +8,7 @@
 namespace portalbd::ctl {
 
 void add_status_command(CLI::App* app, DaemonCommand* chosen) {
-  CLI::App* sub = app->add_subcommand(
-      "status", "show the volume, its storage, connected clients and counters");
+  CLI::App* sub = app->add_subcommand("status", "show the volume, its storage, connected clients and counters");
   sub->callback([chosen] {
     chosen->cmd = "status";
     chosen->render = render_status;

@@ -1,17 +1,17 @@
 // Tests for portalctl, run in-process against a ControlServer that plays
 // the daemon: output, --json, socket selection and exit codes.
+#include "ctl/portalctl.h"
+
 #include <doctest/doctest.h>
 #include <stdlib.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "ctl/control_server.h"
 #include "ctl/exit_codes.h"
-#include "ctl/portalctl.h"
 
 namespace portalbd::ctl {
 namespace {
@@ -77,8 +77,8 @@ class FakeDaemon {
         return Status::OK();
       };
     };
-    for (const char* cmd :
-         {"snapshot.create", "snapshot.list", "snapshot.show", "snapshot.delete", "snapshot.restore", "snapshot.prune"}) {
+    for (const char* cmd : {"snapshot.create", "snapshot.list", "snapshot.show", "snapshot.delete", "snapshot.restore",
+                            "snapshot.prune"}) {
       server_->on(cmd, record(cmd));
     }
     REQUIRE(server_->start().ok());
@@ -139,8 +139,9 @@ TEST_SUITE("ctl.portalctl") {
     CHECK(has_row(r.out, "segments", "12"));
     CHECK(has_row(r.out, "dirty", "1.5 KiB (1536 bytes)"));
     CHECK(has_row(r.out, "uptime", "1h 2m"));
-    CHECK(has(r.out, "  2\n  127.0.0.1:53422  export=portalbd\n"
-                     "  unix             connected=2026-01-07 03:04:43 UTC  export=portalbd@a\n"));
+    CHECK(has(r.out,
+              "  2\n  127.0.0.1:53422  export=portalbd\n"
+              "  unix             connected=2026-01-07 03:04:43 UTC  export=portalbd@a\n"));
     CHECK(has(r.out, "counters:\n"));
     CHECK(has_row(r.out, "  read bytes", "4 KiB (4096 bytes)"));
     CHECK(has_row(r.out, "  reads", "1,234,567"));
@@ -208,7 +209,8 @@ TEST_SUITE("ctl.portalctl") {
     CHECK(has(r.out, "NAME"));
     CHECK(has(r.out, "before-disaster"));
     CHECK(has(r.out, "NAME             CREATED                  WRITTEN  KIND    EXPORT"));
-    CHECK(has(r.out, "before-disaster  2026-01-07 03:04:43 UTC  8 KiB    manual  portalbd@before-disaster  4b1461d3\n"));
+    CHECK(
+        has(r.out, "before-disaster  2026-01-07 03:04:43 UTC  8 KiB    manual  portalbd@before-disaster  4b1461d3\n"));
     CHECK(has(r.out, "auto  "));
 
     r = run({"snapshot", "restore", "before-disaster"}, d.socket());
@@ -225,8 +227,12 @@ TEST_SUITE("ctl.portalctl") {
     r = run({"snapshot", "prune", "--keep-last", "3", "--keep-daily", "7", "--prefix", "auto-", "--dry-run"},
             d.socket());
     REQUIRE_MESSAGE(r.code == 0, r.err);
-    CHECK(d.last_args == json{{"keep_last", 3},  {"keep_hourly", 0},    {"keep_daily", 7},
-                              {"keep_weekly", 0}, {"prefix", "auto-"}, {"dry_run", true}});
+    CHECK(d.last_args == json{{"keep_last", 3},
+                              {"keep_hourly", 0},
+                              {"keep_daily", 7},
+                              {"keep_weekly", 0},
+                              {"prefix", "auto-"},
+                              {"dry_run", true}});
     CHECK(has(r.out, "Would delete 2 snapshots (dry run):\n  a\n  b\nWould keep 1\n"));
   }
 
@@ -241,11 +247,17 @@ TEST_SUITE("ctl.portalctl") {
 
   TEST_CASE("usage errors: exit 2, one line") {
     FakeDaemon d;
-    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-             {"frobnicate"}, {"snapshot"}, {"snapshot", "show"}, {"snapshot", "prune"},
-             {"snapshot", "prune", "--keep-last", "many"}, {"snapshot", "restore"}, {"status", "--bogus"},
-             {"snapshot", "prune", "--keep-last", "-1"}, {"snapshot", "prune", "--keep-daily=-2"},
-             {"snapshot", "create", ""}}) {
+    for (std::vector<std::string> args :
+         std::vector<std::vector<std::string>>{{"frobnicate"},
+                                               {"snapshot"},
+                                               {"snapshot", "show"},
+                                               {"snapshot", "prune"},
+                                               {"snapshot", "prune", "--keep-last", "many"},
+                                               {"snapshot", "restore"},
+                                               {"status", "--bogus"},
+                                               {"snapshot", "prune", "--keep-last", "-1"},
+                                               {"snapshot", "prune", "--keep-daily=-2"},
+                                               {"snapshot", "create", ""}}) {
       Run r = run(args, d.socket());
       INFO(args.front(), " ", args.back());
       CHECK(r.code == kExitUsage);
@@ -270,9 +282,12 @@ TEST_SUITE("ctl.portalctl") {
   }
 
   TEST_CASE("--help everywhere, with the exit codes once; --version") {
-    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-             {"--help"}, {"status", "--help"}, {"snapshot", "--help"}, {"snapshot", "prune", "--help"},
-             {"snapshot", "create", "--help"}, {"gc", "--help"}}) {
+    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{{"--help"},
+                                                                               {"status", "--help"},
+                                                                               {"snapshot", "--help"},
+                                                                               {"snapshot", "prune", "--help"},
+                                                                               {"snapshot", "create", "--help"},
+                                                                               {"gc", "--help"}}) {
       Run r = run(args, "/x.sock");
       CHECK(r.code == 0);
       CHECK(has(r.out, "4  no such snapshot"));

@@ -1,9 +1,8 @@
 #include "ctl/snapshot_view.h"
 
 #include <algorithm>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "ctl/human_format.h"
 #include "ctl/kv_list.h"
@@ -85,9 +84,8 @@ void render_snapshot_list(const json& result, std::ostream& out) {
   // Optional columns appear only when the daemon sends them.
   const bool written = any_has(*snaps, "written_bytes");
   const bool exports = any_has(*snaps, "export");
-  const bool kind = std::any_of(snaps->begin(), snaps->end(), [](const json& s) {
-    return s.is_object() && s.value("auto", false) == true;
-  });
+  const bool kind = std::any_of(snaps->begin(), snaps->end(),
+                                [](const json& s) { return s.is_object() && s.value("auto", false) == true; });
   std::vector<std::vector<std::string>> rows(1);
   rows[0] = {"NAME", "CREATED"};
   if (written) rows[0].push_back("WRITTEN");

@@ -1,9 +1,8 @@
 #include "ctl/status_view.h"
 
 #include <algorithm>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "ctl/kv_list.h"
 #include "ctl/value_format.h"
@@ -116,8 +115,8 @@ void render_status(const json& status, std::ostream& out) {
     auto it = status.find(f.key);
     if (it == status.end()) continue;
     shown.insert(f.key);
-    std::string value = (it->is_string() && it->get_ref<const std::string&>().empty()) ? f.if_empty
-                                                                                         : format_value(f.key, *it);
+    std::string value =
+        (it->is_string() && it->get_ref<const std::string&>().empty()) ? f.if_empty : format_value(f.key, *it);
     list.add(f.label, value);
   }
   if (auto it = status.find("clients"); it != status.end()) {

@@ -7,9 +7,8 @@
 // Thread-safety: pure function.
 #pragma once
 
-#include <ostream>
-
 #include <nlohmann/json_fwd.hpp>
+#include <ostream>
 
 namespace portalbd::ctl {
 

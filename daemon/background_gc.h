@@ -46,8 +46,7 @@ class BackgroundGc {
   uint64_t passes_skipped() const { return passes_skipped_.load(); }
   // What the background passes did, summed since start (metrics).
   struct Totals {
-    uint64_t passes_failed = 0, segments_deleted = 0, bytes_deleted = 0, segments_rewritten = 0,
-             bytes_rewritten = 0;
+    uint64_t passes_failed = 0, segments_deleted = 0, bytes_deleted = 0, segments_rewritten = 0, bytes_rewritten = 0;
   };
   Totals totals() const {
     return {passes_failed_.load(), segments_deleted_.load(), bytes_deleted_.load(), segments_rewritten_.load(),
@@ -67,9 +66,9 @@ class BackgroundGc {
   bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
   // The pass thread's own: what the last pass left (run() only).
-  bool settled_ = false;                        // the last pass ran, worked, and did nothing
+  bool settled_ = false;                            // the last pass ran, worked, and did nothing
   std::optional<Volume::ChangeMark> settled_mark_;  // the volume as that pass began
-  int64_t next_delete_unix_ms_ = 0;             // its segments waiting (0: none)
+  int64_t next_delete_unix_ms_ = 0;                 // its segments waiting (0: none)
   std::atomic<uint64_t> passes_run_{0}, passes_skipped_{0};
   std::atomic<uint64_t> passes_failed_{0}, segments_deleted_{0}, bytes_deleted_{0}, segments_rewritten_{0},
       bytes_rewritten_{0};

@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <ctime>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "ctl/command_progress.h"
 #include "ctl/control_server.h"
@@ -66,9 +65,15 @@ Result<uint64_t> count_arg(const json& args, const char* key) {
 }
 
 json requests_json(const StoreRequestCounts& c) {
-  return {{"put", c.put},         {"put_if_absent", c.put_if_absent}, {"get", c.get},
-          {"get_range", c.get_range}, {"head", c.head},                {"list", c.list},
-          {"remove", c.remove},   {"total", c.requests()},            {"bytes_out", c.bytes_out},
+  return {{"put", c.put},
+          {"put_if_absent", c.put_if_absent},
+          {"get", c.get},
+          {"get_range", c.get_range},
+          {"head", c.head},
+          {"list", c.list},
+          {"remove", c.remove},
+          {"total", c.requests()},
+          {"bytes_out", c.bytes_out},
           {"bytes_in", c.bytes_in}};
 }
 
@@ -84,10 +89,8 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
   nbd::ServerStats ns = ctx.nbd->stats();
   json clients = json::array();
   for (const auto& c : ctx.nbd->clients()) {
-    clients.push_back({{"peer", c.peer},
-                       {"export", c.export_name},
-                       {"tls", c.tls},
-                       {"connected_unix_ms", c.connected_unix_ms}});
+    clients.push_back(
+        {{"peer", c.peer}, {"export", c.export_name}, {"tls", c.tls}, {"connected_unix_ms", c.connected_unix_ms}});
   }
   auto snaps = ctx.volume->list_snapshots();
   const Config& cfg = *ctx.config;
@@ -108,11 +111,11 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
       {"dirty_bytes", vs.dirty_bytes},
       {"bytes_stored", vs.bytes_stored},
       {"bytes_live", vs.bytes_live},
-      {"last_checkpoint", vs.last_checkpoint_unix_ms == 0 ? json(nullptr) : json(rfc3339_utc(vs.last_checkpoint_unix_ms))},
+      {"last_checkpoint",
+       vs.last_checkpoint_unix_ms == 0 ? json(nullptr) : json(rfc3339_utc(vs.last_checkpoint_unix_ms))},
       {"last_checkpoint_seq", vs.last_checkpoint_seq},
-      {"storage_failing_since", vs.storage_failing_since_unix_ms == 0
-                                    ? json(nullptr)
-                                    : json(rfc3339_utc(vs.storage_failing_since_unix_ms))},
+      {"storage_failing_since",
+       vs.storage_failing_since_unix_ms == 0 ? json(nullptr) : json(rfc3339_utc(vs.storage_failing_since_unix_ms))},
       {"last_storage_error", vs.last_storage_error.empty() ? json(nullptr) : json(vs.last_storage_error)},
       {"segments", vs.segments},
       {"snapshots", snaps.ok() ? snaps->size() : 0},
@@ -191,10 +194,14 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
   // The layer chain reads resolve through: how deep it is, the flattened
   // base that spares reads the walk (the view of layer flat_layer, 0: none),
   // and the maps reads overlaid per read (resolve_maps / resolves).
-  (*out)["index"] = {{"chain_depth", vs.chain_depth},     {"flat_layer", vs.flat.top_layer},
-                     {"flat_extents", vs.flat.extents},   {"flat_folds", vs.flat.folds},
-                     {"flat_rebuilds", vs.flat.rebuilds}, {"flat_min_depth", vs.flat.min_depth},
-                     {"resolves", vs.resolves},           {"resolve_maps", vs.resolve_maps},
+  (*out)["index"] = {{"chain_depth", vs.chain_depth},
+                     {"flat_layer", vs.flat.top_layer},
+                     {"flat_extents", vs.flat.extents},
+                     {"flat_folds", vs.flat.folds},
+                     {"flat_rebuilds", vs.flat.rebuilds},
+                     {"flat_min_depth", vs.flat.min_depth},
+                     {"resolves", vs.resolves},
+                     {"resolve_maps", vs.resolve_maps},
                      // The extents in memory: the index stays on disk, and reads
                      // load chunks of it (1 MiB of the device each) into a
                      // cache of cache_budget_bytes ([cache] index_bytes).
@@ -209,23 +216,35 @@ Status run_status(const ControlContext& ctx, const json&, json* out, ctl::Progre
   // read-ahead (prefetched: frames it brought in; joined: a read waited for
   // a fetch already running instead of fetching again; cached_reads: frames
   // read from file pages the kernel held, without a hand-off).
-  (*out)["fetch"] = {{"concurrency", vs.fetch_concurrency},   {"read_ahead_bytes", vs.read_ahead_bytes},
-                     {"gets", vs.fetch.gets},                 {"bytes_fetched", vs.fetch.bytes_fetched},
-                     {"disk_hits", vs.fetch.disk_hits},       {"joined", vs.fetch.joined},
-                     {"prefetched", vs.fetch.prefetched},     {"prefetch_dropped", vs.fetch.prefetch_dropped},
-                     {"in_flight", vs.fetch.in_flight},       {"threads", vs.fetch.threads},
-                     {"timeouts", vs.fetch.timeouts},         {"cached_reads", vs.fetch.cached_reads}};
+  (*out)["fetch"] = {{"concurrency", vs.fetch_concurrency},
+                     {"read_ahead_bytes", vs.read_ahead_bytes},
+                     {"gets", vs.fetch.gets},
+                     {"bytes_fetched", vs.fetch.bytes_fetched},
+                     {"disk_hits", vs.fetch.disk_hits},
+                     {"joined", vs.fetch.joined},
+                     {"prefetched", vs.fetch.prefetched},
+                     {"prefetch_dropped", vs.fetch.prefetch_dropped},
+                     {"in_flight", vs.fetch.in_flight},
+                     {"threads", vs.fetch.threads},
+                     {"timeouts", vs.fetch.timeouts},
+                     {"cached_reads", vs.fetch.cached_reads}};
   if (vs.disk_cache) {
     // The local disk cache of fetched frames (s3://): hits are reads that
     // cost no GET, crc_drops cached frames that failed their check (fetched again),
     // dropped the frames of segments GC deleted, skipped frames not kept
     // because the cache's writer was behind, pending_bytes what it has yet to write.
-    (*out)["disk_cache"] = {{"dir", vs.disk_cache_dir},       {"capacity_bytes", vs.disk.capacity_bytes},
-                            {"bytes", vs.disk.bytes},         {"frames", vs.disk.frames},
-                            {"hits", vs.disk.hits},           {"misses", vs.disk.misses},
-                            {"inserts", vs.disk.inserts},     {"evictions", vs.disk.evictions},
-                            {"crc_drops", vs.disk.crc_drops}, {"io_errors", vs.disk.io_errors},
-                            {"dropped", vs.disk.dropped},     {"skipped", vs.disk.skipped},
+    (*out)["disk_cache"] = {{"dir", vs.disk_cache_dir},
+                            {"capacity_bytes", vs.disk.capacity_bytes},
+                            {"bytes", vs.disk.bytes},
+                            {"frames", vs.disk.frames},
+                            {"hits", vs.disk.hits},
+                            {"misses", vs.disk.misses},
+                            {"inserts", vs.disk.inserts},
+                            {"evictions", vs.disk.evictions},
+                            {"crc_drops", vs.disk.crc_drops},
+                            {"io_errors", vs.disk.io_errors},
+                            {"dropped", vs.disk.dropped},
+                            {"skipped", vs.disk.skipped},
                             {"pending_bytes", vs.disk.pending_bytes}};
   } else {
     (*out)["disk_cache"] = nullptr;
@@ -331,8 +350,8 @@ Status run_gc(const ControlContext& ctx, const json& args, json* out, ctl::Progr
     if (!wait || r->segments_waiting == 0 || now_unix_ms() > deadline) break;
     const int64_t next_in_ms = std::max<int64_t>(r->next_delete_unix_ms - now_unix_ms(), 0);
     progress.note("pass " + std::to_string(passes) + ": deleted " + std::to_string(r->segments_deleted) +
-                  " segments (" + ctl::format_bytes(r->bytes_deleted) + "); " +
-                  std::to_string(r->segments_waiting) + " segments waiting out the grace period, next deletion in " +
+                  " segments (" + ctl::format_bytes(r->bytes_deleted) + "); " + std::to_string(r->segments_waiting) +
+                  " segments waiting out the grace period, next deletion in " +
                   std::to_string((next_in_ms + 999) / 1000) + " s");
     const int64_t sleep_ms = std::clamp<int64_t>(next_in_ms, 10, 5000);
     std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
@@ -365,8 +384,9 @@ Status run_checkpoint(const ControlContext& ctx, const json&, json* out, ctl::Pr
 
 Status run_snapshot_prune(const ControlContext& ctx, const json& args, json* out, ctl::Progress&) {
   PrunePolicy policy;
-  for (auto [key, field] : {std::pair{"keep_last", &policy.keep_last}, std::pair{"keep_hourly", &policy.keep_hourly},
-                            std::pair{"keep_daily", &policy.keep_daily}, std::pair{"keep_weekly", &policy.keep_weekly}}) {
+  for (auto [key, field] :
+       {std::pair{"keep_last", &policy.keep_last}, std::pair{"keep_hourly", &policy.keep_hourly},
+        std::pair{"keep_daily", &policy.keep_daily}, std::pair{"keep_weekly", &policy.keep_weekly}}) {
     auto v = count_arg(args, key);
     if (!v.ok()) return v.status();
     *field = *v;

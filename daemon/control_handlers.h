@@ -19,13 +19,17 @@ class Volume;
 class SnapshotReader;
 class ObjectStore;
 class CountingStore;
-namespace nbd { class Server; }
-namespace ctl { class ControlServer; }
+namespace nbd {
+class Server;
+}
+namespace ctl {
+class ControlServer;
+}
 
 struct ControlContext {
   const Config* config = nullptr;
   Volume* volume = nullptr;
-  ObjectStore* store = nullptr;        // the store as opened (its url, its own metrics)
+  ObjectStore* store = nullptr;             // the store as opened (its url, its own metrics)
   const CountingStore* requests = nullptr;  // the same store, counting requests; may be null
   nbd::Server* nbd = nullptr;
   std::chrono::steady_clock::time_point started;

@@ -10,20 +10,20 @@
 #include <filesystem>
 
 #include "ctl/control_server.h"
-#include "nbd/server.h"
-#include "nbd/trace.h"
 #include "daemon/background_gc.h"
 #include "daemon/control_handlers.h"
+#include "daemon/exports.h"
 #include "daemon/fuse_mount.h"
 #include "daemon/metrics_collector.h"
 #include "daemon/metrics_server.h"
 #include "daemon/sd_notify.h"
-#include "daemon/exports.h"
+#include "nbd/server.h"
+#include "nbd/trace.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
 #include "src/store/counting_store.h"
-#include "src/store/volume_encryption.h"
 #include "src/store/object_store.h"
+#include "src/store/volume_encryption.h"
 
 namespace portalbd {
 namespace fs = std::filesystem;
@@ -44,14 +44,18 @@ void make_state_dir_private(const std::string& dir) {
   if ((mode & 077) == 0) return;
   const mode_t tightened = mode & 07700;
   if (::chmod(dir.c_str(), tightened) != 0) {
-    log::get("portalbd")->warn("state directory is open to other users and cannot be made private path={} mode={:04o} "
-                               "error={}",
-                               dir, mode, log::quote(std::strerror(errno)));
+    log::get("portalbd")
+        ->warn(
+            "state directory is open to other users and cannot be made private path={} mode={:04o} "
+            "error={}",
+            dir, mode, log::quote(std::strerror(errno)));
     return;
   }
-  log::get("portalbd")->info("state directory was open to other users; made it private path={} mode_was={:04o} "
-                             "mode={:04o}",
-                             dir, mode, tightened);
+  log::get("portalbd")
+      ->info(
+          "state directory was open to other users; made it private path={} mode_was={:04o} "
+          "mode={:04o}",
+          dir, mode, tightened);
 }
 
 }  // namespace
@@ -84,17 +88,18 @@ Status Daemon::start() {
   PBD_RETURN_IF_ERROR(lock_state_dir());
 
   const std::string url = effective_storage_url(config_);
-  auto store = open_object_store(url, {{"AWS_ENDPOINT_URL_S3", config_.s3_endpoint},
-                                       {"AWS_ENDPOINT_URL", config_.s3_endpoint},
-                                       {"AWS_REGION", config_.s3_region},
-                                       {"AWS_DEFAULT_REGION", config_.s3_region},
-                                       {"AWS_PROFILE", config_.s3_profile},
-                                       {"AWS_SHARED_CREDENTIALS_FILE", config_.s3_credentials_file},
-                                       {"PORTALBD_S3_CONNECT_TIMEOUT_MS", std::to_string(config_.s3_connect_timeout_ms)},
-                                       {"PORTALBD_S3_STALL_TIMEOUT_MS", std::to_string(config_.s3_stall_timeout_ms)},
-                                       {"PORTALBD_S3_REQUEST_TIMEOUT_MS", std::to_string(config_.s3_request_timeout_ms)},
-                                       // A storage call, retries included, gives up when a FLUSH would.
-                                       {"PORTALBD_S3_OPERATION_TIMEOUT_MS", std::to_string(config_.flush_timeout_ms)}});
+  auto store =
+      open_object_store(url, {{"AWS_ENDPOINT_URL_S3", config_.s3_endpoint},
+                              {"AWS_ENDPOINT_URL", config_.s3_endpoint},
+                              {"AWS_REGION", config_.s3_region},
+                              {"AWS_DEFAULT_REGION", config_.s3_region},
+                              {"AWS_PROFILE", config_.s3_profile},
+                              {"AWS_SHARED_CREDENTIALS_FILE", config_.s3_credentials_file},
+                              {"PORTALBD_S3_CONNECT_TIMEOUT_MS", std::to_string(config_.s3_connect_timeout_ms)},
+                              {"PORTALBD_S3_STALL_TIMEOUT_MS", std::to_string(config_.s3_stall_timeout_ms)},
+                              {"PORTALBD_S3_REQUEST_TIMEOUT_MS", std::to_string(config_.s3_request_timeout_ms)},
+                              // A storage call, retries included, gives up when a FLUSH would.
+                              {"PORTALBD_S3_OPERATION_TIMEOUT_MS", std::to_string(config_.flush_timeout_ms)}});
   if (!store.ok()) return store.status();
   // Every request from here on, the lease's included, is counted (status).
   requests_ = std::make_shared<CountingStore>(*store);
@@ -147,8 +152,7 @@ Status Daemon::start() {
   // memory:// starts empty every time: an index file would only cost I/O.
   vo.index_path = store_->persistent() ? config_.state_dir + "/index.sqlite" : kInMemoryIndex;
   vo.ephemeral = !store_->persistent();
-  const std::string journal_dir =
-      config_.journal_dir.empty() ? config_.state_dir + "/journal" : config_.journal_dir;
+  const std::string journal_dir = config_.journal_dir.empty() ? config_.state_dir + "/journal" : config_.journal_dir;
   if (!vo.ephemeral && effective_journal_enabled(config_, url)) {
     vo.journal_dir = journal_dir;
     vo.journal_bytes = config_.journal_bytes;
@@ -185,9 +189,9 @@ Status Daemon::start() {
     tls.enabled = config_.tls != "off";
     tls.certificates = config_.tls_certificates;
     tls.psk_file = config_.tls_psk_file;
-    fuse_ = std::make_unique<FuseMount>(config_.fuse_mountpoint, config_.nbd_unix,
-                                        config_.nbd_address.empty() ? "" : nbd_->tcp_address(), config_.export_name,
-                                        tls);
+    fuse_ =
+        std::make_unique<FuseMount>(config_.fuse_mountpoint, config_.nbd_unix,
+                                    config_.nbd_address.empty() ? "" : nbd_->tcp_address(), config_.export_name, tls);
     PBD_RETURN_IF_ERROR(fuse_->start());
   }
 
@@ -197,8 +201,8 @@ Status Daemon::start() {
   gc_->start();
 
   if (!config_.metrics_address.empty()) {
-    MetricsSources sources{volume_.get(), &requests_->inner(), requests_.get(), nbd_.get(), gc_.get(), lease_.get(),
-                           config_.cache_bytes, started_};
+    MetricsSources sources{volume_.get(), &requests_->inner(), requests_.get(),     nbd_.get(),
+                           gc_.get(),     lease_.get(),        config_.cache_bytes, started_};
     metrics_ = std::make_unique<MetricsServer>(MetricsServerOptions{config_.metrics_address},
                                                [sources] { return render_metrics(sources); });
     PBD_RETURN_IF_ERROR(metrics_->start());
@@ -269,8 +273,9 @@ void Daemon::abandon() {
 void Daemon::release_lease() {
   if (!lease_) return;
   if (Status st = lease_->release(); !st.ok()) {
-    log::get("portalbd")->warn("could not remove the writer lease after a failed start object={} error={}",
-                               WriterLease::kKey, log::quote(st.ToString()));
+    log::get("portalbd")
+        ->warn("could not remove the writer lease after a failed start object={} error={}", WriterLease::kKey,
+               log::quote(st.ToString()));
   }
 }
 
@@ -279,13 +284,15 @@ Status Daemon::stop() {
   logger->info("shutting down: finishing requests and flushing the write buffer");
   notify_service_manager("STOPPING=1\nSTATUS=final flush");
   if (metrics_) metrics_->stop();  // it reads everything below
-  if (fuse_) fuse_->stop();  // it is a client of the NBD server: first
+  if (fuse_) fuse_->stop();        // it is a client of the NBD server: first
   if (control_) control_->stop();
   if (nbd_) nbd_->stop();
   if (trace_) {
     Status ts = trace_->close();  // every request is answered by now
-    if (!ts.ok()) logger->warn("NBD trace incomplete: {}", ts.ToString());
-    else logger->info("NBD trace written to {} ({} requests dropped)", trace_->path(), trace_->dropped());
+    if (!ts.ok())
+      logger->warn("NBD trace incomplete: {}", ts.ToString());
+    else
+      logger->info("NBD trace written to {} ({} requests dropped)", trace_->path(), trace_->dropped());
   }
   if (gc_) gc_->stop();
   Status st;

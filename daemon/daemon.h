@@ -28,12 +28,19 @@ class SnapshotReader;
 class ObjectStore;
 class CountingStore;
 class WriterLease;
-namespace nbd { class ExportProvider; }
+namespace nbd {
+class ExportProvider;
+}
 class BackgroundGc;
 class FuseMount;
 class MetricsServer;
-namespace nbd { class Server; class TraceRecorder; }
-namespace ctl { class ControlServer; }
+namespace nbd {
+class Server;
+class TraceRecorder;
+}  // namespace nbd
+namespace ctl {
+class ControlServer;
+}
 
 class Daemon {
  public:
@@ -53,7 +60,7 @@ class Daemon {
   // --serve-snapshot: the rest of start() for a read-only snapshot reader
   // (daemon_reader.cc): no lease, no GC, nothing written to storage.
   Status start_snapshot_reader();
-  Status start_nbd_server();      // over exports_
+  Status start_nbd_server();     // over exports_
   Status make_control_server();  // makes control_; handlers, then start(), are the caller's
 
   const Config config_;

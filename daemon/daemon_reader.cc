@@ -51,10 +51,11 @@ Status Daemon::start_snapshot_reader() {
   PBD_RETURN_IF_ERROR(control_->start());
 
   const uint64_t size = reader_->size_bytes();
-  logger->info("portalbd started read-only socket={} snapshot={} size_gb={} nbd={} storage=\"{}\" state_dir={} "
-               "writer_lease=none",
-               config_.control_socket, config_.serve_snapshot, size >> 30,
-               config_.nbd_address.empty() ? "off" : nbd_->tcp_address(), store_->url(), config_.state_dir);
+  logger->info(
+      "portalbd started read-only socket={} snapshot={} size_gb={} nbd={} storage=\"{}\" state_dir={} "
+      "writer_lease=none",
+      config_.control_socket, config_.serve_snapshot, size >> 30,
+      config_.nbd_address.empty() ? "off" : nbd_->tcp_address(), store_->url(), config_.state_dir);
   log::get("daemon")->info("NBD server accepting connections export={} snapshot={} size_bytes={} read_only=true",
                            config_.export_name, config_.serve_snapshot, size);
   notify_service_manager("READY=1\nSTATUS=serving snapshot " + config_.serve_snapshot + " read-only as " +

@@ -1,7 +1,8 @@
-#include "src/util/clock.h"
 #include "daemon/exports.h"
 
 #include <ctime>
+
+#include "src/util/clock.h"
 
 namespace portalbd {
 std::string VolumeExports::snapshot_part(const std::string& name) const {
@@ -15,7 +16,8 @@ std::vector<nbd::ExportInfo> VolumeExports::list_exports() {
   std::vector<nbd::ExportInfo> out{{name_, describe_export(name_)}};
   if (auto snaps = volume_->list_snapshots(); snaps.ok()) {
     for (const auto& s : *snaps) {
-      out.push_back({name_ + "@" + s.name, "read-only snapshot '" + s.name + "' taken " + rfc3339_utc(s.created_unix_ms)});
+      out.push_back(
+          {name_ + "@" + s.name, "read-only snapshot '" + s.name + "' taken " + rfc3339_utc(s.created_unix_ms)});
     }
   }
   return out;

@@ -21,18 +21,17 @@ double seconds_from_ms(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
 void nbd_metrics(PrometheusText& w, const nbd::Server& server) {
   const nbd::ServerStats s = server.stats();
   w.family("portalbd_nbd_requests_total", C::kCounter, "NBD requests dispatched, by command (failed ones included)");
-  const std::pair<const char*, uint64_t> requests[] = {
-      {"read", s.reads},   {"write", s.writes},         {"flush", s.flushes},     {"trim", s.trims},
-      {"write_zeroes", s.zeroes}, {"block_status", s.block_status}, {"cache", s.cache}};
+  const std::pair<const char*, uint64_t> requests[] = {{"read", s.reads},          {"write", s.writes},
+                                                       {"flush", s.flushes},       {"trim", s.trims},
+                                                       {"write_zeroes", s.zeroes}, {"block_status", s.block_status},
+                                                       {"cache", s.cache}};
   for (auto [command, n] : requests) w.sample({{"command", command}}, static_cast<double>(n));
   w.family("portalbd_nbd_request_errors_total", C::kCounter, "NBD requests answered with an error, all commands");
   w.sample(static_cast<double>(s.errors));
   w.family("portalbd_nbd_bytes_total", C::kCounter,
            "bytes of NBD requests answered OK, by command (read/write: data moved; trim/write_zeroes: range length)");
-  const std::pair<const char*, uint64_t> bytes[] = {{"read", s.bytes_read},
-                                                    {"write", s.bytes_written},
-                                                    {"trim", s.bytes_trimmed},
-                                                    {"write_zeroes", s.bytes_zeroed}};
+  const std::pair<const char*, uint64_t> bytes[] = {
+      {"read", s.bytes_read}, {"write", s.bytes_written}, {"trim", s.bytes_trimmed}, {"write_zeroes", s.bytes_zeroed}};
   for (auto [command, n] : bytes) w.sample({{"command", command}}, static_cast<double>(n));
   w.family("portalbd_nbd_request_duration_seconds", C::kHistogram,
            "NBD request latency, from dispatch to the reply written, by command");
@@ -128,8 +127,7 @@ void volume_metrics(PrometheusText& w, Volume& volume, uint64_t memory_cache_cap
           static_cast<double>(v.upload_lag_ms) / 1000.0);
     gauge("portalbd_journal_used_bytes", "journal bytes in use", static_cast<double>(v.journal_used_bytes));
     gauge("portalbd_journal_capacity_bytes", "journal capacity", static_cast<double>(v.journal_capacity_bytes));
-    counter("portalbd_journal_syncs_total", "journal syncs (FLUSH and FUA answered from the journal)",
-            v.journal_syncs);
+    counter("portalbd_journal_syncs_total", "journal syncs (FLUSH and FUA answered from the journal)", v.journal_syncs);
     counter("portalbd_journal_fdatasyncs_total", "fdatasync calls on the journal", v.journal_fdatasyncs);
     counter("portalbd_journal_direct_writes_total", "writes that skipped the journal (large writes)",
             v.journal_direct_writes);
@@ -147,8 +145,8 @@ void store_request_metrics(PrometheusText& w, const CountingStore& requests) {
            "requests sent to object storage, by operation and by whose (the volume's or the writer lease's)");
   for (auto [name, bucket] : buckets) {
     const StoreRequestCounts c = requests.counts(bucket);
-    const uint64_t by_op[CountingStore::kNumOperations] = {c.put,       c.put_if_absent, c.get,   c.get_range,
-                                                           c.head,      c.list,          c.remove};
+    const uint64_t by_op[CountingStore::kNumOperations] = {c.put,  c.put_if_absent, c.get,   c.get_range,
+                                                           c.head, c.list,          c.remove};
     for (unsigned op = 0; op < CountingStore::kNumOperations; ++op) {
       w.sample({{"owner", name}, {"operation", CountingStore::kOperationNames[op]}}, static_cast<double>(by_op[op]));
     }

@@ -23,7 +23,9 @@ class ObjectStore;
 class CountingStore;
 class BackgroundGc;
 class WriterLease;
-namespace nbd { class Server; }
+namespace nbd {
+class Server;
+}
 
 struct MetricsSources {
   Volume* volume = nullptr;

@@ -50,8 +50,7 @@ std::string describe(const sockaddr* sa) {
 std::string response(int code, const char* reason, const std::string& body, bool head_only,
                      const char* content_type = "text/plain; charset=utf-8", const char* extra = "") {
   std::string out = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " + content_type +
-                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra +
-                    "\r\n";
+                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n";
   if (!head_only) out += body;
   return out;
 }
@@ -65,7 +64,8 @@ void drain_before_close(int fd, int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   char buf[4096];
   for (size_t dropped = 0; dropped < (1u << 20);) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{fd, POLLIN, 0};
     if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return;
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
@@ -178,7 +178,8 @@ void MetricsServer::serve(int fd) {
       drain_before_close(fd, 1000);
       return;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return;  // too slow: dropped without an answer
     pollfd fds[2] = {{fd, POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
     const int ready = ::poll(fds, 2, static_cast<int>(left.count()));

@@ -2,16 +2,16 @@
 // Exit status: 0 clean stop (write buffer flushed), 1 runtime failure
 // (including a final flush that failed), 2 usage or configuration error.
 #include <malloc.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <pthread.h>
 
+#include "daemon/daemon.h"
 #include "src/config/cli.h"
 #include "src/config/version.h"
-#include "daemon/daemon.h"
 #include "src/log/log.h"
 #include "src/util/huge_pages.h"
 
@@ -42,8 +42,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const char* tunables = std::getenv("GLIBC_TUNABLES");
-  log::get("portalbd")->debug("malloc heap on transparent huge pages: {} GLIBC_TUNABLES=\"{}\"",
-                              huge_heap ? "yes" : "no", tunables != nullptr ? tunables : "");
+  log::get("portalbd")
+      ->debug("malloc heap on transparent huge pages: {} GLIBC_TUNABLES=\"{}\"", huge_heap ? "yes" : "no",
+              tunables != nullptr ? tunables : "");
 
   // Block the stop signals in every thread; the main thread waits for them.
   sigset_t stop_signals;

@@ -28,7 +28,8 @@ void keep_by_bucket(const std::vector<PruneCandidate>& newest_first, uint64_t co
 
 Result<PrunePlan> plan_prune(std::vector<PruneCandidate> snapshots, const PrunePolicy& policy) {
   if (!policy.any_rule()) {
-    return Status::InvalidArgument("prune needs at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly");
+    return Status::InvalidArgument(
+        "prune needs at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly");
   }
   std::erase_if(snapshots, [&](const PruneCandidate& s) { return s.name.rfind(policy.prefix, 0) != 0; });
   std::stable_sort(snapshots.begin(), snapshots.end(), [](const PruneCandidate& a, const PruneCandidate& b) {

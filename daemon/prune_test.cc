@@ -8,7 +8,9 @@ using namespace portalbd;
 
 namespace {
 constexpr int64_t kHour = 3600 * 1000;
-bool has(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+bool has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
 
 // Hourly snapshots "auto-<i>" over `hours` hours starting at a Monday 00:00 UTC.
 std::vector<PruneCandidate> hourly(int hours) {

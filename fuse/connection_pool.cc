@@ -26,8 +26,10 @@ Result<std::unique_ptr<ConnectionPool>> ConnectionPool::open(const Options& opti
   Status first_error;
   bool any = false;
   for (const Status& st : pool->open_results_) {
-    if (st.ok()) any = true;
-    else if (first_error.ok()) first_error = st;
+    if (st.ok())
+      any = true;
+    else if (first_error.ok())
+      first_error = st;
   }
   lock.unlock();
   if (!any) return first_error;  // the destructor joins the workers
@@ -58,7 +60,8 @@ ConnectionPool::~ConnectionPool() {
 Status ConnectionPool::run(Op op) {
   auto promise = std::make_shared<std::promise<Status>>();
   std::future<Status> result = promise->get_future();
-  submit(std::move(op), [promise](const Status& st) { promise->set_value(st); }, Priority::kDemand);
+  submit(
+      std::move(op), [promise](const Status& st) { promise->set_value(st); }, Priority::kDemand);
   // No timeout here: the job's deadline bounds the worker, and the job
   // refers to the caller's buffer, so the caller must not leave before it ends.
   return result.get();

@@ -91,7 +91,7 @@ class ConnectionPool {
   const Options options_;
   uint64_t size_ = 0;
   bool read_only_ = true;
-  std::vector<Slot> slots_;            // slots_[i] belongs to threads_[i]
+  std::vector<Slot> slots_;  // slots_[i] belongs to threads_[i]
   std::vector<std::thread> threads_;
 
   Mutex mu_;

@@ -34,8 +34,7 @@ int on_complete(void* user_data, int* error) {
 
 }  // namespace
 
-Result<ExportListing> query_exports(const NbdEndpoint& endpoint, const std::string& live_export,
-                                    Deadline deadline) {
+Result<ExportListing> query_exports(const NbdEndpoint& endpoint, const std::string& live_export, Deadline deadline) {
   NbdHandlePtr h(nbd_create());
   if (!h) return last_nbd_error("nbd_create");
   nbd_handle* raw = h.get();
@@ -45,8 +44,8 @@ Result<ExportListing> query_exports(const NbdEndpoint& endpoint, const std::stri
   const int rc = endpoint.unix_path.empty() ? nbd_aio_connect_tcp(raw, endpoint.host.c_str(), endpoint.port.c_str())
                                             : nbd_aio_connect_unix(raw, endpoint.unix_path.c_str());
   if (rc == -1) return last_nbd_error("cannot reach " + where);
-  Status st = poll_until(raw, deadline, ("cannot reach " + where).c_str(),
-                         [raw] { return nbd_aio_is_negotiating(raw) == 1; });
+  Status st =
+      poll_until(raw, deadline, ("cannot reach " + where).c_str(), [raw] { return nbd_aio_is_negotiating(raw) == 1; });
   if (!st.ok()) return st;
 
   ListState list;

@@ -23,14 +23,13 @@ struct ExportEntry {
 };
 
 struct ExportListing {
-  std::string live_export;  // the volume's own export (no '@' in its name)
-  uint64_t size_bytes = 0;  // size of live_export; snapshots have the same size
+  std::string live_export;           // the volume's own export (no '@' in its name)
+  uint64_t size_bytes = 0;           // size of live_export; snapshots have the same size
   std::vector<ExportEntry> exports;  // as listed, live export included
 };
 
 // `live_export` "" picks the first listed export without '@'.
 // Errors: Unavailable (unreachable, timed out), NotFound (no such live export).
-Result<ExportListing> query_exports(const NbdEndpoint& endpoint, const std::string& live_export,
-                                    Deadline deadline);
+Result<ExportListing> query_exports(const NbdEndpoint& endpoint, const std::string& live_export, Deadline deadline);
 
 }  // namespace portalbd::fuse

@@ -48,7 +48,8 @@ TEST_SUITE("fuse catalog") {
   }
 
   TEST_CASE("snapshots_in keeps only <live>@<name> exports usable as file names") {
-    auto l = listing({snap("nightly", "2026-01-02T03:04:05Z"), snap("a/b", "2026-01-02T03:04:05Z"),
+    auto l = listing({snap("nightly", "2026-01-02T03:04:05Z"),
+                      snap("a/b", "2026-01-02T03:04:05Z"),
                       {"other@x", "read-only snapshot 'x' taken 2026-01-02T03:04:05Z"}});
     auto s = snapshots_in(l);
     REQUIRE(s.size() == 1);
@@ -77,8 +78,8 @@ TEST_SUITE("fuse catalog") {
   }
 
   TEST_CASE("a failed refresh keeps the last list and reports the server unreachable") {
-    SnapshotCatalog c(NbdEndpoint::unix_socket("/nonexistent/nbd.sock"), "portalbd", 16,
-                      std::chrono::milliseconds(0), std::chrono::milliseconds(200));
+    SnapshotCatalog c(NbdEndpoint::unix_socket("/nonexistent/nbd.sock"), "portalbd", 16, std::chrono::milliseconds(0),
+                      std::chrono::milliseconds(200));
     c.apply(listing({snap("a", "2026-01-02T03:04:05Z")}), 1);
     CHECK(c.list().size() == 1);
     CHECK_FALSE(c.health().reachable);

@@ -66,9 +66,8 @@ Result<NbdConnection> NbdConnection::open(const NbdEndpoint& endpoint, const std
     return last_nbd_error(where);
   }
   PBD_RETURN_IF_ERROR(apply_tls(h.get(), endpoint));
-  const int rc = endpoint.unix_path.empty()
-                     ? nbd_aio_connect_tcp(h.get(), endpoint.host.c_str(), endpoint.port.c_str())
-                     : nbd_aio_connect_unix(h.get(), endpoint.unix_path.c_str());
+  const int rc = endpoint.unix_path.empty() ? nbd_aio_connect_tcp(h.get(), endpoint.host.c_str(), endpoint.port.c_str())
+                                            : nbd_aio_connect_unix(h.get(), endpoint.unix_path.c_str());
   if (rc == -1) return last_nbd_error(where);
   nbd_handle* raw = h.get();
   Status st = poll_until(raw, deadline, where.c_str(), [raw] { return nbd_aio_is_ready(raw) == 1; });
@@ -145,8 +144,8 @@ struct ExtentSink {
 
 // libnbd callback: must not throw (C boundary), so allocation failure is
 // recorded and reported after the command completes.
-int on_extents(void* user_data, const char* metacontext, uint64_t /*offset*/, uint32_t* entries,
-               size_t nr_entries, int* /*error*/) {
+int on_extents(void* user_data, const char* metacontext, uint64_t /*offset*/, uint32_t* entries, size_t nr_entries,
+               int* /*error*/) {
   auto* sink = static_cast<ExtentSink*>(user_data);
   if (std::string_view(metacontext) != LIBNBD_CONTEXT_BASE_ALLOCATION) return 0;
   try {
@@ -165,9 +164,8 @@ Status NbdConnection::block_status(uint64_t count, uint64_t offset, std::vector<
   ExtentSink sink{out};
   const size_t before = out->size();
   nbd_extent_callback cb{on_extents, &sink, nullptr};
-  PBD_RETURN_IF_ERROR(
-      wait_command(nbd_aio_block_status(h_.get(), count, offset, cb, NBD_NULL_COMPLETION, 0), deadline,
-                   "block status"));
+  PBD_RETURN_IF_ERROR(wait_command(nbd_aio_block_status(h_.get(), count, offset, cb, NBD_NULL_COMPLETION, 0), deadline,
+                                   "block status"));
   if (sink.failed) return Status::IOError("block status: out of memory");
   if (out->size() == before) return Status::IOError("block status: the server described no extent");
   return Status::OK();

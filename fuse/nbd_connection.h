@@ -46,8 +46,7 @@ class NbdConnection {
   // structured replies and the base:allocation meta context.
   // Errors: NotFound when the server has no such export, Unavailable when
   // the server cannot be reached or does not answer before `deadline`.
-  static Result<NbdConnection> open(const NbdEndpoint& endpoint, const std::string& export_name,
-                                    Deadline deadline);
+  static Result<NbdConnection> open(const NbdEndpoint& endpoint, const std::string& export_name, Deadline deadline);
 
   bool alive() const { return h_ != nullptr; }
   uint64_t size() const { return size_; }

@@ -30,8 +30,8 @@ Result<NbdEndpoint> NbdEndpoint::parse_tcp(const std::string& host_port) {
   }
   if (rest.empty()) {
     e.port = "10809";
-  } else if (rest[0] != ':' || rest.size() == 1 ||
-             rest.find_first_not_of("0123456789", 1) != std::string::npos || rest.size() > 6) {
+  } else if (rest[0] != ':' || rest.size() == 1 || rest.find_first_not_of("0123456789", 1) != std::string::npos ||
+             rest.size() > 6) {
     return Status::InvalidArgument("'" + host_port + "' is not HOST:PORT");
   } else {
     e.port = rest.substr(1);

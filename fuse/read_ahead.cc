@@ -5,8 +5,7 @@
 
 namespace portalbd::fuse {
 
-std::shared_ptr<ReadAhead::Chunk> ReadAhead::get_or_fetch_locked(uint64_t index,
-                                                                  ConnectionPool::Priority priority) {
+std::shared_ptr<ReadAhead::Chunk> ReadAhead::get_or_fetch_locked(uint64_t index, ConnectionPool::Priority priority) {
   if (auto it = chunks_.find(index); it != chunks_.end()) return it->second;
   auto chunk = std::make_shared<Chunk>();
   const uint64_t offset = index * chunk_bytes_;
@@ -35,8 +34,10 @@ void ReadAhead::evict_locked(uint64_t first, uint64_t last) {
   const uint64_t keep_from = first == 0 ? 0 : first - 1;
   const uint64_t keep_to = last + window_;
   for (auto it = chunks_.begin(); it != chunks_.end();) {
-    if (it->first < keep_from || it->first > keep_to) it = chunks_.erase(it);
-    else ++it;
+    if (it->first < keep_from || it->first > keep_to)
+      it = chunks_.erase(it);
+    else
+      ++it;
   }
 }
 

@@ -56,7 +56,7 @@ class ReadAhead {
 
   Mutex mu_;
   std::map<uint64_t, std::shared_ptr<Chunk>> chunks_ GUARDED_BY(mu_);  // chunk index -> chunk
-  uint64_t stream_end_ GUARDED_BY(mu_) = 0;  // where a sequential reader reads next
+  uint64_t stream_end_ GUARDED_BY(mu_) = 0;                            // where a sequential reader reads next
 };
 
 }  // namespace portalbd::fuse

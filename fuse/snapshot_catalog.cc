@@ -31,7 +31,10 @@ std::vector<SnapshotFile> snapshots_in(const ExportListing& listing) {
 
 SnapshotCatalog::SnapshotCatalog(NbdEndpoint endpoint, std::string live_export, uint64_t first_ino,
                                  std::chrono::milliseconds ttl, std::chrono::milliseconds timeout)
-    : endpoint_(std::move(endpoint)), ttl_(ttl), timeout_(timeout), live_export_(std::move(live_export)),
+    : endpoint_(std::move(endpoint)),
+      ttl_(ttl),
+      timeout_(timeout),
+      live_export_(std::move(live_export)),
       next_ino_(first_ino) {}
 
 Status SnapshotCatalog::prime() {

@@ -28,8 +28,8 @@ namespace portalbd::fuse {
 
 struct SnapshotFile {
   uint64_t ino = 0;
-  std::string name;         // snapshot name; the file is "<name>.img"
-  std::string export_name;  // "<live>@<name>"
+  std::string name;            // snapshot name; the file is "<name>.img"
+  std::string export_name;     // "<live>@<name>"
   int64_t created_unix_s = 0;  // 0 when the description has no time
   std::string description;
 };
@@ -45,12 +45,12 @@ class SnapshotCatalog {
  public:
   struct Health {
     bool reachable = false;
-    std::string last_error;   // empty after a successful refresh
+    std::string last_error;  // empty after a successful refresh
     int64_t last_ok_unix_s = 0;
   };
 
-  SnapshotCatalog(NbdEndpoint endpoint, std::string live_export, uint64_t first_ino,
-                  std::chrono::milliseconds ttl, std::chrono::milliseconds timeout);
+  SnapshotCatalog(NbdEndpoint endpoint, std::string live_export, uint64_t first_ino, std::chrono::milliseconds ttl,
+                  std::chrono::milliseconds timeout);
 
   // Seeds the catalog (mount time): fails when the server cannot be reached.
   Status prime() EXCLUDES(mu_);

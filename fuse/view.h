@@ -28,7 +28,7 @@ struct ViewOptions {
   int connections = 8;      // NBD connections per open image (bench/fuse_read.sh: 4 -> 0.56x, 8 -> 0.85x of nbdcopy)
   std::chrono::milliseconds io_timeout{30000};  // a request fails with EIO after this
   std::chrono::milliseconds list_ttl{1000};     // how long a snapshot listing is reused
-  bool debug = false;                            // libfuse request trace (foreground only)
+  bool debug = false;                           // libfuse request trace (foreground only)
 };
 
 // Checks the mountpoint, reaches the server, mounts, then serves until the

@@ -91,8 +91,8 @@ std::string ViewFs::readme() {
     << "mountpoint:  " << options_.mountpoint << "\n"
     << "connections: " << options_.connections << " per open image\n"
     << "io_timeout:  " << options_.io_timeout.count() << " ms (then EIO)\n"
-    << "reachable:   " << (health.reachable ? "yes" : "NO") << " (last good listing "
-    << iso_time(health.last_ok_unix_s) << ")\n";
+    << "reachable:   " << (health.reachable ? "yes" : "NO") << " (last good listing " << iso_time(health.last_ok_unix_s)
+    << ")\n";
   if (!health.last_error.empty()) o << "last_error:  " << health.last_error << "\n";
   return o.str();
 }
@@ -125,8 +125,7 @@ bool ViewFs::attr_of(fuse_ino_t ino, struct stat* st) {
       st->st_nlink = 1;
       st->st_size = static_cast<off_t>(catalog_->device_size());
       return true;
-    default:
-      break;
+    default: break;
   }
   auto snap = catalog_->find_ino(ino);
   if (!snap) return false;
@@ -197,7 +196,9 @@ void ViewFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto listing = std::make_unique<DirListing>();
   auto& e = listing->entries;
   if (ino == kRootIno) {
-    e = {{".", kRootIno, S_IFDIR}, {"..", kRootIno, S_IFDIR}, {"README", kReadmeIno, S_IFREG},
+    e = {{".", kRootIno, S_IFDIR},
+         {"..", kRootIno, S_IFDIR},
+         {"README", kReadmeIno, S_IFREG},
          {"snapshots", kSnapshotsDirIno, S_IFDIR}};
     if (options_.live) e.push_back({"live.img", kLiveIno, S_IFREG});
   } else if (ino == kSnapshotsDirIno) {
@@ -220,8 +221,8 @@ void ViewFs::readdir(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off,
     struct stat st {};
     st.st_ino = entry.ino;
     st.st_mode = entry.type;
-    const size_t need = fuse_add_direntry(req, buf.data() + used, size - used, entry.name.c_str(), &st,
-                                          static_cast<off_t>(i + 1));
+    const size_t need =
+        fuse_add_direntry(req, buf.data() + used, size - used, entry.name.c_str(), &st, static_cast<off_t>(i + 1));
     if (need > size - used) break;
     used += need;
   }
@@ -285,11 +286,10 @@ void ViewFs::read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
   if (offset >= file->size) return (void)fuse_reply_buf(req, nullptr, 0);
   const size_t n = static_cast<size_t>(std::min<uint64_t>(size, file->size - offset));
   std::vector<char> buf(n);
-  Status st = file->read_ahead
-                  ? file->read_ahead->read(buf.data(), n, offset)
-                  : file->pool->run([&buf, n, offset](NbdConnection& c, Deadline d) {
-                      return c.pread(buf.data(), n, offset, d);
-                    });
+  Status st = file->read_ahead ? file->read_ahead->read(buf.data(), n, offset)
+                               : file->pool->run([&buf, n, offset](NbdConnection& c, Deadline d) {
+                                   return c.pread(buf.data(), n, offset, d);
+                                 });
   if (!st.ok()) return (void)fuse_reply_err(req, errno_for(st) == ENOENT ? EIO : errno_for(st));
   fuse_reply_buf(req, buf.data(), n);
 }
@@ -299,9 +299,8 @@ void ViewFs::write(fuse_req_t req, const char* data, size_t size, off_t off, fus
   const uint64_t offset = static_cast<uint64_t>(off);
   if (file->kind != OpenFile::Kind::kLive) return (void)fuse_reply_err(req, EROFS);
   if (offset > file->size || size > file->size - offset) return (void)fuse_reply_err(req, ENOSPC);
-  Status st = file->pool->run([data, size, offset](NbdConnection& c, Deadline d) {
-    return c.pwrite(data, size, offset, d);
-  });
+  Status st =
+      file->pool->run([data, size, offset](NbdConnection& c, Deadline d) { return c.pwrite(data, size, offset, d); });
   if (!st.ok()) return (void)fuse_reply_err(req, EIO);
   fuse_reply_write(req, size);
 }

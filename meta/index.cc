@@ -124,8 +124,8 @@ Status Index::load_range(uint64_t layer, uint64_t start, uint64_t end,
     // then those starting inside it: both walk the (layer, lba) key.
     auto s = db.prepare(std::string("SELECT ") + kExtentColumns +
                         " FROM (SELECT * FROM extents WHERE layer=?1 AND lba<?2 ORDER BY lba DESC LIMIT 1)"
-                        " UNION ALL SELECT " + kExtentColumns +
-                        " FROM extents WHERE layer=?1 AND lba>=?2 AND lba<?3");
+                        " UNION ALL SELECT " +
+                        kExtentColumns + " FROM extents WHERE layer=?1 AND lba>=?2 AND lba<?3");
     if (!s.ok()) return s.status();
     s->bind(1, static_cast<int64_t>(layer)).bind(2, static_cast<int64_t>(start)).bind(3, static_cast<int64_t>(end));
     Status err;
@@ -137,14 +137,16 @@ Status Index::load_range(uint64_t layer, uint64_t start, uint64_t end,
   });
 }
 
-Status Index::scan_from(uint64_t layer, uint64_t from, size_t limit,
-                        const std::function<void(const MappedExtent&)>& fn, bool* more) {
+Status Index::scan_from(uint64_t layer, uint64_t from, size_t limit, const std::function<void(const MappedExtent&)>& fn,
+                        bool* more) {
   *more = false;
   return with_reader([&](Db& db) {
     auto s = db.prepare(std::string("SELECT ") + kExtentColumns +
                         " FROM extents WHERE layer=?1 AND lba>=?2 ORDER BY lba LIMIT ?3");
     if (!s.ok()) return s.status();
-    s->bind(1, static_cast<int64_t>(layer)).bind(2, static_cast<int64_t>(from)).bind(3, static_cast<int64_t>(limit) + 1);
+    s->bind(1, static_cast<int64_t>(layer))
+        .bind(2, static_cast<int64_t>(from))
+        .bind(3, static_cast<int64_t>(limit) + 1);
     Status err;
     size_t n = 0;
     while (s->step(&err)) {
@@ -203,7 +205,8 @@ Status Index::prepare_statements() {
       {&left_overlap_, "SELECT " + cols + " FROM extents WHERE layer=?1 AND lba<?2 ORDER BY lba DESC LIMIT 1"},
       {&inner_overlap_, "SELECT " + cols + " FROM extents WHERE layer=?1 AND lba>=?2 AND lba<?3 ORDER BY lba"},
       {&delete_extent_, "DELETE FROM extents WHERE layer=?1 AND lba=?2"},
-      {&insert_extent_, "INSERT OR REPLACE INTO extents(layer, " + cols + ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
+      {&insert_extent_,
+       "INSERT OR REPLACE INTO extents(layer, " + cols + ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"},
       {&shrink_extent_, "UPDATE extents SET nblocks=?3 WHERE layer=?1 AND lba=?2"},
       {&add_data_blocks_, "UPDATE layers SET data_blocks=data_blocks+?2 WHERE id=?1"},
       {&insert_segment_,
@@ -251,7 +254,8 @@ Result<uint64_t> Index::last_seq() {
   // The highest sequence ever applied: garbage collection may have removed
   // the newest segment's row, so the segments table alone is not enough.
   auto s = db_->prepare(
-      "SELECT MAX(COALESCE(MAX(seq), 0), COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key='applied_seq'), 0))"
+      "SELECT MAX(COALESCE(MAX(seq), 0), COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key='applied_seq'), "
+      "0))"
       " FROM segments");
   if (!s.ok()) return s.status();
   Status err;
@@ -440,12 +444,14 @@ Result<std::vector<LayerRecord>> Index::list_layers() {
 
 Result<std::vector<RootRecord>> Index::list_roots() {
   MutexLock lock(&mu_);
-  auto s = db_->prepare("SELECT name, layer, kind, COALESCE(uuid, ''), created_ms FROM roots ORDER BY created_ms, name");
+  auto s =
+      db_->prepare("SELECT name, layer, kind, COALESCE(uuid, ''), created_ms FROM roots ORDER BY created_ms, name");
   if (!s.ok()) return s.status();
   std::vector<RootRecord> out;
   Status err;
   while (s->step(&err)) {
-    out.push_back({s->col_text(0), static_cast<uint64_t>(s->col_int(1)), s->col_text(2), s->col_text(3), s->col_int(4)});
+    out.push_back(
+        {s->col_text(0), static_cast<uint64_t>(s->col_int(1)), s->col_text(2), s->col_text(3), s->col_int(4)});
   }
   if (!err.ok()) return err;
   return out;
@@ -459,7 +465,8 @@ Result<std::optional<RootRecord>> Index::find_root(const std::string& name) {
   Status err;
   std::optional<RootRecord> out;
   if (s->step(&err)) {
-    out = RootRecord{s->col_text(0), static_cast<uint64_t>(s->col_int(1)), s->col_text(2), s->col_text(3), s->col_int(4)};
+    out =
+        RootRecord{s->col_text(0), static_cast<uint64_t>(s->col_int(1)), s->col_text(2), s->col_text(3), s->col_int(4)};
   }
   if (!err.ok()) return err;
   return out;
@@ -604,8 +611,9 @@ Status Index::replace_layer(uint64_t layer, uint64_t parent, const std::vector<M
     PBD_RETURN_IF_ERROR(insert_extent(layer, x));
     if (x.state == ExtentState::kData) data_blocks += x.nblocks;
   }
-  PBD_RETURN_IF_ERROR(db_->exec("UPDATE layers SET parent=" + (parent == 0 ? std::string("NULL") : std::to_string(parent)) +
-                                ", data_blocks=" + std::to_string(data_blocks) + " WHERE id=" + id));
+  PBD_RETURN_IF_ERROR(
+      db_->exec("UPDATE layers SET parent=" + (parent == 0 ? std::string("NULL") : std::to_string(parent)) +
+                ", data_blocks=" + std::to_string(data_blocks) + " WHERE id=" + id));
   for (uint64_t drop : drop_layers) {
     const std::string gone = std::to_string(drop);
     PBD_RETURN_IF_ERROR(db_->exec("DELETE FROM extents WHERE layer=" + gone + "; DELETE FROM layers WHERE id=" + gone));
@@ -634,7 +642,8 @@ Result<IndexStats> Index::stats() {
   MutexLock lock(&mu_);
   IndexStats out;
   auto s = db_->prepare(
-      "SELECT COUNT(*), COALESCE(SUM(bytes),0), COALESCE(SUM(data_bytes),0), (SELECT COUNT(*) FROM extents) FROM segments");
+      "SELECT COUNT(*), COALESCE(SUM(bytes),0), COALESCE(SUM(data_bytes),0), (SELECT COUNT(*) FROM extents) FROM "
+      "segments");
   if (!s.ok()) return s.status();
   Status err;
   if (s->step(&err)) {

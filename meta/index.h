@@ -71,8 +71,8 @@ struct MappedExtent {
   uint64_t lba = 0;
   uint64_t nblocks = 0;
   ExtentState state = ExtentState::kData;
-  uint64_t seq = 0;          // segment holding the data (kData only)
-  FrameRef frame;            // the frame inside that segment (kData only)
+  uint64_t seq = 0;  // segment holding the data (kData only)
+  FrameRef frame;    // the frame inside that segment (kData only)
   uint32_t block_in_frame = 0;
 };
 

@@ -46,8 +46,7 @@ void Connection::run() {
   transport_ = std::make_unique<PlainTransport>(fd);
   transport_->set_receive_timeout(options_.handshake_timeout_ms);
   std::optional<Session> session =
-      Handshake(transport_, fd, tls_, options_.handshake_timeout_ms, exports_, peer_, options_.max_request_bytes)
-          .run();
+      Handshake(transport_, fd, tls_, options_.handshake_timeout_ms, exports_, peer_, options_.max_request_bytes).run();
   // Transmission may idle for hours (a mounted filesystem): no timeout.
   if (session) transport_->set_receive_timeout(0);
   if (session) {
@@ -58,8 +57,8 @@ void Connection::run() {
     }
     logger->info("NBD client connected peer={} export={} tls={} structured_replies={} read_only={}", peer_,
                  log::quote(session->export_name),
-                 log::quote(session->tls_identity.empty() ? "off" : session->tls_identity),
-                 session->structured_replies, session->device->read_only());
+                 log::quote(session->tls_identity.empty() ? "off" : session->tls_identity), session->structured_replies,
+                 session->device->read_only());
     request_loop(*session, *transport_);
     logger->info("NBD client disconnected peer={} export={}", peer_, log::quote(session->export_name));
   }
@@ -239,8 +238,8 @@ bool Connection::has_room_locked() const {
          inflight_requests_ < std::max<uint32_t>(1, options_.max_inflight_requests);
 }
 
-ReadResult Connection::read_payload(BufferedReader& in, ReplyWriter& out, uint32_t length,
-                                    PayloadBudget::Claim& claim, std::vector<std::byte>* payload) {
+ReadResult Connection::read_payload(BufferedReader& in, ReplyWriter& out, uint32_t length, PayloadBudget::Claim& claim,
+                                    std::vector<std::byte>* payload) {
   // The first allocation: a payload of up to this size gets exactly one
   // buffer of its own length (the common case, no copies); a larger one
   // doubles from here, so it is copied less than once over in all.

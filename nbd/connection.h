@@ -16,13 +16,11 @@
 // Pipelining: the reader thread parses and runs the requests that cost less
 // than a hand-off (runs_inline: buffered writes, small reads and FLUSH on a
 // device that serves them from memory, FLUSH and small FUA requests that
-// sync a local journal), holding their replies to send in one batch; up to `workers_per_connection` worker threads (started as the
-// queue outgrows the idle ones) execute the rest in
-// parallel and reply out of order through the ReplyWriter. Back-pressure:
-// the reader stops taking new requests while the in-flight READ/WRITE bytes
-// reach max_inflight_bytes (one request may overshoot it by at most
-// max_request_bytes) or max_inflight_requests are in flight, so a client
-// cannot make us buffer without bound.
+// sync a local journal), holding their replies to send in one batch; up to `workers_per_connection` worker threads
+// (started as the queue outgrows the idle ones) execute the rest in parallel and reply out of order through the
+// ReplyWriter. Back-pressure: the reader stops taking new requests while the in-flight READ/WRITE bytes reach
+// max_inflight_bytes (one request may overshoot it by at most max_request_bytes) or max_inflight_requests are in
+// flight, so a client cannot make us buffer without bound.
 //
 // WRITE payloads (read_payload): the buffer is grown as the client's bytes
 // arrive, never sized from the header: first min(length, 1 MiB) once a byte
@@ -68,8 +66,8 @@ namespace portalbd::nbd {
 
 class Connection {
  public:
-  Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options,
-             StatsCounters& stats, PayloadBudget& payload_budget, const TlsServer* tls = nullptr);
+  Connection(UniqueFd fd, std::string peer, ExportProvider& exports, const ServerOptions& options, StatsCounters& stats,
+             PayloadBudget& payload_budget, const TlsServer* tls = nullptr);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -90,7 +88,7 @@ class Connection {
     Request request;
     std::vector<std::byte> payload;
     PayloadBudget::Claim payload_claim;  // the payload's share of the budget, released once executed
-    uint64_t t_recv_us = 0;  // for the trace: when the header was read
+    uint64_t t_recv_us = 0;              // for the trace: when the header was read
     // A FLUSH covers the writes answered before it was received, not before
     // a worker got to it: the device's ticket for those, taken on receipt.
     BlockDevice::FlushTicket flush_ticket = BlockDevice::kFlushEverything;
@@ -129,13 +127,13 @@ class Connection {
   const int64_t connected_unix_ms_;
   std::atomic<bool> finished_{false};
   std::atomic<bool> stopping_{false};  // set by shutdown_*: a reader stops waiting for budget
-  uint32_t trace_conn_ = 0;  // set before the workers start, read-only after
+  uint32_t trace_conn_ = 0;            // set before the workers start, read-only after
 
   mutable Mutex mu_;
   CondVar work_ready_;   // workers wait: queue non-empty or closing_
   CondVar space_ready_;  // reader waits: under the in-flight caps
   std::deque<Work> queue_ GUARDED_BY(mu_);
-  uint32_t idle_workers_ GUARDED_BY(mu_) = 0;  // workers waiting for work_ready_
+  uint32_t idle_workers_ GUARDED_BY(mu_) = 0;    // workers waiting for work_ready_
   uint64_t inflight_bytes_ GUARDED_BY(mu_) = 0;  // queued + running
   uint32_t inflight_requests_ GUARDED_BY(mu_) = 0;
   bool closing_ GUARDED_BY(mu_) = false;  // no more work will come

@@ -170,9 +170,7 @@ bool run_request(const DispatchContext& ctx, const Request& r, std::vector<std::
     case proto::kCmdRead:
       StatsCounters::add(ctx.stats.reads);
       return ctx.session.structured_replies ? structured_read(ctx, r) : simple_read(ctx, r);
-    case proto::kCmdBlockStatus:
-      StatsCounters::add(ctx.stats.block_status);
-      return block_status(ctx, r);
+    case proto::kCmdBlockStatus: StatsCounters::add(ctx.stats.block_status); return block_status(ctx, r);
     case proto::kCmdWrite:
       StatsCounters::add(ctx.stats.writes);
       st = device.write_owned(r.offset, std::move(payload), fua);
@@ -198,9 +196,7 @@ bool run_request(const DispatchContext& ctx, const Request& r, std::vector<std::
       StatsCounters::add(ctx.stats.cache);
       st = device.prefetch(r.offset, r.length);
       break;
-    default:
-      st = Status::InvalidArgument("unexpected command");
-      break;
+    default: st = Status::InvalidArgument("unexpected command"); break;
   }
   if (!st.ok()) return reply_error(ctx, r, nbd_error_for(st), st.ToString());
   return send_simple(ctx, r.cookie, 0);

@@ -33,7 +33,10 @@ class ExportProvider {
   // The returned device stays valid for as long as the connection holds it.
   virtual Result<std::shared_ptr<BlockDevice>> open_export(const std::string& name) = 0;
   // Description of one export (NBD_INFO_DESCRIPTION); empty when none.
-  virtual std::string describe_export(const std::string& name) { (void)name; return {}; }
+  virtual std::string describe_export(const std::string& name) {
+    (void)name;
+    return {};
+  }
 };
 
 }  // namespace portalbd::nbd

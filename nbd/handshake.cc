@@ -78,8 +78,7 @@ std::optional<Session> Handshake::run() {
     if (length > kMaxOptionBytes) {
       // We cannot skip gigabytes of option data cheaply, and no real client
       // sends them: say why, then hang up (the spec allows it against DoS).
-      logger->warn("NBD protocol error: option too large peer={} option={} length={}", peer_, option,
-                   length);
+      logger->warn("NBD protocol error: option too large peer={} option={} length={}", peer_, option, length);
       (void)error(option, proto::kRepErrTooBig, "option data too large");
       return std::nullopt;
     }
@@ -115,8 +114,8 @@ bool Handshake::read_client_flags() {
 }
 
 Handshake::Next Handshake::handle_option(uint32_t option, std::span<const std::byte> payload) {
-  if (tls_ != nullptr && tls_->mode() == TlsMode::kRequire && tls_identity_.empty() &&
-      option != proto::kOptStartTls && option != proto::kOptAbort) {
+  if (tls_ != nullptr && tls_->mode() == TlsMode::kRequire && tls_identity_.empty() && option != proto::kOptStartTls &&
+      option != proto::kOptAbort) {
     if (option == proto::kOptExportName) {
       // EXPORT_NAME has no error reply: the spec says hang up.
       log::get("nbd")->warn("NBD export refused peer={} reason={}", peer_,
@@ -127,9 +126,7 @@ Handshake::Next Handshake::handle_option(uint32_t option, std::span<const std::b
   }
   switch (option) {
     case proto::kOptExportName: return export_name(payload);
-    case proto::kOptAbort:
-      (void)reply(option, proto::kRepAck);
-      return Next::kClose;
+    case proto::kOptAbort: (void)reply(option, proto::kRepAck); return Next::kClose;
     case proto::kOptList: return list(option, payload);
     case proto::kOptStartTls: return starttls(option, payload);
     case proto::kOptInfo:
@@ -138,8 +135,7 @@ Handshake::Next Handshake::handle_option(uint32_t option, std::span<const std::b
     case proto::kOptListMetaContext:
     case proto::kOptSetMetaContext: return meta_context(option, payload);
     default:
-      log::get("nbd")->debug("NBD option unsupported peer={} option={} ({})", peer_, option,
-                             option_name(option));
+      log::get("nbd")->debug("NBD option unsupported peer={} option={} ({})", peer_, option, option_name(option));
       return error(option, proto::kRepErrUnsup, "option not supported");
   }
 }
@@ -173,8 +169,8 @@ Handshake::Next Handshake::info_or_go(uint32_t option, std::span<const std::byte
   uint32_t name_len = 0;
   std::string requested;
   uint16_t count = 0;
-  if (!r.u32(&name_len) || name_len > proto::kMaxStringBytes || !r.string(name_len, &requested) ||
-      !r.u16(&count) || r.remaining() != size_t{count} * 2) {
+  if (!r.u32(&name_len) || name_len > proto::kMaxStringBytes || !r.string(name_len, &requested) || !r.u16(&count) ||
+      r.remaining() != size_t{count} * 2) {
     return error(option, proto::kRepErrInvalid, "malformed INFO/GO request");
   }
   bool want_name = false, want_description = false;
@@ -188,8 +184,8 @@ Handshake::Next Handshake::info_or_go(uint32_t option, std::span<const std::byte
   std::string name;
   auto device = open(requested, &name);
   if (!device.ok()) {
-    return error(option, proto::kRepErrUnknown, "export " + log::quote(requested) + " not available: " +
-                                                    device.status().message());
+    return error(option, proto::kRepErrUnknown,
+                 "export " + log::quote(requested) + " not available: " + device.status().message());
   }
   Session session = make_session(name, std::move(*device));
 
@@ -247,8 +243,7 @@ Handshake::Next Handshake::meta_context(uint32_t option, std::span<const std::by
   WireReader r(payload);
   uint32_t name_len = 0, count = 0;
   std::string export_name;
-  if (!r.u32(&name_len) || name_len > proto::kMaxStringBytes || !r.string(name_len, &export_name) ||
-      !r.u32(&count)) {
+  if (!r.u32(&name_len) || name_len > proto::kMaxStringBytes || !r.string(name_len, &export_name) || !r.u32(&count)) {
     return error(option, proto::kRepErrInvalid, "malformed metadata context request");
   }
   bool match = false;
@@ -329,15 +324,14 @@ Session Handshake::make_session(std::string name, std::shared_ptr<BlockDevice> d
 bool Handshake::reply(uint32_t option, uint32_t type, std::span<const std::byte> payload) {
   WireWriter w;
   w.u64(proto::kOptionReplyMagic).u32(option).u32(type).u32(static_cast<uint32_t>(payload.size()));
-  struct iovec iov[2] = {{w.data().data(), w.size()},
-                         {const_cast<std::byte*>(payload.data()), payload.size()}};
+  struct iovec iov[2] = {{w.data().data(), w.size()}, {const_cast<std::byte*>(payload.data()), payload.size()}};
   return transport_->send_all(iov).ok();
 }
 
 Handshake::Next Handshake::error(uint32_t option, uint32_t type, const std::string& message) {
   if (type != proto::kRepErrUnsup) {
-    log::get("nbd")->warn("NBD option refused peer={} option={} reply={:#x} reason={}", peer_,
-                          option_name(option), type, log::quote(message));
+    log::get("nbd")->warn("NBD option refused peer={} option={} reply={:#x} reason={}", peer_, option_name(option),
+                          type, log::quote(message));
   }
   auto bytes = std::as_bytes(std::span(message.data(), message.size()));
   return reply(option, type, bytes) ? Next::kContinue : Next::kClose;

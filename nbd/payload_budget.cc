@@ -88,9 +88,9 @@ void PayloadBudget::wake_waiters() {
 }
 
 bool PayloadBudget::grantable_locked(const Claim& claim, uint64_t n) const {
-  if (held_bytes_ + n <= limit_bytes_) return true;  // rule 1
+  if (held_bytes_ + n <= limit_bytes_) return true;                          // rule 1
   const bool oldest = claim.reading_ && *readers_.begin() == claim.ticket_;  // a reading claim is in readers_
-  return oldest && held_bytes_ + n <= limit_bytes_ + overshoot_bytes_;  // rule 2
+  return oldest && held_bytes_ + n <= limit_bytes_ + overshoot_bytes_;       // rule 2
 }
 
 uint64_t PayloadBudget::held_bytes() const {

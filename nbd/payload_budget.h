@@ -107,9 +107,9 @@ class PayloadBudget {
   const uint64_t overshoot_bytes_;
 
   mutable Mutex mu_;
-  CondVar released_;                                // bytes were released, or the oldest reader changed
-  uint64_t held_bytes_ GUARDED_BY(mu_) = 0;         // sum over all claims
-  std::set<uint64_t> readers_ GUARDED_BY(mu_);      // tickets of claims still reading
+  CondVar released_;                            // bytes were released, or the oldest reader changed
+  uint64_t held_bytes_ GUARDED_BY(mu_) = 0;     // sum over all claims
+  std::set<uint64_t> readers_ GUARDED_BY(mu_);  // tickets of claims still reading
   uint64_t next_ticket_ GUARDED_BY(mu_) = 1;
   uint32_t waiting_ GUARDED_BY(mu_) = 0;
 };

@@ -69,8 +69,8 @@ TEST_SUITE("nbd.payload_budget") {
     a.finish_reading();
     CHECK_FALSE(b.try_grow(kMiB));  // 15 > 14
     a.reset();
-    CHECK(b.try_grow(4 * kMiB));     // 9 <= 10
-    CHECK(b.try_grow(4 * kMiB));     // 13 <= 14, as the oldest
+    CHECK(b.try_grow(4 * kMiB));  // 9 <= 10
+    CHECK(b.try_grow(4 * kMiB));  // 13 <= 14, as the oldest
     CHECK(budget.held_bytes() == 13 * kMiB);
   }
 

@@ -192,7 +192,8 @@ TEST_SUITE("nbd.raw") {
     {
       RawClient c(f.socket_path());
       REQUIRE(c.greet(kClientFlagFixedNewstyle));
-      c.send_option(kOptExportName, std::vector<std::byte>{std::byte('d'), std::byte('i'), std::byte('s'), std::byte('k')});
+      c.send_option(kOptExportName,
+                    std::vector<std::byte>{std::byte('d'), std::byte('i'), std::byte('s'), std::byte('k')});
       auto r = c.recv(8 + 2 + 124);
       REQUIRE(r.size() == 134);
       CHECK(load_be64(r.data()) == testing::kDiskSize);
@@ -406,11 +407,14 @@ TEST_SUITE("nbd.raw") {
     REQUIRE(c.go("disk"));
     f.disk->close_gate();
     c.send_request(kCmdRead, 0, 1, 0, 4096);
-    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     REQUIRE(f.disk->waiting_at_gate() == 1);
     c.send_request(kCmdFlush, 0, 2, 0, 0);
     c.send_request(kCmdTrim, kCmdFlagFua, 3, 8192, 4096);
-    struct pollfd p {c.fd(), POLLIN, 0};
+    struct pollfd p {
+      c.fd(), POLLIN, 0
+    };
     const bool answered_first = ::poll(&p, 1, 300) == 1;
     std::vector<uint64_t> order;
     f.disk->open_gate();
@@ -445,12 +449,13 @@ TEST_SUITE("nbd.raw") {
     REQUIRE(c.go("disk"));
     f.disk->close_gate();
     c.send_request(kCmdRead, 0, 1, 0, 4096);  // holds the only worker
-    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     REQUIRE(f.disk->waiting_at_gate() == 1);
-    c.send_request(kCmdTrim, 0, 2, 8192, 4096);  // runs on the reader: the first write
-    c.send_request(kCmdFlush, 0, 3, 0, 0);       // queued behind the READ
+    c.send_request(kCmdTrim, 0, 2, 8192, 4096);   // runs on the reader: the first write
+    c.send_request(kCmdFlush, 0, 3, 0, 0);        // queued behind the READ
     c.send_request(kCmdTrim, 0, 4, 16384, 4096);  // answered after the FLUSH was received
-    for (int i = 0; i < 2; ++i) {  // the two TRIMs, answered while the READ waits
+    for (int i = 0; i < 2; ++i) {                 // the two TRIMs, answered while the READ waits
       auto r = c.read_simple_reply();
       REQUIRE(r.ok);
       CHECK(r.error == 0);

@@ -27,8 +27,8 @@ namespace portalbd::nbd {
 // prefix and an optional borrowed data tail (OFFSET_DATA bytes).
 struct Chunk {
   uint16_t type = 0;
-  std::vector<std::byte> fields;       // encoded fixed fields (offset, error, ...)
-  std::span<const std::byte> data;     // bulk data after the fields; borrowed
+  std::vector<std::byte> fields;    // encoded fixed fields (offset, error, ...)
+  std::span<const std::byte> data;  // bulk data after the fields; borrowed
 };
 
 class ReplyWriter {
@@ -51,8 +51,8 @@ class ReplyWriter {
   bool structured_held(uint64_t cookie, const std::vector<Chunk>& chunks);
   // Sends every held reply. True when there was none or all were sent.
   bool flush_held();
-  size_t held() const { return held_count_; }            // replies
-  size_t held_bytes() const { return held_.size(); }     // their encoded size
+  size_t held() const { return held_count_; }         // replies
+  size_t held_bytes() const { return held_.size(); }  // their encoded size
   // Whether a held reply answers a READ with data (or a hole): one another
   // reader may be waiting for, unlike the replies to writes.
   bool holds_read_data() const { return held_read_data_; }

@@ -1,12 +1,13 @@
 // Unit tests for request validation (nbd/request.h) and error mapping
 // (nbd/errors.h): every rule of the table in request.h, without sockets.
+#include "nbd/request.h"
+
 #include <doctest/doctest.h>
 
 #include <limits>
 
 #include "nbd/errors.h"
 #include "nbd/protocol.h"
-#include "nbd/request.h"
 #include "nbd/testing/memory_device.h"
 #include "nbd/wire.h"
 

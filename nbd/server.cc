@@ -40,9 +40,7 @@ struct Server::Impl {
   };
 
   Impl(ExportProvider& e, ServerOptions o)
-      : exports(e),
-        options(std::move(o)),
-        payload_budget(options.max_write_payload_bytes, options.max_request_bytes) {}
+      : exports(e), options(std::move(o)), payload_budget(options.max_write_payload_bytes, options.max_request_bytes) {}
 
   void accept_loop(int listen_fd) EXCLUDES(mu);
   void reap_finished_locked() REQUIRES(mu);
@@ -52,7 +50,7 @@ struct Server::Impl {
   ExportProvider& exports;
   const ServerOptions options;
   StatsCounters stats;
-  PayloadBudget payload_budget;  // shared by every connection; outlives them (joined in stop())
+  PayloadBudget payload_budget;    // shared by every connection; outlives them (joined in stop())
   std::unique_ptr<TlsServer> tls;  // null: TLS off; set by start() before any accept thread
 
   // Written by start() before any accept thread exists, read-only after.
@@ -153,8 +151,8 @@ void Server::Impl::accept_loop(int listen_fd) {
     if (stopping) return;  // fd closes here
     reap_finished_locked();
     if (refuse_locked(peer)) continue;  // fd closes here, before the greeting
-    auto connection = std::make_shared<Connection>(std::move(fd), peer, exports, options, stats, payload_budget,
-                                                   tls.get());
+    auto connection =
+        std::make_shared<Connection>(std::move(fd), peer, exports, options, stats, payload_budget, tls.get());
     StatsCounters::add(stats.connections_total);
     StatsCounters::add(stats.connections_active);
     std::thread thread([this, connection] {

@@ -45,7 +45,7 @@ class TraceRecorder;  // nbd/trace.h
 
 struct ServerOptions {
   std::string tcp_address = "127.0.0.1:10809";  // "host:port"; empty = no TCP listener; port 0 = pick one
-  std::string unix_path;                         // empty = no unix listener
+  std::string unix_path;                        // empty = no unix listener
   // Largest READ/WRITE payload accepted, advertised as the maximum payload in
   // NBD_INFO_BLOCK_SIZE; a longer READ/WRITE is answered EINVAL. 64 MiB is
   // libnbd's own request limit and twice the size the spec says every server
@@ -83,17 +83,17 @@ struct ServerOptions {
 
 // The commands whose latency the server keeps, in ServerStats::latency order:
 // the label values of portalbd_nbd_request_duration_seconds.
-inline constexpr std::array<const char*, 7> kTimedCommands = {"read", "write", "flush", "trim",
-                                                               "write_zeroes", "block_status", "cache"};
+inline constexpr std::array<const char*, 7> kTimedCommands = {"read",         "write",        "flush", "trim",
+                                                              "write_zeroes", "block_status", "cache"};
 
 struct ServerStats {
-  uint64_t connections_total = 0, connections_active = 0, reads = 0, writes = 0, flushes = 0, trims = 0,
-           zeroes = 0, block_status = 0, cache = 0, bytes_read = 0, bytes_written = 0, errors = 0;
-  uint64_t connections_refused = 0;    // closed at accept: max_connections reached
-  uint64_t payload_waits = 0;          // times a reader waited for the WRITE payload budget
-  uint64_t payload_bytes_held = 0;     // WRITE payload buffers held now, all connections
+  uint64_t connections_total = 0, connections_active = 0, reads = 0, writes = 0, flushes = 0, trims = 0, zeroes = 0,
+           block_status = 0, cache = 0, bytes_read = 0, bytes_written = 0, errors = 0;
+  uint64_t connections_refused = 0;              // closed at accept: max_connections reached
+  uint64_t payload_waits = 0;                    // times a reader waited for the WRITE payload budget
+  uint64_t payload_bytes_held = 0;               // WRITE payload buffers held now, all connections
   uint64_t bytes_trimmed = 0, bytes_zeroed = 0;  // lengths of TRIM and WRITE_ZEROES answered OK
-  uint64_t in_flight = 0;              // requests being executed now (dispatch to reply), all connections
+  uint64_t in_flight = 0;                        // requests being executed now (dispatch to reply), all connections
   // Per kTimedCommands entry: time from dispatch to the reply written, of
   // every request executed, failed ones included.
   std::array<HistogramSnapshot, kTimedCommands.size()> latency{};

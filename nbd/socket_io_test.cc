@@ -1,15 +1,15 @@
 // BufferedReader over a socketpair: many small messages from one recv, large
 // reads straight into the caller's buffer, and the EOF rules request_loop
 // relies on (kEof only between messages, kTruncated inside one).
-#include <sys/socket.h>
+#include "nbd/socket_io.h"
 
 #include <doctest/doctest.h>
+#include <sys/socket.h>
 
 #include <span>
 #include <thread>
 #include <vector>
 
-#include "nbd/socket_io.h"
 #include "src/util/fd.h"
 
 namespace portalbd::nbd {
@@ -128,7 +128,7 @@ TEST_SUITE("nbd.socket_io") {
     CHECK(in.wait_readable() == 40);  // all still in the kernel
     std::vector<std::byte> got(28);
     REQUIRE(in.read_exact(got) == ReadResult::kOk);
-    CHECK(in.wait_readable() == 12);  // now buffered by the reader
+    CHECK(in.wait_readable() == 12);    // now buffered by the reader
     CHECK(in.wait_readable(12) == 12);  // enough buffered: no system call needed
 
     REQUIRE(in.read_exact(std::span(got.data(), 12)) == ReadResult::kOk);

@@ -153,8 +153,7 @@ TEST_SUITE("nbd.structured") {
 
     nbd_set_strict_mode(h.get(), 0);
     ExtentSeen past;
-    CHECK(nbd_block_status(h.get(), 8192, kDiskSize - 4096, nbd_extent_callback{extent_cb, &past, nullptr}, 0) ==
-          -1);
+    CHECK(nbd_block_status(h.get(), 8192, kDiskSize - 4096, nbd_extent_callback{extent_cb, &past, nullptr}, 0) == -1);
     CHECK(nbd_get_errno() == EINVAL);
   }
 
@@ -207,7 +206,8 @@ TEST_SUITE("nbd.pipeline") {
     std::vector<std::byte> big(128 * 1024), small(4096);
     const int64_t slow = nbd_aio_pread(h.get(), big.data(), big.size(), 0, NBD_NULL_COMPLETION, 0);
     REQUIRE(slow > 0);
-    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    for (int i = 0; i < 200 && f.disk->waiting_at_gate() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     REQUIRE(f.disk->waiting_at_gate() == 1);
     const int64_t fast = nbd_aio_pread(h.get(), small.data(), small.size(), 200 * 1024, NBD_NULL_COMPLETION, 0);
     REQUIRE(fast > 0);
@@ -334,7 +334,8 @@ TEST_SUITE("nbd.pipeline") {
     auto data = pattern(64 * 1024, 7);
     f.disk->close_gate(/*min_bytes=*/64 * 1024);
     REQUIRE(nbd_aio_pwrite(h.get(), data.data(), data.size(), 0, NBD_NULL_COMPLETION, 0) > 0);
-    for (int i = 0; i < 400 && f.disk->waiting_at_gate() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    for (int i = 0; i < 400 && f.disk->waiting_at_gate() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     REQUIRE(f.disk->waiting_at_gate() == 1);
     std::vector<std::byte> buf(4096);
     const int64_t read = nbd_aio_pread(h.get(), buf.data(), buf.size(), 0, NBD_NULL_COMPLETION, 0);

@@ -1,5 +1,4 @@
 #include "nbd/tls.h"
-#include "src/util/thread_name.h"
 
 #include <fcntl.h>
 #include <openssl/err.h>
@@ -14,6 +13,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+
+#include "src/util/thread_name.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -43,7 +44,9 @@ std::string with_openssl_errors(const std::string& what) {
 // Waits for `events` on `fd`. False on a timeout (errno ETIMEDOUT) or a
 // poll failure; true when ready, hung up or in error (the next call says).
 bool wait_fd(int fd, short events, int timeout_ms) {
-  struct pollfd pfd {fd, events, 0};
+  struct pollfd pfd {
+    fd, events, 0
+  };
   for (;;) {
     const int n = ::poll(&pfd, 1, timeout_ms);
     if (n > 0) return true;
@@ -168,8 +171,7 @@ Result<std::unique_ptr<TlsServer>> TlsServer::Create(const TlsOptions& options) 
 
 TlsServer::~TlsServer() { SSL_CTX_free(ctx_); }
 
-unsigned int TlsServer::psk_callback(ssl_st* ssl, const char* identity, unsigned char* psk,
-                                     unsigned int max_psk_len) {
+unsigned int TlsServer::psk_callback(ssl_st* ssl, const char* identity, unsigned char* psk, unsigned int max_psk_len) {
   const auto* server = static_cast<const TlsServer*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
   auto* transport = static_cast<TlsTransport*>(SSL_get_app_data(ssl));
   if (server == nullptr || identity == nullptr) return 0;
@@ -313,8 +315,7 @@ ssize_t TlsTransport::read_some(std::span<std::byte> out) {
       case SSL_ERROR_WANT_WRITE:
         if (!wait_fd(fd_, POLLOUT, poll_timeout(receive_timeout_ms_))) return -1;
         break;
-      case SSL_ERROR_SYSCALL:
-        return errno == 0 ? 0 : -1;  // a bare EOF ends the stream, like recv() == 0
+      case SSL_ERROR_SYSCALL: return errno == 0 ? 0 : -1;  // a bare EOF ends the stream, like recv() == 0
       default: return -1;
     }
   }
@@ -419,10 +420,12 @@ Status TlsTransport::flush_output(bool small, int timeout_ms) {
 
 Status TlsTransport::hand_off() {
   if (out_.empty()) return Status::OK();
-  if (!sender_.joinable()) sender_ = std::thread([this] {
+  if (!sender_.joinable()) {
+    sender_ = std::thread([this] {
       name_this_thread("nbd-tls-send");
       sender_loop();
     });
+  }
   MutexLock queue_lock(&queue_mu_);
   while (send_error_.ok() && queued_bytes_ >= kQueueBytes) room_ready_.wait(queue_lock);
   if (!send_error_.ok()) {

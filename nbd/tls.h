@@ -140,11 +140,11 @@ class TlsTransport final : public Transport {
   Status send_pending(int timeout_ms) EXCLUDES(write_mu_, ssl_mu_, queue_mu_);
 
   const int fd_;
-  Mutex ssl_mu_;  // held for each SSL call on ssl_, never while waiting
-  ssl_st* const ssl_;  // owned
+  Mutex ssl_mu_;                                        // held for each SSL call on ssl_, never while waiting
+  ssl_st* const ssl_;                                   // owned
   std::vector<std::byte> pending_ GUARDED_BY(ssl_mu_);  // records OpenSSL made, not taken yet
-  uint32_t receive_timeout_ms_ = 0;  // the reader thread's
-  std::string identity_, cipher_;    // written by the handshake, read-only after
+  uint32_t receive_timeout_ms_ = 0;                     // the reader thread's
+  std::string identity_, cipher_;                       // written by the handshake, read-only after
   // One writer at a time (the ReplyWriter serialises them already); taking
   // records from pending_ and sending them happen under it, so they reach
   // the socket in the order OpenSSL made them.
@@ -160,10 +160,10 @@ class TlsTransport final : public Transport {
   CondVar room_ready_;  // writers wait for queued_bytes_ to fall
   std::deque<std::vector<std::byte>> queue_ GUARDED_BY(queue_mu_);
   std::vector<std::vector<std::byte>> spare_ GUARDED_BY(queue_mu_);  // sent buffers, for reuse
-  size_t queued_bytes_ GUARDED_BY(queue_mu_) = 0;  // queued or being sent
-  bool sending_ GUARDED_BY(queue_mu_) = false;     // the sender holds a buffer
+  size_t queued_bytes_ GUARDED_BY(queue_mu_) = 0;                    // queued or being sent
+  bool sending_ GUARDED_BY(queue_mu_) = false;                       // the sender holds a buffer
   bool stopping_ GUARDED_BY(queue_mu_) = false;
-  Status send_error_ GUARDED_BY(queue_mu_);         // the first failed send
+  Status send_error_ GUARDED_BY(queue_mu_);  // the first failed send
 };
 
 }  // namespace portalbd::nbd

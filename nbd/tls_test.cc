@@ -2,6 +2,8 @@
 // downgrade rules over raw sockets, with an OpenSSL PSK client for the part
 // after STARTTLS; and the PSK file parser. The real clients (nbdinfo,
 // nbdcopy, qemu-io over nbds://) are tests/integration/test_tls.sh's.
+#include "nbd/tls.h"
+
 #include <doctest/doctest.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -19,7 +21,6 @@
 
 #include "nbd/psk_file.h"
 #include "nbd/testing/fixture.h"
-#include "nbd/tls.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -204,8 +205,9 @@ TEST_SUITE("nbd.tls") {
     CHECK(ack.type == kRepAck);
   }
 
-  TEST_CASE("tls require: STARTTLS with data is ERR_INVALID; inside TLS the options work, a second STARTTLS is "
-            "ERR_INVALID, and the export is served") {
+  TEST_CASE(
+      "tls require: STARTTLS with data is ERR_INVALID; inside TLS the options work, a second STARTTLS is "
+      "ERR_INVALID, and the export is served") {
     TlsFixture t(TlsMode::kRequire);
     REQUIRE(t.fixture.start_status.ok());
     RawClient c(t.fixture.socket_path());
@@ -418,12 +420,20 @@ TEST_SUITE("nbd.tls") {
       // 64 KiB replies are sent by the worker, 256 KiB ones by the sender thread.
       auto data = testing::pattern(round % 2 == 0 ? 64 * 1024 : 256 * 1024, static_cast<uint8_t>(round));
       WireWriter w;
-      w.u32(kRequestMagic).u16(0).u16(kCmdWrite).u64(100 + round).u64(round * data.size()).u32(
-          static_cast<uint32_t>(data.size()));
+      w.u32(kRequestMagic)
+          .u16(0)
+          .u16(kCmdWrite)
+          .u64(100 + round)
+          .u64(round * data.size())
+          .u32(static_cast<uint32_t>(data.size()));
       w.data().insert(w.data().end(), data.begin(), data.end());
       WireWriter r;
-      r.u32(kRequestMagic).u16(0).u16(kCmdRead).u64(200 + round).u64(round * data.size()).u32(
-          static_cast<uint32_t>(data.size()));
+      r.u32(kRequestMagic)
+          .u16(0)
+          .u16(kCmdRead)
+          .u64(200 + round)
+          .u64(round * data.size())
+          .u32(static_cast<uint32_t>(data.size()));
       REQUIRE(tls.send(w));
       auto write_reply = tls.recv(16);
       REQUIRE(write_reply.size() == 16);
@@ -489,8 +499,7 @@ TEST_SUITE("nbd.tls") {
     CHECK(message("alice:zz11\n").find("zz11") == std::string::npos);
     CHECK(message("alice:00\nalice:11\n").find("appears twice") != std::string::npos);
     CHECK(message("# nothing\n").find("no keys") != std::string::npos);
-    CHECK(message("a:" + std::string(2 * (kMaxPskBytes + 1), '0') + "\n").find("longer than 512") !=
-          std::string::npos);
+    CHECK(message("a:" + std::string(2 * (kMaxPskBytes + 1), '0') + "\n").find("longer than 512") != std::string::npos);
   }
 }
 

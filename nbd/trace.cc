@@ -15,8 +15,8 @@
 namespace portalbd::nbd {
 namespace {
 
-constexpr std::array<const char*, 8> kOpNames = {"READ",  "WRITE", "DISC",         "FLUSH",
-                                                 "TRIM",  "CACHE", "WRITE_ZEROES", "BLOCK_STATUS"};
+constexpr std::array<const char*, 8> kOpNames = {"READ", "WRITE", "DISC",         "FLUSH",
+                                                 "TRIM", "CACHE", "WRITE_ZEROES", "BLOCK_STATUS"};
 
 int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -74,8 +74,8 @@ std::string format_trace_line(const TraceRecord& r) {
   append_number(&line, r.conn);
   line += ' ';
   line += r.type < kOpNames.size() ? std::string_view(kOpNames[r.type]) : std::string_view(trace_op_name(r.type));
-  for (uint64_t v : {uint64_t{r.offset}, uint64_t{r.length}, uint64_t{r.flags}, r.t_recv_us, r.t_done_us,
-                     uint64_t{r.error}}) {
+  for (uint64_t v :
+       {uint64_t{r.offset}, uint64_t{r.length}, uint64_t{r.flags}, r.t_recv_us, r.t_done_us, uint64_t{r.error}}) {
     line += ' ';
     append_number(&line, v);
   }

@@ -105,7 +105,7 @@ class TraceRecorder {
   bool closed_ GUARDED_BY(mu_) = false;  // set by close(): record() turns into a no-op, the writer exits
   Status write_status_ GUARDED_BY(mu_);  // the first write error
   std::thread writer_;
-  Mutex close_mu_;                              // serialises close(); taken before mu_
+  Mutex close_mu_;  // serialises close(); taken before mu_
   Status close_status_ GUARDED_BY(close_mu_);
 };
 

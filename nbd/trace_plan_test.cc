@@ -1,18 +1,19 @@
 // Unit tests for the replay plan (nbd/trace_plan.h): which requests wait for
 // which, on small hand-written traces.
+#include "nbd/trace_plan.h"
+
 #include <doctest/doctest.h>
 
 #include <sstream>
 
 #include "nbd/protocol.h"
-#include "nbd/trace_plan.h"
 
 namespace portalbd::nbd {
 namespace {
 
 Result<ReplayPlan> plan_of(const std::string& body, uint64_t max_requests = 0) {
-  std::istringstream in("portalbd-nbd-trace v1 start_unix_ms=0\n# conn op offset length flags t_recv_us t_done_us err\n" +
-                        body);
+  std::istringstream in(
+      "portalbd-nbd-trace v1 start_unix_ms=0\n# conn op offset length flags t_recv_us t_done_us err\n" + body);
   return plan_replay(in, max_requests);
 }
 
@@ -28,10 +29,10 @@ TEST_SUITE("nbd.trace_plan") {
   TEST_CASE("overlapping requests may be in flight together; arrival order, not file order") {
     // File order is answer order: B (arrived 12) was answered first.
     auto p = plan_of(
-        "1 READ 8192 4096 0 12 15 0\n"   // B
-        "1 WRITE 0 4096 0 10 20 0\n"     // A
-        "2 FLUSH 0 0 0 18 30 0\n"        // C: after B answered, A still running
-        "1 READ 0 4096 0 20 21 0\n");    // D: arrives as A is answered (same µs)
+        "1 READ 8192 4096 0 12 15 0\n"  // B
+        "1 WRITE 0 4096 0 10 20 0\n"    // A
+        "2 FLUSH 0 0 0 18 30 0\n"       // C: after B answered, A still running
+        "1 READ 0 4096 0 20 21 0\n");   // D: arrives as A is answered (same µs)
     REQUIRE(p.ok());
     REQUIRE(p->requests.size() == 4);
     CHECK(p->requests[0].t_recv_us == 10);  // A

@@ -1,6 +1,8 @@
 // Unit tests for request traces (nbd/trace.h): the line format, the
 // recorder under concurrent writers, and a server with tracing on, driven by
 // libnbd, whose trace must list exactly the requests it answered.
+#include "nbd/trace.h"
+
 #include <doctest/doctest.h>
 #include <libnbd.h>
 
@@ -13,7 +15,6 @@
 
 #include "nbd/protocol.h"
 #include "nbd/testing/fixture.h"
-#include "nbd/trace.h"
 
 namespace portalbd::nbd {
 namespace {
@@ -45,8 +46,8 @@ TraceFile read_trace(const std::string& path) {
 
 TEST_SUITE("nbd.trace") {
   TEST_CASE("a line round-trips through format and parse") {
-    TraceRecord r{7, proto::kCmdWriteZeroes, proto::kCmdFlagFua | proto::kCmdFlagNoHole, 1ull << 40, 65536,
-                  123, 456789, proto::kEnospc};
+    TraceRecord r{7,      proto::kCmdWriteZeroes, proto::kCmdFlagFua | proto::kCmdFlagNoHole, 1ull << 40, 65536, 123,
+                  456789, proto::kEnospc};
     std::string line = format_trace_line(r);
     CHECK(line == "7 WRITE_ZEROES 1099511627776 65536 3 123 456789 28\n");
     TraceRecord back;
@@ -72,10 +73,10 @@ TEST_SUITE("nbd.trace") {
     CHECK_FALSE(parse_trace_line("", &r));
     CHECK_FALSE(parse_trace_line("# conn op offset", &r));
     CHECK_FALSE(parse_trace_line("portalbd-nbd-trace v1 start_unix_ms=1", &r));
-    CHECK_FALSE(parse_trace_line("1 READ 0 4096 0 1 2", &r));        // a field short
-    CHECK_FALSE(parse_trace_line("1 READ 0 4096 0 1 2 0 9", &r));    // a field too many
-    CHECK_FALSE(parse_trace_line("1 READX 0 4096 0 1 2 0", &r));     // unknown op name
-    CHECK_FALSE(parse_trace_line("1 READ -1 4096 0 1 2 0", &r));     // negative offset
+    CHECK_FALSE(parse_trace_line("1 READ 0 4096 0 1 2", &r));          // a field short
+    CHECK_FALSE(parse_trace_line("1 READ 0 4096 0 1 2 0 9", &r));      // a field too many
+    CHECK_FALSE(parse_trace_line("1 READX 0 4096 0 1 2 0", &r));       // unknown op name
+    CHECK_FALSE(parse_trace_line("1 READ -1 4096 0 1 2 0", &r));       // negative offset
     CHECK_FALSE(parse_trace_line("1 READ 0 4294967296 0 1 2 0", &r));  // length past 32 bits
     CHECK(is_trace_header("portalbd-nbd-trace v1 start_unix_ms=1"));
     CHECK(is_trace_header("portalbd-nbd-trace v1"));
@@ -103,7 +104,7 @@ TEST_SUITE("nbd.trace") {
     }
     for (auto& th : threads) th.join();
     REQUIRE(rec->close().ok());
-    CHECK(rec->close().ok());  // idempotent
+    CHECK(rec->close().ok());    // idempotent
     rec->record(TraceRecord{});  // after close: ignored
 
     TraceFile t = read_trace(path);

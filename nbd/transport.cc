@@ -25,7 +25,9 @@ size_t PlainTransport::readable(bool wait) {
   int queued = 0;
   if (::ioctl(fd_, FIONREAD, &queued) != 0) return 0;
   if (queued > 0 || !wait) return static_cast<size_t>(std::max(queued, 0));
-  struct pollfd pfd {fd_, POLLIN, 0};
+  struct pollfd pfd {
+    fd_, POLLIN, 0
+  };
   while (::poll(&pfd, 1, -1) < 0) {
     if (errno != EINTR) return 0;
   }

@@ -39,7 +39,9 @@ class Transport {
   virtual void set_receive_timeout(uint32_t timeout_ms) = 0;
 
   [[nodiscard]] Status send_all(std::span<const std::byte> data) {
-    struct iovec one {const_cast<std::byte*>(data.data()), data.size()};
+    struct iovec one {
+      const_cast<std::byte*>(data.data()), data.size()
+    };
     return send_all(std::span(&one, 1));
   }
 };

@@ -26,9 +26,7 @@ inline void store_be32(std::byte* p, uint32_t v) {
 inline void store_be64(std::byte* p, uint64_t v) {
   for (int i = 7; i >= 0; --i, v >>= 8) p[i] = std::byte(v & 0xff);
 }
-inline uint16_t load_be16(const std::byte* p) {
-  return static_cast<uint16_t>((uint16_t(p[0]) << 8) | uint16_t(p[1]));
-}
+inline uint16_t load_be16(const std::byte* p) { return static_cast<uint16_t>((uint16_t(p[0]) << 8) | uint16_t(p[1])); }
 inline uint32_t load_be32(const std::byte* p) {
   uint32_t v = 0;
   for (int i = 0; i < 4; ++i) v = (v << 8) | uint32_t(p[i]);

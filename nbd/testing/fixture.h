@@ -96,7 +96,9 @@ class RawClient {
     addr.sun_family = AF_UNIX;
     std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
     connected_ = ::connect(fd_.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) == 0;
-    struct timeval tv {5, 0};
+    struct timeval tv {
+      5, 0
+    };
     setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
   bool connected() const { return connected_; }

@@ -28,7 +28,11 @@ class MemoryDevice : public BlockDevice {
   static constexpr uint64_t kSector = 512;
 
   explicit MemoryDevice(uint64_t size, bool read_only = false, uint32_t preferred = 4096)
-      : size_(size), read_only_(read_only), preferred_(preferred), data_(size), state_((size + kSector - 1) / kSector, ExtentState::kHole) {}
+      : size_(size),
+        read_only_(read_only),
+        preferred_(preferred),
+        data_(size),
+        state_((size + kSector - 1) / kSector, ExtentState::kHole) {}
 
   uint64_t size_bytes() const override { return size_; }
   bool read_only() const override { return read_only_; }
@@ -176,7 +180,7 @@ class MemoryDevice : public BlockDevice {
     MutexLock lock(&mu_);
     return flush_tickets;
   }
-  std::atomic<bool> free_flush{false};  // what flush_is_free() answers
+  std::atomic<bool> free_flush{false};   // what flush_is_free() answers
   std::atomic<bool> local_flush{false};  // what flush_is_local() answers
   // Called at the start of every flush(), outside the device's lock; set
   // before the device serves.
@@ -189,7 +193,7 @@ class MemoryDevice : public BlockDevice {
     MutexLock lock(&mu_);
     return Threads{last_write_thread_, last_fua_write_thread_, last_flush_thread_};
   }
-  std::atomic<bool> memory_reads{false};  // what reads_from_memory() answers
+  std::atomic<bool> memory_reads{false};   // what reads_from_memory() answers
   std::atomic<int> cached_reads_every{0};  // see read_if_cached()
   std::atomic<int> cached_read_offers{0}, cached_reads_served{0};
 

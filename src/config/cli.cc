@@ -3,14 +3,13 @@
 // checked exactly like the file key it overrides.
 #include "src/config/cli.h"
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
 
 #include "src/config/config_keys.h"
 #include "src/util/spelling.h"
@@ -19,20 +18,19 @@ namespace portalbd {
 namespace {
 
 struct FlagSpec {
-  const char* flag;      // "--disk-size-gb"
-  const char* key;       // the config key it overrides: "device.disk_size_gb"
-  const char* metavar;   // "N"
+  const char* flag;     // "--disk-size-gb"
+  const char* key;      // the config key it overrides: "device.disk_size_gb"
+  const char* metavar;  // "N"
   const char* help;
-  bool absolute_path;    // relative paths are resolved against the working directory
+  bool absolute_path;  // relative paths are resolved against the working directory
 };
 
 // --grow is a plain switch and handled on its own.
 constexpr FlagSpec kFlags[] = {
     {"--disk-size-gb", "device.disk_size_gb", "N",
-     "size in GiB, up to 1073741824 (1 EiB); default: keep the volume's, 1 if new",
+     "size in GiB, up to 1073741824 (1 EiB); default: keep the volume's, 1 if new", false},
+    {"--storage", "storage.url", "URL", "memory://, file:///DIR or s3://BUCKET/PREFIX; default file://<state-dir>/data",
      false},
-    {"--storage", "storage.url", "URL",
-     "memory://, file:///DIR or s3://BUCKET/PREFIX; default file://<state-dir>/data", false},
     {"--nbd-address", "nbd.address", "HOST:PORT", "NBD TCP listen address; \"\" turns TCP off", false},
     {"--nbd-unix", "nbd.unix", "PATH", "also serve NBD on this unix socket", true},
     {"--socket", "nbd.socket", "PATH", "control socket that portalctl talks to", true},
@@ -58,7 +56,8 @@ constexpr FlagSpec kFlags[] = {
     {"--flush-interval-ms", "lsm.flush_interval_ms", "N", "upload buffered writes at least this often", false},
     {"--flush-timeout-ms", "lsm.flush_timeout_ms", "N",
      "while storage fails, FLUSH retries this long before EIO (0: EIO at once)", false},
-    {"--upload-concurrency", "lsm.upload_concurrency", "N", "segments encoded and uploaded at once, 1-16 (0: 4 on s3://, else 1)", false},
+    {"--upload-concurrency", "lsm.upload_concurrency", "N",
+     "segments encoded and uploaded at once, 1-16 (0: 4 on s3://, else 1)", false},
     {"--gc-interval-s", "gc.interval_s", "N", "background garbage collection every N seconds (0: off)", false},
     {"--gc-grace-ms", "gc.grace_ms", "N", "delete unreferenced segments this long after GC finds them", false},
 };
@@ -86,7 +85,8 @@ std::string footer() {
     const std::string name = k.name;
     out << "  " << name << std::string(name.size() < 24 ? 24 - name.size() : 1, ' ') << k.help << "\n";
   }
-  out << "\nExample:\n" << kExample << "\n\n"
+  out << "\nExample:\n"
+      << kExample << "\n\n"
       << "Exit status: 0 clean shutdown, 1 runtime failure, 2 usage or configuration error.";
   return out.str();
 }
@@ -156,8 +156,9 @@ CliOutcome parse_daemon_command_line(const std::vector<std::string>& args, const
   CliOutcome outcome;
   const Config defaults = default_config(env.user);
 
-  CLI::App app("portalbd " + version + ": serves a block device over NBD, stored in object storage,\n"
-               "with atomic snapshots driven by portalctl.",
+  CLI::App app("portalbd " + version +
+                   ": serves a block device over NBD, stored in object storage,\n"
+                   "with atomic snapshots driven by portalctl.",
                "portalbd");
   app.set_version_flag("--version", "portalbd " + version, "print the version and exit");
   app.get_formatter()->column_width(32);

@@ -1,4 +1,6 @@
 // Tests for the daemon command line: precedence, flag checks, help, version.
+#include "src/config/cli.h"
+
 #include <doctest/doctest.h>
 #include <stdlib.h>
 
@@ -6,8 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include "src/config/cli.h"
 
 namespace portalbd {
 namespace {
@@ -171,10 +171,10 @@ TEST_SUITE("config.cli") {
     CHECK(r.out == "portalbd 9.9.9\n");
     r = run({"--help"});
     CHECK(r.outcome.exit_code == 0);
-    for (const char* text : {"--disk-size-gb", "--grow", "--storage", "--nbd-address", "--nbd-unix", "--socket",
-                             "--state-dir", "--export-name", "--log-level", "--flush-interval-ms", "--version",
-                             "127.0.0.1:10809", "/run/user/1000/portalbd/portalbd.sock", "lsm.l0_sst_size_bytes",
-                             "[storage]", "PORTALBD_CONFIG"}) {
+    for (const char* text :
+         {"--disk-size-gb", "--grow", "--storage", "--nbd-address", "--nbd-unix", "--socket", "--state-dir",
+          "--export-name", "--log-level", "--flush-interval-ms", "--version", "127.0.0.1:10809",
+          "/run/user/1000/portalbd/portalbd.sock", "lsm.l0_sst_size_bytes", "[storage]", "PORTALBD_CONFIG"}) {
       CAPTURE(std::string(text));
       CHECK(r.out.find(text) != std::string::npos);
     }

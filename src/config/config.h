@@ -24,10 +24,10 @@ struct Config {
   // [device]
   uint64_t disk_size_gb = 0;  // 0 / unset: keep the existing volume's size; new volumes get 1 GiB
   bool disk_size_set = false;
-  bool grow = false;  // allow a larger size than the existing volume (never shrink)
+  bool grow = false;       // allow a larger size than the existing volume (never shrink)
   bool take_over = false;  // --take-over: break another daemon's claim on the volume (flag only)
   // [storage]
-  std::string storage_url;  // empty: file://<state_dir>/data, see effective_storage_url()
+  std::string storage_url;          // empty: file://<state_dir>/data, see effective_storage_url()
   std::string s3_endpoint;          // [storage] endpoint (else AWS_ENDPOINT_URL)
   std::string s3_region;            // [storage] region (else AWS_REGION / AWS_DEFAULT_REGION / ~/.aws/config)
   std::string s3_profile;           // [storage] profile (else AWS_PROFILE)
@@ -45,17 +45,17 @@ struct Config {
   bool repair = false;
   // [nbd]
   std::string nbd_address = "127.0.0.1:10809";  // "host:port"; "" disables TCP
-  std::string nbd_unix;                          // NBD unix socket path, "" = none
-  std::string control_socket;                    // [nbd] socket (the seed's name for it)
-  std::string control_socket_group;              // [nbd] socket_group: that group may use it (0660); "" = 0600
+  std::string nbd_unix;                         // NBD unix socket path, "" = none
+  std::string control_socket;                   // [nbd] socket (the seed's name for it)
+  std::string control_socket_group;             // [nbd] socket_group: that group may use it (0660); "" = 0600
   std::string export_name = "portalbd";
   // [nbd] serve_snapshot / --serve-snapshot: serve this one snapshot of the
   // volume read-only, without the writer lease and without writing to
   // storage, beside the volume's writer (src/engine/snapshot_reader.h);
   // "" = serve the volume itself, as its one writer.
   std::string serve_snapshot;
-  std::string trace_file;  // record every NBD request answered here (nbd/trace.h), "" = off
-  uint64_t max_connections = 128;                  // NBD clients at once; one more is refused and logged
+  std::string trace_file;                           // record every NBD request answered here (nbd/trace.h), "" = off
+  uint64_t max_connections = 128;                   // NBD clients at once; one more is refused and logged
   uint64_t max_write_payload_bytes = 256ull << 20;  // WRITE data held in memory, all connections together
   // [nbd] TLS (nbd/tls.h): off | on (clients choose) | require; the
   // credentials: a directory of ca-cert.pem, server-cert.pem, server-key.pem,
@@ -68,7 +68,7 @@ struct Config {
   uint64_t flush_interval_ms = 1000;
   uint64_t segment_bytes = 64ull << 20;        // [lsm] l0_sst_size_bytes: target size of one segment object
   uint64_t write_buffer_bytes = 256ull << 20;  // max dirty bytes before writers wait
-  uint64_t flush_timeout_ms = 60000;  // FLUSH / a waiting writer gives up after storage stalls this long
+  uint64_t flush_timeout_ms = 60000;           // FLUSH / a waiting writer gives up after storage stalls this long
   // Segments encoded and PUT at once (1..kMaxUploadConcurrency); 0: automatic,
   // kRemoteUploadConcurrency on s3://, 1 on local stores (effective_upload_concurrency).
   uint64_t upload_concurrency = 0;
@@ -96,9 +96,9 @@ struct Config {
   // default depends on the store: effective_journal_enabled().
   bool journal_enabled = false;
   bool journal_enabled_set = false;
-  std::string journal_dir;                 // "" = <state_dir>/journal
-  uint64_t journal_bytes = 1ull << 30;     // capacity
-  uint64_t journal_max_lag_ms = 10000;     // writers wait once the oldest unuploaded write is this old
+  std::string journal_dir;              // "" = <state_dir>/journal
+  uint64_t journal_bytes = 1ull << 30;  // capacity
+  uint64_t journal_max_lag_ms = 10000;  // writers wait once the oldest unuploaded write is this old
   // Writes this large skip the journal (0: none do). Unset:
   // effective_journal_direct_write_bytes().
   uint64_t journal_direct_write_bytes = 0;
@@ -116,12 +116,12 @@ struct Config {
   uint64_t gc_grace_ms = 60000;  // an unreferenced segment is deleted this long after GC finds it
   // [daemon]
   std::string state_dir;
-  std::string log_level = "info";   // trace | debug | info | warn | error | off
+  std::string log_level = "info";    // trace | debug | info | warn | error | off
   std::string compression = "auto";  // auto | lz4 | zstd | none (effective_compression)
   // A control connection that sends no request for this long is closed, so
   // idle clients cannot hold every connection and lock portalctl out.
   uint64_t control_idle_timeout_ms = 10000;
-  std::string config_file;          // the file that was loaded, if any
+  std::string config_file;  // the file that was loaded, if any
 };
 
 // What default_config() reads from the process: kept apart so tests can

@@ -51,9 +51,8 @@ Config default_config(const UserEnvironment& env) {
     cfg.state_dir = "/var/lib/portalbd";
     return cfg;
   }
-  cfg.control_socket = usable_xdg(env.xdg_runtime_dir)
-                           ? env.xdg_runtime_dir + "/portalbd/portalbd.sock"
-                           : "/tmp/portalbd-" + std::to_string(env.uid) + "/portalbd.sock";
+  cfg.control_socket = usable_xdg(env.xdg_runtime_dir) ? env.xdg_runtime_dir + "/portalbd/portalbd.sock"
+                                                       : "/tmp/portalbd-" + std::to_string(env.uid) + "/portalbd.sock";
   if (usable_xdg(env.xdg_data_home)) {
     cfg.state_dir = env.xdg_data_home + "/portalbd";
   } else if (!env.home.empty()) {

@@ -1,14 +1,14 @@
 // apply_config_file(): reads a TOML file and applies each key through the
 // table in config_keys.h. Every problem is reported with the file name first
 // so that a daemon that refuses to start says exactly what to edit.
+#include <toml++/toml.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <set>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 #include "src/config/config.h"
 #include "src/config/config_keys.h"

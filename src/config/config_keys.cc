@@ -73,8 +73,8 @@ std::vector<ConfigKey> build_table() {
   keys.push_back(string_key("nbd.socket_group", &Config::control_socket_group, r::check_any_string,
                             "a group whose members may use portalctl: the control socket gets that group and "
                             "mode 0660 (\"\": the daemon's user only, 0600)"));
-  keys.push_back(string_key("nbd.unix", &Config::nbd_unix, r::check_unix_socket_path,
-                            "NBD unix socket path, \"\" for none"));
+  keys.push_back(
+      string_key("nbd.unix", &Config::nbd_unix, r::check_unix_socket_path, "NBD unix socket path, \"\" for none"));
   keys.push_back(string_key("nbd.export_name", &Config::export_name, r::check_export_name,
                             "NBD export name; snapshots are <export>@<snapshot>"));
   keys.push_back(string_key("nbd.serve_snapshot", &Config::serve_snapshot, r::check_serve_snapshot,
@@ -106,8 +106,8 @@ std::vector<ConfigKey> build_table() {
                           "while storage fails, FLUSH retries this long before EIO (0: EIO at once)"));
   keys.push_back(uint_key("lsm.upload_concurrency", &Config::upload_concurrency, r::check_upload_concurrency,
                           "segments encoded and uploaded at once, 1-16 (0: automatic, 4 on s3://, 1 on local stores)"));
-  keys.push_back(uint_key("cache.bytes", &Config::cache_bytes, r::check_any_uint,
-                          "decoded-frame read cache size, 0 disables it"));
+  keys.push_back(
+      uint_key("cache.bytes", &Config::cache_bytes, r::check_any_uint, "decoded-frame read cache size, 0 disables it"));
   ConfigKey disk_cache = uint_key("cache.disk_bytes", &Config::disk_cache_bytes, r::check_any_uint,
                                   "s3:// only: local disk cache of fetched frames, kept across restarts (default "
                                   "10% of the state dir's filesystem, at most 64 GiB; 0 disables it)");
@@ -141,10 +141,11 @@ std::vector<ConfigKey> build_table() {
                             "mount the FUSE snapshot view here at start, unmount it at stop"));
   keys.push_back(uint_key("gc.interval_s", &Config::gc_interval_s, r::check_any_uint,
                           "background garbage collection every N seconds, 0 turns it off"));
-  ConfigKey journal = bool_key("journal.enabled", &Config::journal_enabled,
-                               "write-ahead journal on local disk: FLUSH returns after one fdatasync, uploads run "
-                               "behind (default: on for file://, off for s3:// where FLUSH waits for the object store; never on "
-                               "memory://)");
+  ConfigKey journal =
+      bool_key("journal.enabled", &Config::journal_enabled,
+               "write-ahead journal on local disk: FLUSH returns after one fdatasync, uploads run "
+               "behind (default: on for file://, off for s3:// where FLUSH waits for the object store; never on "
+               "memory://)");
   journal.set_marker = &Config::journal_enabled_set;
   keys.push_back(journal);
   keys.push_back(string_key("journal.dir", &Config::journal_dir, r::check_dir_path,
@@ -164,8 +165,8 @@ std::vector<ConfigKey> build_table() {
                           "delete unreferenced segments this long after GC finds them"));
   keys.push_back(string_key("daemon.state_dir", &Config::state_dir, r::check_dir_path,
                             "index and local data directory (absolute path)"));
-  keys.push_back(string_key("daemon.log_level", &Config::log_level, r::check_log_level,
-                            "trace, debug, info, warn, error or off"));
+  keys.push_back(
+      string_key("daemon.log_level", &Config::log_level, r::check_log_level, "trace, debug, info, warn, error or off"));
   keys.push_back(string_key("daemon.compression", &Config::compression, r::check_compression,
                             "segment compression: auto (lz4, none on memory://), lz4, zstd or none"));
   keys.push_back(uint_key("daemon.control_idle_timeout_ms", &Config::control_idle_timeout_ms,

@@ -33,7 +33,7 @@ inline constexpr uint64_t kMaxWritePayloadBytes = 1ull << 40;
 inline constexpr size_t kMaxUnixPathBytes = 107;
 
 Status check_disk_size_gb(uint64_t gb);
-Status check_storage_url(const std::string& url);  // "" = the default, accepted
+Status check_storage_url(const std::string& url);      // "" = the default, accepted
 Status check_nbd_address(const std::string& address);  // "" = TCP off, accepted
 // "" = metrics off, accepted; else host:port with a loopback host
 // (localhost, 127.0.0.0/8, ::1): the endpoint has no authentication.
@@ -56,10 +56,10 @@ Status check_upload_concurrency(uint64_t n);
 Status check_fetch_concurrency(uint64_t n);
 Status check_journal_bytes(uint64_t bytes);
 Status check_control_idle_timeout_ms(uint64_t ms);
-Status check_storage_timeout_ms(uint64_t ms);  // [storage] *_timeout_ms
-Status check_any_uint(uint64_t);       // every value accepted
-Status check_any_string(const std::string&);  // every value accepted
-Status check_dir_path(const std::string& path);  // "" or absolute
+Status check_storage_timeout_ms(uint64_t ms);     // [storage] *_timeout_ms
+Status check_any_uint(uint64_t);                  // every value accepted
+Status check_any_string(const std::string&);      // every value accepted
+Status check_dir_path(const std::string& path);   // "" or absolute
 Status check_file_path(const std::string& path);  // "" or absolute
 
 }  // namespace portalbd::config_rules

@@ -1,12 +1,12 @@
 // Tests for the config file loader, defaults and validator.
+#include "src/config/config.h"
+
 #include <doctest/doctest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include "src/config/config.h"
 
 namespace portalbd {
 namespace {
@@ -144,8 +144,7 @@ compression = "zstd"
 
   TEST_CASE("a wrong type names key, value and expected type") {
     std::string msg = load_error("[device]\ndisk_size_gb = \"10\"\n");
-    CHECK(msg.find("device.disk_size_gb = \"10\": expected a non-negative integer, got a string") !=
-          std::string::npos);
+    CHECK(msg.find("device.disk_size_gb = \"10\": expected a non-negative integer, got a string") != std::string::npos);
     CHECK(load_error("[device]\ngrow = 1\n").find("device.grow = 1: expected true or false") != std::string::npos);
     CHECK(load_error("[nbd]\naddress = 10809\n").find("nbd.address = 10809: expected a string") != std::string::npos);
   }
@@ -155,8 +154,7 @@ compression = "zstd"
     CHECK(msg.find(": device.disk_size_gb = 0: must be at least 1") != std::string::npos);
     CHECK(load_error("[device]\ndisk_size_gb = -5\n").find("device.disk_size_gb = -5: must not be negative") !=
           std::string::npos);
-    CHECK(load_error("[device]\ndisk_size_gb = 1073741825\n").find("must be at most 1073741824") !=
-          std::string::npos);
+    CHECK(load_error("[device]\ndisk_size_gb = 1073741825\n").find("must be at most 1073741824") != std::string::npos);
   }
 
   TEST_CASE("an unsupported storage URL scheme names the scheme and URL") {
@@ -223,8 +221,8 @@ compression = "zstd"
     CHECK(load_error("[daemon]\nstate_dir = \"rel\"\n").find("must be an absolute path") != std::string::npos);
     CHECK(load_error("[lsm]\nflush_interval_ms = 0\n").find("must be between 1 and 3600000") != std::string::npos);
     CHECK(load_error("[lsm]\nl0_sst_size_bytes = 1000\n").find("lsm.l0_sst_size_bytes = 1000") != std::string::npos);
-    CHECK(load_error("[lsm]\nupload_concurrency = 17\n").find("lsm.upload_concurrency = 17: must be between 0 (automatic) and 16") !=
-          std::string::npos);
+    CHECK(load_error("[lsm]\nupload_concurrency = 17\n")
+              .find("lsm.upload_concurrency = 17: must be between 0 (automatic) and 16") != std::string::npos);
     // 0 would let idle clients hold every control connection for ever.
     CHECK(load_error("[daemon]\ncontrol_idle_timeout_ms = 0\n")
               .find("daemon.control_idle_timeout_ms = 0: must be between 100 and 3600000") != std::string::npos);

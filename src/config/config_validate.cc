@@ -8,9 +8,7 @@
 namespace portalbd {
 
 Result<HostPort> parse_host_port(const std::string& address) {
-  auto bad = [&](const std::string& why) {
-    return Status::InvalidArgument("expected host:port (" + why + ")");
-  };
+  auto bad = [&](const std::string& why) { return Status::InvalidArgument("expected host:port (" + why + ")"); };
   std::string host;
   std::string port_text;
   if (!address.empty() && address[0] == '[') {  // [v6addr]:port
@@ -45,8 +43,8 @@ Status validate_config(const Config& cfg) {
   }
   if (cfg.write_buffer_bytes < cfg.segment_bytes) {
     return Status::InvalidArgument("lsm.write_buffer_bytes = " + std::to_string(cfg.write_buffer_bytes) +
-                                   ": must be at least lsm.l0_sst_size_bytes (" +
-                                   std::to_string(cfg.segment_bytes) + ") so that a full segment fits");
+                                   ": must be at least lsm.l0_sst_size_bytes (" + std::to_string(cfg.segment_bytes) +
+                                   ") so that a full segment fits");
   }
   if (cfg.nbd_address.empty() && cfg.nbd_unix.empty()) {
     return Status::InvalidArgument("nbd.address and nbd.unix are both empty: no way for a client to connect");

@@ -26,7 +26,6 @@
 
 namespace portalbd {
 
-
 struct StatusExtent {
   uint64_t length = 0;
   ExtentState state = ExtentState::kHole;
@@ -129,10 +128,13 @@ class BlockDevice {
   }
   // Describes [offset, offset+length) as a run of extents, in order, covering
   // at least the first byte. May stop early (after max_extents).
-  virtual Status block_status(uint64_t offset, uint64_t length, size_t max_extents,
-                              std::vector<StatusExtent>* out) = 0;
+  virtual Status block_status(uint64_t offset, uint64_t length, size_t max_extents, std::vector<StatusExtent>* out) = 0;
   // Hints that [offset, offset+length) will be read soon (NBD_CMD_CACHE).
-  virtual Status prefetch(uint64_t offset, uint64_t length) { (void)offset; (void)length; return Status::OK(); }
+  virtual Status prefetch(uint64_t offset, uint64_t length) {
+    (void)offset;
+    (void)length;
+    return Status::OK();
+  }
 };
 
 }  // namespace portalbd

@@ -165,7 +165,8 @@ Status Checkpointer::restore(const std::string& key) {
   }
   if (auto last = v_.index_->last_seq(); !last.ok()) return damaged(last.status().message());
   log::get("engine")->info("index restored from checkpoint key={} bytes={} checksum={}", key,
-                           decoded->index_file.size(), decoded->checksummed ? "verified" : "none (an older checkpoint)");
+                           decoded->index_file.size(),
+                           decoded->checksummed ? "verified" : "none (an older checkpoint)");
   return Status::OK();
 }
 

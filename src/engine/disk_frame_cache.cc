@@ -1,9 +1,9 @@
 #include "src/engine/disk_frame_cache.h"
 
 #include <fcntl.h>
-#include <sys/uio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -77,8 +77,8 @@ Result<std::unique_ptr<DiskFrameCache>> DiskFrameCache::Open(const Options& opti
   std::vector<std::byte> have(kHeaderBytes);
   struct stat st {};
   if (::fstat(records.get(), &st) != 0) return Status::IOError(errno_text("stat " + options.dir + "/slots"));
-  const bool same = static_cast<uint64_t>(st.st_size) >= kHeaderBytes && pread_all(records.get(), have, 0).ok() &&
-                    have == want;
+  const bool same =
+      static_cast<uint64_t>(st.st_size) >= kHeaderBytes && pread_all(records.get(), have, 0).ok() && have == want;
   if (!same) {
     if (st.st_size != 0) logger->info("disk cache belongs to another volume or format, emptied dir={}", options.dir);
     if (::ftruncate(records.get(), 0) != 0 || ::ftruncate(frames.get(), 0) != 0) {
@@ -92,9 +92,8 @@ Result<std::unique_ptr<DiskFrameCache>> DiskFrameCache::Open(const Options& opti
       ::ftruncate(frames.get(), static_cast<off_t>(slots * kSlotBytes)) != 0) {
     return Status::IOError(errno_text("size " + options.dir));
   }
-  std::unique_ptr<DiskFrameCache> cache(
-      new DiskFrameCache(options.dir, static_cast<uint32_t>(slots), options.pending_bytes, std::move(frames),
-                         std::move(records)));
+  std::unique_ptr<DiskFrameCache> cache(new DiskFrameCache(
+      options.dir, static_cast<uint32_t>(slots), options.pending_bytes, std::move(frames), std::move(records)));
   PBD_RETURN_IF_ERROR(cache->reload());
   const DiskFrameCacheStats s = cache->stats();
   logger->info("disk cache open dir={} capacity_bytes={} frames={} bytes={}", options.dir, s.capacity_bytes, s.frames,
@@ -102,8 +101,7 @@ Result<std::unique_ptr<DiskFrameCache>> DiskFrameCache::Open(const Options& opti
   return cache;
 }
 
-DiskFrameCache::DiskFrameCache(std::string dir, uint32_t slots, uint64_t pending_max, UniqueFd frames,
-                               UniqueFd records)
+DiskFrameCache::DiskFrameCache(std::string dir, uint32_t slots, uint64_t pending_max, UniqueFd frames, UniqueFd records)
     : dir_(std::move(dir)),
       slots_(slots),
       protected_max_(static_cast<uint32_t>(uint64_t{slots} * 4 / 5)),
@@ -272,7 +270,9 @@ bool DiskFrameCache::read(uint64_t seq, const FrameRef& ref, std::span<std::byte
   }
   if (queued) return read_pending(*queued, ref, out);
   if (cached_only) {
-    struct iovec iov {out.data(), out.size()};
+    struct iovec iov {
+      out.data(), out.size()
+    };
     const ssize_t n = ::preadv2(frames_fd_.get(), &iov, 1, static_cast<off_t>(uint64_t{slot} * kSlotBytes), RWF_NOWAIT);
     if (n != static_cast<ssize_t>(out.size())) return false;  // not cached (or short): the fetcher reads it
   }
@@ -301,8 +301,9 @@ bool DiskFrameCache::read(uint64_t seq, const FrameRef& ref, std::span<std::byte
   auto it = map_.find(key);
   if (it != map_.end()) unlink_locked(it->first, it->second);
   lock.unlock();
-  log::get("engine")->warn("disk cache frame failed its crc, dropped and fetched again dir={} seq={} offset={} length={}",
-                           dir_, seq, ref.offset, ref.stored_len);
+  log::get("engine")->warn(
+      "disk cache frame failed its crc, dropped and fetched again dir={} seq={} offset={} length={}", dir_, seq,
+      ref.offset, ref.stored_len);
   clear_record(slot);
   lock.lock();
   free_.push_back(slot);
@@ -341,7 +342,9 @@ void DiskFrameCache::put(uint64_t seq, const FrameRef& ref, std::span<const std:
     write_warned_ = true;
     lock.unlock();
     // Once: a full disk would fail every insert.
-    if (first) log::get("engine")->warn("disk cache write failed, frames go uncached dir={} error={}", dir_, log::quote(st.ToString()));
+    if (first)
+      log::get("engine")->warn("disk cache write failed, frames go uncached dir={} error={}", dir_,
+                               log::quote(st.ToString()));
     return;
   }
   probation_.push_front(key);
@@ -363,10 +366,12 @@ void DiskFrameCache::put_object(uint64_t seq, std::shared_ptr<const std::vector<
     }
     pending_bytes_ += object->size();
     pending_.push_back(PendingObject{seq, std::move(object), std::move(frames), base});
-    if (!writer_.joinable()) writer_ = std::thread([this] {
-      name_this_thread("disk-cache");
-      write_pending();
-    });
+    if (!writer_.joinable()) {
+      writer_ = std::thread([this] {
+        name_this_thread("disk-cache");
+        write_pending();
+      });
+    }
   }
   pending_cv_.notify_one();
 }

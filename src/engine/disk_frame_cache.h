@@ -61,8 +61,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <deque>
+#include <list>
 #include <memory>
 #include <span>
 #include <string>
@@ -84,10 +84,10 @@ struct DiskFrameCacheStats {
   uint64_t frames = 0;
   uint64_t hits = 0, misses = 0;
   uint64_t inserts = 0, evictions = 0;
-  uint64_t dropped = 0;    // frames of segments GC deleted (drop_segments)
-  uint64_t crc_drops = 0;  // cached frames that failed their crc: dropped, refetched
-  uint64_t io_errors = 0;  // a pread or pwrite of the cache failed (a miss, or nothing cached)
-  uint64_t skipped = 0;    // frames not kept: the writer was Options::pending_bytes behind
+  uint64_t dropped = 0;        // frames of segments GC deleted (drop_segments)
+  uint64_t crc_drops = 0;      // cached frames that failed their crc: dropped, refetched
+  uint64_t io_errors = 0;      // a pread or pwrite of the cache failed (a miss, or nothing cached)
+  uint64_t skipped = 0;        // frames not kept: the writer was Options::pending_bytes behind
   uint64_t pending_bytes = 0;  // bytes of objects queued for the writer thread now (put_object)
 };
 
@@ -202,7 +202,6 @@ class DiskFrameCache {
   // The writer thread: put()s the frames of each queued object in turn.
   void write_pending() EXCLUDES(mu_);
 
-
   const std::string dir_;
   const uint32_t slots_;
   const uint32_t protected_max_;
@@ -230,8 +229,8 @@ class DiskFrameCache {
   bool writing_ GUARDED_BY(mu_) = false;
   bool writing_dropped_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
-  CondVar pending_cv_;  // with mu_: an object was queued, or stopping_ set
-  CondVar settled_cv_;  // with mu_: an object was written or dropped
+  CondVar pending_cv_;                  // with mu_: an object was queued, or stopping_ set
+  CondVar settled_cv_;                  // with mu_: an object was written or dropped
   std::thread writer_ GUARDED_BY(mu_);  // started by the first put_object()
 };
 

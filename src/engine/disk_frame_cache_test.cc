@@ -1,7 +1,6 @@
 #include "src/engine/disk_frame_cache.h"
 
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -295,7 +294,8 @@ TEST_SUITE("engine.disk_cache") {
     CHECK(c->stats().frames <= 8);
   }
 
-  TEST_CASE("put_object: an uploaded segment's frames are readable at once, on disk after settle, kept across a restart") {
+  TEST_CASE(
+      "put_object: an uploaded segment's frames are readable at once, on disk after settle, kept across a restart") {
     testing::TempDir dir;
     const StoredObject a = object_of(11, 40), b = object_of(12, 40);
     {

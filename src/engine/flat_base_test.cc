@@ -34,9 +34,8 @@ std::map<uint64_t, std::string> blocks(const ExtentMap<BlockSource>& view) {
   for (const auto& [start, node] : view.entries()) {
     for (uint64_t i = 0; i < node.length; i++) {
       const BlockSource b = node.value.sliced(i);
-      out[start + i] = b.state == ExtentState::kData
-                           ? std::to_string(b.seq) + ":" + std::to_string(b.block_in_frame)
-                           : std::string("zero");
+      out[start + i] = b.state == ExtentState::kData ? std::to_string(b.seq) + ":" + std::to_string(b.block_in_frame)
+                                                     : std::string("zero");
     }
   }
   return out;
@@ -51,8 +50,8 @@ std::map<uint64_t, std::string> through_base(LayerSet& set, const Layer* top, ui
   std::vector<const Layer*> above;
   const Layer* base = set.read_path_locked(top, &above);
   if (base != nullptr) {
-    REQUIRE(base->visit(lba, n, [&](uint64_t s, uint64_t len, const BlockSource& src) { view.assign(s, len, src); })
-                .ok());
+    REQUIRE(
+        base->visit(lba, n, [&](uint64_t s, uint64_t len, const BlockSource& src) { view.assign(s, len, src); }).ok());
   }
   REQUIRE(LayerSet::overlay_chain(above, lba, n, &view).ok());
   if (maps != nullptr) *maps = above.size() + (base != nullptr ? 1 : 0);
@@ -287,8 +286,8 @@ TEST_SUITE("engine.flat_base") {
       REQUIRE(static_cast<uint8_t>(buf[0]) == model[block]);
     }
     const VolumeStats after = v.stats();
-    const double per_read =
-        static_cast<double>(after.resolve_maps - before.resolve_maps) / static_cast<double>(after.resolves - before.resolves);
+    const double per_read = static_cast<double>(after.resolve_maps - before.resolve_maps) /
+                            static_cast<double>(after.resolves - before.resolves);
     INFO("maps per read: " << per_read);
     CHECK(per_read <= 2.0);
     // Snapshots still read what they held (through their own chains).

@@ -1,7 +1,8 @@
 #include "src/engine/flattener.h"
-#include "src/util/thread_name.h"
 
 #include <chrono>
+
+#include "src/util/thread_name.h"
 
 namespace portalbd {
 

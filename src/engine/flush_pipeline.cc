@@ -52,10 +52,12 @@ void FlushPipeline::set_sequence_locked(uint64_t next_seq, uint64_t last_write_s
 
 void FlushPipeline::start(meta::Index* index) {
   index_ = index;
-  if (!opts_.ephemeral) flusher_ = std::thread([this] {
-    name_this_thread("flusher");
-    flusher_loop();
-  });
+  if (!opts_.ephemeral) {
+    flusher_ = std::thread([this] {
+      name_this_thread("flusher");
+      flusher_loop();
+    });
+  }
 }
 
 void FlushPipeline::transition(Sealed& sealed, Stage to) {
@@ -81,15 +83,14 @@ Status FlushPipeline::wait_for_space(MutexLock& lock, uint64_t charged_bytes) {
     space_cv_.wait_for(lock, std::chrono::milliseconds(250));
     if (!has_space_locked(charged_bytes) && timeout.count() > 0 && stalled_for_locked(started) >= timeout) {
       return Status::Unavailable("the write buffer is full and storage accepted no upload for " +
-                                 std::to_string(timeout.count()) + " ms (lsm.flush_timeout_ms): " +
-                                 last_storage_error_);
+                                 std::to_string(timeout.count()) +
+                                 " ms (lsm.flush_timeout_ms): " + last_storage_error_);
     }
   }
   return Status::OK();
 }
 
-Status FlushPipeline::buffer(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes,
-                             uint64_t* wseq) {
+Status FlushPipeline::buffer(uint64_t lba, uint64_t nblocks, BlockSource src, uint64_t charged_bytes, uint64_t* wseq) {
   MutexLock lock(&layers_.mu());
   PBD_RETURN_IF_ERROR(wait_for_space(lock, charged_bytes));
   PBD_RETURN_IF_ERROR(writable_locked());
@@ -199,7 +200,8 @@ Status FlushPipeline::put_segment(Sealed& sealed) {
     for (const auto& [lba, node] : sealed.blocks.entries()) {
       const BlockSource& src = node.value;
       if (src.state == ExtentState::kData) {
-        builder.add_data(lba, std::span<const std::byte>(src.bytes->data() + src.byte_offset, node.length * kBlockSize));
+        builder.add_data(lba,
+                         std::span<const std::byte>(src.bytes->data() + src.byte_offset, node.length * kBlockSize));
       } else {
         builder.add_empty(lba, node.length, src.state);
       }
@@ -233,7 +235,8 @@ Status FlushPipeline::put_segment(Sealed& sealed) {
   return Status::OK();
 }
 
-Status FlushPipeline::store_segment(const std::string& key, const std::shared_ptr<const std::vector<std::byte>>& object) {
+Status FlushPipeline::store_segment(const std::string& key,
+                                    const std::shared_ptr<const std::vector<std::byte>>& object) {
   // Never write over another daemon's volume: see WriterLease.
   if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("upload " + key));
   if (!store_->supports_conditional_put()) return store_->put_shared(key, object).With("upload " + key);
@@ -269,33 +272,33 @@ Status FlushPipeline::commit_segment(const std::shared_ptr<Sealed>& sealed) {
 
   uint64_t committed_wseq;
   {
-  MutexLock lock(&layers_.mu());
-  assert(!sealing_.empty() && sealing_.front() == sealed && sealed->stage == Stage::kStored);
-  for (const auto& e : sealed->footer->entries) {
-    BlockSource src;
-    src.state = e.state;
-    if (e.state == ExtentState::kData) {
-      src.seq = sealed->seq;
-      src.frame = sealed->footer->frames[e.frame];
-      src.block_in_frame = e.block_in_frame;
+    MutexLock lock(&layers_.mu());
+    assert(!sealing_.empty() && sealing_.front() == sealed && sealed->stage == Stage::kStored);
+    for (const auto& e : sealed->footer->entries) {
+      BlockSource src;
+      src.state = e.state;
+      if (e.state == ExtentState::kData) {
+        src.seq = sealed->seq;
+        src.frame = sealed->footer->frames[e.frame];
+        src.block_in_frame = e.block_in_frame;
+      }
+      sealed->layer->assign(e.lba, e.nblocks, src);
     }
-    sealed->layer->assign(e.lba, e.nblocks, src);
-  }
-  if (sealed->layer->paged()) sealed->layer->data_bytes = data_blocks * kBlockSize;
-  // The buffer is now redundant with its layer's map: drop it in the same
-  // critical section so no reader sees neither.
-  sealing_.pop_front();
-  sealing_bytes_ -= sealed->bytes;
-  committed_gen_ = sealed->gen;
-  committed_wseq_ = std::max(committed_wseq_, sealed->max_wseq);
-  last_upload_ok_ = std::chrono::steady_clock::now();
-  if (failing_since_unix_ms_ != 0) {
-    log::get("engine")->warn("storage accepts uploads again, catching up outage_ms={} seq={} dirty_bytes={}",
-                             now_unix_ms() - failing_since_unix_ms_, sealed->seq, active_bytes_ + sealing_bytes_);
-    failing_since_unix_ms_ = 0;
-    last_storage_error_.clear();
-  }
-  committed_wseq = committed_wseq_;
+    if (sealed->layer->paged()) sealed->layer->data_bytes = data_blocks * kBlockSize;
+    // The buffer is now redundant with its layer's map: drop it in the same
+    // critical section so no reader sees neither.
+    sealing_.pop_front();
+    sealing_bytes_ -= sealed->bytes;
+    committed_gen_ = sealed->gen;
+    committed_wseq_ = std::max(committed_wseq_, sealed->max_wseq);
+    last_upload_ok_ = std::chrono::steady_clock::now();
+    if (failing_since_unix_ms_ != 0) {
+      log::get("engine")->warn("storage accepts uploads again, catching up outage_ms={} seq={} dirty_bytes={}",
+                               now_unix_ms() - failing_since_unix_ms_, sealed->seq, active_bytes_ + sealing_bytes_);
+      failing_since_unix_ms_ = 0;
+      last_storage_error_.clear();
+    }
+    committed_wseq = committed_wseq_;
   }
   space_cv_.notify_all();
   if (on_commit_) on_commit_(committed_wseq);
@@ -583,15 +586,14 @@ Status FlushPipeline::make_durable(BlockDevice::FlushTicket ticket) {
   const milliseconds timeout(opts_.flush_timeout_ms);
   // U8: every wait below ends once storage has accepted no upload for
   // `timeout` since this call began (none with a timeout of 0).
-  const std::optional<TimePoint> give_up_from =
-      timeout.count() > 0 ? std::optional<TimePoint>(started) : std::nullopt;
+  const std::optional<TimePoint> give_up_from = timeout.count() > 0 ? std::optional<TimePoint>(started) : std::nullopt;
   // Storage answered nothing by the deadline: EIO now, the data stays buffered.
   auto out_of_time = [&](const Status& last) {
     MutexLock lock(&layers_.mu());
     const auto stalled = stalled_for_locked(started);
-    Status st = Status::Unavailable("storage accepted no upload for " + std::to_string(stalled.count()) +
-                                    " ms (lsm.flush_timeout_ms): " +
-                                    (last.ok() ? std::string("an upload in flight has had no answer") : last.message()));
+    Status st = Status::Unavailable(
+        "storage accepted no upload for " + std::to_string(stalled.count()) + " ms (lsm.flush_timeout_ms): " +
+        (last.ok() ? std::string("an upload in flight has had no answer") : last.message()));
     note_storage_failure_locked(st);
     return st;
   };

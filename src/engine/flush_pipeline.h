@@ -99,8 +99,8 @@
 #include "src/engine/layer_set.h"
 #include "src/engine/volume_options.h"
 #include "src/store/object_store.h"
-#include "src/util/task_pool.h"
 #include "src/util/mutex.h"
+#include "src/util/task_pool.h"
 
 namespace portalbd {
 
@@ -306,8 +306,7 @@ class FlushPipeline {
   TimePoint give_up_at_locked(TimePoint since) const REQUIRES(layers_.mu());
   // Waits for upload_cv_, until give_up_at_locked(*give_up_from) if given.
   // False once that moment has passed (checked before waiting).
-  bool wait_for_uploads_locked(MutexLock& lock, const std::optional<TimePoint>& give_up_from)
-      REQUIRES(layers_.mu());
+  bool wait_for_uploads_locked(MutexLock& lock, const std::optional<TimePoint>& give_up_from) REQUIRES(layers_.mu());
   // Takes the upload lock as UploadLock does (a claim while waiting), but
   // gives up at give_up_at_locked(since): false, and the lock is not held.
   bool start_window_puts_locked(MutexLock& lock, uint64_t through) REQUIRES(layers_.mu());

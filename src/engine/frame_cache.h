@@ -9,11 +9,11 @@
 #include <list>
 #include <memory>
 #include <mutex>
-
-#include "src/util/mutex.h"
 #include <span>
 #include <unordered_map>
 #include <vector>
+
+#include "src/util/mutex.h"
 
 namespace portalbd {
 

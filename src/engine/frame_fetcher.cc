@@ -17,9 +17,12 @@ FrameFetcher::FrameFetcher(ObjectStore* store, FrameCache* cache, DiskFrameCache
       cache_(cache),
       disk_(disk),
       decode_(std::move(decode)),
-      opts_{std::max<size_t>(1, options.concurrency), std::max<uint64_t>(1, options.run_bytes),
-            std::max<uint64_t>(1, options.ahead_min_run_bytes), options.prefetch_budget_bytes,
-            options.read_timeout_ms, options.local_store},
+      opts_{std::max<size_t>(1, options.concurrency),
+            std::max<uint64_t>(1, options.run_bytes),
+            std::max<uint64_t>(1, options.ahead_min_run_bytes),
+            options.prefetch_budget_bytes,
+            options.read_timeout_ms,
+            options.local_store},
       max_ahead_running_(std::max<size_t>(1, opts_.concurrency * 3 / 4)) {}
 
 FrameFetcher::~FrameFetcher() {
@@ -33,9 +36,10 @@ FrameFetcher::~FrameFetcher() {
   for (std::thread& t : threads) t.join();
 }
 
-std::vector<FrameFetcher::Job> FrameFetcher::claim_locked(
-    const std::vector<FrameWant>& wants, bool ahead, uint64_t budget,
-    std::vector<std::pair<Key, std::shared_ptr<Slot>>>* waits, FrameBatch* batch) {
+std::vector<FrameFetcher::Job> FrameFetcher::claim_locked(const std::vector<FrameWant>& wants, bool ahead,
+                                                          uint64_t budget,
+                                                          std::vector<std::pair<Key, std::shared_ptr<Slot>>>* waits,
+                                                          FrameBatch* batch) {
   // seq -> offset -> (frame, slot): claimed frames in object order.
   std::map<uint64_t, std::map<uint64_t, std::pair<FrameRef, std::shared_ptr<Slot>>>> claimed;
   std::unordered_set<Key, KeyHash> seen;  // a frame several pieces of a read share is looked at once
@@ -69,17 +73,17 @@ std::vector<FrameFetcher::Job> FrameFetcher::claim_locked(
   // Read-ahead on a remote store: several GETs at once (ahead_min_run_bytes).
   uint64_t run_bytes = opts_.run_bytes;
   if (ahead && !opts_.local_store) {
-    run_bytes = std::clamp<uint64_t>(claimed_bytes / kAheadSplit, std::min(opts_.ahead_min_run_bytes, run_bytes),
-                                     run_bytes);
+    run_bytes =
+        std::clamp<uint64_t>(claimed_bytes / kAheadSplit, std::min(opts_.ahead_min_run_bytes, run_bytes), run_bytes);
   }
   std::vector<Job> jobs;
   for (auto& [seq, frames] : claimed) {
     for (auto& [offset, frame] : frames) {
       // A new job where the run breaks (a gap in the object) or would grow past run_bytes.
-      const bool extends = !jobs.empty() && jobs.back().seq == seq && !jobs.back().frames.empty() &&
-                           jobs.back().frames.back().first.offset + jobs.back().frames.back().first.stored_len ==
-                               offset &&
-                           jobs.back().stored_bytes + frame.first.stored_len <= run_bytes;
+      const bool extends =
+          !jobs.empty() && jobs.back().seq == seq && !jobs.back().frames.empty() &&
+          jobs.back().frames.back().first.offset + jobs.back().frames.back().first.stored_len == offset &&
+          jobs.back().stored_bytes + frame.first.stored_len <= run_bytes;
       if (!extends) jobs.push_back(Job{seq, {}, 0, ahead});
       jobs.back().stored_bytes += frame.first.stored_len;
       jobs.back().frames.push_back(std::move(frame));
@@ -90,8 +94,8 @@ std::vector<FrameFetcher::Job> FrameFetcher::claim_locked(
 
 void FrameFetcher::promote_locked(const Slot* slot) {
   for (auto it = ahead_.begin(); it != ahead_.end(); ++it) {
-    const bool holds = std::any_of(it->frames.begin(), it->frames.end(),
-                                   [&](const auto& f) { return f.second.get() == slot; });
+    const bool holds =
+        std::any_of(it->frames.begin(), it->frames.end(), [&](const auto& f) { return f.second.get() == slot; });
     if (!holds) continue;
     // Still counted as read-ahead (budget, threads) until it is done: only its place changes.
     readers_.push_back(std::move(*it));

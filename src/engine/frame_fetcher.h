@@ -199,8 +199,8 @@ class FrameFetcher {
   mutable Mutex mu_;
   CondVar work_ready_;  // a job was queued, room for read-ahead, or stopping_
   std::unordered_map<Key, std::shared_ptr<Slot>, KeyHash> in_flight_ GUARDED_BY(mu_);
-  std::deque<Job> readers_ GUARDED_BY(mu_);  // fetch() jobs, first
-  std::deque<Job> ahead_ GUARDED_BY(mu_);    // prefetch() jobs
+  std::deque<Job> readers_ GUARDED_BY(mu_);   // fetch() jobs, first
+  std::deque<Job> ahead_ GUARDED_BY(mu_);     // prefetch() jobs
   uint64_t ahead_bytes_ GUARDED_BY(mu_) = 0;  // queued or running read-ahead
   size_t ahead_running_ GUARDED_BY(mu_) = 0;
   size_t idle_ GUARDED_BY(mu_) = 0;  // threads waiting for a job

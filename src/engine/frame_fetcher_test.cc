@@ -27,7 +27,7 @@ struct Fixture {
   std::shared_ptr<MemoryStore> mem = std::make_shared<MemoryStore>();
   std::shared_ptr<FaultStore> store = std::make_shared<FaultStore>(mem);
   FrameCache cache{64ull << 20};
-  std::vector<std::byte> object;  // segment kSeq: 64 frames back to back
+  std::vector<std::byte> object;     // segment kSeq: 64 frames back to back
   std::atomic<uint64_t> decodes{0};  // bumped by the fetcher's threads
 
   Fixture() {
@@ -291,7 +291,8 @@ TEST_SUITE("engine.frame_fetcher") {
     FrameBatch cached;
     CHECK(fetcher->fetch({f.want(5)}, &cached).ok());
     f.store->release();
-    CHECK(eventually([&] { return static_cast<bool>(f.cache.get(kSeq, 1 * kFrame)); }));  // the GET finished and was kept
+    CHECK(
+        eventually([&] { return static_cast<bool>(f.cache.get(kSeq, 1 * kFrame)); }));  // the GET finished and was kept
     FrameBatch after;
     REQUIRE(fetcher->fetch({f.want(1)}, &after).ok());
     CHECK(f.holds(after, 1));

@@ -10,8 +10,7 @@
 
 namespace portalbd {
 
-GarbageCollector::GarbageCollector(Volume& volume, const GcOptions& options)
-    : v_(volume), options_(options) {}
+GarbageCollector::GarbageCollector(Volume& volume, const GcOptions& options) : v_(volume), options_(options) {}
 
 Result<GcReport> GarbageCollector::run() {
   MutexLock gc_lock(&v_.gc_mu_);
@@ -133,9 +132,8 @@ Status GarbageCollector::merge_rootless_layers() {
         if (!paged) whole[i] = layer->map;
       }
       if (paged) {
-        PBD_RETURN_IF_ERROR(v_.index_->scan_layer(layer->id, [&](const meta::MappedExtent& x) {
-          whole[i].append(x.lba, x.nblocks, source_of(x));
-        }));
+        PBD_RETURN_IF_ERROR(v_.index_->scan_layer(
+            layer->id, [&](const meta::MappedExtent& x) { whole[i].append(x.lba, x.nblocks, source_of(x)); }));
       }
     }
     ExtentMap<BlockSource> merged = whole[0];
@@ -379,8 +377,8 @@ void GarbageCollector::compact_buffers() {
       BlockSource copy;
       copy.state = ExtentState::kData;
       copy.bytes = v_.make_block_buffer(std::vector<std::byte>(from, from + nblocks * kBlockSize));
-      copy.private_to = layer->id;  // only this layer's map refers to the copy
-      v_.layers_.layer_changed_locked(*layer);  // nor may the base keep the old buffer alive
+      copy.private_to = layer->id;                       // only this layer's map refers to the copy
+      v_.layers_.layer_changed_locked(*layer);           // nor may the base keep the old buffer alive
       layer->map.assign(lba, nblocks, std::move(copy));  // the same blocks: data_bytes unchanged
       report_.bytes_rewritten += nblocks * kBlockSize;
     }

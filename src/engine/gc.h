@@ -56,11 +56,11 @@ class GarbageCollector {
 
   // Steps 1-5 run with the upload lock held throughout; 6-9 take it for
   // one rewrite or checkpoint at a time.
-  Status upload_pending() REQUIRES(v_.pipeline_.upload_mu());           // 1
-  Status drop_unreachable_layers() REQUIRES(v_.pipeline_.upload_mu());  // 2
-  Status merge_rootless_layers() REQUIRES(v_.pipeline_.upload_mu());    // 3
-  Status count_live_bytes() REQUIRES(v_.pipeline_.upload_mu());         // 4
-  Status classify_segments() REQUIRES(v_.pipeline_.upload_mu());        // 5
+  Status upload_pending() REQUIRES(v_.pipeline_.upload_mu());              // 1
+  Status drop_unreachable_layers() REQUIRES(v_.pipeline_.upload_mu());     // 2
+  Status merge_rootless_layers() REQUIRES(v_.pipeline_.upload_mu());       // 3
+  Status count_live_bytes() REQUIRES(v_.pipeline_.upload_mu());            // 4
+  Status classify_segments() REQUIRES(v_.pipeline_.upload_mu());           // 5
   Status rewrite_sparse_segments() EXCLUDES(v_.pipeline_.upload_mu());     // 6
   Status checkpoint_before_deleting() EXCLUDES(v_.pipeline_.upload_mu());  // 7
   Status delete_expired_segments() EXCLUDES(v_.pipeline_.upload_mu());     // 8
@@ -81,17 +81,17 @@ class GarbageCollector {
   const GcOptions options_;
   GcReport report_;
   bool changed_ = false;
-  std::set<uint64_t> named_;                           // layers a root names (step 2)
-  std::map<uint64_t, uint64_t> live_;                  // segment -> live data bytes (step 4)
+  std::set<uint64_t> named_;           // layers a root names (step 2)
+  std::map<uint64_t, uint64_t> live_;  // segment -> live data bytes (step 4)
   // segment -> extents mapping it: from resident layers in step 4, from paged
   // layers' rows in step 5 and only for the segments step 6 will rewrite
   // (so a pass holds references for at most max_rewrite_bytes, not one per
   // extent of the volume).
   std::map<uint64_t, std::vector<SegmentRef>> refs_;
-  std::vector<uint64_t> paged_;                        // held layers counted from their rows (step 4)
-  std::vector<meta::SegmentRecord> segments_;          // the index's (step 5)
-  std::vector<const meta::SegmentRecord*> sparse_;     // to rewrite, sparsest first (step 5)
-  std::vector<uint64_t> deletable_;                    // grace ended (step 5)
+  std::vector<uint64_t> paged_;                     // held layers counted from their rows (step 4)
+  std::vector<meta::SegmentRecord> segments_;       // the index's (step 5)
+  std::vector<const meta::SegmentRecord*> sparse_;  // to rewrite, sparsest first (step 5)
+  std::vector<uint64_t> deletable_;                 // grace ended (step 5)
   int64_t now_unix_ms_ = 0;
 };
 

@@ -23,7 +23,7 @@ using portalbd::testing::TempDir;
 
 VolumeOptions options(const std::string& dir) {
   VolumeOptions o;
-  o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
+  o.flatten_min_depth = 1;                          // every snapshot chain reads through a flattened base
   o.index_cache_bytes = 16 * kResidentExtentBytes;  // the index cache drops chunks all the time
   o.size_bytes = 64 << 20;
   o.segment_bytes = 1 << 20;
@@ -238,7 +238,8 @@ TEST_SUITE("engine.gc") {
     REQUIRE(r3.ok());
     CHECK(r3->checkpoint_seq == 0);  // nothing new since
     char key[64];
-    std::snprintf(key, sizeof key, "checkpoints/%016llx.sqlite.zst", static_cast<unsigned long long>(r2->checkpoint_seq));
+    std::snprintf(key, sizeof key, "checkpoints/%016llx.sqlite.zst",
+                  static_cast<unsigned long long>(r2->checkpoint_seq));
     CHECK((*store)->head(key).ok());
   }
 

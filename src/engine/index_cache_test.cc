@@ -158,11 +158,13 @@ TEST_SUITE("engine.index_cache") {
     constexpr uint64_t kLayers = 20, kPerLayer = 20'000;
     uint64_t rows_below_live = 0;
     for (uint64_t k = 1; k <= kLayers; k++) {
-      if (k > 1) REQUIRE((*index)->create_snapshot({"s" + std::to_string(k - 1), k - 1, "snapshot", "u", 1}, k, 1).ok());
+      if (k > 1)
+        REQUIRE((*index)->create_snapshot({"s" + std::to_string(k - 1), k - 1, "snapshot", "u", 1}, k, 1).ok());
       std::map<uint64_t, meta::MappedExtent> rows;
       for (uint64_t i = 0; i < kPerLayer; i++) rows[i * kLayers + k - 1] = row(i * kLayers + k - 1, k * 1'000'000 + i);
       if (k > 1) {
-        for (uint64_t i = 0; i < kPerLayer; i += 7) rows[i * kLayers + k - 2] = row(i * kLayers + k - 2, k * 1'000'000 + 500'000 + i);
+        for (uint64_t i = 0; i < kPerLayer; i += 7)
+          rows[i * kLayers + k - 2] = row(i * kLayers + k - 2, k * 1'000'000 + 500'000 + i);
       }
       std::vector<meta::MappedExtent> list;
       for (const auto& [lba, x] : rows) list.push_back(x);

@@ -71,8 +71,8 @@ void Journal::zero_ahead_locked(MutexLock& lock) {
       // into it waits (switch_chunk), and nothing else writes a chunk that
       // is not in use.
       mu_.unlock();
-      const Status st = journal_format::zero_chunk(chunk_fds_[c].get(), opts_.dir + "/" + chunk_name(c),
-                                                   opts_.chunk_bytes);
+      const Status st =
+          journal_format::zero_chunk(chunk_fds_[c].get(), opts_.dir + "/" + chunk_name(c), opts_.chunk_bytes);
       mu_.lock();
       zeroing_ = kNoChunk;
       if (st.ok()) {
@@ -136,10 +136,12 @@ Result<OpenedJournal> Journal::Open(JournalOptions opts) {
   {
     MutexLock lock(&j->mu_);
     j->zero_pending_ = std::any_of(j->unwritten_.begin(), j->unwritten_.end(), [](bool b) { return b; });
-    if (j->zero_pending_) j->zeroer_ = std::thread([p = j.get()] {
-      name_this_thread("journal-zero");
-      p->zero_ahead();
-    });
+    if (j->zero_pending_) {
+      j->zeroer_ = std::thread([p = j.get()] {
+        name_this_thread("journal-zero");
+        p->zero_ahead();
+      });
+    }
   }
   log::get("journal")->info(
       "journal opened dir={} live_records={} newest_wseq={} released_wseq={} previous_writer={} bytes_read={} "
@@ -204,8 +206,7 @@ Status Journal::wait_for_next_chunk(MutexLock& lock, Clock::time_point deadline)
 Status Journal::write_pad(uint64_t chunk, uint64_t offset, std::span<const std::byte> pad) const {
   const int fd = chunk_fds_[chunk].get();
   int e = inject("pwrite");
-  Status st = e != 0 ? Status::IOError(std::string("pwrite: ") + std::strerror(e))
-                     : pwrite_all(fd, pad, offset);
+  Status st = e != 0 ? Status::IOError(std::string("pwrite: ") + std::strerror(e)) : pwrite_all(fd, pad, offset);
   if (st.ok()) {
     e = inject("fdatasync");
     if (e == 0 && ::fdatasync(fd) != 0) e = errno;
@@ -254,8 +255,8 @@ Status Journal::switch_chunk(MutexLock& lock, Clock::time_point deadline) {
 Status Journal::append(uint64_t wseq, uint64_t lba, uint64_t nblocks, ExtentState state,
                        std::span<const std::byte> data, Clock::time_point deadline) {
   const bool is_data = state == ExtentState::kData;
-  if (wseq == 0 || nblocks == 0 || (is_data && data.size() != nblocks * kBlockBytes) ||
-      (!is_data && !data.empty()) || static_cast<uint8_t>(state) > static_cast<uint8_t>(ExtentState::kHole)) {
+  if (wseq == 0 || nblocks == 0 || (is_data && data.size() != nblocks * kBlockBytes) || (!is_data && !data.empty()) ||
+      static_cast<uint8_t>(state) > static_cast<uint8_t>(ExtentState::kHole)) {
     return Status::InvalidArgument("journal append: malformed record (wseq " + std::to_string(wseq) + ", " +
                                    std::to_string(nblocks) + " blocks, " + std::to_string(data.size()) +
                                    " payload bytes)");
@@ -305,8 +306,9 @@ Status Journal::append_record(uint8_t kind, uint8_t state, uint64_t wseq, uint64
   if (wseq < next_wseq_ && wseq <= released_wseq_ && was_skipped(wseq)) return Status::OK();
   if (wseq < next_wseq_ || turn_taken_) {
     return Status::InvalidArgument("journal append: wseq " + std::to_string(wseq) +
-                                   (turn_taken_ ? " is being appended already" : " was appended already (next is " +
-                                                                                     std::to_string(next_wseq_) + ")"));
+                                   (turn_taken_
+                                        ? " is being appended already"
+                                        : " was appended already (next is " + std::to_string(next_wseq_) + ")"));
   }
   turn_taken_ = true;  // the turn: no other append proceeds until this one ends
   const ChunkState& head = chunks_[head_];
@@ -469,9 +471,10 @@ void Journal::write_start(uint64_t chunk, uint64_t offset, uint64_t prev_wseq, u
     start_written_released_ = released_wseq;
   } else if (!start_write_failed_) {
     start_write_failed_ = true;
-    log::get("journal")->warn("journal could not write its start file; the next open may read the whole ring dir={} "
-                              "error={}",
-                              log::quote(opts_.dir), log::quote(st.ToString()));
+    log::get("journal")->warn(
+        "journal could not write its start file; the next open may read the whole ring dir={} "
+        "error={}",
+        log::quote(opts_.dir), log::quote(st.ToString()));
   }
 }
 

@@ -233,13 +233,13 @@ struct JournalStats {
   uint64_t live_records = 0;      // appended or recovered, not released
   uint64_t oldest_live_wseq = 0;  // 0 when none is live
   std::chrono::steady_clock::time_point oldest_live_appended;  // recovered records: Open's time
-  uint64_t appended_wseq = 0;     // newest appended (or recovered)
-  uint64_t synced_wseq = 0;       // newest known durable
+  uint64_t appended_wseq = 0;                                  // newest appended (or recovered)
+  uint64_t synced_wseq = 0;                                    // newest known durable
   uint64_t released_wseq = 0;
-  uint64_t syncs = 0;             // sync() calls
-  uint64_t fdatasyncs = 0;        // fdatasync calls by sync() leaders and chunk switches
-  uint64_t chunks_zeroed = 0;     // chunks of a new journal the zeroer wrote ahead of the head
-  bool failed = false;            // a write or fdatasync failed: see "Failure"
+  uint64_t syncs = 0;          // sync() calls
+  uint64_t fdatasyncs = 0;     // fdatasync calls by sync() leaders and chunk switches
+  uint64_t chunks_zeroed = 0;  // chunks of a new journal the zeroer wrote ahead of the head
+  bool failed = false;         // a write or fdatasync failed: see "Failure"
 };
 
 class Journal;
@@ -327,7 +327,7 @@ class Journal {
 
  private:
   struct ChunkState {
-    bool in_use = false;    // holds live records or is the head
+    bool in_use = false;      // holds live records or is the head
     uint64_t first_wseq = 0;  // of the current lap (0: none yet)
     uint64_t last_wseq = 0;
     uint64_t write_offset = 0;  // end of the lap's last record
@@ -348,11 +348,10 @@ class Journal {
   // append() and append_marker() once the record is built: waits for the
   // turn, writes header and payload at the head.
   Status append_record(uint8_t kind, uint8_t state, uint64_t wseq, uint64_t lba, uint64_t nblocks,
-                       std::span<const std::byte> data, std::chrono::steady_clock::time_point deadline)
-      EXCLUDES(mu_);
+                       std::span<const std::byte> data, std::chrono::steady_clock::time_point deadline) EXCLUDES(mu_);
 
-  Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, UniqueFd start_fd,
-          uint64_t journal_id, bool claim_pending, std::vector<bool> unwritten);
+  Journal(JournalOptions opts, UniqueFd dir_fd, std::vector<UniqueFd> chunk_fds, UniqueFd start_fd, uint64_t journal_id,
+          bool claim_pending, std::vector<bool> unwritten);
   // The zeroer's body: while chunks of a new journal are unwritten, writes
   // zeros over the one after the head once it is free, then waits for the
   // head to move. Ends at close(), at failure, or when none is left.
@@ -387,22 +386,22 @@ class Journal {
   uint64_t chunk_index_after(uint64_t c) const { return (c + 1) % chunk_fds_.size(); }
 
   const JournalOptions opts_;
-  const UniqueFd dir_fd_;                   // holds the flock; fsync of directory entries
-  const std::vector<UniqueFd> chunk_fds_;   // open for the Journal's life
-  const UniqueFd start_fd_;                 // the start file
+  const UniqueFd dir_fd_;                  // holds the flock; fsync of directory entries
+  const std::vector<UniqueFd> chunk_fds_;  // open for the Journal's life
+  const UniqueFd start_fd_;                // the start file
   const uint64_t journal_id_;
   const uint64_t max_payload_bytes_;
 
   mutable Mutex mu_;
-  CondVar turn_cv_;   // next_wseq_ moved, or failed_
-  CondVar space_cv_;  // a chunk was freed, or failed_
-  CondVar synced_cv_; // a sync round ended
+  CondVar turn_cv_;    // next_wseq_ moved, or failed_
+  CondVar space_cv_;   // a chunk was freed, or failed_
+  CondVar synced_cv_;  // a sync round ended
   Status failed_ GUARDED_BY(mu_);
-  bool claim_pending_ GUARDED_BY(mu_);      // meta still names the previous writer
+  bool claim_pending_ GUARDED_BY(mu_);  // meta still names the previous writer
   std::vector<ChunkState> chunks_ GUARDED_BY(mu_);
-  uint64_t head_ GUARDED_BY(mu_) = 0;       // chunk being written
-  uint64_t next_wseq_ GUARDED_BY(mu_) = 1;  // the only wseq append accepts now
-  bool turn_taken_ GUARDED_BY(mu_) = false; // an append of next_wseq_ is under way
+  uint64_t head_ GUARDED_BY(mu_) = 0;        // chunk being written
+  uint64_t next_wseq_ GUARDED_BY(mu_) = 1;   // the only wseq append accepts now
+  bool turn_taken_ GUARDED_BY(mu_) = false;  // an append of next_wseq_ is under way
   bool closed_ GUARDED_BY(mu_) = false;
   uint64_t appended_wseq_ GUARDED_BY(mu_) = 0;
   uint64_t synced_wseq_ GUARDED_BY(mu_) = 0;
@@ -446,7 +445,7 @@ class Journal {
   // The start file's writes (release(), outside mu_; never held with mu_).
   Mutex start_mu_;
   uint64_t start_written_released_ GUARDED_BY(start_mu_) = 0;  // released_wseq of the last start written
-  bool start_write_failed_ GUARDED_BY(start_mu_) = false;     // logged once
+  bool start_write_failed_ GUARDED_BY(start_mu_) = false;      // logged once
 };
 
 }  // namespace portalbd

@@ -1,8 +1,6 @@
 // Journal recovery from damage: torn tails, damaged records and meta,
 // headers that check but cannot be, and failing disks (kCorruption naming
 // file and offset, never a skipped record).
-#include "src/engine/journal.h"
-
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "src/engine/journal.h"
 #include "src/util/crc32c.h"
 #include "tests/unit/journal_helpers.h"
 #include "tests/unit/temp_dir.h"
@@ -95,7 +94,7 @@ TEST_SUITE("engine.journal") {
     }
     const uint64_t huge = (uint64_t{1} << 52) + 1;
     for (int i = 0; i < 8; ++i) header[40 + i] = std::byte(static_cast<uint8_t>(huge >> (8 * i)));  // nblocks
-    for (int i = 0; i < 4; ++i) header[12 + i] = std::byte{0};                                       // its crc
+    for (int i = 0; i < 4; ++i) header[12 + i] = std::byte{0};                                      // its crc
     const uint32_t crc = crc32c(std::span<const std::byte>(header));
     for (int i = 0; i < 4; ++i) header[12 + i] = std::byte(static_cast<uint8_t>(crc >> (8 * i)));
     std::vector<uint8_t> raw(80);
@@ -308,5 +307,4 @@ TEST_SUITE("engine.journal") {
     CHECK(std::filesystem::is_empty(o.dir));
     CHECK(open_ok(o).recovery.created);  // with room, it opens
   }
-
 }

@@ -4,7 +4,6 @@
 // reads the ring back), and Discard. The writer that appends to the ring is
 // journal.cc; it shares only what journal_format.h declares.
 #include "src/engine/journal_format.h"
-#include "src/engine/journal_recovery.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -20,6 +19,7 @@
 #include <optional>
 #include <random>
 
+#include "src/engine/journal_recovery.h"
 #include "src/log/log.h"
 #include "src/util/crc32c.h"
 #include "src/util/endian.h"
@@ -112,9 +112,9 @@ std::string parse_header(const std::byte* p, uint64_t avail, uint64_t journal_id
     return "";
   }
   const bool data = h->state == static_cast<uint8_t>(ExtentState::kData);
-  if (h->kind != kKindWrite || h->state > static_cast<uint8_t>(ExtentState::kHole) || h->wseq == 0 ||
-      h->nblocks == 0 || (data && h->nblocks != h->payload_bytes / kBlockBytes) ||
-      (data && h->payload_bytes % kBlockBytes != 0) || (!data && h->payload_bytes != 0)) {
+  if (h->kind != kKindWrite || h->state > static_cast<uint8_t>(ExtentState::kHole) || h->wseq == 0 || h->nblocks == 0 ||
+      (data && h->nblocks != h->payload_bytes / kBlockBytes) || (data && h->payload_bytes % kBlockBytes != 0) ||
+      (!data && h->payload_bytes != 0)) {
     return "malformed record header";
   }
   if (h->payload_bytes > avail - kHeaderBytes) return "payload runs past the end of the chunk";
@@ -146,7 +146,8 @@ std::string encode_meta(const Meta& m) {
                      "\nwriter_id " + m.writer_id + "\njournal_id " + id + "\nchunk_bytes " +
                      std::to_string(m.chunk_bytes) + "\nchunk_count " + std::to_string(m.chunk_count) + "\n";
   char crc[16];
-  std::snprintf(crc, sizeof crc, "%08x", crc32c(std::span(reinterpret_cast<const std::byte*>(body.data()), body.size())));
+  std::snprintf(crc, sizeof crc, "%08x",
+                crc32c(std::span(reinterpret_cast<const std::byte*>(body.data()), body.size())));
   return body + "crc32c " + crc + "\n";
 }
 
@@ -156,7 +157,8 @@ Result<Meta> decode_meta(const std::string& text, const std::string& path) {
   if (crc_at == std::string::npos || (crc_at > 0 && text[crc_at - 1] != '\n')) return bad("no checksum line");
   const std::string body = text.substr(0, crc_at);
   char want[16];
-  std::snprintf(want, sizeof want, "%08x", crc32c(std::span(reinterpret_cast<const std::byte*>(body.data()), body.size())));
+  std::snprintf(want, sizeof want, "%08x",
+                crc32c(std::span(reinterpret_cast<const std::byte*>(body.data()), body.size())));
   if (text.compare(crc_at, std::string::npos, std::string("crc32c ") + want + "\n") != 0) {
     return bad("checksum mismatch (torn or edited)");
   }
@@ -455,9 +457,10 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
             " writes of it not known to be in storage: start that volume once to upload them, give this volume its "
             "own journal dir, or discard that journal");
       }
-      logger->warn("journal of another volume, with nothing live, laid out anew for this one dir={} was_volume={} "
-                   "volume={}",
-                   log::quote(dir), meta.volume_uuid, opts.volume_uuid);
+      logger->warn(
+          "journal of another volume, with nothing live, laid out anew for this one dir={} was_volume={} "
+          "volume={}",
+          log::quote(dir), meta.volume_uuid, opts.volume_uuid);
       fds.clear();
       PBD_RETURN_IF_ERROR(remove_journal_files(dir, dir_fd->get()));
       rec = Recovered{};
@@ -465,26 +468,28 @@ Result<OpenedFiles> open_files(const JournalOptions& opts) {
       create = true;
     } else if (meta.chunk_bytes != opts.chunk_bytes || meta.chunk_count != want_chunks) {
       if (rec.report.records.empty()) {
-        logger->info("journal laid out anew for new geometry dir={} chunk_bytes={} chunks={} was_chunk_bytes={} "
-                     "was_chunks={}",
-                     log::quote(dir), opts.chunk_bytes, want_chunks, meta.chunk_bytes, meta.chunk_count);
+        logger->info(
+            "journal laid out anew for new geometry dir={} chunk_bytes={} chunks={} was_chunk_bytes={} "
+            "was_chunks={}",
+            log::quote(dir), opts.chunk_bytes, want_chunks, meta.chunk_bytes, meta.chunk_count);
         fds.clear();
         PBD_RETURN_IF_ERROR(remove_journal_files(dir, dir_fd->get()));
         rec.run.clear();
         rec.chunks.clear();
         create = true;
       } else {
-        logger->warn("journal keeps its geometry while it holds live records dir={} chunk_bytes={} chunks={} "
-                     "asked_chunk_bytes={} asked_chunks={}",
-                     log::quote(dir), meta.chunk_bytes, meta.chunk_count, opts.chunk_bytes, want_chunks);
+        logger->warn(
+            "journal keeps its geometry while it holds live records dir={} chunk_bytes={} chunks={} "
+            "asked_chunk_bytes={} asked_chunks={}",
+            log::quote(dir), meta.chunk_bytes, meta.chunk_count, opts.chunk_bytes, want_chunks);
       }
     }
   } else {
     rec.report.created = true;
     const auto leftovers = our_files(dir);
     if (!leftovers.empty()) {
-      logger->warn("journal dir has chunk files but no meta, starting a new journal dir={} files={}",
-                   log::quote(dir), leftovers.size());
+      logger->warn("journal dir has chunk files but no meta, starting a new journal dir={} files={}", log::quote(dir),
+                   leftovers.size());
     }
     for (const auto& path : leftovers) ::unlink(path.c_str());
   }

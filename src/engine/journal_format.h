@@ -107,14 +107,14 @@ struct RecordAt {
 
 // What open_files found in JournalOptions::dir, or made there.
 struct OpenedFiles {
-  UniqueFd dir_fd;                   // holds the flock on the dir
-  std::vector<UniqueFd> chunk_fds;   // chunk-0000 .. in ring order
-  Meta meta;                         // as on disk (its geometry wins over the options' while records are live)
+  UniqueFd dir_fd;                  // holds the flock on the dir
+  std::vector<UniqueFd> chunk_fds;  // chunk-0000 .. in ring order
+  Meta meta;                        // as on disk (its geometry wins over the options' while records are live)
   JournalRecovery report;
-  uint64_t head = 0;                 // the chunk ending the run (meaningful when run is not empty)
-  std::vector<RecoveredChunk> run;   // chunks holding the linked run, oldest first, ending at head
-  std::vector<RecordAt> record_at;   // where each of report.records is
-  UniqueFd start_fd;                 // the start file, written with the run's start already
+  uint64_t head = 0;                // the chunk ending the run (meaningful when run is not empty)
+  std::vector<RecoveredChunk> run;  // chunks holding the linked run, oldest first, ending at head
+  std::vector<RecordAt> record_at;  // where each of report.records is
+  UniqueFd start_fd;                // the start file, written with the run's start already
   // Chunks of a journal created now whose blocks are reserved but not yet
   // written (they read as zeros): the writer zeroes them ahead of the head.
   // Empty for a journal that existed.

@@ -26,13 +26,13 @@ struct Found {
 
 // One chunk as read: the chain of J1 from offset 0 and what ends it.
 struct ChunkScan {
-  std::vector<Found> chain;        // records, consecutive wseqs
-  std::optional<Found> pad;        // the pad ending the chain
-  uint64_t end_offset = 0;         // where the chain's records end
-  bool broken = false;             // ended on a damaged or out-of-sequence record
-  bool broken_had_magic = false;   // ... that at least started like a record
+  std::vector<Found> chain;       // records, consecutive wseqs
+  std::optional<Found> pad;       // the pad ending the chain
+  uint64_t end_offset = 0;        // where the chain's records end
+  bool broken = false;            // ended on a damaged or out-of-sequence record
+  bool broken_had_magic = false;  // ... that at least started like a record
   std::string broken_reason;
-  std::vector<Found> orphans;      // whole records and pads past the end
+  std::vector<Found> orphans;  // whole records and pads past the end
   uint64_t first() const { return chain.empty() ? 0 : chain.front().h.wseq; }
   uint64_t last() const { return chain.empty() ? 0 : chain.back().h.wseq; }
 };
@@ -62,8 +62,8 @@ ChunkScan scan_chunk(const std::vector<std::byte>& buf, uint64_t journal_id) {
       if (h.wseq > s.last() + 1) {
         s.broken = true;
         s.broken_had_magic = true;
-        s.broken_reason = "record out of sequence (wseq " + std::to_string(h.wseq) + " after " +
-                          std::to_string(s.last()) + ")";
+        s.broken_reason =
+            "record out of sequence (wseq " + std::to_string(h.wseq) + " after " + std::to_string(s.last()) + ")";
       }
       resync_from = off;  // an older lap's record (or the out-of-sequence one): an orphan
       break;
@@ -90,9 +90,7 @@ ChunkScan scan_chunk(const std::vector<std::byte>& buf, uint64_t journal_id) {
 // and a torn tail; damage that could hide a live record is kCorruption.
 Status analyse(const std::string& dir, const std::vector<ChunkScan>& scans, Recovered* out) {
   const uint64_t n = scans.size();
-  auto where = [&](uint64_t c, uint64_t off) {
-    return dir + "/" + chunk_name(c) + " offset " + std::to_string(off);
-  };
+  auto where = [&](uint64_t c, uint64_t off) { return dir + "/" + chunk_name(c) + " offset " + std::to_string(off); };
   uint64_t newest = 0, head = 0, released = 0;
   for (uint64_t c = 0; c < n; ++c) {
     const ChunkScan& s = scans[c];
@@ -111,16 +109,16 @@ Status analyse(const std::string& dir, const std::vector<ChunkScan>& scans, Reco
       if (o.h.wseq <= newest) continue;
       const uint64_t expected = (s.chain.empty() ? scans[(c + n - 1) % n].last() : s.last()) + 1;
       std::string msg = "journal record at " + where(c, s.end_offset) + " (wseq " + std::to_string(expected) +
-                        " expected) is damaged (" +
-                        (s.broken ? s.broken_reason : std::string("unreadable")) +
+                        " expected) is damaged (" + (s.broken ? s.broken_reason : std::string("unreadable")) +
                         ") but a newer whole record follows it (wseq " + std::to_string(o.h.wseq) + " at " +
                         where(c, o.offset) + ")";
       if (o.h.synced_wseq >= expected) {
         msg += "; wseq " + std::to_string(expected) + " had been synced before that record was written";
       } else {
-        msg += "; no later record says the damaged one was synced, so this may also be a power loss that kept a "
-               "later unsynced write but not an earlier one. Discarding the journal loses the writes not yet in "
-               "object storage";
+        msg +=
+            "; no later record says the damaged one was synced, so this may also be a power loss that kept a "
+            "later unsynced write but not an earlier one. Discarding the journal loses the writes not yet in "
+            "object storage";
       }
       return Status::Corruption(msg);
     }
@@ -130,7 +128,7 @@ Status analyse(const std::string& dir, const std::vector<ChunkScan>& scans, Reco
   r.report.released_wseq = released;
   r.head = head;
   if (newest == 0) {
-      return Status::OK();
+    return Status::OK();
   }
   // J2: link the laps backwards from the head.
   r.run.push_back(head);
@@ -149,11 +147,10 @@ Status analyse(const std::string& dir, const std::vector<ChunkScan>& scans, Reco
       const ChunkScan& s = scans[c];
       at = s.broken ? where(c, s.end_offset) + " is damaged (" + s.broken_reason + ")"
                     : dir + "/" + chunk_name(c) + " ends at offset " + std::to_string(s.end_offset) +
-                          (s.chain.empty() ? " with no record"
-                                           : " after wseq " + std::to_string(s.last()));
+                          (s.chain.empty() ? " with no record" : " after wseq " + std::to_string(s.last()));
     }
     return Status::Corruption("journal " + dir + " is missing live records: wseq " + std::to_string(released + 1) +
-                               " to " + std::to_string(oldest - 1) + " are not released but not found; " + at);
+                              " to " + std::to_string(oldest - 1) + " are not released but not found; " + at);
   }
   // A torn tail: the head's chain, or the next chunk's first record, was
   // cut short by a crash mid-append.
@@ -209,8 +206,8 @@ Result<std::optional<Recovered>> recover_from_start(ChunkReader& rd, const Meta&
   };
   if (start.chunk >= n || start.offset % kAlign != 0 || start.offset + kAlign > size) return scan_ring("bad start");
   struct FirstHeader {
-    bool parsed = false;  // a well-formed header of this journal (a record or a pad)
-    bool record = false;  // a well-formed record header (not a pad)
+    bool parsed = false;   // a well-formed header of this journal (a record or a pad)
+    bool record = false;   // a well-formed record header (not a pad)
     bool damaged = false;  // one that does not parse but was ours (looks_like_ours)
     Header h;
   };
@@ -349,8 +346,8 @@ Result<Recovered> recover(ChunkReader& rd, const Meta& meta) {
       rec.report.previous_writer_id = meta.writer_id;
       return rec;
     }
-    logger->info("journal reads its whole ring: its start does not settle recovery dir={} why={}",
-                 log::quote(rd.dir), log::quote(why_not));
+    logger->info("journal reads its whole ring: its start does not settle recovery dir={} why={}", log::quote(rd.dir),
+                 log::quote(why_not));
   } else {
     logger->info("journal reads its whole ring: no start file of this journal dir={}", log::quote(rd.dir));
   }

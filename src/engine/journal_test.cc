@@ -155,8 +155,8 @@ TEST_SUITE("engine.journal") {
       const uint64_t before = process_bytes_read();
       auto opened = open_ok(o);
       *read = process_bytes_read() - before;
-      MESSAGE("read " << *read << " bytes (Open counted " << opened.recovery.chunk_bytes_read << " of chunks; whole ring "
-                      << opened.recovery.read_whole_ring << ")");
+      MESSAGE("read " << *read << " bytes (Open counted " << opened.recovery.chunk_bytes_read
+                      << " of chunks; whole ring " << opened.recovery.read_whole_ring << ")");
       CHECK(opened.recovery.chunk_bytes_read <= *read);
       return opened;
     };
@@ -232,8 +232,7 @@ TEST_SUITE("engine.journal") {
       bool whole_ring;
     };
     for (const Case& c : {Case{"current", current, false}, Case{"a few records old", recent, false},
-                          Case{"laps old (its chunk rewritten since)", early, true},
-                          Case{"damaged", torn, true}}) {
+                          Case{"laps old (its chunk rewritten since)", early, true}, Case{"damaged", torn, true}}) {
       CAPTURE(c.name);
       spit(o.dir + "/start", c.start);
       auto opened = open_ok(o);
@@ -382,7 +381,7 @@ TEST_SUITE("engine.journal") {
       auto opened = open_ok(o);
       Journal& j = *opened.journal;
       for (uint64_t w = 1; w <= 3; ++w) REQUIRE(append_data(j, w).ok());
-      j.release(5);  // a segment holding 4 and 5 was committed
+      j.release(5);                     // a segment holding 4 and 5 was committed
       REQUIRE(append_data(j, 5).ok());  // late, and out of order: nothing to write
       REQUIRE(append_data(j, 4).ok());
       CHECK(j.sync(5).ok());
@@ -524,10 +523,10 @@ TEST_SUITE("engine.journal") {
       REQUIRE(j.append_marker(1, 0, 256, far()).ok());
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       CHECK(j.stats().chunks_zeroed == 0);  // a marker is 512 bytes: not a quarter of the chunk
-      REQUIRE(append_data(j, 2).ok());  // 4608 bytes more: past a quarter of 16 KiB
-      CHECK(wait_zeroed(j, 1) == 1);    // chunk 1, ahead of the head (chunk 0)
+      REQUIRE(append_data(j, 2).ok());      // 4608 bytes more: past a quarter of 16 KiB
+      CHECK(wait_zeroed(j, 1) == 1);        // chunk 1, ahead of the head (chunk 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      CHECK(j.stats().chunks_zeroed == 1);  // not chunk 2: the head has not moved
+      CHECK(j.stats().chunks_zeroed == 1);                                // not chunk 2: the head has not moved
       for (uint64_t w = 3; w <= 5; ++w) REQUIRE(append_data(j, w).ok());  // the head is chunk 1, past a quarter
       CHECK(wait_zeroed(j, 2) == 2);
       // Around the ring: the zeroer's chunks hold what is appended later.
@@ -565,5 +564,4 @@ TEST_SUITE("engine.journal") {
     CHECK(reopened.recovery.torn_tail.empty());
     CHECK(append_data(*reopened.journal, 4).ok());  // the sequence goes on after the marker's record
   }
-
 }

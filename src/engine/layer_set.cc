@@ -260,9 +260,10 @@ void LayerSet::shrink_cache_locked() {
 Status LayerSet::make_resident_locked(Layer& layer) {
   if (!layer.paged()) return Status::OK();
   ExtentMap<BlockSource> map;
-  PBD_RETURN_IF_ERROR(index_->load_range(layer.id, 0, UINT64_MAX / 2, [&](const meta::MappedExtent& x) {
-    map.append(x.lba, x.nblocks, source_of(x));
-  }).With("load layer " + std::to_string(layer.id) + " whole"));
+  PBD_RETURN_IF_ERROR(index_
+                          ->load_range(layer.id, 0, UINT64_MAX / 2,
+                                       [&](const meta::MappedExtent& x) { map.append(x.lba, x.nblocks, source_of(x)); })
+                          .With("load layer " + std::to_string(layer.id) + " whole"));
   make_resident_locked(layer, std::move(map));
   return Status::OK();
 }
@@ -427,8 +428,8 @@ bool LayerSet::flatten_step(size_t max_extents, const std::function<bool(const L
   }
   Status st;
   if (b.from_index) {
-    st = index->scan_from(b.layer->id, b.cursor, max_extents,
-                          [&](const meta::MappedExtent& x) { b.rows.push_back(x); }, &b.more);
+    st = index->scan_from(
+        b.layer->id, b.cursor, max_extents, [&](const meta::MappedExtent& x) { b.rows.push_back(x); }, &b.more);
   }
   if (st.ok()) st = flat->overlay_rows(kBaseRows, b.rows);
   MutexLock lock(&mu_);
@@ -487,8 +488,8 @@ bool LayerSet::plan_fold_locked(const std::function<bool(const Layer&)>& pending
     }
     next = fold_plan_.back().lock();
   }
-  if (flat_dirty_) return true;           // the old base's rows go first (flatten_step)
-  if (pending(*next)) return false;       // its last writes are still on their way to its map
+  if (flat_dirty_) return true;      // the old base's rows go first (flatten_step)
+  if (pending(*next)) return false;  // its last writes are still on their way to its map
   next->base_gen = base_gen_;
   base_folding_ = next;
   folding_ = true;

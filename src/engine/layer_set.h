@@ -125,7 +125,8 @@ struct Layer {
   // Calls fn(lba, n, source) for each mapped piece of [lba, lba+nblocks),
   // loading the chunks a paged layer has not loaded. Errors: the index
   // cannot be read.
-  Status visit(uint64_t lba, uint64_t nblocks, const std::function<void(uint64_t, uint64_t, const BlockSource&)>& fn) const;
+  Status visit(uint64_t lba, uint64_t nblocks,
+               const std::function<void(uint64_t, uint64_t, const BlockSource&)>& fn) const;
   // Sets a range: in `map` for a resident layer, keeping data_bytes right in
   // O(overlap); for a paged one only in the chunks it has loaded (the index
   // holds the change, and the caller sets data_bytes from it).
@@ -144,21 +145,21 @@ meta::MappedExtent row_of(uint64_t lba, uint64_t nblocks, const BlockSource& src
 
 // What the index cache holds and has done (status, tests).
 struct IndexCacheStats {
-  uint64_t budget_bytes = 0;     // [cache] index_bytes; 0: every layer resident
-  uint64_t resident_extents = 0; // extents in the maps of paged layers (at the last count)
-  uint64_t chunks_loaded = 0;    // chunks in memory now
-  uint64_t chunk_loads = 0;      // since open
-  uint64_t rows_loaded = 0;      // index rows those loads read
-  uint64_t chunks_dropped = 0;   // by the budget, since open
-  uint64_t resident_layers = 0;  // layers kept whole (ephemeral, or pinned by GC / a reader)
+  uint64_t budget_bytes = 0;      // [cache] index_bytes; 0: every layer resident
+  uint64_t resident_extents = 0;  // extents in the maps of paged layers (at the last count)
+  uint64_t chunks_loaded = 0;     // chunks in memory now
+  uint64_t chunk_loads = 0;       // since open
+  uint64_t rows_loaded = 0;       // index rows those loads read
+  uint64_t chunks_dropped = 0;    // by the budget, since open
+  uint64_t resident_layers = 0;   // layers kept whole (ephemeral, or pinned by GC / a reader)
 };
 
 // What the flattened base holds now (status, tests).
 struct FlatBaseStats {
-  uint64_t extents = 0;     // entries of the base map
-  uint64_t top_layer = 0;   // the layer whose view it is; 0: none
-  uint64_t folds = 0;       // layers folded in since open
-  uint64_t rebuilds = 0;    // times it was dropped and started again
+  uint64_t extents = 0;    // entries of the base map
+  uint64_t top_layer = 0;  // the layer whose view it is; 0: none
+  uint64_t folds = 0;      // layers folded in since open
+  uint64_t rebuilds = 0;   // times it was dropped and started again
   uint64_t min_depth = 0;
 };
 
@@ -269,10 +270,10 @@ class LayerSet {
   const std::shared_ptr<Layer> base_ = std::make_shared<Layer>();
   std::unique_ptr<meta::Index> flat_ GUARDED_BY(mu_);
   static constexpr uint64_t kBaseRows = 1;
-  bool flat_dirty_ GUARDED_BY(mu_) = false;  // flat_ holds a dropped base's rows
-  uint64_t drops_ GUARDED_BY(mu_) = 0;       // of a base with rows in flat_
-  bool base_filled_ GUARDED_BY(mu_) = false; // a fold started since the last drop
-  uint64_t base_rows_ GUARDED_BY(mu_) = 0;   // rows written into flat_ since then
+  bool flat_dirty_ GUARDED_BY(mu_) = false;   // flat_ holds a dropped base's rows
+  uint64_t drops_ GUARDED_BY(mu_) = 0;        // of a base with rows in flat_
+  bool base_filled_ GUARDED_BY(mu_) = false;  // a fold started since the last drop
+  uint64_t base_rows_ GUARDED_BY(mu_) = 0;    // rows written into flat_ since then
   std::weak_ptr<Layer> base_top_ GUARDED_BY(mu_);
   std::weak_ptr<Layer> base_folding_ GUARDED_BY(mu_);
   bool folding_ GUARDED_BY(mu_) = false;

@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int64_t kTtlMs = 400;        // the flusher ticks every 100 ms
+constexpr int64_t kTtlMs = 400;  // the flusher ticks every 100 ms
 constexpr int64_t kIdleRenewMs = 5000;
 
 uint64_t lease_writes(const FaultStore& faults) {
@@ -75,7 +75,8 @@ TEST_SUITE("engine.lease_idle") {
     REQUIRE((*v)->close().ok());
   }
 
-  TEST_CASE("a volume idle for longer than the TTL is still claimed; a take-over fences it and loses nothing acknowledged") {
+  TEST_CASE(
+      "a volume idle for longer than the TTL is still claimed; a take-over fences it and loses nothing acknowledged") {
     testing::TempDir dir;
     auto mem = std::make_shared<MemoryStore>();
     LeaseOptions lo;

@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <set>
 
-
 namespace portalbd {
 
 bool ReplayPlan::damaged() const {
-  return !missing.empty() ||
-         std::any_of(decisions.begin(), decisions.end(), [](const Decision& d) { return d.action == Action::kDamaged; });
+  return !missing.empty() || std::any_of(decisions.begin(), decisions.end(),
+                                         [](const Decision& d) { return d.action == Action::kDamaged; });
 }
 
 std::string ReplayPlan::describe_damage() const {
@@ -28,8 +27,11 @@ std::string describe_writes(const SegmentFooter& footer) {
   constexpr size_t kShown = 16;
   for (size_t i = 0; i < footer.entries.size() && i < kShown; ++i) {
     const SegmentEntry& e = footer.entries[i];
-    out += (i == 0 ? " bytes " : ", ") + std::to_string(e.lba * kBlockSize) + "+" + std::to_string(e.nblocks * kBlockSize) +
-           (e.state == ExtentState::kData ? " data" : e.state == ExtentState::kZero ? " zeroed" : " trimmed");
+    out += (i == 0 ? " bytes " : ", ") + std::to_string(e.lba * kBlockSize) + "+" +
+           std::to_string(e.nblocks * kBlockSize) +
+           (e.state == ExtentState::kData   ? " data"
+            : e.state == ExtentState::kZero ? " zeroed"
+                                            : " trimmed");
   }
   if (footer.entries.size() > kShown) out += ", and " + std::to_string(footer.entries.size() - kShown) + " more ranges";
   if (footer.entries.empty()) out += " nothing";

@@ -52,9 +52,9 @@ struct PendingSegment {
 
 struct ReplayPlan {
   enum class Action : uint8_t {
-    kApply,       // replay it into the index
-    kDropTail,    // uncommitted tail of a crash: quarantine, a warning
-    kDamaged,     // damage: refuse, or quarantine under repair
+    kApply,     // replay it into the index
+    kDropTail,  // uncommitted tail of a crash: quarantine, a warning
+    kDamaged,   // damage: refuse, or quarantine under repair
   };
   struct Decision {
     Action action = Action::kApply;

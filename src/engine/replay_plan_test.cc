@@ -1,8 +1,8 @@
 // ReplayPlan: which losses among the segments above the index are a crash
 // state (dropped: quarantined by the caller) and which are damage (refused).
-#include <doctest/doctest.h>
-
 #include "src/engine/replay_plan.h"
+
+#include <doctest/doctest.h>
 
 using namespace portalbd;
 

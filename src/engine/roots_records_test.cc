@@ -118,7 +118,8 @@ TEST_SUITE("engine.roots_records") {
       for (const auto& [key, size] : kept) {
         std::vector<std::byte> raw;
         REQUIRE(store->get(key, &raw).ok());
-        if (std::string(reinterpret_cast<const char*>(raw.data()), raw.size()).find("\"format\":2") == std::string::npos) {
+        if (std::string(reinterpret_cast<const char*>(raw.data()), raw.size()).find("\"format\":2") ==
+            std::string::npos) {
           base_key = key;
         }
       }

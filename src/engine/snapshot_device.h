@@ -18,7 +18,9 @@ class SnapshotDevice final : public BlockDevice {
   uint64_t size_bytes() const override { return volume_->size_bytes(); }
   bool read_only() const override { return true; }
   uint32_t preferred_block_size() const override { return volume_->preferred_block_size(); }
-  Status read(uint64_t offset, std::span<std::byte> out) override { return volume_->read_view(top_.get(), offset, out); }
+  Status read(uint64_t offset, std::span<std::byte> out) override {
+    return volume_->read_view(top_.get(), offset, out);
+  }
   Status read_described(uint64_t offset, std::span<std::byte> out, std::vector<StatusExtent>* extents) override {
     return volume_->read_view(top_.get(), offset, out, extents);
   }

@@ -107,9 +107,10 @@ Result<std::shared_ptr<SnapshotReader::Load>> SnapshotReader::load() {
       }
       if (store_->head("volume.json").status().is(Status::Code::kNotFound)) return last;
     }
-    logger->warn("loading the snapshot from storage failed, retrying from a fresh listing snapshot={} attempt={} "
-                 "error={}",
-                 opts_.snapshot, attempt, log::quote(last.ToString()));
+    logger->warn(
+        "loading the snapshot from storage failed, retrying from a fresh listing snapshot={} attempt={} "
+        "error={}",
+        opts_.snapshot, attempt, log::quote(last.ToString()));
     if (attempt < opts_.open_attempts) {
       std::this_thread::sleep_for(std::chrono::milliseconds(opts_.retry_delay_ms * attempt));
     }
@@ -117,8 +118,10 @@ Result<std::shared_ptr<SnapshotReader::Load>> SnapshotReader::load() {
   // Not kNotFound, which says the snapshot (or the volume) is not there.
   const Status::Code code = last.is(Status::Code::kNotFound) ? Status::Code::kIOError : last.code();
   return Status(code, "could not load snapshot '" + opts_.snapshot + "' from " + store_->url() + " in " +
-                                 std::to_string(opts_.open_attempts) + " attempts (storage kept changing under it, "
-                                 "or is damaged): " + last.message());
+                          std::to_string(opts_.open_attempts) +
+                          " attempts (storage kept changing under it, "
+                          "or is damaged): " +
+                          last.message());
 }
 
 std::shared_ptr<SnapshotReader::Load> SnapshotReader::current() {
@@ -135,8 +138,8 @@ Status SnapshotReader::with_reload(const std::function<Status(BlockDevice&)>& op
   if (!used) return Status::Cancelled("the snapshot reader is closed");
   Status st = op(*used->device);
   if (!object_gone(st)) return st;
-  const std::string deleted_note = "snapshot '" + opts_.snapshot + "' was deleted from " + store_->url() +
-                                   " while served, and its data collected: ";
+  const std::string deleted_note =
+      "snapshot '" + opts_.snapshot + "' was deleted from " + store_->url() + " while served, and its data collected: ";
   if (deleted_.load()) return Status::IOError(deleted_note + st.message());
   std::shared_ptr<Load> fresh;
   {
@@ -150,9 +153,10 @@ Status SnapshotReader::with_reload(const std::function<Status(BlockDevice&)>& op
       if (!reloaded.ok()) {
         if (reloaded.status().is(Status::Code::kNotFound)) {
           deleted_ = true;
-          log::get("engine")->error("the served snapshot was deleted from storage; reads of its collected data fail "
-                                    "snapshot={} error={}",
-                                    opts_.snapshot, log::quote(st.message()));
+          log::get("engine")->error(
+              "the served snapshot was deleted from storage; reads of its collected data fail "
+              "snapshot={} error={}",
+              opts_.snapshot, log::quote(st.message()));
           return Status::IOError(deleted_note + st.message());
         }
         return Status::IOError(st.message() + "; and reloading snapshot '" + opts_.snapshot +

@@ -60,9 +60,9 @@ struct SnapshotReaderOptions {
 
 struct SnapshotReaderStats {
   SnapshotInfo snapshot;
-  uint64_t loads = 0;        // successful loads (the first, then reloads)
+  uint64_t loads = 0;          // successful loads (the first, then reloads)
   uint64_t load_failures = 0;  // attempts that failed (and were retried or reported)
-  bool deleted = false;      // a reload found the snapshot gone from storage
+  bool deleted = false;        // a reload found the snapshot gone from storage
 };
 
 class SnapshotReader final : public BlockDevice {
@@ -110,7 +110,7 @@ class SnapshotReader final : public BlockDevice {
   const std::shared_ptr<ObjectStore> store_;
   const SnapshotReaderOptions opts_;
   uint64_t size_bytes_ = 0;  // set by Open(), then only read
-  Mutex reload_mu_;  // before mu_
+  Mutex reload_mu_;          // before mu_
   Mutex mu_;
   std::shared_ptr<Load> current_ GUARDED_BY(mu_);
   std::atomic<uint64_t> next_generation_{0};  // names each load's index file

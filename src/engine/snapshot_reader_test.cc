@@ -2,6 +2,8 @@
 // snapshot byte for byte while the writer overwrites, snapshots, deletes and
 // collects; it never writes to the store; a snapshot deleted and collected
 // under it reads as an error naming the object, never as zeros.
+#include "src/engine/snapshot_reader.h"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -9,7 +11,6 @@
 #include <future>
 #include <random>
 
-#include "src/engine/snapshot_reader.h"
 #include "src/engine/volume.h"
 #include "src/store/counting_store.h"
 #include "src/store/memory_store.h"
@@ -83,7 +84,8 @@ class VanishingCheckpoints final : public ObjectStore {
     return inner_->get_range(k, o, n, out);
   }
   Status get(const std::string& k, std::vector<std::byte>* out) override {
-    if (k.starts_with("checkpoints/") && failures_.fetch_sub(1) > 0) return Status::NotFound("object " + k + " not found");
+    if (k.starts_with("checkpoints/") && failures_.fetch_sub(1) > 0)
+      return Status::NotFound("object " + k + " not found");
     return inner_->get(k, out);
   }
   Result<ObjectInfo> head(const std::string& k) override { return inner_->head(k); }
@@ -100,7 +102,8 @@ class VanishingCheckpoints final : public ObjectStore {
 }  // namespace
 
 TEST_SUITE("engine.snapshot_reader") {
-  TEST_CASE("a reader serves its snapshot byte-identical while the writer overwrites, snapshots, deletes and collects") {
+  TEST_CASE(
+      "a reader serves its snapshot byte-identical while the writer overwrites, snapshots, deletes and collects") {
     TempDir dir;
     auto store = std::make_shared<MemoryStore>();
     auto writer = Volume::Open(store, writer_options(dir.path));

@@ -7,9 +7,9 @@
 #include <thread>
 
 #include "src/engine/volume.h"
-#include "tests/unit/temp_dir.h"
 #include "src/store/file_store.h"
 #include "src/store/memory_store.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
 namespace fs = std::filesystem;
@@ -20,7 +20,7 @@ using portalbd::testing::TempDir;
 
 VolumeOptions options(const std::string& dir) {
   VolumeOptions o;
-  o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
+  o.flatten_min_depth = 1;                          // every snapshot chain reads through a flattened base
   o.index_cache_bytes = 16 * kResidentExtentBytes;  // the index cache drops chunks all the time
   o.size_bytes = 4 << 20;
   o.segment_bytes = 128 << 10;
@@ -86,7 +86,8 @@ TEST_SUITE("engine.snapshot") {
     TempDir dir;
     auto v = Volume::Open(std::make_shared<MemoryStore>(), options(dir.path));
     REQUIRE(v.ok());
-    for (const std::string& bad : std::vector<std::string>{"", "has space", "slash/name", "live", std::string(129, 'a'), "ünïcode", "semi;colon"}) {
+    for (const std::string& bad : std::vector<std::string>{"", "has space", "slash/name", "live", std::string(129, 'a'),
+                                                           "ünïcode", "semi;colon"}) {
       CHECK((*v)->create_snapshot(bad).status().is(Status::Code::kInvalidArgument));
     }
     CHECK((*v)->create_snapshot(std::string(128, 'a')).ok());

@@ -6,7 +6,8 @@
 namespace portalbd {
 
 StreamDetector::StreamDetector(uint64_t first_window, uint64_t max_window, size_t max_streams)
-    : first_window_(first_window), max_window_(std::max(first_window, max_window)),
+    : first_window_(first_window),
+      max_window_(std::max(first_window, max_window)),
       max_streams_(std::max<size_t>(1, max_streams)) {}
 
 StreamDetector::Range StreamDetector::observe(uint64_t view, uint64_t offset, uint64_t length) {

@@ -80,8 +80,8 @@ TEST_SUITE("engine.stream_detector") {
     Recorder rec;
     uint64_t a_asked = 0, b_asked = 0, snap_asked = 0;
     for (uint64_t i = 0; i < 64; ++i) {
-      auto a = rec.read(0, i * 65536, 65536);                      // live, from 0
-      auto b = rec.read(0, 512 * kMiB + i * 65536, 65536);         // live, from 512 MiB
+      auto a = rec.read(0, i * 65536, 65536);                       // live, from 0
+      auto b = rec.read(0, 512 * kMiB + i * 65536, 65536);          // live, from 512 MiB
       auto s = rec.read(0xabc, 512 * kMiB + i * 65536 + 1, 65536);  // a snapshot view, same offsets
       if (a.length) a_asked = a.offset + a.length;
       if (b.length) b_asked = b.offset + b.length;

@@ -41,8 +41,8 @@ Result<std::shared_ptr<Volume>> Volume::Open(std::shared_ptr<ObjectStore> store,
   PBD_RETURN_IF_ERROR(v->replay_journal());
   v->pipeline_.start(v->index_.get());
   if (v->opts_.lease) {
-    v->lease_keeper_ = std::make_unique<LeaseKeeper>(
-        v->opts_.lease, [raw = v.get()] { return raw->pipeline_.segments_written(); });
+    v->lease_keeper_ =
+        std::make_unique<LeaseKeeper>(v->opts_.lease, [raw = v.get()] { return raw->pipeline_.segments_written(); });
     v->lease_keeper_->start();
   }
   v->layers_.set_flatten_min_depth(v->opts_.flatten_min_depth);
@@ -71,11 +71,9 @@ void Volume::open_read_path() {
   if (disk_cache_) {
     // Written data is often read back soon: keep uploaded frames too, as
     // stored, written by the cache's own thread (the commit does not wait).
-    pipeline_.set_stored_hook([cache = disk_cache_.get()](uint64_t seq,
-                                                          const std::shared_ptr<const std::vector<std::byte>>& object,
-                                                          const std::vector<FrameRef>& frames) {
-      cache->put_object(seq, object, frames);
-    });
+    pipeline_.set_stored_hook(
+        [cache = disk_cache_.get()](uint64_t seq, const std::shared_ptr<const std::vector<std::byte>>& object,
+                                    const std::vector<FrameRef>& frames) { cache->put_object(seq, object, frames); });
   }
   FrameFetcherOptions fo;
   fo.concurrency = opts_.fetch_concurrency;
@@ -85,8 +83,9 @@ void Volume::open_read_path() {
   fo.prefetch_budget_bytes = std::clamp<uint64_t>(2 * opts_.read_ahead_bytes, 8ull << 20, 256ull << 20);
   fetcher_ = std::make_unique<FrameFetcher>(
       store_.get(), &cache_, disk_cache_.get(),
-      [this](uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored,
-             std::shared_ptr<const void> owner) { return decode_and_cache(seq, ref, stored, std::move(owner)); },
+      [this](uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored, std::shared_ptr<const void> owner) {
+        return decode_and_cache(seq, ref, stored, std::move(owner));
+      },
       fo);
   // An ephemeral volume's reads are memory copies: nothing to read ahead.
   if (opts_.read_ahead_bytes > 0 && !opts_.ephemeral) {

@@ -60,8 +60,8 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -90,9 +90,9 @@ namespace portalbd {
 
 struct VolumeStats {
   uint64_t size_bytes = 0;
-  uint64_t dirty_bytes = 0;      // answered but not yet durable
-  uint64_t segments = 0;         // segment objects in the index
-  uint64_t bytes_stored = 0;     // their total size; ephemeral volumes: the bytes of the buffers holding data
+  uint64_t dirty_bytes = 0;       // answered but not yet durable
+  uint64_t segments = 0;          // segment objects in the index
+  uint64_t bytes_stored = 0;      // their total size; ephemeral volumes: the bytes of the buffers holding data
   uint64_t segments_written = 0;  // by this process
   uint64_t bytes_uploaded = 0;    // by this process
   uint64_t flushes = 0;
@@ -108,10 +108,10 @@ struct VolumeStats {
   DiskFrameCacheStats disk;
   FrameFetcherStats fetch;  // fetches from storage and the disk cache, read-ahead
   uint32_t fetch_concurrency = 0;
-  uint64_t read_ahead_bytes = 0;  // 0: read-ahead off
+  uint64_t read_ahead_bytes = 0;   // 0: read-ahead off
   uint64_t replayed_segments = 0;  // applied from storage at open
   uint64_t next_seq = 0;
-  uint64_t bytes_live = 0;             // data bytes some root or reader reaches
+  uint64_t bytes_live = 0;              // data bytes some root or reader reaches
   int64_t last_checkpoint_unix_ms = 0;  // 0: none yet
   uint64_t last_checkpoint_seq = 0;
   int64_t storage_failing_since_unix_ms = 0;  // 0: the last upload succeeded
@@ -122,7 +122,7 @@ struct VolumeStats {
   bool journal = false;
   uint64_t journal_capacity_bytes = 0, journal_used_bytes = 0, journal_live_records = 0;
   uint64_t journal_syncs = 0, journal_fdatasyncs = 0;
-  uint64_t journal_direct_writes = 0;  // writes that went to storage only (journal_direct_write_bytes)
+  uint64_t journal_direct_writes = 0;       // writes that went to storage only (journal_direct_write_bytes)
   uint64_t journal_direct_write_bytes = 0;  // the threshold in effect (VolumeOptions)
   uint64_t upload_lag_ms = 0;
   // Index lookups: the flattened base, and what reads cost in layer maps.
@@ -133,8 +133,8 @@ struct VolumeStats {
 };
 
 struct GcOptions {
-  int64_t grace_ms = 60000;          // an unreferenced segment is deleted this long after GC finds it so
-  double rewrite_live_ratio = 0.5;   // segments with less live data than this are rewritten
+  int64_t grace_ms = 60000;                   // an unreferenced segment is deleted this long after GC finds it so
+  double rewrite_live_ratio = 0.5;            // segments with less live data than this are rewritten
   uint64_t max_rewrite_bytes = 256ull << 20;  // per pass (throttle)
   // A pass that changed nothing still writes a checkpoint once this many
   // sequence numbers (about one per segment) were used since the last one,
@@ -147,12 +147,12 @@ struct GcReport {
   uint64_t layers_dropped = 0, layers_merged = 0;
   uint64_t segments_rewritten = 0, bytes_rewritten = 0;
   uint64_t buffers_compacted = 0;  // ephemeral volumes: see Volume::compact_buffers
-  uint64_t segments_doomed = 0;   // newly found unreferenced (deleted after the grace period)
+  uint64_t segments_doomed = 0;    // newly found unreferenced (deleted after the grace period)
   uint64_t segments_deleted = 0, bytes_deleted = 0;
-  uint64_t cached_frames_dropped = 0;  // the deleted segments' frames the disk cache held
-  uint64_t segments_waiting = 0;  // unreferenced, still in their grace period
-  int64_t next_delete_unix_ms = 0;  // when the next waiting one may go (0: none)
-  uint64_t checkpoint_seq = 0;      // written by this pass (0: none needed)
+  uint64_t cached_frames_dropped = 0;         // the deleted segments' frames the disk cache held
+  uint64_t segments_waiting = 0;              // unreferenced, still in their grace period
+  int64_t next_delete_unix_ms = 0;            // when the next waiting one may go (0: none)
+  uint64_t checkpoint_seq = 0;                // written by this pass (0: none needed)
   uint64_t bytes_stored = 0, bytes_live = 0;  // after the pass
 };
 
@@ -366,8 +366,7 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   // a frame would need it.
   Status fetch_frames(const std::vector<Piece>& pieces, FrameBatch* batch, bool cached_only = false);
   // fetch_frames() of the frames the memory cache lacked, by segment.
-  Status fetch_missing(const std::map<uint64_t, std::vector<FrameRef>>& missing, FrameBatch* batch,
-                       bool cached_only);
+  Status fetch_missing(const std::map<uint64_t, std::vector<FrameRef>>& missing, FrameBatch* batch, bool cached_only);
   // Tells the stream detector about a read of `view` (a layer, or nullptr:
   // live) and starts the read-ahead it asks for.
   void read_ahead(const Layer* top, uint64_t offset, uint64_t length);
@@ -440,8 +439,8 @@ class Volume final : public BlockDevice, public std::enable_shared_from_this<Vol
   std::unique_ptr<meta::Index> index_;
   FrameCache cache_;
   std::unique_ptr<DiskFrameCache> disk_cache_;  // set by open(), then only read
-  std::unique_ptr<FrameFetcher> fetcher_;        // set by open(), after disk_cache_
-  std::unique_ptr<StreamDetector> streams_;      // set by open() with read-ahead on
+  std::unique_ptr<FrameFetcher> fetcher_;       // set by open(), after disk_cache_
+  std::unique_ptr<StreamDetector> streams_;     // set by open() with read-ahead on
 
   CutGate gate_;
   Mutex rmw_mu_;

@@ -46,7 +46,7 @@ Status Volume::quarantine_object(const std::string& key, const std::string& why)
     return Status::OK();
   }
   std::vector<std::byte> raw;
-  Status st = store_->get_as_stored(key, &raw);  // unread: an object that fails decryption is kept too
+  Status st = store_->get_as_stored(key, &raw);             // unread: an object that fails decryption is kept too
   if (st.is(Status::Code::kNotFound)) return Status::OK();  // nothing left to keep
   PBD_RETURN_IF_ERROR(st.With("quarantine " + key));
   std::string dest = "quarantine/" + key;
@@ -54,8 +54,8 @@ Status Volume::quarantine_object(const std::string& key, const std::string& why)
   if (opts_.lease) PBD_RETURN_IF_ERROR(opts_.lease->check().With("quarantine " + key));
   PBD_RETURN_IF_ERROR(store_->put_as_stored(dest, raw).With("quarantine " + key));
   PBD_RETURN_IF_ERROR(store_->remove(key).With("quarantine " + key));
-  log::get("engine")->warn("quarantined an object open() cannot use object={} moved_to={} bytes={} reason={}", key, dest,
-                           raw.size(), log::quote(why));
+  log::get("engine")->warn("quarantined an object open() cannot use object={} moved_to={} bytes={} reason={}", key,
+                           dest, raw.size(), log::quote(why));
   return Status::OK();
 }
 
@@ -129,7 +129,8 @@ Status Volume::check_stored_references() {
   }
   if (!opts_.repair) {
     return Status::Corruption("storage of " + store_->url() + " is damaged: " + all +
-                              ". Refusing to open the volume: those blocks would read as errors or zeros. " + kRepairHint);
+                              ". Refusing to open the volume: those blocks would read as errors or zeros. " +
+                              kRepairHint);
   }
   auto logger = log::get("engine");
   logger->error("repair: accepting damaged storage storage={} damage={}", log::quote(store_->url()), log::quote(all));
@@ -218,9 +219,11 @@ Status Volume::check_size_covers_data() {
   if (end <= size_bytes_) return Status::OK();
   const uint64_t gib = (end + (1ull << 30) - 1) >> 30;
   return Status::Corruption("volume.json in " + store_->url() + " says size_bytes=" + std::to_string(size_bytes_) +
-                            ", but layer " + std::to_string(layer_id) + " holds data up to byte " + std::to_string(end) +
+                            ", but layer " + std::to_string(layer_id) + " holds data up to byte " +
+                            std::to_string(end) +
                             ": the volume never shrinks, so volume.json is damaged. Put the size back in volume.json, "
-                            "or start with --disk-size-gb " + std::to_string(gib) + " --grow");
+                            "or start with --disk-size-gb " +
+                            std::to_string(gib) + " --grow");
 }
 
 }  // namespace portalbd

@@ -45,7 +45,7 @@ struct Damaged {
   std::string index() const { return dir.path + "/index.sqlite"; }
   VolumeOptions options(bool repair) const {
     VolumeOptions o;
-    o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
+    o.flatten_min_depth = 1;                          // every snapshot chain reads through a flattened base
     o.index_cache_bytes = 16 * kResidentExtentBytes;  // the index cache drops chunks all the time
     o.segment_bytes = kSegmentBytes;
     o.flush_interval_ms = 0;
@@ -215,43 +215,45 @@ TEST_SUITE("engine.damage") {
   TEST_CASE("a torn roots record at the tail is a crash's cut-short PUT: set aside, the record before it stands") {
     const std::string whole = "{\"format\": 1, \"layers\": [], \"roots\": []}";
     for (bool encrypted : {false, true})
-    for (size_t cut : {size_t{0}, size_t{24}})
-    for (bool fresh : {false, true}) {
-      CAPTURE(encrypted);
-      CAPTURE(cut);
-      CAPTURE(fresh);
-      Damaged d(encrypted);
-      const auto data = numbered_pattern(4096, 1);
-      uint64_t next_seq = 0;
-      {
-        auto v = d.open_ok(false);
-        REQUIRE(v->write(0, data, true).ok());
-        REQUIRE(v->create_snapshot("s1").ok());
-        next_seq = v->stats().next_seq;
-        REQUIRE(v->close().ok());
-      }
-      char key[48];
-      std::snprintf(key, sizeof key, "roots/%016llx.json", static_cast<unsigned long long>(next_seq));
-      // What a store that writes in place keeps of a PUT whose writer died:
-      // the first `cut` bytes of the object as stored (sealed, when encrypted).
-      REQUIRE(d.store->put(key, std::span<const std::byte>(reinterpret_cast<const std::byte*>(whole.data()), whole.size()))
+      for (size_t cut : {size_t{0}, size_t{24}})
+        for (bool fresh : {false, true}) {
+          CAPTURE(encrypted);
+          CAPTURE(cut);
+          CAPTURE(fresh);
+          Damaged d(encrypted);
+          const auto data = numbered_pattern(4096, 1);
+          uint64_t next_seq = 0;
+          {
+            auto v = d.open_ok(false);
+            REQUIRE(v->write(0, data, true).ok());
+            REQUIRE(v->create_snapshot("s1").ok());
+            next_seq = v->stats().next_seq;
+            REQUIRE(v->close().ok());
+          }
+          char key[48];
+          std::snprintf(key, sizeof key, "roots/%016llx.json", static_cast<unsigned long long>(next_seq));
+          // What a store that writes in place keeps of a PUT whose writer died:
+          // the first `cut` bytes of the object as stored (sealed, when encrypted).
+          REQUIRE(
+              d.store
+                  ->put(key, std::span<const std::byte>(reinterpret_cast<const std::byte*>(whole.data()), whole.size()))
                   .ok());
-      std::vector<std::byte> stored;
-      REQUIRE(d.mem->get(key, &stored).ok());
-      REQUIRE(stored.size() > cut);
-      stored.resize(cut);
-      REQUIRE(d.mem->put(key, stored).ok());
-      auto v = d.open_ok(fresh);
-      CHECK(v->find_snapshot("s1").ok());
-      std::vector<std::byte> got(4096);
-      REQUIRE(v->read(0, got).ok());
-      CHECK(got == data);
-      CHECK(d.newest("quarantine/roots/") == std::string("quarantine/") + key);  // kept aside, not deleted
-      REQUIRE(v->create_snapshot("s2").ok());  // numbers above the torn one: no key reused
-      REQUIRE(v->close().ok());
-      auto again = d.open_ok(true);
-      CHECK(again->find_snapshot("s2").ok());
-    }
+          std::vector<std::byte> stored;
+          REQUIRE(d.mem->get(key, &stored).ok());
+          REQUIRE(stored.size() > cut);
+          stored.resize(cut);
+          REQUIRE(d.mem->put(key, stored).ok());
+          auto v = d.open_ok(fresh);
+          CHECK(v->find_snapshot("s1").ok());
+          std::vector<std::byte> got(4096);
+          REQUIRE(v->read(0, got).ok());
+          CHECK(got == data);
+          CHECK(d.newest("quarantine/roots/") == std::string("quarantine/") + key);  // kept aside, not deleted
+          REQUIRE(v->create_snapshot("s2").ok());  // numbers above the torn one: no key reused
+          REQUIRE(v->close().ok());
+          auto again = d.open_ok(true);
+          CHECK(again->find_snapshot("s2").ok());
+        }
   }
 
   TEST_CASE("a torn roots record with later objects after it is refused from storage alone") {

@@ -4,7 +4,6 @@
 // it too. The store is a MemoryStore behind a FaultStore (which hands out no
 // shared objects, so reads are ranged GETs as on S3) and a CountingStore.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 
 #include <cstring>

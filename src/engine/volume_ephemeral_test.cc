@@ -47,9 +47,9 @@ TEST_SUITE("engine.ephemeral") {
     auto store = std::make_shared<MemoryStore>();
     auto v = Volume::Open(store, ephemeral_options());
     REQUIRE(v.ok());
-    REQUIRE((*v)->write(0, filled(8192, 0xAA), true).ok());  // FUA
+    REQUIRE((*v)->write(0, filled(8192, 0xAA), true).ok());            // FUA
     REQUIRE((*v)->write(4 << 20, filled(3 << 20, 0xBB), false).ok());  // more than the write buffer holds
-    REQUIRE((*v)->write(100, filled(10, 0xCC), false).ok());  // read-modify-write of a partial block
+    REQUIRE((*v)->write(100, filled(10, 0xCC), false).ok());           // read-modify-write of a partial block
     REQUIRE((*v)->flush().ok());
     const VolumeStats st = (*v)->stats();
     CHECK(st.dirty_bytes == 0);
@@ -83,7 +83,10 @@ TEST_SUITE("engine.ephemeral") {
       if (rng() % 2) off -= off % kBlockSize;
       const uint64_t len = 1 + rng() % std::min<uint64_t>(model.size() - off, 3 * 65536);
       switch (rng() % 10) {
-        case 0: case 1: case 2: case 3: {
+        case 0:
+        case 1:
+        case 2:
+        case 3: {
           std::vector<std::byte> data(len);
           for (auto& b : data) b = std::byte(static_cast<uint8_t>(rng()));
           REQUIRE((*v)->write(off, data, false).ok());
@@ -137,7 +140,7 @@ TEST_SUITE("engine.ephemeral") {
     REQUIRE((*v)->write(0, filled(1 << 20, 0x11), false).ok());
     REQUIRE((*v)->write(8192, filled(4096, 0x22), false).ok());  // inside the 1 MiB write
     CHECK(in_place() == 1);
-    REQUIRE((*v)->write(1 << 20, filled(8192, 0x23), false).ok());  // past it: a buffer of its own
+    REQUIRE((*v)->write(1 << 20, filled(8192, 0x23), false).ok());           // past it: a buffer of its own
     REQUIRE((*v)->write((1 << 20) - 4096, filled(8192, 0x24), false).ok());  // across two extents
     CHECK(in_place() == 1);
     REQUIRE((*v)->create_snapshot("before").ok());

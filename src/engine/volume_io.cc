@@ -72,8 +72,7 @@ std::span<const std::byte> stored_span(const std::vector<std::byte>& object, uin
 
 }  // namespace
 
-Result<FrameCache::Frame> Volume::decode_and_cache(uint64_t seq, const FrameRef& ref,
-                                                   std::span<const std::byte> stored,
+Result<FrameCache::Frame> Volume::decode_and_cache(uint64_t seq, const FrameRef& ref, std::span<const std::byte> stored,
                                                    std::shared_ptr<const void> stored_owner) {
   FrameCache::Frame frame;
   Status st;
@@ -308,7 +307,8 @@ Status Volume::put_data(uint64_t lba, std::span<const std::byte> data, std::vect
   }
   BlockSource src;
   src.state = ExtentState::kData;
-  src.bytes = make_block_buffer(owned != nullptr ? std::move(*owned) : std::vector<std::byte>(data.begin(), data.end()));
+  src.bytes =
+      make_block_buffer(owned != nullptr ? std::move(*owned) : std::vector<std::byte>(data.begin(), data.end()));
   return put_blocks(lba, nblocks, std::move(src), data.size());
 }
 
@@ -317,11 +317,11 @@ std::shared_ptr<const std::vector<std::byte>> Volume::make_block_buffer(std::vec
   if (!opts_.ephemeral) return std::make_shared<std::vector<std::byte>>(std::move(bytes));
   const uint64_t size = bytes.size();
   buffer_bytes_->fetch_add(size, std::memory_order_relaxed);
-  return std::shared_ptr<std::vector<std::byte>>(
-      new std::vector<std::byte>(std::move(bytes)), [counter = buffer_bytes_, size](std::vector<std::byte>* b) {
-        counter->fetch_sub(size, std::memory_order_relaxed);
-        delete b;
-      });
+  return std::shared_ptr<std::vector<std::byte>>(new std::vector<std::byte>(std::move(bytes)),
+                                                 [counter = buffer_bytes_, size](std::vector<std::byte>* b) {
+                                                   counter->fetch_sub(size, std::memory_order_relaxed);
+                                                   delete b;
+                                                 });
 }
 
 bool Volume::overwrite_in_place_locked(uint64_t lba, uint64_t nblocks, const std::byte* data) {
@@ -373,7 +373,8 @@ Status Volume::write_locked(uint64_t offset, std::span<const std::byte> data, st
   const uint64_t base = first * kBlockSize;
   PBD_RETURN_IF_ERROR(read(base, std::span<std::byte>(buf.data(), kBlockSize)));
   if (last - first > 1) {
-    PBD_RETURN_IF_ERROR(read((last - 1) * kBlockSize, std::span<std::byte>(buf.data() + buf.size() - kBlockSize, kBlockSize)));
+    PBD_RETURN_IF_ERROR(
+        read((last - 1) * kBlockSize, std::span<std::byte>(buf.data() + buf.size() - kBlockSize, kBlockSize)));
   }
   std::memcpy(buf.data() + (offset - base), data.data(), data.size());
   return put_data(first, buf, &buf);

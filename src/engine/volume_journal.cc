@@ -95,9 +95,10 @@ Status Volume::open_journal() {
   journal_replay_ = std::move(opened->recovery.records);
   journal_newest_wseq_ = opened->recovery.newest_wseq;
   if (opts_.journal_drain) {
-    logger->info("journal off, but an earlier run left one: replaying it, then uploading it and removing it dir={} "
-                 "records_to_replay={}",
-                 jo.dir, journal_replay_.size());
+    logger->info(
+        "journal off, but an earlier run left one: replaying it, then uploading it and removing it dir={} "
+        "records_to_replay={}",
+        jo.dir, journal_replay_.size());
     return Status::OK();
   }
   logger->info(
@@ -121,11 +122,12 @@ Status Volume::replay_journal() {
       // A volume never shrinks, so a record past its end was not written
       // by this volume's writers: refuse it rather than apply it.
       if (r.lba > size_bytes_ / kBlockSize || r.nblocks > size_bytes_ / kBlockSize - r.lba) {
-        return Status::Corruption("journal " + opts_.journal_dir + ": record wseq " + std::to_string(r.wseq) +
-                                  " writes blocks " + std::to_string(r.lba) + "+" + std::to_string(r.nblocks) +
-                                  ", past the volume's end (" + std::to_string(size_bytes_) +
-                                  " bytes; a volume never shrinks, so the journal or volume.json was changed. Moving the "
-                                  "journal dir away starts from storage alone and loses what only the journal holds)");
+        return Status::Corruption(
+            "journal " + opts_.journal_dir + ": record wseq " + std::to_string(r.wseq) + " writes blocks " +
+            std::to_string(r.lba) + "+" + std::to_string(r.nblocks) + ", past the volume's end (" +
+            std::to_string(size_bytes_) +
+            " bytes; a volume never shrinks, so the journal or volume.json was changed. Moving the "
+            "journal dir away starts from storage alone and loses what only the journal holds)");
       }
       BlockSource src;
       src.state = r.state;
@@ -202,8 +204,8 @@ Status Volume::wait_for_journal_lag() {
   // max_lag_ms: what losing this disk can cost stays bounded in time.
   if (opts_.journal_max_lag_ms == 0) return Status::OK();
   const auto limit = std::chrono::milliseconds(opts_.journal_max_lag_ms);
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<uint64_t>(
-                                                               opts_.flush_timeout_ms, 60000));
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<uint64_t>(opts_.flush_timeout_ms, 60000));
   for (;;) {
     const auto oldest = journal_->oldest_live_appended();
     const auto now = std::chrono::steady_clock::now();

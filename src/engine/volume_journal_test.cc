@@ -5,10 +5,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "src/engine/volume.h"
 #include "src/store/memory_store.h"

@@ -6,17 +6,16 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <set>
 
-#include <nlohmann/json.hpp>
-
-#include "src/util/clock.h"
 #include "src/engine/replay_plan.h"
 #include "src/engine/uuid.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
+#include "src/util/clock.h"
 
 namespace portalbd {
 namespace {
@@ -43,7 +42,6 @@ std::string human_size(uint64_t bytes) {
 
 }  // namespace
 
-
 // The manifest (volume.json) is the volume's identity in object storage: its
 // uuid and size. It is created once with a conditional put, so two daemons
 // racing to create a volume cannot both win.
@@ -59,8 +57,11 @@ Status Volume::open_manifest() {
     PBD_RETURN_IF_ERROR(check_prefix_is_empty());
     size_bytes_ = opts_.size_bytes != 0 ? opts_.size_bytes : kDefaultVolumeSize;
     uuid_ = new_uuid();
-    nlohmann::json m = {{"format", 1},          {"uuid", uuid_},           {"size_bytes", size_bytes_},
-                        {"block_size", kBlockSize}, {"created_unix_ms", now_unix_ms()}};
+    nlohmann::json m = {{"format", 1},
+                        {"uuid", uuid_},
+                        {"size_bytes", size_bytes_},
+                        {"block_size", kBlockSize},
+                        {"created_unix_ms", now_unix_ms()}};
     PBD_RETURN_IF_ERROR(store_->put_if_absent(kManifestKey, to_bytes(m.dump(2) + "\n")).With("create volume"));
     logger->info("created volume uuid={} size_bytes={} storage={}", uuid_, size_bytes_, log::quote(store_->url()));
     return Status::OK();
@@ -104,7 +105,7 @@ Status Volume::check_prefix_is_empty() {
   std::map<std::string, uint64_t> found;  // what, how many
   for (const auto& obj : all) {
     uint64_t seq = 0;
-    if (obj.key.starts_with("lock/")) continue;  // the writer lease, claimed before open()
+    if (obj.key.starts_with("lock/")) continue;            // the writer lease, claimed before open()
     if (obj.key.starts_with(kStoreProbePrefix)) continue;  // the store's own, not the volume's
     if (parse_segment_key(obj.key, &seq)) {
       found["segments"]++;
@@ -158,8 +159,9 @@ Result<std::unique_ptr<meta::Index>> Volume::open_index_or_move_aside() {
       return Status::IOError(msg + "; and moving it aside to " + aside + suffix + " failed: " + ec.message());
     }
   }
-  log::get("engine")->warn("index is unreadable, moved it aside and rebuilding it from storage index={} moved_to={} error={}",
-                           opts_.index_path, aside, log::quote(msg));
+  log::get("engine")->warn(
+      "index is unreadable, moved it aside and rebuilding it from storage index={} moved_to={} error={}",
+      opts_.index_path, aside, log::quote(msg));
   return probe();
 }
 
@@ -196,7 +198,8 @@ Result<SegmentFooter> Volume::read_segment_footer(const ObjectInfo& obj) {
   uint64_t footer_offset = 0;
   uint32_t footer_len = 0;
   PBD_RETURN_IF_ERROR(parse_segment_trailer(trailer, &footer_offset, &footer_len));
-  if (footer_offset > obj.size - kSegmentTrailerBytes || footer_len != obj.size - kSegmentTrailerBytes - footer_offset) {
+  if (footer_offset > obj.size - kSegmentTrailerBytes ||
+      footer_len != obj.size - kSegmentTrailerBytes - footer_offset) {
     return Status::Corruption(obj.key + ": footer position does not match the object size");
   }
   PBD_RETURN_IF_ERROR(store_->get_range(obj.key, footer_offset, footer_len, &footer_bytes));
@@ -286,7 +289,8 @@ Status Volume::replay_storage() {
   auto applied = index_->get_meta("roots_seq");
   if (!applied.ok()) return applied.status();
   const uint64_t applied_seq = applied->has_value() ? std::stoull(**applied) : 0;
-  const uint64_t newest_record = records.empty() ? 0 : parse_roots_record_key(records.back().key);  // keys sort by sequence
+  const uint64_t newest_record =
+      records.empty() ? 0 : parse_roots_record_key(records.back().key);  // keys sort by sequence
   max_seq = std::max(max_seq, newest_record);
   if (newest_record < applied_seq) {
     damage.push_back("the index holds roots record " + roots_record_key(applied_seq) + ", but storage's newest is " +
@@ -323,9 +327,10 @@ Status Volume::replay_storage() {
       auto torn_tail = is_newest_object(seq);
       if (!torn_tail.ok()) return torn_tail.status();
       if (*torn_tail) {
-        logger->warn("a roots record whose upload a crash cut short is set aside; the one before it stands object={} "
-                     "error={}",
-                     it->key, log::quote(st.message()));
+        logger->warn(
+            "a roots record whose upload a crash cut short is set aside; the one before it stands object={} "
+            "error={}",
+            it->key, log::quote(st.message()));
         PBD_RETURN_IF_ERROR(quarantine_object(it->key, "torn roots record at the tail"));
         continue;
       }
@@ -410,8 +415,7 @@ Status Volume::replay_storage() {
   if (auto v = index_->get_meta("max_wseq"); v.ok() && v->has_value()) max_wseq = std::stoull(**v);
   // The next write segment names the newest one storage keeps.
   MutexLock lock(&layers_.mu());
-  pipeline_.set_sequence_locked(max_seq + 1, stored_segments_.empty() ? 0 : stored_segments_.rbegin()->first,
-                                max_wseq);
+  pipeline_.set_sequence_locked(max_seq + 1, stored_segments_.empty() ? 0 : stored_segments_.rbegin()->first, max_wseq);
   return Status::OK();
 }
 

@@ -20,7 +20,7 @@ struct VolumeOptions {
   // disk, reads load the chunks they need): at most about this many bytes of
   // them. 0: no limit (still loaded on demand, never dropped).
   uint64_t index_cache_bytes = 64ull << 20;
-  bool grow = false;        // allow size_bytes larger than the existing volume
+  bool grow = false;  // allow size_bytes larger than the existing volume
   uint64_t segment_bytes = 64ull << 20;
   uint64_t write_buffer_bytes = 256ull << 20;
   uint64_t flush_interval_ms = 1000;  // 0 disables the timer

@@ -80,7 +80,7 @@ TEST_SUITE("engine.read_ahead") {
     MESSAGE("16 MiB in 128 KiB reads: " << gets << " GETs, " << s.fetch.prefetched << " frames read ahead");
     CHECK(s.read_ahead_bytes == 8ull << 20);
     CHECK(s.fetch.prefetched > kDataBytes / (64 << 10) / 2);  // most frames came by read-ahead
-    CHECK(gets < 64);  // 128 reads, one frame run each without read-ahead
+    CHECK(gets < 64);                                         // 128 reads, one frame run each without read-ahead
     CHECK(v->close().ok());
   }
 

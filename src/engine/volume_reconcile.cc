@@ -81,9 +81,8 @@ Status Volume::storage_roots_current() {
   PBD_RETURN_IF_ERROR(store_->list("roots/", &records).With("list roots"));
   const uint64_t newest = records.empty() ? 0 : roots_record_seq(records.back().key);
   if (newest > *mine) {
-    return Status::Fenced("storage holds roots record " + records.back().key +
-                          ", newer than this index's (" + std::to_string(*mine) +
-                          "): another writer moved the volume on");
+    return Status::Fenced("storage holds roots record " + records.back().key + ", newer than this index's (" +
+                          std::to_string(*mine) + "): another writer moved the volume on");
   }
   return Status::OK();
 }

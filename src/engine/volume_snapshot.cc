@@ -4,14 +4,13 @@
 #include <chrono>
 #include <ctime>
 #include <functional>
-
 #include <nlohmann/json.hpp>
 
-#include "src/util/clock.h"
 #include "src/engine/snapshot_device.h"
 #include "src/engine/uuid.h"
 #include "src/engine/volume.h"
 #include "src/log/log.h"
+#include "src/util/clock.h"
 
 namespace portalbd {
 namespace {
@@ -46,7 +45,8 @@ nlohmann::json layer_json(const meta::LayerRecord& l) {
 }
 
 nlohmann::json root_json(const meta::RootRecord& r) {
-  return {{"name", r.name}, {"layer", r.layer}, {"kind", r.kind}, {"uuid", r.uuid}, {"created_unix_ms", r.created_unix_ms}};
+  return {
+      {"name", r.name}, {"layer", r.layer}, {"kind", r.kind}, {"uuid", r.uuid}, {"created_unix_ms", r.created_unix_ms}};
 }
 
 meta::LayerRecord layer_of(const nlohmann::json& l) {
@@ -65,8 +65,8 @@ Status validate_snapshot_name(const std::string& name) {
     return Status::InvalidArgument("snapshot name must be 1-128 characters, got " + std::to_string(name.size()));
   }
   for (char c : name) {
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-';
+    bool ok =
+        (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) {
       return Status::InvalidArgument("snapshot name '" + name + "' has a character outside [A-Za-z0-9._-]");
     }
@@ -342,8 +342,8 @@ Result<SnapshotInfo> Volume::create_snapshot(const std::string& name) {
   Status st = pipeline_.upload_through(through);
   if (flattener_) flattener_->kick();  // the frozen layer, committed, can be folded into the base
   if (!st.ok()) {
-    return Status(st.code(), "snapshot '" + name + "' was taken but its data is not yet durable in object storage: " +
-                                 st.message());
+    return Status(st.code(), "snapshot '" + name +
+                                 "' was taken but its data is not yet durable in object storage: " + st.message());
   }
   log::get("engine")->info("snapshot created name={} id={} layer={}", name, rec.uuid, old_id);
   return find_snapshot(name);
@@ -397,8 +397,8 @@ Result<RestoreResult> Volume::restore_snapshot(const std::string& name, bool dis
   Status st = pipeline_.upload_through(through);
   if (flattener_) flattener_->kick();  // a new chain: the base may need rebuilding
   if (!st.ok()) {
-    return Status(st.code(), "restored '" + name + "' but the replaced state is not yet durable in object storage: " +
-                                 st.message());
+    return Status(st.code(), "restored '" + name +
+                                 "' but the replaced state is not yet durable in object storage: " + st.message());
   }
   log::get("engine")->info("snapshot restored name={} pre_restore={} new_layer={}", name,
                            result.pre_restore.empty() ? "none" : result.pre_restore, new_id);

@@ -119,7 +119,8 @@ void check_caught_up(const std::shared_ptr<ObjectStore>& store, const std::strin
   auto a = open(store, stale_index);
   View seen = view(*a);
   CHECK_MESSAGE(seen.live == acknowledged.live, "the reopened old index serves a volume B did not leave");
-  CHECK_MESSAGE(seen.snaps == acknowledged.snaps, "snapshots: [" << names(seen) << "] want [" << names(acknowledged) << "]");
+  CHECK_MESSAGE(seen.snaps == acknowledged.snaps,
+                "snapshots: [" << names(seen) << "] want [" << names(acknowledged) << "]");
   GcOptions gc;
   gc.grace_ms = 0;
   gc.rewrite_live_ratio = 0.9;

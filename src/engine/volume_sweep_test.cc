@@ -59,7 +59,7 @@ struct TempDir {
 
 VolumeOptions sweep_options(const std::string& index_path) {
   VolumeOptions o;
-  o.flatten_min_depth = 1;  // every snapshot chain reads through a flattened base
+  o.flatten_min_depth = 1;                          // every snapshot chain reads through a flattened base
   o.index_cache_bytes = 16 * kResidentExtentBytes;  // the index cache drops chunks all the time
   o.size_bytes = kVolumeBlocks * kBlockSize;
   o.segment_bytes = 1 << 20;  // no sealing by size: the op thread makes every call
@@ -139,11 +139,11 @@ struct Harness {
   uint64_t next_stamp = 1;
 
   std::vector<Branch> branches{Branch{}};
-  std::map<std::string, Stamps> snap_required;                 // answered OK
-  std::map<std::string, std::vector<Stamps>> snap_optional;     // may exist, with one of these contents
-  std::set<std::string> snap_absent;                           // deleted OK
-  std::vector<Stamps> pre_restore_optional;                    // a failed restore's kept state
-  std::vector<std::string> log;                                // what happened, for failure messages
+  std::map<std::string, Stamps> snap_required;               // answered OK
+  std::map<std::string, std::vector<Stamps>> snap_optional;  // may exist, with one of these contents
+  std::set<std::string> snap_absent;                         // deleted OK
+  std::vector<Stamps> pre_restore_optional;                  // a failed restore's kept state
+  std::vector<std::string> log;                              // what happened, for failure messages
 
   Harness() {
     auto v = Volume::Open(faults, sweep_options(dir.path + "/index.sqlite"));
@@ -271,8 +271,9 @@ struct Harness {
     }
     std::string live_error;
     if (!matched) {
-      live_error = std::string("live volume is not ") + (clean ? "the final state" : "a state at or after the last flush") +
-                   ":" + describe_diff(*live, branches[0].states.back());
+      live_error = std::string("live volume is not ") +
+                   (clean ? "the final state" : "a state at or after the last flush") + ":" +
+                   describe_diff(*live, branches[0].states.back());
     }
     auto listed = v.list_snapshots();
     if (!listed.ok()) return "list_snapshots: " + listed.status().ToString();
@@ -285,13 +286,16 @@ struct Harness {
       if (std::string e = read_stamps(**dev, &content); !e.empty()) return "snapshot " + info.name + ": " + e;
       (*snaps)[info.name] = content;
       if (auto it = snap_required.find(info.name); it != snap_required.end()) {
-        if (content != it->second) return "snapshot " + info.name + " has wrong contents:" + describe_diff(content, it->second);
+        if (content != it->second)
+          return "snapshot " + info.name + " has wrong contents:" + describe_diff(content, it->second);
       } else if (auto opt = snap_optional.find(info.name); opt != snap_optional.end()) {
-        if (!contains(opt->second, content)) return "snapshot " + info.name + " (its create failed) holds no answered state";
+        if (!contains(opt->second, content))
+          return "snapshot " + info.name + " (its create failed) holds no answered state";
       } else if (snap_absent.count(info.name)) {
         return "snapshot " + info.name + " was deleted OK but exists";
       } else if (info.name.rfind("pre-restore-", 0) == 0) {
-        if (!contains(pre_restore_optional, content)) return "snapshot " + info.name + " holds no state the restore replaced";
+        if (!contains(pre_restore_optional, content))
+          return "snapshot " + info.name + " holds no state the restore replaced";
       } else {
         return "unknown snapshot " + info.name;
       }
@@ -337,8 +341,8 @@ void check_same_volume(const Stamps& live_a, const std::map<std::string, Stamps>
     names_a += n + (it != snaps_b.end() && it->second == c ? " " : "(differs) ");
   }
   for (const auto& [n, c] : snaps_b) names_b += n + " ";
-  CHECK_MESSAGE(snaps_a == snaps_b, when << ": the snapshots differ: [" << names_a << "] vs [" << names_b << "]"
-                                         << h.history());
+  CHECK_MESSAGE(snaps_a == snaps_b,
+                when << ": the snapshots differ: [" << names_a << "] vs [" << names_b << "]" << h.history());
 }
 
 // Runs one fault point; returns true when the fault was reached.
@@ -355,8 +359,8 @@ bool run_point(const Scenario& sc, Variant variant, uint64_t k, bool rebuild_aft
   }
   sc.op(h);
   const bool hit = h.faults->injected() > 0;
-  const std::string where = std::string(sc.name) + (variant == Variant::kError ? " error" : " crash") +
-                            " at call " + std::to_string(k);
+  const std::string where =
+      std::string(sc.name) + (variant == Variant::kError ? " error" : " crash") + " at call " + std::to_string(k);
   INFO(where);
   const std::string index = h.dir.path + "/index.sqlite";
   if (variant == Variant::kError) {
@@ -381,9 +385,11 @@ bool run_point(const Scenario& sc, Variant variant, uint64_t k, bool rebuild_aft
     e = h.check(*fresh, true, &live_fresh, &snaps_fresh);
     CHECK_MESSAGE(e.empty(), "rebuilt index: " << e << h.history());
     // Object storage is the truth: the rebuilt volume is the same volume.
-    CHECK_MESSAGE(live_fresh == live_same, "rebuilt live differs:" << describe_diff(live_fresh, live_same) << h.history());
+    CHECK_MESSAGE(live_fresh == live_same,
+                  "rebuilt live differs:" << describe_diff(live_fresh, live_same) << h.history());
     std::string names_same, names_fresh;
-    for (auto& [n, c] : snaps_same) names_same += n + (snaps_fresh.count(n) && snaps_fresh[n] == c ? " " : "(differs) ");
+    for (auto& [n, c] : snaps_same)
+      names_same += n + (snaps_fresh.count(n) && snaps_fresh[n] == c ? " " : "(differs) ");
     for (auto& [n, c] : snaps_fresh) names_fresh += n + " ";
     CHECK_MESSAGE(snaps_fresh == snaps_same,
                   "snapshots differ: same index [" << names_same << "] rebuilt [" << names_fresh << "]" << h.history());
@@ -441,7 +447,8 @@ void sweep(const Scenario& sc, Variant variant, bool rebuild_after_error = true)
   for (; k <= 200; ++k) {
     if (!run_point(sc, variant, k, rebuild_after_error)) break;
   }
-  MESSAGE(std::string(sc.name) << (variant == Variant::kError ? " error" : " crash") << " sweep: " << k - 1 << " fault points");
+  MESSAGE(std::string(sc.name) << (variant == Variant::kError ? " error" : " crash") << " sweep: " << k - 1
+                               << " fault points");
   CHECK_MESSAGE(k > 1, "the scenario made no storage call");
   CHECK(k <= 200);
 }
@@ -515,7 +522,6 @@ const Scenario kScenarios[] = {
      }},
 };
 
-
 // Rebuild from storage (fresh index) with the fault during Volume::Open and
 // the first reads: Open answers an error or a volume that reads right; after
 // a crash half-way through the rebuild, the half-built index reopens right.
@@ -534,8 +540,8 @@ void sweep_rebuild(Variant variant) {
       h.faults->crash_after(k - 1);
     }
     const std::string index = h.dir.path + "/rebuilt.sqlite";
-    const std::string where = std::string("rebuild ") + (variant == Variant::kError ? "error" : "crash") + " at call " +
-                              std::to_string(k);
+    const std::string where =
+        std::string("rebuild ") + (variant == Variant::kError ? "error" : "crash") + " at call " + std::to_string(k);
     INFO(where);
     Stamps live;
     std::map<std::string, Stamps> snaps;
@@ -544,7 +550,8 @@ void sweep_rebuild(Variant variant) {
       // Reads under the fault: an error is fine, wrong data is not.
       Stamps got;
       std::string e = read_stamps(**v, &got);
-      if (e.empty()) CHECK_MESSAGE(got == h.branches[0].states.back(), where << describe_diff(got, h.branches[0].states.back()));
+      if (e.empty())
+        CHECK_MESSAGE(got == h.branches[0].states.back(), where << describe_diff(got, h.branches[0].states.back()));
       CHECK_MESSAGE((e.empty() || e.rfind("read failed", 0) == 0), e);
     } else {
       h.log.push_back("open -> " + v.status().ToString());

@@ -80,7 +80,8 @@ Status Volume::claim_previous_writers_seqs() {
     MutexLock lock(&layers_.mu());
     newest_any = std::max(newest_any, pipeline_.next_seq_locked() - 1);
   }
-  const uint64_t floor = std::max(newest_checkpoint, newest_segment > kMaxUploadWindow ? newest_segment - kMaxUploadWindow : 0);
+  const uint64_t floor =
+      std::max(newest_checkpoint, newest_segment > kMaxUploadWindow ? newest_segment - kMaxUploadWindow : 0);
   const uint64_t top = newest_any + 2 * kMaxUploadWindow;
   auto live = index_->live_layer();
   if (!live.ok()) return live.status();
@@ -96,8 +97,9 @@ Status Volume::claim_previous_writers_seqs() {
     const std::string key = segment_key(seq);
     Status st = conditional ? store_->put_if_absent(key, object) : store_->put(key, object);
     if (st.is(Status::Code::kAlreadyExists)) {
-      PBD_RETURN_IF_ERROR(quarantine_object(key, "the previous writer's PUT landed after this daemon took over the "
-                                                 "volume; its writes were never acknowledged"));
+      PBD_RETURN_IF_ERROR(quarantine_object(key,
+                                            "the previous writer's PUT landed after this daemon took over the "
+                                            "volume; its writes were never acknowledged"));
       ++quarantined;
       st = store_->put_if_absent(key, object);
     }

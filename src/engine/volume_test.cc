@@ -1,5 +1,4 @@
 #include "src/engine/volume.h"
-#include "tests/unit/temp_dir.h"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include "src/store/fault_store.h"
 #include "src/store/file_store.h"
 #include "src/store/memory_store.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace portalbd;
 namespace fs = std::filesystem;
@@ -73,7 +73,9 @@ void random_workload(Volume& v, std::vector<std::byte>& model, std::mt19937_64& 
     if (rng() % 2) off -= off % kBlockSize;  // half aligned
     uint64_t len = 1 + rng() % std::min<uint64_t>(size - off, 3 * 65536);
     switch (rng() % 8) {
-      case 0: case 1: case 2: {
+      case 0:
+      case 1:
+      case 2: {
         auto data = random_bytes(rng, len);
         REQUIRE(v.write(off, data, rng() % 16 == 0).ok());
         std::memcpy(model.data() + off, data.data(), len);
@@ -87,11 +89,8 @@ void random_workload(Volume& v, std::vector<std::byte>& model, std::mt19937_64& 
         REQUIRE(v.trim(off, len, false).ok());
         std::memset(model.data() + off, 0, len);
         break;
-      case 5:
-        REQUIRE(v.flush().ok());
-        break;
-      default:
-        check_equal(v, model, off, len);
+      case 5: REQUIRE(v.flush().ok()); break;
+      default: check_equal(v, model, off, len);
     }
   }
 }
@@ -271,8 +270,8 @@ TEST_SUITE("engine.volume") {
     {
       auto v = Volume::Open(store, opts);
       REQUIRE(v.ok());
-      REQUIRE((*v)->write(0, a, true).ok());   // segment 1
-      REQUIRE((*v)->write(0, b, true).ok());   // segment 2
+      REQUIRE((*v)->write(0, a, true).ok());  // segment 1
+      REQUIRE((*v)->write(0, b, true).ok());  // segment 2
     }
     // A kill -9 mid-PUT on a store without atomic PUTs leaves half of segment 2.
     std::vector<std::byte> seg2;

@@ -113,7 +113,7 @@ TEST_SUITE("engine.upload") {
     REQUIRE(gate->wait_until([](auto&, auto& stored) { return stored.size() == 3; }));
     std::this_thread::sleep_for(milliseconds(100));
     CHECK(vol.stats().segments == 0);
-    CHECK(gate->puts_started() == 4);  // the window does not move past an uncommitted head
+    CHECK(gate->puts_started() == 4);                             // the window does not move past an uncommitted head
     for (int i = 1; i <= 6; ++i) check_numbered_segment(vol, i);  // every buffer stays readable
     {
       // A crash now rebuilds none of 2-4: each was sealed behind the one
@@ -306,7 +306,8 @@ TEST_SUITE("engine.upload") {
       });
     }
     for (auto& w : writers) w.join();
-    CHECK_MESSAGE(missing.empty(), "not in storage after its FLUSH returned: " << (missing.empty() ? "" : missing.front()));
+    CHECK_MESSAGE(missing.empty(),
+                  "not in storage after its FLUSH returned: " << (missing.empty() ? "" : missing.front()));
     CHECK(vol.stats().flushes == kWriters * kRounds);
     MESSAGE("FLUSHes answered by another's upload: " << vol.stats().flushes_grouped << " of " << kWriters * kRounds);
     REQUIRE(vol.close().ok());

@@ -5,9 +5,8 @@
 
 #include <cerrno>
 #include <chrono>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "src/engine/uuid.h"
 #include "src/log/log.h"
@@ -36,8 +35,9 @@ Result<LeaseHolder> read_holder(ObjectStore& store) {
   PBD_RETURN_IF_ERROR(store.get(WriterLease::kKey, &raw));
   try {
     auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(raw.data()), raw.size()));
-    return LeaseHolder{j.at("host").get<std::string>(), j.at("pid").get<int64_t>(), j.at("started_unix_ms").get<int64_t>(),
-                       j.at("expires_unix_ms").get<int64_t>(), j.at("token").get<std::string>()};
+    return LeaseHolder{j.at("host").get<std::string>(), j.at("pid").get<int64_t>(),
+                       j.at("started_unix_ms").get<int64_t>(), j.at("expires_unix_ms").get<int64_t>(),
+                       j.at("token").get<std::string>()};
   } catch (const std::exception& e) {
     return Status::Corruption(std::to_string(raw.size()) + " bytes that are not a lease (" + e.what() + ")");
   }
@@ -50,7 +50,8 @@ Result<LeaseHolder> read_holder(ObjectStore& store) {
 Result<LeaseHolder> read_holder_settled(ObjectStore& store) {
   auto holder = read_holder(store);
   for (int retry = 1; retry <= 5; ++retry) {
-    if (holder.ok() || !(holder.status().is(Status::Code::kNotFound) || holder.status().is(Status::Code::kCorruption))) {
+    if (holder.ok() ||
+        !(holder.status().is(Status::Code::kNotFound) || holder.status().is(Status::Code::kCorruption))) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(40 * retry));
@@ -79,8 +80,8 @@ Result<std::string> why_breakable(ObjectStore& store, const LeaseOptions& option
     return holder.status().With("read " + object);
   }
   // L3: torn or empty. Held by an unknown writer until it is older than the TTL.
-  const std::string unreadable = object + " is unreadable: " + holder.status().message() +
-                                 " (a portalbd that died while writing it leaves it so)";
+  const std::string unreadable =
+      object + " is unreadable: " + holder.status().message() + " (a portalbd that died while writing it leaves it so)";
   if (options.take_over) return "--take-over (" + unreadable + ")";
   auto info = store.head(WriterLease::kKey);
   if (!info.ok()) {
@@ -88,8 +89,9 @@ Result<std::string> why_breakable(ObjectStore& store, const LeaseOptions& option
     return info.status().With("read " + object);
   }
   if (info->modified_unix_ms <= 0) {
-    return Status::Busy(unreadable + "; the store does not say when it was written, so it counts as held by an "
-                                     "unknown portalbd: stop any other portalbd on this volume, then pass --take-over");
+    return Status::Busy(unreadable +
+                        "; the store does not say when it was written, so it counts as held by an "
+                        "unknown portalbd: stop any other portalbd on this volume, then pass --take-over");
   }
   const int64_t held_until = info->modified_unix_ms + options.ttl_ms;
   if (now > held_until) {
@@ -98,7 +100,8 @@ Result<std::string> why_breakable(ObjectStore& store, const LeaseOptions& option
   }
   return Status::Busy(unreadable + "; it counts as held by an unknown portalbd until " + rfc3339_utc(held_until) +
                       " (written " + rfc3339_utc(info->modified_unix_ms) + ", lease TTL " +
-                      std::to_string(options.ttl_ms / 1000) + " s): start again after that, or stop any other "
+                      std::to_string(options.ttl_ms / 1000) +
+                      " s): start again after that, or stop any other "
                       "portalbd on this volume and pass --take-over");
 }
 

@@ -98,7 +98,7 @@ TEST_SUITE("engine.lease") {
       CAPTURE(torn);
       auto store = std::make_shared<MemoryStore>();
       REQUIRE(store->put(WriterLease::kKey, bytes_of(torn)).ok());  // a writer died mid-PUT (s3rver keeps the part)
-      int64_t now = now_unix_ms();  // the store stamps objects with the real clock
+      int64_t now = now_unix_ms();                                  // the store stamps objects with the real clock
       auto refused = WriterLease::Acquire(store, other_host("b", [&] { return now; }));
       REQUIRE_FALSE(refused.ok());
       CHECK(refused.status().is(Status::Code::kBusy));

@@ -1,11 +1,11 @@
 #include "src/format/checkpoint_codec.h"
 
+#include <zstd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
-
-#include <zstd.h>
 
 namespace portalbd {
 

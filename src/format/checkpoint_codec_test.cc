@@ -1,13 +1,12 @@
 // Checkpoint encoding: a checksum of the index travels with it, so damage is
 // found before a restore; checkpoints written before it are still read.
+#include "src/format/checkpoint_codec.h"
+
 #include <doctest/doctest.h>
-
 #include <sys/resource.h>
-
-#include <array>
 #include <zstd.h>
 
-#include "src/format/checkpoint_codec.h"
+#include <array>
 
 using namespace portalbd;
 
@@ -78,7 +77,8 @@ TEST_SUITE("engine.checkpoint_codec") {
     auto damaged = *packed;
     for (int i = 0; i < 4; ++i) damaged[at + i] = std::byte{0xF0};  // ~3.9 GiB
     REQUIRE(ZSTD_getFrameContentSize(damaged.data(), damaged.size()) == 0xF0F0F0F0ull);
-    struct rusage before {}, after {};
+    struct rusage before {
+    }, after{};
     REQUIRE(::getrusage(RUSAGE_SELF, &before) == 0);
     auto r = decode_checkpoint(damaged);
     REQUIRE(::getrusage(RUSAGE_SELF, &after) == 0);

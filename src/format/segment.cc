@@ -111,7 +111,8 @@ void SegmentBuilder::add_data(uint64_t lba, std::span<const std::byte> data) {
   while (done < nblocks) {
     uint32_t used = static_cast<uint32_t>(pending_.size() / kBlockSize);
     uint64_t take = std::min<uint64_t>(kFrameBlocks - used, nblocks - done);
-    footer_.entries.push_back({lba + done, take, static_cast<uint32_t>(footer_.frames.size()), used, ExtentState::kData});
+    footer_.entries.push_back(
+        {lba + done, take, static_cast<uint32_t>(footer_.frames.size()), used, ExtentState::kData});
     auto part = data.subspan(done * kBlockSize, take * kBlockSize);
     done += take;
     if (used == 0 && take == kFrameBlocks) {
@@ -197,7 +198,8 @@ Status parse_segment_trailer(std::span<const std::byte> t, uint64_t* footer_offs
   if (t.size() != kSegmentTrailerBytes || !has_magic(t.data() + 32, kTrailerMagic)) {
     return Status::Corruption("not a segment trailer");
   }
-  if (get_u64(t.data() + 24) != crc32c(t.subspan(0, 24))) return Status::Corruption("segment trailer checksum mismatch");
+  if (get_u64(t.data() + 24) != crc32c(t.subspan(0, 24)))
+    return Status::Corruption("segment trailer checksum mismatch");
   const uint32_t version = get_u32(t.data() + 16);
   if (version < 1 || version > kSegmentFormatVersion) {
     return Status::Corruption("unsupported segment version " + std::to_string(version));
@@ -233,7 +235,8 @@ Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_
   if (version >= 3) {
     footer.prev_seq = get_u64(p);
     p += 8;
-    if (footer.prev_seq >= footer.seq) return Status::Corruption("segment footer names a later segment as its predecessor");
+    if (footer.prev_seq >= footer.seq)
+      return Status::Corruption("segment footer names a later segment as its predecessor");
     // The predecessor left uncommitted is the one sealed just before.
     if (footer.after_seq != 0 && footer.after_seq != footer.prev_seq) {
       return Status::Corruption("segment footer names two different predecessors");
@@ -254,8 +257,8 @@ Result<SegmentFooter> parse_segment_footer(std::span<const std::byte> f, uint64_
   for (uint64_t i = 0; i < nframes; ++i, p += kFrameRecordBytes) {
     FrameRef r{get_u64(p), get_u32(p + 8), get_u32(p + 12), get_u32(p + 16), static_cast<Codec>(p[20])};
     // Written so that no sum can wrap: offset <= footer_offset first.
-    if (r.offset > footer_offset || r.stored_len > footer_offset - r.offset || r.raw_len == 0 || r.raw_len % kBlockSize != 0 ||
-        r.raw_len > kFrameBlocks * kBlockSize || static_cast<uint8_t>(r.codec) > 2) {
+    if (r.offset > footer_offset || r.stored_len > footer_offset - r.offset || r.raw_len == 0 ||
+        r.raw_len % kBlockSize != 0 || r.raw_len > kFrameBlocks * kBlockSize || static_cast<uint8_t>(r.codec) > 2) {
       return Status::Corruption("segment frame record " + std::to_string(i) + " is out of bounds");
     }
     footer.frames.push_back(r);
@@ -278,8 +281,9 @@ Result<SegmentFooter> parse_segment_object(std::span<const std::byte> object) {
   if (object.size() < kSegmentTrailerBytes) return Status::Corruption("segment object too short");
   uint64_t footer_offset = 0;
   uint32_t footer_len = 0;
-  PBD_RETURN_IF_ERROR(parse_segment_trailer(object.subspan(object.size() - kSegmentTrailerBytes), &footer_offset, &footer_len));
-  const uint64_t body = object.size() - kSegmentTrailerBytes;  // frames + footer
+  PBD_RETURN_IF_ERROR(
+      parse_segment_trailer(object.subspan(object.size() - kSegmentTrailerBytes), &footer_offset, &footer_len));
+  const uint64_t body = object.size() - kSegmentTrailerBytes;        // frames + footer
   if (footer_offset > body || footer_len != body - footer_offset) {  // no sum that could wrap
     return Status::Corruption("segment footer position does not match the object size");
   }
@@ -292,7 +296,8 @@ Result<SegmentFooter> parse_segment_object(std::span<const std::byte> object) {
 Status verify_frame(const FrameRef& ref, std::span<const std::byte> stored) {
   if (stored.size() != ref.stored_len) return Status::Corruption("frame is truncated");
   if (crc32c(stored) != ref.crc) return Status::Corruption("frame checksum mismatch");
-  if (ref.codec == Codec::kNone && stored.size() != ref.raw_len) return Status::Corruption("raw frame has the wrong length");
+  if (ref.codec == Codec::kNone && stored.size() != ref.raw_len)
+    return Status::Corruption("raw frame has the wrong length");
   return Status::OK();
 }
 

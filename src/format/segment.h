@@ -32,8 +32,8 @@
 #include <string>
 #include <vector>
 
-#include "src/format/extent_state.h"
 #include "src/format/codec.h"
+#include "src/format/extent_state.h"
 #include "src/util/status.h"
 
 namespace portalbd {
@@ -59,7 +59,7 @@ std::string roots_record_key(uint64_t seq);
 uint64_t parse_roots_record_key(const std::string& key);
 
 struct FrameRef {
-  uint64_t offset = 0;     // byte offset of the frame in the segment object
+  uint64_t offset = 0;      // byte offset of the frame in the segment object
   uint32_t stored_len = 0;  // bytes in the object
   uint32_t raw_len = 0;     // bytes once decoded (a multiple of kBlockSize)
   uint32_t crc = 0;         // crc32c of the stored bytes

@@ -52,8 +52,8 @@ TEST_SUITE("engine.segment") {
   TEST_CASE("round trip: entries, frames and data survive encode/parse/decode") {
     for (Codec codec : {Codec::kLz4, Codec::kZstd, Codec::kNone}) {
       SegmentBuilder b(7, 3, codec, 1234, 5);
-      auto a = pattern_blocks(20, 1, true);    // spans two frames
-      auto c = pattern_blocks(3, 2, false);    // incompressible: stored raw
+      auto a = pattern_blocks(20, 1, true);  // spans two frames
+      auto c = pattern_blocks(3, 2, false);  // incompressible: stored raw
       b.add_data(100, a);
       b.add_empty(500, 1000000, ExtentState::kHole);
       b.add_data(9, c);
@@ -223,11 +223,11 @@ TEST_SUITE("engine.segment") {
 
       // A builder probes only after a raw frame, and every frame decodes.
       SegmentBuilder b(1, 1, codec, 0);
-      b.add_data(0, sampled_noise);    // frame 0: first of the segment, tried whole
-      b.add_data(16, noise);           // frame 1: tried whole, stays raw
-      b.add_data(32, sampled_noise);   // frame 2: after a raw frame, the sample says no
-      b.add_data(48, text);            // frame 3: the sample says yes
-      b.add_data(64, sampled_noise);   // frame 4: after a compressed frame, tried whole
+      b.add_data(0, sampled_noise);   // frame 0: first of the segment, tried whole
+      b.add_data(16, noise);          // frame 1: tried whole, stays raw
+      b.add_data(32, sampled_noise);  // frame 2: after a raw frame, the sample says no
+      b.add_data(48, text);           // frame 3: the sample says yes
+      b.add_data(64, sampled_noise);  // frame 4: after a compressed frame, tried whole
       auto obj = b.finish();
       auto parsed = parse_segment_object(obj);
       REQUIRE(parsed.ok());
@@ -257,7 +257,8 @@ TEST_SUITE("engine.segment") {
       SegmentBuilder b(1, 1, codec, 0);
       // One 20-frame write, so whole frames are encoded from the caller's span.
       std::vector<std::byte> all;
-      for (int i = 0; i < 20; ++i) all.insert(all.end(), (i < 10 ? noise : text).begin(), (i < 10 ? noise : text).end());
+      for (int i = 0; i < 20; ++i)
+        all.insert(all.end(), (i < 10 ? noise : text).begin(), (i < 10 ? noise : text).end());
       b.add_data(0, all);
       auto obj = b.finish();
       auto parsed = parse_segment_object(obj);
@@ -291,8 +292,10 @@ TEST_SUITE("engine.segment") {
     REQUIRE((parsed_a.ok() && parsed_c.ok()));
     REQUIRE(parsed_a->frames.size() == 4);
     REQUIRE(parsed_c->frames.size() == 4);
-    CHECK(std::equal(a.begin(), a.begin() + static_cast<ptrdiff_t>(parsed_a->frames.back().offset + parsed_a->frames.back().stored_len),
-                     c.begin()));
+    CHECK(std::equal(
+        a.begin(),
+        a.begin() + static_cast<ptrdiff_t>(parsed_a->frames.back().offset + parsed_a->frames.back().stored_len),
+        c.begin()));
   }
 
   TEST_CASE("corruption is detected, never returned as data") {
@@ -305,7 +308,8 @@ TEST_SUITE("engine.segment") {
     auto bad = obj;
     bad[ref.offset + 1] ^= std::byte{0x40};
     std::vector<std::byte> out;
-    CHECK(decode_frame(ref, std::span<const std::byte>(bad).subspan(ref.offset, ref.stored_len), &out).is(Status::Code::kCorruption));
+    CHECK(decode_frame(ref, std::span<const std::byte>(bad).subspan(ref.offset, ref.stored_len), &out)
+              .is(Status::Code::kCorruption));
     // Any flipped byte in footer or trailer fails the parse.
     for (size_t pos = ref.stored_len; pos < obj.size(); pos += 7) {
       auto broken = obj;

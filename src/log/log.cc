@@ -1,9 +1,9 @@
 #include "src/log/log.h"
 
-#include <cstdlib>
-
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
+
+#include <cstdlib>
 
 #include "src/util/mutex.h"
 

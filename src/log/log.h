@@ -8,10 +8,10 @@
 // Thread-safety: loggers are thread-safe (spdlog *_mt sinks).
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <memory>
 #include <string>
-
-#include <spdlog/spdlog.h>
 
 namespace portalbd::log {
 

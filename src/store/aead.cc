@@ -1,12 +1,12 @@
 #include "src/store/aead.h"
 
-#include <cstring>
-#include <memory>
-
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
+
+#include <cstring>
+#include <memory>
 
 namespace portalbd::aead {
 namespace {
@@ -46,7 +46,8 @@ Result<Key> hkdf(std::span<const unsigned char> ikm, std::span<const unsigned ch
   static const unsigned char kNoSalt = 0;
   if (ctx == nullptr || EVP_PKEY_derive_init(ctx.get()) <= 0 ||
       EVP_PKEY_CTX_set_hkdf_md(ctx.get(), EVP_sha256()) <= 0 ||
-      EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), salt.empty() ? &kNoSalt : salt.data(), static_cast<int>(salt.size())) <= 0 ||
+      EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), salt.empty() ? &kNoSalt : salt.data(), static_cast<int>(salt.size())) <=
+          0 ||
       EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), ikm.data(), static_cast<int>(ikm.size())) <= 0 ||
       EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), reinterpret_cast<const unsigned char*>(info.data()),
                                   static_cast<int>(info.size())) <= 0 ||
@@ -121,7 +122,8 @@ Status open(const Key& key, const Nonce& nonce, std::span<const unsigned char> a
   out->resize(at + text_bytes);
   int total = 0;
   if (text_bytes > 0) {
-    if (EVP_DecryptUpdate(ctx.get(), u8(out->data() + at), &len, u8(sealed.data()), static_cast<int>(text_bytes)) != 1) {
+    if (EVP_DecryptUpdate(ctx.get(), u8(out->data() + at), &len, u8(sealed.data()), static_cast<int>(text_bytes)) !=
+        1) {
       out->resize(at);
       return failed("AES-GCM open");
     }

@@ -69,8 +69,7 @@ Status CountingStore::put_shared(const std::string& key, std::shared_ptr<const s
   return st;
 }
 
-Status CountingStore::get_range(const std::string& key, uint64_t offset, uint64_t length,
-                                std::vector<std::byte>* out) {
+Status CountingStore::get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) {
   add(key, kGetRange);
   const auto start = Clock::now();
   Status st = inner_->get_range(key, offset, length, out);

@@ -49,7 +49,16 @@ struct StoreRequestCounts {
 class CountingStore final : public ObjectStore {
  public:
   enum Bucket : unsigned { kVolume = 0, kLease, kNumBuckets };
-  enum Operation : unsigned { kOpPut = 0, kOpPutIfAbsent, kOpGet, kOpGetRange, kOpHead, kOpList, kOpRemove, kNumOperations };
+  enum Operation : unsigned {
+    kOpPut = 0,
+    kOpPutIfAbsent,
+    kOpGet,
+    kOpGetRange,
+    kOpHead,
+    kOpList,
+    kOpRemove,
+    kNumOperations
+  };
   // Label values, by Operation (put_shared counts as put).
   static constexpr std::array<const char*, kNumOperations> kOperationNames = {
       "put", "put_if_absent", "get", "get_range", "head", "list", "remove"};
@@ -87,7 +96,18 @@ class CountingStore final : public ObjectStore {
   ObjectStore& inner() { return *inner_; }
 
  private:
-  enum Counter : unsigned { kPut = 0, kPutIfAbsent, kGet, kGetRange, kHead, kList, kRemove, kBytesOut, kBytesIn, kNumCounters };
+  enum Counter : unsigned {
+    kPut = 0,
+    kPutIfAbsent,
+    kGet,
+    kGetRange,
+    kHead,
+    kList,
+    kRemove,
+    kBytesOut,
+    kBytesIn,
+    kNumCounters
+  };
   static_assert(kPut == static_cast<unsigned>(kOpPut) && kRemove == static_cast<unsigned>(kOpRemove));
   void add(const std::string& key, Counter counter, uint64_t n = 1) {
     counters_[bucket_of(key)][counter].fetch_add(n, std::memory_order_relaxed);

@@ -150,7 +150,8 @@ TEST_SUITE("store.counting") {
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&cs, t] {
-        for (int i = 0; i < 250; ++i) (void)cs.put("segments/" + std::to_string(t) + "-" + std::to_string(i), bytes("ab"));
+        for (int i = 0; i < 250; ++i)
+          (void)cs.put("segments/" + std::to_string(t) + "-" + std::to_string(i), bytes("ab"));
       });
     }
     for (auto& th : threads) th.join();

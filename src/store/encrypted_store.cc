@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 namespace portalbd {
@@ -145,10 +144,11 @@ Status EncryptedStore::open_chunks(const std::string& key, uint64_t first_chunk,
     } else if (std::memcmp(salt, chunk, kSaltBytes) != 0) {
       return damaged(key, "chunk " + std::to_string(i) + " belongs to another object");
     }
-    Status st = aead::open(object_key, nonce_for(i), aad_for(key, i, last), stored.subspan(pos + kSaltBytes, size - kSaltBytes),
-                           out);
+    Status st = aead::open(object_key, nonce_for(i), aad_for(key, i, last),
+                           stored.subspan(pos + kSaltBytes, size - kSaltBytes), out);
     if (!st.ok()) {
-      return st.is(Status::Code::kCorruption) ? damaged(key, "chunk " + std::to_string(i) + " does not authenticate") : st;
+      return st.is(Status::Code::kCorruption) ? damaged(key, "chunk " + std::to_string(i) + " does not authenticate")
+                                              : st;
     }
     pos += size;
   }
@@ -224,7 +224,7 @@ Status EncryptedStore::get_range_via(InnerGet inner_get, const std::string& key,
                                      std::vector<std::byte>* out) {
   if (passes_through(key)) return inner_get(key, offset, length, out);
   out->clear();
-  if (length == 0) return inner_get(key, 0, 0, out);  // still kNotFound when missing
+  if (length == 0) return inner_get(key, 0, 0, out);    // still kNotFound when missing
   const uint64_t end = saturating_add(offset, length);  // plaintext, exclusive
   const uint64_t first = offset / kChunkBytes;
   const uint64_t chunks = (end - 1) / kChunkBytes - first + 1;

@@ -109,8 +109,7 @@ class EncryptedStore final : public ObjectStore {
   // capacity is reused).
   Status seal_object(const std::string& key, std::span<const std::byte> plaintext, std::vector<std::byte>* out) const;
   // Seals into a spare buffer (or a new one), puts it, keeps the buffer.
-  Status put_sealed(const std::string& key, std::span<const std::byte> plaintext, bool if_absent)
-      EXCLUDES(spare_mu_);
+  Status put_sealed(const std::string& key, std::span<const std::byte> plaintext, bool if_absent) EXCLUDES(spare_mu_);
   std::vector<std::byte> take_buffer() EXCLUDES(spare_mu_);
   void give_back(std::vector<std::byte> buffer) EXCLUDES(spare_mu_);
   // Opens at most `max_chunks` of the stored chunks in `stored`, the first
@@ -119,8 +118,8 @@ class EncryptedStore final : public ObjectStore {
   Status open_chunks(const std::string& key, uint64_t first_chunk, uint64_t max_chunks,
                      std::span<const std::byte> stored, std::vector<std::byte>* out) const;
   // get_range() through `inner_get` (the inner store's get_range, or its cached read).
-  using InnerGet = std::function<Status(const std::string& key, uint64_t offset, uint64_t length,
-                                        std::vector<std::byte>* out)>;
+  using InnerGet =
+      std::function<Status(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out)>;
   Status get_range_via(InnerGet inner_get, const std::string& key, uint64_t offset, uint64_t length,
                        std::vector<std::byte>* out);
   // volume.json with the "encryption" member set.

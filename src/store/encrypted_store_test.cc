@@ -204,7 +204,7 @@ TEST_CASE("store: EncryptedStore refuses a truncated object, a moved object, mix
   SUBCASE("cut at a chunk boundary") {
     f.put_raw("segments/1.seg", std::vector<std::byte>(good.begin(), good.begin() + 2 * stored_chunk));
     CHECK(names(f.enc.get("segments/1.seg", &out), "segments/1.seg"));
-    CHECK(names(f.enc.get_range("segments/1.seg", C, 10, &out), "segments/1.seg"));  // chunk 1 now looks last
+    CHECK(names(f.enc.get_range("segments/1.seg", C, 10, &out), "segments/1.seg"));      // chunk 1 now looks last
     CHECK(names(f.enc.get_range("segments/1.seg", 2 * C, 10, &out), "segments/1.seg"));  // chunk 2 is gone
   }
   SUBCASE("cut inside a chunk") {

@@ -60,10 +60,10 @@ class FaultStore final : public ObjectStore {
   static const char* OpName(Op op);
 
   struct Rule {
-    unsigned ops = kAllOps;   // bit mask of (1u << Op)
-    std::string key_prefix;   // "" matches every key
+    unsigned ops = kAllOps;  // bit mask of (1u << Op)
+    std::string key_prefix;  // "" matches every key
     Status status = Status::IOError("injected fault");
-    int64_t times = -1;       // matches left; -1: forever
+    int64_t times = -1;  // matches left; -1: forever
   };
 
   explicit FaultStore(std::shared_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
@@ -82,10 +82,10 @@ class FaultStore final : public ObjectStore {
   void release();
   uint64_t hanging() const;  // calls blocked in a hang right now
 
-  uint64_t calls() const;            // every call that reached the decorator
+  uint64_t calls() const;  // every call that reached the decorator
   uint64_t calls(Op op) const;
-  uint64_t injected() const;         // calls failed by a fault
-  bool crashed() const;              // a crash point has been passed
+  uint64_t injected() const;  // calls failed by a fault
+  bool crashed() const;       // a crash point has been passed
   // The first kMaxTrace calls, in order, as "op key" ("put segments/..."),
   // for diagnosing a sweep.
   std::vector<std::string> trace() const;

@@ -58,15 +58,15 @@ TEST_CASE("store: FaultStore fails exactly the Nth call, with the chosen status,
   FaultStore fs(mem);
   REQUIRE(fs.put("x", bytes("0")).ok());  // call 1, before the plan
   fs.fail_call(2, Status::Corruption("boom"));
-  CHECK(fs.put("k1", bytes("1")).ok());            // 1st from now
-  Status st = fs.put("k2", bytes("2"));            // 2nd: fails
+  CHECK(fs.put("k1", bytes("1")).ok());  // 1st from now
+  Status st = fs.put("k2", bytes("2"));  // 2nd: fails
   CHECK(st.is(Status::Code::kCorruption));
   CHECK(st.message().find("boom") != std::string::npos);
   CHECK(st.message().find("k2") != std::string::npos);
   std::vector<std::byte> out;
   CHECK(mem->get("k2", &out).is(Status::Code::kNotFound));  // never reached the store
-  CHECK(fs.put("k3", bytes("3")).ok());            // later calls go through
-  CHECK(fs.put("k2", bytes("2")).ok());            // retry works
+  CHECK(fs.put("k3", bytes("3")).ok());                     // later calls go through
+  CHECK(fs.put("k2", bytes("2")).ok());                     // retry works
   CHECK(fs.injected() == 1);
   CHECK_FALSE(fs.crashed());
 
@@ -116,8 +116,8 @@ TEST_CASE("store: FaultStore rules match op and key prefix, optionally a number 
   fs.add_rule({FaultStore::kReads, "roots/", Status::Unavailable("roots flaky"), 2});
   CHECK(fs.put("segments/0001.seg", bytes("s")).is(Status::Code::kIOError));
   CHECK(fs.put("segments/0002.seg", bytes("s")).is(Status::Code::kIOError));
-  CHECK(fs.put("roots/0001.json", bytes("r")).ok());          // prefix does not match the put rule
-  CHECK(fs.put_if_absent("segments/x", bytes("s")).ok());     // op does not match
+  CHECK(fs.put("roots/0001.json", bytes("r")).ok());       // prefix does not match the put rule
+  CHECK(fs.put_if_absent("segments/x", bytes("s")).ok());  // op does not match
   std::vector<std::byte> out;
   CHECK(fs.get("roots/0001.json", &out).is(Status::Code::kUnavailable));
   CHECK(fs.get_range("roots/0001.json", 0, 1, &out).is(Status::Code::kUnavailable));

@@ -80,8 +80,8 @@ Result<std::string> FileStore::path_for(const std::string& key) const {
 Result<std::string> FileStore::write_temp(const std::string& path, std::span<const std::byte> data) {
   std::string dir = fs::path(path).parent_path().string();
   PBD_RETURN_IF_ERROR(ensure_dir(dir));
-  std::string tmp = dir + "/." + fs::path(path).filename().string() + ".tmp." +
-                    std::to_string(::getpid()) + "." + std::to_string(temp_counter_++);
+  std::string tmp = dir + "/." + fs::path(path).filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
+                    std::to_string(temp_counter_++);
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return Status::IOError(errno_text("create", tmp));
   Status st = write_all(fd.get(), data);
@@ -123,8 +123,7 @@ Status FileStore::put_if_absent(const std::string& key, std::span<const std::byt
   return fsync_dir(fs::path(*path).parent_path().string());
 }
 
-Status FileStore::get_range(const std::string& key, uint64_t offset, uint64_t length,
-                            std::vector<std::byte>* out) {
+Status FileStore::get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) {
   out->clear();
   auto path = path_for(key);
   if (!path.ok()) return path.status();
@@ -147,7 +146,9 @@ Result<uint64_t> FileStore::get_range_cached(const std::string& key, uint64_t of
   if (!path.ok()) return Status::Unavailable(path.status().ToString());
   UniqueFd fd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return Status::Unavailable(errno_text("open", *path));
-  struct iovec iov {out.data(), out.size()};
+  struct iovec iov {
+    out.data(), out.size()
+  };
   const ssize_t n = ::preadv2(fd.get(), &iov, 1, static_cast<off_t>(offset), RWF_NOWAIT);
   if (n < 0) return Status::Unavailable(errno_text("preadv2", *path));  // EAGAIN: not cached
   if (static_cast<uint64_t>(n) < out.size()) {

@@ -25,8 +25,7 @@ class FileStore final : public ObjectStore {
   Status put(const std::string& key, std::span<const std::byte> data) override;
   Status put_if_absent(const std::string& key, std::span<const std::byte> data) override;
   bool supports_conditional_put() const override { return true; }
-  Status get_range(const std::string& key, uint64_t offset, uint64_t length,
-                   std::vector<std::byte>* out) override;
+  Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override;
   // One preadv2(RWF_NOWAIT): the kernel answers from its page cache or not at all.
   Result<uint64_t> get_range_cached(const std::string& key, uint64_t offset, std::span<std::byte> out) override;
   Status get(const std::string& key, std::vector<std::byte>* out) override;

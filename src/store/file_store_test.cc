@@ -1,6 +1,8 @@
 // Tests for FileStore: its file modes (objects are the volume's bytes and must
 // not be readable by other users, whatever umask the process has) and its
 // cached reads.
+#include "src/store/file_store.h"
+
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,7 +14,6 @@
 #include <filesystem>
 #include <vector>
 
-#include "src/store/file_store.h"
 #include "src/util/fd.h"
 #include "tests/unit/temp_dir.h"
 

@@ -31,8 +31,7 @@ Status MemoryStore::put_if_absent(const std::string& key, std::span<const std::b
   return Status::OK();
 }
 
-Status MemoryStore::get_range(const std::string& key, uint64_t offset, uint64_t length,
-                              std::vector<std::byte>* out) {
+Status MemoryStore::get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) {
   Blob blob;
   {
     MutexLock lock(&mu_);
@@ -43,8 +42,7 @@ Status MemoryStore::get_range(const std::string& key, uint64_t offset, uint64_t 
   out->clear();
   if (offset >= blob->size()) return Status::OK();
   uint64_t n = std::min<uint64_t>(length, blob->size() - offset);
-  out->assign(blob->begin() + static_cast<ptrdiff_t>(offset),
-              blob->begin() + static_cast<ptrdiff_t>(offset + n));
+  out->assign(blob->begin() + static_cast<ptrdiff_t>(offset), blob->begin() + static_cast<ptrdiff_t>(offset + n));
   return Status::OK();
 }
 

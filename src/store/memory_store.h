@@ -16,8 +16,7 @@ class MemoryStore final : public ObjectStore {
   Status put_shared(const std::string& key, std::shared_ptr<const std::vector<std::byte>> data) override;
   Status put_if_absent(const std::string& key, std::span<const std::byte> data) override;
   bool supports_conditional_put() const override { return true; }
-  Status get_range(const std::string& key, uint64_t offset, uint64_t length,
-                   std::vector<std::byte>* out) override;
+  Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override;
   Status get(const std::string& key, std::vector<std::byte>* out) override;
   std::shared_ptr<const std::vector<std::byte>> get_shared(const std::string& key) override;
   Result<ObjectInfo> head(const std::string& key) override;

@@ -69,8 +69,7 @@ class ObjectStore {
   }
   virtual bool supports_conditional_put() const = 0;
   // Reads up to `length` bytes at `offset` into *out (resized to what was read).
-  virtual Status get_range(const std::string& key, uint64_t offset, uint64_t length,
-                           std::vector<std::byte>* out) = 0;
+  virtual Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) = 0;
   // get_range() into `out` (up to out.size() bytes; fewer only where the
   // object ends), only if it can answer without waiting for a disk or the
   // network: a local file whose pages the kernel holds. Returns the bytes

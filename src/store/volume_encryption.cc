@@ -1,12 +1,11 @@
 #include "src/store/volume_encryption.h"
 
-#include <fstream>
-#include <iterator>
-#include <stdexcept>
-
 #include <sys/stat.h>
 
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "src/log/log.h"
 #include "src/store/encrypted_store.h"
@@ -44,7 +43,8 @@ std::string describe(const EncryptionKeySource& source) {
   return source.key.empty() ? source.passphrase_option : source.key_option;
 }
 
-Result<aead::Key> master_key(const EncryptionKeySource& source, const Kdf& kdf, const std::vector<unsigned char>& salt) {
+Result<aead::Key> master_key(const EncryptionKeySource& source, const Kdf& kdf,
+                             const std::vector<unsigned char>& salt) {
   if (source.is_key()) {
     std::string bytes = source.key;
     if (!source.key_file.empty()) {
@@ -161,10 +161,11 @@ Result<VolumeKeys> existing_volume_keys(const std::string& url, const nlohmann::
 }  // namespace
 
 Result<std::optional<VolumeKeys>> unlock_volume(ObjectStore& raw, const EncryptionKeySource& source) {
-  const int given = !source.key_file.empty() + !source.passphrase_file.empty() + !source.key.empty() +
-                    !source.passphrase.empty();
+  const int given =
+      !source.key_file.empty() + !source.passphrase_file.empty() + !source.key.empty() + !source.passphrase.empty();
   if (given > 1) {
-    return Status::InvalidArgument(source.key_option + " and " + source.passphrase_option + " are both set; choose one");
+    return Status::InvalidArgument(source.key_option + " and " + source.passphrase_option +
+                                   " are both set; choose one");
   }
   std::vector<std::byte> bytes;
   Status st = raw.get(kManifestKey, &bytes);

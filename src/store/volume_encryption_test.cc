@@ -74,7 +74,7 @@ TEST_CASE("open_volume_store: a key or passphrase held in memory unlocks like a 
 TEST_CASE("open_volume_store: an in-memory passphrase means what the same text in a passphrase file means") {
   auto mem = std::make_shared<MemoryStore>();
   create_volume(**open_volume_store(mem, in_memory("", "correct horse\n")));
-  CHECK(open_volume_store(mem, in_memory("", "correct horse")).ok());      // one newline is not part of it
+  CHECK(open_volume_store(mem, in_memory("", "correct horse")).ok());  // one newline is not part of it
   CHECK(open_volume_store(mem, in_memory("", "correct horse\r\n")).ok());
   CHECK_FALSE(open_volume_store(mem, in_memory("", "correct horse\n\n")).ok());
   CHECK_FALSE(open_volume_store(mem, in_memory("", "correct hors")).ok());

@@ -28,12 +28,12 @@ TEST_CASE("base64_decode: binary bytes and the output of base64(1)") {
 }
 
 TEST_CASE("base64_decode: refuses what is not base64") {
-  CHECK_FALSE(base64_decode("Zm9v!").has_value());      // not in the alphabet
-  CHECK_FALSE(base64_decode("Zm9v-_").has_value());     // the URL-safe alphabet is not this one
-  CHECK_FALSE(base64_decode("Z").has_value());          // one digit holds no byte
-  CHECK_FALSE(base64_decode("Zg=a").has_value());       // a digit after padding
-  CHECK_FALSE(base64_decode("Zg=").has_value());        // padding short of a group
-  CHECK_FALSE(base64_decode("Zh==").has_value());       // leftover bits set
+  CHECK_FALSE(base64_decode("Zm9v!").has_value());   // not in the alphabet
+  CHECK_FALSE(base64_decode("Zm9v-_").has_value());  // the URL-safe alphabet is not this one
+  CHECK_FALSE(base64_decode("Z").has_value());       // one digit holds no byte
+  CHECK_FALSE(base64_decode("Zg=a").has_value());    // a digit after padding
+  CHECK_FALSE(base64_decode("Zg=").has_value());     // padding short of a group
+  CHECK_FALSE(base64_decode("Zh==").has_value());    // leftover bits set
   CHECK_FALSE(base64_decode("hunter2!").has_value());
 }
 

@@ -1,5 +1,6 @@
 #include "src/util/huge_pages.h"
 
+#include <doctest/doctest.h>
 #include <sys/mman.h>
 
 #include <cstdint>
@@ -8,8 +9,6 @@
 #include <cstring>
 #include <fstream>
 #include <string>
-
-#include <doctest/doctest.h>
 
 namespace portalbd {
 namespace {

@@ -1,9 +1,9 @@
+#include "src/util/latency_histogram.h"
+
 #include <doctest/doctest.h>
 
 #include <thread>
 #include <vector>
-
-#include "src/util/latency_histogram.h"
 
 namespace portalbd {
 
@@ -25,10 +25,10 @@ TEST_SUITE("util.latency_histogram") {
 
   TEST_CASE("a snapshot counts, sums and accumulates") {
     LatencyHistogram h;
-    h.record_ns(10'000);          // bucket 0
-    h.record_ns(70'000);          // bucket 1
-    h.record_ns(70'000);          // bucket 1
-    h.record(std::chrono::seconds(60));  // +Inf
+    h.record_ns(10'000);                     // bucket 0
+    h.record_ns(70'000);                     // bucket 1
+    h.record_ns(70'000);                     // bucket 1
+    h.record(std::chrono::seconds(60));      // +Inf
     h.record(std::chrono::nanoseconds(-5));  // a clock step back counts as 0
     HistogramSnapshot s = h.snapshot();
     CHECK(s.count() == 5);

@@ -55,10 +55,14 @@ std::string PrometheusText::escape_label_value(std::string_view value) {
   std::string out;
   out.reserve(value.size());
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -67,9 +71,12 @@ std::string PrometheusText::escape_help(std::string_view help) {
   std::string out;
   out.reserve(help.size());
   for (char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -146,8 +153,9 @@ void PrometheusText::histogram(const MetricLabels& labels, const HistogramSnapsh
   for (size_t i = 0; i < h.buckets.size(); ++i) {
     cumulative += h.buckets[i];
     const std::pair<std::string, std::string> le{
-        "le", i < HistogramSnapshot::kNumBounds ? format_value(static_cast<double>(HistogramSnapshot::kBoundsNs[i]) / 1e9)
-                                                 : "+Inf"};
+        "le", i < HistogramSnapshot::kNumBounds
+                  ? format_value(static_cast<double>(HistogramSnapshot::kBoundsNs[i]) / 1e9)
+                  : "+Inf"};
     line(bucket, labels, &le, std::to_string(cumulative));
   }
   line(name_ + "_sum", labels, nullptr, format_value(static_cast<double>(h.sum_ns) / 1e9));

@@ -1,8 +1,8 @@
+#include "src/util/prometheus_text.h"
+
 #include <doctest/doctest.h>
 
 #include <string>
-
-#include "src/util/prometheus_text.h"
 
 namespace portalbd {
 
@@ -26,8 +26,9 @@ TEST_SUITE("util.prometheus_text") {
     w.sample(1);
     w.sample(0.25);
     w.sample(1.0 / 0.0);
-    CHECK(w.text() == "# HELP portalbd_up one\n# TYPE portalbd_up gauge\nportalbd_up 1\nportalbd_up 0.25\n"
-                      "portalbd_up +Inf\n");
+    CHECK(w.text() ==
+          "# HELP portalbd_up one\n# TYPE portalbd_up gauge\nportalbd_up 1\nportalbd_up 0.25\n"
+          "portalbd_up +Inf\n");
   }
 
   TEST_CASE("help text and label values are escaped") {
@@ -39,8 +40,8 @@ TEST_SUITE("util.prometheus_text") {
 
   TEST_CASE("a histogram: cumulative buckets in seconds ending at +Inf, then _sum and _count") {
     LatencyHistogram h;
-    h.record_ns(40'000);         // <= 50 us
-    h.record_ns(2'000'000);      // <= 2.5 ms
+    h.record_ns(40'000);          // <= 50 us
+    h.record_ns(2'000'000);       // <= 2.5 ms
     h.record_ns(20'000'000'000);  // +Inf
     PrometheusText w;
     w.family("portalbd_nbd_request_duration_seconds", MetricType::kHistogram, "latency");
@@ -52,8 +53,7 @@ TEST_SUITE("util.prometheus_text") {
           std::string::npos);
     CHECK(t.find("portalbd_nbd_request_duration_seconds_bucket{command=\"write\",le=\"0.0025\"} 2\n") !=
           std::string::npos);
-    CHECK(t.find("portalbd_nbd_request_duration_seconds_bucket{command=\"write\",le=\"10\"} 2\n") !=
-          std::string::npos);
+    CHECK(t.find("portalbd_nbd_request_duration_seconds_bucket{command=\"write\",le=\"10\"} 2\n") != std::string::npos);
     CHECK(t.find("portalbd_nbd_request_duration_seconds_bucket{command=\"write\",le=\"+Inf\"} 3\n") !=
           std::string::npos);
     CHECK(t.find("portalbd_nbd_request_duration_seconds_sum{command=\"write\"} 20.00204\n") != std::string::npos);
@@ -68,16 +68,16 @@ TEST_SUITE("util.prometheus_text") {
   TEST_CASE("malformed families and samples are left out, not written") {
     PrometheusText w;
     w.family("bad-name", MetricType::kGauge, "x");
-    w.sample(1);                                  // no open family
+    w.sample(1);  // no open family
     w.family("ok_total", MetricType::kCounter, "x");
     w.family("ok_total", MetricType::kCounter, "again");  // twice
     w.family("g", MetricType::kGauge, "x");
     w.sample({{"__reserved", "v"}}, 1);
     w.sample({{"9bad", "v"}}, 1);
-    w.sample({{"a", "1"}, {"a", "2"}}, 1);       // label twice
-    w.histogram({}, HistogramSnapshot{});        // not a histogram family
+    w.sample({{"a", "1"}, {"a", "2"}}, 1);  // label twice
+    w.histogram({}, HistogramSnapshot{});   // not a histogram family
     w.family("h", MetricType::kHistogram, "x");
-    w.sample(1);                                  // plain sample in a histogram
+    w.sample(1);  // plain sample in a histogram
     w.histogram({{"le", "1"}}, HistogramSnapshot{});
     CHECK(w.refused() == 9);
     CHECK(w.text().find("bad-name") == std::string::npos);

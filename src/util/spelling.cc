@@ -20,8 +20,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-std::string closest_name(const std::string& typed, const std::vector<std::string>& candidates,
-                         size_t max_distance) {
+std::string closest_name(const std::string& typed, const std::vector<std::string>& candidates, size_t max_distance) {
   std::string best;
   size_t best_distance = max_distance + 1;
   for (const auto& name : candidates) {

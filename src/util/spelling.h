@@ -16,7 +16,6 @@ size_t edit_distance(const std::string& a, const std::string& b);
 
 // The candidate nearest to `typed`, if it is at most `max_distance` edits away
 // or starts with `typed`; "" when none is close. Ties go to the first.
-std::string closest_name(const std::string& typed, const std::vector<std::string>& candidates,
-                         size_t max_distance = 2);
+std::string closest_name(const std::string& typed, const std::vector<std::string>& candidates, size_t max_distance = 2);
 
 }  // namespace portalbd

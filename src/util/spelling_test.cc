@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "src/util/spelling.h"
+
+#include <doctest/doctest.h>
 
 namespace portalbd {
 

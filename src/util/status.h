@@ -78,14 +78,23 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}                                  // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) { assert(!status_.ok()); }  // NOLINT
 
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
-  T& value() & { assert(ok()); return *value_; }
-  const T& value() const& { assert(ok()); return *value_; }
-  T&& value() && { assert(ok()); return std::move(*value_); }
+  T& value() & {
+    assert(ok());
+    return *value_;
+  }
+  const T& value() const& {
+    assert(ok());
+    return *value_;
+  }
+  T&& value() && {
+    assert(ok());
+    return std::move(*value_);
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
@@ -99,8 +108,8 @@ class [[nodiscard]] Result {
 }  // namespace portalbd
 
 // Returns early from the enclosing function when `expr` yields a non-OK Status.
-#define PBD_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    ::portalbd::Status _pbd_st = (expr);           \
-    if (!_pbd_st.ok()) return _pbd_st;             \
+#define PBD_RETURN_IF_ERROR(expr)        \
+  do {                                   \
+    ::portalbd::Status _pbd_st = (expr); \
+    if (!_pbd_st.ok()) return _pbd_st;   \
   } while (0)

@@ -1,11 +1,13 @@
 #include "src/util/task_pool.h"
+
 #include "src/util/thread_name.h"
 
 namespace portalbd {
 
 TaskPool::TaskPool(size_t threads, const char* name) {
   workers_.reserve(threads);
-  for (size_t i = 0; i < threads; ++i) workers_.emplace_back([this, name] {
+  for (size_t i = 0; i < threads; ++i)
+    workers_.emplace_back([this, name] {
       name_this_thread(name);
       work();
     });

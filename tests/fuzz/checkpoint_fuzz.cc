@@ -25,7 +25,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto stored = encode_checkpoint(in);
   if (!stored.ok()) __builtin_trap();
   auto back = decode_checkpoint(*stored);
-  if (!back.ok() || !back->checksummed || !std::equal(back->index_file.begin(), back->index_file.end(), in.begin(), in.end())) {
+  if (!back.ok() || !back->checksummed ||
+      !std::equal(back->index_file.begin(), back->index_file.end(), in.begin(), in.end())) {
     __builtin_trap();
   }
   return 0;

@@ -36,7 +36,9 @@ inline JournalOptions options(const std::string& dir, uint64_t chunk_bytes = 1 <
 
 // Chunks of 16 KiB hold three one-block records each (the last 512 bytes are
 // the pad's).
-inline JournalOptions small_ring(const std::string& dir, uint64_t chunks = 4) { return options(dir, 16 * 1024, chunks); }
+inline JournalOptions small_ring(const std::string& dir, uint64_t chunks = 4) {
+  return options(dir, 16 * 1024, chunks);
+}
 
 inline Clock::time_point far() { return Clock::now() + std::chrono::seconds(20); }
 inline Clock::time_point past() { return Clock::now() - std::chrono::seconds(1); }

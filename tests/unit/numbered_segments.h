@@ -34,8 +34,8 @@ inline void write_numbered_segments(Volume& v, int first, int last, bool fua) {
 inline void check_numbered_segment(Volume& v, int i, bool present = true) {
   std::vector<std::byte> got(kNumberedSegmentBytes);
   REQUIRE(v.read((i - 1) * kNumberedSegmentBytes, got).ok());
-  const auto want =
-      present ? numbered_pattern(kNumberedSegmentBytes, static_cast<uint8_t>(i)) : std::vector<std::byte>(kNumberedSegmentBytes);
+  const auto want = present ? numbered_pattern(kNumberedSegmentBytes, static_cast<uint8_t>(i))
+                            : std::vector<std::byte>(kNumberedSegmentBytes);
   CHECK_MESSAGE(std::memcmp(got.data(), want.data(), got.size()) == 0, "segment " << i);
 }
 

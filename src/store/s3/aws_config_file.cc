@@ -21,8 +21,10 @@ Result<AwsProfileSettings> parse_aws_config_ini(const std::string& text, const s
   // An indented line continues a nested block such as "s3 =": not ours.
   const bool seen = scan_profile(text, profile, {profile_of_section, /*skip_indented=*/true},
                                  [&](const std::string& key, const std::string& value) {
-                                   if (key == "region") settings.region = value;
-                                   else if (key == "endpoint_url") settings.endpoint_url = value;
+                                   if (key == "region")
+                                     settings.region = value;
+                                   else if (key == "endpoint_url")
+                                     settings.endpoint_url = value;
                                  });
   if (!seen) return Status::NotFound("profile [" + profile + "] not found in " + source_name);
   return settings;

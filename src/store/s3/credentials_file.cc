@@ -13,9 +13,12 @@ Result<Credentials> parse_credentials_ini(const std::string& text, const std::st
   };
   const bool seen = scan_profile(text, profile, {profile_of, /*skip_indented=*/false},
                                  [&](const std::string& key, const std::string& value) {
-                                   if (key == "aws_access_key_id") creds.access_key_id = value;
-                                   else if (key == "aws_secret_access_key") creds.secret_access_key = value;
-                                   else if (key == "aws_session_token") creds.session_token = value;
+                                   if (key == "aws_access_key_id")
+                                     creds.access_key_id = value;
+                                   else if (key == "aws_secret_access_key")
+                                     creds.secret_access_key = value;
+                                   else if (key == "aws_session_token")
+                                     creds.session_token = value;
                                  });
   if (!seen) return Status::NotFound("profile [" + profile + "] not found in " + source_name);
   if (creds.access_key_id.empty() || creds.secret_access_key.empty()) {

@@ -73,7 +73,8 @@ Result<Endpoint> resolve_endpoint(const S3Options& options) {
       break;
   }
   if (!ep.path_style && (is_ip_literal(host))) {
-    return Status::InvalidArgument("S3 endpoint '" + endpoint + "' is an IP address: virtual-hosted addressing impossible");
+    return Status::InvalidArgument("S3 endpoint '" + endpoint +
+                                   "' is an IP address: virtual-hosted addressing impossible");
   }
   ep.authority = ep.path_style ? authority : options.bucket + "." + authority;
   return ep;

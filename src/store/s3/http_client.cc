@@ -101,7 +101,8 @@ size_t header_cb(char* data, size_t size, size_t nitems, void* userp) noexcept {
     size_t colon = line.find(':');
     if (colon == std::string::npos) return n;
     std::string name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     size_t v = line.find_first_not_of(" \t", colon + 1);
     std::string value = v == std::string::npos ? "" : line.substr(v);
     if (name == "content-length") {
@@ -134,15 +135,12 @@ Status transport_error(CURLcode code, const char* errbuf, const HttpRequest& req
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_AGAIN:
-      return Status::Unavailable(what);
+    case CURLE_AGAIN: return Status::Unavailable(what);
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-      return Status::InvalidArgument(what);
-    default:
-      return Status::IOError(what);
+    case CURLE_UNSUPPORTED_PROTOCOL: return Status::InvalidArgument(what);
+    default: return Status::IOError(what);
   }
 }
 
@@ -218,7 +216,7 @@ Status HttpClient::perform(const HttpRequest& req, HttpResponse* resp, uint64_t 
   }
 
   curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);    // threads: no SIGALRM for DNS timeouts
   curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);  // keys may hold "./" or "../": send what was signed
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   uint64_t connect_ms = options_.connect_timeout_ms;

@@ -12,7 +12,8 @@ namespace {
 HttpResponse answer(long status, const std::string& body = "") {
   HttpResponse r;
   r.status = status;
-  r.body.assign(reinterpret_cast<const std::byte*>(body.data()), reinterpret_cast<const std::byte*>(body.data()) + body.size());
+  r.body.assign(reinterpret_cast<const std::byte*>(body.data()),
+                reinterpret_cast<const std::byte*>(body.data()) + body.size());
   return r;
 }
 
@@ -71,12 +72,15 @@ TEST_SUITE("s3.retry") {
 
     CHECK(s3_status("HeadObject", "bkt", "k", answer(404)).is(Status::Code::kNotFound));
     CHECK(s3_status("HeadObject", "bkt", "k", answer(403)).message().find("Forbidden") != std::string::npos);
-    CHECK(s3_status("PutObject", "bkt", "k", answer(412, error_body("PreconditionFailed"))).is(Status::Code::kAlreadyExists));
-    CHECK(s3_status("PutObject", "bkt", "k", answer(501, error_body("NotImplemented"))).is(Status::Code::kNotSupported));
+    CHECK(s3_status("PutObject", "bkt", "k", answer(412, error_body("PreconditionFailed")))
+              .is(Status::Code::kAlreadyExists));
+    CHECK(
+        s3_status("PutObject", "bkt", "k", answer(501, error_body("NotImplemented"))).is(Status::Code::kNotSupported));
     Status slow = s3_status("PutObject", "bkt", "k", answer(503, error_body("SlowDown")));
     CHECK(slow.is(Status::Code::kUnavailable));
     CHECK(slow.retryable());
-    CHECK(s3_status("PutObject", "bkt", "k", answer(400, error_body("EntityTooSmall"))).is(Status::Code::kInvalidArgument));
+    CHECK(s3_status("PutObject", "bkt", "k", answer(400, error_body("EntityTooSmall")))
+              .is(Status::Code::kInvalidArgument));
     HttpResponse moved = answer(301, error_body("PermanentRedirect"));
     moved.headers.push_back({"x-amz-bucket-region", "eu-central-1"});
     Status wrong_region = s3_status("GetObject", "bkt", "k", moved);

@@ -14,8 +14,8 @@ S3Client::S3Client(S3Options options, Endpoint endpoint)
     : options_(std::move(options)),
       endpoint_(std::move(endpoint)),
       retry_{std::max(1, options_.max_attempts), options_.backoff_base_ms, options_.backoff_max_ms},
-      http_(HttpOptions{options_.connect_timeout_ms, options_.stall_timeout_ms,
-                        options_.max_idle_connections, options_.ca_file}) {
+      http_(HttpOptions{options_.connect_timeout_ms, options_.stall_timeout_ms, options_.max_idle_connections,
+                        options_.ca_file}) {
   signing_.region = options_.region;
   signing_.service = "s3";
   signing_.s3 = true;
@@ -26,8 +26,8 @@ HttpRequest S3Client::signed_request(const S3Call& call, std::time_t now) const 
   std::string query = encode_query(call.query);
   // TLS already protects the body over https, where hashing 64 MiB segments
   // is wasted CPU; plain http always signs the hash.
-  std::string payload_hash = endpoint_.https() && options_.unsigned_payload_over_https ? std::string(kUnsignedPayload)
-                                                                                         : sha256_hex(call.body);
+  std::string payload_hash =
+      endpoint_.https() && options_.unsigned_payload_over_https ? std::string(kUnsignedPayload) : sha256_hex(call.body);
   SignableRequest sreq{call.method, path, query, call.headers, std::move(payload_hash)};
   sreq.headers.push_back({"Host", endpoint_.authority});
   SigningResult signature = sign(&sreq, options_.credentials, now, signing_);
@@ -48,8 +48,10 @@ Status S3Client::execute(const S3Call& call, HttpResponse* response, int* attemp
   bool out_of_time = false;
   for (;;) {
     ++attempt;
-    uint64_t timeout_ms = attempt_timeout_ms(options_.request_timeout_ms, std::max<uint64_t>(call.body.size(), call.answer_bytes));
-    if (bounded) timeout_ms = static_cast<uint64_t>(std::clamp<int64_t>(left_ms(), 1, static_cast<int64_t>(timeout_ms)));
+    uint64_t timeout_ms =
+        attempt_timeout_ms(options_.request_timeout_ms, std::max<uint64_t>(call.body.size(), call.answer_bytes));
+    if (bounded)
+      timeout_ms = static_cast<uint64_t>(std::clamp<int64_t>(left_ms(), 1, static_cast<int64_t>(timeout_ms)));
     // Signed anew each time: the signature covers the time, and S3 refuses
     // one older than 15 minutes.
     HttpRequest req = signed_request(call, std::time(nullptr));
@@ -91,11 +93,11 @@ Status S3Client::execute(const S3Call& call, HttpResponse* response, int* attemp
     if (!expected) metrics_.errors.fetch_add(1, std::memory_order_relaxed);
     if (st.is(Status::Code::kUnavailable) && (attempt > 1 || out_of_time)) {
       const auto took = duration_cast<milliseconds>(steady_clock::now() - started).count();
-      return Status::Unavailable(st.message() + " (after " + std::to_string(attempt) + " attempts in " +
-                                 std::to_string(took) + " ms" +
-                                 (out_of_time ? ", past its deadline of " + std::to_string(options_.operation_timeout_ms) + " ms"
-                                              : std::string()) +
-                                 ")");
+      return Status::Unavailable(
+          st.message() + " (after " + std::to_string(attempt) + " attempts in " + std::to_string(took) + " ms" +
+          (out_of_time ? ", past its deadline of " + std::to_string(options_.operation_timeout_ms) + " ms"
+                       : std::string()) +
+          ")");
     }
   }
   return st;

@@ -38,11 +38,11 @@ struct S3Call {
   RequestKind kind = RequestKind::kGet;  // what to count it as
   const char* op = "GET";                // for messages: "PutObject", "ListObjectsV2"
   std::string method = "GET";
-  std::string key;                       // full object key; "" for bucket-level calls
-  QueryParams query;                     // not encoded
-  std::vector<HttpHeader> headers;       // extra headers, all signed (Range, If-None-Match ...)
-  std::span<const std::byte> body;       // borrowed; must outlive execute()
-  uint64_t answer_bytes = 0;             // size of the answer's body when known (a ranged GET)
+  std::string key;                  // full object key; "" for bucket-level calls
+  QueryParams query;                // not encoded
+  std::vector<HttpHeader> headers;  // extra headers, all signed (Range, If-None-Match ...)
+  std::span<const std::byte> body;  // borrowed; must outlive execute()
+  uint64_t answer_bytes = 0;        // size of the answer's body when known (a ranged GET)
 };
 
 class S3Client {

@@ -3,10 +3,9 @@
 // s3rver looks like). One attempt ends at the stall timeout, and a call with
 // its retries at operation_timeout_ms, not max_attempts stalls.
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-
-#include <doctest/doctest.h>
 
 #include <chrono>
 

@@ -24,10 +24,14 @@ Status s3_status(const std::string& op, const std::string& bucket, const std::st
   std::string code = err.code;
   if (code.empty()) {
     // HEAD answers carry no body; name the status the way S3 would.
-    if (st == 404) code = key.empty() ? "NoSuchBucket" : "NotFound";
-    else if (st == 403) code = "Forbidden";
-    else if (st == 412) code = "PreconditionFailed";
-    else code = "HTTP" + std::to_string(st);
+    if (st == 404)
+      code = key.empty() ? "NoSuchBucket" : "NotFound";
+    else if (st == 403)
+      code = "Forbidden";
+    else if (st == 412)
+      code = "PreconditionFailed";
+    else
+      code = "HTTP" + std::to_string(st);
   }
   std::string what = "S3 " + op + " bucket=" + bucket + (key.empty() ? "" : " key=" + key) + ": HTTP " +
                      std::to_string(st) + " " + code + (err.message.empty() ? "" : " (" + err.message + ")") +

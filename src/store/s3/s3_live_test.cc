@@ -66,8 +66,8 @@ std::string as_string(const std::vector<std::byte>& v) { return {reinterpret_cas
 TEST_SUITE("s3.live" * doctest::skip()) {
   TEST_CASE("put, get, ranged get, head, remove; keys with spaces, unicode, + = ~") {
     auto store = open_live(live_options("basic"));
-    const std::vector<std::string> keys = {"segments/0000000000000001.seg", "a b/c+d=e~f", "caf\xc3\xa9/\xe2\x98\x83.bin",
-                                           "odd!$&'()*,;:@[]", "dots/./x/../y"};
+    const std::vector<std::string> keys = {"segments/0000000000000001.seg", "a b/c+d=e~f",
+                                           "caf\xc3\xa9/\xe2\x98\x83.bin", "odd!$&'()*,;:@[]", "dots/./x/../y"};
     for (const auto& key : keys) {
       INFO("key " << key);
       auto data = pattern(100'000, static_cast<uint32_t>(key.size()));
@@ -81,9 +81,9 @@ TEST_SUITE("s3.live" * doctest::skip()) {
       CHECK(info->key == key);
       // Last-Modified, which an unreadable writer lease is aged by: just now
       // (a second's resolution; the server's clock is this host's).
-      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
+      const int64_t now_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
       CHECK(info->modified_unix_ms > now_ms - 60'000);
       CHECK(info->modified_unix_ms <= now_ms + 1'000);
       REQUIRE(store->get_range(key, 1000, 5000, &back).ok());

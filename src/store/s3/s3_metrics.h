@@ -14,8 +14,8 @@ namespace portalbd::s3 {
 enum class RequestKind { kPut, kGet, kHead, kDelete, kList, kPost, kCount };
 
 struct S3MetricsSnapshot {
-  uint64_t requests_put = 0;   // PUT object and UploadPart
-  uint64_t requests_get = 0;   // GET object (ranged or whole)
+  uint64_t requests_put = 0;  // PUT object and UploadPart
+  uint64_t requests_get = 0;  // GET object (ranged or whole)
   uint64_t requests_head = 0;
   uint64_t requests_delete = 0;  // DELETE object, AbortMultipartUpload
   uint64_t requests_list = 0;    // ListObjectsV2 pages

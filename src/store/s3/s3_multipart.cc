@@ -19,7 +19,8 @@ namespace portalbd::s3 {
 
 namespace {
 
-std::string bad_answer(const std::string& op, const std::string& bucket, const std::string& key, const std::string& why) {
+std::string bad_answer(const std::string& op, const std::string& bucket, const std::string& key,
+                       const std::string& why) {
   return "S3 " + op + " bucket=" + bucket + " key=" + key + ": " + why;
 }
 
@@ -82,7 +83,7 @@ Status S3Store::put_multipart(const std::string& full, std::span<const std::byte
   try {
     std::vector<std::jthread> threads;
     for (size_t t = 1; t < nthreads; ++t) threads.emplace_back(worker);
-    worker();  // this thread works too
+    worker();                             // this thread works too
   } catch (const std::system_error& e) {  // thread creation failed; joined parts already ran
     st = Status::IOError(bad_answer("UploadPart", o.bucket, full, std::string("cannot start thread: ") + e.what()));
   }
@@ -129,8 +130,8 @@ Status S3Store::put_multipart(const std::string& full, std::span<const std::byte
   HttpResponse aresp;
   Status ast = client_->execute(abort, &aresp);
   if (!ast.ok() && !ast.is(Status::Code::kNotFound)) {
-    log->warn("S3 multipart abort failed key={} error={} (a bucket lifecycle rule should expire it)",
-              log::quote(full), log::quote(ast.message()));
+    log->warn("S3 multipart abort failed key={} error={} (a bucket lifecycle rule should expire it)", log::quote(full),
+              log::quote(ast.message()));
   }
   return st;
 }

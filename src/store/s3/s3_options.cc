@@ -105,8 +105,9 @@ Status resolve_credentials(S3Options* o, const EnvLookup& env) {
     if (home) path = *home + "/.aws/credentials";
   }
   if (path.empty()) {
-    return Status::InvalidArgument("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                                   "or a shared credentials file");
+    return Status::InvalidArgument(
+        "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+        "or a shared credentials file");
   }
   auto creds = load_credentials_file(path, profile);
   if (!creds.ok()) {
@@ -138,10 +139,14 @@ Result<S3Options> s3_options_from_url(const std::string& url, const EnvLookup& e
                                    "' is not a valid S3 bucket name (3-63 of a-z 0-9 . -)");
   }
 
-  if (auto v = non_empty(env, "AWS_ENDPOINT_URL_S3")) o.endpoint = *v;
-  else if (auto v2 = non_empty(env, "AWS_ENDPOINT_URL")) o.endpoint = *v2;
-  if (auto v = non_empty(env, "AWS_REGION")) o.region = *v;
-  else if (auto v2 = non_empty(env, "AWS_DEFAULT_REGION")) o.region = *v2;
+  if (auto v = non_empty(env, "AWS_ENDPOINT_URL_S3"))
+    o.endpoint = *v;
+  else if (auto v2 = non_empty(env, "AWS_ENDPOINT_URL"))
+    o.endpoint = *v2;
+  if (auto v = non_empty(env, "AWS_REGION"))
+    o.region = *v;
+  else if (auto v2 = non_empty(env, "AWS_DEFAULT_REGION"))
+    o.region = *v2;
   if (auto v = non_empty(env, "AWS_S3_ADDRESSING_STYLE")) {
     auto a = parse_addressing(*v);
     if (!a.ok()) return a.status();
@@ -185,9 +190,12 @@ Result<S3Options> s3_options_from_url(const std::string& url, const EnvLookup& e
     size_t eq = part.find('=');
     std::string name = part.substr(0, eq);
     std::string value = eq == std::string::npos ? "" : uri_decode(part.substr(eq + 1));
-    if (name == "endpoint") o.endpoint = value;
-    else if (name == "region") o.region = value;
-    else if (name == "profile") o.profile = value;
+    if (name == "endpoint")
+      o.endpoint = value;
+    else if (name == "region")
+      o.region = value;
+    else if (name == "profile")
+      o.profile = value;
     else if (name == "addressing") {
       auto a = parse_addressing(value);
       if (!a.ok()) return a.status();

@@ -54,9 +54,9 @@ struct S3Options {
   Addressing addressing = Addressing::kAuto;
 
   // Who.
-  Credentials credentials;        // empty = look in the environment, then the file
-  std::string credentials_file;   // "" = AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials
-  std::string profile;            // "" = AWS_PROFILE or "default"
+  Credentials credentials;       // empty = look in the environment, then the file
+  std::string credentials_file;  // "" = AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials
+  std::string profile;           // "" = AWS_PROFILE or "default"
 
   // TLS: https is always verified; plain http only when the endpoint says http://.
   std::string ca_file;  // "" = the system bundle
@@ -92,7 +92,7 @@ struct S3Options {
   // still go in parts.
   uint32_t max_idle_connections = 16;
   uint64_t multipart_threshold_bytes = 128ull << 20;  // put() above this uses multipart
-  uint64_t multipart_part_bytes = 16ull << 20;       // >= 5 MiB (S3's minimum part)
+  uint64_t multipart_part_bytes = 16ull << 20;        // >= 5 MiB (S3's minimum part)
   uint32_t multipart_parallel_parts = 4;              // parts in flight per put()
   uint32_t list_page_size = 1000;                     // ListObjectsV2 max-keys (tests use small pages)
 

@@ -1,14 +1,12 @@
 #include "src/store/s3/s3_options.h"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
-
-#include <cstdlib>
-
-#include <unistd.h>
 
 #include "src/store/s3/aws_config_file.h"
 #include "src/store/s3/credentials_file.h"
@@ -49,12 +47,16 @@ struct ScopedEnv {
   std::string name;
   std::optional<std::string> old;
   ScopedEnv(std::string n, const char* value) : name(std::move(n)), old(process_env(name)) {
-    if (value) ::setenv(name.c_str(), value, 1);
-    else ::unsetenv(name.c_str());
+    if (value)
+      ::setenv(name.c_str(), value, 1);
+    else
+      ::unsetenv(name.c_str());
   }
   ~ScopedEnv() {
-    if (old) ::setenv(name.c_str(), old->c_str(), 1);
-    else ::unsetenv(name.c_str());
+    if (old)
+      ::setenv(name.c_str(), old->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
   }
 };
 
@@ -106,8 +108,9 @@ TEST_SUITE("s3.options") {
   }
 
   TEST_CASE("shared credentials file with profiles") {
-    const char* ini = "# comment\n[default]\naws_access_key_id = AK1\naws_secret_access_key=S1\n"
-                      "[profile work]\n aws_access_key_id=AK2 \naws_secret_access_key = S2\naws_session_token=T2\n";
+    const char* ini =
+        "# comment\n[default]\naws_access_key_id = AK1\naws_secret_access_key=S1\n"
+        "[profile work]\n aws_access_key_id=AK2 \naws_secret_access_key = S2\naws_session_token=T2\n";
     auto d = parse_credentials_ini(ini, "default", "test");
     REQUIRE(d.ok());
     CHECK(d->access_key_id == "AK1");
@@ -119,8 +122,8 @@ TEST_SUITE("s3.options") {
 
     auto path = std::filesystem::temp_directory_path() / ("pbd-creds-" + std::to_string(::getpid()));
     { std::ofstream(path) << ini; }
-    auto o = s3_options_from_url("s3://bkt", fake_env({{"AWS_SHARED_CREDENTIALS_FILE", path.string()},
-                                                       {"AWS_PROFILE", "work"}}));
+    auto o = s3_options_from_url("s3://bkt",
+                                 fake_env({{"AWS_SHARED_CREDENTIALS_FILE", path.string()}, {"AWS_PROFILE", "work"}}));
     std::filesystem::remove(path);
     REQUIRE(o.ok());
     CHECK(o->credentials.access_key_id == "AK2");
@@ -196,25 +199,26 @@ TEST_SUITE("s3.options") {
     CHECK(s3_options_from_url("s3://bkt?profile=minio", env({}))->region == "eu-central-2");
 
     CHECK(s3_options_from_url("s3://bkt", env({{"AWS_DEFAULT_REGION", "r-default"}}))->region == "r-default");
-    CHECK(s3_options_from_url("s3://bkt", env({{"AWS_REGION", "r-env"}, {"AWS_DEFAULT_REGION", "r-default"}}))
-              ->region == "r-env");
+    CHECK(
+        s3_options_from_url("s3://bkt", env({{"AWS_REGION", "r-env"}, {"AWS_DEFAULT_REGION", "r-default"}}))->region ==
+        "r-env");
     CHECK(s3_options_from_url("s3://bkt?region=r-url", env({{"AWS_REGION", "r-env"}}))->region == "r-url");
     // An empty variable counts as unset, as for the AWS CLI.
     CHECK(s3_options_from_url("s3://bkt", env({{"AWS_REGION", ""}}))->region == "eu-west-1");
 
     // Endpoint: the environment wins over the file; the CLI's opt-out is honoured.
-    auto env_endpoint = s3_options_from_url(
-        "s3://bkt", env({{"AWS_PROFILE", "minio"}, {"AWS_ENDPOINT_URL", "http://127.0.0.1:1"}}));
+    auto env_endpoint =
+        s3_options_from_url("s3://bkt", env({{"AWS_PROFILE", "minio"}, {"AWS_ENDPOINT_URL", "http://127.0.0.1:1"}}));
     CHECK(env_endpoint->endpoint == "http://127.0.0.1:1");
     CHECK(env_endpoint->region == "eu-central-2");
-    CHECK(s3_options_from_url("s3://bkt", env({{"AWS_PROFILE", "minio"},
-                                               {"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"}}))
+    CHECK(s3_options_from_url("s3://bkt",
+                              env({{"AWS_PROFILE", "minio"}, {"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"}}))
               ->endpoint.empty());
 
     // A profile missing from the file, or no file at all: the default region.
     CHECK(s3_options_from_url("s3://bkt", env({{"AWS_PROFILE", "absent"}}))->region == "us-east-1");
-    CHECK(s3_options_from_url("s3://bkt", fake_env(with_keys({{"AWS_CONFIG_FILE", "/nonexistent/config"}})))
-              ->region == "us-east-1");
+    CHECK(s3_options_from_url("s3://bkt", fake_env(with_keys({{"AWS_CONFIG_FILE", "/nonexistent/config"}})))->region ==
+          "us-east-1");
   }
 
   TEST_CASE("AWS config file found through the process environment (~/.aws/config)") {

@@ -77,8 +77,7 @@ Result<std::string> S3Store::full_key(const std::string& key) const {
   return prefix.empty() ? key : prefix + "/" + key;
 }
 
-Status S3Store::put_single(const std::string& full, std::span<const std::byte> data, bool if_absent,
-                           int* attempts) {
+Status S3Store::put_single(const std::string& full, std::span<const std::byte> data, bool if_absent, int* attempts) {
   S3Call call;
   call.kind = RequestKind::kPut;
   call.op = "PutObject";

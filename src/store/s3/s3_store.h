@@ -37,8 +37,7 @@ class S3Store final : public ObjectStore {
   Status put(const std::string& key, std::span<const std::byte> data) override;
   Status put_if_absent(const std::string& key, std::span<const std::byte> data) override;
   bool supports_conditional_put() const override { return conditional_put_enforced_.load(); }
-  Status get_range(const std::string& key, uint64_t offset, uint64_t length,
-                   std::vector<std::byte>* out) override;
+  Status get_range(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>* out) override;
   Status get(const std::string& key, std::vector<std::byte>* out) override;
   Result<ObjectInfo> head(const std::string& key) override;
   Status list(const std::string& prefix, std::vector<ObjectInfo>* out) override;

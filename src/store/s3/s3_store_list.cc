@@ -51,7 +51,9 @@ Status S3Store::list(const std::string& prefix, std::vector<ObjectInfo>* out) {
     S3Call call;
     call.kind = RequestKind::kList;
     call.op = "ListObjectsV2";
-    call.query = {{"list-type", "2"}, {"prefix", base + prefix}, {"encoding-type", "url"},
+    call.query = {{"list-type", "2"},
+                  {"prefix", base + prefix},
+                  {"encoding-type", "url"},
                   {"max-keys", std::to_string(o.list_page_size)}};
     if (!token.empty()) call.query.emplace_back("continuation-token", token);
     HttpResponse resp;

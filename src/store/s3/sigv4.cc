@@ -13,7 +13,8 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; 
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
 
@@ -129,8 +130,8 @@ std::string canonical_headers(const std::vector<HttpHeader>& headers, std::strin
 std::string canonical_request(const SignableRequest& req, const SigningOptions& opts) {
   std::string signed_headers;
   std::string headers = canonical_headers(req.headers, &signed_headers);
-  return req.method + "\n" + canonical_uri(req.path, opts) + "\n" + canonical_query(req.query) + "\n" + headers +
-         "\n" + signed_headers + "\n" + req.payload_hash;
+  return req.method + "\n" + canonical_uri(req.path, opts) + "\n" + canonical_query(req.query) + "\n" + headers + "\n" +
+         signed_headers + "\n" + req.payload_hash;
 }
 
 std::string credential_scope(std::string_view date8, const SigningOptions& opts) {

@@ -56,10 +56,10 @@ inline constexpr std::string_view kEmptyPayloadHash =
 struct SigningOptions {
   std::string region = "us-east-1";
   std::string service = "s3";
-  bool s3 = true;                       // S3 dialect (see the header comment)
-  bool normalize_path = true;           // generic dialect only
+  bool s3 = true;                         // S3 dialect (see the header comment)
+  bool normalize_path = true;             // generic dialect only
   bool add_content_sha256_header = true;  // S3 requires it; generic vectors may omit it
-  bool sign_session_token = true;       // false: token header added after signing
+  bool sign_session_token = true;         // false: token header added after signing
 };
 
 // What sign() computed; the intermediate strings are kept for tests and for

@@ -172,7 +172,10 @@ TEST_SUITE("s3.sigv4") {
     std::time_t t = parse_iso8601("2013-05-24T00:00:00Z");
 
     SUBCASE("GET object with Range") {
-      SignableRequest req{"GET", "/test.txt", "", {{"Host", "examplebucket.s3.amazonaws.com"}, {"Range", "bytes=0-9"}},
+      SignableRequest req{"GET",
+                          "/test.txt",
+                          "",
+                          {{"Host", "examplebucket.s3.amazonaws.com"}, {"Range", "bytes=0-9"}},
                           std::string(kEmptyPayloadHash)};
       SigningResult r = sign(&req, creds, t, opts);
       CHECK(r.signature == "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
@@ -182,7 +185,9 @@ TEST_SUITE("s3.sigv4") {
             "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
     }
     SUBCASE("PUT object with a '$' in the key") {
-      SignableRequest req{"PUT", "/" + uri_encode_path("test$file.text"), "",
+      SignableRequest req{"PUT",
+                          "/" + uri_encode_path("test$file.text"),
+                          "",
                           {{"Host", "examplebucket.s3.amazonaws.com"},
                            {"Date", "Fri, 24 May 2013 00:00:00 GMT"},
                            {"x-amz-storage-class", "REDUCED_REDUNDANCY"}},
@@ -192,13 +197,16 @@ TEST_SUITE("s3.sigv4") {
       CHECK(r.signature == "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
     }
     SUBCASE("GET bucket lifecycle (a query name without a value)") {
-      SignableRequest req{"GET", "/", "lifecycle", {{"Host", "examplebucket.s3.amazonaws.com"}},
-                          std::string(kEmptyPayloadHash)};
+      SignableRequest req{
+          "GET", "/", "lifecycle", {{"Host", "examplebucket.s3.amazonaws.com"}}, std::string(kEmptyPayloadHash)};
       SigningResult r = sign(&req, creds, t, opts);
       CHECK(r.signature == "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543");
     }
     SUBCASE("list objects (query sorted)") {
-      SignableRequest req{"GET", "/", "prefix=J&max-keys=2", {{"Host", "examplebucket.s3.amazonaws.com"}},
+      SignableRequest req{"GET",
+                          "/",
+                          "prefix=J&max-keys=2",
+                          {{"Host", "examplebucket.s3.amazonaws.com"}},
                           std::string(kEmptyPayloadHash)};
       SigningResult r = sign(&req, creds, t, opts);
       CHECK(r.signature == "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
@@ -230,8 +238,9 @@ TEST_SUITE("s3.sigv4") {
   }
 
   TEST_CASE("redaction keeps the credential scope, drops the signature") {
-    std::string auth = "AWS4-HMAC-SHA256 Credential=AKID/20130524/us-east-1/s3/aws4_request, "
-                       "SignedHeaders=host, Signature=abcdef";
+    std::string auth =
+        "AWS4-HMAC-SHA256 Credential=AKID/20130524/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host, Signature=abcdef";
     CHECK(redact_authorization(auth) ==
           "AWS4-HMAC-SHA256 Credential=AKID/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, "
           "Signature=<redacted>");

@@ -41,10 +41,14 @@ class Parser {
   void skip_misc() {
     for (;;) {
       skip_space();
-      if (at("<?")) { if (!skip_until("?>")) return; }
-      else if (at("<!--")) { if (!skip_until("-->")) return; }
-      else if (at("<!")) { if (!skip_until(">")) return; }
-      else return;
+      if (at("<?")) {
+        if (!skip_until("?>")) return;
+      } else if (at("<!--")) {
+        if (!skip_until("-->")) return;
+      } else if (at("<!")) {
+        if (!skip_until(">")) return;
+      } else
+        return;
     }
   }
 
@@ -68,11 +72,16 @@ class Parser {
     if (semi == std::string_view::npos || semi - pos_ > 12) return error("bad entity");
     std::string_view ent = s_.substr(pos_ + 1, semi - pos_ - 1);
     pos_ = semi + 1;
-    if (ent == "amp") out->push_back('&');
-    else if (ent == "lt") out->push_back('<');
-    else if (ent == "gt") out->push_back('>');
-    else if (ent == "quot") out->push_back('"');
-    else if (ent == "apos") out->push_back('\'');
+    if (ent == "amp")
+      out->push_back('&');
+    else if (ent == "lt")
+      out->push_back('<');
+    else if (ent == "gt")
+      out->push_back('>');
+    else if (ent == "quot")
+      out->push_back('"');
+    else if (ent == "apos")
+      out->push_back('\'');
     else if (!ent.empty() && ent[0] == '#') {
       // Digits only (no sign, space or tail), and a character XML allows:
       // not NUL, not a surrogate, within Unicode.
@@ -120,8 +129,14 @@ class Parser {
     for (;;) {
       skip_space();
       if (pos_ >= s_.size()) return error("unterminated start tag");
-      if (at("/>")) { pos_ += 2; return Status::OK(); }
-      if (s_[pos_] == '>') { ++pos_; break; }
+      if (at("/>")) {
+        pos_ += 2;
+        return Status::OK();
+      }
+      if (s_[pos_] == '>') {
+        ++pos_;
+        break;
+      }
       name();
       skip_space();
       if (!at("=")) return error("attribute without value");
