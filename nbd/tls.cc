@@ -410,7 +410,8 @@ Status TlsTransport::flush_output(bool small, int timeout_ms) {
       return send_error_;
     }
     // Nothing can be queued meanwhile: only a holder of write_mu_ queues.
-    if (!small || sending_ || !queue_.empty()) {
+    // queued_bytes_ counts the buffer being sent too: 0 means the sender is idle.
+    if (!small || queued_bytes_ != 0) {
       queue_lock.unlock();
       return hand_off();
     }
@@ -451,12 +452,10 @@ void TlsTransport::sender_loop() {
     std::vector<std::byte> buffer = std::move(queue_.front());
     queue_.pop_front();
     const bool failed = !send_error_.ok();
-    sending_ = true;
     queue_lock.unlock();
     // After a failure the rest is dropped: the stream is broken anyway.
     const Status sent = failed ? Status::OK() : send_bytes(fd_, buffer, -1);
     queue_lock.lock();
-    sending_ = false;
     queued_bytes_ -= buffer.size();
     if (!sent.ok() && send_error_.ok()) send_error_ = sent;
     buffer.clear();

@@ -161,7 +161,6 @@ class TlsTransport final : public Transport {
   std::deque<std::vector<std::byte>> queue_ GUARDED_BY(queue_mu_);
   std::vector<std::vector<std::byte>> spare_ GUARDED_BY(queue_mu_);  // sent buffers, for reuse
   size_t queued_bytes_ GUARDED_BY(queue_mu_) = 0;                    // queued or being sent
-  bool sending_ GUARDED_BY(queue_mu_) = false;                       // the sender holds a buffer
   bool stopping_ GUARDED_BY(queue_mu_) = false;
   Status send_error_ GUARDED_BY(queue_mu_);  // the first failed send
 };

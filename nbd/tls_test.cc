@@ -146,6 +146,14 @@ class TlsClient {
   bool ok_ = false;
 };
 
+// A transmission request header (flags 0), to send through a TlsClient; a
+// write's payload is appended to its data().
+WireWriter request(uint16_t type, uint64_t cookie, uint64_t offset, uint32_t length) {
+  WireWriter w;
+  w.u32(kRequestMagic).u16(0).u16(type).u64(cookie).u64(offset).u32(length);
+  return w;
+}
+
 // Greets, sends STARTTLS, expects the ACK.
 bool starttls(RawClient& c) {
   if (!c.greet()) return false;
@@ -231,8 +239,7 @@ TEST_SUITE("nbd.tls") {
 
     // Transmission through TLS: a write, then a read of it.
     auto data = testing::pattern(4096, 9);
-    WireWriter w;
-    w.u32(kRequestMagic).u16(0).u16(kCmdWrite).u64(7).u64(8192).u32(4096);
+    WireWriter w = request(kCmdWrite, 7, 8192, 4096);
     w.data().insert(w.data().end(), data.begin(), data.end());
     REQUIRE(tls.send(w));
     auto reply = tls.recv(16);
@@ -367,9 +374,7 @@ TEST_SUITE("nbd.tls") {
       // 16 MiB of replies, far more than the socket and the sender's queue
       // hold, and none of it read.
       for (uint64_t i = 0; i < 16; ++i) {
-        WireWriter r;
-        r.u32(kRequestMagic).u16(0).u16(kCmdRead).u64(i).u64((i % 8) << 20).u32(1 << 20);
-        REQUIRE(tls->send(r));
+        REQUIRE(tls->send(request(kCmdRead, i, (i % 8) << 20, 1 << 20)));
       }
       if (hang_up) {
         tls.reset();
@@ -419,21 +424,9 @@ TEST_SUITE("nbd.tls") {
       REQUIRE(tls.key_update());
       // 64 KiB replies are sent by the worker, 256 KiB ones by the sender thread.
       auto data = testing::pattern(round % 2 == 0 ? 64 * 1024 : 256 * 1024, static_cast<uint8_t>(round));
-      WireWriter w;
-      w.u32(kRequestMagic)
-          .u16(0)
-          .u16(kCmdWrite)
-          .u64(100 + round)
-          .u64(round * data.size())
-          .u32(static_cast<uint32_t>(data.size()));
+      WireWriter w = request(kCmdWrite, 100 + round, round * data.size(), static_cast<uint32_t>(data.size()));
       w.data().insert(w.data().end(), data.begin(), data.end());
-      WireWriter r;
-      r.u32(kRequestMagic)
-          .u16(0)
-          .u16(kCmdRead)
-          .u64(200 + round)
-          .u64(round * data.size())
-          .u32(static_cast<uint32_t>(data.size()));
+      WireWriter r = request(kCmdRead, 200 + round, round * data.size(), static_cast<uint32_t>(data.size()));
       REQUIRE(tls.send(w));
       auto write_reply = tls.recv(16);
       REQUIRE(write_reply.size() == 16);
